@@ -1,0 +1,121 @@
+"""The ``virtsim`` command line.
+
+    virtsim run [SCENARIO.toml] --out DIR   run a scenario (default: the built-in stack comparison)
+    virtsim profiles [NAME]                 list layer and hardware profiles with their parameters
+
+Bad input ends with one line naming the problem and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from experiments.outputs import ResultsError
+from experiments.scenario import ScenarioError, format_validation_error, load_scenario
+from models.profiles import ProfileError, load_profiles
+from sim.units import UnitError
+
+__all__ = ["DEFAULT_SCENARIO", "main"]
+
+DEFAULT_SCENARIO = "compare-stacks.toml"
+
+
+def _default_scenario() -> Path:
+    return Path(str(resources.files("experiments") / "scenarios" / DEFAULT_SCENARIO))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from experiments.outputs import write_run_output
+    from experiments.report import write_run_report
+    from experiments.runner import run_scenario
+
+    scenario = load_scenario(args.scenario or _default_scenario())
+    updates = {}
+    if args.replications is not None:
+        updates["replications"] = args.replications
+    if args.seed is not None:
+        updates["seed"] = args.seed
+    if updates:
+        from experiments.scenario import parse_scenario
+
+        data = scenario.model_dump(mode="json", by_alias=True)
+        data["run"].update(updates)
+        scenario = parse_scenario(data, "scenario with command-line overrides")
+    output = run_scenario(scenario, progress=not args.quiet, workers=args.workers)
+    paths = write_run_output(Path(args.out), output)
+    report = write_run_report(Path(args.out))
+    for name, path in {**paths, "report": report}.items():
+        print(f"{name:>10}: {path}")
+    return 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    for package, title in (("models.virt", "layers"), ("models.hardware", "hardware")):
+        profiles = load_profiles(package)
+        shown = [p for n, p in profiles.items() if args.name in (None, n)]
+        if not shown:
+            continue
+        print(f"# {title}")
+        for prof in shown:
+            print(f"{prof.name} ({prof.kind}): {prof.description}")
+            for key, value in prof.params.items():
+                print(f"    {key} = {value!r:<14} # {prof.sources.get(key, 'NO SOURCE')}")
+    if args.name is not None and not any(
+        args.name in load_profiles(p) for p in ("models.virt", "models.hardware")
+    ):
+        raise ProfileError(f"no profile named {args.name!r}; run `virtsim profiles` to list them")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="virtsim", description="Discrete-event simulator of virtualization.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a scenario and write runs.parquet, summary.csv, provenance.json")
+    run.add_argument("scenario", nargs="?", help=f"scenario TOML (default: built-in {DEFAULT_SCENARIO})")
+    run.add_argument("--out", required=True, help="folder for the results (created if missing)")
+    run.add_argument("--replications", type=_positive_int, help="override run.replications")
+    run.add_argument("--seed", type=int, help="override run.seed")
+    run.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
+                     help="processes running replications in parallel (default: all cores)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+    prof = sub.add_parser("profiles", help="list profiles with their parameters and sources")
+    prof.add_argument("name", nargs="?", help="show only this profile")
+    prof.set_defaults(func=_cmd_profiles)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``virtsim`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ScenarioError, ProfileError, ResultsError, UnitError) as exc:
+        print(f"virtsim: error: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"virtsim: error: {format_validation_error(exc)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("virtsim: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Running a scenario: every variant and replication, gathered into one tidy table.
+
+Rows are (variant, replication, guest, metric, layer, station, value, unit). ``layer`` and
+``station`` are ``"all"`` except on attribution rows (``time_mean_s``, ``tail_time_mean_s``) and
+on ``utilization`` rows (guest ``"host"``, one per station).
+"""
+
+from __future__ import annotations
+
+import platform
+from concurrent.futures import ProcessPoolExecutor
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from experiments.scenario import Scenario
+from sim.control import RunControl
+from sim.engine import simulate
+from sim.records import METRIC_UNITS, request_metrics
+from sim.stats import summarize
+
+__all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_variant"]
+
+COLUMNS = ["variant", "replication", "guest", "metric", "layer", "station", "value", "unit"]
+SUMMARY_KEYS = ["variant", "guest", "metric", "layer", "station", "unit"]
+
+
+@dataclass
+class RunOutput:
+    """The tidy table of a scenario's runs, its summary, and where it came from."""
+
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    provenance: dict[str, Any]
+
+
+def run_variant(scenario: Scenario, label: str, stack: list | None, replication: int) -> list[dict[str, Any]]:
+    """Rows of one replication of one variant."""
+    system = scenario.system(stack)
+    stations, sources = system.engine_inputs()
+    control: RunControl = scenario.run.control()
+    result = simulate(stations, sources, control, replication)
+    rows: list[dict[str, Any]] = []
+    for guest, log in result.logs.items():
+        for metric, layer, station, value in request_metrics(log, control.warmup_s, control.duration_s):
+            rows.append(dict(variant=label, replication=replication, guest=guest, metric=metric,
+                             layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
+    for station, value in result.utilization.items():
+        rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
+                         layer="all", station=station, value=float(value), unit="fraction"))
+    return rows
+
+
+def _task(args: tuple[Scenario, str, list | None, int]) -> list[dict[str, Any]]:
+    return run_variant(*args)
+
+
+def run_scenario(scenario: Scenario, progress: bool = True, workers: int = 1) -> RunOutput:
+    """Run every variant and replication of ``scenario``.
+
+    With ``workers`` > 1 the runs go to a local process pool. Every random number is keyed by
+    (seed, replication, names), and rows are gathered in task order, so the table is the same
+    whatever the number of workers.
+    """
+    tasks = [(scenario, label, stack, r) for label, stack in scenario.variants()
+             for r in range(scenario.run.replications)]
+    bar = tqdm(total=len(tasks), desc=scenario.name, unit="run", disable=not progress)
+    results: list[list[dict[str, Any]]] = []
+    if workers <= 1 or len(tasks) == 1:
+        for task in tasks:
+            results.append(_task(task))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for rows in pool.map(_task, tasks):
+                results.append(rows)
+                bar.update()
+    bar.close()
+    runs = pd.DataFrame([row for rows in results for row in rows], columns=COLUMNS)
+    summary = summarize(runs, SUMMARY_KEYS)
+    return RunOutput(runs, summary, provenance(scenario))
+
+
+def provenance(scenario: Scenario) -> dict[str, Any]:
+    """What produced a result: the validated scenario, seeds, engine and versions."""
+    versions = {}
+    for package in ("virtsim", "simpy", "numpy", "pandas", "pydantic", "scipy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "scenario": scenario.model_dump(mode="json", by_alias=True),
+        "seed": scenario.run.seed,
+        "replications": scenario.run.replications,
+        "random_streams": "numpy SeedSequence(entropy=seed, spawn_key=(replication, *blake2b(names)))",
+        "engine": scenario.run.engine,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

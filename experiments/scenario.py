@@ -1,0 +1,192 @@
+"""Scenario files: TOML validated into one typed model that owns every default.
+
+A scenario names the run controls, the host, and the guests with their stacks and workloads. It
+may also ask to compare stacks: the same guests and workload run once per listed stack, on
+common random numbers. Every error names the field (``guests[0].stack[1]``) and what to write.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.hardware.host import HostSpec
+from models.quantities import Seconds
+from models.system import Guest, System
+from models.virt.stack import Stack, make_layer
+from models.workloads.request import RequestWorkload
+from sim.control import RunControl
+
+__all__ = [
+    "GuestSpec",
+    "RunSpec",
+    "Scenario",
+    "ScenarioError",
+    "format_validation_error",
+    "load_scenario",
+    "parse_scenario",
+]
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be read or is invalid; the message is meant for the user."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RunSpec(_Model):
+    """Run controls: simulated ``duration``, ``warmup`` left out of statistics, replications, seed."""
+
+    duration_s: Seconds = Field(10.0, alias="duration", gt=0)
+    warmup_s: Seconds = Field(1.0, alias="warmup")
+    replications: int = Field(5, ge=1, le=10_000)
+    seed: int = Field(1, ge=0)
+    engine: Literal["des"] = "des"
+
+    @model_validator(mode="after")
+    def _warmup_inside(self) -> RunSpec:
+        if self.warmup_s >= self.duration_s:
+            raise ValueError(f"warmup ({self.warmup_s} s) must be shorter than duration ({self.duration_s} s)")
+        return self
+
+    def control(self) -> RunControl:
+        return RunControl(self.duration_s, self.warmup_s, self.replications, self.seed)
+
+
+LayerEntry = str | dict[str, Any]
+
+
+def _layer(entry: LayerEntry) -> Any:
+    """Build a layer from ``"kvm"`` or ``{profile = "kvm", vcpus = 4}``; errors become one line."""
+    if isinstance(entry, str):
+        profile, overrides = entry, {}
+    else:
+        if "profile" not in entry:
+            raise ValueError('a stack entry as a table needs profile = "NAME"')
+        profile = str(entry["profile"])
+        overrides = {k: v for k, v in entry.items() if k != "profile"}
+    try:
+        return make_layer(profile, overrides)
+    except ValidationError as exc:
+        raise ValueError(f"profile {profile!r}: {format_validation_error(exc, '; ')}") from None
+
+
+class GuestSpec(_Model):
+    """One guest (or ``count`` identical ones, named NAME-1..NAME-N)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    count: int = Field(1, ge=1, le=100_000)
+    stack: list[LayerEntry] = Field(default_factory=lambda: ["bare-metal"])
+    workload: RequestWorkload
+
+    @field_validator("stack")
+    @classmethod
+    def _check_stack(cls, entries: list[LayerEntry]) -> list[LayerEntry]:
+        for entry in entries:
+            _layer(entry)
+        return entries
+
+    def build_stack(self, override: list[LayerEntry] | None = None) -> Stack:
+        entries = override if override is not None else self.stack
+        return Stack(tuple(_layer(e) for e in (entries or ["bare-metal"])))
+
+    def names(self) -> list[str]:
+        return [self.name] if self.count == 1 else [f"{self.name}-{i + 1}" for i in range(self.count)]
+
+
+class CompareSpec(_Model):
+    """Run the scenario once per stack in ``stacks``, replacing every guest's stack."""
+
+    stacks: list[list[LayerEntry]] = Field(min_length=1)
+
+    @field_validator("stacks")
+    @classmethod
+    def _check(cls, stacks: list[list[LayerEntry]]) -> list[list[LayerEntry]]:
+        for stack in stacks:
+            for entry in stack:
+                _layer(entry)
+        return stacks
+
+
+class Scenario(_Model):
+    """A whole scenario file."""
+
+    name: str = "scenario"
+    description: str = ""
+    run: RunSpec = Field(default_factory=RunSpec)
+    host: HostSpec = Field(default_factory=HostSpec)
+    guests: list[GuestSpec] = Field(min_length=1)
+    compare: CompareSpec | None = None
+
+    @model_validator(mode="after")
+    def _buildable(self) -> Scenario:
+        for label, stack_override in self.variants():
+            try:
+                self.system(stack_override)
+            except ValueError as exc:
+                where = f" (comparing stack {label})" if self.compare else ""
+                raise ValueError(f"{exc}{where}") from None
+        return self
+
+    def variants(self) -> list[tuple[str, list[LayerEntry] | None]]:
+        """(label, stack override) per run variant: one per compared stack, or the scenario as is."""
+        if self.compare is None:
+            return [("as-written", None)]
+        return [(_label(stack), stack) for stack in self.compare.stacks]
+
+    def system(self, stack_override: list[LayerEntry] | None = None) -> System:
+        """The host and guests of one variant."""
+        guests = []
+        for spec in self.guests:
+            stack = spec.build_stack(stack_override)
+            guests += [Guest(name, stack, spec.workload) for name in spec.names()]
+        return System(self.host, tuple(guests))
+
+
+def _label(stack: list[LayerEntry]) -> str:
+    names = [e if isinstance(e, str) else str(e.get("profile")) for e in stack] or ["bare-metal"]
+    return "/".join(names)
+
+
+def format_validation_error(exc: ValidationError, sep: str = "\n") -> str:
+    """One line per problem: ``field.path: message``, with list indices as ``[i]``."""
+    lines = []
+    for err in exc.errors():
+        path = ""
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling, or remove it)"
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}" if path else msg)
+    return sep.join(lines)
+
+
+def parse_scenario(data: dict[str, Any], origin: str = "scenario") -> Scenario:
+    """Validate a scenario from a dict (as read from TOML)."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{origin} is invalid:\n{format_validation_error(exc)}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a TOML scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"scenario file {path} does not exist") from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
+    return parse_scenario(data, str(path))

@@ -1,0 +1,54 @@
+"""Memory: capacity, bandwidth, and the cost of random access with TLB misses.
+
+Sequential traffic is served by a bandwidth station shared by all cores (one stream reaches at
+most ``core_bandwidth``). Random accesses stall the core: each costs the DRAM ``latency`` plus,
+on a TLB miss, a page walk of ``(levels + 1) ** dims - 1`` references (4 for a native 4-level
+walk, 24 for the two-dimensional walk under nested paging).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.quantities import Bytes, BytesPerSecond, Seconds
+from sim.routes import StationSpec
+
+__all__ = ["MEMBW_STATION", "MemorySpec", "walk_refs"]
+
+MEMBW_STATION = "membw"
+
+
+def walk_refs(levels: int, dims: int) -> int:
+    """Memory references of a page walk through ``dims`` nested radix tables of ``levels``."""
+    return (levels + 1) ** dims - 1
+
+
+class MemorySpec(BaseModel):
+    """Main memory of a host."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    capacity_bytes: Bytes = Field(64 * 2**30, alias="capacity", gt=0)
+    bandwidth_Bps: BytesPerSecond = Field(25e9, alias="bandwidth", gt=0)
+    core_bandwidth_Bps: BytesPerSecond = Field(10e9, alias="core_bandwidth", gt=0)
+    latency_s: Seconds = Field(100e-9, alias="latency")
+    walk_ref_s: Seconds = Field(1.5e-9, alias="walk_ref")
+    page_walk_levels: int = Field(4, ge=2, le=5)
+    tlb_miss_ratio_4k: float = Field(1.0, ge=0, le=1)
+    tlb_miss_ratio_2m: float = Field(0.1, ge=0, le=1)
+    access_bytes: Bytes = Field(8, gt=0)
+
+    def random_access_s(self, size_bytes: np.ndarray, dims: int, huge_pages: bool) -> np.ndarray:
+        """Core time for random accesses covering ``size_bytes`` (one access per ``access_bytes``)."""
+        miss = self.tlb_miss_ratio_2m if huge_pages else self.tlb_miss_ratio_4k
+        per_access = self.latency_s + miss * walk_refs(self.page_walk_levels, dims) * self.walk_ref_s
+        return np.asarray(size_bytes) / self.access_bytes * per_access
+
+    def sequential_s(self, size_bytes: np.ndarray) -> np.ndarray:
+        """Time to stream ``size_bytes`` at one core's bandwidth (work at the bandwidth station)."""
+        return np.asarray(size_bytes) / self.core_bandwidth_Bps
+
+    def station(self) -> StationSpec:
+        """Memory bandwidth as a shared station whose capacity counts full-speed streams."""
+        return StationSpec(MEMBW_STATION, "shared", self.bandwidth_Bps / self.core_bandwidth_Bps)

@@ -1,0 +1,44 @@
+"""Network: a NIC's receive and transmit queues, the wire, and the kernel's per-packet work.
+
+A message crosses the wire (``latency``, one way, including the remote peer's stack), is
+serialised by the NIC at ``bandwidth``, and costs the host kernel ``packet_cycles`` per packet of
+``mtu`` bytes on the CPU of whoever it belongs to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.quantities import BitsPerSecond, Bytes, Cycles, Seconds
+from sim.routes import StationSpec
+
+__all__ = ["NIC_RX_STATION", "NIC_TX_STATION", "WIRE_STATION", "NicSpec"]
+
+NIC_RX_STATION = "nic.rx"
+NIC_TX_STATION = "nic.tx"
+WIRE_STATION = "wire"
+
+
+class NicSpec(BaseModel):
+    """A network interface and the link beyond it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    bandwidth_bps: BitsPerSecond = Field(10e9, alias="bandwidth", gt=0)
+    latency_s: Seconds = Field(10e-6, alias="latency")
+    mtu_bytes: Bytes = Field(1500, alias="mtu", gt=0)
+    packet_cycles: Cycles = 10_000
+
+    def serialise_s(self, size_bytes: np.ndarray) -> np.ndarray:
+        return np.asarray(size_bytes) * 8.0 / self.bandwidth_bps
+
+    def wire_s(self, size_bytes: np.ndarray) -> np.ndarray:
+        return np.where(np.asarray(size_bytes) > 0, self.latency_s, 0.0)
+
+    def stations(self) -> list[StationSpec]:
+        return [
+            StationSpec(NIC_RX_STATION, "fifo", 1.0),
+            StationSpec(NIC_TX_STATION, "fifo", 1.0),
+            StationSpec(WIRE_STATION, "delay"),
+        ]

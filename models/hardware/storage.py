@@ -1,0 +1,48 @@
+"""Storage devices: per-operation latency over internal channels, then a shared transfer.
+
+A device is two FIFO stations in tandem: ``disk`` with ``parallelism`` servers that each take an
+operation's access latency (random or sequential, read or write), then ``disk.xfer`` with one
+server moving the bytes at ``bandwidth``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.quantities import BytesPerSecond, Seconds
+from sim.routes import StationSpec
+
+__all__ = ["DISK_STATION", "DISK_XFER_STATION", "StorageSpec"]
+
+DISK_STATION = "disk"
+DISK_XFER_STATION = "disk.xfer"
+
+
+class StorageSpec(BaseModel):
+    """A block device."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    random_read_latency_s: Seconds = Field(100e-6, alias="random_read_latency")
+    random_write_latency_s: Seconds = Field(50e-6, alias="random_write_latency")
+    seq_latency_s: Seconds = Field(20e-6, alias="seq_latency")
+    parallelism: int = Field(8, ge=1)
+    bandwidth_Bps: BytesPerSecond = Field(1e9, alias="bandwidth", gt=0)
+
+    def access_s(self, op: str, pattern: str, size_bytes: np.ndarray) -> np.ndarray:
+        """Access latency of each operation (zero where the request does no I/O)."""
+        if pattern == "seq":
+            latency = self.seq_latency_s
+        else:
+            latency = self.random_write_latency_s if op == "write" else self.random_read_latency_s
+        return np.where(np.asarray(size_bytes) > 0, latency, 0.0)
+
+    def transfer_s(self, size_bytes: np.ndarray) -> np.ndarray:
+        return np.asarray(size_bytes) / self.bandwidth_Bps
+
+    def stations(self) -> list[StationSpec]:
+        return [
+            StationSpec(DISK_STATION, "fifo", float(self.parallelism)),
+            StationSpec(DISK_XFER_STATION, "fifo", 1.0),
+        ]

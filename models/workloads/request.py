@@ -1,0 +1,112 @@
+"""A generic request workload: how requests arrive and what each one demands.
+
+A request is an ordered list of demands (CPU cycles, memory traffic, an I/O, network messages
+in and out), each a fixed amount (``dist = "const"``) or exponential with that mean
+(``dist = "exp"``). Arrivals are open (Poisson at ``rate``) or closed (``clients`` that each wait
+for their request, then think).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.demands import Demand
+from models.quantities import Bytes, Cycles, PerSecond, Seconds
+from sim.routes import ClosedArrivals, OpenArrivals
+
+__all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class OpenSpec(_Spec):
+    """Poisson arrivals at ``rate`` (``"200/s"``)."""
+
+    kind: Literal["open"] = "open"
+    rate_per_s: PerSecond = Field(alias="rate", gt=0)
+
+    def arrivals(self) -> OpenArrivals:
+        return OpenArrivals(self.rate_per_s)
+
+
+class ClosedSpec(_Spec):
+    """``clients`` closed-loop clients with exponential think time of mean ``think``."""
+
+    kind: Literal["closed"] = "closed"
+    clients: int = Field(ge=1)
+    think_s: Seconds = Field(0.0, alias="think")
+
+    def arrivals(self) -> ClosedArrivals:
+        return ClosedArrivals(self.clients, self.think_s)
+
+
+class _DemandBase(_Spec):
+    dist: Literal["const", "exp"] = "const"
+
+    def draw(self, mean: float, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.dist == "exp":
+            return rng.exponential(mean, n)
+        return np.full(n, float(mean))
+
+
+class CpuDemand(_DemandBase):
+    kind: Literal["cpu"]
+    cycles: Cycles
+
+
+class MemDemand(_DemandBase):
+    kind: Literal["mem"]
+    size_bytes: Bytes = Field(alias="size")
+    pattern: Literal["seq", "random"] = "seq"
+    huge_pages: bool = False
+
+
+class IoDemand(_DemandBase):
+    kind: Literal["io"]
+    size_bytes: Bytes = Field(alias="size")
+    op: Literal["read", "write"] = "read"
+    pattern: Literal["seq", "random"] = "random"
+
+
+class NetDemand(_DemandBase):
+    kind: Literal["net_in", "net_out"]
+    size_bytes: Bytes = Field(alias="size")
+
+
+DemandSpec = Annotated[CpuDemand | MemDemand | IoDemand | NetDemand, Field(discriminator="kind")]
+
+
+def _demand(spec: CpuDemand | MemDemand | IoDemand | NetDemand, amount: np.ndarray) -> Demand:
+    if isinstance(spec, CpuDemand):
+        return Demand("cpu", amount)
+    if isinstance(spec, MemDemand):
+        return Demand("mem", amount, pattern=spec.pattern, huge_pages=spec.huge_pages)
+    if isinstance(spec, IoDemand):
+        return Demand("io", amount, op=spec.op, pattern=spec.pattern)
+    return Demand(spec.kind, amount)
+
+
+class RequestWorkload(_Spec):
+    """How requests arrive and the demands each makes, in order."""
+
+    arrivals: OpenSpec | ClosedSpec = Field(discriminator="kind")
+    demands: list[DemandSpec] = Field(min_length=1)
+
+    def sampler(self, seed: np.random.SeedSequence) -> Callable[[int], list[Demand]]:
+        """Draws the demands of the next ``n`` requests; one sequential stream per demand."""
+        rngs = [np.random.default_rng(s) for s in seed.spawn(len(self.demands))]
+
+        def sample(n: int) -> list[Demand]:
+            out = []
+            for spec, rng in zip(self.demands, rngs, strict=True):
+                mean = spec.cycles if isinstance(spec, CpuDemand) else spec.size_bytes
+                out.append(_demand(spec, spec.draw(mean, rng, n)))
+            return out
+
+        return sample

@@ -1,0 +1,40 @@
+"""Run controls: how long to simulate, what to discard, how many replications, which seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RunControl"]
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How one scenario is run.
+
+    Requests that arrive before ``warmup_s`` are simulated but left out of every statistic; the
+    run stops at ``duration_s`` of simulated time. Replication ``r`` draws every random number
+    from streams keyed by ``(seed, r, ...)``.
+    """
+
+    duration_s: float
+    warmup_s: float = 0.0
+    replications: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0:
+            raise ValueError(f"duration_s must be > 0, got {self.duration_s}")
+        if not 0 <= self.warmup_s < self.duration_s:
+            raise ValueError(
+                f"warmup_s must be >= 0 and shorter than duration_s ({self.duration_s}), "
+                f"got {self.warmup_s}"
+            )
+        if self.replications < 1:
+            raise ValueError(f"replications must be >= 1, got {self.replications}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+
+    @property
+    def window_s(self) -> float:
+        """The measured part of the run, after warm-up."""
+        return self.duration_s - self.warmup_s

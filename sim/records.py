@@ -1,0 +1,116 @@
+"""Per-request records and the metrics computed from them.
+
+A :class:`RequestLog` holds, for every request of one source, its arrival and finish time and the
+time it spent at each stage of its route (waiting plus service). Summing stage columns by station
+or by layer attributes a request's latency, and the same sums over the slowest requests attribute
+the tail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["METRIC_UNITS", "RequestLog", "request_metrics"]
+
+
+@dataclass
+class RequestLog:
+    """Growable arrays of one source's requests (``n`` of them in use)."""
+
+    stations: tuple[str, ...]
+    layers: tuple[str, ...]
+    arrival_s: np.ndarray
+    finish_s: np.ndarray
+    stage_s: np.ndarray  # shape (capacity, len(stations))
+    n: int = 0
+
+    @classmethod
+    def empty(cls, stations: tuple[str, ...], layers: tuple[str, ...], capacity: int = 1024) -> RequestLog:
+        capacity = max(int(capacity), 16)
+        return cls(
+            stations,
+            layers,
+            np.full(capacity, np.nan),
+            np.full(capacity, np.nan),
+            np.zeros((capacity, len(stations))),
+        )
+
+    def add(self, arrival_s: float) -> int:
+        """Append a request arriving at ``arrival_s``; returns its index."""
+        if self.n == len(self.arrival_s):
+            self._grow()
+        i = self.n
+        self.arrival_s[i] = arrival_s
+        self.n += 1
+        return i
+
+    def _grow(self) -> None:
+        extra = len(self.arrival_s)
+        self.arrival_s = np.concatenate([self.arrival_s, np.full(extra, np.nan)])
+        self.finish_s = np.concatenate([self.finish_s, np.full(extra, np.nan)])
+        self.stage_s = np.concatenate([self.stage_s, np.zeros((extra, self.stage_s.shape[1]))])
+
+    def trimmed(self) -> RequestLog:
+        """A copy holding exactly the ``n`` requests in use."""
+        n = self.n
+        return RequestLog(
+            self.stations, self.layers, self.arrival_s[:n].copy(), self.finish_s[:n].copy(),
+            self.stage_s[:n].copy(), n,
+        )
+
+
+METRIC_UNITS = {
+    "throughput_rps": "requests/s",
+    "completed": "requests",
+    "unfinished": "requests",
+    "latency_mean_s": "s",
+    "latency_p50_s": "s",
+    "latency_p95_s": "s",
+    "latency_p99_s": "s",
+    "time_mean_s": "s",
+    "tail_time_mean_s": "s",
+}
+
+
+def request_metrics(log: RequestLog, warmup_s: float, duration_s: float) -> list[tuple[str, str, str, float]]:
+    """Metrics of one source in one replication, as (metric, layer, station, value) rows.
+
+    Throughput counts requests finished inside the window [warmup_s, duration_s) over its
+    length. Latencies are over requests that arrived inside the window and finished by the end.
+    ``time_mean_s`` rows split the mean latency by layer and by station; ``tail_time_mean_s`` rows
+    split the latency of the requests at or above the p99 the same way.
+    """
+    n = log.n
+    arrival, finish, stage = log.arrival_s[:n], log.finish_s[:n], log.stage_s[:n]
+    done = ~np.isnan(finish)
+    in_window = arrival >= warmup_s
+    measured = done & in_window
+    finished_in_window = done & (finish >= warmup_s) & (finish < duration_s)
+    rows: list[tuple[str, str, str, float]] = [
+        ("throughput_rps", "all", "all", float(finished_in_window.sum()) / (duration_s - warmup_s)),
+        ("completed", "all", "all", float(measured.sum())),
+        ("unfinished", "all", "all", float((in_window & ~done).sum())),
+    ]
+    latency = finish[measured] - arrival[measured]
+    if latency.size == 0:
+        return rows
+    p50, p95, p99 = np.percentile(latency, [50, 95, 99])
+    rows += [
+        ("latency_mean_s", "all", "all", float(latency.mean())),
+        ("latency_p50_s", "all", "all", float(p50)),
+        ("latency_p95_s", "all", "all", float(p95)),
+        ("latency_p99_s", "all", "all", float(p99)),
+    ]
+    stages = stage[measured]
+    tail = stages[latency >= p99]
+    for metric, block in (("time_mean_s", stages), ("tail_time_mean_s", tail)):
+        per_slot = block.mean(axis=0)
+        for layer in dict.fromkeys(log.layers):
+            cols = [k for k, name in enumerate(log.layers) if name == layer]
+            rows.append((metric, layer, "all", float(per_slot[cols].sum())))
+        for station in dict.fromkeys(log.stations):
+            cols = [k for k, name in enumerate(log.stations) if name == station]
+            rows.append((metric, "all", station, float(per_slot[cols].sum())))
+    return rows

@@ -1,0 +1,107 @@
+"""What the engine runs: stations, and sources of requests that follow routes through them.
+
+This is the contract between the models (which know hardware and layers) and the engines (which
+know only stations and work). A *route* is the ordered list of stage slots every request of a
+source visits; a *work sampler* draws each request's work at each slot, in seconds. A slot whose
+work is zero for a request is not visited by it at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from sim.stations import GroupPath, GroupSpec
+
+__all__ = ["ClosedArrivals", "OpenArrivals", "SamplerFactory", "Slot", "Source", "StationSpec", "WorkSampler"]
+
+StationKind = Literal["fifo", "delay", "shared"]
+
+
+@dataclass(frozen=True)
+class StationSpec:
+    """A station to build: its discipline, size and (for shared stations) groups."""
+
+    name: str
+    kind: StationKind
+    servers: float = 1.0
+    groups: Mapping[GroupPath, GroupSpec] = field(default_factory=dict)
+    background: Mapping[GroupPath, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("fifo", "delay", "shared"):
+            raise ValueError(f"station {self.name!r}: unknown kind {self.kind!r}")
+        if self.kind == "fifo" and (self.servers < 1 or self.servers != int(self.servers)):
+            raise ValueError(f"station {self.name!r}: a FIFO needs a whole number of servers")
+        if self.kind == "shared" and not self.servers > 0:
+            raise ValueError(f"station {self.name!r}: a shared station needs capacity > 0")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One stage of a route: the station, the layer that added it, the scheduling group."""
+
+    station: str
+    layer: str
+    group: GroupPath = ()
+
+
+@dataclass(frozen=True)
+class OpenArrivals:
+    """Poisson arrivals at ``rate_per_s``."""
+
+    rate_per_s: float
+
+    def __post_init__(self) -> None:
+        if not (self.rate_per_s > 0 and math.isfinite(self.rate_per_s)):
+            raise ValueError(f"arrival rate must be > 0, got {self.rate_per_s}")
+
+
+@dataclass(frozen=True)
+class ClosedArrivals:
+    """``clients`` clients, each issuing a request, waiting for it, thinking, and again.
+
+    Think times are exponential with mean ``think_s`` (zero: the next request goes at once).
+    """
+
+    clients: int
+    think_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.clients < 1:
+            raise ValueError(f"clients must be >= 1, got {self.clients}")
+        if self.think_s < 0:
+            raise ValueError(f"think_s must be >= 0, got {self.think_s}")
+
+
+WorkSampler = Callable[[int], np.ndarray]
+"""Draws the work of the next ``n`` requests: an array of shape (n, len(route)), seconds, >= 0.
+
+Draws must be sequential, so that two calls for n give the same numbers as one call for 2n: the
+DES engine samples in blocks and the vector engine all at once.
+"""
+
+SamplerFactory = Callable[[np.random.SeedSequence], WorkSampler]
+"""Makes a source's work sampler from the seed sequence of its stream (it may spawn children)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A stream of requests (one guest's workload) and the route they follow."""
+
+    name: str
+    route: tuple[Slot, ...]
+    arrivals: OpenArrivals | ClosedArrivals
+    make_sampler: SamplerFactory
+
+    @property
+    def stations(self) -> tuple[str, ...]:
+        return tuple(slot.station for slot in self.route)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(slot.layer for slot in self.route)
