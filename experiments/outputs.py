@@ -24,7 +24,7 @@ class ResultsError(ValueError):
     """A results folder or file that cannot be read as what it claims to be."""
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -61,7 +61,9 @@ def read_runs(out_dir: Path) -> pd.DataFrame:
     try:
         runs = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for damaged files
-        raise ResultsError(f"{path} is not a readable Parquet file ({type(exc).__name__}); rerun the experiment") from None
+        raise ResultsError(
+            f"{path} is not a readable Parquet file ({type(exc).__name__}); rerun the experiment"
+        ) from None
     missing = [c for c in COLUMNS if c not in runs.columns]
     if missing:
         raise ResultsError(f"{path} lacks columns {missing}; it was not written by `virtsim run`")

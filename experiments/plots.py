@@ -37,7 +37,8 @@ def plot_latency(summary: pd.DataFrame, path: Path) -> Path:
     for ax, guest in zip(axes[0], guests, strict=True):
         x = np.arange(len(variants))
         for i, (metric, label) in enumerate(metrics):
-            rows = _pick(summary, metric, guest=guest, layer="all", station="all").set_index("variant").reindex(variants)
+            rows = _pick(summary, metric, guest=guest, layer="all", station="all")
+            rows = rows.set_index("variant").reindex(variants)
             ax.bar(x + (i - 1) * width, rows["mean"] * 1e6, width, yerr=_error(rows) * 1e6, capsize=3, label=label)
         ax.set_xticks(x, variants, rotation=30, ha="right")
         ax.set_ylabel("latency (µs)")

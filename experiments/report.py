@@ -24,8 +24,8 @@ seed {{ seed }}. Intervals are 95% Student-t confidence intervals over replicati
 
 | stack | guest | throughput (req/s) | mean latency (µs) | p99 latency (µs) | p99 vs first |
 |---|---|---:|---:|---:|---:|
-{% for r in rows -%}
-| {{ r.variant }} | {{ r.guest }} | {{ "%.1f"|format(r.tput) }} | {{ "%.1f"|format(r.mean) }} ± {{ "%.1f"|format(r.mean_half) }} | {{ "%.1f"|format(r.p99) }} ± {{ "%.1f"|format(r.p99_half) }} | {{ "%.2f"|format(r.ratio) }} |
+{% for row in rows -%}
+{{ row }}
 {% endfor %}
 
 ![latency by stack](latency.png)
@@ -58,23 +58,20 @@ def write_run_report(out_dir: Path) -> Path:
     plot_attribution(summary, out_dir / "attribution_mean.png", "time_mean_s")
     plot_attribution(summary, out_dir / "attribution_tail.png", "tail_time_mean_s")
     tput, mean, p99 = (_metric(summary, m) for m in ("throughput_rps", "latency_mean_s", "latency_p99_s"))
-    rows = []
+    rows: list[str] = []
     first: dict[str, float] = {}
     for key in mean.index:
         variant, guest = key
         first.setdefault(guest, float(p99.loc[key, "mean"]))
-        rows.append(
-            {
-                "variant": variant,
-                "guest": guest,
-                "tput": float(tput.loc[key, "mean"]),
-                "mean": float(mean.loc[key, "mean"]) * 1e6,
-                "mean_half": float((mean.loc[key, "ci_high"] - mean.loc[key, "mean"]) * 1e6),
-                "p99": float(p99.loc[key, "mean"]) * 1e6,
-                "p99_half": float((p99.loc[key, "ci_high"] - p99.loc[key, "mean"]) * 1e6),
-                "ratio": float(p99.loc[key, "mean"]) / first[guest],
-            }
-        )
+        cells = [
+            variant,
+            guest,
+            f"{tput.loc[key, 'mean']:.1f}",
+            f"{mean.loc[key, 'mean'] * 1e6:.1f} ± {(mean.loc[key, 'ci_high'] - mean.loc[key, 'mean']) * 1e6:.1f}",
+            f"{p99.loc[key, 'mean'] * 1e6:.1f} ± {(p99.loc[key, 'ci_high'] - p99.loc[key, 'mean']) * 1e6:.1f}",
+            f"{float(p99.loc[key, 'mean']) / first[guest]:.2f}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
     scenario = prov["scenario"]
     profiles = sorted({e if isinstance(e, str) else e["profile"]
                        for g in scenario["guests"] for e in g["stack"]}

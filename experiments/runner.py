@@ -8,8 +8,8 @@ on ``utilization`` rows (guest ``"host"``, one per station).
 from __future__ import annotations
 
 import platform
-from concurrent.futures import ProcessPoolExecutor
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata

@@ -81,7 +81,7 @@ class GuestSpec(_Model):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(1, ge=1, le=100_000)
-    stack: list[LayerEntry] = Field(default_factory=lambda: ["bare-metal"])
+    stack: list[LayerEntry] = Field(default_factory=lambda: list[LayerEntry](["bare-metal"]))
     workload: RequestWorkload
 
     @field_validator("stack")

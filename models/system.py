@@ -16,7 +16,7 @@ from models.hardware.cpu import CPU_STATION
 from models.hardware.host import HostSpec
 from models.virt.stack import Stack
 from models.workloads.request import RequestWorkload
-from sim.routes import Slot, Source, StationSpec
+from sim.routes import SamplerFactory, Slot, Source, StationSpec
 from sim.stations import GroupPath, GroupSpec
 
 __all__ = ["Guest", "System"]
@@ -50,7 +50,7 @@ class System:
                 except ValueError as exc:
                     raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: {exc}") from exc
 
-    def routes(self, guest: Guest) -> tuple[tuple[Slot, ...], Callable[[np.random.SeedSequence], Callable[[int], np.ndarray]]]:
+    def routes(self, guest: Guest) -> tuple[tuple[Slot, ...], SamplerFactory]:
         """The route of ``guest``'s requests and the factory of its work sampler."""
         probe = self._lower(guest, np.random.SeedSequence(0), 1)
         route = tuple(Slot(s.station, s.layer, s.group) for s in probe)

@@ -87,7 +87,7 @@ class FifoStation(Station):
         timer.callbacks.append(self._finish)
 
     def _finish(self, timer: simpy.Event) -> None:
-        timer.value.succeed()
+        timer.value.succeed()  # type: ignore[union-attr]  # the timeout's value is the visit's event
         if self._queue:
             self._start(*self._queue.popleft())
         else:

@@ -32,7 +32,9 @@ class HostSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cpu: CpuSpec = Field(default_factory=lambda: CpuSpec.model_validate(hardware_from_profile("cpu", "xeon-e5-2665-2s")))
+    cpu: CpuSpec = Field(
+        default_factory=lambda: CpuSpec.model_validate(hardware_from_profile("cpu", "xeon-e5-2665-2s"))
+    )
     memory: MemorySpec = Field(
         default_factory=lambda: MemorySpec.model_validate(hardware_from_profile("memory", "ddr3-2s"))
     )

@@ -65,7 +65,7 @@ class Layer(ABC):
         """Always-running jobs the layer puts on the host CPU, by group."""
         return {}
 
-    def check(self, host_cores: int) -> None:
+    def check(self, host_cores: int) -> None:  # noqa: B027 - optional hook, nothing to check by default
         """Raise ValueError if the parameters cannot hold on a host of ``host_cores`` cores."""
 
     def __repr__(self) -> str:

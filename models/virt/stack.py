@@ -16,8 +16,8 @@ import numpy as np
 from models.demands import Demand, Stage
 from models.hardware.host import HostSpec
 from models.profiles import get_profile, load_profiles
-from models.virt.base import Layer, LayerContext
 from models.virt.baremetal import BareMetal
+from models.virt.base import Layer, LayerContext
 from models.virt.container import Container
 from models.virt.hosted import Type2
 from models.virt.hypervisor import Type1

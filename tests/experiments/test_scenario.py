@@ -1,0 +1,80 @@
+"""Scenario files: valid ones build, invalid ones get one clear message naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.scenario import ScenarioError, load_scenario, parse_scenario
+
+
+def test_a_valid_scenario_builds_its_system(small) -> None:
+    scenario = parse_scenario(small)
+    system = scenario.system()
+    assert [g.name for g in system.guests] == ["web", "batch-1", "batch-2"]
+    assert scenario.run.duration_s == 0.5 and scenario.host.network.bandwidth_bps == pytest.approx(9.4e9)
+
+
+def _error(data) -> str:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data)
+    return str(info.value)
+
+
+def test_unknown_key_is_named(small) -> None:
+    small["run"]["durration"] = "1s"
+    assert "run.durration: unknown key" in _error(small)
+
+
+def test_wrong_unit_is_named_with_the_accepted_units(small) -> None:
+    small["run"]["duration"] = "10GB"
+    message = _error(small)
+    assert "run.duration" in message and "'GB' is not a unit of seconds" in message and "ms" in message
+
+
+def test_negative_size_is_rejected(small) -> None:
+    small["guests"][0]["workload"]["demands"][2]["size"] = "-4KiB"
+    assert "guests[0].workload.demands[2].io.size: must be >= 0" in _error(small)
+
+
+def test_unknown_profile_lists_the_known_ones(small) -> None:
+    small["guests"][0]["stack"] = ["kvmm"]
+    message = _error(small)
+    assert "guests[0].stack" in message and "unknown profile 'kvmm'" in message and "firecracker" in message
+
+
+def test_more_pinned_vcpus_than_cores_is_impossible(small) -> None:
+    small["guests"][0]["stack"] = [{"profile": "kvm", "vcpus": 6, "pin": [0, 1, 2, 3, 4, 5]}]
+    message = _error(small)
+    assert "guest 'web', layer 'kvm'" in message and "do not exist" in message and "0..3" in message
+
+
+def test_layer_override_errors_name_the_parameter(small) -> None:
+    small["guests"][1]["stack"] = [{"profile": "docker", "cpu_max": "lots"}]
+    message = _error(small)
+    assert "guests[1].stack" in message and "cpu_max" in message and "50ms/100ms" in message
+    small["guests"][1]["stack"] = [{"profile": "docker", "cpu_weigth": 5}]
+    assert "cpu_weigth: unknown key" in _error(small)
+
+
+def test_warmup_must_be_shorter_than_duration(small) -> None:
+    small["run"]["warmup"] = "1s"
+    assert "warmup" in _error(small) and "shorter than duration" in _error(small)
+
+
+def test_bad_toml_and_missing_file(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run\nduration = 1\n")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(bad)
+    with pytest.raises(ScenarioError, match="does not exist"):
+        load_scenario(tmp_path / "nope.toml")
+
+
+def test_shipped_scenarios_are_valid() -> None:
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
+    files = sorted(folder.glob("*.toml"))
+    assert files
+    for path in files:
+        load_scenario(path)

@@ -1,0 +1,57 @@
+"""Profiles: every parameter names its source, and cited calibration rows exist."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from models.profiles import load_profiles
+from models.virt.stack import LAYER_KINDS, make_layer
+
+PUBLISHED = Path(__file__).resolve().parents[2].parent / "shared" / "calibration" / "published.csv"
+REQUIRED = {"bare-metal", "kvm", "esxi", "xen", "hyperv", "firecracker", "virtualbox",
+            "vmware-workstation", "docker", "docker-nat", "lxc"}
+
+
+def _all_profiles():
+    for package in ("models.virt", "models.hardware"):
+        yield from load_profiles(package).values()
+
+
+def test_the_required_layer_profiles_exist_and_validate() -> None:
+    layers = load_profiles("models.virt")
+    assert set(layers) >= REQUIRED
+    for name, prof in layers.items():
+        assert prof.kind in LAYER_KINDS, name
+        make_layer(name)  # validates every parameter
+
+
+@pytest.mark.parametrize("profile", list(_all_profiles()), ids=lambda p: p.name)
+def test_every_parameter_names_a_source(profile) -> None:
+    assert profile.unsourced() == []
+    assert set(profile.sources) <= set(profile.params), "a source for a parameter that does not exist"
+
+
+def _cited_rows(source: str) -> list[str]:
+    """Row ids a source cites: ``published.csv ID, ID (comment)`` -> [ID, ID]."""
+    if "published.csv" not in source:
+        return []
+    cited = source.split("published.csv", 1)[1].split("(", 1)[0]
+    return [part.strip() for part in cited.split(",") if part.strip()]
+
+
+def test_citations_are_read_as_row_lists() -> None:
+    assert _cited_rows("published.csv a-b, c-d (x, y)") == ["a-b", "c-d"]
+    assert _cited_rows("assumption: none") == []
+
+
+@pytest.mark.skipif(not PUBLISHED.exists(), reason=f"calibration data not found at {PUBLISHED}")
+def test_cited_calibration_rows_exist() -> None:
+    with PUBLISHED.open() as f:
+        ids = {row["id"] for row in csv.DictReader(f)}
+    cited = {(p.name, row) for p in _all_profiles() for s in p.sources.values() for row in _cited_rows(s)}
+    unknown = sorted((name, row) for name, row in cited if row not in ids)
+    assert not unknown, f"profiles cite rows that are not in published.csv: {unknown}"
+    assert len({row for _, row in cited}) >= 10

@@ -1,0 +1,126 @@
+"""The engine against queueing theory: each closed form inside a 99% confidence interval.
+
+Each test runs independent replications (streams keyed by replication), takes one estimate per
+replication, and checks the theoretical value lies in the Student-t 99% interval of the
+estimates. The closed forms are computed here from their textbook formulas, not by the engine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.control import RunControl
+from sim.engine import simulate
+from sim.routes import ClosedArrivals, OpenArrivals, StationSpec
+from sim.stats import t_interval
+from tests.sim.helpers import const_work, exp_work, source
+
+REPS = 20
+
+
+def _replicate(stations, src, control, estimate) -> np.ndarray:
+    return np.array([estimate(simulate(stations, [src], control, r), control) for r in range(REPS)])
+
+
+def _mean_sojourn(result, control) -> float:
+    log = result.logs["q"]
+    keep = (log.arrival_s >= control.warmup_s) & ~np.isnan(log.finish_s)
+    return float(np.mean(log.finish_s[keep] - log.arrival_s[keep]))
+
+
+def _assert_in_ci(values: np.ndarray, expected: float) -> None:
+    mean, low, high = t_interval(values, 0.99)
+    assert low <= expected <= high, f"expected {expected:.5g} outside 99% CI [{low:.5g}, {high:.5g}] (mean {mean:.5g})"
+
+
+def erlang_c(c: int, offered: float) -> float:
+    """Probability an arrival waits in M/M/c with offered load a = lambda/mu (Erlang C)."""
+    top = offered**c / math.factorial(c) * c / (c - offered)
+    return top / (sum(offered**k / math.factorial(k) for k in range(c)) + top)
+
+
+def test_mm1_fifo_waiting_time() -> None:
+    lam, mu = 0.7, 1.0
+    control = RunControl(duration_s=3000, warmup_s=300, seed=11)
+    src = source("q", ["s"], OpenArrivals(lam), exp_work(1 / mu))
+
+    # The waiting time in queue is checked through the sojourn: W = Wq + 1/mu, Wq = rho/(mu - lam).
+    rho = lam / mu
+    sojourn = _replicate([StationSpec("s", "fifo", 1)], src, control, _mean_sojourn)
+    _assert_in_ci(sojourn - 1 / mu, rho / (mu - lam))
+
+
+def test_mmc_erlang_c_with_eight_servers() -> None:
+    c, lam, mu = 8, 6.0, 1.0
+    control = RunControl(duration_s=1500, warmup_s=150, seed=12)
+    src = source("q", ["s"], OpenArrivals(lam), exp_work(1 / mu))
+    wq = erlang_c(c, lam / mu) / (c * mu - lam)
+    sojourn = _replicate([StationSpec("s", "fifo", c)], src, control, _mean_sojourn)
+    _assert_in_ci(sojourn - 1 / mu, wq)
+
+
+def test_mm1_processor_sharing_sojourn() -> None:
+    lam, mu = 0.6, 1.0
+    control = RunControl(duration_s=3000, warmup_s=300, seed=13)
+    src = source("q", ["s"], OpenArrivals(lam), exp_work(1 / mu))
+    sojourn = _replicate([StationSpec("s", "shared", 1)], src, control, _mean_sojourn)
+    _assert_in_ci(sojourn, 1 / (mu - lam))
+
+
+def test_md1_processor_sharing_is_insensitive_to_service_distribution() -> None:
+    """M/D/1-PS has mean sojourn S/(1 - rho), unlike M/D/1-FIFO's S + rho S / (2 (1 - rho))."""
+    lam, service = 0.6, 1.0
+    rho = lam * service
+    control = RunControl(duration_s=3000, warmup_s=300, seed=14)
+    src = source("q", ["s"], OpenArrivals(lam), const_work(service))
+    ps = _replicate([StationSpec("s", "shared", 1)], src, control, _mean_sojourn)
+    _assert_in_ci(ps, service / (1 - rho))
+    fifo = _replicate([StationSpec("s", "fifo", 1)], src, control, _mean_sojourn)
+    _assert_in_ci(fifo, service + rho * service / (2 * (1 - rho)))
+
+
+def mva_single_server(clients: int, service_s: float, think_s: float) -> tuple[float, float]:
+    """Exact mean value analysis of a closed loop: one FIFO server and a think (delay) stage."""
+    r = 0.0
+    x = 0.0
+    for n in range(1, clients + 1):
+        r = service_s * (1 + x * r)  # arrival theorem: queue seen = mean queue with n - 1
+        x = n / (r + think_s)
+    return x, r
+
+
+def test_littles_law_on_a_closed_loop() -> None:
+    clients, service, think = 5, 0.2, 0.5
+    control = RunControl(duration_s=2000, warmup_s=200, seed=15)
+    src = source("q", ["s"], ClosedArrivals(clients, think), exp_work(service))
+
+    def population(result, control) -> float:
+        log = result.logs["q"]
+        done = ~np.isnan(log.finish_s)
+        window = (log.finish_s >= control.warmup_s) & done
+        throughput = window.sum() / control.window_s
+        response = float(np.mean((log.finish_s - log.arrival_s)[window]))
+        return throughput * (response + think)  # Little: N = X (R + Z)
+
+    _assert_in_ci(_replicate([StationSpec("s", "fifo", 1)], src, control, population), clients)
+
+    def throughput(result, control) -> float:
+        log = result.logs["q"]
+        return float(((log.finish_s >= control.warmup_s) & ~np.isnan(log.finish_s)).sum() / control.window_s)
+
+    x_mva, _ = mva_single_server(clients, service, think)
+    _assert_in_ci(_replicate([StationSpec("s", "fifo", 1)], src, control, throughput), x_mva)
+
+
+@pytest.mark.parametrize("stations", [1, 2])
+def test_tandem_fifo_sojourn_adds_per_station(stations: int) -> None:
+    """Jackson tandem: each M/M/1 station adds 1/(mu - lam) to the mean sojourn."""
+    lam, mu = 0.5, 1.0
+    control = RunControl(duration_s=2000, warmup_s=200, seed=16)
+    names = [f"s{i}" for i in range(stations)]
+    src = source("q", names, OpenArrivals(lam), exp_work(1 / mu, stations))
+    specs = [StationSpec(n, "fifo", 1) for n in names]
+    _assert_in_ci(_replicate(specs, src, control, _mean_sojourn), stations / (mu - lam))
