@@ -1,6 +1,7 @@
 """The ``virtsim`` command line.
 
     virtsim run [SCENARIO.toml] --out DIR   run a scenario (default: the built-in stack comparison)
+    virtsim disk [SPEC.toml] --out DIR      disk usage of image chains and container layers
     virtsim profiles [NAME]                 list layer and hardware profiles with their parameters
 
 Bad input ends with one line naming the problem and exit status 2, never a traceback.
@@ -56,6 +57,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_disk(args: argparse.Namespace) -> int:
+    from experiments.disk import load_disk_spec, run_disk, write_disk_outputs
+
+    spec = load_disk_spec(args.spec)
+    for name, path in write_disk_outputs(Path(args.out), spec, run_disk(spec)).items():
+        print(f"{name:>14}: {path}")
+    return 0
+
+
 def _cmd_profiles(args: argparse.Namespace) -> int:
     for package, title in (("models.virt", "layers"), ("models.hardware", "hardware")):
         profiles = load_profiles(package)
@@ -96,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="processes running replications in parallel (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
+    disk = sub.add_parser("disk", help="disk usage: linked vs full clones, formats, drivers -> disk.csv + plots")
+    disk.add_argument("spec", nargs="?", help="TOML file with a [disk] table (default: built-in settings)")
+    disk.add_argument("--out", required=True, help="folder for disk.csv and the plots")
+    disk.set_defaults(func=_cmd_disk)
     prof = sub.add_parser("profiles", help="list profiles with their parameters and sources")
     prof.add_argument("name", nargs="?", help="show only this profile")
     prof.set_defaults(func=_cmd_profiles)

@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
-__all__ = ["FORMATS", "ImageFormat", "format_by_name"]
+__all__ = ["FORMATS", "FORMAT_NAMES", "FormatName", "ImageFormat", "format_by_name"]
+
+FormatName = Literal["qcow2", "vhdx", "vmdk", "vdi", "raw"]
+FORMAT_NAMES: tuple[FormatName, ...] = get_args(FormatName)
 
 KiB, MiB, GiB = 2**10, 2**20, 2**30
 

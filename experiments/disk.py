@@ -1,0 +1,236 @@
+"""The disk-usage experiment: linked clones versus full copies, formats and storage drivers.
+
+``virtsim disk [SPEC.toml] --out DIR`` writes ``DIR/disk.csv`` (tidy: experiment, system,
+guests, measure, bytes) and four plots: the seed document's example, N guests from one image per
+format and driver, growth of an overlay under each write pattern, and the write amplification
+of each allocation unit. A spec file holds a ``[disk]`` table overriding any default below.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from experiments.outputs import atomic_write, write_json
+from experiments.scenario import ScenarioError, format_validation_error
+from models.disks.allocation import touched_bitmap
+from models.disks.chain import ChainUsage, build_chain_usage
+from models.disks.formats import FORMAT_NAMES, FormatName, format_by_name
+from models.disks.layers import DRIVERS, Driver, FileOps, ImageLayer, Op, writable_layer_usage
+from models.disks.patterns import PatternKind, block_writes
+from models.quantities import Bytes
+from sim.rng import stream
+
+__all__ = ["DiskSpec", "load_disk_spec", "run_disk"]
+
+COLUMNS = ["experiment", "system", "guests", "measure", "bytes"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PatternSpec(_Model):
+    kind: PatternKind = "random"
+    writes: int = Field(50_000, ge=0, le=100_000_000)
+    size_bytes: Bytes = Field(4096, alias="size", gt=0)
+
+
+class LayerSpec(_Model):
+    files: int = Field(ge=1, le=10_000_000)
+    mean_file_bytes: Bytes = Field(alias="mean_file_size", gt=0)
+
+
+class ContainerOpsSpec(_Model):
+    """What each container does to its image's files."""
+
+    writes: int = Field(50, ge=0)  # 4 KiB writes into random existing files
+    appends: int = Field(20, ge=0)  # 4 KiB appends to random existing files
+    chmods: int = Field(5, ge=0)
+    deletes: int = Field(5, ge=0)
+    creates: int = Field(30, ge=0)
+    create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0)
+
+
+class DiskSpec(_Model):
+    """Every knob of the disk experiment, with defaults."""
+
+    seed: int = Field(1, ge=0)
+    seed_base_bytes: Bytes = Field(20e9, alias="seed_base")
+    seed_changes_bytes: list[Bytes] = Field([5e9, 10e9, 7e9], alias="seed_changes", min_length=1)
+    guests: int = Field(10, ge=1, le=100_000)
+    virtual_bytes: Bytes = Field(20 * 2**30, alias="virtual", gt=0)
+    base_used_bytes: Bytes = Field(8 * 2**30, alias="base_used")
+    formats: list[FormatName] = Field(default_factory=lambda: list(FORMAT_NAMES), min_length=1)
+    pattern: PatternSpec = Field(default_factory=PatternSpec)
+    image_layers: list[LayerSpec] = Field(
+        default_factory=lambda: [
+            LayerSpec(files=3000, mean_file_bytes=25_000),
+            LayerSpec(files=2000, mean_file_bytes=60_000),
+            LayerSpec(files=300, mean_file_bytes=40_000),
+        ],
+        min_length=1,
+    )
+    container_ops: ContainerOpsSpec = Field(default_factory=ContainerOpsSpec)
+    drivers: list[Driver] = Field(default_factory=lambda: list(DRIVERS), min_length=1)
+    growth_writes: int = Field(200_000, ge=10, le=50_000_000)
+
+
+def load_disk_spec(path: str | Path | None) -> DiskSpec:
+    """The defaults, or a TOML file's ``[disk]`` table validated against them."""
+    if path is None:
+        return DiskSpec()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"disk spec {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return DiskSpec.model_validate(data.get("disk", {}))
+    except ValidationError as exc:
+        raise ScenarioError(f"{path} is invalid:\n{format_validation_error(exc)}".replace("\n", "\n  disk.")) from None
+
+
+def _rows(experiment: str, system: str, guests: int, measures: dict[str, float]) -> list[dict[str, Any]]:
+    return [dict(experiment=experiment, system=system, guests=guests, measure=m, bytes=float(v))
+            for m, v in measures.items()]
+
+
+def seed_example(spec: DiskSpec) -> list[dict[str, Any]]:
+    usage = ChainUsage(int(spec.seed_base_bytes), tuple((int(c),) for c in spec.seed_changes_bytes))
+    rows = []
+    for i, view in enumerate(usage.per_guest_view()):
+        rows += _rows("seed-example", f"VM{i + 1}", 1, {"per_guest_view": view})
+    rows += _rows("seed-example", "host", len(spec.seed_changes_bytes),
+                  {"linked_clones": usage.host_physical(), "full_clones": usage.full_clones()})
+    return rows
+
+
+def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
+    """N guests from one base, per format: shared base, differencing disks, full clones."""
+    virtual = int(spec.virtual_bytes)
+    base = block_writes("sequential", int(spec.base_used_bytes // 2**20), 2**20, virtual, stream(spec.seed, 0, "base"))
+    guest_writes = [
+        [block_writes(spec.pattern.kind, spec.pattern.writes, int(spec.pattern.size_bytes), virtual,
+                      stream(spec.seed, 0, "guest", g))]
+        for g in range(spec.guests)
+    ]
+    rows = []
+    for name in spec.formats:
+        fmt = format_by_name(name)
+        usage = build_chain_usage(fmt, virtual, base, guest_writes)
+        if name == "raw":  # no differencing disks: every guest is a full copy
+            usage = ChainUsage(0, tuple((virtual,) for _ in range(spec.guests)))
+        rows += _rows("image-chain", name, spec.guests, {
+            "shared_bytes": usage.base_bytes,
+            "per_guest_bytes": usage.host_physical() - usage.base_bytes,
+            "linked_clones": usage.host_physical(),
+            "full_clones": usage.full_clones() if name != "raw" else spec.guests * virtual,
+            "written_bytes": spec.guests * spec.pattern.writes * spec.pattern.size_bytes,
+        })
+    return rows
+
+
+def _image(spec: DiskSpec) -> list[ImageLayer]:
+    layers = []
+    for i, layer in enumerate(spec.image_layers):
+        rng = stream(spec.seed, 0, "layer", i)
+        sizes = np.maximum(1, rng.lognormal(np.log(layer.mean_file_bytes) - 0.5, 1.0, layer.files)).astype(np.int64)
+        layers.append(ImageLayer(f"sha256:layer{i}", sizes))
+    return layers
+
+
+def _container_ops(spec: DiskSpec, n_files: int, sizes: np.ndarray, guest: int) -> FileOps:
+    o, rng = spec.container_ops, stream(spec.seed, 0, "container", guest)
+    rows: list[tuple[int, int, int, int]] = []
+    for f in rng.integers(0, n_files, o.writes):
+        rows.append((Op.WRITE, int(f), int(rng.integers(0, max(1, sizes[f] - 4096 + 1))), 4096))
+    rows += [(Op.APPEND, int(f), 0, 4096) for f in rng.integers(0, n_files, o.appends)]
+    rows += [(Op.CHMOD, int(f), 0, 0) for f in rng.integers(0, n_files, o.chmods)]
+    rows += [(Op.DELETE, int(f), 0, 0) for f in rng.choice(n_files, min(o.deletes, n_files), replace=False)]
+    rows += [(Op.CREATE, -1, 0, int(o.create_bytes))] * o.creates
+    return FileOps.of(rows)
+
+
+def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
+    """N containers from one image, per storage driver: shared layers plus writable layers."""
+    image = _image(spec)
+    sizes = np.concatenate([layer.file_bytes for layer in image])
+    shared_alloc = sum(layer.allocated_bytes() for layer in image)
+    shared_apparent = sum(layer.apparent_bytes() for layer in image)
+    ops = [_container_ops(spec, len(sizes), sizes, g) for g in range(spec.guests)]
+    rows = []
+    for driver in spec.drivers:
+        usages = [writable_layer_usage(driver, image, o) for o in ops]
+        per_guest = sum(u.allocated_bytes for u in usages)
+        rows += _rows("layer-stack", driver, spec.guests, {
+            "shared_bytes": shared_alloc,
+            "per_guest_bytes": per_guest,
+            "linked_clones": shared_alloc + per_guest,
+            "full_clones": spec.guests * shared_alloc + per_guest,
+            "docker_ps_size_bytes": float(np.mean([u.apparent_bytes for u in usages])),
+            "image_apparent_bytes": shared_apparent,
+        })
+    return rows
+
+
+def growth(spec: DiskSpec) -> list[dict[str, Any]]:
+    """A qcow2 overlay's file size as writes accumulate, under each write pattern."""
+    fmt, virtual = format_by_name("qcow2"), int(spec.virtual_bytes)
+    n = spec.growth_writes
+    checkpoints = np.unique(np.geomspace(1, n, 40).astype(np.int64)) - 1
+    rows = []
+    kinds: tuple[PatternKind, ...] = ("sequential", "random", "zipf", "log-append")
+    for kind in kinds:
+        offsets, sizes = block_writes(kind, n, 4096, virtual, stream(spec.seed, 0, "growth", kind))
+        units = fmt.n_units(virtual)
+        for k in checkpoints:
+            bitmap = touched_bitmap(offsets[: k + 1], sizes[: k + 1], fmt.unit_bytes, units)
+            rows += _rows("growth", kind, 1, {f"file_bytes@{int(k) + 1}": fmt.file_bytes(bitmap, virtual, True)})
+    return rows
+
+
+def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
+    """Bytes allocated by one 4 KiB write into fresh space, per format and driver."""
+    rows = []
+    one = (np.array([2**20 + 4096 * 7]), np.array([4096]))
+    for name in spec.formats:
+        if name == "raw":
+            continue
+        fmt = format_by_name(name)
+        bitmap = touched_bitmap(*one, fmt.unit_bytes, fmt.n_units(int(spec.virtual_bytes)))
+        rows += _rows("amplification", name, 1, {"allocated_bytes": fmt.unit_bytes * int(bitmap.sum()),
+                                                 "written_bytes": 4096})
+    big_file = [ImageLayer("sha256:db", np.array([64 * 2**20]))]
+    for driver in spec.drivers:
+        if driver == "vfs":
+            continue
+        usage = writable_layer_usage(driver, big_file, FileOps.of([(Op.WRITE, 0, 4096 * 10, 4096)]))
+        rows += _rows("amplification", f"{driver} (64 MiB file)", 1,
+                      {"allocated_bytes": usage.allocated_bytes, "written_bytes": 4096})
+    return rows
+
+
+def run_disk(spec: DiskSpec) -> pd.DataFrame:
+    """Every part of the disk experiment as one tidy table."""
+    rows = seed_example(spec) + image_chains(spec) + layer_stacks(spec) + growth(spec) + amplification(spec)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_disk_outputs(out_dir: Path, spec: DiskSpec, table: pd.DataFrame) -> dict[str, Path]:
+    from experiments.disk_plots import plot_all
+
+    out_dir = Path(out_dir)
+    paths = {
+        "disk": atomic_write(out_dir / "disk.csv", lambda t: table.to_csv(t, index=False)),
+        "spec": write_json(out_dir / "disk_spec.json", spec.model_dump(mode="json", by_alias=True)),
+    }
+    paths.update(plot_all(table, out_dir))
+    return paths

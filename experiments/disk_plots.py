@@ -1,0 +1,103 @@
+"""Plots of the disk experiment, from its saved table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_all"]
+
+GB = 1e9
+
+
+def _part(table: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    return table[table["experiment"] == experiment]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
+    rows = _part(table, "seed-example")
+    views = rows[rows["measure"] == "per_guest_view"]
+    host = rows[rows["system"] == "host"].set_index("measure")["bytes"]
+    labels = [*views["system"], "host: linked clones", "host: full clones"]
+    values = [*views["bytes"], host["linked_clones"], host["full_clones"]]
+    colors = ["#8fb3d9"] * len(views) + ["#2b6cb0", "#c05621"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bars = ax.bar(labels, np.asarray(values) / GB, color=colors)
+    ax.bar_label(bars, fmt="%.0f GB")
+    ax.set_ylabel("GB")
+    ax.set_title("Base image + differencing disks: what each VM sees vs what the host stores")
+    ax.tick_params(axis="x", rotation=20)
+    return _save(fig, path)
+
+
+def plot_guests(table: pd.DataFrame, path: Path) -> Path:
+    parts = pd.concat([_part(table, "image-chain"), _part(table, "layer-stack")])
+    pivot = parts.pivot_table(index="system", columns="measure", values="bytes", sort=False)
+    guests = int(parts["guests"].iloc[0])
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    x = np.arange(len(pivot))
+    ax.bar(x - 0.2, pivot["shared_bytes"] / GB, 0.4, label="shared (base image / image layers)", color="#2b6cb0")
+    ax.bar(x - 0.2, pivot["per_guest_bytes"] / GB, 0.4, bottom=pivot["shared_bytes"] / GB,
+           label=f"per guest (differencing disks / writable layers), {guests} guests", color="#90cdf4")
+    ax.bar(x + 0.2, pivot["full_clones"] / GB, 0.4, label="full clones", color="#c05621", alpha=0.8)
+    ax.set_xticks(x, pivot.index, rotation=20)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.01)
+    ax.set_ylabel("GB on the host (log scale)")
+    ax.set_title(f"{guests} guests from one image: linked clones vs full copies, per format and driver")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_growth(table: pd.DataFrame, path: Path) -> Path:
+    rows = _part(table, "growth").copy()
+    rows["writes"] = rows["measure"].str.split("@").str[1].astype(int)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for kind, group in rows.groupby("system", sort=False):
+        ax.plot(group["writes"], group["bytes"] / 2**20, marker=".", label=kind)
+    written = np.unique(rows["writes"])
+    ax.plot(written, written * 4096 / 2**20, "k--", lw=1, label="bytes written")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("4 KiB writes into a fresh qcow2 overlay")
+    ax.set_ylabel("overlay file size (MiB)")
+    ax.set_title("Growth of a differencing disk under each write pattern")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_amplification(table: pd.DataFrame, path: Path) -> Path:
+    rows = _part(table, "amplification").pivot_table(index="system", columns="measure", values="bytes", sort=False)
+    factor = rows["allocated_bytes"] / rows["written_bytes"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bars = ax.bar(factor.index, factor.to_numpy(), color="#805ad5")
+    ax.bar_label(bars, fmt="%.0fx")
+    ax.set_yscale("log")
+    ax.set_ylabel("bytes allocated / bytes written")
+    ax.set_title("Write amplification of one 4 KiB write into fresh space")
+    ax.tick_params(axis="x", rotation=25)
+    return _save(fig, path)
+
+
+def plot_all(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    return {
+        "seed_example": plot_seed_example(table, out_dir / "seed_example.png"),
+        "guests": plot_guests(table, out_dir / "guests_by_format.png"),
+        "growth": plot_growth(table, out_dir / "growth.png"),
+        "amplification": plot_amplification(table, out_dir / "amplification.png"),
+    }

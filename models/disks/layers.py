@@ -1,0 +1,148 @@
+"""Container storage: shared read-only image layers, one writable layer per container.
+
+Image layers are shared by content digest across images and containers. A container's changes
+are file operations on the merged view, as arrays: ``ops`` codes, the file each touches, and an
+offset and size. What the writable layer then holds depends on the storage driver:
+
+- ``overlay2``: a write, append, chmod or chown to a lower file first copies the *whole file* up
+  (Linux ``Documentation/filesystems/overlayfs.rst``, "copy up"); a delete leaves a whiteout (a
+  0/0 character device) that frees nothing below; new files live in the upper directory.
+- ``btrfs`` (4 KiB), ``zfs`` (128 KiB records) and ``devicemapper`` (64 KiB thin-pool chunks):
+  block-level copy-on-write of the units a write touches; chmod/chown change metadata only.
+  ZFS stores a file smaller than a record in one block rounded to 4 KiB (ashift 12).
+- ``vfs``: every container gets a full copy of the image, then changes as overlay2 does.
+
+Each driver reports the *apparent* size a user sees (``docker ps -s`` sums file sizes in the
+writable layer) and the bytes actually *allocated* on the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from models.disks.allocation import unit_indices
+
+__all__ = ["DRIVERS", "Driver", "FileOps", "ImageLayer", "LayerUsage", "Op", "writable_layer_usage"]
+
+Driver = Literal["overlay2", "btrfs", "zfs", "devicemapper", "vfs"]
+DRIVERS: tuple[Driver, ...] = ("overlay2", "btrfs", "zfs", "devicemapper", "vfs")
+FS_BLOCK = 4096  # host file system block (ext4, xfs, tmpfs pages)
+_UNIT = {"btrfs": 4096, "zfs": 128 * 1024, "devicemapper": 64 * 1024}
+
+
+class Op:
+    """Operation codes of :class:`FileOps`."""
+
+    CREATE, WRITE, APPEND, CHMOD, DELETE = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class ImageLayer:
+    """A read-only layer: its digest and the sizes of the files it adds (bytes)."""
+
+    digest: str
+    file_bytes: np.ndarray
+
+    def apparent_bytes(self) -> int:
+        return int(np.sum(self.file_bytes))
+
+    def allocated_bytes(self) -> int:
+        return int(np.sum(_blocks(self.file_bytes, FS_BLOCK)))
+
+
+@dataclass(frozen=True)
+class FileOps:
+    """A container's file operations, in order.
+
+    ``file`` indexes the image's merged files (all layers' files, lowest layer first) for
+    WRITE/APPEND/CHMOD/DELETE of existing files; CREATE makes a new file whose index is
+    ``n_image_files + k`` for the k-th CREATE, and later ops may name it. ``offset``/``size``:
+    for CREATE the new file's size, for WRITE the range written, for APPEND the bytes added.
+    """
+
+    op: np.ndarray
+    file: np.ndarray
+    offset: np.ndarray
+    size: np.ndarray
+
+    @classmethod
+    def of(cls, rows: list[tuple[int, int, int, int]]) -> FileOps:
+        arr = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+        return cls(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
+
+
+@dataclass(frozen=True)
+class LayerUsage:
+    """One writable layer: apparent bytes (what ``docker ps -s`` shows) and allocated bytes."""
+
+    apparent_bytes: int
+    allocated_bytes: int
+
+
+def _blocks(size: np.ndarray, block: int) -> np.ndarray:
+    return -(-np.asarray(size, dtype=np.int64) // block) * block
+
+
+def _final_files(image_files: np.ndarray, ops: FileOps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Final size of every file, and which lower files were touched (data/meta) or deleted."""
+    n_lower = len(image_files)
+    creates = ops.op == Op.CREATE
+    sizes = np.concatenate([image_files, ops.size[creates]]).astype(np.int64)
+    appended = np.bincount(ops.file[ops.op == Op.APPEND], weights=ops.size[ops.op == Op.APPEND],
+                           minlength=len(sizes)).astype(np.int64)
+    write_ends = np.zeros(len(sizes), dtype=np.int64)
+    w = ops.op == Op.WRITE
+    np.maximum.at(write_ends, ops.file[w], ops.offset[w] + ops.size[w])
+    sizes = np.maximum(sizes + appended, write_ends)
+    deleted = np.zeros(len(sizes), dtype=bool)
+    deleted[ops.file[ops.op == Op.DELETE]] = True
+    touched = np.zeros(n_lower, dtype=bool)
+    lower_ops = (ops.file < n_lower) & np.isin(ops.op, [Op.WRITE, Op.APPEND, Op.CHMOD])
+    touched[ops.file[lower_ops]] = True
+    return sizes, touched & ~deleted[:n_lower], deleted
+
+
+def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps) -> LayerUsage:
+    """What one container's writable layer holds after ``ops`` on ``image`` under ``driver``."""
+    lower = np.concatenate([layer.file_bytes for layer in image]) if image else np.zeros(0, np.int64)
+    lower = lower.astype(np.int64)
+    n_lower = len(lower)
+    sizes, copied, deleted = _final_files(lower, ops)
+    new_alive = ~deleted[n_lower:]
+    new_sizes = sizes[n_lower:][new_alive]
+    if driver in ("overlay2", "vfs"):
+        upper = np.concatenate([sizes[:n_lower][copied], new_sizes])
+        usage = LayerUsage(int(upper.sum()), int(_blocks(upper, FS_BLOCK).sum()))
+        if driver == "vfs":  # the container's own full copy of the image, less what it deleted
+            kept = lower[~deleted[:n_lower] & ~copied]
+            usage = LayerUsage(usage.apparent_bytes + int(kept.sum()),
+                               usage.allocated_bytes + int(_blocks(kept, FS_BLOCK).sum()))
+        return usage
+    if driver not in _UNIT:
+        raise ValueError(f"unknown storage driver {driver!r}; known: {', '.join(DRIVERS)}")
+    unit = _UNIT[driver]
+    # Block CoW: the (file, unit) pairs that writes and appends touch in live lower files.
+    in_lower = (ops.file < n_lower) & (ops.size > 0)
+    alive = np.zeros(len(ops.op), dtype=bool)
+    alive[in_lower] = ~deleted[ops.file[in_lower]]
+    writes = alive & (ops.op == Op.WRITE)
+    appends = alive & (ops.op == Op.APPEND)
+    start = np.concatenate([ops.offset[writes], lower[ops.file[appends]]])
+    length = np.concatenate([ops.size[writes], ops.size[appends]])
+    files = np.concatenate([ops.file[writes], ops.file[appends]])
+    spans = (start + length - 1) // unit - start // unit + 1
+    keys = np.repeat(files, spans) * (1 << 40) + unit_indices(start, length, unit)
+    touched = np.unique(keys)
+    unit_cost = np.full(touched.size, unit, dtype=np.int64)
+    if driver == "zfs":  # a file smaller than a record is one block of its own size
+        small = sizes[touched >> 40] < unit
+        unit_cost[small] = _blocks(sizes[touched >> 40][small], FS_BLOCK)
+    if driver == "zfs":
+        new_alloc = np.where(new_sizes < unit, _blocks(new_sizes, FS_BLOCK), _blocks(new_sizes, unit))
+    else:
+        new_alloc = _blocks(new_sizes, unit)
+    changed_apparent = int(sizes[:n_lower][copied].sum() + new_sizes.sum())
+    return LayerUsage(changed_apparent, int(unit_cost.sum() + new_alloc.sum()))

@@ -1,0 +1,106 @@
+"""The overlay2 model against a real overlayfs mount (tmpfs below, so blocks are 4 KiB pages).
+
+A lower directory plays the image; the test writes, appends, chmods, deletes and creates files
+in the merged directory, then compares the upper directory's apparent size (sum of st_size of
+regular files, what ``docker ps -s`` shows) and allocated size (st_blocks) with the model.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.disks.layers import FileOps, ImageLayer, Op, writable_layer_usage
+
+pytestmark = pytest.mark.real
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def overlay(tmp_path: Path):
+    """(lower, upper, merged) on a private tmpfs; skipped where mounting is not allowed."""
+    root = tmp_path / "fs"
+    root.mkdir()
+    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=256m", "virtsim-test", str(root)):
+        pytest.skip("needs root and mount(2) to mount tmpfs and overlayfs")
+    dirs = {name: root / name for name in ("lower", "upper", "work", "merged")}
+    for d in dirs.values():
+        d.mkdir()
+    try:
+        yield dirs
+    finally:
+        subprocess.run(["umount", str(dirs["merged"])], capture_output=True)
+        subprocess.run(["umount", str(root)], capture_output=True)
+
+
+def _usage(upper: Path) -> tuple[int, int]:
+    apparent = allocated = 0
+    for entry in upper.rglob("*"):
+        st = entry.lstat()
+        if stat.S_ISREG(st.st_mode):
+            apparent += st.st_size
+            allocated += st.st_blocks * 512
+    return apparent, allocated
+
+
+def test_overlay2_copy_up_matches_the_kernel(overlay) -> None:
+    rng = np.random.default_rng(7)
+    sizes = np.concatenate([[1, 4095, 4096, 4097, 100_000, 3 * 2**20], rng.integers(1, 300_000, 24)])
+    names = [f"f{i}" for i in range(len(sizes))]
+    for name, size in zip(names, sizes, strict=True):
+        (overlay["lower"] / name).write_bytes(rng.bytes(int(size)))
+    lower, upper, work, merged = (str(overlay[k]) for k in ("lower", "upper", "work", "merged"))
+    if not _mount("-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", merged):
+        pytest.skip("overlayfs cannot be mounted here")
+    m = overlay["merged"]
+    ops: list[tuple[int, int, int, int]] = []
+
+    def write(i: int, offset: int, size: int) -> None:
+        with open(m / names[i], "r+b") as f:
+            f.seek(offset)
+            f.write(b"x" * size)
+        ops.append((Op.WRITE, i, offset, size))
+
+    def append(i: int, size: int) -> None:
+        with open(m / names[i], "ab") as f:
+            f.write(b"y" * size)
+        ops.append((Op.APPEND, i, 0, size))
+
+    def create(size: int) -> int:
+        names.append(f"new{len(names)}")
+        (m / names[-1]).write_bytes(b"z" * size)
+        ops.append((Op.CREATE, -1, 0, size))
+        return len(names) - 1
+
+    write(4, 10, 4)  # a 4-byte write copies up the whole 100 kB file
+    write(4, 50_000, 10)  # a second write to a copied-up file copies nothing more
+    write(5, 3 * 2**20 - 2, 8)  # writing past the end grows the file
+    append(1, 2)
+    append(7, 5000)
+    os.chmod(m / names[8], 0o600)
+    ops.append((Op.CHMOD, 8, 0, 0))
+    for i in (9, 10, 11):
+        os.remove(m / names[i])
+        ops.append((Op.DELETE, i, 0, 0))
+    write(12, 0, 1)
+    os.remove(m / names[12])  # copied up, then deleted: only a whiteout remains
+    ops.append((Op.DELETE, 12, 0, 0))
+    new = create(12_345)
+    append(new, 100)
+    gone = create(50_000)
+    os.remove(m / names[gone])
+    ops.append((Op.DELETE, gone, 0, 0))
+    os.sync()
+
+    model = writable_layer_usage("overlay2", [ImageLayer("sha256:lower", sizes)], FileOps.of(ops))
+    assert _usage(overlay["upper"]) == (model.apparent_bytes, model.allocated_bytes)
+    whiteouts = [p for p in overlay["upper"].iterdir() if stat.S_ISCHR(p.lstat().st_mode)]
+    assert {p.name for p in whiteouts} == {names[i] for i in (9, 10, 11, 12)}
