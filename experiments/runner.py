@@ -23,6 +23,7 @@ from sim.control import RunControl
 from sim.engine import simulate
 from sim.records import METRIC_UNITS, request_metrics
 from sim.stats import summarize
+from sim.vector import simulate_vector, vector_rejects
 
 __all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_variant"]
 
@@ -44,7 +45,9 @@ def run_variant(scenario: Scenario, label: str, stack: list | None, replication:
     system = scenario.system(stack)
     stations, sources = system.engine_inputs()
     control: RunControl = scenario.run.control()
-    result = simulate(stations, sources, control, replication)
+    engine = choose_engine(scenario.run.engine, stations, sources)
+    run = simulate_vector if engine == "vector" else simulate
+    result = run(stations, sources, control, replication)
     rows: list[dict[str, Any]] = []
     for guest, log in result.logs.items():
         for metric, layer, station, value in request_metrics(log, control.warmup_s, control.duration_s):
@@ -54,6 +57,13 @@ def run_variant(scenario: Scenario, label: str, stack: list | None, replication:
         rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
                          layer="all", station=station, value=float(value), unit="fraction"))
     return rows
+
+
+def choose_engine(requested: str, stations: list, sources: list) -> str:
+    """The engine that runs: as requested, or for ``auto`` the vector engine where it can."""
+    if requested == "auto":
+        return "vector" if vector_rejects(stations, sources) is None else "des"
+    return requested
 
 
 def _task(args: tuple[Scenario, str, list | None, int]) -> list[dict[str, Any]]:
@@ -99,7 +109,9 @@ def provenance(scenario: Scenario) -> dict[str, Any]:
         "seed": scenario.run.seed,
         "replications": scenario.run.replications,
         "random_streams": "numpy SeedSequence(entropy=seed, spawn_key=(replication, *blake2b(names)))",
-        "engine": scenario.run.engine,
+        "engine_requested": scenario.run.engine,
+        "engine": {label: choose_engine(scenario.run.engine, *scenario.system(stack).engine_inputs())
+                   for label, stack in scenario.variants()},
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": versions,

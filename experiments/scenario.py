@@ -19,6 +19,7 @@ from models.system import Guest, System
 from models.virt.stack import Stack, make_layer
 from models.workloads.request import RequestWorkload
 from sim.control import RunControl
+from sim.vector import vector_rejects
 
 __all__ = [
     "GuestSpec",
@@ -40,13 +41,17 @@ class _Model(BaseModel):
 
 
 class RunSpec(_Model):
-    """Run controls: simulated ``duration``, ``warmup`` left out of statistics, replications, seed."""
+    """Run controls: simulated ``duration``, ``warmup`` left out of statistics, replications, seed.
+
+    ``engine``: ``des`` (SimPy, general), ``vector`` (numpy; open arrivals through FIFO and delay
+    stations only), or ``auto``: the vector engine wherever it can run the scenario, else DES.
+    """
 
     duration_s: Seconds = Field(10.0, alias="duration", gt=0)
     warmup_s: Seconds = Field(1.0, alias="warmup")
     replications: int = Field(5, ge=1, le=10_000)
     seed: int = Field(1, ge=0)
-    engine: Literal["des"] = "des"
+    engine: Literal["des", "vector", "auto"] = "auto"
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> RunSpec:
@@ -126,11 +131,16 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _buildable(self) -> Scenario:
         for label, stack_override in self.variants():
+            where = f" (comparing stack {label})" if self.compare else ""
             try:
-                self.system(stack_override)
+                system = self.system(stack_override)
             except ValueError as exc:
-                where = f" (comparing stack {label})" if self.compare else ""
                 raise ValueError(f"{exc}{where}") from None
+            if self.run.engine == "vector":
+                reason = vector_rejects(*system.engine_inputs())
+                if reason is not None:
+                    raise ValueError(f"run.engine = \"vector\" cannot run this scenario{where}: {reason}; "
+                                     "use \"des\" or \"auto\"")
         return self
 
     def variants(self) -> list[tuple[str, list[LayerEntry] | None]]:

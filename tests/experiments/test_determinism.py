@@ -32,3 +32,18 @@ def test_compared_stacks_share_arrivals(small) -> None:
     completed = runs[runs["metric"] == "completed"].pivot_table(index="replication", columns="variant", values="value")
     # Same arrivals: at light load both complete the same requests in the window.
     assert (completed["bare-metal"] == completed["docker"]).all()
+
+
+def test_auto_engine_is_recorded_and_vector_refusal_is_explained(small) -> None:
+    from experiments.scenario import ScenarioError
+
+    output = run_scenario(parse_scenario(small), progress=False)
+    # Stack routes revisit the processor-sharing CPU, so auto falls back to DES and says so.
+    assert output.provenance["engine"] == {"as-written": "des"} and output.provenance["engine_requested"] == "auto"
+    small["run"]["engine"] = "vector"
+    try:
+        parse_scenario(small)
+    except ScenarioError as exc:
+        assert "run.engine" in str(exc) and "processor-sharing" in str(exc)
+    else:
+        raise AssertionError("a vector run of a processor-sharing scenario must be refused")

@@ -1,0 +1,189 @@
+"""The vector engine: every request's times through FIFO stations, computed with numpy.
+
+It accepts open (Poisson) sources whose routes visit FIFO and delay stations only, each station
+at most once per route, with the union of the routes acyclic (a feed-forward network). Stations
+are then processed in topological order; at each one, all visits are merged in order of arrival
+and served by the FIFO recursion:
+
+- one server: Lindley's recursion in closed form, ``D = C + maximum.accumulate(A - (C - S))``
+  with ``C = cumsum(S)``;
+- ``c`` servers: a tight loop over a heap of the servers' free times (no exact vector form);
+- a delay: ``D = A + S``.
+
+A stage with zero work is not visited, as in the DES engine. Arrivals and work are drawn from
+the same keyed streams in the same blocks as :mod:`sim.engine`, so on the same seed both engines
+give the same requests, and the same times to rounding.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from itertools import pairwise
+
+import numpy as np
+
+from sim.control import RunControl
+from sim.engine import _BLOCK, RunResult
+from sim.records import RequestLog
+from sim.rng import stream, stream_seed
+from sim.routes import OpenArrivals, Source, StationSpec
+
+__all__ = ["fifo_departures", "simulate_vector", "vector_rejects"]
+
+
+def vector_rejects(stations: Sequence[StationSpec], sources: Sequence[Source]) -> str | None:
+    """Why the vector engine cannot run these (``None`` if it can)."""
+    kinds = {s.name: s.kind for s in stations}
+    for source in sources:
+        if not isinstance(source.arrivals, OpenArrivals):
+            return f"source {source.name!r} is a closed loop (the vector engine takes open arrivals only)"
+        seen: set[str] = set()
+        for slot in source.route:
+            kind = kinds.get(slot.station)
+            if kind is None:
+                return f"source {source.name!r} visits unknown station {slot.station!r}"
+            if kind == "shared":
+                return f"station {slot.station!r} is processor-sharing (the vector engine serves FIFO and delay only)"
+            if slot.station in seen and kind == "fifo":
+                return f"source {source.name!r} visits FIFO station {slot.station!r} twice (a feedback loop)"
+            seen.add(slot.station)
+    if _topological_order(stations, sources) is None:
+        return "the routes together form a cycle between FIFO stations"
+    return None
+
+
+def _topological_order(stations: Sequence[StationSpec], sources: Sequence[Source]) -> list[str] | None:
+    """Stations ordered so every route goes forward; delay stations are per-visit, never a cycle."""
+    fifo = {s.name for s in stations if s.kind == "fifo"}
+    edges: dict[str, set[str]] = {name: set() for name in fifo}
+    for source in sources:
+        path = [slot.station for slot in source.route if slot.station in fifo]
+        for a, b in pairwise(path):
+            edges[a].add(b)
+    indegree = {n: 0 for n in fifo}
+    for targets in edges.values():
+        for b in targets:
+            indegree[b] += 1
+    ready = sorted(n for n, d in indegree.items() if d == 0)
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for b in sorted(edges[n]):
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                ready.append(b)
+    return order if len(order) == len(fifo) else None
+
+
+def fifo_departures(arrival_s: np.ndarray, work_s: np.ndarray, servers: int) -> np.ndarray:
+    """Departure times of FIFO visits given in order of arrival."""
+    if arrival_s.size == 0:
+        return arrival_s.copy()
+    if servers == 1:
+        c = np.cumsum(work_s)
+        return c + np.maximum.accumulate(arrival_s - (c - work_s))
+    free = [0.0] * servers
+    out = np.empty_like(arrival_s)
+    for i, (a, w) in enumerate(zip(arrival_s.tolist(), work_s.tolist(), strict=True)):
+        start = max(a, heapq.heappop(free))
+        out[i] = start + w
+        heapq.heappush(free, out[i])
+    return out
+
+
+def _draw(source: Source, control: RunControl, replication: int) -> tuple[np.ndarray, np.ndarray]:
+    """The arrivals before the end and their work, drawn exactly as the DES engine draws them."""
+    assert isinstance(source.arrivals, OpenArrivals)
+    arrival_rng = stream(control.seed, replication, source.name, "arrivals")
+    sample = source.make_sampler(stream_seed(control.seed, replication, source.name, "work"))
+    gaps, works, total = [], [], 0.0
+    mean_gap = 1.0 / source.arrivals.rate_per_s
+    while total < control.duration_s:
+        block = arrival_rng.exponential(mean_gap, _BLOCK)
+        gaps.append(block)
+        works.append(sample(_BLOCK))
+        total += float(block.sum())
+    arrivals = np.cumsum(np.concatenate(gaps))  # sequential sums, as the DES clock adds delays
+    n = int(np.searchsorted(arrivals, control.duration_s, side="left"))
+    return arrivals[:n], np.concatenate(works)[:n]
+
+
+def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
+                    replication: int = 0) -> RunResult:
+    """One replication, as :func:`sim.engine.simulate` would give it, without an event loop."""
+    reason = vector_rejects(stations, sources)
+    if reason is not None:
+        raise ValueError(f"the vector engine cannot run this: {reason}")
+    specs = {s.name: s for s in stations}
+    drawn = {src.name: _draw(src, control, replication) for src in sources}
+    # times[name][:, k] is when requests reach stage k; column K is when they finish.
+    times = {}
+    for src in sources:
+        arrival, _ = drawn[src.name]
+        t = np.empty((arrival.size, len(src.route) + 1), order="F")  # columns are written whole
+        t[:, 0] = arrival
+        times[src.name] = t
+    work_done = dict.fromkeys(specs, 0.0)
+    end = control.duration_s
+
+    order = _topological_order(stations, sources) or []
+    # Walk each route stage by stage; a FIFO stage waits until its station's turn comes.
+    next_stage = {src.name: 0 for src in sources}
+
+    def run_until_fifo(src: Source) -> None:
+        t, work = times[src.name], drawn[src.name][1]
+        k = next_stage[src.name]
+        while k < len(src.route):
+            spec = specs[src.route[k].station]
+            w = work[:, k]
+            if spec.kind == "fifo" and np.any(w > 0):
+                break
+            t[:, k + 1] = t[:, k] + (w if spec.kind == "delay" else 0.0)
+            work_done[spec.name] += float(w[(w > 0) & (t[:, k] < end)].sum())
+            k += 1
+        next_stage[src.name] = k
+
+    for src in sources:
+        run_until_fifo(src)
+    for station in order:
+        visits = [(src, next_stage[src.name]) for src in sources
+                  if next_stage[src.name] < len(src.route) and src.route[next_stage[src.name]].station == station]
+        parts = []
+        for src, k in visits:
+            w = drawn[src.name][1][:, k]
+            visiting = w > 0
+            idx = slice(None) if visiting.all() else np.flatnonzero(visiting)
+            parts.append((src, k, idx, times[src.name][idx, k], w[idx]))
+        if parts:
+            arrival = np.concatenate([p[3] for p in parts]) if len(parts) > 1 else parts[0][3]
+            work = np.concatenate([p[4] for p in parts]) if len(parts) > 1 else parts[0][4]
+            servers = int(specs[station].servers)
+            if arrival.size < 2 or bool(np.all(arrival[1:] >= arrival[:-1])):  # already in order
+                departure = fifo_departures(arrival, work, servers)
+            else:
+                sort = np.argsort(arrival, kind="stable")
+                departure = np.empty_like(arrival)
+                departure[sort] = fifo_departures(arrival[sort], work[sort], servers)
+            work_done[station] += float(work[(departure - work) < end].sum())
+            at = 0
+            for src, k, idx, part_arrival, _ in parts:
+                t = times[src.name]
+                if not isinstance(idx, slice):
+                    t[:, k + 1] = t[:, k]  # skipped visits leave when they arrive
+                t[idx, k + 1] = departure[at : at + part_arrival.size]
+                at += part_arrival.size
+                next_stage[src.name] = k + 1
+                run_until_fifo(src)
+    logs = {}
+    for src in sources:
+        t = times[src.name]
+        stage = np.diff(t, axis=1)
+        stage[t[:, 1:] >= end] = 0.0  # stages not over by the end are not recorded
+        finish = np.where(t[:, -1] < end, t[:, -1], np.nan)
+        n = t.shape[0]
+        logs[src.name] = RequestLog(src.stations, src.layers, t[:, 0].copy(), finish, stage, n)
+    utilization = {name: work_done[name] / (spec.servers * end) for name, spec in specs.items()
+                   if spec.kind != "delay"}
+    return RunResult(logs, utilization, replication)
