@@ -1,6 +1,7 @@
 """The ``virtsim`` command line.
 
     virtsim run [SCENARIO.toml] --out DIR   run a scenario (default: the built-in stack comparison)
+    virtsim sweep SCENARIO.toml --out DIR  run its [sweep] (--workers N, --scheduler ADDRESS)
     virtsim disk [SPEC.toml] --out DIR      disk usage of image chains and container layers
     virtsim profiles [NAME]                 list layer and hardware profiles with their parameters
 
@@ -38,6 +39,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from experiments.runner import run_scenario
 
     scenario = load_scenario(args.scenario or _default_scenario())
+    if scenario.sweep is not None:
+        print("virtsim: note: this scenario declares a [sweep]; `virtsim run` runs its base point, "
+              "`virtsim sweep` runs every point", file=sys.stderr)
     updates = {}
     if args.replications is not None:
         updates["replications"] = args.replications
@@ -54,6 +58,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = write_run_report(Path(args.out))
     for name, path in {**paths, "report": report}.items():
         print(f"{name:>10}: {path}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from experiments.sweep import expand_sweep, run_sweep
+
+    path = Path(args.scenario)
+    load_scenario(path)  # the base scenario's own errors first
+    points = expand_sweep(tomllib.loads(path.read_text(encoding="utf-8")), str(path))
+    print(f"{len(points)} points")
+    result = run_sweep(points, Path(args.out), workers=args.workers, scheduler=args.scheduler,
+                       progress=not args.quiet)
+    print(f"     sweep: {result}")
     return 0
 
 
@@ -106,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="processes running replications in parallel (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
+    sweep = sub.add_parser("sweep", help="run a scenario's [sweep] of parameters; resumes where it stopped")
+    sweep.add_argument("scenario", help="scenario TOML with a [sweep] table")
+    sweep.add_argument("--out", required=True, help="folder for points/ and sweep.parquet (rerun to resume)")
+    sweep.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
+                       help="local processes (default: all cores)")
+    sweep.add_argument("--scheduler", help="address of a Dask scheduler (tcp://HOST:8786) to run the points on")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=_cmd_sweep)
     disk = sub.add_parser("disk", help="disk usage: linked vs full clones, formats, drivers -> disk.csv + plots")
     disk.add_argument("spec", nargs="?", help="TOML file with a [disk] table (default: built-in settings)")
     disk.add_argument("--out", required=True, help="folder for disk.csv and the plots")

@@ -127,6 +127,7 @@ class Scenario(_Model):
     host: HostSpec = Field(default_factory=HostSpec)
     guests: list[GuestSpec] = Field(min_length=1)
     compare: CompareSpec | None = None
+    sweep: dict[str, Any] | None = None  # validated and expanded by experiments.sweep
 
     @model_validator(mode="after")
     def _buildable(self) -> Scenario:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pandas as pd
 import pytest
 
 from experiments.cli import main
+from tests.tomlgen import to_toml
 
 
 def _write(tmp_path, small) -> str:
-    # TOML from the dict: small enough to write by hand through inline tables.
-    def inline(v):
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {inline(x)}" for k, x in v.items()) + " }"
-        if isinstance(v, list):
-            return "[" + ", ".join(inline(x) for x in v) + "]"
-        return json.dumps(v)
-
-    text = "\n".join(f"{k} = {inline(v)}" for k, v in small.items())
     path = tmp_path / "s.toml"
-    path.write_text(text)
-    assert tomllib.loads(text) == small
+    path.write_text(to_toml(small))
     return str(path)
 
 

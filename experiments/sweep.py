@@ -1,0 +1,211 @@
+"""Sweeps: a scenario run at every point of a grid (or of zipped lists) of parameter values.
+
+A scenario declares
+
+    [sweep]
+    mode = "grid"                     # every combination; "zip": the i-th value of each list
+    [sweep.parameters]
+    "guests[0].workload.arrivals.rate" = ["100/s", "200/s"]
+    "run.seed" = [1, 2, 3]
+
+Every point is validated before anything runs. Points run serially, on a local process pool, or
+on a Dask cluster (``Client(address).get_executor()``); each finished point is written at once,
+atomically, to ``DIR/points/``, so a sweep that is interrupted (even by SIGKILL) resumes where
+it stopped when the same command runs again. ``DIR/sweep.parquet`` then gathers every point's
+tidy rows, in point order, with the parameters as columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+from tqdm import tqdm
+
+from experiments.outputs import ResultsError, atomic_write, write_json
+from experiments.scenario import Scenario, ScenarioError, format_validation_error, parse_scenario
+
+__all__ = ["SweepSpec", "expand_sweep", "gather", "parse_path", "run_sweep"]
+
+_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
+
+
+class SweepSpec(BaseModel):
+    """The ``[sweep]`` table of a scenario."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["grid", "zip"] = "grid"
+    parameters: dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a sweep: its index, parameter values, and validated scenario."""
+
+    index: int
+    values: dict[str, Any]
+    scenario: Scenario
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha1(json.dumps(self.values, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return f"{self.index:06d}-{digest}"
+
+
+def parse_path(path: str) -> list[str | int]:
+    """``"guests[0].workload.rate"`` -> ``["guests", 0, "workload", "rate"]``."""
+    parts: list[str | int] = []
+    for segment in path.split("."):
+        pos = 0
+        for match in _PART.finditer(segment):
+            if match.start() != pos:
+                break
+            parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+            pos = match.end()
+        if pos != len(segment) or not segment:
+            raise ScenarioError(f"sweep.parameters: {path!r} is not a path like \"guests[0].workload.rate\"")
+    return parts
+
+
+def _set(data: Any, path: str, value: Any) -> None:
+    """Set ``value`` at ``path`` inside ``data``; a clear error naming the first part that is missing."""
+    parts = parse_path(path)
+    node, where = data, ""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(part, int):
+            if not isinstance(node, list) or not -len(node) <= part < len(node):
+                size = len(node) if isinstance(node, list) else "no list"
+                raise ScenarioError(f"sweep.parameters: {path!r}: {where or 'the scenario'} has no item [{part}] "
+                                    f"(it has {size})")
+        elif not isinstance(node, dict) or part not in node:
+            keys = ", ".join(sorted(node)) if isinstance(node, dict) else "none"
+            raise ScenarioError(f"sweep.parameters: {path!r}: {part!r} is not a key of {where or 'the scenario'} "
+                                f"(keys: {keys})")
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+
+
+def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
+    """Every point of the scenario's sweep, each validated; errors before anything runs."""
+    if "sweep" not in data:
+        raise ScenarioError(f"{origin} has no [sweep] table; add one, or use `virtsim run`")
+    try:
+        spec = SweepSpec.model_validate(data["sweep"])
+    except ValidationError as exc:
+        raise ScenarioError(f"{origin}: sweep.{format_validation_error(exc, '; sweep.')}") from None
+    if not spec.parameters:
+        raise ScenarioError(f"{origin}: sweep.parameters is empty; name at least one parameter path")
+    empty = [p for p, values in spec.parameters.items() if not values]
+    if empty:
+        raise ScenarioError(f"{origin}: sweep.parameters: {empty[0]!r} has an empty list of values")
+    names = list(spec.parameters)
+    lists = [spec.parameters[n] for n in names]
+    if spec.mode == "zip":
+        lengths = {n: len(v) for n, v in spec.parameters.items()}
+        if len(set(lengths.values())) != 1:
+            raise ScenarioError(f"{origin}: sweep mode \"zip\" needs lists of one length; got {lengths}")
+        combos = list(zip(*lists, strict=True))
+    else:
+        combos = list(itertools.product(*lists))
+    base = {k: v for k, v in data.items() if k != "sweep"}
+    full = parse_scenario(base, origin).model_dump(mode="json", by_alias=True)
+    points = []
+    for index, combo in enumerate(combos):
+        point = json.loads(json.dumps(full))
+        values = dict(zip(names, combo, strict=True))
+        for name, value in values.items():
+            _set(point, name, value)
+        where = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+        points.append(Point(index, values, parse_scenario(point, f"{origin} at sweep point {index} ({where})")))
+    return points
+
+
+def _run_point(point: Point) -> pd.DataFrame:
+    from experiments.runner import run_scenario
+
+    runs = run_scenario(point.scenario, progress=False, workers=1).runs
+    runs.insert(0, "point", point.index)
+    for name, value in point.values.items():
+        runs[name] = value if not isinstance(value, list | dict) else json.dumps(value)
+    return runs
+
+
+def _point_file(out_dir: Path, point: Point) -> Path:
+    return out_dir / "points" / f"{point.key}.parquet"
+
+
+def _finished(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        pd.read_parquet(path, columns=["point"])
+    except Exception:
+        return False  # unreadable: run the point again
+    return True
+
+
+def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: str | None = None,
+              progress: bool = True) -> Path:
+    """Run every point not yet finished in ``out_dir``, then gather ``sweep.parquet``."""
+    out_dir = Path(out_dir)
+    (out_dir / "points").mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / "points").glob(".*.tmp"):  # a write cut short by a kill
+        stale.unlink(missing_ok=True)
+    write_json(out_dir / "sweep_points.json", [{"point": p.index, "key": p.key, **p.values} for p in points])
+    pending = [p for p in points if not _finished(_point_file(out_dir, p))]
+    bar = tqdm(total=len(points), initial=len(points) - len(pending), desc="sweep", unit="point",
+               disable=not progress)
+
+    def save(point: Point, runs: pd.DataFrame) -> None:
+        atomic_write(_point_file(out_dir, point), lambda tmp: runs.to_parquet(tmp, index=False))
+        bar.update()
+
+    if pending and scheduler is None and workers <= 1:
+        for point in pending:
+            save(point, _run_point(point))
+    elif pending:
+        executor, close = _executor(workers, scheduler)
+        try:
+            futures: dict[Future, Point] = {executor.submit(_run_point, p): p for p in pending}
+            for future in as_completed(futures):
+                save(futures[future], future.result())
+        finally:
+            close()
+    bar.close()
+    return gather(points, out_dir)
+
+
+def _executor(workers: int, scheduler: str | None) -> tuple[Executor, Any]:
+    if scheduler is None:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        return pool, pool.shutdown
+    from distributed import Client
+
+    client = Client(scheduler)
+    return client.get_executor(), client.close
+
+
+def gather(points: list[Point], out_dir: Path) -> Path:
+    """Concatenate the points' tables in point order into ``sweep.parquet``."""
+    frames = []
+    for point in points:
+        path = _point_file(out_dir, point)
+        try:
+            frames.append(pd.read_parquet(path))
+        except Exception as exc:
+            raise ResultsError(f"{path} cannot be read ({type(exc).__name__}); delete it and rerun the sweep") from None
+    table = pd.concat(frames, ignore_index=True)
+    return atomic_write(out_dir / "sweep.parquet", lambda tmp: table.to_parquet(tmp, index=False))

@@ -1,0 +1,120 @@
+"""Sweeps: clear errors before anything runs, same numbers everywhere, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from experiments.scenario import ScenarioError
+from experiments.sweep import expand_sweep, parse_path, run_sweep
+from tests.tomlgen import to_toml
+
+TINY = {
+    "name": "tiny",
+    "run": {"duration": "0.2s", "warmup": "0.02s", "replications": 1, "seed": 1},
+    "host": {"cpu": "small-4c", "memory": "ddr4-small"},
+    "guests": [{
+        "name": "svc",
+        "stack": ["docker"],
+        "workload": {"arrivals": {"kind": "open", "rate": "200/s"},
+                     "demands": [{"kind": "cpu", "cycles": "3M", "dist": "exp"}]},
+    }],
+}
+
+
+def tiny(**sweep) -> dict:
+    data = copy.deepcopy(TINY)
+    data["sweep"] = sweep
+    return data
+
+
+def test_paths_are_parsed_with_indices() -> None:
+    assert parse_path("guests[0].workload.arrivals.rate") == ["guests", 0, "workload", "arrivals", "rate"]
+    with pytest.raises(ScenarioError, match="is not a path"):
+        parse_path("guests[x].name")
+
+
+def test_a_grid_expands_to_every_combination() -> None:
+    points = expand_sweep(tiny(parameters={"run.seed": [1, 2, 3], "guests[0].stack": [["docker"], ["kvm"]]}))
+    assert len(points) == 6
+    assert points[4].scenario.run.seed == 3 and points[4].scenario.guests[0].stack == ["docker"]
+    assert len({p.key for p in points}) == 6
+
+
+@pytest.mark.parametrize("sweep, needle", [
+    ({"parameters": {"guests[0].workload.arival.rate": [1]}}, "'arival' is not a key of guests[0].workload"),
+    ({"parameters": {"guests[3].name": ["x"]}}, "has no item [3]"),
+    ({"parameters": {}}, "sweep.parameters is empty"),
+    ({"parameters": {"run.seed": []}}, "'run.seed' has an empty list"),
+    ({"mode": "zip", "parameters": {"run.seed": [1, 2], "run.replications": [1]}}, "lists of one length"),
+    ({"parameters": {"run.duration": ["1s", "ten seconds"]}}, "sweep point 1 (run.duration = 'ten seconds')"),
+    ({"mode": "spiral", "parameters": {"run.seed": [1]}}, "sweep.mode: Input should be 'grid' or 'zip'"),
+])
+def test_bad_sweeps_are_refused_before_anything_runs(sweep, needle, tmp_path, capsys) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(tiny(**sweep)))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_same_seed_same_sweep_serially_on_a_pool_and_on_dask(tmp_path) -> None:
+    from distributed import LocalCluster
+
+    points = expand_sweep(tiny(parameters={"run.seed": [1, 2], "guests[0].workload.arrivals.rate": ["100/s", "300/s"]}))
+    serial = pd.read_parquet(run_sweep(points, tmp_path / "serial", workers=1, progress=False))
+    pool = pd.read_parquet(run_sweep(points, tmp_path / "pool", workers=2, progress=False))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        dask = pd.read_parquet(run_sweep(points, tmp_path / "dask", scheduler=cluster.scheduler_address,
+                                         progress=False))
+    pd.testing.assert_frame_equal(serial, pool, check_exact=True)
+    pd.testing.assert_frame_equal(serial, dask, check_exact=True)
+    assert sorted(serial["point"].unique()) == [0, 1, 2, 3]
+
+
+def test_a_1000_point_sweep_resumes_after_sigkill_without_losing_or_repeating_points(tmp_path) -> None:
+    scenario = tmp_path / "big.toml"
+    scenario.write_text(to_toml(tiny(parameters={"run.seed": list(range(1000))})))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "experiments.cli", "sweep", str(scenario), "--out", str(out),
+               "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    points_dir = out / "points"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if points_dir.exists() and len(list(points_dir.glob("*.parquet"))) >= 150:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the sweep ended before it could be killed: {proc.stderr.read().decode()}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in points_dir.glob("*.parquet")}
+    assert 150 <= len(before) < 1000
+    assert not (out / "sweep.parquet").exists()
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in points_dir.glob("*.parquet")}
+    assert len(after) == 1000
+    assert all(after[name] == mtime for name, mtime in before.items()), "finished points were run again"
+    table = pd.read_parquet(out / "sweep.parquet")
+    rows_per_point = table.groupby("point").size()
+    assert sorted(rows_per_point.index) == list(range(1000))
+    assert rows_per_point.nunique() == 1  # every point once: the same number of rows each
+    assert sorted(table.loc[table["metric"] == "completed", "run.seed"]) == list(range(1000))
+
+
+def test_the_shipped_sweep_expands() -> None:
+    path = Path(__file__).resolve().parents[2] / "experiments" / "scenarios" / "sweep-load.toml"
+    assert len(expand_sweep(tomllib.loads(path.read_text()), str(path))) == 10
