@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.stations import GroupPath
 
-__all__ = ["Demand", "DemandKind", "Stage", "packets"]
+__all__ = ["Demand", "DemandKind", "Stage", "segments"]
 
 DemandKind = Literal["cpu", "mem", "io", "net_in", "net_out", "station"]
 _UNITS = {
@@ -72,6 +72,11 @@ class Stage:
     group: GroupPath = ()
 
 
-def packets(size_bytes: np.ndarray, mtu_bytes: float) -> np.ndarray:
-    """Packets needed to carry each message (zero for an empty message)."""
-    return np.ceil(np.asarray(size_bytes, dtype=float) / mtu_bytes)
+def segments(size_bytes: np.ndarray, segment_bytes: float) -> np.ndarray:
+    """Segments needed to carry each message (zero for an empty message).
+
+    With TCP segmentation and generic receive offload (on by default for virtio-net, veth and
+    bridges), the stack, the VMM and the bridge handle a message in segments of up to 64 KiB,
+    not in MTU-sized packets: per-packet costs are paid per segment.
+    """
+    return np.ceil(np.asarray(size_bytes, dtype=float) / segment_bytes)

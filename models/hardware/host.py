@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from models.demands import Demand, Stage, packets
+from models.demands import Demand, Stage, segments
 from models.hardware.cpu import CPU_STATION, CpuSpec
 from models.hardware.memory import MEMBW_STATION, MemorySpec
 from models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION, NicSpec
@@ -80,9 +80,6 @@ class HostSpec(BaseModel):
             ]
         return [Stage(d.station, a, d.layer, d.group)]
 
-    def packets(self, size_bytes: np.ndarray) -> np.ndarray:
-        return packets(size_bytes, self.network.mtu_bytes)
-
     def packet_cycles(self, size_bytes: np.ndarray) -> np.ndarray:
-        """Kernel network-stack cycles to send or receive each message."""
-        return self.packets(size_bytes) * self.network.packet_cycles
+        """Kernel network-stack cycles to send or receive each message (per offload segment)."""
+        return segments(size_bytes, self.network.segment_bytes) * self.network.packet_cycles

@@ -1,8 +1,8 @@
 """Network: a NIC's receive and transmit queues, the wire, and the kernel's per-packet work.
 
 A message crosses the wire (``latency``, one way, including the remote peer's stack), is
-serialised by the NIC at ``bandwidth``, and costs the host kernel ``packet_cycles`` per packet of
-``mtu`` bytes on the CPU of whoever it belongs to.
+serialised by the NIC at ``bandwidth``, and costs the host kernel ``packet_cycles`` per segment of
+up to ``segment`` bytes (TSO/GSO) on the CPU of whoever it belongs to.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class NicSpec(BaseModel):
 
     bandwidth_bps: BitsPerSecond = Field(10e9, alias="bandwidth", gt=0)
     latency_s: Seconds = Field(10e-6, alias="latency")
-    mtu_bytes: Bytes = Field(1500, alias="mtu", gt=0)
+    segment_bytes: Bytes = Field(65536, alias="segment", gt=0)
     packet_cycles: Cycles = 10_000
 
     def serialise_s(self, size_bytes: np.ndarray) -> np.ndarray:

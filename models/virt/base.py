@@ -30,12 +30,12 @@ class LayerParams(BaseModel):
 
 @dataclass(frozen=True)
 class LayerContext:
-    """Where a layer lowers: for which guest, in which CPU group, on which network MTU."""
+    """Where a layer lowers: for which guest, in which CPU group, with which network segment size."""
 
     guest: str
     group: GroupPath
     scope: str = ""  # "" on the host; the guest's name inside a VM (its own bridge, say)
-    mtu_bytes: float = 1500.0
+    segment_bytes: float = 65536.0  # TSO/GSO segment: the unit of per-packet costs
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 

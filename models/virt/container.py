@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from models.demands import Demand, packets
+from models.demands import Demand, segments
 from models.quantities import Bytes, BytesPerSecond, Cycles, Seconds
 from models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, station_demand
 from sim.routes import StationSpec
@@ -108,7 +108,7 @@ class Container(Layer):
         p = self.params
         if p.network == "host":
             return []
-        pk = packets(d.amount, ctx.mtu_bytes)
+        pk = segments(d.amount, ctx.segment_bytes)
         out = [
             cpu_demand(pk * p.veth_packet_cycles, self.name, ctx.group),
             station_demand(_scoped(BRIDGE_STATION, ctx), pk * p.bridge_packet_s, self.name),

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from models.demands import Demand, packets
+from models.demands import Demand, segments
 from models.quantities import Cycles, Seconds
 from models.virt.base import LayerContext, LayerParams, cpu_demand, station_demand
 from models.virt.hypervisor import Type1, Type1Params
@@ -58,7 +58,7 @@ class Type2(Type1):
     def net_costs(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         costs = super().net_costs(d, ctx)
         if self.params.user_nat_s > 0:
-            pk = packets(d.amount, ctx.mtu_bytes)
+            pk = segments(d.amount, ctx.segment_bytes)
             costs.append(station_demand(f"user-nat:{ctx.guest}", pk * self.params.user_nat_s, self.name))
         return costs
 

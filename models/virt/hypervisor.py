@@ -7,11 +7,11 @@ What a type-1 layer adds to the demands of its guest:
   overcommit emerges from the sharing.
 - **Nested paging**: each TLB miss walks two dimensions of page tables (``walk_dims`` + 1).
 - **Storage**: ``exits_per_io`` VM exits of ``exit_cycles`` each on the VM's CPU, then the
-  VMM's device emulation as a serialised stage (``io_thread`` seconds per I/O at one station per
-  guest: QEMU's I/O thread), then the I/O itself on the host's device. ``emulated`` devices
+  VMM's device emulation as a serialised stage (``io_thread_read`` or ``io_thread_write`` seconds
+  per I/O at one station per guest: QEMU's I/O thread), then the I/O itself on the host's device. ``emulated`` devices
   take ``emulated_exit_factor`` times the exits; ``passthrough`` skips the VMM stage and keeps
   only the completion interrupt's exit.
-- **Network**: per message, exits on the VM's CPU and ``net_thread`` seconds per packet at the
+- **Network**: per message, exits on the VM's CPU and ``net_thread`` seconds per segment at the
   VMM's network stage (vhost or the VMM's device thread), beside the host's own NIC path.
 """
 
@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from models.demands import Demand, packets
+from models.demands import Demand, segments
 from models.quantities import Bytes, Cycles, Seconds
 from models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, station_demand
 from sim.routes import StationSpec
@@ -41,7 +41,8 @@ class Type1Params(LayerParams):
     exits_per_message: float = Field(2.0, ge=0)
     io_path: Literal["virtio", "emulated", "passthrough"] = "virtio"
     emulated_exit_factor: float = Field(10.0, ge=1)
-    io_thread_s: Seconds = Field(20e-6, alias="io_thread")
+    io_thread_read_s: Seconds = Field(20e-6, alias="io_thread_read")
+    io_thread_write_s: Seconds = Field(20e-6, alias="io_thread_write")
     net_thread_s: Seconds = Field(10e-6, alias="net_thread")
     nested_paging: bool = True
     vmm_memory_bytes: Bytes = Field(0, alias="vmm_memory")
@@ -81,13 +82,14 @@ class Type1(Layer):
             exits = min(exits, 1.0)  # only the completion interrupt still exits
         out = [cpu_demand(does_io * exits * p.exit_cycles, self.name, ctx.group)]
         if p.io_path != "passthrough":
-            out.append(station_demand(f"vmm-io:{ctx.guest}", does_io * p.io_thread_s, self.name))
+            per_io = p.io_thread_write_s if d.op == "write" else p.io_thread_read_s
+            out.append(station_demand(f"vmm-io:{ctx.guest}", does_io * per_io, self.name))
         return [*out, d]
 
     def net_costs(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         """Per message: exits on the VM's CPU, then the VMM's network stage per packet."""
         p = self.params
-        pk = packets(d.amount, ctx.mtu_bytes)
+        pk = segments(d.amount, ctx.segment_bytes)
         exits = cpu_demand((pk > 0) * p.exits_per_message * p.exit_cycles, self.name, ctx.group)
         return [exits, station_demand(f"vmm-net:{ctx.guest}", pk * p.net_thread_s, self.name)]
 

@@ -74,7 +74,7 @@ class Stack:
             # The outermost layer's group is the guest; each layer inside nests one level deeper.
             group = (guest, *[layer.name for layer in reversed(self.layers[i:-1])])
             scope = guest if any(_is_vm(layer) for layer in outer) else ""
-            out.append(LayerContext(guest, group, scope, host.network.mtu_bytes, np.random.default_rng(seeds[i])))
+            out.append(LayerContext(guest, group, scope, host.network.segment_bytes, np.random.default_rng(seeds[i])))
         return out
 
     def lower(self, demands: list[Demand], contexts: Sequence[LayerContext], host: HostSpec) -> list[Stage]:

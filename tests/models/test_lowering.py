@@ -20,7 +20,7 @@ def _app_demands() -> list[Demand]:
         Demand("cpu", np.full(N, 1e6)),
         Demand("mem", np.full(N, 8192.0), pattern="random"),
         Demand("io", np.array([4096.0, 0.0, 4096.0, 4096.0]), op="read", pattern="random"),
-        Demand("net_out", np.full(N, 3000.0)),
+        Demand("net_out", np.full(N, 100_000.0)),  # two 64 KiB offload segments
     ]
 
 
@@ -62,7 +62,7 @@ def test_container_with_host_networking_adds_no_network_stage() -> None:
 def test_container_bridge_and_nat_add_their_per_packet_stages() -> None:
     nat = _by_layer(_stages(["docker-nat"]))["docker-nat"]
     p = make_layer("docker-nat").params
-    packets = 1 + 2  # 300 B in one packet, 3000 B out in two
+    packets = 1 + 2  # 300 B in one segment, 100 kB out in two
     np.testing.assert_allclose(_total(nat, "nat"), np.full(N, packets * p.nat_packet_s))
     np.testing.assert_allclose(_total(nat, "bridge"), np.full(N, packets * p.bridge_packet_s))
     lxc = _by_layer(_stages(["lxc"]))["lxc"]
@@ -74,7 +74,7 @@ def test_type1_adds_exits_vmm_stages_and_a_two_dimensional_walk() -> None:
     p = make_layer("kvm").params
     kvm = _by_layer(stages)["kvm"]
     io_mask = np.array([1, 0, 1, 1])
-    np.testing.assert_allclose(_total(kvm, "vmm-io:g"), io_mask * p.io_thread_s)
+    np.testing.assert_allclose(_total(kvm, "vmm-io:g"), io_mask * p.io_thread_read_s)
     np.testing.assert_allclose(_total(kvm, "vmm-net:g"), 3 * p.net_thread_s * np.ones(N))
     exits = (io_mask * p.exits_per_io + 2 * p.exits_per_message) * p.exit_cycles / HOST.cpu.freq_hz
     np.testing.assert_allclose(_total(kvm, "cpu"), exits)
@@ -136,3 +136,21 @@ def test_container_limits_become_cpu_group_parameters() -> None:
     spec = layer.group_spec()
     assert (spec.quota_s, spec.period_s, spec.weight, spec.max_servers) == pytest.approx((0.05, 0.1, 200, 2))
     assert make_layer("docker", {"cpu_max": "25000 100000"}).group_spec().quota_s == pytest.approx(0.025)
+
+
+def test_reads_and_writes_cost_the_vmm_differently() -> None:
+    p = make_layer("kvm").params
+    stack = Stack.of(["kvm"])
+    for op, expected in (("read", p.io_thread_read_s), ("write", p.io_thread_write_s)):
+        stages = stack.lower([Demand("io", np.full(N, 4096.0), op=op)], stack.contexts("g", HOST), HOST)
+        np.testing.assert_allclose(_total(stages, "vmm-io:g"), np.full(N, expected))
+    assert p.io_thread_read_s != p.io_thread_write_s
+
+
+def test_per_packet_costs_are_paid_per_offload_segment() -> None:
+    """A 64 KiB message is one segment: the VMM stage costs one net_thread, not 44 MTU packets."""
+    p = make_layer("kvm").params
+    stack = Stack.of(["kvm"])
+    for size, segs in ((100.0, 1), (65536.0, 1), (65537.0, 2)):
+        stages = stack.lower([Demand("net_out", np.full(N, size))], stack.contexts("g", HOST), HOST)
+        np.testing.assert_allclose(_total(stages, "vmm-net:g"), np.full(N, segs * p.net_thread_s))
