@@ -2,6 +2,8 @@
 
     virtsim run [SCENARIO.toml] --out DIR   run a scenario (default: the built-in stack comparison)
     virtsim sweep SCENARIO.toml --out DIR  run its [sweep] (--workers N, --scheduler ADDRESS)
+    virtsim overhead --out DIR              workloads on each stack, ratios to bare metal
+    virtsim calibrate --out DIR             reproduce the published measurements
     virtsim disk [SPEC.toml] --out DIR      disk usage of image chains and container layers
     virtsim profiles [NAME]                 list layer and hardware profiles with their parameters
 
@@ -76,6 +78,51 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from experiments.calibrate import calibrate, find_published, plot_calibration
+    from experiments.outputs import atomic_write
+
+    try:
+        published = Path(args.published) if args.published else find_published()
+    except FileNotFoundError as exc:
+        raise ResultsError(str(exc)) from None
+    if not published.exists():
+        raise ResultsError(f"--published {published} does not exist")
+    table = calibrate(published, seed=args.seed, workers=args.workers)
+    out = Path(args.out)
+    atomic_write(out / "calibration.csv", lambda t: table.to_csv(t, index=False))
+    plot_calibration(table, out / "calibration.png")
+    done = table.dropna(subset=["simulated"])
+    held_out = done[~done["fitted"].astype(bool)]
+    print(f"{len(done)} rows reproduced ({int(done['within_target'].sum())} within target), "
+          f"{len(held_out)} of them held out from fitting ({int(held_out['within_target'].sum())} within target); "
+          f"{len(table) - len(done)} rows not reproduced (reasons in the table)")
+    print(f"calibration: {out / 'calibration.csv'}\n       plot: {out / 'calibration.png'}")
+    return 0
+
+
+def _cmd_overhead(args: argparse.Namespace) -> int:
+    from experiments.overhead import WORKLOADS, overhead, write_overhead
+
+    stacks = [s.split("/") for s in args.stacks.split(",")] if args.stacks else None
+    names = args.workloads.split(",") if args.workloads else None
+    if names:
+        unknown = [n for n in names if n not in WORKLOADS]
+        if unknown:
+            raise ScenarioError(f"--workloads: unknown {unknown}; known: {', '.join(WORKLOADS)}")
+    if stacks:
+        from models.virt.stack import make_layer
+
+        for stack in stacks:
+            for profile in stack:
+                make_layer(profile)
+    tables = overhead(stacks, names, replications=args.replications, seed=args.seed, workers=args.workers,
+                      progress=not args.quiet)
+    for name, path in write_overhead(Path(args.out), tables).items():
+        print(f"{name:>12}: {path}")
+    return 0
+
+
 def _cmd_disk(args: argparse.Namespace) -> int:
     from experiments.disk import load_disk_spec, run_disk, write_disk_outputs
 
@@ -133,6 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--scheduler", help="address of a Dask scheduler (tcp://HOST:8786) to run the points on")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_cmd_sweep)
+    ovh = sub.add_parser("overhead", help="workloads on each stack as ratios to bare metal, with attribution")
+    ovh.add_argument("--out", required=True, help="folder for overhead.csv, attribution.csv and plots")
+    ovh.add_argument("--stacks", help='comma-separated stacks, layers joined by "/" (e.g. "kvm,docker,docker/kvm")')
+    ovh.add_argument("--workloads", help="comma-separated workloads (default: all)")
+    ovh.add_argument("--replications", type=_positive_int, default=2)
+    ovh.add_argument("--seed", type=int, default=1)
+    ovh.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
+    ovh.add_argument("--quiet", action="store_true", help="no progress bar")
+    ovh.set_defaults(func=_cmd_overhead)
+    cal = sub.add_parser("calibrate", help="reproduce the published measurements -> calibration.csv + plot")
+    cal.add_argument("--out", required=True, help="folder for calibration.csv and calibration.png")
+    cal.add_argument("--published", help="path of published.csv (default: ../shared/calibration/published.csv)")
+    cal.add_argument("--seed", type=int, default=1)
+    cal.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
+    cal.set_defaults(func=_cmd_calibrate)
     disk = sub.add_parser("disk", help="disk usage: linked vs full clones, formats, drivers -> disk.csv + plots")
     disk.add_argument("spec", nargs="?", help="TOML file with a [disk] table (default: built-in settings)")
     disk.add_argument("--out", required=True, help="folder for disk.csv and the plots")

@@ -49,10 +49,19 @@ def run_variant(scenario: Scenario, label: str, stack: list | None, replication:
     run = simulate_vector if engine == "vector" else simulate
     result = run(stations, sources, control, replication)
     rows: list[dict[str, Any]] = []
+    specs = {name: spec.workload for spec in scenario.guests for name in spec.names()}
     for guest, log in result.logs.items():
-        for metric, layer, station, value in request_metrics(log, control.warmup_s, control.duration_s):
+        found = {}
+        for metric, layer, station, value in request_metrics(log, control.warmup_s, control.duration_s,
+                                                             cdf=scenario.run.latency_cdf):
             rows.append(dict(variant=label, replication=replication, guest=guest, metric=metric,
                              layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
+            if layer == "all" and station == "all":
+                found[metric] = value
+        derived = specs[guest].derived_metrics(found["throughput_rps"], found.get("latency_mean_s", float("nan")))
+        for metric, value, unit in derived:
+            rows.append(dict(variant=label, replication=replication, guest=guest, metric=metric,
+                             layer="all", station="all", value=float(value), unit=unit))
     for station, value in result.utilization.items():
         rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
                          layer="all", station=station, value=float(value), unit="fraction"))

@@ -17,7 +17,7 @@ from models.hardware.host import HostSpec
 from models.quantities import Seconds
 from models.system import Guest, System
 from models.virt.stack import Stack, make_layer
-from models.workloads.request import RequestWorkload
+from models.workloads.catalog import WorkloadSpec
 from sim.control import RunControl
 from sim.vector import vector_rejects
 
@@ -52,6 +52,7 @@ class RunSpec(_Model):
     replications: int = Field(5, ge=1, le=10_000)
     seed: int = Field(1, ge=0)
     engine: Literal["des", "vector", "auto"] = "auto"
+    latency_cdf: bool = False  # also record latency quantiles (for CDF plots)
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> RunSpec:
@@ -87,7 +88,14 @@ class GuestSpec(_Model):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(1, ge=1, le=100_000)
     stack: list[LayerEntry] = Field(default_factory=lambda: list[LayerEntry](["bare-metal"]))
-    workload: RequestWorkload
+    workload: WorkloadSpec
+
+    @field_validator("workload", mode="before")
+    @classmethod
+    def _generic_by_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" not in value:
+            return {**value, "kind": "request"}
+        return value
 
     @field_validator("stack")
     @classmethod
@@ -155,7 +163,7 @@ class Scenario(_Model):
         guests = []
         for spec in self.guests:
             stack = spec.build_stack(stack_override)
-            guests += [Guest(name, stack, spec.workload) for name in spec.names()]
+            guests += [Guest(name, stack, spec.workload.request_workload()) for name in spec.names()]
         return System(self.host, tuple(guests))
 
 

@@ -59,9 +59,10 @@ class System:
             workload_seed, layer_seed = seed.spawn(2)
             draw = guest.workload.sampler(workload_seed)
             contexts = guest.stack.contexts(guest.name, self.host, layer_seed)
+            app = self.app_group(guest)
 
             def sample(n: int) -> np.ndarray:
-                stages = guest.stack.lower(draw(n), contexts, self.host)
+                stages = guest.stack.lower(draw(n), contexts, self.host, app)
                 return np.column_stack([np.broadcast_to(s.work_s, (n,)) for s in stages])
 
             return sample
@@ -71,7 +72,13 @@ class System:
     def _lower(self, guest: Guest, seed: np.random.SeedSequence, n: int) -> list[Stage]:
         workload_seed, layer_seed = seed.spawn(2)
         demands = guest.workload.sampler(workload_seed)(n)
-        return guest.stack.lower(demands, guest.stack.contexts(guest.name, self.host, layer_seed), self.host)
+        contexts = guest.stack.contexts(guest.name, self.host, layer_seed)
+        return guest.stack.lower(demands, contexts, self.host, self.app_group(guest))
+
+    def app_group(self, guest: Guest) -> GroupPath:
+        """The group of the application's own work: the innermost layer's, or its thread pool's."""
+        inner = guest.stack.contexts(guest.name, self.host)[0].group
+        return (*inner, "threads") if guest.workload.threads is not None else inner
 
     def groups(self) -> dict[GroupPath, GroupSpec]:
         """Every guest's CPU groups, one per layer, nested from the host up."""
@@ -79,6 +86,8 @@ class System:
         for guest in self.guests:
             for layer, ctx in zip(guest.stack.layers, guest.stack.contexts(guest.name, self.host), strict=True):
                 out[ctx.group] = layer.group_spec()
+            if guest.workload.threads is not None:
+                out[self.app_group(guest)] = GroupSpec(max_servers=float(guest.workload.threads))
         return out
 
     def background(self) -> dict[GroupPath, int]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["METRIC_UNITS", "RequestLog", "request_metrics"]
+__all__ = ["CDF_LEVELS", "METRIC_UNITS", "RequestLog", "request_metrics"]
 
 
 @dataclass
@@ -71,16 +71,21 @@ METRIC_UNITS = {
     "latency_p99_s": "s",
     "time_mean_s": "s",
     "tail_time_mean_s": "s",
+    "latency_quantile_s": "s",
 }
+CDF_LEVELS = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 99, 99.5, 99.9)
 
 
-def request_metrics(log: RequestLog, warmup_s: float, duration_s: float) -> list[tuple[str, str, str, float]]:
+def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
+                    cdf: bool = False) -> list[tuple[str, str, str, float]]:
     """Metrics of one source in one replication, as (metric, layer, station, value) rows.
 
     Throughput counts requests finished inside the window [warmup_s, duration_s) over its
     length. Latencies are over requests that arrived inside the window and finished by the end.
     ``time_mean_s`` rows split the mean latency by layer and by station; ``tail_time_mean_s`` rows
-    split the latency of the requests at or above the p99 the same way.
+    split the latency of the requests at or above the p99 the same way. With ``cdf``, rows
+    ``latency_quantile_s`` give the latency at each level of :data:`CDF_LEVELS` (the level, in
+    percent, in the ``station`` column).
     """
     n = log.n
     arrival, finish, stage = log.arrival_s[:n], log.finish_s[:n], log.stage_s[:n]
@@ -103,6 +108,9 @@ def request_metrics(log: RequestLog, warmup_s: float, duration_s: float) -> list
         ("latency_p95_s", "all", "all", float(p95)),
         ("latency_p99_s", "all", "all", float(p99)),
     ]
+    if cdf:
+        for level, value in zip(CDF_LEVELS, np.percentile(latency, CDF_LEVELS), strict=True):
+            rows.append(("latency_quantile_s", "all", f"{level:g}", float(value)))
     stages = stage[measured]
     tail = stages[latency >= p99]
     for metric, block in (("time_mean_s", stages), ("tail_time_mean_s", tail)):

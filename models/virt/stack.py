@@ -77,9 +77,15 @@ class Stack:
             out.append(LayerContext(guest, group, scope, host.network.segment_bytes, np.random.default_rng(seeds[i])))
         return out
 
-    def lower(self, demands: list[Demand], contexts: Sequence[LayerContext], host: HostSpec) -> list[Stage]:
-        """The stages the application's demands cost through every layer and the host."""
-        level = [replace(d, group=contexts[0].group) for d in demands]
+    def lower(self, demands: list[Demand], contexts: Sequence[LayerContext], host: HostSpec,
+              app_group: tuple[str, ...] | None = None) -> list[Stage]:
+        """The stages the application's demands cost through every layer and the host.
+
+        The application's own CPU work is charged to ``app_group`` (default: the innermost layer's
+        group; a server's thread pool is a group nested in it).
+        """
+        group = app_group if app_group is not None else contexts[0].group
+        level = [replace(d, group=group) for d in demands]
         for layer, ctx in zip(self.layers, contexts, strict=True):
             level = layer.lower(level, ctx)
         return [stage for d in level for stage in host.lower(d)]

@@ -68,10 +68,15 @@ class MemDemand(_DemandBase):
 
 
 class IoDemand(_DemandBase):
+    """One I/O. With ``mix = [lo, hi]`` a request does it only if its mix draw u (one uniform per
+    request, shared by all its demands) has lo <= u < hi: two I/O demands with [0, 0.7] and
+    [0.7, 1] make a 70/30 read/write mix."""
+
     kind: Literal["io"]
     size_bytes: Bytes = Field(alias="size")
     op: Literal["read", "write"] = "read"
     pattern: Literal["seq", "random"] = "random"
+    mix: tuple[float, float] = (0.0, 1.0)
 
 
 class NetDemand(_DemandBase):
@@ -93,20 +98,41 @@ def _demand(spec: CpuDemand | MemDemand | IoDemand | NetDemand, amount: np.ndarr
 
 
 class RequestWorkload(_Spec):
-    """How requests arrive and the demands each makes, in order."""
+    """How requests arrive and the demands each makes, in order.
 
+    ``threads``: the server runs its requests on at most this many threads (a single-threaded
+    event loop is 1, a thread pool its size): the guest's requests share at most ``threads``
+    cores. ``None``: as many as there are requests.
+    """
+
+    kind: Literal["request"] = "request"
     arrivals: OpenSpec | ClosedSpec = Field(discriminator="kind")
     demands: list[DemandSpec] = Field(min_length=1)
+    threads: int | None = Field(None, ge=1)
+
+    def request_workload(self) -> RequestWorkload:
+        return self
+
+    def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """Metrics in the units of the real tool (none for a generic workload)."""
+        return []
 
     def sampler(self, seed: np.random.SeedSequence) -> Callable[[int], list[Demand]]:
         """Draws the demands of the next ``n`` requests; one sequential stream per demand."""
-        rngs = [np.random.default_rng(s) for s in seed.spawn(len(self.demands))]
+        demand_seed, mix_seed = seed.spawn(2)
+        rngs = [np.random.default_rng(s) for s in demand_seed.spawn(len(self.demands))]
+        mix_rng = np.random.default_rng(mix_seed)
+        mixed = any(isinstance(s, IoDemand) and s.mix != (0.0, 1.0) for s in self.demands)
 
         def sample(n: int) -> list[Demand]:
+            u = mix_rng.random(n) if mixed else None
             out = []
             for spec, rng in zip(self.demands, rngs, strict=True):
                 mean = spec.cycles if isinstance(spec, CpuDemand) else spec.size_bytes
-                out.append(_demand(spec, spec.draw(mean, rng, n)))
+                amount = spec.draw(mean, rng, n)
+                if u is not None and isinstance(spec, IoDemand) and spec.mix != (0.0, 1.0):
+                    amount = amount * ((u >= spec.mix[0]) & (u < spec.mix[1]))
+                out.append(_demand(spec, amount))
             return out
 
         return sample

@@ -33,7 +33,7 @@ def test_wrong_unit_is_named_with_the_accepted_units(small) -> None:
 
 def test_negative_size_is_rejected(small) -> None:
     small["guests"][0]["workload"]["demands"][2]["size"] = "-4KiB"
-    assert "guests[0].workload.demands[2].io.size: must be >= 0" in _error(small)
+    assert "guests[0].workload.request.demands[2].io.size: must be >= 0" in _error(small)
 
 
 def test_unknown_profile_lists_the_known_ones(small) -> None:

@@ -1,0 +1,253 @@
+"""Calibration: reproduce the published measurements and say how close each comes.
+
+``virtsim calibrate --out DIR`` runs one small scenario per reproducible row of
+``shared/calibration/published.csv`` on the host of its study, and writes ``DIR/calibration.csv``
+(row, published, simulated, relative error; for rows with a native counterpart both ratios to
+native and their difference in points) and ``DIR/calibration.png`` (simulated against published).
+Rows the model does not reproduce are listed too, each with the reason.
+
+The targets (issue 4): grade-A rows within 10% on absolute values and within 5 points on ratios
+to bare metal. :data:`KNOWN_OUTSIDE` names the rows that miss, and why; a test keeps it true.
+"""
+
+from __future__ import annotations
+
+import csv
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.scenario import parse_scenario
+
+__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "calibrate", "find_published", "fitted_rows", "published_rows"]
+
+HOSTS = {
+    "felter": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"},
+    "agache": {"cpu": "xeon-8175m-2s", "memory": "ddr3-2s", "storage": "nvme-ssd", "network": "10gbe"},
+}
+RUN = {"linpack": ("4s", "0.5s"), "stream": ("1s", "0.1s"), "randomaccess": ("1s", "0.1s"),
+       "stream-tcp": ("0.3s", "0.03s"), "netperf-rr": ("0.5s", "0.05s"), "fio": ("0.4s", "0.05s"),
+       "kv-store": ("0.5s", "0.05s")}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One published row and the scenario that reproduces it."""
+
+    row: str
+    stack: list[Any]
+    workload: dict[str, Any]
+    metric: str
+    host: str = "felter"
+    native: str | None = None  # the row of the same measurement on bare metal
+    scale: float = 1.0  # published value x scale = value in the metric's unit
+    replications: int = 2
+    note: str = ""
+
+    def scenario(self, seed: int) -> dict[str, Any]:
+        duration, warmup = RUN[self.workload["kind"]]
+        return {"name": self.row, "run": {"duration": duration, "warmup": warmup,
+                                          "replications": self.replications, "seed": seed, "engine": "des"},
+                "host": HOSTS[self.host], "guests": [{"name": "g", "stack": self.stack, "workload": self.workload}]}
+
+
+def _family(native: str, workload: dict[str, Any], metric: str, rows: dict[str, list[Any]], **kw: Any) -> list[Case]:
+    return [Case(row, stack, workload, metric, native=None if row == native else native, **kw)
+            for row, stack in rows.items()]
+
+
+KVM16 = [{"profile": "kvm", "vcpus": 16}]
+KVM8 = [{"profile": "kvm", "vcpus": 8}]
+KVM32 = [{"profile": "kvm", "vcpus": 16}]
+KVM1 = [{"profile": "kvm", "vcpus": 1}]
+FIO_RAND = {"kind": "fio", "bs": "4KiB", "jobs": 8, "iodepth": 16}
+CASES: list[Case] = [
+    *_family("felter-linpack-native", {"kind": "linpack", "threads": 16}, "gflops", {
+        "felter-linpack-native": ["bare-metal"], "felter-linpack-docker": ["docker"],
+        "felter-linpack-kvm-tuned": KVM32}),
+    *_family("felter-stream-triad-2s-native", {"kind": "stream", "threads": 16}, "bandwidth_GBps", {
+        "felter-stream-triad-2s-native": ["bare-metal"], "felter-stream-triad-2s-docker": ["docker"],
+        "felter-stream-triad-2s-kvm": KVM16}),
+    *_family("felter-gups-1s-native", {"kind": "randomaccess", "threads": 8}, "gups", {
+        "felter-gups-1s-native": ["bare-metal"], "felter-gups-1s-docker": ["docker"],
+        "felter-gups-1s-kvm": KVM8}),
+    *_family("felter-nuttcp-native", {"kind": "stream-tcp"}, "throughput_Mbps", {
+        "felter-nuttcp-native": ["bare-metal"], "felter-nuttcp-docker-nat": ["docker-nat"],
+        "felter-nuttcp-kvm": [{"profile": "kvm", "vcpus": 4}]}),
+    *_family("felter-tcprr-native", {"kind": "netperf-rr"}, "round_trip_us", {
+        "felter-tcprr-native": ["bare-metal"], "felter-tcprr-kvm": KVM1}),
+    *_family("felter-udprr-native", {"kind": "netperf-rr"}, "round_trip_us", {
+        "felter-udprr-native": ["bare-metal"], "felter-udprr-kvm": KVM1}),
+    *_family("felter-fio-randread-native", {**FIO_RAND, "rw": "randread"}, "iops", {
+        "felter-fio-randread-native": ["bare-metal"], "felter-fio-randread-docker": ["docker"],
+        "felter-fio-randread-kvm": [{"profile": "kvm", "vcpus": 16}]}),
+    *_family("felter-fio-randwrite-native", {**FIO_RAND, "rw": "randwrite"}, "iops", {
+        "felter-fio-randwrite-native": ["bare-metal"], "felter-fio-randwrite-docker": ["docker"],
+        "felter-fio-randwrite-kvm": [{"profile": "kvm", "vcpus": 16}]}),
+    *_family("felter-fio-seqread-native", {"kind": "fio", "rw": "read", "bs": "1MiB", "iodepth": 2},
+             "bandwidth_MBps", {"felter-fio-seqread-native": ["bare-metal"], "felter-fio-seqread-docker": ["docker"],
+                                "felter-fio-seqread-kvm": KVM16}, scale=1.024),
+    *_family("felter-fio-seqwrite-native", {"kind": "fio", "rw": "write", "bs": "1MiB", "iodepth": 16},
+             "bandwidth_MBps", {"felter-fio-seqwrite-native": ["bare-metal"],
+                                "felter-fio-seqwrite-docker": ["docker"], "felter-fio-seqwrite-kvm": KVM16},
+             scale=1.024),
+    *_family("felter-redis-get-1c-native", {"kind": "kv-store", "connections": 1}, "requests_per_s", {
+        "felter-redis-get-1c-native": ["bare-metal"], "felter-redis-get-1c-docker-host": ["docker"],
+        "felter-redis-get-1c-docker-nat": ["docker-nat"], "felter-redis-get-1c-kvm": KVM1}),
+    *_family("fc-fio-randread-qd1-metal", {"kind": "fio", "rw": "randread", "bs": "4KiB"}, "latency_us", {
+        "fc-fio-randread-qd1-metal": ["bare-metal"], "fc-fio-randread-qd1-firecracker": ["firecracker"],
+        "fc-fio-randread-qd1-qemu": ["kvm"]}, host="agache"),
+    *_family("fc-fio-randwrite-qd1-metal", {"kind": "fio", "rw": "randwrite", "bs": "4KiB"}, "latency_us", {
+        "fc-fio-randwrite-qd1-metal": ["bare-metal"], "fc-fio-randwrite-qd1-firecracker": ["firecracker"],
+        "fc-fio-randwrite-qd1-qemu": ["kvm"]}, host="agache"),
+]
+
+KNOWN_OUTSIDE = {
+    "felter-redis-get-1c-kvm": "a 1-vCPU guest idles between requests; waking a halted vCPU on each packet "
+                               "(HLT exit, interrupt injection) is not modelled, so the model is ~16% fast",
+    "fc-fio-randread-qd1-qemu": "the kvm profile's I/O thread is fitted to Felter's virtio-blk (aio=native on a raw "
+                                "device); the Firecracker paper's QEMU served a file-backed disk on another path",
+    "fc-fio-randwrite-qd1-qemu": "as fc-fio-randread-qd1-qemu: another QEMU configuration than the kvm profile's",
+}
+
+NOT_REPRODUCED = {
+    "felter-linpack-kvm-untuned": "vCPU topology and NUMA placement are not modelled (the untuned guest's loss)",
+    "felter-stream-triad-1s-native": "per-socket memory (NUMA) is not modelled",
+    "felter-stream-triad-1s-docker": "per-socket memory (NUMA) is not modelled",
+    "felter-stream-triad-1s-kvm": "per-socket memory (NUMA) is not modelled",
+    "felter-gups-2s-native": "interleaved remote-socket memory (NUMA) is not modelled",
+    "felter-gups-2s-docker": "interleaved remote-socket memory (NUMA) is not modelled",
+    "felter-gups-2s-kvm": "interleaved remote-socket memory (NUMA) is not modelled",
+    "fc-iperf-loopback": "host loopback and guest-to-host tap topologies are not modelled (no wire, no NIC)",
+    "fc-iperf-firecracker": "guest-to-host tap topology is not modelled",
+    "fc-iperf-qemu": "guest-to-host tap topology is not modelled",
+    "fc-ping-loopback": "host loopback topology is not modelled",
+    "fc-ping-firecracker": "used to fit firecracker net_thread; host-to-guest tap has no wire in this model",
+    "fc-ping-qemu": "host-to-guest tap topology is not modelled",
+}
+
+
+# Rows fitted by constants in code (the rest are cited by profile parameters).
+FITTED_IN_CODE = {"felter-linpack-native": "models/workloads/catalog.py Linpack.efficiency",
+                  "felter-redis-get-1c-native": "models/workloads/catalog.py KvStore.op_cycles"}
+
+
+def fitted_rows() -> set[str]:
+    """Rows some parameter was fitted to: cited by a profile, or by a workload constant."""
+    from models.profiles import load_profiles
+
+    cited = set(FITTED_IN_CODE)
+    for package in ("models.virt", "models.hardware"):
+        for profile in load_profiles(package).values():
+            for source in profile.sources.values():
+                if "published.csv" in source:
+                    ids = source.split("published.csv", 1)[1].split("(", 1)[0]
+                    cited |= {part.strip() for part in ids.split(",") if part.strip()}
+    return cited
+
+
+def find_published(start: Path | None = None) -> Path:
+    """``shared/calibration/published.csv`` beside the project or above the working directory."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        for candidate in (folder / "shared" / "calibration" / "published.csv",
+                          folder.parent / "shared" / "calibration" / "published.csv"):
+            if candidate.exists():
+                return candidate
+    raise FileNotFoundError("published.csv not found beside the project; name it with --published PATH")
+
+
+def published_rows(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of published.csv by id."""
+    with Path(path).open(newline="") as f:
+        return {row["id"]: row for row in csv.DictReader(f)}
+
+
+def _simulate(case: Case, seed: int) -> float:
+    from experiments.runner import run_scenario
+
+    runs = run_scenario(parse_scenario(case.scenario(seed), case.row), progress=False).runs
+    return float(runs.loc[runs["metric"] == case.metric, "value"].mean())
+
+
+def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
+    """The calibration table: one row per published row (reproduced or not, with the reason)."""
+    rows = published_rows(published)
+    missing = [c.row for c in CASES if c.row not in rows]
+    if missing:
+        raise ValueError(f"{published} lacks rows the calibration reproduces: {missing}")
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            simulated = list(pool.map(_simulate, CASES, [seed] * len(CASES)))
+    else:
+        simulated = [_simulate(c, seed) for c in CASES]
+    by_row = dict(zip([c.row for c in CASES], simulated, strict=True))
+    fitted = fitted_rows()
+    out = []
+    for case in CASES:
+        row = rows[case.row]
+        pub = float(row["value"]) * case.scale
+        sim = by_row[case.row]
+        entry: dict[str, Any] = dict(
+            row=case.row, platform=row["platform"], grade=row["grade"], metric=case.metric,
+            stack="/".join(e if isinstance(e, str) else e["profile"] for e in case.stack),
+            published=pub, simulated=sim, rel_error=(sim - pub) / pub,
+            published_ratio=float("nan"), simulated_ratio=float("nan"), ratio_error_points=float("nan"),
+            fitted=case.row in fitted, note=KNOWN_OUTSIDE.get(case.row, ""),
+        )
+        if case.native is not None:
+            native_pub = float(rows[case.native]["value"]) * case.scale
+            entry["published_ratio"] = pub / native_pub
+            entry["simulated_ratio"] = sim / by_row[case.native]
+            entry["ratio_error_points"] = 100 * (entry["simulated_ratio"] - entry["published_ratio"])
+        ratio_ok = case.native is None or abs(entry["ratio_error_points"]) <= 5
+        entry["within_target"] = bool(abs(entry["rel_error"]) <= 0.10 and ratio_ok)
+        out.append(entry)
+    reproduced = {c.row for c in CASES}
+    for row_id, row in rows.items():
+        if row_id not in reproduced:
+            reason = NOT_REPRODUCED.get(row_id, _default_reason(row))
+            out.append(dict(row=row_id, platform=row["platform"], grade=row["grade"], metric=row["metric"],
+                            published=float(row["value"]), note=f"not reproduced: {reason}"))
+    return pd.DataFrame(out)
+
+
+def _default_reason(row: dict[str, str]) -> str:
+    if row["metric"] in ("memory-overhead", "boot-time"):
+        return "a footprint or start-up figure: the density model's (issue 6)"
+    if row["grade"] != "A":
+        return f"grade {row['grade']}: used as a wide prior, not a target"
+    return "no workload reproduces it yet"
+
+
+def plot_calibration(table: pd.DataFrame, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    done = table.dropna(subset=["simulated"])
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for ok, color, label in ((True, "#2f855a", "within target"), (False, "#c53030", "outside target")):
+        part = done[done["within_target"] == ok]
+        ax.scatter(part["published"], part["simulated"], c=color, label=label, s=28)
+        for _, r in part.iterrows():
+            ax.annotate(r["row"], (r["published"], r["simulated"]), fontsize=5, alpha=0.7)
+    lo, hi = done[["published", "simulated"]].min().min() * 0.5, done[["published", "simulated"]].max().max() * 2
+    x = np.geomspace(lo, hi, 50)
+    ax.plot(x, x, "k-", lw=0.8)
+    ax.fill_between(x, x * 0.9, x * 1.1, color="grey", alpha=0.2, label="±10%")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("published (row's unit)")
+    ax.set_ylabel("simulated")
+    ax.set_title("Calibration: simulated against published")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

@@ -1,0 +1,118 @@
+"""The overhead experiment: the same workloads on each stack, as ratios to bare metal.
+
+``virtsim overhead --out DIR`` runs each workload once per stack (default: bare metal, kvm,
+firecracker, virtualbox, docker, docker-nat, and docker-nat inside a kvm guest) on common random
+numbers, and writes:
+
+- ``overhead.csv``: stack, workload, metric, value with its 95% interval, the bare-metal value and
+  the ratio (for latencies a ratio above 1 is worse, for throughputs below 1);
+- ``attribution.csv``: per stack and workload, how much mean and tail (slowest 1%) latency each
+  layer and station adds over bare metal;
+- ``overhead.png`` (grouped bars of ratios) and ``latency_cdf.png`` (latency CDFs per workload).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.outputs import atomic_write
+from experiments.runner import run_scenario
+from experiments.scenario import parse_scenario
+
+__all__ = ["DEFAULT_STACKS", "WORKLOADS", "overhead"]
+
+DEFAULT_STACKS: list[list[Any]] = [["bare-metal"], ["kvm"], ["firecracker"], ["virtualbox"], ["docker"],
+                                   ["docker-nat"], ["docker-nat", "kvm"]]
+HOST = {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"}
+
+# workload name -> (workload table, primary metric, duration, warm-up)
+WORKLOADS: dict[str, tuple[dict[str, Any], str, str, str]] = {
+    "linpack": ({"kind": "linpack", "threads": 2}, "gflops", "3s", "0.3s"),
+    "randomaccess": ({"kind": "randomaccess", "threads": 2}, "gups", "0.5s", "0.05s"),
+    "fio-randread": ({"kind": "fio", "rw": "randread", "bs": "4KiB", "jobs": 2, "iodepth": 8}, "iops", "0.3s", "0.03s"),
+    "netperf-rr": ({"kind": "netperf-rr"}, "round_trip_us", "0.3s", "0.03s"),
+    "stream-tcp": ({"kind": "stream-tcp"}, "throughput_Mbps", "0.2s", "0.02s"),
+    "kv-store": ({"kind": "kv-store", "connections": 8}, "requests_per_s", "0.3s", "0.03s"),
+    "oltp": ({"kind": "oltp", "threads": 2, "clients": 8}, "tps", "0.5s", "0.05s"),
+    "web": ({"kind": "web", "rate": "800/s"}, "requests_per_s", "1s", "0.1s"),
+}
+LOWER_IS_BETTER = {"round_trip_us"}
+
+
+def _scenario(name: str, stacks: list[list[Any]], replications: int, seed: int) -> dict[str, Any]:
+    workload, _, duration, warmup = WORKLOADS[name]
+    return {"name": name, "run": {"duration": duration, "warmup": warmup, "replications": replications,
+                                  "seed": seed, "engine": "des", "latency_cdf": True},
+            "host": HOST, "guests": [{"name": "g", "stack": ["bare-metal"], "workload": copy.deepcopy(workload)}],
+            "compare": {"stacks": stacks}}
+
+
+def overhead(stacks: list[list[Any]] | None = None, workloads: list[str] | None = None, replications: int = 2,
+             seed: int = 1, workers: int = 1, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Run the experiment; returns the overhead, attribution and raw summary tables."""
+    stacks = stacks or DEFAULT_STACKS
+    names = workloads or list(WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise ValueError(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
+    if stacks[0] != ["bare-metal"]:
+        stacks = [["bare-metal"], *stacks]
+    summaries = []
+    for name in names:
+        output = run_scenario(parse_scenario(_scenario(name, stacks, replications, seed), name),
+                              progress=progress, workers=workers)
+        summaries.append(output.summary.assign(workload=name))
+    summary = pd.concat(summaries, ignore_index=True)
+    return {"overhead": _ratios(summary), "attribution": _attribution(summary), "summary": summary}
+
+
+def _ratios(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for name, (_, primary, _, _) in WORKLOADS.items():
+        part = summary[(summary["workload"] == name) & (summary["layer"] == "all") & (summary["station"] == "all")
+                       & (summary["guest"] == "g")]
+        for metric in (primary, "latency_p50_s", "latency_p99_s"):
+            m = part[part["metric"] == metric].set_index("variant")
+            if m.empty or "bare-metal" not in m.index:
+                continue
+            base = float(m.loc["bare-metal", "mean"])
+            for stack, r in m.iterrows():
+                rows.append(dict(stack=stack, workload=name, metric=metric, value=r["mean"], ci_low=r["ci_low"],
+                                 ci_high=r["ci_high"], bare_metal=base, ratio=r["mean"] / base if base else float("nan"),
+                                 lower_is_better=metric in LOWER_IS_BETTER or metric.startswith("latency")))
+    return pd.DataFrame(rows)
+
+
+def _attribution(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    part = summary[summary["metric"].isin(["time_mean_s", "tail_time_mean_s"]) & (summary["guest"] == "g")]
+    for (name, metric), group in part.groupby(["workload", "metric"], sort=False):
+        for by in ("layer", "station"):
+            g = group[group[by] != "all"]
+            table = g.pivot_table(index="variant", columns=by, values="mean", aggfunc="sum", sort=False).fillna(0.0)
+            if "bare-metal" not in table.index:
+                continue
+            added = table.sub(table.loc["bare-metal"], axis=1)
+            for stack, values in added.iterrows():
+                if stack == "bare-metal":
+                    continue
+                for where, value in values.items():
+                    if abs(value) > 1e-12:
+                        rows.append(dict(stack=stack, workload=name, what="mean" if metric == "time_mean_s" else "tail",
+                                         by=by, where=where, added_us=value * 1e6))
+    return pd.DataFrame(rows)
+
+
+def write_overhead(out_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
+    from experiments.overhead_plots import plot_cdfs, plot_ratios
+
+    out_dir = Path(out_dir)
+    paths = {name: atomic_write(out_dir / f"{name}.csv", lambda t, df=df: df.to_csv(t, index=False))
+             for name, df in tables.items()}
+    paths["ratios_plot"] = plot_ratios(tables["overhead"], out_dir / "overhead.png")
+    paths["cdf_plot"] = plot_cdfs(tables["summary"], out_dir / "latency_cdf.png")
+    return paths

@@ -1,0 +1,67 @@
+"""Plots of the overhead experiment, from its saved tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_cdfs", "plot_ratios"]
+
+
+def plot_ratios(overhead: pd.DataFrame, path: Path) -> Path:
+    """Grouped bars: each workload's primary metric on each stack, as a ratio to bare metal."""
+    primary = overhead[~overhead["metric"].str.startswith("latency")]
+    workloads = list(dict.fromkeys(primary["workload"]))
+    stacks = [s for s in dict.fromkeys(primary["stack"]) if s != "bare-metal"]
+    fig, ax = plt.subplots(figsize=(max(9, 1.4 * len(workloads)), 4.8))
+    width = 0.8 / max(1, len(stacks))
+    x = np.arange(len(workloads))
+    for i, stack in enumerate(stacks):
+        part = primary[primary["stack"] == stack].set_index("workload").reindex(workloads)
+        # Higher is better for every bar: latency-like metrics are inverted.
+        ratio = np.where(part["lower_is_better"].fillna(False).astype(bool), 1 / part["ratio"], part["ratio"])
+        ax.bar(x + (i - (len(stacks) - 1) / 2) * width, ratio, width, label=stack)
+    ax.axhline(1.0, color="k", lw=0.8)
+    labels = [f"{w}\n({primary[primary['workload'] == w]['metric'].iloc[0]})" for w in workloads]
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("performance relative to bare metal (1 = same)")
+    ax.set_title("Overhead by stack (higher is better; latency inverted)")
+    ax.set_ylim(0, 1.22)
+    ax.legend(fontsize=8, ncol=len(stacks), loc="upper center")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_cdfs(summary: pd.DataFrame, path: Path) -> Path:
+    """Latency CDFs of each workload, one line per stack."""
+    q = summary[(summary["metric"] == "latency_quantile_s") & (summary["guest"] == "g")].copy()
+    q["level"] = q["station"].astype(float) / 100
+    workloads = list(dict.fromkeys(q["workload"]))
+    cols = 4
+    rows = int(np.ceil(len(workloads) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, workloads, strict=False):
+        for stack, g in q[q["workload"] == name].groupby("variant", sort=False):
+            g = g.sort_values("level")
+            ax.plot(g["mean"] * 1e6, g["level"], label=stack)
+        ax.set_xscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("latency (µs)", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(workloads):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle("Latency CDFs by stack")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,61 @@
+"""The overhead experiment and the named workloads: saturation from queueing, type 2 vs type 1."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.overhead import overhead, write_overhead
+from experiments.runner import run_scenario
+from experiments.scenario import parse_scenario
+
+FELTER = {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"}
+
+
+def _throughput(workload: dict, stack: list, duration: str = "0.3s", metric: str = "throughput_rps") -> float:
+    scenario = {"run": {"duration": duration, "warmup": "0.05s", "replications": 1, "seed": 2},
+                "host": FELTER, "guests": [{"name": "g", "stack": stack, "workload": workload}]}
+    runs = run_scenario(parse_scenario(scenario), progress=False).runs
+    return float(runs.loc[(runs["metric"] == metric) & (runs["guest"] == "g"), "value"].mean())
+
+
+def test_kv_store_throughput_rises_then_saturates_at_the_single_thread() -> None:
+    """Bottleneck law by hand: one server thread doing op_cycles + 2 stack passes per request."""
+    from models.hardware.host import HostSpec
+    from models.workloads.catalog import KvStore
+
+    host = HostSpec.model_validate(FELTER)
+    per_request_s = (KvStore(kind="kv-store").op_cycles + 2 * host.network.packet_cycles) / host.cpu.freq_hz
+    x = {c: _throughput({"kind": "kv-store", "connections": c}, ["bare-metal"]) for c in (1, 4, 16, 120)}
+    assert x[1] < x[4] < x[16]
+    assert x[120] == pytest.approx(1 / per_request_s, rel=0.03)
+    assert x[16] == pytest.approx(x[120], rel=0.05)
+
+
+def test_fio_iops_rise_with_iodepth_and_saturate_at_the_device() -> None:
+    """16 channels of 190.4 us each: at most 16 / 190.4 us = 84,034 IOPS."""
+    x = {d: _throughput({"kind": "fio", "rw": "randread", "iodepth": d}, ["bare-metal"]) for d in (1, 8, 32, 128)}
+    assert x[1] < x[8] < x[32]
+    assert x[128] == pytest.approx(16 / 190.4e-6, rel=0.03)
+
+
+def test_oltp_throughput_saturates_at_the_thread_pool() -> None:
+    """2 server threads: at most 2 cores' worth of transactions whatever the clients."""
+    tps = {c: _throughput({"kind": "oltp", "threads": 2, "clients": c}, ["bare-metal"], "0.6s") for c in (1, 2, 8, 32)}
+    assert tps[1] < tps[2] < tps[8]
+    assert tps[32] == pytest.approx(tps[8], rel=0.08)
+
+
+def test_type2_is_worse_than_type1_for_io_and_network_and_close_for_cpu(tmp_path) -> None:
+    tables = overhead([["bare-metal"], ["kvm"], ["virtualbox"], ["docker"]],
+                      ["linpack", "fio-randread", "netperf-rr", "kv-store"], replications=1, progress=False)
+    ratio = tables["overhead"].set_index(["workload", "metric", "stack"])["ratio"]
+    assert ratio[("fio-randread", "iops", "virtualbox")] < 0.8 * ratio[("fio-randread", "iops", "kvm")]
+    assert ratio[("netperf-rr", "round_trip_us", "virtualbox")] > 1.3 * ratio[("netperf-rr", "round_trip_us", "kvm")]
+    assert ratio[("linpack", "gflops", "virtualbox")] == pytest.approx(ratio[("linpack", "gflops", "kvm")], abs=0.02)
+    assert ratio[("fio-randread", "iops", "docker")] == pytest.approx(1.0, abs=0.02)
+    paths = write_overhead(tmp_path, tables)
+    assert paths["ratios_plot"].stat().st_size > 10_000 and paths["cdf_plot"].stat().st_size > 10_000
+    attribution = tables["attribution"]
+    kvm_rr = attribution[(attribution["stack"] == "kvm") & (attribution["workload"] == "netperf-rr")
+                         & (attribution["by"] == "layer") & (attribution["what"] == "mean")]
+    assert kvm_rr.set_index("where")["added_us"]["kvm"] == pytest.approx(30.5, abs=1.0)  # 2 x (13.6 + 1.63) us
