@@ -79,11 +79,12 @@ def _ratios(summary: pd.DataFrame) -> pd.DataFrame:
             m = part[part["metric"] == metric].set_index("variant")
             if m.empty or "bare-metal" not in m.index:
                 continue
-            base = float(m.loc["bare-metal", "mean"])
+            base = float(m["mean"].loc["bare-metal"])
+            lower_is_better = metric in LOWER_IS_BETTER or metric.startswith("latency")
             for stack, r in m.iterrows():
+                ratio = r["mean"] / base if base else float("nan")
                 rows.append(dict(stack=stack, workload=name, metric=metric, value=r["mean"], ci_low=r["ci_low"],
-                                 ci_high=r["ci_high"], bare_metal=base, ratio=r["mean"] / base if base else float("nan"),
-                                 lower_is_better=metric in LOWER_IS_BETTER or metric.startswith("latency")))
+                                 ci_high=r["ci_high"], bare_metal=base, ratio=ratio, lower_is_better=lower_is_better))
     return pd.DataFrame(rows)
 
 
@@ -111,8 +112,13 @@ def write_overhead(out_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, 
     from experiments.overhead_plots import plot_cdfs, plot_ratios
 
     out_dir = Path(out_dir)
-    paths = {name: atomic_write(out_dir / f"{name}.csv", lambda t, df=df: df.to_csv(t, index=False))
-             for name, df in tables.items()}
+    paths: dict[str, Path] = {}
+    for name, df in tables.items():
+
+        def write(tmp: Path, df: pd.DataFrame = df) -> None:
+            df.to_csv(tmp, index=False)
+
+        paths[name] = atomic_write(out_dir / f"{name}.csv", write)
     paths["ratios_plot"] = plot_ratios(tables["overhead"], out_dir / "overhead.png")
     paths["cdf_plot"] = plot_cdfs(tables["summary"], out_dir / "latency_cdf.png")
     return paths
