@@ -123,6 +123,10 @@ class CompareSpec(_Model):
         for stack in stacks:
             for entry in stack:
                 _layer(entry)
+        labels = [_label(s) for s in stacks]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"stacks {repeated} are listed more than once; compare each stack once")
         return stacks
 
 
@@ -168,7 +172,14 @@ class Scenario(_Model):
 
 
 def _label(stack: list[LayerEntry]) -> str:
-    names = [e if isinstance(e, str) else str(e.get("profile")) for e in stack] or ["bare-metal"]
+    """``docker-nat/kvm``; a layer with overrides shows them: ``docker{cpu_max=50ms/100ms}``."""
+    names = []
+    for entry in stack or ["bare-metal"]:
+        if isinstance(entry, str):
+            names.append(entry)
+        else:
+            overrides = ",".join(f"{k}={v}" for k, v in entry.items() if k != "profile")
+            names.append(f"{entry.get('profile')}{{{overrides}}}" if overrides else str(entry.get("profile")))
     return "/".join(names)
 
 

@@ -85,3 +85,11 @@ def test_shipped_scenarios_are_valid() -> None:
             load_disk_spec(path)
         else:
             load_scenario(path)
+
+
+def test_compared_stacks_are_labelled_with_their_overrides_and_not_repeated(small) -> None:
+    small["compare"] = {"stacks": [["docker"], [{"profile": "docker", "cpu_max": "50ms/100ms"}]]}
+    labels = [label for label, _ in parse_scenario(small).variants()]
+    assert labels == ["docker", "docker{cpu_max=50ms/100ms}"]
+    small["compare"] = {"stacks": [["kvm"], ["kvm"]]}
+    assert "listed more than once" in _error(small)
