@@ -4,6 +4,7 @@
     virtsim sweep SCENARIO.toml --out DIR  run its [sweep] (--workers N, --scheduler ADDRESS)
     virtsim overhead --out DIR              workloads on each stack, ratios to bare metal
     virtsim calibrate --out DIR             reproduce the published measurements
+    virtsim density [SPEC.toml] --out DIR   guests per host under an SLO, and what limits it
     virtsim disk [SPEC.toml] --out DIR      disk usage of image chains and container layers
     virtsim profiles [NAME]                 list layer and hardware profiles with their parameters
 
@@ -123,6 +124,17 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_density(args: argparse.Namespace) -> int:
+    from experiments.density import load_density_spec, run_density, write_density
+
+    spec = load_density_spec(args.spec)
+    tried, summary = run_density(spec)
+    for name, path in write_density(Path(args.out), spec, tried, summary).items():
+        print(f"{name:>8}: {path}")
+    print(summary[["stack", "max_guests", "limiting_resource"]].to_string(index=False))
+    return 0
+
+
 def _cmd_disk(args: argparse.Namespace) -> int:
     from experiments.disk import load_disk_spec, run_disk, write_disk_outputs
 
@@ -195,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--seed", type=int, default=1)
     cal.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
     cal.set_defaults(func=_cmd_calibrate)
+    dens = sub.add_parser("density", help="guests per host under an SLO, per stack, and the limiting resource")
+    dens.add_argument("spec", nargs="?", help="TOML file with a [density] table (default: built-in settings)")
+    dens.add_argument("--out", required=True, help="folder for density.csv, density_summary.csv and the plot")
+    dens.set_defaults(func=_cmd_density)
     disk = sub.add_parser("disk", help="disk usage: linked vs full clones, formats, drivers -> disk.csv + plots")
     disk.add_argument("spec", nargs="?", help="TOML file with a [disk] table (default: built-in settings)")
     disk.add_argument("--out", required=True, help="folder for disk.csv and the plots")

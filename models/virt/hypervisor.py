@@ -47,6 +47,9 @@ class Type1Params(LayerParams):
     nested_paging: bool = True
     vmm_memory_bytes: Bytes = Field(0, alias="vmm_memory")
     guest_memory_bytes: Bytes = Field(2 * 2**30, alias="guest_memory")
+    guest_os_memory_bytes: Bytes = Field(150 * 2**20, alias="guest_os_memory")
+    ksm_sharing: float = Field(0.3, ge=0, le=1)
+    idle_cpu_cores: float = Field(0.005, ge=0)
 
 
 class Type1(Layer):

@@ -1,0 +1,196 @@
+"""Density: how many guests of one workload fit a host per stack, under an SLO.
+
+For each stack, the search runs the host with N identical guests and checks the SLO: every
+guest's p99 latency at most ``slo.p99_latency``; at least ``slo.min_throughput`` of the requests
+that arrived served (open loop; overload leaves them unfinished), or of one guest's throughput
+alone (closed loop); the guests' memory within the host's (less a reserve); and no OOM kill.
+N doubles from 1 until the SLO fails, then bisection finds the largest N that meets it: O(log N)
+runs, not one per N. The first failing N names the limiting resource: memory, or the busiest
+station (CPU, disk, network, VMM thread, bridge/NAT).
+
+``virtsim density [SPEC.toml] --out DIR`` writes ``density.csv`` (every N evaluated),
+``density_summary.csv`` (per stack: the largest N and the limiting resource) and ``density.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from experiments.outputs import atomic_write
+from experiments.runner import run_scenario
+from experiments.scenario import ScenarioError, format_validation_error, parse_scenario
+from models.density.footprint import footprint
+from models.hardware.host import HostSpec
+from models.quantities import Bytes, Seconds
+
+__all__ = ["DensitySpec", "evaluate", "load_density_spec", "run_density", "search"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Slo(_Model):
+    p99_latency_s: Seconds = Field(0.05, alias="p99_latency", gt=0)
+    min_throughput: float = Field(0.95, gt=0, le=1)
+
+
+class DensitySpec(_Model):
+    """What to pack: a host, stacks, one workload per guest with its working set, and the SLO."""
+
+    host: dict[str, Any] = Field(default_factory=lambda: {"cpu": "small-4c", "memory": "ddr4-small",
+                                                         "storage": "nvme-ssd", "network": "10gbe"})
+    host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
+    stacks: list[list[Any]] = Field(default_factory=lambda: [["kvm"], ["firecracker"], ["docker"]], min_length=1)
+    workload: dict[str, Any] = Field(default_factory=lambda: {"kind": "web", "rate": "50/s"})
+    app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
+    slo: Slo = Field(default_factory=Slo)
+    max_guests: int = Field(256, ge=1, le=100_000)
+    duration_s: Seconds = Field(1.0, alias="duration", gt=0)
+    seed: int = Field(1, ge=0)
+
+
+def load_density_spec(path: str | Path | None) -> DensitySpec:
+    if path is None:
+        return DensitySpec()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")).get("density", {})
+        return DensitySpec.model_validate(data)
+    except FileNotFoundError:
+        raise ScenarioError(f"density spec {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        problems = format_validation_error(exc, "\n  density.")
+        raise ScenarioError(f"{path} is invalid:\n  density.{problems}") from None
+
+
+_RESOURCE = {"cpu": "CPU", "membw": "memory bandwidth", "disk": "disk", "disk.xfer": "disk", "nic.rx": "network",
+             "nic.tx": "network", "bridge": "bridge/NAT", "nat": "bridge/NAT"}
+
+
+def _resource(station: str) -> str:
+    base = station.split(":", 1)[0]
+    if base.startswith(("vmm-", "user-nat")):
+        return "VMM thread"
+    return _RESOURCE.get(base, station)
+
+
+def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float | None = None) -> dict[str, Any]:
+    """Run ``guests`` identical guests on one host; whether the SLO holds, and what limits it."""
+    host = HostSpec.model_validate(spec.host)
+    scenario_data = {
+        "name": "density", "host": spec.host,
+        "run": {"duration": spec.duration_s, "warmup": spec.duration_s / 10, "replications": 1, "seed": spec.seed,
+                "engine": "des"},
+        "guests": [{"name": "g", "count": guests, "stack": stack, "workload": copy.deepcopy(spec.workload)}],
+    }
+    scenario = parse_scenario(scenario_data, "density scenario")
+    fp = footprint(scenario.guests[0].build_stack(), spec.app_memory_bytes)
+    memory = fp.host_memory(guests)
+    capacity = host.memory.capacity_bytes - spec.host_reserved_bytes
+    row: dict[str, Any] = dict(stack="/".join(e if isinstance(e, str) else e["profile"] for e in stack),
+                               guests=guests, memory_bytes=memory, memory_capacity_bytes=capacity, oom=fp.oom)
+    if fp.oom or memory > capacity:
+        return {**row, "passes": False, "limit": "memory (OOM kill)" if fp.oom else "memory",
+                "p99_s": float("nan"), "throughput_fraction": float("nan")}
+    runs = run_scenario(scenario, progress=False).runs
+    per_guest = runs[(runs["guest"] != "host") & (runs["layer"] == "all") & (runs["station"] == "all")]
+    p99 = float(per_guest.loc[per_guest["metric"] == "latency_p99_s", "value"].max())
+    rps = per_guest.loc[per_guest["metric"] == "throughput_rps", "value"]
+    wl = scenario.guests[0].workload.request_workload()
+    if wl.arrivals.kind == "open":
+        # Of the requests that arrived, the share served: overload leaves them unfinished. (Counting
+        # against the offered rate instead would judge Poisson noise in a short window.)
+        done = float(per_guest.loc[per_guest["metric"] == "completed", "value"].sum())
+        left = float(per_guest.loc[per_guest["metric"] == "unfinished", "value"].sum())
+        fraction = done / (done + left) if done + left else 0.0
+    else:
+        fraction = float(rps.min()) / (alone_rps or float(rps.mean()))
+    util = runs[runs["metric"] == "utilization"].set_index("station")["value"]
+    util = util.drop(labels=[s for s in util.index if s.startswith("wire")], errors="ignore")
+    busiest = str(util.idxmax()) if len(util) else "cpu"
+    passes = p99 <= spec.slo.p99_latency_s and fraction >= spec.slo.min_throughput
+    return {**row, "passes": passes, "limit": _resource(busiest), "busiest_utilization": float(util.max()),
+            "p99_s": p99, "throughput_fraction": fraction, "throughput_rps": float(rps.mean())}
+
+
+def search(spec: DensitySpec, stack: list[Any]) -> tuple[int, str, list[dict[str, Any]]]:
+    """The largest N meeting the SLO (bracketing then bisection), its limit, and every N tried."""
+    tried: dict[int, dict[str, Any]] = {}
+
+    def check(n: int) -> bool:
+        if n not in tried:
+            alone = tried[1]["throughput_rps"] if 1 in tried and "throughput_rps" in tried[1] else None
+            tried[n] = evaluate(spec, stack, n, alone)
+        return bool(tried[n]["passes"])
+
+    if not check(1):
+        return 0, str(tried[1]["limit"]), list(tried.values())
+    lo, hi = 1, 2
+    while hi <= spec.max_guests and check(hi):
+        lo, hi = hi, hi * 2
+    if hi > spec.max_guests:
+        hi = spec.max_guests + 1
+        if check(spec.max_guests):
+            return spec.max_guests, "search cap (max_guests)", list(tried.values())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if check(mid) else (lo, mid)
+    limit = str(tried[hi]["limit"]) if hi in tried else "search cap (max_guests)"
+    return lo, limit, sorted(tried.values(), key=lambda r: r["guests"])
+
+
+def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every evaluation, and per stack the density and the limiting resource."""
+    rows, summary = [], []
+    for stack in spec.stacks:
+        best, limit, tried = search(spec, stack)
+        rows += tried
+        label = "/".join(e if isinstance(e, str) else e["profile"] for e in stack)
+        fp = footprint(parse_scenario({"guests": [{"name": "g", "stack": stack, "workload": spec.workload}]},
+                                      "density").guests[0].build_stack(), spec.app_memory_bytes)
+        summary.append(dict(stack=label, max_guests=best, limiting_resource=limit, runs=len(tried),
+                            private_memory_per_guest_bytes=fp.private_bytes, shared_memory_bytes=fp.shared_bytes,
+                            idle_cpu_cores_per_guest=fp.idle_cpu_cores))
+    return pd.DataFrame(rows), pd.DataFrame(summary)
+
+
+def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    paths = {
+        "density": atomic_write(out_dir / "density.csv", lambda t: tried.to_csv(t, index=False)),
+        "summary": atomic_write(out_dir / "density_summary.csv", lambda t: summary.to_csv(t, index=False)),
+    }
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for stack, g in tried.groupby("stack", sort=False):
+        g = g.sort_values("guests")
+        ax.plot(g["guests"], g["p99_s"] * 1e3, marker="o", label=stack)
+        best = summary.set_index("stack").loc[stack]
+        ax.annotate(f"{best['max_guests']} ({best['limiting_resource']})",
+                    (best["max_guests"], g.loc[g["guests"] == best["max_guests"], "p99_s"].mean() * 1e3), fontsize=7)
+    ax.axhline(spec.slo.p99_latency_s * 1e3, color="k", ls="--", lw=1, label="p99 SLO")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("guests per host")
+    ax.set_ylabel("worst guest's p99 latency (ms)")
+    ax.set_title("Density: p99 against guests per host (points where memory ran out are not plotted)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out_dir / "density.png", dpi=120)
+    plt.close(fig)
+    paths["plot"] = out_dir / "density.png"
+    return paths

@@ -1,0 +1,54 @@
+"""Footprints: what one guest costs the host in memory and idle CPU, whatever it serves.
+
+Per guest, a stack costs:
+
+- a VM layer: its VMM's own memory (``vmm_memory``), the guest OS's working set
+  (``guest_os_memory``) of which KSM shares a fraction (``ksm_sharing``) among alike guests (kept
+  once on the host), and ``idle_cpu_cores`` of timer ticks and housekeeping;
+- a container layer: the runtime's memory (``runtime_memory``: shim, and the like);
+- the application: its working set, private to each guest.
+
+``host_memory(n)`` is what n identical guests use: n private parts plus one copy of the shared
+part. A container whose ``memory_max`` is below its working set is killed by the OOM killer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.virt.container import Container
+from models.virt.hypervisor import Type1
+from models.virt.stack import Stack
+
+__all__ = ["Footprint", "footprint"]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Per-guest memory (private and shared among alike guests), idle CPU, and OOM risk."""
+
+    private_bytes: float
+    shared_bytes: float
+    idle_cpu_cores: float
+    oom: bool = False
+
+    def host_memory(self, guests: int) -> float:
+        """Bytes ``guests`` identical guests use on the host."""
+        return guests * self.private_bytes + (self.shared_bytes if guests > 0 else 0.0)
+
+
+def footprint(stack: Stack, app_memory_bytes: float) -> Footprint:
+    """The footprint of one guest running an application of ``app_memory_bytes`` working set."""
+    private, shared, idle, oom = float(app_memory_bytes), 0.0, 0.0, False
+    for layer in stack.layers:
+        if isinstance(layer, Type1):
+            p = layer.params
+            private += p.vmm_memory_bytes + p.guest_os_memory_bytes * (1 - p.ksm_sharing)
+            shared += p.guest_os_memory_bytes * p.ksm_sharing
+            idle += p.idle_cpu_cores
+        elif isinstance(layer, Container):
+            private += layer.params.runtime_memory_bytes
+            limit = layer.params.memory_max_bytes
+            if limit is not None and limit < app_memory_bytes:
+                oom = True
+    return Footprint(private, shared, idle, oom)

@@ -1,0 +1,72 @@
+"""Density: the search finds where the named resource runs out, as computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.density import DensitySpec, run_density, search
+
+MiB = 2**20
+SMALL_HOST = {"cpu": "small-4c", "memory": {"profile": "ddr4-small", "capacity": "8GiB"}, "storage": "nvme-ssd",
+              "network": "10gbe"}
+VM = {"profile": "kvm", "vmm_memory": "100MiB", "guest_os_memory": "200MiB", "ksm_sharing": 0.5}
+LIGHT = {"arrivals": {"kind": "open", "rate": "20/s"}, "demands": [{"kind": "cpu", "cycles": "1M"}]}
+
+
+def test_memory_bound_density_matches_the_hand_computation() -> None:
+    """8 GiB host, 1 GiB reserved: 7168 MiB for guests.
+
+    VM: 900 MiB app + 100 MiB VMM + 200 MiB guest OS of which KSM shares half: 1100 MiB private
+    and 100 MiB kept once, so 1100 N + 100 <= 7168 gives N = 6.
+    Container: 900 MiB + runc's 4.09 MB (3.9 MiB) private: 903.9 N <= 7168 gives N = 7.
+    """
+    spec = DensitySpec.model_validate({"host": SMALL_HOST, "host_reserved": "1GiB", "workload": LIGHT,
+                                       "app_memory": "900MiB", "stacks": [[VM], ["docker"]], "duration": "0.5s",
+                                       "slo": {"p99_latency": "50ms"}})
+    tried, summary = run_density(spec)
+    by_stack = summary.set_index("stack")
+    assert by_stack.loc["kvm", "max_guests"] == 6 and by_stack.loc["kvm", "limiting_resource"] == "memory"
+    assert by_stack.loc["docker", "max_guests"] == 7 and by_stack.loc["docker", "limiting_resource"] == "memory"
+    # Bracketing 1, 2, 4, 8 then bisecting 6, 7: not one run per N.
+    assert sorted(tried.loc[tried["stack"] == "kvm", "guests"]) == [1, 2, 4, 6, 7, 8]
+
+
+def test_cpu_bound_density_matches_the_hand_computation() -> None:
+    """4 cores; each guest offers 300 requests/s of 3 ms CPU = 0.9 core. floor(4 / 0.9) = 4 guests
+    keep up; a fifth overloads the cores, throughput falls below 95% of offered: CPU is the limit."""
+    workload = {"arrivals": {"kind": "open", "rate": "300/s"},
+                "demands": [{"kind": "cpu", "cycles": "9M", "dist": "exp"}]}
+    spec = DensitySpec.model_validate({"host": {**SMALL_HOST, "memory": "ddr4-small"}, "workload": workload,
+                                       "app_memory": "64MiB", "stacks": [["docker"]], "duration": "3s",
+                                       "slo": {"p99_latency": "1s", "min_throughput": 0.95}})
+    best, limit, tried = search(spec, ["docker"])
+    assert (best, limit) == (4, "CPU")
+    assert [r["guests"] for r in tried] == [1, 2, 4, 5, 6, 8]
+
+
+def test_containers_fit_more_guests_than_vms_on_the_same_host() -> None:
+    spec = DensitySpec.model_validate({"host": SMALL_HOST, "host_reserved": "1GiB", "workload": LIGHT,
+                                       "app_memory": "200MiB", "stacks": [["kvm"], ["firecracker"], ["docker"]],
+                                       "duration": "0.3s", "max_guests": 64})
+    summary = run_density(spec)[1].set_index("stack")["max_guests"]
+    assert summary["docker"] > summary["firecracker"] > summary["kvm"]
+
+
+def test_a_memory_max_below_the_working_set_is_an_oom_kill() -> None:
+    spec = DensitySpec.model_validate({"host": SMALL_HOST, "workload": LIGHT, "app_memory": "300MiB",
+                                       "stacks": [[{"profile": "docker", "memory_max": "256MiB"}]], "duration": "0.3s"})
+    best, limit, _ = search(spec, spec.stacks[0])
+    assert (best, limit) == (0, "memory (OOM kill)")
+
+
+@pytest.mark.parametrize("bad, needle", [({"slo": {"p99_latency": "-1ms"}}, "p99_latency"),
+                                         ({"max_guests": 0}, "max_guests")])
+def test_bad_specs_are_refused(bad, needle, tmp_path) -> None:
+    from experiments.cli import main
+
+    spec = tmp_path / "d.toml"
+    key, value = next(iter(bad.items()))
+    body = f"[density]\n{key} = {value!r}\n" if not isinstance(value, dict) else \
+        f"[density.{key}]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in value.items())
+    spec.write_text(body)
+    assert main(["density", str(spec), "--out", str(tmp_path / "o")]) == 2
