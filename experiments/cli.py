@@ -6,6 +6,7 @@
     virtsim calibrate --out DIR             reproduce the published measurements
     virtsim density [SPEC.toml] --out DIR   guests per host under an SLO, and what limits it
     virtsim disk [SPEC.toml] --out DIR      disk usage of image chains and container layers
+    virtsim report DIR                      report.html + report.md from any results folder
     virtsim profiles [NAME]                 list layer and hardware profiles with their parameters
 
 Bad input ends with one line naming the problem and exit status 2, never a traceback.
@@ -135,6 +136,14 @@ def _cmd_density(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from experiments.report import write_report
+
+    for name, path in write_report(Path(args.folder)).items():
+        print(f"{name:>12}: {path}")
+    return 0
+
+
 def _cmd_disk(args: argparse.Namespace) -> int:
     from experiments.disk import load_disk_spec, run_disk, write_disk_outputs
 
@@ -211,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     dens.add_argument("spec", nargs="?", help="TOML file with a [density] table (default: built-in settings)")
     dens.add_argument("--out", required=True, help="folder for density.csv, density_summary.csv and the plot")
     dens.set_defaults(func=_cmd_density)
+    rep = sub.add_parser("report", help="render report.html and report.md from any experiment's results folder")
+    rep.add_argument("folder", help="a folder written by run, overhead, calibrate, density, disk or sweep")
+    rep.set_defaults(func=_cmd_report)
     disk = sub.add_parser("disk", help="disk usage: linked vs full clones, formats, drivers -> disk.csv + plots")
     disk.add_argument("spec", nargs="?", help="TOML file with a [disk] table (default: built-in settings)")
     disk.add_argument("--out", required=True, help="folder for disk.csv and the plots")

@@ -1,85 +1,282 @@
-"""A Markdown report of a run folder, rendered from its saved tables with Jinja2."""
+"""Reports: a self-contained HTML page and a Markdown file from any experiment's saved results.
+
+``virtsim report DIR`` recognises what wrote ``DIR`` (a run or comparison, overhead, calibration,
+density, disk usage, a sweep) and renders what was asked, the answer in one table, the plots, the
+assumptions, and the profiles used with the source of every parameter. Built only from the saved
+files, never from live objects. The HTML embeds its figures, so it can be mailed as one file; a
+script in it records how many figures loaded (``data-figures-loaded`` on ``<body>``).
+"""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from jinja2 import Environment, StrictUndefined
 
-from experiments.outputs import atomic_write
+from experiments.outputs import ResultsError, atomic_write
 from experiments.plots import plot_attribution, plot_latency
+from models.profiles import Profile, load_profiles
 
-__all__ = ["write_run_report"]
+__all__ = ["Report", "build_report", "write_report", "write_run_report"]
 
-_TEMPLATE = """# {{ name }}
 
-{{ description }}
+@dataclass
+class Report:
+    """What a report says, independent of its format."""
 
-Simulated {{ duration }} s per run ({{ warmup }} s warm-up left out), {{ reps }} replications,
-seed {{ seed }}. Intervals are 95% Student-t confidence intervals over replications.
+    title: str
+    question: str
+    answer: pd.DataFrame
+    figures: list[Path]
+    assumptions: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except Exception as exc:
+        raise ResultsError(f"{path} cannot be read as CSV ({type(exc).__name__}); rerun the experiment") from None
+
+
+def _existing(folder: Path, names: list[str]) -> list[Path]:
+    return [folder / n for n in names if (folder / n).exists()]
+
+
+def _run_report(folder: Path) -> Report:
+    summary = _read_csv(folder / "summary.csv")
+    try:
+        prov = json.loads((folder / "provenance.json").read_text())
+    except (OSError, ValueError):
+        raise ResultsError(f"{folder / 'provenance.json'} is missing or not JSON; rerun `virtsim run`") from None
+    plot_latency(summary, folder / "latency.png")
+    plot_attribution(summary, folder / "attribution_mean.png", "time_mean_s")
+    plot_attribution(summary, folder / "attribution_tail.png", "tail_time_mean_s")
+    main = summary[(summary["layer"] == "all") & (summary["station"] == "all") & (summary["guest"] != "host")]
+    rows = []
+    for (variant, guest), g in main.groupby(["variant", "guest"], sort=False):
+        m = g.set_index("metric")
+        def ci(metric: str, scale: float = 1e6, m: pd.DataFrame = m) -> str:
+            if metric not in m.index:
+                return ""
+            r = m.loc[metric]
+            half = (r["ci_high"] - r["mean"]) * scale
+            return f"{r['mean'] * scale:.1f} ± {half:.1f}" if half == half else f"{r['mean'] * scale:.1f}"
+        rows.append({"stack": variant, "guest": guest, "throughput (req/s)": ci("throughput_rps", 1.0),
+                     "mean latency (µs)": ci("latency_mean_s"), "p99 latency (µs)": ci("latency_p99_s")})
+    scenario = prov["scenario"]
+    run = scenario["run"]
+    profiles = {e if isinstance(e, str) else e["profile"] for g in scenario["guests"] for e in g["stack"]}
+    profiles |= {e if isinstance(e, str) else e["profile"]
+                 for s in (scenario.get("compare") or {}).get("stacks", []) for e in s}
+    return Report(
+        title=f"Run: {scenario['name']}",
+        question=scenario.get("description") or "How does each stack perform on this workload?",
+        answer=pd.DataFrame(rows),
+        figures=_existing(folder, ["latency.png", "attribution_mean.png", "attribution_tail.png"]),
+        assumptions=[f"{run['duration']} s simulated per replication, {run['warmup']} s warm-up discarded, "
+                     f"{run['replications']} replications, seed {run['seed']}; ± is a 95% Student-t interval.",
+                     f"Engine: {prov.get('engine')}."],
+        profiles=sorted(profiles),
+    )
+
+
+def _overhead_report(folder: Path) -> Report:
+    table = _read_csv(folder / "overhead.csv")
+    primary = table[~table["metric"].str.startswith("latency")]
+    answer = primary.pivot_table(index="workload", columns="stack", values="ratio", sort=False).round(3).reset_index()
+    return Report("Overhead against bare metal",
+                  "How much does each virtualization stack cost each workload, relative to bare metal?",
+                  answer, _existing(folder, ["overhead.png", "latency_cdf.png"]),
+                  ["Ratios of each workload's own metric (GFLOPS, IOPS, round trip, ...) to bare metal's; "
+                   "for latency-like metrics above 1 is worse.",
+                   "attribution.csv splits each stack's added mean and tail latency by layer and station."],
+                  sorted({p for s in table["stack"].unique() for p in str(s).split("/")}))
+
+
+def _calibration_report(folder: Path) -> Report:
+    table = _read_csv(folder / "calibration.csv")
+    done = table.dropna(subset=["simulated"])
+    answer = done[["row", "stack", "published", "simulated", "rel_error", "ratio_error_points", "fitted",
+                   "within_target"]].round(4)
+    return Report("Calibration against published measurements",
+                  "How close does the model come to the published measurements it can reproduce?",
+                  answer, _existing(folder, ["calibration.png"]),
+                  [f"{len(done)} rows reproduced, {int(done['within_target'].astype(bool).sum())} within target "
+                   "(10% absolute, 5 points on ratios to native).",
+                   "Rows marked fitted were used to fit a parameter; the others are predictions.",
+                   f"{len(table) - len(done)} rows are not reproduced; calibration.csv gives each reason."],
+                  sorted({p for s in done["stack"].unique() for p in str(s).split("/")}))
+
+
+def _density_report(folder: Path) -> Report:
+    summary = _read_csv(folder / "density_summary.csv")
+    return Report("Density: guests per host",
+                  "How many guests fit one host per stack under the SLO, and what runs out?", summary,
+                  _existing(folder, ["density.png"]),
+                  ["Largest N whose every guest meets the p99 SLO and is served, with memory to spare and no OOM kill.",
+                   "density.csv holds every N the search evaluated."],
+                  sorted({p for s in summary["stack"].unique() for p in str(s).split("/")}))
+
+
+def _disk_report(folder: Path) -> Report:
+    table = _read_csv(folder / "disk.csv")
+    part = table[table["experiment"].isin(["image-chain", "layer-stack"])]
+    answer = part.pivot_table(index="system", columns="measure", values="bytes", sort=False)
+    answer = (answer / 1e9).round(3).reset_index().rename(columns=lambda c: f"{c} (GB)" if c != "system" else c)
+    return Report("Disk usage", "How much disk do N guests from one image take, per image format and storage driver?",
+                  answer, _existing(folder, ["seed_example.png", "guests_by_format.png", "growth.png",
+                                             "amplification.png"]),
+                  ["Formats' layouts are checked byte for byte against qemu-img; overlay2 against a real overlayfs.",
+                   "Full clones count the base and the changes once per guest."])
+
+
+def _sweep_report(folder: Path) -> Report:
+    try:
+        table = pd.read_parquet(folder / "sweep.parquet")
+    except Exception as exc:
+        raise ResultsError(f"{folder / 'sweep.parquet'} cannot be read ({type(exc).__name__})") from None
+    params = [c for c in table.columns if c not in
+              ("point", "variant", "replication", "guest", "metric", "layer", "station", "value", "unit")]
+    main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
+    answer = main[main["metric"].isin(["throughput_rps", "latency_p99_s"])].pivot_table(
+        index=["point", *params], columns="metric", values="value", aggfunc="mean").reset_index()
+    return Report("Sweep", f"How do the results change over {', '.join(params)}?", answer, [],
+                  ["Means over replications; sweep.parquet holds every row."])
+
+
+DETECTORS: list[tuple[str, Callable[[Path], Report]]] = [
+    ("calibration.csv", _calibration_report),
+    ("overhead.csv", _overhead_report),
+    ("density_summary.csv", _density_report),
+    ("disk.csv", _disk_report),
+    ("sweep.parquet", _sweep_report),
+    ("summary.csv", _run_report),
+]
+
+
+def build_report(folder: Path) -> Report:
+    """The report of whatever experiment wrote ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultsError(f"{folder} is not a folder of results")
+    for marker, build in DETECTORS:
+        if (folder / marker).exists():
+            return build(folder)
+    raise ResultsError(f"{folder} holds no results virtsim recognises (looked for: "
+                       f"{', '.join(m for m, _ in DETECTORS)})")
+
+
+def _profile_rows(names: list[str]) -> list[Profile]:
+    every = {**load_profiles("models.virt"), **load_profiles("models.hardware")}
+    return [every[n] for n in names if n in every]
+
+
+_MD = """# {{ r.title }}
+
+**Question.** {{ r.question }}
 
 ## The answer
 
-| stack | guest | throughput (req/s) | mean latency (µs) | p99 latency (µs) | p99 vs first |
-|---|---|---:|---:|---:|---:|
-{% for row in rows -%}
-{{ row }}
+{{ answer_md }}
+
+{% for f in r.figures %}![{{ f.stem }}]({{ f.name }})
+
 {% endfor %}
+## Assumptions
 
-![latency by stack](latency.png)
-
-![mean latency by layer](attribution_mean.png)
-
-![tail latency by layer](attribution_tail.png)
-
-## Profiles used
-
-{% for p in profiles -%}
-- `{{ p }}`
+{% for a in r.assumptions %}- {{ a }}
 {% endfor %}
-Every profile parameter names its source (`virtsim profiles` lists them); `provenance.json` holds
-the validated scenario, the seeds and the package versions.
+{% if profiles %}## Profiles used
+
+{% for p in profiles %}### {{ p.name }} ({{ p.kind }})
+
+{{ p.description }}
+
+| parameter | value | source |
+|---|---|---|
+{% for k, v in p.params.items() %}| {{ k }} | {{ v }} | {{ p.sources.get(k, "") }} |
+{% endfor %}
+{% endfor %}{% endif %}"""
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ r.title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #1a202c; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #cbd5e0; padding: 0.3em 0.6em; text-align: right; }
+th { background: #edf2f7; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
+.src { color: #4a5568; font-size: 0.85em; text-align: left; }
+</style></head>
+<body data-figures-total="{{ figures|length }}" data-figures-loaded="0">
+<h1>{{ r.title }}</h1>
+<p><strong>Question.</strong> {{ r.question }}</p>
+<h2>The answer</h2>
+{{ answer_html }}
+{% for name, data in figures %}<figure><img alt="{{ name }}" src="data:image/png;base64,{{ data }}"></figure>
+{% endfor %}
+<h2>Assumptions</h2><ul>{% for a in r.assumptions %}<li>{{ a }}</li>{% endfor %}</ul>
+{% if profiles %}<h2>Profiles used</h2>
+{% for p in profiles %}<h3>{{ p.name }} ({{ p.kind }})</h3><p>{{ p.description }}</p>
+<table><tr><th>parameter</th><th>value</th><th>source</th></tr>
+{% for k, v in p.params.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td>
+<td class="src">{{ p.sources.get(k, "") }}</td></tr>{% endfor %}</table>{% endfor %}{% endif %}
+<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute("data-figures-loaded", String(ok));
+});
+</script>
+</body></html>
 """
 
 
-def _metric(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    rows = summary[(summary["metric"] == metric) & (summary["layer"] == "all") & (summary["station"] == "all")]
-    return rows.set_index(["variant", "guest"])
+def write_report(folder: Path) -> dict[str, Path]:
+    """Write ``report.md`` and ``report.html`` into ``folder``; returns their paths."""
+    folder = Path(folder)
+    report = build_report(folder)
+    env = Environment(undefined=StrictUndefined, autoescape=False)
+    profiles = _profile_rows(report.profiles)
+    md = env.from_string(_MD).render(r=report, answer_md=report.answer.to_markdown(index=False)
+                                     if _has_tabulate() else report.answer.to_string(index=False),
+                                     profiles=profiles)
+    figures = [(f.stem, base64.b64encode(f.read_bytes()).decode("ascii")) for f in report.figures]
+    page = Environment(undefined=StrictUndefined, autoescape=True).from_string(_HTML).render(
+        r=report, answer_html=_html_table(report.answer), figures=figures, profiles=profiles)
+    out = {}
+    for name, text in (("report.md", md), ("report.html", page)):
+        def write(tmp: Path, text: str = text) -> None:
+            tmp.write_text(text, encoding="utf-8")
+
+        out[name] = atomic_write(folder / name, write)
+    return out
 
 
-def write_run_report(out_dir: Path) -> Path:
-    """Write ``report.md`` and its figures into ``out_dir`` from ``summary.csv`` and ``provenance.json``."""
-    out_dir = Path(out_dir)
-    summary = pd.read_csv(out_dir / "summary.csv")
-    prov = json.loads((out_dir / "provenance.json").read_text())
-    plot_latency(summary, out_dir / "latency.png")
-    plot_attribution(summary, out_dir / "attribution_mean.png", "time_mean_s")
-    plot_attribution(summary, out_dir / "attribution_tail.png", "tail_time_mean_s")
-    tput, mean, p99 = (_metric(summary, m) for m in ("throughput_rps", "latency_mean_s", "latency_p99_s"))
-    rows: list[str] = []
-    first: dict[str, float] = {}
-    for key in mean.index:
-        variant, guest = key
-        first.setdefault(guest, float(p99.loc[key, "mean"]))
-        cells = [
-            variant,
-            guest,
-            f"{tput.loc[key, 'mean']:.1f}",
-            f"{mean.loc[key, 'mean'] * 1e6:.1f} ± {(mean.loc[key, 'ci_high'] - mean.loc[key, 'mean']) * 1e6:.1f}",
-            f"{p99.loc[key, 'mean'] * 1e6:.1f} ± {(p99.loc[key, 'ci_high'] - p99.loc[key, 'mean']) * 1e6:.1f}",
-            f"{float(p99.loc[key, 'mean']) / first[guest]:.2f}",
-        ]
-        rows.append("| " + " | ".join(cells) + " |")
-    scenario = prov["scenario"]
-    profiles = sorted({e if isinstance(e, str) else e["profile"]
-                       for g in scenario["guests"] for e in g["stack"]}
-                      | {e if isinstance(e, str) else e["profile"]
-                         for s in (scenario.get("compare") or {}).get("stacks", []) for e in s})
-    text = Environment(undefined=StrictUndefined, autoescape=False).from_string(_TEMPLATE).render(
-        name=scenario["name"], description=scenario["description"], duration=scenario["run"]["duration"],
-        warmup=scenario["run"]["warmup"], reps=scenario["run"]["replications"], seed=scenario["run"]["seed"],
-        rows=rows, profiles=profiles,
-    )
-    return atomic_write(out_dir / "report.md", lambda t: t.write_text(text, encoding="utf-8"))
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _html_table(df: pd.DataFrame) -> object:
+    from markupsafe import Markup
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return Markup(f"<table><tr>{head}</tr>{body}</table>")
+
+
+def write_run_report(folder: Path) -> Path:
+    """The report of a ``virtsim run`` folder (Markdown path; the HTML is written beside it)."""
+    return write_report(folder)["report.md"]

@@ -1,0 +1,76 @@
+"""Reports from saved results: every kind of folder renders, and the HTML shows in a browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from experiments.cli import main
+from experiments.outputs import ResultsError
+from experiments.report import build_report, write_report
+from tests.tomlgen import to_toml
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    from tests.experiments.conftest import SMALL
+
+    folder = tmp_path_factory.mktemp("run")
+    scenario = folder / "s.toml"
+    data = {**SMALL, "compare": {"stacks": [["bare-metal"], ["docker-nat", "kvm"]]}}
+    data["guests"] = SMALL["guests"][:1]
+    scenario.write_text(to_toml(data))
+    assert main(["run", str(scenario), "--out", str(folder / "out"), "--quiet", "--workers", "1"]) == 0
+    return folder / "out"
+
+
+def test_a_run_report_has_the_answer_figures_and_sourced_profiles(run_folder) -> None:
+    paths = write_report(run_folder)
+    md = paths["report.md"].read_text()
+    assert "## The answer" in md and "docker-nat/kvm" in md and "## Profiles used" in md
+    assert "published.csv felter-fio-randread-kvm" in md  # a kvm parameter's source
+    report = build_report(run_folder)
+    assert len(report.figures) == 3 and all(f.exists() for f in report.figures)
+    page = paths["report.html"].read_text()
+    assert page.count("data:image/png;base64,") == 3  # self-contained
+
+
+def test_a_disk_folder_gets_its_own_report(tmp_path) -> None:
+    spec = tmp_path / "disk.toml"
+    spec.write_text('[disk]\nguests = 2\nvirtual = "1GiB"\nbase_used = "64MiB"\ngrowth_writes = 300\n'
+                    'pattern = { kind = "random", writes = 200 }\n')
+    assert main(["disk", str(spec), "--out", str(tmp_path / "d")]) == 0
+    report = build_report(tmp_path / "d")
+    assert report.title == "Disk usage" and len(report.figures) == 4
+
+
+def test_folders_without_results_get_a_clear_error(tmp_path, capsys) -> None:
+    with pytest.raises(ResultsError, match="no results virtsim recognises"):
+        build_report(tmp_path)
+    (tmp_path / "summary.csv").write_bytes(b"\x00\x01 not a csv")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "virtsim: error:" in err
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.real
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_html_report_renders_in_headless_chromium_with_every_figure_loaded(run_folder, tmp_path) -> None:
+    html = write_report(run_folder)["report.html"]
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    body = re.search(r'<body data-figures-total="(\d+)" data-figures-loaded="(\d+)"', dom)
+    assert body is not None, "the page did not render"
+    assert body.group(1) == body.group(2) == "3"
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", html.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000
