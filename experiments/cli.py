@@ -6,6 +6,7 @@
     virtsim calibrate --out DIR             reproduce the published measurements
     virtsim density [SPEC.toml] --out DIR   guests per host under an SLO, and what limits it
     virtsim disk [SPEC.toml] --out DIR      disk usage of image chains and container layers
+    virtsim plan PLAN.toml --out DIR        hosts needed per stack for a mix of services
     virtsim report DIR                      report.html + report.md from any results folder
     virtsim profiles [NAME]                 list layer and hardware profiles with their parameters
 
@@ -144,6 +145,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from experiments.plan import load_plan, plan, write_plan
+
+    fleet, needs = plan(load_plan(args.plan))
+    for name, path in write_plan(Path(args.out), fleet, needs).items():
+        print(f"{name:>9}: {path}")
+    print(fleet[["host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s"]]
+          .to_string(index=False))
+    return 0
+
+
 def _cmd_disk(args: argparse.Namespace) -> int:
     from experiments.disk import load_disk_spec, run_disk, write_disk_outputs
 
@@ -223,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="render report.html and report.md from any experiment's results folder")
     rep.add_argument("folder", help="a folder written by run, overhead, calibrate, density, disk or sweep")
     rep.set_defaults(func=_cmd_report)
+    pln = sub.add_parser("plan", help="capacity plan: hosts per stack for a mix of services and host types")
+    pln.add_argument("plan", help="plan TOML: services, host_types, stacks, headroom")
+    pln.add_argument("--out", required=True, help="folder for plan.csv, plan_services.csv and the plot")
+    pln.set_defaults(func=_cmd_plan)
     disk = sub.add_parser("disk", help="disk usage: linked vs full clones, formats, drivers -> disk.csv + plots")
     disk.add_argument("spec", nargs="?", help="TOML file with a [disk] table (default: built-in settings)")
     disk.add_argument("--out", required=True, help="folder for disk.csv and the plots")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.quantities import BytesPerSecond, Seconds
+from models.quantities import Bytes, BytesPerSecond, Seconds
 from sim.routes import StationSpec
 
 __all__ = ["DISK_STATION", "DISK_XFER_STATION", "StorageSpec"]
@@ -29,6 +29,7 @@ class StorageSpec(BaseModel):
     seq_latency_s: Seconds = Field(20e-6, alias="seq_latency")
     parallelism: int = Field(8, ge=1)
     bandwidth_Bps: BytesPerSecond = Field(1e9, alias="bandwidth", gt=0)
+    capacity_bytes: Bytes = Field(1.92e12, alias="capacity", gt=0)
 
     def access_s(self, op: str, pattern: str, size_bytes: np.ndarray) -> np.ndarray:
         """Access latency of each operation (zero where the request does no I/O)."""

@@ -66,6 +66,7 @@ class ContainerParams(LayerParams):
     io_max_iops: float | None = Field(None, gt=0)
     io_max_bps: BytesPerSecond | None = Field(None, gt=0)
     runtime_memory_bytes: Bytes = Field(0, alias="runtime_memory")
+    boot_s: Seconds = Field(1.0, alias="boot")  # from `run` to the process (p50)
 
     @field_validator("cpu_max")
     @classmethod

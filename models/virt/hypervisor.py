@@ -50,6 +50,7 @@ class Type1Params(LayerParams):
     guest_os_memory_bytes: Bytes = Field(150 * 2**20, alias="guest_os_memory")
     ksm_sharing: float = Field(0.3, ge=0, le=1)
     idle_cpu_cores: float = Field(0.005, ge=0)
+    boot_s: Seconds = Field(1.0, alias="boot")  # from start to the guest's init (p50)
 
 
 class Type1(Layer):

@@ -1,0 +1,163 @@
+"""The capacity planner: a mix of services and host types in, hosts per stack out.
+
+``virtsim plan PLAN.toml --out DIR`` writes ``plan.csv`` (per host type and stack: hosts, guests
+per host, cores, memory and disk used, the bottleneck, the fleet's start-up time) and
+``plan_services.csv`` (each service's per-guest needs), and a plot. A service that cannot fit on
+any host type is an error naming it.
+
+The SLO is kept by a utilization cap: no resource of a host, and no station of a guest's own,
+above ``1 - headroom``. (A p99 check per host would need a simulation per host; the density
+experiment does that for one service.)
+
+Start-up: the guests of a host boot at once; the host is up after the slowest boot (p50, from the
+profiles) plus the time its disk takes to read every VM's boot files. Hosts start in parallel.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from experiments.outputs import atomic_write
+from experiments.scenario import GuestSpec, ScenarioError, format_validation_error
+from models.density.planner import RESOURCES, guest_needs, pack
+from models.hardware.host import HostSpec
+from models.quantities import Bytes
+from models.workloads.catalog import WorkloadSpec
+
+__all__ = ["PlanSpec", "load_plan", "plan"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class HostType(_Model):
+    name: str
+    host: HostSpec = Field(default_factory=HostSpec)
+    cost: float = Field(1.0, ge=0)  # relative cost of one host, for the cheapest choice
+
+
+class Service(_Model):
+    name: str
+    guests: int = Field(ge=1, le=10_000_000)
+    workload: WorkloadSpec
+    app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
+    image_bytes: Bytes = Field(2 * 2**30, alias="image")
+    diff_bytes: Bytes = Field(256 * 2**20, alias="diff")
+
+    @field_validator("workload", mode="before")
+    @classmethod
+    def _generic(cls, value: Any) -> Any:
+        return GuestSpec._generic_by_default(value)
+
+
+class PlanSpec(_Model):
+    headroom: float = Field(0.25, ge=0, lt=1)
+    host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
+    stacks: list[list[Any]] = Field(default_factory=lambda: [["kvm"], ["firecracker"], ["docker"]], min_length=1)
+    host_types: list[HostType] = Field(min_length=1)
+    services: list[Service] = Field(min_length=1)
+
+
+def load_plan(path: str | Path) -> PlanSpec:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"plan file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return PlanSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{path} is invalid:\n{format_validation_error(exc)}") from None
+
+
+def _label(stack: list[Any]) -> str:
+    return "/".join(e if isinstance(e, str) else str(e["profile"]) for e in stack)
+
+
+def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per host type and stack, the fleet; and every service's per-guest needs."""
+    from experiments.scenario import _layer
+    from models.virt.stack import Stack
+
+    usable = 1 - spec.headroom
+    counts = np.array([s.guests for s in spec.services])
+    rows, needs_rows = [], []
+    for stack_entries in spec.stacks:
+        stack = Stack(tuple(_layer(e) for e in stack_entries))
+        feasible_anywhere = {s.name: False for s in spec.services}
+        results = []
+        for ht in spec.host_types:
+            needs = [guest_needs(ht.host, stack, s.workload.request_workload(), s.app_memory_bytes,
+                                 s.image_bytes, s.diff_bytes, spec.host_reserved_bytes) for s in spec.services]
+            per_guest = np.array([n.per_guest for n in needs])
+            per_host = np.array([n.per_host for n in needs])
+            too_big = []
+            for s, n, g, h in zip(spec.services, needs, per_guest, per_host, strict=True):
+                own = max(n.private_stations.values(), default=0.0)
+                fits = bool(((g + h) <= usable + 1e-12).all()) and own <= usable
+                feasible_anywhere[s.name] |= fits
+                if not fits:
+                    too_big.append(s.name)
+                needs_rows.append({"stack": _label(stack_entries), "host_type": ht.name, "service": s.name,
+                                   **{f"{r}_per_guest": v for r, v in zip(RESOURCES, g, strict=True)},
+                                   "own_station_utilization": own, "fits_one_host": fits})
+            if too_big:
+                results.append({"host_type": ht.name, "stack": _label(stack_entries), "hosts": np.nan,
+                                "note": f"infeasible: {', '.join(too_big)} cannot fit on one host"})
+                continue
+            p = pack(counts, per_guest, per_host, usable)
+            per_host_guests = p.counts.sum(axis=1)
+            read = p.counts @ np.array([n.boot_read_bytes for n in needs])
+            boot = max(n.boot_s for n in needs)
+            startup = float((boot + read / ht.host.storage.bandwidth_Bps).max())
+            load = p.load * usable  # back to fractions of capacity
+            results.append({
+                "host_type": ht.name, "stack": _label(stack_entries), "hosts": p.hosts,
+                "cost": p.hosts * ht.cost, "guests": int(counts.sum()),
+                "guests_per_host_mean": float(per_host_guests.mean()),
+                "guests_per_host_max": int(per_host_guests.max()),
+                "cores_used": float(load[:, RESOURCES.index("cpu")].sum() * ht.host.cpu.cores),
+                "memory_used_bytes": float(load[:, RESOURCES.index("memory")].sum()
+                                           * (ht.host.memory.capacity_bytes - spec.host_reserved_bytes)),
+                "disk_used_bytes": float(load[:, RESOURCES.index("disk_space")].sum() * ht.host.storage.capacity_bytes),
+                "bottleneck": p.bottleneck(), "peak_utilization": float(load.max()),
+                "fleet_startup_s": startup, "note": "",
+            })
+        unplaceable = [name for name, ok in feasible_anywhere.items() if not ok]
+        if unplaceable:
+            raise ScenarioError(f"service {unplaceable[0]!r} cannot fit on any host type with stack "
+                                f"{_label(stack_entries)!r} (even alone, within headroom {spec.headroom}); "
+                                "give it a bigger host type, a smaller app_memory or a lower rate")
+        rows += results
+    return pd.DataFrame(rows), pd.DataFrame(needs_rows)
+
+
+def write_plan(out_dir: Path, fleet: pd.DataFrame, needs: pd.DataFrame) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    paths = {"plan": atomic_write(out_dir / "plan.csv", lambda t: fleet.to_csv(t, index=False)),
+             "services": atomic_write(out_dir / "plan_services.csv", lambda t: needs.to_csv(t, index=False))}
+    table = fleet.pivot_table(index="stack", columns="host_type", values="hosts", sort=False)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    table.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel("hosts needed")
+    ax.set_title("Hosts needed per stack and host type")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "plan.png", dpi=120)
+    plt.close(fig)
+    paths["plot"] = out_dir / "plan.png"
+    return paths

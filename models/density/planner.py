@@ -1,0 +1,135 @@
+"""Capacity planning: what one guest of a service needs from a host, and packing a fleet.
+
+A guest's needs come from the model itself, not from a table: its requests are lowered through
+its stack (sampled), and each host station's mean work per request times the request rate is the
+guest's share of that station (divided by the station's servers). Stations of the guest's own (a
+VMM thread, a user-space NAT, an io.max throttle) cannot be shared: each must stay below the
+usable fraction on its own. Memory is the footprint (private per guest, shared once per host
+per service); disk is the image: a base or the image layers once per host, a differencing disk
+or writable layer per guest.
+
+:func:`pack` spreads every service evenly over H hosts and checks all hosts at once (numpy),
+starting from the resource lower bound on H and growing it until every host fits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.density.footprint import footprint
+from models.hardware.host import HostSpec
+from models.system import Guest, System
+from models.virt.stack import Stack
+from models.workloads.request import RequestWorkload
+
+__all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
+
+SHARED_STATIONS = ("cpu", "membw", "disk", "disk.xfer", "nic.rx", "nic.tx", "bridge", "nat")
+RESOURCES = (*SHARED_STATIONS, "memory", "disk_space")
+
+
+@dataclass(frozen=True)
+class GuestNeeds:
+    """One guest's needs as fractions of a host's capacity (per resource in :data:`RESOURCES`)."""
+
+    per_guest: np.ndarray  # fraction of each resource per guest
+    per_host: np.ndarray  # fraction taken once on any host holding one or more of these guests
+    private_stations: dict[str, float]  # utilization of the guest's own stations
+    boot_s: float
+    boot_read_bytes: float
+
+
+def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_memory_bytes: float,
+                image_bytes: float, diff_bytes: float, reserved_bytes: float, samples: int = 4096,
+                seed: int = 0) -> GuestNeeds:
+    """The needs of one guest of ``workload`` on ``stack`` on ``host`` (open-loop workloads only)."""
+    if workload.arrivals.kind != "open":
+        raise ValueError("planning needs an open-loop workload (a request rate per guest)")
+    rate = workload.arrivals.rate_per_s
+    system = System(host, (Guest("g", stack, workload),))
+    route, make_sampler = system.routes(system.guests[0])
+    work = make_sampler(np.random.SeedSequence(seed))(samples).mean(axis=0)
+    stations = {s.name: s for s in system.engine_inputs()[0]}
+    by_station: dict[str, float] = {}
+    for slot, w in zip(route, work, strict=True):
+        by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
+    per_guest = np.zeros(len(RESOURCES))
+    private = {}
+    for name, w in by_station.items():
+        spec = stations.get(name)
+        if spec is None or spec.kind == "delay":
+            continue
+        util = rate * w / spec.servers
+        if name in SHARED_STATIONS:
+            per_guest[RESOURCES.index(name)] += util
+        else:
+            private[name] = util
+    fp = footprint(stack, app_memory_bytes)
+    per_guest[RESOURCES.index("cpu")] += fp.idle_cpu_cores / host.cpu.cores
+    memory = host.memory.capacity_bytes - reserved_bytes
+    per_guest[RESOURCES.index("memory")] = fp.private_bytes / memory
+    per_guest[RESOURCES.index("disk_space")] = diff_bytes / host.storage.capacity_bytes
+    per_host = np.zeros(len(RESOURCES))
+    per_host[RESOURCES.index("memory")] = fp.shared_bytes / memory
+    per_host[RESOURCES.index("disk_space")] = image_bytes / host.storage.capacity_bytes
+    boot = max((getattr(layer.params, "boot_s", 0.0) for layer in stack.layers), default=0.0)
+    is_vm = any(hasattr(layer.params, "vmm_memory_bytes") for layer in stack.layers)
+    boot_read = min(image_bytes, 256 * 2**20) if is_vm else 0.0  # a VM reads its boot files
+    return GuestNeeds(per_guest, per_host, private, boot, boot_read)
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Hosts needed and the per-host load of each resource (fractions of usable capacity)."""
+
+    hosts: int
+    counts: np.ndarray  # (hosts, services) guests of each service on each host
+    load: np.ndarray  # (hosts, resources) fraction of usable capacity
+
+    def bottleneck(self) -> str:
+        return RESOURCES[int(np.argmax(self.load.max(axis=0)))]
+
+
+def _spread(n: np.ndarray, hosts: int) -> np.ndarray:
+    """Guests of each service spread evenly over hosts, the remainders staggered across hosts."""
+    base = n // hosts
+    extra = n % hosts
+    offset = np.concatenate([[0], np.cumsum(extra)[:-1]]) % hosts
+    h = np.arange(hosts)[:, None]
+    gets_extra = ((h - offset[None, :]) % hosts) < extra[None, :]
+    return base[None, :] + gets_extra.astype(np.int64)
+
+
+def pack(counts: np.ndarray, per_guest: np.ndarray, per_host: np.ndarray, usable: float) -> Packing:
+    """Fewest hosts (by this even spreading) holding ``counts`` guests within ``usable`` of each resource.
+
+    ``per_guest`` and ``per_host`` are (services, resources) fractions of one host's capacity.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+
+    def attempt(hosts: int) -> Packing:
+        on_host = _spread(counts, hosts)
+        return Packing(hosts, on_host, (on_host @ per_guest + (on_host > 0) @ per_host) / usable)
+
+    def fits(p: Packing) -> bool:
+        return float(p.load.max()) <= 1 + 1e-12
+
+    lower = max(1, math.ceil(float((counts @ per_guest).max() / usable) - 1e-12))
+    best = attempt(lower)
+    if fits(best):
+        return best
+    lo, hi = lower, lower  # lo does not fit; grow hi until it does, then bisect
+    while not fits(best):
+        lo, hi = hi, max(hi + 1, math.ceil(hi * float(best.load.max())))
+        best = attempt(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        trial = attempt(mid)
+        if fits(trial):
+            hi, best = mid, trial
+        else:
+            lo = mid
+    return best

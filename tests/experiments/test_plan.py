@@ -1,0 +1,66 @@
+"""The capacity planner against a hand computation, and its errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments.cli import main
+from experiments.plan import PlanSpec, plan
+from models.density.planner import pack
+from tests.tomlgen import to_toml
+
+CPU_ONLY = lambda cycles: {"arrivals": {"kind": "open", "rate": "100/s"},  # noqa: E731
+                           "demands": [{"kind": "cpu", "cycles": cycles}]}
+SMALL = {"name": "small", "host": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd"}}
+BIG = {"name": "big", "host": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "nvme-ssd"}}
+SERVICES = [
+    {"name": "api", "guests": 50, "workload": CPU_ONLY("6M"), "app_memory": "1GiB", "image": "1GiB", "diff": "1GiB"},
+    {"name": "cache", "guests": 10, "workload": CPU_ONLY("1.5M"), "app_memory": "6GiB", "image": "1GiB",
+     "diff": "1GiB"},
+]
+
+
+def test_a_small_plan_equals_the_hand_computation() -> None:
+    """Containers (runc 4.09 MB = 3.9 MiB each), headroom 25%, 2 GiB reserved.
+
+    small (4 cores at 3 GHz, 32 GiB): usable 3 cores and 22.5 GiB. api: 6M cycles x 100/s = 0.2
+    core and 1 GiB + 3.9 MiB; cache: 0.05 core and 6 GiB + 3.9 MiB. Totals: 10.5 cores (3.5 hosts'
+    worth) and 110.2 GiB (4.9 hosts' worth): at least 5 hosts. On 5 hosts each gets 10 api and 2
+    cache: 2.1 cores and 22.04 GiB, both within: 5 hosts, memory the bottleneck.
+    big (16 cores at 3.1 GHz, 252 GB): usable 12 cores and 187.4 GB; api needs 0.194 core, so
+    all of it is 10.2 cores on one host: 1 host, CPU the bottleneck.
+    """
+    spec = PlanSpec.model_validate({"stacks": [["docker"]], "headroom": 0.25, "host_reserved": "2GiB",
+                                    "host_types": [SMALL, BIG], "services": SERVICES})
+    fleet, _ = plan(spec)
+    by_host = fleet.set_index("host_type")
+    assert by_host.loc["small", "hosts"] == 5 and by_host.loc["small", "bottleneck"] == "memory"
+    assert by_host.loc["big", "hosts"] == 1 and by_host.loc["big", "bottleneck"] == "cpu"
+    assert by_host.loc["small", "cores_used"] == pytest.approx(50 * 0.2 + 10 * 0.05, rel=1e-6)
+    assert by_host.loc["small", "guests_per_host_max"] == 12
+
+
+def test_vms_need_at_least_as_many_hosts_as_containers() -> None:
+    spec = PlanSpec.model_validate({"stacks": [["kvm"], ["docker"]], "host_types": [SMALL], "services": SERVICES})
+    hosts = plan(spec)[0].set_index("stack")["hosts"]
+    assert hosts["kvm"] > hosts["docker"]
+
+
+def test_a_service_that_fits_no_host_is_an_error_naming_it(tmp_path, capsys) -> None:
+    huge = {**SERVICES[0], "name": "monolith", "guests": 1, "app_memory": "40GiB"}
+    path = tmp_path / "plan.toml"
+    path.write_text(to_toml({"stacks": [["docker"]], "host_types": [SMALL], "services": [SERVICES[0], huge]}))
+    assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "service 'monolith' cannot fit on any host type" in err and "Traceback" not in err
+
+
+def test_packing_spreads_evenly_and_finds_the_fewest_hosts() -> None:
+    per_guest = np.array([[0.3, 0.1], [0.1, 0.45]])
+    per_host = np.zeros((2, 2))
+    p = pack(np.array([7, 3]), per_guest, per_host, usable=1.0)
+    # lower bound: max(7 * 0.3 + 3 * 0.1, 7 * 0.1 + 3 * 0.45) = max(2.4, 2.05) -> 3 hosts; 3/2/2 api
+    # and 1/1/1 cache give 1.0 CPU at most: 3 hosts.
+    assert p.hosts == 3 and p.counts.sum(axis=0).tolist() == [7, 3]
+    assert p.load.max() <= 1.0 + 1e-12
