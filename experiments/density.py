@@ -26,6 +26,7 @@ from experiments.outputs import atomic_write
 from experiments.runner import run_scenario
 from experiments.scenario import ScenarioError, format_validation_error, parse_scenario
 from models.density.footprint import footprint
+from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
 from models.quantities import Bytes, Seconds
 
@@ -157,7 +158,13 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         label = "/".join(e if isinstance(e, str) else e["profile"] for e in stack)
         fp = footprint(parse_scenario({"guests": [{"name": "g", "stack": stack, "workload": spec.workload}]},
                                       "density").guests[0].build_stack(), spec.app_memory_bytes)
+        host = HostSpec.model_validate(spec.host)
+        built = parse_scenario({"guests": [{"name": "g", "stack": stack, "workload": spec.workload}]},
+                               "density").guests[0].build_stack()
+        alone = float(boot_storm(host, built, 1, seed=spec.seed)[0])
+        storm = float(boot_storm(host, built, best, seed=spec.seed).max()) if best else float("nan")
         summary.append(dict(stack=label, max_guests=best, limiting_resource=limit, runs=len(tried),
+                            boot_alone_s=alone, boot_storm_all_s=storm,
                             private_memory_per_guest_bytes=fp.private_bytes, shared_memory_bytes=fp.shared_bytes,
                             idle_cpu_cores_per_guest=fp.idle_cpu_cores))
     return pd.DataFrame(rows), pd.DataFrame(summary)

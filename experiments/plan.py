@@ -9,8 +9,9 @@ The SLO is kept by a utilization cap: no resource of a host, and no station of a
 above ``1 - headroom``. (A p99 check per host would need a simulation per host; the density
 experiment does that for one service.)
 
-Start-up: the guests of a host boot at once; the host is up after the slowest boot (p50, from the
-profiles) plus the time its disk takes to read every VM's boot files. Hosts start in parallel.
+Start-up: the guests of a host boot at once, contending for its cores and disk (a boot storm,
+simulated: :func:`models.density.startup.boot_storm`); hosts start in parallel, so the fleet is up
+when the fullest host is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from experiments.outputs import atomic_write
 from experiments.scenario import GuestSpec, ScenarioError, format_validation_error
 from models.density.planner import RESOURCES, guest_needs, pack
+from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
 from models.quantities import Bytes
 from models.workloads.catalog import WorkloadSpec
@@ -116,9 +118,8 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
                 continue
             p = pack(counts, per_guest, per_host, usable)
             per_host_guests = p.counts.sum(axis=1)
-            read = p.counts @ np.array([n.boot_read_bytes for n in needs])
-            boot = max(n.boot_s for n in needs)
-            startup = float((boot + read / ht.host.storage.bandwidth_Bps).max())
+            # Hosts start in parallel; the fullest host's boot storm sets the fleet's start-up.
+            startup = float(boot_storm(ht.host, stack, int(per_host_guests.max())).max())
             load = p.load * usable  # back to fractions of capacity
             results.append({
                 "host_type": ht.name, "stack": _label(stack_entries), "hosts": p.hosts,

@@ -15,7 +15,7 @@ import simpy
 from sim.control import RunControl
 from sim.records import RequestLog
 from sim.rng import stream, stream_seed
-from sim.routes import ClosedArrivals, OpenArrivals, Source, StationSpec, WorkSampler
+from sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals, Source, StationSpec, WorkSampler
 from sim.stations import DelayStation, FifoStation, SharedStation, Station
 
 __all__ = ["RunResult", "build_station", "simulate"]
@@ -59,7 +59,10 @@ class _Run:
         log = RequestLog.empty(source.stations, source.layers, expected)
         submits = [(self.stations[slot.station].submit, slot.group) for slot in source.route]
         seed, rep = self.control.seed, self.replication
-        if isinstance(source.arrivals, OpenArrivals):
+        if isinstance(source.arrivals, BatchArrivals):
+            self.env.process(self._batch(source.arrivals, log, submits,
+                                         source.make_sampler(stream_seed(seed, rep, source.name, "work"))))
+        elif isinstance(source.arrivals, OpenArrivals):
             self.env.process(
                 self._open(source.arrivals, log, submits, stream(seed, rep, source.name, "arrivals"),
                            source.make_sampler(stream_seed(seed, rep, source.name, "work")))
@@ -85,6 +88,12 @@ class _Run:
                 if env.now >= end:
                     return
                 env.process(self._serve(log, log.add(env.now), work[j], submits))
+
+    def _batch(self, arrivals: BatchArrivals, log: RequestLog, submits: list, sample_work: WorkSampler) -> Generator:
+        yield self.env.timeout(arrivals.at_s)
+        work = sample_work(arrivals.count)
+        for j in range(arrivals.count):
+            self.env.process(self._serve(log, log.add(self.env.now), work[j], submits))
 
     def _client(self, arrivals: ClosedArrivals, log: RequestLog, submits: list,
                 think_rng: np.random.Generator, sample_work: WorkSampler) -> Generator:
@@ -113,6 +122,8 @@ class _Run:
 def _expected_requests(source: Source, duration_s: float) -> int:
     if isinstance(source.arrivals, OpenArrivals):
         return int(source.arrivals.rate_per_s * duration_s * 1.1) + 64
+    if isinstance(source.arrivals, BatchArrivals):
+        return source.arrivals.count
     return 1024
 
 

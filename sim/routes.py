@@ -17,7 +17,7 @@ import numpy as np
 
 from sim.stations import GroupPath, GroupSpec
 
-__all__ = ["ClosedArrivals", "OpenArrivals", "SamplerFactory", "Slot", "Source", "StationSpec", "WorkSampler"]
+__all__ = ["BatchArrivals", "ClosedArrivals", "OpenArrivals", "SamplerFactory", "Slot", "Source", "StationSpec", "WorkSampler"]
 
 StationKind = Literal["fifo", "delay", "shared"]
 
@@ -78,6 +78,18 @@ class ClosedArrivals:
             raise ValueError(f"think_s must be >= 0, got {self.think_s}")
 
 
+@dataclass(frozen=True)
+class BatchArrivals:
+    """``count`` requests all at ``at_s`` (a boot storm: every guest starts at once)."""
+
+    count: int
+    at_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.at_s < 0:
+            raise ValueError(f"a batch needs count >= 1 and at_s >= 0, got {self.count}, {self.at_s}")
+
+
 WorkSampler = Callable[[int], np.ndarray]
 """Draws the work of the next ``n`` requests: an array of shape (n, len(route)), seconds, >= 0.
 
@@ -95,7 +107,7 @@ class Source:
 
     name: str
     route: tuple[Slot, ...]
-    arrivals: OpenArrivals | ClosedArrivals
+    arrivals: OpenArrivals | ClosedArrivals | BatchArrivals
     make_sampler: SamplerFactory
 
     @property

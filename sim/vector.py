@@ -27,7 +27,7 @@ from sim.control import RunControl
 from sim.engine import _BLOCK, RunResult
 from sim.records import RequestLog
 from sim.rng import stream, stream_seed
-from sim.routes import OpenArrivals, Source, StationSpec
+from sim.routes import ClosedArrivals, OpenArrivals, Source, StationSpec
 
 __all__ = ["fifo_departures", "simulate_vector", "vector_rejects"]
 
@@ -37,7 +37,8 @@ def vector_rejects(stations: Sequence[StationSpec], sources: Sequence[Source]) -
     kinds = {s.name: s.kind for s in stations}
     for source in sources:
         if not isinstance(source.arrivals, OpenArrivals):
-            return f"source {source.name!r} is a closed loop (the vector engine takes open arrivals only)"
+            kind = "a closed loop" if isinstance(source.arrivals, ClosedArrivals) else "a batch"
+            return f"source {source.name!r} is {kind} (the vector engine takes open arrivals only)"
         seen: set[str] = set()
         for slot in source.route:
             kind = kinds.get(slot.station)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.demands import Demand
 from models.quantities import Bytes, Cycles, PerSecond, Seconds
-from sim.routes import ClosedArrivals, OpenArrivals
+from sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals
 
 __all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload"]
 
@@ -46,12 +46,26 @@ class ClosedSpec(_Spec):
         return ClosedArrivals(self.clients, self.think_s)
 
 
+class BatchSpec(_Spec):
+    """``count`` requests all at once at time ``at`` (every guest booting together)."""
+
+    kind: Literal["batch"] = "batch"
+    count: int = Field(ge=1)
+    at_s: Seconds = Field(0.0, alias="at")
+
+    def arrivals(self) -> BatchArrivals:
+        return BatchArrivals(self.count, self.at_s)
+
+
 class _DemandBase(_Spec):
-    dist: Literal["const", "exp"] = "const"
+    dist: Literal["const", "exp", "lognormal"] = "const"
+    sigma: float = Field(0.25, gt=0, le=3)  # of the log, for dist = "lognormal"
 
     def draw(self, mean: float, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.dist == "exp":
             return rng.exponential(mean, n)
+        if self.dist == "lognormal" and mean > 0:  # median-preserving: ``mean`` is the median (p50)
+            return rng.lognormal(np.log(mean), self.sigma, n)
         return np.full(n, float(mean))
 
 
@@ -106,7 +120,7 @@ class RequestWorkload(_Spec):
     """
 
     kind: Literal["request"] = "request"
-    arrivals: OpenSpec | ClosedSpec = Field(discriminator="kind")
+    arrivals: OpenSpec | ClosedSpec | BatchSpec = Field(discriminator="kind")
     demands: list[DemandSpec] = Field(min_length=1)
     threads: int | None = Field(None, ge=1)
 
