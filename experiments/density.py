@@ -48,6 +48,8 @@ class DensitySpec(_Model):
     host: dict[str, Any] = Field(default_factory=lambda: {"cpu": "small-4c", "memory": "ddr4-small",
                                                          "storage": "nvme-ssd", "network": "10gbe"})
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
+    swap_bytes: Bytes = Field(0, alias="swap")  # host swap space; beyond memory, pages fault from disk
+    pages_touched_per_request: int = Field(8, ge=1)  # assumption: distinct 4 KiB pages a request touches
     stacks: list[list[Any]] = Field(default_factory=lambda: [["kvm"], ["firecracker"], ["docker"]], min_length=1)
     workload: dict[str, Any] = Field(default_factory=lambda: {"kind": "web", "rate": "50/s"})
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
@@ -87,7 +89,7 @@ def _resource(station: str) -> str:
 def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float | None = None) -> dict[str, Any]:
     """Run ``guests`` identical guests on one host; whether the SLO holds, and what limits it."""
     host = HostSpec.model_validate(spec.host)
-    scenario_data = {
+    scenario_data: dict[str, Any] = {
         "name": "density", "host": spec.host,
         "run": {"duration": spec.duration_s, "warmup": spec.duration_s / 10, "replications": 1, "seed": spec.seed,
                 "engine": "des"},
@@ -97,11 +99,22 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     fp = footprint(scenario.guests[0].build_stack(), spec.app_memory_bytes)
     memory = fp.host_memory(guests)
     capacity = host.memory.capacity_bytes - spec.host_reserved_bytes
+    swapped = max(0.0, memory - capacity)
     row: dict[str, Any] = dict(stack="/".join(e if isinstance(e, str) else e["profile"] for e in stack),
-                               guests=guests, memory_bytes=memory, memory_capacity_bytes=capacity, oom=fp.oom)
-    if fp.oom or memory > capacity:
+                               guests=guests, memory_bytes=memory, memory_capacity_bytes=capacity, oom=fp.oom,
+                               swapped_bytes=swapped)
+    if fp.oom or swapped > spec.swap_bytes:
         return {**row, "passes": False, "limit": "memory (OOM kill)" if fp.oom else "memory",
                 "p99_s": float("nan"), "throughput_fraction": float("nan")}
+    if swapped > 0:
+        # Host swap: a share swapped/memory of every working set lives on disk, so each page a
+        # request touches faults with that probability; a fault is a 4 KiB random read.
+        fault = min(1.0, spec.pages_touched_per_request * swapped / memory)
+        swapping = scenario.guests[0].workload.request_workload().model_dump(mode="json", by_alias=True)
+        swapping["demands"].append({"kind": "io", "op": "read", "size": 4096, "pattern": "random",
+                                    "mix": [0.0, fault]})
+        scenario_data["guests"][0]["workload"] = swapping
+        scenario = parse_scenario(scenario_data, "density scenario (swapping)")
     runs = run_scenario(scenario, progress=False).runs
     per_guest = runs[(runs["guest"] != "host") & (runs["layer"] == "all") & (runs["station"] == "all")]
     p99 = float(per_guest.loc[per_guest["metric"] == "latency_p99_s", "value"].max())
@@ -119,7 +132,8 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     util = util.drop(labels=[s for s in util.index if s.startswith("wire")], errors="ignore")
     busiest = str(util.idxmax()) if len(util) else "cpu"
     passes = p99 <= spec.slo.p99_latency_s and fraction >= spec.slo.min_throughput
-    return {**row, "passes": passes, "limit": _resource(busiest), "busiest_utilization": float(util.max()),
+    limit = "memory (swapping)" if swapped > 0 else _resource(busiest)
+    return {**row, "passes": passes, "limit": limit, "busiest_utilization": float(util.max()),
             "p99_s": p99, "throughput_fraction": fraction, "throughput_rps": float(rps.mean())}
 
 

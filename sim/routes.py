@@ -17,7 +17,16 @@ import numpy as np
 
 from sim.stations import GroupPath, GroupSpec
 
-__all__ = ["BatchArrivals", "ClosedArrivals", "OpenArrivals", "SamplerFactory", "Slot", "Source", "StationSpec", "WorkSampler"]
+__all__ = [
+    "BatchArrivals",
+    "ClosedArrivals",
+    "OpenArrivals",
+    "SamplerFactory",
+    "Slot",
+    "Source",
+    "StationSpec",
+    "WorkSampler",
+]
 
 StationKind = Literal["fifo", "delay", "shared"]
 

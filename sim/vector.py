@@ -37,8 +37,8 @@ def vector_rejects(stations: Sequence[StationSpec], sources: Sequence[Source]) -
     kinds = {s.name: s.kind for s in stations}
     for source in sources:
         if not isinstance(source.arrivals, OpenArrivals):
-            kind = "a closed loop" if isinstance(source.arrivals, ClosedArrivals) else "a batch"
-            return f"source {source.name!r} is {kind} (the vector engine takes open arrivals only)"
+            what = "a closed loop" if isinstance(source.arrivals, ClosedArrivals) else "a batch"
+            return f"source {source.name!r} is {what} (the vector engine takes open arrivals only)"
         seen: set[str] = set()
         for slot in source.route:
             kind = kinds.get(slot.station)

@@ -70,3 +70,18 @@ def test_bad_specs_are_refused(bad, needle, tmp_path) -> None:
         f"[density.{key}]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in value.items())
     spec.write_text(body)
     assert main(["density", str(spec), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_swapping_lets_more_guests_in_until_page_faults_break_the_slo() -> None:
+    """With swap, guests beyond memory still run, but their page faults go to the disk: the p99
+    grows with N until the SLO breaks, later than without swap, and the limit says swapping."""
+    base = {"host": {**SMALL_HOST, "storage": "hdd"}, "host_reserved": "1GiB", "app_memory": "900MiB",
+            "stacks": [["docker"]], "duration": "1s", "slo": {"p99_latency": "100ms"},
+            "workload": {"arrivals": {"kind": "open", "rate": "20/s"},
+                         "demands": [{"kind": "cpu", "cycles": "1M"}]}}
+    no_swap = search(DensitySpec.model_validate(base), ["docker"])
+    with_swap = search(DensitySpec.model_validate({**base, "swap": "16GiB"}), ["docker"])
+    assert no_swap[:2] == (7, "memory")
+    assert with_swap[0] > no_swap[0] and with_swap[1] == "memory (swapping)"
+    swapping = [r for r in with_swap[2] if r["swapped_bytes"] > 0 and r["passes"] is False and r["p99_s"] == r["p99_s"]]
+    assert swapping and all(r["p99_s"] > 0.1 for r in swapping)

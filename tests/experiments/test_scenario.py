@@ -71,18 +71,22 @@ def test_bad_toml_and_missing_file(tmp_path) -> None:
 
 
 def test_shipped_scenarios_are_valid() -> None:
-    """Every shipped file validates as what it is: a disk spec ([disk]) or a run scenario."""
+    """Every shipped file validates as what it is: a disk spec, a plan, or a run scenario."""
     import tomllib
     from pathlib import Path
 
     from experiments.disk import load_disk_spec
+    from experiments.plan import load_plan
 
     folder = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
     files = sorted(folder.glob("*.toml"))
     assert len(files) >= 2
     for path in files:
-        if "disk" in tomllib.loads(path.read_text()):
+        data = tomllib.loads(path.read_text())
+        if "disk" in data:
             load_disk_spec(path)
+        elif "services" in data:
+            load_plan(path)
         else:
             load_scenario(path)
 
