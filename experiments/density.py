@@ -15,16 +15,15 @@ station (CPU, disk, network, VMM thread, bridge/NAT).
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.outputs import atomic_write
 from experiments.runner import run_scenario
-from experiments.scenario import ScenarioError, format_validation_error, parse_scenario
+from experiments.scenario import load_toml_model, parse_scenario
 from models.density.footprint import footprint
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
@@ -60,19 +59,8 @@ class DensitySpec(_Model):
 
 
 def load_density_spec(path: str | Path | None) -> DensitySpec:
-    if path is None:
-        return DensitySpec()
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")).get("density", {})
-        return DensitySpec.model_validate(data)
-    except FileNotFoundError:
-        raise ScenarioError(f"density spec {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
-    except ValidationError as exc:
-        problems = format_validation_error(exc, "\n  density.")
-        raise ScenarioError(f"{path} is invalid:\n  density.{problems}") from None
+    """The defaults, or a TOML file's ``[density]`` table validated against them."""
+    return DensitySpec() if path is None else load_toml_model(path, DensitySpec, "density spec", "density")
 
 
 _RESOURCE = {"cpu": "CPU", "membw": "memory bandwidth", "disk": "disk", "disk.xfer": "disk", "nic.rx": "network",

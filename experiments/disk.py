@@ -8,16 +8,15 @@ of each allocation unit. A spec file holds a ``[disk]`` table overriding any def
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.outputs import atomic_write, write_json
-from experiments.scenario import ScenarioError, format_validation_error
+from experiments.scenario import load_toml_model
 from models.disks.allocation import touched_bitmap
 from models.disks.chain import ChainUsage, build_chain_usage
 from models.disks.formats import FORMAT_NAMES, FormatName, format_by_name
@@ -83,19 +82,7 @@ class DiskSpec(_Model):
 
 def load_disk_spec(path: str | Path | None) -> DiskSpec:
     """The defaults, or a TOML file's ``[disk]`` table validated against them."""
-    if path is None:
-        return DiskSpec()
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(f"disk spec {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
-    try:
-        return DiskSpec.model_validate(data.get("disk", {}))
-    except ValidationError as exc:
-        raise ScenarioError(f"{path} is invalid:\n{format_validation_error(exc)}".replace("\n", "\n  disk.")) from None
+    return DiskSpec() if path is None else load_toml_model(path, DiskSpec, "disk spec", "disk")
 
 
 def _rows(experiment: str, system: str, guests: int, measures: dict[str, float]) -> list[dict[str, Any]]:

@@ -16,16 +16,15 @@ when the fullest host is.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from experiments.outputs import atomic_write
-from experiments.scenario import GuestSpec, ScenarioError, format_validation_error
+from experiments.scenario import GuestSpec, ScenarioError, load_toml_model
 from models.density.planner import RESOURCES, guest_needs, pack
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
@@ -68,17 +67,8 @@ class PlanSpec(_Model):
 
 
 def load_plan(path: str | Path) -> PlanSpec:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(f"plan file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
-    try:
-        return PlanSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(f"{path} is invalid:\n{format_validation_error(exc)}") from None
+    """A plan file, validated."""
+    return load_toml_model(path, PlanSpec, "plan file")
 
 
 def _label(stack: list[Any]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -206,17 +206,36 @@ def parse_scenario(data: dict[str, Any], origin: str = "scenario") -> Scenario:
         raise ScenarioError(f"{origin} is invalid:\n{format_validation_error(exc)}") from None
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a TOML scenario file."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_toml_model(path: str | Path, model: type[M], what: str, table: str | None = None) -> M:
+    """Read a TOML file (or one ``[table]`` of it) and validate it as ``model``.
+
+    Every failure is a :class:`ScenarioError` meant for the user: a missing file, bad TOML (with
+    its line), or one line per invalid field, named by its path in the file.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ScenarioError(f"scenario file {path} does not exist") from None
+        raise ScenarioError(f"{what} {path} does not exist") from None
     except OSError as exc:
-        raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from None
+        raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
-    return parse_scenario(data, str(path))
+    if table is not None:
+        data = data.get(table, {})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        prefix = f"{table}." if table else ""
+        problems = "\n".join(prefix + line for line in format_validation_error(exc).splitlines())
+        raise ScenarioError(f"{path} is invalid:\n{problems}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a TOML scenario file."""
+    return load_toml_model(path, Scenario, "scenario file")
