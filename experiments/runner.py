@@ -23,7 +23,7 @@ from sim.control import RunControl
 from sim.engine import simulate
 from sim.records import METRIC_UNITS, request_metrics
 from sim.stats import summarize
-from sim.vector import simulate_vector, vector_rejects
+from sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
 
 __all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_variant"]
 
@@ -46,8 +46,15 @@ def run_variant(scenario: Scenario, label: str, stack: list | None, replication:
     stations, sources = system.engine_inputs()
     control: RunControl = scenario.run.control()
     engine = choose_engine(scenario.run.engine, stations, sources)
-    run = simulate_vector if engine == "vector" else simulate
-    result = run(stations, sources, control, replication)
+    if engine == "vector":
+        try:
+            result = simulate_vector(stations, sources, control, replication)
+        except SimultaneousArrivals:
+            if scenario.run.engine != "auto":
+                raise
+            result = simulate(stations, sources, control, replication)  # auto: the DES orders ties
+    else:
+        result = simulate(stations, sources, control, replication)
     rows: list[dict[str, Any]] = []
     specs = {name: spec.workload for spec in scenario.guests for name in spec.names()}
     for guest, log in result.logs.items():

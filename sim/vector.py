@@ -10,9 +10,11 @@ and served by the FIFO recursion:
 - ``c`` servers: a tight loop over a heap of the servers' free times (no exact vector form);
 - a delay: ``D = A + S``.
 
-A stage with zero work is not visited, as in the DES engine. Arrivals and work are drawn from
-the same keyed streams in the same blocks as :mod:`sim.engine`, so on the same seed both engines
-give the same requests, and the same times to rounding.
+A stage with zero work is not visited, as in the DES engine. Requests that reach a FIFO station
+at the very same instant (possible with deterministic work) are refused with
+:class:`SimultaneousArrivals`: their order is the event loop's, which only the DES knows.
+Arrivals and work are drawn from the same keyed streams in the same blocks as :mod:`sim.engine`,
+so on the same seed both engines give the same requests, and the same times to rounding.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from sim.records import RequestLog
 from sim.rng import stream, stream_seed
 from sim.routes import ClosedArrivals, OpenArrivals, Source, StationSpec
 
-__all__ = ["fifo_departures", "simulate_vector", "vector_rejects"]
+__all__ = ["SimultaneousArrivals", "fifo_departures", "simulate_vector", "vector_rejects"]
 
 
 def vector_rejects(stations: Sequence[StationSpec], sources: Sequence[Source]) -> str | None:
@@ -76,6 +78,23 @@ def _topological_order(stations: Sequence[StationSpec], sources: Sequence[Source
             if indegree[b] == 0:
                 ready.append(b)
     return order if len(order) == len(fifo) else None
+
+
+class SimultaneousArrivals(ValueError):
+    """Requests reach a FIFO station at the same instant: only the event loop knows their order."""
+
+
+def _refuse_ties(sorted_arrival: np.ndarray, station: str) -> None:
+    """The DES serves simultaneous arrivals in the order their events were scheduled, within the
+    same instant; that order is the event loop's own, so the vector engine refuses such runs
+    rather than guess (continuous work distributions make ties a probability-zero event)."""
+    ties = np.flatnonzero(sorted_arrival[1:] == sorted_arrival[:-1])
+    if ties.size:
+        raise SimultaneousArrivals(
+            f"{ties.size} pairs of requests reach FIFO station {station!r} at the same instant "
+            f"(first at t = {sorted_arrival[ties[0]]:.9g} s), as deterministic work can make them; "
+            "the vector engine cannot order them as the DES does: use engine = \"des\" or \"auto\""
+        )
 
 
 def fifo_departures(arrival_s: np.ndarray, work_s: np.ndarray, servers: int) -> np.ndarray:
@@ -161,10 +180,11 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
             arrival = np.concatenate([p[3] for p in parts]) if len(parts) > 1 else parts[0][3]
             work = np.concatenate([p[4] for p in parts]) if len(parts) > 1 else parts[0][4]
             servers = int(specs[station].servers)
-            if arrival.size < 2 or bool(np.all(arrival[1:] >= arrival[:-1])):  # already in order
+            if arrival.size < 2 or bool(np.all(arrival[1:] > arrival[:-1])):  # already in order
                 departure = fifo_departures(arrival, work, servers)
             else:
                 sort = np.argsort(arrival, kind="stable")
+                _refuse_ties(arrival[sort], station)
                 departure = np.empty_like(arrival)
                 departure[sort] = fifo_departures(arrival[sort], work[sort], servers)
             work_done[station] += float(work[(departure - work) < end].sum())
