@@ -4,7 +4,9 @@ Per guest, a stack costs:
 
 - a VM layer: its VMM's own memory (``vmm_memory``), the guest OS's working set
   (``guest_os_memory``) of which KSM shares a fraction (``ksm_sharing``) among alike guests (kept
-  once on the host), and ``idle_cpu_cores`` of timer ticks and housekeeping;
+  once on the host), and ``idle_cpu_cores`` of timer ticks and housekeeping. With a balloon
+  driver (``balloon``) the host backs only what the guest uses; without one, the guest's page
+  cache fills the rest of its ``guest_memory`` in time, and the host backs all of it;
 - a container layer: the runtime's memory (``runtime_memory``: shim, and the like);
 - the application: its working set, private to each guest.
 
@@ -46,6 +48,8 @@ def footprint(stack: Stack, app_memory_bytes: float) -> Footprint:
             private += p.vmm_memory_bytes + p.guest_os_memory_bytes * (1 - p.ksm_sharing)
             shared += p.guest_os_memory_bytes * p.ksm_sharing
             idle += p.idle_cpu_cores
+            if not p.balloon:  # the unused rest of the guest's memory fills with page cache
+                private += max(0.0, p.guest_memory_bytes - p.guest_os_memory_bytes - app_memory_bytes)
         elif isinstance(layer, Container):
             private += layer.params.runtime_memory_bytes
             limit = layer.params.memory_max_bytes

@@ -1,7 +1,8 @@
 """Start-up: boot times per stack as distributions, and boot storms.
 
-A guest's start is a request: it reads its boot files from the host's disk (a VM its kernel,
-initrd and early root file system; a container nothing when its image layers are present), then
+A guest's start is a request: it pulls the image layers the host lacks over the network and
+unpacks them to disk, reads its boot files from the host's disk (a VM its kernel, initrd and
+early root file system; a container nothing when its image layers are present), then
 does the boot's CPU work in its own group on the host CPU: the profile's published p50 boot time
 (``boot``) less the read it already accounts for, drawn from a lognormal distribution around that
 median. N guests started at once (a boot storm) contend for the disk and the cores; the engine
@@ -24,25 +25,37 @@ __all__ = ["boot_storm", "boot_workload"]
 
 VM_BOOT_READ_BYTES = 64 * 2**20  # assumption: kernel + initrd + early root file system blocks
 BOOT_SIGMA = 0.2  # assumption: spread of boot times around the median (log scale)
+UNPACK_CYCLES_PER_BYTE = 10.0  # assumption: gzip decompression and file creation of a pulled layer
 
 
-def boot_workload(host: HostSpec, stack: Stack, count: int, read_bytes: float | None = None) -> RequestWorkload:
-    """``count`` boots at time zero on ``stack``: a read of the boot files, then the boot's CPU work."""
+def boot_workload(host: HostSpec, stack: Stack, count: int, read_bytes: float | None = None,
+                  pull_bytes: float = 0.0) -> RequestWorkload:
+    """``count`` boots at time zero on ``stack``: pull the image if missing, read the boot files,
+    then the boot's CPU work.
+
+    ``pull_bytes``: image layers not yet on the host, pulled over its NIC and unpacked
+    (``UNPACK_CYCLES_PER_BYTE``) before the start; boots that pull contend for the network.
+    """
     is_vm = any(isinstance(layer, Type1) for layer in stack.layers)
     read = (VM_BOOT_READ_BYTES if is_vm else 0.0) if read_bytes is None else read_bytes
     boot_s = max((getattr(layer.params, "boot_s", 0.0) for layer in stack.layers), default=0.0)
     alone_read_s = read / host.storage.bandwidth_Bps
     cycles = max(boot_s - alone_read_s, 0.0) * host.cpu.freq_hz
     demands: list[dict] = []
+    if pull_bytes > 0:
+        demands += [{"kind": "net_in", "size": pull_bytes},
+                    {"kind": "cpu", "cycles": pull_bytes * UNPACK_CYCLES_PER_BYTE},
+                    {"kind": "io", "op": "write", "size": pull_bytes, "pattern": "seq"}]
     if read > 0:
         demands.append({"kind": "io", "op": "read", "size": read, "pattern": "seq"})
     demands.append({"kind": "cpu", "cycles": cycles, "dist": "lognormal", "sigma": BOOT_SIGMA})
     return RequestWorkload.model_validate({"arrivals": {"kind": "batch", "count": count}, "demands": demands})
 
 
-def boot_storm(host: HostSpec, stack: Stack, guests: int, seed: int = 0, read_bytes: float | None = None) -> np.ndarray:
+def boot_storm(host: HostSpec, stack: Stack, guests: int, seed: int = 0, read_bytes: float | None = None,
+               pull_bytes: float = 0.0) -> np.ndarray:
     """Each guest's start-up time (s) when ``guests`` start at once on ``host`` (one guest per group)."""
-    workload = boot_workload(host, stack, 1, read_bytes)
+    workload = boot_workload(host, stack, 1, read_bytes, pull_bytes)
     system = System(host, tuple(Guest(f"g{i}", stack, workload) for i in range(guests)))
     stations, sources = system.engine_inputs()
     horizon = 1000.0 * max(1.0, float(guests))

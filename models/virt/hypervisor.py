@@ -49,6 +49,7 @@ class Type1Params(LayerParams):
     guest_memory_bytes: Bytes = Field(2 * 2**30, alias="guest_memory")
     guest_os_memory_bytes: Bytes = Field(150 * 2**20, alias="guest_os_memory")
     ksm_sharing: float = Field(0.3, ge=0, le=1)
+    balloon: bool = True  # a balloon driver returns memory the guest does not use to the host
     idle_cpu_cores: float = Field(0.005, ge=0)
     boot_s: Seconds = Field(1.0, alias="boot")  # from start to the guest's init (p50)
 

@@ -37,3 +37,23 @@ def test_vm_boots_read_their_boot_files_from_the_host_disk() -> None:
     stack = Stack((make_layer("kvm"),))
     # 32 VMs x 64 MiB at 50 MB/s is 43 s of reading: the disk, not the CPU, sets the storm's length.
     assert boot_storm(slow_disk, stack, 32).max() > 40
+
+
+def test_pulling_images_in_a_storm_contends_for_the_network() -> None:
+    """16 containers each pulling 500 MB over a 9.4 Gbit/s NIC: at least 16 x 500 MB / 1.175 GB/s
+    = 6.8 s, however fast they would start with the layers already present."""
+    stack = Stack.of(["docker"])
+    cached = boot_storm(HOST, stack, 16).max()
+    pulled = boot_storm(HOST, stack, 16, pull_bytes=500e6).max()
+    assert pulled >= 16 * 500e6 * 8 / HOST.network.bandwidth_bps
+    assert pulled > cached + 5
+
+
+def test_without_a_balloon_the_host_backs_the_whole_guest_memory() -> None:
+    from models.density.footprint import footprint
+
+    with_balloon = footprint(Stack((make_layer("kvm"),)), 256 * 2**20)
+    without = footprint(Stack((make_layer("kvm", {"balloon": False}),)), 256 * 2**20)
+    p = make_layer("kvm").params
+    assert without.private_bytes - with_balloon.private_bytes == pytest.approx(
+        p.guest_memory_bytes - p.guest_os_memory_bytes - 256 * 2**20)
