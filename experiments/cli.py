@@ -28,6 +28,7 @@ from experiments.outputs import ResultsError
 from experiments.scenario import ScenarioError, format_validation_error, load_scenario
 from models.profiles import ProfileError, load_profiles
 from sim.units import UnitError
+from sim.vector import SimultaneousArrivals
 
 __all__ = ["DEFAULT_SCENARIO", "main"]
 
@@ -254,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ScenarioError, ProfileError, ResultsError, UnitError) as exc:
+    except (ScenarioError, ProfileError, ResultsError, UnitError, SimultaneousArrivals) as exc:
         print(f"virtsim: error: {exc}", file=sys.stderr)
     except ValidationError as exc:
         print(f"virtsim: error: {format_validation_error(exc)}", file=sys.stderr)
