@@ -23,11 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from experiments.outputs import atomic_write
 from experiments.runner import run_scenario
-from experiments.scenario import load_toml_model, parse_scenario
+from experiments.scenario import layer_from_entry, load_toml_model, parse_scenario
 from models.density.footprint import footprint
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
 from models.quantities import Bytes, Seconds
+from models.virt.stack import Stack
 
 __all__ = ["DensitySpec", "evaluate", "load_density_spec", "run_density", "search"]
 
@@ -158,11 +159,9 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         best, limit, tried = search(spec, stack)
         rows += tried
         label = "/".join(e if isinstance(e, str) else e["profile"] for e in stack)
-        fp = footprint(parse_scenario({"guests": [{"name": "g", "stack": stack, "workload": spec.workload}]},
-                                      "density").guests[0].build_stack(), spec.app_memory_bytes)
         host = HostSpec.model_validate(spec.host)
-        built = parse_scenario({"guests": [{"name": "g", "stack": stack, "workload": spec.workload}]},
-                               "density").guests[0].build_stack()
+        built = Stack(tuple(layer_from_entry(e) for e in stack))
+        fp = footprint(built, spec.app_memory_bytes)
         alone = float(boot_storm(host, built, 1, seed=spec.seed)[0])
         storm = float(boot_storm(host, built, best, seed=spec.seed).max()) if best else float("nan")
         summary.append(dict(stack=label, max_guests=best, limiting_resource=limit, runs=len(tried),

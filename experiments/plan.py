@@ -77,14 +77,14 @@ def _label(stack: list[Any]) -> str:
 
 def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per host type and stack, the fleet; and every service's per-guest needs."""
-    from experiments.scenario import _layer
+    from experiments.scenario import layer_from_entry
     from models.virt.stack import Stack
 
     usable = 1 - spec.headroom
     counts = np.array([s.guests for s in spec.services])
     rows, needs_rows = [], []
     for stack_entries in spec.stacks:
-        stack = Stack(tuple(_layer(e) for e in stack_entries))
+        stack = Stack(tuple(layer_from_entry(e) for e in stack_entries))
         feasible_anywhere = {s.name: False for s in spec.services}
         results = []
         for ht in spec.host_types:

@@ -245,9 +245,7 @@ def write_report(folder: Path) -> dict[str, Path]:
     report = build_report(folder)
     env = Environment(undefined=StrictUndefined, autoescape=False)
     profiles = _profile_rows(report.profiles)
-    md = env.from_string(_MD).render(r=report, answer_md=report.answer.to_markdown(index=False)
-                                     if _has_tabulate() else report.answer.to_string(index=False),
-                                     profiles=profiles)
+    md = env.from_string(_MD).render(r=report, answer_md=_md_table(report.answer), profiles=profiles)
     figures = [(f.stem, base64.b64encode(f.read_bytes()).decode("ascii")) for f in report.figures]
     page = Environment(undefined=StrictUndefined, autoescape=True).from_string(_HTML).render(
         r=report, answer_html=_html_table(report.answer), figures=figures, profiles=profiles)
@@ -260,12 +258,14 @@ def write_report(folder: Path) -> dict[str, Path]:
     return out
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _md_table(df: pd.DataFrame) -> str:
+    """A Markdown (pipe) table; cells with a pipe have it escaped."""
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def _html_table(df: pd.DataFrame) -> object:

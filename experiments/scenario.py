@@ -67,7 +67,7 @@ class RunSpec(_Model):
 LayerEntry = str | dict[str, Any]
 
 
-def _layer(entry: LayerEntry) -> Any:
+def layer_from_entry(entry: LayerEntry) -> Any:
     """Build a layer from ``"kvm"`` or ``{profile = "kvm", vcpus = 4}``; errors become one line."""
     if isinstance(entry, str):
         profile, overrides = entry, {}
@@ -101,12 +101,12 @@ class GuestSpec(_Model):
     @classmethod
     def _check_stack(cls, entries: list[LayerEntry]) -> list[LayerEntry]:
         for entry in entries:
-            _layer(entry)
+            layer_from_entry(entry)
         return entries
 
     def build_stack(self, override: list[LayerEntry] | None = None) -> Stack:
         entries = override if override is not None else self.stack
-        return Stack(tuple(_layer(e) for e in (entries or ["bare-metal"])))
+        return Stack(tuple(layer_from_entry(e) for e in (entries or ["bare-metal"])))
 
     def names(self) -> list[str]:
         return [self.name] if self.count == 1 else [f"{self.name}-{i + 1}" for i in range(self.count)]
@@ -122,7 +122,7 @@ class CompareSpec(_Model):
     def _check(cls, stacks: list[list[LayerEntry]]) -> list[list[LayerEntry]]:
         for stack in stacks:
             for entry in stack:
-                _layer(entry)
+                layer_from_entry(entry)
         labels = [_label(s) for s in stacks]
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:

@@ -142,7 +142,7 @@ def simulate(stations: Sequence[StationSpec], sources: Sequence[Source], control
     run.env.run(until=control.duration_s)
     for station in run.stations.values():
         if isinstance(station, SharedStation):
-            station._advance()  # account the work done up to the end
+            station.settle()
     utilization = {
         name: station.work_done_s / (station.servers * control.duration_s)
         for name, station in run.stations.items()

@@ -227,6 +227,10 @@ class SharedStation(Station):
         self._reschedule()
         return done
 
+    def settle(self) -> None:
+        """Account the work done up to now (the engine calls it when a run ends)."""
+        self._advance()
+
     def _leaf(self, path: GroupPath) -> _Leaf:
         leaf = self._leaves.get(path)
         if leaf is None:

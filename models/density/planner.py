@@ -38,8 +38,6 @@ class GuestNeeds:
     per_guest: np.ndarray  # fraction of each resource per guest
     per_host: np.ndarray  # fraction taken once on any host holding one or more of these guests
     private_stations: dict[str, float]  # utilization of the guest's own stations
-    boot_s: float
-    boot_read_bytes: float
 
 
 def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_memory_bytes: float,
@@ -75,10 +73,7 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     per_host = np.zeros(len(RESOURCES))
     per_host[RESOURCES.index("memory")] = fp.shared_bytes / memory
     per_host[RESOURCES.index("disk_space")] = image_bytes / host.storage.capacity_bytes
-    boot = max((getattr(layer.params, "boot_s", 0.0) for layer in stack.layers), default=0.0)
-    is_vm = any(hasattr(layer.params, "vmm_memory_bytes") for layer in stack.layers)
-    boot_read = min(image_bytes, 256 * 2**20) if is_vm else 0.0  # a VM reads its boot files
-    return GuestNeeds(per_guest, per_host, private, boot, boot_read)
+    return GuestNeeds(per_guest, per_host, private)
 
 
 @dataclass(frozen=True)
