@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from experiments.outputs import atomic_write
 from experiments.runner import run_scenario
@@ -28,21 +28,18 @@ from models.density.footprint import footprint
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
 from models.quantities import Bytes, Seconds
+from models.schema import StrictModel
 from models.virt.stack import Stack
 
 __all__ = ["DensitySpec", "evaluate", "load_density_spec", "run_density", "search"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Slo(_Model):
+class Slo(StrictModel):
     p99_latency_s: Seconds = Field(0.05, alias="p99_latency", gt=0)
     min_throughput: float = Field(0.95, gt=0, le=1)
 
 
-class DensitySpec(_Model):
+class DensitySpec(StrictModel):
     """What to pack: a host, stacks, one workload per guest with its working set, and the SLO."""
 
     host: dict[str, Any] = Field(default_factory=lambda: {"cpu": "small-4c", "memory": "ddr4-small",

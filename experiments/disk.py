@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from experiments.outputs import atomic_write, write_json
 from experiments.scenario import load_toml_model
@@ -23,6 +23,7 @@ from models.disks.formats import FORMAT_NAMES, FormatName, format_by_name
 from models.disks.layers import DRIVERS, Driver, FileOps, ImageLayer, Op, writable_layer_usage
 from models.disks.patterns import PatternKind, block_writes
 from models.quantities import Bytes
+from models.schema import StrictModel
 from sim.rng import stream
 
 __all__ = ["DiskSpec", "load_disk_spec", "run_disk"]
@@ -30,22 +31,18 @@ __all__ = ["DiskSpec", "load_disk_spec", "run_disk"]
 COLUMNS = ["experiment", "system", "guests", "measure", "bytes"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class PatternSpec(_Model):
+class PatternSpec(StrictModel):
     kind: PatternKind = "random"
     writes: int = Field(50_000, ge=0, le=100_000_000)
     size_bytes: Bytes = Field(4096, alias="size", gt=0)
 
 
-class LayerSpec(_Model):
+class LayerSpec(StrictModel):
     files: int = Field(ge=1, le=10_000_000)
     mean_file_bytes: Bytes = Field(alias="mean_file_size", gt=0)
 
 
-class ContainerOpsSpec(_Model):
+class ContainerOpsSpec(StrictModel):
     """What each container does to its image's files."""
 
     writes: int = Field(50, ge=0)  # 4 KiB writes into random existing files
@@ -56,7 +53,7 @@ class ContainerOpsSpec(_Model):
     create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0)
 
 
-class DiskSpec(_Model):
+class DiskSpec(StrictModel):
     """Every knob of the disk experiment, with defaults."""
 
     seed: int = Field(1, ge=0)

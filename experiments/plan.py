@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from experiments.outputs import atomic_write
 from experiments.scenario import GuestSpec, ScenarioError, load_toml_model
@@ -29,22 +29,19 @@ from models.density.planner import RESOURCES, guest_needs, pack
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
 from models.quantities import Bytes
+from models.schema import StrictModel
 from models.workloads.catalog import WorkloadSpec
 
 __all__ = ["PlanSpec", "load_plan", "plan"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class HostType(_Model):
+class HostType(StrictModel):
     name: str
     host: HostSpec = Field(default_factory=HostSpec)
     cost: float = Field(1.0, ge=0)  # relative cost of one host, for the cheapest choice
 
 
-class Service(_Model):
+class Service(StrictModel):
     name: str
     guests: int = Field(ge=1, le=10_000_000)
     workload: WorkloadSpec
@@ -58,7 +55,7 @@ class Service(_Model):
         return GuestSpec._generic_by_default(value)
 
 
-class PlanSpec(_Model):
+class PlanSpec(StrictModel):
     headroom: float = Field(0.25, ge=0, lt=1)
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
     stacks: list[list[Any]] = Field(default_factory=lambda: [["kvm"], ["firecracker"], ["docker"]], min_length=1)

@@ -11,10 +11,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from models.hardware.host import HostSpec
 from models.quantities import Seconds
+from models.schema import StrictModel
 from models.system import Guest, System
 from models.virt.stack import Stack, make_layer
 from models.workloads.catalog import WorkloadSpec
@@ -36,11 +37,7 @@ class ScenarioError(ValueError):
     """A scenario that cannot be read or is invalid; the message is meant for the user."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class RunSpec(_Model):
+class RunSpec(StrictModel):
     """Run controls: simulated ``duration``, ``warmup`` left out of statistics, replications, seed.
 
     ``engine``: ``des`` (SimPy, general), ``vector`` (numpy; open arrivals through FIFO and delay
@@ -82,7 +79,7 @@ def layer_from_entry(entry: LayerEntry) -> Any:
         raise ValueError(f"profile {profile!r}: {format_validation_error(exc, '; ')}") from None
 
 
-class GuestSpec(_Model):
+class GuestSpec(StrictModel):
     """One guest (or ``count`` identical ones, named NAME-1..NAME-N)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -112,7 +109,7 @@ class GuestSpec(_Model):
         return [self.name] if self.count == 1 else [f"{self.name}-{i + 1}" for i in range(self.count)]
 
 
-class CompareSpec(_Model):
+class CompareSpec(StrictModel):
     """Run the scenario once per stack in ``stacks``, replacing every guest's stack."""
 
     stacks: list[list[LayerEntry]] = Field(min_length=1)
@@ -130,7 +127,7 @@ class CompareSpec(_Model):
         return stacks
 
 
-class Scenario(_Model):
+class Scenario(StrictModel):
     """A whole scenario file."""
 
     name: str = "scenario"
@@ -206,7 +203,7 @@ def parse_scenario(data: dict[str, Any], origin: str = "scenario") -> Scenario:
         raise ScenarioError(f"{origin} is invalid:\n{format_validation_error(exc)}") from None
 
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=StrictModel)
 
 
 def load_toml_model(path: str | Path, model: type[M], what: str, table: str | None = None) -> M:

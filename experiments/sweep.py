@@ -27,21 +27,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from experiments.outputs import ResultsError, atomic_write, write_json
 from experiments.scenario import Scenario, ScenarioError, format_validation_error, parse_scenario
+from models.schema import StrictModel
 
 __all__ = ["SweepSpec", "expand_sweep", "gather", "parse_path", "run_sweep"]
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 
 
-class SweepSpec(BaseModel):
+class SweepSpec(StrictModel):
     """The ``[sweep]`` table of a scenario."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Literal["grid", "zip"] = "grid"
     parameters: dict[str, list[Any]]

@@ -7,6 +7,7 @@ quantity is a float in one base unit per dimension, named in the field that hold
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = ["DIMENSIONS", "UnitError", "format_quantity", "parse_quantity"]
@@ -58,18 +59,25 @@ def parse_quantity(value: str | float | int, dimension: str) -> float:
     if isinstance(value, bool):
         raise UnitError(f"expected a quantity in {dimension}, got a boolean")
     if isinstance(value, int | float):
-        return float(value)
+        return _finite(float(value), value)
     match = _NUMBER.match(str(value))
     if match is None:
         raise UnitError(f"{value!r} is not a number followed by a unit (e.g. {_example(dimension)})")
     number, suffix = float(match.group(1)), match.group(2)
     table = DIMENSIONS[dimension]
     if suffix == "":
-        return number
+        return _finite(number, value)
     if suffix not in table:
         accepted = ", ".join(sorted(k for k in table if k))
         raise UnitError(f"{value!r}: unit {suffix!r} is not a unit of {dimension} (use one of: {accepted})")
-    return number * table[suffix]
+    return _finite(number * table[suffix], value)
+
+
+def _finite(number: float, written: object) -> float:
+    """``number`` if it is finite; NaN or infinity (``nan``, ``inf``, ``"1e400GB"``) is an error."""
+    if not math.isfinite(number):
+        raise UnitError(f"{written!r} is not a finite number; write a finite value")
+    return number
 
 
 def _example(dimension: str) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.quantities import Hertz
+from models.schema import StrictModel
 from sim.routes import StationSpec
 from sim.stations import GroupPath, GroupSpec
 
@@ -15,10 +16,8 @@ __all__ = ["CPU_STATION", "CpuSpec"]
 CPU_STATION = "cpu"
 
 
-class CpuSpec(BaseModel):
+class CpuSpec(StrictModel):
     """Physical cores: ``sockets`` x ``cores_per_socket`` at ``freq_hz`` (``freq = "3.1GHz"``)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     sockets: int = Field(1, ge=1)
     cores_per_socket: int = Field(8, ge=1)

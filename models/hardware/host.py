@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from models.demands import Demand, Stage, segments
 from models.hardware.cpu import CPU_STATION, CpuSpec
@@ -13,6 +13,7 @@ from models.hardware.memory import MEMBW_STATION, MemorySpec
 from models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION, NicSpec
 from models.hardware.storage import DISK_STATION, DISK_XFER_STATION, StorageSpec
 from models.profiles import get_profile
+from models.schema import StrictModel
 
 __all__ = ["HostSpec", "hardware_from_profile"]
 
@@ -27,10 +28,8 @@ def hardware_from_profile(kind: str, value: Any) -> Any:
     return value
 
 
-class HostSpec(BaseModel):
+class HostSpec(StrictModel):
     """One physical host. Each part is a profile name, a table, or a profile with overrides."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     cpu: CpuSpec = Field(
         default_factory=lambda: CpuSpec.model_validate(hardware_from_profile("cpu", "xeon-e5-2665-2s"))

@@ -9,9 +9,10 @@ walk, 24 for the two-dimensional walk under nested paging).
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.quantities import Bytes, BytesPerSecond, Seconds
+from models.schema import StrictModel
 from sim.routes import StationSpec
 
 __all__ = ["MEMBW_STATION", "MemorySpec", "walk_refs"]
@@ -24,10 +25,8 @@ def walk_refs(levels: int, dims: int) -> int:
     return (levels + 1) ** dims - 1
 
 
-class MemorySpec(BaseModel):
+class MemorySpec(StrictModel):
     """Main memory of a host."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     capacity_bytes: Bytes = Field(64 * 2**30, alias="capacity", gt=0)
     bandwidth_Bps: BytesPerSecond = Field(25e9, alias="bandwidth", gt=0)

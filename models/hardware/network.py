@@ -8,9 +8,10 @@ up to ``segment`` bytes (TSO/GSO) on the CPU of whoever it belongs to.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.quantities import BitsPerSecond, Bytes, Cycles, Seconds
+from models.schema import StrictModel
 from sim.routes import StationSpec
 
 __all__ = ["NIC_RX_STATION", "NIC_TX_STATION", "WIRE_STATION", "NicSpec"]
@@ -20,10 +21,8 @@ NIC_TX_STATION = "nic.tx"
 WIRE_STATION = "wire"
 
 
-class NicSpec(BaseModel):
+class NicSpec(StrictModel):
     """A network interface and the link beyond it."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     bandwidth_bps: BitsPerSecond = Field(10e9, alias="bandwidth", gt=0)
     latency_s: Seconds = Field(10e-6, alias="latency")

@@ -8,9 +8,10 @@ server moving the bytes at ``bandwidth``.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.quantities import Bytes, BytesPerSecond, Seconds
+from models.schema import StrictModel
 from sim.routes import StationSpec
 
 __all__ = ["DISK_STATION", "DISK_XFER_STATION", "StorageSpec"]
@@ -19,10 +20,8 @@ DISK_STATION = "disk"
 DISK_XFER_STATION = "disk.xfer"
 
 
-class StorageSpec(BaseModel):
+class StorageSpec(StrictModel):
     """A block device."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     random_read_latency_s: Seconds = Field(100e-6, alias="random_read_latency")
     random_write_latency_s: Seconds = Field(50e-6, alias="random_write_latency")

@@ -13,19 +13,17 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from models.demands import Demand
+from models.schema import StrictModel
 from sim.routes import StationSpec
 from sim.stations import GroupPath, GroupSpec
 
 __all__ = ["Layer", "LayerContext", "LayerParams", "cpu_demand", "station_demand"]
 
 
-class LayerParams(BaseModel):
+class LayerParams(StrictModel):
     """Base of every layer's parameters: unknown keys are errors, values are read-only."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from models.quantities import Bytes, Cycles, PerSecond, Seconds
-from models.workloads.request import RequestWorkload, _Spec
+from models.schema import StrictModel
+from models.workloads.request import RequestWorkload
 
 __all__ = ["NAMED_WORKLOADS", "WorkloadSpec"]
 
 
-class _Named(_Spec):
+class _Named(StrictModel):
     def request_workload(self) -> RequestWorkload:
         raise NotImplementedError
 

@@ -12,20 +12,17 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from models.demands import Demand
 from models.quantities import Bytes, Cycles, PerSecond, Seconds
+from models.schema import StrictModel
 from sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals
 
 __all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload"]
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class OpenSpec(_Spec):
+class OpenSpec(StrictModel):
     """Poisson arrivals at ``rate`` (``"200/s"``)."""
 
     kind: Literal["open"] = "open"
@@ -35,7 +32,7 @@ class OpenSpec(_Spec):
         return OpenArrivals(self.rate_per_s)
 
 
-class ClosedSpec(_Spec):
+class ClosedSpec(StrictModel):
     """``clients`` closed-loop clients with exponential think time of mean ``think``."""
 
     kind: Literal["closed"] = "closed"
@@ -46,7 +43,7 @@ class ClosedSpec(_Spec):
         return ClosedArrivals(self.clients, self.think_s)
 
 
-class BatchSpec(_Spec):
+class BatchSpec(StrictModel):
     """``count`` requests all at once at time ``at`` (every guest booting together)."""
 
     kind: Literal["batch"] = "batch"
@@ -57,7 +54,7 @@ class BatchSpec(_Spec):
         return BatchArrivals(self.count, self.at_s)
 
 
-class _DemandBase(_Spec):
+class _DemandBase(StrictModel):
     dist: Literal["const", "exp", "lognormal"] = "const"
     sigma: float = Field(0.25, gt=0, le=3)  # of the log, for dist = "lognormal"
 
@@ -111,7 +108,7 @@ def _demand(spec: CpuDemand | MemDemand | IoDemand | NetDemand, amount: np.ndarr
     return Demand(spec.kind, amount)
 
 
-class RequestWorkload(_Spec):
+class RequestWorkload(StrictModel):
     """How requests arrive and the demands each makes, in order.
 
     ``threads``: the server runs its requests on at most this many threads (a single-threaded

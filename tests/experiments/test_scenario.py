@@ -97,3 +97,24 @@ def test_compared_stacks_are_labelled_with_their_overrides_and_not_repeated(smal
     assert labels == ["docker", "docker{cpu_max=50ms/100ms}"]
     small["compare"] = {"stacks": [["kvm"], ["kvm"]]}
     assert "listed more than once" in _error(small)
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("guests", 0, "workload", "demands", 1, "cycles"), float("nan")),  # TOML nan: ran as zero CPU work
+    (("guests", 0, "workload", "demands", 1, "cycles"), "nan"),
+    (("guests", 0, "workload", "demands", 2, "size"), "1e400GB"),  # overflows to inf
+    (("guests", 0, "workload", "arrivals", "rate"), float("inf")),
+    (("run", "duration"), float("inf")),
+])
+def test_nan_and_infinity_are_refused_with_the_field_named(small, path, value) -> None:
+    node = small
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    message = _error(small)
+    assert ("finite" in message or "not a number" in message) and path[-1] in message
+
+
+def test_a_plain_float_field_refuses_nan_too(small) -> None:
+    small["guests"][0]["stack"] = [{"profile": "kvm", "ksm_sharing": float("nan")}]
+    assert "ksm_sharing" in _error(small)
