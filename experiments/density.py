@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from experiments.outputs import atomic_write
 from experiments.runner import run_scenario
@@ -54,6 +54,15 @@ class DensitySpec(StrictModel):
     max_guests: int = Field(256, ge=1, le=100_000)
     duration_s: Seconds = Field(1.0, alias="duration", gt=0)
     seed: int = Field(1, ge=0)
+
+
+    @model_validator(mode="after")
+    def _memory_left(self) -> DensitySpec:
+        capacity = HostSpec.model_validate(self.host).memory.capacity_bytes
+        if self.host_reserved_bytes >= capacity:
+            raise ValueError(f"host_reserved ({self.host_reserved_bytes / 2**30:.3g} GiB) is not below the host's "
+                             f"memory ({capacity / 2**30:.3g} GiB); lower host_reserved or give the host more memory")
+        return self
 
 
 def load_density_spec(path: str | Path | None) -> DensitySpec:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from experiments.outputs import atomic_write
 from experiments.scenario import GuestSpec, ScenarioError, load_toml_model
@@ -36,13 +36,17 @@ __all__ = ["PlanSpec", "load_plan", "plan"]
 
 
 class HostType(StrictModel):
-    name: str
+    """A kind of host to buy: its hardware and its relative cost."""
+
+    name: str = Field(min_length=1)
     host: HostSpec = Field(default_factory=HostSpec)
     cost: float = Field(1.0, ge=0)  # relative cost of one host, for the cheapest choice
 
 
 class Service(StrictModel):
-    name: str
+    """A service to place: how many guests, what each serves, and its memory and disk."""
+
+    name: str = Field(min_length=1)
     guests: int = Field(ge=1, le=10_000_000)
     workload: WorkloadSpec
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
@@ -56,11 +60,28 @@ class Service(StrictModel):
 
 
 class PlanSpec(StrictModel):
+    """A plan file: stacks to compare, host types to buy, services to place, and the headroom."""
+
     headroom: float = Field(0.25, ge=0, lt=1)
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
     stacks: list[list[Any]] = Field(default_factory=lambda: [["kvm"], ["firecracker"], ["docker"]], min_length=1)
     host_types: list[HostType] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlanSpec:
+        for what, names in (("services", [s.name for s in self.services]),
+                            ("host_types", [h.name for h in self.host_types])):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{what}: name {repeated[0]!r} is used more than once; give each a unique name")
+        for ht in self.host_types:
+            if self.host_reserved_bytes >= ht.host.memory.capacity_bytes:
+                raise ValueError(
+                    f"host_reserved ({self.host_reserved_bytes / 2**30:.3g} GiB) is not below host type "
+                    f"{ht.name!r}'s memory ({ht.host.memory.capacity_bytes / 2**30:.3g} GiB): nothing would be "
+                    "left for guests; lower host_reserved or give the host type more memory")
+        return self
 
 
 def load_plan(path: str | Path) -> PlanSpec:

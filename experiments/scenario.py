@@ -217,6 +217,10 @@ def load_toml_model(path: str | Path, model: type[M], what: str, table: str | No
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{what} {path} is a folder; name a TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
@@ -224,7 +228,14 @@ def load_toml_model(path: str | Path, model: type[M], what: str, table: str | No
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
     if table is not None:
-        data = data.get(table, {})
+        # A misspelt table ([densty]) must not leave the defaults to run in its place.
+        others = sorted(set(data) - {table})
+        if others:
+            raise ScenarioError(f"{path}: unknown top-level key or table {others[0]!r}; "
+                                f"this {what} holds one [{table}] table")
+        if table not in data:
+            raise ScenarioError(f"{path} has no [{table}] table; put the settings under [{table}]")
+        data = data[table]
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from experiments.cli import main
 from experiments.density import DensitySpec, run_density, search
 
 MiB = 2**20
@@ -85,3 +86,17 @@ def test_swapping_lets_more_guests_in_until_page_faults_break_the_slo() -> None:
     assert with_swap[0] > no_swap[0] and with_swap[1] == "memory (swapping)"
     swapping = [r for r in with_swap[2] if r["swapped_bytes"] > 0 and r["passes"] is False and r["p99_s"] == r["p99_s"]]
     assert swapping and all(r["p99_s"] > 0.1 for r in swapping)
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('[densty]\nmax_guests = 4\n', "unknown top-level key or table 'densty'"),  # the defaults ran instead
+    ('max_guests = 4\n', "unknown top-level key or table 'max_guests'"),
+    ('', "has no [density] table"),
+    ('[density]\nhost_reserved = "64GiB"\n', "host_reserved (64 GiB) is not below the host's memory"),
+])
+def test_a_misspelt_or_missing_table_is_refused(tmp_path, capsys, text, needle) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    assert main(["density", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err

@@ -49,6 +49,7 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
     ('[disk]\nvirtual = "20 parsecs"\n', "virtual"),
     ('[disk]\npattern = { kind = "spiral" }\n', "pattern.kind"),
     ('[disk]\nguestz = 3\n', "guestz: unknown key"),
+    ('[dsk]\nguests = 3\n', "unknown top-level key or table 'dsk'"),  # the defaults ran instead
 ])
 def test_bad_disk_specs_name_the_field(tmp_path, capsys, body: str, needle: str) -> None:
     spec = tmp_path / "bad.toml"

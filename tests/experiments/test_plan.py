@@ -64,3 +64,20 @@ def test_packing_spreads_evenly_and_finds_the_fewest_hosts() -> None:
     # and 1/1/1 cache give 1.0 CPU at most: 3 hosts.
     assert p.hosts == 3 and p.counts.sum(axis=0).tolist() == [7, 3]
     assert p.load.max() <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"host_reserved": "40GiB"}, "host_reserved (40 GiB) is not below host type 'small'"),  # every guest 'fit'
+    ({"services": [SERVICES[0], {**SERVICES[1], "name": "api"}]}, "services: name 'api' is used more than once"),
+    ({"host_types": [SMALL, {**BIG, "name": "small"}]}, "host_types: name 'small' is used more than once"),
+    ({"services": [{**SERVICES[0], "name": ""}]}, "services[0].name"),
+    ({"host_types": [{**SMALL, "cost": 12345.5}]}, "host_types[0].cost"),  # 12345.5 is written as inf
+])
+def test_impossible_plans_are_refused_naming_the_field(tmp_path, capsys, change, needle) -> None:
+    data = {"stacks": [["docker"]], "host_types": [SMALL], "services": SERVICES, **change}
+    path = tmp_path / "plan.toml"
+    path.write_text(to_toml(data).replace("12345.5", "inf"))
+    assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
