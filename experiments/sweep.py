@@ -20,9 +20,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import os
 import re
+import signal
+import sys
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +35,7 @@ import pandas as pd
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from experiments.identity import content_key
 from experiments.outputs import ResultsError, atomic_write, write_json
 from experiments.scenario import Scenario, ScenarioError, format_validation_error, parse_scenario
 from models.schema import StrictModel
@@ -46,18 +52,25 @@ class SweepSpec(StrictModel):
     parameters: dict[str, list[Any]]
 
 
+MAX_POINTS = 100_000  # a grid beyond this is refused before it is expanded
+
+
 @dataclass(frozen=True)
 class Point:
-    """One point of a sweep: its index, parameter values, and validated scenario."""
+    """One point of a sweep: its index, parameter values, and validated scenario.
+
+    Its ``key`` is the hash of the fully resolved scenario (base and swept values, every default
+    filled in) and of the code: a point computed for another scenario or another version of the
+    model is never taken for this one.
+    """
 
     index: int
     values: dict[str, Any]
     scenario: Scenario
 
-    @property
+    @cached_property
     def key(self) -> str:
-        digest = hashlib.sha1(json.dumps(self.values, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        return f"{self.index:06d}-{digest}"
+        return content_key(self.scenario.model_dump(mode="json", by_alias=True))
 
 
 def parse_path(path: str) -> list[str | int]:
@@ -112,6 +125,10 @@ def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
         raise ScenarioError(f"{origin}: sweep.parameters: {empty[0]!r} has an empty list of values")
     names = list(spec.parameters)
     lists = [spec.parameters[n] for n in names]
+    size = len(lists[0]) if spec.mode == "zip" else math.prod(len(v) for v in lists)
+    if size > MAX_POINTS:
+        raise ScenarioError(f"{origin}: the sweep has {size:,} points, more than {MAX_POINTS:,}; "
+                            "split it into several sweeps or use fewer values")
     if spec.mode == "zip":
         lengths = {n: len(v) for n, v in spec.parameters.items()}
         if len(set(lengths.values())) != 1:
@@ -143,17 +160,46 @@ def _run_point(point: Point) -> pd.DataFrame:
 
 
 def _point_file(out_dir: Path, point: Point) -> Path:
-    return out_dir / "points" / f"{point.key}.parquet"
+    return out_dir / "points" / f"{point.index:06d}-{point.key}.parquet"
 
 
-def _finished(path: Path) -> bool:
+def _checksum(runs: pd.DataFrame) -> str:
+    """SHA-256 of a point table's content (values and column names, not its file's bytes)."""
+    digest = hashlib.sha256(",".join(map(str, runs.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(runs, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _write_point(path: Path, point: Point, runs: pd.DataFrame) -> None:
+    """Write a point's table with its key and checksum in the Parquet metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(runs, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), b"virtsim.key": point.key.encode(),
+            b"virtsim.checksum": _checksum(runs).encode()}
+    atomic_write(path, lambda tmp: pq.write_table(table.replace_schema_metadata(meta), tmp))
+
+
+def _read_point(path: Path, point: Point) -> pd.DataFrame | None:
+    """The point's table if ``path`` holds exactly it (its key, an intact checksum), else ``None``."""
+    import pyarrow.parquet as pq
+
     if not path.exists():
-        return False
+        return None
     try:
-        pd.read_parquet(path, columns=["point"])
+        table = pq.read_table(path)
+        meta = table.schema.metadata or {}
+        runs = table.to_pandas()
     except Exception:
-        return False  # unreadable: run the point again
-    return True
+        return None  # unreadable: compute the point again
+    if meta.get(b"virtsim.key") != point.key.encode() or meta.get(b"virtsim.checksum") != _checksum(runs).encode():
+        return None  # another point's file, or damaged: compute it again
+    return runs
+
+
+def _finished(path: Path, point: Point) -> bool:
+    return _read_point(path, point) is not None
 
 
 def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: str | None = None,
@@ -164,12 +210,12 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
     for stale in (out_dir / "points").glob(".*.tmp"):  # a write cut short by a kill
         stale.unlink(missing_ok=True)
     write_json(out_dir / "sweep_points.json", [{"point": p.index, "key": p.key, **p.values} for p in points])
-    pending = [p for p in points if not _finished(_point_file(out_dir, p))]
+    pending = [p for p in points if not _finished(_point_file(out_dir, p), p)]
     bar = tqdm(total=len(points), initial=len(points) - len(pending), desc="sweep", unit="point",
                disable=not progress)
 
     def save(point: Point, runs: pd.DataFrame) -> None:
-        atomic_write(_point_file(out_dir, point), lambda tmp: runs.to_parquet(tmp, index=False))
+        _write_point(_point_file(out_dir, point), point, runs)
         bar.update()
 
     if pending and scheduler is None and workers <= 1:
@@ -189,7 +235,7 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
 
 def _executor(workers: int, scheduler: str | None) -> tuple[Executor, Any]:
     if scheduler is None:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent)
         return pool, pool.shutdown
     from distributed import Client
 
@@ -197,14 +243,25 @@ def _executor(workers: int, scheduler: str | None) -> tuple[Executor, Any]:
     return client.get_executor(), client.close
 
 
+def die_with_parent() -> None:
+    """In a pool worker: ask Linux to kill this process when its parent dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before the request took effect
+            os._exit(1)
+
+
 def gather(points: list[Point], out_dir: Path) -> Path:
     """Concatenate the points' tables in point order into ``sweep.parquet``."""
     frames = []
     for point in points:
         path = _point_file(out_dir, point)
-        try:
-            frames.append(pd.read_parquet(path))
-        except Exception as exc:
-            raise ResultsError(f"{path} cannot be read ({type(exc).__name__}); delete it and rerun the sweep") from None
+        runs = _read_point(path, point)
+        if runs is None:
+            raise ResultsError(f"{path} is missing, damaged or not this point's; rerun the sweep to compute it")
+        frames.append(runs)
     table = pd.concat(frames, ignore_index=True)
     return atomic_write(out_dir / "sweep.parquet", lambda tmp: table.to_parquet(tmp, index=False))

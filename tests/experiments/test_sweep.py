@@ -118,3 +118,86 @@ def test_a_1000_point_sweep_resumes_after_sigkill_without_losing_or_repeating_po
 def test_the_shipped_sweep_expands() -> None:
     path = Path(__file__).resolve().parents[2] / "experiments" / "scenarios" / "sweep-load.toml"
     assert len(expand_sweep(tomllib.loads(path.read_text()), str(path))) == 10
+
+
+def _points(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.parquet")}
+
+
+def test_a_changed_base_scenario_recomputes_every_point(tmp_path) -> None:
+    """Before: a point's key was its index and swept values, so a changed duration reused old points."""
+    sweep = {"parameters": {"guests[0].workload.arrivals.rate": ["100/s", "300/s"]}}
+    first = pd.read_parquet(run_sweep(expand_sweep(tiny(**sweep)), tmp_path, progress=False))
+    changed = tiny(**sweep)
+    changed["run"]["duration"] = "0.4s"
+    second = pd.read_parquet(run_sweep(expand_sweep(changed), tmp_path, progress=False))
+    fresh = pd.read_parquet(run_sweep(expand_sweep(changed), tmp_path / "fresh", progress=False))
+    pd.testing.assert_frame_equal(second, fresh, check_exact=True)
+    completed = lambda t: t.loc[t["metric"] == "completed", "value"].to_numpy()  # noqa: E731
+    assert (completed(second) > 1.5 * completed(first)).all()  # twice the window, about twice the requests
+
+
+def test_a_copied_or_damaged_point_file_is_computed_again(tmp_path) -> None:
+    points = expand_sweep(tiny(parameters={"run.seed": [1, 2, 3]}))
+    reference = pd.read_parquet(run_sweep(points, tmp_path / "ref", progress=False))
+    out = tmp_path / "out"
+    run_sweep(points, out, progress=False)
+    files = sorted((out / "points").glob("*.parquet"))
+    files[1].write_bytes(files[0].read_bytes())  # point 0's file copied over point 1's
+    data = bytearray(files[2].read_bytes())
+    rng = __import__("random").Random(5)
+    for _ in range(8):  # flip bytes in the middle of the file (data pages)
+        i = rng.randrange(len(data) // 4, 3 * len(data) // 4)
+        data[i] ^= 0xFF
+    files[2].write_bytes(bytes(data))
+    before = _points(out)
+    table = pd.read_parquet(run_sweep(points, out, progress=False))
+    pd.testing.assert_frame_equal(table, reference, check_exact=True)
+    after = _points(out)
+    assert after[files[0].name] == before[files[0].name]  # the intact point was kept
+    assert after[files[1].name] != before[files[1].name] and after[files[2].name] != before[files[2].name]
+
+
+def test_a_huge_grid_is_refused_before_it_is_expanded(tmp_path, capsys) -> None:
+    sweep = {"parameters": {"run.seed": list(range(1000)), "guests[0].count": list(range(1, 1001))}}
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(tiny(**sweep)))
+    started = time.monotonic()
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "1,000,000 points" in capsys.readouterr().err and time.monotonic() - started < 20
+
+
+def _children(parent: int) -> list[int]:
+    """Processes whose parent is ``parent`` (read from /proc, no procps needed)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_pool_workers_die_with_a_killed_sweep(tmp_path) -> None:
+    scenario = tmp_path / "big.toml"
+    scenario.write_text(to_toml(tiny(parameters={"run.seed": list(range(400))})))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "experiments.cli", "sweep", str(scenario), "--out", str(out),
+               "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((out / "points").glob("*.parquet"))) < 5:
+        time.sleep(0.05)
+    children = _children(proc.pid)
+    assert children, "the sweep started no pool workers"
+    os.kill(proc.pid, signal.SIGKILL)  # the parent only, as an OOM killer or `kill -9 PID` would
+    proc.wait()
+    deadline = time.monotonic() + 10
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+                 and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+        time.sleep(0.1)
+    assert not alive, f"pool workers {alive} outlived their parent"
