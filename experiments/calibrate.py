@@ -13,6 +13,7 @@ to bare metal. :data:`KNOWN_OUTSIDE` names the rows that miss, and why; a test k
 from __future__ import annotations
 
 import csv
+import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,10 +160,33 @@ def find_published(start: Path | None = None) -> Path:
     raise FileNotFoundError("published.csv not found beside the project; name it with --published PATH")
 
 
+PUBLISHED_COLUMNS = ("id", "source", "platform", "workload", "config", "metric", "value", "unit", "grade")
+
+
 def published_rows(path: Path) -> dict[str, dict[str, str]]:
-    """The rows of published.csv by id."""
-    with Path(path).open(newline="") as f:
-        return {row["id"]: row for row in csv.DictReader(f)}
+    """The rows of published.csv by id, checked: the columns, a finite value per row, and every
+    row the calibration reproduces present. A bad file is a :class:`ValueError` naming the problem."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in PUBLISHED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path} lacks the columns {missing}; is it published.csv?")
+            rows = {}
+            for line, row in enumerate(reader, start=2):
+                try:
+                    value = float(row["value"])
+                except (TypeError, ValueError):
+                    value = math.nan
+                if not math.isfinite(value):
+                    raise ValueError(f"{path} line {line}: value {row['value']!r} is not a finite number")
+                rows[row["id"]] = row
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path} cannot be read as published.csv ({exc})") from None
+    absent = [c.row for c in CASES if c.row not in rows]
+    if absent:
+        raise ValueError(f"{path} lacks rows the calibration reproduces: {absent}")
+    return rows
 
 
 def _simulate(case: Case, seed: int) -> float:
@@ -175,9 +199,6 @@ def _simulate(case: Case, seed: int) -> float:
 def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
     """The calibration table: one row per published row (reproduced or not, with the reason)."""
     rows = published_rows(published)
-    missing = [c.row for c in CASES if c.row not in rows]
-    if missing:
-        raise ValueError(f"{published} lacks rows the calibration reproduces: {missing}")
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             simulated = list(pool.map(_simulate, CASES, [seed] * len(CASES)))

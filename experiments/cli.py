@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from experiments.outputs import ResultsError
+from experiments.outputs import ResultFolder, ResultsError
 from experiments.scenario import ScenarioError, format_validation_error, load_scenario
 from models.profiles import ProfileError, load_profiles
 from sim.units import UnitError
@@ -59,11 +59,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         data = scenario.model_dump(mode="json", by_alias=True)
         data["run"].update(updates)
         scenario = parse_scenario(data, "scenario with command-line overrides")
+    folder = ResultFolder(Path(args.out), "run", scenario.model_dump(mode="json", by_alias=True), args.force)
     output = run_scenario(scenario, progress=not args.quiet, workers=args.workers)
-    paths = write_run_output(Path(args.out), output)
-    report = write_run_report(Path(args.out))
+    with folder.publishing(engine=output.provenance["engine"]) as staging:
+        paths = write_run_output(staging, output)
+    report = write_run_report(folder.out)
     for name, path in {**paths, "report": report}.items():
-        print(f"{name:>10}: {path}")
+        print(f"{name:>10}: {folder.out / path.name}")
     return 0
 
 
@@ -77,13 +79,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     points = expand_sweep(tomllib.loads(path.read_text(encoding="utf-8")), str(path))
     print(f"{len(points)} points")
     result = run_sweep(points, Path(args.out), workers=args.workers, scheduler=args.scheduler,
-                       progress=not args.quiet)
+                       progress=not args.quiet, force=args.force)
     print(f"     sweep: {result}")
     return 0
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from experiments.calibrate import calibrate, find_published, plot_calibration
+    from experiments.calibrate import calibrate, find_published, plot_calibration, published_rows
     from experiments.outputs import atomic_write
 
     try:
@@ -92,10 +94,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise ResultsError(str(exc)) from None
     if not published.exists():
         raise ResultsError(f"--published {published} does not exist")
+    try:
+        rows = published_rows(published)  # a bad file is refused before any simulation
+    except ValueError as exc:
+        raise ResultsError(str(exc)) from None
+    folder = ResultFolder(Path(args.out), "calibrate", {"published": rows, "seed": args.seed}, args.force)
     table = calibrate(published, seed=args.seed, workers=args.workers)
-    out = Path(args.out)
-    atomic_write(out / "calibration.csv", lambda t: table.to_csv(t, index=False))
-    plot_calibration(table, out / "calibration.png")
+    out = folder.out
+    with folder.publishing(engine="des") as staging:
+        atomic_write(staging / "calibration.csv", lambda t: table.to_csv(t, index=False))
+        plot_calibration(table, staging / "calibration.png")
     done = table.dropna(subset=["simulated"])
     held_out = done[~done["fitted"].astype(bool)]
     print(f"{len(done)} rows reproduced ({int(done['within_target'].sum())} within target), "
@@ -120,10 +128,14 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
         for stack in stacks:
             for profile in stack:
                 make_layer(profile)
+    inputs = {"stacks": stacks, "workloads": names, "replications": args.replications, "seed": args.seed}
+    folder = ResultFolder(Path(args.out), "overhead", inputs, args.force)
     tables = overhead(stacks, names, replications=args.replications, seed=args.seed, workers=args.workers,
                       progress=not args.quiet)
-    for name, path in write_overhead(Path(args.out), tables).items():
-        print(f"{name:>12}: {path}")
+    with folder.publishing(engine="des") as staging:
+        paths = write_overhead(staging, tables)
+    for name, path in paths.items():
+        print(f"{name:>12}: {folder.out / path.name}")
     return 0
 
 
@@ -131,9 +143,12 @@ def _cmd_density(args: argparse.Namespace) -> int:
     from experiments.density import load_density_spec, run_density, write_density
 
     spec = load_density_spec(args.spec)
+    folder = ResultFolder(Path(args.out), "density", spec.model_dump(mode="json", by_alias=True), args.force)
     tried, summary = run_density(spec)
-    for name, path in write_density(Path(args.out), spec, tried, summary).items():
-        print(f"{name:>8}: {path}")
+    with folder.publishing(engine="des") as staging:
+        paths = write_density(staging, spec, tried, summary)
+    for name, path in paths.items():
+        print(f"{name:>8}: {folder.out / path.name}")
     print(summary[["stack", "max_guests", "limiting_resource"]].to_string(index=False))
     return 0
 
@@ -149,9 +164,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from experiments.plan import load_plan, plan, write_plan
 
-    fleet, needs = plan(load_plan(args.plan))
-    for name, path in write_plan(Path(args.out), fleet, needs).items():
-        print(f"{name:>9}: {path}")
+    spec = load_plan(args.plan)
+    folder = ResultFolder(Path(args.out), "plan", spec.model_dump(mode="json", by_alias=True), args.force)
+    fleet, needs = plan(spec)
+    with folder.publishing(engine="des") as staging:
+        paths = write_plan(staging, fleet, needs)
+    for name, path in paths.items():
+        print(f"{name:>9}: {folder.out / path.name}")
     print(fleet[["host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s"]]
           .to_string(index=False))
     return 0
@@ -161,8 +180,12 @@ def _cmd_disk(args: argparse.Namespace) -> int:
     from experiments.disk import load_disk_spec, run_disk, write_disk_outputs
 
     spec = load_disk_spec(args.spec)
-    for name, path in write_disk_outputs(Path(args.out), spec, run_disk(spec)).items():
-        print(f"{name:>14}: {path}")
+    folder = ResultFolder(Path(args.out), "disk", spec.model_dump(mode="json", by_alias=True), args.force)
+    table = run_disk(spec)
+    with folder.publishing() as staging:
+        paths = write_disk_outputs(staging, spec, table)
+    for name, path in paths.items():
+        print(f"{name:>14}: {folder.out / path.name}")
     return 0
 
 
@@ -205,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1,
                      help="processes running replications in parallel (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--force", action="store_true", help="replace --out even if it holds other results")
     run.set_defaults(func=_cmd_run)
     sweep = sub.add_parser("sweep", help="run a scenario's [sweep] of parameters; resumes where it stopped")
     sweep.add_argument("scenario", help="scenario TOML with a [sweep] table")
@@ -213,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local processes (default: all cores)")
     sweep.add_argument("--scheduler", help="address of a Dask scheduler (tcp://HOST:8786) to run the points on")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--force", action="store_true", help="clear --out first if it holds other results")
     sweep.set_defaults(func=_cmd_sweep)
     ovh = sub.add_parser("overhead", help="workloads on each stack as ratios to bare metal, with attribution")
     ovh.add_argument("--out", required=True, help="folder for overhead.csv, attribution.csv and plots")
@@ -222,16 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     ovh.add_argument("--seed", type=int, default=1)
     ovh.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
     ovh.add_argument("--quiet", action="store_true", help="no progress bar")
+    ovh.add_argument("--force", action="store_true", help="replace --out even if it holds other results")
     ovh.set_defaults(func=_cmd_overhead)
     cal = sub.add_parser("calibrate", help="reproduce the published measurements -> calibration.csv + plot")
     cal.add_argument("--out", required=True, help="folder for calibration.csv and calibration.png")
     cal.add_argument("--published", help="path of published.csv (default: ../shared/calibration/published.csv)")
     cal.add_argument("--seed", type=int, default=1)
     cal.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
+    cal.add_argument("--force", action="store_true", help="replace --out even if it holds other results")
     cal.set_defaults(func=_cmd_calibrate)
     dens = sub.add_parser("density", help="guests per host under an SLO, per stack, and the limiting resource")
     dens.add_argument("spec", nargs="?", help="TOML file with a [density] table (default: built-in settings)")
     dens.add_argument("--out", required=True, help="folder for density.csv, density_summary.csv and the plot")
+    dens.add_argument("--force", action="store_true", help="replace --out even if it holds other results")
     dens.set_defaults(func=_cmd_density)
     rep = sub.add_parser("report", help="render report.html and report.md from any experiment's results folder")
     rep.add_argument("folder", help="a folder written by run, overhead, calibrate, density, disk or sweep")
@@ -239,10 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     pln = sub.add_parser("plan", help="capacity plan: hosts per stack for a mix of services and host types")
     pln.add_argument("plan", help="plan TOML: services, host_types, stacks, headroom")
     pln.add_argument("--out", required=True, help="folder for plan.csv, plan_services.csv and the plot")
+    pln.add_argument("--force", action="store_true", help="replace --out even if it holds other results")
     pln.set_defaults(func=_cmd_plan)
     disk = sub.add_parser("disk", help="disk usage: linked vs full clones, formats, drivers -> disk.csv + plots")
     disk.add_argument("spec", nargs="?", help="TOML file with a [disk] table (default: built-in settings)")
     disk.add_argument("--out", required=True, help="folder for disk.csv and the plots")
+    disk.add_argument("--force", action="store_true", help="replace --out even if it holds other results")
     disk.set_defaults(func=_cmd_disk)
     prof = sub.add_parser("profiles", help="list profiles with their parameters and sources")
     prof.add_argument("name", nargs="?", help="show only this profile")

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["CODE_PACKAGES", "code_fingerprint", "content_key"]
+__all__ = ["CODE_PACKAGES", "code_fingerprint", "content_key", "input_key"]
 
 CODE_PACKAGES = ("sim", "models", "experiments")
 
@@ -42,7 +42,12 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def content_key(data: Any) -> str:
-    """SHA-256 (hex, 16 digits) of ``data`` as canonical JSON, salted with the code fingerprint."""
+def input_key(data: Any) -> str:
+    """SHA-256 (hex, 16 digits) of ``data`` as canonical JSON: the identity of an input alone."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{code_fingerprint()}\n{text}".encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def content_key(data: Any) -> str:
+    """The key of a result computed from ``data``: its input key salted with the code fingerprint."""
+    return input_key({"code": code_fingerprint(), "input": data})

@@ -1,15 +1,25 @@
-"""Writing and reading result folders, atomically, with clear errors on corrupt files.
+"""Writing and reading result folders as one unit, with clear errors on corrupt files.
 
-A file is written under a temporary name in the same folder and renamed into place, so a run
-that is interrupted never leaves a half-written file that looks like a result.
+An experiment's folder is written whole: its files go into a fresh staging folder beside the
+destination, a manifest (experiment, the hash of its inputs, the code's fingerprint, versions,
+the engine that ran, and each file's SHA-256) is written last, and the staging folder then
+replaces the destination. A run that is interrupted leaves the old folder as it was; a folder
+never mixes files of two runs. Readers verify the manifest and refuse a folder that does not
+match it, naming the file. A single file is written under a temporary name and renamed into
+place, so it is never seen half-written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +27,10 @@ import pandas as pd
 
 from experiments.runner import COLUMNS, RunOutput
 
-__all__ = ["ResultsError", "atomic_write", "read_runs", "write_run_output"]
+__all__ = ["MANIFEST", "ResultFolder", "ResultsError", "atomic_write", "read_manifest", "read_runs",
+           "write_run_output"]
+
+MANIFEST = "manifest.json"
 
 
 class ResultsError(ValueError):
@@ -71,3 +84,139 @@ def read_runs(out_dir: Path) -> pd.DataFrame:
     if missing:
         raise ResultsError(f"{path} lacks columns {missing}; it was not written by `virtsim run`")
     return runs
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for package in ("virtsim", "simpy", "numpy", "pandas", "pydantic", "scipy", "numba"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+class ResultFolder:
+    """An experiment's output folder, checked before anything runs and published as one unit.
+
+    ``ResultFolder(out, "run", inputs)`` refuses at once an ``out`` that is a file, that cannot be
+    written, or that holds results of another experiment or of other inputs (unless ``force``,
+    which replaces it). :meth:`publishing` yields a staging folder to write into and, when the
+    block ends without an error, writes the manifest and swaps the staging folder into place.
+    """
+
+    def __init__(self, out: Path, experiment: str, inputs: Any, force: bool = False,
+                 resumable: str | None = None) -> None:
+        from experiments.identity import code_fingerprint, input_key
+
+        self.out = Path(out)
+        self.experiment = experiment
+        self.inputs_key = input_key({"experiment": experiment, "inputs": inputs})
+        self.code = code_fingerprint()
+        # A resumable experiment (a sweep) keys its own parts; an unfinished folder of it holds
+        # ``resumable`` (its progress file) and no manifest yet, and other inputs may reuse it.
+        self.resumable = resumable
+        if force and self.out.is_dir() and resumable is not None:
+            shutil.rmtree(self.out)
+        self._check(force)
+
+    def _check(self, force: bool) -> None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise ResultsError(f"--out {out} is a file; name a folder")
+        parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ResultsError(f"--out {out}: {parent} is not writable; choose a folder you can write to")
+        if not out.exists() or force or not any(out.iterdir()):
+            return
+        if self.resumable is not None and (out / self.resumable).exists() and not (out / MANIFEST).exists():
+            return  # an unfinished run of the same resumable experiment
+        try:
+            manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+            held = (str(manifest["experiment"]), str(manifest["inputs_key"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ResultsError(f"--out {out} holds files that are not a virtsim result; choose an empty or new "
+                               "folder, or pass --force to replace its contents") from None
+        if held[0] != self.experiment:
+            raise ResultsError(f"--out {out} holds results of `virtsim {held[0]}`; choose another folder, or pass "
+                               "--force to replace them")
+        if held[1] != self.inputs_key and self.resumable is None:
+            raise ResultsError(f"--out {out} holds `virtsim {held[0]}` results of other inputs; choose another "
+                               "folder, or pass --force to replace them")
+
+    @contextmanager
+    def publishing(self, engine: Any = None) -> Iterator[Path]:
+        """A staging folder to write every file into; published with its manifest when the block ends."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=self.out.parent))
+        try:
+            yield staging
+            self._write_manifest(staging, engine)
+            self._swap(staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def seal(self, names: list[str], engine: Any = None) -> Path:
+        """Publish a resumable experiment in place: a manifest over the files ``names`` in ``out``."""
+        self._write_manifest(self.out, engine, names)
+        return self.out / MANIFEST
+
+    def unseal(self) -> None:
+        """Before a resumable experiment writes again: its old manifest no longer holds."""
+        (self.out / MANIFEST).unlink(missing_ok=True)
+
+    def _write_manifest(self, folder: Path, engine: Any, names: list[str] | None = None) -> None:
+        paths = [folder / n for n in names] if names is not None else sorted(folder.rglob("*"))
+        files = {str(p.relative_to(folder)): _sha256(p) for p in paths if p.is_file()}
+        manifest = {"experiment": self.experiment, "inputs_key": self.inputs_key, "code": self.code,
+                    "engine": engine, "versions": _versions(),
+                    "created_utc": datetime.now(UTC).isoformat(timespec="seconds"), "files": files}
+        write_json(folder / MANIFEST, manifest)
+
+    def _swap(self, staging: Path) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; results are ordinary folders
+        old = None
+        if self.out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old-", dir=self.out.parent))
+            os.replace(self.out, old / "x")
+        os.replace(staging, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a published result folder, after checking every file it lists.
+
+    Raises :class:`ResultsError` naming the first file that is missing or whose content is not
+    the content that was published (a stale or damaged result is never read).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultsError(f"{folder} is not a folder of results")
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        files = dict(manifest["files"])
+        str(manifest["experiment"])
+    except FileNotFoundError:
+        raise ResultsError(f"{folder} has no {MANIFEST}: it was not written (or not finished) by virtsim; "
+                           "rerun the experiment") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ResultsError(f"{folder / MANIFEST} is damaged; rerun the experiment") from None
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise ResultsError(f"{path} is missing from the results it belongs to; rerun the experiment")
+        if _sha256(path) != digest:
+            raise ResultsError(f"{path} is not the file its experiment wrote (changed or damaged since); "
+                               "rerun the experiment")
+    return manifest

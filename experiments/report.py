@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, StrictUndefined
 
-from experiments.outputs import ResultsError, atomic_write
+from experiments.outputs import ResultsError, atomic_write, read_manifest
 from experiments.plots import plot_attribution, plot_latency
 from models.profiles import Profile, load_profiles
 
@@ -151,26 +151,35 @@ def _sweep_report(folder: Path) -> Report:
                   ["Means over replications; sweep.parquet holds every row."])
 
 
-DETECTORS: list[tuple[str, Callable[[Path], Report]]] = [
-    ("calibration.csv", _calibration_report),
-    ("overhead.csv", _overhead_report),
-    ("density_summary.csv", _density_report),
-    ("disk.csv", _disk_report),
-    ("sweep.parquet", _sweep_report),
-    ("summary.csv", _run_report),
-]
+def _plan_report(folder: Path) -> Report:
+    fleet = _read_csv(folder / "plan.csv")
+    cols = [c for c in ("host_type", "stack", "hosts", "cost", "guests_per_host_mean", "bottleneck",
+                        "peak_utilization", "fleet_startup_s", "note") if c in fleet.columns]
+    return Report("Capacity plan", "How many hosts of each type does each stack need for this mix of services?",
+                  fleet[cols].round(3), _existing(folder, ["plan.png"]),
+                  ["The SLO is kept by a utilization cap (headroom) on every host resource and every guest's "
+                   "own stations; plan_services.csv gives each service's per-guest needs."],
+                  sorted({p for s in fleet["stack"].unique() for p in str(s).split("/")}))
+
+
+BUILDERS: dict[str, Callable[[Path], Report]] = {
+    "calibrate": _calibration_report,
+    "overhead": _overhead_report,
+    "density": _density_report,
+    "disk": _disk_report,
+    "sweep": _sweep_report,
+    "run": _run_report,
+    "plan": _plan_report,
+}
 
 
 def build_report(folder: Path) -> Report:
-    """The report of whatever experiment wrote ``folder``."""
+    """The report of the experiment that wrote ``folder``, named by its verified manifest."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ResultsError(f"{folder} is not a folder of results")
-    for marker, build in DETECTORS:
-        if (folder / marker).exists():
-            return build(folder)
-    raise ResultsError(f"{folder} holds no results virtsim recognises (looked for: "
-                       f"{', '.join(m for m, _ in DETECTORS)})")
+    experiment = str(read_manifest(folder)["experiment"])
+    if experiment not in BUILDERS:
+        raise ResultsError(f"{folder} holds results of `virtsim {experiment}`, which has no report")
+    return BUILDERS[experiment](folder)
 
 
 def _profile_rows(names: list[str]) -> list[Profile]:

@@ -40,8 +40,9 @@ class RunOutput:
     provenance: dict[str, Any]
 
 
-def run_variant(scenario: Scenario, label: str, stack: list | None, replication: int) -> list[dict[str, Any]]:
-    """Rows of one replication of one variant."""
+def run_variant(scenario: Scenario, label: str, stack: list | None,
+                replication: int) -> tuple[list[dict[str, Any]], str]:
+    """Rows of one replication of one variant, and the engine that ran it."""
     system = scenario.system(stack)
     stations, sources = system.engine_inputs()
     control: RunControl = scenario.run.control()
@@ -52,6 +53,7 @@ def run_variant(scenario: Scenario, label: str, stack: list | None, replication:
         except SimultaneousArrivals:
             if scenario.run.engine != "auto":
                 raise
+            engine = "des"
             result = simulate(stations, sources, control, replication)  # auto: the DES orders ties
     else:
         result = simulate(stations, sources, control, replication)
@@ -72,7 +74,7 @@ def run_variant(scenario: Scenario, label: str, stack: list | None, replication:
     for station, value in result.utilization.items():
         rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
                          layer="all", station=station, value=float(value), unit="fraction"))
-    return rows
+    return rows, engine
 
 
 def choose_engine(requested: str, stations: list, sources: list) -> str:
@@ -82,7 +84,7 @@ def choose_engine(requested: str, stations: list, sources: list) -> str:
     return requested
 
 
-def _task(args: tuple[Scenario, str, list | None, int]) -> list[dict[str, Any]]:
+def _task(args: tuple[Scenario, str, list | None, int]) -> tuple[list[dict[str, Any]], str]:
     return run_variant(*args)
 
 
@@ -96,23 +98,27 @@ def run_scenario(scenario: Scenario, progress: bool = True, workers: int = 1) ->
     tasks = [(scenario, label, stack, r) for label, stack in scenario.variants()
              for r in range(scenario.run.replications)]
     bar = tqdm(total=len(tasks), desc=scenario.name, unit="run", disable=not progress)
-    results: list[list[dict[str, Any]]] = []
+    results: list[tuple[list[dict[str, Any]], str]] = []
     if workers <= 1 or len(tasks) == 1:
         for task in tasks:
             results.append(_task(task))
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for rows in pool.map(_task, tasks):
-                results.append(rows)
+            for result in pool.map(_task, tasks):
+                results.append(result)
                 bar.update()
     bar.close()
-    runs = pd.DataFrame([row for rows in results for row in rows], columns=COLUMNS)
+    runs = pd.DataFrame([row for rows, _ in results for row in rows], columns=COLUMNS)
     summary = summarize(runs, SUMMARY_KEYS)
-    return RunOutput(runs, summary, provenance(scenario))
+    engines: dict[str, set[str]] = {}
+    for (_, label, _, _), (_, engine) in zip(tasks, results, strict=True):
+        engines.setdefault(label, set()).add(engine)
+    ran = {label: "+".join(sorted(e)) for label, e in engines.items()}
+    return RunOutput(runs, summary, provenance(scenario, ran))
 
 
-def provenance(scenario: Scenario) -> dict[str, Any]:
+def provenance(scenario: Scenario, engines: dict[str, str]) -> dict[str, Any]:
     """What produced a result: the validated scenario, seeds, engine and versions."""
     versions = {}
     for package in ("virtsim", "simpy", "numpy", "pandas", "pydantic", "scipy"):
@@ -126,8 +132,7 @@ def provenance(scenario: Scenario) -> dict[str, Any]:
         "replications": scenario.run.replications,
         "random_streams": "numpy SeedSequence(entropy=seed, spawn_key=(replication, *blake2b(names)))",
         "engine_requested": scenario.run.engine,
-        "engine": {label: choose_engine(scenario.run.engine, *scenario.system(stack).engine_inputs())
-                   for label, stack in scenario.variants()},
+        "engine": engines,  # per variant, the engine that ran (des+vector if replications differed)
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": versions,

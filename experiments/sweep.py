@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from experiments.identity import content_key
-from experiments.outputs import ResultsError, atomic_write, write_json
+from experiments.outputs import ResultFolder, ResultsError, atomic_write, write_json
 from experiments.scenario import Scenario, ScenarioError, format_validation_error, parse_scenario
 from models.schema import StrictModel
 
@@ -52,6 +52,7 @@ class SweepSpec(StrictModel):
     parameters: dict[str, list[Any]]
 
 
+POINTS_INDEX = "sweep_points.json"  # the points of the sweep, written first: marks an unfinished sweep
 MAX_POINTS = 100_000  # a grid beyond this is refused before it is expanded
 
 
@@ -203,13 +204,21 @@ def _finished(path: Path, point: Point) -> bool:
 
 
 def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: str | None = None,
-              progress: bool = True) -> Path:
-    """Run every point not yet finished in ``out_dir``, then gather ``sweep.parquet``."""
+              progress: bool = True, force: bool = False) -> Path:
+    """Run every point not yet finished in ``out_dir``, then gather ``sweep.parquet``.
+
+    ``out_dir`` may hold an unfinished or finished sweep (its points are reused where their keys
+    match); anything else there is refused unless ``force``, which clears it first.
+    """
     out_dir = Path(out_dir)
+    folder = ResultFolder(out_dir, "sweep", None, force=force, resumable=POINTS_INDEX)
+    if out_dir.exists():
+        folder.unseal()
+        (out_dir / "sweep.parquet").unlink(missing_ok=True)
     (out_dir / "points").mkdir(parents=True, exist_ok=True)
     for stale in (out_dir / "points").glob(".*.tmp"):  # a write cut short by a kill
         stale.unlink(missing_ok=True)
-    write_json(out_dir / "sweep_points.json", [{"point": p.index, "key": p.key, **p.values} for p in points])
+    write_json(out_dir / POINTS_INDEX, [{"point": p.index, "key": p.key, **p.values} for p in points])
     pending = [p for p in points if not _finished(_point_file(out_dir, p), p)]
     bar = tqdm(total=len(points), initial=len(points) - len(pending), desc="sweep", unit="point",
                disable=not progress)
@@ -230,7 +239,9 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
         finally:
             close()
     bar.close()
-    return gather(points, out_dir)
+    result = gather(points, out_dir)
+    folder.seal(["sweep.parquet", POINTS_INDEX])
+    return result
 
 
 def _executor(workers: int, scheduler: str | None) -> tuple[Executor, Any]:

@@ -49,7 +49,7 @@ def test_a_disk_folder_gets_its_own_report(tmp_path) -> None:
 
 
 def test_folders_without_results_get_a_clear_error(tmp_path, capsys) -> None:
-    with pytest.raises(ResultsError, match="no results virtsim recognises"):
+    with pytest.raises(ResultsError, match=r"has no manifest\.json"):
         build_report(tmp_path)
     (tmp_path / "summary.csv").write_bytes(b"\x00\x01 not a csv")
     assert main(["report", str(tmp_path)]) == 2
@@ -75,3 +75,57 @@ def test_the_html_report_renders_in_headless_chromium_with_every_figure_loaded(r
     subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", html.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_a_run_into_a_folder_of_other_results_is_refused_before_it_runs(tmp_path, capsys) -> None:
+    """Before: `run --out D` beside an old calibration.csv rendered the old calibration report."""
+    spec = tmp_path / "disk.toml"
+    spec.write_text('[disk]\nguests = 2\nvirtual = "1GiB"\nbase_used = "64MiB"\ngrowth_writes = 300\n'
+                    'pattern = { kind = "random", writes = 200 }\n')
+    assert main(["disk", str(spec), "--out", str(tmp_path / "d")]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir() if p.is_file()}
+    assert main(["run", "--out", str(tmp_path / "d"), "--quiet"]) == 2
+    assert "holds results of `virtsim disk`" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir() if p.is_file()} == before
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "calibration.csv").write_text("row,published\nx,1\n")
+    assert main(["disk", str(spec), "--out", str(tmp_path / "loose")]) == 2
+    assert "not a virtsim result" in capsys.readouterr().err
+    assert main(["disk", str(spec), "--out", str(tmp_path / "loose"), "--force"]) == 0
+    assert not (tmp_path / "loose" / "calibration.csv").exists()  # --force cleared it
+    assert build_report(tmp_path / "loose").title == "Disk usage"
+
+
+def test_a_file_changed_after_its_run_is_never_reported(run_folder, tmp_path) -> None:
+    """Before: a runs.parquet replaced by a killed run beside the old summary was rendered as one result."""
+    folder = tmp_path / "copy"
+    shutil.copytree(run_folder, folder)
+    summary = folder / "summary.csv"
+    summary.write_text(summary.read_text().replace("0.", "9.", 1))
+    with pytest.raises(ResultsError, match=r"summary\.csv is not the file its experiment wrote"):
+        build_report(folder)
+    (folder / "summary.csv").unlink()
+    with pytest.raises(ResultsError, match=r"summary\.csv is missing"):
+        build_report(folder)
+
+
+def test_an_interrupted_run_leaves_the_old_results_whole(run_folder, tmp_path, monkeypatch) -> None:
+    import experiments.outputs as outputs
+
+    folder = tmp_path / "copy"
+    shutil.copytree(run_folder, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the run were stopped while writing its files
+
+    monkeypatch.setattr(outputs, "write_json", killed)
+    from tests.experiments.conftest import SMALL
+
+    scenario = tmp_path / "s.toml"
+    data = {**SMALL, "compare": {"stacks": [["bare-metal"], ["docker-nat", "kvm"]]}}
+    data["guests"] = SMALL["guests"][:1]
+    scenario.write_text(to_toml(data))
+    assert main(["run", str(scenario), "--out", str(folder), "--quiet", "--workers", "1"]) == 130
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
