@@ -119,9 +119,12 @@ class _Run:
         log.finish_s[i] = env.now
 
 
+_PREALLOCATE_MAX = 1 << 16  # requests a log holds before it first grows: memory follows the requests made
+
+
 def _expected_requests(source: Source, duration_s: float) -> int:
     if isinstance(source.arrivals, OpenArrivals):
-        return int(source.arrivals.rate_per_s * duration_s * 1.1) + 64
+        return min(int(source.arrivals.rate_per_s * duration_s * 1.1) + 64, _PREALLOCATE_MAX)
     if isinstance(source.arrivals, BatchArrivals):
         return source.arrivals.count
     return 1024

@@ -36,7 +36,7 @@ class ClosedSpec(StrictModel):
     """``clients`` closed-loop clients with exponential think time of mean ``think``."""
 
     kind: Literal["closed"] = "closed"
-    clients: int = Field(ge=1)
+    clients: int = Field(ge=1, le=100_000)  # each client is a process in the engine
     think_s: Seconds = Field(0.0, alias="think")
 
     def arrivals(self) -> ClosedArrivals:
