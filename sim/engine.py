@@ -6,6 +6,7 @@ routes of slots, and work in seconds (see :mod:`sim.routes`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
@@ -15,8 +16,16 @@ import simpy
 from sim.control import RunControl
 from sim.records import RequestLog
 from sim.rng import stream, stream_seed
-from sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals, Source, StationSpec, WorkSampler
-from sim.stations import DelayStation, FifoStation, SharedStation, Station
+from sim.routes import (
+    BatchArrivals,
+    ClosedArrivals,
+    OpenArrivals,
+    Source,
+    StationSpec,
+    TraceArrivals,
+    WorkSampler,
+)
+from sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station
 
 __all__ = ["RunResult", "build_station", "simulate"]
 
@@ -38,7 +47,31 @@ def build_station(env: simpy.Environment, spec: StationSpec) -> Station:
         return FifoStation(env, spec.name, int(spec.servers))
     if spec.kind == "delay":
         return DelayStation(env, spec.name)
+    if spec.kind == "lock":
+        return LockStation(env, spec.name, int(spec.servers))
     return SharedStation(env, spec.name, spec.servers, spec.groups, spec.background)
+
+
+_SUBMIT, _ACQUIRE, _RELEASE = 0, 1, 2
+
+
+def _steps(stations: dict[str, Station], source: Source, client: int) -> list[tuple]:
+    """Each slot as (what, station, group, condition) for one client of ``source``."""
+    steps = []
+    for slot in source.route:
+        station = stations[slot.station]
+        group = slot.group
+        if slot.per_client:
+            group = (*group, str(client // slot.per_client))
+        cond = None
+        if slot.when_idle is not None:
+            c = slot.when_idle
+            cond = (stations[c.station].idle_for, c.group, c.min_idle_s)
+        what = {"": _SUBMIT, "acquire": _ACQUIRE, "release": _RELEASE}[slot.action]
+        if what != _SUBMIT and not isinstance(station, LockStation):
+            raise ValueError(f"source {source.name!r}: {slot.action} at {slot.station!r}, which is not a lock")
+        steps.append((what, station, group, cond))
+    return steps
 
 
 class _Run:
@@ -52,14 +85,18 @@ class _Run:
         self.stations = {s.name: build_station(self.env, s) for s in stations}
 
     def start(self, source: Source) -> RequestLog:
-        missing = [s for s in source.stations if s not in self.stations]
+        used = {*source.stations, *(s.when_idle.station for s in source.route if s.when_idle is not None)}
+        missing = sorted(used - set(self.stations))
         if missing:
             raise ValueError(f"source {source.name!r} routes through unknown stations {missing}")
         expected = _expected_requests(source, self.control.duration_s)
-        log = RequestLog.empty(source.stations, source.layers, expected)
-        submits = [(self.stations[slot.station].submit, slot.group) for slot in source.route]
+        log = RequestLog.empty(source.places, source.layers, expected)
+        submits = _steps(self.stations, source, 0)
         seed, rep = self.control.seed, self.replication
-        if isinstance(source.arrivals, BatchArrivals):
+        if isinstance(source.arrivals, TraceArrivals):
+            self.env.process(self._trace(source.arrivals, log, submits,
+                                         source.make_sampler(stream_seed(seed, rep, source.name, "work"))))
+        elif isinstance(source.arrivals, BatchArrivals):
             self.env.process(self._batch(source.arrivals, log, submits,
                                          source.make_sampler(stream_seed(seed, rep, source.name, "work"))))
         elif isinstance(source.arrivals, OpenArrivals):
@@ -68,9 +105,11 @@ class _Run:
                            source.make_sampler(stream_seed(seed, rep, source.name, "work")))
             )
         else:
+            per_client = any(slot.per_client for slot in source.route)
             for c in range(source.arrivals.clients):
+                steps = _steps(self.stations, source, c) if per_client else submits
                 self.env.process(
-                    self._client(source.arrivals, log, submits,
+                    self._client(source.arrivals, log, steps,
                                  stream(seed, rep, source.name, "think", c),
                                  source.make_sampler(stream_seed(seed, rep, source.name, "work", c)))
                 )
@@ -95,6 +134,14 @@ class _Run:
         for j in range(arrivals.count):
             self.env.process(self._serve(log, log.add(self.env.now), work[j], submits))
 
+    def _trace(self, arrivals: TraceArrivals, log: RequestLog, submits: list, sample_work: WorkSampler) -> Generator:
+        env, end = self.env, self.control.duration_s
+        times = [t for t in arrivals.times_s if t < end]
+        work = sample_work(len(times)) if times else None
+        for j, t in enumerate(times):
+            yield env.timeout(t - env.now)
+            env.process(self._serve(log, log.add(env.now), work[j], submits))  # type: ignore[index]
+
     def _client(self, arrivals: ClosedArrivals, log: RequestLog, submits: list,
                 think_rng: np.random.Generator, sample_work: WorkSampler) -> Generator:
         env, end = self.env, self.control.duration_s
@@ -108,13 +155,18 @@ class _Run:
                     return
                 yield from self._serve(log, log.add(env.now), work[j], submits)
 
-    def _serve(self, log: RequestLog, i: int, work: np.ndarray, submits: list) -> Generator:
+    def _serve(self, log: RequestLog, i: int, work: np.ndarray, steps: list) -> Generator:
         env = self.env
-        for k, (submit, group) in enumerate(submits):
+        for k, (what, station, group, cond) in enumerate(steps):
             w = float(work[k])
-            if w > 0.0:
+            if w > 0.0 and (cond is None or cond[0](cond[1]) >= cond[2]):
                 t0 = env.now
-                yield submit(w, group)
+                if what == _SUBMIT:
+                    yield station.submit(w, group)
+                elif what == _ACQUIRE:
+                    yield station.acquire()
+                else:
+                    station.release()
                 log.stage_s[i, k] = env.now - t0
         log.finish_s[i] = env.now
 
@@ -127,6 +179,8 @@ def _expected_requests(source: Source, duration_s: float) -> int:
         return min(int(source.arrivals.rate_per_s * duration_s * 1.1) + 64, _PREALLOCATE_MAX)
     if isinstance(source.arrivals, BatchArrivals):
         return source.arrivals.count
+    if isinstance(source.arrivals, TraceArrivals):
+        return len(source.arrivals.times_s)
     return 1024
 
 
@@ -144,11 +198,17 @@ def simulate(stations: Sequence[StationSpec], sources: Sequence[Source], control
     logs = {source.name: run.start(source) for source in sources}
     run.env.run(until=control.duration_s)
     for station in run.stations.values():
-        if isinstance(station, SharedStation):
+        if isinstance(station, SharedStation | LockStation):
             station.settle()
     utilization = {
         name: station.work_done_s / (station.servers * control.duration_s)
         for name, station in run.stations.items()
         if np.isfinite(station.servers)
     }
+    for station in run.stations.values():
+        if isinstance(station, SharedStation):
+            for label, path in station.labelled_groups().items():
+                spec = station.group_spec(path)
+                servers = spec.servers if spec is not None and math.isfinite(spec.servers) else station.servers
+                utilization[label] = station.group_work_s(path) / (servers * control.duration_s)
     return RunResult({k: v.trimmed() for k, v in logs.items()}, utilization, replication)

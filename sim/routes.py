@@ -20,15 +20,17 @@ from sim.stations import GroupPath, GroupSpec
 __all__ = [
     "BatchArrivals",
     "ClosedArrivals",
+    "IdleCondition",
     "OpenArrivals",
     "SamplerFactory",
     "Slot",
     "Source",
     "StationSpec",
+    "TraceArrivals",
     "WorkSampler",
 ]
 
-StationKind = Literal["fifo", "delay", "shared"]
+StationKind = Literal["fifo", "delay", "shared", "lock"]
 
 
 @dataclass(frozen=True)
@@ -42,21 +44,60 @@ class StationSpec:
     background: Mapping[GroupPath, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("fifo", "delay", "shared"):
+        if self.kind not in ("fifo", "delay", "shared", "lock"):
             raise ValueError(f"station {self.name!r}: unknown kind {self.kind!r}")
-        if self.kind == "fifo" and (self.servers < 1 or self.servers != int(self.servers)):
-            raise ValueError(f"station {self.name!r}: a FIFO needs a whole number of servers")
+        if self.kind in ("fifo", "lock") and (self.servers < 1 or self.servers != int(self.servers)):
+            raise ValueError(f"station {self.name!r}: a {self.kind} needs a whole number of servers")
         if self.kind == "shared" and not self.servers > 0:
             raise ValueError(f"station {self.name!r}: a shared station needs capacity > 0")
 
 
 @dataclass(frozen=True)
+class IdleCondition:
+    """"Only if ``station`` (its ``group``, on a shared station) has been idle at least ``min_idle_s``."
+
+    A slot with this condition is visited only when it holds at the moment the request reaches
+    the slot: a notification is sent only to a back end that is not already busy (virtio's event
+    index), an interrupt wakes a vCPU only if it halted, a blocked thread is woken only if it
+    was blocked. Under load the condition fails more often, so the cost is paid per batch.
+    """
+
+    station: str
+    group: GroupPath = ()
+    min_idle_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.min_idle_s >= 0 and math.isfinite(self.min_idle_s)):
+            raise ValueError(f"min_idle_s must be finite and >= 0, got {self.min_idle_s}")
+
+
+@dataclass(frozen=True)
 class Slot:
-    """One stage of a route: the station, the layer that added it, the scheduling group."""
+    """One stage of a route: the station, the layer that added it, the scheduling group.
+
+    ``label`` names the stage where time is attributed (default: the station; a VMM thread's
+    work on the CPU is labelled by the thread). ``when_idle``: visited only if that condition
+    holds when the request gets here. ``per_client``: closed loops only: client ``c`` uses group
+    ``(*group, str(c // per_client))`` (each fio job is its own thread; clients per job =
+    ``per_client``). On a lock station, ``action`` is ``"acquire"`` or ``"release"``.
+    """
 
     station: str
     layer: str
     group: GroupPath = ()
+    label: str = ""
+    when_idle: IdleCondition | None = None
+    per_client: int = 0
+    action: Literal["", "acquire", "release"] = ""
+
+    def __post_init__(self) -> None:
+        if self.per_client < 0:
+            raise ValueError(f"per_client must be >= 0, got {self.per_client}")
+
+    @property
+    def where(self) -> str:
+        """The name time spent here is attributed to."""
+        return self.label or self.station
 
 
 @dataclass(frozen=True)
@@ -99,6 +140,21 @@ class BatchArrivals:
             raise ValueError(f"a batch needs count >= 1 and at_s >= 0, got {self.count}, {self.at_s}")
 
 
+@dataclass(frozen=True)
+class TraceArrivals:
+    """Requests at the given times, in seconds (a replayed trace, or a hand-made timeline)."""
+
+    times_s: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        t = np.asarray(self.times_s, dtype=float)
+        if t.size == 0 or not np.all(np.isfinite(t)) or t[0] < 0 or np.any(np.diff(t) < 0):
+            raise ValueError("a trace needs at least one finite time >= 0, in increasing order")
+
+
+Arrivals = OpenArrivals | ClosedArrivals | BatchArrivals | TraceArrivals
+
+
 WorkSampler = Callable[[int], np.ndarray]
 """Draws the work of the next ``n`` requests: an array of shape (n, len(route)), seconds, >= 0.
 
@@ -116,12 +172,17 @@ class Source:
 
     name: str
     route: tuple[Slot, ...]
-    arrivals: OpenArrivals | ClosedArrivals | BatchArrivals
+    arrivals: Arrivals
     make_sampler: SamplerFactory
 
     @property
     def stations(self) -> tuple[str, ...]:
         return tuple(slot.station for slot in self.route)
+
+    @property
+    def places(self) -> tuple[str, ...]:
+        """Where each stage's time is attributed (:attr:`Slot.where`)."""
+        return tuple(slot.where for slot in self.route)
 
     @property
     def layers(self) -> tuple[str, ...]:

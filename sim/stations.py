@@ -7,7 +7,17 @@ SimPy event that fires when the work is done. Three disciplines cover the hardwa
   disk's internal channels, a NIC's transmit queue, a VMM's single I/O thread).
 - :class:`DelayStation`: infinitely many servers, so only the work itself is spent (wire latency).
 - :class:`SharedStation`: processor sharing of ``capacity`` servers among jobs in a hierarchy of
-  groups with weights, caps and bandwidth quotas (CPU cores under the CFS scheduler and cgroups).
+  groups with weights, caps, bandwidth quotas and core affinity (CPU cores under the CFS scheduler
+  and cgroups). A group may be served by a fixed number of threads in FIFO order: an event loop
+  is one thread, a thread pool k, a VMM's I/O thread one; their jobs wait for a thread, and the
+  threads themselves share the cores with everything else.
+- :class:`LockStation`: ``servers`` tokens held across several stages (a thread blocked in a
+  synchronous device access, a critical section): a request acquires one, visits other stations,
+  and releases it.
+
+Every station can say how long it has been idle (:meth:`Station.idle_for`): costs that a real
+system pays only when something was asleep (a kick to an idle back end, an interrupt to a halted
+vCPU, the wake-up of a blocked thread) are charged only then, so they fall away as load rises.
 
 Stations are written with event callbacks rather than SimPy processes or resources: a visit costs
 one completion event and one timeout, which keeps the engine close to a bare SimPy loop.
@@ -29,6 +39,7 @@ __all__ = [
     "FifoStation",
     "GroupPath",
     "GroupSpec",
+    "LockStation",
     "SharedStation",
     "Station",
     "water_fill",
@@ -40,12 +51,26 @@ _TOL = 1e-12  # seconds of work or quota below which a value is taken as zero
 
 
 class Station:
-    """Base of all stations: a name, and the work served so far (for utilization)."""
+    """Base of all stations: a name, the work served so far (for utilization), and idleness."""
 
     def __init__(self, env: simpy.Environment, name: str) -> None:
         self.env = env
         self.name = name
         self.work_done_s = 0.0
+        self._idle_since = -math.inf  # when the station last became idle (-inf: never busy)
+        self._busy_now = 0
+
+    def idle_for(self, group: GroupPath = ()) -> float:
+        """Seconds the station (or, where it has groups, ``group``) has had nothing to do.
+
+        ``-inf`` while it is busy, ``inf`` if it never was.
+        """
+        return -math.inf if self._busy_now else self.env.now - self._idle_since
+
+    def _note_busy(self, delta: int) -> None:
+        self._busy_now += delta
+        if not self._busy_now:
+            self._idle_since = self.env.now
 
     def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
         """Serve ``work_s`` seconds of work for ``group``; the event fires when it is done."""
@@ -74,6 +99,7 @@ class FifoStation(Station):
 
     def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
         done = simpy.Event(self.env)
+        self._note_busy(+1)
         if self._busy < self._servers:
             self._busy += 1
             self._start(done, work_s)
@@ -88,6 +114,7 @@ class FifoStation(Station):
 
     def _finish(self, timer: simpy.Event) -> None:
         timer.value.succeed()  # type: ignore[union-attr]  # the timeout's value is the visit's event
+        self._note_busy(-1)
         if self._queue:
             self._start(*self._queue.popleft())
         else:
@@ -95,7 +122,13 @@ class FifoStation(Station):
 
 
 class DelayStation(Station):
-    """Infinitely many servers: each visit takes exactly its work (a propagation delay)."""
+    """Infinitely many servers: each visit takes exactly its work (a propagation delay).
+
+    A delay holds no resource, so it is never busy (:meth:`idle_for` is always infinite).
+    """
+
+    def idle_for(self, group: GroupPath = ()) -> float:
+        return math.inf
 
     @property
     def servers(self) -> float:
@@ -106,21 +139,80 @@ class DelayStation(Station):
         return self.env.timeout(work_s)
 
 
+class LockStation(Station):
+    """``servers`` tokens, granted in FIFO order and held until released.
+
+    A request that must keep a resource through several stages (a VMM thread blocked in a
+    synchronous read, a critical section) acquires a token, visits those stages, then releases it.
+    ``work_done_s`` counts the time tokens were held.
+    """
+
+    def __init__(self, env: simpy.Environment, name: str, servers: int = 1) -> None:
+        super().__init__(env, name)
+        if servers < 1 or int(servers) != servers:
+            raise ValueError(f"station {name!r}: servers must be a whole number >= 1, got {servers}")
+        self._servers = int(servers)
+        self._held = 0
+        self._waiting: deque[simpy.Event] = deque()
+        self._since = env.now
+
+    @property
+    def servers(self) -> float:
+        return float(self._servers)
+
+    def _account(self) -> None:
+        self.work_done_s += self._held * (self.env.now - self._since)
+        self._since = self.env.now
+
+    def acquire(self) -> simpy.Event:
+        """An event that fires when the caller holds a token."""
+        granted = simpy.Event(self.env)
+        self._note_busy(+1)
+        if self._held < self._servers:
+            self._account()
+            self._held += 1
+            granted.succeed()
+        else:
+            self._waiting.append(granted)
+        return granted
+
+    def release(self) -> None:
+        """Give back a token; the first waiter, if any, gets it at once."""
+        self._note_busy(-1)
+        if self._waiting:
+            self._waiting.popleft().succeed()
+        else:
+            self._account()
+            self._held -= 1
+
+    def settle(self) -> None:
+        """Account the holding time up to now (the engine calls it when a run ends)."""
+        self._account()
+
+
 @dataclass(frozen=True)
 class GroupSpec:
-    """Scheduling parameters of one group (a cgroup, a VM's vCPUs, a process group).
+    """Scheduling parameters of one group (a cgroup, a VM's vCPUs, a process, a thread pool).
 
     ``weight`` is the relative share under contention (cgroup ``cpu.weight``; default 100).
     ``max_servers`` caps the servers the group may use at once (a VM's vCPU count, a cpuset size).
     ``quota_s`` per ``period_s`` is the bandwidth limit of cgroup ``cpu.max``: once the group has
     used ``quota_s`` of service in the current period it is throttled until the period ends.
     Periods start at time zero for every group.
+    ``threads``: the group's own jobs are served by this many threads in FIFO order (an event loop
+    is 1, a thread pool k): at most ``threads`` of them run, the rest wait; ``None``: every job
+    runs (a thread per request). ``cores``: the host cores a top-level group may run on (affinity:
+    ``pin``, ``cpuset``); ``None``: any core. ``label``: report the group's utilization under
+    this name (per thread for a FIFO group, per core of its cap otherwise).
     """
 
     weight: float = DEFAULT_WEIGHT
     max_servers: float = math.inf
     quota_s: float | None = None
     period_s: float = 0.1
+    threads: int | None = None
+    cores: tuple[int, ...] | None = None
+    label: str = ""
 
     def __post_init__(self) -> None:
         if not self.weight > 0:
@@ -129,6 +221,20 @@ class GroupSpec:
             raise ValueError(f"group max_servers must be > 0, got {self.max_servers}")
         if self.quota_s is not None and not (self.quota_s > 0 and self.period_s > 0):
             raise ValueError("group quota_s and period_s must both be > 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"group threads must be >= 1, got {self.threads}")
+        if self.cores is not None and (not self.cores or min(self.cores) < 0):
+            raise ValueError(f"group cores must name at least one core >= 0, got {self.cores}")
+
+    @property
+    def servers(self) -> float:
+        """The most servers the group's work can use: its threads, cores and cap."""
+        n = self.max_servers
+        if self.threads is not None:
+            n = min(n, float(self.threads))
+        if self.cores is not None:
+            n = min(n, float(len(set(self.cores))))
+        return n
 
 
 def water_fill(capacity: float, weights: list[float], caps: list[float]) -> list[float]:
@@ -150,18 +256,26 @@ def water_fill(capacity: float, weights: list[float], caps: list[float]) -> list
 
 @dataclass(eq=False)
 class _Leaf:
-    """The jobs of one group. They always share equally, so one virtual clock serves them all:
-    ``vtime_s`` is the work each has received since the leaf was made, and a job is done when
-    the clock passes its finish tag (work at arrival plus its own work)."""
+    """The jobs of one group. Running jobs always share equally, so one virtual clock serves them
+    all: ``vtime_s`` is the work each has received since the leaf was made, and a job is done when
+    the clock passes its finish tag (work when it started running plus its own work). A FIFO
+    group runs at most ``threads`` jobs; the others wait in ``waiting`` in order of arrival."""
 
+    threads: int | None = None
     heap: list[tuple[float, int, simpy.Event]] = field(default_factory=list)
+    waiting: deque[tuple[float, int, simpy.Event]] = field(default_factory=deque)
     background: int = 0
     vtime_s: float = 0.0
-    rate: float = 0.0  # per job
+    rate: float = 0.0  # per running job
 
     @property
     def count(self) -> int:
+        """Jobs running (waiting ones use no capacity)."""
         return len(self.heap) + self.background
+
+    @property
+    def empty(self) -> bool:
+        return not (self.heap or self.waiting or self.background)
 
 
 @dataclass(eq=False)
@@ -185,10 +299,13 @@ class SharedStation(Station):
 
     Groups form a tree by their paths (``("vm1",)`` contains ``("vm1", "ctr")``). At every change
     the capacity is split among the root's children by weight (:func:`water_fill`), each group's
-    share among its own children the same way (its own jobs counting as one child of weight
-    ``DEFAULT_WEIGHT`` per job), and a group's jobs share equally. A group that has used its quota
-    in the current period gets nothing until the period ends (CFS bandwidth control as a fluid
-    model). Background jobs never finish: they model host processes that always run.
+    share among its own children the same way (its own running jobs counting as one child of
+    weight ``DEFAULT_WEIGHT`` per job), and a group's running jobs share equally. A group that
+    has used its quota in the current period gets nothing until the period ends (CFS bandwidth
+    control as a fluid model). Top-level groups with ``cores`` share only those cores: groups
+    whose core sets overlap form one domain of the union's size and share it by weight; the other
+    groups share what the pinned ones leave (the scheduler moves unpinned threads to free cores).
+    Background jobs never finish: they model host processes that always run.
     """
 
     def __init__(
@@ -205,12 +322,18 @@ class SharedStation(Station):
         self.capacity = float(capacity)
         self._groups = {path: _GroupState(spec) for path, spec in (groups or {}).items()}
         self._quota_groups = [g for g in self._groups.values() if g.spec.quota_s is not None]
+        self._pinned = {path[0]: spec.cores for path, spec in (groups or {}).items()
+                        if len(path) == 1 and spec.cores is not None}
         self._leaves: dict[GroupPath, _Leaf] = {}
+        self._jobs: dict[GroupPath, int] = {}  # jobs (running or waiting) under each group path
+        self._idle: dict[GroupPath, float] = {}  # when each group path last became idle
+        self._work_by_leaf: dict[GroupPath, float] = {}
         self._seq = 0
         self._last_s = env.now
         self._version = 0
         for path, count in (background or {}).items():
             self._leaf(path).background += count
+            self._count(path, count)
         if self._leaves:
             self._reschedule()
 
@@ -223,18 +346,51 @@ class SharedStation(Station):
         done = simpy.Event(self.env)
         leaf = self._leaf(group)
         self._seq += 1
-        heapq.heappush(leaf.heap, (leaf.vtime_s + work_s, self._seq, done))
+        self._count(group, +1)
+        if leaf.threads is None or len(leaf.heap) < leaf.threads:
+            heapq.heappush(leaf.heap, (leaf.vtime_s + work_s, self._seq, done))
+        else:
+            leaf.waiting.append((work_s, self._seq, done))
         self._reschedule()
         return done
+
+    def idle_for(self, group: GroupPath = ()) -> float:
+        """Seconds since ``group`` (and every group inside it) last had a job; ``-inf`` while it has one."""
+        if self._jobs.get(group, 0):
+            return -math.inf
+        return self.env.now - self._idle.get(group, -math.inf)
+
+    def group_work_s(self, group: GroupPath) -> float:
+        """Work served so far to ``group`` and the groups inside it, in seconds."""
+        n = len(group)
+        return sum(w for path, w in self._work_by_leaf.items() if path[:n] == group)
+
+    def group_spec(self, group: GroupPath) -> GroupSpec | None:
+        state = self._groups.get(group)
+        return state.spec if state is not None else None
+
+    def labelled_groups(self) -> dict[str, GroupPath]:
+        """Groups whose utilization is reported, by label."""
+        return {state.spec.label: path for path, state in self._groups.items() if state.spec.label}
 
     def settle(self) -> None:
         """Account the work done up to now (the engine calls it when a run ends)."""
         self._advance()
 
+    def _count(self, path: GroupPath, delta: int) -> None:
+        now = self.env.now
+        for i in range(len(path) + 1):
+            prefix = path[:i]
+            n = self._jobs.get(prefix, 0) + delta
+            self._jobs[prefix] = n
+            if n == 0:
+                self._idle[prefix] = now
+
     def _leaf(self, path: GroupPath) -> _Leaf:
         leaf = self._leaves.get(path)
         if leaf is None:
-            leaf = self._leaves[path] = _Leaf()
+            state = self._groups.get(path)
+            leaf = self._leaves[path] = _Leaf(threads=state.spec.threads if state is not None else None)
         return leaf
 
     # -- the fluid model -------------------------------------------------------------------
@@ -244,10 +400,12 @@ class SharedStation(Station):
         now = self.env.now
         dt = now - self._last_s
         if dt > 0:
-            for leaf in self._leaves.values():
-                if leaf.rate > 0:
+            for path, leaf in self._leaves.items():
+                if leaf.rate > 0 and leaf.heap:
                     leaf.vtime_s += leaf.rate * dt
-                    self.work_done_s += leaf.rate * len(leaf.heap) * dt
+                    work = leaf.rate * len(leaf.heap) * dt
+                    self.work_done_s += work
+                    self._work_by_leaf[path] = self._work_by_leaf.get(path, 0.0) + work
             for g in self._quota_groups:
                 g.used_s += g.rate * dt
         self._last_s = now
@@ -262,10 +420,19 @@ class SharedStation(Station):
             assert g.spec.quota_s is not None
             if g.used_s >= g.spec.quota_s - max(_TOL, g.rate * tick):
                 g.throttled = True
-        for leaf in self._leaves.values():
+        emptied = []
+        for path, leaf in self._leaves.items():
             slack = max(_TOL, leaf.rate * tick)
             while leaf.heap and leaf.heap[0][0] - leaf.vtime_s <= slack:
                 heapq.heappop(leaf.heap)[2].succeed()
+                self._count(path, -1)
+                if leaf.waiting:  # the freed thread takes the next job in line
+                    work, seq, done = leaf.waiting.popleft()
+                    heapq.heappush(leaf.heap, (leaf.vtime_s + work, seq, done))
+            if leaf.empty:
+                emptied.append(path)
+        for path in emptied:  # idle leaves cost nothing in later allocations
+            del self._leaves[path]
 
     def _allocate(self) -> None:
         root = _Node()
@@ -287,7 +454,7 @@ class SharedStation(Station):
             cap += self._set_caps(child, (*path, name))
         state = self._groups.get(path) if path else None
         if state is not None:
-            cap = 0.0 if state.throttled else min(cap, state.spec.max_servers)
+            cap = 0.0 if state.throttled else min(cap, state.spec.servers)
         node.cap = cap
         return cap
 
@@ -296,17 +463,40 @@ class SharedStation(Station):
         if state is not None:
             state.rate = capacity
         names = list(node.children)
-        weights = [self._weight((*path, n)) for n in names]
-        caps = [node.children[n].cap for n in names]
-        leaf = node.leaf
-        if leaf is not None:  # a group's own jobs: one child, DEFAULT_WEIGHT and one server each
-            weights.append(DEFAULT_WEIGHT * leaf.count)
-            caps.append(float(leaf.count))
-        rates = water_fill(capacity, weights, caps)
+        if not path and self._pinned and any(n in self._pinned for n in names):
+            rates = self._share_pinned(node, names, capacity)
+        else:
+            weights = [self._weight((*path, n)) for n in names]
+            caps = [node.children[n].cap for n in names]
+            leaf = node.leaf
+            if leaf is not None:  # a group's own jobs: one child, DEFAULT_WEIGHT and one server each
+                weights.append(DEFAULT_WEIGHT * leaf.count)
+                caps.append(float(leaf.count))
+            rates = water_fill(capacity, weights, caps)
         for name, rate in zip(names, rates, strict=False):
             self._share(node.children[name], (*path, name), rate)
-        if leaf is not None:
-            leaf.rate = rates[-1] / leaf.count
+        if node.leaf is not None and node.leaf.count:
+            node.leaf.rate = rates[-1] / node.leaf.count
+
+    def _share_pinned(self, root: _Node, names: list[str], capacity: float) -> list[float]:
+        """Rates of the root's children (and, last, its own jobs) when some are pinned to cores."""
+        rate = dict.fromkeys(names, 0.0)
+        pinned = [n for n in names if n in self._pinned]
+        for domain in _domains([set(self._pinned[n] or ()) for n in pinned]):
+            members = [pinned[i] for i in domain[0]]
+            shares = water_fill(min(float(len(domain[1])), capacity), [self._weight((n,)) for n in members],
+                                [root.children[n].cap for n in members])
+            rate.update(zip(members, shares, strict=True))
+        left = max(0.0, capacity - sum(rate.values()))
+        free = [n for n in names if n not in self._pinned]
+        weights = [self._weight((n,)) for n in free]
+        caps = [root.children[n].cap for n in free]
+        if root.leaf is not None:
+            weights.append(DEFAULT_WEIGHT * root.leaf.count)
+            caps.append(float(root.leaf.count))
+        shares = water_fill(left, weights, caps) if weights else []
+        rate.update(zip(free, shares, strict=False))
+        return [rate[n] for n in names] + (shares[-1:] if root.leaf is not None else [])
 
     def _weight(self, path: GroupPath) -> float:
         state = self._groups.get(path)
@@ -335,3 +525,18 @@ class SharedStation(Station):
             return  # superseded by a later change
         self._advance()
         self._reschedule()
+
+
+def _domains(core_sets: list[set[int]]) -> list[tuple[list[int], set[int]]]:
+    """Group indices of ``core_sets`` whose sets overlap (transitively): (indices, union of cores)."""
+    domains: list[tuple[list[int], set[int]]] = []
+    for i, cores in enumerate(core_sets):
+        merged = ([i], set(cores))
+        rest = []
+        for members, union in domains:
+            if union & merged[1]:
+                merged = (members + merged[0], union | merged[1])
+            else:
+                rest.append((members, union))
+        domains = [*rest, merged]
+    return [(sorted(m), u) for m, u in domains]

@@ -29,7 +29,7 @@ from sim.control import RunControl
 from sim.engine import _BLOCK, RunResult
 from sim.records import RequestLog
 from sim.rng import stream, stream_seed
-from sim.routes import ClosedArrivals, OpenArrivals, Source, StationSpec
+from sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals, Source, StationSpec
 
 __all__ = ["SimultaneousArrivals", "fifo_departures", "simulate_vector", "vector_rejects"]
 
@@ -39,10 +39,14 @@ def vector_rejects(stations: Sequence[StationSpec], sources: Sequence[Source]) -
     kinds = {s.name: s.kind for s in stations}
     for source in sources:
         if not isinstance(source.arrivals, OpenArrivals):
-            what = "a closed loop" if isinstance(source.arrivals, ClosedArrivals) else "a batch"
+            what = {ClosedArrivals: "a closed loop", BatchArrivals: "a batch"}.get(type(source.arrivals), "a trace")
             return f"source {source.name!r} is {what} (the vector engine takes open arrivals only)"
         seen: set[str] = set()
         for slot in source.route:
+            if slot.when_idle is not None:
+                return f"source {source.name!r} has a cost paid only when a station is idle (the DES tracks that)"
+            if slot.per_client or slot.action:
+                return f"source {source.name!r} holds a lock or splits its clients (the DES runs those)"
             kind = kinds.get(slot.station)
             if kind is None:
                 return f"source {source.name!r} visits unknown station {slot.station!r}"
@@ -204,7 +208,7 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
         stage[t[:, 1:] >= end] = 0.0  # stages not over by the end are not recorded
         finish = np.where(t[:, -1] < end, t[:, -1], np.nan)
         n = t.shape[0]
-        logs[src.name] = RequestLog(src.stations, src.layers, t[:, 0].copy(), finish, stage, n)
+        logs[src.name] = RequestLog(src.places, src.layers, t[:, 0].copy(), finish, stage, n)
     utilization = {name: work_done[name] / (spec.servers * end) for name, spec in specs.items()
                    if spec.kind != "delay"}
     return RunResult(logs, utilization, replication)

@@ -1,0 +1,245 @@
+"""Threads on the shared CPU, costs paid only when something was idle, locks, affinity.
+
+Hand timelines are derived in each docstring from the discipline's rules and asserted to the
+float; the statistical tests compare with closed forms (Pollaczek-Khinchine for an event loop,
+exact mean value analysis for closed networks) inside a 99% confidence interval whose width is
+bounded too, so a test cannot pass by being vague.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.control import RunControl
+from sim.engine import simulate
+from sim.routes import ClosedArrivals, IdleCondition, OpenArrivals, Slot, Source, StationSpec, TraceArrivals
+from sim.stations import GroupSpec
+from sim.stats import t_interval
+from tests.sim.helpers import const_work
+
+LONG = RunControl(duration_s=100.0)
+
+
+def _run(stations, route, arrivals, *work, control=LONG):
+    src = Source("q", tuple(route), arrivals, const_work(*work))
+    return simulate(stations, [src], control), src
+
+
+def _finishes(result) -> list[float]:
+    return [round(float(t), 12) for t in result.logs["q"].finish_s]
+
+
+def test_an_event_loop_serves_in_order_while_sharing_the_core() -> None:
+    """One core. Event loop E (one thread) gets a and b (1 s each) at 0; group U gets u (1.5 s).
+
+    E runs one job, U one: 1/2 each. a ends at 2 (u has 1 s done). b starts: both at 1/2 until
+    u ends at 3 (b has 0.5 done); b alone finishes at 3.5. Processor sharing inside E would have
+    ended a and b together.
+    """
+    cpu = StationSpec("cpu", "shared", 1, {("E",): GroupSpec(threads=1)})
+    e = Source("e", (Slot("cpu", "app", ("E",)),), TraceArrivals((0.0, 0.0)), const_work(1.0))
+    u = Source("u", (Slot("cpu", "app", ("U",)),), TraceArrivals((0.0,)), const_work(1.5))
+    result = simulate([cpu], [e, u], LONG)
+    assert list(result.logs["e"].finish_s) == pytest.approx([2.0, 3.5], abs=1e-9)
+    assert list(result.logs["u"].finish_s) == pytest.approx([3.0], abs=1e-9)
+
+
+def test_a_pool_of_two_threads_runs_two_jobs_at_a_time() -> None:
+    """Four cores, pool of 2 threads, three 1 s jobs at 0: two end at 1, the third at 2."""
+    cpu = StationSpec("cpu", "shared", 4, {("P",): GroupSpec(threads=2)})
+    result, _ = _run([cpu], [Slot("cpu", "app", ("P",))], TraceArrivals((0.0, 0.0, 0.0)), 1.0)
+    assert _finishes(result) == pytest.approx([1.0, 1.0, 2.0], abs=1e-9)
+
+
+def test_a_notification_is_paid_only_when_the_back_end_is_idle() -> None:
+    """Kick (0.1 s on the CPU) only if back end B is idle, then B serves 1 s. Arrivals 0, 0.5,
+    0.6, 3.0, 5.0.
+
+    r0: B idle -> kick 0-0.1, B 0.1-1.1. r1 (0.5) and r2 (0.6): B busy -> no kick; B serves them
+    1.1-2.1 and 2.1-3.1. r3 (3.0): B still busy -> no kick; 3.1-4.1. r4 (5.0): B idle since 4.1
+    -> kick 5.0-5.1, B 5.1-6.1. Two kicks for five requests: the cost falls as the ring fills.
+    """
+    stations = [StationSpec("cpu", "shared", 1), StationSpec("B", "fifo", 1)]
+    route = [Slot("cpu", "vmm", ("g",), when_idle=IdleCondition("B")), Slot("B", "vmm")]
+    result, _ = _run(stations, route, TraceArrivals((0.0, 0.5, 0.6, 3.0, 5.0)), 0.1, 1.0)
+    assert _finishes(result) == pytest.approx([1.1, 2.1, 3.1, 4.1, 6.1], abs=1e-9)
+    kicks = result.logs["q"].stage_s[:, 0] > 0
+    assert kicks.tolist() == [True, False, False, False, True]
+
+
+def test_a_wake_up_is_paid_only_after_the_poll_window() -> None:
+    """As above with min_idle_s = 1 (a halt-poll window): at 5.0, B has been idle 0.9 s < 1 s,
+    so no kick, and r4 ends at 6.0; a sixth request at 8.0 (idle 2 s) pays: ends at 9.1."""
+    stations = [StationSpec("cpu", "shared", 1), StationSpec("B", "fifo", 1)]
+    route = [Slot("cpu", "vmm", ("g",), when_idle=IdleCondition("B", min_idle_s=1.0)), Slot("B", "vmm")]
+    result, _ = _run(stations, route, TraceArrivals((0.0, 0.5, 0.6, 3.0, 5.0, 8.0)), 0.1, 1.0)
+    assert _finishes(result) == pytest.approx([1.1, 2.1, 3.1, 4.1, 6.0, 9.1], abs=1e-9)
+
+
+def test_an_interrupt_wakes_a_vcpu_only_if_its_group_is_idle() -> None:
+    """Wake-up delay 0.3 s only if group ('vm',) has no job; then 1 s of work in ('vm', 'app').
+
+    r0 at 0: idle -> wake 0-0.3, work 0.3-1.3. r1 at 1.0: the VM is busy -> no wake; the VM's
+    one vCPU runs both at 1/2 from 1.0: r0 has 0.3 left -> ends 1.6, when r1 has 0.3 done; r1
+    then alone: 0.7 more -> 2.3. r2 at 5.0: idle -> 5.3, ends 6.3.
+    """
+    stations = [StationSpec("cpu", "shared", 1, {("vm",): GroupSpec(max_servers=1)}), StationSpec("w", "delay")]
+    route = [Slot("w", "kvm", when_idle=IdleCondition("cpu", ("vm",))), Slot("cpu", "app", ("vm", "app"))]
+    result, _ = _run(stations, route, TraceArrivals((0.0, 1.0, 5.0)), 0.3, 1.0)
+    assert _finishes(result) == pytest.approx([1.6, 2.3, 6.3], abs=1e-9)
+
+
+def test_a_lock_is_held_across_stages() -> None:
+    """One token; acquire, 1 s at a delay (a blocking read), release. Two requests at 0: the
+    second waits for the token: ends at 1 and 2. Without the lock both would end at 1."""
+    stations = [StationSpec("L", "lock", 1), StationSpec("dev", "delay")]
+    route = [Slot("L", "vmm", action="acquire"), Slot("dev", "vmm"), Slot("L", "vmm", action="release")]
+    result, _ = _run(stations, route, TraceArrivals((0.0, 0.0)), 1.0, 1.0, 1.0)
+    assert _finishes(result) == pytest.approx([1.0, 2.0], abs=1e-9)
+    assert result.utilization["L"] == pytest.approx(2.0 / 100.0)
+
+
+def test_groups_pinned_to_one_core_share_that_core() -> None:
+    """Four cores. Containers a and b both pinned to core 0, one 1 s job each: 1/2 each, end at
+    2. An unpinned job u runs on a free core at full speed: ends at 1. (Counting cores instead of
+    binding them gave a and b a core each.)"""
+    groups = {("a",): GroupSpec(cores=(0,)), ("b",): GroupSpec(cores=(0,))}
+    cpu = StationSpec("cpu", "shared", 4, groups)
+    sources = [Source(n, (Slot("cpu", "app", (n,)),), TraceArrivals((0.0,)), const_work(1.0)) for n in "abu"]
+    result = simulate([cpu], sources, LONG)
+    assert [float(result.logs[n].finish_s[0]) for n in "abu"] == pytest.approx([2.0, 2.0, 1.0], abs=1e-9)
+
+
+def test_pinned_and_unpinned_work_split_the_cores() -> None:
+    """Four cores; P pinned to {0, 1} with three 1 s jobs, U unpinned with four. P's domain has
+    2 cores: 2/3 each, so they end at 1.5; U gets the other 2 cores: 1/2 each, 0.75 done by 1.5,
+    then all 4 cores: the last 0.25 at full speed, ending at 1.75."""
+    cpu = StationSpec("cpu", "shared", 4, {("P",): GroupSpec(cores=(0, 1))})
+    p = Source("P", (Slot("cpu", "app", ("P",)),), TraceArrivals((0.0,) * 3), const_work(1.0))
+    u = Source("U", (Slot("cpu", "app", ("U",)),), TraceArrivals((0.0,) * 4), const_work(1.0))
+    result = simulate([cpu], [p, u], LONG)
+    assert list(result.logs["P"].finish_s) == pytest.approx([1.5] * 3, abs=1e-9)
+    assert list(result.logs["U"].finish_s) == pytest.approx([1.75] * 4, abs=1e-9)
+
+
+def test_per_client_threads_and_labelled_utilization() -> None:
+    """Two closed-loop clients, 1 s per request, on 4 cores, each request on its own client's
+    one-thread group ('job', c): both run at once, 2 requests per second in all (20 done by
+    10.5 s). With one shared thread they take turns (10 done). Each job thread is always busy."""
+    groups = {("job", "0"): GroupSpec(threads=1, label="job0"), ("job", "1"): GroupSpec(threads=1, label="job1")}
+    cpu = StationSpec("cpu", "shared", 4, groups)
+    control = RunControl(duration_s=10.5)
+    split = Source("q", (Slot("cpu", "app", ("job",), per_client=1),), ClosedArrivals(2), const_work(1.0))
+    result = simulate([cpu], [split], control)
+    assert np.sum(result.logs["q"].finish_s <= 10.5) == 20
+    assert result.utilization["job0"] == pytest.approx(1.0) and result.utilization["job1"] == pytest.approx(1.0)
+    one = StationSpec("cpu", "shared", 4, {("job",): GroupSpec(threads=1)})
+    shared = Source("q", (Slot("cpu", "app", ("job",)),), ClosedArrivals(2), const_work(1.0))
+    assert np.sum(simulate([one], [shared], control).logs["q"].finish_s <= 10.5) == 10
+
+
+REPS = 20
+
+
+def _interval(values: np.ndarray, expected: float, max_half_width: float) -> None:
+    _mean, low, high = t_interval(values, 0.99)
+    assert low <= expected <= high, f"expected {expected:.5g} outside 99% CI [{low:.5g}, {high:.5g}]"
+    assert (high - low) / 2 <= max_half_width * expected, f"CI half-width {(high - low) / 2:.3g} too wide"
+
+
+def _exp_or_const(kind: str, mean: float):
+    def factory(seed):
+        rng = np.random.default_rng(seed)
+        if kind == "exp":
+            return lambda n: rng.exponential(mean, (n, 1))
+        if kind == "h2":  # hyperexponential: CV^2 = 3 with balanced means
+            def draw(n):
+                fast = rng.random(n) < 0.8535533905932737
+                means = np.where(fast, mean / (2 * 0.8535533905932737), mean / (2 * (1 - 0.8535533905932737)))
+                return rng.exponential(means)[:, None]
+            return draw
+        return lambda n: np.full((n, 1), mean)
+
+    return factory
+
+
+@pytest.mark.parametrize(("kind", "scv"), [("const", 0.0), ("exp", 1.0), ("h2", 3.0)])
+def test_an_event_loop_is_an_mg1_fifo_queue(kind: str, scv: float) -> None:
+    """An event loop (one thread) on an 8-core CPU with nothing else: Pollaczek-Khinchine,
+    Wq = lambda E[S^2] / (2 (1 - rho)) with E[S^2] = (1 + scv) S^2, whatever the discipline of
+    the cores below it."""
+    lam, service = 0.6, 1.0
+    rho = lam * service
+    wq = lam * (1 + scv) * service**2 / (2 * (1 - rho))
+    control = RunControl(duration_s=4000, warmup_s=400, seed=21)
+    cpu = StationSpec("cpu", "shared", 8, {("redis",): GroupSpec(threads=1)})
+    src = Source("q", (Slot("cpu", "app", ("redis",)),), OpenArrivals(lam), _exp_or_const(kind, service))
+    waits = []
+    for r in range(REPS):
+        log = simulate([cpu], [src], control, r).logs["q"]
+        keep = (log.arrival_s >= control.warmup_s) & ~np.isnan(log.finish_s)
+        waits.append(float(np.mean(log.finish_s[keep] - log.arrival_s[keep])) - service)
+    _interval(np.array(waits), wq, max_half_width=0.15)
+
+
+def exact_mva(demands: list[float], servers: list[float], think_s: float, clients: int) -> float:
+    """Throughput of a closed product-form network by exact MVA with load-dependent stations.
+
+    Station k serves at min(j, servers[k]) times its single-server rate with j jobs present
+    (one server: a FIFO or processor-sharing queue; several: a multi-core processor-sharing CPU;
+    ``inf``: a delay). The think time is a delay. Marginal queue-length probabilities carry the
+    load dependence (Reiser and Lavenberg 1980).
+    """
+    p = [np.zeros(clients + 1) for _ in demands]
+    for k in range(len(demands)):
+        p[k][0] = 1.0
+    x = 0.0
+    for n in range(1, clients + 1):
+        residence = []
+        for d, c, pk in zip(demands, servers, p, strict=True):
+            if math.isinf(c):
+                residence.append(d)
+            else:
+                residence.append(sum(j / min(j, c) * d * pk[j - 1] for j in range(1, n + 1)))
+        x = n / (think_s + sum(residence))
+        for k, (d, c) in enumerate(zip(demands, servers, strict=True)):
+            if math.isinf(c):
+                continue
+            new = np.zeros(clients + 1)
+            for j in range(1, n + 1):
+                new[j] = x * d / min(j, c) * p[k][j - 1]
+            new[0] = 1.0 - new[1 : n + 1].sum()
+            p[k] = new
+    return x
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clients", [1, 4, 16, 64])
+def test_a_closed_network_matches_exact_mva(clients: int) -> None:
+    """N clients loop through a 2-core processor-sharing CPU (0.02 s), a FIFO disk (exp 0.015 s),
+    a FIFO NIC (exp 0.005 s) and a wire delay (0.01 s), thinking 0.1 s: throughput from exact MVA,
+    from light load (N = 1) past saturation of the disk (N = 64)."""
+    demands, servers = [0.02, 0.015, 0.005, 0.01], [2.0, 1.0, 1.0, math.inf]
+    think = 0.1
+    expected = exact_mva(demands, servers, think, clients)
+
+    def factory(seed):
+        rng = np.random.default_rng(seed)
+        return lambda n: rng.exponential(demands, (n, len(demands)))
+
+    stations = [StationSpec("cpu", "shared", 2), StationSpec("disk", "fifo", 1), StationSpec("nic", "fifo", 1),
+                StationSpec("wire", "delay")]
+    route = tuple(Slot(s.name, "app") for s in stations)
+    src = Source("q", route, ClosedArrivals(clients, think), factory)
+    control = RunControl(duration_s=400, warmup_s=40, seed=22)
+    rates = []
+    for r in range(10):
+        log = simulate(stations, [src], control, r).logs["q"]
+        done = (log.finish_s >= control.warmup_s) & ~np.isnan(log.finish_s)
+        rates.append(done.sum() / control.window_s)
+    _mean, low, high = t_interval(np.array(rates), 0.99)
+    assert low <= expected <= high, f"MVA {expected:.4g} outside [{low:.4g}, {high:.4g}]"
+    assert (high - low) / 2 <= 0.03 * expected
