@@ -85,7 +85,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from experiments.calibrate import calibrate, find_published, plot_calibration, published_rows
+    from experiments.calibrate import (
+        calibrate,
+        find_published,
+        plot_calibration,
+        predicted_median_error,
+        published_rows,
+    )
     from experiments.outputs import atomic_write
 
     try:
@@ -105,9 +111,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         atomic_write(staging / "calibration.csv", lambda t: table.to_csv(t, index=False))
         plot_calibration(table, staging / "calibration.png")
     done = table.dropna(subset=["simulated"])
-    held_out = done[~done["fitted"].astype(bool)]
+    held_out = done[done["basis"] == "predicted"]
     print(f"{len(done)} rows reproduced ({int(done['within_target'].sum())} within target), "
-          f"{len(held_out)} of them held out from fitting ({int(held_out['within_target'].sum())} within target); "
+          f"{len(held_out)} of them predicted, not fitted ({int(held_out['within_target'].sum())} within target, "
+          f"median error {100 * predicted_median_error(table):.1f}%); "
           f"{len(table) - len(done)} rows not reproduced (reasons in the table)")
     print(f"calibration: {out / 'calibration.csv'}\n       plot: {out / 'calibration.png'}")
     return 0

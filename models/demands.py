@@ -4,6 +4,12 @@ A workload's request is an ordered list of demands; each demand holds one amount
 numpy array), so a whole block of requests is lowered in one pass. Layers turn demands into the
 demands of the level below (adding their own costs); the host turns the bottom demands into
 stages on its stations.
+
+Every cost is either **work** on a named resource that can be busy (``cpu`` cycles in a group of
+the host CPU: a vCPU, a VMM or vhost thread, the kernel's softirq threads; ``client_cpu`` on the
+load generator; a device), or a **delay** that holds the request but no resource (``delay``, the
+``wake`` of a blocked thread, the wire). A cost the real system pays only when something was idle
+carries ``when_idle``: it is charged only then, so it is paid per batch as load rises.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from typing import Literal
 
 import numpy as np
 
+from sim.routes import IdleCondition
 from sim.stations import GroupPath
 
-__all__ = ["Demand", "DemandKind", "Stage", "segments"]
+__all__ = ["APP", "Demand", "DemandKind", "Stage", "segments"]
 
-DemandKind = Literal["cpu", "mem", "io", "net_in", "net_out", "station"]
+DemandKind = Literal["cpu", "mem", "io", "net_in", "net_out", "station", "delay", "wake", "client_cpu",
+                     "client_send", "client_recv"]
 _UNITS = {
     "cpu": "cycles",
     "mem": "bytes",
@@ -25,17 +33,30 @@ _UNITS = {
     "net_in": "bytes",
     "net_out": "bytes",
     "station": "seconds",
+    "delay": "seconds",
+    "wake": "seconds",
+    "client_cpu": "cycles",
+    "client_send": "bytes",
+    "client_recv": "bytes",
 }
+
+APP: GroupPath = ("<app>",)
+"""Stands for the application's own group in a workload's demands (its ``when_idle`` above all);
+the stack puts the real group in when it lowers them."""
 
 
 @dataclass(frozen=True)
 class Demand:
     """One demand of a block of requests.
 
-    ``amount`` is per request in the kind's unit: cpu in cycles; mem, io, net_in and net_out in
-    bytes (an io amount of zero means the request does no I/O); station in seconds of service at
-    the named station. ``layer`` is who introduced the demand ("app" for the workload itself),
-    ``group`` the scheduling group its CPU time is charged to.
+    ``amount`` is per request in the kind's unit: ``cpu`` and ``client_cpu`` in cycles; ``mem``,
+    ``io``, ``net_in``, ``net_out``, ``client_send`` and ``client_recv`` in bytes (an amount of
+    zero means the request does not make it); ``station`` in seconds of service at the named
+    station; ``delay`` in seconds; ``wake`` in seconds beyond the CPU's own wake-up (the thread
+    of ``group`` blocked for this and is woken if it sleeps). ``layer`` is who introduced the
+    demand ("app" for the workload itself), ``group`` the scheduling group its CPU time is
+    charged to. ``label`` names where its time is attributed; ``when_idle``, ``per_client`` and
+    ``action`` pass to the stage (see :class:`sim.routes.Slot`).
     """
 
     kind: DemandKind
@@ -47,6 +68,10 @@ class Demand:
     station: str = ""  # station
     walk_dims: int = 1  # mem: dimensions of the page walk (2 under nested paging)
     huge_pages: bool = False  # mem: 2 MiB pages instead of 4 KiB
+    label: str = ""
+    when_idle: IdleCondition | None = None
+    per_client: int = 0
+    action: Literal["", "acquire", "release"] = ""
 
     def __post_init__(self) -> None:
         if self.kind not in _UNITS:
@@ -64,12 +89,16 @@ class Demand:
 
 @dataclass(frozen=True)
 class Stage:
-    """A bottom-level stage: service seconds per request at one host station."""
+    """A bottom-level stage: service seconds per request at one host station, and how it is served."""
 
     station: str
     work_s: np.ndarray
     layer: str
     group: GroupPath = ()
+    label: str = ""
+    when_idle: IdleCondition | None = None
+    per_client: int = 0
+    action: Literal["", "acquire", "release"] = ""
 
 
 def segments(size_bytes: np.ndarray, segment_bytes: float) -> np.ndarray:

@@ -17,6 +17,7 @@ the same model as the profile.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,17 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["Profile", "ProfileError", "get_profile", "load_profiles"]
+__all__ = ["FITTED_MARKERS", "Profile", "ProfileError", "cited_rows", "get_profile", "load_profiles"]
+
+_CITATION = re.compile(r"published\.csv\s+([A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*)")
+FITTED_MARKERS = ("fitted", "refined by", "remainder")
+"""Words in a source note that say the number was fitted (it must then cite the rows it was fitted to)."""
+
+
+def cited_rows(source: str) -> list[str]:
+    """Row ids a source note cites: ``published.csv ID, ID (comment)`` gives [ID, ID]; every
+    ``published.csv`` in the note counts."""
+    return [part.strip() for match in _CITATION.finditer(source) for part in match.group(1).split(",")]
 
 
 class ProfileError(ValueError):
@@ -44,6 +55,11 @@ class Profile:
     def unsourced(self) -> list[str]:
         """Parameters that name no source (should be none)."""
         return [k for k in self.params if not self.sources.get(k, "").strip()]
+
+    def fitted_without_rows(self) -> list[str]:
+        """Parameters whose note says they were fitted but cites no published.csv row (should be none)."""
+        return [k for k, note in self.sources.items()
+                if any(m in note.lower() for m in FITTED_MARKERS) and not cited_rows(note)]
 
 
 @cache

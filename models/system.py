@@ -1,25 +1,33 @@
-"""A system: one host and the guests on it, turned into what the engines run.
+"""A system: one host, its load generator, and the guests on it, turned into what the engines run.
 
 :meth:`System.engine_inputs` lowers every guest's demands through its stack to the host and
 returns the stations and the request sources (routes plus work samplers) for :mod:`sim`.
+
+Where the application's work runs follows the workload's concurrency model: a pool of FIFO
+threads (``threads``), a thread per group of clients (``clients_per_thread``: fio jobs), or a
+thread per connection or request. The load generator's work runs on the client machine, in its
+tool's threads (``client_threads``) or one thread per connection.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models.demands import Stage
+from models.demands import APP, Demand, Stage
 from models.hardware.cpu import CPU_STATION
 from models.hardware.host import HostSpec
 from models.virt.stack import Stack
 from models.workloads.request import RequestWorkload
-from sim.routes import SamplerFactory, Slot, Source, StationSpec
+from sim.routes import ClosedArrivals, SamplerFactory, Slot, Source, StationSpec
 from sim.stations import GroupPath, GroupSpec
 
 __all__ = ["Guest", "System"]
+
+_CLIENT_KINDS = ("client_cpu", "client_send", "client_recv")
 
 
 @dataclass(frozen=True)
@@ -50,44 +58,96 @@ class System:
                 except ValueError as exc:
                     raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: {exc}") from exc
 
+    # -- where a guest's work runs -------------------------------------------------------------
+
+    def app_group(self, guest: Guest) -> tuple[GroupPath, int]:
+        """The group of the application's own work and its ``per_client`` split."""
+        base = guest.stack.app_base(guest.name)
+        w = guest.workload
+        if w.threads is not None:
+            return (*base, "threads"), 0
+        if w.clients_per_thread is not None:
+            return (*base, "job"), w.clients_per_thread
+        if isinstance(w.arrivals.arrivals(), ClosedArrivals):
+            return (*base, "conn"), 1
+        return base, 0
+
+    def client_group(self, guest: Guest) -> tuple[GroupPath, int]:
+        """The load generator's group for ``guest`` on the client machine, and its split."""
+        return ((guest.name,), 0) if guest.workload.client_threads is not None else ((guest.name,), 1)
+
+    def _bind(self, guest: Guest, demands: list[Demand]) -> list[Demand]:
+        """Put the workload's demands in their groups: the server's or the load generator's."""
+        app, app_split = self.app_group(guest)
+        client, client_split = self.client_group(guest)
+        out = []
+        for d in demands:
+            if d.kind in _CLIENT_KINDS:
+                out.append(replace(d, group=client, per_client=client_split))
+                continue
+            cond = d.when_idle
+            if cond is not None and cond.group == APP:
+                cond = replace(cond, group=app, per_client=app_split)
+            out.append(replace(d, group=app, per_client=app_split, when_idle=cond))
+        return out
+
+    def _contexts(self, guest: Guest, seed: np.random.SeedSequence | None = None) -> list:
+        app, split = self.app_group(guest)
+        return guest.stack.contexts(guest.name, self.host, seed, app, split)
+
+    def _lower(self, guest: Guest, seed: np.random.SeedSequence, n: int) -> list[Stage]:
+        workload_seed, layer_seed, host_seed = seed.spawn(3)
+        demands = self._bind(guest, guest.workload.sampler(workload_seed)(n))
+        return guest.stack.lower(demands, self._contexts(guest, layer_seed), self.host,
+                                 np.random.default_rng(host_seed))
+
     def routes(self, guest: Guest) -> tuple[tuple[Slot, ...], SamplerFactory]:
         """The route of ``guest``'s requests and the factory of its work sampler."""
         probe = self._lower(guest, np.random.SeedSequence(0), 1)
-        route = tuple(Slot(s.station, s.layer, s.group) for s in probe)
+        route = tuple(Slot(s.station, s.layer, s.group, s.label, s.when_idle, s.per_client, s.action)
+                      for s in probe)
 
         def make_sampler(seed: np.random.SeedSequence) -> Callable[[int], np.ndarray]:
-            workload_seed, layer_seed = seed.spawn(2)
+            workload_seed, layer_seed, host_seed = seed.spawn(3)
             draw = guest.workload.sampler(workload_seed)
-            contexts = guest.stack.contexts(guest.name, self.host, layer_seed)
-            app = self.app_group(guest)
+            contexts = self._contexts(guest, layer_seed)
+            host_rng = np.random.default_rng(host_seed)
 
             def sample(n: int) -> np.ndarray:
-                stages = guest.stack.lower(draw(n), contexts, self.host, app)
+                stages = guest.stack.lower(self._bind(guest, draw(n)), contexts, self.host, host_rng)
                 return np.column_stack([np.broadcast_to(s.work_s, (n,)) for s in stages])
 
             return sample
 
         return route, make_sampler
 
-    def _lower(self, guest: Guest, seed: np.random.SeedSequence, n: int) -> list[Stage]:
-        workload_seed, layer_seed = seed.spawn(2)
-        demands = guest.workload.sampler(workload_seed)(n)
-        contexts = guest.stack.contexts(guest.name, self.host, layer_seed)
-        return guest.stack.lower(demands, contexts, self.host, self.app_group(guest))
-
-    def app_group(self, guest: Guest) -> GroupPath:
-        """The group of the application's own work: the innermost layer's, or its thread pool's."""
-        inner = guest.stack.contexts(guest.name, self.host)[0].group
-        return (*inner, "threads") if guest.workload.threads is not None else inner
+    # -- what the stations must know -----------------------------------------------------------
 
     def groups(self) -> dict[GroupPath, GroupSpec]:
-        """Every guest's CPU groups, one per layer, nested from the host up."""
-        out: dict[GroupPath, GroupSpec] = {}
+        """Every group on the host CPU: the kernel's, each guest's layers and threads, the application's."""
+        out: dict[GroupPath, GroupSpec] = dict(self.host.groups())
         for guest in self.guests:
-            for layer, ctx in zip(guest.stack.layers, guest.stack.contexts(guest.name, self.host), strict=True):
+            for layer, ctx in zip(guest.stack.layers, self._contexts(guest), strict=True):
                 out[ctx.group] = layer.group_spec()
-            if guest.workload.threads is not None:
-                out[self.app_group(guest)] = GroupSpec(max_servers=float(guest.workload.threads))
+                out.update(layer.groups(ctx))
+            w = guest.workload
+            app, _ = self.app_group(guest)
+            if w.threads is not None:
+                out[app] = GroupSpec(threads=w.threads, label=f"threads:{guest.name}")
+            elif w.clients_per_thread is not None:
+                arrivals = w.arrivals.arrivals()
+                clients = arrivals.clients if isinstance(arrivals, ClosedArrivals) else 1
+                for j in range(math.ceil(clients / w.clients_per_thread)):
+                    out[(*app, str(j))] = GroupSpec(threads=1)
+        return out
+
+    def client_groups(self) -> dict[GroupPath, GroupSpec]:
+        """The load generators' threads on the client machine."""
+        out = {}
+        for guest in self.guests:
+            if guest.workload.client_threads is not None:
+                group, _ = self.client_group(guest)
+                out[group] = GroupSpec(threads=guest.workload.client_threads, label=f"client:{guest.name}")
         return out
 
     def background(self) -> dict[GroupPath, int]:
@@ -106,14 +166,14 @@ class System:
             route, make_sampler = self.routes(guest)
             sources.append(Source(guest.name, route, guest.workload.arrivals.arrivals(), make_sampler))
         used = {slot.station for source in sources for slot in source.route} | {CPU_STATION}
+        used |= {slot.when_idle.station for source in sources for slot in source.route if slot.when_idle}
         candidates = [
             self.host.cpu.station(self.groups(), self.background()),
-            self.host.memory.station(),
-            *self.host.storage.stations(),
-            *self.host.network.stations(),
+            self.host.client_station(self.client_groups()),
+            *self.host.stations(),
         ]
         for guest in self.guests:
-            for layer, ctx in zip(guest.stack.layers, guest.stack.contexts(guest.name, self.host), strict=True):
+            for layer, ctx in zip(guest.stack.layers, self._contexts(guest), strict=True):
                 candidates += layer.stations(ctx)
         stations: dict[str, StationSpec] = {}
         for spec in candidates:
@@ -123,3 +183,4 @@ class System:
         if missing:
             raise ValueError(f"routes visit stations nobody declares: {sorted(missing)}")
         return list(stations.values()), sources
+

@@ -66,7 +66,8 @@ def _steps(stations: dict[str, Station], source: Source, client: int) -> list[tu
         cond = None
         if slot.when_idle is not None:
             c = slot.when_idle
-            cond = (stations[c.station].idle_for, c.group, c.min_idle_s)
+            target = (*c.group, str(client // c.per_client)) if c.per_client else c.group
+            cond = (stations[c.station].idle_for, target, c.min_idle_s)
         what = {"": _SUBMIT, "acquire": _ACQUIRE, "release": _RELEASE}[slot.action]
         if what != _SUBMIT and not isinstance(station, LockStation):
             raise ValueError(f"source {source.name!r}: {slot.action} at {slot.station!r}, which is not a lock")
@@ -105,7 +106,8 @@ class _Run:
                            source.make_sampler(stream_seed(seed, rep, source.name, "work")))
             )
         else:
-            per_client = any(slot.per_client for slot in source.route)
+            per_client = any(slot.per_client or (slot.when_idle is not None and slot.when_idle.per_client)
+                             for slot in source.route)
             for c in range(source.arrivals.clients):
                 steps = _steps(self.stations, source, c) if per_client else submits
                 self.env.process(

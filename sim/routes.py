@@ -65,10 +65,13 @@ class IdleCondition:
     station: str
     group: GroupPath = ()
     min_idle_s: float = 0.0
+    per_client: int = 0  # as Slot.per_client: client c tests (*group, str(c // per_client))
 
     def __post_init__(self) -> None:
         if not (self.min_idle_s >= 0 and math.isfinite(self.min_idle_s)):
             raise ValueError(f"min_idle_s must be finite and >= 0, got {self.min_idle_s}")
+        if self.per_client < 0:
+            raise ValueError(f"per_client must be >= 0, got {self.per_client}")
 
 
 @dataclass(frozen=True)

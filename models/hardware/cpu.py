@@ -1,4 +1,9 @@
-"""CPU: sockets of cores at a clock rate, shared by processor sharing under cgroup-like groups."""
+"""CPU: sockets of cores at a clock rate, shared by processor sharing under cgroup-like groups.
+
+Besides its cores, a CPU has a ``wakeup`` delay: the time from an event (a packet, an I/O
+completion) to a blocked thread running again on an idle core: the scheduler's wake-up path and
+the core's exit from its idle state. It is paid only when the thread was asleep.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from models.quantities import Hertz
+from models.quantities import Hertz, Seconds
 from models.schema import StrictModel
 from sim.routes import StationSpec
 from sim.stations import GroupPath, GroupSpec
@@ -22,6 +27,7 @@ class CpuSpec(StrictModel):
     sockets: int = Field(1, ge=1)
     cores_per_socket: int = Field(8, ge=1)
     freq_hz: Hertz = Field(3.0e9, alias="freq", gt=0)
+    wakeup_s: Seconds = Field(2e-6, alias="wakeup")
 
     @property
     def cores(self) -> int:
@@ -31,6 +37,7 @@ class CpuSpec(StrictModel):
         """Time one core takes for ``cycles`` cycles."""
         return cycles / self.freq_hz
 
-    def station(self, groups: Mapping[GroupPath, GroupSpec], background: Mapping[GroupPath, int]) -> StationSpec:
-        """The host's cores as one weighted processor-sharing station."""
-        return StationSpec(CPU_STATION, "shared", float(self.cores), dict(groups), dict(background))
+    def station(self, groups: Mapping[GroupPath, GroupSpec], background: Mapping[GroupPath, int],
+                name: str = CPU_STATION) -> StationSpec:
+        """The cores as one weighted processor-sharing station."""
+        return StationSpec(name, "shared", float(self.cores), dict(groups), dict(background))

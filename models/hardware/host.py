@@ -1,4 +1,12 @@
-"""A host: CPU, memory, storage and network, and the lowering of bottom demands to stages."""
+"""A host: CPU, memory, storage and network, the load generator beside it, and the lowering of
+bottom demands to stages on their stations.
+
+The host's kernel receives packets in softirq threads (one per receive queue, group
+:data:`HOST_SOFTIRQ`), sends them in the sending thread, and wakes blocked threads after the
+CPU's ``wakeup`` delay. A load generator (redis-benchmark, netperf, sysbench) runs on a second
+machine, the *client*: its own cores (``client_cpu``, by default like the host's), its own NIC
+queues and softirq, across the wire.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +15,24 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from models.demands import Demand, Stage, segments
+from models.demands import Demand, Stage
 from models.hardware.cpu import CPU_STATION, CpuSpec
 from models.hardware.memory import MEMBW_STATION, MemorySpec
 from models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION, NicSpec
 from models.hardware.storage import DISK_STATION, DISK_XFER_STATION, StorageSpec
 from models.profiles import get_profile
 from models.schema import StrictModel
+from sim.routes import IdleCondition, StationSpec
+from sim.stations import GroupPath, GroupSpec
 
-__all__ = ["HostSpec", "hardware_from_profile"]
+__all__ = ["CLIENT_CPU_STATION", "CLIENT_PREFIX", "DELAY_STATION", "HOST_SOFTIRQ", "HostSpec",
+           "hardware_from_profile"]
+
+CLIENT_PREFIX = "client."
+CLIENT_CPU_STATION = CLIENT_PREFIX + CPU_STATION
+DELAY_STATION = "delay"
+HOST_SOFTIRQ: GroupPath = ("host", "softirq")
+_CLIENT_SOFTIRQ: GroupPath = ("softirq",)
 
 
 def hardware_from_profile(kind: str, value: Any) -> Any:
@@ -29,7 +46,8 @@ def hardware_from_profile(kind: str, value: Any) -> Any:
 
 
 class HostSpec(StrictModel):
-    """One physical host. Each part is a profile name, a table, or a profile with overrides."""
+    """One physical host (and its load generator). Each part is a profile name, a table, or a
+    profile with overrides; ``client_cpu`` left out means a client machine like the host."""
 
     cpu: CpuSpec = Field(
         default_factory=lambda: CpuSpec.model_validate(hardware_from_profile("cpu", "xeon-e5-2665-2s"))
@@ -43,42 +61,101 @@ class HostSpec(StrictModel):
     network: NicSpec = Field(
         default_factory=lambda: NicSpec.model_validate(hardware_from_profile("network", "10gbe"))
     )
+    client_cpu: CpuSpec | None = None
 
     @field_validator("cpu", "memory", "storage", "network", mode="before")
     @classmethod
     def _expand_profile(cls, value: Any, info: Any) -> Any:
         return hardware_from_profile(str(info.field_name), value)
 
-    def lower(self, demand: Demand) -> list[Stage]:
-        """The stages a bottom-level demand costs on this host's stations."""
+    @field_validator("client_cpu", mode="before")
+    @classmethod
+    def _expand_client(cls, value: Any) -> Any:
+        return None if value is None else hardware_from_profile("cpu", value)
+
+    @property
+    def client(self) -> CpuSpec:
+        """The load generator's CPU."""
+        return self.client_cpu if self.client_cpu is not None else self.cpu
+
+    def copy_s(self, size_bytes: np.ndarray) -> np.ndarray:
+        """Core time to copy a payload (to or from user space, into a guest) at one core's bandwidth."""
+        return np.asarray(size_bytes, dtype=float) / self.memory.core_bandwidth_Bps
+
+    def lower(self, demand: Demand, rng: np.random.Generator | None = None) -> list[Stage]:
+        """The stages a bottom-level demand costs on this host's stations (``rng`` draws device times)."""
         d, a = demand, np.asarray(demand.amount, dtype=float)
+        common = dict(label=d.label, when_idle=d.when_idle, per_client=d.per_client)
         if d.kind == "cpu":
-            return [Stage(CPU_STATION, a / self.cpu.freq_hz, d.layer, d.group)]
+            return [Stage(CPU_STATION, a / self.cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
+        if d.kind == "client_cpu":
+            return [Stage(CLIENT_CPU_STATION, a / self.client.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
+        if d.kind == "delay":
+            return [Stage(DELAY_STATION, a, d.layer, d.group, **common)]  # type: ignore[arg-type]
+        if d.kind == "wake":
+            # The thread of d.group blocked for this; it runs again after the CPU's wake-up only if it slept.
+            cond = IdleCondition(CPU_STATION, d.group, per_client=d.per_client)
+            work = np.where(a >= 0, a + self.cpu.wakeup_s, 0.0)
+            return [Stage(DELAY_STATION, work, d.layer, d.group, d.label or "wake", cond)]
         if d.kind == "mem":
             if d.pattern == "random":
                 work = self.memory.random_access_s(a, d.walk_dims, d.huge_pages)
-                return [Stage(CPU_STATION, work, d.layer, d.group)]
+                return [Stage(CPU_STATION, work, d.layer, d.group, **common)]  # type: ignore[arg-type]
             return [Stage(MEMBW_STATION, self.memory.sequential_s(a), d.layer, d.group)]
         if d.kind == "io":
             return [
-                Stage(DISK_STATION, self.storage.access_s(d.op, d.pattern, a), d.layer),
+                Stage(DISK_STATION, self.storage.access_s(d.op, d.pattern, a, rng), d.layer),
                 Stage(DISK_XFER_STATION, self.storage.transfer_s(a), d.layer),
             ]
-        if d.kind in ("net_in", "net_out"):
-            stack = Stage(CPU_STATION, self.packet_cycles(a) / self.cpu.freq_hz, d.layer, d.group)
-            if d.kind == "net_in":
-                return [
-                    Stage(WIRE_STATION, self.network.wire_s(a), d.layer),
-                    Stage(NIC_RX_STATION, self.network.serialise_s(a), d.layer),
-                    stack,
-                ]
-            return [
-                stack,
-                Stage(NIC_TX_STATION, self.network.serialise_s(a), d.layer),
-                Stage(WIRE_STATION, self.network.wire_s(a), d.layer),
-            ]
-        return [Stage(d.station, a, d.layer, d.group)]
+        if d.kind == "net_in":
+            return self._receive(a, d.layer, "", self.cpu)
+        if d.kind == "net_out":
+            return [*self._send(a, d.layer, d.group, CPU_STATION, self.cpu),
+                    Stage(WIRE_STATION, self.network.wire_s(a), d.layer)]
+        if d.kind == "client_send":
+            return self._send(a, d.layer, d.group, CLIENT_CPU_STATION, self.client, CLIENT_PREFIX)
+        if d.kind == "client_recv":
+            stages = self._receive(a, d.layer, CLIENT_PREFIX, self.client, wire=False)
+            cond = IdleCondition(CLIENT_CPU_STATION, d.group, per_client=d.per_client)
+            wake = np.where(a > 0, self.client.wakeup_s, 0.0)
+            return [*stages, Stage(DELAY_STATION, wake, d.layer, d.group, "client wake", cond)]
+        return [Stage(d.station, a, d.layer, d.group, action=d.action, **common)]  # type: ignore[arg-type]
 
-    def packet_cycles(self, size_bytes: np.ndarray) -> np.ndarray:
-        """Kernel network-stack cycles to send or receive each message (per offload segment)."""
-        return segments(size_bytes, self.network.segment_bytes) * self.network.packet_cycles
+    def _send(self, a: np.ndarray, layer: str, group: GroupPath, cpu_station: str, cpu: CpuSpec,
+              prefix: str = "") -> list[Stage]:
+        """The transmit path: the sender's kernel work, then the NIC (the wire is the receiver's)."""
+        nic = self.network
+        work = (nic.segments(a) * nic.tx_cycles) / cpu.freq_hz + self.copy_s(a)
+        return [Stage(cpu_station, work, layer, group, "tx" if cpu_station == CPU_STATION else "client tx"),
+                Stage(prefix + NIC_TX_STATION, nic.serialise_s(a), layer)]
+
+    def _receive(self, a: np.ndarray, layer: str, prefix: str, cpu: CpuSpec, wire: bool = True) -> list[Stage]:
+        """The receive path: the wire, the NIC, interrupt moderation if the queue was idle, softirq."""
+        nic = self.network
+        station = prefix + CPU_STATION
+        softirq = _CLIENT_SOFTIRQ if prefix else HOST_SOFTIRQ
+        work = (nic.segments(a) * nic.rx_cycles) / cpu.freq_hz + self.copy_s(a)
+        stages = [Stage(WIRE_STATION, nic.wire_s(a), layer)] if wire else []
+        return [
+            *stages,
+            Stage(prefix + NIC_RX_STATION, nic.serialise_s(a), layer),
+            Stage(DELAY_STATION, np.where(a > 0, nic.rx_coalesce_s, 0.0), layer, label=prefix + "irq coalescing",
+                  when_idle=IdleCondition(station, softirq)),
+            Stage(station, work, layer, softirq, prefix + "softirq"),
+        ]
+
+    def groups(self) -> dict[GroupPath, GroupSpec]:
+        """The host kernel's own groups on the CPU: the softirq threads of its receive queues."""
+        queues = min(self.network.queues, self.cpu.cores)
+        return {HOST_SOFTIRQ: GroupSpec(threads=queues, label="softirq")}
+
+    def client_station(self, groups: dict[GroupPath, GroupSpec]) -> StationSpec:
+        """The load generator's cores, with its softirq threads and the tools' threads (``groups``)."""
+        queues = min(self.network.queues, self.client.cores)
+        all_groups = {_CLIENT_SOFTIRQ: GroupSpec(threads=queues, label="client softirq"), **groups}
+        return self.client.station(all_groups, {}, CLIENT_CPU_STATION)
+
+    def stations(self) -> list[StationSpec]:
+        """Every station of the host and its client except the two CPUs (which need the groups)."""
+        return [self.memory.station(), *self.storage.stations(), *self.network.stations(),
+                *self.network.stations(CLIENT_PREFIX), StationSpec(DELAY_STATION, "delay")]

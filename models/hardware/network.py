@@ -1,8 +1,13 @@
-"""Network: a NIC's receive and transmit queues, the wire, and the kernel's per-packet work.
+"""Network: a NIC's queues, the wire, and the kernel's work per message.
 
-A message crosses the wire (``latency``, one way, including the remote peer's stack), is
-serialised by the NIC at ``bandwidth``, and costs the host kernel ``packet_cycles`` per segment of
-up to ``segment`` bytes (TSO/GSO) on the CPU of whoever it belongs to.
+A message crosses the wire (``latency``, one way: propagation, switch, NIC and DMA), is
+serialised by the NIC at ``bandwidth``, and costs kernel work per segment of up to ``segment``
+bytes (TSO/GSO): ``tx_cycles`` in the sending thread (the send system call runs the TCP/IP
+transmit path and the driver), ``rx_cycles`` in the receiving kernel's softirq (interrupt, NAPI
+poll, IP and TCP), plus a copy of the payload at the core's memory bandwidth. The softirq work of
+the host runs on ``queues`` receive queues (RSS spreads flows over cores), each a thread that
+serves its packets in order. An idle queue holds the first packet of a burst for ``rx_coalesce``
+(interrupt moderation): a delay paid only when NAPI was not already polling.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ WIRE_STATION = "wire"
 
 
 class NicSpec(StrictModel):
-    """A network interface and the link beyond it."""
+    """A network interface, the link beyond it, and the kernel's per-message work."""
 
     bandwidth_bps: BitsPerSecond = Field(10e9, alias="bandwidth", gt=0)
     latency_s: Seconds = Field(10e-6, alias="latency")
     segment_bytes: Bytes = Field(65536, alias="segment", gt=0)
-    packet_cycles: Cycles = 10_000
+    tx_cycles: Cycles = 6000
+    rx_cycles: Cycles = 6000
+    rx_coalesce_s: Seconds = Field(0.0, alias="rx_coalesce")
+    queues: int = Field(8, ge=1, le=4096)
 
     def serialise_s(self, size_bytes: np.ndarray) -> np.ndarray:
         return np.asarray(size_bytes) * 8.0 / self.bandwidth_bps
@@ -35,9 +43,12 @@ class NicSpec(StrictModel):
     def wire_s(self, size_bytes: np.ndarray) -> np.ndarray:
         return np.where(np.asarray(size_bytes) > 0, self.latency_s, 0.0)
 
-    def stations(self) -> list[StationSpec]:
+    def segments(self, size_bytes: np.ndarray) -> np.ndarray:
+        return np.ceil(np.asarray(size_bytes, dtype=float) / self.segment_bytes)
+
+    def stations(self, prefix: str = "") -> list[StationSpec]:
         return [
-            StationSpec(NIC_RX_STATION, "fifo", 1.0),
-            StationSpec(NIC_TX_STATION, "fifo", 1.0),
+            StationSpec(prefix + NIC_RX_STATION, "fifo", 1.0),
+            StationSpec(prefix + NIC_TX_STATION, "fifo", 1.0),
             StationSpec(WIRE_STATION, "delay"),
         ]

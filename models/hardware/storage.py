@@ -2,7 +2,10 @@
 
 A device is two FIFO stations in tandem: ``disk`` with ``parallelism`` servers that each take an
 operation's access latency (random or sequential, read or write), then ``disk.xfer`` with one
-server moving the bytes at ``bandwidth``.
+server moving the bytes at ``bandwidth``. Access latencies vary: each is drawn from a lognormal
+distribution with the profile's latency as its mean and ``latency_sigma`` as the spread of its
+logarithm (0: every access takes exactly the mean), so a queue depth of one sees the device's
+tail, and its saturated throughput (set by the mean) is unchanged.
 """
 
 from __future__ import annotations
@@ -29,14 +32,21 @@ class StorageSpec(StrictModel):
     parallelism: int = Field(8, ge=1)
     bandwidth_Bps: BytesPerSecond = Field(1e9, alias="bandwidth", gt=0)
     capacity_bytes: Bytes = Field(1.92e12, alias="capacity", gt=0)
+    latency_sigma: float = Field(0.0, ge=0, le=2)
 
-    def access_s(self, op: str, pattern: str, size_bytes: np.ndarray) -> np.ndarray:
-        """Access latency of each operation (zero where the request does no I/O)."""
+    def access_s(self, op: str, pattern: str, size_bytes: np.ndarray,
+                 rng: np.random.Generator | None = None) -> np.ndarray:
+        """Access latency of each operation (zero where the request does no I/O), drawn with ``rng``."""
         if pattern == "seq":
             latency = self.seq_latency_s
         else:
             latency = self.random_write_latency_s if op == "write" else self.random_read_latency_s
-        return np.where(np.asarray(size_bytes) > 0, latency, 0.0)
+        size = np.asarray(size_bytes)
+        if self.latency_sigma > 0 and rng is not None:
+            s = self.latency_sigma  # mean-preserving: exp(mu + s^2/2) = latency
+            draws = rng.lognormal(np.log(latency) - s * s / 2, s, size.shape) if latency > 0 else 0.0
+            return np.where(size > 0, draws, 0.0)
+        return np.where(size > 0, latency, 0.0)
 
     def transfer_s(self, size_bytes: np.ndarray) -> np.ndarray:
         return np.asarray(size_bytes) / self.bandwidth_Bps

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from models.demands import Demand
-from models.virt.base import Layer, LayerContext, LayerParams
+from models.virt.base import Layer, LayerParams
 
 __all__ = ["BareMetal", "BareMetalParams"]
 
@@ -19,6 +18,3 @@ class BareMetal(Layer):
 
     kind: ClassVar[str] = "bare-metal"
     params_model: ClassVar[type[LayerParams]] = BareMetalParams
-
-    def lower(self, demands: list[Demand], ctx: LayerContext) -> list[Demand]:
-        return list(demands)

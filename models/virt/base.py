@@ -3,23 +3,26 @@
 A layer receives the demands of the level above it (the application's, or another layer's) and
 returns the demands of the level below: the same demands, possibly changed (a nested page walk,
 a read served by the host's page cache), plus the costs the layer itself adds, each tagged with
-the layer's name so that a request's time can be attributed to it.
+the layer's name so that a request's time can be attributed to it. Each cost is work on a named
+group of the host CPU (the guest's vCPUs, a VMM thread, a softirq thread) or a delay.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from models.demands import Demand
+from models.hardware.cpu import CPU_STATION
+from models.hardware.host import HOST_SOFTIRQ, HostSpec
 from models.schema import StrictModel
-from sim.routes import StationSpec
+from sim.routes import IdleCondition, StationSpec
 from sim.stations import GroupPath, GroupSpec
 
-__all__ = ["Layer", "LayerContext", "LayerParams", "cpu_demand", "station_demand"]
+__all__ = ["Layer", "LayerContext", "LayerParams", "cpu_demand", "delay_demand", "station_demand"]
 
 
 class LayerParams(StrictModel):
@@ -28,17 +31,37 @@ class LayerParams(StrictModel):
 
 @dataclass(frozen=True)
 class LayerContext:
-    """Where a layer lowers: for which guest, in which CPU group, with which network segment size."""
+    """Where a layer lowers: for which guest, in which CPU group, on which host and kernel.
+
+    ``group``: the layer's own group on the host CPU. ``softirq``: the receive threads of the
+    kernel the layer runs on (the host's, or a guest kernel's inside a VM). ``app`` and
+    ``app_per_client``: the application's group, for costs paid only when it sleeps.
+    """
 
     guest: str
     group: GroupPath
-    scope: str = ""  # "" on the host; the guest's name inside a VM (its own bridge, say)
-    segment_bytes: float = 65536.0  # TSO/GSO segment: the unit of per-packet costs
+    host: HostSpec = field(default_factory=HostSpec)
+    softirq: GroupPath = HOST_SOFTIRQ
+    app: GroupPath = ()
+    app_per_client: int = 0
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+    @property
+    def segment_bytes(self) -> float:
+        return self.host.network.segment_bytes
+
+    def app_idle(self, min_idle_s: float = 0.0) -> IdleCondition:
+        """The condition "the application's thread is asleep"."""
+        return IdleCondition(CPU_STATION, self.app, min_idle_s, self.app_per_client)
 
 
 class Layer(ABC):
-    """A virtualization layer built from a profile (``name``) and validated parameters."""
+    """A virtualization layer built from a profile (``name``) and validated parameters.
+
+    :meth:`lower` is one template: each demand goes to the hook for its kind (``lower_cpu``,
+    ``lower_mem``, ``lower_io``, ``lower_net_in``, ``lower_net_out``), whose default passes it
+    on unchanged; a layer overrides the hooks of the demands it changes.
+    """
 
     kind: ClassVar[str]
     params_model: ClassVar[type[LayerParams]]
@@ -47,16 +70,32 @@ class Layer(ABC):
         self.name = name
         self.params = params
 
-    @abstractmethod
     def lower(self, demands: list[Demand], ctx: LayerContext) -> list[Demand]:
         """The demands one level down: those given, changed as the layer changes them, plus its own."""
+        out: list[Demand] = []
+        for d in demands:
+            hook = getattr(self, f"lower_{d.kind}", None)
+            out += hook(d, ctx) if hook is not None else [d]
+        return out
+
+    def inner_group(self, group: GroupPath) -> GroupPath:
+        """The group the layers and the application inside this one run in (default: its own)."""
+        return group
+
+    def runs_kernel(self) -> bool:
+        """Whether the layer runs a kernel of its own (a VM) that inner layers run on."""
+        return False
 
     def group_spec(self) -> GroupSpec:
         """How the host CPU schedules this layer's group (default: an ordinary process group)."""
         return GroupSpec()
 
+    def groups(self, ctx: LayerContext) -> dict[GroupPath, GroupSpec]:
+        """Groups on the host CPU beyond the layer's own (a VM's vCPUs, VMM threads)."""
+        return {}
+
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
-        """Stations the layer's demands visit beyond the host's own (a VMM thread, a bridge)."""
+        """Stations the layer's demands visit beyond the host's own (a lock, an io.max throttle)."""
         return []
 
     def background(self) -> dict[GroupPath, int]:
@@ -70,11 +109,19 @@ class Layer(ABC):
         return f"{type(self).__name__}({self.name!r})"
 
 
-def cpu_demand(cycles: np.ndarray, layer: str, group: GroupPath) -> Demand:
+def cpu_demand(cycles: np.ndarray, layer: str, group: GroupPath, label: str = "",
+               when_idle: IdleCondition | None = None, per_client: int = 0) -> Demand:
     """CPU work a layer adds, charged to ``group``."""
-    return Demand("cpu", np.asarray(cycles, dtype=float), layer, group)
+    return Demand("cpu", np.asarray(cycles, dtype=float), layer, group, label=label, when_idle=when_idle,
+                  per_client=per_client)
 
 
-def station_demand(station: str, seconds: np.ndarray, layer: str) -> Demand:
-    """Service a layer adds at one of its own stations."""
-    return Demand("station", np.asarray(seconds, dtype=float), layer, station=station)
+def delay_demand(seconds: np.ndarray, layer: str, label: str, when_idle: IdleCondition | None = None) -> Demand:
+    """A delay a layer adds (holding no resource)."""
+    return Demand("delay", np.asarray(seconds, dtype=float), layer, label=label, when_idle=when_idle)
+
+
+def station_demand(station: str, seconds: np.ndarray, layer: str, action: str = "") -> Demand:
+    """Service a layer adds at one of its own stations (or, with ``action``, a lock it takes or gives)."""
+    return Demand("station", np.asarray(seconds, dtype=float), layer, station=station,
+                  action=action)  # type: ignore[arg-type]

@@ -4,19 +4,21 @@ What a container layer adds:
 
 - **cgroups**: its group on the host CPU has ``cpu_weight`` (``cpu.weight``), a bandwidth quota
   from ``cpu_max`` (``cpu.max``: ``"50ms/100ms"``, or the kernel's own ``"50000 100000"`` in
-  microseconds, or ``"max"``), and at most ``len(cpuset)`` cores (``cpuset.cpus``);
-  ``io_max_iops`` and ``io_max_bps`` (``io.max``) pace its I/O through a throttle station with
-  one server, whose service is the time one operation's budget takes to refill;
-  ``memory_max`` (``memory.max``) is recorded for the density model.
-- **network namespace**: ``host`` adds nothing; ``bridge`` adds the veth pair's kernel work on
-  the container's CPU and a shared ``bridge`` stage per packet; ``nat`` adds conntrack/NAT per
-  packet at a shared ``nat`` stage on top of that.
+  microseconds, or ``"max"``), and runs only on the cores of ``cpuset`` (``cpuset.cpus``: bound
+  to those cores, shared with whatever else is bound there); ``io_max_iops`` and ``io_max_bps``
+  (``io.max``) pace its I/O through a throttle station with one server, whose service is the time
+  one operation's budget takes to refill; ``memory_max`` (``memory.max``) is recorded for the
+  density model.
+- **network namespace**: ``host`` adds nothing; ``bridge`` adds the veth pair and the Linux
+  bridge, ``nat`` conntrack and NAT on top: kernel *work* per segment (no queue of their own). A
+  received packet's work runs in the softirq of the kernel the container runs on (spread over
+  cores by the NIC's queues); a sent packet's in the sending thread (veth hands it to the backlog
+  of the same core).
 - **overlay file system**: ``overlay_io_cycles`` of kernel work per I/O (layer lookups).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from typing import ClassVar, Literal
 
@@ -29,10 +31,8 @@ from sim.routes import StationSpec
 from sim.stations import GroupSpec
 from sim.units import UnitError, parse_quantity
 
-__all__ = ["BRIDGE_STATION", "NAT_STATION", "Container", "ContainerParams", "parse_cpu_max"]
+__all__ = ["Container", "ContainerParams", "parse_cpu_max"]
 
-BRIDGE_STATION = "bridge"
-NAT_STATION = "nat"
 
 
 def parse_cpu_max(value: str | None) -> tuple[float, float] | None:
@@ -55,9 +55,9 @@ class ContainerParams(LayerParams):
     """Parameters of a container runtime and of one container's limits."""
 
     network: Literal["host", "bridge", "nat"] = "bridge"
-    veth_packet_cycles: Cycles = 3000
-    bridge_packet_s: Seconds = Field(2e-6, alias="bridge_packet")
-    nat_packet_s: Seconds = Field(5e-6, alias="nat_packet")
+    veth_cycles: Cycles = 3000
+    bridge_cycles: Cycles = 6000
+    nat_cycles: Cycles = 15000
     overlay_io_cycles: Cycles = 2000
     cpu_max: str | None = None
     cpu_weight: float = Field(100.0, ge=1, le=10_000)
@@ -82,54 +82,46 @@ class Container(Layer):
     params_model: ClassVar[type[LayerParams]] = ContainerParams
     params: ContainerParams
 
-    def lower(self, demands: list[Demand], ctx: LayerContext) -> list[Demand]:
-        out: list[Demand] = []
-        for d in demands:
-            if d.kind == "io":
-                out += [*self.io_costs(d, ctx), d]
-            elif d.kind == "net_in":
-                out += [d, *self.net_costs(d, ctx)[::-1]]
-            elif d.kind == "net_out":
-                out += [*self.net_costs(d, ctx), d]
-            else:
-                out.append(d)
-        return out
+    def packet_cycles(self) -> float:
+        """Kernel work per segment of the container's network path (veth, bridge, NAT)."""
+        p = self.params
+        if p.network == "host":
+            return 0.0
+        return p.veth_cycles + p.bridge_cycles + (p.nat_cycles if p.network == "nat" else 0.0)
 
-    def io_costs(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+    def lower_net_in(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        per = self.packet_cycles()
+        if not per:
+            return [d]
+        work = segments(d.amount, ctx.segment_bytes) * per
+        return [d, cpu_demand(work, self.name, ctx.softirq, "bridge/nat")]
+
+    def lower_net_out(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        per = self.packet_cycles()
+        if not per:
+            return [d]
+        return [cpu_demand(segments(d.amount, ctx.segment_bytes) * per, self.name, d.group, "bridge/nat",
+                           per_client=d.per_client), d]
+
+    def lower_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         p = self.params
         does_io = (d.amount > 0).astype(float)
-        out = [cpu_demand(does_io * p.overlay_io_cycles, self.name, ctx.group)]
+        out = [cpu_demand(does_io * p.overlay_io_cycles, self.name, d.group, per_client=d.per_client)]
         if p.io_max_iops is not None:
             out.append(station_demand(f"io.max:{ctx.guest}", does_io / p.io_max_iops, self.name))
         if p.io_max_bps is not None:
             out.append(station_demand(f"io.max.bps:{ctx.guest}", d.amount / p.io_max_bps, self.name))
-        return out
-
-    def net_costs(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        p = self.params
-        if p.network == "host":
-            return []
-        pk = segments(d.amount, ctx.segment_bytes)
-        out = [
-            cpu_demand(pk * p.veth_packet_cycles, self.name, ctx.group),
-            station_demand(_scoped(BRIDGE_STATION, ctx), pk * p.bridge_packet_s, self.name),
-        ]
-        if p.network == "nat":
-            out.append(station_demand(_scoped(NAT_STATION, ctx), pk * p.nat_packet_s, self.name))
-        return out
+        return [*out, d]
 
     def group_spec(self) -> GroupSpec:
         p = self.params
         limit = parse_cpu_max(p.cpu_max)
-        cores = float(len(set(p.cpuset))) if p.cpuset else math.inf
-        if limit is None:
-            return GroupSpec(weight=p.cpu_weight, max_servers=cores)
-        return GroupSpec(weight=p.cpu_weight, max_servers=cores, quota_s=limit[0], period_s=limit[1])
+        cores = tuple(sorted(set(p.cpuset))) if p.cpuset else None
+        quota = {} if limit is None else {"quota_s": limit[0], "period_s": limit[1]}
+        return GroupSpec(weight=p.cpu_weight, cores=cores, **quota)  # type: ignore[arg-type]
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
         return [
-            StationSpec(_scoped(BRIDGE_STATION, ctx), "fifo"),
-            StationSpec(_scoped(NAT_STATION, ctx), "fifo"),
             StationSpec(f"io.max:{ctx.guest}", "fifo"),
             StationSpec(f"io.max.bps:{ctx.guest}", "fifo"),
         ]
@@ -141,10 +133,3 @@ class Container(Layer):
                 raise ValueError(f"cpuset: cores {bad} do not exist (cores 0..{host_cores - 1})")
             if not self.params.cpuset:
                 raise ValueError("cpuset: an empty cpuset can run nothing; name at least one core")
-
-
-
-
-def _scoped(station: str, ctx: LayerContext) -> str:
-    """The host's bridge is shared by its containers; a VM's containers use the VM's own."""
-    return f"{station}:{ctx.scope}" if ctx.scope else station

@@ -5,10 +5,11 @@ Everything a type-1 layer adds, plus the host OS in between:
 - the VM's vCPUs are threads in the host scheduler, competing with ``host_background_cores``
   always-running host processes at equal weight;
 - guest disk I/O becomes file I/O on the host: ``host_io_cycles`` of host kernel work per I/O
-  (file system, page cache), and a read finds its block in the host page cache with probability
-  ``host_cache_hit_ratio`` (then the device is not touched);
-- the default NAT network is a user-space stage in the VMM process: ``user_nat`` seconds per
-  packet at one station per guest (zero for a bridged adapter).
+  (file system, page cache) in the VMM's I/O thread, and a read finds its block in the host page
+  cache with probability ``host_cache_hit_ratio`` (then the device is not touched);
+- the default NAT network is a user-space TCP/IP stack in the VMM process: ``user_nat`` of
+  work per segment in the VMM's NAT thread (one thread per VM on the host's cores; zero for a
+  bridged adapter).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from pydantic import Field
 
 from models.demands import Demand, segments
 from models.quantities import Cycles, Seconds
-from models.virt.base import LayerContext, LayerParams, cpu_demand, station_demand
+from models.virt.base import LayerContext, LayerParams, cpu_demand
 from models.virt.hypervisor import Type1, Type1Params
-from sim.routes import StationSpec
-from sim.stations import GroupPath
+from sim.stations import GroupPath, GroupSpec
 
 __all__ = ["HOST_GROUP", "Type2", "Type2Params"]
 
@@ -34,7 +34,7 @@ class Type2Params(Type1Params):
 
     host_io_cycles: Cycles = 30_000
     host_cache_hit_ratio: float = Field(0.0, ge=0, le=1)
-    host_background_cores: int = Field(0, ge=0)
+    host_background_cores: int = Field(0, ge=0, le=4096)
     user_nat_s: Seconds = Field(0.0, alias="user_nat")
 
 
@@ -45,25 +45,39 @@ class Type2(Type1):
     params_model: ClassVar[type[LayerParams]] = Type2Params
     params: Type2Params
 
-    def lower_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        *vmm, io = super().lower_io(d, ctx)
+    def host_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         p = self.params
-        does_io = (io.amount > 0).astype(float)
-        host_path = cpu_demand(does_io * p.host_io_cycles, self.name, ctx.group)
-        if io.op == "read" and p.host_cache_hit_ratio > 0:
-            hit = ctx.rng.random(io.amount.shape) < p.host_cache_hit_ratio
-            io = io.with_amount(io.amount * ~hit)
-        return [*vmm, host_path, io]
+        does_io = (d.amount > 0).astype(float)
+        host_path = cpu_demand(does_io * p.host_io_cycles, self.name, self._thread(ctx, "io"), "host fs")
+        if d.op == "read" and p.host_cache_hit_ratio > 0:
+            hit = ctx.rng.random(d.amount.shape) < p.host_cache_hit_ratio
+            d = d.with_amount(d.amount * ~hit)
+        return [host_path, d]
 
-    def net_costs(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        costs = super().net_costs(d, ctx)
+    def _nat(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        if self.params.user_nat_s <= 0:
+            return []
+        group = self._nat_group(ctx)
+        work = segments(d.amount, ctx.segment_bytes) * self.params.user_nat_s * ctx.host.cpu.freq_hz
+        return [cpu_demand(work, self.name, group, self._label(group))]
+
+    def _nat_group(self, ctx: LayerContext) -> GroupPath:
+        return (*ctx.group, "user-nat")
+
+    def lower_net_in(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        host_in, *rest = super().lower_net_in(d, ctx)
+        return [host_in, *self._nat(d, ctx), *rest]
+
+    def lower_net_out(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        *rest, host_out = super().lower_net_out(d, ctx)
+        return [*rest, *self._nat(d, ctx), host_out]
+
+    def groups(self, ctx: LayerContext) -> dict[GroupPath, GroupSpec]:
+        out = super().groups(ctx)
         if self.params.user_nat_s > 0:
-            pk = segments(d.amount, ctx.segment_bytes)
-            costs.append(station_demand(f"user-nat:{ctx.guest}", pk * self.params.user_nat_s, self.name))
-        return costs
-
-    def stations(self, ctx: LayerContext) -> list[StationSpec]:
-        return [*super().stations(ctx), StationSpec(f"user-nat:{ctx.guest}", "fifo")]
+            group = self._nat_group(ctx)
+            out[group] = GroupSpec(threads=1, label=self._label(group))
+        return out
 
     def background(self) -> dict[GroupPath, int]:
         n = self.params.host_background_cores

@@ -1,18 +1,31 @@
 """Type-1 hypervisors (KVM, ESXi, Xen, Hyper-V, Firecracker): a guest kernel on vCPUs.
 
-What a type-1 layer adds to the demands of its guest:
+What a type-1 layer adds to the demands of its guest, each cost work on a named thread or a delay:
 
-- **vCPU scheduling**: the guest's CPU work runs in the VM's group on the host CPU, capped at
-  ``vcpus`` cores (or the pinned cores) and weighted by vCPU count; steal time under
-  overcommit emerges from the sharing.
+- **vCPUs**: the guest's work runs in the VM's ``vcpu`` group on the host CPU, capped at
+  ``vcpus`` cores and bound to ``pin`` if given; steal time under overcommit emerges from the
+  sharing. The guest has its own kernel: its receive path (``rx_cycles`` per segment of the
+  host's network profile) runs in the guest's softirq thread, its transmit path in the sender.
+- **Exits**: each costs ``exit_cycles`` on the vCPU (the world switch and its handling). A
+  notification to the device back end (``kick_exits``) is sent only if the back-end thread is
+  idle (virtio's event index: a busy back end polls the ring), an interrupt (``inject_exits``:
+  injection and, without APICv, the EOI trap) only if the guest's receive path is idle (NAPI
+  polls while busy), and an inter-vCPU wake-up IPI (``ipi_exits``, multi-vCPU guests) only if
+  the application's thread sleeps. So per-request exits fall as load rises.
+- **Halted vCPUs**: an interrupt to a VM whose vCPUs all halted waits ``vcpu_wakeup`` (HLT exit,
+  the host scheduler, VM entry); with halt polling a vCPU idle for less than ``halt_poll``
+  is still spinning and wakes at once.
+- **Device back ends, where they run**: network in the host kernel's ``vhost`` thread
+  (``net_backend = "vhost"``) or in the VMM process's thread (``"vmm"``: Firecracker), block
+  in a dedicated I/O thread (``io_backend = "iothread"``: QEMU) or the VMM thread (``"vmm"``).
+  Each back-end thread is one FIFO thread on the host CPU that competes with the vCPUs for
+  cores; it costs ``net_packet`` per segment plus the copy, ``io_thread_read``/``_write`` per
+  request plus ``io_segment`` per further ``io_segment_bytes``. A thread that sleeps is woken
+  after the CPU's ``wakeup``. With ``io_sync`` the VMM thread is held through the device access
+  (blocking system calls), so it serves one I/O at a time. ``emulated`` devices take
+  ``emulated_exit_factor`` times the exits; ``passthrough`` skips the back end and keeps only the
+  completion interrupt. The host bridge and tap cost ``bridge_cycles`` per segment.
 - **Nested paging**: each TLB miss walks two dimensions of page tables (``walk_dims`` + 1).
-- **Storage**: ``exits_per_io`` VM exits of ``exit_cycles`` each on the VM's CPU, then the
-  VMM's device emulation as a serialised stage (``io_thread_read`` or ``io_thread_write`` seconds
-  per I/O at one station per guest: QEMU's I/O thread), then the I/O itself on the host's device. ``emulated`` devices
-  take ``emulated_exit_factor`` times the exits; ``passthrough`` skips the VMM stage and keeps
-  only the completion interrupt's exit.
-- **Network**: per message, exits on the VM's CPU and ``net_thread`` seconds per segment at the
-  VMM's network stage (vhost or the VMM's device thread), beside the host's own NIC path.
 """
 
 from __future__ import annotations
@@ -20,13 +33,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import ClassVar, Literal
 
+import numpy as np
 from pydantic import Field
 
 from models.demands import Demand, segments
+from models.hardware.cpu import CPU_STATION
 from models.quantities import Bytes, Cycles, Seconds
-from models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, station_demand
-from sim.routes import StationSpec
-from sim.stations import DEFAULT_WEIGHT, GroupSpec
+from models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, delay_demand, station_demand
+from sim.routes import IdleCondition, StationSpec
+from sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 
 __all__ = ["Type1", "Type1Params"]
 
@@ -34,16 +49,26 @@ __all__ = ["Type1", "Type1Params"]
 class Type1Params(LayerParams):
     """Parameters of a type-1 hypervisor and of the VM it runs."""
 
-    vcpus: int = Field(2, ge=1)
+    vcpus: int = Field(2, ge=1, le=4096)
     pin: list[int] | None = None
-    exit_cycles: Cycles = 2528
-    exits_per_io: float = Field(2.0, ge=0)
-    exits_per_message: float = Field(2.0, ge=0)
+    exit_cycles: Cycles = 2000
+    kick_exits: float = Field(1.0, ge=0)
+    inject_exits: float = Field(2.0, ge=0)
+    ipi_exits: float = Field(2.0, ge=0)
+    vcpu_wakeup_s: Seconds = Field(7e-6, alias="vcpu_wakeup")
+    halt_poll_s: Seconds = Field(0.0, alias="halt_poll")
     io_path: Literal["virtio", "emulated", "passthrough"] = "virtio"
     emulated_exit_factor: float = Field(10.0, ge=1)
+    io_backend: Literal["iothread", "vmm"] = "iothread"
     io_thread_read_s: Seconds = Field(20e-6, alias="io_thread_read")
     io_thread_write_s: Seconds = Field(20e-6, alias="io_thread_write")
-    net_thread_s: Seconds = Field(10e-6, alias="net_thread")
+    io_segment_s: Seconds = Field(0.5e-6, alias="io_segment")
+    io_segment_bytes: Bytes = Field(128 * 1024, alias="io_segment_size", gt=0)
+    io_sync: bool = False
+    net_backend: Literal["vhost", "vmm"] = "vhost"
+    net_packet_s: Seconds = Field(5e-6, alias="net_packet")
+    bridge_cycles: Cycles = 6000
+    guest_net_queues: int = Field(1, ge=1, le=256)
     nested_paging: bool = True
     vmm_memory_bytes: Bytes = Field(0, alias="vmm_memory")
     guest_memory_bytes: Bytes = Field(2 * 2**30, alias="guest_memory")
@@ -61,51 +86,137 @@ class Type1(Layer):
     params_model: ClassVar[type[LayerParams]] = Type1Params
     params: Type1Params
 
-    def lower(self, demands: list[Demand], ctx: LayerContext) -> list[Demand]:
-        out: list[Demand] = []
-        for d in demands:
-            if d.kind == "mem" and self.params.nested_paging:
-                out.append(replace(d, walk_dims=d.walk_dims + 1))
-            elif d.kind == "io":
-                out += self.lower_io(d, ctx)
-            elif d.kind == "net_in":
-                out += [d, *self.net_costs(d, ctx)[::-1]]
-            elif d.kind == "net_out":
-                out += [*self.net_costs(d, ctx), d]
-            else:
-                out.append(d)
+    # -- where things run --------------------------------------------------------------------
+
+    def inner_group(self, group: GroupPath) -> GroupPath:
+        return (*group, "vcpu")
+
+    def runs_kernel(self) -> bool:
+        return True
+
+    def _softirq(self, ctx: LayerContext) -> GroupPath:
+        """The guest kernel's receive thread(s)."""
+        return (*self.inner_group(ctx.group), "softirq")
+
+    def _thread(self, ctx: LayerContext, what: Literal["net", "io"]) -> GroupPath:
+        backend = self.params.net_backend if what == "net" else self.params.io_backend
+        name = {"vhost": "vhost", "iothread": "vmm-io", "vmm": "vmm"}[backend]
+        return (*ctx.group, name)
+
+    def _label(self, group: GroupPath) -> str:
+        return f"{group[-1]}:{'/'.join(group[:-1])}"
+
+    def _lock(self, ctx: LayerContext) -> str:
+        return f"vmm-lock:{'/'.join(ctx.group)}"
+
+    def _holds_lock(self, what: Literal["net", "io"]) -> bool:
+        """Whether this back end's work must hold the VMM thread's lock (a synchronous VMM thread)."""
+        p = self.params
+        if not p.io_sync:
+            return False
+        return what == "io" or (p.net_backend == "vmm" and p.io_backend == "vmm")
+
+    def _wake_thread(self, group: GroupPath, ctx: LayerContext, used: np.ndarray) -> Demand:
+        """A back-end thread that sleeps is woken by the host scheduler first."""
+        return delay_demand(used * ctx.host.cpu.wakeup_s, self.name, f"{self._label(group)} wake",
+                            IdleCondition(CPU_STATION, group))
+
+    def _backend(self, seconds: np.ndarray, ctx: LayerContext, what: Literal["net", "io"],
+                 inner: list[Demand] | None = None) -> list[Demand]:
+        """Wake the back-end thread if it sleeps, do its work (and, synchronously, ``inner``)."""
+        group = self._thread(ctx, what)
+        work = cpu_demand(seconds * ctx.host.cpu.freq_hz, self.name, group, self._label(group))
+        used = (np.asarray(seconds) > 0).astype(float)
+        out = [self._wake_thread(group, ctx, used)]
+        if self._holds_lock(what):
+            lock = self._lock(ctx)
+            return [*out, station_demand(lock, used, self.name, "acquire"), work, *(inner or []),
+                    station_demand(lock, used, self.name, "release")]
+        return [*out, work, *(inner or [])]
+
+    def _exits(self, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
+               when_idle: IdleCondition | None = None) -> Demand:
+        cycles = (np.asarray(amount) > 0) * count * self.params.exit_cycles
+        return cpu_demand(cycles, self.name, group, "exits", when_idle, per_client)
+
+    def _vcpu_wake(self, ctx: LayerContext, amount: np.ndarray) -> Demand:
+        """An interrupt to a VM whose vCPUs halted (beyond the halt-poll window) waits for one to wake."""
+        cond = IdleCondition(CPU_STATION, self.inner_group(ctx.group), self.params.halt_poll_s)
+        return delay_demand((np.asarray(amount) > 0) * self.params.vcpu_wakeup_s, self.name, "vcpu wake", cond)
+
+    # -- lowering ------------------------------------------------------------------------------
+
+    def lower_mem(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        return [replace(d, walk_dims=d.walk_dims + 1)] if self.params.nested_paging else [d]
+
+    def lower_net_in(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """Host receive, bridge and tap, the back end, the interrupt, the guest's receive."""
+        p, host = self.params, ctx.host
+        seg = segments(d.amount, ctx.segment_bytes)
+        guest_rx = self._softirq(ctx)
+        out = [d, cpu_demand(seg * p.bridge_cycles, self.name, ctx.softirq, "bridge")]
+        out += self._backend(seg * p.net_packet_s + host.copy_s(d.amount), ctx, "net")
+        out += [self._exits(p.inject_exits, d.amount, guest_rx, when_idle=IdleCondition(CPU_STATION, guest_rx)),
+                self._vcpu_wake(ctx, d.amount),
+                cpu_demand(seg * host.network.rx_cycles + host.copy_s(d.amount) * host.cpu.freq_hz, self.name,
+                           guest_rx, "guest softirq")]
+        if p.vcpus > 1 and ctx.app:  # the softirq's vCPU wakes the application's thread on another
+            out.append(self._exits(p.ipi_exits, d.amount, guest_rx, when_idle=ctx.app_idle()))
         return out
 
-    def lower_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        """Exits, then the VMM's serialised emulation, then the I/O itself."""
-        p = self.params
-        does_io = (d.amount > 0).astype(float)
-        exits = p.exits_per_io
-        if p.io_path == "emulated":
-            exits *= p.emulated_exit_factor
-        elif p.io_path == "passthrough":
-            exits = min(exits, 1.0)  # only the completion interrupt still exits
-        out = [cpu_demand(does_io * exits * p.exit_cycles, self.name, ctx.group)]
-        if p.io_path != "passthrough":
-            per_io = p.io_thread_write_s if d.op == "write" else p.io_thread_read_s
-            out.append(station_demand(f"vmm-io:{ctx.guest}", does_io * per_io, self.name))
-        return [*out, d]
+    def lower_net_out(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """The guest's transmit path, a kick if the back end sleeps, the back end, the host's transmit."""
+        p, host = self.params, ctx.host
+        seg = segments(d.amount, ctx.segment_bytes)
+        backend = self._thread(ctx, "net")
+        guest_tx = (seg * host.network.tx_cycles + host.copy_s(d.amount) * host.cpu.freq_hz)
+        out = [cpu_demand(guest_tx, self.name, d.group, "guest tx", per_client=d.per_client),
+               self._exits(p.kick_exits, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))]
+        bridge = cpu_demand(seg * p.bridge_cycles, self.name, backend, "bridge")
+        out += self._backend(seg * p.net_packet_s, ctx, "net", [bridge])
+        return [*out, replace(d, group=backend, per_client=0)]
 
-    def net_costs(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        """Per message: exits on the VM's CPU, then the VMM's network stage per packet."""
+    def lower_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """A kick if the back end sleeps, its work (holding it through the access if synchronous),
+        the access, the completion interrupt."""
         p = self.params
-        pk = segments(d.amount, ctx.segment_bytes)
-        exits = cpu_demand((pk > 0) * p.exits_per_message * p.exit_cycles, self.name, ctx.group)
-        return [exits, station_demand(f"vmm-net:{ctx.guest}", pk * p.net_thread_s, self.name)]
+        kicks = p.kick_exits * (p.emulated_exit_factor if p.io_path == "emulated" else 1.0)
+        completion = [self._exits(p.inject_exits, d.amount, self.inner_group(ctx.group)),
+                      self._vcpu_wake(ctx, d.amount)]
+        if p.io_path == "passthrough":
+            return [d, *completion]
+        backend = self._thread(ctx, "io")
+        per_io = p.io_thread_write_s if d.op == "write" else p.io_thread_read_s
+        extra = np.maximum(np.ceil(np.asarray(d.amount, dtype=float) / p.io_segment_bytes) - 1, 0)
+        seconds = (d.amount > 0) * (per_io + extra * p.io_segment_s)
+        out = [self._exits(kicks, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))]
+        if self._holds_lock("io"):
+            out += self._backend(seconds, ctx, "io", self.host_io(d, ctx))
+        else:
+            out += [*self._backend(seconds, ctx, "io"), *self.host_io(d, ctx)]
+        return [*out, *completion]
+
+    def host_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """What the back end's I/O costs on the host below it (the access itself here)."""
+        return [d]
+
+    # -- what the host must provide -----------------------------------------------------------
 
     def group_spec(self) -> GroupSpec:
-        cores = float(self.params.vcpus)
-        if self.params.pin is not None:
-            cores = min(cores, float(len(set(self.params.pin))))
-        return GroupSpec(weight=DEFAULT_WEIGHT * self.params.vcpus, max_servers=cores)
+        pin = tuple(sorted(set(self.params.pin))) if self.params.pin is not None else None
+        return GroupSpec(weight=DEFAULT_WEIGHT * self.params.vcpus, cores=pin)
+
+    def groups(self, ctx: LayerContext) -> dict[GroupPath, GroupSpec]:
+        p = self.params
+        vcpu = self.inner_group(ctx.group)
+        out = {vcpu: GroupSpec(max_servers=float(p.vcpus), label=f"vcpus:{'/'.join(ctx.group)}"),
+               self._softirq(ctx): GroupSpec(threads=p.guest_net_queues)}
+        for group in (self._thread(ctx, "net"), self._thread(ctx, "io")):
+            out[group] = GroupSpec(threads=1, label=self._label(group))
+        return out
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
-        return [StationSpec(f"vmm-io:{ctx.guest}", "fifo"), StationSpec(f"vmm-net:{ctx.guest}", "fifo")]
+        return [StationSpec(self._lock(ctx), "lock", 1)] if self.params.io_sync else []
 
     def check(self, host_cores: int) -> None:
         pin = self.params.pin
@@ -120,5 +231,3 @@ class Type1(Layer):
                 )
         if self.params.vcpus > host_cores and pin is not None:
             raise ValueError(f"vcpus: {self.params.vcpus} pinned vCPUs exceed the host's {host_cores} cores")
-
-

@@ -8,19 +8,20 @@ one below it, so a container's ``cpu.max`` applies within the VM's vCPUs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from models.demands import Demand, Stage
-from models.hardware.host import HostSpec
+from models.hardware.host import HOST_SOFTIRQ, HostSpec
 from models.profiles import get_profile, load_profiles
 from models.virt.baremetal import BareMetal
 from models.virt.base import Layer, LayerContext
 from models.virt.container import Container
 from models.virt.hosted import Type2
 from models.virt.hypervisor import Type1
+from sim.stations import GroupPath
 
 __all__ = ["LAYER_KINDS", "Stack", "layer_profiles", "make_layer"]
 
@@ -39,10 +40,6 @@ def make_layer(profile: str, overrides: Mapping[str, Any] | None = None) -> Laye
     cls = LAYER_KINDS[prof.kind]
     params = cls.params_model.model_validate({**prof.params, **(overrides or {})})
     return cls(profile, params)
-
-
-def _is_vm(layer: Layer) -> bool:
-    return isinstance(layer, Type1)
 
 
 @dataclass(frozen=True)
@@ -65,27 +62,37 @@ class Stack:
         """``docker/kvm`` for a container in a KVM guest."""
         return "/".join(self.names)
 
-    def contexts(self, guest: str, host: HostSpec, seed: np.random.SeedSequence | None = None) -> list[LayerContext]:
-        """One context per layer: its CPU group, its scope, its own random stream."""
+    def groups_of(self, guest: str) -> list[GroupPath]:
+        """Each layer's group on the host CPU: the outermost is the guest's, each inner layer nests in
+        the one outside it (inside a VM: in its vCPUs)."""
+        n = len(self.layers)
+        out: list[GroupPath] = [()] * n
+        for i in reversed(range(n)):
+            out[i] = (guest,) if i == n - 1 else (*self.layers[i + 1].inner_group(out[i + 1]), self.layers[i].name)
+        return out
+
+    def app_base(self, guest: str) -> GroupPath:
+        """The group the application runs in: inside the innermost layer."""
+        return self.layers[0].inner_group(self.groups_of(guest)[0])
+
+    def contexts(self, guest: str, host: HostSpec, seed: np.random.SeedSequence | None = None,
+                 app: GroupPath = (), app_per_client: int = 0) -> list[LayerContext]:
+        """One context per layer: its CPU group, the kernel it runs on, its own random stream."""
         seeds = (seed or np.random.SeedSequence(0)).spawn(len(self.layers))
+        groups = self.groups_of(guest)
         out = []
         for i in range(len(self.layers)):
-            outer = self.layers[i + 1 :]
-            # The outermost layer's group is the guest; each layer inside nests one level deeper.
-            group = (guest, *[layer.name for layer in reversed(self.layers[i:-1])])
-            scope = guest if any(_is_vm(layer) for layer in outer) else ""
-            out.append(LayerContext(guest, group, scope, host.network.segment_bytes, np.random.default_rng(seeds[i])))
+            kernel = next((j for j in range(i + 1, len(self.layers)) if self.layers[j].runs_kernel()), None)
+            softirq = HOST_SOFTIRQ if kernel is None else (*self.layers[kernel].inner_group(groups[kernel]), "softirq")
+            out.append(LayerContext(guest, groups[i], host, softirq, app, app_per_client,
+                                    np.random.default_rng(seeds[i])))
         return out
 
     def lower(self, demands: list[Demand], contexts: Sequence[LayerContext], host: HostSpec,
-              app_group: tuple[str, ...] | None = None) -> list[Stage]:
-        """The stages the application's demands cost through every layer and the host.
-
-        The application's own CPU work is charged to ``app_group`` (default: the innermost layer's
-        group; a server's thread pool is a group nested in it).
-        """
-        group = app_group if app_group is not None else contexts[0].group
-        level = [replace(d, group=group) for d in demands]
+              rng: np.random.Generator | None = None) -> list[Stage]:
+        """The stages the application's demands (already in their groups) cost through every layer
+        and the host; ``rng`` draws the host's device times."""
+        level = list(demands)
         for layer, ctx in zip(self.layers, contexts, strict=True):
             level = layer.lower(level, ctx)
-        return [stage for d in level for stage in host.lower(d)]
+        return [stage for d in level for stage in host.lower(d, rng)]

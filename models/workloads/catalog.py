@@ -16,8 +16,9 @@ Each is a closed or open loop of requests whose demands are the mechanism of the
   window). Reports Mbit/s.
 - ``kv-store``: a Redis-like single-threaded server; ``connections`` closed-loop clients over the
   network, GET or SET of ``value`` bytes. Reports requests/s.
-- ``oltp``: a MySQL-like server with a pool of ``threads``, ``clients`` closed-loop clients each
-  running read-only transactions. Reports transactions/s.
+- ``oltp``: sysbench oltp_read_only with ``threads`` connections against a MySQL-like server
+  (a thread per connection), 16 statements per transaction, each a round trip. Reports
+  transactions/s.
 - ``web``: an open-loop service, Poisson arrivals at ``rate``, each request network + CPU + disk.
 """
 
@@ -31,7 +32,9 @@ from models.quantities import Bytes, Cycles, PerSecond, Seconds
 from models.schema import StrictModel
 from models.workloads.request import RequestWorkload
 
-__all__ = ["NAMED_WORKLOADS", "WorkloadSpec"]
+__all__ = ["KV_LOOP_WAKE_S", "NAMED_WORKLOADS", "WorkloadSpec"]
+
+KV_LOOP_WAKE_S = 20.0e-6  # published.csv felter-redis-get-1c-native: see KvStore
 
 
 class _Named(StrictModel):
@@ -42,10 +45,10 @@ class _Named(StrictModel):
         raise NotImplementedError
 
     def _closed(self, clients: int, demands: list[dict[str, Any]], threads: int | None = None,
-                think_s: float = 0.0) -> RequestWorkload:
+                think_s: float = 0.0, **model: int | None) -> RequestWorkload:
         return RequestWorkload.model_validate(
             {"arrivals": {"kind": "closed", "clients": clients, "think": think_s}, "demands": demands,
-             "threads": threads}
+             "threads": threads, **model}
         )
 
 
@@ -97,28 +100,42 @@ class RandomAccess(_Named):
         return [("gups", throughput_rps * self.block_updates / 1e9, "GUPS")]
 
 
+LIBAIO_IO_CYCLES = 5_080.0
+"""CPU per I/O of libaio (submission, interrupt, completion): 608K IOPS per core in Axboe's io_uring
+comparison table (as quoted in GitHub WyattJia/WyattJia#61; grade C) is 1.64 us, 5,080 cycles at
+3.1 GHz. Half is charged at submission, half at completion."""
+
+
 class Fio(_Named):
-    """fio with libaio: jobs x iodepth I/Os in flight."""
+    """fio with libaio: ``jobs`` threads, each keeping ``iodepth`` I/Os in flight.
+
+    Each job is a thread of its own: it submits (``submit_cycles``), the I/O goes to the device,
+    the job is woken if it slept waiting, and reaps the completion (``complete_cycles``). One job
+    can therefore run out of CPU before the device saturates.
+    """
 
     kind: Literal["fio"]
     rw: Literal["read", "write", "randread", "randwrite", "randrw"] = "randread"
     rwmixread: float = Field(70.0, ge=0, le=100)
-    bs: Bytes = Field(4096, gt=0)
-    jobs: int = Field(1, ge=1)
-    iodepth: int = Field(1, ge=1)
-    submit_cycles: Cycles = 4000  # assumption: io_submit + completion reaping per I/O
+    bs: Bytes = Field(4096, gt=0, le=2**30)
+    jobs: int = Field(1, ge=1, le=4096)
+    iodepth: int = Field(1, ge=1, le=65_536)
+    submit_cycles: Cycles = LIBAIO_IO_CYCLES / 2
+    complete_cycles: Cycles = LIBAIO_IO_CYCLES / 2
 
     def request_workload(self) -> RequestWorkload:
         pattern = "seq" if self.rw in ("read", "write") else "random"
-        cpu = {"kind": "cpu", "cycles": self.submit_cycles}
         if self.rw == "randrw":
             cut = self.rwmixread / 100
-            ios = [{"kind": "io", "op": "read", "size": self.bs, "pattern": pattern, "mix": (0.0, cut)},
-                   {"kind": "io", "op": "write", "size": self.bs, "pattern": pattern, "mix": (cut, 1.0)}]
+            ios: list[dict[str, Any]] = [
+                {"kind": "io", "op": "read", "size": self.bs, "pattern": pattern, "mix": (0.0, cut)},
+                {"kind": "io", "op": "write", "size": self.bs, "pattern": pattern, "mix": (cut, 1.0)}]
         else:
             op = "write" if "write" in self.rw else "read"
             ios = [{"kind": "io", "op": op, "size": self.bs, "pattern": pattern}]
-        return self._closed(self.jobs * self.iodepth, [cpu, *ios])
+        demands: list[dict[str, Any]] = [{"kind": "cpu", "cycles": self.submit_cycles}, *ios, {"kind": "wake"},
+                   {"kind": "cpu", "cycles": self.complete_cycles}]
+        return self._closed(self.jobs * self.iodepth, demands, clients_per_thread=self.iodepth)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         return [("iops", throughput_rps, "IOPS"), ("bandwidth_MBps", throughput_rps * self.bs / 1e6, "MB/s"),
@@ -126,96 +143,143 @@ class Fio(_Named):
 
 
 class NetperfRR(_Named):
-    """netperf TCP_RR / UDP_RR: one transaction in flight."""
+    """netperf TCP_RR / UDP_RR: one transaction in flight between netperf (on the client machine)
+    and netserver (a thread per connection in the guest)."""
 
     kind: Literal["netperf-rr"]
-    request: Bytes = 100
-    response: Bytes = 200
+    request: Bytes = Field(100, le=2**30)
+    response: Bytes = Field(200, le=2**30)
     server_cycles: Cycles = 0
 
     def request_workload(self) -> RequestWorkload:
-        demands = [{"kind": "net_in", "size": self.request}, {"kind": "cpu", "cycles": self.server_cycles},
-                   {"kind": "net_out", "size": self.response}]
-        return self._closed(1, demands)
+        return self._closed(1, _round_trip(self.request, self.server_cycles, self.response), client_threads=1)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         return [("round_trip_us", latency_mean_s * 1e6, "us")]
 
 
+def _round_trip(request: float, server_cycles: float, response: float, client_cycles: float = 0.0,
+                wake_extra_s: float = 0.0) -> list[dict[str, Any]]:
+    """One request-response exchange: the client's work and send, the server's receive, wake-up,
+    work and send, and the client's receive."""
+    out: list[dict[str, Any]] = []
+    if client_cycles:
+        out.append({"kind": "client_cpu", "cycles": client_cycles})
+    return [*out, {"kind": "client_send", "size": request}, {"kind": "net_in", "size": request},
+            {"kind": "wake", "extra": wake_extra_s}, {"kind": "cpu", "cycles": server_cycles},
+            {"kind": "net_out", "size": response}, {"kind": "client_recv", "size": response}]
+
+
 class StreamTcp(_Named):
-    """nuttcp/iperf: bulk transfer into the guest."""
+    """nuttcp/iperf: one sender on the client machine streaming into a receiver in the guest."""
 
     kind: Literal["stream-tcp"]
-    message: Bytes = 65536
-    window: int = Field(8, ge=1)
+    message: Bytes = Field(65536, gt=0, le=2**30)
+    window: int = Field(8, ge=1, le=65_536)
 
     def request_workload(self) -> RequestWorkload:
-        return self._closed(self.window, [{"kind": "net_in", "size": self.message}])
+        demands: list[dict[str, Any]] = [{"kind": "client_send", "size": self.message},
+                                         {"kind": "net_in", "size": self.message}, {"kind": "wake"}]
+        return self._closed(self.window, demands, threads=1, client_threads=1)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         return [("throughput_Mbps", throughput_rps * self.message * 8 / 1e6, "Mbit/s")]
 
 
 class KvStore(_Named):
-    """A Redis-like single-threaded key-value server."""
+    """A Redis-like server: one event-loop thread, driven by redis-benchmark (one event-loop thread
+    on the client machine) over ``connections`` connections, one request in flight on each.
+
+    ``op_cycles``: the server's work per request beyond the kernel's network paths: redis.io's
+    benchmark page (grade B) has 123,602 GETs/s without pipelining on a Xeon E5520 at 2.27 GHz
+    with the client on the same box: 8.09 us, 18,360 cycles per request on the server's thread,
+    which on loopback also runs one transmit and one receive path (2 x 6,330 cycles, the network
+    profile's): 5,700 cycles. The same page's pipelined figure (707,464/s: 3,200 cycles) is the
+    command alone; the rest is the event loop's system calls. ``client_cycles``: redis-benchmark's
+    own work per request, taken equal to the server's (assumption: the same event loop and
+    parsing; the page notes the client can be the bottleneck on one box). ``loop_wake``: fitted
+    to published.csv felter-redis-get-1c-native (see the profile's derivation in calibrate).
+    """
 
     kind: Literal["kv-store"]
-    connections: int = Field(1, ge=1)
+    connections: int = Field(1, ge=1, le=100_000)
     op: Literal["get", "set"] = "get"
-    value: Bytes = 50
-    key_bytes: Bytes = 20
-    # Fitted to published.csv felter-redis-get-1c-native: 1/16421 s per request at one connection,
-    # less the model's own network round trip (37.77 us on the 10gbe profile) = 23.13 us at 3.1 GHz.
-    op_cycles: Cycles = 71_700
+    value: Bytes = Field(50, le=512 * 2**20)
+    key_bytes: Bytes = Field(20, le=2**20)
+    op_cycles: Cycles = 5_700
+    client_cycles: Cycles = 5_700
+    loop_wake_s: Seconds = Field(KV_LOOP_WAKE_S, alias="loop_wake")
 
     def request_workload(self) -> RequestWorkload:
         header = 30 + self.key_bytes
         request = header + (self.value if self.op == "set" else 0)
         response = 10 + (self.value if self.op == "get" else 0)
-        demands: list[dict[str, Any]] = [
-            {"kind": "net_in", "size": request}, {"kind": "cpu", "cycles": self.op_cycles},
-            {"kind": "net_out", "size": response}]
-        return self._closed(self.connections, demands, threads=1)
+        demands = _round_trip(request, self.op_cycles, response, self.client_cycles, self.loop_wake_s)
+        return self._closed(self.connections, demands, threads=1, client_threads=1)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         return [("requests_per_s", throughput_rps, "req/s")]
 
 
 class Oltp(_Named):
-    """A MySQL-like read-only OLTP server (sysbench oltp_read_only)."""
+    """sysbench oltp_read_only against a MySQL-like server.
+
+    ``threads`` sysbench threads, each one connection with one transaction in flight; MySQL runs
+    a thread per connection (``innodb_thread_concurrency = 0``: no limit; or ``thread_pool`` if
+    set). A transaction is 16 statements, each its own round trip: BEGIN, 10 point selects, 4
+    range selects, COMMIT (sysbench's oltp_read_only.lua; grade B). Per-statement server work from
+    dimitrik.free.fr's MySQL 5.7 read-only results (grade C; see the field notes). A buffer-pool
+    miss reads a page.
+    """
 
     kind: Literal["oltp"]
-    threads: int = Field(32, ge=1)  # the server's thread pool
-    clients: int = Field(32, ge=1)
-    transaction_cycles: Cycles = 2_000_000  # assumption: 14 point/range queries
-    buffer_miss_ratio: float = Field(0.05, ge=0, le=1)  # assumption: warm buffer pool
-    page: Bytes = 16384
+    threads: int = Field(32, ge=1, le=100_000)
+    thread_pool: int | None = Field(None, ge=1, le=100_000)
+    point_selects: int = Field(10, ge=0, le=1000)
+    range_selects: int = Field(4, ge=0, le=1000)
+    # 1.6M point selects/s on 72 Haswell-EX cores at 2.5 GHz with the client on the same host: 45 us,
+    # 112k cycles per query, less two transmit and two receive paths (25.3k) and the client's share
+    # (assumption: as much as a redis-benchmark request, 5.7k): 81k cycles.
+    point_select_cycles: Cycles = 81_000
+    # 14k mixed read-only queries/s per core (the same author's 1M QPS OLTP_RO run) is 178k cycles
+    # per query, 147k on the server: 16 x 147k = 10 x 81k + 2 x 10k + 4 x range -> 382k.
+    range_select_cycles: Cycles = 382_000
+    trx_cycles: Cycles = 10_000  # assumption: BEGIN or COMMIT of a read-only transaction
+    client_cycles: Cycles = 5_700  # assumption: sysbench's work per statement, as redis-benchmark's
+    buffer_miss_ratio: float = Field(0.0, ge=0, le=1)  # Felter's 2M rows fit the 3 GB buffer pool
+    page: Bytes = Field(16384, le=2**30)
 
     def request_workload(self) -> RequestWorkload:
-        demands: list[dict[str, Any]] = [
-                   {"kind": "net_in", "size": 600}, {"kind": "cpu", "cycles": self.transaction_cycles, "dist": "exp"},
-                   {"kind": "mem", "size": 64 * 1024, "pattern": "random"},
-                   {"kind": "io", "op": "read", "size": self.page, "mix": (0.0, self.buffer_miss_ratio)},
-                   {"kind": "net_out", "size": 4000}]
-        return self._closed(self.clients, demands, threads=self.threads)
+        statements = ([self.trx_cycles] + [self.point_select_cycles] * self.point_selects
+                      + [self.range_select_cycles] * self.range_selects + [self.trx_cycles])
+        demands: list[dict[str, Any]] = []
+        for cycles in statements:
+            big = cycles == self.range_select_cycles
+            exchange = _round_trip(150, cycles, 2000 if big else 200, self.client_cycles)
+            if self.buffer_miss_ratio > 0:
+                miss = {"kind": "io", "op": "read", "size": self.page, "mix": (0.0, self.buffer_miss_ratio)}
+                exchange = [*exchange[:4], miss, {"kind": "wake"}, *exchange[4:]]
+            demands += exchange
+        return self._closed(self.threads, demands, threads=self.thread_pool)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         return [("tps", throughput_rps, "transactions/s")]
 
 
 class Web(_Named):
-    """An open-loop web service: Poisson requests of network, CPU and a disk read."""
+    """An open-loop web service: Poisson requests of network, CPU and a disk read, a thread each."""
 
     kind: Literal["web"]
-    rate_per_s: PerSecond = Field(1000, alias="rate", gt=0)
+    rate_per_s: PerSecond = Field(1000, alias="rate", gt=0, le=10_000_000)
     request_cycles: Cycles = 1_500_000
-    read: Bytes = 4096
-    response: Bytes = 2048
-    think_s: Seconds = 0.0
+    read: Bytes = Field(4096, le=2**30)
+    response: Bytes = Field(2048, le=2**30)
 
     def request_workload(self) -> RequestWorkload:
-        demands = [{"kind": "net_in", "size": 300}, {"kind": "cpu", "cycles": self.request_cycles, "dist": "exp"},
-                   {"kind": "io", "op": "read", "size": self.read}, {"kind": "net_out", "size": self.response}]
+        demands = [{"kind": "net_in", "size": 300}, {"kind": "wake"},
+                   {"kind": "cpu", "cycles": self.request_cycles, "dist": "exp"},
+                   {"kind": "io", "op": "read", "size": self.read}, {"kind": "wake"},
+                   {"kind": "net_out", "size": self.response}]
         return RequestWorkload.model_validate({"arrivals": {"kind": "open", "rate": self.rate_per_s},
                                                "demands": demands})
 

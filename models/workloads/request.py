@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from models.demands import Demand
 from models.quantities import Bytes, Cycles, PerSecond, Seconds
@@ -91,35 +91,89 @@ class IoDemand(_DemandBase):
 
 
 class NetDemand(_DemandBase):
+    """A message into the server (``net_in``) or out of it (``net_out``), over the wire."""
+
     kind: Literal["net_in", "net_out"]
     size_bytes: Bytes = Field(alias="size")
 
 
-DemandSpec = Annotated[CpuDemand | MemDemand | IoDemand | NetDemand, Field(discriminator="kind")]
+class WakeDemand(_DemandBase):
+    """The server's thread blocked for what came before (a message, an I/O): if it slept, it runs
+    again after the CPU's wake-up delay plus ``extra``; if it was busy, at once."""
+
+    kind: Literal["wake"]
+    extra_s: Seconds = Field(0.0, alias="extra")
 
 
-def _demand(spec: CpuDemand | MemDemand | IoDemand | NetDemand, amount: np.ndarray) -> Demand:
-    if isinstance(spec, CpuDemand):
-        return Demand("cpu", amount)
+class DelayDemand(_DemandBase):
+    """A wait that holds no resource (a call to a service outside the model)."""
+
+    kind: Literal["delay"]
+    duration_s: Seconds = Field(alias="duration")
+
+
+class ClientCpuDemand(_DemandBase):
+    """Work of the load generator (on the client machine) for this request."""
+
+    kind: Literal["client_cpu"]
+    cycles: Cycles
+
+
+class ClientNetDemand(_DemandBase):
+    """The load generator sends a message (``client_send``) or receives one (``client_recv``)."""
+
+    kind: Literal["client_send", "client_recv"]
+    size_bytes: Bytes = Field(alias="size")
+
+
+AnyDemand = (CpuDemand | MemDemand | IoDemand | NetDemand | WakeDemand | DelayDemand | ClientCpuDemand
+             | ClientNetDemand)
+DemandSpec = Annotated[AnyDemand, Field(discriminator="kind")]
+
+
+def _mean(spec: AnyDemand) -> float:
+    if isinstance(spec, CpuDemand | ClientCpuDemand):
+        return spec.cycles
+    if isinstance(spec, WakeDemand):
+        return spec.extra_s
+    if isinstance(spec, DelayDemand):
+        return spec.duration_s
+    return spec.size_bytes
+
+
+def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
     if isinstance(spec, MemDemand):
         return Demand("mem", amount, pattern=spec.pattern, huge_pages=spec.huge_pages)
     if isinstance(spec, IoDemand):
         return Demand("io", amount, op=spec.op, pattern=spec.pattern)
+    if isinstance(spec, WakeDemand):
+        return Demand("wake", amount, when_idle=None)
     return Demand(spec.kind, amount)
 
 
 class RequestWorkload(StrictModel):
-    """How requests arrive and the demands each makes, in order.
+    """How requests arrive and the demands each makes, in order, and who serves them.
 
-    ``threads``: the server runs its requests on at most this many threads (a single-threaded
-    event loop is 1, a thread pool its size): the guest's requests share at most ``threads``
-    cores. ``None``: as many as there are requests.
+    The server's concurrency model: ``threads = k`` runs requests on a pool of k threads in
+    FIFO order (an event loop is 1); ``clients_per_thread = m`` gives each m closed-loop clients
+    a thread of their own (a fio job and its iodepth); neither: a thread per connection (closed
+    loop) or per request (open loop). ``client_threads``: the load generator's threads (1 for
+    redis-benchmark or netperf; unset: one per connection, as sysbench).
     """
 
     kind: Literal["request"] = "request"
     arrivals: OpenSpec | ClosedSpec | BatchSpec = Field(discriminator="kind")
-    demands: list[DemandSpec] = Field(min_length=1)
-    threads: int | None = Field(None, ge=1)
+    demands: list[DemandSpec] = Field(min_length=1, max_length=10_000)
+    threads: int | None = Field(None, ge=1, le=100_000)
+    clients_per_thread: int | None = Field(None, ge=1, le=100_000)
+    client_threads: int | None = Field(None, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_thread_model(self) -> RequestWorkload:
+        if self.threads is not None and self.clients_per_thread is not None:
+            raise ValueError("give threads (a shared pool) or clients_per_thread (a thread per group of "
+                             "clients), not both")
+        return self
 
     def request_workload(self) -> RequestWorkload:
         return self
@@ -139,8 +193,7 @@ class RequestWorkload(StrictModel):
             u = mix_rng.random(n) if mixed else None
             out = []
             for spec, rng in zip(self.demands, rngs, strict=True):
-                mean = spec.cycles if isinstance(spec, CpuDemand) else spec.size_bytes
-                amount = spec.draw(mean, rng, n)
+                amount = spec.draw(_mean(spec), rng, n)
                 if u is not None and isinstance(spec, IoDemand) and spec.mix != (0.0, 1.0):
                     amount = amount * ((u >= spec.mix[0]) & (u < spec.mix[1]))
                 out.append(_demand(spec, amount))

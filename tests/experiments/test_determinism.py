@@ -44,6 +44,6 @@ def test_auto_engine_is_recorded_and_vector_refusal_is_explained(small) -> None:
     try:
         parse_scenario(small)
     except ScenarioError as exc:
-        assert "run.engine" in str(exc) and "processor-sharing" in str(exc)
+        assert "run.engine" in str(exc) and 'use "des" or "auto"' in str(exc)
     else:
         raise AssertionError("a vector run of a processor-sharing scenario must be refused")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -25,8 +27,11 @@ def _app_demands() -> list[Demand]:
 
 
 def _stages(profiles: list[str] | Stack):
+    """The stages of the app's demands, placed in the app's group as a System places them."""
     stack = profiles if isinstance(profiles, Stack) else Stack.of(profiles)
-    return stack.lower(_app_demands(), stack.contexts("g", HOST), HOST)
+    app = stack.app_base("g")
+    demands = [replace(d, group=app) for d in _app_demands()]
+    return stack.lower(demands, stack.contexts("g", HOST, app=app), HOST)
 
 
 def _by_layer(stages) -> dict[str, list]:
@@ -59,35 +64,62 @@ def test_container_with_host_networking_adds_no_network_stage() -> None:
     assert [s.station for s in app] == [s.station for s in _stages(["bare-metal"])]
 
 
-def test_container_bridge_and_nat_add_their_per_packet_stages() -> None:
-    nat = _by_layer(_stages(["docker-nat"]))["docker-nat"]
+def _labelled(stages, label: str) -> list:
+    return [s for s in stages if s.label == label]
+
+
+def test_container_bridge_and_nat_are_kernel_work_per_segment() -> None:
+    """Received segments cost veth + bridge + NAT in the host's softirq, sent ones in the sender:
+    work on the CPU, with no queue of their own."""
+    stages = _stages(["docker-nat"])
+    nat = _labelled(_by_layer(stages)["docker-nat"], "bridge/nat")
     p = make_layer("docker-nat").params
-    packets = 1 + 2  # 300 B in one segment, 100 kB out in two
-    np.testing.assert_allclose(_total(nat, "nat"), np.full(N, packets * p.nat_packet_s))
-    np.testing.assert_allclose(_total(nat, "bridge"), np.full(N, packets * p.bridge_packet_s))
-    lxc = _by_layer(_stages(["lxc"]))["lxc"]
-    assert "nat" not in {s.station for s in lxc} and "bridge" in {s.station for s in lxc}
+    per_segment = (p.veth_cycles + p.bridge_cycles + p.nat_cycles) / HOST.cpu.freq_hz
+    assert {s.station for s in nat} == {"cpu"}
+    rx, tx = nat
+    assert rx.group == ("host", "softirq") and tx.group == ("g",)
+    np.testing.assert_allclose(rx.work_s, np.full(N, 1 * per_segment))  # 300 B: one segment in
+    np.testing.assert_allclose(tx.work_s, np.full(N, 2 * per_segment))  # 100 kB: two segments out
+    lxc = _labelled(_by_layer(_stages(["lxc"]))["lxc"], "bridge/nat")
+    np.testing.assert_allclose(_total(lxc), np.full(N, 3 * (p.veth_cycles + p.bridge_cycles) / HOST.cpu.freq_hz))
 
 
-def test_type1_adds_exits_vmm_stages_and_a_two_dimensional_walk() -> None:
+def test_type1_adds_exits_back_end_threads_and_a_two_dimensional_walk() -> None:
     stages = _stages(["kvm"])
     p = make_layer("kvm").params
     kvm = _by_layer(stages)["kvm"]
     io_mask = np.array([1, 0, 1, 1])
-    np.testing.assert_allclose(_total(kvm, "vmm-io:g"), io_mask * p.io_thread_read_s)
-    np.testing.assert_allclose(_total(kvm, "vmm-net:g"), 3 * p.net_thread_s * np.ones(N))
-    exits = (io_mask * p.exits_per_io + 2 * p.exits_per_message) * p.exit_cycles / HOST.cpu.freq_hz
-    np.testing.assert_allclose(_total(kvm, "cpu"), exits)
+    f = HOST.cpu.freq_hz
+    np.testing.assert_allclose(_total(_labelled(kvm, "vmm-io:g")), io_mask * p.io_thread_read_s, rtol=1e-12)
+    copy_in = HOST.copy_s(np.full(N, 300.0))  # vhost copies received data into the guest
+    np.testing.assert_allclose(_total(_labelled(kvm, "vhost:g")), 3 * p.net_packet_s + copy_in, rtol=1e-12)
+    # exits: a kick and a completion interrupt per I/O; per message in, the interrupt and (2 vCPUs)
+    # the IPI that wakes the application's thread; per message out, a kick
+    exits = (io_mask * (p.kick_exits + p.inject_exits) + p.inject_exits + p.ipi_exits + p.kick_exits) \
+        * p.exit_cycles / f
+    np.testing.assert_allclose(_total(_labelled(kvm, "exits")), exits, rtol=1e-12)
+    # back-end threads run on host cores, in the VM's group but outside its vCPUs
+    assert {s.group for s in _labelled(kvm, "vhost:g")} == {("g", "vhost")}
+    assert {s.station for s in _labelled(kvm, "vmm-io:g")} == {"cpu"}
     # The random-access stage is the app's, but costs the 2D walk's extra references.
     m = HOST.memory
     extra = 8192 / m.access_bytes * m.tlb_miss_ratio_4k * m.walk_ref_s * (walk_refs(4, 2) - walk_refs(4, 1))
-    app_cpu = _total([s for s in stages if s.layer == "app"], "cpu")
-    bare_cpu = _total(_stages(["bare-metal"]), "cpu")
-    np.testing.assert_allclose(app_cpu - bare_cpu, np.full(N, extra))
+    app_mem = [s for s in stages if s.layer == "app" and s.station == "cpu" and s.label == ""]
+    bare_mem = [s for s in _stages(["bare-metal"]) if s.layer == "app" and s.station == "cpu" and s.label == ""]
+    np.testing.assert_allclose(_total(app_mem) - _total(bare_mem), np.full(N, extra))
 
 
-def test_nested_walk_has_24_references() -> None:
-    assert walk_refs(4, 1) == 4 and walk_refs(4, 2) == 24  # published.csv mech-ept-walk-refs
+def test_batched_costs_are_conditional_on_what_sleeps() -> None:
+    """Kicks wait on the back end's thread being idle, interrupts on the guest's receive path,
+    the vCPU's wake-up on all of its vCPUs having halted (beyond the halt-poll window)."""
+    p = make_layer("kvm", {"halt_poll": "50us"}).params
+    kvm = _by_layer(_stages(Stack((make_layer("kvm", {"halt_poll": "50us"}),))))["kvm"]
+    conditions = {(s.label, s.when_idle.group, s.when_idle.min_idle_s) for s in kvm if s.when_idle is not None}
+    assert ("exits", ("g", "vhost"), 0.0) in conditions  # the transmit kick
+    assert ("exits", ("g", "vmm-io"), 0.0) in conditions  # the block kick
+    assert ("exits", ("g", "vcpu", "softirq"), 0.0) in conditions  # the receive interrupt (NAPI)
+    assert ("vcpu wake", ("g", "vcpu"), p.halt_poll_s) in conditions
+    assert ("vhost:g wake", ("g", "vhost"), 0.0) in conditions
 
 
 def test_nested_stack_adds_both_layers_costs() -> None:
@@ -95,9 +127,9 @@ def test_nested_stack_adds_both_layers_costs() -> None:
     alone_kvm = _by_layer(_stages(["kvm"]))
     alone_ctr = _by_layer(_stages(["docker-nat"]))
     np.testing.assert_allclose(_total(nested["kvm"]), _total(alone_kvm["kvm"]))
-    # Inside the VM the container's bridge and NAT are the guest's own, not the host's.
-    stations = {s.station for s in nested["docker-nat"]}
-    assert stations == {"cpu", "bridge:g", "nat:g"}
+    # Inside the VM the container's bridge and NAT run in the guest kernel's softirq and its vCPUs.
+    groups = {s.group for s in _labelled(nested["docker-nat"], "bridge/nat")}
+    assert groups == {("g", "vcpu", "softirq"), ("g", "vcpu", "docker-nat")}
     np.testing.assert_allclose(_total(nested["docker-nat"]), _total(alone_ctr["docker-nat"]))
 
 
@@ -105,11 +137,10 @@ def test_type2_adds_the_host_os_path_and_user_space_nat() -> None:
     stack = Stack((make_layer("virtualbox", {"host_cache_hit_ratio": 0.0}),))
     vbox = _by_layer(_stages(stack))["virtualbox"]
     p = stack.layers[0].params
-    assert _total(vbox, "user-nat:g") == pytest.approx(np.full(N, 3 * p.user_nat_s))
-    host_io = p.host_io_cycles / HOST.cpu.freq_hz
-    exits = 2 * p.exits_per_message * p.exit_cycles / HOST.cpu.freq_hz
-    io_exits = p.exits_per_io * p.exit_cycles / HOST.cpu.freq_hz
-    np.testing.assert_allclose(_total(vbox, "cpu"), np.array([1, 0, 1, 1]) * (host_io + io_exits) + exits)
+    f = HOST.cpu.freq_hz
+    np.testing.assert_allclose(_total(_labelled(vbox, "user-nat:g")), np.full(N, 3 * p.user_nat_s), rtol=1e-12)
+    np.testing.assert_allclose(_total(_labelled(vbox, "host fs")), np.array([1, 0, 1, 1]) * p.host_io_cycles / f)
+    assert {s.group for s in _labelled(vbox, "host fs")} == {("g", "vmm-io")}
 
 
 def test_host_page_cache_hits_skip_the_device_at_the_given_ratio() -> None:
@@ -125,16 +156,16 @@ def test_host_page_cache_hits_skip_the_device_at_the_given_ratio() -> None:
     assert np.all(disk_w.work_s > 0)  # writes always reach the device
 
 
-def test_passthrough_skips_the_vmm_stage() -> None:
+def test_passthrough_skips_the_back_end() -> None:
     stack = Stack((make_layer("kvm", {"io_path": "passthrough"}),))
-    stations = {s.station for s in _by_layer(_stages(stack))["kvm"]}
-    assert "vmm-io:g" not in stations
+    assert not _labelled(_by_layer(_stages(stack))["kvm"], "vmm-io:g")
 
 
 def test_container_limits_become_cpu_group_parameters() -> None:
     layer = make_layer("docker", {"cpu_max": "50ms/100ms", "cpu_weight": 200, "cpuset": [0, 1]})
     spec = layer.group_spec()
-    assert (spec.quota_s, spec.period_s, spec.weight, spec.max_servers) == pytest.approx((0.05, 0.1, 200, 2))
+    assert (spec.quota_s, spec.period_s, spec.weight, spec.servers) == pytest.approx((0.05, 0.1, 200, 2))
+    assert spec.cores == (0, 1)  # bound to those cores, not a count
     assert make_layer("docker", {"cpu_max": "25000 100000"}).group_spec().quota_s == pytest.approx(0.025)
 
 
@@ -143,14 +174,24 @@ def test_reads_and_writes_cost_the_vmm_differently() -> None:
     stack = Stack.of(["kvm"])
     for op, expected in (("read", p.io_thread_read_s), ("write", p.io_thread_write_s)):
         stages = stack.lower([Demand("io", np.full(N, 4096.0), op=op)], stack.contexts("g", HOST), HOST)
-        np.testing.assert_allclose(_total(stages, "vmm-io:g"), np.full(N, expected))
+        np.testing.assert_allclose(_total(_labelled(stages, "vmm-io:g")), np.full(N, expected))
     assert p.io_thread_read_s != p.io_thread_write_s
 
 
 def test_per_packet_costs_are_paid_per_offload_segment() -> None:
-    """A 64 KiB message is one segment: the VMM stage costs one net_thread, not 44 MTU packets."""
+    """A 64 KiB message is one segment: vhost costs one net_packet, not 44 MTU packets' worth."""
     p = make_layer("kvm").params
     stack = Stack.of(["kvm"])
     for size, segs in ((100.0, 1), (65536.0, 1), (65537.0, 2)):
         stages = stack.lower([Demand("net_out", np.full(N, size))], stack.contexts("g", HOST), HOST)
-        np.testing.assert_allclose(_total(stages, "vmm-net:g"), np.full(N, segs * p.net_thread_s))
+        np.testing.assert_allclose(_total(_labelled(stages, "vhost:g")), np.full(N, segs * p.net_packet_s))
+
+
+def test_large_ios_pay_the_back_end_per_segment() -> None:
+    """A 1 MiB read costs the I/O thread its per-request work plus 7 further 128 KiB segments."""
+    p = make_layer("kvm").params
+    stack = Stack.of(["kvm"])
+    for size, extra in ((4096.0, 0), (2.0**20, 7)):
+        stages = stack.lower([Demand("io", np.full(N, size), op="read")], stack.contexts("g", HOST), HOST)
+        np.testing.assert_allclose(_total(_labelled(stages, "vmm-io:g")),
+                                   np.full(N, p.io_thread_read_s + extra * p.io_segment_s))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.profiles import load_profiles
+from models.profiles import cited_rows, load_profiles
 from models.virt.stack import LAYER_KINDS, make_layer
 
 PUBLISHED = Path(__file__).resolve().parents[2].parent / "shared" / "calibration" / "published.csv"
@@ -34,24 +34,29 @@ def test_every_parameter_names_a_source(profile) -> None:
     assert set(profile.sources) <= set(profile.params), "a source for a parameter that does not exist"
 
 
-def _cited_rows(source: str) -> list[str]:
-    """Row ids a source cites: ``published.csv ID, ID (comment)`` -> [ID, ID]."""
-    if "published.csv" not in source:
-        return []
-    cited = source.split("published.csv", 1)[1].split("(", 1)[0]
-    return [part.strip() for part in cited.split(",") if part.strip()]
-
-
 def test_citations_are_read_as_row_lists() -> None:
-    assert _cited_rows("published.csv a-b, c-d (x, y)") == ["a-b", "c-d"]
-    assert _cited_rows("assumption: none") == []
+    assert cited_rows("published.csv a-b, c-d (x, y)") == ["a-b", "c-d"]
+    assert cited_rows("published.csv a-b: the rest, then published.csv e-f") == ["a-b", "e-f"]
+    assert cited_rows("assumption: none") == []
+
+
+@pytest.mark.parametrize("profile", list(_all_profiles()), ids=lambda p: p.name)
+def test_a_fitted_parameter_cites_the_rows_it_was_fitted_to(profile) -> None:
+    assert profile.fitted_without_rows() == []
+
+
+def test_a_note_that_says_fitted_without_a_row_is_caught() -> None:
+    from models.profiles import Profile
+
+    bad = Profile("x", "cpu", "", {"a": 1, "b": 2}, {"a": "fitted to the round trip", "b": "assumption"})
+    assert bad.fitted_without_rows() == ["a"]
 
 
 @pytest.mark.skipif(not PUBLISHED.exists(), reason=f"calibration data not found at {PUBLISHED}")
 def test_cited_calibration_rows_exist() -> None:
     with PUBLISHED.open() as f:
         ids = {row["id"] for row in csv.DictReader(f)}
-    cited = {(p.name, row) for p in _all_profiles() for s in p.sources.values() for row in _cited_rows(s)}
+    cited = {(p.name, row) for p in _all_profiles() for s in p.sources.values() for row in cited_rows(s)}
     unknown = sorted((name, row) for name, row in cited if row not in ids)
     assert not unknown, f"profiles cite rows that are not in published.csv: {unknown}"
     assert len({row for _, row in cited}) >= 10
