@@ -321,19 +321,29 @@ class SharedStation(Station):
             raise ValueError(f"station {name!r}: capacity must be > 0, got {capacity}")
         self.capacity = float(capacity)
         self._groups = {path: _GroupState(spec) for path, spec in (groups or {}).items()}
-        self._quota_groups = [g for g in self._groups.values() if g.spec.quota_s is not None]
+        self._quota_paths = [(path, g) for path, g in self._groups.items() if g.spec.quota_s is not None]
+        self._quota_groups = [g for _, g in self._quota_paths]
         self._pinned = {path[0]: spec.cores for path, spec in (groups or {}).items()
                         if len(path) == 1 and spec.cores is not None}
         self._leaves: dict[GroupPath, _Leaf] = {}
         self._jobs: dict[GroupPath, int] = {}  # jobs (running or waiting) under each group path
         self._idle: dict[GroupPath, float] = {}  # when each group path last became idle
         self._work_by_leaf: dict[GroupPath, float] = {}
+        # Running jobs under each group path, and how many capped groups run more jobs than their
+        # cap: while none does (and nothing is throttled or pinned), every running job gets a
+        # whole server and the water-filling can be skipped.
+        self._running: dict[GroupPath, int] = {}
+        self._caps = {path: state.spec.servers for path, state in self._groups.items()
+                      if math.isfinite(state.spec.servers)}
+        self._caps[()] = self.capacity
+        self._over = 0
         self._seq = 0
         self._last_s = env.now
         self._version = 0
         for path, count in (background or {}).items():
             self._leaf(path).background += count
             self._count(path, count)
+            self._run(path, count)
         if self._leaves:
             self._reschedule()
 
@@ -349,6 +359,7 @@ class SharedStation(Station):
         self._count(group, +1)
         if leaf.threads is None or len(leaf.heap) < leaf.threads:
             heapq.heappush(leaf.heap, (leaf.vtime_s + work_s, self._seq, done))
+            self._run(group, +1)
         else:
             leaf.waiting.append((work_s, self._seq, done))
         self._reschedule()
@@ -376,6 +387,17 @@ class SharedStation(Station):
     def settle(self) -> None:
         """Account the work done up to now (the engine calls it when a run ends)."""
         self._advance()
+
+    def _run(self, path: GroupPath, delta: int) -> None:
+        """Count ``delta`` more running jobs under every prefix of ``path``, tracking caps exceeded."""
+        running, caps = self._running, self._caps
+        for i in range(len(path) + 1):
+            prefix = path[:i]
+            before = running.get(prefix, 0)
+            running[prefix] = before + delta
+            cap = caps.get(prefix)
+            if cap is not None:
+                self._over += (before + delta > cap) - (before > cap)
 
     def _count(self, path: GroupPath, delta: int) -> None:
         now = self.env.now
@@ -429,12 +451,21 @@ class SharedStation(Station):
                 if leaf.waiting:  # the freed thread takes the next job in line
                     work, seq, done = leaf.waiting.popleft()
                     heapq.heappush(leaf.heap, (leaf.vtime_s + work, seq, done))
+                else:
+                    self._run(path, -1)
             if leaf.empty:
                 emptied.append(path)
         for path in emptied:  # idle leaves cost nothing in later allocations
             del self._leaves[path]
 
     def _allocate(self) -> None:
+        if not self._over and not self._pinned and not any(g.throttled for g in self._quota_groups):
+            # Uncontended: every running job has a server of its own (the water-filling's answer).
+            for leaf in self._leaves.values():
+                leaf.rate = 1.0 if leaf.count else 0.0
+            for path, g in self._quota_paths:
+                g.rate = float(self._running.get(path, 0))
+            return
         root = _Node()
         for path, leaf in self._leaves.items():
             leaf.rate = 0.0
