@@ -71,14 +71,14 @@ def load_density_spec(path: str | Path | None) -> DensitySpec:
 
 
 _RESOURCE = {"cpu": "CPU", "membw": "memory bandwidth", "disk": "disk", "disk.xfer": "disk", "nic.rx": "network",
-             "nic.tx": "network", "bridge": "bridge/NAT", "nat": "bridge/NAT"}
+             "nic.tx": "network", "softirq": "kernel network threads", "vcpus": "vCPUs", "threads": "server threads",
+             "vhost": "VMM thread", "vmm": "VMM thread", "vmm-io": "VMM thread", "vmm-lock": "VMM thread",
+             "user-nat": "VMM thread"}
 
 
 def _resource(station: str) -> str:
-    base = station.split(":", 1)[0]
-    if base.startswith(("vmm-", "user-nat")):
-        return "VMM thread"
-    return _RESOURCE.get(base, station)
+    """The resource a station or a labelled thread group belongs to (``vhost:g-3`` is a VMM thread)."""
+    return _RESOURCE.get(station.split(":", 1)[0], station)
 
 
 def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float | None = None) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     else:
         fraction = float(rps.min()) / (alone_rps or float(rps.mean()))
     util = runs[runs["metric"] == "utilization"].set_index("station")["value"]
-    util = util.drop(labels=[s for s in util.index if s.startswith("wire")], errors="ignore")
+    util = util.drop(labels=[s for s in util.index if s.startswith(("wire", "delay", "client"))], errors="ignore")
     busiest = str(util.idxmax()) if len(util) else "cpu"
     passes = p99 <= spec.slo.p99_latency_s and fraction >= spec.slo.min_throughput
     limit = "memory (swapping)" if swapped > 0 else _resource(busiest)

@@ -37,7 +37,7 @@ WORKLOADS: dict[str, tuple[dict[str, Any], str, str, str]] = {
     "netperf-rr": ({"kind": "netperf-rr"}, "round_trip_us", "0.3s", "0.03s"),
     "stream-tcp": ({"kind": "stream-tcp"}, "throughput_Mbps", "0.2s", "0.02s"),
     "kv-store": ({"kind": "kv-store", "connections": 8}, "requests_per_s", "0.3s", "0.03s"),
-    "oltp": ({"kind": "oltp", "threads": 2, "clients": 8}, "tps", "0.5s", "0.05s"),
+    "oltp": ({"kind": "oltp", "threads": 16}, "tps", "0.3s", "0.03s"),
     "web": ({"kind": "web", "rate": "800/s"}, "requests_per_s", "1s", "0.1s"),
 }
 LOWER_IS_BETTER = {"round_trip_us"}

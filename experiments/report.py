@@ -82,9 +82,22 @@ def _run_report(folder: Path) -> Report:
         figures=_existing(folder, ["latency.png", "attribution_mean.png", "attribution_tail.png"]),
         assumptions=[f"{run['duration']} s simulated per replication, {run['warmup']} s warm-up discarded, "
                      f"{run['replications']} replications, seed {run['seed']}; ± is a 95% Student-t interval.",
-                     f"Engine: {prov.get('engine')}."],
+                     f"Engine: {prov.get('engine')}.", *_cores_note(scenario)],
         profiles=sorted(profiles),
     )
+
+
+def _cores_note(scenario: dict) -> list[str]:
+    """What the comparison did to keep every stack's machine the same size."""
+    compare = scenario.get("compare") or {}
+    if not compare:
+        return []
+    if compare.get("cores", "vm-sized-to-host") == "vm-sized-to-host":
+        return ["Same cores for every stack: each compared VM has as many vCPUs as the host has cores "
+                "(unless its stack sets vcpus), so bare metal and containers are not compared with a "
+                "smaller machine."]
+    return ["VMs keep their profiles' vCPU counts (compare.cores = \"as-written\"): bare metal and containers "
+            "may use more cores than a VM."]
 
 
 def _overhead_report(folder: Path) -> Report:
@@ -96,7 +109,8 @@ def _overhead_report(folder: Path) -> Report:
                   answer, _existing(folder, ["overhead.png", "latency_cdf.png"]),
                   ["Ratios of each workload's own metric (GFLOPS, IOPS, round trip, ...) to bare metal's; "
                    "for latency-like metrics above 1 is worse.",
-                   "attribution.csv splits each stack's added mean and tail latency by layer and station."],
+                   "attribution.csv splits each stack's added mean and tail latency by layer and station.",
+                   "Same cores for every stack: each VM has as many vCPUs as the host has cores."],
                   sorted({p for s in table["stack"].unique() for p in str(s).split("/")}))
 
 
@@ -144,11 +158,21 @@ def _sweep_report(folder: Path) -> Report:
         raise ResultsError(f"{folder / 'sweep.parquet'} cannot be read ({type(exc).__name__})") from None
     params = [c for c in table.columns if c not in
               ("point", "variant", "replication", "guest", "metric", "layer", "station", "value", "unit")]
-    main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
-    answer = main[main["metric"].isin(["throughput_rps", "latency_p99_s"])].pivot_table(
-        index=["point", *params], columns="metric", values="value", aggfunc="mean").reset_index()
-    return Report("Sweep", f"How do the results change over {', '.join(params)}?", answer, [],
-                  ["Means over replications; sweep.parquet holds every row."])
+    try:
+        from experiments.sweep_plots import series_label, sweep_curves
+
+        x, series, curves = sweep_curves(table)
+    except ValueError:
+        main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
+        answer = main[main["metric"].isin(["throughput_rps", "latency_p99_s"])].pivot_table(
+            index=["point", *params], columns="metric", values="value", aggfunc="mean").reset_index()
+    else:
+        answer = curves.pivot_table(index=[*series, x], columns="metric", values="mean", sort=False).reset_index()
+        for column in series:
+            answer[column] = answer[column].map(series_label)
+        answer = answer.round(6)
+    return Report("Sweep", f"How do the results change over {', '.join(params)}?", answer,
+                  _existing(folder, ["sweep.png"]), ["Means over replications; sweep.parquet holds every row."])
 
 
 def _plan_report(folder: Path) -> Report:

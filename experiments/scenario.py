@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from models.hardware.host import HostSpec
+from models.profiles import get_profile
 from models.quantities import Seconds
 from models.schema import StrictModel
 from models.system import Guest, System
@@ -101,18 +102,36 @@ class GuestSpec(StrictModel):
             layer_from_entry(entry)
         return entries
 
-    def build_stack(self, override: list[LayerEntry] | None = None) -> Stack:
-        entries = override if override is not None else self.stack
-        return Stack(tuple(layer_from_entry(e) for e in (entries or ["bare-metal"])))
+    def build_stack(self, override: list[LayerEntry] | None = None, vm_vcpus: int | None = None) -> Stack:
+        """The guest's stack (or ``override``); with ``vm_vcpus``, its outermost VM gets that many
+        vCPUs unless the entry sets ``vcpus``."""
+        entries = list(override if override is not None else self.stack) or ["bare-metal"]
+        if vm_vcpus is not None:
+            for i in reversed(range(len(entries))):
+                entry = entries[i]
+                profile = entry if isinstance(entry, str) else str(entry.get("profile"))
+                if get_profile("models.virt", profile).kind in ("type1", "type2"):
+                    if isinstance(entry, str) or "vcpus" not in entry:
+                        table = {"profile": entry} if isinstance(entry, str) else dict(entry)
+                        entries[i] = {**table, "vcpus": vm_vcpus}
+                    break
+        return Stack(tuple(layer_from_entry(e) for e in entries))
 
     def names(self) -> list[str]:
         return [self.name] if self.count == 1 else [f"{self.name}-{i + 1}" for i in range(self.count)]
 
 
 class CompareSpec(StrictModel):
-    """Run the scenario once per stack in ``stacks``, replacing every guest's stack."""
+    """Run the scenario once per stack in ``stacks``, replacing every guest's stack.
+
+    ``cores``: how the comparison keeps the machine the same size for every stack.
+    ``"vm-sized-to-host"`` (the default) gives the outermost VM layer of a compared stack as many
+    vCPUs as the host has cores, unless the stack sets ``vcpus`` itself, so a VM is not compared
+    with a bare metal of many more cores; ``"as-written"`` takes the profiles' sizes.
+    """
 
     stacks: list[list[LayerEntry]] = Field(min_length=1)
+    cores: Literal["vm-sized-to-host", "as-written"] = "vm-sized-to-host"
 
     @field_validator("stacks")
     @classmethod
@@ -162,8 +181,9 @@ class Scenario(StrictModel):
     def system(self, stack_override: list[LayerEntry] | None = None) -> System:
         """The host and guests of one variant."""
         guests = []
+        sized = self.compare is not None and self.compare.cores == "vm-sized-to-host" and stack_override is not None
         for spec in self.guests:
-            stack = spec.build_stack(stack_override)
+            stack = spec.build_stack(stack_override, self.host.cpu.cores if sized else None)
             guests += [Guest(name, stack, spec.workload.request_workload()) for name in spec.names()]
         return System(self.host, tuple(guests))
 

@@ -240,7 +240,15 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
             close()
     bar.close()
     result = gather(points, out_dir)
-    folder.seal(["sweep.parquet", POINTS_INDEX])
+    names = ["sweep.parquet", POINTS_INDEX]
+    try:
+        from experiments.sweep_plots import plot_sweep
+
+        plot_sweep(pd.read_parquet(result), out_dir / "sweep.png")
+        names.append("sweep.png")
+    except ValueError:
+        (out_dir / "sweep.png").unlink(missing_ok=True)  # nothing numeric swept: no curve to draw
+    folder.seal(names)
     return result
 
 

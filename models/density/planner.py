@@ -2,11 +2,13 @@
 
 A guest's needs come from the model itself, not from a table: its requests are lowered through
 its stack (sampled), and each host station's mean work per request times the request rate is the
-guest's share of that station (divided by the station's servers). Stations of the guest's own (a
-VMM thread, a user-space NAT, an io.max throttle) cannot be shared: each must stay below the
-usable fraction on its own. Memory is the footprint (private per guest, shared once per host
-per service); disk is the image: a base or the image layers once per host, a differencing disk
-or writable layer per guest.
+guest's share of that station (divided by the station's servers). Host-side threads (a vhost or
+VMM thread, the kernel's softirq) are CPU work, so they count against the host's cores; a thread
+of the guest's own (a VMM thread, an event loop) and a station of its own (an io.max throttle)
+cannot be shared either: each must stay below the usable fraction on its own. Costs paid only
+when something is idle are counted as if always paid (an upper bound on the work). Memory is the
+footprint (private per guest, shared once per host per service); disk is the image: a base or
+the image layers once per host, a differencing disk or writable layer per guest.
 
 :func:`pack` spreads every service evenly over H hosts and checks all hosts at once (numpy),
 starting from the resource lower bound on H and growing it until every host fits.
@@ -27,7 +29,7 @@ from models.workloads.request import RequestWorkload
 
 __all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
 
-SHARED_STATIONS = ("cpu", "membw", "disk", "disk.xfer", "nic.rx", "nic.tx", "bridge", "nat")
+SHARED_STATIONS = ("cpu", "membw", "disk", "disk.xfer", "nic.rx", "nic.tx")
 RESOURCES = (*SHARED_STATIONS, "memory", "disk_space")
 
 
@@ -51,14 +53,21 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     route, make_sampler = system.routes(system.guests[0])
     work = make_sampler(np.random.SeedSequence(seed))(samples).mean(axis=0)
     stations = {s.name: s for s in system.engine_inputs()[0]}
+    groups = system.groups()
     by_station: dict[str, float] = {}
+    threads: dict[str, float] = {}  # work of the guest's own threads on the CPU, by label
     for slot, w in zip(route, work, strict=True):
+        if slot.action:
+            continue  # taking or giving a lock is no work
         by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
+        group = groups.get(slot.group)
+        if slot.station == "cpu" and group is not None and group.threads is not None and slot.group[0] == "g":
+            threads[slot.where] = threads.get(slot.where, 0.0) + float(w) / group.threads
     per_guest = np.zeros(len(RESOURCES))
-    private = {}
+    private = {label: rate * w for label, w in threads.items()}
     for name, w in by_station.items():
         spec = stations.get(name)
-        if spec is None or spec.kind == "delay":
+        if spec is None or spec.kind in ("delay", "lock") or name.startswith("client."):
             continue
         util = rate * w / spec.servers
         if name in SHARED_STATIONS:

@@ -1,0 +1,96 @@
+"""The curves of a sweep: each metric against the swept numeric parameter, one line per other setting.
+
+A sweep over ``connections`` and ``stack`` draws throughput and p99 latency against connections,
+one line per stack (and per value of any further swept parameter), each point the mean over
+replications with its 95% interval. Built from the saved ``sweep.parquet`` table only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from sim.stats import t_interval
+
+__all__ = ["plot_sweep", "series_label", "sweep_curves"]
+
+_BASE_COLUMNS = ("point", "variant", "replication", "guest", "metric", "layer", "station", "value", "unit")
+_STANDARD = {"throughput_rps", "completed", "unfinished", "latency_mean_s", "latency_p50_s", "latency_p95_s",
+             "latency_p99_s", "time_mean_s", "tail_time_mean_s", "latency_quantile_s", "utilization"}
+
+
+def series_label(value: object) -> str:
+    """A swept value as a legend label: stacks as ``docker-nat`` or ``kvm{vcpus=1}``."""
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            entries = json.loads(value)
+        except ValueError:
+            return value
+        names = []
+        for e in entries:
+            if isinstance(e, dict):
+                extra = ",".join(f"{k}={v}" for k, v in e.items() if k != "profile")
+                names.append(f"{e.get('profile')}{{{extra}}}" if extra else str(e.get("profile")))
+            else:
+                names.append(str(e))
+        return "/".join(names)
+    return str(value)
+
+
+def sweep_curves(table: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
+    """The x parameter (numeric, most values), the series parameters, and per point the mean and
+    95% interval of the primary metric and the p99 latency (columns metric, mean, low, high)."""
+    params = [c for c in table.columns if c not in _BASE_COLUMNS]
+    numeric = [p for p in params if pd.api.types.is_numeric_dtype(table[p]) and table[p].nunique() > 1]
+    if not numeric:
+        raise ValueError("the sweep has no numeric parameter with more than one value to draw a curve against")
+    x = max(numeric, key=lambda p: table[p].nunique())
+    series = [p for p in params if p != x]
+    main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
+    derived = [m for m in dict.fromkeys(main["metric"]) if m not in _STANDARD]
+    primary = derived[0] if derived else "throughput_rps"
+    rows = []
+    for keys, group in main[main["metric"].isin([primary, "latency_p99_s"])].groupby(
+            [x, *series, "metric"], sort=True, dropna=False):
+        values = group.groupby("replication")["value"].mean().to_numpy()
+        mean, low, high = t_interval(values, 0.95) if len(values) > 1 else (values[0], values[0], values[0])
+        rows.append({**dict(zip([x, *series, "metric"], keys, strict=True)), "mean": mean, "low": low, "high": high,
+                     "unit": group["unit"].iloc[0]})
+    return x, series, pd.DataFrame(rows)
+
+
+def plot_sweep(table: pd.DataFrame, path: Path) -> Path:
+    """Throughput-like metric and p99 latency against the swept parameter, a line per series."""
+    x, series, curves = sweep_curves(table)
+    metrics = list(dict.fromkeys(curves["metric"]))
+    metrics.sort(key=lambda m: m == "latency_p99_s")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        part = curves[curves["metric"] == metric]
+        scale, unit = (1e3, "ms") if metric == "latency_p99_s" else (1.0, str(part["unit"].iloc[0]))
+        groups = part.groupby(series, sort=False, dropna=False) if series else [((), part)]
+        for key, line in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            line = line.sort_values(x)
+            label = ", ".join(series_label(k) for k in key) or metric
+            y = line["mean"].to_numpy() * scale
+            err = np.vstack([y - line["low"].to_numpy() * scale, line["high"].to_numpy() * scale - y])
+            ax.errorbar(line[x], y, yerr=err, marker="o", ms=3.5, capsize=2, lw=1.4, label=label)
+        ax.set_xlabel(x.rsplit(".", 1)[-1])
+        ax.set_ylabel(f"p99 latency ({unit})" if metric == "latency_p99_s" else f"{metric} ({unit})")
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"Sweep over {x.rsplit('.', 1)[-1]}: means over replications with 95% intervals", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
