@@ -68,6 +68,7 @@ class Demand:
     station: str = ""  # station
     walk_dims: int = 1  # mem: dimensions of the page walk (2 under nested paging)
     huge_pages: bool = False  # mem: 2 MiB pages instead of 4 KiB
+    walk_layers: tuple[str, ...] = ()  # mem: the layers that added each dimension beyond the first
     label: str = ""
     when_idle: IdleCondition | None = None
     per_client: int = 0
@@ -99,6 +100,7 @@ class Stage:
     when_idle: IdleCondition | None = None
     per_client: int = 0
     action: Literal["", "acquire", "release"] = ""
+    shares: tuple[tuple[str, float], ...] = ()  # other layers' fractions of this stage's time
 
 
 def segments(size_bytes: np.ndarray, segment_bytes: float) -> np.ndarray:

@@ -104,7 +104,7 @@ class System:
     def routes(self, guest: Guest) -> tuple[tuple[Slot, ...], SamplerFactory]:
         """The route of ``guest``'s requests and the factory of its work sampler."""
         probe = self._lower(guest, np.random.SeedSequence(0), 1)
-        route = tuple(Slot(s.station, s.layer, s.group, s.label, s.when_idle, s.per_client, s.action)
+        route = tuple(Slot(s.station, s.layer, s.group, s.label, s.when_idle, s.per_client, s.action, s.shares)
                       for s in probe)
 
         def make_sampler(seed: np.random.SeedSequence) -> Callable[[int], np.ndarray]:

@@ -49,7 +49,8 @@ def build_station(env: simpy.Environment, spec: StationSpec) -> Station:
         return DelayStation(env, spec.name)
     if spec.kind == "lock":
         return LockStation(env, spec.name, int(spec.servers))
-    return SharedStation(env, spec.name, spec.servers, spec.groups, spec.background)
+    return SharedStation(env, spec.name, spec.servers, spec.groups, spec.background, spec.threads_per_server,
+                         spec.smt_yield)
 
 
 _SUBMIT, _ACQUIRE, _RELEASE = 0, 1, 2
@@ -91,7 +92,7 @@ class _Run:
         if missing:
             raise ValueError(f"source {source.name!r} routes through unknown stations {missing}")
         expected = _expected_requests(source, self.control.duration_s)
-        log = RequestLog.empty(source.places, source.layers, expected)
+        log = RequestLog.empty(source.places, source.layers, expected, source.shares)
         submits = _steps(self.stations, source, 0)
         seed, rep = self.control.seed, self.replication
         if isinstance(source.arrivals, TraceArrivals):

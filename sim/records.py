@@ -25,9 +25,11 @@ class RequestLog:
     finish_s: np.ndarray
     stage_s: np.ndarray  # shape (capacity, len(stations))
     n: int = 0
+    shares: tuple[tuple[tuple[str, float], ...], ...] = ()  # per stage: other layers' fractions of its time
 
     @classmethod
-    def empty(cls, stations: tuple[str, ...], layers: tuple[str, ...], capacity: int = 1024) -> RequestLog:
+    def empty(cls, stations: tuple[str, ...], layers: tuple[str, ...], capacity: int = 1024,
+              shares: tuple[tuple[tuple[str, float], ...], ...] = ()) -> RequestLog:
         capacity = max(int(capacity), 16)
         return cls(
             stations,
@@ -35,7 +37,20 @@ class RequestLog:
             np.full(capacity, np.nan),
             np.full(capacity, np.nan),
             np.zeros((capacity, len(stations))),
+            shares=shares,
         )
+
+    def layer_weights(self) -> dict[str, np.ndarray]:
+        """Per layer, the fraction of each stage's time that is the layer's (a stage is its own
+        layer's, less the shares other layers added to it, such as a nested page walk's)."""
+        out: dict[str, np.ndarray] = {}
+        k = len(self.layers)
+        for i, layer in enumerate(self.layers):
+            out.setdefault(layer, np.zeros(k))[i] += 1.0
+            for other, fraction in (self.shares[i] if i < len(self.shares) else ()):
+                out[layer][i] -= fraction
+                out.setdefault(other, np.zeros(k))[i] += fraction
+        return out
 
     def add(self, arrival_s: float) -> int:
         """Append a request arriving at ``arrival_s``; returns its index."""
@@ -57,7 +72,7 @@ class RequestLog:
         n = self.n
         return RequestLog(
             self.stations, self.layers, self.arrival_s[:n].copy(), self.finish_s[:n].copy(),
-            self.stage_s[:n].copy(), n,
+            self.stage_s[:n].copy(), n, self.shares,
         )
 
 
@@ -115,9 +130,8 @@ def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
     tail = stages[latency >= p99]
     for metric, block in (("time_mean_s", stages), ("tail_time_mean_s", tail)):
         per_slot = block.mean(axis=0)
-        for layer in dict.fromkeys(log.layers):
-            cols = [k for k, name in enumerate(log.layers) if name == layer]
-            rows.append((metric, layer, "all", float(per_slot[cols].sum())))
+        for layer, weights in log.layer_weights().items():
+            rows.append((metric, layer, "all", float(per_slot @ weights)))
         for station in dict.fromkeys(log.stations):
             cols = [k for k, name in enumerate(log.stations) if name == station]
             rows.append((metric, "all", station, float(per_slot[cols].sum())))

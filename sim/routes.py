@@ -42,6 +42,8 @@ class StationSpec:
     servers: float = 1.0
     groups: Mapping[GroupPath, GroupSpec] = field(default_factory=dict)
     background: Mapping[GroupPath, int] = field(default_factory=dict)
+    threads_per_server: int = 1  # shared stations: hardware threads per core (SMT)
+    smt_yield: float = 0.0  # what a core's second thread adds when both run, as a fraction of a core
 
     def __post_init__(self) -> None:
         if self.kind not in ("fifo", "delay", "shared", "lock"):
@@ -50,6 +52,8 @@ class StationSpec:
             raise ValueError(f"station {self.name!r}: a {self.kind} needs a whole number of servers")
         if self.kind == "shared" and not self.servers > 0:
             raise ValueError(f"station {self.name!r}: a shared station needs capacity > 0")
+        if self.threads_per_server < 1 or not 0 <= self.smt_yield <= 1:
+            raise ValueError(f"station {self.name!r}: threads_per_server >= 1 and 0 <= smt_yield <= 1")
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,11 @@ class Slot:
     when_idle: IdleCondition | None = None
     per_client: int = 0
     action: Literal["", "acquire", "release"] = ""
+    shares: tuple[tuple[str, float], ...] = ()  # other layers' fractions of this stage's time
 
     def __post_init__(self) -> None:
+        if not all(0 <= f <= 1 for _, f in self.shares) or sum(f for _, f in self.shares) > 1 + 1e-12:
+            raise ValueError(f"shares must be fractions summing to at most 1, got {self.shares}")
         if self.per_client < 0:
             raise ValueError(f"per_client must be >= 0, got {self.per_client}")
 
@@ -181,6 +188,10 @@ class Source:
     @property
     def stations(self) -> tuple[str, ...]:
         return tuple(slot.station for slot in self.route)
+
+    @property
+    def shares(self) -> tuple[tuple[tuple[str, float], ...], ...]:
+        return tuple(slot.shares for slot in self.route)
 
     @property
     def places(self) -> tuple[str, ...]:

@@ -306,6 +306,11 @@ class SharedStation(Station):
     whose core sets overlap form one domain of the union's size and share it by weight; the other
     groups share what the pinned ones leave (the scheduler moves unpinned threads to free cores).
     Background jobs never finish: they model host processes that always run.
+
+    With simultaneous multithreading (``threads_per_server`` > 1), jobs beyond one per core run on
+    the cores' sibling threads: n running jobs on C cores of T threads get
+    ``min(n, C) + smt_yield * min(n - C, C (T - 1))`` cores' worth, shared among them, so
+    siblings slow each other when both are busy.
     """
 
     def __init__(
@@ -315,11 +320,15 @@ class SharedStation(Station):
         capacity: float,
         groups: Mapping[GroupPath, GroupSpec] | None = None,
         background: Mapping[GroupPath, int] | None = None,
+        threads_per_server: int = 1,
+        smt_yield: float = 0.0,
     ) -> None:
         super().__init__(env, name)
         if not capacity > 0:
             raise ValueError(f"station {name!r}: capacity must be > 0, got {capacity}")
         self.capacity = float(capacity)
+        self._threads = max(1, int(threads_per_server))
+        self._smt_yield = float(smt_yield)
         self._groups = {path: _GroupState(spec) for path, spec in (groups or {}).items()}
         self._quota_paths = [(path, g) for path, g in self._groups.items() if g.spec.quota_s is not None]
         self._quota_groups = [g for _, g in self._quota_paths]
@@ -337,6 +346,7 @@ class SharedStation(Station):
                       if math.isfinite(state.spec.servers)}
         self._caps[()] = self.capacity
         self._over = 0
+        self._per_job = 1.0
         self._seq = 0
         self._last_s = env.now
         self._version = 0
@@ -458,7 +468,21 @@ class SharedStation(Station):
         for path in emptied:  # idle leaves cost nothing in later allocations
             del self._leaves[path]
 
+    def _effective(self) -> tuple[float, float]:
+        """Cores' worth of capacity for the running jobs, and the most one job can get (SMT)."""
+        n = float(self._running.get((), 0))
+        cores = self.capacity
+        if self._threads == 1 or n <= cores:
+            return cores, 1.0
+        n = min(n, cores * self._threads)
+        capacity = cores + self._smt_yield * (n - cores)
+        return capacity, capacity / n
+
     def _allocate(self) -> None:
+        capacity, per_job = self._effective()
+        if per_job < 1.0:
+            self._allocate_tree(capacity, per_job)
+            return
         if not self._over and not self._pinned and not any(g.throttled for g in self._quota_groups):
             # Uncontended: every running job has a server of its own (the water-filling's answer).
             for leaf in self._leaves.values():
@@ -466,6 +490,10 @@ class SharedStation(Station):
             for path, g in self._quota_paths:
                 g.rate = float(self._running.get(path, 0))
             return
+        self._allocate_tree(capacity, 1.0)
+
+    def _allocate_tree(self, capacity: float, per_job: float) -> None:
+        """Water-fill ``capacity`` down the group tree, no running job above ``per_job`` of a core."""
         root = _Node()
         for path, leaf in self._leaves.items():
             leaf.rate = 0.0
@@ -474,13 +502,14 @@ class SharedStation(Station):
                 for part in path:
                     node = node.children.setdefault(part, _Node())
                 node.leaf = leaf
+        self._per_job = per_job
         self._set_caps(root, ())
         for g in self._quota_groups:
             g.rate = 0.0
-        self._share(root, (), self.capacity)
+        self._share(root, (), capacity)
 
     def _set_caps(self, node: _Node, path: GroupPath) -> float:
-        cap = float(node.leaf.count) if node.leaf is not None else 0.0
+        cap = float(node.leaf.count) * self._per_job if node.leaf is not None else 0.0
         for name, child in node.children.items():
             cap += self._set_caps(child, (*path, name))
         state = self._groups.get(path) if path else None
@@ -502,7 +531,7 @@ class SharedStation(Station):
             leaf = node.leaf
             if leaf is not None:  # a group's own jobs: one child, DEFAULT_WEIGHT and one server each
                 weights.append(DEFAULT_WEIGHT * leaf.count)
-                caps.append(float(leaf.count))
+                caps.append(float(leaf.count) * self._per_job)
             rates = water_fill(capacity, weights, caps)
         for name, rate in zip(names, rates, strict=False):
             self._share(node.children[name], (*path, name), rate)
@@ -524,7 +553,7 @@ class SharedStation(Station):
         caps = [root.children[n].cap for n in free]
         if root.leaf is not None:
             weights.append(DEFAULT_WEIGHT * root.leaf.count)
-            caps.append(float(root.leaf.count))
+            caps.append(float(root.leaf.count) * self._per_job)
         shares = water_fill(left, weights, caps) if weights else []
         rate.update(zip(free, shares, strict=False))
         return [rate[n] for n in names] + (shares[-1:] if root.leaf is not None else [])

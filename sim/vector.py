@@ -208,7 +208,7 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
         stage[t[:, 1:] >= end] = 0.0  # stages not over by the end are not recorded
         finish = np.where(t[:, -1] < end, t[:, -1], np.nan)
         n = t.shape[0]
-        logs[src.name] = RequestLog(src.places, src.layers, t[:, 0].copy(), finish, stage, n)
+        logs[src.name] = RequestLog(src.places, src.layers, t[:, 0].copy(), finish, stage, n, src.shares)
     utilization = {name: work_done[name] / (spec.servers * end) for name, spec in specs.items()
                    if spec.kind != "delay"}
     return RunResult(logs, utilization, replication)

@@ -2,7 +2,9 @@
 
 Besides its cores, a CPU has a ``wakeup`` delay: the time from an event (a packet, an I/O
 completion) to a blocked thread running again on an idle core: the scheduler's wake-up path and
-the core's exit from its idle state. It is paid only when the thread was asleep.
+the core's exit from its idle state. It is paid only when the thread was asleep. With
+``threads_per_core`` > 1 (SMT), a core's sibling threads add ``smt_yield`` of a core when both
+are busy.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class CpuSpec(StrictModel):
     cores_per_socket: int = Field(8, ge=1)
     freq_hz: Hertz = Field(3.0e9, alias="freq", gt=0)
     wakeup_s: Seconds = Field(2e-6, alias="wakeup")
+    threads_per_core: int = Field(1, ge=1, le=8)
+    smt_yield: float = Field(0.0, ge=0, le=1)
 
     @property
     def cores(self) -> int:
@@ -40,4 +44,5 @@ class CpuSpec(StrictModel):
     def station(self, groups: Mapping[GroupPath, GroupSpec], background: Mapping[GroupPath, int],
                 name: str = CPU_STATION) -> StationSpec:
         """The cores as one weighted processor-sharing station."""
-        return StationSpec(name, "shared", float(self.cores), dict(groups), dict(background))
+        return StationSpec(name, "shared", float(self.cores), dict(groups), dict(background),
+                           self.threads_per_core, self.smt_yield)

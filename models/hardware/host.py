@@ -100,7 +100,8 @@ class HostSpec(StrictModel):
         if d.kind == "mem":
             if d.pattern == "random":
                 work = self.memory.random_access_s(a, d.walk_dims, d.huge_pages)
-                return [Stage(CPU_STATION, work, d.layer, d.group, **common)]  # type: ignore[arg-type]
+                shares = self.memory.walk_shares(d.walk_dims, d.huge_pages, d.walk_layers)
+                return [Stage(CPU_STATION, work, d.layer, d.group, shares=shares, **common)]  # type: ignore[arg-type]
             return [Stage(MEMBW_STATION, self.memory.sequential_s(a), d.layer, d.group)]
         if d.kind == "io":
             return [

@@ -44,6 +44,18 @@ class MemorySpec(StrictModel):
         per_access = self.latency_s + miss * walk_refs(self.page_walk_levels, dims) * self.walk_ref_s
         return np.asarray(size_bytes) / self.access_bytes * per_access
 
+    def walk_shares(self, dims: int, huge_pages: bool, layers: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+        """The fraction of a random access's time each layer's extra walk dimension adds: the
+        layer that made a walk ``k`` dimensions deep owns the references from ``k - 1`` to ``k``."""
+        miss = self.tlb_miss_ratio_2m if huge_pages else self.tlb_miss_ratio_4k
+        total = self.latency_s + miss * walk_refs(self.page_walk_levels, dims) * self.walk_ref_s
+        first = dims - len(layers)
+        out = []
+        for i, layer in enumerate(layers):
+            added = walk_refs(self.page_walk_levels, first + i + 1) - walk_refs(self.page_walk_levels, first + i)
+            out.append((layer, miss * added * self.walk_ref_s / total))
+        return tuple(out)
+
     def sequential_s(self, size_bytes: np.ndarray) -> np.ndarray:
         """Time to stream ``size_bytes`` at one core's bandwidth (work at the bandwidth station)."""
         return np.asarray(size_bytes) / self.core_bandwidth_Bps

@@ -147,7 +147,9 @@ class Type1(Layer):
     # -- lowering ------------------------------------------------------------------------------
 
     def lower_mem(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        return [replace(d, walk_dims=d.walk_dims + 1)] if self.params.nested_paging else [d]
+        if not self.params.nested_paging:
+            return [d]
+        return [replace(d, walk_dims=d.walk_dims + 1, walk_layers=(*d.walk_layers, self.name))]
 
     def lower_net_in(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         """Host receive, bridge and tap, the back end, the interrupt, the guest's receive."""

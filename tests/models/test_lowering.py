@@ -195,3 +195,29 @@ def test_large_ios_pay_the_back_end_per_segment() -> None:
         stages = stack.lower([Demand("io", np.full(N, size), op="read")], stack.contexts("g", HOST), HOST)
         np.testing.assert_allclose(_total(_labelled(stages, "vmm-io:g")),
                                    np.full(N, p.io_thread_read_s + extra * p.io_segment_s))
+
+
+def test_the_nested_walk_is_charged_to_the_layer_that_added_it() -> None:
+    """A random access natively costs latency + 4 walk references; under EPT 24. The 20 extra
+    references' time is KVM's, though the stage is the application's own work."""
+    m = HOST.memory
+    (stage,) = [s for s in _stages(["kvm"]) if s.layer == "app" and s.station == "cpu" and s.label == ""
+                and s.shares]
+    native, nested = m.latency_s + 4 * m.walk_ref_s, m.latency_s + 24 * m.walk_ref_s
+    assert stage.shares == (("kvm", pytest.approx(20 * m.walk_ref_s / nested)),)
+    assert 1 - stage.shares[0][1] == pytest.approx(native / nested)
+    # A VM in a VM: the inner layer added the second dimension, the outer one the third.
+    inner, outer = make_layer("kvm"), make_layer("kvm", {"vcpus": 4})
+    (deep,) = [s for s in _stages(Stack((inner, outer))) if s.layer == "app" and s.shares]
+    three = m.latency_s + walk_refs(4, 3) * m.walk_ref_s
+    assert [f for _, f in deep.shares] == pytest.approx([20 * m.walk_ref_s / three,
+                                                         (walk_refs(4, 3) - 24) * m.walk_ref_s / three])
+
+
+def test_records_split_a_shared_stage_between_layers() -> None:
+    from sim.records import RequestLog, request_metrics
+
+    log = RequestLog(("cpu", "disk"), ("app", "kvm"), np.array([0.0]), np.array([3.0]), np.array([[2.0, 1.0]]), 1,
+                     shares=((("kvm", 0.25),), ()))
+    rows = {(m, layer): v for m, layer, station, v in request_metrics(log, 0.0, 10.0) if station == "all"}
+    assert rows[("time_mean_s", "app")] == pytest.approx(1.5) and rows[("time_mean_s", "kvm")] == pytest.approx(1.5)

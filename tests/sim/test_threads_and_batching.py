@@ -243,3 +243,13 @@ def test_a_closed_network_matches_exact_mva(clients: int) -> None:
     _mean, low, high = t_interval(np.array(rates), 0.99)
     assert low <= expected <= high, f"MVA {expected:.4g} outside [{low:.4g}, {high:.4g}]"
     assert (high - low) / 2 <= 0.03 * expected
+
+
+@pytest.mark.parametrize(("jobs", "finish"), [(2, 1.0), (3, 1 / 0.75), (4, 1.6), (6, 6 / 2.5)])
+def test_sibling_hyperthreads_slow_each_other(jobs: int, finish: float) -> None:
+    """2 cores of 2 threads, a sibling adding 1/4 of a core: n one-second jobs at 0 share
+    min(n, 2) + 0.25 min(n - 2, 2) cores. 2 jobs: 1 s. 3: 2.25 cores, 0.75 each, 1.33 s.
+    4: 2.5 cores, 0.625 each, 1.6 s. 6: still 2.5 cores (4 threads), 2.4 s."""
+    cpu = StationSpec("cpu", "shared", 2, threads_per_server=2, smt_yield=0.25)
+    result, _ = _run([cpu], [Slot("cpu", "app")], TraceArrivals((0.0,) * jobs), 1.0)
+    assert _finishes(result) == pytest.approx([finish] * jobs, abs=1e-9)
