@@ -19,10 +19,10 @@ import numpy as np
 
 from models.demands import APP, Demand, Stage
 from models.hardware.cpu import CPU_STATION
-from models.hardware.host import HostSpec
+from models.hardware.host import CLIENT_CPU_STATION, HostSpec
 from models.virt.stack import Stack
 from models.workloads.request import RequestWorkload
-from sim.routes import ClosedArrivals, SamplerFactory, Slot, Source, StationSpec
+from sim.routes import ClosedArrivals, IdleCondition, SamplerFactory, Slot, Source, StationSpec
 from sim.stations import GroupPath, GroupSpec
 
 __all__ = ["Guest", "System"]
@@ -68,32 +68,47 @@ class System:
             return (*base, "threads"), 0
         if w.clients_per_thread is not None:
             return (*base, "job"), w.clients_per_thread
-        if isinstance(w.arrivals.arrivals(), ClosedArrivals):
-            return (*base, "conn"), 1
         return base, 0
 
-    def client_group(self, guest: Guest) -> tuple[GroupPath, int]:
-        """The load generator's group for ``guest`` on the client machine, and its split."""
-        return ((guest.name,), 0) if guest.workload.client_threads is not None else ((guest.name,), 1)
+    def app_wake(self, guest: Guest) -> IdleCondition | None:
+        """When the application's thread must be woken for a message or an I/O: if its pool's or
+        job's thread sleeps; always (``None``) for a thread per connection or request, which does
+        nothing but wait for its own request's next step."""
+        w = guest.workload
+        if w.threads is None and w.clients_per_thread is None:
+            return None
+        group, split = self.app_group(guest)
+        return IdleCondition(CPU_STATION, group, per_client=split)
+
+    def client_group(self, guest: Guest) -> tuple[GroupPath, IdleCondition | None]:
+        """The load generator's group for ``guest`` on the client machine, and when its thread
+        must be woken for a reply (its tool's threads sleep only when idle; a thread per
+        connection always waits for its own reply)."""
+        group = (guest.name,)
+        threads = guest.workload.client_threads
+        return group, (IdleCondition(CLIENT_CPU_STATION, group) if threads is not None else None)
 
     def _bind(self, guest: Guest, demands: list[Demand]) -> list[Demand]:
         """Put the workload's demands in their groups: the server's or the load generator's."""
         app, app_split = self.app_group(guest)
-        client, client_split = self.client_group(guest)
+        wake = self.app_wake(guest)
+        client, client_wake = self.client_group(guest)
         out = []
         for d in demands:
             if d.kind in _CLIENT_KINDS:
-                out.append(replace(d, group=client, per_client=client_split))
+                out.append(replace(d, group=client, when_idle=client_wake if d.kind == "client_recv" else None))
                 continue
             cond = d.when_idle
-            if cond is not None and cond.group == APP:
+            if d.kind == "wake":
+                cond = wake
+            elif cond is not None and cond.group == APP:
                 cond = replace(cond, group=app, per_client=app_split)
             out.append(replace(d, group=app, per_client=app_split, when_idle=cond))
         return out
 
     def _contexts(self, guest: Guest, seed: np.random.SeedSequence | None = None) -> list:
-        app, split = self.app_group(guest)
-        return guest.stack.contexts(guest.name, self.host, seed, app, split)
+        app, _ = self.app_group(guest)
+        return guest.stack.contexts(guest.name, self.host, seed, app, self.app_wake(guest))
 
     def _lower(self, guest: Guest, seed: np.random.SeedSequence, n: int) -> list[Stage]:
         workload_seed, layer_seed, host_seed = seed.spawn(3)

@@ -93,10 +93,10 @@ class HostSpec(StrictModel):
         if d.kind == "delay":
             return [Stage(DELAY_STATION, a, d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "wake":
-            # The thread of d.group blocked for this; it runs again after the CPU's wake-up only if it slept.
-            cond = IdleCondition(CPU_STATION, d.group, per_client=d.per_client)
+            # The thread of d.group blocked for this; it runs again after the CPU's wake-up, if it
+            # slept (d.when_idle says when it sleeps; None: it always waited for this).
             work = np.where(a >= 0, a + self.cpu.wakeup_s, 0.0)
-            return [Stage(DELAY_STATION, work, d.layer, d.group, d.label or "wake", cond)]
+            return [Stage(DELAY_STATION, work, d.layer, d.group, d.label or "wake", d.when_idle)]
         if d.kind == "mem":
             if d.pattern == "random":
                 work = self.memory.random_access_s(a, d.walk_dims, d.huge_pages)
@@ -117,9 +117,8 @@ class HostSpec(StrictModel):
             return self._send(a, d.layer, d.group, CLIENT_CPU_STATION, self.client, CLIENT_PREFIX)
         if d.kind == "client_recv":
             stages = self._receive(a, d.layer, CLIENT_PREFIX, self.client, wire=False)
-            cond = IdleCondition(CLIENT_CPU_STATION, d.group, per_client=d.per_client)
             wake = np.where(a > 0, self.client.wakeup_s, 0.0)
-            return [*stages, Stage(DELAY_STATION, wake, d.layer, d.group, "client wake", cond)]
+            return [*stages, Stage(DELAY_STATION, wake, d.layer, d.group, "client wake", d.when_idle)]
         return [Stage(d.station, a, d.layer, d.group, action=d.action, **common)]  # type: ignore[arg-type]
 
     def _send(self, a: np.ndarray, layer: str, group: GroupPath, cpu_station: str, cpu: CpuSpec,

@@ -16,7 +16,6 @@ from typing import ClassVar
 import numpy as np
 
 from models.demands import Demand
-from models.hardware.cpu import CPU_STATION
 from models.hardware.host import HOST_SOFTIRQ, HostSpec
 from models.schema import StrictModel
 from sim.routes import IdleCondition, StationSpec
@@ -34,8 +33,9 @@ class LayerContext:
     """Where a layer lowers: for which guest, in which CPU group, on which host and kernel.
 
     ``group``: the layer's own group on the host CPU. ``softirq``: the receive threads of the
-    kernel the layer runs on (the host's, or a guest kernel's inside a VM). ``app`` and
-    ``app_per_client``: the application's group, for costs paid only when it sleeps.
+    kernel the layer runs on (the host's, or a guest kernel's inside a VM). ``app``: the
+    application's group; ``app_sleeps``: when its thread sleeps waiting for a message (``None``:
+    always, a thread per connection).
     """
 
     guest: str
@@ -43,16 +43,16 @@ class LayerContext:
     host: HostSpec = field(default_factory=HostSpec)
     softirq: GroupPath = HOST_SOFTIRQ
     app: GroupPath = ()
-    app_per_client: int = 0
+    app_sleeps: IdleCondition | None = None
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     @property
     def segment_bytes(self) -> float:
         return self.host.network.segment_bytes
 
-    def app_idle(self, min_idle_s: float = 0.0) -> IdleCondition:
-        """The condition "the application's thread is asleep"."""
-        return IdleCondition(CPU_STATION, self.app, min_idle_s, self.app_per_client)
+    def app_idle(self) -> IdleCondition | None:
+        """The condition "the application's thread is asleep" (``None``: it always is)."""
+        return self.app_sleeps
 
 
 class Layer(ABC):

@@ -21,6 +21,7 @@ from models.virt.base import Layer, LayerContext
 from models.virt.container import Container
 from models.virt.hosted import Type2
 from models.virt.hypervisor import Type1
+from sim.routes import IdleCondition
 from sim.stations import GroupPath
 
 __all__ = ["LAYER_KINDS", "Stack", "layer_profiles", "make_layer"]
@@ -76,7 +77,7 @@ class Stack:
         return self.layers[0].inner_group(self.groups_of(guest)[0])
 
     def contexts(self, guest: str, host: HostSpec, seed: np.random.SeedSequence | None = None,
-                 app: GroupPath = (), app_per_client: int = 0) -> list[LayerContext]:
+                 app: GroupPath = (), app_sleeps: IdleCondition | None = None) -> list[LayerContext]:
         """One context per layer: its CPU group, the kernel it runs on, its own random stream."""
         seeds = (seed or np.random.SeedSequence(0)).spawn(len(self.layers))
         groups = self.groups_of(guest)
@@ -84,7 +85,7 @@ class Stack:
         for i in range(len(self.layers)):
             kernel = next((j for j in range(i + 1, len(self.layers)) if self.layers[j].runs_kernel()), None)
             softirq = HOST_SOFTIRQ if kernel is None else (*self.layers[kernel].inner_group(groups[kernel]), "softirq")
-            out.append(LayerContext(guest, groups[i], host, softirq, app, app_per_client,
+            out.append(LayerContext(guest, groups[i], host, softirq, app, app_sleeps,
                                     np.random.default_rng(seeds[i])))
         return out
 
