@@ -81,23 +81,29 @@ class System:
         return IdleCondition(CPU_STATION, group, per_client=split)
 
     def client_group(self, guest: Guest) -> tuple[GroupPath, IdleCondition | None]:
-        """The load generator's group for ``guest`` on the client machine, and when its thread
-        must be woken for a reply (its tool's threads sleep only when idle; a thread per
-        connection always waits for its own reply)."""
-        group = (guest.name,)
+        """The load generator's group for ``guest`` (on the client machine, or on the host's own
+        cores for a peer on the host), and when its thread must be woken for a reply (its tool's
+        threads sleep only when idle; a thread per connection always waits for its own reply)."""
+        local = guest.workload.peer == "host"
+        group = ("peer", guest.name) if local else (guest.name,)
+        station = CPU_STATION if local else CLIENT_CPU_STATION
         threads = guest.workload.client_threads
-        return group, (IdleCondition(CLIENT_CPU_STATION, group) if threads is not None else None)
+        return group, (IdleCondition(station, group) if threads is not None else None)
 
     def _bind(self, guest: Guest, demands: list[Demand]) -> list[Demand]:
         """Put the workload's demands in their groups: the server's or the load generator's."""
         app, app_split = self.app_group(guest)
         wake = self.app_wake(guest)
         client, client_wake = self.client_group(guest)
+        local = guest.workload.peer == "host"
         out = []
         for d in demands:
             if d.kind in _CLIENT_KINDS:
-                out.append(replace(d, group=client, when_idle=client_wake if d.kind == "client_recv" else None))
+                out.append(replace(d, group=client, local=local,
+                                   when_idle=client_wake if d.kind == "client_recv" else None))
                 continue
+            if local and d.kind in ("net_in", "net_out"):
+                d = replace(d, local=True)
             cond = d.when_idle
             if d.kind == "wake":
                 cond = wake
@@ -147,6 +153,9 @@ class System:
                 out.update(layer.groups(ctx))
             w = guest.workload
             app, _ = self.app_group(guest)
+            if w.peer == "host" and w.client_threads is not None:
+                group, _ = self.client_group(guest)
+                out[group] = GroupSpec(threads=w.client_threads, label=f"peer:{guest.name}")
             if w.threads is not None:
                 out[app] = GroupSpec(threads=w.threads, label=f"threads:{guest.name}")
             elif w.clients_per_thread is not None:
@@ -160,7 +169,7 @@ class System:
         """The load generators' threads on the client machine."""
         out = {}
         for guest in self.guests:
-            if guest.workload.client_threads is not None:
+            if guest.workload.client_threads is not None and guest.workload.peer == "remote":
                 group, _ = self.client_group(guest)
                 out[group] = GroupSpec(threads=guest.workload.client_threads, label=f"client:{guest.name}")
         return out

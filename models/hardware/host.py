@@ -89,7 +89,8 @@ class HostSpec(StrictModel):
         if d.kind == "cpu":
             return [Stage(CPU_STATION, a / self.cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "client_cpu":
-            return [Stage(CLIENT_CPU_STATION, a / self.client.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
+            station, cpu = (CPU_STATION, self.cpu) if d.local else (CLIENT_CPU_STATION, self.client)
+            return [Stage(station, a / cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "delay":
             return [Stage(DELAY_STATION, a, d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "wake":
@@ -108,6 +109,8 @@ class HostSpec(StrictModel):
                 Stage(DISK_STATION, self.storage.access_s(d.op, d.pattern, a, rng), d.layer),
                 Stage(DISK_XFER_STATION, self.storage.transfer_s(a), d.layer),
             ]
+        if d.local:  # the peer is a process on this host: loopback or a tap, no NIC, no wire
+            return self._local(d, a)
         if d.kind == "net_in":
             return self._receive(a, d.layer, "", self.cpu)
         if d.kind == "net_out":
@@ -120,6 +123,23 @@ class HostSpec(StrictModel):
             wake = np.where(a > 0, self.client.wakeup_s, 0.0)
             return [*stages, Stage(DELAY_STATION, wake, d.layer, d.group, "client wake", d.when_idle)]
         return [Stage(d.station, a, d.layer, d.group, action=d.action, **common)]  # type: ignore[arg-type]
+
+    def _local(self, d: Demand, a: np.ndarray) -> list[Stage]:
+        """Messages between a guest and a process on the host itself (loopback, a tap). The kernel
+        delivers a sent segment on the sender's own core (loopback_xmit and the tap hand it to that
+        core's backlog, processed when the sender leaves the softirq-disabled section), so the
+        sender does the transmit and the receive protocol work and copies the payload in; the
+        receiving thread copies it out, after a wake-up if it slept."""
+        nic, cpu = self.network, self.cpu
+        segs = nic.segments(a)
+        if d.kind in ("net_out", "client_send"):
+            work = segs * (nic.tx_cycles + nic.rx_cycles) / cpu.freq_hz + self.copy_s(a)
+            return [Stage(CPU_STATION, work, d.layer, d.group, "tx" if d.kind == "net_out" else "peer tx")]
+        if d.kind == "client_recv":
+            wake = np.where(a > 0, cpu.wakeup_s, 0.0)
+            return [Stage(DELAY_STATION, wake, d.layer, d.group, "peer wake", d.when_idle),
+                    Stage(CPU_STATION, self.copy_s(a), d.layer, d.group, "peer rx")]
+        return [Stage(CPU_STATION, self.copy_s(a), d.layer, d.group, "rx")]  # net_in: the app copies it out
 
     def _send(self, a: np.ndarray, layer: str, group: GroupPath, cpu_station: str, cpu: CpuSpec,
               prefix: str = "") -> list[Stage]:

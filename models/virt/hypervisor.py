@@ -19,7 +19,7 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   (``net_backend = "vhost"``) or in the VMM process's thread (``"vmm"``: Firecracker), block
   in a dedicated I/O thread (``io_backend = "iothread"``: QEMU) or the VMM thread (``"vmm"``).
   Each back-end thread is one FIFO thread on the host CPU that competes with the vCPUs for
-  cores; it costs ``net_packet`` per segment plus the copy, ``io_thread_read``/``_write`` per
+  cores; it costs ``net_packet_cycles`` per segment plus the copy, ``io_thread_read``/``_write`` per
   request plus ``io_segment`` per further ``io_segment_bytes``. A thread that sleeps is woken
   after the CPU's ``wakeup``. With ``io_sync`` the VMM thread is held through the device access
   (blocking system calls), so it serves one I/O at a time. ``emulated`` devices take
@@ -66,7 +66,7 @@ class Type1Params(LayerParams):
     io_segment_bytes: Bytes = Field(128 * 1024, alias="io_segment_size", gt=0)
     io_sync: bool = False
     net_backend: Literal["vhost", "vmm"] = "vhost"
-    net_packet_s: Seconds = Field(5e-6, alias="net_packet")
+    net_packet_cycles: Cycles = 15_000
     bridge_cycles: Cycles = 6000
     guest_net_queues: int = Field(1, ge=1, le=256)
     nested_paging: bool = True
@@ -157,7 +157,7 @@ class Type1(Layer):
         seg = segments(d.amount, ctx.segment_bytes)
         guest_rx = self._softirq(ctx)
         out = [d, cpu_demand(seg * p.bridge_cycles, self.name, ctx.softirq, "bridge")]
-        out += self._backend(seg * p.net_packet_s + host.copy_s(d.amount), ctx, "net")
+        out += self._backend(seg * p.net_packet_cycles / host.cpu.freq_hz + host.copy_s(d.amount), ctx, "net")
         out += [self._exits(p.inject_exits, d.amount, guest_rx, when_idle=IdleCondition(CPU_STATION, guest_rx)),
                 self._vcpu_wake(ctx, d.amount),
                 cpu_demand(seg * host.network.rx_cycles + host.copy_s(d.amount) * host.cpu.freq_hz, self.name,
@@ -175,7 +175,7 @@ class Type1(Layer):
         out = [cpu_demand(guest_tx, self.name, d.group, "guest tx", per_client=d.per_client),
                self._exits(p.kick_exits, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))]
         bridge = cpu_demand(seg * p.bridge_cycles, self.name, backend, "bridge")
-        out += self._backend(seg * p.net_packet_s, ctx, "net", [bridge])
+        out += self._backend(seg * p.net_packet_cycles / host.cpu.freq_hz, ctx, "net", [bridge])
         return [*out, replace(d, group=backend, per_client=0)]
 
     def lower_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:

@@ -45,7 +45,7 @@ class _Named(StrictModel):
         raise NotImplementedError
 
     def _closed(self, clients: int, demands: list[dict[str, Any]], threads: int | None = None,
-                think_s: float = 0.0, **model: int | None) -> RequestWorkload:
+                think_s: float = 0.0, **model: int | str | None) -> RequestWorkload:
         return RequestWorkload.model_validate(
             {"arrivals": {"kind": "closed", "clients": clients, "think": think_s}, "demands": demands,
              "threads": threads, **model}
@@ -171,16 +171,24 @@ def _round_trip(request: float, server_cycles: float, response: float, client_cy
 
 
 class StreamTcp(_Named):
-    """nuttcp/iperf: one sender on the client machine streaming into a receiver in the guest."""
+    """nuttcp/iperf: one TCP stream between a sender and a receiver thread, ``window`` messages in
+    flight. ``direction = "in"``: the peer sends into the guest; ``"out"``: the guest sends to the
+    peer. ``peer``: on a second machine (``"remote"``) or on the host itself (``"host"``: loopback
+    for bare metal, a tap for a VM)."""
 
     kind: Literal["stream-tcp"]
     message: Bytes = Field(65536, gt=0, le=2**30)
     window: int = Field(8, ge=1, le=65_536)
+    direction: Literal["in", "out"] = "in"
+    peer: Literal["remote", "host"] = "remote"
 
     def request_workload(self) -> RequestWorkload:
-        demands: list[dict[str, Any]] = [{"kind": "client_send", "size": self.message},
-                                         {"kind": "net_in", "size": self.message}, {"kind": "wake"}]
-        return self._closed(self.window, demands, threads=1, client_threads=1)
+        if self.direction == "in":
+            demands: list[dict[str, Any]] = [{"kind": "client_send", "size": self.message},
+                                             {"kind": "net_in", "size": self.message}, {"kind": "wake"}]
+        else:
+            demands = [{"kind": "net_out", "size": self.message}, {"kind": "client_recv", "size": self.message}]
+        return self._closed(self.window, demands, threads=1, client_threads=1, peer=self.peer)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         return [("throughput_Mbps", throughput_rps * self.message * 8 / 1e6, "Mbit/s")]

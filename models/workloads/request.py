@@ -167,6 +167,7 @@ class RequestWorkload(StrictModel):
     threads: int | None = Field(None, ge=1, le=100_000)
     clients_per_thread: int | None = Field(None, ge=1, le=100_000)
     client_threads: int | None = Field(None, ge=1, le=100_000)
+    peer: Literal["remote", "host"] = "remote"
 
     @model_validator(mode="after")
     def _one_thread_model(self) -> RequestWorkload:
