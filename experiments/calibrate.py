@@ -119,9 +119,6 @@ KNOWN_OUTSIDE = {
                                 "device); the Firecracker paper's QEMU served a file on the host through another "
                                 "path, not modelled",
     "fc-fio-randwrite-qd1-qemu": "as fc-fio-randread-qd1-qemu: another QEMU configuration than the kvm profile's",
-    "fc-iperf-qemu": "predicted 10% fast (5 points on the ratio): vhost's work per segment is fitted to small "
-                     "packets (felter-tcprr-kvm); a 64 KiB segment costs it more (page pinning per fragment), "
-                     "not modelled",
 }
 
 NOT_REPRODUCED = {

@@ -359,7 +359,8 @@ class SharedStation(Station):
 
     @property
     def servers(self) -> float:
-        return self.capacity
+        """The most work per second the station can do: its cores, plus what SMT siblings add."""
+        return self.capacity * (1 + self._smt_yield * (self._threads - 1))
 
     def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
         self._advance()

@@ -12,6 +12,8 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   injection and, without APICv, the EOI trap) only if the guest's receive path is idle (NAPI
   polls while busy), and an inter-vCPU wake-up IPI (``ipi_exits``, multi-vCPU guests) only if
   the application's thread sleeps. So per-request exits fall as load rises.
+- **Notifications take time**: a kick or an interrupt that is sent also waits ``notify_latency``
+  (ioeventfd and irqfd signalling, the other side noticing), a delay paid with the exits.
 - **Halted vCPUs**: an interrupt to a VM whose vCPUs all halted waits ``vcpu_wakeup`` (HLT exit,
   the host scheduler, VM entry); with halt polling a vCPU idle for less than ``halt_poll``
   is still spinning and wakes at once.
@@ -19,7 +21,8 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   (``net_backend = "vhost"``) or in the VMM process's thread (``"vmm"``: Firecracker), block
   in a dedicated I/O thread (``io_backend = "iothread"``: QEMU) or the VMM thread (``"vmm"``).
   Each back-end thread is one FIFO thread on the host CPU that competes with the vCPUs for
-  cores; it costs ``net_packet_cycles`` per segment plus the copy, ``io_thread_read``/``_write`` per
+  cores; it costs ``net_packet_cycles`` per segment and ``net_page_cycles`` per 4 KiB of payload
+  (pinning and mapping guest pages) plus the copy, ``io_thread_read``/``_write`` per
   request plus ``io_segment`` per further ``io_segment_bytes``. A thread that sleeps is woken
   after the CPU's ``wakeup``. With ``io_sync`` the VMM thread is held through the device access
   (blocking system calls), so it serves one I/O at a time. ``emulated`` devices take
@@ -56,6 +59,7 @@ class Type1Params(LayerParams):
     inject_exits: float = Field(2.0, ge=0)
     ipi_exits: float = Field(2.0, ge=0)
     vcpu_wakeup_s: Seconds = Field(7e-6, alias="vcpu_wakeup")
+    notify_latency_s: Seconds = Field(0.0, alias="notify_latency")
     halt_poll_s: Seconds = Field(0.0, alias="halt_poll")
     io_path: Literal["virtio", "emulated", "passthrough"] = "virtio"
     emulated_exit_factor: float = Field(10.0, ge=1)
@@ -66,7 +70,8 @@ class Type1Params(LayerParams):
     io_segment_bytes: Bytes = Field(128 * 1024, alias="io_segment_size", gt=0)
     io_sync: bool = False
     net_backend: Literal["vhost", "vmm"] = "vhost"
-    net_packet_cycles: Cycles = 15_000
+    net_packet_cycles: Cycles = 3_000
+    net_page_cycles: Cycles = 1_000
     bridge_cycles: Cycles = 6000
     guest_net_queues: int = Field(1, ge=1, le=256)
     nested_paging: bool = True
@@ -139,6 +144,21 @@ class Type1(Layer):
         cycles = (np.asarray(amount) > 0) * count * self.params.exit_cycles
         return cpu_demand(cycles, self.name, group, "exits", when_idle, per_client)
 
+    def _notify(self, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
+                when_idle: IdleCondition | None = None) -> list[Demand]:
+        """A notification (a kick or an interrupt): its exits on the vCPU and the delay until the
+        other side reacts, both only when it is sent (``when_idle``)."""
+        delay = (np.asarray(amount) > 0) * self.params.notify_latency_s
+        return [self._exits(count, amount, group, per_client, when_idle),
+                delay_demand(delay, self.name, "notify", when_idle)]
+
+    def _net_work_s(self, amount: np.ndarray, ctx: LayerContext) -> np.ndarray:
+        """The network back end's own work for each message: per segment and per page of payload."""
+        p = self.params
+        pages = np.ceil(np.asarray(amount, dtype=float) / 4096.0)
+        return (segments(amount, ctx.segment_bytes) * p.net_packet_cycles + pages * p.net_page_cycles) \
+            / ctx.host.cpu.freq_hz
+
     def _vcpu_wake(self, ctx: LayerContext, amount: np.ndarray) -> Demand:
         """An interrupt to a VM whose vCPUs halted (beyond the halt-poll window) waits for one to wake."""
         cond = IdleCondition(CPU_STATION, self.inner_group(ctx.group), self.params.halt_poll_s)
@@ -157,8 +177,8 @@ class Type1(Layer):
         seg = segments(d.amount, ctx.segment_bytes)
         guest_rx = self._softirq(ctx)
         out = [d, cpu_demand(seg * p.bridge_cycles, self.name, ctx.softirq, "bridge")]
-        out += self._backend(seg * p.net_packet_cycles / host.cpu.freq_hz + host.copy_s(d.amount), ctx, "net")
-        out += [self._exits(p.inject_exits, d.amount, guest_rx, when_idle=IdleCondition(CPU_STATION, guest_rx)),
+        out += self._backend(self._net_work_s(d.amount, ctx) + host.copy_s(d.amount), ctx, "net")
+        out += [*self._notify(p.inject_exits, d.amount, guest_rx, when_idle=IdleCondition(CPU_STATION, guest_rx)),
                 self._vcpu_wake(ctx, d.amount),
                 cpu_demand(seg * host.network.rx_cycles + host.copy_s(d.amount) * host.cpu.freq_hz, self.name,
                            guest_rx, "guest softirq")]
@@ -173,9 +193,9 @@ class Type1(Layer):
         backend = self._thread(ctx, "net")
         guest_tx = (seg * host.network.tx_cycles + host.copy_s(d.amount) * host.cpu.freq_hz)
         out = [cpu_demand(guest_tx, self.name, d.group, "guest tx", per_client=d.per_client),
-               self._exits(p.kick_exits, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))]
+               *self._notify(p.kick_exits, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))]
         bridge = cpu_demand(seg * p.bridge_cycles, self.name, backend, "bridge")
-        out += self._backend(seg * p.net_packet_cycles / host.cpu.freq_hz, ctx, "net", [bridge])
+        out += self._backend(self._net_work_s(d.amount, ctx), ctx, "net", [bridge])
         return [*out, replace(d, group=backend, per_client=0)]
 
     def lower_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
@@ -183,7 +203,7 @@ class Type1(Layer):
         the access, the completion interrupt."""
         p = self.params
         kicks = p.kick_exits * (p.emulated_exit_factor if p.io_path == "emulated" else 1.0)
-        completion = [self._exits(p.inject_exits, d.amount, self.inner_group(ctx.group)),
+        completion = [*self._notify(p.inject_exits, d.amount, self.inner_group(ctx.group)),
                       self._vcpu_wake(ctx, d.amount)]
         if p.io_path == "passthrough":
             return [d, *completion]
@@ -191,7 +211,7 @@ class Type1(Layer):
         per_io = p.io_thread_write_s if d.op == "write" else p.io_thread_read_s
         extra = np.maximum(np.ceil(np.asarray(d.amount, dtype=float) / p.io_segment_bytes) - 1, 0)
         seconds = (d.amount > 0) * (per_io + extra * p.io_segment_s)
-        out = [self._exits(kicks, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))]
+        out = self._notify(kicks, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))
         if self._holds_lock("io"):
             out += self._backend(seconds, ctx, "io", self.host_io(d, ctx))
         else:

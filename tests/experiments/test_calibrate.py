@@ -26,14 +26,14 @@ def test_grade_a_rows_meet_the_targets_or_are_listed_with_a_reason(table) -> Non
 
 
 def test_held_out_rows_exist_and_mostly_meet_the_targets(table) -> None:
-    """Rows no parameter was fitted to are predictions: at least 15 of them, three in four within
+    """Rows no parameter was fitted to are predictions: at least 15 of them, four in five within
     target, and a median error of at most 5%."""
     from experiments.calibrate import predicted_median_error
 
     done = table.dropna(subset=["simulated"])
     held_out = done[done["basis"] == "predicted"]
     assert len(held_out) >= 15
-    assert held_out["within_target"].astype(bool).mean() >= 0.75
+    assert held_out["within_target"].astype(bool).mean() >= 0.8
     assert predicted_median_error(table) <= 0.05
 
 

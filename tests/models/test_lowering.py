@@ -92,8 +92,9 @@ def test_type1_adds_exits_back_end_threads_and_a_two_dimensional_walk() -> None:
     f = HOST.cpu.freq_hz
     np.testing.assert_allclose(_total(_labelled(kvm, "vmm-io:g")), io_mask * p.io_thread_read_s, rtol=1e-12)
     copy_in = HOST.copy_s(np.full(N, 300.0))  # vhost copies received data into the guest
-    per_segment = p.net_packet_cycles / HOST.cpu.freq_hz
-    np.testing.assert_allclose(_total(_labelled(kvm, "vhost:g")), 3 * per_segment + copy_in, rtol=1e-12)
+    # 3 segments (300 B in, 100 kB out in two) and 1 + 25 pages of 4 KiB
+    work = (3 * p.net_packet_cycles + 26 * p.net_page_cycles) / HOST.cpu.freq_hz
+    np.testing.assert_allclose(_total(_labelled(kvm, "vhost:g")), work + copy_in, rtol=1e-12)
     # exits: a kick and a completion interrupt per I/O; per message in, the interrupt and (2 vCPUs)
     # the IPI that wakes the application's thread; per message out, a kick
     exits = (io_mask * (p.kick_exits + p.inject_exits) + p.inject_exits + p.ipi_exits + p.kick_exits) \
@@ -180,12 +181,13 @@ def test_reads_and_writes_cost_the_vmm_differently() -> None:
 
 
 def test_per_packet_costs_are_paid_per_offload_segment() -> None:
-    """A 64 KiB message is one segment: vhost costs one net_packet, not 44 MTU packets' worth."""
+    """A 64 KiB message is one segment: vhost costs one net_packet (and its pages), not 44 MTU
+    packets' worth."""
     p = make_layer("kvm").params
     stack = Stack.of(["kvm"])
-    for size, segs in ((100.0, 1), (65536.0, 1), (65537.0, 2)):
+    for size, segs, pages in ((100.0, 1, 1), (65536.0, 1, 16), (65537.0, 2, 17)):
         stages = stack.lower([Demand("net_out", np.full(N, size))], stack.contexts("g", HOST), HOST)
-        expected = segs * p.net_packet_cycles / HOST.cpu.freq_hz
+        expected = (segs * p.net_packet_cycles + pages * p.net_page_cycles) / HOST.cpu.freq_hz
         np.testing.assert_allclose(_total(_labelled(stages, "vhost:g")), np.full(N, expected))
 
 
