@@ -14,16 +14,15 @@ import time
 
 import numpy as np
 
-from models.disks.allocation import touched_bitmap
+from models.disks.allocation import touched_units
 from models.disks.formats import format_by_name
 
 GiB = 2**30
 
 
 def account(offsets: np.ndarray, sizes: np.ndarray, virtual: int) -> int:
-    fmt = format_by_name("qcow2")
-    bitmap = touched_bitmap(offsets, sizes, fmt.unit_bytes, fmt.n_units(virtual))
-    return fmt.file_bytes(bitmap, virtual, differencing=True)
+    fmt = format_by_name("qcow2", virtual)
+    return fmt.file_bytes(touched_units(offsets, sizes, fmt.unit_bytes), virtual, differencing=True)
 
 
 def best(offsets: np.ndarray, sizes: np.ndarray, virtual: int, repeats: int = 5) -> tuple[float, int]:

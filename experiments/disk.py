@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from experiments.outputs import atomic_write, write_json
 from experiments.scenario import load_toml_model
-from models.disks.allocation import touched_bitmap
-from models.disks.chain import ChainUsage, build_chain_usage
-from models.disks.formats import FORMAT_NAMES, FormatName, format_by_name
+from models.disks.allocation import touched_units
+from models.disks.chain import build_chain_usage, disjoint_chain_usage
+from models.disks.formats import FORMAT_NAMES, FormatName, ImageFormat, format_by_name
 from models.disks.layers import DRIVERS, Driver, FileOps, ImageLayer, Op, writable_layer_usage
 from models.disks.patterns import PatternKind, block_writes
 from models.quantities import Bytes
@@ -63,6 +63,9 @@ class DiskSpec(StrictModel):
     virtual_bytes: Bytes = Field(20 * 2**30, alias="virtual", gt=0)
     base_used_bytes: Bytes = Field(8 * 2**30, alias="base_used")
     formats: list[FormatName] = Field(default_factory=lambda: list(FORMAT_NAMES), min_length=1)
+    # per format, an allocation unit other than qemu-img's default for the virtual size
+    # (qcow2 cluster_size, VHDX block_size: Hyper-V makes differencing VHDX with 2 MiB blocks)
+    units_bytes: dict[FormatName, Bytes] = Field(default_factory=dict, alias="units")
     pattern: PatternSpec = Field(default_factory=PatternSpec)
     image_layers: list[LayerSpec] = Field(
         default_factory=lambda: [
@@ -77,6 +80,22 @@ class DiskSpec(StrictModel):
     growth_writes: int = Field(200_000, ge=10, le=50_000_000)
 
 
+    @field_validator("units_bytes")
+    @classmethod
+    def _power_of_two(cls, units: dict[FormatName, float]) -> dict[FormatName, float]:
+        for name, unit in units.items():
+            if unit < 512 or int(unit) != unit or int(unit) & (int(unit) - 1):
+                raise ValueError(f"units.{name}: an allocation unit is a power of two of at least 512 B, "
+                                 f"got {unit:g} B")
+        return units
+
+    def image_format(self, name: FormatName) -> ImageFormat:
+        """The format ``name`` for this spec's virtual size and allocation units."""
+        unit = self.units_bytes.get(name)
+        virtual = int(self.virtual_bytes)
+        return format_by_name(name, virtual, None if unit is None else int(unit))
+
+
 def load_disk_spec(path: str | Path | None) -> DiskSpec:
     """The defaults, or a TOML file's ``[disk]`` table validated against them."""
     return DiskSpec() if path is None else load_toml_model(path, DiskSpec, "disk spec", "disk")
@@ -88,13 +107,27 @@ def _rows(experiment: str, system: str, guests: int, measures: dict[str, float])
 
 
 def seed_example(spec: DiskSpec) -> list[dict[str, Any]]:
-    usage = ChainUsage(int(spec.seed_base_bytes), tuple((int(c),) for c in spec.seed_changes_bytes))
+    usage = disjoint_chain_usage(int(spec.seed_base_bytes), [int(c) for c in spec.seed_changes_bytes])
     rows = []
     for i, view in enumerate(usage.per_guest_view()):
         rows += _rows("seed-example", f"VM{i + 1}", 1, {"per_guest_view": view})
     rows += _rows("seed-example", "host", len(spec.seed_changes_bytes),
-                  {"linked_clones": usage.host_physical(), "full_clones": usage.full_clones()})
+                  {"linked_clones_bytes_total": usage.host_physical(),
+                   "full_clones_bytes_total": usage.full_clones()})
     return rows
+
+
+def _sharing_rows(experiment: str, system: str, guests: int, shared: float, private_total: float,
+                  full_total: float, extra: dict[str, float]) -> list[dict[str, Any]]:
+    """The measures every sharing scheme reports, each name saying whether it is a total or per guest."""
+    return _rows(experiment, system, guests, {
+        "shared_bytes": shared,
+        "private_bytes_total": private_total,
+        "private_bytes_per_guest": private_total / guests,
+        "linked_clones_bytes_total": shared + private_total,
+        "full_clones_bytes_total": full_total,
+        **extra,
+    })
 
 
 def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
@@ -108,17 +141,10 @@ def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
     ]
     rows = []
     for name in spec.formats:
-        fmt = format_by_name(name)
-        usage = build_chain_usage(fmt, virtual, base, guest_writes)
-        if name == "raw":  # no differencing disks: every guest is a full copy
-            usage = ChainUsage(0, tuple((virtual,) for _ in range(spec.guests)))
-        rows += _rows("image-chain", name, spec.guests, {
-            "shared_bytes": usage.base_bytes,
-            "per_guest_bytes": usage.host_physical() - usage.base_bytes,
-            "linked_clones": usage.host_physical(),
-            "full_clones": usage.full_clones() if name != "raw" else spec.guests * virtual,
-            "written_bytes": spec.guests * spec.pattern.writes * spec.pattern.size_bytes,
-        })
+        usage = build_chain_usage(spec.image_format(name), virtual, base, guest_writes)
+        rows += _sharing_rows("image-chain", name, spec.guests, usage.base_bytes, usage.private_bytes(),
+                              usage.full_clones(),
+                              {"written_bytes_total": spec.guests * spec.pattern.writes * spec.pattern.size_bytes})
     return rows
 
 
@@ -153,31 +179,28 @@ def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
     rows = []
     for driver in spec.drivers:
         usages = [writable_layer_usage(driver, image, o) for o in ops]
-        per_guest = sum(u.allocated_bytes for u in usages)
-        rows += _rows("layer-stack", driver, spec.guests, {
-            "shared_bytes": shared_alloc,
-            "per_guest_bytes": per_guest,
-            "linked_clones": shared_alloc + per_guest,
-            "full_clones": spec.guests * shared_alloc + per_guest,
-            "docker_ps_size_bytes": float(np.mean([u.apparent_bytes for u in usages])),
-            "image_apparent_bytes": shared_apparent,
-        })
+        private = sum(u.allocated_bytes for u in usages)
+        rows += _sharing_rows("layer-stack", driver, spec.guests, shared_alloc, private,
+                              spec.guests * shared_alloc + private, {
+                                  "docker_ps_size_bytes_per_guest": float(np.mean([u.apparent_bytes for u in usages])),
+                                  "image_apparent_bytes": shared_apparent,
+                              })
     return rows
 
 
 def growth(spec: DiskSpec) -> list[dict[str, Any]]:
     """A qcow2 overlay's file size as writes accumulate, under each write pattern."""
-    fmt, virtual = format_by_name("qcow2"), int(spec.virtual_bytes)
+    virtual = int(spec.virtual_bytes)
+    fmt = spec.image_format("qcow2")
     n = spec.growth_writes
     checkpoints = np.unique(np.geomspace(1, n, 40).astype(np.int64)) - 1
     rows = []
     kinds: tuple[PatternKind, ...] = ("sequential", "random", "zipf", "log-append")
     for kind in kinds:
         offsets, sizes = block_writes(kind, n, 4096, virtual, stream(spec.seed, 0, "growth", kind))
-        units = fmt.n_units(virtual)
         for k in checkpoints:
-            bitmap = touched_bitmap(offsets[: k + 1], sizes[: k + 1], fmt.unit_bytes, units)
-            rows += _rows("growth", kind, 1, {f"file_bytes@{int(k) + 1}": fmt.file_bytes(bitmap, virtual, True)})
+            units = touched_units(offsets[: k + 1], sizes[: k + 1], fmt.unit_bytes)
+            rows += _rows("growth", kind, 1, {f"file_bytes@{int(k) + 1}": fmt.file_bytes(units, virtual, True)})
     return rows
 
 
@@ -188,9 +211,9 @@ def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
     for name in spec.formats:
         if name == "raw":
             continue
-        fmt = format_by_name(name)
-        bitmap = touched_bitmap(*one, fmt.unit_bytes, fmt.n_units(int(spec.virtual_bytes)))
-        rows += _rows("amplification", name, 1, {"allocated_bytes": fmt.unit_bytes * int(bitmap.sum()),
+        fmt = spec.image_format(name)
+        units = touched_units(*one, fmt.unit_bytes)
+        rows += _rows("amplification", name, 1, {"allocated_bytes": fmt.unit_bytes * units.size,
                                                  "written_bytes": 4096})
     big_file = [ImageLayer("sha256:db", np.array([64 * 2**20]))]
     for driver in spec.drivers:

@@ -32,7 +32,7 @@ def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
     views = rows[rows["measure"] == "per_guest_view"]
     host = rows[rows["system"] == "host"].set_index("measure")["bytes"]
     labels = [*views["system"], "host: linked clones", "host: full clones"]
-    values = [*views["bytes"], host["linked_clones"], host["full_clones"]]
+    values = [*views["bytes"], host["linked_clones_bytes_total"], host["full_clones_bytes_total"]]
     colors = ["#8fb3d9"] * len(views) + ["#2b6cb0", "#c05621"]
     fig, ax = plt.subplots(figsize=(7, 4))
     bars = ax.bar(labels, np.asarray(values) / GB, color=colors)
@@ -50,9 +50,10 @@ def plot_guests(table: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     x = np.arange(len(pivot))
     ax.bar(x - 0.2, pivot["shared_bytes"] / GB, 0.4, label="shared (base image / image layers)", color="#2b6cb0")
-    ax.bar(x - 0.2, pivot["per_guest_bytes"] / GB, 0.4, bottom=pivot["shared_bytes"] / GB,
-           label=f"per guest (differencing disks / writable layers), {guests} guests", color="#90cdf4")
-    ax.bar(x + 0.2, pivot["full_clones"] / GB, 0.4, label="full clones", color="#c05621", alpha=0.8)
+    ax.bar(x - 0.2, pivot["private_bytes_total"] / GB, 0.4, bottom=pivot["shared_bytes"] / GB,
+           label=f"private (differencing disks / writable layers) of all {guests} guests", color="#90cdf4")
+    ax.bar(x + 0.2, pivot["full_clones_bytes_total"] / GB, 0.4, label=f"full clones of all {guests} guests",
+           color="#c05621", alpha=0.8)
     ax.set_xticks(x, pivot.index, rotation=20)
     ax.set_yscale("log")
     ax.set_ylim(bottom=0.01)

@@ -148,7 +148,9 @@ def _disk_report(folder: Path) -> Report:
                   answer, _existing(folder, ["seed_example.png", "guests_by_format.png", "growth.png",
                                              "amplification.png"]),
                   ["Formats' layouts are checked byte for byte against qemu-img; overlay2 against a real overlayfs.",
-                   "Full clones count the base and the changes once per guest."])
+                   "A full clone is one standalone image per guest holding its whole chain, as qemu-img "
+                   "convert writes it (data in both the base and an overlay counted once).",
+                   "Columns ending in _total are for all guests together; _per_guest for one guest."])
 
 
 def _sweep_report(folder: Path) -> Report:

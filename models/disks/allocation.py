@@ -2,14 +2,16 @@
 
 A write covering bytes [offset, offset + size) touches every unit from ``offset // unit`` to
 ``(offset + size - 1) // unit``. Most writes touch one unit, so they are indexed directly;
-only the ones that span several are expanded.
+only the ones that span several are expanded. Allocated units are kept as a sorted array of
+unit indices, so memory grows with what was written, not with the disk's virtual size (a 1 TiB
+disk at 512-byte units would need a 2 GiB bitmap).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["first_touch_order", "touched_bitmap", "unit_indices"]
+__all__ = ["check_inside", "first_touch_order", "touched_units", "unit_indices"]
 
 
 def unit_indices(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.ndarray:
@@ -30,14 +32,28 @@ def unit_indices(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.
     return starts + within
 
 
-def touched_bitmap(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int, n_units: int) -> np.ndarray:
-    """A boolean array over ``n_units`` units: True where some write touched the unit."""
+def check_inside(offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int) -> None:
+    """Refuse a write that ends past the disk's last byte, as QEMU does (even inside the last unit)."""
+    ends = np.asarray(offsets, dtype=np.int64) + np.asarray(sizes, dtype=np.int64)
+    if ends.size and int(ends.max()) > virtual_bytes:
+        raise ValueError(f"a write ends at byte {int(ends.max())}, past the disk's virtual size of "
+                         f"{virtual_bytes} bytes")
+
+
+_BITMAP_UNITS = 1 << 25  # up to here a bitmap (32 MiB at most) is faster than sorting
+
+
+def touched_units(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.ndarray:
+    """The sorted, distinct indices of the units some write touched."""
     idx = unit_indices(offsets, sizes, unit_bytes)
-    if idx.size and idx.max() >= n_units:
-        raise ValueError(f"a write reaches unit {int(idx.max())}, beyond the disk's {n_units} units")
-    bitmap = np.zeros(n_units, dtype=bool)
+    if idx.size == 0:
+        return idx
+    top = int(idx.max()) + 1
+    if top > _BITMAP_UNITS:
+        return np.unique(idx)
+    bitmap = np.zeros(top, dtype=bool)
     bitmap[idx] = True
-    return bitmap
+    return np.flatnonzero(bitmap)
 
 
 def first_touch_order(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.ndarray:

@@ -1,41 +1,59 @@
 """Image chains: a base image shared by linked clones, each with its own differencing disk.
 
 A guest sees its base plus its differencing disk(s); the host stores the base once plus every
-differencing disk; full clones store the base and the changes once per guest. The seed
-document's example: a 20 GB base and three guests changing 5, 10 and 7 GB see 25, 30 and 27 GB
+differencing disk. A full clone is what ``qemu-img convert`` writes from a guest's chain: one
+standalone image holding the *union* of the units allocated anywhere in the chain, so a unit
+held by both the base and an overlay is stored once. The seed document's example: a 20 GB base
+and three guests changing 5, 10 and 7 GB (new data, outside the base's) see 25, 30 and 27 GB
 each, the host stores 42 GB, full clones would take 82 GB.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
 
 import numpy as np
 
-from models.disks.allocation import touched_bitmap
-from models.disks.formats import ImageFormat
+from models.disks.allocation import check_inside, touched_units
+from models.disks.formats import ImageFormat, Raw
 
-__all__ = ["ChainUsage", "build_chain_usage"]
+__all__ = ["ChainUsage", "build_chain_usage", "disjoint_chain_usage"]
+
+Writes = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
 class ChainUsage:
-    """Bytes of a base image and each guest's differencing disks (top of the chain last)."""
+    """File sizes of a base image, each guest's differencing disks and each guest's full clone.
+
+    ``guest_bytes[g]`` are guest g's differencing disks (bottom of its chain first);
+    ``clone_bytes[g]`` is the size of one standalone image holding guest g's whole chain.
+    """
 
     base_bytes: int
-    guest_bytes: tuple[tuple[int, ...], ...]  # per guest: its differencing disks, base first
+    guest_bytes: tuple[tuple[int, ...], ...]
+    clone_bytes: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.clone_bytes) != len(self.guest_bytes):
+            raise ValueError("need one full-clone size per guest")
 
     def per_guest_view(self) -> list[int]:
         """What each guest's disk costs if counted alone: base + its own differencing disks."""
         return [self.base_bytes + sum(diffs) for diffs in self.guest_bytes]
 
+    def private_bytes(self) -> int:
+        """Bytes of every guest's differencing disks together (the base not included)."""
+        return sum(sum(diffs) for diffs in self.guest_bytes)
+
     def host_physical(self) -> int:
-        """What the host stores: the base once, plus every differencing disk."""
-        return self.base_bytes + sum(sum(diffs) for diffs in self.guest_bytes)
+        """What the host stores with linked clones: the base once, plus every differencing disk."""
+        return self.base_bytes + self.private_bytes()
 
     def full_clones(self) -> int:
-        """What full copies would store: base plus changes, once per guest."""
-        return sum(self.per_guest_view())
+        """What the host stores with full clones: one standalone image per guest."""
+        return sum(self.clone_bytes)
 
     def saving(self) -> float:
         """Fraction of the full-clone bytes that linked clones save."""
@@ -43,21 +61,30 @@ class ChainUsage:
         return 1.0 - self.host_physical() / full if full else 0.0
 
 
-def build_chain_usage(
-    fmt: ImageFormat,
-    virtual_bytes: int,
-    base_writes: tuple[np.ndarray, np.ndarray],
-    guest_writes: list[list[tuple[np.ndarray, np.ndarray]]],
-) -> ChainUsage:
+def disjoint_chain_usage(base_bytes: int, changes_bytes: list[int]) -> ChainUsage:
+    """A chain counted in bytes, not units: each guest's changes are new data beside the base's
+    (the seed document's reading), so a full clone holds base + changes."""
+    return ChainUsage(base_bytes, tuple((c,) for c in changes_bytes),
+                      tuple(base_bytes + c for c in changes_bytes))
+
+
+def build_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
+                      guest_writes: list[list[Writes]]) -> ChainUsage:
     """File sizes of a chain whose base and differencing disks received the given writes.
 
-    Each write set is (offsets, sizes) in bytes. A differencing disk allocates a unit on any
-    write to it, whatever its parents hold (copy-on-write of the whole unit).
+    Each write set is (offsets, sizes) in bytes, inside the virtual size. A differencing disk
+    allocates a unit on any write to it, whatever its parents hold (copy-on-write of the whole
+    unit). A raw image cannot have a backing file: every guest gets its own full copy.
     """
-    n = fmt.n_units(virtual_bytes)
-    base = fmt.file_bytes(touched_bitmap(*base_writes, fmt.unit_bytes, n), virtual_bytes)
-    guests = tuple(
-        tuple(fmt.file_bytes(touched_bitmap(*w, fmt.unit_bytes, n), virtual_bytes, differencing=True) for w in levels)
-        for levels in guest_writes
-    )
-    return ChainUsage(base, guests)
+    for writes in [base_writes, *(w for levels in guest_writes for w in levels)]:
+        check_inside(*writes, virtual_bytes)
+    if isinstance(fmt, Raw):
+        return ChainUsage(0, tuple((virtual_bytes,) for _ in guest_writes),
+                          tuple(virtual_bytes for _ in guest_writes))
+    base = touched_units(*base_writes, fmt.unit_bytes)
+    guests, clones = [], []
+    for levels in guest_writes:
+        units = [touched_units(*w, fmt.unit_bytes) for w in levels]
+        guests.append(tuple(fmt.file_bytes(u, virtual_bytes, differencing=True) for u in units))
+        clones.append(fmt.file_bytes(reduce(np.union1d, units, base), virtual_bytes))
+    return ChainUsage(fmt.file_bytes(base, virtual_bytes), tuple(guests), tuple(clones))

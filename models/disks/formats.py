@@ -17,9 +17,14 @@ what ``qemu-img`` writes on this machine (the tests compare byte for byte):
   entries (32 MiB each) preallocated for the whole disk, twice (redundant copy), a grain
   directory each, after a header sector and a 20-sector descriptor, rounded up to a grain.
 - VHDX: [MS-VHDX] v1.0: header, log, metadata and BAT regions (8 MiB as QEMU lays them out for
-  a BAT up to 1 MiB), then payload blocks (2 MiB for Hyper-V differencing disks). A differencing
-  disk also keeps one 1 MiB sector bitmap block per chunk of 2^23 sectors it writes in.
+  a BAT up to 1 MiB), then payload blocks. Unless a block size is given, QEMU (``block/vhdx.c``)
+  picks it by virtual size: 8 MiB up to 1 GiB, 16 MiB up to 100 GiB, 32 MiB up to 32 TiB, then
+  64 MiB (checked against ``qemu-img`` 7.2 here). A differencing disk also keeps one 1 MiB
+  sector bitmap block per chunk of 2^23 sectors it writes in.
 - raw: a file as large as the disk (sparse on the host, but a full copy per guest).
+
+Allocated units are passed as a sorted array of distinct unit indices
+(:func:`models.disks.allocation.touched_units`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "FormatName", "ImageFormat", "format_by_name"]
+__all__ = ["FORMAT_NAMES", "FormatName", "ImageFormat", "format_by_name"]
 
 FormatName = Literal["qcow2", "vhdx", "vmdk", "vdi", "raw"]
 FORMAT_NAMES: tuple[FormatName, ...] = get_args(FormatName)
@@ -55,9 +60,13 @@ class ImageFormat:
     def metadata_bytes(self, virtual_bytes: int) -> int:
         raise NotImplementedError
 
-    def file_bytes(self, allocated: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
-        """File size (apparent bytes) holding the allocated units (a bitmap over units)."""
-        n = int(np.count_nonzero(allocated))
+    def for_disk(self, virtual_bytes: int) -> ImageFormat:
+        """This format with the allocation unit ``qemu-img create`` chooses for a disk of this size."""
+        return self
+
+    def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
+        """File size (apparent bytes) holding the allocated units (sorted distinct unit indices)."""
+        n = int(np.asarray(units).size)
         if n == 0:
             return self.empty_bytes(virtual_bytes)
         return self.metadata_bytes(virtual_bytes) + n * self.unit_bytes
@@ -81,8 +90,8 @@ class Qcow2(ImageFormat):
     def metadata_bytes(self, virtual_bytes: int) -> int:
         return (3 + math.ceil(self.l1_bytes(virtual_bytes) / self.unit_bytes)) * self.unit_bytes
 
-    def file_bytes(self, allocated: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
-        data = np.flatnonzero(allocated)
+    def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
+        data = np.asarray(units, dtype=np.int64)
         if data.size == 0:
             return self.empty_bytes(virtual_bytes)
         l2_tables = np.unique(data // self.l2_entries()).size
@@ -120,7 +129,14 @@ class Vmdk(ImageFormat):
 
 @dataclass(frozen=True)
 class Vhdx(ImageFormat):
-    """VHDX dynamic or differencing disk."""
+    """VHDX dynamic or differencing disk; ``unit_bytes = 0`` means QEMU's default for the size."""
+
+    def for_disk(self, virtual_bytes: int) -> ImageFormat:
+        if self.unit_bytes:
+            return self
+        tiers = ((1 * GiB, 8 * MiB), (100 * GiB, 16 * MiB), (32 * 2**40, 32 * MiB))
+        block = next((b for limit, b in tiers if virtual_bytes <= limit), 64 * MiB)
+        return Vhdx(self.name, block)
 
     def metadata_bytes(self, virtual_bytes: int) -> int:
         blocks = self.n_units(virtual_bytes)
@@ -128,11 +144,11 @@ class Vhdx(ImageFormat):
         bat_bytes = 8 * (blocks + math.ceil(blocks / chunk_blocks))
         return 7 * MiB + math.ceil(bat_bytes / MiB) * MiB
 
-    def file_bytes(self, allocated: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
-        size = super().file_bytes(allocated, virtual_bytes, differencing)
+    def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
+        size = super().file_bytes(units, virtual_bytes, differencing)
         if differencing:
             chunk_blocks = (2**23 * 512) // self.unit_bytes
-            chunks = np.unique(np.flatnonzero(allocated) // chunk_blocks).size
+            chunks = np.unique(np.asarray(units, dtype=np.int64) // chunk_blocks).size
             size += chunks * MiB  # sector bitmap blocks of the chunks written
         return size
 
@@ -147,26 +163,29 @@ class Raw(ImageFormat):
     def empty_bytes(self, virtual_bytes: int) -> int:
         return virtual_bytes
 
-    def file_bytes(self, allocated: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
+    def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
         return virtual_bytes
 
 
-FORMATS: dict[str, ImageFormat] = {
+_DEFAULTS: dict[str, ImageFormat] = {
     "qcow2": Qcow2("qcow2", 64 * KiB),
-    "vhdx": Vhdx("vhdx", 2 * MiB),
+    "vhdx": Vhdx("vhdx", 0),  # 0: the block size follows the virtual size, see Vhdx.for_disk
     "vmdk": Vmdk("vmdk", 64 * KiB),
     "vdi": Vdi("vdi", 1 * MiB),
     "raw": Raw("raw", 512),
 }
 
 
-def format_by_name(name: str, unit_bytes: int | None = None) -> ImageFormat:
-    """A format by name, optionally with another allocation unit (qcow2 cluster_size, say)."""
-    if name not in FORMATS:
-        raise ValueError(f"unknown image format {name!r}; known: {', '.join(FORMATS)}")
-    fmt = FORMATS[name]
+def format_by_name(name: str, virtual_bytes: int, unit_bytes: int | None = None) -> ImageFormat:
+    """The format ``name`` for a disk of ``virtual_bytes``: its tools' default allocation unit
+    for that size, or ``unit_bytes`` (qcow2 ``cluster_size``, VHDX ``block_size``) if given."""
+    if name not in _DEFAULTS:
+        raise ValueError(f"unknown image format {name!r}; known: {', '.join(_DEFAULTS)}")
+    if virtual_bytes <= 0:
+        raise ValueError(f"{name}: the virtual size must be positive, got {virtual_bytes} bytes")
+    fmt = _DEFAULTS[name]
     if unit_bytes is None:
-        return fmt
+        return fmt.for_disk(virtual_bytes)
     if unit_bytes <= 0 or unit_bytes & (unit_bytes - 1):
         raise ValueError(f"{name}: the allocation unit must be a power of two, got {unit_bytes}")
     return type(fmt)(fmt.name, unit_bytes)

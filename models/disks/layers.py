@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from models.disks.allocation import unit_indices
 
@@ -86,23 +87,43 @@ def _blocks(size: np.ndarray, block: int) -> np.ndarray:
     return -(-np.asarray(size, dtype=np.int64) // block) * block
 
 
-def _final_files(image_files: np.ndarray, ops: FileOps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Final size of every file, and which lower files were touched (data/meta) or deleted."""
-    n_lower = len(image_files)
+def _file_sizes(image_files: np.ndarray, ops: FileOps) -> tuple[np.ndarray, np.ndarray]:
+    """Every file's final size, and the size of its file just before each op (bytes).
+
+    Ops act in order: a write extends a file to ``max(size, offset + size)``, an append adds to
+    the size the file has *then*. With ``A`` a file's appends so far, the size before op j is
+    ``A_before(j) + max(initial, max over earlier writes i of end_i - A_through(i))``, a grouped
+    running maximum, so appends after an extending write land after it.
+    """
     creates = ops.op == Op.CREATE
-    sizes = np.concatenate([image_files, ops.size[creates]]).astype(np.int64)
-    appended = np.bincount(ops.file[ops.op == Op.APPEND], weights=ops.size[ops.op == Op.APPEND],
-                           minlength=len(sizes)).astype(np.int64)
-    write_ends = np.zeros(len(sizes), dtype=np.int64)
-    w = ops.op == Op.WRITE
-    np.maximum.at(write_ends, ops.file[w], ops.offset[w] + ops.size[w])
-    sizes = np.maximum(sizes + appended, write_ends)
+    initial = np.concatenate([image_files, ops.size[creates]]).astype(np.int64)
+    file = ops.file.copy()
+    file[creates] = len(image_files) + np.arange(int(creates.sum()))
+    added = np.where(ops.op == Op.APPEND, ops.size, 0)
+    frame = pd.DataFrame({"file": file, "added": added})
+    through = frame.groupby("file")["added"].cumsum().to_numpy()
+    floor = np.iinfo(np.int64).min // 4
+    key = np.where(ops.op == Op.WRITE, ops.offset + ops.size - through, floor)
+    frame["key"] = key
+    best = np.maximum(frame.groupby("file")["key"].cummax().to_numpy(), initial[file])
+    before = through - added + best
+    final = initial.copy()
+    if len(file):
+        last = frame.groupby("file").tail(1).index.to_numpy()  # each file's last op
+        final[file[last]] = through[last] + best[last]
+    return final, before
+
+
+def _final_files(image_files: np.ndarray, ops: FileOps) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Final size of every file, its size before each op, and which lower files were touched or deleted."""
+    n_lower = len(image_files)
+    sizes, before = _file_sizes(image_files, ops)
     deleted = np.zeros(len(sizes), dtype=bool)
     deleted[ops.file[ops.op == Op.DELETE]] = True
     touched = np.zeros(n_lower, dtype=bool)
     lower_ops = (ops.file < n_lower) & np.isin(ops.op, [Op.WRITE, Op.APPEND, Op.CHMOD])
     touched[ops.file[lower_ops]] = True
-    return sizes, touched & ~deleted[:n_lower], deleted
+    return sizes, before, touched & ~deleted[:n_lower], deleted
 
 
 def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps) -> LayerUsage:
@@ -110,7 +131,7 @@ def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps) 
     lower = np.concatenate([layer.file_bytes for layer in image]) if image else np.zeros(0, np.int64)
     lower = lower.astype(np.int64)
     n_lower = len(lower)
-    sizes, copied, deleted = _final_files(lower, ops)
+    sizes, before, copied, deleted = _final_files(lower, ops)
     new_alive = ~deleted[n_lower:]
     new_sizes = sizes[n_lower:][new_alive]
     if driver in ("overlay2", "vfs"):
@@ -130,7 +151,7 @@ def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps) 
     alive[in_lower] = ~deleted[ops.file[in_lower]]
     writes = alive & (ops.op == Op.WRITE)
     appends = alive & (ops.op == Op.APPEND)
-    start = np.concatenate([ops.offset[writes], lower[ops.file[appends]]])
+    start = np.concatenate([ops.offset[writes], before[appends]])
     length = np.concatenate([ops.size[writes], ops.size[appends]])
     files = np.concatenate([ops.file[writes], ops.file[appends]])
     spans = (start + length - 1) // unit - start // unit + 1

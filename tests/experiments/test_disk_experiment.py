@@ -15,15 +15,28 @@ SMALL = DiskSpec.model_validate({"guests": 3, "virtual": "2GiB", "base_used": "2
 def test_the_table_reproduces_the_seed_example_and_orders_the_formats() -> None:
     table = run_disk(SMALL)
     seed = table[table["experiment"] == "seed-example"].set_index(["system", "measure"])["bytes"]
-    assert seed[("host", "linked_clones")] == 42e9 and seed[("host", "full_clones")] == 82e9
-    chains = table[(table["experiment"] == "image-chain") & (table["measure"] == "per_guest_bytes")]
-    per_guest = chains.set_index("system")["bytes"]
+    assert seed[("host", "linked_clones_bytes_total")] == 42e9 and seed[("host", "full_clones_bytes_total")] == 82e9
+    chains = table[table["experiment"] == "image-chain"].set_index(["system", "measure"])["bytes"]
+    per_guest = chains.xs("private_bytes_per_guest", level="measure")
     # Random 4 KiB writes: the larger the unit, the more each guest's differencing disk holds.
     assert per_guest["qcow2"] < per_guest["vdi"] < per_guest["vhdx"]
+    assert (chains.xs("private_bytes_total", level="measure") == 3 * per_guest).all()
+    for fmt in ("qcow2", "vdi", "vhdx", "vmdk"):
+        # a full clone holds at least the base, at most base + overlay; never more than raw copies
+        full, linked = chains[(fmt, "full_clones_bytes_total")], chains[(fmt, "linked_clones_bytes_total")]
+        assert 3 * chains[(fmt, "shared_bytes")] <= full <= linked + 2 * chains[(fmt, "shared_bytes")]
+        assert full <= chains[("raw", "full_clones_bytes_total")] + 3 * 2**23, fmt
     amp = table[(table["experiment"] == "amplification") & (table["measure"] == "allocated_bytes")]
     amp = amp.set_index("system")["bytes"]
-    assert amp["qcow2"] == 65536 and amp["vhdx"] == 2**21 and amp["overlay2 (64 MiB file)"] == 64 * 2**20
+    # vhdx at 2 GiB: QEMU picks 16 MiB blocks
+    assert amp["qcow2"] == 65536 and amp["vhdx"] == 2**24 and amp["overlay2 (64 MiB file)"] == 64 * 2**20
     assert amp["btrfs (64 MiB file)"] == 4096
+
+
+def test_an_allocation_unit_can_be_chosen_per_format() -> None:
+    spec = SMALL.model_copy(update={"units_bytes": {"vhdx": 2**21}})
+    amp = run_disk(spec).query("experiment == 'amplification' and measure == 'allocated_bytes'")
+    assert amp.set_index("system")["bytes"]["vhdx"] == 2**21
 
 
 def test_growth_never_shrinks() -> None:
@@ -50,6 +63,8 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
     ('[disk]\npattern = { kind = "spiral" }\n', "pattern.kind"),
     ('[disk]\nguestz = 3\n', "guestz: unknown key"),
     ('[dsk]\nguests = 3\n', "unknown top-level key or table 'dsk'"),  # the defaults ran instead
+    ('[disk]\nunits = { vhdx = "3MiB" }\n', "units.vhdx: an allocation unit is a power of two"),
+    ('[disk]\nunits = { qcow3 = "64KiB" }\n', "units.qcow3"),
 ])
 def test_bad_disk_specs_name_the_field(tmp_path, capsys, body: str, needle: str) -> None:
     spec = tmp_path / "bad.toml"

@@ -2,7 +2,8 @@
 
 Each case creates images with ``qemu-img create`` (overlays with ``-b``), writes with
 ``qemu-io -c 'write OFFSET SIZE'``, and compares the file size, and for qcow2 the clusters
-``qemu-img map`` reports as allocated in the top image, with the model's.
+``qemu-img map`` reports as allocated in the top image, with the model's. Full clones are
+compared with what ``qemu-img convert`` writes from a chain.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.disks.allocation import touched_bitmap
+from models.disks.allocation import touched_units
+from models.disks.chain import build_chain_usage
 from models.disks.formats import format_by_name
 
 pytestmark = [
@@ -61,6 +63,12 @@ def allocated_clusters(path: Path, cluster: int, n: int) -> np.ndarray:
     return bitmap
 
 
+def touched_bitmap(offsets, sizes, unit: int, n: int) -> np.ndarray:
+    bitmap = np.zeros(n, dtype=bool)
+    bitmap[touched_units(np.asarray(offsets), np.asarray(sizes), unit)] = True
+    return bitmap
+
+
 def _random(n: int, io: int, span: int, align: int = 4 * KiB):
     return RNG.integers(0, span // align, n) * align, np.full(n, io)
 
@@ -89,7 +97,8 @@ QCOW2_CASES = {
 @pytest.mark.parametrize("case", list(QCOW2_CASES))
 def test_qcow2_overlay_matches_qemu(case: str, tmp_path: Path) -> None:
     offsets, sizes = (np.asarray(a) for a in QCOW2_CASES[case])
-    fmt, virtual = format_by_name("qcow2"), 20 * GiB
+    virtual = 20 * GiB
+    fmt = format_by_name("qcow2", virtual)
     base = create(tmp_path / "base.qcow2", "qcow2", virtual)
     overlay = create(tmp_path / "overlay.qcow2", "qcow2", virtual, backing=base)
     assert os.path.getsize(overlay) == fmt.empty_bytes(virtual)
@@ -97,12 +106,13 @@ def test_qcow2_overlay_matches_qemu(case: str, tmp_path: Path) -> None:
     n = fmt.n_units(virtual)
     model = touched_bitmap(offsets, sizes, fmt.unit_bytes, n)
     np.testing.assert_array_equal(allocated_clusters(overlay, fmt.unit_bytes, n), model)
-    assert os.path.getsize(overlay) == fmt.file_bytes(model, virtual, differencing=True)
+    assert os.path.getsize(overlay) == fmt.file_bytes(np.flatnonzero(model), virtual, differencing=True)
 
 
 def test_qcow2_two_level_chain_matches_qemu(tmp_path: Path) -> None:
     """base <- snap1 <- snap2: each level allocates only what is written to it."""
-    fmt, virtual = format_by_name("qcow2"), 4 * GiB
+    virtual = 4 * GiB
+    fmt = format_by_name("qcow2", virtual)
     n = fmt.n_units(virtual)
     writes = [_random(100, 4 * KiB, virtual), _random(80, 8 * KiB, virtual), ([0, 100 * KiB], [200 * KiB, 1])]
     paths = [create(tmp_path / "base.qcow2", "qcow2", virtual)]
@@ -113,28 +123,66 @@ def test_qcow2_two_level_chain_matches_qemu(tmp_path: Path) -> None:
     for path, (offsets, sizes) in zip(paths, writes, strict=True):
         model = touched_bitmap(np.asarray(offsets), np.asarray(sizes), fmt.unit_bytes, n)
         np.testing.assert_array_equal(allocated_clusters(path, fmt.unit_bytes, n), model)
-        assert os.path.getsize(path) == fmt.file_bytes(model, virtual), path.name
+        assert os.path.getsize(path) == fmt.file_bytes(np.flatnonzero(model), virtual), path.name
 
 
 def test_qcow2_other_cluster_size_matches_qemu(tmp_path: Path) -> None:
-    fmt, virtual = format_by_name("qcow2", 4 * KiB), 8 * GiB
+    virtual = 8 * GiB
+    fmt = format_by_name("qcow2", virtual, 4 * KiB)
     image = create(tmp_path / "small.qcow2", "qcow2", virtual, cluster_size=str(4 * KiB))
     assert os.path.getsize(image) == fmt.empty_bytes(virtual)
     offsets, sizes = _random(300, 4 * KiB, virtual)
     write(image, "qcow2", offsets, sizes)
-    model = touched_bitmap(offsets, sizes, fmt.unit_bytes, fmt.n_units(virtual))
-    assert os.path.getsize(image) == fmt.file_bytes(model, virtual)
+    assert os.path.getsize(image) == fmt.file_bytes(touched_units(offsets, sizes, fmt.unit_bytes), virtual)
 
 
-@pytest.mark.parametrize("name, opts", [("vdi", {}), ("vmdk", {}), ("vhdx", {"block_size": str(2 * MiB)})])
-@pytest.mark.parametrize("virtual", [1 * GiB, 20 * GiB])
+@pytest.mark.parametrize("name, opts", [("vdi", {}), ("vmdk", {}), ("vhdx", {"block_size": str(2 * MiB)}),
+                                        ("vhdx", {})])
+@pytest.mark.parametrize("virtual", [1 * GiB, 20 * GiB, 101 * GiB])
 def test_dynamic_images_of_other_formats_match_qemu(name: str, opts: dict, virtual: int, tmp_path: Path) -> None:
-    fmt = format_by_name(name)
+    """VHDX with no block_size takes QEMU's default for the size (8, 16, 32 MiB here)."""
+    fmt = format_by_name(name, virtual, int(opts["block_size"]) if "block_size" in opts else None)
     image = create(tmp_path / f"disk.{name}", name, virtual, **opts)
     assert os.path.getsize(image) == fmt.empty_bytes(virtual)
     offsets, sizes = _random(60, 4 * KiB, virtual)
     offsets = np.append(offsets, [0, 64 * KiB - 512])
     sizes = np.append(sizes, [4 * KiB, 4 * KiB])
     write(image, name, offsets, sizes)
-    model = touched_bitmap(offsets, sizes, fmt.unit_bytes, fmt.n_units(virtual))
-    assert os.path.getsize(image) == fmt.file_bytes(model, virtual)
+    assert os.path.getsize(image) == fmt.file_bytes(touched_units(offsets, sizes, fmt.unit_bytes), virtual)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_full_clone_is_what_qemu_img_convert_writes_from_the_chain(seed: int, tmp_path: Path) -> None:
+    """A seeded random chain (cluster size, depth 1-3, writes that overlap the base): the model's
+    full-clone size equals the qcow2 file qemu-img convert makes of the top image."""
+    rng = np.random.default_rng(seed)
+    cluster = int(2 ** rng.integers(12, 17))  # 4 KiB .. 64 KiB
+    virtual = int(rng.integers(1, 5)) * GiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    depth = int(rng.integers(1, 4))
+    span = virtual // 8  # writes crowd into one eighth of the disk, so the levels overlap
+
+    def writes(n: int) -> tuple[np.ndarray, np.ndarray]:
+        sizes = rng.integers(1, 3 * cluster, n)
+        return rng.integers(0, span - 3 * cluster, n), sizes
+
+    levels = [writes(int(rng.integers(20, 120))) for _ in range(depth + 1)]
+    opts = {"cluster_size": str(cluster)}
+    paths = [create(tmp_path / "l0.qcow2", "qcow2", virtual, **opts)]
+    write(paths[0], "qcow2", *levels[0])
+    for level in range(1, depth + 1):
+        paths.append(create(tmp_path / f"l{level}.qcow2", "qcow2", virtual, backing=paths[-1], **opts))
+        write(paths[-1], "qcow2", *levels[level])
+    clone = tmp_path / "clone.qcow2"
+    _run("qemu-img", "convert", "-O", "qcow2", "-o", f"cluster_size={cluster}", str(paths[-1]), str(clone))
+    usage = build_chain_usage(fmt, virtual, levels[0], [levels[1:]])
+    assert usage.clone_bytes[0] == os.path.getsize(clone)
+    assert usage.per_guest_view()[0] == sum(os.path.getsize(p) for p in paths)
+
+
+def test_qemu_also_refuses_a_write_past_the_end_inside_the_last_cluster(tmp_path: Path) -> None:
+    image = create(tmp_path / "odd.qcow2", "qcow2", GiB + 512)
+    past = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write {GiB} 1024", str(image)],
+                          capture_output=True, text=True)
+    assert past.returncode != 0 and "write failed" in past.stdout + past.stderr
+    write(image, "qcow2", [GiB], [512])  # the last sector itself is writable, as in the model

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.disks.allocation import first_touch_order, touched_bitmap, unit_indices
-from models.disks.chain import ChainUsage, build_chain_usage
+from models.disks.allocation import first_touch_order, touched_units, unit_indices
+from models.disks.chain import build_chain_usage, disjoint_chain_usage
 from models.disks.formats import format_by_name
 from models.disks.layers import DRIVERS, FileOps, ImageLayer, Op, writable_layer_usage
 from models.disks.patterns import block_writes
@@ -18,7 +20,7 @@ GB = 10**9
 
 def test_seed_example_linked_clones_versus_full_copies() -> None:
     """DockerInDeep.md: base 20 GB; VMs change 5, 10 and 7 GB."""
-    usage = ChainUsage(20 * GB, ((5 * GB,), (10 * GB,), (7 * GB,)))
+    usage = disjoint_chain_usage(20 * GB, [5 * GB, 10 * GB, 7 * GB])
     assert usage.per_guest_view() == [25 * GB, 30 * GB, 27 * GB]
     assert usage.host_physical() == 42 * GB
     assert usage.full_clones() == 82 * GB
@@ -28,27 +30,83 @@ def test_seed_example_from_writes_through_an_ideal_byte_format() -> None:
     """The same numbers when the changes are fresh sequential writes in 1 MiB-unit VDI-like
     accounting without metadata: the chain arithmetic sees only the allocated bytes."""
     mib = 2**20
-    fmt = format_by_name("vdi")
     virtual = 64 * 2**30
+    fmt = format_by_name("vdi", virtual)
     fill = lambda n_mib, start=0: (np.arange(n_mib, dtype=np.int64) * mib + start, np.full(n_mib, mib))  # noqa: E731
     usage = build_chain_usage(fmt, virtual, fill(20_000), [[fill(5_000, 30 * 2**30)], [fill(10_000)], [fill(7_000)]])
     meta = fmt.metadata_bytes(virtual)
     assert usage.per_guest_view() == [meta * 2 + n * mib for n in (25_000, 30_000, 27_000)]
     assert usage.host_physical() == 4 * meta + 42_000 * mib
+    # guest 2 rewrote the first 10,000 MiB of the base: its full clone holds them once
+    assert usage.clone_bytes == (meta + 25_000 * mib, meta + 20_000 * mib, meta + 20_000 * mib)
+
+
+def test_a_full_clone_holds_the_union_of_the_chain_once() -> None:
+    """Base units 0-9; the overlay rewrites units 5-9 and adds 20-21: a linked clone stores
+    10 + 7 units, a full clone (qemu-img convert) 12, not 17."""
+    virtual, unit = 2**30, 2**20
+    fmt = format_by_name("vdi", virtual)
+    base = (np.arange(10) * unit, np.full(10, unit))
+    overlay = (np.array([5, 6, 7, 8, 9, 20, 21]) * unit, np.full(7, 4096))
+    usage = build_chain_usage(fmt, virtual, base, [[overlay]])
+    meta = fmt.metadata_bytes(virtual)
+    assert usage.host_physical() == 2 * meta + 17 * unit
+    assert usage.full_clones() == meta + 12 * unit
+    two_levels = build_chain_usage(fmt, virtual, base, [[overlay, (np.array([30 * unit]), np.array([1]))]])
+    assert two_levels.full_clones() == meta + 13 * unit
+
+
+def test_raw_disks_cannot_share_a_base() -> None:
+    usage = build_chain_usage(format_by_name("raw", 2**30), 2**30, (np.array([0]), np.array([1])), [[], []])
+    assert usage.host_physical() == usage.full_clones() == 2 * 2**30
+
+
+@pytest.mark.parametrize("name", ["qcow2", "vhdx", "vdi", "vmdk", "raw"])
+def test_a_write_past_the_virtual_size_is_refused_even_inside_the_last_unit(name: str) -> None:
+    virtual = 2**30 + 512  # the last qcow2 cluster / VDI block is partial
+    fmt = format_by_name(name, virtual)
+    with pytest.raises(ValueError, match="past the disk's virtual size"):
+        build_chain_usage(fmt, virtual, (np.array([virtual - 512]), np.array([1024])), [])
+    build_chain_usage(fmt, virtual, (np.array([virtual - 512]), np.array([512])), [])  # the last sector is fine
+
+
+@pytest.mark.parametrize("virtual, block_mib", [(2**30, 8), (2**30 + 1, 16), (100 * 2**30, 16),
+                                                (100 * 2**30 + 1, 32), (32 * 2**40, 32), (32 * 2**40 + 1, 64)])
+def test_vhdx_block_size_follows_qemus_rule_by_virtual_size(virtual: int, block_mib: int) -> None:
+    assert format_by_name("vhdx", virtual).unit_bytes == block_mib * 2**20
+    assert format_by_name("vhdx", virtual, unit_bytes=2**21).unit_bytes == 2**21  # block_size given
+
+
+@pytest.mark.parametrize("name, unit", [("qcow2", 512), ("vmdk", None), ("vdi", None), ("vhdx", None)])
+def test_accounting_a_1_tib_disk_with_sparse_writes_stays_under_64_mib(name: str, unit: int | None) -> None:
+    """Memory grows with what is written, not with the virtual size (2^31 units at 512 B)."""
+    virtual = 2**40
+    fmt = format_by_name(name, virtual, unit)
+    rng = np.random.default_rng(3)
+    writes = (rng.integers(0, virtual // 4096, 100_000) * 4096, np.full(100_000, 4096))
+    tracemalloc.start()
+    try:
+        usage = build_chain_usage(fmt, virtual, writes, [[writes]])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert usage.base_bytes > fmt.metadata_bytes(virtual)
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
 
 
 def test_a_partial_write_allocates_whole_units() -> None:
-    for name, unit in [("qcow2", 64 * 1024), ("vhdx", 2 * 2**20), ("vdi", 2**20), ("vmdk", 64 * 1024)]:
-        fmt = format_by_name(name)
-        bitmap = touched_bitmap(np.array([123]), np.array([4096]), fmt.unit_bytes, fmt.n_units(2**30))
-        assert bitmap.sum() == 1 and fmt.unit_bytes == unit
-        assert fmt.file_bytes(bitmap, 2**30) - fmt.metadata_bytes(2**30) >= unit
+    for name, unit in [("qcow2", 64 * 1024), ("vhdx", 8 * 2**20), ("vdi", 2**20), ("vmdk", 64 * 1024)]:
+        fmt = format_by_name(name, 2**30)
+        units = touched_units(np.array([123]), np.array([4096]), fmt.unit_bytes)
+        assert units.tolist() == [0] and fmt.unit_bytes == unit
+        assert fmt.file_bytes(units, 2**30) - fmt.metadata_bytes(2**30) >= unit
 
 
 def test_qcow2_grows_an_l2_table_per_512_mib_touched() -> None:
-    fmt, virtual = format_by_name("qcow2"), 20 * 2**30
-    one = touched_bitmap(np.array([0]), np.array([1]), fmt.unit_bytes, fmt.n_units(virtual))
-    two = touched_bitmap(np.array([0, 512 * 2**20]), np.array([1, 1]), fmt.unit_bytes, fmt.n_units(virtual))
+    virtual = 20 * 2**30
+    fmt = format_by_name("qcow2", virtual)
+    one = touched_units(np.array([0]), np.array([1]), fmt.unit_bytes)
+    two = touched_units(np.array([0, 512 * 2**20]), np.array([1, 1]), fmt.unit_bytes)
     # header, refcount table, refcount block, L1 = 4 clusters; then L2 + data per region
     assert fmt.file_bytes(one, virtual) == (4 + 1 + 1) * 65536
     assert fmt.file_bytes(two, virtual) == (4 + 2 + 2) * 65536
@@ -56,12 +114,11 @@ def test_qcow2_grows_an_l2_table_per_512_mib_touched() -> None:
 
 def test_qcow2_adds_refcount_blocks_as_the_file_passes_2_gib() -> None:
     """One 16-bit refcount block covers 32768 clusters (2 GiB of file); it must cover itself."""
-    fmt, virtual = format_by_name("qcow2"), 64 * 2**30
+    virtual = 64 * 2**30
+    fmt = format_by_name("qcow2", virtual)
     n_data = 32768  # 2 GiB of data: with metadata, past the first refcount block
-    bitmap = np.zeros(fmt.n_units(virtual), dtype=bool)
-    bitmap[:n_data] = True
     l2 = n_data // 8192
-    assert fmt.file_bytes(bitmap, virtual) == (4 + l2 + n_data + 1) * 65536
+    assert fmt.file_bytes(np.arange(n_data), virtual) == (4 + l2 + n_data + 1) * 65536
 
 
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 200_000)), min_size=0, max_size=40),
@@ -71,8 +128,7 @@ def test_touched_units_equal_a_naive_set(writes, unit) -> None:
     sizes = np.array([w[1] for w in writes], dtype=np.int64)
     expected = {u for o, s in writes for u in range(o // unit, (o + s - 1) // unit + 1)}
     assert set(unit_indices(offsets, sizes, unit).tolist()) == expected
-    bitmap = touched_bitmap(offsets, sizes, unit, 2 * 10**6 // unit + 10)
-    assert set(np.flatnonzero(bitmap).tolist()) == expected
+    assert touched_units(offsets, sizes, unit).tolist() == sorted(expected)
     if writes:
         growth = first_touch_order(offsets, sizes, unit)
         assert growth[-1] == len(expected) and np.all(np.diff(growth) >= 0)
@@ -126,3 +182,40 @@ def test_a_4k_write_costs_the_whole_file_on_overlay2_but_one_block_on_btrfs() ->
     assert writable_layer_usage("overlay2", image, ops).allocated_bytes == 200 * 2**20
     assert writable_layer_usage("btrfs", image, ops).allocated_bytes == 4096
     assert writable_layer_usage("zfs", image, ops).allocated_bytes == 128 * 1024
+
+
+def test_an_append_lands_after_a_write_that_extended_the_file() -> None:
+    """A 100 B file; write 50 B at offset 100 (now 150 B); append 10 B: 160 B, as a real file."""
+    image = [ImageLayer("sha256:f", np.array([100]))]
+    ops = FileOps.of([(Op.WRITE, 0, 100, 50), (Op.APPEND, 0, 0, 10)])
+    assert writable_layer_usage("overlay2", image, ops).apparent_bytes == 160
+    # the other order: append first (110 B), then the write ends at 150 B
+    swapped = FileOps.of([(Op.APPEND, 0, 0, 10), (Op.WRITE, 0, 100, 50)])
+    assert writable_layer_usage("overlay2", image, swapped).apparent_bytes == 150
+
+
+def test_block_drivers_put_an_append_where_the_file_ends_then() -> None:
+    """A 4 KiB file extended to 12 KiB by a write into its third block; the append then fills the
+    fourth 4 KiB block on btrfs (not the second, where the file ended when the image was built)."""
+    image = [ImageLayer("sha256:f", np.array([4096]))]
+    ops = FileOps.of([(Op.WRITE, 0, 8192, 4096), (Op.APPEND, 0, 0, 4096)])
+    usage = writable_layer_usage("btrfs", image, ops)
+    assert (usage.apparent_bytes, usage.allocated_bytes) == (16_384, 8192)
+
+
+@given(st.lists(st.tuples(st.sampled_from([Op.WRITE, Op.APPEND]), st.integers(0, 5000), st.integers(1, 3000)),
+                max_size=30), st.integers(0, 5000))
+def test_file_sizes_match_a_real_sequence_of_operations(steps, initial) -> None:
+    """Replay the ops on a byte array, in order, and compare the final size."""
+    data = bytearray(initial)
+    rows = []
+    for op, offset, size in steps:
+        if op == Op.WRITE:
+            end = offset + size
+            data.extend(b"\0" * max(0, end - len(data)))
+        else:
+            data.extend(b"\0" * size)
+        rows.append((op, 0, offset, size))
+    image = [ImageLayer("sha256:f", np.array([initial]))]
+    usage = writable_layer_usage("overlay2", image, FileOps.of(rows))
+    assert usage.apparent_bytes == (len(data) if rows else 0)
