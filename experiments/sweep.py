@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from experiments.identity import content_key
-from experiments.outputs import ResultFolder, ResultsError, atomic_write, write_json
+from experiments.outputs import ResultFolder, ResultsError, atomic_write, read_manifest, write_json
 from experiments.scenario import Scenario, ScenarioError, format_validation_error, parse_scenario
 from models.schema import StrictModel
 
@@ -203,6 +203,21 @@ def _finished(path: Path, point: Point) -> bool:
     return _read_point(path, point) is not None
 
 
+def _index(points: list[Point]) -> list[dict[str, Any]]:
+    return [{"point": p.index, "key": p.key, **p.values} for p in points]
+
+
+def _already_published(points: list[Point], out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds this very sweep, finished and sealed, every file as its manifest says."""
+    try:
+        read_manifest(out_dir)
+        held = json.loads((out_dir / POINTS_INDEX).read_text(encoding="utf-8"))
+    except (ResultsError, OSError, ValueError):
+        return False
+    return held == json.loads(json.dumps(_index(points))) and all(
+        _finished(_point_file(out_dir, p), p) for p in points)
+
+
 def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: str | None = None,
               progress: bool = True, force: bool = False) -> Path:
     """Run every point not yet finished in ``out_dir``, then gather ``sweep.parquet``.
@@ -212,13 +227,15 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
     """
     out_dir = Path(out_dir)
     folder = ResultFolder(out_dir, "sweep", None, force=force, resumable=POINTS_INDEX)
+    if not force and _already_published(points, out_dir):
+        return out_dir / "sweep.parquet"  # nothing to do: the published table stays untouched
     if out_dir.exists():
         folder.unseal()
         (out_dir / "sweep.parquet").unlink(missing_ok=True)
     (out_dir / "points").mkdir(parents=True, exist_ok=True)
     for stale in (out_dir / "points").glob(".*.tmp"):  # a write cut short by a kill
         stale.unlink(missing_ok=True)
-    write_json(out_dir / POINTS_INDEX, [{"point": p.index, "key": p.key, **p.values} for p in points])
+    write_json(out_dir / POINTS_INDEX, _index(points))
     pending = [p for p in points if not _finished(_point_file(out_dir, p), p)]
     bar = tqdm(total=len(points), initial=len(points) - len(pending), desc="sweep", unit="point",
                disable=not progress)

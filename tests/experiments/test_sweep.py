@@ -201,3 +201,55 @@ def test_pool_workers_die_with_a_killed_sweep(tmp_path) -> None:
                  and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
         time.sleep(0.1)
     assert not alive, f"pool workers {alive} outlived their parent"
+
+
+def _processes_naming(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker`` (pool workers are forks of the CLI)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_sweep_killed_at_ten_random_moments_ends_equal_to_an_uninterrupted_run(tmp_path) -> None:
+    """SIGKILL to the sweep's own process only, at seeded random moments (while importing, while
+    points run, while gathering): its pool workers must die with it, no finished point is run
+    again, and the resumed sweep's table equals one run without interruption, value for value."""
+    import random
+
+    spec = tiny(parameters={"run.seed": list(range(60))})
+    reference = pd.read_parquet(run_sweep(expand_sweep(spec), tmp_path / "reference", progress=False))
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(to_toml(spec))
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "experiments.cli", "sweep", str(scenario), "--out", str(out),
+               "--workers", "2", "--quiet"]
+    rng = random.Random(2026)
+    kept: dict[str, int] = {}
+    published = False
+    for _ in range(10):
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 5.0))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while _processes_naming(str(out)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _processes_naming(str(out)), "a worker outlived its killed sweep"
+        now = _points(out) if (out / "points").exists() else {}
+        assert all(now.get(name) == mtime for name, mtime in kept.items()), "a finished point was run again"
+        kept = now
+        assert (out / "sweep.parquet").exists() or not published, "a published table was lost to a rerun"
+        published = (out / "manifest.json").exists()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep.parquet"), reference, check_exact=True)
