@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from experiments.outputs import atomic_write
 from experiments.runner import run_scenario
-from experiments.scenario import layer_from_entry, load_toml_model, parse_scenario
+from experiments.scenario import StackEntries, layer_from_entry, load_toml_model, one_layer_stacks, parse_scenario
 from models.density.footprint import footprint
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
@@ -47,7 +47,8 @@ class DensitySpec(StrictModel):
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
     swap_bytes: Bytes = Field(0, alias="swap")  # host swap space; beyond memory, pages fault from disk
     pages_touched_per_request: int = Field(8, ge=1)  # assumption: distinct 4 KiB pages a request touches
-    stacks: list[list[Any]] = Field(default_factory=lambda: [["kvm"], ["firecracker"], ["docker"]], min_length=1)
+    stacks: list[StackEntries] = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
+                                      min_length=1)
     workload: dict[str, Any] = Field(default_factory=lambda: {"kind": "web", "rate": "50/s"})
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
     slo: Slo = Field(default_factory=Slo)

@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from experiments.outputs import atomic_write
-from experiments.scenario import GuestSpec, ScenarioError, load_toml_model
+from experiments.scenario import GuestSpec, ScenarioError, StackEntries, load_toml_model, one_layer_stacks
 from models.density.planner import RESOURCES, guest_needs, pack
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
@@ -64,7 +64,8 @@ class PlanSpec(StrictModel):
 
     headroom: float = Field(0.25, ge=0, lt=1)
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
-    stacks: list[list[Any]] = Field(default_factory=lambda: [["kvm"], ["firecracker"], ["docker"]], min_length=1)
+    stacks: list[StackEntries] = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
+                                      min_length=1)
     host_types: list[HostType] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from models.hardware.host import HostSpec
 from models.profiles import get_profile
@@ -20,6 +20,7 @@ from models.schema import StrictModel
 from models.system import Guest, System
 from models.virt.stack import Stack, make_layer
 from models.workloads.catalog import WorkloadSpec
+from models.workloads.request import OpenSpec
 from sim.control import RunControl
 from sim.vector import vector_rejects
 
@@ -80,12 +81,29 @@ def layer_from_entry(entry: LayerEntry) -> Any:
         raise ValueError(f"profile {profile!r}: {format_validation_error(exc, '; ')}") from None
 
 
+def _check_stack_entries(entries: list[LayerEntry]) -> list[LayerEntry]:
+    if not entries:
+        raise ValueError('a stack needs at least one layer; write ["bare-metal"] for no virtualization')
+    for entry in entries:
+        layer_from_entry(entry)
+    return entries
+
+
+StackEntries = Annotated[list[LayerEntry], AfterValidator(_check_stack_entries)]
+"""A stack as written in a file: one or more layers, innermost first, each one checked."""
+
+
+def one_layer_stacks(*profiles: str) -> list[list[LayerEntry]]:
+    """``[["kvm"], ["docker"]]`` from ``"kvm", "docker"``: a default list of stacks."""
+    return [[p] for p in profiles]
+
+
 class GuestSpec(StrictModel):
     """One guest (or ``count`` identical ones, named NAME-1..NAME-N)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(1, ge=1, le=100_000)
-    stack: list[LayerEntry] = Field(default_factory=lambda: list[LayerEntry](["bare-metal"]))
+    stack: StackEntries = Field(default_factory=lambda: list[LayerEntry](["bare-metal"]))
     workload: WorkloadSpec
 
     @field_validator("workload", mode="before")
@@ -94,13 +112,6 @@ class GuestSpec(StrictModel):
         if isinstance(value, dict) and "kind" not in value:
             return {**value, "kind": "request"}
         return value
-
-    @field_validator("stack")
-    @classmethod
-    def _check_stack(cls, entries: list[LayerEntry]) -> list[LayerEntry]:
-        for entry in entries:
-            layer_from_entry(entry)
-        return entries
 
     def build_stack(self, override: list[LayerEntry] | None = None, vm_vcpus: int | None = None) -> Stack:
         """The guest's stack (or ``override``); with ``vm_vcpus``, its outermost VM gets that many
@@ -130,20 +141,22 @@ class CompareSpec(StrictModel):
     with a bare metal of many more cores; ``"as-written"`` takes the profiles' sizes.
     """
 
-    stacks: list[list[LayerEntry]] = Field(min_length=1)
+    stacks: list[StackEntries] = Field(min_length=1)
     cores: Literal["vm-sized-to-host", "as-written"] = "vm-sized-to-host"
 
     @field_validator("stacks")
     @classmethod
     def _check(cls, stacks: list[list[LayerEntry]]) -> list[list[LayerEntry]]:
-        for stack in stacks:
-            for entry in stack:
-                layer_from_entry(entry)
         labels = [_label(s) for s in stacks]
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
             raise ValueError(f"stacks {repeated} are listed more than once; compare each stack once")
         return stacks
+
+
+MAX_OPEN_REQUESTS = 20_000_000
+"""Open-loop requests per replication a scenario may ask for: about ten minutes of SimPy at the
+engine's ~40,000 requests per second on a loaded core."""
 
 
 class Scenario(StrictModel):
@@ -156,6 +169,18 @@ class Scenario(StrictModel):
     guests: list[GuestSpec] = Field(min_length=1)
     compare: CompareSpec | None = None
     sweep: dict[str, Any] | None = None  # validated and expanded by experiments.sweep
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Scenario:
+        offered = sum(spec.count * arrivals.rate_per_s for spec in self.guests
+                      if isinstance(arrivals := spec.workload.request_workload().arrivals, OpenSpec))
+        if offered * self.run.duration_s > MAX_OPEN_REQUESTS:
+            raise ValueError(
+                f"open arrivals of {offered:.4g}/s over run.duration = {self.run.duration_s:g} s make "
+                f"{offered * self.run.duration_s:.3g} requests per replication, more than the "
+                f"{MAX_OPEN_REQUESTS:,} an event-by-event run finishes in reasonable time; shorten "
+                "run.duration (a steady state takes seconds) or lower the rate")
+        return self
 
     @model_validator(mode="after")
     def _buildable(self) -> Scenario:

@@ -19,16 +19,24 @@ def _unit(dimension: str) -> BeforeValidator:
     return BeforeValidator(lambda v: parse_quantity(v, dimension))
 
 
-def _non_negative(v: float) -> float:
-    if v < 0:
-        raise ValueError(f"must be >= 0, got {v}")
-    return v
+def _physical(limit: float, written: str, why: str) -> AfterValidator:
+    """Non-negative and at most ``limit``: beyond it a value is a typo, and its products with
+    other quantities would overflow to infinity inside the model."""
+
+    def check(v: float) -> float:
+        if v < 0:
+            raise ValueError(f"must be >= 0, got {v}")
+        if v > limit:
+            raise ValueError(f"{v:.4g} is beyond {written} ({why}); check the number and its unit")
+        return v
+
+    return AfterValidator(check)
 
 
-Bytes = Annotated[float, _unit("bytes"), AfterValidator(_non_negative)]
-Seconds = Annotated[float, _unit("seconds"), AfterValidator(_non_negative)]
-Hertz = Annotated[float, _unit("hertz"), AfterValidator(_non_negative)]
-BitsPerSecond = Annotated[float, _unit("bits_per_second"), AfterValidator(_non_negative)]
-BytesPerSecond = Annotated[float, _unit("bytes_per_second"), AfterValidator(_non_negative)]
-Cycles = Annotated[float, _unit("cycles"), AfterValidator(_non_negative)]
-PerSecond = Annotated[float, _unit("per_second"), AfterValidator(_non_negative)]
+Bytes = Annotated[float, _unit("bytes"), _physical(2.0**60, "1 EiB", "larger than any disk, memory or message")]
+Seconds = Annotated[float, _unit("seconds"), _physical(1e6, "1e6 s", "11.6 days of simulated time")]
+Hertz = Annotated[float, _unit("hertz"), _physical(1e11, "100 GHz", "no clock runs faster")]
+BitsPerSecond = Annotated[float, _unit("bits_per_second"), _physical(1e13, "10 Tbit/s", "no link is faster")]
+BytesPerSecond = Annotated[float, _unit("bytes_per_second"), _physical(1e13, "10 TB/s", "no memory or disk is faster")]
+Cycles = Annotated[float, _unit("cycles"), _physical(1e15, "1e15 cycles", "days of one core's work per step")]
+PerSecond = Annotated[float, _unit("per_second"), _physical(1e9, "1e9/s", "a billion events per second")]

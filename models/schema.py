@@ -1,13 +1,17 @@
 """The one strict base of every validated input model (profiles, scenarios, specs).
 
 Unknown keys are errors (a misspelt key must never be silently ignored), values are read-only
-once validated, fields are filled by name or alias, and NaN or infinity is refused in every float
-field: a model never holds a non-finite number.
+once validated, fields are filled by name or alias, NaN or infinity is refused in every float
+field (a model never holds a non-finite number), and ``true``/``false`` is not read as 1/0 for
+a number.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import types
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 __all__ = ["StrictModel"]
 
@@ -16,3 +20,24 @@ class StrictModel(BaseModel):
     """Base of validated input models: no unknown keys, frozen, finite floats only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        # Pydantic's lax mode reads true as 1 in an int or float field: max_guests = true would
+        # run with one guest. Strict mode would also refuse TOML lists for tuples, so only this.
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                for key in {name, field.alias} - {None}:
+                    if isinstance(data.get(key), bool) and _numeric(field.annotation):
+                        raise ValueError(f"{key}: {str(data[key]).lower()} is not a number; write a number")
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    if annotation in (int, float):
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(args) and all(a in (int, float) for a in args)
+    return False

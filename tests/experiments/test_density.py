@@ -61,7 +61,8 @@ def test_a_memory_max_below_the_working_set_is_an_oom_kill() -> None:
 
 
 @pytest.mark.parametrize("bad, needle", [({"slo": {"p99_latency": "-1ms"}}, "p99_latency"),
-                                         ({"max_guests": 0}, "max_guests")])
+                                         ({"max_guests": 0}, "max_guests"),
+                                         ({"stacks": [[]]}, "a stack needs at least one layer")])
 def test_bad_specs_are_refused(bad, needle, tmp_path) -> None:
     from experiments.cli import main
 

@@ -118,3 +118,40 @@ def test_nan_and_infinity_are_refused_with_the_field_named(small, path, value) -
 def test_a_plain_float_field_refuses_nan_too(small) -> None:
     small["guests"][0]["stack"] = [{"profile": "kvm", "ksm_sharing": float("nan")}]
     assert "ksm_sharing" in _error(small)
+
+
+@pytest.mark.parametrize(("path", "value", "needle"), [
+    # found by the fuzz test: accepted, then 1e308 B x 8 bits overflowed to infinity in the model
+    (("guests", 0, "workload", "demands", 3, "size"), 1e308, "beyond 1 EiB"),
+    (("guests", 0, "workload", "arrivals", "rate"), 1e308, "beyond 1e9/s"),
+    (("guests", 0, "workload", "demands", 1, "cycles"), "1e16", "beyond 1e15 cycles"),
+    (("run", "duration"), "2e6s", "beyond 1e6 s"),
+])
+def test_physically_impossible_quantities_are_refused(small, path, value, needle) -> None:
+    node = small
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    message = _error(small)
+    assert needle in message and str(path[-1]) in message
+
+
+def test_more_open_requests_than_a_run_can_finish_are_refused_before_running(small) -> None:
+    small["guests"][0]["workload"]["arrivals"]["rate"] = "1e8/s"  # 5e7 requests in 0.5 s
+    message = _error(small)
+    assert "requests per replication" in message and "run.duration" in message
+
+
+@pytest.mark.parametrize("where", ["guest", "compare"])
+def test_an_empty_stack_is_refused_not_read_as_bare_metal(small, where) -> None:
+    if where == "guest":
+        small["guests"][0]["stack"] = []
+    else:
+        small["compare"] = {"stacks": [[], ["kvm"]]}
+    assert 'a stack needs at least one layer; write ["bare-metal"]' in _error(small)
+
+
+def test_true_is_not_read_as_one(small) -> None:
+    """Found by the fuzz test: pydantic's lax mode ran replications = true as one replication."""
+    small["run"]["replications"] = True
+    assert "replications: true is not a number" in _error(small)
