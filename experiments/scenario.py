@@ -20,7 +20,7 @@ from models.schema import StrictModel
 from models.system import Guest, System
 from models.virt.stack import Stack, make_layer
 from models.workloads.catalog import WorkloadSpec
-from models.workloads.request import OpenSpec
+from models.workloads.request import MemDemand, OpenSpec
 from sim.control import RunControl
 from sim.vector import vector_rejects
 
@@ -169,6 +169,27 @@ class Scenario(StrictModel):
     guests: list[GuestSpec] = Field(min_length=1)
     compare: CompareSpec | None = None
     sweep: dict[str, Any] | None = None  # validated and expanded by experiments.sweep
+
+    @model_validator(mode="after")
+    def _numa_placement(self) -> Scenario:
+        nodes = self.host.memory.nodes
+        placements: dict[int, str] = {}
+        for i, spec in enumerate(self.guests):
+            for j, demand in enumerate(spec.workload.request_workload().demands):
+                if not isinstance(demand, MemDemand) or demand.pattern != "seq":
+                    continue
+                wanted = nodes if demand.numa_nodes is None else demand.numa_nodes
+                if wanted > nodes:
+                    raise ValueError(f"guests[{i}].workload: demand {j} binds memory to {wanted} NUMA nodes, but the "
+                                     f"host's memory has {nodes}; lower numa_nodes or pick a memory profile with "
+                                     "more nodes")
+                placements.setdefault(wanted, f"guests[{i}] demand {j}")
+        if len(placements) > 1:
+            where = ", ".join(placements.values())
+            raise ValueError(f"memory traffic bound to {sorted(placements)} NUMA nodes on one host ({where}): "
+                             "bound and interleaved traffic sharing controllers is not modelled; bind every "
+                             "guest's memory to the same number of nodes, or run them as separate scenarios")
+        return self
 
     @model_validator(mode="after")
     def _bounded(self) -> Scenario:

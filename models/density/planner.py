@@ -70,7 +70,9 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
         if spec is None or spec.kind in ("delay", "lock") or name.startswith("client."):
             continue
         util = rate * w / spec.servers
-        if name in SHARED_STATIONS:
+        if name.split(":", 1)[0] == "membw":  # membw:bound-K: memory bound to K NUMA nodes
+            per_guest[RESOURCES.index("membw")] += rate * w / host.memory.streams  # of all nodes' bandwidth
+        elif name in SHARED_STATIONS:
             per_guest[RESOURCES.index(name)] += util
         else:
             private[name] = util

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from models.demands import Demand, Stage
 from models.hardware.cpu import CPU_STATION, CpuSpec
-from models.hardware.memory import MEMBW_STATION, MemorySpec
+from models.hardware.memory import MemorySpec, membw_station
 from models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION, NicSpec
 from models.hardware.storage import DISK_STATION, DISK_XFER_STATION, StorageSpec
 from models.profiles import get_profile
@@ -103,7 +103,8 @@ class HostSpec(StrictModel):
                 work = self.memory.random_access_s(a, d.walk_dims, d.huge_pages)
                 shares = self.memory.walk_shares(d.walk_dims, d.huge_pages, d.walk_layers)
                 return [Stage(CPU_STATION, work, d.layer, d.group, shares=shares, **common)]  # type: ignore[arg-type]
-            return [Stage(MEMBW_STATION, self.memory.sequential_s(a), d.layer, d.group)]
+            station = membw_station(d.numa_nodes or None, self.memory.nodes)
+            return [Stage(station, self.memory.sequential_s(a), d.layer, d.group)]
         if d.kind == "io":
             return [
                 Stage(DISK_STATION, self.storage.access_s(d.op, d.pattern, a, rng), d.layer),
@@ -177,5 +178,5 @@ class HostSpec(StrictModel):
 
     def stations(self) -> list[StationSpec]:
         """Every station of the host and its client except the two CPUs (which need the groups)."""
-        return [self.memory.station(), *self.storage.stations(), *self.network.stations(),
+        return [*self.memory.stations(), *self.storage.stations(), *self.network.stations(),
                 *self.network.stations(CLIENT_PREFIX), StationSpec(DELAY_STATION, "delay")]

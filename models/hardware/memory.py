@@ -1,9 +1,14 @@
 """Memory: capacity, bandwidth, and the cost of random access with TLB misses.
 
-Sequential traffic is served by a bandwidth station shared by all cores (one stream reaches at
-most ``core_bandwidth``). Random accesses stall the core: each costs the DRAM ``latency`` plus,
-on a TLB miss, a page walk of ``(levels + 1) ** dims - 1`` references (4 for a native 4-level
-walk, 24 for the two-dimensional walk under nested paging).
+Sequential traffic is served by a bandwidth station; one stream reaches at most
+``core_bandwidth``. With ``nodes`` NUMA nodes, each socket's memory controller serves
+``bandwidth / nodes``. A job's memory is interleaved over all nodes (the default: page by page,
+so every stream draws on every controller at once, and the station has all nodes' bandwidth) or
+bound to the first k nodes (``numactl --membind``: a station with k nodes' bandwidth). Bound and
+interleaved traffic on one host would share controllers in a way these stations do not model,
+so a scenario may not mix them (see ``experiments.scenario``). Random accesses stall the core:
+each costs the DRAM ``latency`` plus, on a TLB miss, a page walk of ``(levels + 1) ** dims - 1``
+references (4 for a native 4-level walk, 24 for the two-dimensional walk under nested paging).
 """
 
 from __future__ import annotations
@@ -15,9 +20,18 @@ from models.quantities import Bytes, BytesPerSecond, Seconds
 from models.schema import StrictModel
 from sim.routes import StationSpec
 
-__all__ = ["MEMBW_STATION", "MemorySpec", "walk_refs"]
+__all__ = ["MEMBW_STATION", "MemorySpec", "membw_station", "walk_refs"]
 
 MEMBW_STATION = "membw"
+
+
+def membw_station(nodes_used: int | None, nodes: int) -> str:
+    """The bandwidth station of traffic over ``nodes_used`` of ``nodes`` NUMA nodes: ``membw``
+    for all of them (interleaved), ``membw:bound-K`` for memory bound to K nodes."""
+    used = nodes if nodes_used is None else nodes_used
+    if not 1 <= used <= nodes:
+        raise ValueError(f"memory bound to {used} NUMA nodes, but the host has {nodes}")
+    return MEMBW_STATION if used == nodes else f"{MEMBW_STATION}:bound-{used}"
 
 
 def walk_refs(levels: int, dims: int) -> int:
@@ -29,7 +43,8 @@ class MemorySpec(StrictModel):
     """Main memory of a host."""
 
     capacity_bytes: Bytes = Field(64 * 2**30, alias="capacity", gt=0)
-    bandwidth_Bps: BytesPerSecond = Field(25e9, alias="bandwidth", gt=0)
+    nodes: int = Field(1, ge=1, le=64)
+    bandwidth_Bps: BytesPerSecond = Field(25e9, alias="bandwidth", gt=0)  # all nodes together
     core_bandwidth_Bps: BytesPerSecond = Field(10e9, alias="core_bandwidth", gt=0)
     latency_s: Seconds = Field(100e-9, alias="latency")
     walk_ref_s: Seconds = Field(1.5e-9, alias="walk_ref")
@@ -60,6 +75,13 @@ class MemorySpec(StrictModel):
         """Time to stream ``size_bytes`` at one core's bandwidth (work at the bandwidth station)."""
         return np.asarray(size_bytes) / self.core_bandwidth_Bps
 
-    def station(self) -> StationSpec:
-        """Memory bandwidth as a shared station whose capacity counts full-speed streams."""
-        return StationSpec(MEMBW_STATION, "shared", self.bandwidth_Bps / self.core_bandwidth_Bps)
+    @property
+    def streams(self) -> float:
+        """How many full-speed streams all nodes' bandwidth holds."""
+        return self.bandwidth_Bps / self.core_bandwidth_Bps
+
+    def stations(self) -> list[StationSpec]:
+        """The bandwidth stations (all nodes, and bound to 1..nodes-1 of them), each a shared
+        station whose capacity counts full-speed streams."""
+        return [StationSpec(membw_station(k, self.nodes), "shared", self.streams * k / self.nodes)
+                for k in range(1, self.nodes + 1)]

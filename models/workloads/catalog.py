@@ -70,14 +70,19 @@ class Linpack(_Named):
 
 
 class Stream(_Named):
-    """STREAM triad: sequential memory bandwidth."""
+    """STREAM triad: sequential memory bandwidth. ``numa_nodes``: the run is bound to that many
+    NUMA nodes (``numactl --membind``, Felter's "one socket" is 1); unset: interleaved over all."""
 
     kind: Literal["stream"]
     threads: int = Field(16, ge=1)
     block_bytes: Bytes = Field(64 * 2**20, gt=0)
+    numa_nodes: int | None = Field(None, ge=1, le=64)
 
     def request_workload(self) -> RequestWorkload:
-        return self._closed(self.threads, [{"kind": "mem", "size": self.block_bytes, "pattern": "seq"}])
+        demand: dict[str, Any] = {"kind": "mem", "size": self.block_bytes, "pattern": "seq"}
+        if self.numa_nodes is not None:
+            demand["numa_nodes"] = self.numa_nodes
+        return self._closed(self.threads, [demand])
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         return [("bandwidth_GBps", throughput_rps * self.block_bytes / 1e9, "GB/s")]

@@ -72,10 +72,15 @@ class CpuDemand(_DemandBase):
 
 
 class MemDemand(_DemandBase):
+    """Memory traffic: ``seq`` streams at the bandwidth stations, ``random`` stalls the core.
+    ``numa_nodes``: the memory is bound to that many NUMA nodes (``numactl --membind``); unset,
+    it is interleaved over all of the host's nodes."""
+
     kind: Literal["mem"]
     size_bytes: Bytes = Field(alias="size")
     pattern: Literal["seq", "random"] = "seq"
     huge_pages: bool = False
+    numa_nodes: int | None = Field(None, ge=1, le=64)
 
 
 class IoDemand(_DemandBase):
@@ -143,7 +148,8 @@ def _mean(spec: AnyDemand) -> float:
 
 def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
     if isinstance(spec, MemDemand):
-        return Demand("mem", amount, pattern=spec.pattern, huge_pages=spec.huge_pages)
+        return Demand("mem", amount, pattern=spec.pattern, huge_pages=spec.huge_pages,
+                      numa_nodes=spec.numa_nodes or 0)
     if isinstance(spec, IoDemand):
         return Demand("io", amount, op=spec.op, pattern=spec.pattern)
     if isinstance(spec, WakeDemand):

@@ -83,38 +83,6 @@ def test_same_seed_same_sweep_serially_on_a_pool_and_on_dask(tmp_path) -> None:
     assert sorted(serial["point"].unique()) == [0, 1, 2, 3]
 
 
-def test_a_1000_point_sweep_resumes_after_sigkill_without_losing_or_repeating_points(tmp_path) -> None:
-    scenario = tmp_path / "big.toml"
-    scenario.write_text(to_toml(tiny(parameters={"run.seed": list(range(1000))})))
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "experiments.cli", "sweep", str(scenario), "--out", str(out),
-               "--workers", "2", "--quiet"]
-    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    points_dir = out / "points"
-    while time.monotonic() < deadline and proc.poll() is None:
-        if points_dir.exists() and len(list(points_dir.glob("*.parquet"))) >= 150:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the sweep ended before it could be killed: {proc.stderr.read().decode()}"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = {p.name: p.stat().st_mtime_ns for p in points_dir.glob("*.parquet")}
-    assert 150 <= len(before) < 1000
-    assert not (out / "sweep.parquet").exists()
-
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    after = {p.name: p.stat().st_mtime_ns for p in points_dir.glob("*.parquet")}
-    assert len(after) == 1000
-    assert all(after[name] == mtime for name, mtime in before.items()), "finished points were run again"
-    table = pd.read_parquet(out / "sweep.parquet")
-    rows_per_point = table.groupby("point").size()
-    assert sorted(rows_per_point.index) == list(range(1000))
-    assert rows_per_point.nunique() == 1  # every point once: the same number of rows each
-    assert sorted(table.loc[table["metric"] == "completed", "run.seed"]) == list(range(1000))
-
-
 def test_the_shipped_sweep_expands() -> None:
     path = Path(__file__).resolve().parents[2] / "experiments" / "scenarios" / "sweep-load.toml"
     assert len(expand_sweep(tomllib.loads(path.read_text()), str(path))) == 10

@@ -225,3 +225,12 @@ def test_records_split_a_shared_stage_between_layers() -> None:
                      shares=((("kvm", 0.25),), ()))
     rows = {(m, layer): v for m, layer, station, v in request_metrics(log, 0.0, 10.0) if station == "all"}
     assert rows[("time_mean_s", "app")] == pytest.approx(1.5) and rows[("time_mean_s", "kvm")] == pytest.approx(1.5)
+
+
+def test_kvm_in_kvm_has_a_vhost_and_an_io_thread_per_level_each_on_its_own_queue() -> None:
+    """Issue 15 found both nested VMMs sharing one queue name; each level's threads are its own."""
+    stages = _stages(["kvm", "kvm"])
+    labels = {s.label for s in stages if s.station == "cpu" and s.label.split(":")[0] in ("vhost", "vmm-io")}
+    groups = {s.group for s in stages if s.label in labels}
+    assert labels == {"vhost:g", "vhost:g/vcpu/kvm", "vmm-io:g", "vmm-io:g/vcpu/kvm"}
+    assert len(groups) == 4

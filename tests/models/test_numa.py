@@ -1,0 +1,59 @@
+"""NUMA nodes: each socket's memory controller, memory bound to some nodes or interleaved over all.
+
+Hand-computed: a host with 2 nodes of 10 GB/s each (20 GB/s in all) and 5 GB/s per stream. One
+STREAM thread reaches 5 GB/s wherever its memory lies; eight threads reach 10 GB/s with their
+memory bound to one node and 20 GB/s interleaved over both (every stream draws on both
+controllers at once, page by page).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.runner import run_scenario
+from experiments.scenario import ScenarioError, parse_scenario
+
+HOST = {"cpu": "xeon-e5-2665-2s", "storage": "nvme-ssd", "network": "10gbe",
+        "memory": {"profile": "ddr3-2s", "bandwidth": "20GB/s", "core_bandwidth": "5GB/s"}}
+
+
+def _stream(threads: int, numa_nodes: int | None, host: dict | None = None) -> dict:
+    workload: dict = {"kind": "stream", "threads": threads, "block_bytes": "8MiB"}
+    if numa_nodes is not None:
+        workload["numa_nodes"] = numa_nodes
+    return {"name": "numa", "run": {"duration": "0.4s", "warmup": "0.05s", "replications": 1, "seed": 1,
+                                    "engine": "des"},
+            "host": host or HOST, "guests": [{"name": "s", "workload": workload}]}
+
+
+def _bandwidth(data: dict) -> float:
+    runs = run_scenario(parse_scenario(data), progress=False).runs
+    return float(runs.loc[runs["metric"] == "bandwidth_GBps", "value"].mean())
+
+
+@pytest.mark.parametrize(("threads", "numa_nodes", "expected_GBps"), [
+    (1, 1, 5.0), (1, None, 5.0),  # one stream: its core's bandwidth
+    (8, 1, 10.0),  # bound to one node: that controller's 10 GB/s
+    (8, None, 20.0),  # interleaved: both controllers
+    (8, 2, 20.0),  # bound to both nodes is interleaving over all
+])
+def test_stream_bandwidth_by_memory_placement(threads: int, numa_nodes: int | None, expected_GBps: float) -> None:
+    assert _bandwidth(_stream(threads, numa_nodes)) == pytest.approx(expected_GBps, rel=0.03)
+
+
+def test_binding_to_more_nodes_than_the_host_has_is_refused() -> None:
+    with pytest.raises(ScenarioError, match="binds memory to 3 NUMA nodes, but the host's memory has 2"):
+        parse_scenario(_stream(8, 3))
+
+
+def test_bound_and_interleaved_traffic_on_one_host_is_refused_not_guessed() -> None:
+    data = _stream(4, 1)
+    data["guests"].append({"name": "t", "workload": {"kind": "stream", "threads": 4}})
+    with pytest.raises(ScenarioError, match=r"memory traffic bound to \[1, 2\] NUMA nodes on one host"):
+        parse_scenario(data)
+
+
+def test_a_one_node_host_keeps_one_station_named_membw() -> None:
+    system = parse_scenario(_stream(2, None, {**HOST, "memory": "ddr4-small"})).system()
+    names = {s.name for s in system.engine_inputs()[0]}
+    assert "membw" in names and not any(n.startswith("membw:") for n in names)
