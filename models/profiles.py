@@ -6,9 +6,9 @@ A profile file holds one or more top-level tables, one per profile:
     kind = "type1"
     description = "..."
     [kvm.params]
-    exit_cycles = 2528
+    notify_latency = "3.3us"
     [kvm.sources]
-    exit_cycles = "published.csv mech-vmexit-roundtrip-amd"
+    notify_latency = "published.csv felter-tcprr-kvm, felter-tcprr-native (delay: ...)"
 
 Every parameter names the rows of ``shared/calibration/published.csv`` it was fitted to, or says
 ``assumption: ...``. A user overrides parameters from a scenario file; overrides are validated by

@@ -6,7 +6,9 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   ``vcpus`` cores and bound to ``pin`` if given; steal time under overcommit emerges from the
   sharing. The guest has its own kernel: its receive path (``rx_cycles`` per segment of the
   host's network profile) runs in the guest's softirq thread, its transmit path in the sender.
-- **Exits**: each costs ``exit_cycles`` on the vCPU (the world switch and its handling). A
+- **Exits**: each costs the CPU's hardware round trip (``vmexit_cycles`` of the host's CPU
+  profile: VM exit and entry, by processor generation) plus ``exit_handler_cycles``, the
+  hypervisor's own handling, on the vCPU. A
   notification to the device back end (``kick_exits``) is sent only if the back-end thread is
   idle (virtio's event index: a busy back end polls the ring), an interrupt (``inject_exits``:
   injection and, without APICv, the EOI trap) only if the guest's receive path is idle (NAPI
@@ -54,7 +56,7 @@ class Type1Params(LayerParams):
 
     vcpus: int = Field(2, ge=1, le=4096)
     pin: list[int] | None = None
-    exit_cycles: Cycles = 2000
+    exit_handler_cycles: Cycles = 1431
     kick_exits: float = Field(1.0, ge=0)
     inject_exits: float = Field(2.0, ge=0)
     ipi_exits: float = Field(2.0, ge=0)
@@ -139,17 +141,21 @@ class Type1(Layer):
                     station_demand(lock, used, self.name, "release")]
         return [*out, work, *(inner or [])]
 
-    def _exits(self, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
+    def exit_cycles(self, ctx: LayerContext) -> float:
+        """One exit on this host: the CPU's world switch plus this hypervisor's handling (cycles)."""
+        return ctx.host.cpu.vmexit_cycles + self.params.exit_handler_cycles
+
+    def _exits(self, ctx: LayerContext, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
                when_idle: IdleCondition | None = None) -> Demand:
-        cycles = (np.asarray(amount) > 0) * count * self.params.exit_cycles
+        cycles = (np.asarray(amount) > 0) * count * self.exit_cycles(ctx)
         return cpu_demand(cycles, self.name, group, "exits", when_idle, per_client)
 
-    def _notify(self, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
+    def _notify(self, ctx: LayerContext, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
                 when_idle: IdleCondition | None = None) -> list[Demand]:
         """A notification (a kick or an interrupt): its exits on the vCPU and the delay until the
         other side reacts, both only when it is sent (``when_idle``)."""
         delay = (np.asarray(amount) > 0) * self.params.notify_latency_s
-        return [self._exits(count, amount, group, per_client, when_idle),
+        return [self._exits(ctx, count, amount, group, per_client, when_idle),
                 delay_demand(delay, self.name, "notify", when_idle)]
 
     def _net_work_s(self, amount: np.ndarray, ctx: LayerContext) -> np.ndarray:
@@ -178,12 +184,12 @@ class Type1(Layer):
         guest_rx = self._softirq(ctx)
         out = [d, cpu_demand(seg * p.bridge_cycles, self.name, ctx.softirq, "bridge")]
         out += self._backend(self._net_work_s(d.amount, ctx) + host.copy_s(d.amount), ctx, "net")
-        out += [*self._notify(p.inject_exits, d.amount, guest_rx, when_idle=IdleCondition(CPU_STATION, guest_rx)),
+        out += [*self._notify(ctx, p.inject_exits, d.amount, guest_rx, when_idle=IdleCondition(CPU_STATION, guest_rx)),
                 self._vcpu_wake(ctx, d.amount),
                 cpu_demand(seg * host.network.rx_cycles + host.copy_s(d.amount) * host.cpu.freq_hz, self.name,
                            guest_rx, "guest softirq")]
         if p.vcpus > 1 and ctx.app:  # the softirq's vCPU wakes the application's thread on another
-            out.append(self._exits(p.ipi_exits, d.amount, guest_rx, when_idle=ctx.app_idle()))
+            out.append(self._exits(ctx, p.ipi_exits, d.amount, guest_rx, when_idle=ctx.app_idle()))
         return out
 
     def lower_net_out(self, d: Demand, ctx: LayerContext) -> list[Demand]:
@@ -193,7 +199,7 @@ class Type1(Layer):
         backend = self._thread(ctx, "net")
         guest_tx = (seg * host.network.tx_cycles + host.copy_s(d.amount) * host.cpu.freq_hz)
         out = [cpu_demand(guest_tx, self.name, d.group, "guest tx", per_client=d.per_client),
-               *self._notify(p.kick_exits, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))]
+               *self._notify(ctx, p.kick_exits, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))]
         bridge = cpu_demand(seg * p.bridge_cycles, self.name, backend, "bridge")
         out += self._backend(self._net_work_s(d.amount, ctx), ctx, "net", [bridge])
         return [*out, replace(d, group=backend, per_client=0)]
@@ -203,7 +209,7 @@ class Type1(Layer):
         the access, the completion interrupt."""
         p = self.params
         kicks = p.kick_exits * (p.emulated_exit_factor if p.io_path == "emulated" else 1.0)
-        completion = [*self._notify(p.inject_exits, d.amount, self.inner_group(ctx.group)),
+        completion = [*self._notify(ctx, p.inject_exits, d.amount, self.inner_group(ctx.group)),
                       self._vcpu_wake(ctx, d.amount)]
         if p.io_path == "passthrough":
             return [d, *completion]
@@ -211,7 +217,7 @@ class Type1(Layer):
         per_io = p.io_thread_write_s if d.op == "write" else p.io_thread_read_s
         extra = np.maximum(np.ceil(np.asarray(d.amount, dtype=float) / p.io_segment_bytes) - 1, 0)
         seconds = (d.amount > 0) * (per_io + extra * p.io_segment_s)
-        out = self._notify(kicks, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))
+        out = self._notify(ctx, kicks, d.amount, d.group, d.per_client, IdleCondition(CPU_STATION, backend))
         if self._holds_lock("io"):
             out += self._backend(seconds, ctx, "io", self.host_io(d, ctx))
         else:

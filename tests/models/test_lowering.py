@@ -98,7 +98,7 @@ def test_type1_adds_exits_back_end_threads_and_a_two_dimensional_walk() -> None:
     # exits: a kick and a completion interrupt per I/O; per message in, the interrupt and (2 vCPUs)
     # the IPI that wakes the application's thread; per message out, a kick
     exits = (io_mask * (p.kick_exits + p.inject_exits) + p.inject_exits + p.ipi_exits + p.kick_exits) \
-        * p.exit_cycles / f
+        * (HOST.cpu.vmexit_cycles + p.exit_handler_cycles) / f
     np.testing.assert_allclose(_total(_labelled(kvm, "exits")), exits, rtol=1e-12)
     # back-end threads run on host cores, in the VM's group but outside its vCPUs
     assert {s.group for s in _labelled(kvm, "vhost:g")} == {("g", "vhost")}
@@ -234,3 +234,24 @@ def test_kvm_in_kvm_has_a_vhost_and_an_io_thread_per_level_each_on_its_own_queue
     groups = {s.group for s in stages if s.label in labels}
     assert labels == {"vhost:g", "vhost:g/vcpu/kvm", "vmm-io:g", "vmm-io:g/vcpu/kvm"}
     assert len(groups) == 4
+
+
+def test_an_exit_costs_the_cpu_generations_world_switch_plus_the_hypervisors_handling() -> None:
+    """The same KVM on a 2005 Prescott (1,926 cycles per VT-x round trip, published.csv
+    hssv-vmexit-prescott) and on a Sandy Bridge (507): each exit costs 1,419 cycles more."""
+    from models.hardware.host import HostSpec
+
+    def exit_work(vmexit_cycles: float) -> float:
+        host = HostSpec.model_validate({**HOST.model_dump(by_alias=True), "cpu": {
+            **HOST.cpu.model_dump(by_alias=True), "vmexit_cycles": vmexit_cycles}})
+        stack = Stack.of(["kvm"])
+        app = stack.app_base("g")
+        demands = [replace(d, group=app) for d in _app_demands()]
+        stages = stack.lower(demands, stack.contexts("g", host, app=app), host)
+        return float(_total(_labelled(stages, "exits")).sum()) * host.cpu.freq_hz
+
+    handler = Stack.of(["kvm"]).layers[0].params.exit_handler_cycles
+    new, old = exit_work(507), exit_work(1926)
+    exits = new / (507 + handler)
+    assert exits == pytest.approx(round(exits))  # a whole number of exits per sample
+    assert old - new == pytest.approx(exits * (1926 - 507))
