@@ -23,7 +23,8 @@ import pandas as pd
 
 from experiments.scenario import parse_scenario
 
-__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "calibrate", "find_published", "fitted_rows", "published_rows"]
+__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "calibrate", "find_published",
+           "fitted_rows", "published_rows"]
 
 HOSTS = {
     "felter": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"},
@@ -156,15 +157,17 @@ def fitted_rows() -> set[str]:
     return cited
 
 
-def find_published(start: Path | None = None) -> Path:
-    """``shared/calibration/published.csv`` beside the project or above the working directory."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        for candidate in (folder / "shared" / "calibration" / "published.csv",
-                          folder.parent / "shared" / "calibration" / "published.csv"):
-            if candidate.exists():
-                return candidate
-    raise FileNotFoundError("published.csv not found beside the project; name it with --published PATH")
+PACKAGED_PUBLISHED = Path(__file__).resolve().parent / "calibration_data" / "published.csv"
+"""The project's copy of the team's ``shared/calibration/published.csv`` (with its README, which
+grades the rows), shipped in the package so that ``virtsim calibrate`` runs anywhere."""
+
+
+def find_published() -> Path:
+    """The packaged ``published.csv`` (``--published PATH`` names another)."""
+    if not PACKAGED_PUBLISHED.exists():
+        raise FileNotFoundError(f"{PACKAGED_PUBLISHED} is missing from the installation; reinstall virtsim "
+                                "or name the file with --published PATH")
+    return PACKAGED_PUBLISHED
 
 
 PUBLISHED_COLUMNS = ("id", "source", "platform", "workload", "config", "metric", "value", "unit", "grade")

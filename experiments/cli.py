@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     ovh.set_defaults(func=_cmd_overhead)
     cal = sub.add_parser("calibrate", help="reproduce the published measurements -> calibration.csv + plot")
     cal.add_argument("--out", required=True, help="folder for calibration.csv and calibration.png")
-    cal.add_argument("--published", help="path of published.csv (default: ../shared/calibration/published.csv)")
+    cal.add_argument("--published",
+                     help="path of published.csv (default: the copy shipped in experiments/calibration_data/)")
     cal.add_argument("--seed", type=int, default=1)
     cal.add_argument("--workers", type=_positive_int, default=os.cpu_count() or 1)
     cal.add_argument("--force", action="store_true", help="replace --out even if it holds other results")
