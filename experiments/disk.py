@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from experiments.outputs import atomic_write, write_json
 from experiments.scenario import load_toml_model
@@ -88,6 +88,23 @@ class DiskSpec(StrictModel):
                 raise ValueError(f"units.{name}: an allocation unit is a power of two of at least 512 B, "
                                  f"got {unit:g} B")
         return units
+
+    @model_validator(mode="after")
+    def _fits_the_disk(self) -> DiskSpec:
+        virtual = self.virtual_bytes
+        if self.base_used_bytes > virtual:
+            raise ValueError(f"base_used ({self.base_used_bytes:.4g} B) is larger than the disk (virtual = "
+                             f"{virtual:.4g} B); a base image cannot hold more than its disk")
+        if self.pattern.size_bytes > virtual:
+            raise ValueError(f"pattern.size ({self.pattern.size_bytes:.4g} B) is larger than the disk (virtual = "
+                             f"{virtual:.4g} B)")
+        if self.pattern.kind == "log-append" and self.pattern.writes * self.pattern.size_bytes > virtual:
+            raise ValueError(f"pattern: a log of {self.pattern.writes} appends of {self.pattern.size_bytes:.4g} B "
+                             f"does not fit the disk (virtual = {virtual:.4g} B); lower pattern.writes")
+        if self.growth_writes * 4096 > virtual:
+            raise ValueError(f"growth_writes: {self.growth_writes} writes of 4 KiB (the growth plot's log-append "
+                             f"pattern) do not fit the disk (virtual = {virtual:.4g} B); lower growth_writes")
+        return self
 
     def image_format(self, name: FormatName) -> ImageFormat:
         """The format ``name`` for this spec's virtual size and allocation units."""

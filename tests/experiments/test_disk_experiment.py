@@ -65,6 +65,11 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
     ('[dsk]\nguests = 3\n', "unknown top-level key or table 'dsk'"),  # the defaults ran instead
     ('[disk]\nunits = { vhdx = "3MiB" }\n', "units.vhdx: an allocation unit is a power of two"),
     ('[disk]\nunits = { qcow3 = "64KiB" }\n', "units.qcow3"),
+    # found by fuzzing: a base larger than its disk wrapped around and was reported smaller
+    ('[disk]\nvirtual = "1GiB"\nbase_used = "2GiB"\n', "base_used (2.147e+09 B) is larger than the disk"),
+    ('[disk]\nvirtual = "100MiB"\nbase_used = "1MiB"\n', "growth_writes: 200000 writes of 4 KiB"),  # was a traceback
+    ('[disk]\nvirtual = "1GiB"\nbase_used = "1MiB"\ngrowth_writes = 10\n'
+     'pattern = { kind = "log-append", writes = 300000 }\n', "pattern: a log of 300000 appends"),
 ])
 def test_bad_disk_specs_name_the_field(tmp_path, capsys, body: str, needle: str) -> None:
     spec = tmp_path / "bad.toml"
