@@ -74,7 +74,8 @@ def load_density_spec(path: str | Path | None) -> DensitySpec:
 _RESOURCE = {"cpu": "CPU", "membw": "memory bandwidth", "disk": "disk", "disk.xfer": "disk", "nic.rx": "network",
              "nic.tx": "network", "softirq": "kernel network threads", "vcpus": "vCPUs", "threads": "server threads",
              "vhost": "VMM thread", "vmm": "VMM thread", "vmm-io": "VMM thread", "vmm-lock": "VMM thread",
-             "user-nat": "VMM thread"}
+             "user-nat": "VMM thread", "netback": "driver domain", "blkback": "driver domain",
+             "netvsp": "driver domain", "storvsp": "driver domain", "driver-domain": "driver domain"}
 
 
 def _resource(station: str) -> str:

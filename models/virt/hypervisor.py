@@ -21,7 +21,12 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   is still spinning and wakes at once.
 - **Device back ends, where they run**: network in the host kernel's ``vhost`` thread
   (``net_backend = "vhost"``) or in the VMM process's thread (``"vmm"``: Firecracker), block
-  in a dedicated I/O thread (``io_backend = "iothread"``: QEMU) or the VMM thread (``"vmm"``).
+  in a dedicated I/O thread (``io_backend = "iothread"``: QEMU) or the VMM thread (``"vmm"``);
+  or in a privileged **driver domain** that serves every guest's I/O: Xen's dom0 (``netback``,
+  ``blkback``) or Hyper-V's root partition (``netvsp``, ``storvsp``). A driver domain is one
+  group on the host CPU with its own ``driver_domain_vcpus`` (0: as many as the host has
+  cores), scheduled beside the guests; each guest's back-end thread runs inside it, so all
+  guests' back-end work shares those vCPUs.
   Each back-end thread is one FIFO thread on the host CPU that competes with the vCPUs for
   cores; it costs ``net_packet_cycles`` per segment and ``net_page_cycles`` per 4 KiB of payload
   (pinning and mapping guest pages) plus the copy, ``io_thread_read``/``_write`` per
@@ -48,7 +53,11 @@ from models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, delay
 from sim.routes import IdleCondition, StationSpec
 from sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 
-__all__ = ["Type1", "Type1Params"]
+__all__ = ["DRIVER_DOMAIN", "Type1", "Type1Params"]
+
+DRIVER_DOMAIN: GroupPath = ("driver-domain",)
+"""The group of a privileged VM that runs device back ends for every guest (Xen dom0, Hyper-V's root)."""
+_IN_DRIVER_DOMAIN = {"netback", "blkback", "netvsp", "storvsp"}
 
 
 class Type1Params(LayerParams):
@@ -65,13 +74,14 @@ class Type1Params(LayerParams):
     halt_poll_s: Seconds = Field(0.0, alias="halt_poll")
     io_path: Literal["virtio", "emulated", "passthrough"] = "virtio"
     emulated_exit_factor: float = Field(10.0, ge=1)
-    io_backend: Literal["iothread", "vmm"] = "iothread"
+    io_backend: Literal["iothread", "vmm", "blkback", "storvsp"] = "iothread"
     io_thread_read_s: Seconds = Field(20e-6, alias="io_thread_read")
     io_thread_write_s: Seconds = Field(20e-6, alias="io_thread_write")
     io_segment_s: Seconds = Field(0.5e-6, alias="io_segment")
     io_segment_bytes: Bytes = Field(128 * 1024, alias="io_segment_size", gt=0)
     io_sync: bool = False
-    net_backend: Literal["vhost", "vmm"] = "vhost"
+    net_backend: Literal["vhost", "vmm", "netback", "netvsp"] = "vhost"
+    driver_domain_vcpus: int = Field(0, ge=0, le=4096)
     net_packet_cycles: Cycles = 3_000
     net_page_cycles: Cycles = 1_000
     bridge_cycles: Cycles = 6000
@@ -107,10 +117,14 @@ class Type1(Layer):
 
     def _thread(self, ctx: LayerContext, what: Literal["net", "io"]) -> GroupPath:
         backend = self.params.net_backend if what == "net" else self.params.io_backend
+        if backend in _IN_DRIVER_DOMAIN:  # one back-end thread per guest, inside the driver domain
+            return (*DRIVER_DOMAIN, f"{backend}:{'/'.join(ctx.group)}")
         name = {"vhost": "vhost", "iothread": "vmm-io", "vmm": "vmm"}[backend]
         return (*ctx.group, name)
 
     def _label(self, group: GroupPath) -> str:
+        if group[: len(DRIVER_DOMAIN)] == DRIVER_DOMAIN:
+            return group[-1]
         return f"{group[-1]}:{'/'.join(group[:-1])}"
 
     def _lock(self, ctx: LayerContext) -> str:
@@ -239,8 +253,13 @@ class Type1(Layer):
         vcpu = self.inner_group(ctx.group)
         out = {vcpu: GroupSpec(max_servers=float(p.vcpus), label=f"vcpus:{'/'.join(ctx.group)}"),
                self._softirq(ctx): GroupSpec(threads=p.guest_net_queues)}
-        for group in (self._thread(ctx, "net"), self._thread(ctx, "io")):
+        threads = (self._thread(ctx, "net"), self._thread(ctx, "io"))
+        for group in threads:
             out[group] = GroupSpec(threads=1, label=self._label(group))
+        if any(g[: len(DRIVER_DOMAIN)] == DRIVER_DOMAIN for g in threads):
+            vcpus = float(p.driver_domain_vcpus or ctx.host.cpu.cores)
+            out[DRIVER_DOMAIN] = GroupSpec(weight=DEFAULT_WEIGHT * vcpus, max_servers=vcpus,
+                                           label="vcpus:driver-domain")
         return out
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
