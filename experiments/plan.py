@@ -58,6 +58,16 @@ class Service(StrictModel):
     def _generic(cls, value: Any) -> Any:
         return GuestSpec._generic_by_default(value)
 
+    @model_validator(mode="after")
+    def _open_loop(self) -> Service:
+        arrivals = self.workload.request_workload().arrivals
+        if arrivals.kind != "open":
+            raise ValueError(
+                f"service {self.name!r}: its workload (kind = {self.workload.kind!r}) has {arrivals.kind}-loop "
+                "clients, but a plan sizes hosts from a request rate per guest; use kind = \"web\" with a rate, "
+                "or kind = \"request\" with arrivals = { kind = \"open\", rate = \"...\" }")
+        return self
+
 
 class PlanSpec(StrictModel):
     """A plan file: stacks to compare, host types to buy, services to place, and the headroom."""

@@ -40,6 +40,7 @@ ALARM_S = 60
 BAD_VALUES: list[Any] = [
     math.nan, math.inf, -math.inf, -1, 0, -1e-9, 10**18, 1e308, "1e400GB", "-5ms", "20 parsecs", "nan/s",
     "", "\u2603\u00e9\u0000", "x" * 300, True, [], [1, "a"], {}, {"bogus": 1}, "abc",
+    "kv-store", "oltp", "fio", "closed",  # valid names in the wrong place (a plan took kv-store, then crashed)
 ]
 
 

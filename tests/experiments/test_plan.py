@@ -74,6 +74,8 @@ def test_packing_spreads_evenly_and_finds_the_fewest_hosts() -> None:
     ({"host_types": [{**SMALL, "cost": 12345.5}]}, "host_types[0].cost"),  # 12345.5 is written as inf
     ({"stacks": [[], ["docker"]]}, "stacks[0]: a stack needs at least one layer"),  # was IndexError
     ({"stacks": [["kvmm"]]}, "stacks[0]: unknown profile 'kvmm'"),  # was found only while planning
+    ({"services": [{**SERVICES[0], "workload": {"kind": "kv-store", "connections": 4}}]},
+     "service 'api': its workload (kind = 'kv-store') has closed-loop clients"),  # was a traceback
 ])
 def test_impossible_plans_are_refused_naming_the_field(tmp_path, capsys, change, needle) -> None:
     data = {"stacks": [["docker"]], "host_types": [SMALL], "services": SERVICES, **change}
