@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.scenario import parse_scenario
+from experiments.scenario import parse_scenario, stack_label
 
 __all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "calibrate", "find_published",
            "fitted_rows", "published_rows"]
@@ -223,7 +223,7 @@ def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
         sim = by_row[case.row]
         entry: dict[str, Any] = dict(
             row=case.row, platform=row["platform"], grade=row["grade"], metric=case.metric,
-            stack="/".join(e if isinstance(e, str) else e["profile"] for e in case.stack),
+            stack=stack_label(case.stack),
             published=pub, simulated=sim, rel_error=(sim - pub) / pub,
             published_ratio=float("nan"), simulated_ratio=float("nan"), ratio_error_points=float("nan"),
             fitted=case.row in fitted, basis="fitted" if case.row in fitted else "predicted",

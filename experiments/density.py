@@ -23,7 +23,14 @@ from pydantic import Field, model_validator
 
 from experiments.outputs import atomic_write
 from experiments.runner import run_scenario
-from experiments.scenario import StackEntries, layer_from_entry, load_toml_model, one_layer_stacks, parse_scenario
+from experiments.scenario import (
+    UniqueStacks,
+    layer_from_entry,
+    load_toml_model,
+    one_layer_stacks,
+    parse_scenario,
+    stack_label,
+)
 from models.density.footprint import footprint
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
@@ -47,7 +54,7 @@ class DensitySpec(StrictModel):
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
     swap_bytes: Bytes = Field(0, alias="swap")  # host swap space; beyond memory, pages fault from disk
     pages_touched_per_request: int = Field(8, ge=1)  # assumption: distinct 4 KiB pages a request touches
-    stacks: list[StackEntries] = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
+    stacks: UniqueStacks = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
                                       min_length=1)
     workload: dict[str, Any] = Field(default_factory=lambda: {"kind": "web", "rate": "50/s"})
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
@@ -97,7 +104,7 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     memory = fp.host_memory(guests)
     capacity = host.memory.capacity_bytes - spec.host_reserved_bytes
     swapped = max(0.0, memory - capacity)
-    row: dict[str, Any] = dict(stack="/".join(e if isinstance(e, str) else e["profile"] for e in stack),
+    row: dict[str, Any] = dict(stack=stack_label(stack),
                                guests=guests, memory_bytes=memory, memory_capacity_bytes=capacity, oom=fp.oom,
                                swapped_bytes=swapped)
     if fp.oom or swapped > spec.swap_bytes:
@@ -166,7 +173,7 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     for stack in spec.stacks:
         best, limit, tried = search(spec, stack)
         rows += tried
-        label = "/".join(e if isinstance(e, str) else e["profile"] for e in stack)
+        label = stack_label(stack)
         host = HostSpec.model_validate(spec.host)
         built = Stack(tuple(layer_from_entry(e) for e in stack))
         fp = footprint(built, spec.app_memory_bytes)

@@ -24,7 +24,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from experiments.outputs import atomic_write
-from experiments.scenario import GuestSpec, ScenarioError, StackEntries, load_toml_model, one_layer_stacks
+from experiments.scenario import GuestSpec, ScenarioError, UniqueStacks, load_toml_model, one_layer_stacks, stack_label
 from models.density.planner import RESOURCES, guest_needs, pack
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
@@ -74,7 +74,7 @@ class PlanSpec(StrictModel):
 
     headroom: float = Field(0.25, ge=0, lt=1)
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
-    stacks: list[StackEntries] = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
+    stacks: UniqueStacks = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
                                       min_length=1)
     host_types: list[HostType] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
@@ -98,10 +98,6 @@ class PlanSpec(StrictModel):
 def load_plan(path: str | Path) -> PlanSpec:
     """A plan file, validated."""
     return load_toml_model(path, PlanSpec, "plan file")
-
-
-def _label(stack: list[Any]) -> str:
-    return "/".join(e if isinstance(e, str) else str(e["profile"]) for e in stack)
 
 
 def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -128,11 +124,11 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
                 feasible_anywhere[s.name] |= fits
                 if not fits:
                     too_big.append(s.name)
-                needs_rows.append({"stack": _label(stack_entries), "host_type": ht.name, "service": s.name,
+                needs_rows.append({"stack": stack_label(stack_entries), "host_type": ht.name, "service": s.name,
                                    **{f"{r}_per_guest": v for r, v in zip(RESOURCES, g, strict=True)},
                                    "own_station_utilization": own, "fits_one_host": fits})
             if too_big:
-                results.append({"host_type": ht.name, "stack": _label(stack_entries), "hosts": np.nan,
+                results.append({"host_type": ht.name, "stack": stack_label(stack_entries), "hosts": np.nan,
                                 "note": f"infeasible: {', '.join(too_big)} cannot fit on one host"})
                 continue
             p = pack(counts, per_guest, per_host, usable)
@@ -141,7 +137,7 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
             startup = float(boot_storm(ht.host, stack, int(per_host_guests.max())).max())
             load = p.load * usable  # back to fractions of capacity
             results.append({
-                "host_type": ht.name, "stack": _label(stack_entries), "hosts": p.hosts,
+                "host_type": ht.name, "stack": stack_label(stack_entries), "hosts": p.hosts,
                 "cost": p.hosts * ht.cost, "guests": int(counts.sum()),
                 "guests_per_host_mean": float(per_host_guests.mean()),
                 "guests_per_host_max": int(per_host_guests.max()),
@@ -155,7 +151,7 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         unplaceable = [name for name, ok in feasible_anywhere.items() if not ok]
         if unplaceable:
             raise ScenarioError(f"service {unplaceable[0]!r} cannot fit on any host type with stack "
-                                f"{_label(stack_entries)!r} (even alone, within headroom {spec.headroom}); "
+                                f"{stack_label(stack_entries)!r} (even alone, within headroom {spec.headroom}); "
                                 "give it a bigger host type, a smaller app_memory or a lower rate")
         rows += results
     return pd.DataFrame(rows), pd.DataFrame(needs_rows)

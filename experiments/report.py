@@ -21,6 +21,7 @@ from jinja2 import Environment, StrictUndefined
 
 from experiments.outputs import ResultsError, atomic_write, read_manifest
 from experiments.plots import plot_attribution, plot_latency
+from experiments.scenario import label_profiles
 from models.profiles import Profile, load_profiles
 
 __all__ = ["Report", "build_report", "write_report", "write_run_report"]
@@ -111,7 +112,7 @@ def _overhead_report(folder: Path) -> Report:
                    "for latency-like metrics above 1 is worse.",
                    "attribution.csv splits each stack's added mean and tail latency by layer and station.",
                    "Same cores for every stack: each VM has as many vCPUs as the host has cores."],
-                  sorted({p for s in table["stack"].unique() for p in str(s).split("/")}))
+                  sorted({p for s in table["stack"].unique() for p in label_profiles(str(s))}))
 
 
 def _calibration_report(folder: Path) -> Report:
@@ -126,7 +127,7 @@ def _calibration_report(folder: Path) -> Report:
                    "(10% absolute, 5 points on ratios to native).",
                    "Rows marked fitted were used to fit a parameter; the others are predictions.",
                    f"{len(table) - len(done)} rows are not reproduced; calibration.csv gives each reason."],
-                  sorted({p for s in done["stack"].unique() for p in str(s).split("/")}))
+                  sorted({p for s in done["stack"].unique() for p in label_profiles(str(s))}))
 
 
 def _density_report(folder: Path) -> Report:
@@ -136,7 +137,7 @@ def _density_report(folder: Path) -> Report:
                   _existing(folder, ["density.png"]),
                   ["Largest N whose every guest meets the p99 SLO and is served, with memory to spare and no OOM kill.",
                    "density.csv holds every N the search evaluated."],
-                  sorted({p for s in summary["stack"].unique() for p in str(s).split("/")}))
+                  sorted({p for s in summary["stack"].unique() for p in label_profiles(str(s))}))
 
 
 def _disk_report(folder: Path) -> Report:
@@ -185,7 +186,7 @@ def _plan_report(folder: Path) -> Report:
                   fleet[cols].round(3), _existing(folder, ["plan.png"]),
                   ["The SLO is kept by a utilization cap (headroom) on every host resource and every guest's "
                    "own stations; plan_services.csv gives each service's per-guest needs."],
-                  sorted({p for s in fleet["stack"].unique() for p in str(s).split("/")}))
+                  sorted({p for s in fleet["stack"].unique() for p in label_profiles(str(s))}))
 
 
 BUILDERS: dict[str, Callable[[Path], Report]] = {

@@ -93,6 +93,34 @@ StackEntries = Annotated[list[LayerEntry], AfterValidator(_check_stack_entries)]
 """A stack as written in a file: one or more layers, innermost first, each one checked."""
 
 
+def label_profiles(label: str) -> list[str]:
+    """The profile names in a :func:`stack_label`: ``docker{cpu_max=50ms/100ms}/kvm`` gives
+    ``["docker", "kvm"]`` (a ``/`` inside an override's braces is not a layer boundary)."""
+    names, depth, current = [], 0, ""
+    for ch in label:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "/" and depth == 0:
+            names.append(current)
+            current = ""
+        else:
+            current += ch
+    names.append(current)
+    return [n.split("{", 1)[0] for n in names if n]
+
+
+def unique_stacks(stacks: list[list[LayerEntry]]) -> list[list[LayerEntry]]:
+    """``stacks`` if no two have the same label, else a ValueError naming the repeated ones."""
+    labels = [stack_label(s) for s in stacks]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"stacks {repeated} are listed more than once; list each stack once")
+    return stacks
+
+
+UniqueStacks = Annotated[list[StackEntries], AfterValidator(unique_stacks)]
+"""Stacks to compare side by side: each checked, no two with the same label."""
+
+
 def one_layer_stacks(*profiles: str) -> list[list[LayerEntry]]:
     """``[["kvm"], ["docker"]]`` from ``"kvm", "docker"``: a default list of stacks."""
     return [[p] for p in profiles]
@@ -141,17 +169,8 @@ class CompareSpec(StrictModel):
     with a bare metal of many more cores; ``"as-written"`` takes the profiles' sizes.
     """
 
-    stacks: list[StackEntries] = Field(min_length=1)
+    stacks: UniqueStacks = Field(min_length=1)
     cores: Literal["vm-sized-to-host", "as-written"] = "vm-sized-to-host"
-
-    @field_validator("stacks")
-    @classmethod
-    def _check(cls, stacks: list[list[LayerEntry]]) -> list[list[LayerEntry]]:
-        labels = [_label(s) for s in stacks]
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(f"stacks {repeated} are listed more than once; compare each stack once")
-        return stacks
 
 
 MAX_OPEN_REQUESTS = 20_000_000
@@ -222,7 +241,7 @@ class Scenario(StrictModel):
         """(label, stack override) per run variant: one per compared stack, or the scenario as is."""
         if self.compare is None:
             return [("as-written", None)]
-        return [(_label(stack), stack) for stack in self.compare.stacks]
+        return [(stack_label(stack), stack) for stack in self.compare.stacks]
 
     def system(self, stack_override: list[LayerEntry] | None = None) -> System:
         """The host and guests of one variant."""
@@ -234,8 +253,9 @@ class Scenario(StrictModel):
         return System(self.host, tuple(guests))
 
 
-def _label(stack: list[LayerEntry]) -> str:
-    """``docker-nat/kvm``; a layer with overrides shows them: ``docker{cpu_max=50ms/100ms}``."""
+def stack_label(stack: list[LayerEntry]) -> str:
+    """The one label of a stack as written: ``docker-nat/kvm``; a layer with overrides shows them,
+    ``docker{cpu_max=50ms/100ms}``, so two stacks that differ only in overrides differ here too."""
     names = []
     for entry in stack or ["bare-metal"]:
         if isinstance(entry, str):

@@ -33,14 +33,11 @@ def series_label(value: object) -> str:
             entries = json.loads(value)
         except ValueError:
             return value
-        names = []
-        for e in entries:
-            if isinstance(e, dict):
-                extra = ",".join(f"{k}={v}" for k, v in e.items() if k != "profile")
-                names.append(f"{e.get('profile')}{{{extra}}}" if extra else str(e.get("profile")))
-            else:
-                names.append(str(e))
-        return "/".join(names)
+        if not isinstance(entries, list) or not all(isinstance(e, str | dict) for e in entries):
+            return value  # a swept list that is not a stack
+        from experiments.scenario import stack_label
+
+        return stack_label(entries)
     return str(value)
 
 

@@ -85,3 +85,16 @@ def test_impossible_plans_are_refused_naming_the_field(tmp_path, capsys, change,
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_stacks_that_differ_only_in_overrides_are_two_rows_and_a_repeat_is_refused(tmp_path, capsys) -> None:
+    """Issue 14: plan and density labelled docker and docker with cpu_max alike (density then crashed)."""
+    from experiments.plan import PlanSpec, plan
+
+    stacks = [["docker"], [{"profile": "docker", "cpu_max": "50ms/100ms"}]]
+    fleet, _ = plan(PlanSpec.model_validate({"stacks": stacks, "host_types": [SMALL], "services": SERVICES}))
+    assert sorted(fleet["stack"]) == ["docker", "docker{cpu_max=50ms/100ms}"]
+    path = tmp_path / "plan.toml"
+    path.write_text(to_toml({"stacks": [["docker"], ["docker"]], "host_types": [SMALL], "services": SERVICES}))
+    assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "stacks ['docker'] are listed more than once" in capsys.readouterr().err

@@ -155,3 +155,12 @@ def test_true_is_not_read_as_one(small) -> None:
     """Found by the fuzz test: pydantic's lax mode ran replications = true as one replication."""
     small["run"]["replications"] = True
     assert "replications: true is not a number" in _error(small)
+
+
+def test_a_stack_has_one_label_that_keeps_its_overrides() -> None:
+    from experiments.scenario import label_profiles, stack_label
+
+    plain, limited = ["docker"], [{"profile": "docker", "cpu_max": "50ms/100ms"}, "kvm"]
+    assert stack_label(plain) == "docker"
+    assert stack_label(limited) == "docker{cpu_max=50ms/100ms}/kvm"
+    assert label_profiles(stack_label(limited)) == ["docker", "kvm"]  # the "/" inside braces is no boundary
