@@ -205,6 +205,12 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
         print(f"# {title}")
         for prof in shown:
             print(f"{prof.name} ({prof.kind}): {prof.description}")
+            if title == "layers":
+                from experiments.grades import stack_grade
+
+                g = stack_grade(prof.name)
+                print(f"    # calibration: {g.sourced} of {g.parameters} parameters sourced, worst grade cited "
+                      f"{g.worst_grade}{' - GUESSED' if g.guessed else ''}")
             for key, value in prof.params.items():
                 print(f"    {key} = {value!r:<14} # {prof.sources.get(key, 'NO SOURCE')}")
     if args.name is not None and not any(
@@ -300,6 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("virtsim: interrupted; files already written are complete", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`virtsim profiles | head`): stop quietly, and point
+        # stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 2
 
 

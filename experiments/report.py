@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, StrictUndefined
 
+from experiments.grades import grades_table
 from experiments.outputs import ResultsError, atomic_write, read_manifest
 from experiments.plots import plot_attribution, plot_latency
-from experiments.scenario import label_profiles
+from experiments.scenario import label_profiles, stack_label
 from models.profiles import Profile, load_profiles
 
 __all__ = ["Report", "build_report", "write_report", "write_run_report"]
@@ -37,6 +38,13 @@ class Report:
     figures: list[Path]
     assumptions: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
+    stacks: list[str] = field(default_factory=list)  # labels whose calibration grade the report shows
+
+
+def _stacks(labels: pd.Series) -> dict[str, list[str]]:
+    """The ``stacks`` and ``profiles`` fields of a report whose table has these stack labels."""
+    stacks = [str(s) for s in labels.unique()]
+    return {"stacks": stacks, "profiles": sorted({p for s in stacks for p in label_profiles(s)})}
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -73,9 +81,8 @@ def _run_report(folder: Path) -> Report:
                      "mean latency (µs)": ci("latency_mean_s"), "p99 latency (µs)": ci("latency_p99_s")})
     scenario = prov["scenario"]
     run = scenario["run"]
-    profiles = {e if isinstance(e, str) else e["profile"] for g in scenario["guests"] for e in g["stack"]}
-    profiles |= {e if isinstance(e, str) else e["profile"]
-                 for s in (scenario.get("compare") or {}).get("stacks", []) for e in s}
+    stacks = [stack_label(s) for s in (scenario.get("compare") or {}).get("stacks", [])]
+    stacks = stacks or [stack_label(g["stack"]) for g in scenario["guests"]]
     return Report(
         title=f"Run: {scenario['name']}",
         question=scenario.get("description") or "How does each stack perform on this workload?",
@@ -84,7 +91,7 @@ def _run_report(folder: Path) -> Report:
         assumptions=[f"{run['duration']} s simulated per replication, {run['warmup']} s warm-up discarded, "
                      f"{run['replications']} replications, seed {run['seed']}; ± is a 95% Student-t interval.",
                      f"Engine: {prov.get('engine')}.", *_cores_note(scenario)],
-        profiles=sorted(profiles),
+        **_stacks(pd.Series(stacks)),
     )
 
 
@@ -112,7 +119,7 @@ def _overhead_report(folder: Path) -> Report:
                    "for latency-like metrics above 1 is worse.",
                    "attribution.csv splits each stack's added mean and tail latency by layer and station.",
                    "Same cores for every stack: each VM has as many vCPUs as the host has cores."],
-                  sorted({p for s in table["stack"].unique() for p in label_profiles(str(s))}))
+                  **_stacks(table["stack"]))
 
 
 def _calibration_report(folder: Path) -> Report:
@@ -127,7 +134,7 @@ def _calibration_report(folder: Path) -> Report:
                    "(10% absolute, 5 points on ratios to native).",
                    "Rows marked fitted were used to fit a parameter; the others are predictions.",
                    f"{len(table) - len(done)} rows are not reproduced; calibration.csv gives each reason."],
-                  sorted({p for s in done["stack"].unique() for p in label_profiles(str(s))}))
+                  **_stacks(done["stack"]))
 
 
 def _density_report(folder: Path) -> Report:
@@ -137,7 +144,7 @@ def _density_report(folder: Path) -> Report:
                   _existing(folder, ["density.png"]),
                   ["Largest N whose every guest meets the p99 SLO and is served, with memory to spare and no OOM kill.",
                    "density.csv holds every N the search evaluated."],
-                  sorted({p for s in summary["stack"].unique() for p in label_profiles(str(s))}))
+                  **_stacks(summary["stack"]))
 
 
 def _disk_report(folder: Path) -> Report:
@@ -186,7 +193,7 @@ def _plan_report(folder: Path) -> Report:
                   fleet[cols].round(3), _existing(folder, ["plan.png"]),
                   ["The SLO is kept by a utilization cap (headroom) on every host resource and every guest's "
                    "own stations; plan_services.csv gives each service's per-guest needs."],
-                  sorted({p for s in fleet["stack"].unique() for p in label_profiles(str(s))}))
+                  **_stacks(fleet["stack"]))
 
 
 BUILDERS: dict[str, Callable[[Path], Report]] = {
@@ -229,6 +236,14 @@ _MD = """# {{ r.title }}
 
 {% for a in r.assumptions %}- {{ a }}
 {% endfor %}
+{% if grades_md %}## How well each stack is calibrated
+
+Share of the stack's parameters taken from a measurement or a documented setup (the rest are
+assumptions), and the worst grade of the published rows they cite (A best); below half sourced
+is marked GUESSED: read those numbers as estimates.
+
+{{ grades_md }}
+{% endif %}
 {% if profiles %}## Profiles used
 
 {% for p in profiles %}### {{ p.name }} ({{ p.kind }})
@@ -259,6 +274,11 @@ img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
 {% for name, data in figures %}<figure><img alt="{{ name }}" src="data:image/png;base64,{{ data }}"></figure>
 {% endfor %}
 <h2>Assumptions</h2><ul>{% for a in r.assumptions %}<li>{{ a }}</li>{% endfor %}</ul>
+{% if grades_html %}<h2>How well each stack is calibrated</h2>
+<p>Share of the stack's parameters taken from a measurement or a documented setup (the rest are
+assumptions), and the worst grade of the published rows they cite (A best); below half sourced is
+marked GUESSED: read those numbers as estimates.</p>
+{{ grades_html }}{% endif %}
 {% if profiles %}<h2>Profiles used</h2>
 {% for p in profiles %}<h3>{{ p.name }} ({{ p.kind }})</h3><p>{{ p.description }}</p>
 <table><tr><th>parameter</th><th>value</th><th>source</th></tr>
@@ -281,10 +301,13 @@ def write_report(folder: Path) -> dict[str, Path]:
     report = build_report(folder)
     env = Environment(undefined=StrictUndefined, autoescape=False)
     profiles = _profile_rows(report.profiles)
-    md = env.from_string(_MD).render(r=report, answer_md=_md_table(report.answer), profiles=profiles)
+    grades = grades_table(report.stacks) if report.stacks else None
+    md = env.from_string(_MD).render(r=report, answer_md=_md_table(report.answer), profiles=profiles,
+                                     grades_md=_md_table(grades) if grades is not None else "")
     figures = [(f.stem, base64.b64encode(f.read_bytes()).decode("ascii")) for f in report.figures]
     page = Environment(undefined=StrictUndefined, autoescape=True).from_string(_HTML).render(
-        r=report, answer_html=_html_table(report.answer), figures=figures, profiles=profiles)
+        r=report, answer_html=_html_table(report.answer), figures=figures, profiles=profiles,
+        grades_html=_html_table(grades) if grades is not None else "")
     out = {}
     for name, text in (("report.md", md), ("report.html", page)):
         def write(tmp: Path, text: str = text) -> None:
