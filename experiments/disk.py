@@ -20,7 +20,7 @@ from experiments.scenario import load_toml_model
 from models.disks.allocation import touched_units
 from models.disks.chain import build_chain_usage, disjoint_chain_usage
 from models.disks.formats import FORMAT_NAMES, FormatName, ImageFormat, format_by_name
-from models.disks.layers import DRIVERS, Driver, FileOps, ImageLayer, Op, writable_layer_usage
+from models.disks.layers import DRIVERS, Driver, FileOps, HostFs, ImageLayer, Op, writable_layer_usage
 from models.disks.patterns import PatternKind, block_writes
 from models.quantities import Bytes
 from models.schema import StrictModel
@@ -53,6 +53,24 @@ class ContainerOpsSpec(StrictModel):
     create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0)
 
 
+class HostFsSpec(StrictModel):
+    """The host file system under container layers: ext4 and xfs without reflink copy whole
+    files up; XFS with reflink (mkfs.xfs -m reflink=1) and btrfs clone them."""
+
+    block_bytes: Bytes = Field(4096, alias="block", ge=512, le=65536)
+    reflink: bool = False
+
+    @field_validator("block_bytes")
+    @classmethod
+    def _power_of_two(cls, block: float) -> float:
+        if int(block) != block or int(block) & (int(block) - 1):
+            raise ValueError(f"a file system block is a power of two (512 B .. 64 KiB), got {block:g} B")
+        return block
+
+    def host_fs(self) -> HostFs:
+        return HostFs(int(self.block_bytes), self.reflink)
+
+
 class DiskSpec(StrictModel):
     """Every knob of the disk experiment, with defaults."""
 
@@ -77,6 +95,7 @@ class DiskSpec(StrictModel):
     )
     container_ops: ContainerOpsSpec = Field(default_factory=ContainerOpsSpec)
     drivers: list[Driver] = Field(default_factory=lambda: list(DRIVERS), min_length=1)
+    host_fs: HostFsSpec = Field(default_factory=HostFsSpec)
     growth_writes: int = Field(200_000, ge=10, le=50_000_000)
 
 
@@ -195,7 +214,7 @@ def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
     ops = [_container_ops(spec, len(sizes), sizes, g) for g in range(spec.guests)]
     rows = []
     for driver in spec.drivers:
-        usages = [writable_layer_usage(driver, image, o) for o in ops]
+        usages = [writable_layer_usage(driver, image, o, spec.host_fs.host_fs()) for o in ops]
         private = sum(u.allocated_bytes for u in usages)
         rows += _sharing_rows("layer-stack", driver, spec.guests, shared_alloc, private,
                               spec.guests * shared_alloc + private, {
@@ -236,7 +255,8 @@ def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
     for driver in spec.drivers:
         if driver == "vfs":
             continue
-        usage = writable_layer_usage(driver, big_file, FileOps.of([(Op.WRITE, 0, 4096 * 10, 4096)]))
+        usage = writable_layer_usage(driver, big_file, FileOps.of([(Op.WRITE, 0, 4096 * 10, 4096)]),
+                                     spec.host_fs.host_fs())
         rows += _rows("amplification", f"{driver} (64 MiB file)", 1,
                       {"allocated_bytes": usage.allocated_bytes, "written_bytes": 4096})
     return rows

@@ -12,6 +12,11 @@ offset and size. What the writable layer then holds depends on the storage drive
   ZFS stores a file smaller than a record in one block rounded to 4 KiB (ashift 12).
 - ``vfs``: every container gets a full copy of the image, then changes as overlay2 does.
 
+The host file system under the writable layers (:class:`HostFs`) sets the block and whether it
+can share extents (``reflink``: XFS with reflink, btrfs). There overlayfs copies a file up by
+cloning it: only the blocks later written are new, plus the file's partial last block, which a
+clone cannot share and the copy-up writes (seen with ``xfs_bmap`` on Linux 6.x).
+
 Each driver reports the *apparent* size a user sees (``docker ps -s`` sums file sizes in the
 writable layer) and the bytes actually *allocated* on the host.
 """
@@ -26,12 +31,24 @@ import pandas as pd
 
 from models.disks.allocation import unit_indices
 
-__all__ = ["DRIVERS", "Driver", "FileOps", "ImageLayer", "LayerUsage", "Op", "writable_layer_usage"]
+__all__ = ["DRIVERS", "Driver", "FileOps", "HostFs", "ImageLayer", "LayerUsage", "Op", "writable_layer_usage"]
 
 Driver = Literal["overlay2", "btrfs", "zfs", "devicemapper", "vfs"]
 DRIVERS: tuple[Driver, ...] = ("overlay2", "btrfs", "zfs", "devicemapper", "vfs")
 FS_BLOCK = 4096  # host file system block (ext4, xfs, tmpfs pages)
 _UNIT = {"btrfs": 4096, "zfs": 128 * 1024, "devicemapper": 64 * 1024}
+
+
+@dataclass(frozen=True)
+class HostFs:
+    """The file system holding the writable layers: its block and whether it shares extents."""
+
+    block_bytes: int = FS_BLOCK
+    reflink: bool = False
+
+    def __post_init__(self) -> None:
+        if self.block_bytes < 512 or self.block_bytes & (self.block_bytes - 1):
+            raise ValueError(f"a file system block is a power of two of at least 512 B, got {self.block_bytes}")
 
 
 class Op:
@@ -126,43 +143,58 @@ def _final_files(image_files: np.ndarray, ops: FileOps) -> tuple[np.ndarray, np.
     return sizes, before, touched & ~deleted[:n_lower], deleted
 
 
-def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps) -> LayerUsage:
-    """What one container's writable layer holds after ``ops`` on ``image`` under ``driver``."""
-    lower = np.concatenate([layer.file_bytes for layer in image]) if image else np.zeros(0, np.int64)
-    lower = lower.astype(np.int64)
-    n_lower = len(lower)
-    sizes, before, copied, deleted = _final_files(lower, ops)
-    new_alive = ~deleted[n_lower:]
-    new_sizes = sizes[n_lower:][new_alive]
-    if driver in ("overlay2", "vfs"):
-        upper = np.concatenate([sizes[:n_lower][copied], new_sizes])
-        usage = LayerUsage(int(upper.sum()), int(_blocks(upper, FS_BLOCK).sum()))
-        if driver == "vfs":  # the container's own full copy of the image, less what it deleted
-            kept = lower[~deleted[:n_lower] & ~copied]
-            usage = LayerUsage(usage.apparent_bytes + int(kept.sum()),
-                               usage.allocated_bytes + int(_blocks(kept, FS_BLOCK).sum()))
-        return usage
-    if driver not in _UNIT:
-        raise ValueError(f"unknown storage driver {driver!r}; known: {', '.join(DRIVERS)}")
-    unit = _UNIT[driver]
-    # Block CoW: the (file, unit) pairs that writes and appends touch in live lower files.
+def _touched_units(ops: FileOps, before: np.ndarray, live_lower: np.ndarray, unit: int) -> np.ndarray:
+    """``file << 40 | unit`` of every unit that writes and appends touch in live lower files."""
+    n_lower = len(live_lower)
     in_lower = (ops.file < n_lower) & (ops.size > 0)
     alive = np.zeros(len(ops.op), dtype=bool)
-    alive[in_lower] = ~deleted[ops.file[in_lower]]
+    alive[in_lower] = live_lower[ops.file[in_lower]]
     writes = alive & (ops.op == Op.WRITE)
     appends = alive & (ops.op == Op.APPEND)
     start = np.concatenate([ops.offset[writes], before[appends]])
     length = np.concatenate([ops.size[writes], ops.size[appends]])
     files = np.concatenate([ops.file[writes], ops.file[appends]])
     spans = (start + length - 1) // unit - start // unit + 1
-    keys = np.repeat(files, spans) * (1 << 40) + unit_indices(start, length, unit)
-    touched = np.unique(keys)
+    return np.unique(np.repeat(files, spans) * (1 << 40) + unit_indices(start, length, unit))
+
+
+def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, fs: HostFs | None = None) -> LayerUsage:
+    """What one container's writable layer holds after ``ops`` on ``image`` under ``driver``, on
+    the host file system ``fs`` (ext4-like by default: 4 KiB blocks, no shared extents)."""
+    fs = fs or HostFs()
+    block = fs.block_bytes
+    lower = np.concatenate([layer.file_bytes for layer in image]) if image else np.zeros(0, np.int64)
+    lower = lower.astype(np.int64)
+    n_lower = len(lower)
+    sizes, before, copied, deleted = _final_files(lower, ops)
+    new_alive = ~deleted[n_lower:]
+    new_sizes = sizes[n_lower:][new_alive]
+    live_lower = ~deleted[:n_lower]
+    if driver == "overlay2" and fs.reflink:
+        touched = _touched_units(ops, before, live_lower, block)
+        partial = np.flatnonzero(copied & (lower % block != 0))  # a clone cannot share a partial block
+        touched = np.union1d(touched, partial * (1 << 40) + lower[partial] // block)
+        apparent = int(sizes[:n_lower][copied].sum() + new_sizes.sum())
+        return LayerUsage(apparent, int(touched.size * block + _blocks(new_sizes, block).sum()))
+    if driver in ("overlay2", "vfs"):
+        upper = np.concatenate([sizes[:n_lower][copied], new_sizes])
+        usage = LayerUsage(int(upper.sum()), int(_blocks(upper, block).sum()))
+        if driver == "vfs":  # the container's own full copy of the image, less what it deleted
+            kept = lower[live_lower & ~copied]
+            usage = LayerUsage(usage.apparent_bytes + int(kept.sum()),
+                               usage.allocated_bytes + int(_blocks(kept, block).sum()))
+        return usage
+    if driver not in _UNIT:
+        raise ValueError(f"unknown storage driver {driver!r}; known: {', '.join(DRIVERS)}")
+    unit = _UNIT[driver]
+    # Block CoW: the (file, unit) pairs that writes and appends touch in live lower files.
+    touched = _touched_units(ops, before, live_lower, unit)
     unit_cost = np.full(touched.size, unit, dtype=np.int64)
     if driver == "zfs":  # a file smaller than a record is one block of its own size
         small = sizes[touched >> 40] < unit
-        unit_cost[small] = _blocks(sizes[touched >> 40][small], FS_BLOCK)
+        unit_cost[small] = _blocks(sizes[touched >> 40][small], block)
     if driver == "zfs":
-        new_alloc = np.where(new_sizes < unit, _blocks(new_sizes, FS_BLOCK), _blocks(new_sizes, unit))
+        new_alloc = np.where(new_sizes < unit, _blocks(new_sizes, block), _blocks(new_sizes, unit))
     else:
         new_alloc = _blocks(new_sizes, unit)
     changed_apparent = int(sizes[:n_lower][copied].sum() + new_sizes.sum())

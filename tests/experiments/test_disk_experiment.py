@@ -39,6 +39,13 @@ def test_an_allocation_unit_can_be_chosen_per_format() -> None:
     assert amp.set_index("system")["bytes"]["vhdx"] == 2**21
 
 
+def test_overlay2_on_a_reflink_file_system_copies_up_by_cloning() -> None:
+    """A 4 KiB write into a 64 MiB image file: the whole file on ext4, one block on XFS with reflink."""
+    spec = SMALL.model_copy(update={"host_fs": SMALL.host_fs.model_copy(update={"reflink": True})})
+    amp = run_disk(spec).query("experiment == 'amplification' and measure == 'allocated_bytes'")
+    assert amp.set_index("system")["bytes"]["overlay2 (64 MiB file)"] == 4096
+
+
 def test_growth_never_shrinks() -> None:
     growth = run_disk(SMALL).query("experiment == 'growth'").copy()
     growth["n"] = growth["measure"].str.split("@").str[1].astype(int)
@@ -65,6 +72,7 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
     ('[dsk]\nguests = 3\n', "unknown top-level key or table 'dsk'"),  # the defaults ran instead
     ('[disk]\nunits = { vhdx = "3MiB" }\n', "units.vhdx: an allocation unit is a power of two"),
     ('[disk]\nunits = { qcow3 = "64KiB" }\n', "units.qcow3"),
+    ('[disk]\nhost_fs = { block = "3KiB" }\n', "disk.host_fs.block: a file system block is a power of two"),
     # found by fuzzing: a base larger than its disk wrapped around and was reported smaller
     ('[disk]\nvirtual = "1GiB"\nbase_used = "2GiB"\n', "base_used (2.147e+09 B) is larger than the disk"),
     ('[disk]\nvirtual = "100MiB"\nbase_used = "1MiB"\n', "growth_writes: 200000 writes of 4 KiB"),  # was a traceback
