@@ -98,8 +98,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         published = Path(args.published) if args.published else find_published()
     except FileNotFoundError as exc:
         raise ResultsError(str(exc)) from None
-    if not published.exists():
-        raise ResultsError(f"--published {published} does not exist")
+    from experiments.scenario import read_input_text
+
+    text = read_input_text(published, "--published")  # missing, a FIFO, a folder, not UTF-8 ...
+    if "\x00" in text:
+        raise ResultsError(f"--published {published} holds a NUL byte; it is not a CSV file")
     try:
         rows = published_rows(published)  # a bad file is refused before any simulation
     except ValueError as exc:
@@ -129,12 +132,20 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
         unknown = [n for n in names if n not in WORKLOADS]
         if unknown:
             raise ScenarioError(f"--workloads: unknown {unknown}; known: {', '.join(WORKLOADS)}")
+    if names and len(set(names)) < len(names):
+        raise ScenarioError(f"--workloads: {sorted({n for n in names if names.count(n) > 1})} listed more than once")
     if stacks:
         from models.virt.stack import make_layer
 
         for stack in stacks:
             for profile in stack:
                 make_layer(profile)
+        labels = ["/".join(s) for s in stacks]
+        if len(set(labels)) < len(labels):
+            raise ScenarioError(f"--stacks: {sorted({x for x in labels if labels.count(x) > 1})} listed more than once")
+        if all(s == ["bare-metal"] for s in stacks):
+            raise ScenarioError("--stacks: name at least one stack besides bare-metal, the baseline every ratio "
+                                "is taken against (it is always run)")
     inputs = {"stacks": stacks, "workloads": names, "replications": args.replications, "seed": args.seed}
     folder = ResultFolder(Path(args.out), "overhead", inputs, args.force)
     tables = overhead(stacks, names, replications=args.replications, seed=args.seed, workers=args.workers,

@@ -45,11 +45,11 @@ class LayerSpec(StrictModel):
 class ContainerOpsSpec(StrictModel):
     """What each container does to its image's files."""
 
-    writes: int = Field(50, ge=0)  # 4 KiB writes into random existing files
-    appends: int = Field(20, ge=0)  # 4 KiB appends to random existing files
-    chmods: int = Field(5, ge=0)
-    deletes: int = Field(5, ge=0)
-    creates: int = Field(30, ge=0)
+    writes: int = Field(50, ge=0, le=1_000_000)  # 4 KiB writes into random existing files
+    appends: int = Field(20, ge=0, le=1_000_000)  # 4 KiB appends to random existing files
+    chmods: int = Field(5, ge=0, le=1_000_000)
+    deletes: int = Field(5, ge=0, le=1_000_000)
+    creates: int = Field(30, ge=0, le=1_000_000)
     create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0)
 
 
@@ -76,9 +76,9 @@ class DiskSpec(StrictModel):
 
     seed: int = Field(1, ge=0)
     seed_base_bytes: Bytes = Field(20e9, alias="seed_base")
-    seed_changes_bytes: list[Bytes] = Field([5e9, 10e9, 7e9], alias="seed_changes", min_length=1)
-    guests: int = Field(10, ge=1, le=100_000)
-    virtual_bytes: Bytes = Field(20 * 2**30, alias="virtual", gt=0)
+    seed_changes_bytes: list[Bytes] = Field([5e9, 10e9, 7e9], alias="seed_changes", min_length=1, max_length=1000)
+    guests: int = Field(10, ge=1, le=10_000)
+    virtual_bytes: Bytes = Field(20 * 2**30, alias="virtual", ge=2**20)  # the base is written in 1 MiB pieces
     base_used_bytes: Bytes = Field(8 * 2**30, alias="base_used")
     formats: list[FormatName] = Field(default_factory=lambda: list(FORMAT_NAMES), min_length=1)
     # per format, an allocation unit other than qemu-img's default for the virtual size
@@ -111,6 +111,19 @@ class DiskSpec(StrictModel):
     @model_validator(mode="after")
     def _fits_the_disk(self) -> DiskSpec:
         virtual = self.virtual_bytes
+        named: tuple[tuple[str, list[str]], ...] = (("formats", list(self.formats)), ("drivers", list(self.drivers)))
+        for name, values in named:
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{name}: {repeated} listed more than once")
+        if int(self.pattern.size_bytes) != self.pattern.size_bytes:
+            raise ValueError(f"pattern.size: a write is a whole number of bytes, got {self.pattern.size_bytes:g}")
+        for name, unit in self.units_bytes.items():
+            if unit > min(virtual, 2**31):
+                raise ValueError(f"units.{name}: {unit:.4g} B is larger than the disk or than 2 GiB")
+        if self.guests * self.pattern.writes > 50_000_000:
+            raise ValueError(f"guests x pattern.writes = {self.guests * self.pattern.writes:,} writes, more than "
+                             "50,000,000 (about 1 GB of write arrays); lower one of them")
         if self.base_used_bytes > virtual:
             raise ValueError(f"base_used ({self.base_used_bytes:.4g} B) is larger than the disk (virtual = "
                              f"{virtual:.4g} B); a base image cannot hold more than its disk")

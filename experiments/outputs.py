@@ -129,12 +129,22 @@ class ResultFolder:
         self._check(force)
 
     def _check(self, force: bool) -> None:
+        try:
+            self._check_folder(force)
+        except OSError as exc:  # a name too long, a path through a file, /proc ...
+            raise ResultsError(f"--out {self.out}: cannot write there ({exc.strerror or exc}); choose another "
+                               "folder") from None
+
+    def _check_folder(self, force: bool) -> None:
         out = self.out
         if out.exists() and not out.is_dir():
             raise ResultsError(f"--out {out} is a file; name a folder")
         parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ResultsError(f"--out {out}: {parent} is not writable; choose a folder you can write to")
+        # a real try, before anything runs: /proc, a name too long, a full or read-only disk
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent)).rmdir()
         if not out.exists() or force or not any(out.iterdir()):
             return
         if self.resumable is not None and (out / self.resumable).exists() and not (out / MANIFEST).exists():

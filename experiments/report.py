@@ -207,13 +207,33 @@ BUILDERS: dict[str, Callable[[Path], Report]] = {
 }
 
 
+READS = {"run": ["summary.csv", "provenance.json"], "overhead": ["overhead.csv"],
+         "calibrate": ["calibration.csv"], "density": ["density_summary.csv"], "disk": ["disk.csv"],
+         "sweep": ["sweep.parquet"], "plan": ["plan.csv"]}
+"""The files each report reads: they must be among those its manifest vouches for."""
+
+
 def build_report(folder: Path) -> Report:
-    """The report of the experiment that wrote ``folder``, named by its verified manifest."""
+    """The report of the experiment that wrote ``folder``, named by its verified manifest.
+
+    Every file the report reads must be listed (and verified) in the manifest; content that is
+    not what the experiment writes (a file edited and its manifest with it) is a
+    :class:`ResultsError`, never a traceback.
+    """
     folder = Path(folder)
-    experiment = str(read_manifest(folder)["experiment"])
+    manifest = read_manifest(folder)
+    experiment = str(manifest["experiment"])
     if experiment not in BUILDERS:
         raise ResultsError(f"{folder} holds results of `virtsim {experiment}`, which has no report")
-    return BUILDERS[experiment](folder)
+    unlisted = [name for name in READS[experiment] if name not in manifest["files"]]
+    if unlisted:
+        raise ResultsError(f"{folder / unlisted[0]} is not vouched for by {folder / 'manifest.json'}; "
+                           "rerun the experiment")
+    try:
+        return BUILDERS[experiment](folder)
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise ResultsError(f"{folder}: its files do not hold what `virtsim {experiment}` writes "
+                           f"({type(exc).__name__}: {exc}); rerun the experiment") from None
 
 
 def _profile_rows(names: list[str]) -> list[Profile]:

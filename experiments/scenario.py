@@ -20,7 +20,7 @@ from models.schema import StrictModel
 from models.system import Guest, System
 from models.virt.stack import Stack, make_layer
 from models.workloads.catalog import WorkloadSpec
-from models.workloads.request import MemDemand, OpenSpec
+from models.workloads.request import BatchSpec, MemDemand, OpenSpec
 from sim.control import RunControl
 from sim.vector import vector_rejects
 
@@ -129,7 +129,7 @@ def one_layer_stacks(*profiles: str) -> list[list[LayerEntry]]:
 class GuestSpec(StrictModel):
     """One guest (or ``count`` identical ones, named NAME-1..NAME-N)."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(1, ge=1, le=100_000)
     stack: StackEntries = Field(default_factory=lambda: list[LayerEntry](["bare-metal"]))
     workload: WorkloadSpec
@@ -173,6 +173,13 @@ class CompareSpec(StrictModel):
     cores: Literal["vm-sized-to-host", "as-written"] = "vm-sized-to-host"
 
 
+class SweepSpec(StrictModel):
+    """The ``[sweep]`` table of a scenario (expanded and checked point by point by ``experiments.sweep``)."""
+
+    mode: Literal["grid", "zip"] = "grid"
+    parameters: dict[str, list[Any]]
+
+
 MAX_OPEN_REQUESTS = 20_000_000
 """Open-loop requests per replication a scenario may ask for: about ten minutes of SimPy at the
 engine's ~40,000 requests per second on a loaded core."""
@@ -187,7 +194,27 @@ class Scenario(StrictModel):
     host: HostSpec = Field(default_factory=HostSpec)
     guests: list[GuestSpec] = Field(min_length=1)
     compare: CompareSpec | None = None
-    sweep: dict[str, Any] | None = None  # validated and expanded by experiments.sweep
+    sweep: SweepSpec | None = None  # each point is expanded and validated by experiments.sweep
+
+    @model_validator(mode="after")
+    def _batches_inside_the_run(self) -> Scenario:
+        for i, spec in enumerate(self.guests):
+            arrivals = spec.workload.request_workload().arrivals
+            if isinstance(arrivals, BatchSpec) and arrivals.at_s >= self.run.duration_s:
+                raise ValueError(f"guests[{i}]: its batch arrives at {arrivals.at_s:g} s, not before run.duration "
+                                 f"= {self.run.duration_s:g} s ends: nothing would be measured")
+        return self
+
+    @model_validator(mode="after")
+    def _guest_names(self) -> Scenario:
+        names = [n for spec in self.guests for n in spec.names()]
+        if "host" in names:
+            raise ValueError("a guest may not be named 'host': results name the host's own rows so")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"guest name {repeated[0]!r} is used more than once (a guest with count = N is named "
+                             "NAME-1..NAME-N); give each guest a unique name")
+        return self
 
     @model_validator(mode="after")
     def _numa_placement(self) -> Scenario:
@@ -290,6 +317,32 @@ def parse_scenario(data: dict[str, Any], origin: str = "scenario") -> Scenario:
 
 
 M = TypeVar("M", bound=StrictModel)
+MAX_INPUT_BYTES = 16 * 2**20
+
+
+def read_input_text(path: Path, what: str) -> str:
+    """The UTF-8 text of an input file, or a :class:`ScenarioError` that names the problem: missing,
+    a folder, not a regular file (a FIFO or a device could block or never end), too large, not
+    UTF-8, unreadable, or a path that cannot be one (a NUL byte)."""
+    try:
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise ScenarioError(f"{what} {path} is not a regular file; name a file")
+        if path.is_file() and path.stat().st_size > MAX_INPUT_BYTES:
+            raise ScenarioError(f"{what} {path} is larger than {MAX_INPUT_BYTES // 2**20} MiB; an input file "
+                                "this big is not one virtsim wrote or reads")
+        return path.read_text(encoding="utf-8")
+    except ScenarioError:
+        raise
+    except FileNotFoundError:
+        raise ScenarioError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{what} {path} is a folder; name a file") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ScenarioError(f"{what} path {str(path)!r} is not a valid path ({exc})") from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def load_toml_model(path: str | Path, model: type[M], what: str, table: str | None = None) -> M:
@@ -299,20 +352,13 @@ def load_toml_model(path: str | Path, model: type[M], what: str, table: str | No
     its line), or one line per invalid field, named by its path in the file.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{what} {path} does not exist") from None
-    except IsADirectoryError:
-        raise ScenarioError(f"{what} {path} is a folder; name a TOML file") from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from None
+    text = read_input_text(path, what)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: tables or arrays nested too deeply to read") from None
     if table is not None:
         # A misspelt table ([densty]) must not leave the defaults to run in its place.
         others = sorted(set(data) - {table})

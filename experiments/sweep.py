@@ -29,7 +29,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_complet
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
@@ -37,19 +37,11 @@ from tqdm import tqdm
 
 from experiments.identity import content_key
 from experiments.outputs import ResultFolder, ResultsError, atomic_write, read_manifest, write_json
-from experiments.scenario import Scenario, ScenarioError, format_validation_error, parse_scenario
-from models.schema import StrictModel
+from experiments.scenario import Scenario, ScenarioError, SweepSpec, format_validation_error, parse_scenario
 
 __all__ = ["SweepSpec", "expand_sweep", "gather", "parse_path", "run_sweep"]
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
-
-
-class SweepSpec(StrictModel):
-    """The ``[sweep]`` table of a scenario."""
-
-    mode: Literal["grid", "zip"] = "grid"
-    parameters: dict[str, list[Any]]
 
 
 POINTS_INDEX = "sweep_points.json"  # the points of the sweep, written first: marks an unfinished sweep
@@ -275,7 +267,11 @@ def _executor(workers: int, scheduler: str | None) -> tuple[Executor, Any]:
         return pool, pool.shutdown
     from distributed import Client
 
-    client = Client(scheduler)
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, ValueError, TypeError, TimeoutError) as exc:
+        raise ResultsError(f"--scheduler {scheduler}: cannot connect to a Dask scheduler there "
+                           f"({type(exc).__name__}: {exc}); give its address as tcp://HOST:8786") from None
     return client.get_executor(), client.close
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from models.demands import Demand
 from models.quantities import Bytes, Cycles, PerSecond, Seconds
@@ -47,7 +47,7 @@ class BatchSpec(StrictModel):
     """``count`` requests all at once at time ``at`` (every guest booting together)."""
 
     kind: Literal["batch"] = "batch"
-    count: int = Field(ge=1)
+    count: int = Field(ge=1, le=1_000_000)  # each request is a record and a process in the engine
     at_s: Seconds = Field(0.0, alias="at")
 
     def arrivals(self) -> BatchArrivals:
@@ -93,6 +93,15 @@ class IoDemand(_DemandBase):
     op: Literal["read", "write"] = "read"
     pattern: Literal["seq", "random"] = "random"
     mix: tuple[float, float] = (0.0, 1.0)
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_in_order(cls, mix: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = mix
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"mix = [{lo:g}, {hi:g}] must satisfy 0 <= lo <= hi <= 1 (the share of requests "
+                             "whose draw falls in [lo, hi) make this I/O)")
+        return mix
 
 
 class NetDemand(_DemandBase):

@@ -56,3 +56,101 @@ def test_profiles_lists_parameters_with_sources(capsys) -> None:
     assert main(["profiles", "kvm"]) == 0
     out = capsys.readouterr().out
     assert "io_thread" in out and "felter-fio-randread-kvm" in out
+
+
+# Found by a corpus of 540 generated bad inputs (each was a traceback, a hang or a silent
+# acceptance before): every one now ends in one line naming the problem, exit status 2.
+def _scenario_change(small, change) -> dict:
+    change(small)
+    return small
+
+
+SCENARIO_CASES = {
+    "a guest named host": (lambda s: s["guests"][0].update(name="host"), "may not be named 'host'"),
+    "a huge batch": (lambda s: s["guests"][0]["workload"].update(arrivals={"kind": "batch", "count": 10**12}),
+                     "count: Input should be less than or equal to 1000000"),
+    "a batch after the run": (lambda s: s["guests"][0]["workload"].update(arrivals={"kind": "batch", "count": 5,
+                                                                                     "at": "10s"}),
+                              "its batch arrives at 10 s, not before run.duration"),
+    "an I/O mix reversed": (lambda s: s["guests"][0]["workload"]["demands"][2].update(mix=[0.9, 0.1]),
+                            "must satisfy 0 <= lo <= hi <= 1"),
+    "a bad [sweep] on run": (lambda s: s.update(sweep={"bogus": 1}), "sweep.bogus: unknown key"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCENARIO_CASES))
+def test_generated_bad_scenarios_are_refused(case, tmp_path, small, capsys) -> None:
+    change, needle = SCENARIO_CASES[case]
+    path = _write(tmp_path, _scenario_change(small, change))
+    assert main(["run", path, "--out", str(tmp_path / "o"), "--quiet", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_inputs_that_are_not_files_or_are_endless_are_refused(tmp_path, small, capsys) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # reading it would block forever
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")  # RecursionError in tomllib
+    for path, needle in ((fifo, "is not a regular file"), ("/dev/zero", "is not a regular file"),
+                         (deep, "nested too deeply")):
+        assert main(["run", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err
+    nul = tmp_path / "p.csv"
+    nul.write_bytes(b"id,source\nx\x00,y\n")
+    assert main(["calibrate", "--published", str(nul), "--out", str(tmp_path / "c")]) == 2
+    assert "holds a NUL byte" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out, needle", [
+    ("/proc/virtsim-out", "cannot write there"),
+    ("x" * 300, "cannot write there (File name too long)"),
+])
+def test_an_out_folder_that_cannot_be_made_is_refused_before_running(out, needle, tmp_path, small, capsys) -> None:
+    target = out if out.startswith("/") else str(tmp_path / out)
+    assert main(["run", _write(tmp_path, small), "--out", target, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--workloads", "netperf-rr", "--stacks", "bare-metal"], "name at least one stack besides bare-metal"),
+    (["--workloads", "netperf-rr,netperf-rr", "--stacks", "kvm"], "['netperf-rr'] listed more than once"),
+    (["--workloads", "netperf-rr", "--stacks", "kvm,kvm"], "['kvm'] listed more than once"),
+])
+def test_overhead_arguments_are_checked(argv, needle, tmp_path, capsys) -> None:
+    assert main(["overhead", "--out", str(tmp_path / "o"), "--quiet", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_a_sweep_scheduler_that_is_not_an_address_is_refused(tmp_path, small, capsys) -> None:
+    small["sweep"] = {"parameters": {"run.seed": [1, 2]}}
+    assert main(["sweep", _write(tmp_path, small), "--out", str(tmp_path / "o"), "--quiet",
+                 "--scheduler", "not a url"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler not a url: cannot connect" in err and "Traceback" not in err
+
+
+def test_a_report_reads_only_files_its_manifest_vouches_for_and_never_crashes(tmp_path, small, capsys) -> None:
+    import hashlib
+
+    out = tmp_path / "out"
+    small["guests"] = small["guests"][:1]
+    small["run"]["replications"] = 1
+    assert main(["run", _write(tmp_path, small), "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    # an edited summary whose manifest was edited to match: refused, not a traceback
+    (out / "summary.csv").write_text("a,b\n1,2\n")
+    manifest["files"]["summary.csv"] = hashlib.sha256((out / "summary.csv").read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["report", str(out)]) == 2
+    assert "its files do not hold what `virtsim run` writes" in capsys.readouterr().err
+    # a manifest that lists no files vouches for nothing
+    manifest["files"] = {}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["report", str(out)]) == 2
+    assert "is not vouched for" in capsys.readouterr().err
