@@ -39,7 +39,7 @@ class PatternSpec(StrictModel):
 
 class LayerSpec(StrictModel):
     files: int = Field(ge=1, le=10_000_000)
-    mean_file_bytes: Bytes = Field(alias="mean_file_size", gt=0)
+    mean_file_bytes: Bytes = Field(alias="mean_file_size", gt=0, le=2**40)  # sizes are int64 sums
 
 
 class ContainerOpsSpec(StrictModel):
@@ -50,7 +50,7 @@ class ContainerOpsSpec(StrictModel):
     chmods: int = Field(5, ge=0, le=1_000_000)
     deletes: int = Field(5, ge=0, le=1_000_000)
     creates: int = Field(30, ge=0, le=1_000_000)
-    create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0)
+    create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0, le=2**40)  # 1 TiB: int64 sums stay exact
 
 
 class HostFsSpec(StrictModel):

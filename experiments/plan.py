@@ -40,7 +40,7 @@ class HostType(StrictModel):
 
     name: str = Field(min_length=1)
     host: HostSpec = Field(default_factory=HostSpec)
-    cost: float = Field(1.0, ge=0)  # relative cost of one host, for the cheapest choice
+    cost: float = Field(1.0, ge=0, le=1e12)  # relative cost of one host, for the cheapest choice
 
 
 class Service(StrictModel):

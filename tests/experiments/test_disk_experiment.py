@@ -72,6 +72,8 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
     ('[dsk]\nguests = 3\n', "unknown top-level key or table 'dsk'"),  # the defaults ran instead
     ('[disk]\nunits = { vhdx = "3MiB" }\n', "units.vhdx: an allocation unit is a power of two"),
     ('[disk]\nunits = { qcow3 = "64KiB" }\n', "units.qcow3"),
+    # found by the in-suite fuzz: 30 files of 1e18 B overflowed the int64 sums silently
+    ('[disk]\ncontainer_ops = { create_size = 1e18 }\n', "disk.container_ops.create_size"),
     ('[disk]\nhost_fs = { block = "3KiB" }\n', "disk.host_fs.block: a file system block is a power of two"),
     # found by fuzzing: a base larger than its disk wrapped around and was reported smaller
     ('[disk]\nvirtual = "1GiB"\nbase_used = "2GiB"\n', "base_used (2.147e+09 B) is larger than the disk"),
