@@ -20,7 +20,7 @@ from models.schema import StrictModel
 from models.system import Guest, System
 from models.virt.stack import Stack, make_layer
 from models.workloads.catalog import WorkloadSpec
-from models.workloads.request import BatchSpec, MemDemand, OpenSpec
+from models.workloads.request import BatchSpec, MemDemand, OpenSpec, RequestWorkload
 from sim.control import RunControl
 from sim.vector import vector_rejects
 
@@ -185,6 +185,27 @@ MAX_OPEN_REQUESTS = 20_000_000
 engine's ~40,000 requests per second on a loaded core."""
 
 
+def _check_numa_placement(workloads: list[RequestWorkload], nodes: int) -> None:
+    """Every sequential memory demand bound to nodes the host has, and all bound alike (bound and
+    interleaved traffic sharing controllers is not modelled)."""
+    placements: dict[int, str] = {}
+    for i, w in enumerate(workloads):
+        for j, demand in enumerate(w.demands):
+            if not isinstance(demand, MemDemand) or demand.pattern != "seq":
+                continue
+            wanted = nodes if demand.numa_nodes is None else demand.numa_nodes
+            if wanted > nodes:
+                raise ValueError(f"guests[{i}].workload: demand {j} binds memory to {wanted} NUMA nodes, but the "
+                                 f"host's memory has {nodes}; lower numa_nodes or pick a memory profile with "
+                                 "more nodes")
+            placements.setdefault(wanted, f"guests[{i}] demand {j}")
+    if len(placements) > 1:
+        where = ", ".join(placements.values())
+        raise ValueError(f"memory traffic bound to {sorted(placements)} NUMA nodes on one host ({where}): "
+                         "bound and interleaved traffic sharing controllers is not modelled; bind every "
+                         "guest's memory to the same number of nodes, or run them as separate scenarios")
+
+
 class Scenario(StrictModel):
     """A whole scenario file."""
 
@@ -197,12 +218,23 @@ class Scenario(StrictModel):
     sweep: SweepSpec | None = None  # each point is expanded and validated by experiments.sweep
 
     @model_validator(mode="after")
-    def _batches_inside_the_run(self) -> Scenario:
-        for i, spec in enumerate(self.guests):
-            arrivals = spec.workload.request_workload().arrivals
-            if isinstance(arrivals, BatchSpec) and arrivals.at_s >= self.run.duration_s:
-                raise ValueError(f"guests[{i}]: its batch arrives at {arrivals.at_s:g} s, not before run.duration "
+    def _workloads_fit_the_run(self) -> Scenario:
+        """Each guest's requests as the engine will see them: batches inside the run, open-loop
+        requests a run can finish, NUMA placements the host has and does not mix."""
+        workloads = [spec.workload.request_workload() for spec in self.guests]
+        for i, w in enumerate(workloads):
+            if isinstance(w.arrivals, BatchSpec) and w.arrivals.at_s >= self.run.duration_s:
+                raise ValueError(f"guests[{i}]: its batch arrives at {w.arrivals.at_s:g} s, not before run.duration "
                                  f"= {self.run.duration_s:g} s ends: nothing would be measured")
+        offered = sum(spec.count * w.arrivals.rate_per_s for spec, w in zip(self.guests, workloads, strict=True)
+                      if isinstance(w.arrivals, OpenSpec))
+        if offered * self.run.duration_s > MAX_OPEN_REQUESTS:
+            raise ValueError(
+                f"open arrivals of {offered:.4g}/s over run.duration = {self.run.duration_s:g} s make "
+                f"{offered * self.run.duration_s:.3g} requests per replication, more than the "
+                f"{MAX_OPEN_REQUESTS:,} an event-by-event run finishes in reasonable time; shorten "
+                "run.duration (a steady state takes seconds) or lower the rate")
+        _check_numa_placement(workloads, self.host.memory.nodes)
         return self
 
     @model_validator(mode="after")
@@ -214,39 +246,6 @@ class Scenario(StrictModel):
         if repeated:
             raise ValueError(f"guest name {repeated[0]!r} is used more than once (a guest with count = N is named "
                              "NAME-1..NAME-N); give each guest a unique name")
-        return self
-
-    @model_validator(mode="after")
-    def _numa_placement(self) -> Scenario:
-        nodes = self.host.memory.nodes
-        placements: dict[int, str] = {}
-        for i, spec in enumerate(self.guests):
-            for j, demand in enumerate(spec.workload.request_workload().demands):
-                if not isinstance(demand, MemDemand) or demand.pattern != "seq":
-                    continue
-                wanted = nodes if demand.numa_nodes is None else demand.numa_nodes
-                if wanted > nodes:
-                    raise ValueError(f"guests[{i}].workload: demand {j} binds memory to {wanted} NUMA nodes, but the "
-                                     f"host's memory has {nodes}; lower numa_nodes or pick a memory profile with "
-                                     "more nodes")
-                placements.setdefault(wanted, f"guests[{i}] demand {j}")
-        if len(placements) > 1:
-            where = ", ".join(placements.values())
-            raise ValueError(f"memory traffic bound to {sorted(placements)} NUMA nodes on one host ({where}): "
-                             "bound and interleaved traffic sharing controllers is not modelled; bind every "
-                             "guest's memory to the same number of nodes, or run them as separate scenarios")
-        return self
-
-    @model_validator(mode="after")
-    def _bounded(self) -> Scenario:
-        offered = sum(spec.count * arrivals.rate_per_s for spec in self.guests
-                      if isinstance(arrivals := spec.workload.request_workload().arrivals, OpenSpec))
-        if offered * self.run.duration_s > MAX_OPEN_REQUESTS:
-            raise ValueError(
-                f"open arrivals of {offered:.4g}/s over run.duration = {self.run.duration_s:g} s make "
-                f"{offered * self.run.duration_s:.3g} requests per replication, more than the "
-                f"{MAX_OPEN_REQUESTS:,} an event-by-event run finishes in reasonable time; shorten "
-                "run.duration (a steady state takes seconds) or lower the rate")
         return self
 
     @model_validator(mode="after")

@@ -259,7 +259,7 @@ class Type1(Layer):
         if any(g[: len(DRIVER_DOMAIN)] == DRIVER_DOMAIN for g in threads):
             vcpus = float(p.driver_domain_vcpus or ctx.host.cpu.cores)
             out[DRIVER_DOMAIN] = GroupSpec(weight=DEFAULT_WEIGHT * vcpus, max_servers=vcpus,
-                                           label="vcpus:driver-domain")
+                                           label="driver-domain:vcpus")
         return out
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
