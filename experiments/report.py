@@ -142,7 +142,9 @@ def _density_report(folder: Path) -> Report:
     return Report("Density: guests per host",
                   "How many guests fit one host per stack under the SLO, and what runs out?", summary,
                   _existing(folder, ["density.png"]),
-                  ["Largest N whose every guest meets the p99 SLO and is served, with memory to spare and no OOM kill.",
+                  ["Largest N whose guests meet the p99 SLO and are served, with memory to spare and no OOM kill.",
+                   "The p99 is over every guest's requests together (the guests are identical), from at least "
+                   "slo_samples of them (2,000 by default); density.csv also gives the worst guest's own p99.",
                    "density.csv holds every N the search evaluated."],
                   **_stacks(summary["stack"]))
 

@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.scenario import Scenario
+from experiments.scenario import POOLED_GUEST, Scenario
 from sim.control import RunControl
 from sim.engine import simulate
-from sim.records import METRIC_UNITS, request_metrics
+from sim.records import METRIC_UNITS, latency_metrics, request_metrics, window_latencies
 from sim.stats import summarize
 from sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
 
@@ -71,6 +72,12 @@ def run_variant(scenario: Scenario, label: str, stack: list | None,
         for metric, value, unit in derived:
             rows.append(dict(variant=label, replication=replication, guest=guest, metric=metric,
                              layer="all", station="all", value=float(value), unit=unit))
+    if scenario.run.pooled_latency:
+        pooled = np.concatenate([window_latencies(log, control.warmup_s) for log in result.logs.values()])
+        for metric, layer, station, value in [("completed", "all", "all", float(pooled.size)),
+                                              *latency_metrics(pooled)]:
+            rows.append(dict(variant=label, replication=replication, guest=POOLED_GUEST, metric=metric,
+                             layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
     for station, value in result.utilization.items():
         rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
                          layer="all", station=station, value=float(value), unit="fraction"))

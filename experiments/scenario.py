@@ -52,6 +52,9 @@ class RunSpec(StrictModel):
     seed: int = Field(1, ge=0)
     engine: Literal["des", "vector", "auto"] = "auto"
     latency_cdf: bool = False  # also record latency quantiles (for CDF plots)
+    # also record latency over every guest's requests together (guest "all-guests"): the
+    # percentiles of identical guests from all their samples, not the noisiest guest's
+    pooled_latency: bool = False
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> RunSpec:
@@ -180,6 +183,9 @@ class SweepSpec(StrictModel):
     parameters: dict[str, list[Any]]
 
 
+POOLED_GUEST = "all-guests"
+"""The guest column of rows computed over every guest's requests together (run.pooled_latency)."""
+
 MAX_OPEN_REQUESTS = 20_000_000
 """Open-loop requests per replication a scenario may ask for: about ten minutes of SimPy at the
 engine's ~40,000 requests per second on a loaded core."""
@@ -240,8 +246,9 @@ class Scenario(StrictModel):
     @model_validator(mode="after")
     def _guest_names(self) -> Scenario:
         names = [n for spec in self.guests for n in spec.names()]
-        if "host" in names:
-            raise ValueError("a guest may not be named 'host': results name the host's own rows so")
+        for reserved in ("host", POOLED_GUEST):
+            if reserved in names:
+                raise ValueError(f"a guest may not be named {reserved!r}: results name their own rows so")
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"guest name {repeated[0]!r} is used more than once (a guest with count = N is named "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CDF_LEVELS", "METRIC_UNITS", "RequestLog", "request_metrics"]
+__all__ = ["CDF_LEVELS", "METRIC_UNITS", "RequestLog", "latency_metrics", "request_metrics", "window_latencies"]
 
 
 @dataclass
@@ -91,6 +91,23 @@ METRIC_UNITS = {
 CDF_LEVELS = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 99, 99.5, 99.9)
 
 
+def window_latencies(log: RequestLog, warmup_s: float) -> np.ndarray:
+    """Latencies (s) of the requests that arrived after ``warmup_s`` and finished by the end."""
+    n = log.n
+    arrival, finish = log.arrival_s[:n], log.finish_s[:n]
+    measured = ~np.isnan(finish) & (arrival >= warmup_s)
+    return finish[measured] - arrival[measured]
+
+
+def latency_metrics(latency: np.ndarray) -> list[tuple[str, str, str, float]]:
+    """Mean, p50, p95 and p99 of a set of latencies, as metric rows (none for an empty set)."""
+    if latency.size == 0:
+        return []
+    p50, p95, p99 = np.percentile(latency, [50, 95, 99])
+    return [("latency_mean_s", "all", "all", float(latency.mean())), ("latency_p50_s", "all", "all", float(p50)),
+            ("latency_p95_s", "all", "all", float(p95)), ("latency_p99_s", "all", "all", float(p99))]
+
+
 def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
                     cdf: bool = False) -> list[tuple[str, str, str, float]]:
     """Metrics of one source in one replication, as (metric, layer, station, value) rows.
@@ -116,13 +133,8 @@ def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
     latency = finish[measured] - arrival[measured]
     if latency.size == 0:
         return rows
-    p50, p95, p99 = np.percentile(latency, [50, 95, 99])
-    rows += [
-        ("latency_mean_s", "all", "all", float(latency.mean())),
-        ("latency_p50_s", "all", "all", float(p50)),
-        ("latency_p95_s", "all", "all", float(p95)),
-        ("latency_p99_s", "all", "all", float(p99)),
-    ]
+    rows += latency_metrics(latency)
+    p99 = rows[-1][3]
     if cdf:
         for level, value in zip(CDF_LEVELS, np.percentile(latency, CDF_LEVELS), strict=True):
             rows.append(("latency_quantile_s", "all", f"{level:g}", float(value)))
