@@ -9,7 +9,7 @@ of each allocation unit. A spec file holds a ``[disk]`` table overriding any def
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -54,11 +54,12 @@ class ContainerOpsSpec(StrictModel):
 
 
 class HostFsSpec(StrictModel):
-    """The host file system under container layers: ext4 and xfs without reflink copy whole
-    files up; XFS with reflink (mkfs.xfs -m reflink=1) and btrfs clone them."""
+    """The host file system under container layers: on ext4, tmpfs and XFS without reflink
+    overlayfs copies whole files up; on XFS with reflink (mkfs.xfs -m reflink=1) and btrfs it
+    clones them (XFS copies the partial last block, btrfs shares it)."""
 
+    kind: Literal["ext4", "tmpfs", "xfs", "xfs-reflink", "btrfs"] = "ext4"
     block_bytes: Bytes = Field(4096, alias="block", ge=512, le=65536)
-    reflink: bool = False
 
     @field_validator("block_bytes")
     @classmethod
@@ -68,7 +69,8 @@ class HostFsSpec(StrictModel):
         return block
 
     def host_fs(self) -> HostFs:
-        return HostFs(int(self.block_bytes), self.reflink)
+        return HostFs(int(self.block_bytes), reflink=self.kind in ("xfs-reflink", "btrfs"),
+                      clone_shares_tail=self.kind == "btrfs")
 
 
 class DiskSpec(StrictModel):

@@ -14,8 +14,9 @@ offset and size. What the writable layer then holds depends on the storage drive
 
 The host file system under the writable layers (:class:`HostFs`) sets the block and whether it
 can share extents (``reflink``: XFS with reflink, btrfs). There overlayfs copies a file up by
-cloning it: only the blocks later written are new, plus the file's partial last block, which a
-clone cannot share and the copy-up writes (seen with ``xfs_bmap`` on Linux 6.x).
+cloning it: only the blocks later written are new. On XFS the copy-up writes the file's partial
+last block rather than sharing it; btrfs shares that too (both seen with ``filefrag`` on Linux
+6.x, see the overlayfs tests).
 
 Each driver reports the *apparent* size a user sees (``docker ps -s`` sums file sizes in the
 writable layer) and the bytes actually *allocated* on the host.
@@ -45,6 +46,7 @@ class HostFs:
 
     block_bytes: int = FS_BLOCK
     reflink: bool = False
+    clone_shares_tail: bool = False  # a clone shares a file's partial last block (btrfs), or copies it (XFS)
 
     def __post_init__(self) -> None:
         if self.block_bytes < 512 or self.block_bytes & (self.block_bytes - 1):
@@ -172,8 +174,9 @@ def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, 
     live_lower = ~deleted[:n_lower]
     if driver == "overlay2" and fs.reflink:
         touched = _touched_units(ops, before, live_lower, block)
-        partial = np.flatnonzero(copied & (lower % block != 0))  # a clone cannot share a partial block
-        touched = np.union1d(touched, partial * (1 << 40) + lower[partial] // block)
+        if not fs.clone_shares_tail:  # the copy-up writes the partial last block
+            partial = np.flatnonzero(copied & (lower % block != 0))
+            touched = np.union1d(touched, partial * (1 << 40) + lower[partial] // block)
         apparent = int(sizes[:n_lower][copied].sum() + new_sizes.sum())
         return LayerUsage(apparent, int(touched.size * block + _blocks(new_sizes, block).sum()))
     if driver in ("overlay2", "vfs"):

@@ -41,7 +41,7 @@ def test_an_allocation_unit_can_be_chosen_per_format() -> None:
 
 def test_overlay2_on_a_reflink_file_system_copies_up_by_cloning() -> None:
     """A 4 KiB write into a 64 MiB image file: the whole file on ext4, one block on XFS with reflink."""
-    spec = SMALL.model_copy(update={"host_fs": SMALL.host_fs.model_copy(update={"reflink": True})})
+    spec = SMALL.model_copy(update={"host_fs": SMALL.host_fs.model_copy(update={"kind": "xfs-reflink"})})
     amp = run_disk(spec).query("experiment == 'amplification' and measure == 'allocated_bytes'")
     assert amp.set_index("system")["bytes"]["overlay2 (64 MiB file)"] == 4096
 

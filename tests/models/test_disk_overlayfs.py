@@ -1,9 +1,9 @@
-"""The overlay2 model against a real overlayfs mount, on tmpfs, ext4 and XFS with reflink.
+"""The overlay2 model against a real overlayfs mount, on tmpfs, ext4, XFS with reflink and btrfs.
 
 A lower directory plays the image; the test writes, appends, chmods, deletes and creates files
 in the merged directory, then compares the upper directory's apparent size (sum of st_size of
 regular files, what ``docker ps -s`` shows) and allocated size with the model. On tmpfs and ext4
-the allocated size is st_blocks; on XFS with reflink, copy-up clones the file, st_blocks counts
+the allocated size is st_blocks; on XFS with reflink and btrfs, copy-up clones the file, st_blocks counts
 the shared extents too, so the test sums the extents ``filefrag`` does not flag as shared: the
 blocks this container's layer added.
 """
@@ -28,10 +28,12 @@ def _mount(*args: str) -> bool:
     return subprocess.run(["mount", *args], capture_output=True).returncode == 0
 
 
-MKFS = {"ext4": ["mkfs.ext4", "-q", "-F"], "xfs-reflink": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"]}
+MKFS = {"ext4": ["mkfs.ext4", "-q", "-F"], "xfs-reflink": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
+        "btrfs": ["mkfs.btrfs", "-q", "-f"]}
+REFLINK = {"xfs-reflink", "btrfs"}
 
 
-@pytest.fixture(params=["tmpfs", "ext4", "xfs-reflink"])
+@pytest.fixture(params=["tmpfs", "ext4", "xfs-reflink", "btrfs"])
 def overlay(request, tmp_path: Path):
     """(lower, upper, merged) on a private file system; skipped where mounting is not allowed."""
     root = tmp_path / "fs"
@@ -137,8 +139,9 @@ def test_overlay2_copy_up_matches_the_kernel(overlay) -> None:
     ops.append((Op.DELETE, gone, 0, 0))
     os.sync()
 
-    reflink = fs_name == "xfs-reflink"
-    host_fs = HostFs(block_bytes=os.statvfs(overlay["upper"]).f_bsize, reflink=reflink)
+    reflink = fs_name in REFLINK
+    host_fs = HostFs(block_bytes=os.statvfs(overlay["upper"]).f_bsize, reflink=reflink,
+                     clone_shares_tail=fs_name == "btrfs")
     model = writable_layer_usage("overlay2", [ImageLayer("sha256:lower", sizes)], FileOps.of(ops), host_fs)
     assert _usage(overlay["upper"], reflink) == (model.apparent_bytes, model.allocated_bytes)
     whiteouts = [p for p in overlay["upper"].iterdir() if stat.S_ISCHR(p.lstat().st_mode)]
