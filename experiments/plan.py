@@ -24,7 +24,15 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from experiments.outputs import atomic_write
-from experiments.scenario import GuestSpec, ScenarioError, UniqueStacks, load_toml_model, one_layer_stacks, stack_label
+from experiments.scenario import (
+    GuestSpec,
+    ScenarioError,
+    UniqueStacks,
+    check_numa_placement,
+    load_toml_model,
+    one_layer_stacks,
+    stack_label,
+)
 from models.density.planner import RESOURCES, guest_needs, pack
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
@@ -92,6 +100,12 @@ class PlanSpec(StrictModel):
                     f"host_reserved ({self.host_reserved_bytes / 2**30:.3g} GiB) is not below host type "
                     f"{ht.name!r}'s memory ({ht.host.memory.capacity_bytes / 2**30:.3g} GiB): nothing would be "
                     "left for guests; lower host_reserved or give the host type more memory")
+            for service in self.services:
+                try:
+                    check_numa_placement([service.workload.request_workload()], ht.host.memory.nodes)
+                except ValueError as exc:
+                    raise ValueError(f"service {service.name!r} on host type {ht.name!r}: "
+                                     f"{str(exc).replace('guests[0].workload: ', '')}") from None
         return self
 
 

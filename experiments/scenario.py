@@ -191,7 +191,7 @@ MAX_OPEN_REQUESTS = 20_000_000
 engine's ~40,000 requests per second on a loaded core."""
 
 
-def _check_numa_placement(workloads: list[RequestWorkload], nodes: int) -> None:
+def check_numa_placement(workloads: list[RequestWorkload], nodes: int) -> None:
     """Every sequential memory demand bound to nodes the host has, and all bound alike (bound and
     interleaved traffic sharing controllers is not modelled)."""
     placements: dict[int, str] = {}
@@ -240,7 +240,7 @@ class Scenario(StrictModel):
                 f"{offered * self.run.duration_s:.3g} requests per replication, more than the "
                 f"{MAX_OPEN_REQUESTS:,} an event-by-event run finishes in reasonable time; shorten "
                 "run.duration (a steady state takes seconds) or lower the rate")
-        _check_numa_placement(workloads, self.host.memory.nodes)
+        check_numa_placement(workloads, self.host.memory.nodes)
         return self
 
     @model_validator(mode="after")

@@ -57,6 +57,7 @@ class System:
                     layer.check(self.host.cpu.cores)
                 except ValueError as exc:
                     raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: {exc}") from exc
+        self.groups()  # shared groups (a driver domain) must agree before anything runs
 
     # -- where a guest's work runs -------------------------------------------------------------
 
@@ -150,7 +151,11 @@ class System:
         for guest in self.guests:
             for layer, ctx in zip(guest.stack.layers, self._contexts(guest), strict=True):
                 out[ctx.group] = layer.group_spec()
-                out.update(layer.groups(ctx))
+                for path, spec in layer.groups(ctx).items():
+                    if out.setdefault(path, spec) != spec:  # a group guests share (a driver domain)
+                        raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: the shared group "
+                                         f"{'/'.join(path)} is set up differently by another guest "
+                                         f"({out[path]} vs {spec}); give them the same settings")
             w = guest.workload
             app, _ = self.app_group(guest)
             if w.peer == "host" and w.client_threads is not None:

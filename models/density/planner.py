@@ -70,10 +70,11 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
         if spec is None or spec.kind in ("delay", "lock") or name.startswith("client."):
             continue
         util = rate * w / spec.servers
-        if name.split(":", 1)[0] == "membw":  # membw:bound-K: memory bound to K NUMA nodes
-            per_guest[RESOURCES.index("membw")] += rate * w / host.memory.streams  # of all nodes' bandwidth
-        elif name in SHARED_STATIONS:
-            per_guest[RESOURCES.index(name)] += util
+        base = name.split(":", 1)[0]  # membw:bound-K, memory bound to K NUMA nodes, is memory bandwidth
+        if base in SHARED_STATIONS:
+            # the share of the station it uses: for bound memory, of its nodes' bandwidth, so bound
+            # and interleaved services on one host are counted no lighter than they load the nodes
+            per_guest[RESOURCES.index(base)] += util
         else:
             private[name] = util
     fp = footprint(stack, app_memory_bytes)

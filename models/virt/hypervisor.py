@@ -55,8 +55,9 @@ from sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 
 __all__ = ["DRIVER_DOMAIN", "Type1", "Type1Params"]
 
-DRIVER_DOMAIN: GroupPath = ("driver-domain",)
-"""The group of a privileged VM that runs device back ends for every guest (Xen dom0, Hyper-V's root)."""
+DRIVER_DOMAIN = "driver-domain"
+"""The group of a privileged VM that runs device back ends for every guest (Xen dom0, Hyper-V's
+root): beside the VMs at the level they run on (on the host, or inside a VM for a nested one)."""
 _IN_DRIVER_DOMAIN = {"netback", "blkback", "netvsp", "storvsp"}
 
 
@@ -118,12 +119,15 @@ class Type1(Layer):
     def _thread(self, ctx: LayerContext, what: Literal["net", "io"]) -> GroupPath:
         backend = self.params.net_backend if what == "net" else self.params.io_backend
         if backend in _IN_DRIVER_DOMAIN:  # one back-end thread per guest, inside the driver domain
-            return (*DRIVER_DOMAIN, f"{backend}:{'/'.join(ctx.group)}")
+            return (*self._driver_domain(ctx), f"{backend}:{'/'.join(ctx.group)}")
         name = {"vhost": "vhost", "iothread": "vmm-io", "vmm": "vmm"}[backend]
         return (*ctx.group, name)
 
+    def _driver_domain(self, ctx: LayerContext) -> GroupPath:
+        return (*ctx.group[:-1], DRIVER_DOMAIN)
+
     def _label(self, group: GroupPath) -> str:
-        if group[: len(DRIVER_DOMAIN)] == DRIVER_DOMAIN:
+        if len(group) >= 2 and group[-2] == DRIVER_DOMAIN:
             return group[-1]
         return f"{group[-1]}:{'/'.join(group[:-1])}"
 
@@ -256,10 +260,11 @@ class Type1(Layer):
         threads = (self._thread(ctx, "net"), self._thread(ctx, "io"))
         for group in threads:
             out[group] = GroupSpec(threads=1, label=self._label(group))
-        if any(g[: len(DRIVER_DOMAIN)] == DRIVER_DOMAIN for g in threads):
+        domain = self._driver_domain(ctx)
+        if any(g[:-1] == domain for g in threads):
             vcpus = float(p.driver_domain_vcpus or ctx.host.cpu.cores)
-            out[DRIVER_DOMAIN] = GroupSpec(weight=DEFAULT_WEIGHT * vcpus, max_servers=vcpus,
-                                           label="driver-domain:vcpus")
+            out[domain] = GroupSpec(weight=DEFAULT_WEIGHT * vcpus, max_servers=vcpus,
+                                    label=f"{'/'.join(domain)}:vcpus")
         return out
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:

@@ -74,6 +74,9 @@ def test_packing_spreads_evenly_and_finds_the_fewest_hosts() -> None:
     ({"host_types": [{**SMALL, "cost": 12345.5}]}, "host_types[0].cost"),  # 12345.5 is written as inf
     ({"stacks": [[], ["docker"]]}, "stacks[0]: a stack needs at least one layer"),  # was IndexError
     ({"stacks": [["kvmm"]]}, "stacks[0]: unknown profile 'kvmm'"),  # was found only while planning
+    ({"services": [{**SERVICES[0], "workload": {"arrivals": {"kind": "open", "rate": "10/s"}, "demands": [
+        {"kind": "mem", "size": "1MiB", "numa_nodes": 2}]}}]},
+     "service 'api' on host type 'small': demand 0 binds memory to 2 NUMA nodes"),  # was a traceback mid-plan
     ({"services": [{**SERVICES[0], "workload": {"kind": "kv-store", "connections": 4}}]},
      "service 'api': its workload (kind = 'kv-store') has closed-loop clients"),  # was a traceback
 ])

@@ -12,6 +12,7 @@ import pytest
 
 from experiments.runner import run_scenario
 from experiments.scenario import parse_scenario
+from models.hardware.host import HostSpec
 from models.virt.stack import Stack
 
 XEN = {"profile": "xen", "io_thread_read": "100us", "vcpus": 2}
@@ -54,3 +55,23 @@ def test_back_ends_run_where_the_profile_says() -> None:
         where[profile] = {layer.params.net_backend, layer.params.io_backend}
     assert where == {"xen": {"netback", "blkback"}, "hyperv": {"netvsp", "storvsp"},
                      "kvm": {"vhost", "iothread"}, "firecracker": {"vmm"}}
+
+
+def test_guests_that_disagree_on_the_shared_driver_domain_are_refused() -> None:
+    """One dom0 for the host: two guests asking for 1 and 2 dom0 vCPUs would silently keep one."""
+    from experiments.scenario import ScenarioError
+
+    data = {"name": "dom0", "run": {"duration": "0.1s", "warmup": "0.01s", "replications": 1, "seed": 1},
+            "host": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd", "network": "10gbe"},
+            "guests": [{"name": f"g{i}", "stack": [{**XEN, "driver_domain_vcpus": i + 1}],
+                        "workload": {"arrivals": {"kind": "closed", "clients": 1},
+                                     "demands": [{"kind": "io", "op": "read", "size": "4KiB"}]}} for i in range(2)]}
+    with pytest.raises(ScenarioError, match="driver-domain is set up differently by another guest"):
+        parse_scenario(data)
+
+
+def test_a_nested_xen_has_its_own_dom0_inside_the_outer_vm() -> None:
+    stack = Stack.of(["xen", "xen"])
+    groups = {g for ctx, layer in zip(stack.contexts("g", HostSpec()), stack.layers, strict=True)
+              for g in layer.groups(ctx)}
+    assert ("driver-domain",) in groups and ("g", "vcpu", "driver-domain") in groups
