@@ -106,17 +106,18 @@ def _pooled(runs: pd.DataFrame, metric: str) -> float:
 
 def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int, what: str) -> pd.DataFrame:
     """Runs long enough that ``spec.slo_samples`` requests, pooled over the guests, judge the p99:
-    an open-loop workload's run is sized from its rate; otherwise a short run that finished too
-    few is run again, longer in proportion."""
+    an open-loop workload's run is sized from its rate (if fewer finish, the host is overloaded and
+    the throughput check fails it); otherwise a short run that finished too few is run once more,
+    longer in proportion (at most ten times)."""
     duration = spec.duration_s
     w = parse_scenario(scenario_data, what).guests[0].workload.request_workload()
     if w.arrivals.kind == "open":
         duration = max(duration, spec.slo_samples / (guests * w.arrivals.rate_per_s) / 0.9 * 1.05)
+        return _run(scenario_data, duration, what)
     runs = _run(scenario_data, duration, what)
     done = _pooled(runs, "completed")
     if done < spec.slo_samples:
-        duration *= 1.1 * spec.slo_samples / max(done, 1.0)
-        runs = _run(scenario_data, duration, what)
+        runs = _run(scenario_data, duration * min(10.0, 1.1 * spec.slo_samples / max(done, 1.0)), what)
     return runs
 
 

@@ -53,6 +53,13 @@ class ContainerOpsSpec(StrictModel):
     create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0, le=2**40)  # 1 TiB: int64 sums stay exact
 
 
+def _power_of_two(value: float, rule: str) -> float:
+    """``value`` if it is a whole power of two of at least 512 (bytes), else a ValueError: ``rule``."""
+    if value < 512 or int(value) != value or int(value) & (int(value) - 1):
+        raise ValueError(f"{rule}, got {value:g} B")
+    return value
+
+
 class HostFsSpec(StrictModel):
     """The host file system under container layers: on ext4, tmpfs and XFS without reflink
     overlayfs copies whole files up; on XFS with reflink (mkfs.xfs -m reflink=1) and btrfs it
@@ -64,9 +71,7 @@ class HostFsSpec(StrictModel):
     @field_validator("block_bytes")
     @classmethod
     def _power_of_two(cls, block: float) -> float:
-        if int(block) != block or int(block) & (int(block) - 1):
-            raise ValueError(f"a file system block is a power of two (512 B .. 64 KiB), got {block:g} B")
-        return block
+        return _power_of_two(block, "a file system block is a power of two (512 B .. 64 KiB)")
 
     def host_fs(self) -> HostFs:
         return HostFs(int(self.block_bytes), reflink=self.kind in ("xfs-reflink", "btrfs"),
@@ -105,9 +110,7 @@ class DiskSpec(StrictModel):
     @classmethod
     def _power_of_two(cls, units: dict[FormatName, float]) -> dict[FormatName, float]:
         for name, unit in units.items():
-            if unit < 512 or int(unit) != unit or int(unit) & (int(unit) - 1):
-                raise ValueError(f"units.{name}: an allocation unit is a power of two of at least 512 B, "
-                                 f"got {unit:g} B")
+            _power_of_two(unit, f"units.{name}: an allocation unit is a power of two of at least 512 B")
         return units
 
     @model_validator(mode="after")
