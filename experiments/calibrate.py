@@ -6,7 +6,7 @@
 native and their difference in points) and ``DIR/calibration.png`` (simulated against published).
 Rows the model does not reproduce are listed too, each with the reason.
 
-The targets (issue 4): grade-A rows within 10% on absolute values and within 5 points on ratios
+The targets: grade-A rows within 10% on absolute values and within 5 points on ratios
 to bare metal. :data:`KNOWN_OUTSIDE` names the rows that miss, and why; a test keeps it true.
 """
 
@@ -23,8 +23,8 @@ import pandas as pd
 
 from experiments.scenario import parse_scenario, stack_label
 
-__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "calibrate", "find_published",
-           "fitted_rows", "published_rows"]
+__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "calibrate", "citing_parameters",
+           "find_published", "fitted_rows", "published_rows"]
 
 HOSTS = {
     "felter": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"},
@@ -145,16 +145,22 @@ FITTED_IN_CODE = {"felter-linpack-native": "models/workloads/catalog.py Linpack.
                   "felter-redis-get-1c-native": "models/workloads/catalog.py KvStore.loop_wake"}
 
 
-def fitted_rows() -> set[str]:
-    """Rows some parameter was fitted to: cited by a profile, or by a workload constant."""
+def citing_parameters() -> dict[str, list[str]]:
+    """For each row a profile parameter cites, the parameters (``profile.param``) citing it."""
     from models.profiles import cited_rows, load_profiles
 
-    cited = set(FITTED_IN_CODE)
+    citing: dict[str, list[str]] = {}
     for package in ("models.virt", "models.hardware"):
         for profile in load_profiles(package).values():
-            for source in profile.sources.values():
-                cited |= set(cited_rows(source))
-    return cited
+            for param, source in profile.sources.items():
+                for row in cited_rows(source):
+                    citing.setdefault(row, []).append(f"{profile.name}.{param}")
+    return citing
+
+
+def fitted_rows() -> set[str]:
+    """Rows some parameter was fitted to: cited by a profile, or by a workload constant."""
+    return set(FITTED_IN_CODE) | set(citing_parameters())
 
 
 PACKAGED_PUBLISHED = Path(__file__).resolve().parent / "calibration_data" / "published.csv"
@@ -238,9 +244,10 @@ def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
         entry["within_target"] = bool(abs(entry["rel_error"]) <= 0.10 and ratio_ok)
         out.append(entry)
     reproduced = {c.row for c in CASES}
+    citing = citing_parameters()
     for row_id, row in rows.items():
         if row_id not in reproduced:
-            reason = NOT_REPRODUCED.get(row_id, _default_reason(row))
+            reason = NOT_REPRODUCED.get(row_id, _default_reason(row, citing.get(row_id, [])))
             out.append(dict(row=row_id, platform=row["platform"], grade=row["grade"], metric=row["metric"],
                             published=float(row["value"]), note=f"not reproduced: {reason}"))
     return pd.DataFrame(out)
@@ -253,11 +260,15 @@ def predicted_median_error(table: pd.DataFrame) -> float:
     return float(predicted["rel_error"].abs().median()) if len(predicted) else float("nan")
 
 
-def _default_reason(row: dict[str, str]) -> str:
+def _default_reason(row: dict[str, str], parameters: list[str]) -> str:
+    """Why a row is not simulated. A row some parameter cites is an input, not an output: say which."""
+    if parameters:
+        return f"an input, not an output: cited by {', '.join(sorted(parameters))}"
     if row["metric"] in ("memory-overhead", "boot-time"):
-        return "a footprint or start-up figure: the density model's (issue 6)"
+        return (f"a footprint or start-up figure of a configuration no profile models ({row['platform']}: "
+                f"{row['config']})")
     if row["grade"] != "A":
-        return f"grade {row['grade']}: used as a wide prior, not a target"
+        return f"grade {row['grade']} (not a target), and no profile or workload uses it yet"
     return "no workload reproduces it yet"
 
 

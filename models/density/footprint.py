@@ -3,8 +3,11 @@
 Per guest, a stack costs:
 
 - a VM layer: its VMM's own memory (``vmm_memory``), the guest OS's working set
-  (``guest_os_memory``) of which KSM shares a fraction (``ksm_sharing``) among alike guests (kept
-  once on the host), and ``idle_cpu_cores`` of timer ticks and housekeeping. With a balloon
+  (``guest_os_memory``) of which a fraction (``identical_fraction``) is identical among alike
+  guests and kept once on the host where the hypervisor shares pages between guests
+  (``page_sharing = "between-guests"``: KVM with KSM running, VMware Workstation; not ESXi since
+  2014, whose salting confines sharing to each guest, nor Hyper-V, stock Xen, Firecracker or
+  VirtualBox with Linux guests), and ``idle_cpu_cores`` of timer ticks and housekeeping. With a balloon
   driver (``balloon``) the host backs only what the guest uses; without one, the guest's page
   cache fills the rest of its ``guest_memory`` in time, and the host backs all of it;
 - a container layer: the runtime's memory (``runtime_memory``: shim, and the like);
@@ -45,8 +48,9 @@ def footprint(stack: Stack, app_memory_bytes: float) -> Footprint:
     for layer in stack.layers:
         if isinstance(layer, Type1):
             p = layer.params
-            private += p.vmm_memory_bytes + p.guest_os_memory_bytes * (1 - p.ksm_sharing)
-            shared += p.guest_os_memory_bytes * p.ksm_sharing
+            between = p.identical_fraction if p.page_sharing == "between-guests" else 0.0
+            private += p.vmm_memory_bytes + p.guest_os_memory_bytes * (1 - between)
+            shared += p.guest_os_memory_bytes * between
             idle += p.idle_cpu_cores
             if not p.balloon:  # the unused rest of the guest's memory fills with page cache
                 private += max(0.0, p.guest_memory_bytes - p.guest_os_memory_bytes - app_memory_bytes)

@@ -91,7 +91,12 @@ class Type1Params(LayerParams):
     vmm_memory_bytes: Bytes = Field(0, alias="vmm_memory")
     guest_memory_bytes: Bytes = Field(2 * 2**30, alias="guest_memory")
     guest_os_memory_bytes: Bytes = Field(150 * 2**20, alias="guest_os_memory")
-    ksm_sharing: float = Field(0.3, ge=0, le=1)
+    # Page sharing: which pages the hypervisor deduplicates by content ("off"; "within-guest",
+    # ESXi's default since 2014, which saves nothing between guests and, with large pages backing
+    # a guest, nothing until memory is overcommitted; "between-guests", KSM or ESX's old default),
+    # and the share of the guest OS's memory identical among alike guests (what sharing can find).
+    page_sharing: Literal["off", "within-guest", "between-guests"] = "between-guests"
+    identical_fraction: float = Field(0.3, ge=0, le=1)
     balloon: bool = True  # a balloon driver returns memory the guest does not use to the host
     idle_cpu_cores: float = Field(0.005, ge=0)
     boot_s: Seconds = Field(1.0, alias="boot")  # from start to the guest's init (p50)

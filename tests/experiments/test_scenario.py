@@ -116,8 +116,8 @@ def test_nan_and_infinity_are_refused_with_the_field_named(small, path, value) -
 
 
 def test_a_plain_float_field_refuses_nan_too(small) -> None:
-    small["guests"][0]["stack"] = [{"profile": "kvm", "ksm_sharing": float("nan")}]
-    assert "ksm_sharing" in _error(small)
+    small["guests"][0]["stack"] = [{"profile": "kvm", "identical_fraction": float("nan")}]
+    assert "identical_fraction" in _error(small)
 
 
 @pytest.mark.parametrize(("path", "value", "needle"), [
