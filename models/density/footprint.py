@@ -5,11 +5,12 @@ Per guest, a stack costs:
 - a VM layer: its VMM's own memory (``vmm_memory``), the guest OS's working set
   (``guest_os_memory``) of which a fraction (``identical_fraction``) is identical among alike
   guests and kept once on the host where the hypervisor shares pages between guests
-  (``page_sharing = "between-guests"``: KVM with KSM running, VMware Workstation; not ESXi since
-  2014, whose salting confines sharing to each guest, nor Hyper-V, stock Xen, Firecracker or
-  VirtualBox with Linux guests), and ``idle_cpu_cores`` of timer ticks and housekeeping. With a balloon
-  driver (``balloon``) the host backs only what the guest uses; without one, the guest's page
-  cache fills the rest of its ``guest_memory`` in time, and the host backs all of it;
+  (``page_sharing = "between-guests"``: KVM on a host running KSM, VMware Workstation; not ESXi
+  since 2014, whose salting confines sharing to each guest, nor Hyper-V, stock Xen, Firecracker
+  or VirtualBox with Linux guests; KVM's default follows the kernel's, KSM off), and
+  ``idle_cpu_cores`` of timer ticks and housekeeping. With a balloon driver (``balloon``) the
+  host backs only what the guest uses; without one, the guest's page cache fills the rest of
+  its ``guest_memory`` in time, and the host backs all of it;
 - a container layer: the runtime's memory (``runtime_memory``: shim, and the like);
 - the application: its working set, private to each guest.
 

@@ -11,7 +11,8 @@ from experiments.scenario import stack_label
 MiB = 2**20
 SMALL_HOST = {"cpu": "small-4c", "memory": {"profile": "ddr4-small", "capacity": "8GiB"}, "storage": "nvme-ssd",
               "network": "10gbe"}
-VM = {"profile": "kvm", "vmm_memory": "100MiB", "guest_os_memory": "200MiB", "identical_fraction": 0.5}
+VM = {"profile": "kvm", "vmm_memory": "100MiB", "guest_os_memory": "200MiB", "page_sharing": "between-guests",
+      "identical_fraction": 0.5}
 LIGHT = {"arrivals": {"kind": "open", "rate": "20/s"}, "demands": [{"kind": "cpu", "cycles": "1M"}]}
 
 
