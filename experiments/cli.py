@@ -30,21 +30,21 @@ from models.profiles import ProfileError, load_profiles
 from sim.units import UnitError
 from sim.vector import SimultaneousArrivals
 
-__all__ = ["DEFAULT_SCENARIO", "main"]
+__all__ = ["DEFAULT_SCENARIO", "default_scenario", "main"]
 
 DEFAULT_SCENARIO = "compare-stacks.toml"
 
 
-def _default_scenario() -> Path:
+def default_scenario() -> Path:
+    """The built-in scenario ``virtsim run`` runs when given none."""
     return Path(str(resources.files("experiments") / "scenarios" / DEFAULT_SCENARIO))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments.outputs import write_run_output
+    from experiments import api
     from experiments.report import write_run_report
-    from experiments.runner import run_scenario
 
-    scenario = load_scenario(args.scenario or _default_scenario())
+    scenario = load_scenario(args.scenario or default_scenario())
     if scenario.sweep is not None:
         print("virtsim: note: this scenario declares a [sweep]; `virtsim run` runs its base point, "
               "`virtsim sweep` runs every point", file=sys.stderr)
@@ -60,39 +60,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         data["run"].update(updates)
         scenario = parse_scenario(data, "scenario with command-line overrides")
     folder = ResultFolder(Path(args.out), "run", scenario.model_dump(mode="json", by_alias=True), args.force)
-    output = run_scenario(scenario, progress=not args.quiet, workers=args.workers)
-    with folder.publishing(engine=output.provenance["engine"]) as staging:
-        paths = write_run_output(staging, output)
+    paths = api.run(scenario, progress=not args.quiet, workers=args.workers).publish(folder)
     report = write_run_report(folder.out)
     for name, path in {**paths, "report": report}.items():
-        print(f"{name:>10}: {folder.out / path.name}")
+        print(f"{name:>10}: {path}")
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    import tomllib
+    from experiments import api
 
-    from experiments.sweep import expand_sweep, run_sweep
-
-    path = Path(args.scenario)
-    load_scenario(path)  # the base scenario's own errors first
-    points = expand_sweep(tomllib.loads(path.read_text(encoding="utf-8")), str(path))
-    print(f"{len(points)} points")
-    result = run_sweep(points, Path(args.out), workers=args.workers, scheduler=args.scheduler,
-                       progress=not args.quiet, force=args.force)
-    print(f"     sweep: {result}")
+    result = api.sweep(Path(args.scenario), Path(args.out), workers=args.workers, scheduler=args.scheduler,
+                       progress=not args.quiet, force=args.force, announce=print)
+    print(f"     sweep: {Path(str(result.out)) / 'sweep.parquet'}")
     return 0
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from experiments.calibrate import (
-        calibrate,
-        find_published,
-        plot_calibration,
-        predicted_median_error,
-        published_rows,
-    )
-    from experiments.outputs import atomic_write
+    from experiments import api
+    from experiments.calibrate import find_published, predicted_median_error, published_rows
 
     try:
         published = Path(args.published) if args.published else find_published()
@@ -108,66 +94,44 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ResultsError(str(exc)) from None
     folder = ResultFolder(Path(args.out), "calibrate", {"published": rows, "seed": args.seed}, args.force)
-    table = calibrate(published, seed=args.seed, workers=args.workers)
-    out = folder.out
-    with folder.publishing(engine="des") as staging:
-        atomic_write(staging / "calibration.csv", lambda t: table.to_csv(t, index=False))
-        plot_calibration(table, staging / "calibration.png")
+    result = api.calibrate(published, seed=args.seed, workers=args.workers)
+    paths = result.publish(folder)
+    table = result.calibration
     done = table.dropna(subset=["simulated"])
     held_out = done[done["basis"] == "predicted"]
     print(f"{len(done)} rows reproduced ({int(done['within_target'].sum())} within target), "
           f"{len(held_out)} of them predicted, not fitted ({int(held_out['within_target'].sum())} within target, "
           f"median error {100 * predicted_median_error(table):.1f}%); "
           f"{len(table) - len(done)} rows not reproduced (reasons in the table)")
-    print(f"calibration: {out / 'calibration.csv'}\n       plot: {out / 'calibration.png'}")
+    print(f"calibration: {paths['calibration']}\n       plot: {paths['plot']}")
     return 0
 
 
 def _cmd_overhead(args: argparse.Namespace) -> int:
-    from experiments.overhead import WORKLOADS, overhead, write_overhead
+    from experiments import api
 
     stacks = [s.split("/") for s in args.stacks.split(",")] if args.stacks else None
     names = args.workloads.split(",") if args.workloads else None
-    if names:
-        unknown = [n for n in names if n not in WORKLOADS]
-        if unknown:
-            raise ScenarioError(f"--workloads: unknown {unknown}; known: {', '.join(WORKLOADS)}")
-    if names and len(set(names)) < len(names):
-        raise ScenarioError(f"--workloads: {sorted({n for n in names if names.count(n) > 1})} listed more than once")
-    if stacks:
-        from models.virt.stack import make_layer
-
-        for stack in stacks:
-            for profile in stack:
-                make_layer(profile)
-        labels = ["/".join(s) for s in stacks]
-        if len(set(labels)) < len(labels):
-            raise ScenarioError(f"--stacks: {sorted({x for x in labels if labels.count(x) > 1})} listed more than once")
-        if all(s == ["bare-metal"] for s in stacks):
-            raise ScenarioError("--stacks: name at least one stack besides bare-metal, the baseline every ratio "
-                                "is taken against (it is always run)")
+    api.check_overhead_args(stacks, names)  # before the folder is touched
     inputs = {"stacks": stacks, "workloads": names, "replications": args.replications, "seed": args.seed}
     folder = ResultFolder(Path(args.out), "overhead", inputs, args.force)
-    tables = overhead(stacks, names, replications=args.replications, seed=args.seed, workers=args.workers,
-                      progress=not args.quiet)
-    with folder.publishing(engine="des") as staging:
-        paths = write_overhead(staging, tables)
-    for name, path in paths.items():
-        print(f"{name:>12}: {folder.out / path.name}")
+    result = api.overhead(stacks, names, replications=args.replications, seed=args.seed, workers=args.workers,
+                          progress=not args.quiet)
+    for name, path in result.publish(folder).items():
+        print(f"{name:>12}: {path}")
     return 0
 
 
 def _cmd_density(args: argparse.Namespace) -> int:
-    from experiments.density import load_density_spec, run_density, write_density
+    from experiments import api
+    from experiments.density import load_density_spec
 
     spec = load_density_spec(args.spec)
     folder = ResultFolder(Path(args.out), "density", spec.model_dump(mode="json", by_alias=True), args.force)
-    tried, summary = run_density(spec)
-    with folder.publishing(engine="des") as staging:
-        paths = write_density(staging, spec, tried, summary)
-    for name, path in paths.items():
-        print(f"{name:>8}: {folder.out / path.name}")
-    print(summary[["stack", "max_guests", "limiting_resource"]].to_string(index=False))
+    result = api.density(spec)
+    for name, path in result.publish(folder).items():
+        print(f"{name:>8}: {path}")
+    print(result.summary[["stack", "max_guests", "limiting_resource"]].to_string(index=False))
     return 0
 
 
@@ -180,30 +144,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from experiments.plan import load_plan, plan, write_plan
+    from experiments import api
+    from experiments.plan import load_plan
 
     spec = load_plan(args.plan)
     folder = ResultFolder(Path(args.out), "plan", spec.model_dump(mode="json", by_alias=True), args.force)
-    fleet, needs = plan(spec)
-    with folder.publishing(engine="des") as staging:
-        paths = write_plan(staging, fleet, needs)
-    for name, path in paths.items():
-        print(f"{name:>9}: {folder.out / path.name}")
-    print(fleet[["host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s"]]
+    result = api.plan(spec)
+    for name, path in result.publish(folder).items():
+        print(f"{name:>9}: {path}")
+    print(result.fleet[["host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s"]]
           .to_string(index=False))
     return 0
 
 
 def _cmd_disk(args: argparse.Namespace) -> int:
-    from experiments.disk import load_disk_spec, run_disk, write_disk_outputs
+    from experiments import api
+    from experiments.disk import load_disk_spec
 
     spec = load_disk_spec(args.spec)
     folder = ResultFolder(Path(args.out), "disk", spec.model_dump(mode="json", by_alias=True), args.force)
-    table = run_disk(spec)
-    with folder.publishing() as staging:
-        paths = write_disk_outputs(staging, spec, table)
-    for name, path in paths.items():
-        print(f"{name:>14}: {folder.out / path.name}")
+    for name, path in api.disk(spec).publish(folder).items():
+        print(f"{name:>14}: {path}")
     return 0
 
 

@@ -5,9 +5,13 @@ per host, cores, memory and disk used, the bottleneck, the fleet's start-up time
 ``plan_services.csv`` (each service's per-guest needs), and a plot. A service that cannot fit on
 any host type is an error naming it.
 
-The SLO is kept by a utilization cap: no resource of a host, and no station of a guest's own,
-above ``1 - headroom``. (A p99 check per host would need a simulation per host; the density
-experiment does that for one service.)
+Hosts are packed under a utilization cap: no resource of a host, and no station of a guest's
+own, above ``1 - headroom``. A service may promise a p99 latency (``p99_latency``): then the most
+loaded host of each plan is simulated with the guests packed on it, each service's p99 taken over
+all its guests' requests together; while one misses its promise, the cap is lowered by a fifth and
+the fleet packed again (at most ``MAX_SLO_ROUNDS`` times), so the plan grows until every promise
+holds, or says it cannot. ``spare_hosts`` (N+k) adds hosts that let the fleet lose k of them:
+the packing onto the others already holds every guest. The cheapest feasible option is marked.
 
 Start-up: the guests of a host boot at once, contending for its cores and disk (a boot storm,
 simulated: :func:`models.density.startup.boot_storm`); hosts start in parallel, so the fleet is up
@@ -33,14 +37,19 @@ from experiments.scenario import (
     one_layer_stacks,
     stack_label,
 )
-from models.density.planner import RESOURCES, guest_needs, pack
+from models.density.planner import RESOURCES, GuestNeeds, Packing, guest_needs, pack
 from models.density.startup import boot_storm
 from models.hardware.host import HostSpec
-from models.quantities import Bytes
+from models.quantities import Bytes, Seconds
 from models.schema import StrictModel
 from models.workloads.catalog import WorkloadSpec
+from models.workloads.request import OpenSpec
 
-__all__ = ["PlanSpec", "load_plan", "plan"]
+__all__ = ["MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "load_plan", "plan"]
+
+MAX_SLO_ROUNDS = 8  # lowered caps tried before a promise is called unkeepable
+SLO_CAP_STEP = 0.8  # each round keeps this share of the previous cap
+MAX_SLO_REQUESTS = 200_000  # requests in one simulated host, all services together
 
 
 class HostType(StrictModel):
@@ -54,9 +63,10 @@ class HostType(StrictModel):
 class Service(StrictModel):
     """A service to place: how many guests, what each serves, and its memory and disk."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     guests: int = Field(ge=1, le=10_000_000)
     workload: WorkloadSpec
+    p99_latency_s: Seconds | None = Field(None, alias="p99_latency", gt=0)  # the promise, checked by simulation
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
     image_bytes: Bytes = Field(2 * 2**30, alias="image")
     diff_bytes: Bytes = Field(256 * 2**20, alias="diff")
@@ -81,6 +91,11 @@ class PlanSpec(StrictModel):
     """A plan file: stacks to compare, host types to buy, services to place, and the headroom."""
 
     headroom: float = Field(0.25, ge=0, lt=1)
+    spare_hosts: int = Field(0, ge=0, le=10_000)  # N+k: hosts the fleet may lose
+    # requests per service behind each simulated p99 (fewer where a service's rate would need a
+    # run of more than MAX_SLO_REQUESTS in all: its sample count is in plan_services.csv)
+    slo_samples: int = Field(2000, ge=100, le=1_000_000)
+    seed: int = Field(1, ge=0)
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
     stacks: UniqueStacks = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
                                       min_length=1)
@@ -114,45 +129,127 @@ def load_plan(path: str | Path) -> PlanSpec:
     return load_toml_model(path, PlanSpec, "plan file")
 
 
+def _fits_alone(needs: list[GuestNeeds], usable: float) -> list[bool]:
+    """Whether one guest of each service fits a host within ``usable`` (its own stations too)."""
+    return [bool(((n.per_guest + n.per_host) <= usable + 1e-12).all())
+            and max(n.private_stations.values(), default=0.0) <= usable for n in needs]
+
+
+def _rate_per_s(service: Service) -> float:
+    """Requests per second one guest of ``service`` receives (services are open loops)."""
+    arrivals = service.workload.request_workload().arrivals
+    assert isinstance(arrivals, OpenSpec)  # Service refuses the other kinds
+    return float(arrivals.rate_per_s)
+
+
+def _simulate_host(spec: PlanSpec, ht: HostType, stack_entries: list[Any], on_host: np.ndarray) -> dict[str, Any]:
+    """Simulate one host holding ``on_host[i]`` guests of service i: per service with a promise,
+    its p99 over all its guests' requests together (seconds) and how many requests it rests on."""
+    from experiments.runner import run_scenario
+    from experiments.scenario import POOLED_GUEST, parse_scenario, pooled_name
+
+    placed = [(s, int(c)) for s, c in zip(spec.services, on_host, strict=True) if c > 0]
+    rates = {s.name: c * _rate_per_s(s) for s, c in placed}
+    promised = [s.name for s, _ in placed if s.p99_latency_s is not None]
+    if not promised:
+        return {}
+    # Long enough for slo_samples requests of the slowest promised service (after a 10% warm-up),
+    # but no more than MAX_SLO_REQUESTS in all: a rare service then rests on fewer (reported).
+    duration = min(max(spec.slo_samples / rates[n] for n in promised) * 1.05 / 0.9,
+                   MAX_SLO_REQUESTS / sum(rates.values()))
+    data = {"name": "plan-host", "host": ht.host.model_dump(mode="json", by_alias=True),
+            "run": {"duration": duration, "warmup": duration / 10, "replications": 1, "seed": spec.seed,
+                    "engine": "des", "pooled_latency": True},
+            "guests": [{"name": s.name, "count": c, "stack": stack_entries,
+                        "workload": s.workload.model_dump(mode="json", by_alias=True)} for s, c in placed]}
+    runs = run_scenario(parse_scenario(data, f"plan host of type {ht.name!r}"), progress=False).runs
+    out = {}
+    for name in promised:
+        pool = pooled_name(name) if len(placed) > 1 else POOLED_GUEST
+        rows = runs[(runs["guest"] == pool) & (runs["layer"] == "all") & (runs["station"] == "all")]
+        values = rows.set_index("metric")["value"]
+        out[name] = {"p99_s": float(values["latency_p99_s"]), "p99_requests": int(values["completed"])}
+    return out
+
+
+def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], needs: list[GuestNeeds]
+                        ) -> tuple[Packing | None, float, dict[str, Any], list[str], str]:
+    """Pack under the headroom cap, then lower the cap until the most loaded host keeps every
+    promise. Returns the packing (None if no cap keeps them), the cap, the simulated p99s, the
+    services whose promise lowered the cap, and a note."""
+    counts = np.array([s.guests for s in spec.services])
+    per_guest = np.array([n.per_guest for n in needs])
+    per_host = np.array([n.per_host for n in needs])
+    promise = {s.name: s.p99_latency_s for s in spec.services if s.p99_latency_s is not None}
+    usable, bound, measured = 1 - spec.headroom, list[str](), dict[str, Any]()
+    for _ in range(MAX_SLO_ROUNDS + 1):
+        if not all(_fits_alone(needs, usable)):
+            break
+        packing = pack(counts, per_guest, per_host, usable)
+        if not promise:
+            return packing, usable, {}, [], ""
+        busiest = int(np.argmax(packing.load.max(axis=1)))
+        on_host = packing.counts[busiest]
+        measured = _simulate_host(spec, ht, stack_entries, on_host)
+        missed = sorted(n for n, m in measured.items() if m["p99_s"] > promise[n])
+        if not missed:
+            return packing, usable, measured, bound, ""
+        bound = sorted({*bound, *missed})
+        if on_host.sum() == 1:
+            break  # one guest alone misses: fewer guests per host cannot help
+        usable *= SLO_CAP_STEP
+    worst = bound[0] if bound else next(iter(promise))
+    got = measured.get(worst, {}).get("p99_s", float("nan"))
+    return None, usable, measured, bound, (
+        f"infeasible: the p99 of {worst!r} ({got * 1e3:.3g} ms) stays above its promise "
+        f"({promise[worst] * 1e3:.3g} ms) even with hosts at most {100 * usable:.0f}% used")
+
+
 def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per host type and stack, the fleet; and every service's per-guest needs."""
+    """Per host type and stack, the fleet; and every service's per-guest needs (with its
+    simulated p99 on the most loaded host, where it made a promise)."""
     from experiments.scenario import layer_from_entry
     from models.virt.stack import Stack
 
-    usable = 1 - spec.headroom
     counts = np.array([s.guests for s in spec.services])
     rows, needs_rows = [], []
     for stack_entries in spec.stacks:
         stack = Stack(tuple(layer_from_entry(e) for e in stack_entries))
+        label = stack_label(stack_entries)
         feasible_anywhere = {s.name: False for s in spec.services}
         results = []
         for ht in spec.host_types:
             needs = [guest_needs(ht.host, stack, s.workload.request_workload(), s.app_memory_bytes,
                                  s.image_bytes, s.diff_bytes, spec.host_reserved_bytes) for s in spec.services]
-            per_guest = np.array([n.per_guest for n in needs])
-            per_host = np.array([n.per_host for n in needs])
-            too_big = []
-            for s, n, g, h in zip(spec.services, needs, per_guest, per_host, strict=True):
-                own = max(n.private_stations.values(), default=0.0)
-                fits = bool(((g + h) <= usable + 1e-12).all()) and own <= usable
-                feasible_anywhere[s.name] |= fits
-                if not fits:
-                    too_big.append(s.name)
-                needs_rows.append({"stack": stack_label(stack_entries), "host_type": ht.name, "service": s.name,
-                                   **{f"{r}_per_guest": v for r, v in zip(RESOURCES, g, strict=True)},
-                                   "own_station_utilization": own, "fits_one_host": fits})
+            fits = _fits_alone(needs, 1 - spec.headroom)
+            service_rows = []
+            for s, n, ok in zip(spec.services, needs, fits, strict=True):
+                feasible_anywhere[s.name] |= ok
+                service_rows.append({"stack": label, "host_type": ht.name, "service": s.name,
+                                     **{f"{r}_per_guest": v for r, v in zip(RESOURCES, n.per_guest, strict=True)},
+                                     "own_station_utilization": max(n.private_stations.values(), default=0.0),
+                                     "fits_one_host": ok, "p99_promise_s": s.p99_latency_s})
+            needs_rows += service_rows
+            too_big = [s.name for s, ok in zip(spec.services, fits, strict=True) if not ok]
             if too_big:
-                results.append({"host_type": ht.name, "stack": stack_label(stack_entries), "hosts": np.nan,
+                results.append({"host_type": ht.name, "stack": label, "hosts": np.nan,
                                 "note": f"infeasible: {', '.join(too_big)} cannot fit on one host"})
                 continue
-            p = pack(counts, per_guest, per_host, usable)
+            p, usable, measured, bound, note = _packed_within_slos(spec, ht, stack_entries, needs)
+            for r in service_rows:
+                r.update(measured.get(r["service"], {}))
+            row = {"host_type": ht.name, "stack": label, "utilization_cap": usable, "slo_bound": ", ".join(bound)}
+            if p is None:
+                results.append({**row, "hosts": np.nan, "note": note})
+                continue
             per_host_guests = p.counts.sum(axis=1)
             # Hosts start in parallel; the fullest host's boot storm sets the fleet's start-up.
             startup = float(boot_storm(ht.host, stack, int(per_host_guests.max())).max())
             load = p.load * usable  # back to fractions of capacity
+            hosts = p.hosts + spec.spare_hosts
             results.append({
-                "host_type": ht.name, "stack": stack_label(stack_entries), "hosts": p.hosts,
-                "cost": p.hosts * ht.cost, "guests": int(counts.sum()),
+                **row, "hosts": hosts, "spare_hosts": spec.spare_hosts, "cost": hosts * ht.cost,
+                "guests": int(counts.sum()),
                 "guests_per_host_mean": float(per_host_guests.mean()),
                 "guests_per_host_max": int(per_host_guests.max()),
                 "cores_used": float(load[:, RESOURCES.index("cpu")].sum() * ht.host.cpu.cores),
@@ -165,10 +262,13 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         unplaceable = [name for name, ok in feasible_anywhere.items() if not ok]
         if unplaceable:
             raise ScenarioError(f"service {unplaceable[0]!r} cannot fit on any host type with stack "
-                                f"{stack_label(stack_entries)!r} (even alone, within headroom {spec.headroom}); "
+                                f"{label!r} (even alone, within headroom {spec.headroom}); "
                                 "give it a bigger host type, a smaller app_memory or a lower rate")
         rows += results
-    return pd.DataFrame(rows), pd.DataFrame(needs_rows)
+    fleet = pd.DataFrame(rows)
+    costs = fleet["cost"] if "cost" in fleet else pd.Series(np.nan, index=fleet.index)
+    fleet["cheapest"] = costs.notna() & (costs == costs.min())
+    return fleet, pd.DataFrame(needs_rows)
 
 
 def write_plan(out_dir: Path, fleet: pd.DataFrame, needs: pd.DataFrame) -> dict[str, Path]:

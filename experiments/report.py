@@ -39,6 +39,7 @@ class Report:
     assumptions: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
     stacks: list[str] = field(default_factory=list)  # labels whose calibration grade the report shows
+    sentences: list[str] = field(default_factory=list)  # the answer in words, above its table
 
 
 def _stacks(labels: pd.Series) -> dict[str, list[str]]:
@@ -187,15 +188,47 @@ def _sweep_report(folder: Path) -> Report:
                   _existing(folder, ["sweep.png"]), ["Means over replications; sweep.parquet holds every row."])
 
 
+def _blank_missing(table: pd.DataFrame) -> pd.DataFrame:
+    """Empty cells, not ``nan``, where a text column has no value (no note, no promise bound)."""
+    out = table.copy()
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]) or out[column].isna().all():
+            out[column] = out[column].astype(object).where(out[column].notna(), "")
+    return out
+
+
+def _plan_sentences(fleet: pd.DataFrame, services: pd.DataFrame) -> list[str]:
+    """The plan's answer in words: the cheapest option, what binds it, and each promise's p99."""
+    if "cheapest" not in fleet.columns or not fleet["cheapest"].astype(bool).any():
+        return ["No option keeps every service on a host and every p99 promise: see the notes per row."]
+    out = []
+    for _, best in fleet[fleet["cheapest"].astype(bool)].iterrows():
+        bound = str(best.get("slo_bound", "") or "")
+        binds = (f"the p99 promise of {bound} (hosts at most {100 * float(best['utilization_cap']):.0f}% used)"
+                 if bound and bound != "nan" else f"{best['bottleneck']}")
+        out.append(f"Cheapest: {int(best['hosts'])} {best['host_type']} hosts with {best['stack']} "
+                   f"(cost {float(best['cost']):.4g}); what binds it: {binds}.")
+        if "p99_s" in services.columns:
+            kept = services[(services["stack"] == best["stack"]) & (services["host_type"] == best["host_type"])
+                            & services["p99_s"].notna()]
+            out += [f"{r['service']}: p99 {1e3 * float(r['p99_s']):.3g} ms on the most loaded host "
+                    f"(promise {1e3 * float(r['p99_promise_s']):.3g} ms, {int(r['p99_requests'])} requests)"
+                    for _, r in kept.iterrows()]
+    return out
+
+
 def _plan_report(folder: Path) -> Report:
     fleet = _read_csv(folder / "plan.csv")
-    cols = [c for c in ("host_type", "stack", "hosts", "cost", "guests_per_host_mean", "bottleneck",
-                        "peak_utilization", "fleet_startup_s", "note") if c in fleet.columns]
+    services = _read_csv(folder / "plan_services.csv")
+    cols = [c for c in ("host_type", "stack", "hosts", "cost", "cheapest", "guests_per_host_mean", "bottleneck",
+                        "slo_bound", "utilization_cap", "peak_utilization", "fleet_startup_s", "note")
+            if c in fleet.columns]
     return Report("Capacity plan", "How many hosts of each type does each stack need for this mix of services?",
-                  fleet[cols].round(3), _existing(folder, ["plan.png"]),
-                  ["The SLO is kept by a utilization cap (headroom) on every host resource and every guest's "
-                   "own stations; plan_services.csv gives each service's per-guest needs."],
-                  **_stacks(fleet["stack"]))
+                  _blank_missing(fleet[cols].round(3)), _existing(folder, ["plan.png"]),
+                  ["Hosts are packed under a utilization cap (1 - headroom) on every host resource and every "
+                   "guest's own stations; where a service promises a p99, the most loaded host is simulated and "
+                   "the cap lowered until every promise holds. plan_services.csv gives each service's needs."],
+                  sentences=_plan_sentences(fleet, services), **_stacks(fleet["stack"]))
 
 
 BUILDERS: dict[str, Callable[[Path], Report]] = {
@@ -211,7 +244,7 @@ BUILDERS: dict[str, Callable[[Path], Report]] = {
 
 READS = {"run": ["summary.csv", "provenance.json"], "overhead": ["overhead.csv"],
          "calibrate": ["calibration.csv"], "density": ["density_summary.csv"], "disk": ["disk.csv"],
-         "sweep": ["sweep.parquet"], "plan": ["plan.csv"]}
+         "sweep": ["sweep.parquet"], "plan": ["plan.csv", "plan_services.csv"]}
 """The files each report reads: they must be among those its manifest vouches for."""
 
 
@@ -249,6 +282,8 @@ _MD = """# {{ r.title }}
 
 ## The answer
 
+{% for a in r.sentences %}- {{ a }}
+{% endfor %}
 {{ answer_md }}
 
 {% for f in r.figures %}![{{ f.stem }}]({{ f.name }})
@@ -292,6 +327,7 @@ img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
 <h1>{{ r.title }}</h1>
 <p><strong>Question.</strong> {{ r.question }}</p>
 <h2>The answer</h2>
+{% if r.sentences %}<ul>{% for a in r.sentences %}<li>{{ a }}</li>{% endfor %}</ul>{% endif %}
 {{ answer_html }}
 {% for name, data in figures %}<figure><img alt="{{ name }}" src="data:image/png;base64,{{ data }}"></figure>
 {% endfor %}

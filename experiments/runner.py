@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.scenario import POOLED_GUEST, Scenario
+from experiments.scenario import POOLED_GUEST, Scenario, pooled_name
 from sim.control import RunControl
 from sim.engine import simulate
 from sim.records import METRIC_UNITS, latency_metrics, request_metrics, window_latencies
@@ -73,11 +73,16 @@ def run_variant(scenario: Scenario, label: str, stack: list | None,
             rows.append(dict(variant=label, replication=replication, guest=guest, metric=metric,
                              layer="all", station="all", value=float(value), unit=unit))
     if scenario.run.pooled_latency:
-        pooled = np.concatenate([window_latencies(log, control.warmup_s) for log in result.logs.values()])
-        for metric, layer, station, value in [("completed", "all", "all", float(pooled.size)),
-                                              *latency_metrics(pooled)]:
-            rows.append(dict(variant=label, replication=replication, guest=POOLED_GUEST, metric=metric,
-                             layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
+        # Over every guest; and, with several guest entries, over each entry's guests (a service).
+        pools = {POOLED_GUEST: list(result.logs)}
+        if len(scenario.guests) > 1:
+            pools |= {pooled_name(spec.name): spec.names() for spec in scenario.guests}
+        for pool, names in pools.items():
+            pooled = np.concatenate([window_latencies(result.logs[n], control.warmup_s) for n in names])
+            for metric, layer, station, value in [("completed", "all", "all", float(pooled.size)),
+                                                  *latency_metrics(pooled)]:
+                rows.append(dict(variant=label, replication=replication, guest=pool, metric=metric,
+                                 layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
     for station, value in result.utilization.items():
         rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
                          layer="all", station=station, value=float(value), unit="fraction"))

@@ -186,6 +186,13 @@ class SweepSpec(StrictModel):
 POOLED_GUEST = "all-guests"
 """The guest column of rows computed over every guest's requests together (run.pooled_latency)."""
 
+
+def pooled_name(entry: str) -> str:
+    """The guest column of rows pooled over the guests of one ``[[guests]]`` entry (``web:all``;
+    a guest's own name cannot hold ``:``). Written when a scenario with run.pooled_latency has
+    several entries."""
+    return f"{entry}:all"
+
 MAX_OPEN_REQUESTS = 20_000_000
 """Open-loop requests per replication a scenario may ask for: about ten minutes of SimPy at the
 engine's ~40,000 requests per second on a loaded core."""

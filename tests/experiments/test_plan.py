@@ -101,3 +101,65 @@ def test_stacks_that_differ_only_in_overrides_are_two_rows_and_a_repeat_is_refus
     path.write_text(to_toml({"stacks": [["docker"], ["docker"]], "host_types": [SMALL], "services": SERVICES}))
     assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "stacks ['docker'] are listed more than once" in capsys.readouterr().err
+
+
+# -- promises: a p99 checked by simulating the most loaded host ---------------------------------
+
+ONE = [{"name": "api", "guests": 40, "workload": CPU_ONLY("6M"), "app_memory": "256MiB", "image": "1GiB",
+        "diff": "1GiB"}]
+
+
+def _fleet(services, **extra):
+    spec = PlanSpec.model_validate({"stacks": [["docker"]], "host_types": [SMALL], "services": services,
+                                    "headroom": 0.25, **extra})
+    fleet, needs = plan(spec)
+    return fleet.iloc[0], needs.set_index("service")
+
+
+def test_a_loose_promise_changes_nothing_and_reports_the_simulated_p99() -> None:
+    """40 guests x 0.2 core on 4-core hosts capped at 3 cores: 15 per host, 3 hosts. The busiest
+    host (14 guests, 2.8 cores busy, 2 ms of work per request) keeps a 100 ms promise."""
+    plain, _ = _fleet(ONE)
+    loose, needs = _fleet([{**ONE[0], "p99_latency": "100ms"}])
+    assert plain["hosts"] == loose["hosts"] == 3 and loose["slo_bound"] == "" and loose["utilization_cap"] == 0.75
+    assert 0.002 < needs.loc["api", "p99_s"] <= 0.1 and needs.loc["api", "p99_requests"] >= 2000
+
+
+def test_a_tight_promise_grows_the_fleet_until_the_busiest_host_keeps_it() -> None:
+    """With 14 guests on 4 cores (70% busy) requests overlap and share cores: the p99 is several
+    times the 2 ms of work (about 9 ms); a 6 ms promise is kept only with fewer guests per host."""
+    plain, _ = _fleet(ONE)
+    tight, needs = _fleet([{**ONE[0], "p99_latency": "6ms"}])
+    assert tight["slo_bound"] == "api" and tight["utilization_cap"] < 0.75
+    assert tight["hosts"] > plain["hosts"]
+    assert 0.002 <= needs.loc["api", "p99_s"] <= 0.006  # the final packing was simulated and keeps it
+
+
+def test_a_promise_below_the_work_itself_is_reported_infeasible_naming_the_service() -> None:
+    """Each request is 2 ms of work: no packing gives a p99 of 0.5 ms."""
+    row, _ = _fleet([{**ONE[0], "guests": 4, "p99_latency": "0.5ms"}])
+    assert np.isnan(row["hosts"]) and row["note"].startswith("infeasible: the p99 of 'api'")
+    assert not row["cheapest"]
+
+
+def test_spare_hosts_are_added_and_the_cheapest_option_is_marked() -> None:
+    spec = PlanSpec.model_validate({"stacks": [["docker"]], "host_types": [SMALL, {**BIG, "cost": 100.0}],
+                                    "services": SERVICES, "spare_hosts": 1})
+    fleet = plan(spec)[0].set_index("host_type")
+    assert fleet.loc["small", "hosts"] == 5 + 1 and fleet.loc["big", "hosts"] == 1 + 1  # the hand-computed plan, N+1
+    assert bool(fleet.loc["small", "cheapest"]) and not bool(fleet.loc["big", "cheapest"])
+
+
+def test_the_plan_report_answers_in_words_with_each_promise_measured(tmp_path) -> None:
+    from experiments.report import write_report
+
+    services = [{**ONE[0], "p99_latency": "6ms"}]
+    path = tmp_path / "plan.toml"
+    path.write_text(to_toml({"stacks": [["docker"]], "host_types": [SMALL, {**BIG, "cost": 100.0}],
+                             "services": services}))
+    assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 0
+    text = write_report(tmp_path / "o")["report.md"].read_text()
+    answer = text.split("## The answer")[1].split("## Assumptions")[0]
+    assert "- Cheapest: 4 small hosts with docker (cost 4); what binds it: the p99 promise of api" in answer
+    assert "- api: p99 " in answer and "(promise 6 ms, " in answer
+    assert "| nan |" not in answer and "|  nan" not in answer

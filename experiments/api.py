@@ -1,0 +1,270 @@
+"""The Python API: every experiment as a function returning a :class:`Result`.
+
+    import virtsim
+    result = virtsim.run("experiments/scenarios/compare-stacks.toml")
+    result.summary                      # a pandas DataFrame
+    virtsim.overhead(stacks=["kvm", "docker"], workloads=["web"]).overhead
+    result.report("results/mine")       # the folder `virtsim report` renders, and its report.html
+
+Inputs are what the command line takes: a TOML file's path, or the same content as a dict, or
+the validated model (:class:`~experiments.scenario.Scenario`, ``DensitySpec``, ``PlanSpec``,
+``DiskSpec``). Bad input raises :class:`~experiments.scenario.ScenarioError` naming the field,
+as the command line reports it. A :class:`Result` holds its tables in memory;
+:meth:`Result.save` writes the same result folder the command writes (with its manifest, so
+``virtsim report`` reads it) and :meth:`Result.report` renders it. The command line calls these
+functions, so both give the same numbers for the same inputs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+from pydantic import ValidationError
+
+from experiments.outputs import ResultFolder
+from experiments.scenario import Scenario, ScenarioError, format_validation_error, load_scenario, parse_scenario
+from models.schema import StrictModel
+
+__all__ = ["Result", "calibrate", "density", "disk", "load_scenario", "overhead", "plan", "run", "scenario",
+           "sweep"]
+
+M = TypeVar("M", bound=StrictModel)
+
+
+@dataclass
+class Result:
+    """One experiment's tables (pandas DataFrames, by name) and how to write them as a folder.
+
+    ``result.tables["runs"]`` or ``result.runs``: a table by name. ``inputs`` is what the result
+    folder is keyed by (a folder of other inputs is not overwritten without ``force``).
+    """
+
+    experiment: str
+    tables: dict[str, pd.DataFrame]
+    inputs: Any
+    writer: Callable[[Path], Mapping[str, Path]] = field(repr=False)
+    engine: Any = "des"
+    meta: dict[str, Any] = field(default_factory=dict)
+    out: Path | None = None
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{name}: {len(t)} rows x {t.shape[1]} columns" for name, t in self.tables.items())
+        return f"<virtsim {self.experiment} result: {shapes}; folder {self.out or 'not saved'}>"
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        tables = self.__dict__.get("tables", {})
+        if name in tables:
+            return tables[name]
+        raise AttributeError(f"{self.experiment} result has no table {name!r}; it has {sorted(tables)}")
+
+    def publish(self, folder: ResultFolder) -> dict[str, Path]:
+        """Write the tables into ``folder`` as one unit (the command line checks the folder first)."""
+        with folder.publishing(engine=self.engine) as staging:
+            written = dict(self.writer(staging))
+        self.out = folder.out
+        return {name: folder.out / path.name for name, path in written.items()}
+
+    def save(self, out: str | Path, force: bool = False) -> Path:
+        """Write the result folder ``out`` (refused if it holds other results, unless ``force``)."""
+        if self.out is not None and Path(out) == self.out:
+            return self.out
+        self.publish(ResultFolder(Path(out), self.experiment, self.inputs, force))
+        assert self.out is not None
+        return self.out
+
+    def report(self, out: str | Path | None = None, force: bool = False) -> Path:
+        """Render ``report.html`` (and ``report.md``) of the saved folder; saves first into ``out``
+        (or, if never saved and no ``out`` is given, into a new temporary folder). Returns the HTML's path."""
+        from experiments.report import write_report
+
+        if out is not None:
+            self.save(out, force)
+        elif self.out is None:
+            self.save(tempfile.mkdtemp(prefix=f"virtsim-{self.experiment}-"))
+        assert self.out is not None
+        return write_report(self.out)["report.html"]
+
+
+def _validated(model: type[M], value: Any, what: str, table: str | None = None) -> M:
+    """``value`` as ``model``: already one, a TOML file's path, or a dict of the same content."""
+    if isinstance(value, model):
+        return value
+    if isinstance(value, (str, Path)):
+        from experiments.scenario import load_toml_model
+
+        return load_toml_model(value, model, what, table)
+    if isinstance(value, Mapping):
+        data = value.get(table, value) if table is not None and set(value) == {table} else value
+        try:
+            return model.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ScenarioError(f"{what} is invalid:\n{format_validation_error(exc)}") from None
+    raise ScenarioError(f"{what}: expected a TOML file's path, a dict or a {model.__name__}, "
+                        f"got {type(value).__name__}")
+
+
+def scenario(value: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
+    """A validated scenario from a TOML file, a dict of the same content, or a scenario."""
+    if isinstance(value, Mapping):
+        return parse_scenario(dict(value), "scenario")
+    return _validated(Scenario, value, "scenario file")
+
+
+def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, replications: int | None = None,
+        seed: int | None = None, workers: int = 1, progress: bool = False) -> Result:
+    """Run a scenario (default: the built-in stack comparison). Tables ``runs`` (one row per
+    replication, guest, metric, layer and station) and ``summary`` (means with 95% intervals);
+    ``meta["provenance"]`` says which engine ran, with versions and seeds."""
+    from experiments.outputs import write_run_output
+    from experiments.runner import run_scenario
+
+    if scenario_ is None:
+        from experiments.cli import default_scenario
+
+        scenario_ = default_scenario()
+    sc = scenario(scenario_)
+    updates = {k: v for k, v in (("replications", replications), ("seed", seed)) if v is not None}
+    if updates:
+        data = sc.model_dump(mode="json", by_alias=True)
+        data["run"].update(updates)
+        sc = parse_scenario(data, "scenario with overrides")
+    return _run_result(sc, run_scenario(sc, progress=progress, workers=workers), write_run_output)
+
+
+def _run_result(sc: Scenario, output: Any, write: Callable[[Path, Any], Mapping[str, Path]]) -> Result:
+    return Result("run", {"runs": output.runs, "summary": output.summary}, sc.model_dump(mode="json", by_alias=True),
+                  lambda d: write(d, output), engine=output.provenance["engine"],
+                  meta={"provenance": output.provenance})
+
+
+def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Sequence[str] | None) -> None:
+    """Refuse unknown or repeated workloads and stacks, and a comparison of bare metal with itself."""
+    from experiments.overhead import WORKLOADS
+    from experiments.scenario import stack_label
+    from models.virt.stack import make_layer
+
+    names = list(workloads or [])
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise ScenarioError(f"--workloads: unknown {unknown}; known: {', '.join(WORKLOADS)}")
+    if len(set(names)) < len(names):
+        raise ScenarioError(f"--workloads: {sorted({n for n in names if names.count(n) > 1})} listed more than once")
+    if stacks:
+        for stack in stacks:
+            for profile in stack:
+                make_layer(profile)
+        labels = [stack_label(list(s)) for s in stacks]
+        if len(set(labels)) < len(labels):
+            raise ScenarioError(f"--stacks: {sorted({x for x in labels if labels.count(x) > 1})} listed more than once")
+        if all(label == "bare-metal" for label in labels):
+            raise ScenarioError("--stacks: name at least one stack besides bare-metal, the baseline every ratio "
+                                "is taken against (it is always run)")
+
+
+def overhead(stacks: Sequence[str | Sequence[Any]] | None = None, workloads: Sequence[str] | None = None, *,
+             replications: int = 2, seed: int = 1, workers: int = 1, progress: bool = False) -> Result:
+    """Each workload on each stack (``"kvm"``, ``"docker/kvm"`` or a list of layers), as ratios
+    to bare metal with the time each layer adds. Tables ``overhead`` (ratios), ``attribution``
+    and ``summary``, as ``virtsim overhead`` writes them."""
+    from experiments.overhead import overhead as run_overhead
+    from experiments.overhead import write_overhead
+
+    lists = [s.split("/") if isinstance(s, str) else list(s) for s in stacks] if stacks else None
+    names = list(workloads) if workloads else None
+    check_overhead_args(lists, names)
+    tables = run_overhead(lists, names, replications=replications, seed=seed, workers=workers, progress=progress)
+    inputs = {"stacks": lists, "workloads": names, "replications": replications, "seed": seed}
+    return Result("overhead", dict(tables), inputs, lambda d: write_overhead(d, tables))
+
+
+def density(spec: Any = None) -> Result:
+    """How many guests fit a host per stack under the SLO (``spec``: a ``[density]`` TOML file,
+    its content as a dict, or a ``DensitySpec``; default: the built-in one). Tables ``tried``
+    (every N evaluated) and ``summary`` (per stack: the largest N and what limits it)."""
+    from experiments.density import DensitySpec, run_density, write_density
+
+    s = DensitySpec() if spec is None else _validated(DensitySpec, spec, "density spec", "density")
+    tried, summary = run_density(s)
+    return Result("density", {"tried": tried, "summary": summary}, s.model_dump(mode="json", by_alias=True),
+                  lambda d: write_density(d, s, tried, summary))
+
+
+def plan(spec: Any) -> Result:
+    """A capacity plan (``spec``: a plan TOML file, its content as a dict, or a ``PlanSpec``).
+    Tables ``fleet`` (hosts per host type and stack) and ``needs`` (per service and stack)."""
+    from experiments.plan import PlanSpec, write_plan
+    from experiments.plan import plan as run_plan
+
+    s = _validated(PlanSpec, spec, "plan file")
+    fleet, needs = run_plan(s)
+    return Result("plan", {"fleet": fleet, "needs": needs}, s.model_dump(mode="json", by_alias=True),
+                  lambda d: write_plan(d, fleet, needs))
+
+
+def disk(spec: Any = None) -> Result:
+    """Disk usage of image chains and container layers (``spec``: a ``[disk]`` TOML file, its
+    content as a dict, or a ``DiskSpec``; default: the built-in one). Table ``disk``."""
+    from experiments.disk import DiskSpec, run_disk, write_disk_outputs
+
+    s = DiskSpec() if spec is None else _validated(DiskSpec, spec, "disk spec", "disk")
+    table = run_disk(s)
+    return Result("disk", {"disk": table}, s.model_dump(mode="json", by_alias=True),
+                  lambda d: write_disk_outputs(d, s, table), engine=None)
+
+
+def calibrate(published: str | Path | None = None, *, seed: int = 1, workers: int = 1) -> Result:
+    """Reproduce the published measurements (default: the packaged ``published.csv``). Table
+    ``calibration``: one row per published row, reproduced or with the reason it is not."""
+    from experiments.calibrate import calibrate as run_calibration
+    from experiments.calibrate import find_published, plot_calibration, published_rows
+    from experiments.outputs import atomic_write
+
+    path = Path(published) if published is not None else find_published()
+    try:
+        rows = published_rows(path)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    table = run_calibration(path, seed=seed, workers=workers)
+
+    def write(d: Path) -> dict[str, Path]:
+        return {"calibration": atomic_write(d / "calibration.csv", lambda t: table.to_csv(t, index=False)),
+                "plot": plot_calibration(table, d / "calibration.png")}
+
+    return Result("calibrate", {"calibration": table}, {"published": rows, "seed": seed}, write)
+
+
+def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers: int = 1,
+          scheduler: str | None = None, progress: bool = False, force: bool = False,
+          announce: Callable[[str], object] | None = None) -> Result:
+    """Run a scenario's ``[sweep]`` into ``out`` (a sweep writes each point as it finishes, so a
+    rerun resumes; it needs its folder from the start). Table ``sweep``: every point's runs."""
+    from experiments.sweep import expand_sweep, run_sweep
+
+    if isinstance(scenario_, (str, Path)):
+        from experiments.scenario import read_input_text
+
+        load_scenario(scenario_)  # the base scenario's own errors first
+        try:
+            data = tomllib.loads(read_input_text(Path(scenario_), "scenario file"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"{scenario_} is not valid TOML: {exc}") from None
+        origin = str(scenario_)
+    else:
+        data, origin = dict(scenario_), "scenario"
+        scenario(data)
+    points = expand_sweep(data, origin)
+    if announce is not None:
+        announce(f"{len(points)} points")
+    path = run_sweep(points, Path(out), workers=workers, scheduler=scheduler, progress=progress, force=force)
+    table = pd.read_parquet(path)
+
+    def already_written(d: Path) -> dict[str, Path]:
+        raise ScenarioError(f"a sweep's folder is written as it runs: it is {path.parent}")
+
+    return Result("sweep", {"sweep": table}, None, already_written, out=path.parent, meta={"points": len(points)})

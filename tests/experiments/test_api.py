@@ -1,0 +1,57 @@
+"""The Python API: `import virtsim` runs every experiment the command line runs, with the same numbers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import virtsim
+from experiments.cli import main
+from tests.tomlgen import to_toml
+
+
+def test_a_scenario_built_in_python_runs_and_gives_the_command_lines_numbers(tmp_path, small) -> None:
+    """The same scenario, as a dict through the API and as a file through `virtsim run`: equal tables."""
+    result = virtsim.run(small)
+    assert list(result.runs.columns) == ["variant", "replication", "guest", "metric", "layer", "station", "value",
+                                         "unit"]
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(small))
+    assert main(["run", str(path), "--out", str(tmp_path / "cli"), "--quiet", "--workers", "1"]) == 0
+    pd.testing.assert_frame_equal(result.runs, pd.read_parquet(tmp_path / "cli" / "runs.parquet"))
+    # Overrides act as the command line's --seed does: another seed, other numbers.
+    reseeded = virtsim.run(small, seed=small["run"]["seed"] + 1)
+    assert not reseeded.runs["value"].equals(result.runs["value"])
+
+
+def test_a_result_saves_the_folder_the_command_writes_and_reports_it(tmp_path, small) -> None:
+    result = virtsim.run(virtsim.scenario(small))
+    html = result.report(tmp_path / "r")
+    assert html == tmp_path / "r" / "report.html" and html.stat().st_size > 0
+    assert (tmp_path / "r" / "manifest.json").exists() and result.out == tmp_path / "r"
+    # Saved under its inputs: a second save of the same result to the same folder is a no-op,
+    # and another experiment's result is refused there, as the command line refuses it.
+    assert result.save(tmp_path / "r") == tmp_path / "r"
+    other = virtsim.disk({"guests": 2, "virtual": "1GiB", "base_used": "256MiB", "formats": ["qcow2"],
+                          "drivers": ["overlay2"], "growth_writes": 1000,
+                          "pattern": {"kind": "random", "writes": 100, "size": "4KiB"}})
+    with pytest.raises(virtsim.ResultsError, match="holds"):
+        other.save(tmp_path / "r")
+
+
+def test_bad_input_names_the_field(small) -> None:
+    bad = {**small, "run": {**small["run"], "duration": "-1s"}}
+    with pytest.raises(virtsim.ScenarioError, match=r"run\.duration"):
+        virtsim.run(bad)
+    with pytest.raises(virtsim.ScenarioError, match="expected a TOML file's path, a dict"):
+        virtsim.density(42)
+
+
+def test_a_table_that_is_not_there_says_which_are() -> None:
+    result = virtsim.disk({"guests": 2, "virtual": "1GiB", "base_used": "256MiB", "formats": ["qcow2"],
+                           "drivers": ["overlay2"], "growth_writes": 1000,
+                           "pattern": {"kind": "random", "writes": 100, "size": "4KiB"}})
+    assert isinstance(result.disk, pd.DataFrame) and len(result.disk)
+    with pytest.raises(AttributeError, match=r"has no table 'runs'; it has \['disk'\]"):
+        _ = result.runs
+    assert "disk result" in repr(result)
