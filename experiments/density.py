@@ -54,7 +54,8 @@ class DensitySpec(StrictModel):
                                                          "storage": "nvme-ssd", "network": "10gbe"})
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
     swap_bytes: Bytes = Field(0, alias="swap")  # host swap space; beyond memory, pages fault from disk
-    pages_touched_per_request: int = Field(8, ge=1)  # assumption: distinct 4 KiB pages a request touches
+    # assumption: distinct 4 KiB pages a request touches (each may fault when swapped; one demand each)
+    pages_touched_per_request: int = Field(8, ge=1, le=4096)
     stacks: UniqueStacks = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
                                       min_length=1)
     workload: dict[str, Any] = Field(default_factory=lambda: {"kind": "web", "rate": "50/s"})
@@ -148,11 +149,12 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
                 "p99_s": float("nan"), "throughput_fraction": float("nan")}
     if swapped > 0:
         # Host swap: a share swapped/memory of every working set lives on disk, so each page a
-        # request touches faults with that probability; a fault is a 4 KiB random read.
-        fault = min(1.0, spec.pages_touched_per_request * swapped / memory)
+        # request touches faults with that probability, independently: a binomial number of 4 KiB
+        # random reads per request (pages_touched_per_request x swapped/memory on average).
+        fault = swapped / memory
         swapping = scenario.guests[0].workload.request_workload().model_dump(mode="json", by_alias=True)
-        swapping["demands"].append({"kind": "io", "op": "read", "size": 4096, "pattern": "random",
-                                    "mix": [0.0, fault]})
+        swapping["demands"] += [{"kind": "io", "op": "read", "size": 4096, "pattern": "random",
+                                 "probability": fault}] * spec.pages_touched_per_request
         scenario_data["guests"][0]["workload"] = swapping
         scenario = parse_scenario(scenario_data, "density scenario (swapping)")
     runs = _sampled_runs(spec, scenario_data, guests, "density scenario")

@@ -20,7 +20,16 @@ from experiments.scenario import load_toml_model
 from models.disks.allocation import touched_units
 from models.disks.chain import build_chain_usage, disjoint_chain_usage
 from models.disks.formats import FORMAT_NAMES, FormatName, ImageFormat, format_by_name
-from models.disks.layers import DRIVERS, Driver, FileOps, HostFs, ImageLayer, Op, writable_layer_usage
+from models.disks.layers import (
+    DRIVERS,
+    Driver,
+    FileOps,
+    HostFs,
+    ImageLayer,
+    Op,
+    image_store_bytes,
+    writable_layer_usage,
+)
 from models.disks.patterns import PatternKind, block_writes
 from models.quantities import Bytes
 from models.schema import StrictModel
@@ -227,15 +236,17 @@ def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
     """N containers from one image, per storage driver: shared layers plus writable layers."""
     image = _image(spec)
     sizes = np.concatenate([layer.file_bytes for layer in image])
-    shared_alloc = sum(layer.allocated_bytes() for layer in image)
+    image_alloc = sum(layer.allocated_bytes() for layer in image)
     shared_apparent = sum(layer.apparent_bytes() for layer in image)
     ops = [_container_ops(spec, len(sizes), sizes, g) for g in range(spec.guests)]
     rows = []
     for driver in spec.drivers:
         usages = [writable_layer_usage(driver, image, o, spec.host_fs.host_fs()) for o in ops]
         private = sum(u.allocated_bytes for u in usages)
-        rows += _sharing_rows("layer-stack", driver, spec.guests, shared_alloc, private,
-                              spec.guests * shared_alloc + private, {
+        # A full clone is a standalone copy of the image with the guest's changes: what a vfs
+        # container layer already is; for the others, the image once per guest plus the changes.
+        full = sum(u.allocated_bytes if u.holds_image else image_alloc + u.allocated_bytes for u in usages)
+        rows += _sharing_rows("layer-stack", driver, spec.guests, image_store_bytes(driver, image), private, full, {
                                   "docker_ps_size_bytes_per_guest": float(np.mean([u.apparent_bytes for u in usages])),
                                   "image_apparent_bytes": shared_apparent,
                               })

@@ -10,7 +10,12 @@ offset and size. What the writable layer then holds depends on the storage drive
 - ``btrfs`` (4 KiB), ``zfs`` (128 KiB records) and ``devicemapper`` (64 KiB thin-pool chunks):
   block-level copy-on-write of the units a write touches; chmod/chown change metadata only.
   ZFS stores a file smaller than a record in one block rounded to 4 KiB (ashift 12).
-- ``vfs``: every container gets a full copy of the image, then changes as overlay2 does.
+- ``vfs``: no copy-on-write at all: every layer, of an image or a container, is a directory
+  holding a full copy of its parent plus its own changes (moby ``daemon/graphdriver/vfs``:
+  ``create`` ends in ``CopyDir(parentDir, dir)``), so an image of layers L0..Ln is stored as
+  n+1 growing copies and each container holds the whole image. Its ``docker ps -s`` size is
+  still only the changes: the driver is wrapped in the ``NaiveDiffDriver``, whose size is the
+  diff against the parent.
 
 The host file system under the writable layers (:class:`HostFs`) sets the block and whether it
 can share extents (``reflink``: XFS with reflink, btrfs). There overlayfs copies a file up by
@@ -32,7 +37,8 @@ import pandas as pd
 
 from models.disks.allocation import unit_indices
 
-__all__ = ["DRIVERS", "Driver", "FileOps", "HostFs", "ImageLayer", "LayerUsage", "Op", "writable_layer_usage"]
+__all__ = ["DRIVERS", "Driver", "FileOps", "HostFs", "ImageLayer", "LayerUsage", "Op", "image_store_bytes",
+           "writable_layer_usage"]
 
 Driver = Literal["overlay2", "btrfs", "zfs", "devicemapper", "vfs"]
 DRIVERS: tuple[Driver, ...] = ("overlay2", "btrfs", "zfs", "devicemapper", "vfs")
@@ -96,10 +102,21 @@ class FileOps:
 
 @dataclass(frozen=True)
 class LayerUsage:
-    """One writable layer: apparent bytes (what ``docker ps -s`` shows) and allocated bytes."""
+    """One writable layer: apparent bytes (what ``docker ps -s`` shows: the changes) and
+    allocated bytes; ``holds_image`` when the layer is a full copy of the image (``vfs``)."""
 
     apparent_bytes: int
     allocated_bytes: int
+    holds_image: bool = False
+
+
+def image_store_bytes(driver: Driver, image: list[ImageLayer]) -> int:
+    """Bytes the image's read-only layers take on the host, stored once for every container:
+    each layer once, except under ``vfs``, where layer i is a full copy of layers 0..i."""
+    sizes = [layer.allocated_bytes() for layer in image]
+    if driver == "vfs":
+        return int(sum((len(sizes) - i) * size for i, size in enumerate(sizes)))
+    return int(sum(sizes))
 
 
 def _blocks(size: np.ndarray, block: int) -> np.ndarray:
@@ -182,10 +199,10 @@ def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, 
     if driver in ("overlay2", "vfs"):
         upper = np.concatenate([sizes[:n_lower][copied], new_sizes])
         usage = LayerUsage(int(upper.sum()), int(_blocks(upper, block).sum()))
-        if driver == "vfs":  # the container's own full copy of the image, less what it deleted
-            kept = lower[live_lower & ~copied]
-            usage = LayerUsage(usage.apparent_bytes + int(kept.sum()),
-                               usage.allocated_bytes + int(_blocks(kept, block).sum()))
+        if driver == "vfs":  # the container's own full copy of the image, less what it deleted;
+            kept = lower[live_lower & ~copied]  # docker ps -s still shows only the changes
+            usage = LayerUsage(usage.apparent_bytes, usage.allocated_bytes + int(_blocks(kept, block).sum()),
+                               holds_image=True)
         return usage
     if driver not in _UNIT:
         raise ValueError(f"unknown storage driver {driver!r}; known: {', '.join(DRIVERS)}")

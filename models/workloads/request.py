@@ -86,13 +86,16 @@ class MemDemand(_DemandBase):
 class IoDemand(_DemandBase):
     """One I/O. With ``mix = [lo, hi]`` a request does it only if its mix draw u (one uniform per
     request, shared by all its demands) has lo <= u < hi: two I/O demands with [0, 0.7] and
-    [0.7, 1] make a 70/30 read/write mix."""
+    [0.7, 1] make a 70/30 read/write mix. With ``probability`` p a request does it with chance p
+    drawn on its own, independently of every other demand (a page that misses the cache): k such
+    demands give a binomial number of I/Os per request."""
 
     kind: Literal["io"]
     size_bytes: Bytes = Field(alias="size")
     op: Literal["read", "write"] = "read"
     pattern: Literal["seq", "random"] = "random"
     mix: tuple[float, float] = (0.0, 1.0)
+    probability: float = Field(1.0, ge=0, le=1)
 
     @field_validator("mix")
     @classmethod
@@ -212,6 +215,8 @@ class RequestWorkload(StrictModel):
                 amount = spec.draw(_mean(spec), rng, n)
                 if u is not None and isinstance(spec, IoDemand) and spec.mix != (0.0, 1.0):
                     amount = amount * ((u >= spec.mix[0]) & (u < spec.mix[1]))
+                if isinstance(spec, IoDemand) and spec.probability < 1.0:
+                    amount = amount * (rng.random(n) < spec.probability)  # its own stream: independent
                 out.append(_demand(spec, amount))
             return out
 

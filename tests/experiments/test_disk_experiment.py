@@ -87,3 +87,18 @@ def test_bad_disk_specs_name_the_field(tmp_path, capsys, body: str, needle: str)
     assert main(["disk", str(spec), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+def test_a_full_clone_holds_the_image_and_the_changes_once_whatever_the_driver() -> None:
+    """A vfs container is already a full copy: its full clone is its own layer, not the image
+    again on top (that counted the image twice); with the other drivers the image is added."""
+    from experiments.disk import layer_stacks
+
+    spec = SMALL
+    rows = {(r["system"], r["measure"]): r["bytes"] for r in layer_stacks(spec)}
+    vfs_private = rows[("vfs", "private_bytes_total")]
+    assert rows[("vfs", "full_clones_bytes_total")] == vfs_private
+    image = rows[("overlay2", "shared_bytes")]
+    assert rows[("overlay2", "full_clones_bytes_total")] == 3 * image + rows[("overlay2", "private_bytes_total")]
+    # Same image, same changes: a full copy per guest costs about the same under both drivers.
+    assert rows[("vfs", "full_clones_bytes_total")] == pytest.approx(rows[("overlay2", "full_clones_bytes_total")],
+                                                                     rel=0.02)
+    assert rows[("vfs", "docker_ps_size_bytes_per_guest")] == rows[("overlay2", "docker_ps_size_bytes_per_guest")]

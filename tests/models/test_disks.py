@@ -219,3 +219,20 @@ def test_file_sizes_match_a_real_sequence_of_operations(steps, initial) -> None:
     image = [ImageLayer("sha256:f", np.array([initial]))]
     usage = writable_layer_usage("overlay2", image, FileOps.of(rows))
     assert usage.apparent_bytes == (len(data) if rows else 0)
+
+
+def test_vfs_copies_every_layer_whole_but_docker_ps_shows_only_the_changes() -> None:
+    """vfs has no copy-on-write (moby's vfs driver creates each layer with CopyDir(parent)).
+
+    Image: layer a (10,000 + 5,000 + 200 B: 12,288 + 8,192 + 4,096 allocated in 4 KiB blocks)
+    under layer b (300,000 B: 74 blocks, 303,104). Stored as copies: a, then a + b: 2 x 24,576 +
+    303,104 = 352,256 B. A container writing 10 B into file 0 holds the whole image again
+    (24,576 + 303,104 = 327,680 B); `docker ps -s` (the naive diff against the parent) shows the
+    one changed file, 10,000 B.
+    """
+    from models.disks.layers import image_store_bytes
+
+    assert image_store_bytes("vfs", IMAGE) == 352_256
+    assert image_store_bytes("overlay2", IMAGE) == 24_576 + 303_104
+    usage = writable_layer_usage("vfs", IMAGE, FileOps.of([(Op.WRITE, 0, 100, 10)]))
+    assert (usage.apparent_bytes, usage.allocated_bytes, usage.holds_image) == (10_000, 327_680, True)
