@@ -3,7 +3,9 @@
 For each stack, the search runs the host with N identical guests and checks the SLO: every
 guest's p99 latency at most ``slo.p99_latency``; at least ``slo.min_throughput`` of the requests
 that arrived served (open loop; overload leaves them unfinished), or of one guest's throughput
-alone (closed loop); the guests' memory within the host's (less a reserve); and no OOM kill.
+alone (closed loop); the guests' memory within the host's (less a reserve); no OOM kill; and, for
+an open loop, no station busy all the time (``SATURATED``): an overloaded queue grows without
+bound, which a short run's p99 and served share would hide.
 N doubles from 1 until the SLO fails, then bisection finds the largest N that meets it: O(log N)
 runs, not one per N. The first failing N names the limiting resource: memory, or the busiest
 station (CPU, disk, network, VMM thread, bridge/NAT).
@@ -81,6 +83,9 @@ def load_density_spec(path: str | Path | None) -> DensitySpec:
     """The defaults, or a TOML file's ``[density]`` table validated against them."""
     return DensitySpec() if path is None else load_toml_model(path, DensitySpec, "density spec", "density")
 
+
+SATURATED = 0.99
+"""A station busier than this under an open loop counts as overloaded, whatever the SLO says."""
 
 _RESOURCE = {"cpu": "CPU", "membw": "memory bandwidth", "disk": "disk", "disk.xfer": "disk", "nic.rx": "network",
              "nic.tx": "network", "softirq": "kernel network threads", "vcpus": "vCPUs", "threads": "server threads",
@@ -175,7 +180,10 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     util = runs[runs["metric"] == "utilization"].set_index("station")["value"]
     util = util.drop(labels=[s for s in util.index if s.startswith(("wire", "delay", "client"))], errors="ignore")
     busiest = str(util.idxmax()) if len(util) else "cpu"
-    passes = p99 <= spec.slo.p99_latency_s and fraction >= spec.slo.min_throughput
+    # An open loop that keeps a resource busy all the time is overloaded: its queue grows without
+    # bound, and a short run's p99 and served share only hide that (at 5% overload 95% are served).
+    overloaded = wl.arrivals.kind == "open" and len(util) > 0 and float(util.max()) >= SATURATED
+    passes = p99 <= spec.slo.p99_latency_s and fraction >= spec.slo.min_throughput and not overloaded
     limit = "memory (swapping)" if swapped > 0 else _resource(busiest)
     return {**row, "passes": passes, "limit": limit, "busiest_utilization": float(util.max()),
             "p99_s": p99, "p99_worst_guest_s": worst, "slo_samples": _pooled(runs, "completed"),
