@@ -47,6 +47,7 @@ from models.workloads.request import OpenSpec
 
 __all__ = ["MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "load_plan", "plan"]
 
+MIN_HEADROOM = 0.02  # a resource planned at 98% busy at most: at 100% a queue never drains
 MAX_SLO_ROUNDS = 8  # lowered caps tried before a promise is called unkeepable
 SLO_CAP_STEP = 0.8  # each round keeps this share of the previous cap
 MAX_SLO_REQUESTS = 200_000  # requests in one simulated host, all services together
@@ -90,7 +91,7 @@ class Service(StrictModel):
 class PlanSpec(StrictModel):
     """A plan file: stacks to compare, host types to buy, services to place, and the headroom."""
 
-    headroom: float = Field(0.25, ge=0, lt=1)
+    headroom: float = Field(0.25, lt=1)
     spare_hosts: int = Field(0, ge=0, le=10_000)  # N+k: hosts the fleet may lose
     # requests per service behind each simulated p99 (fewer where a service's rate would need a
     # run of more than MAX_SLO_REQUESTS in all: its sample count is in plan_services.csv)
@@ -101,6 +102,15 @@ class PlanSpec(StrictModel):
                                       min_length=1)
     host_types: list[HostType] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
+
+    @field_validator("headroom")
+    @classmethod
+    def _stable(cls, headroom: float) -> float:
+        if not headroom >= MIN_HEADROOM:
+            raise ValueError(f"headroom = {headroom:g} would let a host run a resource at "
+                             f"{100 * (1 - headroom):g}% busy, where queues grow without bound; use at least "
+                             f"{MIN_HEADROOM:g} (and a p99_latency per service to size it from latency)")
+        return headroom
 
     @model_validator(mode="after")
     def _consistent(self) -> PlanSpec:

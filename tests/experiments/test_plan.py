@@ -163,3 +163,9 @@ def test_the_plan_report_answers_in_words_with_each_promise_measured(tmp_path) -
     assert "- Cheapest: 4 small hosts with docker (cost 4); what binds it: the p99 promise of api" in answer
     assert "- api: p99 " in answer and "(promise 6 ms, " in answer
     assert "| nan |" not in answer and "|  nan" not in answer
+
+
+def test_a_plan_without_headroom_is_refused_with_the_reason() -> None:
+    """At 100% busy a queue never drains: a plan may not fill any resource to the brim."""
+    with pytest.raises(ValueError, match=r"queues grow without bound; use at least 0\.02"):
+        PlanSpec.model_validate({"headroom": 0, "host_types": [SMALL], "services": SERVICES})
