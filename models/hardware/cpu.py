@@ -34,6 +34,8 @@ class CpuSpec(StrictModel):
     threads_per_core: int = Field(1, ge=1, le=8)
     smt_yield: float = Field(0.0, ge=0, le=1)
     vmexit_cycles: Cycles = Field(507.0)
+    # VMCS shadowing (Intel since Haswell): a nested hypervisor's VMREAD/VMWRITE do not exit
+    vmcs_shadowing: bool = True
 
     @property
     def cores(self) -> int:

@@ -21,11 +21,23 @@ from models.schema import StrictModel
 from sim.routes import IdleCondition, StationSpec
 from sim.stations import GroupPath, GroupSpec
 
-__all__ = ["Layer", "LayerContext", "LayerParams", "cpu_demand", "delay_demand", "station_demand"]
+__all__ = ["EnclosingHypervisor", "Layer", "LayerContext", "LayerParams", "cpu_demand", "delay_demand",
+           "station_demand"]
 
 
 class LayerParams(StrictModel):
     """Base of every layer's parameters: unknown keys are errors, values are read-only."""
+
+
+@dataclass(frozen=True)
+class EnclosingHypervisor:
+    """The hypervisor whose VM a nested hypervisor runs in, as that one's exits see it (cycles):
+    the world switch into it and back, a whole exit (switch plus handling), and its emulation
+    work per switch between its guest hypervisor and that one's guest."""
+
+    switch_cycles: float
+    exit_cycles: float
+    transition_cycles: float
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class LayerContext:
     app: GroupPath = ()
     app_sleeps: IdleCondition | None = None
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    enclosing: EnclosingHypervisor | None = None  # the hypervisor this layer runs inside the VM of
 
     @property
     def segment_bytes(self) -> float:

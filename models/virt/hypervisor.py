@@ -36,6 +36,15 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   ``emulated_exit_factor`` times the exits; ``passthrough`` skips the back end and keeps only the
   completion interrupt. The host bridge and tap cost ``bridge_cycles`` per segment.
 - **Nested paging**: each TLB miss walks two dimensions of page tables (``walk_dims`` + 1).
+- **A hypervisor inside another's VM** (KVM in KVM): its guest's exits trap to the host
+  hypervisor (L0) first, which reflects each one into the guest hypervisor (L1) and, when L1
+  resumes its guest, emulates that VM entry: each exit of the inner guest costs L1's handler
+  plus two switches through L0 (each an exit of L1's guest, with L0's ``nested_transition_cycles``
+  of emulation), plus, on a CPU without VMCS shadowing, one L0 exit per VMREAD/VMWRITE of L1's
+  handler (``vmcs_accesses``). Deeper nesting multiplies again, as each switch is itself an exit
+  of a nested guest. Memory is not walked in three dimensions: L0 merges L1's tables for its
+  guest with its own into one shadow (KVM's shadow EPT, the Turtles paper's multi-dimensional
+  paging), so the hardware walks two; only the outermost layer adds a dimension.
 """
 
 from __future__ import annotations
@@ -49,7 +58,15 @@ from pydantic import Field
 from models.demands import Demand, segments
 from models.hardware.cpu import CPU_STATION
 from models.quantities import Bytes, Cycles, Seconds
-from models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, delay_demand, station_demand
+from models.virt.base import (
+    EnclosingHypervisor,
+    Layer,
+    LayerContext,
+    LayerParams,
+    cpu_demand,
+    delay_demand,
+    station_demand,
+)
 from sim.routes import IdleCondition, StationSpec
 from sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 
@@ -88,6 +105,11 @@ class Type1Params(LayerParams):
     bridge_cycles: Cycles = 6000
     guest_net_queues: int = Field(1, ge=1, le=256)
     nested_paging: bool = True
+    # When this hypervisor hosts another (nested virtualization): its emulation work per switch
+    # between the guest hypervisor and that one's guest; and, when this one runs nested, the
+    # VMCS fields its exit handler reads and writes (each an exit without VMCS shadowing).
+    nested_transition_cycles: Cycles = 1824
+    vmcs_accesses: float = Field(12.0, ge=0, le=1000)
     vmm_memory_bytes: Bytes = Field(0, alias="vmm_memory")
     guest_memory_bytes: Bytes = Field(2 * 2**30, alias="guest_memory")
     guest_os_memory_bytes: Bytes = Field(150 * 2**20, alias="guest_os_memory")
@@ -164,9 +186,25 @@ class Type1(Layer):
                     station_demand(lock, used, self.name, "release")]
         return [*out, work, *(inner or [])]
 
+    def world_switch_cycles(self, ctx: LayerContext) -> float:
+        """Cycles to get from this hypervisor's guest into this hypervisor and back, its own
+        handling aside: the CPU's round trip; nested, two switches through the hypervisor
+        below (each its guest's exit plus its emulation) and, without VMCS shadowing, an exit
+        below per VMCS access of this one's handler."""
+        below = ctx.enclosing
+        if below is None:
+            return ctx.host.cpu.vmexit_cycles
+        vmcs = 0.0 if ctx.host.cpu.vmcs_shadowing else self.params.vmcs_accesses
+        return 2 * (below.switch_cycles + below.transition_cycles) + vmcs * below.exit_cycles
+
     def exit_cycles(self, ctx: LayerContext) -> float:
-        """One exit on this host: the CPU's world switch plus this hypervisor's handling (cycles)."""
-        return ctx.host.cpu.vmexit_cycles + self.params.exit_handler_cycles
+        """One exit of this hypervisor's guest: the world switch plus this hypervisor's handling (cycles)."""
+        return self.world_switch_cycles(ctx) + self.params.exit_handler_cycles
+
+    def as_enclosing(self, ctx: LayerContext) -> EnclosingHypervisor:
+        """What an exit through this hypervisor costs a hypervisor running in its VM."""
+        return EnclosingHypervisor(self.world_switch_cycles(ctx), self.exit_cycles(ctx),
+                                   self.params.nested_transition_cycles)
 
     def _exits(self, ctx: LayerContext, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
                when_idle: IdleCondition | None = None) -> Demand:
@@ -196,8 +234,8 @@ class Type1(Layer):
     # -- lowering ------------------------------------------------------------------------------
 
     def lower_mem(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        if not self.params.nested_paging:
-            return [d]
+        if not self.params.nested_paging or ctx.enclosing is not None:
+            return [d]  # nested: the hypervisor below shadows both tables as one (see the module doc)
         return [replace(d, walk_dims=d.walk_dims + 1, walk_layers=(*d.walk_layers, self.name))]
 
     def lower_net_in(self, d: Demand, ctx: LayerContext) -> list[Demand]:

@@ -17,7 +17,7 @@ from models.demands import Demand, Stage
 from models.hardware.host import HOST_SOFTIRQ, HostSpec
 from models.profiles import get_profile, load_profiles
 from models.virt.baremetal import BareMetal
-from models.virt.base import Layer, LayerContext
+from models.virt.base import EnclosingHypervisor, Layer, LayerContext
 from models.virt.container import Container
 from models.virt.hosted import Type2
 from models.virt.hypervisor import Type1
@@ -81,13 +81,18 @@ class Stack:
         """One context per layer: its CPU group, the kernel it runs on, its own random stream."""
         seeds = (seed or np.random.SeedSequence(0)).spawn(len(self.layers))
         groups = self.groups_of(guest)
-        out = []
-        for i in range(len(self.layers)):
+        out: list[LayerContext] = []  # built from the host up, returned guest first
+        enclosing: EnclosingHypervisor | None = None  # from the host up: the hypervisor each layer runs inside
+        for i in reversed(range(len(self.layers))):
             kernel = next((j for j in range(i + 1, len(self.layers)) if self.layers[j].runs_kernel()), None)
             softirq = HOST_SOFTIRQ if kernel is None else (*self.layers[kernel].inner_group(groups[kernel]), "softirq")
-            out.append(LayerContext(guest, groups[i], host, softirq, app, app_sleeps,
-                                    np.random.default_rng(seeds[i])))
-        return out
+            ctx = LayerContext(guest, groups[i], host, softirq, app, app_sleeps, np.random.default_rng(seeds[i]),
+                               enclosing)
+            out.append(ctx)
+            layer = self.layers[i]
+            if isinstance(layer, Type1):
+                enclosing = layer.as_enclosing(ctx)
+        return out[::-1]
 
     def lower(self, demands: list[Demand], contexts: Sequence[LayerContext], host: HostSpec,
               rng: np.random.Generator | None = None) -> list[Stage]:
