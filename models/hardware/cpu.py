@@ -36,6 +36,8 @@ class CpuSpec(StrictModel):
     vmexit_cycles: Cycles = Field(507.0)
     # VMCS shadowing (Intel since Haswell): a nested hypervisor's VMREAD/VMWRITE do not exit
     vmcs_shadowing: bool = True
+    # APICv: posted interrupts and virtual EOI (Intel since Ivy Bridge-EP): interrupts to a running vCPU do not exit
+    apicv: bool = True
 
     @property
     def cores(self) -> int:

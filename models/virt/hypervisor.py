@@ -11,9 +11,12 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   hypervisor's own handling, on the vCPU. A
   notification to the device back end (``kick_exits``) is sent only if the back-end thread is
   idle (virtio's event index: a busy back end polls the ring), an interrupt (``inject_exits``:
-  injection and, without APICv, the EOI trap) only if the guest's receive path is idle (NAPI
-  polls while busy), and an inter-vCPU wake-up IPI (``ipi_exits``, multi-vCPU guests) only if
-  the application's thread sleeps. So per-request exits fall as load rises.
+  the injection and the EOI trap) only if the guest's receive path is idle (NAPI polls while
+  busy), and an inter-vCPU wake-up IPI (``ipi_exits``, multi-vCPU guests) only if the
+  application's thread sleeps. So per-request exits fall as load rises. With APICv (``apicv``,
+  on a CPU that has it: Intel since Ivy Bridge-EP) interrupts are posted to the running vCPU
+  and its EOI is virtualized: an interrupt costs no exit, and an IPI only the sender's (the ICR
+  write; IPI virtualization came later, with Sapphire Rapids).
 - **Notifications take time**: a kick or an interrupt that is sent also waits ``notify_latency``
   (ioeventfd and irqfd signalling, the other side noticing), a delay paid with the exits.
 - **Halted vCPUs**: an interrupt to a VM whose vCPUs all halted waits ``vcpu_wakeup`` (HLT exit,
@@ -87,6 +90,7 @@ class Type1Params(LayerParams):
     kick_exits: float = Field(1.0, ge=0)
     inject_exits: float = Field(2.0, ge=0)
     ipi_exits: float = Field(2.0, ge=0)
+    apicv: bool = True  # use APICv and posted interrupts where the CPU has them (KVM: enable_apicv)
     vcpu_wakeup_s: Seconds = Field(7e-6, alias="vcpu_wakeup")
     notify_latency_s: Seconds = Field(0.0, alias="notify_latency")
     halt_poll_s: Seconds = Field(0.0, alias="halt_poll")
@@ -186,6 +190,17 @@ class Type1(Layer):
                     station_demand(lock, used, self.name, "release")]
         return [*out, work, *(inner or [])]
 
+    def _apicv(self, ctx: LayerContext) -> bool:
+        return self.params.apicv and ctx.host.cpu.apicv
+
+    def inject_exits(self, ctx: LayerContext) -> float:
+        """Exits per interrupt delivered to the guest: none when posted (APICv)."""
+        return 0.0 if self._apicv(ctx) else self.params.inject_exits
+
+    def ipi_exits(self, ctx: LayerContext) -> float:
+        """Exits per IPI between the guest's vCPUs: with APICv only the sender's ICR write."""
+        return min(self.params.ipi_exits, 1.0) if self._apicv(ctx) else self.params.ipi_exits
+
     def world_switch_cycles(self, ctx: LayerContext) -> float:
         """Cycles to get from this hypervisor's guest into this hypervisor and back, its own
         handling aside: the CPU's round trip; nested, two switches through the hypervisor
@@ -245,12 +260,13 @@ class Type1(Layer):
         guest_rx = self._softirq(ctx)
         out = [d, cpu_demand(seg * p.bridge_cycles, self.name, ctx.softirq, "bridge")]
         out += self._backend(self._net_work_s(d.amount, ctx) + host.copy_s(d.amount), ctx, "net")
-        out += [*self._notify(ctx, p.inject_exits, d.amount, guest_rx, when_idle=IdleCondition(CPU_STATION, guest_rx)),
+        out += [*self._notify(ctx, self.inject_exits(ctx), d.amount, guest_rx,
+                              when_idle=IdleCondition(CPU_STATION, guest_rx)),
                 self._vcpu_wake(ctx, d.amount),
                 cpu_demand(seg * host.network.rx_cycles + host.copy_s(d.amount) * host.cpu.freq_hz, self.name,
                            guest_rx, "guest softirq")]
         if p.vcpus > 1 and ctx.app:  # the softirq's vCPU wakes the application's thread on another
-            out.append(self._exits(ctx, p.ipi_exits, d.amount, guest_rx, when_idle=ctx.app_idle()))
+            out.append(self._exits(ctx, self.ipi_exits(ctx), d.amount, guest_rx, when_idle=ctx.app_idle()))
         return out
 
     def lower_net_out(self, d: Demand, ctx: LayerContext) -> list[Demand]:
@@ -270,7 +286,7 @@ class Type1(Layer):
         the access, the completion interrupt."""
         p = self.params
         kicks = p.kick_exits * (p.emulated_exit_factor if p.io_path == "emulated" else 1.0)
-        completion = [*self._notify(ctx, p.inject_exits, d.amount, self.inner_group(ctx.group)),
+        completion = [*self._notify(ctx, self.inject_exits(ctx), d.amount, self.inner_group(ctx.group)),
                       self._vcpu_wake(ctx, d.amount)]
         if p.io_path == "passthrough":
             return [d, *completion]

@@ -281,3 +281,28 @@ def test_an_exit_costs_the_cpu_generations_world_switch_plus_the_hypervisors_han
     exits = new / (507 + handler)
     assert exits == pytest.approx(round(exits))  # a whole number of exits per sample
     assert old - new == pytest.approx(exits * (1926 - 507))
+
+
+def test_with_apicv_an_io_completion_costs_no_exit_and_an_ipi_only_the_senders() -> None:
+    """One 4 KiB read in KVM: a kick (1 exit) and the completion interrupt (injection + EOI: 2
+    exits) without APICv; with it the interrupt is posted and the EOI virtual: the kick alone.
+    An IPI between vCPUs (2 exits) keeps only the sender's ICR write."""
+    from models.hardware.host import HostSpec
+
+    def io_exits(apicv: bool) -> float:
+        host = HostSpec.model_validate({**HOST.model_dump(by_alias=True), "cpu": {
+            **HOST.cpu.model_dump(by_alias=True), "apicv": apicv}})
+        stack = Stack.of(["kvm"])
+        stages = stack.lower([Demand("io", np.full(N, 4096.0), op="read")], stack.contexts("g", host), host)
+        layer = stack.layers[0]
+        assert isinstance(layer, Type1)
+        per_exit = layer.exit_cycles(stack.contexts("g", host)[0]) / host.cpu.freq_hz
+        return float(_total(_labelled(stages, "exits"))[0]) / per_exit
+
+    assert io_exits(False) == pytest.approx(3) and io_exits(True) == pytest.approx(1)
+    kvm = make_layer("kvm")
+    assert isinstance(kvm, Type1)
+    ctx = Stack.of(["kvm"]).contexts("g", HOST)[0]
+    assert kvm.ipi_exits(ctx) == (1.0 if HOST.cpu.apicv else 2.0)
+    off = make_layer("kvm", {"apicv": False})
+    assert isinstance(off, Type1) and off.ipi_exits(ctx) == 2.0
