@@ -123,7 +123,6 @@ KNOWN_OUTSIDE = {
     "fc-fio-randread-qd1-qemu": "the kvm profile's I/O thread is fitted to Felter's virtio-blk (aio=native on a raw "
                                 "device); the Firecracker paper's QEMU served a file on the host through another "
                                 "path, not modelled",
-    "fc-fio-randwrite-qd1-qemu": "as fc-fio-randread-qd1-qemu: another QEMU configuration than the kvm profile's",
 }
 
 NOT_REPRODUCED = {
