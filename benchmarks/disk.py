@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from models.disks.allocation import touched_units
-from models.disks.formats import format_by_name
+from virtsim.models.disks.allocation import touched_units
+from virtsim.models.disks.formats import format_by_name
 
 GiB = 2**30
 

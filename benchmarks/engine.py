@@ -15,9 +15,9 @@ import time
 import numpy as np
 import simpy
 
-from sim.control import RunControl
-from sim.engine import simulate
-from sim.routes import OpenArrivals, Slot, Source, StationSpec
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import simulate
+from virtsim.sim.routes import OpenArrivals, Slot, Source, StationSpec
 
 LAM, MU = 0.9, 1.0
 

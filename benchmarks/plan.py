@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from experiments.plan import PlanSpec, plan
+from virtsim.experiments.plan import PlanSpec, plan
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 
-from sim.control import RunControl
-from sim.engine import simulate
-from sim.routes import OpenArrivals, Slot, Source, StationSpec
-from sim.vector import simulate_vector
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import simulate
+from virtsim.sim.routes import OpenArrivals, Slot, Source, StationSpec
+from virtsim.sim.vector import simulate_vector
 
 RATE, MEAN_WORK = 0.8, 1.0
 STATIONS = [StationSpec("a", "fifo"), StationSpec("b", "fifo")]

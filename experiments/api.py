@@ -7,8 +7,8 @@
     result.report("results/mine")       # the folder `virtsim report` renders, and its report.html
 
 Inputs are what the command line takes: a TOML file's path, or the same content as a dict, or
-the validated model (:class:`~experiments.scenario.Scenario`, ``DensitySpec``, ``PlanSpec``,
-``DiskSpec``). Bad input raises :class:`~experiments.scenario.ScenarioError` naming the field,
+the validated model (:class:`~virtsim.experiments.scenario.Scenario`, ``DensitySpec``, ``PlanSpec``,
+``DiskSpec``). Bad input raises :class:`~virtsim.experiments.scenario.ScenarioError` naming the field,
 as the command line reports it. A :class:`Result` holds its tables in memory;
 :meth:`Result.save` writes the same result folder the command writes (with its manifest, so
 ``virtsim report`` reads it) and :meth:`Result.report` renders it. The command line calls these
@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 import pandas as pd
 from pydantic import ValidationError
 
-from experiments.outputs import ResultFolder
-from experiments.scenario import Scenario, ScenarioError, format_validation_error, load_scenario, parse_scenario
-from models.schema import StrictModel
+from virtsim.experiments.outputs import ResultFolder
+from virtsim.experiments.scenario import Scenario, ScenarioError, format_validation_error, load_scenario, parse_scenario
+from virtsim.models.schema import StrictModel
 
 __all__ = ["Result", "calibrate", "density", "disk", "load_scenario", "overhead", "plan", "run", "scenario",
            "sweep"]
@@ -81,7 +81,7 @@ class Result:
     def report(self, out: str | Path | None = None, force: bool = False) -> Path:
         """Render ``report.html`` (and ``report.md``) of the saved folder; saves first into ``out``
         (or, if never saved and no ``out`` is given, into a new temporary folder). Returns the HTML's path."""
-        from experiments.report import write_report
+        from virtsim.experiments.report import write_report
 
         if out is not None:
             self.save(out, force)
@@ -96,7 +96,7 @@ def _validated(model: type[M], value: Any, what: str, table: str | None = None) 
     if isinstance(value, model):
         return value
     if isinstance(value, (str, Path)):
-        from experiments.scenario import load_toml_model
+        from virtsim.experiments.scenario import load_toml_model
 
         return load_toml_model(value, model, what, table)
     if isinstance(value, Mapping):
@@ -121,11 +121,11 @@ def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, r
     """Run a scenario (default: the built-in stack comparison). Tables ``runs`` (one row per
     replication, guest, metric, layer and station) and ``summary`` (means with 95% intervals);
     ``meta["provenance"]`` says which engine ran, with versions and seeds."""
-    from experiments.outputs import write_run_output
-    from experiments.runner import run_scenario
+    from virtsim.experiments.outputs import write_run_output
+    from virtsim.experiments.runner import run_scenario
 
     if scenario_ is None:
-        from experiments.cli import default_scenario
+        from virtsim.experiments.cli import default_scenario
 
         scenario_ = default_scenario()
     sc = scenario(scenario_)
@@ -145,9 +145,9 @@ def _run_result(sc: Scenario, output: Any, write: Callable[[Path, Any], Mapping[
 
 def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Sequence[str] | None) -> None:
     """Refuse unknown or repeated workloads and stacks, and a comparison of bare metal with itself."""
-    from experiments.overhead import WORKLOADS
-    from experiments.scenario import stack_label
-    from models.virt.stack import make_layer
+    from virtsim.experiments.overhead import WORKLOADS
+    from virtsim.experiments.scenario import stack_label
+    from virtsim.models.virt.stack import make_layer
 
     names = list(workloads or [])
     unknown = [n for n in names if n not in WORKLOADS]
@@ -172,8 +172,8 @@ def overhead(stacks: Sequence[str | Sequence[Any]] | None = None, workloads: Seq
     """Each workload on each stack (``"kvm"``, ``"docker/kvm"`` or a list of layers), as ratios
     to bare metal with the time each layer adds. Tables ``overhead`` (ratios), ``attribution``
     and ``summary``, as ``virtsim overhead`` writes them."""
-    from experiments.overhead import overhead as run_overhead
-    from experiments.overhead import write_overhead
+    from virtsim.experiments.overhead import overhead as run_overhead
+    from virtsim.experiments.overhead import write_overhead
 
     lists = [s.split("/") if isinstance(s, str) else list(s) for s in stacks] if stacks else None
     names = list(workloads) if workloads else None
@@ -187,7 +187,7 @@ def density(spec: Any = None) -> Result:
     """How many guests fit a host per stack under the SLO (``spec``: a ``[density]`` TOML file,
     its content as a dict, or a ``DensitySpec``; default: the built-in one). Tables ``tried``
     (every N evaluated) and ``summary`` (per stack: the largest N and what limits it)."""
-    from experiments.density import DensitySpec, run_density, write_density
+    from virtsim.experiments.density import DensitySpec, run_density, write_density
 
     s = DensitySpec() if spec is None else _validated(DensitySpec, spec, "density spec", "density")
     tried, summary = run_density(s)
@@ -198,8 +198,8 @@ def density(spec: Any = None) -> Result:
 def plan(spec: Any) -> Result:
     """A capacity plan (``spec``: a plan TOML file, its content as a dict, or a ``PlanSpec``).
     Tables ``fleet`` (hosts per host type and stack) and ``needs`` (per service and stack)."""
-    from experiments.plan import PlanSpec, write_plan
-    from experiments.plan import plan as run_plan
+    from virtsim.experiments.plan import PlanSpec, write_plan
+    from virtsim.experiments.plan import plan as run_plan
 
     s = _validated(PlanSpec, spec, "plan file")
     fleet, needs = run_plan(s)
@@ -210,7 +210,7 @@ def plan(spec: Any) -> Result:
 def disk(spec: Any = None) -> Result:
     """Disk usage of image chains and container layers (``spec``: a ``[disk]`` TOML file, its
     content as a dict, or a ``DiskSpec``; default: the built-in one). Table ``disk``."""
-    from experiments.disk import DiskSpec, run_disk, write_disk_outputs
+    from virtsim.experiments.disk import DiskSpec, run_disk, write_disk_outputs
 
     s = DiskSpec() if spec is None else _validated(DiskSpec, spec, "disk spec", "disk")
     table = run_disk(s)
@@ -221,9 +221,9 @@ def disk(spec: Any = None) -> Result:
 def calibrate(published: str | Path | None = None, *, seed: int = 1, workers: int = 1) -> Result:
     """Reproduce the published measurements (default: the packaged ``published.csv``). Table
     ``calibration``: one row per published row, reproduced or with the reason it is not."""
-    from experiments.calibrate import calibrate as run_calibration
-    from experiments.calibrate import find_published, plot_calibration, published_rows
-    from experiments.outputs import atomic_write
+    from virtsim.experiments.calibrate import calibrate as run_calibration
+    from virtsim.experiments.calibrate import find_published, plot_calibration, published_rows
+    from virtsim.experiments.outputs import atomic_write
 
     path = Path(published) if published is not None else find_published()
     try:
@@ -244,10 +244,10 @@ def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers
           announce: Callable[[str], object] | None = None) -> Result:
     """Run a scenario's ``[sweep]`` into ``out`` (a sweep writes each point as it finishes, so a
     rerun resumes; it needs its folder from the start). Table ``sweep``: every point's runs."""
-    from experiments.sweep import expand_sweep, run_sweep
+    from virtsim.experiments.sweep import expand_sweep, run_sweep
 
     if isinstance(scenario_, (str, Path)):
-        from experiments.scenario import read_input_text
+        from virtsim.experiments.scenario import read_input_text
 
         load_scenario(scenario_)  # the base scenario's own errors first
         try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.scenario import parse_scenario, stack_label
+from virtsim.experiments.scenario import parse_scenario, stack_label
 
 __all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "calibrate", "citing_parameters",
            "find_published", "fitted_rows", "published_rows"]
@@ -146,10 +146,10 @@ FITTED_IN_CODE = {"felter-linpack-native": "models/workloads/catalog.py Linpack.
 
 def citing_parameters() -> dict[str, list[str]]:
     """For each row a profile parameter cites, the parameters (``profile.param``) citing it."""
-    from models.profiles import cited_rows, load_profiles
+    from virtsim.models.profiles import cited_rows, load_profiles
 
     citing: dict[str, list[str]] = {}
-    for package in ("models.virt", "models.hardware"):
+    for package in ("virtsim.models.virt", "virtsim.models.hardware"):
         for profile in load_profiles(package).values():
             for param, source in profile.sources.items():
                 for row in cited_rows(source):
@@ -205,7 +205,7 @@ def published_rows(path: Path) -> dict[str, dict[str, str]]:
 
 
 def _simulate(case: Case, seed: int) -> float:
-    from experiments.runner import run_scenario
+    from virtsim.experiments.runner import run_scenario
 
     runs = run_scenario(parse_scenario(case.scenario(seed), case.row), progress=False).runs
     return float(runs.loc[runs["metric"] == case.metric, "value"].mean())

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from experiments.outputs import ResultFolder, ResultsError
-from experiments.scenario import ScenarioError, format_validation_error, load_scenario
-from models.profiles import ProfileError, load_profiles
-from sim.units import UnitError
-from sim.vector import SimultaneousArrivals
+from virtsim.experiments.outputs import ResultFolder, ResultsError
+from virtsim.experiments.scenario import ScenarioError, format_validation_error, load_scenario
+from virtsim.models.profiles import ProfileError, load_profiles
+from virtsim.sim.units import UnitError
+from virtsim.sim.vector import SimultaneousArrivals
 
 __all__ = ["DEFAULT_SCENARIO", "default_scenario", "main"]
 
@@ -37,12 +37,12 @@ DEFAULT_SCENARIO = "compare-stacks.toml"
 
 def default_scenario() -> Path:
     """The built-in scenario ``virtsim run`` runs when given none."""
-    return Path(str(resources.files("experiments") / "scenarios" / DEFAULT_SCENARIO))
+    return Path(str(resources.files("virtsim.experiments") / "scenarios" / DEFAULT_SCENARIO))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from experiments import api
-    from experiments.report import write_run_report
+    from virtsim.experiments import api
+    from virtsim.experiments.report import write_run_report
 
     scenario = load_scenario(args.scenario or default_scenario())
     if scenario.sweep is not None:
@@ -54,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         updates["seed"] = args.seed
     if updates:
-        from experiments.scenario import parse_scenario
+        from virtsim.experiments.scenario import parse_scenario
 
         data = scenario.model_dump(mode="json", by_alias=True)
         data["run"].update(updates)
@@ -68,7 +68,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from experiments import api
+    from virtsim.experiments import api
 
     result = api.sweep(Path(args.scenario), Path(args.out), workers=args.workers, scheduler=args.scheduler,
                        progress=not args.quiet, force=args.force, announce=print)
@@ -77,14 +77,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from experiments import api
-    from experiments.calibrate import find_published, predicted_median_error, published_rows
+    from virtsim.experiments import api
+    from virtsim.experiments.calibrate import find_published, predicted_median_error, published_rows
 
     try:
         published = Path(args.published) if args.published else find_published()
     except FileNotFoundError as exc:
         raise ResultsError(str(exc)) from None
-    from experiments.scenario import read_input_text
+    from virtsim.experiments.scenario import read_input_text
 
     text = read_input_text(published, "--published")  # missing, a FIFO, a folder, not UTF-8 ...
     if "\x00" in text:
@@ -108,7 +108,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_overhead(args: argparse.Namespace) -> int:
-    from experiments import api
+    from virtsim.experiments import api
 
     stacks = [s.split("/") for s in args.stacks.split(",")] if args.stacks else None
     names = args.workloads.split(",") if args.workloads else None
@@ -123,8 +123,8 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
 
 
 def _cmd_density(args: argparse.Namespace) -> int:
-    from experiments import api
-    from experiments.density import load_density_spec
+    from virtsim.experiments import api
+    from virtsim.experiments.density import load_density_spec
 
     spec = load_density_spec(args.spec)
     folder = ResultFolder(Path(args.out), "density", spec.model_dump(mode="json", by_alias=True), args.force)
@@ -136,7 +136,7 @@ def _cmd_density(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from experiments.report import write_report
+    from virtsim.experiments.report import write_report
 
     for name, path in write_report(Path(args.folder)).items():
         print(f"{name:>12}: {path}")
@@ -144,8 +144,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from experiments import api
-    from experiments.plan import load_plan
+    from virtsim.experiments import api
+    from virtsim.experiments.plan import load_plan
 
     spec = load_plan(args.plan)
     folder = ResultFolder(Path(args.out), "plan", spec.model_dump(mode="json", by_alias=True), args.force)
@@ -158,8 +158,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_disk(args: argparse.Namespace) -> int:
-    from experiments import api
-    from experiments.disk import load_disk_spec
+    from virtsim.experiments import api
+    from virtsim.experiments.disk import load_disk_spec
 
     spec = load_disk_spec(args.spec)
     folder = ResultFolder(Path(args.out), "disk", spec.model_dump(mode="json", by_alias=True), args.force)
@@ -169,7 +169,7 @@ def _cmd_disk(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    for package, title in (("models.virt", "layers"), ("models.hardware", "hardware")):
+    for package, title in (("virtsim.models.virt", "layers"), ("virtsim.models.hardware", "hardware")):
         profiles = load_profiles(package)
         shown = [p for n, p in profiles.items() if args.name in (None, n)]
         if not shown:
@@ -178,7 +178,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
         for prof in shown:
             print(f"{prof.name} ({prof.kind}): {prof.description}")
             if title == "layers":
-                from experiments.grades import stack_grade
+                from virtsim.experiments.grades import stack_grade
 
                 g = stack_grade(prof.name)
                 print(f"    # calibration: {g.sourced} of {g.parameters} parameters sourced, worst grade cited "
@@ -186,7 +186,7 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
             for key, value in prof.params.items():
                 print(f"    {key} = {value!r:<14} # {prof.sources.get(key, 'NO SOURCE')}")
     if args.name is not None and not any(
-        args.name in load_profiles(p) for p in ("models.virt", "models.hardware")
+        args.name in load_profiles(p) for p in ("virtsim.models.virt", "virtsim.models.hardware")
     ):
         raise ProfileError(f"no profile named {args.name!r}; run `virtsim profiles` to list them")
     return 0

@@ -23,9 +23,9 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, model_validator
 
-from experiments.outputs import atomic_write
-from experiments.runner import run_scenario
-from experiments.scenario import (
+from virtsim.experiments.outputs import atomic_write
+from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.scenario import (
     POOLED_GUEST,
     UniqueStacks,
     layer_from_entry,
@@ -34,12 +34,12 @@ from experiments.scenario import (
     parse_scenario,
     stack_label,
 )
-from models.density.footprint import footprint
-from models.density.startup import boot_storm
-from models.hardware.host import HostSpec
-from models.quantities import Bytes, Seconds
-from models.schema import StrictModel
-from models.virt.stack import Stack
+from virtsim.models.density.footprint import footprint
+from virtsim.models.density.startup import boot_storm
+from virtsim.models.hardware.host import HostSpec
+from virtsim.models.quantities import Bytes, Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.models.virt.stack import Stack
 
 __all__ = ["DensitySpec", "evaluate", "load_density_spec", "run_density", "search"]
 

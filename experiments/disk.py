@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from experiments.outputs import atomic_write, write_json
-from experiments.scenario import load_toml_model
-from models.disks.allocation import touched_units
-from models.disks.chain import build_chain_usage, disjoint_chain_usage
-from models.disks.formats import FORMAT_NAMES, FormatName, ImageFormat, format_by_name
-from models.disks.layers import (
+from virtsim.experiments.outputs import atomic_write, write_json
+from virtsim.experiments.scenario import load_toml_model
+from virtsim.models.disks.allocation import touched_units
+from virtsim.models.disks.chain import build_chain_usage, disjoint_chain_usage
+from virtsim.models.disks.formats import FORMAT_NAMES, FormatName, ImageFormat, format_by_name
+from virtsim.models.disks.layers import (
     DRIVERS,
     Driver,
     FileOps,
@@ -30,10 +30,10 @@ from models.disks.layers import (
     image_store_bytes,
     writable_layer_usage,
 )
-from models.disks.patterns import PatternKind, block_writes
-from models.quantities import Bytes
-from models.schema import StrictModel
-from sim.rng import stream
+from virtsim.models.disks.patterns import PatternKind, block_writes
+from virtsim.models.quantities import Bytes
+from virtsim.models.schema import StrictModel
+from virtsim.sim.rng import stream
 
 __all__ = ["DiskSpec", "load_disk_spec", "run_disk"]
 
@@ -298,7 +298,7 @@ def run_disk(spec: DiskSpec) -> pd.DataFrame:
 
 
 def write_disk_outputs(out_dir: Path, spec: DiskSpec, table: pd.DataFrame) -> dict[str, Path]:
-    from experiments.disk_plots import plot_all
+    from virtsim.experiments.disk_plots import plot_all
 
     out_dir = Path(out_dir)
     paths = {

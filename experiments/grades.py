@@ -1,7 +1,7 @@
 """How well a stack's numbers are sourced: its calibration grade.
 
 Every profile parameter's source note says where its value comes from (see
-:mod:`models.profiles`): rows of ``published.csv`` it was fitted to, a setup fact (``setup:``), a
+:mod:`virtsim.models.profiles`): rows of ``published.csv`` it was fitted to, a setup fact (``setup:``), a
 published source with its grade, or ``assumption``. A stack's grade is the share of its layers'
 parameters that are not assumptions, and the worst grade among the published rows and graded
 sources they cite (A best, C worst; ``-`` when none is graded). A stack below half sourced is
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.calibrate import PACKAGED_PUBLISHED
-from experiments.scenario import label_profiles
-from models.profiles import Profile, cited_rows, load_profiles
+from virtsim.experiments.calibrate import PACKAGED_PUBLISHED
+from virtsim.experiments.scenario import label_profiles
+from virtsim.models.profiles import Profile, cited_rows, load_profiles
 
 __all__ = ["GUESSED_BELOW", "StackGrade", "grades_table", "stack_grade"]
 
@@ -74,9 +74,9 @@ def _profile_parts(profile: Profile) -> tuple[int, int, list[str], list[str]]:
 
 
 def stack_grade(label: str) -> StackGrade:
-    """The grade of the stack a :func:`experiments.scenario.stack_label` names (unknown names count
+    """The grade of the stack a :func:`virtsim.experiments.scenario.stack_label` names (unknown names count
     as nothing sourced, so a typo cannot pass for a calibrated stack)."""
-    every = {**load_profiles("models.virt"), **load_profiles("models.hardware")}
+    every = {**load_profiles("virtsim.models.virt"), **load_profiles("virtsim.models.hardware")}
     parameters = sourced = 0
     grades: list[str] = []
     assumed: list[str] = []

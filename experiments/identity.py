@@ -17,7 +17,7 @@ from typing import Any
 
 __all__ = ["CODE_PACKAGES", "code_fingerprint", "content_key", "input_key"]
 
-CODE_PACKAGES = ("sim", "models", "experiments")
+CODE_PACKAGES = ("virtsim.sim", "virtsim.models", "virtsim.experiments")
 
 
 @cache
@@ -37,7 +37,7 @@ def code_fingerprint() -> str:
                 elif entry.name.endswith((".py", ".toml")):
                     files.append(entry)
         for entry in sorted(files, key=lambda e: str(e)):
-            digest.update(f"{package}/{os.path.relpath(str(entry), str(root))}".encode())
+            digest.update(f"{package.removeprefix('virtsim.')}/{os.path.relpath(str(entry), str(root))}".encode())
             digest.update(entry.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.runner import COLUMNS, RunOutput
+from virtsim.experiments.runner import COLUMNS, RunOutput
 
 __all__ = ["MANIFEST", "ResultFolder", "ResultsError", "atomic_write", "read_manifest", "read_runs",
            "write_run_output"]
@@ -115,7 +115,7 @@ class ResultFolder:
 
     def __init__(self, out: Path, experiment: str, inputs: Any, force: bool = False,
                  resumable: str | None = None) -> None:
-        from experiments.identity import code_fingerprint, input_key
+        from virtsim.experiments.identity import code_fingerprint, input_key
 
         self.out = Path(out)
         self.experiment = experiment

@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.outputs import atomic_write
-from experiments.runner import run_scenario
-from experiments.scenario import parse_scenario
+from virtsim.experiments.outputs import atomic_write
+from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.scenario import parse_scenario
 
 __all__ = ["DEFAULT_STACKS", "WORKLOADS", "overhead"]
 
@@ -109,7 +109,7 @@ def _attribution(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_overhead(out_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
-    from experiments.overhead_plots import plot_cdfs, plot_ratios
+    from virtsim.experiments.overhead_plots import plot_cdfs, plot_ratios
 
     out_dir = Path(out_dir)
     paths: dict[str, Path] = {}

@@ -14,7 +14,7 @@ holds, or says it cannot. ``spare_hosts`` (N+k) adds hosts that let the fleet lo
 the packing onto the others already holds every guest. The cheapest feasible option is marked.
 
 Start-up: the guests of a host boot at once, contending for its cores and disk (a boot storm,
-simulated: :func:`models.density.startup.boot_storm`); hosts start in parallel, so the fleet is up
+simulated: :func:`virtsim.models.density.startup.boot_storm`); hosts start in parallel, so the fleet is up
 when the fullest host is.
 """
 
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from experiments.outputs import atomic_write
-from experiments.scenario import (
+from virtsim.experiments.outputs import atomic_write
+from virtsim.experiments.scenario import (
     GuestSpec,
     ScenarioError,
     UniqueStacks,
@@ -37,13 +37,13 @@ from experiments.scenario import (
     one_layer_stacks,
     stack_label,
 )
-from models.density.planner import RESOURCES, GuestNeeds, Packing, guest_needs, pack
-from models.density.startup import boot_storm
-from models.hardware.host import HostSpec
-from models.quantities import Bytes, Seconds
-from models.schema import StrictModel
-from models.workloads.catalog import WorkloadSpec
-from models.workloads.request import OpenSpec
+from virtsim.models.density.planner import RESOURCES, GuestNeeds, Packing, guest_needs, pack
+from virtsim.models.density.startup import boot_storm
+from virtsim.models.hardware.host import HostSpec
+from virtsim.models.quantities import Bytes, Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.models.workloads.catalog import WorkloadSpec
+from virtsim.models.workloads.request import OpenSpec
 
 __all__ = ["MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "load_plan", "plan"]
 
@@ -155,8 +155,8 @@ def _rate_per_s(service: Service) -> float:
 def _simulate_host(spec: PlanSpec, ht: HostType, stack_entries: list[Any], on_host: np.ndarray) -> dict[str, Any]:
     """Simulate one host holding ``on_host[i]`` guests of service i: per service with a promise,
     its p99 over all its guests' requests together (seconds) and how many requests it rests on."""
-    from experiments.runner import run_scenario
-    from experiments.scenario import POOLED_GUEST, parse_scenario, pooled_name
+    from virtsim.experiments.runner import run_scenario
+    from virtsim.experiments.scenario import POOLED_GUEST, parse_scenario, pooled_name
 
     placed = [(s, int(c)) for s, c in zip(spec.services, on_host, strict=True) if c > 0]
     rates = {s.name: c * _rate_per_s(s) for s, c in placed}
@@ -218,8 +218,8 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], 
 def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per host type and stack, the fleet; and every service's per-guest needs (with its
     simulated p99 on the most loaded host, where it made a promise)."""
-    from experiments.scenario import layer_from_entry
-    from models.virt.stack import Stack
+    from virtsim.experiments.scenario import layer_from_entry
+    from virtsim.models.virt.stack import Stack
 
     counts = np.array([s.guests for s in spec.services])
     rows, needs_rows = [], []

@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, StrictUndefined
 
-from experiments.grades import grades_table
-from experiments.outputs import ResultsError, atomic_write, read_manifest
-from experiments.plots import plot_attribution, plot_latency
-from experiments.scenario import label_profiles, stack_label
-from models.profiles import Profile, load_profiles
+from virtsim.experiments.grades import grades_table
+from virtsim.experiments.outputs import ResultsError, atomic_write, read_manifest
+from virtsim.experiments.plots import plot_attribution, plot_latency
+from virtsim.experiments.scenario import label_profiles, stack_label
+from virtsim.models.profiles import Profile, load_profiles
 
 __all__ = ["Report", "build_report", "write_report", "write_run_report"]
 
@@ -172,7 +172,7 @@ def _sweep_report(folder: Path) -> Report:
     params = [c for c in table.columns if c not in
               ("point", "variant", "replication", "guest", "metric", "layer", "station", "value", "unit")]
     try:
-        from experiments.sweep_plots import series_label, sweep_curves
+        from virtsim.experiments.sweep_plots import series_label, sweep_curves
 
         x, series, curves = sweep_curves(table)
     except ValueError:
@@ -272,7 +272,7 @@ def build_report(folder: Path) -> Report:
 
 
 def _profile_rows(names: list[str]) -> list[Profile]:
-    every = {**load_profiles("models.virt"), **load_profiles("models.hardware")}
+    every = {**load_profiles("virtsim.models.virt"), **load_profiles("virtsim.models.hardware")}
     return [every[n] for n in names if n in every]
 
 

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.scenario import POOLED_GUEST, Scenario, pooled_name
-from sim.control import RunControl
-from sim.engine import simulate
-from sim.records import METRIC_UNITS, latency_metrics, request_metrics, window_latencies
-from sim.stats import summarize
-from sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
+from virtsim.experiments.scenario import POOLED_GUEST, Scenario, pooled_name
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import simulate
+from virtsim.sim.records import METRIC_UNITS, latency_metrics, request_metrics, window_latencies
+from virtsim.sim.stats import summarize
+from virtsim.sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
 
 __all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_variant"]
 

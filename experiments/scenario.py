@@ -13,16 +13,16 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from models.hardware.host import HostSpec
-from models.profiles import get_profile
-from models.quantities import Seconds
-from models.schema import StrictModel
-from models.system import Guest, System
-from models.virt.stack import Stack, make_layer
-from models.workloads.catalog import WorkloadSpec
-from models.workloads.request import BatchSpec, MemDemand, OpenSpec, RequestWorkload
-from sim.control import RunControl
-from sim.vector import vector_rejects
+from virtsim.models.hardware.host import HostSpec
+from virtsim.models.profiles import get_profile
+from virtsim.models.quantities import Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.models.system import Guest, System
+from virtsim.models.virt.stack import Stack, make_layer
+from virtsim.models.workloads.catalog import WorkloadSpec
+from virtsim.models.workloads.request import BatchSpec, MemDemand, OpenSpec, RequestWorkload
+from virtsim.sim.control import RunControl
+from virtsim.sim.vector import vector_rejects
 
 __all__ = [
     "GuestSpec",
@@ -152,7 +152,7 @@ class GuestSpec(StrictModel):
             for i in reversed(range(len(entries))):
                 entry = entries[i]
                 profile = entry if isinstance(entry, str) else str(entry.get("profile"))
-                if get_profile("models.virt", profile).kind in ("type1", "type2"):
+                if get_profile("virtsim.models.virt", profile).kind in ("type1", "type2"):
                     if isinstance(entry, str) or "vcpus" not in entry:
                         table = {"profile": entry} if isinstance(entry, str) else dict(entry)
                         entries[i] = {**table, "vcpus": vm_vcpus}

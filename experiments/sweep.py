@@ -35,9 +35,9 @@ import pandas as pd
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from experiments.identity import content_key
-from experiments.outputs import ResultFolder, ResultsError, atomic_write, read_manifest, write_json
-from experiments.scenario import Scenario, ScenarioError, SweepSpec, format_validation_error, parse_scenario
+from virtsim.experiments.identity import content_key
+from virtsim.experiments.outputs import ResultFolder, ResultsError, atomic_write, read_manifest, write_json
+from virtsim.experiments.scenario import Scenario, ScenarioError, SweepSpec, format_validation_error, parse_scenario
 
 __all__ = ["SweepSpec", "expand_sweep", "gather", "parse_path", "run_sweep"]
 
@@ -143,7 +143,7 @@ def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
 
 
 def _run_point(point: Point) -> pd.DataFrame:
-    from experiments.runner import run_scenario
+    from virtsim.experiments.runner import run_scenario
 
     runs = run_scenario(point.scenario, progress=False, workers=1).runs
     runs.insert(0, "point", point.index)
@@ -251,7 +251,7 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
     result = gather(points, out_dir)
     names = ["sweep.parquet", POINTS_INDEX]
     try:
-        from experiments.sweep_plots import plot_sweep
+        from virtsim.experiments.sweep_plots import plot_sweep
 
         plot_sweep(pd.read_parquet(result), out_dir / "sweep.png")
         names.append("sweep.png")

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from sim.stats import t_interval
+from virtsim.sim.stats import t_interval
 
 __all__ = ["plot_sweep", "series_label", "sweep_curves"]
 
@@ -35,7 +35,7 @@ def series_label(value: object) -> str:
             return value
         if not isinstance(entries, list) or not all(isinstance(e, str | dict) for e in entries):
             return value  # a swept list that is not a stack
-        from experiments.scenario import stack_label
+        from virtsim.experiments.scenario import stack_label
 
         return stack_label(entries)
     return str(value)

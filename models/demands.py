@@ -19,8 +19,8 @@ from typing import Literal
 
 import numpy as np
 
-from sim.routes import IdleCondition
-from sim.stations import GroupPath
+from virtsim.sim.routes import IdleCondition
+from virtsim.sim.stations import GroupPath
 
 __all__ = ["APP", "Demand", "DemandKind", "Stage", "segments"]
 
@@ -56,7 +56,7 @@ class Demand:
     of ``group`` blocked for this and is woken if it sleeps). ``layer`` is who introduced the
     demand ("app" for the workload itself), ``group`` the scheduling group its CPU time is
     charged to. ``label`` names where its time is attributed; ``when_idle``, ``per_client`` and
-    ``action`` pass to the stage (see :class:`sim.routes.Slot`).
+    ``action`` pass to the stage (see :class:`virtsim.sim.routes.Slot`).
     """
 
     kind: DemandKind

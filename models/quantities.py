@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
 
-from sim.units import parse_quantity
+from virtsim.sim.units import parse_quantity
 
 __all__ = ["BitsPerSecond", "Bytes", "BytesPerSecond", "Cycles", "Hertz", "PerSecond", "Seconds"]
 

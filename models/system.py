@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from models.demands import APP, Demand, Stage
-from models.hardware.cpu import CPU_STATION
-from models.hardware.host import CLIENT_CPU_STATION, HostSpec
-from models.virt.stack import Stack
-from models.workloads.request import RequestWorkload
-from sim.routes import ClosedArrivals, IdleCondition, SamplerFactory, Slot, Source, StationSpec
-from sim.stations import GroupPath, GroupSpec
+from virtsim.models.demands import APP, Demand, Stage
+from virtsim.models.hardware.cpu import CPU_STATION
+from virtsim.models.hardware.host import CLIENT_CPU_STATION, HostSpec
+from virtsim.models.virt.stack import Stack
+from virtsim.models.workloads.request import RequestWorkload
+from virtsim.sim.routes import ClosedArrivals, IdleCondition, SamplerFactory, Slot, Source, StationSpec
+from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["Guest", "System"]
 

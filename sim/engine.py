@@ -1,7 +1,7 @@
 """The discrete-event engine: builds stations, runs sources through them with SimPy.
 
 :func:`simulate` runs one replication. It knows nothing of hardware or layers: only stations,
-routes of slots, and work in seconds (see :mod:`sim.routes`).
+routes of slots, and work in seconds (see :mod:`virtsim.sim.routes`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from sim.control import RunControl
-from sim.records import RequestLog
-from sim.rng import stream, stream_seed
-from sim.routes import (
+from virtsim.sim.control import RunControl
+from virtsim.sim.records import RequestLog
+from virtsim.sim.rng import stream, stream_seed
+from virtsim.sim.routes import (
     BatchArrivals,
     ClosedArrivals,
     OpenArrivals,
@@ -25,7 +25,7 @@ from sim.routes import (
     TraceArrivals,
     WorkSampler,
 )
-from sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station
+from virtsim.sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station
 
 __all__ = ["RunResult", "build_station", "simulate"]
 

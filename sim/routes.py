@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from sim.stations import GroupPath, GroupSpec
+from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = [
     "BatchArrivals",

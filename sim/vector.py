@@ -13,7 +13,7 @@ and served by the FIFO recursion:
 A stage with zero work is not visited, as in the DES engine. Requests that reach a FIFO station
 at the very same instant (possible with deterministic work) are refused with
 :class:`SimultaneousArrivals`: their order is the event loop's, which only the DES knows.
-Arrivals and work are drawn from the same keyed streams in the same blocks as :mod:`sim.engine`,
+Arrivals and work are drawn from the same keyed streams in the same blocks as :mod:`virtsim.sim.engine`,
 so on the same seed both engines give the same requests, and the same times to rounding.
 """
 
@@ -25,11 +25,11 @@ from itertools import pairwise
 
 import numpy as np
 
-from sim.control import RunControl
-from sim.engine import _BLOCK, RunResult
-from sim.records import RequestLog
-from sim.rng import stream, stream_seed
-from sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals, Source, StationSpec
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import _BLOCK, RunResult
+from virtsim.sim.records import RequestLog
+from virtsim.sim.rng import stream, stream_seed
+from virtsim.sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals, Source, StationSpec
 
 __all__ = ["SimultaneousArrivals", "fifo_departures", "simulate_vector", "vector_rejects"]
 
@@ -136,7 +136,7 @@ def _draw(source: Source, control: RunControl, replication: int) -> tuple[np.nda
 
 def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
                     replication: int = 0) -> RunResult:
-    """One replication, as :func:`sim.engine.simulate` would give it, without an event loop."""
+    """One replication, as :func:`virtsim.sim.engine.simulate` would give it, without an event loop."""
     reason = vector_rejects(stations, sources)
     if reason is not None:
         raise ValueError(f"the vector engine cannot run this: {reason}")

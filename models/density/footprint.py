@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.virt.container import Container
-from models.virt.hypervisor import Type1
-from models.virt.stack import Stack
+from virtsim.models.virt.container import Container
+from virtsim.models.virt.hypervisor import Type1
+from virtsim.models.virt.stack import Stack
 
 __all__ = ["Footprint", "footprint"]
 

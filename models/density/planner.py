@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.density.footprint import footprint
-from models.hardware.host import HostSpec
-from models.system import Guest, System
-from models.virt.stack import Stack
-from models.workloads.request import RequestWorkload
+from virtsim.models.density.footprint import footprint
+from virtsim.models.hardware.host import HostSpec
+from virtsim.models.system import Guest, System
+from virtsim.models.virt.stack import Stack
+from virtsim.models.workloads.request import RequestWorkload
 
 __all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
 

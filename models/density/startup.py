@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.hardware.host import HostSpec
-from models.system import Guest, System
-from models.virt.hypervisor import Type1
-from models.virt.stack import Stack
-from models.workloads.request import RequestWorkload
-from sim.control import RunControl
-from sim.engine import simulate
+from virtsim.models.hardware.host import HostSpec
+from virtsim.models.system import Guest, System
+from virtsim.models.virt.hypervisor import Type1
+from virtsim.models.virt.stack import Stack
+from virtsim.models.workloads.request import RequestWorkload
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import simulate
 
 __all__ = ["boot_storm", "boot_workload"]
 

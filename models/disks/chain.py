@@ -15,8 +15,8 @@ from functools import reduce
 
 import numpy as np
 
-from models.disks.allocation import check_inside, touched_units
-from models.disks.formats import ImageFormat, Raw
+from virtsim.models.disks.allocation import check_inside, touched_units
+from virtsim.models.disks.formats import ImageFormat, Raw
 
 __all__ = ["ChainUsage", "build_chain_usage", "disjoint_chain_usage"]
 

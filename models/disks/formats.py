@@ -24,7 +24,7 @@ what ``qemu-img`` writes on this machine (the tests compare byte for byte):
 - raw: a file as large as the disk (sparse on the host, but a full copy per guest).
 
 Allocated units are passed as a sorted array of distinct unit indices
-(:func:`models.disks.allocation.touched_units`).
+(:func:`virtsim.models.disks.allocation.touched_units`).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from models.disks.allocation import unit_indices
+from virtsim.models.disks.allocation import unit_indices
 
 __all__ = ["DRIVERS", "Driver", "FileOps", "HostFs", "ImageLayer", "LayerUsage", "Op", "image_store_bytes",
            "writable_layer_usage"]

@@ -1,7 +1,7 @@
 """Write patterns as arrays: (offsets, sizes) in bytes, generated all at once.
 
 Block-level patterns for image chains; each takes a generator so that a pattern is the same for
-the same key (see :mod:`sim.rng`).
+the same key (see :mod:`virtsim.sim.rng`).
 """
 
 from __future__ import annotations

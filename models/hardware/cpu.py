@@ -14,10 +14,10 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from models.quantities import Cycles, Hertz, Seconds
-from models.schema import StrictModel
-from sim.routes import StationSpec
-from sim.stations import GroupPath, GroupSpec
+from virtsim.models.quantities import Cycles, Hertz, Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.sim.routes import StationSpec
+from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["CPU_STATION", "CpuSpec"]
 

@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from models.demands import Demand, Stage
-from models.hardware.cpu import CPU_STATION, CpuSpec
-from models.hardware.memory import MemorySpec, membw_station
-from models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION, NicSpec
-from models.hardware.storage import DISK_STATION, DISK_XFER_STATION, StorageSpec
-from models.profiles import get_profile
-from models.schema import StrictModel
-from sim.routes import IdleCondition, StationSpec
-from sim.stations import GroupPath, GroupSpec
+from virtsim.models.demands import Demand, Stage
+from virtsim.models.hardware.cpu import CPU_STATION, CpuSpec
+from virtsim.models.hardware.memory import MemorySpec, membw_station
+from virtsim.models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION, NicSpec
+from virtsim.models.hardware.storage import DISK_STATION, DISK_XFER_STATION, StorageSpec
+from virtsim.models.profiles import get_profile
+from virtsim.models.schema import StrictModel
+from virtsim.sim.routes import IdleCondition, StationSpec
+from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["CLIENT_CPU_STATION", "CLIENT_PREFIX", "DELAY_STATION", "HOST_SOFTIRQ", "HostSpec",
            "hardware_from_profile"]
@@ -38,10 +38,10 @@ _CLIENT_SOFTIRQ: GroupPath = ("softirq",)
 def hardware_from_profile(kind: str, value: Any) -> Any:
     """Expand ``"nvme-ssd"`` or ``{profile = "nvme-ssd", parallelism = 4}`` into parameters."""
     if isinstance(value, str):
-        return dict(get_profile("models.hardware", value, kind).params)
+        return dict(get_profile("virtsim.models.hardware", value, kind).params)
     if isinstance(value, dict) and "profile" in value:
         rest = {k: v for k, v in value.items() if k != "profile"}
-        return {**get_profile("models.hardware", str(value["profile"]), kind).params, **rest}
+        return {**get_profile("virtsim.models.hardware", str(value["profile"]), kind).params, **rest}
     return value
 
 

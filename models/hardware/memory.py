@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from models.quantities import Bytes, BytesPerSecond, Seconds
-from models.schema import StrictModel
-from sim.routes import StationSpec
+from virtsim.models.quantities import Bytes, BytesPerSecond, Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.sim.routes import StationSpec
 
 __all__ = ["MEMBW_STATION", "MemorySpec", "membw_station", "walk_refs"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from models.quantities import BitsPerSecond, Bytes, Cycles, Seconds
-from models.schema import StrictModel
-from sim.routes import StationSpec
+from virtsim.models.quantities import BitsPerSecond, Bytes, Cycles, Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.sim.routes import StationSpec
 
 __all__ = ["NIC_RX_STATION", "NIC_TX_STATION", "WIRE_STATION", "NicSpec"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from models.quantities import Bytes, BytesPerSecond, Seconds
-from models.schema import StrictModel
-from sim.routes import StationSpec
+from virtsim.models.quantities import Bytes, BytesPerSecond, Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.sim.routes import StationSpec
 
 __all__ = ["DISK_STATION", "DISK_XFER_STATION", "StorageSpec"]
 

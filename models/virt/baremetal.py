@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from models.virt.base import Layer, LayerParams
+from virtsim.models.virt.base import Layer, LayerParams
 
 __all__ = ["BareMetal", "BareMetalParams"]
 

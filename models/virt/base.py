@@ -15,11 +15,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from models.demands import Demand
-from models.hardware.host import HOST_SOFTIRQ, HostSpec
-from models.schema import StrictModel
-from sim.routes import IdleCondition, StationSpec
-from sim.stations import GroupPath, GroupSpec
+from virtsim.models.demands import Demand
+from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
+from virtsim.models.schema import StrictModel
+from virtsim.sim.routes import IdleCondition, StationSpec
+from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["EnclosingHypervisor", "Layer", "LayerContext", "LayerParams", "cpu_demand", "delay_demand",
            "station_demand"]

@@ -24,12 +24,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from models.demands import Demand, segments
-from models.quantities import Bytes, BytesPerSecond, Cycles, Seconds
-from models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, station_demand
-from sim.routes import StationSpec
-from sim.stations import GroupSpec
-from sim.units import UnitError, parse_quantity
+from virtsim.models.demands import Demand, segments
+from virtsim.models.quantities import Bytes, BytesPerSecond, Cycles, Seconds
+from virtsim.models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, station_demand
+from virtsim.sim.routes import StationSpec
+from virtsim.sim.stations import GroupSpec
+from virtsim.sim.units import UnitError, parse_quantity
 
 __all__ = ["Container", "ContainerParams", "parse_cpu_max"]
 

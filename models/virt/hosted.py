@@ -18,11 +18,11 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from models.demands import Demand, segments
-from models.quantities import Cycles, Seconds
-from models.virt.base import LayerContext, LayerParams, cpu_demand
-from models.virt.hypervisor import Type1, Type1Params
-from sim.stations import GroupPath, GroupSpec
+from virtsim.models.demands import Demand, segments
+from virtsim.models.quantities import Cycles, Seconds
+from virtsim.models.virt.base import LayerContext, LayerParams, cpu_demand
+from virtsim.models.virt.hypervisor import Type1, Type1Params
+from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["HOST_GROUP", "Type2", "Type2Params"]
 

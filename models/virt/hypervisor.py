@@ -58,10 +58,10 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from models.demands import Demand, segments
-from models.hardware.cpu import CPU_STATION
-from models.quantities import Bytes, Cycles, Seconds
-from models.virt.base import (
+from virtsim.models.demands import Demand, segments
+from virtsim.models.hardware.cpu import CPU_STATION
+from virtsim.models.quantities import Bytes, Cycles, Seconds
+from virtsim.models.virt.base import (
     EnclosingHypervisor,
     Layer,
     LayerContext,
@@ -70,8 +70,8 @@ from models.virt.base import (
     delay_demand,
     station_demand,
 )
-from sim.routes import IdleCondition, StationSpec
-from sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
+from virtsim.sim.routes import IdleCondition, StationSpec
+from virtsim.sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 
 __all__ = ["DRIVER_DOMAIN", "Type1", "Type1Params"]
 

@@ -13,21 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from models.demands import Demand, Stage
-from models.hardware.host import HOST_SOFTIRQ, HostSpec
-from models.profiles import get_profile, load_profiles
-from models.virt.baremetal import BareMetal
-from models.virt.base import EnclosingHypervisor, Layer, LayerContext
-from models.virt.container import Container
-from models.virt.hosted import Type2
-from models.virt.hypervisor import Type1
-from sim.routes import IdleCondition
-from sim.stations import GroupPath
+from virtsim.models.demands import Demand, Stage
+from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
+from virtsim.models.profiles import get_profile, load_profiles
+from virtsim.models.virt.baremetal import BareMetal
+from virtsim.models.virt.base import EnclosingHypervisor, Layer, LayerContext
+from virtsim.models.virt.container import Container
+from virtsim.models.virt.hosted import Type2
+from virtsim.models.virt.hypervisor import Type1
+from virtsim.sim.routes import IdleCondition
+from virtsim.sim.stations import GroupPath
 
 __all__ = ["LAYER_KINDS", "Stack", "layer_profiles", "make_layer"]
 
 LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (BareMetal, Type1, Type2, Container)}
-_PACKAGE = "models.virt"
+_PACKAGE = "virtsim.models.virt"
 
 
 def layer_profiles() -> dict[str, Any]:

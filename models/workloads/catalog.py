@@ -28,9 +28,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from models.quantities import Bytes, Cycles, PerSecond, Seconds
-from models.schema import StrictModel
-from models.workloads.request import RequestWorkload
+from virtsim.models.quantities import Bytes, Cycles, PerSecond, Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.models.workloads.request import RequestWorkload
 
 __all__ = ["KV_LOOP_WAKE_S", "NAMED_WORKLOADS", "WorkloadSpec"]
 

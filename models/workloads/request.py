@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from models.demands import Demand
-from models.quantities import Bytes, Cycles, PerSecond, Seconds
-from models.schema import StrictModel
-from sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals
+from virtsim.models.demands import Demand
+from virtsim.models.quantities import Bytes, Cycles, PerSecond, Seconds
+from virtsim.models.schema import StrictModel
+from virtsim.sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals
 
 __all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload"]
 

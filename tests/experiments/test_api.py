@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 import virtsim
-from experiments.cli import main
 from tests.tomlgen import to_toml
+from virtsim.experiments.cli import main
 
 
 def test_a_scenario_built_in_python_runs_and_gives_the_command_lines_numbers(tmp_path, small) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.runner import run_scenario
-from experiments.scenario import load_scenario
+from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from experiments.cli import main
 from tests.tomlgen import to_toml
+from virtsim.experiments.cli import main
 
 
 def _write(tmp_path, small) -> str:

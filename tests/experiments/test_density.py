@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.cli import main
-from experiments.density import DensitySpec, evaluate, run_density, search
-from experiments.scenario import stack_label
+from virtsim.experiments.cli import main
+from virtsim.experiments.density import DensitySpec, evaluate, run_density, search
+from virtsim.experiments.scenario import stack_label
 
 MiB = 2**20
 SMALL_HOST = {"cpu": "small-4c", "memory": {"profile": "ddr4-small", "capacity": "8GiB"}, "storage": "nvme-ssd",
@@ -66,7 +66,7 @@ def test_a_memory_max_below_the_working_set_is_an_oom_kill() -> None:
                                          ({"max_guests": 0}, "max_guests"),
                                          ({"stacks": [[]]}, "a stack needs at least one layer")])
 def test_bad_specs_are_refused(bad, needle, tmp_path) -> None:
-    from experiments.cli import main
+    from virtsim.experiments.cli import main
 
     spec = tmp_path / "d.toml"
     key, value = next(iter(bad.items()))
@@ -109,8 +109,8 @@ def test_the_slo_check_does_not_get_stricter_with_more_guests_at_light_load() ->
     """Issue 13: the worst guest's p99 from a 0.5 s run (9 requests each) doubles from 1 to 16
     guests at 3% CPU, by chance alone; the p99 over every guest's requests, from at least 2,000
     of them, stays within 20%."""
-    from experiments.runner import run_scenario
-    from experiments.scenario import parse_scenario
+    from virtsim.experiments.runner import run_scenario
+    from virtsim.experiments.scenario import parse_scenario
 
     workload = {"arrivals": {"kind": "open", "rate": "20/s"},
                 "demands": [{"kind": "cpu", "cycles": "1M", "dist": "exp"}]}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from experiments.runner import run_scenario
-from experiments.scenario import parse_scenario
+from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.scenario import parse_scenario
 
 
 def test_same_seed_gives_identical_tables_twice_and_in_parallel(small) -> None:
@@ -35,7 +35,7 @@ def test_compared_stacks_share_arrivals(small) -> None:
 
 
 def test_auto_engine_is_recorded_and_vector_refusal_is_explained(small) -> None:
-    from experiments.scenario import ScenarioError
+    from virtsim.experiments.scenario import ScenarioError
 
     output = run_scenario(parse_scenario(small), progress=False)
     # Stack routes revisit the processor-sharing CPU, so auto falls back to DES and says so.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from experiments.cli import main
-from experiments.disk import DiskSpec, run_disk
+from virtsim.experiments.cli import main
+from virtsim.experiments.disk import DiskSpec, run_disk
 
 SMALL = DiskSpec.model_validate({"guests": 3, "virtual": "2GiB", "base_used": "256MiB", "growth_writes": 2000,
                                  "pattern": {"kind": "random", "writes": 500}})
@@ -90,7 +90,7 @@ def test_bad_disk_specs_name_the_field(tmp_path, capsys, body: str, needle: str)
 def test_a_full_clone_holds_the_image_and_the_changes_once_whatever_the_driver() -> None:
     """A vfs container is already a full copy: its full clone is its own layer, not the image
     again on top (that counted the image twice); with the other drivers the image is added."""
-    from experiments.disk import layer_stacks
+    from virtsim.experiments.disk import layer_stacks
 
     spec = SMALL
     rows = {(r["system"], r["measure"]): r["bytes"] for r in layer_stacks(spec)}

@@ -32,8 +32,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.cli import main
 from tests.tomlgen import to_toml
+from virtsim.experiments.cli import main
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 ALARM_S = 60

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.grades import grades_table, stack_grade
+from virtsim.experiments.grades import grades_table, stack_grade
 
 
 def test_docker_by_hand() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.overhead import overhead, write_overhead
-from experiments.runner import run_scenario
-from experiments.scenario import parse_scenario
+from virtsim.experiments.overhead import overhead, write_overhead
+from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.scenario import parse_scenario
 
 FELTER = {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"}
 
@@ -22,8 +22,8 @@ def test_kv_store_throughput_rises_then_saturates_at_the_event_loops() -> None:
     """Bottleneck law by hand: the server's one thread does op_cycles and the transmit path of
     each response (tx_cycles plus the copy); redis-benchmark's one thread as much per request.
     The receive paths run in softirq threads on other cores."""
-    from models.hardware.host import HostSpec
-    from models.workloads.catalog import KvStore
+    from virtsim.models.hardware.host import HostSpec
+    from virtsim.models.workloads.catalog import KvStore
 
     host = HostSpec.model_validate(FELTER)
     kv = KvStore(kind="kv-store")
@@ -52,8 +52,8 @@ def test_fio_iops_rise_with_iodepth_and_saturate_at_the_device() -> None:
 def test_oltp_throughput_saturates_at_the_thread_pool() -> None:
     """A pool of 2 server threads: at most 2 threads' worth of statements, whatever the
     connections. Per transaction the pool does every statement's work and sends each result."""
-    from models.hardware.host import HostSpec
-    from models.workloads.catalog import Oltp
+    from virtsim.models.hardware.host import HostSpec
+    from virtsim.models.workloads.catalog import Oltp
 
     host = HostSpec.model_validate(FELTER)
     o = Oltp(kind="oltp")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.cli import main
-from experiments.plan import PlanSpec, plan
-from models.density.planner import pack
 from tests.tomlgen import to_toml
+from virtsim.experiments.cli import main
+from virtsim.experiments.plan import PlanSpec, plan
+from virtsim.models.density.planner import pack
 
 CPU_ONLY = lambda cycles: {"arrivals": {"kind": "open", "rate": "100/s"},  # noqa: E731
                            "demands": [{"kind": "cpu", "cycles": cycles}]}
@@ -92,7 +92,7 @@ def test_impossible_plans_are_refused_naming_the_field(tmp_path, capsys, change,
 
 def test_stacks_that_differ_only_in_overrides_are_two_rows_and_a_repeat_is_refused(tmp_path, capsys) -> None:
     """Issue 14: plan and density labelled docker and docker with cpu_max alike (density then crashed)."""
-    from experiments.plan import PlanSpec, plan
+    from virtsim.experiments.plan import PlanSpec, plan
 
     stacks = [["docker"], [{"profile": "docker", "cpu_max": "50ms/100ms"}]]
     fleet, _ = plan(PlanSpec.model_validate({"stacks": stacks, "host_types": [SMALL], "services": SERVICES}))
@@ -151,7 +151,7 @@ def test_spare_hosts_are_added_and_the_cheapest_option_is_marked() -> None:
 
 
 def test_the_plan_report_answers_in_words_with_each_promise_measured(tmp_path) -> None:
-    from experiments.report import write_report
+    from virtsim.experiments.report import write_report
 
     services = [{**ONE[0], "p99_latency": "6ms"}]
     path = tmp_path / "plan.toml"

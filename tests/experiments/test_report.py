@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from experiments.cli import main
-from experiments.outputs import ResultsError
-from experiments.report import build_report, write_report
 from tests.tomlgen import to_toml
+from virtsim.experiments.cli import main
+from virtsim.experiments.outputs import ResultsError
+from virtsim.experiments.report import build_report, write_report
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +34,9 @@ def test_a_run_report_has_the_answer_figures_and_sourced_profiles(run_folder) ->
     assert "| stack | guest | throughput (req/s) |" in md and "| docker-nat/kvm | web |" in md  # a real table
     assert "published.csv felter-fio-randread-kvm" in md  # a kvm parameter's source
     assert "## How well each stack is calibrated" in md
-    from models.profiles import load_profiles
+    from virtsim.models.profiles import load_profiles
 
-    layers = load_profiles("models.virt")
+    layers = load_profiles("virtsim.models.virt")
     count = len(layers["docker-nat"].params) + len(layers["kvm"].params)
     assert f"| docker-nat/kvm | {count} |" in md  # every parameter of both layers, with their grade
     report = build_report(run_folder)
@@ -116,7 +116,7 @@ def test_a_file_changed_after_its_run_is_never_reported(run_folder, tmp_path) ->
 
 
 def test_an_interrupted_run_leaves_the_old_results_whole(run_folder, tmp_path, monkeypatch) -> None:
-    import experiments.outputs as outputs
+    import virtsim.experiments.outputs as outputs
 
     folder = tmp_path / "copy"
     shutil.copytree(run_folder, folder)

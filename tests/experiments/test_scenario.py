@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.scenario import ScenarioError, load_scenario, parse_scenario
+from virtsim.experiments.scenario import ScenarioError, load_scenario, parse_scenario
 
 
 def test_a_valid_scenario_builds_its_system(small) -> None:
@@ -75,8 +75,8 @@ def test_shipped_scenarios_are_valid() -> None:
     import tomllib
     from pathlib import Path
 
-    from experiments.disk import load_disk_spec
-    from experiments.plan import load_plan
+    from virtsim.experiments.disk import load_disk_spec
+    from virtsim.experiments.plan import load_plan
 
     folder = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
     files = sorted(folder.glob("*.toml"))
@@ -158,7 +158,7 @@ def test_true_is_not_read_as_one(small) -> None:
 
 
 def test_a_stack_has_one_label_that_keeps_its_overrides() -> None:
-    from experiments.scenario import label_profiles, stack_label
+    from virtsim.experiments.scenario import label_profiles, stack_label
 
     plain, limited = ["docker"], [{"profile": "docker", "cpu_max": "50ms/100ms"}, "kvm"]
     assert stack_label(plain) == "docker"

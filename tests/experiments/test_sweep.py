@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from experiments.cli import main
-from experiments.scenario import ScenarioError
-from experiments.sweep import expand_sweep, parse_path, run_sweep
 from tests.tomlgen import to_toml
+from virtsim.experiments.cli import main
+from virtsim.experiments.scenario import ScenarioError
+from virtsim.experiments.sweep import expand_sweep, parse_path, run_sweep
 
 TINY = {
     "name": "tiny",
@@ -152,7 +152,7 @@ def test_pool_workers_die_with_a_killed_sweep(tmp_path) -> None:
     scenario = tmp_path / "big.toml"
     scenario.write_text(to_toml(tiny(parameters={"run.seed": list(range(400))})))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "experiments.cli", "sweep", str(scenario), "--out", str(out),
+    command = [sys.executable, "-m", "virtsim.experiments.cli", "sweep", str(scenario), "--out", str(out),
                "--workers", "2", "--quiet"]
     proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -198,7 +198,7 @@ def test_a_sweep_killed_at_ten_random_moments_ends_equal_to_an_uninterrupted_run
     scenario = tmp_path / "s.toml"
     scenario.write_text(to_toml(spec))
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "experiments.cli", "sweep", str(scenario), "--out", str(out),
+    command = [sys.executable, "-m", "virtsim.experiments.cli", "sweep", str(scenario), "--out", str(out),
                "--workers", "2", "--quiet"]
     rng = random.Random(2026)
     kept: dict[str, int] = {}

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.control import RunControl
-from sim.engine import simulate
-from sim.routes import ClosedArrivals, Slot, Source, StationSpec
-from sim.stations import GroupSpec
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import simulate
+from virtsim.sim.routes import ClosedArrivals, Slot, Source, StationSpec
+from virtsim.sim.stations import GroupSpec
 
 pytestmark = pytest.mark.real
 CPU_CGROUP = Path("/sys/fs/cgroup/cpu")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.disks.layers import FileOps, HostFs, ImageLayer, Op, writable_layer_usage
+from virtsim.models.disks.layers import FileOps, HostFs, ImageLayer, Op, writable_layer_usage
 
 pytestmark = pytest.mark.real
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.disks.allocation import touched_units
-from models.disks.chain import build_chain_usage
-from models.disks.formats import format_by_name
+from virtsim.models.disks.allocation import touched_units
+from virtsim.models.disks.chain import build_chain_usage
+from virtsim.models.disks.formats import format_by_name
 
 pytestmark = [
     pytest.mark.real,

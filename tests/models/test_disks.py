@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.disks.allocation import first_touch_order, touched_units, unit_indices
-from models.disks.chain import build_chain_usage, disjoint_chain_usage
-from models.disks.formats import format_by_name
-from models.disks.layers import DRIVERS, FileOps, ImageLayer, Op, writable_layer_usage
-from models.disks.patterns import block_writes
+from virtsim.models.disks.allocation import first_touch_order, touched_units, unit_indices
+from virtsim.models.disks.chain import build_chain_usage, disjoint_chain_usage
+from virtsim.models.disks.formats import format_by_name
+from virtsim.models.disks.layers import DRIVERS, FileOps, ImageLayer, Op, writable_layer_usage
+from virtsim.models.disks.patterns import block_writes
 
 GB = 10**9
 
@@ -230,7 +230,7 @@ def test_vfs_copies_every_layer_whole_but_docker_ps_shows_only_the_changes() -> 
     (24,576 + 303,104 = 327,680 B); `docker ps -s` (the naive diff against the parent) shows the
     one changed file, 10,000 B.
     """
-    from models.disks.layers import image_store_bytes
+    from virtsim.models.disks.layers import image_store_bytes
 
     assert image_store_bytes("vfs", IMAGE) == 352_256
     assert image_store_bytes("overlay2", IMAGE) == 24_576 + 303_104

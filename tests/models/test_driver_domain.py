@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.runner import run_scenario
-from experiments.scenario import parse_scenario
-from models.hardware.host import HostSpec
-from models.virt.stack import Stack
+from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.scenario import parse_scenario
+from virtsim.models.hardware.host import HostSpec
+from virtsim.models.virt.stack import Stack
 
 XEN = {"profile": "xen", "io_thread_read": "100us", "vcpus": 2}
 
@@ -59,7 +59,7 @@ def test_back_ends_run_where_the_profile_says() -> None:
 
 def test_guests_that_disagree_on_the_shared_driver_domain_are_refused() -> None:
     """One dom0 for the host: two guests asking for 1 and 2 dom0 vCPUs would silently keep one."""
-    from experiments.scenario import ScenarioError
+    from virtsim.experiments.scenario import ScenarioError
 
     data = {"name": "dom0", "run": {"duration": "0.1s", "warmup": "0.01s", "replications": 1, "seed": 1},
             "host": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd", "network": "10gbe"},

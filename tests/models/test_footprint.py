@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.density.footprint import footprint
-from models.virt.stack import Stack, make_layer
+from virtsim.models.density.footprint import footprint
+from virtsim.models.virt.stack import Stack, make_layer
 
 MiB = 2**20
 VM = {"vmm_memory": "100MiB", "guest_os_memory": "200MiB", "identical_fraction": 0.25}

@@ -7,11 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models.demands import Demand
-from models.hardware.host import HostSpec
-from models.hardware.memory import walk_refs
-from models.virt.hypervisor import Type1
-from models.virt.stack import Stack, make_layer
+from virtsim.models.demands import Demand
+from virtsim.models.hardware.host import HostSpec
+from virtsim.models.hardware.memory import walk_refs
+from virtsim.models.virt.hypervisor import Type1
+from virtsim.models.virt.stack import Stack, make_layer
 
 HOST = HostSpec()
 N = 4
@@ -224,7 +224,7 @@ def test_a_nested_guests_exit_goes_through_the_host_twice_and_its_vmcs_accesses_
     emulation): 6,093 cycles with VMCS shadowing. Without it, each of the inner handler's 12
     VMREAD/VMWRITEs is an exit of the outer guest (507 + 1,431): 23,256 more, 29,349 in all.
     A third level multiplies again: its switches are exits of a nested guest."""
-    from models.hardware.host import HostSpec
+    from virtsim.models.hardware.host import HostSpec
 
     def exit_cycles(profiles: list[str], shadowing: bool) -> float:
         host = HostSpec.model_validate({**HOST.model_dump(by_alias=True), "cpu": {
@@ -245,7 +245,7 @@ def test_a_nested_guests_exit_goes_through_the_host_twice_and_its_vmcs_accesses_
 
 
 def test_records_split_a_shared_stage_between_layers() -> None:
-    from sim.records import RequestLog, request_metrics
+    from virtsim.sim.records import RequestLog, request_metrics
 
     log = RequestLog(("cpu", "disk"), ("app", "kvm"), np.array([0.0]), np.array([3.0]), np.array([[2.0, 1.0]]), 1,
                      shares=((("kvm", 0.25),), ()))
@@ -265,7 +265,7 @@ def test_kvm_in_kvm_has_a_vhost_and_an_io_thread_per_level_each_on_its_own_queue
 def test_an_exit_costs_the_cpu_generations_world_switch_plus_the_hypervisors_handling() -> None:
     """The same KVM on a 2005 Prescott (1,926 cycles per VT-x round trip, published.csv
     hssv-vmexit-prescott) and on a Sandy Bridge (507): each exit costs 1,419 cycles more."""
-    from models.hardware.host import HostSpec
+    from virtsim.models.hardware.host import HostSpec
 
     def exit_work(vmexit_cycles: float) -> float:
         host = HostSpec.model_validate({**HOST.model_dump(by_alias=True), "cpu": {
@@ -287,7 +287,7 @@ def test_with_apicv_an_io_completion_costs_no_exit_and_an_ipi_only_the_senders()
     """One 4 KiB read in KVM: a kick (1 exit) and the completion interrupt (injection + EOI: 2
     exits) without APICv; with it the interrupt is posted and the EOI virtual: the kick alone.
     An IPI between vCPUs (2 exits) keeps only the sender's ICR write."""
-    from models.hardware.host import HostSpec
+    from virtsim.models.hardware.host import HostSpec
 
     def io_exits(apicv: bool) -> float:
         host = HostSpec.model_validate({**HOST.model_dump(by_alias=True), "cpu": {

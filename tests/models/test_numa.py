@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.runner import run_scenario
-from experiments.scenario import ScenarioError, parse_scenario
+from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.scenario import ScenarioError, parse_scenario
 
 HOST = {"cpu": "xeon-e5-2665-2s", "storage": "nvme-ssd", "network": "10gbe",
         "memory": {"profile": "ddr3-2s", "bandwidth": "20GB/s", "core_bandwidth": "5GB/s"}}

@@ -6,21 +6,21 @@ import csv
 
 import pytest
 
-from experiments.calibrate import PACKAGED_PUBLISHED as PUBLISHED
-from models.profiles import cited_rows, load_profiles
-from models.virt.stack import LAYER_KINDS, make_layer
+from virtsim.experiments.calibrate import PACKAGED_PUBLISHED as PUBLISHED
+from virtsim.models.profiles import cited_rows, load_profiles
+from virtsim.models.virt.stack import LAYER_KINDS, make_layer
 
 REQUIRED = {"bare-metal", "kvm", "esxi", "xen", "hyperv", "firecracker", "virtualbox",
             "vmware-workstation", "docker", "docker-nat", "lxc"}
 
 
 def _all_profiles():
-    for package in ("models.virt", "models.hardware"):
+    for package in ("virtsim.models.virt", "virtsim.models.hardware"):
         yield from load_profiles(package).values()
 
 
 def test_the_required_layer_profiles_exist_and_validate() -> None:
-    layers = load_profiles("models.virt")
+    layers = load_profiles("virtsim.models.virt")
     assert set(layers) >= REQUIRED
     for name, prof in layers.items():
         assert prof.kind in LAYER_KINDS, name
@@ -45,7 +45,7 @@ def test_a_fitted_parameter_cites_the_rows_it_was_fitted_to(profile) -> None:
 
 
 def test_a_note_that_says_fitted_without_a_row_is_caught() -> None:
-    from models.profiles import Profile
+    from virtsim.models.profiles import Profile
 
     bad = Profile("x", "cpu", "", {"a": 1, "b": 2}, {"a": "fitted to the round trip", "b": "assumption"})
     assert bad.fitted_without_rows() == ["a"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.workloads.request import RequestWorkload
+from virtsim.models.workloads.request import RequestWorkload
 
 N = 200_000
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.density.startup import boot_storm, boot_workload
-from models.hardware.host import HostSpec
-from models.virt.stack import Stack, make_layer
+from virtsim.models.density.startup import boot_storm, boot_workload
+from virtsim.models.hardware.host import HostSpec
+from virtsim.models.virt.stack import Stack, make_layer
 
 HOST = HostSpec.model_validate({"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd"})
 
@@ -23,7 +23,7 @@ def test_single_boots_have_the_published_median() -> None:
 def test_a_storm_of_boots_takes_their_cpu_work_over_cores() -> None:
     """64 docker boots of ~1.284 s, half of it CPU work, on 4 cores: the last is done after about
     64 x 0.642 x E[lognormal factor] / 4 (E = exp(sigma^2 / 2)) plus one boot's wait (0.642 s)."""
-    from models.density.startup import BOOT_CPU_FRACTION, BOOT_SIGMA
+    from virtsim.models.density.startup import BOOT_CPU_FRACTION, BOOT_SIGMA
 
     stack = Stack.of(["docker"])
     finish = boot_storm(HOST, stack, 64, seed=3)
@@ -55,7 +55,7 @@ def test_pulling_images_in_a_storm_contends_for_the_network() -> None:
 
 
 def test_without_a_balloon_the_host_backs_the_whole_guest_memory() -> None:
-    from models.density.footprint import footprint
+    from virtsim.models.density.footprint import footprint
 
     with_balloon = footprint(Stack((make_layer("kvm"),)), 256 * 2**20)
     without = footprint(Stack((make_layer("kvm", {"balloon": False}),)), 256 * 2**20)

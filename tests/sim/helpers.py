@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sim.routes import ClosedArrivals, OpenArrivals, Slot, Source
+from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source
 
 
 def exp_work(mean_s: float, stages: int = 1) -> Callable[[np.random.SeedSequence], Callable[[int], np.ndarray]]:

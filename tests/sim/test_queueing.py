@@ -12,11 +12,11 @@ import math
 import numpy as np
 import pytest
 
-from sim.control import RunControl
-from sim.engine import simulate
-from sim.routes import ClosedArrivals, OpenArrivals, StationSpec
-from sim.stats import t_interval
 from tests.sim.helpers import const_work, exp_work, source
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import simulate
+from virtsim.sim.routes import ClosedArrivals, OpenArrivals, StationSpec
+from virtsim.sim.stats import t_interval
 
 REPS = 20
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.rng import key_int, stream
+from virtsim.sim.rng import key_int, stream
 
 
 def test_same_key_same_numbers_different_key_different_numbers() -> None:

@@ -10,7 +10,7 @@ import math
 import pytest
 import simpy
 
-from sim.stations import FifoStation, GroupSpec, SharedStation, water_fill
+from virtsim.sim.stations import FifoStation, GroupSpec, SharedStation, water_fill
 
 
 def _finish_times(env: simpy.Environment, station, jobs: list[tuple[float, float, tuple]]) -> list[float]:

@@ -13,12 +13,12 @@ import math
 import numpy as np
 import pytest
 
-from sim.control import RunControl
-from sim.engine import simulate
-from sim.routes import ClosedArrivals, IdleCondition, OpenArrivals, Slot, Source, StationSpec, TraceArrivals
-from sim.stations import GroupSpec
-from sim.stats import t_interval
 from tests.sim.helpers import const_work
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import simulate
+from virtsim.sim.routes import ClosedArrivals, IdleCondition, OpenArrivals, Slot, Source, StationSpec, TraceArrivals
+from virtsim.sim.stations import GroupSpec
+from virtsim.sim.stats import t_interval
 
 LONG = RunControl(duration_s=100.0)
 

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sim.control import RunControl
-from sim.engine import simulate
-from sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec
-from sim.vector import SimultaneousArrivals, fifo_departures, simulate_vector, vector_rejects
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import simulate
+from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec
+from virtsim.sim.vector import SimultaneousArrivals, fifo_departures, simulate_vector, vector_rejects
 
 
 def _factory(mean_s: float, stages: int, skip: float, dist: str):
