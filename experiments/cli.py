@@ -7,7 +7,7 @@
     virtsim density [SPEC.toml] --out DIR   guests per host under an SLO, and what limits it
     virtsim disk [SPEC.toml] --out DIR      disk usage of image chains and container layers
     virtsim plan PLAN.toml --out DIR        hosts needed per stack for a mix of services
-    virtsim report DIR                      report.html + report.md from any results folder
+    virtsim report DIR [DIR ...] [--out R]  report.html + report.md of results folders (one combined)
     virtsim profiles [NAME]                 list layer and hardware profiles with their parameters
 
 Bad input ends with one line naming the problem and exit status 2, never a traceback.
@@ -136,9 +136,14 @@ def _cmd_density(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from virtsim.experiments.report import write_report
+    from virtsim.experiments.report import write_combined_report, write_report
 
-    for name, path in write_report(Path(args.folder)).items():
+    folders = [Path(f) for f in args.folder]
+    if len(folders) > 1 and args.out is None:
+        raise ResultsError("several folders make one combined report: name where it goes with --out DIR")
+    written = (write_report(folders[0]) if args.out is None
+               else write_combined_report(folders, Path(args.out)))
+    for name, path in written.items():
         print(f"{name:>12}: {path}")
     return 0
 
@@ -248,7 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     dens.add_argument("--force", action="store_true", help="replace --out even if it holds other results")
     dens.set_defaults(func=_cmd_density)
     rep = sub.add_parser("report", help="render report.html and report.md from any experiment's results folder")
-    rep.add_argument("folder", help="a folder written by run, overhead, calibrate, density, disk or sweep")
+    rep.add_argument("folder", nargs="+",
+                     help="folders written by run, overhead, calibrate, density, plan, disk or sweep")
+    rep.add_argument("--out", help="with several folders (or to keep a report apart): where the combined "
+                                   "report goes")
     rep.set_defaults(func=_cmd_report)
     pln = sub.add_parser("plan", help="capacity plan: hosts per stack for a mix of services and host types")
     pln.add_argument("plan", help="plan TOML: services, host_types, stacks, headroom")

@@ -228,7 +228,8 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         fp = footprint(built, spec.app_memory_bytes)
         alone = float(boot_storm(host, built, 1, seed=spec.seed)[0])
         storm = float(boot_storm(host, built, best, seed=spec.seed).max()) if best else float("nan")
-        summary.append(dict(stack=label, max_guests=best, limiting_resource=limit, runs=len(tried),
+        summary.append(dict(stack=label, max_guests=best, limiting_resource=limit, slo_p99_s=spec.slo.p99_latency_s,
+                            runs=len(tried),
                             boot_alone_s=alone, boot_storm_all_s=storm,
                             private_memory_per_guest_bytes=fp.private_bytes, shared_memory_bytes=fp.shared_bytes,
                             idle_cpu_cores_per_guest=fp.idle_cpu_cores))

@@ -120,7 +120,7 @@ def _overhead_report(folder: Path) -> Report:
                    "for latency-like metrics above 1 is worse.",
                    "attribution.csv splits each stack's added mean and tail latency by layer and station.",
                    "Same cores for every stack: each VM has as many vCPUs as the host has cores."],
-                  **_stacks(table["stack"]))
+                  sentences=_overhead_sentences(table), **_stacks(table["stack"]))
 
 
 def _calibration_report(folder: Path) -> Report:
@@ -138,6 +138,29 @@ def _calibration_report(folder: Path) -> Report:
                   **_stacks(done["stack"]))
 
 
+def _density_sentences(summary: pd.DataFrame) -> list[str]:
+    """One sentence per stack, densest first: how many fit, under which SLO, what runs out."""
+    out = []
+    for _, r in summary.sort_values("max_guests", ascending=False).iterrows():
+        known = "slo_p99_s" in r and pd.notna(r["slo_p99_s"])
+        slo = f" at p99 <= {1e3 * float(r['slo_p99_s']):.3g} ms" if known else ""
+        out.append(f"{r['stack']}: {int(r['max_guests'])} guests fit one host{slo}; "
+                   f"what runs out first: {r['limiting_resource']}.")
+    return out
+
+
+def _overhead_sentences(table: pd.DataFrame) -> list[str]:
+    """Per stack, its worst workload: the largest loss against bare metal on a workload's own metric."""
+    primary = table[~table["metric"].str.startswith("latency") & (table["stack"] != "bare-metal")]
+    out = []
+    for stack, part in primary.groupby("stack", sort=False):
+        loss = part["ratio"].where(part["lower_is_better"].astype(bool), 1 / part["ratio"])  # > 1: slower
+        worst = part.iloc[int(loss.to_numpy().argmax())]
+        out.append(f"{stack}: worst on {worst['workload']} ({worst['metric']} {float(worst['ratio']):.3g}x bare "
+                   f"metal's); median slowdown over the workloads {float(loss.median()):.3g}x.")
+    return out
+
+
 def _density_report(folder: Path) -> Report:
     summary = _read_csv(folder / "density_summary.csv")
     return Report("Density: guests per host",
@@ -147,7 +170,7 @@ def _density_report(folder: Path) -> Report:
                    "The p99 is over every guest's requests together (the guests are identical), from at least "
                    "slo_samples of them (2,000 by default); density.csv also gives the worst guest's own p99.",
                    "density.csv holds every N the search evaluated."],
-                  **_stacks(summary["stack"]))
+                  sentences=_density_sentences(summary), **_stacks(summary["stack"]))
 
 
 def _disk_report(folder: Path) -> Report:
@@ -373,6 +396,119 @@ def write_report(folder: Path) -> dict[str, Path]:
 
         out[name] = atomic_write(folder / name, write)
     return out
+
+
+_COMBINED_MD = """# {{ title }}
+
+## The answers
+
+{% for r, name in sections %}**{{ r.title }}** ({{ name }}): {{ r.question }}
+
+{% for a in r.sentences %}- {{ a }}
+{% else %}- See the table in its section below.
+{% endfor %}
+{% endfor %}
+{% for r, name, table, figures in details %}## {{ r.title }} ({{ name }})
+
+**Question.** {{ r.question }}
+
+{{ table }}
+
+{% for f in figures %}![{{ f }}]({{ f }})
+
+{% endfor %}{% for a in r.assumptions %}- {{ a }}
+{% endfor %}
+{% endfor %}{% if grades_md %}## How well each stack is calibrated
+
+Share of the stack's parameters taken from a measurement or a documented setup (the rest are
+assumptions), and the worst grade of the published rows they cite (A best); below half sourced
+is marked GUESSED: read those numbers as estimates.
+
+{{ grades_md }}
+{% endif %}"""
+
+_COMBINED_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #1a202c; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #cbd5e0; padding: 0.3em 0.6em; text-align: right; }
+th { background: #edf2f7; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
+</style></head>
+<body data-figures-total="{{ figure_count }}" data-figures-loaded="0">
+<h1>{{ title }}</h1>
+<h2 id="answers">The answers</h2>
+{% for r, name in sections %}<p><strong>{{ r.title }}</strong> ({{ name }}): {{ r.question }}</p>
+<ul>{% for a in r.sentences %}<li>{{ a }}</li>{% else %}<li>See the table in its section below.</li>{% endfor %}</ul>
+{% endfor %}
+{% for r, name, table, figures in details %}<h2>{{ r.title }} ({{ name }})</h2>
+<p><strong>Question.</strong> {{ r.question }}</p>
+{{ table }}
+{% for alt, data in figures %}<figure><img alt="{{ alt }}" src="data:image/png;base64,{{ data }}"></figure>
+{% endfor %}<ul>{% for a in r.assumptions %}<li>{{ a }}</li>{% endfor %}</ul>
+{% endfor %}
+{% if grades_html %}<h2>How well each stack is calibrated</h2>
+<p>Share of the stack's parameters taken from a measurement or a documented setup (the rest are
+assumptions), and the worst grade of the published rows they cite (A best); below half sourced is
+marked GUESSED: read those numbers as estimates.</p>
+{{ grades_html }}{% endif %}
+<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute("data-figures-loaded", String(ok));
+});
+</script>
+</body></html>
+"""
+
+
+def write_combined_report(folders: list[Path], out: Path) -> dict[str, Path]:
+    """One report of several results folders in ``out``: an answer section with each
+    experiment's sentences first, then each one's table, figures and assumptions, and the
+    calibration grade of every stack any of them ran. Figures are copied beside report.md
+    (named after their folder) and embedded in report.html. ``out`` must not be a results folder."""
+    import shutil
+
+    out = Path(out)
+    if (out / "manifest.json").exists():
+        raise ResultsError(f"--out {out} holds an experiment's results; write the combined report elsewhere")
+    reports = [(build_report(Path(f)), Path(f)) for f in folders]
+    names = [f.name or str(f) for _, f in reports]
+    if len(set(names)) < len(names):
+        names = [str(f) for _, f in reports]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    details_md, details_html, count = [], [], 0
+    for (r, _), name in zip(reports, names, strict=True):
+        copied = []
+        for fig in r.figures:
+            target = out / f"{name.replace('/', '_')}-{fig.name}"
+            shutil.copyfile(fig, target)
+            copied.append(target.name)
+        details_md.append((r, name, _md_table(r.answer), copied))
+        details_html.append((r, name, _html_table(r.answer),
+                             [(f.stem, base64.b64encode(f.read_bytes()).decode("ascii")) for f in r.figures]))
+        count += len(r.figures)
+    stacks = list(dict.fromkeys(s for r, _ in reports for s in r.stacks))
+    grades = grades_table(stacks) if stacks else None
+    title = "virtsim report: " + "; ".join(r.title for r, _ in reports)
+    sections = [(r, name) for (r, _), name in zip(reports, names, strict=True)]
+    md = Environment(undefined=StrictUndefined, autoescape=False).from_string(_COMBINED_MD).render(
+        title=title, sections=sections, details=details_md, grades_md=_md_table(grades) if grades is not None else "")
+    page = Environment(undefined=StrictUndefined, autoescape=True).from_string(_COMBINED_HTML).render(
+        title=title, sections=sections, details=details_html, figure_count=count,
+        grades_html=_html_table(grades) if grades is not None else "")
+    written = {}
+    for name, text in (("report.md", md), ("report.html", page)):
+        def write(tmp: Path, text: str = text) -> None:
+            tmp.write_text(text, encoding="utf-8")
+
+        written[name] = atomic_write(out / name, write)
+    return written
 
 
 def _md_table(df: pd.DataFrame) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,60 @@ def test_an_interrupted_run_leaves_the_old_results_whole(run_folder, tmp_path, m
     assert main(["run", str(scenario), "--out", str(folder), "--quiet", "--workers", "1"]) == 130
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+
+
+def _disk_folder(tmp_path) -> Path:
+    spec = tmp_path / "disk.toml"
+    spec.write_text('[disk]\nguests = 2\nvirtual = "1GiB"\nbase_used = "64MiB"\ngrowth_writes = 300\n'
+                    'pattern = { kind = "random", writes = 200 }\n')
+    assert main(["disk", str(spec), "--out", str(tmp_path / "d")]) == 0
+    return tmp_path / "d"
+
+
+@pytest.mark.real
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_combined_report_answers_first_then_each_experiment_and_renders(run_folder, tmp_path) -> None:
+    """`virtsim report A B --out R`: the answers of both, then each section with its figures
+    (copied beside report.md, embedded in report.html: 3 of the run and 4 of the disk), and the
+    page renders in headless Chromium with every figure loaded."""
+    disk = _disk_folder(tmp_path)
+    out = tmp_path / "both"
+    assert main(["report", str(run_folder), str(disk), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    answers = md.split("## The answers")[1].split("## Run")[0]
+    assert "**Run: small**" in answers and "**Disk usage**" in answers
+    assert md.index("## The answers") < md.index("## Run: small") < md.index("## Disk usage")
+    assert len(list(out.glob("*.png"))) == 7 and "(d-growth.png)" in md
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([*flags, "--dump-dom", (out / "report.html").as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    body = re.search(r'<body data-figures-total="(\d+)" data-figures-loaded="(\d+)"', dom)
+    assert body is not None and body.group(1) == body.group(2) == "7"
+    assert 'id="answers"' in dom
+
+
+def test_several_folders_need_an_out_folder_that_is_not_a_result(run_folder, tmp_path, capsys) -> None:
+    assert main(["report", str(run_folder), str(run_folder)]) == 2
+    assert "name where it goes with --out DIR" in capsys.readouterr().err
+    assert main(["report", str(run_folder), "--out", str(run_folder)]) == 2
+    assert "holds an experiment's results" in capsys.readouterr().err
+
+
+def test_answer_sentences_name_the_worst_workload_and_the_densest_stack() -> None:
+    """IOPS at half of bare metal's is a 2x loss; a round trip 1.5x as long a 1.5x loss: fio is
+    kvm's worst workload and its median slowdown is 1.75x. Density sentences go densest first."""
+    import pandas as pd
+
+    from virtsim.experiments.report import _density_sentences, _overhead_sentences
+
+    table = pd.DataFrame({"stack": ["kvm", "kvm", "kvm"], "workload": ["fio", "rr", "rr"],
+                          "metric": ["iops", "round_trip_us", "latency_p99_s"], "ratio": [0.5, 1.5, 9.0],
+                          "lower_is_better": [False, True, True]})
+    assert _overhead_sentences(table) == ["kvm: worst on fio (iops 0.5x bare metal's); median slowdown over the "
+                                          "workloads 1.75x."]
+    summary = pd.DataFrame({"stack": ["kvm", "docker"], "max_guests": [3, 9], "limiting_resource": ["memory", "CPU"],
+                            "slo_p99_s": [0.01, 0.01]})
+    assert _density_sentences(summary) == ["docker: 9 guests fit one host at p99 <= 10 ms; what runs out first: CPU.",
+                                           "kvm: 3 guests fit one host at p99 <= 10 ms; what runs out first: memory."]
