@@ -253,16 +253,20 @@ def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary
         ax.plot(g["guests"], g["p99_s"] * 1e3, marker="o", label=stack)
         best = summary.set_index("stack").loc[stack]
         ax.annotate(f"{best['max_guests']} ({best['limiting_resource']})",
-                    (best["max_guests"], g.loc[g["guests"] == best["max_guests"], "p99_s"].mean() * 1e3), fontsize=7)
+                    (best["max_guests"], g.loc[g["guests"] == best["max_guests"], "p99_s"].mean() * 1e3), fontsize=7,
+                    xytext=(-6, 8), textcoords="offset points", ha="right",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
     ax.axhline(spec.slo.p99_latency_s * 1e3, color="k", ls="--", lw=1, label="p99 SLO")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("guests per host")
-    ax.set_ylabel("worst guest's p99 latency (ms)")
-    ax.set_title("Density: p99 against guests per host (points where memory ran out are not plotted)")
+    ax.set_ylabel("p99 latency over all guests (ms)")
+    ax.set_title("Density: p99 latency against guests per host")
+    fig.text(0.01, 0.01, "Points where memory ran out are not plotted; labels: the largest N that meets the SLO "
+             "(what runs out first).", fontsize=7, color="#4a5568")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(out_dir / "density.png", dpi=120)
     plt.close(fig)
     paths["plot"] = out_dir / "density.png"

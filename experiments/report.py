@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -511,10 +512,22 @@ def write_combined_report(folders: list[Path], out: Path) -> dict[str, Path]:
     return written
 
 
+def _cell_text(value: object) -> str:
+    """A table cell as people read it: whole numbers with thousands separators, others to four
+    significant digits (no 16-digit seconds), missing values empty."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.4g}" if abs(value) >= 1e-3 else f"{value:.3g}"
+
+
 def _md_table(df: pd.DataFrame) -> str:
     """A Markdown (pipe) table; cells with a pipe have it escaped."""
     def cell(v: object) -> str:
-        return str(v).replace("|", "\\|")
+        return _cell_text(v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -525,7 +538,7 @@ def _html_table(df: pd.DataFrame) -> object:
     from markupsafe import Markup
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell_text(v))}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
     return Markup(f"<table><tr>{head}</tr>{body}</table>")
 

@@ -193,3 +193,10 @@ def test_answer_sentences_name_the_worst_workload_and_the_densest_stack() -> Non
                             "slo_p99_s": [0.01, 0.01]})
     assert _density_sentences(summary) == ["docker: 9 guests fit one host at p99 <= 10 ms; what runs out first: CPU.",
                                            "kvm: 3 guests fit one host at p99 <= 10 ms; what runs out first: memory."]
+
+
+def test_table_cells_read_as_people_read_numbers() -> None:
+    from virtsim.experiments.report import _cell_text
+
+    assert [_cell_text(v) for v in (0.3732408652222222, 1118174864.0, 40, 6.4e-05, float("nan"), "memory", True)] \
+        == ["0.3732", "1,118,174,864", "40", "6.4e-05", "", "memory", "True"]
