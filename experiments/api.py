@@ -101,6 +101,8 @@ def _validated(model: type[M], value: Any, what: str, table: str | None = None) 
         return load_toml_model(value, model, what, table)
     if isinstance(value, Mapping):
         data = value.get(table, value) if table is not None and set(value) == {table} else value
+        if not isinstance(data, Mapping):
+            raise ScenarioError(f"{what}: [{table}] must be a table of settings, got {type(data).__name__}")
         try:
             return model.model_validate(dict(data))
         except ValidationError as exc:
@@ -128,13 +130,18 @@ def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, r
         from virtsim.experiments.cli import default_scenario
 
         scenario_ = default_scenario()
-    sc = scenario(scenario_)
-    updates = {k: v for k, v in (("replications", replications), ("seed", seed)) if v is not None}
-    if updates:
-        data = sc.model_dump(mode="json", by_alias=True)
-        data["run"].update(updates)
-        sc = parse_scenario(data, "scenario with overrides")
+    sc = with_run_overrides(scenario(scenario_), replications, seed)
     return _run_result(sc, run_scenario(sc, progress=progress, workers=workers), write_run_output)
+
+
+def with_run_overrides(sc: Scenario, replications: int | None = None, seed: int | None = None) -> Scenario:
+    """``sc`` with its ``[run]`` replications and seed replaced where given, validated again."""
+    updates = {k: v for k, v in (("replications", replications), ("seed", seed)) if v is not None}
+    if not updates:
+        return sc
+    data = sc.model_dump(mode="json", by_alias=True)
+    data["run"].update(updates)
+    return parse_scenario(data, "scenario with overrides")
 
 
 def _run_result(sc: Scenario, output: Any, write: Callable[[Path, Any], Mapping[str, Path]]) -> Result:
@@ -175,8 +182,10 @@ def overhead(stacks: Sequence[str | Sequence[Any]] | None = None, workloads: Seq
     from virtsim.experiments.overhead import overhead as run_overhead
     from virtsim.experiments.overhead import write_overhead
 
+    if isinstance(stacks, str):  # one stack named alone: "kvm", not the letters k, v, m
+        stacks = [stacks]
     lists = [s.split("/") if isinstance(s, str) else list(s) for s in stacks] if stacks else None
-    names = list(workloads) if workloads else None
+    names = [workloads] if isinstance(workloads, str) else list(workloads) if workloads else None
     check_overhead_args(lists, names)
     tables = run_overhead(lists, names, replications=replications, seed=seed, workers=workers, progress=progress)
     inputs = {"stacks": lists, "workloads": names, "replications": replications, "seed": seed}
@@ -222,14 +231,10 @@ def calibrate(published: str | Path | None = None, *, seed: int = 1, workers: in
     """Reproduce the published measurements (default: the packaged ``published.csv``). Table
     ``calibration``: one row per published row, reproduced or with the reason it is not."""
     from virtsim.experiments.calibrate import calibrate as run_calibration
-    from virtsim.experiments.calibrate import find_published, plot_calibration, published_rows
+    from virtsim.experiments.calibrate import checked_published, plot_calibration
     from virtsim.experiments.outputs import atomic_write
 
-    path = Path(published) if published is not None else find_published()
-    try:
-        rows = published_rows(path)
-    except ValueError as exc:
-        raise ScenarioError(str(exc)) from None
+    path, rows = checked_published(Path(published) if published is not None else None, "published")
     table = run_calibration(path, seed=seed, workers=workers)
 
     def write(d: Path) -> dict[str, Path]:
@@ -255,9 +260,11 @@ def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers
         except tomllib.TOMLDecodeError as exc:
             raise ScenarioError(f"{scenario_} is not valid TOML: {exc}") from None
         origin = str(scenario_)
-    else:
+    elif isinstance(scenario_, Mapping):
         data, origin = dict(scenario_), "scenario"
         scenario(data)
+    else:
+        raise ScenarioError(f"sweep: expected a scenario file's path or a dict, got {type(scenario_).__name__}")
     points = expand_sweep(data, origin)
     if announce is not None:
         announce(f"{len(points)} points")

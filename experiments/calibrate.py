@@ -23,8 +23,8 @@ import pandas as pd
 
 from virtsim.experiments.scenario import parse_scenario, stack_label
 
-__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "calibrate", "citing_parameters",
-           "find_published", "fitted_rows", "published_rows"]
+__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "calibrate", "checked_published",
+           "citing_parameters", "find_published", "fitted_rows", "published_rows"]
 
 HOSTS = {
     "felter": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"},
@@ -202,6 +202,24 @@ def published_rows(path: Path) -> dict[str, dict[str, str]]:
     if absent:
         raise ValueError(f"{path} lacks rows the calibration reproduces: {absent}")
     return rows
+
+
+def checked_published(path: Path | None, what: str = "--published") -> tuple[Path, dict[str, dict[str, str]]]:
+    """The published.csv to use (``None``: the packaged one) and its rows, refused before any
+    simulation if it is missing, not a regular file, not UTF-8 text or not published.csv
+    (:class:`~virtsim.experiments.scenario.ScenarioError`, naming the problem)."""
+    from virtsim.experiments.scenario import ScenarioError, read_input_text
+
+    try:
+        path = Path(path) if path is not None else find_published()
+    except FileNotFoundError as exc:
+        raise ScenarioError(str(exc)) from None
+    if "\x00" in read_input_text(path, what):  # missing, a FIFO, a folder, not UTF-8 ...
+        raise ScenarioError(f"{what} {path} holds a NUL byte; it is not a CSV file")
+    try:
+        return path, published_rows(path)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
 
 
 def _simulate(case: Case, seed: int) -> float:

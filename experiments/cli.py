@@ -48,17 +48,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if scenario.sweep is not None:
         print("virtsim: note: this scenario declares a [sweep]; `virtsim run` runs its base point, "
               "`virtsim sweep` runs every point", file=sys.stderr)
-    updates = {}
-    if args.replications is not None:
-        updates["replications"] = args.replications
-    if args.seed is not None:
-        updates["seed"] = args.seed
-    if updates:
-        from virtsim.experiments.scenario import parse_scenario
-
-        data = scenario.model_dump(mode="json", by_alias=True)
-        data["run"].update(updates)
-        scenario = parse_scenario(data, "scenario with command-line overrides")
+    scenario = api.with_run_overrides(scenario, args.replications, args.seed)
     folder = ResultFolder(Path(args.out), "run", scenario.model_dump(mode="json", by_alias=True), args.force)
     paths = api.run(scenario, progress=not args.quiet, workers=args.workers).publish(folder)
     report = write_run_report(folder.out)
@@ -78,21 +68,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
-    from virtsim.experiments.calibrate import find_published, predicted_median_error, published_rows
+    from virtsim.experiments.calibrate import checked_published, predicted_median_error
 
-    try:
-        published = Path(args.published) if args.published else find_published()
-    except FileNotFoundError as exc:
-        raise ResultsError(str(exc)) from None
-    from virtsim.experiments.scenario import read_input_text
-
-    text = read_input_text(published, "--published")  # missing, a FIFO, a folder, not UTF-8 ...
-    if "\x00" in text:
-        raise ResultsError(f"--published {published} holds a NUL byte; it is not a CSV file")
-    try:
-        rows = published_rows(published)  # a bad file is refused before any simulation
-    except ValueError as exc:
-        raise ResultsError(str(exc)) from None
+    published, rows = checked_published(Path(args.published) if args.published else None)
     folder = ResultFolder(Path(args.out), "calibrate", {"published": rows, "seed": args.seed}, args.force)
     result = api.calibrate(published, seed=args.seed, workers=args.workers)
     paths = result.publish(folder)
@@ -157,8 +135,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     result = api.plan(spec)
     for name, path in result.publish(folder).items():
         print(f"{name:>9}: {path}")
-    print(result.fleet[["host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s"]]
-          .to_string(index=False))
+    shown = [c for c in ("host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s",
+                         "cheapest", "note") if c in result.fleet.columns]
+    print(result.fleet[shown].astype(object).where(result.fleet[shown].notna(), "").to_string(index=False))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Density: how many guests of one workload fit a host per stack, under an SLO.
 
-For each stack, the search runs the host with N identical guests and checks the SLO: every
-guest's p99 latency at most ``slo.p99_latency``; at least ``slo.min_throughput`` of the requests
+For each stack, the search runs the host with N identical guests and checks the SLO: the p99
+latency over all guests' requests together at most ``slo.p99_latency``; at least ``slo.min_throughput`` of the requests
 that arrived served (open loop; overload leaves them unfinished), or of one guest's throughput
 alone (closed loop); the guests' memory within the host's (less a reserve); no OOM kill; and, for
 an open loop, no station busy all the time (``SATURATED``): an overloaded queue grows without

@@ -139,14 +139,30 @@ def _calibration_report(folder: Path) -> Report:
                   **_stacks(done["stack"]))
 
 
+def _seconds_text(seconds: float) -> str:
+    """A duration in the unit that reads best: us, ms or s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
 def _density_sentences(summary: pd.DataFrame) -> list[str]:
     """One sentence per stack, densest first: how many fit, under which SLO, what runs out."""
     out = []
     for _, r in summary.sort_values("max_guests", ascending=False).iterrows():
         known = "slo_p99_s" in r and pd.notna(r["slo_p99_s"])
-        slo = f" at p99 <= {1e3 * float(r['slo_p99_s']):.3g} ms" if known else ""
-        out.append(f"{r['stack']}: {int(r['max_guests'])} guests fit one host{slo}; "
-                   f"what runs out first: {r['limiting_resource']}.")
+        slo = f" at p99 <= {_seconds_text(float(r['slo_p99_s']))}" if known else ""
+        n, limit = int(r["max_guests"]), str(r["limiting_resource"])
+        if n == 0:
+            out.append(f"{r['stack']}: not even one guest meets the SLO{slo} on this host (at one guest the "
+                       f"busiest resource is {limit}: the SLO itself may be out of reach).")
+        elif limit.startswith("search cap"):
+            out.append(f"{r['stack']}: at least {n} guest{'s' if n != 1 else ''} fit one host{slo}: the search "
+                       "stopped at max_guests before anything ran out; raise max_guests for the answer.")
+        else:
+            out.append(f"{r['stack']}: {n} guest{'s' if n != 1 else ''} fit one host{slo}; "
+                       f"what runs out first: {limit}.")
     return out
 
 
@@ -223,13 +239,18 @@ def _blank_missing(table: pd.DataFrame) -> pd.DataFrame:
 
 def _plan_sentences(fleet: pd.DataFrame, services: pd.DataFrame) -> list[str]:
     """The plan's answer in words: the cheapest option, what binds it, and each promise's p99."""
-    if "cheapest" not in fleet.columns or not fleet["cheapest"].astype(bool).any():
+    if "cheapest" in fleet.columns:
+        cheapest = fleet["cheapest"].astype(bool)
+    else:  # a folder written before options were marked: the feasible rows of least cost
+        cost = fleet["cost"] if "cost" in fleet.columns else pd.Series(float("nan"), index=fleet.index)
+        cheapest = cost.notna() & (cost == cost.min())
+    if not cheapest.any():
         return ["No option keeps every service on a host and every p99 promise: see the notes per row."]
     out = []
-    for _, best in fleet[fleet["cheapest"].astype(bool)].iterrows():
+    for _, best in fleet[cheapest].iterrows():
         bound = str(best.get("slo_bound", "") or "")
         binds = (f"the p99 promise of {bound} (hosts at most {100 * float(best['utilization_cap']):.0f}% used)"
-                 if bound and bound != "nan" else f"{best['bottleneck']}")
+                 if bound and bound != "nan" and "utilization_cap" in best else f"{best['bottleneck']}")
         out.append(f"Cheapest: {int(best['hosts'])} {best['host_type']} hosts with {best['stack']} "
                    f"(cost {float(best['cost']):.4g}); what binds it: {binds}.")
         if "p99_s" in services.columns:
@@ -300,6 +321,47 @@ def _profile_rows(names: list[str]) -> list[Profile]:
     return [every[n] for n in names if n in every]
 
 
+# Shared by the single and the combined report (rendered unescaped: they are our own markup).
+_CSS = """<style>
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #1a202c; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #cbd5e0; padding: 0.3em 0.6em; text-align: right; }
+th { background: #edf2f7; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
+.src { color: #4a5568; font-size: 0.85em; text-align: left; }
+</style>"""
+_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute("data-figures-loaded", String(ok));
+});
+</script>"""
+_GRADES_NOTE = ("Share of the stack's parameters taken from a measurement or a documented setup (the rest are "
+                "assumptions), and the worst grade of the published rows they cite (A best); below half sourced "
+                "is marked GUESSED: read those numbers as estimates.")
+
+
+def _render(template: str, html_page: bool, **values: object) -> str:
+    """A report template rendered (escaped for HTML) with the shared style, script and notes."""
+    from markupsafe import Markup
+
+    env = Environment(undefined=StrictUndefined, autoescape=html_page)
+    return env.from_string(template).render(css=Markup(_CSS), script=Markup(_SCRIPT), grades_note=_GRADES_NOTE,
+                                            **values)
+
+
+def _write_texts(folder: Path, texts: dict[str, str]) -> dict[str, Path]:
+    """Each text atomically into ``folder``, by file name."""
+    out = {}
+    for name, text in texts.items():
+        def write(tmp: Path, text: str = text) -> None:
+            tmp.write_text(text, encoding="utf-8")
+
+        out[name] = atomic_write(folder / name, write)
+    return out
+
+
 _MD = """# {{ r.title }}
 
 **Question.** {{ r.question }}
@@ -319,9 +381,7 @@ _MD = """# {{ r.title }}
 {% endfor %}
 {% if grades_md %}## How well each stack is calibrated
 
-Share of the stack's parameters taken from a measurement or a documented setup (the rest are
-assumptions), and the worst grade of the published rows they cite (A best); below half sourced
-is marked GUESSED: read those numbers as estimates.
+{{ grades_note }}
 
 {{ grades_md }}
 {% endif %}
@@ -339,14 +399,7 @@ is marked GUESSED: read those numbers as estimates.
 
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ r.title }}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #1a202c; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #cbd5e0; padding: 0.3em 0.6em; text-align: right; }
-th { background: #edf2f7; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
-.src { color: #4a5568; font-size: 0.85em; text-align: left; }
-</style></head>
+{{ css }}</head>
 <body data-figures-total="{{ figures|length }}" data-figures-loaded="0">
 <h1>{{ r.title }}</h1>
 <p><strong>Question.</strong> {{ r.question }}</p>
@@ -357,22 +410,14 @@ img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
 {% endfor %}
 <h2>Assumptions</h2><ul>{% for a in r.assumptions %}<li>{{ a }}</li>{% endfor %}</ul>
 {% if grades_html %}<h2>How well each stack is calibrated</h2>
-<p>Share of the stack's parameters taken from a measurement or a documented setup (the rest are
-assumptions), and the worst grade of the published rows they cite (A best); below half sourced is
-marked GUESSED: read those numbers as estimates.</p>
+<p>{{ grades_note }}</p>
 {{ grades_html }}{% endif %}
 {% if profiles %}<h2>Profiles used</h2>
 {% for p in profiles %}<h3>{{ p.name }} ({{ p.kind }})</h3><p>{{ p.description }}</p>
 <table><tr><th>parameter</th><th>value</th><th>source</th></tr>
 {% for k, v in p.params.items() %}<tr><td>{{ k }}</td><td>{{ v }}</td>
 <td class="src">{{ p.sources.get(k, "") }}</td></tr>{% endfor %}</table>{% endfor %}{% endif %}
-<script>
-window.addEventListener("load", function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.body.setAttribute("data-figures-loaded", String(ok));
-});
-</script>
+{{ script }}
 </body></html>
 """
 
@@ -381,22 +426,14 @@ def write_report(folder: Path) -> dict[str, Path]:
     """Write ``report.md`` and ``report.html`` into ``folder``; returns their paths."""
     folder = Path(folder)
     report = build_report(folder)
-    env = Environment(undefined=StrictUndefined, autoescape=False)
     profiles = _profile_rows(report.profiles)
     grades = grades_table(report.stacks) if report.stacks else None
-    md = env.from_string(_MD).render(r=report, answer_md=_md_table(report.answer), profiles=profiles,
-                                     grades_md=_md_table(grades) if grades is not None else "")
+    md = _render(_MD, False, r=report, answer_md=_md_table(report.answer), profiles=profiles,
+                 grades_md=_md_table(grades) if grades is not None else "")
     figures = [(f.stem, base64.b64encode(f.read_bytes()).decode("ascii")) for f in report.figures]
-    page = Environment(undefined=StrictUndefined, autoescape=True).from_string(_HTML).render(
-        r=report, answer_html=_html_table(report.answer), figures=figures, profiles=profiles,
-        grades_html=_html_table(grades) if grades is not None else "")
-    out = {}
-    for name, text in (("report.md", md), ("report.html", page)):
-        def write(tmp: Path, text: str = text) -> None:
-            tmp.write_text(text, encoding="utf-8")
-
-        out[name] = atomic_write(folder / name, write)
-    return out
+    page = _render(_HTML, True, r=report, answer_html=_html_table(report.answer), figures=figures, profiles=profiles,
+                   grades_html=_html_table(grades) if grades is not None else "")
+    return _write_texts(folder, {"report.md": md, "report.html": page})
 
 
 _COMBINED_MD = """# {{ title }}
@@ -421,22 +458,14 @@ _COMBINED_MD = """# {{ title }}
 {% endfor %}
 {% endfor %}{% if grades_md %}## How well each stack is calibrated
 
-Share of the stack's parameters taken from a measurement or a documented setup (the rest are
-assumptions), and the worst grade of the published rows they cite (A best); below half sourced
-is marked GUESSED: read those numbers as estimates.
+{{ grades_note }}
 
 {{ grades_md }}
 {% endif %}"""
 
 _COMBINED_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #1a202c; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #cbd5e0; padding: 0.3em 0.6em; text-align: right; }
-th { background: #edf2f7; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
-</style></head>
+{{ css }}</head>
 <body data-figures-total="{{ figure_count }}" data-figures-loaded="0">
 <h1>{{ title }}</h1>
 <h2 id="answers">The answers</h2>
@@ -450,17 +479,9 @@ img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
 {% endfor %}<ul>{% for a in r.assumptions %}<li>{{ a }}</li>{% endfor %}</ul>
 {% endfor %}
 {% if grades_html %}<h2>How well each stack is calibrated</h2>
-<p>Share of the stack's parameters taken from a measurement or a documented setup (the rest are
-assumptions), and the worst grade of the published rows they cite (A best); below half sourced is
-marked GUESSED: read those numbers as estimates.</p>
+<p>{{ grades_note }}</p>
 {{ grades_html }}{% endif %}
-<script>
-window.addEventListener("load", function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  document.body.setAttribute("data-figures-loaded", String(ok));
-});
-</script>
+{{ script }}
 </body></html>
 """
 
@@ -498,18 +519,11 @@ def write_combined_report(folders: list[Path], out: Path) -> dict[str, Path]:
     grades = grades_table(stacks) if stacks else None
     title = "virtsim report: " + "; ".join(r.title for r, _ in reports)
     sections = [(r, name) for (r, _), name in zip(reports, names, strict=True)]
-    md = Environment(undefined=StrictUndefined, autoescape=False).from_string(_COMBINED_MD).render(
-        title=title, sections=sections, details=details_md, grades_md=_md_table(grades) if grades is not None else "")
-    page = Environment(undefined=StrictUndefined, autoescape=True).from_string(_COMBINED_HTML).render(
-        title=title, sections=sections, details=details_html, figure_count=count,
-        grades_html=_html_table(grades) if grades is not None else "")
-    written = {}
-    for name, text in (("report.md", md), ("report.html", page)):
-        def write(tmp: Path, text: str = text) -> None:
-            tmp.write_text(text, encoding="utf-8")
-
-        written[name] = atomic_write(out / name, write)
-    return written
+    md = _render(_COMBINED_MD, False, title=title, sections=sections, details=details_md,
+                 grades_md=_md_table(grades) if grades is not None else "")
+    page = _render(_COMBINED_HTML, True, title=title, sections=sections, details=details_html, figure_count=count,
+                   grades_html=_html_table(grades) if grades is not None else "")
+    return _write_texts(out, {"report.md": md, "report.html": page})
 
 
 def _cell_text(value: object) -> str:

@@ -112,7 +112,7 @@ class Type1Params(LayerParams):
     # When this hypervisor hosts another (nested virtualization): its emulation work per switch
     # between the guest hypervisor and that one's guest; and, when this one runs nested, the
     # VMCS fields its exit handler reads and writes (each an exit without VMCS shadowing).
-    nested_transition_cycles: Cycles = 1824
+    nested_transition_cycles: Cycles = 1662
     vmcs_accesses: float = Field(12.0, ge=0, le=1000)
     vmm_memory_bytes: Bytes = Field(0, alias="vmm_memory")
     guest_memory_bytes: Bytes = Field(2 * 2**30, alias="guest_memory")

@@ -55,3 +55,19 @@ def test_a_table_that_is_not_there_says_which_are() -> None:
     with pytest.raises(AttributeError, match=r"has no table 'runs'; it has \['disk'\]"):
         _ = result.runs
     assert "disk result" in repr(result)
+
+
+def test_odd_inputs_get_the_command_lines_errors_not_tracebacks_or_hangs(tmp_path) -> None:
+    import os
+
+    with pytest.raises(virtsim.ScenarioError, match=r"\[density\] must be a table"):
+        virtsim.density({"density": 5})
+    with pytest.raises(virtsim.ScenarioError, match="expected a scenario file's path or a dict"):
+        virtsim.sweep(5, tmp_path / "s")  # type: ignore[arg-type]
+    fifo = tmp_path / "published.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(virtsim.ScenarioError, match="not a regular file"):  # the command refuses it too
+        virtsim.calibrate(fifo)
+    # One stack and one workload may be named alone: "kvm", not the letters k, v and m.
+    result = virtsim.overhead("kvm", "netperf-rr", replications=1)
+    assert set(result.overhead["stack"]) == {"bare-metal", "kvm"}

@@ -200,3 +200,17 @@ def test_table_cells_read_as_people_read_numbers() -> None:
 
     assert [_cell_text(v) for v in (0.3732408652222222, 1118174864.0, 40, 6.4e-05, float("nan"), "memory", True)] \
         == ["0.3732", "1,118,174,864", "40", "6.4e-05", "", "memory", "True"]
+
+
+def test_density_sentences_at_the_edges_say_what_the_number_means() -> None:
+    import pandas as pd
+
+    from virtsim.experiments.report import _density_sentences
+
+    summary = pd.DataFrame({"stack": ["docker", "kvm"], "max_guests": [0, 1], "slo_p99_s": [1e-6, 1.0],
+                            "limiting_resource": ["CPU", "search cap (max_guests)"]})
+    assert _density_sentences(summary) == [
+        "kvm: at least 1 guest fit one host at p99 <= 1 s: the search stopped at max_guests before anything "
+        "ran out; raise max_guests for the answer.",
+        "docker: not even one guest meets the SLO at p99 <= 1 us on this host (at one guest the busiest resource "
+        "is CPU: the SLO itself may be out of reach)."]

@@ -220,9 +220,9 @@ def test_the_nested_walk_is_charged_to_the_layer_that_added_it() -> None:
 
 def test_a_nested_guests_exit_goes_through_the_host_twice_and_its_vmcs_accesses_trap_without_shadowing() -> None:
     """KVM in KVM. An exit of the inner guest costs the inner KVM's handler (1,431 cycles) plus
-    two switches through the host (each a 507-cycle round trip and 1,824 cycles of the host's
-    emulation): 6,093 cycles with VMCS shadowing. Without it, each of the inner handler's 12
-    VMREAD/VMWRITEs is an exit of the outer guest (507 + 1,431): 23,256 more, 29,349 in all.
+    two switches through the host (each a 507-cycle round trip and 1,662 cycles of the host's
+    emulation): 5,769 cycles with VMCS shadowing. Without it, each of the inner handler's 12
+    VMREAD/VMWRITEs is an exit of the outer guest (507 + 1,431): 23,256 more, 29,025 in all.
     A third level multiplies again: its switches are exits of a nested guest."""
     from virtsim.models.hardware.host import HostSpec
 
@@ -235,13 +235,13 @@ def test_a_nested_guests_exit_goes_through_the_host_twice_and_its_vmcs_accesses_
         return layer.exit_cycles(ctx)
 
     assert exit_cycles(["kvm"], False) == exit_cycles(["kvm"], True) == 507 + 1431
-    assert exit_cycles(["kvm", "kvm"], True) == pytest.approx(1431 + 2 * (507 + 1824))
-    assert exit_cycles(["kvm", "kvm"], False) == pytest.approx(1431 + 2 * (507 + 1824) + 12 * (507 + 1431))
-    middle_switch = 2 * (507 + 1824) + 12 * (507 + 1431)
+    assert exit_cycles(["kvm", "kvm"], True) == pytest.approx(1431 + 2 * (507 + 1662))
+    assert exit_cycles(["kvm", "kvm"], False) == pytest.approx(1431 + 2 * (507 + 1662) + 12 * (507 + 1431))
+    middle_switch = 2 * (507 + 1662) + 12 * (507 + 1431)
     assert exit_cycles(["kvm", "kvm", "kvm"], False) == pytest.approx(
-        1431 + 2 * (middle_switch + 1824) + 12 * (middle_switch + 1431))
+        1431 + 2 * (middle_switch + 1662) + 12 * (middle_switch + 1431))
     # A container between them is no hypervisor: KVM in docker in KVM is still one level deep.
-    assert exit_cycles(["kvm", "docker", "kvm"], True) == pytest.approx(1431 + 2 * (507 + 1824))
+    assert exit_cycles(["kvm", "docker", "kvm"], True) == pytest.approx(1431 + 2 * (507 + 1662))
 
 
 def test_records_split_a_shared_stage_between_layers() -> None:
