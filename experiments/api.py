@@ -18,7 +18,6 @@ functions, so both give the same numbers for the same inputs.
 from __future__ import annotations
 
 import tempfile
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,15 @@ import pandas as pd
 from pydantic import ValidationError
 
 from virtsim.experiments.outputs import ResultFolder
-from virtsim.experiments.scenario import Scenario, ScenarioError, format_validation_error, load_scenario, parse_scenario
+from virtsim.experiments.scenario import (
+    Scenario,
+    ScenarioError,
+    default_scenario,
+    format_validation_error,
+    load_scenario,
+    parse_scenario,
+    read_toml,
+)
 from virtsim.models.schema import StrictModel
 
 __all__ = ["Result", "calibrate", "density", "disk", "load_scenario", "overhead", "plan", "run", "scenario",
@@ -126,12 +133,11 @@ def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, r
     from virtsim.experiments.outputs import write_run_output
     from virtsim.experiments.runner import run_scenario
 
-    if scenario_ is None:
-        from virtsim.experiments.cli import default_scenario
-
-        scenario_ = default_scenario()
-    sc = with_run_overrides(scenario(scenario_), replications, seed)
-    return _run_result(sc, run_scenario(sc, progress=progress, workers=workers), write_run_output)
+    sc = with_run_overrides(scenario(default_scenario() if scenario_ is None else scenario_), replications, seed)
+    output = run_scenario(sc, progress=progress, workers=workers)
+    return Result("run", {"runs": output.runs, "summary": output.summary}, sc.model_dump(mode="json", by_alias=True),
+                  lambda d: write_run_output(d, output), engine=output.provenance["engine"],
+                  meta={"provenance": output.provenance})
 
 
 def with_run_overrides(sc: Scenario, replications: int | None = None, seed: int | None = None) -> Scenario:
@@ -142,12 +148,6 @@ def with_run_overrides(sc: Scenario, replications: int | None = None, seed: int 
     data = sc.model_dump(mode="json", by_alias=True)
     data["run"].update(updates)
     return parse_scenario(data, "scenario with overrides")
-
-
-def _run_result(sc: Scenario, output: Any, write: Callable[[Path, Any], Mapping[str, Path]]) -> Result:
-    return Result("run", {"runs": output.runs, "summary": output.summary}, sc.model_dump(mode="json", by_alias=True),
-                  lambda d: write(d, output), engine=output.provenance["engine"],
-                  meta={"provenance": output.provenance})
 
 
 def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Sequence[str] | None) -> None:
@@ -252,19 +252,12 @@ def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers
     from virtsim.experiments.sweep import expand_sweep, run_sweep
 
     if isinstance(scenario_, (str, Path)):
-        from virtsim.experiments.scenario import read_input_text
-
-        load_scenario(scenario_)  # the base scenario's own errors first
-        try:
-            data = tomllib.loads(read_input_text(Path(scenario_), "scenario file"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(f"{scenario_} is not valid TOML: {exc}") from None
-        origin = str(scenario_)
+        data, origin = read_toml(scenario_, "scenario file"), str(scenario_)
     elif isinstance(scenario_, Mapping):
         data, origin = dict(scenario_), "scenario"
-        scenario(data)
     else:
         raise ScenarioError(f"sweep: expected a scenario file's path or a dict, got {type(scenario_).__name__}")
+    parse_scenario(data, origin)  # the base scenario's own errors first
     points = expand_sweep(data, origin)
     if announce is not None:
         announce(f"{len(points)} points")

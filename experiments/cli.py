@@ -19,26 +19,23 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from virtsim.experiments.outputs import ResultFolder, ResultsError
-from virtsim.experiments.scenario import ScenarioError, format_validation_error, load_scenario
+from virtsim.experiments.scenario import (
+    DEFAULT_SCENARIO,
+    ScenarioError,
+    default_scenario,
+    format_validation_error,
+    load_scenario,
+)
 from virtsim.models.profiles import ProfileError, load_profiles
 from virtsim.sim.units import UnitError
 from virtsim.sim.vector import SimultaneousArrivals
 
-__all__ = ["DEFAULT_SCENARIO", "default_scenario", "main"]
-
-DEFAULT_SCENARIO = "compare-stacks.toml"
-
-
-def default_scenario() -> Path:
-    """The built-in scenario ``virtsim run`` runs when given none."""
-    return Path(str(resources.files("virtsim.experiments") / "scenarios" / DEFAULT_SCENARIO))
-
+__all__ = ["main"]
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from virtsim.experiments import api

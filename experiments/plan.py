@@ -220,7 +220,8 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], 
         if not promise:
             return packing, usable, {}, [], ""
         measured, tried_cap = {}, usable
-        for h in _hosts_to_check(packing, promised):
+        judges = _hosts_to_check(packing, promised)
+        for h in judges:
             key = tuple(int(c) for c in packing.counts[h])
             if key not in simulated:
                 simulated[key] = _simulate_host(spec, ht, stack_entries, packing.counts[h])
@@ -231,7 +232,7 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], 
         if not missed:
             return packing, usable, measured, bound, ""
         bound = sorted({*bound, *missed})
-        if max(int(packing.counts[h].sum()) for h in _hosts_to_check(packing, promised)) == 1:
+        if max(int(packing.counts[h].sum()) for h in judges) == 1:
             break  # one guest alone misses: fewer guests per host cannot help
         usable *= SLO_CAP_STEP
     if not measured:

@@ -535,7 +535,9 @@ def _cell_text(value: object) -> str:
         return ""
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
-    return f"{value:,.4g}" if abs(value) >= 1e-3 else f"{value:.3g}"
+    if abs(value) >= 1000:  # 46,156, not 4.616e+04
+        return f"{value:,.0f}"
+    return f"{value:.4g}" if abs(value) >= 1e-3 else f"{value:.3g}"
 
 
 def _md_table(df: pd.DataFrame) -> str:

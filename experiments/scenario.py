@@ -8,6 +8,7 @@ common random numbers. Every error names the field (``guests[0].stack[1]``) and 
 from __future__ import annotations
 
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -358,6 +359,18 @@ def read_input_text(path: Path, what: str) -> str:
         raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's content, unvalidated; a missing or unreadable file or bad TOML (with its
+    line) is a :class:`ScenarioError`."""
+    path = Path(path)
+    try:
+        return tomllib.loads(read_input_text(path, what))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: tables or arrays nested too deeply to read") from None
+
+
 def load_toml_model(path: str | Path, model: type[M], what: str, table: str | None = None) -> M:
     """Read a TOML file (or one ``[table]`` of it) and validate it as ``model``.
 
@@ -365,13 +378,7 @@ def load_toml_model(path: str | Path, model: type[M], what: str, table: str | No
     its line), or one line per invalid field, named by its path in the file.
     """
     path = Path(path)
-    text = read_input_text(path, what)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ScenarioError(f"{path}: tables or arrays nested too deeply to read") from None
+    data = read_toml(path, what)
     if table is not None:
         # A misspelt table ([densty]) must not leave the defaults to run in its place.
         others = sorted(set(data) - {table})
@@ -387,6 +394,14 @@ def load_toml_model(path: str | Path, model: type[M], what: str, table: str | No
         prefix = f"{table}." if table else ""
         problems = "\n".join(prefix + line for line in format_validation_error(exc).splitlines())
         raise ScenarioError(f"{path} is invalid:\n{problems}") from None
+
+
+DEFAULT_SCENARIO = "compare-stacks.toml"
+
+
+def default_scenario() -> Path:
+    """The built-in scenario ``virtsim run`` runs when given none."""
+    return Path(str(resources.files("virtsim.experiments") / "scenarios" / DEFAULT_SCENARIO))
 
 
 def load_scenario(path: str | Path) -> Scenario:

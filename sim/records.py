@@ -130,11 +130,12 @@ def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
         ("completed", "all", "all", float(measured.sum())),
         ("unfinished", "all", "all", float((in_window & ~done).sum())),
     ]
-    latency = finish[measured] - arrival[measured]
+    latency = window_latencies(log, warmup_s)  # the requests of ``measured``, in order
     if latency.size == 0:
         return rows
-    rows += latency_metrics(latency)
-    p99 = rows[-1][3]
+    summary = latency_metrics(latency)
+    rows += summary
+    p99 = next(value for metric, _, _, value in summary if metric == "latency_p99_s")
     if cdf:
         for level, value in zip(CDF_LEVELS, np.percentile(latency, CDF_LEVELS), strict=True):
             rows.append(("latency_quantile_s", "all", f"{level:g}", float(value)))

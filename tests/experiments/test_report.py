@@ -198,8 +198,10 @@ def test_answer_sentences_name_the_worst_workload_and_the_densest_stack() -> Non
 def test_table_cells_read_as_people_read_numbers() -> None:
     from virtsim.experiments.report import _cell_text
 
-    assert [_cell_text(v) for v in (0.3732408652222222, 1118174864.0, 40, 6.4e-05, float("nan"), "memory", True)] \
-        == ["0.3732", "1,118,174,864", "40", "6.4e-05", "", "memory", "True"]
+    assert [_cell_text(v) for v in (0.3732408652222222, 1118174864.0, 40, 6.4e-05, float("nan"), "memory", True,
+                                    46155.55, 1e20)] \
+        == ["0.3732", "1,118,174,864", "40", "6.4e-05", "", "memory", "True", "46,156",
+            "100,000,000,000,000,000,000"]
 
 
 def test_density_sentences_at_the_edges_say_what_the_number_means() -> None:
