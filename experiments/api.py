@@ -17,6 +17,7 @@ functions, so both give the same numbers for the same inputs.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ __all__ = ["Result", "calibrate", "density", "disk", "load_scenario", "overhead"
            "sweep"]
 
 M = TypeVar("M", bound=StrictModel)
+
+ALL_CORES = os.cpu_count() or 1
+"""Processes by default, as the command line: results are the same on any number (keyed streams)."""
 
 
 @dataclass
@@ -126,7 +130,7 @@ def scenario(value: str | Path | Mapping[str, Any] | Scenario) -> Scenario:
 
 
 def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, replications: int | None = None,
-        seed: int | None = None, workers: int = 1, progress: bool = False) -> Result:
+        seed: int | None = None, workers: int = ALL_CORES, progress: bool = False) -> Result:
     """Run a scenario (default: the built-in stack comparison). Tables ``runs`` (one row per
     replication, guest, metric, layer and station) and ``summary`` (means with 95% intervals);
     ``meta["provenance"]`` says which engine ran, with versions and seeds."""
@@ -175,7 +179,7 @@ def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Seque
 
 
 def overhead(stacks: Sequence[str | Sequence[Any]] | None = None, workloads: Sequence[str] | None = None, *,
-             replications: int = 2, seed: int = 1, workers: int = 1, progress: bool = False) -> Result:
+             replications: int = 2, seed: int = 1, workers: int = ALL_CORES, progress: bool = False) -> Result:
     """Each workload on each stack (``"kvm"``, ``"docker/kvm"`` or a list of layers), as ratios
     to bare metal with the time each layer adds. Tables ``overhead`` (ratios), ``attribution``
     and ``summary``, as ``virtsim overhead`` writes them."""
@@ -227,7 +231,7 @@ def disk(spec: Any = None) -> Result:
                   lambda d: write_disk_outputs(d, s, table), engine=None)
 
 
-def calibrate(published: str | Path | None = None, *, seed: int = 1, workers: int = 1) -> Result:
+def calibrate(published: str | Path | None = None, *, seed: int = 1, workers: int = ALL_CORES) -> Result:
     """Reproduce the published measurements (default: the packaged ``published.csv``). Table
     ``calibration``: one row per published row, reproduced or with the reason it is not."""
     from virtsim.experiments.calibrate import calibrate as run_calibration
@@ -244,7 +248,7 @@ def calibrate(published: str | Path | None = None, *, seed: int = 1, workers: in
     return Result("calibrate", {"calibration": table}, {"published": rows, "seed": seed}, write)
 
 
-def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers: int = 1,
+def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers: int = ALL_CORES,
           scheduler: str | None = None, progress: bool = False, force: bool = False,
           announce: Callable[[str], object] | None = None) -> Result:
     """Run a scenario's ``[sweep]`` into ``out`` (a sweep writes each point as it finishes, so a

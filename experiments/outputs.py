@@ -154,13 +154,13 @@ class ResultFolder:
             held = (str(manifest["experiment"]), str(manifest["inputs_key"]))
         except (OSError, ValueError, KeyError, TypeError):
             raise ResultsError(f"--out {out} holds files that are not a virtsim result; choose an empty or new "
-                               "folder, or pass --force to replace its contents") from None
+                               "folder, or pass --force (force=True from Python) to replace its contents") from None
         if held[0] != self.experiment:
             raise ResultsError(f"--out {out} holds results of `virtsim {held[0]}`; choose another folder, or pass "
-                               "--force to replace them")
+                               "--force (force=True from Python) to replace them")
         if held[1] != self.inputs_key and self.resumable is None:
             raise ResultsError(f"--out {out} holds `virtsim {held[0]}` results of other inputs; choose another "
-                               "folder, or pass --force to replace them")
+                               "folder, or pass --force (force=True from Python) to replace them")
 
     @contextmanager
     def publishing(self, engine: Any = None) -> Iterator[Path]:

@@ -60,6 +60,16 @@ def _existing(folder: Path, names: list[str]) -> list[Path]:
     return [folder / n for n in names if (folder / n).exists()]
 
 
+def _engine_text(engine: object) -> str:
+    """The engine that ran, per stack in words: "des" for all, or "des (kvm), vector (bare-metal)"."""
+    if not isinstance(engine, dict):
+        return str(engine)
+    kinds = set(engine.values())
+    if len(kinds) == 1:
+        return f"{next(iter(kinds))} for every stack"
+    return ", ".join(f"{e} ({', '.join(k for k, v in engine.items() if v == e)})" for e in sorted(kinds))
+
+
 def _run_report(folder: Path) -> Report:
     summary = _read_csv(folder / "summary.csv")
     try:
@@ -92,7 +102,7 @@ def _run_report(folder: Path) -> Report:
         figures=_existing(folder, ["latency.png", "attribution_mean.png", "attribution_tail.png"]),
         assumptions=[f"{run['duration']} s simulated per replication, {run['warmup']} s warm-up discarded, "
                      f"{run['replications']} replications, seed {run['seed']}; ± is a 95% Student-t interval.",
-                     f"Engine: {prov.get('engine')}.", *_cores_note(scenario)],
+                     f"Engine: {_engine_text(prov.get('engine'))}.", *_cores_note(scenario)],
         **_stacks(pd.Series(stacks)),
     )
 

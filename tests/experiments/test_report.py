@@ -216,3 +216,11 @@ def test_density_sentences_at_the_edges_say_what_the_number_means() -> None:
         "ran out; raise max_guests for the answer.",
         "docker: not even one guest meets the SLO at p99 <= 1 us on this host (at one guest the busiest resource "
         "is CPU: the SLO itself may be out of reach)."]
+
+
+def test_the_engine_that_ran_reads_as_words() -> None:
+    from virtsim.experiments.report import _engine_text
+
+    assert _engine_text({"bare-metal": "des", "kvm": "des"}) == "des for every stack"
+    assert _engine_text({"bare-metal": "vector", "kvm": "des", "docker": "vector"}) == \
+        "des (kvm), vector (bare-metal, docker)"
