@@ -60,7 +60,7 @@ class Result:
     tables: dict[str, pd.DataFrame]
     inputs: Any
     writer: Callable[[Path], Mapping[str, Path]] = field(repr=False)
-    engine: Any = "des"
+    engine: Any = "kernel"  # the engine the experiment ran on (overhead, density, plan, calibrate: the kernel)
     meta: dict[str, Any] = field(default_factory=dict)
     out: Path | None = None
 

@@ -52,7 +52,7 @@ class Case:
     def scenario(self, seed: int) -> dict[str, Any]:
         duration, warmup = RUN[self.workload["kind"]]
         return {"name": self.row, "run": {"duration": duration, "warmup": warmup,
-                                          "replications": self.replications, "seed": seed, "engine": "des"},
+                                          "replications": self.replications, "seed": seed, "engine": "kernel"},
                 "host": HOSTS[self.host], "guests": [{"name": "g", "stack": self.stack, "workload": self.workload}]}
 
 
@@ -233,6 +233,9 @@ def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
     """The calibration table: one row per published row (reproduced or not, with the reason)."""
     rows = published_rows(published)
     if workers > 1:
+        from virtsim.sim.kernel import compile_kernel
+
+        compile_kernel()  # workers then load the compiled loop from the cache
         with ProcessPoolExecutor(workers) as pool:
             simulated = list(pool.map(_simulate, CASES, [seed] * len(CASES)))
     else:

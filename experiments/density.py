@@ -138,7 +138,7 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     scenario_data: dict[str, Any] = {
         "name": "density", "host": spec.host,
         "run": {"duration": spec.duration_s, "warmup": spec.duration_s / 10, "replications": 1, "seed": spec.seed,
-                "engine": "des", "pooled_latency": True},
+                "engine": "kernel", "pooled_latency": True},
         "guests": [{"name": "g", "count": guests, "stack": stack, "workload": copy.deepcopy(spec.workload)}],
     }
     scenario = parse_scenario(scenario_data, "density scenario")

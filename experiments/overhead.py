@@ -46,7 +46,7 @@ LOWER_IS_BETTER = {"round_trip_us"}
 def _scenario(name: str, stacks: list[list[Any]], replications: int, seed: int) -> dict[str, Any]:
     workload, _, duration, warmup = WORKLOADS[name]
     return {"name": name, "run": {"duration": duration, "warmup": warmup, "replications": replications,
-                                  "seed": seed, "engine": "des", "latency_cdf": True},
+                                  "seed": seed, "engine": "kernel", "latency_cdf": True},
             "host": HOST, "guests": [{"name": "g", "stack": ["bare-metal"], "workload": copy.deepcopy(workload)}],
             "compare": {"stacks": stacks}}
 

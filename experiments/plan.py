@@ -172,7 +172,7 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack_entries: list[Any], on_ho
     # once "api" is expanded to api-1, api-2.
     data = {"name": "plan-host", "host": ht.host.model_dump(mode="json", by_alias=True),
             "run": {"duration": duration, "warmup": duration / 10, "replications": 1, "seed": spec.seed,
-                    "engine": "des", "pooled_latency": True},
+                    "engine": "kernel", "pooled_latency": True},
             "guests": [{"name": f"s{i}", "count": c, "stack": stack_entries,
                         "workload": s.workload.model_dump(mode="json", by_alias=True)} for i, s, c in placed]}
     runs = run_scenario(parse_scenario(data, f"plan host of type {ht.name!r}"), progress=False).runs

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from virtsim.experiments.scenario import POOLED_GUEST, Scenario, pooled_name
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import simulate
+from virtsim.sim.kernel import compile_kernel, simulate_kernel
 from virtsim.sim.records import METRIC_UNITS, latency_metrics, request_metrics, window_latencies
 from virtsim.sim.stats import summarize
 from virtsim.sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
@@ -54,8 +55,10 @@ def run_variant(scenario: Scenario, label: str, stack: list | None,
         except SimultaneousArrivals:
             if scenario.run.engine != "auto":
                 raise
-            engine = "des"
-            result = simulate(stations, sources, control, replication)  # auto: the DES orders ties
+            engine = "kernel"
+            result = simulate_kernel(stations, sources, control, replication)  # auto: event order decides ties
+    elif engine == "kernel":
+        result = simulate_kernel(stations, sources, control, replication)
     else:
         result = simulate(stations, sources, control, replication)
     rows: list[dict[str, Any]] = []
@@ -90,9 +93,9 @@ def run_variant(scenario: Scenario, label: str, stack: list | None,
 
 
 def choose_engine(requested: str, stations: list, sources: list) -> str:
-    """The engine that runs: as requested, or for ``auto`` the vector engine where it can."""
+    """The engine that runs: as requested, or for ``auto`` the vector engine where it can, else the kernel."""
     if requested == "auto":
-        return "vector" if vector_rejects(stations, sources) is None else "des"
+        return "vector" if vector_rejects(stations, sources) is None else "kernel"
     return requested
 
 
@@ -116,6 +119,7 @@ def run_scenario(scenario: Scenario, progress: bool = True, workers: int = 1) ->
             results.append(_task(task))
             bar.update()
     else:
+        compile_kernel()  # workers then load the compiled loop from the cache, not compile it each
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for result in pool.map(_task, tasks):
                 results.append(result)

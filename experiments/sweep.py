@@ -262,6 +262,9 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
 
 
 def _executor(workers: int, scheduler: str | None) -> tuple[Executor, Any]:
+    from virtsim.sim.kernel import compile_kernel
+
+    compile_kernel()  # local workers then load the compiled loop from the cache
     if scheduler is None:
         pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent)
         return pool, pool.shutdown

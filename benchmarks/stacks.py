@@ -1,0 +1,95 @@
+"""The compiled kernel against the DES on real stacks, measured in one run (ratios, not seconds).
+
+Prints: per stack of compare-stacks, DES and kernel seconds and their ratio (the same requests
+either way: the script checks finish times agree); density evaluation time of the kernel at 8 to
+512 guests on a 64-core host with the fitted growth exponent; and the kernel's ns per event
+against a bare numba Lindley loop (the limit for an event loop on this machine).
+
+Run: ``python benchmarks/stacks.py`` (about two minutes on a quiet 2-core machine; the first run
+also compiles the kernel).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+
+from virtsim.experiments.density import DensitySpec, evaluate
+from virtsim.experiments.scenario import default_scenario, load_scenario
+from virtsim.sim.engine import simulate
+from virtsim.sim.kernel import KernelRun, compile_kernel, simulate_kernel
+
+
+@numba.njit(cache=True)
+def _lindley(arrivals: np.ndarray, service: np.ndarray) -> float:
+    free = 0.0
+    total = 0.0
+    for i in range(arrivals.shape[0]):
+        start = max(free, arrivals[i])
+        free = start + service[i]
+        total += free - arrivals[i]
+    return total
+
+
+def compare_stacks() -> None:
+    scenario = load_scenario(default_scenario().parent / "compare-stacks.toml")
+    control = scenario.run.control()
+    print("compare-stacks (one replication each):")
+    des_total = kernel_total = 0.0
+    for label, stack in scenario.variants():
+        stations, sources = scenario.system(stack).engine_inputs()
+        t0 = time.perf_counter()
+        des = simulate(stations, sources, control)
+        t1 = time.perf_counter()
+        kernel = simulate_kernel(stations, sources, control)
+        t2 = time.perf_counter()
+        for name, log in des.logs.items():
+            assert np.allclose(log.finish_s, kernel.logs[name].finish_s, rtol=0, atol=1e-9, equal_nan=True)
+        des_total += t1 - t0
+        kernel_total += t2 - t1
+        print(f"  {label:16s} DES {t1 - t0:6.2f} s  kernel {t2 - t1:6.3f} s  ratio {(t1 - t0) / (t2 - t1):5.1f}x")
+    print(f"  all stacks: ratio {des_total / kernel_total:.1f}x")
+
+
+def events_per_second() -> None:
+    scenario = load_scenario(default_scenario())
+    stations, sources = scenario.system(scenario.variants()[1][1]).engine_inputs()
+    run = KernelRun(stations, sources, scenario.run.control())
+    t0 = time.perf_counter()
+    run.step(scenario.run.duration_s)
+    elapsed = time.perf_counter() - t0
+    events = int(run.state.ctr[1])  # events scheduled
+    n = 2_000_000
+    rng = np.random.default_rng(1)
+    arrivals, service = np.cumsum(rng.exponential(1.0, n)), rng.exponential(0.8, n)
+    _lindley(arrivals[:10], service[:10])
+    t1 = time.perf_counter()
+    _lindley(arrivals, service)
+    lindley = (time.perf_counter() - t1) / n
+    print(f"kernel: {elapsed / events * 1e9:.0f} ns per event (kvm stack, {events:,} events); "
+          f"bare numba Lindley loop: {lindley * 1e9:.1f} ns per request")
+
+
+def density_growth() -> None:
+    spec = DensitySpec.model_validate({"host": {"cpu": "xeon-8175m-2s", "memory": "ddr4-2s-skylake",
+                                                "storage": "nvme-ssd"}})
+    print(f"density evaluation on the kernel ({spec.host}, docker, the default workload):")
+    counts, times = [], []
+    for guests in (8, 32, 128, 512):
+        t0 = time.perf_counter()
+        evaluate(spec, ["docker"], guests)
+        elapsed = time.perf_counter() - t0
+        counts.append(guests)
+        times.append(elapsed)
+        print(f"  {guests:5d} guests: {elapsed:6.2f} s")
+    slope = np.polyfit(np.log(counts), np.log(times), 1)[0]
+    print(f"  growth exponent (time ~ guests^k): k = {slope:.2f}")
+
+
+if __name__ == "__main__":
+    compile_kernel()
+    compare_stacks()
+    events_per_second()
+    density_growth()

@@ -1,0 +1,422 @@
+"""The compiled engine: the DES's model run by a numba event loop (:mod:`virtsim.sim.kernel_loop`).
+
+:func:`simulate_kernel` takes what :func:`virtsim.sim.engine.simulate` takes and returns the same
+:class:`~virtsim.sim.engine.RunResult`, with the same requests at the same times: it draws the
+same keyed random streams in the same order, and its loop replays the DES's events one for one.
+:class:`KernelRun` runs it step by step (``step(until_s)``), for control loops.
+
+How the model is laid out for the loop:
+
+- **stations** by index, in the order given; a shared station's groups are **nodes** (one per
+  group path, its root the path ``()``), with parent links, so a group's jobs, caps and quota
+  live in per-node arrays;
+- **streams**: one per open, batch or trace source, one per client of a closed source; each has
+  its route resolved to (action, station, node, idle condition) per slot, because a closed
+  client's slots may name its own thread group (:attr:`Slot.per_client`);
+- **samples**: each stream's work rows and gaps (arrival gaps, think times) are drawn in chunks
+  into two pools; the loop asks for another chunk when a stream runs out, and the chunk is drawn
+  from the stream's own sampler, so the numbers are those the DES draws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from virtsim.sim import kernel_loop as kl
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import RunResult
+from virtsim.sim.records import RequestLog
+from virtsim.sim.rng import stream, stream_seed
+from virtsim.sim.routes import (
+    BatchArrivals,
+    ClosedArrivals,
+    OpenArrivals,
+    Slot,
+    Source,
+    StationSpec,
+    TraceArrivals,
+    WorkSampler,
+)
+from virtsim.sim.stations import GroupPath
+
+__all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
+
+_KINDS = {"fifo": kl.FIFO, "delay": kl.DELAY, "shared": kl.SHARED, "lock": kl.LOCK}
+_ACTIONS = {"": kl.SUBMIT, "acquire": kl.ACQUIRE, "release": kl.RELEASE}
+_FIRST_CHUNK_CLOSED = 64  # a closed client's first chunk of samples; each next one doubles
+
+
+@dataclass
+class _Stream:
+    """Where one stream's samples come from, and the size of its next chunk."""
+
+    source: int
+    client: int
+    sampler: WorkSampler
+    gaps: np.random.Generator | None  # arrival gaps or think times
+    gap_mean_s: float
+    width: int
+    chunk: int
+    gap_chunk: int = 0
+
+
+@dataclass
+class _Nodes:
+    """The groups of every shared station, as the loop's node arrays are built from them."""
+
+    ids: dict[tuple[int, GroupPath], int] = field(default_factory=dict)
+    station: list[int] = field(default_factory=list)
+    path: list[GroupPath] = field(default_factory=list)
+
+    def add(self, st: int, path: GroupPath) -> int:
+        """The node of ``path`` on station ``st`` (made, with its ancestors, if new)."""
+        key = (st, path)
+        if key not in self.ids:
+            if path:
+                self.add(st, path[:-1])
+            self.ids[key] = len(self.path)
+            self.station.append(st)
+            self.path.append(path)
+        return self.ids[key]
+
+
+class KernelRun:
+    """One replication on the compiled engine, advanced with :meth:`step`.
+
+    ``KernelRun(stations, sources, control, replication).step(control.duration_s)`` followed by
+    :meth:`result` is :func:`simulate_kernel`.
+    """
+
+    def __init__(self, stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
+                 replication: int = 0) -> None:
+        _check(stations, sources)
+        self.stations = list(stations)
+        self.sources = list(sources)
+        self.control = control
+        self.replication = replication
+        self._index = {s.name: i for i, s in enumerate(self.stations)}
+        self._nodes = _Nodes()
+        for i, spec in enumerate(self.stations):
+            if spec.kind == "shared":
+                self._nodes.add(i, ())
+                for path in (*spec.groups, *spec.background):
+                    self._nodes.add(i, path)
+        self._streams: list[_Stream] = []
+        self._steps: list[list[tuple[int, int, int, int, int, float]]] = []
+        for i, source in enumerate(self.sources):
+            self._add_streams(i, source)
+        self.model = self._model()
+        self.state = self._state()
+        for j in range(len(self._streams)):
+            self._fill_work(j)
+            self._fill_gaps(j)
+        kl.start(self.model, self.state)
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _add_streams(self, i: int, source: Source) -> None:
+        seed, rep, width = self.control.seed, self.replication, len(source.route)
+        arrivals = source.arrivals
+        if isinstance(arrivals, ClosedArrivals):
+            for c in range(arrivals.clients):
+                self._steps.append(self._resolve(source, c))
+                think = stream(seed, rep, source.name, "think", c) if arrivals.think_s > 0 else None
+                self._streams.append(_Stream(i, c, source.make_sampler(stream_seed(seed, rep, source.name, "work", c)),
+                                             think, arrivals.think_s, width, _FIRST_CHUNK_CLOSED,
+                                             _FIRST_CHUNK_CLOSED))
+            return
+        self._steps.append(self._resolve(source, 0))
+        sampler = source.make_sampler(stream_seed(seed, rep, source.name, "work"))
+        if isinstance(arrivals, OpenArrivals):
+            mean = arrivals.rate_per_s * self.control.duration_s
+            chunk = int(mean + 6 * math.sqrt(mean)) + 64  # all of them, almost always
+            self._streams.append(_Stream(i, 0, sampler, stream(seed, rep, source.name, "arrivals"),
+                                         1.0 / arrivals.rate_per_s, width, chunk, chunk + 1))
+        elif isinstance(arrivals, BatchArrivals):
+            self._streams.append(_Stream(i, 0, sampler, None, 0.0, width, arrivals.count))
+        else:
+            count = len(self._trace_times(arrivals))
+            self._streams.append(_Stream(i, 0, sampler, None, 0.0, width, max(count, 1)))
+
+    def _trace_times(self, arrivals: TraceArrivals) -> list[float]:
+        return [t for t in arrivals.times_s if t < self.control.duration_s]
+
+    def _resolve(self, source: Source, client: int) -> list[tuple[int, int, int, int, int, float]]:
+        """Each slot as (action, station, node, condition station, condition node, min idle)."""
+        out = []
+        for slot in source.route:
+            st = self._index[slot.station]
+            group = (*slot.group, str(client // slot.per_client)) if slot.per_client else slot.group
+            node = self._nodes.add(st, group) if self.stations[st].kind == "shared" else -1
+            cst, cnode, cmin = -1, -1, 0.0
+            if slot.when_idle is not None:
+                c = slot.when_idle
+                cst = self._index[c.station]
+                target = (*c.group, str(client // c.per_client)) if c.per_client else c.group
+                cnode = self._nodes.add(cst, target) if self.stations[cst].kind == "shared" else -1
+                cmin = c.min_idle_s
+            out.append((_ACTIONS[slot.action], st, node, cst, cnode, cmin))
+        return out
+
+    def _model(self) -> kl.Model:
+        st_specs, nodes = self.stations, self._nodes
+        n_st, n_nd = len(st_specs), len(nodes.path)
+        si = np.zeros((n_st, 9), np.int64)
+        sf = np.zeros((n_st, 2))
+        si[:, kl.S_ROOT] = -1
+        per_station = np.bincount(np.asarray(nodes.station, np.int64), minlength=n_st)
+        si[1:, kl.S_ACT_LO] = np.cumsum(per_station)[:-1]
+        for node, (st, path) in enumerate(zip(nodes.station, nodes.path, strict=True)):
+            if not path:
+                si[st, kl.S_ROOT] = node
+        max_core = max([max(g.cores) + 1 for s in st_specs for g in s.groups.values() if g.cores] or [1])
+        gi = np.zeros((n_nd, 5), np.int64)
+        gf = np.zeros((n_nd, 5))
+        gf[:, kl.G_WEIGHT] = 100.0
+        gf[:, kl.G_SERVERS] = np.inf
+        gf[:, kl.G_CAPCOUNT] = np.inf
+        gf[:, kl.G_QUOTA] = np.inf
+        gf[:, kl.G_PERIOD] = 0.1
+        cores = np.zeros((n_nd, max_core), np.bool_)
+        for node, (st, path) in enumerate(zip(nodes.station, nodes.path, strict=True)):
+            gi[node, kl.G_DEPTH] = len(path)
+            gi[node, kl.G_PARENT] = nodes.ids[(st, path[:-1])] if path else -1
+            if not path:
+                gf[node, kl.G_CAPCOUNT] = st_specs[st].servers
+                continue
+            g = st_specs[st].groups.get(path)
+            if g is None:
+                continue
+            gi[node, kl.G_SPEC] = 1
+            gf[node, kl.G_WEIGHT], gf[node, kl.G_SERVERS] = g.weight, g.servers
+            if math.isfinite(g.servers):
+                gf[node, kl.G_CAPCOUNT] = g.servers
+            gi[node, kl.G_THREADS] = g.threads or 0
+            if g.quota_s is not None:
+                gf[node, kl.G_QUOTA], gf[node, kl.G_PERIOD] = g.quota_s, g.period_s
+            if len(path) == 1 and g.cores is not None:
+                gi[node, kl.G_PINNED] = 1
+                cores[node, list(g.cores)] = True
+        q_nodes: list[int] = []
+        bg: list[tuple[int, int]] = []
+        for st, spec in enumerate(st_specs):
+            si[st, kl.S_KIND] = _KINDS[spec.kind]
+            si[st, kl.S_TPS] = spec.threads_per_server
+            sf[st] = spec.servers, spec.smt_yield
+            si[st, kl.S_QLO], si[st, kl.S_BG_LO] = len(q_nodes), len(bg)
+            if spec.kind == "shared":
+                q_nodes += [nodes.ids[(st, p)] for p, g in spec.groups.items() if g.quota_s is not None]
+                bg += [(nodes.ids[(st, p)], count) for p, count in spec.background.items()]
+                si[st, kl.S_PINNED] = any(len(p) == 1 and g.cores is not None for p, g in spec.groups.items())
+            si[st, kl.S_QHI], si[st, kl.S_BG_HI] = len(q_nodes), len(bg)
+        n_sm = len(self._streams)
+        width = max([len(s.route) for s in self.sources] or [1])
+        steps = np.zeros((n_sm, width, 5), np.int64)
+        cond_min = np.zeros((n_sm, width))
+        for j, resolved in enumerate(self._steps):
+            for k, (what, st, node, cst, cnode, cmin) in enumerate(resolved):
+                steps[j, k] = what, st, node, cst, cnode
+                cond_min[j, k] = cmin
+        kinds = {OpenArrivals: kl.OPEN, ClosedArrivals: kl.CLOSED, BatchArrivals: kl.BATCH, TraceArrivals: kl.TRACE}
+        ki = np.zeros((n_sm, 5), np.int64)
+        kf = np.zeros((n_sm, 2))
+        trace: list[float] = []
+        for j, s in enumerate(self._streams):
+            arrivals = self.sources[s.source].arrivals
+            ki[j, kl.K_KIND], ki[j, kl.K_SOURCE], ki[j, kl.K_LEN] = kinds[type(arrivals)], s.source, s.width
+            if isinstance(arrivals, BatchArrivals):
+                ki[j, kl.K_COUNT], kf[j, kl.K_AT] = arrivals.count, arrivals.at_s
+            elif isinstance(arrivals, TraceArrivals):
+                times = self._trace_times(arrivals)
+                ki[j, kl.K_TRACE_LO], ki[j, kl.K_COUNT] = len(trace), len(times)
+                trace += times
+            elif isinstance(arrivals, ClosedArrivals):
+                kf[j, kl.K_THINK] = arrivals.think_s
+        return kl.Model(
+            end_s=float(self.control.duration_s), si=si, sf=sf, gi=gi, gf=gf, cores=cores,
+            q_nodes=np.array(q_nodes, np.int64), bg=np.array(bg, np.int64).reshape(-1, 2), ki=ki, kf=kf,
+            steps=steps, cond_min=cond_min, trace_t=np.array(trace, float),
+        )
+
+    def _state(self) -> kl.State:
+        n_st, n_nd, n_sm = len(self.stations), len(self._nodes.path), len(self._streams)
+        width = self.model.steps.shape[1]
+        events = 2 * n_sm + 4 * n_st + 1024
+        requests = 1024
+        rows = sum(s.chunk for s in self._streams) + 16
+        gaps = sum(s.gap_chunk for s in self._streams) + 16
+        st_i = np.zeros((n_st, 8), np.int64)
+        st_i[:, [kl.ST_Q_HEAD, kl.ST_Q_TAIL]] = -1
+        st_f = np.zeros((n_st, 3))
+        st_f[:, kl.ST_IDLE_SINCE] = -np.inf
+        nd_i = np.zeros((n_nd, 13), np.int64)
+        nd_i[:, [kl.ND_ROOT_JOB, kl.ND_WAIT_HEAD, kl.ND_WAIT_TAIL, kl.ND_FIRST, kl.ND_LAST, kl.ND_NEXT]] = -1
+        nd_f = np.zeros((n_nd, 8))
+        nd_f[:, kl.ND_IDLE] = -np.inf
+        rq_f = np.zeros((requests, 4))
+        rq_f[:, [kl.RQ_ARRIVAL, kl.RQ_FINISH]] = np.nan
+        return kl.State(
+            ctr=np.zeros(8, np.int64), clock=np.zeros(1), ev_t=np.zeros(events), ev_i=np.zeros((events, 4), np.int64),
+            st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
+            scratch_i=np.zeros(3 * n_nd + 3, np.int64), scratch_f=np.zeros(3 * n_nd + 3),
+            sm_i=np.zeros((n_sm, 5), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
+            rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
+            pairs=np.zeros(requests, np.int64),
+        )
+
+    # -- growing between calls -------------------------------------------------------------
+
+    def _fill_work(self, j: int) -> None:
+        """Draw the next chunk of stream ``j``'s work rows into the pool."""
+        s, st = self._streams[j], self.state
+        n = s.chunk
+        used = int(st.ctr[kl.C_ROWS_USED])
+        if used + n > st.work.shape[0]:
+            grown = np.zeros((max(2 * st.work.shape[0], used + n), st.work.shape[1]))
+            grown[:used] = st.work[:used]
+            self.state = st = st._replace(work=grown)
+        st.work[used:used + n, :s.width] = s.sampler(n)
+        st.sm_i[j, kl.SM_ROW], st.sm_i[j, kl.SM_ROW_END] = used, used + n
+        st.ctr[kl.C_ROWS_USED] = used + n
+        if self.model.ki[j, kl.K_KIND] == kl.CLOSED:
+            s.chunk *= 2
+
+    def _fill_gaps(self, j: int) -> None:
+        s, st = self._streams[j], self.state
+        if s.gaps is None:
+            return
+        n = s.gap_chunk
+        used = int(st.ctr[kl.C_GAPS_USED])
+        if used + n > st.gaps.shape[0]:
+            grown = np.zeros(max(2 * st.gaps.shape[0], used + n))
+            grown[:used] = st.gaps[:used]
+            self.state = st = st._replace(gaps=grown)
+        st.gaps[used:used + n] = s.gaps.exponential(s.gap_mean_s, n)
+        st.sm_i[j, kl.SM_GAP], st.sm_i[j, kl.SM_GAP_END] = used, used + n
+        st.ctr[kl.C_GAPS_USED] = used + n
+        if self.model.ki[j, kl.K_KIND] == kl.CLOSED:
+            s.gap_chunk *= 2
+
+    def _grow(self, names: tuple[str, ...]) -> None:
+        """Double the first dimension of the named state arrays (new rows as a fresh state's)."""
+        grown = {}
+        for name in names:
+            a = getattr(self.state, name)
+            fill = -1 if name in ("rq_i",) else 0
+            b = np.full((2 * a.shape[0], *a.shape[1:]), fill, a.dtype)
+            if name == "rq_f":
+                b[:, [kl.RQ_ARRIVAL, kl.RQ_FINISH]] = np.nan
+            b[:a.shape[0]] = a
+            grown[name] = b
+        self.state = self.state._replace(**grown)
+
+    # -- running -------------------------------------------------------------------------------
+
+    @property
+    def now_s(self) -> float:
+        """Simulated time reached, in seconds."""
+        return float(self.state.clock[0])
+
+    def step(self, until_s: float) -> None:
+        """Run every event before ``until_s`` (s, at most the run's duration)."""
+        until_s = min(float(until_s), self.control.duration_s)
+        while True:
+            need = kl.run_until(self.model, self.state, until_s)
+            if need == kl.DONE:
+                return
+            if need == kl.NEED_HEAP:
+                self._grow(("ev_t", "ev_i"))
+            elif need == kl.NEED_REQUESTS:
+                self._grow(("rq_i", "rq_f", "rq_stage", "pairs"))
+            elif need == kl.NEED_WORK:
+                self._fill_work(int(self.state.ctr[kl.C_NEED_STREAM]))
+            else:
+                self._fill_gaps(int(self.state.ctr[kl.C_NEED_STREAM]))
+
+    def result(self) -> RunResult:
+        """Logs and utilization as :func:`virtsim.sim.engine.simulate` gives them (after the last step)."""
+        st, m = self.state, self.model
+        kl.settle(m, st)
+        n = int(st.ctr[kl.C_REQ_N])
+        source_of = m.ki[st.rq_i[:n, kl.RQ_STREAM], kl.K_SOURCE]
+        order = np.argsort(source_of, kind="stable")
+        bounds = np.searchsorted(source_of[order], np.arange(len(self.sources) + 1))
+        logs = {}
+        for i, source in enumerate(self.sources):
+            rows = order[bounds[i]:bounds[i + 1]]
+            k = len(source.route)
+            logs[source.name] = RequestLog(source.places, source.layers, st.rq_f[rows, kl.RQ_ARRIVAL],
+                                           st.rq_f[rows, kl.RQ_FINISH], st.rq_stage[rows, :k], len(rows),
+                                           source.shares)
+        duration = self.control.duration_s
+        utilization: dict[str, float] = {}
+        for i, spec in enumerate(self.stations):
+            servers = spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1)) \
+                if spec.kind == "shared" else spec.servers
+            if spec.kind != "delay":
+                utilization[spec.name] = float(st.st_f[i, kl.ST_WORK]) / (servers * duration)
+        for i, spec in enumerate(self.stations):
+            if spec.kind != "shared":
+                continue
+            station_servers = spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))
+            for path, g in spec.groups.items():
+                if not g.label:
+                    continue
+                under = [node for node, (s2, p) in enumerate(zip(self._nodes.station, self._nodes.path, strict=True))
+                         if s2 == i and p[:len(path)] == path]
+                servers = g.servers if math.isfinite(g.servers) else station_servers
+                utilization[g.label] = float(st.nd_f[under, kl.ND_WORK].sum()) / (servers * duration)
+        return RunResult(logs, utilization, self.replication)
+
+
+def _check(stations: Sequence[StationSpec], sources: Sequence[Source]) -> None:
+    """The DES's checks, with its messages."""
+    names = [s.name for s in stations]
+    if len(set(names)) != len(names):
+        raise ValueError(f"station names must be unique, got {names}")
+    source_names = [s.name for s in sources]
+    if len(set(source_names)) != len(source_names):
+        raise ValueError(f"source names must be unique, got {source_names}")
+    kinds = {s.name: s.kind for s in stations}
+    for source in sources:
+        used = {*source.stations, *(s.when_idle.station for s in source.route if s.when_idle is not None)}
+        missing = sorted(used - set(kinds))
+        if missing:
+            raise ValueError(f"source {source.name!r} routes through unknown stations {missing}")
+        for slot in source.route:
+            if slot.action and kinds[slot.station] != "lock":
+                raise ValueError(f"source {source.name!r}: {slot.action} at {slot.station!r}, which is not a lock")
+
+
+def simulate_kernel(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
+                    replication: int = 0) -> RunResult:
+    """Run one replication on the compiled engine: :func:`virtsim.sim.engine.simulate`, faster."""
+    run = KernelRun(stations, sources, control, replication)
+    run.step(control.duration_s)
+    return run.result()
+
+
+_compiled = False
+
+
+def compile_kernel() -> None:
+    """Compile the event loop now (or load it from numba's on-disk cache), once per process.
+
+    The first compile takes about half a minute; it is cached beside the source, so later
+    processes load it in well under a second. Experiments call this before they start worker
+    processes, so workers load the cache instead of each compiling it at once.
+    """
+    global _compiled
+    if _compiled:
+        return
+    from virtsim.sim.stations import GroupSpec
+
+    cpu = StationSpec("cpu", "shared", 1.0, {("g",): GroupSpec(threads=1)})
+    source = Source("s", (Slot("cpu", "l", ("g",)),), ClosedArrivals(1),
+                    lambda seed: lambda n: np.full((n, 1), 1e-3))
+    simulate_kernel([cpu], [source], RunControl(duration_s=0.01))
+    _compiled = True

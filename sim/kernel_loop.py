@@ -1,0 +1,921 @@
+"""The compiled event loop: the DES engine's model, step for step, in numba.
+
+Everything here works on flat arrays built by :mod:`virtsim.sim.kernel`; each table is a 2-D
+array whose columns are named by the constants below (``RQ_*`` for requests, ``ND_*`` for the
+groups of shared stations, and so on), so a helper takes the few tables it touches. The loop
+replays what :mod:`virtsim.sim.engine` does with SimPy, event for event, so the two engines give
+the same answers, not merely close ones:
+
+- one event queue ordered by (time, priority, scheduling order), as SimPy orders events; a new
+  process starts at *urgent* priority, everything else is *normal*;
+- a request that finishes at a station resumes one event later (SimPy's ``succeed``), except
+  after a delay, whose timeout is itself the event the request waits for;
+- the processor-sharing station is the same fluid model (weighted groups, caps, quotas, core
+  affinity, SMT, FIFO thread groups, background jobs), with a versioned wake-up timer;
+- leaves (groups holding jobs) are kept in the order they were created, as the DES's dict is,
+  since that order decides which of several jobs finishing at one instant goes first.
+
+The loop stops before an event it could not finish without more room (event queue, requests,
+samples) and says what it needs; the caller grows the arrays and calls again. Nothing is lost:
+the stop happens before the event is taken off the queue.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+# station kinds, stream kinds, step actions
+FIFO, DELAY, SHARED, LOCK = 0, 1, 2, 3
+OPEN, CLOSED, BATCH, TRACE = 0, 1, 2, 3
+SUBMIT, ACQUIRE, RELEASE = 0, 1, 2
+# why the loop returned
+DONE, NEED_HEAP, NEED_REQUESTS, NEED_WORK, NEED_GAPS = 0, 1, 2, 3, 4
+# counters (State.ctr)
+C_HEAP_N, C_SEQ, C_REQ_N, C_INFLIGHT, C_NEED_STREAM, C_GAPS_USED, C_ROWS_USED, C_PENDING = 0, 1, 2, 3, 4, 5, 6, 7
+# event table (ev_i): key (priority, then scheduling order), kind, two arguments
+EV_KEY, EV_KIND, EV_A, EV_B = 0, 1, 2, 3
+# requests: rq_i and rq_f
+RQ_STREAM, RQ_ROW, RQ_STEP, RQ_NEXT, RQ_SEQ, RQ_CHILD, RQ_SIB = 0, 1, 2, 3, 4, 5, 6
+RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
+# groups of shared stations (nodes), changing: nd_i and nd_f
+(ND_JOBS, ND_RUNNING, ND_ROOT_JOB, ND_HEAP_N, ND_WAIT_HEAD, ND_WAIT_TAIL, ND_BG, ND_LEAF, ND_THROTTLED,
+ ND_MARK, ND_FIRST, ND_LAST, ND_NEXT) = range(13)
+ND_IDLE, ND_VTIME, ND_RATE, ND_WORK, ND_USED, ND_PERIOD_END, ND_GRATE, ND_CAP = range(8)
+# nodes, fixed: gi and gf
+G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED = range(5)
+G_WEIGHT, G_SERVERS, G_CAPCOUNT, G_QUOTA, G_PERIOD = range(5)
+# stations, changing: st_i and st_f
+ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_VERSION, ST_OVER, ST_SEQ, ST_ACT_N = range(8)
+ST_WORK, ST_IDLE_SINCE, ST_SINCE = range(3)
+# stations, fixed: si and sf
+S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI = range(9)
+S_SERVERS, S_SMT = range(2)
+# streams: sm_i changing, ki and kf fixed
+SM_J, SM_ROW, SM_ROW_END, SM_GAP, SM_GAP_END = range(5)
+K_KIND, K_SOURCE, K_LEN, K_COUNT, K_TRACE_LO = range(5)
+K_AT, K_THINK = range(2)
+# route steps per stream and slot
+P_WHAT, P_STATION, P_NODE, P_COND_STATION, P_COND_NODE = range(5)
+
+_E_INIT, _E_ARRIVE, _E_SERVE, _E_RESUME, _E_FIFO, _E_WAKE = 0, 1, 2, 3, 4, 5
+_URGENT, _NORMAL = 0, 1
+_PRIO_SHIFT = 56
+_TOL = 1e-12  # as stations._TOL
+_DEFAULT_WEIGHT = 100.0
+_INF = np.inf
+
+
+class Model(NamedTuple):
+    """What does not change during a run."""
+
+    end_s: float
+    si: np.ndarray  # stations (S_*)
+    sf: np.ndarray
+    gi: np.ndarray  # nodes (G_*)
+    gf: np.ndarray
+    cores: np.ndarray  # (nodes, cores) bool: a pinned group's core set
+    q_nodes: np.ndarray  # groups with a quota, per station from si[S_QLO] to si[S_QHI]
+    bg: np.ndarray  # (n, 2): background jobs' node and count, per station from S_BG_LO to S_BG_HI
+    ki: np.ndarray  # streams (K_*)
+    kf: np.ndarray
+    steps: np.ndarray  # (streams, slots, 5): P_*
+    cond_min: np.ndarray  # (streams, slots): an idle condition's minimum idle time, s
+    trace_t: np.ndarray  # trace times, per stream from ki[K_TRACE_LO]
+
+
+class State(NamedTuple):
+    """What a run changes; the caller grows arrays between calls of :func:`run_until`."""
+
+    ctr: np.ndarray  # C_*
+    clock: np.ndarray  # [now]
+    ev_t: np.ndarray
+    ev_i: np.ndarray
+    st_i: np.ndarray
+    st_f: np.ndarray
+    act: np.ndarray  # per shared station, from si[S_ACT_LO]: its leaves in creation order
+    nd_i: np.ndarray
+    nd_f: np.ndarray
+    scratch_i: np.ndarray  # >= 3 nodes + 3
+    scratch_f: np.ndarray  # >= 3 nodes + 3
+    sm_i: np.ndarray
+    work: np.ndarray  # (rows, slots): sampled work, s
+    gaps: np.ndarray  # arrival gaps or think times, s
+    rq_i: np.ndarray
+    rq_f: np.ndarray
+    rq_stage: np.ndarray  # (requests, slots): time spent at each slot, s
+    pairs: np.ndarray  # the pairing heap's scratch, one per request
+
+
+# error_model="numpy": no division check on the hot path (every divisor here is nonzero by
+# construction); cache=True: compiled once, then loaded from __pycache__
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+# hot paths, inlined: no call, and no tuples of arrays to pass
+_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+# -- the event queue: a binary heap over (time, key) ------------------------------------------
+
+
+@_jit
+def _ev_less(ev_t: np.ndarray, ev_i: np.ndarray, i: int, j: int) -> bool:
+    return ev_t[i] < ev_t[j] or (ev_t[i] == ev_t[j] and ev_i[i, EV_KEY] < ev_i[j, EV_KEY])
+
+
+@_jit
+def _ev_swap(ev_t: np.ndarray, ev_i: np.ndarray, i: int, j: int) -> None:
+    ev_t[i], ev_t[j] = ev_t[j], ev_t[i]
+    for c in range(4):
+        ev_i[i, c], ev_i[j, c] = ev_i[j, c], ev_i[i, c]
+
+
+@_jit
+def _schedule(ctr: np.ndarray, ev_t: np.ndarray, ev_i: np.ndarray, t: float, prio: int, kind: int, a: int,
+              b: int) -> None:
+    n = ctr[C_HEAP_N]
+    ev_t[n] = t
+    ev_i[n, EV_KEY] = (prio << _PRIO_SHIFT) | ctr[C_SEQ]
+    ev_i[n, EV_KIND] = kind
+    ev_i[n, EV_A] = a
+    ev_i[n, EV_B] = b
+    ctr[C_SEQ] += 1
+    ctr[C_HEAP_N] = n + 1
+    while n > 0:
+        p = (n - 1) >> 1
+        if not _ev_less(ev_t, ev_i, n, p):
+            break
+        _ev_swap(ev_t, ev_i, n, p)
+        n = p
+
+
+@_jit
+def _pop_event(ctr: np.ndarray, ev_t: np.ndarray, ev_i: np.ndarray) -> None:
+    n = ctr[C_HEAP_N] - 1
+    ctr[C_HEAP_N] = n
+    if n == 0:
+        return
+    _ev_swap(ev_t, ev_i, 0, n)
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= n:
+            break
+        m = left
+        if left + 1 < n and _ev_less(ev_t, ev_i, left + 1, left):
+            m = left + 1
+        if not _ev_less(ev_t, ev_i, m, i):
+            break
+        _ev_swap(ev_t, ev_i, m, i)
+        i = m
+
+
+# -- a group's running jobs: a pairing heap keyed by (finish tag, submit order) ---------------
+
+
+@_jit
+def _meld(rq_i: np.ndarray, rq_f: np.ndarray, a: int, b: int) -> int:
+    if a < 0:
+        return b
+    if b < 0:
+        return a
+    if rq_f[b, RQ_TAG] < rq_f[a, RQ_TAG] or (rq_f[b, RQ_TAG] == rq_f[a, RQ_TAG] and rq_i[b, RQ_SEQ] < rq_i[a, RQ_SEQ]):
+        a, b = b, a
+    rq_i[b, RQ_SIB] = rq_i[a, RQ_CHILD]
+    rq_i[a, RQ_CHILD] = b
+    return a
+
+
+@_jit
+def _job_push(rq_i: np.ndarray, rq_f: np.ndarray, nd_i: np.ndarray, node: int, r: int) -> None:
+    rq_i[r, RQ_CHILD] = -1
+    rq_i[r, RQ_SIB] = -1
+    nd_i[node, ND_ROOT_JOB] = _meld(rq_i, rq_f, nd_i[node, ND_ROOT_JOB], r)
+    nd_i[node, ND_HEAP_N] += 1
+
+
+@_jit
+def _job_pop(rq_i: np.ndarray, rq_f: np.ndarray, nd_i: np.ndarray, pairs: np.ndarray, node: int) -> int:
+    top = nd_i[node, ND_ROOT_JOB]
+    m = 0  # first pass: meld the children in pairs, left to right
+    c = rq_i[top, RQ_CHILD]
+    while c >= 0:
+        d = rq_i[c, RQ_SIB]
+        rq_i[c, RQ_SIB] = -1
+        if d < 0:
+            pairs[m] = c
+            m += 1
+            break
+        nxt = rq_i[d, RQ_SIB]
+        rq_i[d, RQ_SIB] = -1
+        pairs[m] = _meld(rq_i, rq_f, c, d)
+        m += 1
+        c = nxt
+    root = -1  # second pass: right to left
+    for i in range(m - 1, -1, -1):
+        root = _meld(rq_i, rq_f, pairs[i], root)
+    nd_i[node, ND_ROOT_JOB] = root
+    nd_i[node, ND_HEAP_N] -= 1
+    return top
+
+
+# -- idleness and FIFO queues -------------------------------------------------------------
+
+
+@_jit
+def _note_busy(st_i: np.ndarray, st_f: np.ndarray, st: int, delta: int, now: float) -> None:
+    st_i[st, ST_BUSY_NOW] += delta
+    if st_i[st, ST_BUSY_NOW] == 0:
+        st_f[st, ST_IDLE_SINCE] = now
+
+
+@_jit
+def _idle_for(si: np.ndarray, st_i: np.ndarray, st_f: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, st: int,
+              node: int, now: float) -> float:
+    kind = si[st, S_KIND]
+    if kind == DELAY:
+        return _INF
+    if kind == SHARED:
+        return -_INF if nd_i[node, ND_JOBS] else now - nd_f[node, ND_IDLE]
+    return -_INF if st_i[st, ST_BUSY_NOW] else now - st_f[st, ST_IDLE_SINCE]
+
+
+@_jit
+def _enqueue(st_i: np.ndarray, rq_i: np.ndarray, st: int, r: int) -> None:
+    rq_i[r, RQ_NEXT] = -1
+    if st_i[st, ST_Q_TAIL] < 0:
+        st_i[st, ST_Q_HEAD] = r
+    else:
+        rq_i[st_i[st, ST_Q_TAIL], RQ_NEXT] = r
+    st_i[st, ST_Q_TAIL] = r
+
+
+@_jit
+def _dequeue(st_i: np.ndarray, rq_i: np.ndarray, st: int) -> int:
+    r = st_i[st, ST_Q_HEAD]
+    st_i[st, ST_Q_HEAD] = rq_i[r, RQ_NEXT]
+    if st_i[st, ST_Q_HEAD] < 0:
+        st_i[st, ST_Q_TAIL] = -1
+    return r
+
+
+@_jit
+def _lock_account(st_i: np.ndarray, st_f: np.ndarray, st: int, now: float) -> None:
+    st_f[st, ST_WORK] += st_i[st, ST_BUSY] * (now - st_f[st, ST_SINCE])
+    st_f[st, ST_SINCE] = now
+
+
+# -- the processor-sharing station ------------------------------------------------------------
+
+
+@_jit
+def _count(gi: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, node: int, delta: int, now: float) -> None:
+    n = node
+    while n >= 0:
+        nd_i[n, ND_JOBS] += delta
+        if nd_i[n, ND_JOBS] == 0:
+            nd_f[n, ND_IDLE] = now
+        n = gi[n, G_PARENT]
+
+
+@_jit
+def _run(gi: np.ndarray, gf: np.ndarray, nd_i: np.ndarray, st_i: np.ndarray, st: int, node: int, delta: int) -> None:
+    n = node
+    while n >= 0:
+        before = nd_i[n, ND_RUNNING]
+        after = before + delta
+        nd_i[n, ND_RUNNING] = after
+        cap = gf[n, G_CAPCOUNT]
+        if cap < _INF:
+            st_i[st, ST_OVER] += int(after > cap) - int(before > cap)
+        n = gi[n, G_PARENT]
+
+
+@_jit
+def _own(nd_i: np.ndarray, n: int) -> int:
+    """Jobs of the group itself that use capacity (running and background; waiting ones do not)."""
+    return nd_i[n, ND_HEAP_N] + nd_i[n, ND_BG]
+
+
+@_jit
+def _leaf(si: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, st_i: np.ndarray, act: np.ndarray, st: int,
+          node: int) -> None:
+    """Make the group's leaf if it has none (a new leaf goes last in creation order)."""
+    if nd_i[node, ND_LEAF]:
+        return
+    nd_i[node, ND_LEAF] = 1
+    nd_f[node, ND_VTIME] = 0.0
+    nd_f[node, ND_RATE] = 0.0
+    act[si[st, S_ACT_LO] + st_i[st, ST_ACT_N]] = node
+    st_i[st, ST_ACT_N] += 1
+
+
+@_inline
+def _advance(m: Model, s: State, st: int, now: float) -> None:
+    """Virtual clocks and quota use up to now; jobs done finish (in leaf order, then tag)."""
+    si, gi, gf, q_nodes = m.si, m.gi, m.gf, m.q_nodes
+    st_i, st_f, nd_i, nd_f, act, rq_i, rq_f = s.st_i, s.st_f, s.nd_i, s.nd_f, s.act, s.rq_i, s.rq_f
+    dt = now - st_f[st, ST_SINCE]
+    lo = si[st, S_ACT_LO]
+    na = st_i[st, ST_ACT_N]
+    qlo, qhi = si[st, S_QLO], si[st, S_QHI]
+    if dt > 0:
+        for i in range(na):
+            leaf = act[lo + i]
+            rate = nd_f[leaf, ND_RATE]
+            if rate > 0 and nd_i[leaf, ND_HEAP_N] > 0:
+                nd_f[leaf, ND_VTIME] += rate * dt
+                work = rate * nd_i[leaf, ND_HEAP_N] * dt
+                st_f[st, ST_WORK] += work
+                nd_f[leaf, ND_WORK] += work
+        for q in range(qlo, qhi):
+            g = q_nodes[q]
+            nd_f[g, ND_USED] += nd_f[g, ND_GRATE] * dt
+    st_f[st, ST_SINCE] = now
+    # As in the DES: late in a long run what is left within a few ticks of the clock counts as done.
+    tick = 4 * (np.nextafter(max(now, 1.0), _INF) - max(now, 1.0))
+    for q in range(qlo, qhi):
+        g = q_nodes[q]
+        if now >= nd_f[g, ND_PERIOD_END] - tick:
+            period = gf[g, G_PERIOD]
+            nd_f[g, ND_PERIOD_END] = (math.floor(now / period + 1e-9) + 1) * period
+            nd_f[g, ND_USED] = 0.0
+            nd_i[g, ND_THROTTLED] = 0
+        if nd_f[g, ND_USED] >= gf[g, G_QUOTA] - max(_TOL, nd_f[g, ND_GRATE] * tick):
+            nd_i[g, ND_THROTTLED] = 1
+    kept = 0
+    for i in range(na):
+        leaf = act[lo + i]
+        slack = max(_TOL, nd_f[leaf, ND_RATE] * tick)
+        while nd_i[leaf, ND_HEAP_N] > 0 and rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME] <= slack:
+            r = _job_pop(rq_i, rq_f, nd_i, s.pairs, leaf)
+            _schedule(s.ctr, s.ev_t, s.ev_i, now, _NORMAL, _E_RESUME, r, 0)
+            _count(gi, nd_i, nd_f, leaf, -1, now)
+            w = nd_i[leaf, ND_WAIT_HEAD]
+            if w >= 0:  # the freed thread takes the next job in line
+                nd_i[leaf, ND_WAIT_HEAD] = rq_i[w, RQ_NEXT]
+                if rq_i[w, RQ_NEXT] < 0:
+                    nd_i[leaf, ND_WAIT_TAIL] = -1
+                rq_f[w, RQ_TAG] = nd_f[leaf, ND_VTIME] + rq_f[w, RQ_TAG]
+                _job_push(rq_i, rq_f, nd_i, leaf, w)
+            else:
+                _run(gi, gf, nd_i, st_i, st, leaf, -1)
+        if nd_i[leaf, ND_HEAP_N] == 0 and nd_i[leaf, ND_WAIT_HEAD] < 0 and nd_i[leaf, ND_BG] == 0:
+            nd_i[leaf, ND_LEAF] = 0  # idle leaves cost nothing in later allocations
+        else:
+            act[lo + kept] = leaf
+            kept += 1
+    st_i[st, ST_ACT_N] = kept
+
+
+@_jit
+def _water_fill(capacity: float, weights: np.ndarray, caps: np.ndarray, n: int, out: np.ndarray,
+                order: np.ndarray) -> None:
+    """As :func:`virtsim.sim.stations.water_fill`, into ``out[:n]`` (``order``: scratch, >= n)."""
+    for i in range(n):
+        out[i] = 0.0
+    if n == 0:
+        return
+    if n <= 16:  # a stable insertion sort by cap per weight: no allocation on the common path
+        for i in range(n):
+            key = caps[i] / weights[i]
+            j = i
+            while j > 0 and caps[order[j - 1]] / weights[order[j - 1]] > key:
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = i
+    else:
+        order[:n] = np.argsort(caps[:n] / weights[:n], kind="mergesort")
+    remaining_capacity = capacity
+    remaining_weight = 0.0
+    for i in range(n):
+        remaining_weight += weights[i]
+    for j in range(n):
+        i = order[j]
+        fair = remaining_capacity * weights[i] / remaining_weight
+        out[i] = min(caps[i], fair)
+        remaining_capacity -= out[i]
+        remaining_weight -= weights[i]
+        if remaining_weight <= 0:
+            break
+
+
+@_jit
+def _weight(gi: np.ndarray, gf: np.ndarray, n: int) -> float:
+    return gf[n, G_WEIGHT] if gi[n, G_SPEC] else _DEFAULT_WEIGHT
+
+
+@_jit
+def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_job: float) -> None:
+    """Split the capacity given to node ``n`` among its children and its own jobs."""
+    gi, gf, nd_i, nd_f = m.gi, m.gf, s.nd_i, s.nd_f
+    if gi[n, G_SPEC]:
+        nd_f[n, ND_GRATE] = capacity
+    kids = s.scratch_i
+    k = 0
+    c = nd_i[n, ND_FIRST]
+    while c >= 0:
+        kids[k] = c
+        k += 1
+        c = nd_i[c, ND_NEXT]
+    own = _own(nd_i, n) if nd_i[n, ND_LEAF] else 0
+    nodes = gi.shape[0]
+    weights = s.scratch_f[:nodes + 1]
+    caps = s.scratch_f[nodes + 1:2 * nodes + 2]
+    rates = s.scratch_f[2 * nodes + 2:3 * nodes + 3]
+    pinned = False
+    if gi[n, G_PARENT] < 0 and m.si[st, S_PINNED]:
+        for i in range(k):
+            if gi[kids[i], G_PINNED]:
+                pinned = True
+    if pinned:
+        _share_pinned(m, s, kids[:k].copy(), own, capacity, per_job, rates)
+    else:
+        for i in range(k):
+            weights[i] = _weight(gi, gf, kids[i])
+            caps[i] = nd_f[kids[i], ND_CAP]
+        size = k
+        if own:
+            weights[k] = _DEFAULT_WEIGHT * own
+            caps[k] = own * per_job
+            size = k + 1
+        _water_fill(capacity, weights, caps, size, rates, s.scratch_i[2 * nodes + 2:])
+    for i in range(k):
+        nd_f[kids[i], ND_CAP] = rates[i]  # the cap is no longer needed: it now holds the share
+    if own:
+        nd_f[n, ND_RATE] = rates[k] / own
+
+
+@_jit
+def _share_pinned(m: Model, s: State, kids: np.ndarray, own: int, capacity: float, per_job: float,
+                  rates: np.ndarray) -> None:
+    """As SharedStation._share_pinned: domains of overlapping core sets first, then the rest."""
+    gi, gf, nd_f, cores = m.gi, m.gf, s.nd_f, m.cores
+    k = kids.shape[0]
+    for i in range(k + 1):
+        rates[i] = 0.0
+    pinned = np.array([i for i in range(k) if gi[kids[i], G_PINNED]], dtype=np.int64)
+    free = np.array([i for i in range(k) if not gi[kids[i], G_PINNED]], dtype=np.int64)
+    p = pinned.shape[0]
+    domain = np.arange(p)  # union-find over overlapping core sets
+    for a in range(p):
+        for b in range(a + 1, p):
+            if np.any(cores[kids[pinned[a]]] & cores[kids[pinned[b]]]):
+                ra, rb = a, b
+                while domain[ra] != ra:
+                    ra = domain[ra]
+                while domain[rb] != rb:
+                    rb = domain[rb]
+                if ra != rb:
+                    domain[max(ra, rb)] = min(ra, rb)
+    for a in range(p):
+        r = a
+        while domain[r] != r:
+            r = domain[r]
+        domain[a] = r
+    w = np.empty(p)
+    c = np.empty(p)
+    out = np.empty(p)
+    for d in range(p):
+        if domain[d] != d:
+            continue
+        members = np.array([i for i in range(p) if domain[i] == d], dtype=np.int64)
+        union = cores[kids[pinned[members[0]]]].copy()
+        for i in members:
+            union |= cores[kids[pinned[i]]]
+        size = members.shape[0]
+        for j in range(size):
+            w[j] = _weight(gi, gf, kids[pinned[members[j]]])
+            c[j] = nd_f[kids[pinned[members[j]]], ND_CAP]
+        _water_fill(min(float(union.sum()), capacity), w, c, size, out, np.empty(size, np.int64))
+        for j in range(size):
+            rates[pinned[members[j]]] = out[j]
+    used = 0.0
+    for i in range(k):
+        used += rates[i]
+    left = max(0.0, capacity - used)
+    f = free.shape[0]
+    size = f + (1 if own else 0)
+    if size == 0:
+        return
+    weights = np.empty(size)
+    caps = np.empty(size)
+    for j in range(f):
+        weights[j] = _weight(gi, gf, kids[free[j]])
+        caps[j] = nd_f[kids[free[j]], ND_CAP]
+    if own:
+        weights[f] = _DEFAULT_WEIGHT * own
+        caps[f] = own * per_job
+    shares = np.empty(size)
+    _water_fill(left, weights, caps, size, shares, np.empty(size, np.int64))
+    for j in range(f):
+        rates[free[j]] = shares[j]
+    if own:
+        rates[k] = shares[f]
+
+
+@_jit
+def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float) -> None:
+    """Water-fill ``capacity`` down the tree of groups that hold running jobs."""
+    gi, gf, nd_i, nd_f, act = m.gi, m.gf, s.nd_i, s.nd_f, s.act
+    lo = m.si[st, S_ACT_LO]
+    nodes = gi.shape[0]
+    marked = s.scratch_i[nodes + 1:]
+    nm = 0
+    for i in range(s.st_i[st, ST_ACT_N]):
+        leaf = act[lo + i]
+        nd_f[leaf, ND_RATE] = 0.0
+        if _own(nd_i, leaf) == 0:
+            continue
+        child = -1
+        n = leaf
+        while n >= 0:
+            newly = not nd_i[n, ND_MARK]
+            if newly:
+                nd_i[n, ND_MARK] = 1
+                nd_i[n, ND_FIRST] = -1
+                nd_i[n, ND_LAST] = -1
+                marked[nm] = n
+                nm += 1
+            if child >= 0:  # children in order of first appearance, as the DES's dicts
+                nd_i[child, ND_NEXT] = -1
+                if nd_i[n, ND_LAST] < 0:
+                    nd_i[n, ND_FIRST] = child
+                else:
+                    nd_i[nd_i[n, ND_LAST], ND_NEXT] = child
+                nd_i[n, ND_LAST] = child
+            if not newly:
+                break
+            child = n
+            n = gi[n, G_PARENT]
+    top = 0
+    for i in range(nm):
+        nd_i[marked[i], ND_MARK] = 0
+        top = max(top, gi[marked[i], G_DEPTH])
+    for d in range(top, -1, -1):  # caps, bottom up
+        for i in range(nm):
+            n = marked[i]
+            if gi[n, G_DEPTH] != d:
+                continue
+            cap = _own(nd_i, n) * per_job if nd_i[n, ND_LEAF] else 0.0
+            c = nd_i[n, ND_FIRST]
+            while c >= 0:
+                cap += nd_f[c, ND_CAP]
+                c = nd_i[c, ND_NEXT]
+            if gi[n, G_SPEC] and gi[n, G_PARENT] >= 0:
+                cap = 0.0 if nd_i[n, ND_THROTTLED] else min(cap, gf[n, G_SERVERS])
+            nd_f[n, ND_CAP] = cap
+    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
+        nd_f[m.q_nodes[q], ND_GRATE] = 0.0
+    nd_f[m.si[st, S_ROOT], ND_CAP] = capacity
+    for d in range(top + 1):  # shares, top down: a node's cap field now holds what it was given
+        for i in range(nm):
+            n = marked[i]
+            if gi[n, G_DEPTH] == d:
+                _share_children(m, s, st, n, nd_f[n, ND_CAP], per_job)
+
+
+@_inline
+def _allocate(m: Model, s: State, st: int) -> None:
+    si, sf, nd_i, nd_f = m.si, m.sf, s.nd_i, s.nd_f
+    cores = sf[st, S_SERVERS]
+    n = float(nd_i[si[st, S_ROOT], ND_RUNNING])
+    tps = si[st, S_TPS]
+    if tps > 1 and n > cores:
+        n = min(n, cores * tps)
+        capacity = cores + sf[st, S_SMT] * (n - cores)
+        _allocate_tree(m, s, st, capacity, capacity / n)
+        return
+    qlo, qhi = si[st, S_QLO], si[st, S_QHI]
+    throttled = False
+    for q in range(qlo, qhi):
+        if nd_i[m.q_nodes[q], ND_THROTTLED]:
+            throttled = True
+    if s.st_i[st, ST_OVER] == 0 and not si[st, S_PINNED] and not throttled:
+        # Uncontended: every running job has a server of its own (the water-filling's answer).
+        lo = si[st, S_ACT_LO]
+        for i in range(s.st_i[st, ST_ACT_N]):
+            leaf = s.act[lo + i]
+            nd_f[leaf, ND_RATE] = 1.0 if _own(nd_i, leaf) else 0.0
+        for q in range(qlo, qhi):
+            g = m.q_nodes[q]
+            nd_f[g, ND_GRATE] = float(nd_i[g, ND_RUNNING])
+        return
+    _allocate_tree(m, s, st, cores, 1.0)
+
+
+@_inline
+def _reschedule(m: Model, s: State, st: int, now: float) -> None:
+    """New rates, and a wake-up at the next completion or quota event (older ones go stale)."""
+    _allocate(m, s, st)
+    nd_i, nd_f, rq_f = s.nd_i, s.nd_f, s.rq_f
+    delay = _INF
+    lo = m.si[st, S_ACT_LO]
+    for i in range(s.st_i[st, ST_ACT_N]):
+        leaf = s.act[lo + i]
+        if nd_f[leaf, ND_RATE] > 0 and nd_i[leaf, ND_HEAP_N] > 0:
+            delay = min(delay, (rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME]) / nd_f[leaf, ND_RATE])
+    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
+        g = m.q_nodes[q]
+        if nd_f[g, ND_GRATE] > 0:
+            delay = min(delay, (m.gf[g, G_QUOTA] - nd_f[g, ND_USED]) / nd_f[g, ND_GRATE], nd_f[g, ND_PERIOD_END] - now)
+        elif nd_i[g, ND_THROTTLED]:
+            delay = min(delay, nd_f[g, ND_PERIOD_END] - now)
+    s.st_i[st, ST_VERSION] += 1
+    if delay < _INF:
+        _schedule(s.ctr, s.ev_t, s.ev_i, now + max(delay, 0.0), _NORMAL, _E_WAKE, st, s.st_i[st, ST_VERSION])
+
+
+@_inline
+def _ps_submit(m: Model, s: State, st: int, node: int, r: int, work: float, now: float) -> None:
+    _advance(m, s, st, now)
+    nd_i, rq_i, rq_f = s.nd_i, s.rq_i, s.rq_f
+    _leaf(m.si, nd_i, s.nd_f, s.st_i, s.act, st, node)
+    s.st_i[st, ST_SEQ] += 1
+    rq_i[r, RQ_SEQ] = s.st_i[st, ST_SEQ]
+    _count(m.gi, nd_i, s.nd_f, node, 1, now)
+    threads = m.gi[node, G_THREADS]
+    if threads == 0 or nd_i[node, ND_HEAP_N] < threads:
+        rq_f[r, RQ_TAG] = s.nd_f[node, ND_VTIME] + work
+        _job_push(rq_i, rq_f, nd_i, node, r)
+        _run(m.gi, m.gf, nd_i, s.st_i, st, node, 1)
+    else:  # every thread busy: wait in line, holding the work until a thread takes it
+        rq_f[r, RQ_TAG] = work
+        rq_i[r, RQ_NEXT] = -1
+        if nd_i[node, ND_WAIT_TAIL] < 0:
+            nd_i[node, ND_WAIT_HEAD] = r
+        else:
+            rq_i[nd_i[node, ND_WAIT_TAIL], RQ_NEXT] = r
+        nd_i[node, ND_WAIT_TAIL] = r
+    _reschedule(m, s, st, now)
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+@_inline
+def _new_request(s: State, sm: int, now: float) -> int:
+    r = s.ctr[C_REQ_N]
+    s.ctr[C_REQ_N] = r + 1
+    s.ctr[C_INFLIGHT] += 1
+    s.rq_i[r, RQ_STREAM] = sm
+    s.rq_i[r, RQ_ROW] = s.sm_i[sm, SM_ROW]
+    s.rq_i[r, RQ_STEP] = 0
+    s.rq_f[r, RQ_ARRIVAL] = now
+    s.sm_i[sm, SM_ROW] += 1
+    s.sm_i[sm, SM_J] += 1
+    return r
+
+
+@_inline
+def _next_gap(s: State, sm: int) -> float:
+    gap = s.gaps[s.sm_i[sm, SM_GAP]]
+    s.sm_i[sm, SM_GAP] += 1
+    return gap
+
+
+@_inline
+def _client_next(m: Model, s: State, sm: int, now: float) -> int:
+    """A closed-loop client's next request: after its think time (-1), or at once (the request)."""
+    if m.kf[sm, K_THINK] > 0:
+        _schedule(s.ctr, s.ev_t, s.ev_i, now + _next_gap(s, sm), _NORMAL, _E_ARRIVE, sm, 0)
+        return -1
+    if now >= m.end_s:
+        return -1
+    # A request with no work finishes at once and its client goes on in the same event, so one
+    # event can make many requests: when there is no room for the next, the loop stops here and
+    # takes this client up again first thing on the next call.
+    if s.sm_i[sm, SM_ROW] >= s.sm_i[sm, SM_ROW_END] or s.ctr[C_REQ_N] >= s.rq_i.shape[0]:
+        s.ctr[C_PENDING] = sm + 1
+        return -1
+    return _new_request(s, sm, now)
+
+
+@_inline
+def _serve(m: Model, s: State, r: int, first: int, now: float) -> int:
+    """Take request ``r`` from slot ``first`` until it waits (-1) or is done (then its client's next
+    request when that follows at once, else -1)."""
+    si, st_i, st_f, rq_i = m.si, s.st_i, s.st_f, s.rq_i
+    sm = rq_i[r, RQ_STREAM]
+    row = rq_i[r, RQ_ROW]
+    steps = m.steps
+    for k in range(first, m.ki[sm, K_LEN]):
+        w = s.work[row, k]
+        if w <= 0.0:
+            continue
+        cst = steps[sm, k, P_COND_STATION]
+        if cst >= 0 and _idle_for(si, st_i, st_f, s.nd_i, s.nd_f, cst, steps[sm, k, P_COND_NODE], now) \
+                < m.cond_min[sm, k]:
+            continue
+        st = steps[sm, k, P_STATION]
+        s.rq_f[r, RQ_T0] = now
+        rq_i[r, RQ_STEP] = k
+        what = steps[sm, k, P_WHAT]
+        kind = si[st, S_KIND]
+        if what == SUBMIT:
+            if kind == SHARED:
+                _ps_submit(m, s, st, steps[sm, k, P_NODE], r, w, now)
+            elif kind == DELAY:
+                st_f[st, ST_WORK] += w
+                _schedule(s.ctr, s.ev_t, s.ev_i, now + w, _NORMAL, _E_RESUME, r, 0)
+            else:
+                _note_busy(st_i, st_f, st, 1, now)
+                if st_i[st, ST_BUSY] < m.sf[st, S_SERVERS]:
+                    st_i[st, ST_BUSY] += 1
+                    st_f[st, ST_WORK] += w
+                    _schedule(s.ctr, s.ev_t, s.ev_i, now + w, _NORMAL, _E_FIFO, st, r)
+                else:
+                    _enqueue(st_i, rq_i, st, r)
+            return -1
+        if what == ACQUIRE:
+            _note_busy(st_i, st_f, st, 1, now)
+            if st_i[st, ST_BUSY] < m.sf[st, S_SERVERS]:
+                _lock_account(st_i, st_f, st, now)
+                st_i[st, ST_BUSY] += 1
+                _schedule(s.ctr, s.ev_t, s.ev_i, now, _NORMAL, _E_RESUME, r, 0)
+            else:
+                _enqueue(st_i, rq_i, st, r)
+            return -1
+        _note_busy(st_i, st_f, st, -1, now)  # release: the first waiter, if any, takes the token
+        if st_i[st, ST_Q_HEAD] >= 0:
+            _schedule(s.ctr, s.ev_t, s.ev_i, now, _NORMAL, _E_RESUME, _dequeue(st_i, rq_i, st), 0)
+        else:
+            _lock_account(st_i, st_f, st, now)
+            st_i[st, ST_BUSY] -= 1
+        s.rq_stage[r, k] = 0.0
+    s.rq_f[r, RQ_FINISH] = now
+    s.ctr[C_INFLIGHT] -= 1
+    return _client_next(m, s, sm, now) if m.ki[sm, K_KIND] == CLOSED else -1
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+
+@_inline
+def _room(m: Model, s: State) -> int:
+    """What the next event needs that is missing (DONE: nothing). Checked before it is taken."""
+    ki = m.ki
+    need = 2 * s.ctr[C_INFLIGHT] + 2 * ki.shape[0] + 4 * m.si.shape[0] + 16
+    kind = s.ev_i[0, EV_KIND]
+    sm = -1
+    count = 1
+    if kind in (_E_INIT, _E_ARRIVE):
+        sm = s.ev_i[0, EV_A]
+        if ki[sm, K_KIND] == BATCH:
+            count = ki[sm, K_COUNT]
+            need += count
+    elif kind in (_E_RESUME, _E_SERVE):
+        sm = s.rq_i[s.ev_i[0, EV_A], RQ_STREAM]
+        if ki[sm, K_KIND] != CLOSED:
+            sm = -1
+    if s.ctr[C_HEAP_N] + need > s.ev_t.shape[0]:
+        return NEED_HEAP
+    if s.ctr[C_REQ_N] + count > s.rq_i.shape[0]:
+        return NEED_REQUESTS
+    if sm >= 0:
+        if s.sm_i[sm, SM_ROW] + count > s.sm_i[sm, SM_ROW_END]:
+            s.ctr[C_NEED_STREAM] = sm
+            return NEED_WORK
+        kind = ki[sm, K_KIND]
+        gaps = kind == OPEN or (kind == CLOSED and m.kf[sm, K_THINK] > 0)
+        if gaps and s.sm_i[sm, SM_GAP] >= s.sm_i[sm, SM_GAP_END]:
+            s.ctr[C_NEED_STREAM] = sm
+            return NEED_GAPS
+    return DONE
+
+
+@_inline
+def _arrive(m: Model, s: State, sm: int, now: float) -> int:
+    """A stream's timeout fired: an arrival, a batch, or a client done thinking (its request, which
+    the caller serves at once; -1 otherwise)."""
+    kind = m.ki[sm, K_KIND]
+    if kind == CLOSED:
+        return -1 if now >= m.end_s else _new_request(s, sm, now)
+    if kind == OPEN:
+        if now >= m.end_s:
+            return -1
+        r = _new_request(s, sm, now)
+        _schedule(s.ctr, s.ev_t, s.ev_i, now, _URGENT, _E_SERVE, r, 0)
+        _schedule(s.ctr, s.ev_t, s.ev_i, now + _next_gap(s, sm), _NORMAL, _E_ARRIVE, sm, 0)
+    elif kind == BATCH:
+        for _ in range(m.ki[sm, K_COUNT]):
+            r = _new_request(s, sm, now)
+            _schedule(s.ctr, s.ev_t, s.ev_i, now, _URGENT, _E_SERVE, r, 0)
+    else:
+        r = _new_request(s, sm, now)
+        _schedule(s.ctr, s.ev_t, s.ev_i, now, _URGENT, _E_SERVE, r, 0)
+        j = s.sm_i[sm, SM_J]
+        if j < m.ki[sm, K_COUNT]:
+            t = m.trace_t[m.ki[sm, K_TRACE_LO] + j]
+            _schedule(s.ctr, s.ev_t, s.ev_i, now + (t - now), _NORMAL, _E_ARRIVE, sm, 0)
+    return -1
+
+
+@_inline
+def _init(m: Model, s: State, sm: int, now: float) -> int:
+    """A stream's process starts (a closed client's first request when it goes at once; else -1)."""
+    kind = m.ki[sm, K_KIND]
+    if kind == CLOSED:
+        return _client_next(m, s, sm, now)
+    if kind == OPEN:
+        _schedule(s.ctr, s.ev_t, s.ev_i, now + _next_gap(s, sm), _NORMAL, _E_ARRIVE, sm, 0)
+    elif kind == BATCH:
+        _schedule(s.ctr, s.ev_t, s.ev_i, now + m.kf[sm, K_AT], _NORMAL, _E_ARRIVE, sm, 0)
+    elif m.ki[sm, K_COUNT] > 0:
+        t = m.trace_t[m.ki[sm, K_TRACE_LO]]
+        _schedule(s.ctr, s.ev_t, s.ev_i, now + (t - now), _NORMAL, _E_ARRIVE, sm, 0)
+    return -1
+
+
+@_jit
+def start(m: Model, s: State) -> None:
+    """Start the background jobs of every shared station, then every stream (as the DES builds)."""
+    now = s.clock[0]
+    for st in range(m.si.shape[0]):
+        lo, hi = m.si[st, S_BG_LO], m.si[st, S_BG_HI]
+        if m.si[st, S_KIND] != SHARED or hi == lo:
+            continue
+        for b in range(lo, hi):
+            node, count = m.bg[b, 0], m.bg[b, 1]
+            _leaf(m.si, s.nd_i, s.nd_f, s.st_i, s.act, st, node)
+            s.nd_i[node, ND_BG] += count
+            _count(m.gi, s.nd_i, s.nd_f, node, count, now)
+            _run(m.gi, m.gf, s.nd_i, s.st_i, st, node, count)
+        _reschedule(m, s, st, now)
+    for sm in range(m.ki.shape[0]):
+        _schedule(s.ctr, s.ev_t, s.ev_i, now, _URGENT, _E_INIT, sm, 0)
+
+
+@_jit
+def _pending_need(s: State) -> int:
+    sm = s.ctr[C_PENDING] - 1
+    if s.sm_i[sm, SM_ROW] >= s.sm_i[sm, SM_ROW_END]:
+        s.ctr[C_NEED_STREAM] = sm
+        return NEED_WORK
+    return NEED_REQUESTS
+
+
+@_jit
+def run_until(m: Model, s: State, until: float) -> int:
+    """Process every event before ``until`` (s); DONE, or what must grow before calling again."""
+    ctr, ev_t, ev_i = s.ctr, s.ev_t, s.ev_i
+    if ctr[C_PENDING]:  # a client stopped for room on the last call goes on, at the time it stopped
+        sm = ctr[C_PENDING] - 1
+        ctr[C_PENDING] = 0
+        r = _client_next(m, s, sm, s.clock[0])
+        while r >= 0:
+            r = _serve(m, s, r, 0, s.clock[0])
+        if ctr[C_PENDING]:
+            return _pending_need(s)
+    while ctr[C_HEAP_N] > 0 and ev_t[0] < until:
+        need = _room(m, s)
+        if need != DONE:
+            return need
+        now = ev_t[0]
+        kind, a, b = ev_i[0, EV_KIND], ev_i[0, EV_A], ev_i[0, EV_B]
+        _pop_event(ctr, ev_t, ev_i)
+        s.clock[0] = now
+        r, k = -1, 0  # the request to take on, from slot k
+        if kind == _E_RESUME:
+            r, k = a, s.rq_i[a, RQ_STEP] + 1
+            s.rq_stage[a, k - 1] = now - s.rq_f[a, RQ_T0]
+        elif kind == _E_WAKE:
+            if b == s.st_i[a, ST_VERSION]:
+                _advance(m, s, a, now)
+                _reschedule(m, s, a, now)
+        elif kind == _E_FIFO:
+            _schedule(ctr, ev_t, ev_i, now, _NORMAL, _E_RESUME, b, 0)
+            _note_busy(s.st_i, s.st_f, a, -1, now)
+            if s.st_i[a, ST_Q_HEAD] >= 0:
+                nxt = _dequeue(s.st_i, s.rq_i, a)
+                w = s.work[s.rq_i[nxt, RQ_ROW], s.rq_i[nxt, RQ_STEP]]
+                s.st_f[a, ST_WORK] += w
+                _schedule(ctr, ev_t, ev_i, now + w, _NORMAL, _E_FIFO, a, nxt)
+            else:
+                s.st_i[a, ST_BUSY] -= 1
+        elif kind == _E_SERVE:
+            r = a
+        elif kind == _E_ARRIVE:
+            r = _arrive(m, s, a, now)
+        else:
+            r = _init(m, s, a, now)
+        while r >= 0:
+            r = _serve(m, s, r, k, now)
+            k = 0
+        if ctr[C_PENDING]:
+            return _pending_need(s)
+    if until > s.clock[0]:
+        s.clock[0] = until
+    return DONE
+
+
+@_jit
+def settle(m: Model, s: State) -> None:
+    """Account work up to now on shared stations and locks (the DES does this at the end)."""
+    now = s.clock[0]
+    for st in range(m.si.shape[0]):
+        if m.si[st, S_KIND] == SHARED:
+            _advance(m, s, st, now)
+        elif m.si[st, S_KIND] == LOCK:
+            _lock_account(s.st_i, s.st_f, st, now)

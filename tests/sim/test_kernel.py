@@ -1,0 +1,168 @@
+"""The compiled kernel is the DES, request by request: generated networks, every shipped scenario,
+every profile, and a run taken in steps."""
+
+from __future__ import annotations
+
+import math
+from typing import get_args
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from virtsim.experiments.scenario import default_scenario, load_scenario, parse_scenario, read_toml
+from virtsim.models.virt.stack import layer_profiles
+from virtsim.models.workloads.catalog import NAMED_WORKLOADS
+from virtsim.sim.control import RunControl
+from virtsim.sim.engine import RunResult, simulate
+from virtsim.sim.kernel import KernelRun, simulate_kernel
+from virtsim.sim.routes import (
+    BatchArrivals,
+    ClosedArrivals,
+    IdleCondition,
+    OpenArrivals,
+    Slot,
+    Source,
+    StationSpec,
+    TraceArrivals,
+)
+from virtsim.sim.stations import GroupSpec
+
+TOL_S = 1e-9
+SCENARIOS = sorted(p for p in default_scenario().parent.glob("*.toml") if p.stem not in ("disk", "plan"))
+
+
+def assert_same(des: RunResult, kernel: RunResult) -> None:
+    """Same requests, arriving, finishing and spending time at each slot within TOL_S; same utilization."""
+    assert des.logs.keys() == kernel.logs.keys()
+    for name, a in des.logs.items():
+        b = kernel.logs[name]
+        assert a.n == b.n, name
+        for x, y in ((a.arrival_s, b.arrival_s), (a.finish_s, b.finish_s), (a.stage_s, b.stage_s)):
+            assert np.array_equal(np.isnan(x), np.isnan(y)), name
+            ok = ~np.isnan(x)
+            assert np.all(np.abs(x[ok] - y[ok]) <= TOL_S), (name, float(np.max(np.abs(x[ok] - y[ok]), initial=0)))
+    assert des.utilization.keys() == kernel.utilization.keys()
+    for key, value in des.utilization.items():
+        assert math.isclose(value, kernel.utilization[key], rel_tol=1e-9, abs_tol=1e-12), key
+
+
+def _factory(mean_s: float, stages: int, skip: float, dist: str):
+    def factory(seed: np.random.SeedSequence):
+        # one generator per purpose, so draws are sequential (the WorkSampler contract): the DES
+        # draws in blocks of 1,024, the kernel in chunks of other sizes
+        work_rng, skip_rng = (np.random.default_rng(s) for s in seed.spawn(2))
+
+        def sample(n: int) -> np.ndarray:
+            work = work_rng.exponential(mean_s, (n, stages)) if dist == "exp" else np.full((n, stages), mean_s)
+            return work * (skip_rng.random((n, stages)) >= skip)
+
+        return sample
+
+    return factory
+
+
+@st.composite
+def networks(draw):
+    """A CPU with groups (weights, caps, quotas, thread pools, pinning, SMT, background jobs), FIFO,
+    delay and lock stations, and open, closed, batch and trace sources with idle conditions."""
+    cores = draw(st.integers(1, 4))
+    paths = [("a",), ("b",), ("a", "x"), ("a", "y"), ("b", "x")]
+    groups = {}
+    for path in draw(st.lists(st.sampled_from(paths), unique=True, max_size=5)):
+        quota = draw(st.sampled_from([None, None, 0.02, 0.05]))
+        groups[path] = GroupSpec(
+            weight=draw(st.sampled_from([50.0, 100.0, 300.0])),
+            max_servers=draw(st.sampled_from([math.inf, 1.0, 2.0])),
+            quota_s=quota, period_s=0.1,
+            threads=draw(st.sampled_from([None, None, 1, 2])),
+            cores=draw(st.sampled_from([None, None, (0,), (0, 1)])) if len(path) == 1 else None,
+        )
+    background = {("b",): 1} if draw(st.booleans()) and cores > 1 else {}
+    tps = draw(st.sampled_from([1, 1, 2]))
+    stations = [StationSpec("cpu", "shared", float(cores), groups, background, tps, 0.3 if tps > 1 else 0.0),
+                StationSpec("disk", "fifo", float(draw(st.integers(1, 2)))),
+                StationSpec("wire", "delay"),
+                StationSpec("lock", "lock", float(draw(st.integers(1, 2))))]
+    sources = []
+    for j in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["open", "closed", "batch", "trace"]))
+        route = []
+        locked = kind != "trace" and draw(st.booleans())
+        if locked:
+            route.append(Slot("lock", "vmm", action="acquire"))
+        for _ in range(draw(st.integers(1, 4))):
+            where = draw(st.sampled_from(["cpu", "cpu", "disk", "wire"]))
+            group = draw(st.sampled_from([(), *paths])) if where == "cpu" else ()
+            per_client = draw(st.sampled_from([0, 0, 1, 2])) if kind == "closed" and where == "cpu" else 0
+            cond = None
+            if draw(st.integers(0, 3)) == 0:
+                cond = IdleCondition(draw(st.sampled_from(["cpu", "disk"])), group, draw(st.sampled_from([0.0, 0.01])))
+            route.append(Slot(where, f"layer{len(route) % 2}", group, when_idle=cond, per_client=per_client))
+        if locked:
+            route.append(Slot("lock", "vmm", action="release"))
+        if kind == "open":
+            arrivals = OpenArrivals(draw(st.floats(1.0, 30.0)))
+        elif kind == "closed":
+            # A client without think time whose every slot can be skipped by a failed condition
+            # would make requests at one instant forever (on both engines): it thinks then.
+            conditioned = any(slot.when_idle is not None for slot in route)
+            think = 0.05 if conditioned else draw(st.sampled_from([0.0, 0.05]))
+            arrivals = ClosedArrivals(draw(st.integers(1, 5)), think)
+        elif kind == "batch":
+            arrivals = BatchArrivals(draw(st.integers(1, 20)), draw(st.sampled_from([0.0, 0.5])))
+        else:
+            arrivals = TraceArrivals(tuple(sorted(draw(st.lists(st.floats(0.0, 12.0), min_size=1, max_size=20)))))
+        mean = draw(st.floats(0.005, 0.2))
+        skip = draw(st.sampled_from([0.0, 0.3]))
+        dist = draw(st.sampled_from(["exp", "const"]))
+        # lock slots need positive work to act, as in the DES: a skipped acquire would unbalance the lock
+        factory = _factory(mean, len(route), 0.0 if locked else skip, dist)
+        sources.append(Source(f"src{j}", tuple(route), arrivals, factory))
+    return stations, sources, draw(st.integers(0, 2**31))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks())
+def test_the_kernel_and_the_des_agree_request_by_request_on_generated_networks(network) -> None:
+    stations, sources, seed = network
+    control = RunControl(duration_s=10.0, seed=seed)
+    assert_same(simulate(stations, sources, control, 1), simulate_kernel(stations, sources, control, 1))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_every_shipped_scenario_runs_the_same_on_both_engines(path) -> None:
+    scenario = load_scenario(path)
+    control = RunControl(duration_s=min(scenario.run.duration_s, 2.0), warmup_s=0.0, seed=scenario.run.seed)
+    for _, stack in scenario.variants():
+        stations, sources = scenario.system(stack).engine_inputs()
+        assert_same(simulate(stations, sources, control, 0), simulate_kernel(stations, sources, control, 0))
+
+
+WORKLOADS = [get_args(w.model_fields["kind"].annotation)[0] for w in NAMED_WORKLOADS]
+
+
+@pytest.mark.parametrize("profile", sorted(layer_profiles()))
+def test_every_profile_runs_the_same_on_both_engines_with_every_named_workload(profile) -> None:
+    stack = [profile]
+    for workload in WORKLOADS:
+        scenario = parse_scenario({
+            "name": "both-engines", "host": read_toml(default_scenario(), "scenario")["host"],
+            "run": {"duration": "0.02s", "warmup": "0s", "replications": 1, "seed": 3},
+            "guests": [{"name": "g", "count": 2, "stack": stack, "workload": {"kind": workload}}],
+        })
+        stations, sources = scenario.system().engine_inputs()
+        control = scenario.run.control()
+        assert_same(simulate(stations, sources, control, 0), simulate_kernel(stations, sources, control, 0))
+
+
+def test_a_run_taken_in_steps_equals_one_run() -> None:
+    scenario = load_scenario(default_scenario())
+    stations, sources = scenario.system(scenario.variants()[1][1]).engine_inputs()
+    control = RunControl(duration_s=1.0, seed=7)
+    run = KernelRun(stations, sources, control)
+    for until in np.linspace(0.0, 1.0, 17)[1:]:
+        run.step(until)
+        assert run.now_s == pytest.approx(until)
+    assert_same(simulate(stations, sources, control), run.result())
