@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from virtsim.experiments.scenario import POOLED_GUEST, Scenario, pooled_name
 from virtsim.sim.control import RunControl
-from virtsim.sim.engine import simulate
+from virtsim.sim.engine import RunResult, simulate
 from virtsim.sim.kernel import compile_kernel, simulate_kernel
 from virtsim.sim.records import METRIC_UNITS, latency_metrics, request_metrics, window_latencies
 from virtsim.sim.stats import summarize
@@ -61,6 +61,12 @@ def run_variant(scenario: Scenario, label: str, stack: list | None,
         result = simulate_kernel(stations, sources, control, replication)
     else:
         result = simulate(stations, sources, control, replication)
+    return result_rows(scenario, label, result, replication), engine
+
+
+def result_rows(scenario: Scenario, label: str, result: RunResult, replication: int) -> list[dict[str, Any]]:
+    """The tidy rows of one replication's result: metrics per guest (and pooled), utilization."""
+    control: RunControl = scenario.run.control()
     rows: list[dict[str, Any]] = []
     specs = {name: spec.workload for spec in scenario.guests for name in spec.names()}
     for guest, log in result.logs.items():
@@ -89,7 +95,7 @@ def run_variant(scenario: Scenario, label: str, stack: list | None,
     for station, value in result.utilization.items():
         rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
                          layer="all", station=station, value=float(value), unit="fraction"))
-    return rows, engine
+    return rows
 
 
 def choose_engine(requested: str, stations: list, sources: list) -> str:

@@ -27,7 +27,7 @@ from virtsim.sim.routes import (
 )
 from virtsim.sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station
 
-__all__ = ["RunResult", "build_station", "simulate"]
+__all__ = ["DesRun", "RunResult", "build_station", "simulate"]
 
 _BLOCK = 1024  # requests sampled at a time
 
@@ -187,6 +187,62 @@ def _expected_requests(source: Source, duration_s: float) -> int:
     return 1024
 
 
+class DesRun:
+    """One replication on the DES, advanced with :meth:`step` (the kernel's :class:`KernelRun` twin).
+
+    ``DesRun(stations, sources, control, replication).step(control.duration_s)`` followed by
+    :meth:`result` is :func:`simulate`.
+    """
+
+    def __init__(self, stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
+                 replication: int = 0) -> None:
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique, got {names}")
+        self.control = control
+        self._run = _Run(stations, control, replication)
+        self._logs = {source.name: self._run.start(source) for source in sources}
+
+    @property
+    def now_s(self) -> float:
+        """Simulated time reached, in seconds."""
+        return float(self._run.env.now)
+
+    @property
+    def stations(self) -> dict[str, Station]:
+        """The live stations, by name."""
+        return self._run.stations
+
+    def step(self, until_s: float) -> None:
+        """Run every event before ``until_s`` (s, at most the run's duration)."""
+        until_s = min(float(until_s), self.control.duration_s)
+        if until_s > self._run.env.now:
+            self._run.env.run(until=until_s)
+
+    def logs(self) -> dict[str, RequestLog]:
+        """Each source's requests so far (unfinished ones have a NaN finish time)."""
+        return {k: v.trimmed() for k, v in self._logs.items()}
+
+    def result(self) -> RunResult:
+        """Logs and utilization (after the last step)."""
+        run, duration = self._run, self.control.duration_s
+        for station in run.stations.values():
+            if isinstance(station, SharedStation | LockStation):
+                station.settle()
+        utilization = {
+            name: station.work_done_s / (station.servers * duration)
+            for name, station in run.stations.items()
+            if np.isfinite(station.servers)
+        }
+        for station in run.stations.values():
+            if isinstance(station, SharedStation):
+                for label, path in station.labelled_groups().items():
+                    spec = station.group_spec(path)
+                    servers = spec.servers if spec is not None and math.isfinite(spec.servers) else station.servers
+                    utilization[label] = station.group_work_s(path) / (servers * duration)
+        return RunResult({k: v.trimmed() for k, v in self._logs.items()}, utilization, run.replication)
+
+
 def simulate(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
              replication: int = 0) -> RunResult:
     """Run one replication of ``sources`` through ``stations`` until ``control.duration_s``.
@@ -194,24 +250,6 @@ def simulate(stations: Sequence[StationSpec], sources: Sequence[Source], control
     Random numbers come from streams keyed by (seed, replication, source name, purpose), so the
     result depends on nothing but these arguments.
     """
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ValueError(f"source names must be unique, got {names}")
-    run = _Run(stations, control, replication)
-    logs = {source.name: run.start(source) for source in sources}
-    run.env.run(until=control.duration_s)
-    for station in run.stations.values():
-        if isinstance(station, SharedStation | LockStation):
-            station.settle()
-    utilization = {
-        name: station.work_done_s / (station.servers * control.duration_s)
-        for name, station in run.stations.items()
-        if np.isfinite(station.servers)
-    }
-    for station in run.stations.values():
-        if isinstance(station, SharedStation):
-            for label, path in station.labelled_groups().items():
-                spec = station.group_spec(path)
-                servers = spec.servers if spec is not None and math.isfinite(spec.servers) else station.servers
-                utilization[label] = station.group_work_s(path) / (servers * control.duration_s)
-    return RunResult({k: v.trimmed() for k, v in logs.items()}, utilization, replication)
+    run = DesRun(stations, sources, control, replication)
+    run.step(control.duration_s)
+    return run.result()

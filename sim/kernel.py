@@ -337,10 +337,30 @@ class KernelRun:
             else:
                 self._fill_gaps(int(self.state.ctr[kl.C_NEED_STREAM]))
 
-    def result(self) -> RunResult:
-        """Logs and utilization as :func:`virtsim.sim.engine.simulate` gives them (after the last step)."""
+    def _room_for_completions(self) -> None:
+        """Room in the event queue for every request in flight to finish now (each gets an event)."""
+        while self.state.ctr[kl.C_HEAP_N] + 2 * self.state.ctr[kl.C_INFLIGHT] + 16 > self.state.ev_t.shape[0]:
+            self._grow(("ev_t", "ev_i"))
+
+    def set_quota(self, station: str, group: GroupPath, quota_s: float, period_s: float) -> None:
+        """Change the ``cpu.max`` of a group that has one, from now on (as the DES's
+        :meth:`~virtsim.sim.stations.SharedStation.set_quota`)."""
+        st = self._index.get(station, -1)
+        spec = self.stations[st].groups.get(group) if st >= 0 else None
+        if spec is None or spec.quota_s is None:
+            raise ValueError(f"station {station!r}: group {group} has no cpu.max to change "
+                             "(give the guest a cpu_max when the run starts)")
+        if not (quota_s > 0 and period_s > 0 and math.isfinite(quota_s) and math.isfinite(period_s)):
+            raise ValueError(f"cpu.max must be a finite quota and period > 0, got {quota_s}/{period_s}")
+        node = self._nodes.ids[(st, group)]
+        self.model.gf[node, kl.G_QUOTA] = quota_s
+        self.model.gf[node, kl.G_PERIOD] = period_s
+        self._room_for_completions()
+        kl.wake(self.model, self.state, st)
+
+    def logs(self) -> dict[str, RequestLog]:
+        """Each source's requests so far (unfinished ones have a NaN finish time)."""
         st, m = self.state, self.model
-        kl.settle(m, st)
         n = int(st.ctr[kl.C_REQ_N])
         source_of = m.ki[st.rq_i[:n, kl.RQ_STREAM], kl.K_SOURCE]
         order = np.argsort(source_of, kind="stable")
@@ -352,6 +372,14 @@ class KernelRun:
             logs[source.name] = RequestLog(source.places, source.layers, st.rq_f[rows, kl.RQ_ARRIVAL],
                                            st.rq_f[rows, kl.RQ_FINISH], st.rq_stage[rows, :k], len(rows),
                                            source.shares)
+        return logs
+
+    def result(self) -> RunResult:
+        """Logs and utilization as :func:`virtsim.sim.engine.simulate` gives them (after the last step)."""
+        self._room_for_completions()
+        kl.settle(self.model, self.state)
+        logs = self.logs()
+        st, m = self.state, self.model
         duration = self.control.duration_s
         utilization: dict[str, float] = {}
         for i, spec in enumerate(self.stations):
@@ -359,17 +387,19 @@ class KernelRun:
                 if spec.kind == "shared" else spec.servers
             if spec.kind != "delay":
                 utilization[spec.name] = float(st.st_f[i, kl.ST_WORK]) / (servers * duration)
+        subtree = st.nd_f[:, kl.ND_WORK].copy()  # work of each group and the groups inside it
+        for node in range(len(subtree) - 1, -1, -1):  # a node's parent was made before it
+            parent = m.gi[node, kl.G_PARENT]
+            if parent >= 0:
+                subtree[parent] += subtree[node]
         for i, spec in enumerate(self.stations):
             if spec.kind != "shared":
                 continue
             station_servers = spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))
             for path, g in spec.groups.items():
-                if not g.label:
-                    continue
-                under = [node for node, (s2, p) in enumerate(zip(self._nodes.station, self._nodes.path, strict=True))
-                         if s2 == i and p[:len(path)] == path]
-                servers = g.servers if math.isfinite(g.servers) else station_servers
-                utilization[g.label] = float(st.nd_f[under, kl.ND_WORK].sum()) / (servers * duration)
+                if g.label:
+                    servers = g.servers if math.isfinite(g.servers) else station_servers
+                    utilization[g.label] = float(subtree[self._nodes.ids[(i, path)]]) / (servers * duration)
         return RunResult(logs, utilization, self.replication)
 
 

@@ -911,6 +911,14 @@ def run_until(m: Model, s: State, until: float) -> int:
 
 
 @_jit
+def wake(m: Model, s: State, st: int) -> None:
+    """Bring shared station ``st`` up to now and recompute its rates (after a group changed)."""
+    now = s.clock[0]
+    _advance(m, s, st, now)
+    _reschedule(m, s, st, now)
+
+
+@_jit
 def settle(m: Model, s: State) -> None:
     """Account work up to now on shared stations and locks (the DES does this at the end)."""
     now = s.clock[0]

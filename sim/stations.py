@@ -29,7 +29,7 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import simpy
 
@@ -398,6 +398,21 @@ class SharedStation(Station):
     def settle(self) -> None:
         """Account the work done up to now (the engine calls it when a run ends)."""
         self._advance()
+
+    def set_quota(self, group: GroupPath, quota_s: float, period_s: float) -> None:
+        """Change the ``cpu.max`` of a group that has one, from now on (a controller's action).
+
+        Work is accounted up to now at the old limit; the new one applies to the current period.
+        """
+        state = self._groups.get(group)
+        if state is None or state.spec.quota_s is None:
+            raise ValueError(f"station {self.name!r}: group {group} has no cpu.max to change "
+                             "(give the guest a cpu_max when the run starts)")
+        if not (quota_s > 0 and period_s > 0 and math.isfinite(quota_s) and math.isfinite(period_s)):
+            raise ValueError(f"cpu.max must be a finite quota and period > 0, got {quota_s}/{period_s}")
+        state.spec = replace(state.spec, quota_s=float(quota_s), period_s=float(period_s))
+        self._advance()
+        self._reschedule()
 
     def _run(self, path: GroupPath, delta: int) -> None:
         """Count ``delta`` more running jobs under every prefix of ``path``, tracking caps exceeded."""

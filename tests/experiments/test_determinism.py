@@ -38,12 +38,12 @@ def test_auto_engine_is_recorded_and_vector_refusal_is_explained(small) -> None:
     from virtsim.experiments.scenario import ScenarioError
 
     output = run_scenario(parse_scenario(small), progress=False)
-    # Stack routes revisit the processor-sharing CPU, so auto falls back to DES and says so.
-    assert output.provenance["engine"] == {"as-written": "des"} and output.provenance["engine_requested"] == "auto"
+    # Stack routes revisit the processor-sharing CPU, so auto runs the compiled kernel and says so.
+    assert output.provenance["engine"] == {"as-written": "kernel"} and output.provenance["engine_requested"] == "auto"
     small["run"]["engine"] = "vector"
     try:
         parse_scenario(small)
     except ScenarioError as exc:
-        assert "run.engine" in str(exc) and 'use "des" or "auto"' in str(exc)
+        assert "run.engine" in str(exc) and 'use "kernel", "des" or "auto"' in str(exc)
     else:
         raise AssertionError("a vector run of a processor-sharing scenario must be refused")
