@@ -238,6 +238,7 @@ class KernelRun:
                 kf[j, kl.K_THINK] = arrivals.think_s
         return kl.Model(
             end_s=float(self.control.duration_s), si=si, sf=sf, gi=gi, gf=gf, cores=cores,
+            shared=np.flatnonzero(si[:, kl.S_KIND] == kl.SHARED).astype(np.int64),
             q_nodes=np.array(q_nodes, np.int64), bg=np.array(bg, np.int64).reshape(-1, 2), ki=ki, kf=kf,
             steps=steps, cond_min=cond_min, trace_t=np.array(trace, float),
         )
@@ -251,8 +252,9 @@ class KernelRun:
         gaps = sum(s.gap_chunk for s in self._streams) + 16
         st_i = np.zeros((n_st, 8), np.int64)
         st_i[:, [kl.ST_Q_HEAD, kl.ST_Q_TAIL]] = -1
-        st_f = np.zeros((n_st, 3))
+        st_f = np.zeros((n_st, 4))
         st_f[:, kl.ST_IDLE_SINCE] = -np.inf
+        st_f[:, kl.ST_WAKE_T] = np.inf
         nd_i = np.zeros((n_nd, 13), np.int64)
         nd_i[:, [kl.ND_ROOT_JOB, kl.ND_WAIT_HEAD, kl.ND_WAIT_TAIL, kl.ND_FIRST, kl.ND_LAST, kl.ND_NEXT]] = -1
         nd_f = np.zeros((n_nd, 8))

@@ -11,7 +11,9 @@ the same answers, not merely close ones:
 - a request that finishes at a station resumes one event later (SimPy's ``succeed``), except
   after a delay, whose timeout is itself the event the request waits for;
 - the processor-sharing station is the same fluid model (weighted groups, caps, quotas, core
-  affinity, SMT, FIFO thread groups, background jobs), with a versioned wake-up timer;
+  affinity, SMT, FIFO thread groups, background jobs); its wake-up timer is kept beside the
+  queue, one per station, with the scheduling order the DES's timer would get: a timer the DES
+  would find stale when it fires is simply replaced here, so it costs nothing;
 - leaves (groups holding jobs) are kept in the order they were created, as the DES's dict is,
   since that order decides which of several jobs finishing at one instant goes first.
 
@@ -49,8 +51,8 @@ ND_IDLE, ND_VTIME, ND_RATE, ND_WORK, ND_USED, ND_PERIOD_END, ND_GRATE, ND_CAP = 
 G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED = range(5)
 G_WEIGHT, G_SERVERS, G_CAPCOUNT, G_QUOTA, G_PERIOD = range(5)
 # stations, changing: st_i and st_f
-ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_VERSION, ST_OVER, ST_SEQ, ST_ACT_N = range(8)
-ST_WORK, ST_IDLE_SINCE, ST_SINCE = range(3)
+ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_WAKE_KEY, ST_OVER, ST_SEQ, ST_ACT_N = range(8)
+ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T = range(4)
 # stations, fixed: si and sf
 S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI = range(9)
 S_SERVERS, S_SMT = range(2)
@@ -78,6 +80,7 @@ class Model(NamedTuple):
     gi: np.ndarray  # nodes (G_*)
     gf: np.ndarray
     cores: np.ndarray  # (nodes, cores) bool: a pinned group's core set
+    shared: np.ndarray  # the shared stations' indices
     q_nodes: np.ndarray  # groups with a quota, per station from si[S_QLO] to si[S_QHI]
     bg: np.ndarray  # (n, 2): background jobs' node and count, per station from S_BG_LO to S_BG_HI
     ki: np.ndarray  # streams (K_*)
@@ -125,29 +128,48 @@ def _ev_less(ev_t: np.ndarray, ev_i: np.ndarray, i: int, j: int) -> bool:
 
 
 @_jit
-def _ev_swap(ev_t: np.ndarray, ev_i: np.ndarray, i: int, j: int) -> None:
-    ev_t[i], ev_t[j] = ev_t[j], ev_t[i]
+def _ev_before(ev_t: np.ndarray, ev_i: np.ndarray, i: int, t: float, key: int) -> bool:
+    """Whether queue entry ``i`` comes before an event at (t, key)."""
+    return ev_t[i] < t or (ev_t[i] == t and ev_i[i, EV_KEY] < key)
+
+
+@_jit
+def _ev_move(ev_t: np.ndarray, ev_i: np.ndarray, dst: int, src: int) -> None:
+    ev_t[dst] = ev_t[src]
     for c in range(4):
-        ev_i[i, c], ev_i[j, c] = ev_i[j, c], ev_i[i, c]
+        ev_i[dst, c] = ev_i[src, c]
+
+
+@_jit
+def _ev_put(ev_t: np.ndarray, ev_i: np.ndarray, i: int, t: float, key: int, kind: int, a: int, b: int) -> None:
+    ev_t[i] = t
+    ev_i[i, EV_KEY] = key
+    ev_i[i, EV_KIND] = kind
+    ev_i[i, EV_A] = a
+    ev_i[i, EV_B] = b
+
+
+@_jit
+def _next_key(ctr: np.ndarray, prio: int) -> int:
+    """The key of an event scheduled now: its priority, then its place in scheduling order."""
+    key = (prio << _PRIO_SHIFT) | ctr[C_SEQ]
+    ctr[C_SEQ] += 1
+    return key
 
 
 @_jit
 def _schedule(ctr: np.ndarray, ev_t: np.ndarray, ev_i: np.ndarray, t: float, prio: int, kind: int, a: int,
               b: int) -> None:
+    key = _next_key(ctr, prio)
     n = ctr[C_HEAP_N]
-    ev_t[n] = t
-    ev_i[n, EV_KEY] = (prio << _PRIO_SHIFT) | ctr[C_SEQ]
-    ev_i[n, EV_KIND] = kind
-    ev_i[n, EV_A] = a
-    ev_i[n, EV_B] = b
-    ctr[C_SEQ] += 1
     ctr[C_HEAP_N] = n + 1
-    while n > 0:
+    while n > 0:  # sift the hole up, then fill it
         p = (n - 1) >> 1
-        if not _ev_less(ev_t, ev_i, n, p):
+        if not (t < ev_t[p] or (t == ev_t[p] and key < ev_i[p, EV_KEY])):
             break
-        _ev_swap(ev_t, ev_i, n, p)
+        _ev_move(ev_t, ev_i, n, p)
         n = p
+    _ev_put(ev_t, ev_i, n, t, key, kind, a, b)
 
 
 @_jit
@@ -156,19 +178,20 @@ def _pop_event(ctr: np.ndarray, ev_t: np.ndarray, ev_i: np.ndarray) -> None:
     ctr[C_HEAP_N] = n
     if n == 0:
         return
-    _ev_swap(ev_t, ev_i, 0, n)
+    t, key = ev_t[n], ev_i[n, EV_KEY]  # the last entry, sifted down from the top's hole
+    kind, a, b = ev_i[n, EV_KIND], ev_i[n, EV_A], ev_i[n, EV_B]
     i = 0
     while True:
-        left = 2 * i + 1
-        if left >= n:
+        child = 2 * i + 1
+        if child >= n:
             break
-        m = left
-        if left + 1 < n and _ev_less(ev_t, ev_i, left + 1, left):
-            m = left + 1
-        if not _ev_less(ev_t, ev_i, m, i):
+        if child + 1 < n and _ev_less(ev_t, ev_i, child + 1, child):
+            child += 1
+        if not _ev_before(ev_t, ev_i, child, t, key):
             break
-        _ev_swap(ev_t, ev_i, m, i)
-        i = m
+        _ev_move(ev_t, ev_i, i, child)
+        i = child
+    _ev_put(ev_t, ev_i, i, t, key, kind, a, b)
 
 
 # -- a group's running jobs: a pairing heap keyed by (finish tag, submit order) ---------------
@@ -622,9 +645,11 @@ def _reschedule(m: Model, s: State, st: int, now: float) -> None:
             delay = min(delay, (m.gf[g, G_QUOTA] - nd_f[g, ND_USED]) / nd_f[g, ND_GRATE], nd_f[g, ND_PERIOD_END] - now)
         elif nd_i[g, ND_THROTTLED]:
             delay = min(delay, nd_f[g, ND_PERIOD_END] - now)
-    s.st_i[st, ST_VERSION] += 1
-    if delay < _INF:
-        _schedule(s.ctr, s.ev_t, s.ev_i, now + max(delay, 0.0), _NORMAL, _E_WAKE, st, s.st_i[st, ST_VERSION])
+    if delay < _INF:  # the DES schedules a timer here; an earlier one of this station goes stale
+        s.st_f[st, ST_WAKE_T] = now + max(delay, 0.0)
+        s.st_i[st, ST_WAKE_KEY] = _next_key(s.ctr, _NORMAL)
+    else:
+        s.st_f[st, ST_WAKE_T] = _INF
 
 
 @_inline
@@ -753,11 +778,12 @@ def _serve(m: Model, s: State, r: int, first: int, now: float) -> int:
 
 
 @_inline
-def _room(m: Model, s: State) -> int:
-    """What the next event needs that is missing (DONE: nothing). Checked before it is taken."""
+def _room(m: Model, s: State, wake: int) -> int:
+    """What the next event (the queue's first, or station ``wake``'s wake-up) needs that is
+    missing (DONE: nothing). Checked before it is taken."""
     ki = m.ki
     need = 2 * s.ctr[C_INFLIGHT] + 2 * ki.shape[0] + 4 * m.si.shape[0] + 16
-    kind = s.ev_i[0, EV_KIND]
+    kind = _E_WAKE if wake >= 0 else s.ev_i[0, EV_KIND]
     sm = -1
     count = 1
     if kind in (_E_INIT, _E_ARRIVE):
@@ -868,22 +894,34 @@ def run_until(m: Model, s: State, until: float) -> int:
             r = _serve(m, s, r, 0, s.clock[0])
         if ctr[C_PENDING]:
             return _pending_need(s)
-    while ctr[C_HEAP_N] > 0 and ev_t[0] < until:
-        need = _room(m, s)
+    st_i, st_f, shared = s.st_i, s.st_f, m.shared
+    while True:
+        # the next event: the queue's first, or a station's wake-up if that comes before it
+        now, key, wake = _INF, 0, -1
+        if ctr[C_HEAP_N] > 0:
+            now, key = ev_t[0], ev_i[0, EV_KEY]
+        for j in range(shared.shape[0]):
+            st = shared[j]
+            wt = st_f[st, ST_WAKE_T]
+            if wt < now or (wt == now and wt < _INF and st_i[st, ST_WAKE_KEY] < key):
+                now, key, wake = wt, st_i[st, ST_WAKE_KEY], st
+        if not now < until:
+            break
+        need = _room(m, s, wake)
         if need != DONE:
             return need
-        now = ev_t[0]
+        s.clock[0] = now
+        if wake >= 0:
+            st_f[wake, ST_WAKE_T] = _INF
+            _advance(m, s, wake, now)
+            _reschedule(m, s, wake, now)
+            continue
         kind, a, b = ev_i[0, EV_KIND], ev_i[0, EV_A], ev_i[0, EV_B]
         _pop_event(ctr, ev_t, ev_i)
-        s.clock[0] = now
         r, k = -1, 0  # the request to take on, from slot k
         if kind == _E_RESUME:
             r, k = a, s.rq_i[a, RQ_STEP] + 1
             s.rq_stage[a, k - 1] = now - s.rq_f[a, RQ_T0]
-        elif kind == _E_WAKE:
-            if b == s.st_i[a, ST_VERSION]:
-                _advance(m, s, a, now)
-                _reschedule(m, s, a, now)
         elif kind == _E_FIFO:
             _schedule(ctr, ev_t, ev_i, now, _NORMAL, _E_RESUME, b, 0)
             _note_busy(s.st_i, s.st_f, a, -1, now)
