@@ -1,9 +1,10 @@
 """The compiled kernel against the DES on real stacks, measured in one run (ratios, not seconds).
 
 Prints: per stack of compare-stacks, DES and kernel seconds and their ratio (the same requests
-either way: the script checks finish times agree); density evaluation time of the kernel at 8 to
-512 guests on a 64-core host with the fitted growth exponent; and the kernel's ns per event
-against a bare numba Lindley loop (the limit for an event loop on this machine).
+either way: the script checks finish times agree); the kernel's ns per event on a stack and on
+M/M/1 against a bare numba Lindley loop (the limit for an event loop on this machine); and
+density evaluation time on the kernel at 8 to 512 guests on a 48-core host with the fitted
+growth exponent.
 
 Run: ``python benchmarks/stacks.py`` (about two minutes on a quiet 2-core machine; the first run
 also compiles the kernel).
@@ -18,8 +19,10 @@ import numpy as np
 
 from virtsim.experiments.density import DensitySpec, evaluate
 from virtsim.experiments.scenario import default_scenario, load_scenario
+from virtsim.sim.control import RunControl
 from virtsim.sim.engine import simulate
 from virtsim.sim.kernel import KernelRun, compile_kernel, simulate_kernel
+from virtsim.sim.routes import OpenArrivals, Slot, Source, StationSpec
 
 
 @numba.njit(cache=True)
@@ -68,8 +71,17 @@ def events_per_second() -> None:
     t1 = time.perf_counter()
     _lindley(arrivals, service)
     lindley = (time.perf_counter() - t1) / n
-    print(f"kernel: {elapsed / events * 1e9:.0f} ns per event (kvm stack, {events:,} events); "
-          f"bare numba Lindley loop: {lindley * 1e9:.1f} ns per request")
+    def exponential_work(seed: np.random.SeedSequence):  # type: ignore[no-untyped-def]
+        rng = np.random.default_rng(seed)
+        return lambda n: rng.exponential(0.8, (n, 1))
+
+    source = Source("x", (Slot("s", "l"),), OpenArrivals(1.0), exponential_work)
+    mm1 = KernelRun([StationSpec("s", "fifo", 1)], [source], RunControl(duration_s=200_000.0))
+    t2 = time.perf_counter()
+    mm1.step(200_000.0)
+    mm1_ns = (time.perf_counter() - t2) / int(mm1.state.ctr[1]) * 1e9
+    print(f"kernel: {elapsed / events * 1e9:.0f} ns per event (kvm stack, {events:,} events), "
+          f"{mm1_ns:.0f} ns per event on M/M/1 (one FIFO); bare numba Lindley loop: {lindley * 1e9:.1f} ns per request")
 
 
 def density_growth() -> None:
@@ -77,7 +89,7 @@ def density_growth() -> None:
                                                 "storage": "nvme-ssd"}})
     print(f"density evaluation on the kernel ({spec.host}, docker, the default workload):")
     counts, times = [], []
-    for guests in (8, 32, 128, 512):
+    for guests in (8, 32, 128, 512):  # 1,024 of these guests do not fit the host's memory
         t0 = time.perf_counter()
         evaluate(spec, ["docker"], guests)
         elapsed = time.perf_counter() - t0
