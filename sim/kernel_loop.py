@@ -102,7 +102,9 @@ class State(NamedTuple):
     act: np.ndarray  # per shared station, from si[S_ACT_LO]: its leaves in creation order
     nd_i: np.ndarray
     nd_f: np.ndarray
-    scratch_i: np.ndarray  # >= 3 nodes + 3
+    scratch_i: np.ndarray  # 4 (nodes + 1)
+    scratch_p: np.ndarray  # int, 6 (nodes + 1): for core affinity
+    scratch_q: np.ndarray  # float, 3 (nodes + 1): for core affinity
     scratch_f: np.ndarray  # >= 3 nodes + 3
     sm_i: np.ndarray
     work: np.ndarray  # (rows, slots): sampled work, s
@@ -115,9 +117,12 @@ class State(NamedTuple):
 
 # error_model="numpy": no division check on the hot path (every divisor here is nonzero by
 # construction); cache=True: compiled once, then loaded from __pycache__
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+# _nrt=False: no reference counting. Every array is made by the caller and lives as long as the
+# run; counting references to them cost ~300 ns per event (two atomic operations per array each
+# time a helper touched the state), more than all the work. So nothing here may allocate.
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 # hot paths, inlined: no call, and no tuples of arrays to pass
-_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always", _nrt=False)
 
 # -- the event queue: a binary heap over (time, key) ------------------------------------------
 
@@ -393,23 +398,61 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
 
 
 @_jit
-def _water_fill(capacity: float, weights: np.ndarray, caps: np.ndarray, n: int, out: np.ndarray,
-                order: np.ndarray) -> None:
-    """As :func:`virtsim.sim.stations.water_fill`, into ``out[:n]`` (``order``: scratch, >= n)."""
+def _sort_by_cap_per_weight(caps: np.ndarray, weights: np.ndarray, n: int, order: np.ndarray,
+                            tmp: np.ndarray) -> None:
+    """``order[:n]``: indices by cap per weight, ties in index order (Python's stable sort)."""
     for i in range(n):
-        out[i] = 0.0
-    if n == 0:
-        return
-    if n <= 16:  # a stable insertion sort by cap per weight: no allocation on the common path
-        for i in range(n):
-            key = caps[i] / weights[i]
+        order[i] = i
+    if n <= 16:  # insertion sort
+        for i in range(1, n):
+            v = order[i]
+            key = caps[v] / weights[v]
             j = i
             while j > 0 and caps[order[j - 1]] / weights[order[j - 1]] > key:
                 order[j] = order[j - 1]
                 j -= 1
-            order[j] = i
-    else:
-        order[:n] = np.argsort(caps[:n] / weights[:n], kind="mergesort")
+            order[j] = v
+        return
+    src, dst = order, tmp  # bottom-up merge sort, no allocation
+    width = 1
+    swapped = False
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid, hi = min(lo + width, n), min(lo + 2 * width, n)
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if caps[src[j]] / weights[src[j]] < caps[src[i]] / weights[src[i]]:
+                    dst[k] = src[j]
+                    j += 1
+                else:
+                    dst[k] = src[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                dst[k] = src[i]
+                i += 1
+                k += 1
+            while j < hi:
+                dst[k] = src[j]
+                j += 1
+                k += 1
+        src, dst = dst, src
+        swapped = not swapped
+        width *= 2
+    if swapped:  # the sorted run is in tmp
+        for i in range(n):
+            order[i] = src[i]
+
+
+@_jit
+def _water_fill(capacity: float, weights: np.ndarray, caps: np.ndarray, n: int, out: np.ndarray,
+                order: np.ndarray, tmp: np.ndarray) -> None:
+    """As :func:`virtsim.sim.stations.water_fill`, into ``out[:n]`` (``order``, ``tmp``: scratch >= n)."""
+    for i in range(n):
+        out[i] = 0.0
+    if n == 0:
+        return
+    _sort_by_cap_per_weight(caps, weights, n, order, tmp)
     remaining_capacity = capacity
     remaining_weight = 0.0
     for i in range(n):
@@ -452,8 +495,9 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
         for i in range(k):
             if gi[kids[i], G_PINNED]:
                 pinned = True
+    n1 = nodes + 1
     if pinned:
-        _share_pinned(m, s, kids[:k].copy(), own, capacity, per_job, rates)
+        _share_pinned(m, s, kids, k, own, capacity, per_job, rates)
     else:
         for i in range(k):
             weights[i] = _weight(gi, gf, kids[i])
@@ -463,7 +507,7 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
             weights[k] = _DEFAULT_WEIGHT * own
             caps[k] = own * per_job
             size = k + 1
-        _water_fill(capacity, weights, caps, size, rates, s.scratch_i[2 * nodes + 2:])
+        _water_fill(capacity, weights, caps, size, rates, s.scratch_i[2 * n1:3 * n1], s.scratch_i[3 * n1:4 * n1])
     for i in range(k):
         nd_f[kids[i], ND_CAP] = rates[i]  # the cap is no longer needed: it now holds the share
     if own:
@@ -471,20 +515,37 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
 
 
 @_jit
-def _share_pinned(m: Model, s: State, kids: np.ndarray, own: int, capacity: float, per_job: float,
+def _share_pinned(m: Model, s: State, kids: np.ndarray, k: int, own: int, capacity: float, per_job: float,
                   rates: np.ndarray) -> None:
-    """As SharedStation._share_pinned: domains of overlapping core sets first, then the rest."""
+    """As SharedStation._share_pinned: domains of overlapping core sets first, then the rest.
+
+    Allocation-free (the loop runs without numba's reference counting): scratch from State."""
     gi, gf, nd_f, cores = m.gi, m.gf, s.nd_f, m.cores
-    k = kids.shape[0]
+    n1 = gi.shape[0] + 1
+    sp, sq = s.scratch_p, s.scratch_q
+    pinned, free, domain = sp[0:n1], sp[n1:2 * n1], sp[2 * n1:3 * n1]
+    members, order, tmp = sp[3 * n1:4 * n1], sp[4 * n1:5 * n1], sp[5 * n1:6 * n1]
+    w, c, out = sq[0:n1], sq[n1:2 * n1], sq[2 * n1:3 * n1]
     for i in range(k + 1):
         rates[i] = 0.0
-    pinned = np.array([i for i in range(k) if gi[kids[i], G_PINNED]], dtype=np.int64)
-    free = np.array([i for i in range(k) if not gi[kids[i], G_PINNED]], dtype=np.int64)
-    p = pinned.shape[0]
-    domain = np.arange(p)  # union-find over overlapping core sets
+    p = f = 0
+    for i in range(k):
+        if gi[kids[i], G_PINNED]:
+            pinned[p] = i
+            p += 1
+        else:
+            free[f] = i
+            f += 1
+    for a in range(p):  # union-find over overlapping core sets
+        domain[a] = a
     for a in range(p):
         for b in range(a + 1, p):
-            if np.any(cores[kids[pinned[a]]] & cores[kids[pinned[b]]]):
+            overlap = False
+            for core in range(cores.shape[1]):
+                if cores[kids[pinned[a]], core] and cores[kids[pinned[b]], core]:
+                    overlap = True
+                    break
+            if overlap:
                 ra, rb = a, b
                 while domain[ra] != ra:
                     ra = domain[ra]
@@ -497,45 +558,44 @@ def _share_pinned(m: Model, s: State, kids: np.ndarray, own: int, capacity: floa
         while domain[r] != r:
             r = domain[r]
         domain[a] = r
-    w = np.empty(p)
-    c = np.empty(p)
-    out = np.empty(p)
     for d in range(p):
         if domain[d] != d:
             continue
-        members = np.array([i for i in range(p) if domain[i] == d], dtype=np.int64)
-        union = cores[kids[pinned[members[0]]]].copy()
-        for i in members:
-            union |= cores[kids[pinned[i]]]
-        size = members.shape[0]
+        size = 0
+        for i in range(p):
+            if domain[i] == d:
+                members[size] = i
+                size += 1
+        union = 0
+        for core in range(cores.shape[1]):
+            for j in range(size):
+                if cores[kids[pinned[members[j]]], core]:
+                    union += 1
+                    break
         for j in range(size):
             w[j] = _weight(gi, gf, kids[pinned[members[j]]])
             c[j] = nd_f[kids[pinned[members[j]]], ND_CAP]
-        _water_fill(min(float(union.sum()), capacity), w, c, size, out, np.empty(size, np.int64))
+        _water_fill(min(float(union), capacity), w, c, size, out, order, tmp)
         for j in range(size):
             rates[pinned[members[j]]] = out[j]
     used = 0.0
     for i in range(k):
         used += rates[i]
     left = max(0.0, capacity - used)
-    f = free.shape[0]
     size = f + (1 if own else 0)
     if size == 0:
         return
-    weights = np.empty(size)
-    caps = np.empty(size)
     for j in range(f):
-        weights[j] = _weight(gi, gf, kids[free[j]])
-        caps[j] = nd_f[kids[free[j]], ND_CAP]
+        w[j] = _weight(gi, gf, kids[free[j]])
+        c[j] = nd_f[kids[free[j]], ND_CAP]
     if own:
-        weights[f] = _DEFAULT_WEIGHT * own
-        caps[f] = own * per_job
-    shares = np.empty(size)
-    _water_fill(left, weights, caps, size, shares, np.empty(size, np.int64))
+        w[f] = _DEFAULT_WEIGHT * own
+        c[f] = own * per_job
+    _water_fill(left, w, c, size, out, order, tmp)
     for j in range(f):
-        rates[free[j]] = shares[j]
+        rates[free[j]] = out[j]
     if own:
-        rates[k] = shares[f]
+        rates[k] = out[f]
 
 
 @_jit
@@ -544,7 +604,7 @@ def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float)
     gi, gf, nd_i, nd_f, act = m.gi, m.gf, s.nd_i, s.nd_f, s.act
     lo = m.si[st, S_ACT_LO]
     nodes = gi.shape[0]
-    marked = s.scratch_i[nodes + 1:]
+    marked = s.scratch_i[nodes + 1:2 * nodes + 2]
     nm = 0
     for i in range(s.st_i[st, ST_ACT_N]):
         leaf = act[lo + i]

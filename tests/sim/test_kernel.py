@@ -166,3 +166,17 @@ def test_a_run_taken_in_steps_equals_one_run() -> None:
         run.step(until)
         assert run.now_s == pytest.approx(until)
     assert_same(simulate(stations, sources, control), run.result())
+
+
+def test_many_contending_groups_share_alike_on_both_engines() -> None:
+    """40 weighted, capped groups on 4 cores, some pinned: the kernel's merge sort and core
+    domains (past the insertion sort's 16 members) split capacity as the DES does."""
+    rng = np.random.default_rng(4)
+    groups = {(f"g{i}",): GroupSpec(weight=float(rng.choice([50, 100, 200, 400])),
+                                   max_servers=float(rng.choice([1, 2, math.inf])),
+                                   cores=(i % 4,) if i % 5 == 0 else None) for i in range(40)}
+    stations = [StationSpec("cpu", "shared", 4.0, groups)]
+    sources = [Source(f"s{i}", (Slot("cpu", "app", (f"g{i}",)),), ClosedArrivals(2, 0.01),
+                      _factory(0.02, 1, 0.0, "exp")) for i in range(40)]
+    control = RunControl(duration_s=5.0, seed=11)
+    assert_same(simulate(stations, sources, control), simulate_kernel(stations, sources, control))
