@@ -25,7 +25,7 @@ the stop happens before the event is taken off the queue.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -120,9 +120,10 @@ class State(NamedTuple):
 # _nrt=False: no reference counting. Every array is made by the caller and lives as long as the
 # run; counting references to them cost ~300 ns per event (two atomic operations per array each
 # time a helper touched the state), more than all the work. So nothing here may allocate.
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+_OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", _nrt=False)
+_jit = numba.njit(**_OPTIONS)
 # hot paths, inlined: no call, and no tuples of arrays to pass
-_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always", _nrt=False)
+_inline = numba.njit(**_OPTIONS, inline="always")
 
 # -- the event queue: a binary heap over (time, key) ------------------------------------------
 
