@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 __all__ = ["summarize", "t_interval"]
 
@@ -23,6 +22,8 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     mean = float(x.mean())
     if x.size < 2:
         return mean, float("nan"), float("nan")
+    from scipy import stats  # here, not at import: scipy.stats takes ~0.6 s to load, every command paid it
+
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
     return mean, mean - half, mean + half
 
@@ -34,6 +35,8 @@ def summarize(runs: pd.DataFrame, by: Sequence[str], confidence: float = 0.95) -
     columns = ["mean", "std", "n", "ci_low", "ci_high", "confidence"]
     if runs.empty:
         return pd.DataFrame(columns=[*by, *columns])
+    from scipy import stats
+
     codes = runs.groupby(list(by), sort=False, dropna=False).ngroup().to_numpy()
     values = runs["value"].to_numpy(dtype=float)
     _, first = np.unique(codes, return_index=True)
