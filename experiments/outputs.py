@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from virtsim.experiments.runner import COLUMNS, RunOutput
+if TYPE_CHECKING:
+    from virtsim.experiments.runner import RunOutput
 
 __all__ = ["MANIFEST", "ResultFolder", "ResultsError", "atomic_write", "read_manifest", "read_runs",
            "write_run_output"]
@@ -80,6 +81,8 @@ def read_runs(out_dir: Path) -> pd.DataFrame:
         raise ResultsError(
             f"{path} is not a readable Parquet file ({type(exc).__name__}); rerun the experiment"
         ) from None
+    from virtsim.experiments.runner import COLUMNS  # here: the runner loads the engines (numba)
+
     missing = [c for c in COLUMNS if c not in runs.columns]
     if missing:
         raise ResultsError(f"{path} lacks columns {missing}; it was not written by `virtsim run`")
