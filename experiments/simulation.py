@@ -25,7 +25,6 @@ from virtsim.experiments.runner import result_rows
 from virtsim.experiments.scenario import Scenario, load_scenario
 from virtsim.sim.engine import DesRun
 from virtsim.sim.kernel import KernelRun
-from virtsim.sim.records import RequestLog
 
 __all__ = ["Simulation"]
 
@@ -77,7 +76,7 @@ class Simulation:
         ``latency_mean_s``/``latency_p99_s`` of the requests that arrived after ``since_s`` and
         have finished (NaN when none has)."""
         rows = {}
-        for name, log in self._logs().items():
+        for name, log in self._run.logs().items():
             arrival, finish = log.arrival_s[:log.n], log.finish_s[:log.n]
             done = ~np.isnan(finish)
             recent = done & (arrival >= since_s)
@@ -87,23 +86,30 @@ class Simulation:
                               latency_p99_s=float(np.percentile(latency, 99)) if latency.size else math.nan)
         return pd.DataFrame.from_dict(rows, orient="index")
 
-    def set_cpu_max(self, guest: str, quota_s: float, period_s: float = 0.1) -> None:
-        """Change ``guest``'s cgroup ``cpu.max`` from now on (the guest must start with one)."""
-        where = [(spec.name, path) for spec in self.stations if spec.kind == "shared"
-                 for path, group in spec.groups.items() if group.quota_s is not None and guest in path]
+    def set_cpu_max(self, guest: str, quota_s: float, period_s: float | None = None) -> None:
+        """Change ``guest``'s cgroup ``cpu.max`` from now on (its quota refilled, unthrottled at
+        once, as a write to cpu.max does). ``period_s``: the period, if it changes (default: kept).
+        The guest must start with a cpu.max, on exactly one of its groups."""
+        where = [(spec.name, path, group) for spec in self.stations if spec.kind == "shared"
+                 for path, group in spec.groups.items() if group.quota_s is not None and path[0] == guest]
+        guests = sorted({s.name for s in self.sources})
+        if guest not in guests:
+            raise ValueError(f"no guest {guest!r} in this run; its guests are {guests}")
         if not where:
             raise ValueError(f"guest {guest!r} has no cpu.max to change; give its container a cpu_max "
                              "(for example docker{cpu_max = \"50ms/100ms\"}) when the run starts")
-        station, path = where[0]
-        if isinstance(self._run, KernelRun):
-            self._run.set_quota(station, path, quota_s, period_s)
-        else:
-            self._run.stations[station].set_quota(path, quota_s, period_s)  # type: ignore[attr-defined]
+        if len(where) > 1:
+            raise ValueError(f"guest {guest!r} has a cpu.max on {len(where)} groups ({[p for _, p, _ in where]}); "
+                             "which one to change is ambiguous")
+        station, path, group = where[0]
+        period = group.period_s if period_s is None else period_s
+        self._run.set_quota(station, path, quota_s, period)
 
     def runs(self) -> pd.DataFrame:
-        """The tidy rows ``virtsim run`` writes for this stack and replication (after the last step)."""
+        """The tidy rows ``virtsim run`` writes for this stack and replication. Only once the run
+        has reached its duration: rates are per second of the whole run."""
+        if self.now_s < self.duration_s:
+            raise ValueError(f"the run is at {self.now_s:g} s of {self.duration_s:g} s; step to the end "
+                             "first (observe() reports on a run in progress)")
         rows: list[dict[str, Any]] = result_rows(self.scenario, self.label, self._run.result(), self.replication)
         return pd.DataFrame(rows)
-
-    def _logs(self) -> dict[str, RequestLog]:
-        return self._run.logs()

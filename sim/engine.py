@@ -72,6 +72,9 @@ def _steps(stations: dict[str, Station], source: Source, client: int) -> list[tu
         what = {"": _SUBMIT, "acquire": _ACQUIRE, "release": _RELEASE}[slot.action]
         if what != _SUBMIT and not isinstance(station, LockStation):
             raise ValueError(f"source {source.name!r}: {slot.action} at {slot.station!r}, which is not a lock")
+        if what == _SUBMIT and isinstance(station, LockStation):
+            raise ValueError(f"source {source.name!r}: work at lock {slot.station!r}; a lock slot must "
+                             "acquire or release")
         steps.append((what, station, group, cond))
     return steps
 
@@ -142,7 +145,7 @@ class _Run:
         times = [t for t in arrivals.times_s if t < end]
         work = sample_work(len(times)) if times else None
         for j, t in enumerate(times):
-            yield env.timeout(t - env.now)
+            yield env.timeout(max(t - env.now, 0.0))  # equal times: the clock may round past t
             env.process(self._serve(log, log.add(env.now), work[j], submits))  # type: ignore[index]
 
     def _client(self, arrivals: ClosedArrivals, log: RequestLog, submits: list,
@@ -208,16 +211,23 @@ class DesRun:
         """Simulated time reached, in seconds."""
         return float(self._run.env.now)
 
-    @property
-    def stations(self) -> dict[str, Station]:
-        """The live stations, by name."""
-        return self._run.stations
-
     def step(self, until_s: float) -> None:
-        """Run every event before ``until_s`` (s, at most the run's duration)."""
+        """Run every event before ``until_s`` (s, at most the run's duration); the clock is then
+        exactly ``until_s`` (SimPy's ``run(until=)`` would stop at ``now + (until - now)``, which
+        can round past it and take an event at ``until_s`` early)."""
+        env = self._run.env
         until_s = min(float(until_s), self.control.duration_s)
-        if until_s > self._run.env.now:
-            self._run.env.run(until=until_s)
+        while env.peek() < until_s:
+            env.step()
+        if until_s > env.now:
+            env._now = until_s  # SimPy has no public way to move an idle clock
+
+    def set_quota(self, station: str, group: tuple[str, ...], quota_s: float, period_s: float) -> None:
+        """Change a group's ``cpu.max`` from now on (see :meth:`SharedStation.set_quota`)."""
+        target = self._run.stations.get(station)
+        if not isinstance(target, SharedStation):
+            raise ValueError(f"station {station!r} is not a shared CPU; cpu.max belongs to a CPU's group")
+        target.set_quota(group, quota_s, period_s)
 
     def logs(self) -> dict[str, RequestLog]:
         """Each source's requests so far (unfinished ones have a NaN finish time)."""

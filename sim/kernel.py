@@ -355,11 +355,8 @@ class KernelRun:
                              "(give the guest a cpu_max when the run starts)")
         if not (quota_s > 0 and period_s > 0 and math.isfinite(quota_s) and math.isfinite(period_s)):
             raise ValueError(f"cpu.max must be a finite quota and period > 0, got {quota_s}/{period_s}")
-        node = self._nodes.ids[(st, group)]
-        self.model.gf[node, kl.G_QUOTA] = quota_s
-        self.model.gf[node, kl.G_PERIOD] = period_s
         self._room_for_completions()
-        kl.wake(self.model, self.state, st)
+        kl.set_quota(self.model, self.state, st, self._nodes.ids[(st, group)], float(quota_s), float(period_s))
 
     def logs(self) -> dict[str, RequestLog]:
         """Each source's requests so far (unfinished ones have a NaN finish time)."""
@@ -386,9 +383,8 @@ class KernelRun:
         duration = self.control.duration_s
         utilization: dict[str, float] = {}
         for i, spec in enumerate(self.stations):
-            servers = spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1)) \
-                if spec.kind == "shared" else spec.servers
-            if spec.kind != "delay":
+            servers = _capacity(spec)
+            if math.isfinite(servers):  # as the DES: a delay (or an infinite CPU) has no utilization
                 utilization[spec.name] = float(st.st_f[i, kl.ST_WORK]) / (servers * duration)
         subtree = st.nd_f[:, kl.ND_WORK].copy()  # work of each group and the groups inside it
         for node in range(len(subtree) - 1, -1, -1):  # a node's parent was made before it
@@ -398,12 +394,21 @@ class KernelRun:
         for i, spec in enumerate(self.stations):
             if spec.kind != "shared":
                 continue
-            station_servers = spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))
+            station_servers = _capacity(spec)
             for path, g in spec.groups.items():
                 if g.label:
                     servers = g.servers if math.isfinite(g.servers) else station_servers
                     utilization[g.label] = float(subtree[self._nodes.ids[(i, path)]]) / (servers * duration)
         return RunResult(logs, utilization, self.replication)
+
+
+def _capacity(spec: StationSpec) -> float:
+    """Servers' worth of work per second, as the DES's station says (``inf`` for a delay)."""
+    if spec.kind == "delay":
+        return math.inf
+    if spec.kind == "shared":
+        return spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))
+    return spec.servers
 
 
 def _check(stations: Sequence[StationSpec], sources: Sequence[Source]) -> None:
@@ -423,6 +428,9 @@ def _check(stations: Sequence[StationSpec], sources: Sequence[Source]) -> None:
         for slot in source.route:
             if slot.action and kinds[slot.station] != "lock":
                 raise ValueError(f"source {source.name!r}: {slot.action} at {slot.station!r}, which is not a lock")
+            if not slot.action and kinds[slot.station] == "lock":
+                raise ValueError(f"source {source.name!r}: work at lock {slot.station!r}; a lock slot must "
+                                 "acquire or release")
 
 
 def simulate_kernel(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,

@@ -19,7 +19,9 @@ the same answers, not merely close ones:
 
 The loop stops before an event it could not finish without more room (event queue, requests,
 samples) and says what it needs; the caller grows the arrays and calls again. Nothing is lost:
-the stop happens before the event is taken off the queue.
+the stop happens before the event is taken off the queue, or, for a closed client making
+requests with no work one after another within one event, between two of them (the client is
+taken up again first on the next call).
 """
 
 from __future__ import annotations
@@ -788,7 +790,7 @@ def _serve(m: Model, s: State, r: int, first: int, now: float) -> int:
     steps = m.steps
     for k in range(first, m.ki[sm, K_LEN]):
         w = s.work[row, k]
-        if w <= 0.0:
+        if not w > 0.0:  # as the DES: zero (or NaN) work skips the slot
             continue
         cst = steps[sm, k, P_COND_STATION]
         if cst >= 0 and _idle_for(si, st_i, st_f, s.nd_i, s.nd_f, cst, steps[sm, k, P_COND_NODE], now) \
@@ -895,7 +897,7 @@ def _arrive(m: Model, s: State, sm: int, now: float) -> int:
         j = s.sm_i[sm, SM_J]
         if j < m.ki[sm, K_COUNT]:
             t = m.trace_t[m.ki[sm, K_TRACE_LO] + j]
-            _schedule(s.ctr, s.ev_t, s.ev_i, now + (t - now), _NORMAL, _E_ARRIVE, sm, 0)
+            _schedule(s.ctr, s.ev_t, s.ev_i, now + max(t - now, 0.0), _NORMAL, _E_ARRIVE, sm, 0)
     return -1
 
 
@@ -911,7 +913,7 @@ def _init(m: Model, s: State, sm: int, now: float) -> int:
         _schedule(s.ctr, s.ev_t, s.ev_i, now + m.kf[sm, K_AT], _NORMAL, _E_ARRIVE, sm, 0)
     elif m.ki[sm, K_COUNT] > 0:
         t = m.trace_t[m.ki[sm, K_TRACE_LO]]
-        _schedule(s.ctr, s.ev_t, s.ev_i, now + (t - now), _NORMAL, _E_ARRIVE, sm, 0)
+        _schedule(s.ctr, s.ev_t, s.ev_i, now + max(t - now, 0.0), _NORMAL, _E_ARRIVE, sm, 0)
     return -1
 
 
@@ -1010,10 +1012,14 @@ def run_until(m: Model, s: State, until: float) -> int:
 
 
 @_jit
-def wake(m: Model, s: State, st: int) -> None:
-    """Bring shared station ``st`` up to now and recompute its rates (after a group changed)."""
+def set_quota(m: Model, s: State, st: int, node: int, quota_s: float, period_s: float) -> None:
+    """As SharedStation.set_quota: account up to now, then the new cpu.max, refilled, unthrottled."""
     now = s.clock[0]
     _advance(m, s, st, now)
+    m.gf[node, G_QUOTA] = quota_s
+    m.gf[node, G_PERIOD] = period_s
+    s.nd_f[node, ND_USED] = 0.0
+    s.nd_i[node, ND_THROTTLED] = 0
     _reschedule(m, s, st, now)
 
 

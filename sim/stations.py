@@ -402,7 +402,9 @@ class SharedStation(Station):
     def set_quota(self, group: GroupPath, quota_s: float, period_s: float) -> None:
         """Change the ``cpu.max`` of a group that has one, from now on (a controller's action).
 
-        Work is accounted up to now at the old limit; the new one applies to the current period.
+        Work is accounted up to now at the old limit. As a write to ``cpu.max`` does in Linux,
+        the group's quota is then refilled and it is unthrottled at once; periods keep their
+        boundaries (multiples of the period from time zero).
         """
         state = self._groups.get(group)
         if state is None or state.spec.quota_s is None:
@@ -410,8 +412,10 @@ class SharedStation(Station):
                              "(give the guest a cpu_max when the run starts)")
         if not (quota_s > 0 and period_s > 0 and math.isfinite(quota_s) and math.isfinite(period_s)):
             raise ValueError(f"cpu.max must be a finite quota and period > 0, got {quota_s}/{period_s}")
-        state.spec = replace(state.spec, quota_s=float(quota_s), period_s=float(period_s))
         self._advance()
+        state.spec = replace(state.spec, quota_s=float(quota_s), period_s=float(period_s))
+        state.used_s = 0.0
+        state.throttled = False
         self._reschedule()
 
     def _run(self, path: GroupPath, delta: int) -> None:

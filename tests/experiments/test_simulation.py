@@ -74,3 +74,18 @@ def test_changing_a_limit_the_guest_does_not_have_is_refused_with_the_fix() -> N
         sim.step()
     with pytest.raises(ValueError, match=r"is not one this scenario runs"):
         virtsim.Simulation(_short(QUOTA), stack="kvm")
+
+
+def test_the_cpu_max_to_change_is_the_named_guests_own_and_only_one() -> None:
+    data = _short(QUOTA).model_dump(by_alias=True, mode="json")
+    data.pop("compare")
+    data["guests"][0]["stack"] = [{"profile": "docker", "cpu_max": "50ms/100ms"}]
+    data["guests"].append({**data["guests"][0], "name": "docker", "stack": ["docker"]})
+    sim = virtsim.Simulation(virtsim.scenario(data))
+    with pytest.raises(ValueError, match=r"guest 'docker' has no cpu.max"):
+        sim.set_cpu_max("docker", 0.3)  # a guest named like a layer does not reach api's container
+    with pytest.raises(ValueError, match=r"no guest 'ap'"):
+        sim.set_cpu_max("ap", 0.3)
+    sim.set_cpu_max("api", 0.3)
+    with pytest.raises(ValueError, match=r"step to the end first"):
+        sim.runs()  # rates per second of the whole run would be wrong mid-run

@@ -15,7 +15,7 @@ from virtsim.experiments.scenario import default_scenario, load_scenario, parse_
 from virtsim.models.virt.stack import layer_profiles
 from virtsim.models.workloads.catalog import NAMED_WORKLOADS
 from virtsim.sim.control import RunControl
-from virtsim.sim.engine import RunResult, simulate
+from virtsim.sim.engine import DesRun, RunResult, simulate
 from virtsim.sim.kernel import KernelRun, simulate_kernel
 from virtsim.sim.routes import (
     BatchArrivals,
@@ -180,3 +180,37 @@ def test_many_contending_groups_share_alike_on_both_engines() -> None:
                       _factory(0.02, 1, 0.0, "exp")) for i in range(40)]
     control = RunControl(duration_s=5.0, seed=11)
     assert_same(simulate(stations, sources, control), simulate_kernel(stations, sources, control))
+
+
+def test_steps_at_times_binary_cannot_hold_stop_exactly_there_on_both_engines() -> None:
+    """Stepping to 0.7 then 2.9 (not exact in binary) must not take the trace arrival at 2.9, nor
+    the batch due at the run's end: both engines stop before until_s and sit exactly on it."""
+    stations = [StationSpec("disk", "fifo", 1.0)]
+    sources = [Source("t", (Slot("disk", "io"),), TraceArrivals((0.7, 2.9, 2.9)), _factory(0.01, 1, 0.0, "const")),
+               Source("b", (Slot("disk", "io"),), BatchArrivals(5, 2.9), _factory(0.01, 1, 0.0, "const"))]
+    control = RunControl(duration_s=2.9)
+    runs = [DesRun(stations, sources, control), KernelRun(stations, sources, control)]
+    for run in runs:
+        run.step(0.7)
+        run.step(2.9)
+        assert run.now_s == 2.9
+    des, kernel = (run.result() for run in runs)
+    assert des.logs["t"].n == kernel.logs["t"].n == 1 and des.logs["b"].n == kernel.logs["b"].n == 0
+    assert_same(des, kernel)
+    assert_same(simulate(stations, sources, RunControl(duration_s=5.0)),
+                simulate_kernel(stations, sources, RunControl(duration_s=5.0)))  # equal trace times run
+
+
+def test_raising_cpu_max_refills_and_unthrottles_at_once_on_both_engines() -> None:
+    """10ms/100ms throttles a 30 ms job at 10 ms; raised to 100ms/100ms at 50 ms, it runs on at
+    once (as a write to cpu.max does) and ends at 70 ms, not at the next period (120 ms)."""
+    stations = [StationSpec("cpu", "shared", 1.0, {("c",): GroupSpec(quota_s=0.01, period_s=0.1)})]
+    sources = [Source("j", (Slot("cpu", "app", ("c",)),), TraceArrivals((0.0,)), _factory(0.03, 1, 0.0, "const"))]
+    control = RunControl(duration_s=1.0)
+    finish = []
+    for run in (DesRun(stations, sources, control), KernelRun(stations, sources, control)):
+        run.step(0.05)
+        run.set_quota("cpu", ("c",), 0.1, 0.1)
+        run.step(1.0)
+        finish.append(run.result().logs["j"].finish_s[0])
+    assert finish[0] == pytest.approx(0.07) and finish[1] == pytest.approx(0.07)
