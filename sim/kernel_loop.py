@@ -273,13 +273,21 @@ def _idle_for(si: np.ndarray, st_i: np.ndarray, st_f: np.ndarray, nd_i: np.ndarr
 
 
 @_jit
-def _enqueue(st_i: np.ndarray, rq_i: np.ndarray, st: int, r: int) -> None:
-    rq_i[r, RQ_NEXT] = -1
-    if st_i[st, ST_Q_TAIL] < 0:
-        st_i[st, ST_Q_HEAD] = r
+def _append(owners: np.ndarray, owner: int, first: int, last: int, items: np.ndarray, link: int, item: int) -> None:
+    """Append ``item`` to the singly linked list whose ends are ``owners[owner, first/last]`` and
+    whose links are ``items[:, link]`` (-1 ends a list): a FIFO queue, a line for a thread, a
+    node's children."""
+    items[item, link] = -1
+    if owners[owner, last] < 0:
+        owners[owner, first] = item
     else:
-        rq_i[st_i[st, ST_Q_TAIL], RQ_NEXT] = r
-    st_i[st, ST_Q_TAIL] = r
+        items[owners[owner, last], link] = item
+    owners[owner, last] = item
+
+
+@_jit
+def _enqueue(st_i: np.ndarray, rq_i: np.ndarray, st: int, r: int) -> None:
+    _append(st_i, st, ST_Q_HEAD, ST_Q_TAIL, rq_i, RQ_NEXT, r)
 
 
 @_jit
@@ -625,12 +633,7 @@ def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float)
                 marked[nm] = n
                 nm += 1
             if child >= 0:  # children in order of first appearance, as the DES's dicts
-                nd_i[child, ND_NEXT] = -1
-                if nd_i[n, ND_LAST] < 0:
-                    nd_i[n, ND_FIRST] = child
-                else:
-                    nd_i[nd_i[n, ND_LAST], ND_NEXT] = child
-                nd_i[n, ND_LAST] = child
+                _append(nd_i, n, ND_FIRST, ND_LAST, nd_i, ND_NEXT, child)
             if not newly:
                 break
             child = n
@@ -730,12 +733,7 @@ def _ps_submit(m: Model, s: State, st: int, node: int, r: int, work: float, now:
         _run(m.gi, m.gf, nd_i, s.st_i, st, node, 1)
     else:  # every thread busy: wait in line, holding the work until a thread takes it
         rq_f[r, RQ_TAG] = work
-        rq_i[r, RQ_NEXT] = -1
-        if nd_i[node, ND_WAIT_TAIL] < 0:
-            nd_i[node, ND_WAIT_HEAD] = r
-        else:
-            rq_i[nd_i[node, ND_WAIT_TAIL], RQ_NEXT] = r
-        nd_i[node, ND_WAIT_TAIL] = r
+        _append(nd_i, node, ND_WAIT_HEAD, ND_WAIT_TAIL, rq_i, RQ_NEXT, r)
     _reschedule(m, s, st, now)
 
 
