@@ -24,6 +24,7 @@ from virtsim.sim.routes import (
     StationSpec,
     TraceArrivals,
     WorkSampler,
+    check_network,
 )
 from virtsim.sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station
 
@@ -70,11 +71,6 @@ def _steps(stations: dict[str, Station], source: Source, client: int) -> list[tu
             target = (*c.group, str(client // c.per_client)) if c.per_client else c.group
             cond = (stations[c.station].idle_for, target, c.min_idle_s)
         what = {"": _SUBMIT, "acquire": _ACQUIRE, "release": _RELEASE}[slot.action]
-        if what != _SUBMIT and not isinstance(station, LockStation):
-            raise ValueError(f"source {source.name!r}: {slot.action} at {slot.station!r}, which is not a lock")
-        if what == _SUBMIT and isinstance(station, LockStation):
-            raise ValueError(f"source {source.name!r}: work at lock {slot.station!r}; a lock slot must "
-                             "acquire or release")
         steps.append((what, station, group, cond))
     return steps
 
@@ -84,16 +80,9 @@ class _Run:
         self.env = simpy.Environment()
         self.control = control
         self.replication = replication
-        names = [s.name for s in stations]
-        if len(set(names)) != len(names):
-            raise ValueError(f"station names must be unique, got {names}")
         self.stations = {s.name: build_station(self.env, s) for s in stations}
 
     def start(self, source: Source) -> RequestLog:
-        used = {*source.stations, *(s.when_idle.station for s in source.route if s.when_idle is not None)}
-        missing = sorted(used - set(self.stations))
-        if missing:
-            raise ValueError(f"source {source.name!r} routes through unknown stations {missing}")
         expected = _expected_requests(source, self.control.duration_s)
         log = RequestLog.empty(source.places, source.layers, expected, source.shares)
         submits = _steps(self.stations, source, 0)
@@ -199,9 +188,7 @@ class DesRun:
 
     def __init__(self, stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
                  replication: int = 0) -> None:
-        names = [s.name for s in sources]
-        if len(set(names)) != len(names):
-            raise ValueError(f"source names must be unique, got {names}")
+        check_network(stations, sources)
         self.control = control
         self._run = _Run(stations, control, replication)
         self._logs = {source.name: self._run.start(source) for source in sources}

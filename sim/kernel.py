@@ -40,8 +40,9 @@ from virtsim.sim.routes import (
     StationSpec,
     TraceArrivals,
     WorkSampler,
+    check_network,
 )
-from virtsim.sim.stations import GroupPath
+from virtsim.sim.stations import GroupPath, check_quota
 
 __all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
 
@@ -55,7 +56,6 @@ class _Stream:
     """Where one stream's samples come from, and the size of its next chunk."""
 
     source: int
-    client: int
     sampler: WorkSampler
     gaps: np.random.Generator | None  # arrival gaps or think times
     gap_mean_s: float
@@ -93,7 +93,7 @@ class KernelRun:
 
     def __init__(self, stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
                  replication: int = 0) -> None:
-        _check(stations, sources)
+        check_network(stations, sources)
         self.stations = list(stations)
         self.sources = list(sources)
         self.control = control
@@ -125,7 +125,7 @@ class KernelRun:
             for c in range(arrivals.clients):
                 self._steps.append(self._resolve(source, c))
                 think = stream(seed, rep, source.name, "think", c) if arrivals.think_s > 0 else None
-                self._streams.append(_Stream(i, c, source.make_sampler(stream_seed(seed, rep, source.name, "work", c)),
+                self._streams.append(_Stream(i, source.make_sampler(stream_seed(seed, rep, source.name, "work", c)),
                                              think, arrivals.think_s, width, _FIRST_CHUNK_CLOSED,
                                              _FIRST_CHUNK_CLOSED))
             return
@@ -134,13 +134,13 @@ class KernelRun:
         if isinstance(arrivals, OpenArrivals):
             mean = arrivals.rate_per_s * self.control.duration_s
             chunk = int(mean + 6 * math.sqrt(mean)) + 64  # all of them, almost always
-            self._streams.append(_Stream(i, 0, sampler, stream(seed, rep, source.name, "arrivals"),
+            self._streams.append(_Stream(i, sampler, stream(seed, rep, source.name, "arrivals"),
                                          1.0 / arrivals.rate_per_s, width, chunk, chunk + 1))
         elif isinstance(arrivals, BatchArrivals):
-            self._streams.append(_Stream(i, 0, sampler, None, 0.0, width, arrivals.count))
+            self._streams.append(_Stream(i, sampler, None, 0.0, width, arrivals.count))
         else:
             count = len(self._trace_times(arrivals))
-            self._streams.append(_Stream(i, 0, sampler, None, 0.0, width, max(count, 1)))
+            self._streams.append(_Stream(i, sampler, None, 0.0, width, max(count, 1)))
 
     def _trace_times(self, arrivals: TraceArrivals) -> list[float]:
         return [t for t in arrivals.times_s if t < self.control.duration_s]
@@ -353,8 +353,7 @@ class KernelRun:
         if spec is None or spec.quota_s is None:
             raise ValueError(f"station {station!r}: group {group} has no cpu.max to change "
                              "(give the guest a cpu_max when the run starts)")
-        if not (quota_s > 0 and period_s > 0 and math.isfinite(quota_s) and math.isfinite(period_s)):
-            raise ValueError(f"cpu.max must be a finite quota and period > 0, got {quota_s}/{period_s}")
+        check_quota(quota_s, period_s)
         self._room_for_completions()
         kl.set_quota(self.model, self.state, st, self._nodes.ids[(st, group)], float(quota_s), float(period_s))
 
@@ -409,28 +408,6 @@ def _capacity(spec: StationSpec) -> float:
     if spec.kind == "shared":
         return spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))
     return spec.servers
-
-
-def _check(stations: Sequence[StationSpec], sources: Sequence[Source]) -> None:
-    """The DES's checks, with its messages."""
-    names = [s.name for s in stations]
-    if len(set(names)) != len(names):
-        raise ValueError(f"station names must be unique, got {names}")
-    source_names = [s.name for s in sources]
-    if len(set(source_names)) != len(source_names):
-        raise ValueError(f"source names must be unique, got {source_names}")
-    kinds = {s.name: s.kind for s in stations}
-    for source in sources:
-        used = {*source.stations, *(s.when_idle.station for s in source.route if s.when_idle is not None)}
-        missing = sorted(used - set(kinds))
-        if missing:
-            raise ValueError(f"source {source.name!r} routes through unknown stations {missing}")
-        for slot in source.route:
-            if slot.action and kinds[slot.station] != "lock":
-                raise ValueError(f"source {source.name!r}: {slot.action} at {slot.station!r}, which is not a lock")
-            if not slot.action and kinds[slot.station] == "lock":
-                raise ValueError(f"source {source.name!r}: work at lock {slot.station!r}; a lock slot must "
-                                 "acquire or release")
 
 
 def simulate_kernel(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,

@@ -9,7 +9,7 @@ work is zero for a request is not visited by it at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,6 +28,7 @@ __all__ = [
     "StationSpec",
     "TraceArrivals",
     "WorkSampler",
+    "check_network",
 ]
 
 StationKind = Literal["fifo", "delay", "shared", "lock"]
@@ -201,3 +202,25 @@ class Source:
     @property
     def layers(self) -> tuple[str, ...]:
         return tuple(slot.layer for slot in self.route)
+
+
+def check_network(stations: Sequence[StationSpec], sources: Sequence[Source]) -> None:
+    """Refuse what no engine can run: repeated names, unknown stations, lock slots misused."""
+    names = [s.name for s in stations]
+    if len(set(names)) != len(names):
+        raise ValueError(f"station names must be unique, got {names}")
+    source_names = [s.name for s in sources]
+    if len(set(source_names)) != len(source_names):
+        raise ValueError(f"source names must be unique, got {source_names}")
+    kinds = {s.name: s.kind for s in stations}
+    for source in sources:
+        used = {*source.stations, *(s.when_idle.station for s in source.route if s.when_idle is not None)}
+        missing = sorted(used - set(kinds))
+        if missing:
+            raise ValueError(f"source {source.name!r} routes through unknown stations {missing}")
+        for slot in source.route:
+            if slot.action and kinds[slot.station] != "lock":
+                raise ValueError(f"source {source.name!r}: {slot.action} at {slot.station!r}, which is not a lock")
+            if not slot.action and kinds[slot.station] == "lock":
+                raise ValueError(f"source {source.name!r}: work at lock {slot.station!r}; a lock slot must "
+                                 "acquire or release")

@@ -42,6 +42,7 @@ __all__ = [
     "LockStation",
     "SharedStation",
     "Station",
+    "check_quota",
     "water_fill",
 ]
 
@@ -237,6 +238,12 @@ class GroupSpec:
         return n
 
 
+def check_quota(quota_s: float, period_s: float) -> None:
+    """Refuse a ``cpu.max`` that is not a finite quota and period > 0 (seconds)."""
+    if not (quota_s > 0 and period_s > 0 and math.isfinite(quota_s) and math.isfinite(period_s)):
+        raise ValueError(f"cpu.max must be a finite quota and period > 0, got {quota_s}/{period_s}")
+
+
 def water_fill(capacity: float, weights: list[float], caps: list[float]) -> list[float]:
     """Split ``capacity`` in proportion to ``weights``, no share above its cap (max-min fair).
 
@@ -410,8 +417,7 @@ class SharedStation(Station):
         if state is None or state.spec.quota_s is None:
             raise ValueError(f"station {self.name!r}: group {group} has no cpu.max to change "
                              "(give the guest a cpu_max when the run starts)")
-        if not (quota_s > 0 and period_s > 0 and math.isfinite(quota_s) and math.isfinite(period_s)):
-            raise ValueError(f"cpu.max must be a finite quota and period > 0, got {quota_s}/{period_s}")
+        check_quota(quota_s, period_s)
         self._advance()
         state.spec = replace(state.spec, quota_s=float(quota_s), period_s=float(period_s))
         state.used_s = 0.0
