@@ -6,8 +6,8 @@
 native and their difference in points) and ``DIR/calibration.png`` (simulated against published).
 Rows the model does not reproduce are listed too, each with the reason.
 
-The targets: grade-A rows within 10% on absolute values and within 5 points on ratios
-to bare metal. :data:`KNOWN_OUTSIDE` names the rows that miss, and why; a test keeps it true.
+The targets (:data:`TARGET_REL`): grade-A rows within 10% on absolute values and within 5 points
+on ratios to bare metal; grade B within 20%, C within 25%. :data:`KNOWN_OUTSIDE` names the rows that miss, and why; a test keeps it true.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,18 @@ import pandas as pd
 
 from virtsim.experiments.scenario import parse_scenario, stack_label
 
-__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "calibrate", "checked_published",
-           "citing_parameters", "find_published", "fitted_rows", "published_rows"]
+__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "TARGET_REL", "calibrate",
+           "checked_published", "citing_parameters", "find_published", "fitted_rows", "published_rows"]
 
 HOSTS = {
     "felter": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"},
     "agache": {"cpu": "xeon-8175m-2s", "memory": "ddr4-2s-skylake", "storage": "nvme-ssd", "network": "10gbe"},
+    # Adams & Agesen's Pentium 4 672; the nanobenchmarks touch no memory, disk or network profile
+    "adams": {"cpu": "pentium4-672", "memory": "ddr4-small", "storage": "hdd", "network": "1gbe"},
 }
 RUN = {"linpack": ("4s", "0.5s"), "stream": ("1s", "0.1s"), "randomaccess": ("1s", "0.1s"),
        "stream-tcp": ("0.3s", "0.03s"), "netperf-rr": ("0.5s", "0.05s"), "fio": ("0.4s", "0.05s"),
-       "kv-store": ("0.5s", "0.05s")}
+       "kv-store": ("0.5s", "0.05s"), "nanobench": ("0.02s", "0.002s")}
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Case:
     scale: float = 1.0  # published value x scale = value in the metric's unit
     replications: int = 2
     note: str = ""
+    added: bool = False  # the row is the cost added over bare metal: simulate both, subtract
 
     def scenario(self, seed: int) -> dict[str, Any]:
         duration, warmup = RUN[self.workload["kind"]]
@@ -115,6 +118,34 @@ CASES: list[Case] = [
         "fc-fio-randwrite-qd1-qemu": QEMU_2019}, host="agache"),
 ]
 
+
+def _nano(op: str, rows: dict[str, str]) -> list[Case]:
+    """Adams & Agesen's nanobenchmark ``op`` on the P4 672: ``rows`` maps each row to its stack
+    (native, binary translation, first-generation VT-x); published cycles, simulated ns."""
+    native = rows.get("native")
+    return [Case(row, [stack], {"kind": "nanobench", "op": op}, "ns_per_op", host="adams", scale=1 / 3.8,
+                 native=None if row == native else native, replications=1)
+            for row, stack in rows.items() if row != "native"]
+
+
+AA06 = {"native": "bare-metal", "bt": "vmware-player-bt-2006", "hwvmm": "vmware-player-vtx-2006"}
+CASES += [
+    *_nano("pgfault", {"native": "aa06-nano-pgfault-native", "aa06-nano-pgfault-native": "bare-metal",
+                       "aa06-nano-pgfault-bt": AA06["bt"], "aa06-nano-pgfault-hwvmm": AA06["hwvmm"]}),
+    *_nano("divzero", {"native": "aa06-nano-divzero-native", "aa06-nano-divzero-native": "bare-metal",
+                       "aa06-nano-divzero-bt": AA06["bt"], "aa06-nano-divzero-hwvmm": AA06["hwvmm"]}),
+    *_nano("in-port80", {"native": "aa06-nano-in-port80-native", "aa06-nano-in-port80-native": "bare-metal",
+                         "aa06-nano-in-port80-bt": AA06["bt"], "aa06-nano-in-port80-hwvmm": AA06["hwvmm"]}),
+    *_nano("ptemod", {"aa06-nano-ptemod-bt": AA06["bt"], "aa06-nano-ptemod-hwvmm": AA06["hwvmm"]}),
+    Case("aa06-nano-syscall-bt-added", [AA06["bt"]], {"kind": "nanobench", "op": "syscall"}, "ns_per_op",
+         host="adams", scale=1 / 3.8, replications=1, added=True),
+]
+
+TARGET_REL = {"A": 0.10, "B": 0.20, "C": 0.25}
+"""Relative error within which a reproduced row counts as met, by the row's grade: 10% for grade
+A (measured, primary); wider for a figure quoted in a paper's text (B) or read in a secondary
+transcription (C), whose own uncertainty is larger. Ratios to native (grade A): within 5 points."""
+
 KNOWN_OUTSIDE = {
     "felter-redis-get-1c-kvm": "predicted 17% fast: the model's KVM round trip (fitted to TCP_RR, with the halted "
                                "vCPU's wake-up) adds 30 us to Redis as to netperf, but Redis in KVM lost 46 us; the "
@@ -141,6 +172,8 @@ NOT_REPRODUCED = {
 
 # Rows fitted by constants in code (the rest are cited by profile parameters).
 FITTED_IN_CODE = {"felter-linpack-native": "models/workloads/catalog.py Linpack.efficiency",
+                  **{f"aa06-nano-{op}-native": "models/workloads/catalog.py NANO_NATIVE_CYCLES"
+                     for op in ("pgfault", "divzero", "in-port80")},
                   "felter-redis-get-1c-native": "models/workloads/catalog.py KvStore.loop_wake"}
 
 
@@ -225,8 +258,13 @@ def checked_published(path: Path | None, what: str = "--published") -> tuple[Pat
 def _simulate(case: Case, seed: int) -> float:
     from virtsim.experiments.runner import run_scenario
 
-    runs = run_scenario(parse_scenario(case.scenario(seed), case.row), progress=False).runs
-    return float(runs.loc[runs["metric"] == case.metric, "value"].mean())
+    def run(case: Case) -> float:
+        runs = run_scenario(parse_scenario(case.scenario(seed), case.row), progress=False).runs
+        return float(runs.loc[runs["metric"] == case.metric, "value"].mean())
+
+    if case.added:
+        return run(case) - run(replace(case, stack=["bare-metal"]))
+    return run(case)
 
 
 def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
@@ -260,8 +298,8 @@ def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
             entry["published_ratio"] = pub / native_pub
             entry["simulated_ratio"] = sim / by_row[case.native]
             entry["ratio_error_points"] = 100 * (entry["simulated_ratio"] - entry["published_ratio"])
-        ratio_ok = case.native is None or abs(entry["ratio_error_points"]) <= 5
-        entry["within_target"] = bool(abs(entry["rel_error"]) <= 0.10 and ratio_ok)
+        ratio_ok = case.native is None or row["grade"] != "A" or abs(entry["ratio_error_points"]) <= 5
+        entry["within_target"] = bool(abs(entry["rel_error"]) <= TARGET_REL.get(row["grade"], 0.10) and ratio_ok)
         out.append(entry)
     reproduced = {c.row for c in CASES}
     citing = citing_parameters()
@@ -273,10 +311,11 @@ def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def predicted_median_error(table: pd.DataFrame) -> float:
-    """Median absolute relative error of the reproduced rows no parameter was fitted to."""
+def predicted_median_error(table: pd.DataFrame, grade: str | None = None) -> float:
+    """Median absolute relative error of the reproduced rows no parameter was fitted to (of one
+    ``grade`` only, if given)."""
     done = table.dropna(subset=["simulated"])
-    predicted = done[done["basis"] == "predicted"]
+    predicted = done[(done["basis"] == "predicted") & ((done["grade"] == grade) if grade else True)]
     return float(predicted["rel_error"].abs().median()) if len(predicted) else float("nan")
 
 

@@ -76,7 +76,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     held_out = done[done["basis"] == "predicted"]
     print(f"{len(done)} rows reproduced ({int(done['within_target'].sum())} within target), "
           f"{len(held_out)} of them predicted, not fitted ({int(held_out['within_target'].sum())} within target, "
-          f"median error {100 * predicted_median_error(table):.1f}%); "
+          f"median error {100 * predicted_median_error(table):.1f}%, grade A "
+          f"{100 * predicted_median_error(table, 'A'):.1f}%); "
           f"{len(table) - len(done)} rows not reproduced (reasons in the table)")
     print(f"calibration: {paths['calibration']}\n       plot: {paths['plot']}")
     return 0

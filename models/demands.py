@@ -22,10 +22,17 @@ import numpy as np
 from virtsim.sim.routes import IdleCondition
 from virtsim.sim.stations import GroupPath
 
-__all__ = ["APP", "Demand", "DemandKind", "Stage", "segments"]
+__all__ = ["APP", "KERNEL_EVENTS", "Demand", "DemandKind", "KernelEvent", "Stage", "segments"]
 
 DemandKind = Literal["cpu", "mem", "io", "net_in", "net_out", "station", "delay", "wake", "client_cpu",
-                     "client_send", "client_recv"]
+                     "client_send", "client_recv", "kernel"]
+KernelEvent = Literal["syscall", "page_fault", "exception", "pte_write", "context_switch", "port_io"]
+"""Events of the kernel the application runs on that a virtualization layer may have to intercept:
+a system call, a page fault, another exception (a divide error, a breakpoint), a write to a
+page-table entry, a context switch (a write of the page-table base, CR3), an access to an I/O
+port or device register."""
+KERNEL_EVENTS: tuple[KernelEvent, ...] = ("syscall", "page_fault", "exception", "pte_write", "context_switch",
+                                          "port_io")
 _UNITS = {
     "cpu": "cycles",
     "mem": "bytes",
@@ -38,6 +45,7 @@ _UNITS = {
     "client_cpu": "cycles",
     "client_send": "bytes",
     "client_recv": "bytes",
+    "kernel": "events",
 }
 
 APP: GroupPath = ("<app>",)
@@ -53,7 +61,9 @@ class Demand:
     ``io``, ``net_in``, ``net_out``, ``client_send`` and ``client_recv`` in bytes (an amount of
     zero means the request does not make it); ``station`` in seconds of service at the named
     station; ``delay`` in seconds; ``wake`` in seconds beyond the CPU's own wake-up (the thread
-    of ``group`` blocked for this and is woken if it sleeps). ``layer`` is who introduced the
+    of ``group`` blocked for this and is woken if it sleeps); ``kernel`` in events of kind
+    ``event``, each costing ``native_cycles`` of the thread's CPU on bare metal (what a
+    virtualization layer adds to each, or replaces it with, is the layer's). ``layer`` is who introduced the
     demand ("app" for the workload itself), ``group`` the scheduling group its CPU time is
     charged to. ``label`` names where its time is attributed; ``when_idle``, ``per_client`` and
     ``action`` pass to the stage (see :class:`virtsim.sim.routes.Slot`).
@@ -75,10 +85,14 @@ class Demand:
     when_idle: IdleCondition | None = None
     per_client: int = 0
     action: Literal["", "acquire", "release"] = ""
+    event: KernelEvent | Literal[""] = ""  # kernel
+    native_cycles: float = 0.0  # kernel: the CPU one event costs on bare metal
 
     def __post_init__(self) -> None:
         if self.kind not in _UNITS:
             raise ValueError(f"unknown demand kind {self.kind!r}")
+        if self.kind == "kernel" and self.event not in KERNEL_EVENTS:
+            raise ValueError(f"a kernel demand names its event, one of {', '.join(KERNEL_EVENTS)}")
         if self.kind == "station" and not self.station:
             raise ValueError("a station demand names its station")
 

@@ -88,6 +88,9 @@ class HostSpec(StrictModel):
         common = dict(label=d.label, when_idle=d.when_idle, per_client=d.per_client)
         if d.kind == "cpu":
             return [Stage(CPU_STATION, a / self.cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
+        if d.kind == "kernel":  # the event's own cost, as on bare metal (layers above added theirs)
+            return [Stage(CPU_STATION, a * d.native_cycles / self.cpu.freq_hz, d.layer, d.group,
+                          d.label or d.event, d.when_idle, d.per_client)]
         if d.kind == "client_cpu":
             station, cpu = (CPU_STATION, self.cpu) if d.local else (CLIENT_CPU_STATION, self.client)
             return [Stage(station, a / cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]

@@ -39,6 +39,29 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   ``emulated_exit_factor`` times the exits; ``passthrough`` skips the back end and keeps only the
   completion interrupt. The host bridge and tap cost ``bridge_cycles`` per segment.
 - **Nested paging**: each TLB miss walks two dimensions of page tables (``walk_dims`` + 1).
+- **The guest kernel's own events** (``kernel`` demands: system calls, page faults, exceptions,
+  page-table writes, context switches, port I/O), by the CPU virtualization mode:
+
+  ===============  ===================  ==========================  ============================
+  event            hardware, nested     hardware, shadow paging     binary translation
+                   paging (EPT, NPT)    (VT-x or SVM without it)    (``binary_translation``)
+  ===============  ===================  ==========================  ============================
+  syscall          native               native                      ``bt_syscall_cycles``
+  page_fault       native               exit, ``shadow_fault``      ``bt_fault_cycles``
+  exception        native               native                      ``bt_fault_cycles``
+  pte_write        native               exit, ``shadow_pte``        ``bt_pte_cycles``
+  context_switch   native               exit (generic handler)      native
+  port_io          exit, ``port_io``    exit, ``port_io``           ``bt_port_io_cycles``
+  ===============  ===================  ==========================  ============================
+
+  "native": the guest kernel handles it on its vCPU as on bare metal, no exit. Under shadow
+  paging the hypervisor must see every guest page fault (hidden or true) and every write to a
+  guest page table (it write-protects them) and every CR3 load, each an exit whose handler is
+  the named one. Binary translation runs the guest kernel's code translated: faults and system
+  calls go through the VMM's own handlers (no hardware exit), page-table writes in translated
+  code become calls into the VMM. An exit costs the world switch (``vmexit_cycles``, nested
+  through the hypervisors below) plus its handler; an emulated port access replaces the device
+  access. Each event's native cost stays with the guest's thread.
 - **A hypervisor inside another's VM** (KVM in KVM): its guest's exits trap to the host
   hypervisor (L0) first, which reflects each one into the guest hypervisor (L1) and, when L1
   resumes its guest, emulates that VM entry: each exit of the inner guest costs L1's handler
@@ -56,9 +79,9 @@ from dataclasses import replace
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from virtsim.models.demands import Demand, segments
+from virtsim.models.demands import Demand, KernelEvent, segments
 from virtsim.models.hardware.cpu import CPU_STATION
 from virtsim.models.quantities import Bytes, Cycles, Seconds
 from virtsim.models.virt.base import (
@@ -109,6 +132,17 @@ class Type1Params(LayerParams):
     bridge_cycles: Cycles = 6000
     guest_net_queues: int = Field(1, ge=1, le=256)
     nested_paging: bool = True
+    # The guest kernel's events (see the module docstring): binary translation (then without
+    # nested paging) or hardware assist; each handler's cycles, None for the generic one
+    # (exit_handler_cycles) under hardware assist. Binary translation needs its four.
+    binary_translation: bool = False
+    shadow_fault_cycles: Cycles | None = None
+    shadow_pte_cycles: Cycles | None = None
+    port_io_cycles: Cycles | None = None
+    bt_syscall_cycles: Cycles | None = None
+    bt_fault_cycles: Cycles | None = None
+    bt_pte_cycles: Cycles | None = None
+    bt_port_io_cycles: Cycles | None = None
     # When this hypervisor hosts another (nested virtualization): its emulation work per switch
     # between the guest hypervisor and that one's guest; and, when this one runs nested, the
     # VMCS fields its exit handler reads and writes (each an exit without VMCS shadowing).
@@ -126,6 +160,23 @@ class Type1Params(LayerParams):
     balloon: bool = True  # a balloon driver returns memory the guest does not use to the host
     idle_cpu_cores: float = Field(0.005, ge=0)
     boot_s: Seconds = Field(1.0, alias="boot")  # from start to the guest's init (p50)
+
+
+    @model_validator(mode="after")
+    def _translation_needs_its_costs(self) -> Type1Params:
+        if not self.binary_translation:
+            return self
+        if self.nested_paging:
+            raise ValueError("binary_translation = true runs the guest on shadow page tables; set "
+                             "nested_paging = false (nested paging needs hardware assist)")
+        missing = [f for f in _BT_COSTS if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"binary_translation = true needs the cost of each translated event: set "
+                             f"{', '.join(missing)} (cycles)")
+        return self
+
+
+_BT_COSTS = ("bt_syscall_cycles", "bt_fault_cycles", "bt_pte_cycles", "bt_port_io_cycles")
 
 
 class Type1(Layer):
@@ -246,7 +297,41 @@ class Type1(Layer):
         cond = IdleCondition(CPU_STATION, self.inner_group(ctx.group), self.params.halt_poll_s)
         return delay_demand((np.asarray(amount) > 0) * self.params.vcpu_wakeup_s, self.name, "vcpu wake", cond)
 
+    def kernel_event_cost(self, event: KernelEvent, ctx: LayerContext) -> tuple[float, bool]:
+        """What this hypervisor adds to one event of its guest's kernel (cycles on the vCPU) and
+        whether the event's native cost stays (False: emulated instead of done)."""
+        p = self.params
+        if p.binary_translation:
+            bt = {"syscall": p.bt_syscall_cycles, "page_fault": p.bt_fault_cycles, "exception": p.bt_fault_cycles,
+                  "pte_write": p.bt_pte_cycles, "port_io": p.bt_port_io_cycles}
+            return float(bt.get(event) or 0.0), event != "port_io"
+        handlers: dict[str, float | None] = {"port_io": p.port_io_cycles}
+        if not p.nested_paging:
+            handlers |= {"page_fault": p.shadow_fault_cycles, "pte_write": p.shadow_pte_cycles,
+                         "context_switch": None}
+        if event not in handlers:
+            return 0.0, True
+        handler = handlers[event]
+        handler_cycles = p.exit_handler_cycles if handler is None else handler
+        return self.world_switch_cycles(ctx) + handler_cycles, event != "port_io"
+
     # -- lowering ------------------------------------------------------------------------------
+
+    def lower_kernel(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """The guest kernel's event: its native cost on the vCPU (unless emulated instead) and
+        what this hypervisor adds. Passed down as CPU work: the hypervisors below see this one's
+        exits, not its guest's events."""
+        assert d.event  # a kernel demand names its event (checked by Demand)
+        added, native = self.kernel_event_cost(d.event, ctx)
+        out = []
+        if native and d.native_cycles > 0:
+            out.append(replace(d, kind="cpu", amount=d.amount * d.native_cycles, event="", native_cycles=0.0,
+                               label=d.label or d.event))
+        if added > 0:
+            label = "binary translation" if self.params.binary_translation else "exits"
+            out.append(cpu_demand(d.amount * added, self.name, d.group, label, per_client=d.per_client))
+        return out
+
 
     def lower_mem(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         if not self.params.nested_paging or ctx.enclosing is not None:

@@ -20,6 +20,8 @@ Each is a closed or open loop of requests whose demands are the mechanism of the
   (a thread per connection), 16 statements per transaction, each a round trip. Reports
   transactions/s.
 - ``web``: an open-loop service, Poisson arrivals at ``rate``, each request network + CPU + disk.
+- ``nanobench``: one kernel event in a loop (Adams & Agesen's FrobOS nanobenchmarks: a page
+  fault, a divide error, a port read, a page-table write, a system call). Reports ns per event.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from virtsim.models.demands import KernelEvent
 from virtsim.models.quantities import Bytes, Cycles, PerSecond, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.models.workloads.request import RequestWorkload
 
-__all__ = ["KV_LOOP_WAKE_S", "NAMED_WORKLOADS", "WorkloadSpec"]
+__all__ = ["KV_LOOP_WAKE_S", "NAMED_WORKLOADS", "NANO_EVENTS", "NANO_NATIVE_CYCLES", "WorkloadSpec"]
 
 KV_LOOP_WAKE_S = 20.0e-6  # published.csv felter-redis-get-1c-native: see KvStore
 
@@ -300,8 +303,40 @@ class Web(_Named):
         return [("requests_per_s", throughput_rps, "req/s")]
 
 
-NAMED_WORKLOADS = (Linpack, Stream, RandomAccess, Fio, NetperfRR, StreamTcp, KvStore, Oltp, Web)
+NANO_EVENTS: dict[str, KernelEvent] = {"pgfault": "page_fault", "divzero": "exception", "in-port80": "port_io",
+                                        "ptemod": "pte_write", "syscall": "syscall"}
+NANO_NATIVE_CYCLES = {"pgfault": 1093.0, "divzero": 889.0, "in-port80": 3209.0, "ptemod": 1.0, "syscall": 300.0}
+"""Each nanobenchmark's native cycles on Adams & Agesen's Pentium 4 672 (FrobOS): published.csv
+aa06-nano-pgfault-native, aa06-nano-divzero-native, aa06-nano-in-port80-native (a read of port
+0x80 waits on the legacy bus); a page-table write is one store (the paper: "a single store"; 1
+cycle); a system call's native round trip is not in the rows (assumption: 300 cycles for
+sysenter/sysexit and a null handler; only the cost virtualization adds to it is compared)."""
+
+
+class Nanobench(_Named):
+    """One kernel event in a tight loop, ``batch`` per request on one thread (FrobOS's
+    nanobenchmarks, Adams & Agesen 2006): ``pgfault`` (a page fault the handler resolves),
+    ``divzero`` (a divide error), ``in-port80`` (a read of I/O port 0x80), ``ptemod`` (a write
+    to a page-table entry), ``syscall`` (a system call and return). ``native_cycles``: the
+    event's cost on bare metal (default: :data:`NANO_NATIVE_CYCLES`, the Pentium 4 672's)."""
+
+    kind: Literal["nanobench"]
+    op: Literal["pgfault", "divzero", "in-port80", "ptemod", "syscall"] = "pgfault"
+    native_cycles: Cycles | None = Field(None, gt=0)
+    batch: int = Field(1000, ge=1, le=10**9)
+
+    def request_workload(self) -> RequestWorkload:
+        native = self.native_cycles if self.native_cycles is not None else NANO_NATIVE_CYCLES[self.op]
+        event = {"kind": "kernel", "event": NANO_EVENTS[self.op], "count": self.batch, "native_cycles": native}
+        return self._closed(1, [event], threads=1)
+
+    def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        return [("ns_per_op", latency_mean_s / self.batch * 1e9, "ns")]
+
+
+NAMED_WORKLOADS = (Linpack, Stream, RandomAccess, Fio, NetperfRR, StreamTcp, KvStore, Oltp, Web, Nanobench)
 WorkloadSpec = Annotated[
-    RequestWorkload | Linpack | Stream | RandomAccess | Fio | NetperfRR | StreamTcp | KvStore | Oltp | Web,
+    RequestWorkload | Linpack | Stream | RandomAccess | Fio | NetperfRR | StreamTcp | KvStore | Oltp | Web
+    | Nanobench,
     Field(discriminator="kind"),
 ]

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from virtsim.models.demands import Demand
+from virtsim.models.demands import Demand, KernelEvent
 from virtsim.models.quantities import Bytes, Cycles, PerSecond, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals
@@ -143,8 +143,20 @@ class ClientNetDemand(_DemandBase):
     size_bytes: Bytes = Field(alias="size")
 
 
+class KernelDemand(_DemandBase):
+    """``count`` events of the kernel the application runs on (system calls, page faults, page-table
+    writes, ...), each ``native_cycles`` of the thread's CPU on bare metal. A virtualization layer
+    adds its own cost to each event it must intercept (or, for an emulated device's ``port_io``,
+    replaces the device access with its emulation)."""
+
+    kind: Literal["kernel"]
+    event: KernelEvent
+    count: float = Field(1.0, ge=0, le=1e12)
+    native_cycles: Cycles = 0.0
+
+
 AnyDemand = (CpuDemand | MemDemand | IoDemand | NetDemand | WakeDemand | DelayDemand | ClientCpuDemand
-             | ClientNetDemand)
+             | ClientNetDemand | KernelDemand)
 DemandSpec = Annotated[AnyDemand, Field(discriminator="kind")]
 
 
@@ -155,6 +167,8 @@ def _mean(spec: AnyDemand) -> float:
         return spec.extra_s
     if isinstance(spec, DelayDemand):
         return spec.duration_s
+    if isinstance(spec, KernelDemand):
+        return spec.count
     return spec.size_bytes
 
 
@@ -166,6 +180,8 @@ def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
         return Demand("io", amount, op=spec.op, pattern=spec.pattern)
     if isinstance(spec, WakeDemand):
         return Demand("wake", amount, when_idle=None)
+    if isinstance(spec, KernelDemand):
+        return Demand("kernel", amount, event=spec.event, native_cycles=spec.native_cycles)
     return Demand(spec.kind, amount)
 
 
