@@ -7,7 +7,8 @@ native and their difference in points) and ``DIR/calibration.png`` (simulated ag
 Rows the model does not reproduce are listed too, each with the reason.
 
 The targets (:data:`TARGET_REL`): grade-A rows within 10% on absolute values and within 5 points
-on ratios to bare metal; grade B within 20%, C within 25%. :data:`KNOWN_OUTSIDE` names the rows that miss, and why; a test keeps it true.
+on ratios to bare metal; grade B within 20%, C within 25%. :data:`KNOWN_OUTSIDE` names the grade-A
+rows that miss, and why; a test keeps it true.
 """
 
 from __future__ import annotations
