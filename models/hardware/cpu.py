@@ -38,6 +38,9 @@ class CpuSpec(StrictModel):
     vmcs_shadowing: bool = True
     # APICv: posted interrupts and virtual EOI (Intel since Ivy Bridge-EP): interrupts to a running vCPU do not exit
     apicv: bool = True
+    # nested paging (Intel EPT since Nehalem, 2008; AMD NPT since Barcelona, 2007): without it a
+    # hypervisor shadows the guest's page tables
+    nested_paging: bool = True
 
     @property
     def cores(self) -> int:

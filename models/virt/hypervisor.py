@@ -244,6 +244,11 @@ class Type1(Layer):
     def _apicv(self, ctx: LayerContext) -> bool:
         return self.params.apicv and ctx.host.cpu.apicv
 
+    def nested_paging(self, ctx: LayerContext) -> bool:
+        """Whether the guest's memory is mapped by nested paging (asked for, and the CPU has it)
+        rather than shadow page tables."""
+        return self.params.nested_paging and ctx.host.cpu.nested_paging
+
     def inject_exits(self, ctx: LayerContext) -> float:
         """Exits per interrupt delivered to the guest: none when posted (APICv)."""
         return 0.0 if self._apicv(ctx) else self.params.inject_exits
@@ -306,7 +311,7 @@ class Type1(Layer):
                   "pte_write": p.bt_pte_cycles, "port_io": p.bt_port_io_cycles}
             return float(bt.get(event) or 0.0), event != "port_io"
         handlers: dict[str, float | None] = {"port_io": p.port_io_cycles}
-        if not p.nested_paging:
+        if not self.nested_paging(ctx):
             handlers |= {"page_fault": p.shadow_fault_cycles, "pte_write": p.shadow_pte_cycles,
                          "context_switch": None}
         if event not in handlers:
@@ -334,7 +339,7 @@ class Type1(Layer):
 
 
     def lower_mem(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        if not self.params.nested_paging or ctx.enclosing is not None:
+        if not self.nested_paging(ctx) or ctx.enclosing is not None:
             return [d]  # nested: the hypervisor below shadows both tables as one (see the module doc)
         return [replace(d, walk_dims=d.walk_dims + 1, walk_layers=(*d.walk_layers, self.name))]
 

@@ -1,7 +1,7 @@
 """The guest kernel's events under each CPU virtualization mode, costed by hand.
 
-Numbers are the Pentium 4 672's (a 4,340-cycle VM exit and entry) and small made-up handlers, so
-that each expected cost is a sum one can read off the table in
+Numbers are the Pentium 4 672's (a 4,340-cycle VM exit and entry, no nested paging) and small
+made-up handlers, so that each expected cost is a sum one can read off the table in
 :mod:`virtsim.models.virt.hypervisor`.
 """
 
@@ -31,15 +31,18 @@ def _stack(layers: list) -> Stack:
         k: v for k, v in x.items() if k != "profile"}) for x in layers))
 
 
-def _cycles(stack: list, event: str, count: float = 3.0) -> dict[str, float]:
-    """Cycles per request of ``count`` events, by the layer that added them."""
+MODERN = HostSpec()  # Felter's Sandy Bridge: EPT
+
+
+def _cycles(stack: list, event: str, count: float = 3.0, host: HostSpec = P4) -> dict[str, float]:
+    """Cycles per request of ``count`` events on ``host``, by the layer that added them."""
     st = _stack(stack)
     app = st.app_base("g")
     demand = Demand("kernel", np.full(2, count), group=app, event=event, native_cycles=NATIVE)  # type: ignore[arg-type]
     out: dict[str, float] = {}
-    for s in st.lower([demand], st.contexts("g", P4, app=app), P4):
+    for s in st.lower([demand], st.contexts("g", host, app=app), host):
         assert s.station == "cpu"
-        out[s.layer] = out.get(s.layer, 0.0) + float(s.work_s[0]) * P4.cpu.freq_hz
+        out[s.layer] = out.get(s.layer, 0.0) + float(s.work_s[0]) * host.cpu.freq_hz
     return out
 
 
@@ -55,7 +58,9 @@ def test_bare_metal_and_containers_pay_the_native_cost_only(event) -> None:
 
 @pytest.mark.parametrize("event", [e for e in KERNEL_EVENTS if e != "port_io"])
 def test_under_nested_paging_only_port_io_exits(event) -> None:
-    assert _cycles(_vm(**HANDLERS), event) == pytest.approx({"app": 3 * NATIVE})
+    assert _cycles(_vm(**HANDLERS), event, host=MODERN) == pytest.approx({"app": 3 * NATIVE})
+    modern_switch = MODERN.cpu.vmexit_cycles
+    assert _cycles(_vm(**HANDLERS), "port_io", host=MODERN) == pytest.approx({"kvm": 3 * (modern_switch + 9000)})
 
 
 def test_an_emulated_port_access_replaces_the_device_access_with_an_exit() -> None:
@@ -128,3 +133,20 @@ def test_the_era_profiles_reproduce_adams_and_agesen_from_their_derivations() ->
     assert total(vtx, "page_fault") == pytest.approx(11242)  # aa06-nano-pgfault-hwvmm (fitted)
     assert total(bt, "exception") == pytest.approx(889 + 2834)  # predicts aa06-nano-divzero-bt, 3,223
     assert total(vtx, "exception") == pytest.approx(889)  # predicts aa06-nano-divzero-hwvmm, 1,014
+
+
+def test_a_cpu_without_nested_paging_makes_any_hypervisor_shadow() -> None:
+    """KVM asks for EPT, but the Pentium 4 has none: its guest's page faults exit (as kvm_intel
+    with ept=0), and a TLB miss walks one dimension only."""
+    modern = MODERN
+    assert modern.cpu.nested_paging and not P4.cpu.nested_paging
+    st = _stack(_vm(**HANDLERS))
+    app = st.app_base("g")
+    fault = Demand("kernel", np.ones(1), group=app, event="page_fault", native_cycles=NATIVE)
+    walk = Demand("mem", np.full(1, 4096.0), group=app, pattern="random")
+    on_p4 = st.layers[0].lower([fault, walk], st.contexts("g", P4, app=app)[0])
+    on_modern = st.layers[0].lower([fault, walk], st.contexts("g", modern, app=app)[0])
+    assert [d.walk_dims for d in on_p4 if d.kind == "mem"] == [1]
+    assert [d.walk_dims for d in on_modern if d.kind == "mem"] == [2]
+    assert sum(float(d.amount[0]) for d in on_p4 if d.kind == "cpu") == pytest.approx(NATIVE + SWITCH + 5000)
+    assert sum(float(d.amount[0]) for d in on_modern if d.kind == "cpu") == pytest.approx(NATIVE)
