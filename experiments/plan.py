@@ -145,6 +145,16 @@ def _fits_alone(needs: list[GuestNeeds], usable: float) -> list[bool]:
             and max(n.private_stations.values(), default=0.0) <= usable for n in needs]
 
 
+def _binding(n: GuestNeeds) -> str:
+    """What one guest of a service loads most, and how much (for messages)."""
+    shared = n.per_guest + n.per_host
+    i = int(np.argmax(shared))
+    worst = (RESOURCES[i], float(shared[i]))
+    own = max(n.private_stations.items(), key=lambda kv: kv[1], default=("", 0.0))
+    name, load = (f"its own {own[0]}", own[1]) if own[1] > worst[1] else worst
+    return f"{name} {100 * load:.0f}% busy"
+
+
 def _rate_per_s(service: Service) -> float:
     """Requests per second one guest of ``service`` receives (services are open loops)."""
     arrivals = service.workload.request_workload().arrivals
@@ -267,12 +277,14 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
                 service_rows.append({"stack": label, "host_type": ht.name, "service": s.name,
                                      **{f"{r}_per_guest": v for r, v in zip(RESOURCES, n.per_guest, strict=True)},
                                      "own_station_utilization": max(n.private_stations.values(), default=0.0),
-                                     "fits_one_host": ok, "p99_promise_s": s.p99_latency_s})
+                                     "fits_one_host": ok, "binding": _binding(n),
+                                     "p99_promise_s": s.p99_latency_s})
             needs_rows += service_rows
             too_big = [s.name for s, ok in zip(spec.services, fits, strict=True) if not ok]
             if too_big:
+                why = "; ".join(f"{r['service']}: {r['binding']}" for r in service_rows if not r["fits_one_host"])
                 results.append({"host_type": ht.name, "stack": label, "hosts": np.nan,
-                                "note": f"infeasible: {', '.join(too_big)} cannot fit on one host"})
+                                "note": f"infeasible: {', '.join(too_big)} cannot fit on one host ({why})"})
                 continue
             p, usable, measured, bound, note = _packed_within_slos(spec, ht, stack_entries, needs)
             for r in service_rows:
@@ -300,9 +312,11 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
             })
         unplaceable = [name for name, ok in feasible_anywhere.items() if not ok]
         if unplaceable:
+            worst = {r["service"]: r["binding"] for r in needs_rows if r["stack"] == label}
             raise ScenarioError(f"service {unplaceable[0]!r} cannot fit on any host type with stack "
-                                f"{label!r} (even alone, within headroom {spec.headroom}); "
-                                "give it a bigger host type, a smaller app_memory or a lower rate")
+                                f"{label!r} (even alone, within headroom {spec.headroom}: one guest keeps "
+                                f"{worst[unplaceable[0]]}); give it a bigger host type or guest (more vCPUs, "
+                                "a higher cpu.max), a smaller app_memory or a lower rate")
         rows += results
     fleet = pd.DataFrame(rows)
     costs = fleet["cost"] if "cost" in fleet else pd.Series(np.nan, index=fleet.index)

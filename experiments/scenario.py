@@ -241,6 +241,10 @@ class Scenario(StrictModel):
             if isinstance(w.arrivals, BatchSpec) and w.arrivals.at_s >= self.run.duration_s:
                 raise ValueError(f"guests[{i}]: its batch arrives at {w.arrivals.at_s:g} s, not before run.duration "
                                  f"= {self.run.duration_s:g} s ends: nothing would be measured")
+            if isinstance(w.arrivals, BatchSpec) and w.arrivals.at_s < self.run.warmup_s:
+                raise ValueError(f"guests[{i}]: its batch arrives at {w.arrivals.at_s:g} s, inside run.warmup = "
+                                 f"{self.run.warmup_s:g} s, whose requests are not measured: set the batch's "
+                                 f"at >= {self.run.warmup_s:g} s or run.warmup = \"0s\"")
         offered = sum(spec.count * w.arrivals.rate_per_s for spec, w in zip(self.guests, workloads, strict=True)
                       if isinstance(w.arrivals, OpenSpec))
         if offered * self.run.duration_s > MAX_OPEN_REQUESTS:

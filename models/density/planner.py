@@ -3,9 +3,11 @@
 A guest's needs come from the model itself, not from a table: its requests are lowered through
 its stack (sampled), and each host station's mean work per request times the request rate is the
 guest's share of that station (divided by the station's servers). Host-side threads (a vhost or
-VMM thread, the kernel's softirq) are CPU work, so they count against the host's cores; a thread
-of the guest's own (a VMM thread, an event loop) and a station of its own (an io.max throttle)
-cannot be shared either: each must stay below the usable fraction on its own. Costs paid only
+VMM thread, the kernel's softirq) are CPU work, so they count against the host's cores; a group
+of the guest's own with a cap (its vCPUs, a ``cpu.max``, pinned cores, a VMM thread, an event
+loop) and a station of its own (an io.max throttle) cannot be shared either: each must stay below
+the usable fraction of its cap on its own. A driver domain (Xen's dom0, Hyper-V's root) is one
+more resource of a host, its vCPUs shared by every guest's back ends. Costs paid only
 when something is idle are counted as if always paid (an upper bound on the work). Memory is the
 footprint (private per guest, shared once per host per service); disk is the image: a base or
 the image layers once per host, a differencing disk or writable layer per guest.
@@ -24,13 +26,24 @@ import numpy as np
 from virtsim.models.density.footprint import footprint
 from virtsim.models.hardware.host import HostSpec
 from virtsim.models.system import Guest, System
+from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import RequestWorkload
+from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
 
 SHARED_STATIONS = ("cpu", "membw", "disk", "disk.xfer", "nic.rx", "nic.tx")
-RESOURCES = (*SHARED_STATIONS, "memory", "disk_space")
+RESOURCES = (*SHARED_STATIONS, "memory", "disk_space", "driver_domain")
+
+
+def _cap_cores(spec: GroupSpec) -> float | None:
+    """The most cores a group's work can use (its vCPUs, threads, pinned cores, ``cpu.max``), or
+    None if only the host limits it."""
+    cores = spec.servers
+    if spec.quota_s is not None:
+        cores = min(cores, spec.quota_s / spec.period_s)
+    return cores if math.isfinite(cores) else None
 
 
 @dataclass(frozen=True)
@@ -55,16 +68,25 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     stations = {s.name: s for s in system.engine_inputs()[0]}
     groups = system.groups()
     by_station: dict[str, float] = {}
-    threads: dict[str, float] = {}  # work of the guest's own threads on the CPU, by label
+    cpu_work: dict[GroupPath, float] = {}  # the guest's CPU work per request, by group
     for slot, w in zip(route, work, strict=True):
         if slot.action:
             continue  # taking or giving a lock is no work
         by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
-        group = groups.get(slot.group)
-        if slot.station == "cpu" and group is not None and group.threads is not None and slot.group[0] == "g":
-            threads[slot.where] = threads.get(slot.where, 0.0) + float(w) / group.threads
+        if slot.station == "cpu":
+            cpu_work[slot.group] = cpu_work.get(slot.group, 0.0) + float(w)
     per_guest = np.zeros(len(RESOURCES))
-    private = {label: rate * w for label, w in threads.items()}
+    private: dict[str, float] = {}
+    for path, group in groups.items():
+        cores = _cap_cores(group)
+        if cores is None:
+            continue
+        used = rate * sum(w for g, w in cpu_work.items() if g[:len(path)] == path) / cores
+        if path == (DRIVER_DOMAIN,):  # one privileged VM's vCPUs serve every guest's back ends
+            per_guest[RESOURCES.index("driver_domain")] += used
+        elif path[0] == "g" or path[-1].endswith(":g"):  # the guest's own: vCPUs, cpu.max, threads
+            name = group.label or "/".join(path)
+            private[name] = max(private.get(name, 0.0), used)
     for name, w in by_station.items():
         spec = stations.get(name)
         if spec is None or spec.kind in ("delay", "lock") or name.startswith("client."):

@@ -144,3 +144,13 @@ def test_an_overloaded_open_loop_fails_however_loose_the_slo() -> None:
     assert at16["throughput_fraction"] >= 0.95 and at16["p99_s"] <= 1.0  # what used to pass it
     assert not at16["passes"] and at16["busiest_utilization"] >= 0.99
     assert (best, limit) == (15, "CPU")
+
+
+def test_idle_guests_take_their_cores() -> None:
+    """Guests whose idle kernels burn half a core each: at most 4 / 0.5 = 8 on a 4-core host
+    before one request is served, whatever memory would allow (the cap of 64 was reported before
+    the idle load was counted)."""
+    spec = DensitySpec.model_validate({"host": {**SMALL_HOST, "memory": "ddr4-small"}, "max_guests": 64,
+                                       "workload": {"kind": "web", "rate": "10/s"}, "app_memory": "64MiB"})
+    best, limit, _ = search(spec, [{"profile": "kvm", "idle_cpu_cores": 0.5}])
+    assert 1 <= best < 8 and limit == "CPU"

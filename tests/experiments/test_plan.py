@@ -191,3 +191,36 @@ def test_a_plan_with_no_feasible_option_is_written_and_reported(tmp_path) -> Non
     assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 0
     md = write_report(tmp_path / "o")["report.md"].read_text()
     assert "No option keeps every service on a host and every p99 promise" in md
+
+
+@pytest.mark.parametrize(("stack", "cores"), [({"profile": "kvm", "vcpus": 1}, 1.0),
+                                               ({"profile": "docker", "cpu_max": "50ms/100ms"}, 0.5)])
+def test_a_guest_above_its_own_cpu_cap_does_not_fit(stack, cores, tmp_path, capsys) -> None:
+    """4.65e9 cycles/s at 3.1 GHz is 1.5 cores: a guest held to 1 vCPU or half a core (cpu.max)
+    cannot keep up, whatever the host has free; an uncapped container fits."""
+    service = {"name": "api", "guests": 2, "workload": CPU_ONLY("46.5M"), "app_memory": "1GiB"}
+    fine = PlanSpec.model_validate({"stacks": [["docker"]], "host_types": [BIG], "services": [service]})
+    assert plan(fine)[0]["hosts"].iloc[0] == 1
+    path = tmp_path / "plan.toml"
+    path.write_text(to_toml({"stacks": [[stack]], "host_types": [BIG], "services": [service]}))
+    assert main(["plan", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{100 * 1.5 / cores:.0f}% busy" in err and "Traceback" not in err
+
+
+def test_the_driver_domain_is_a_resource_its_vcpus_size() -> None:
+    """Xen's dom0 serves every guest's back ends on its own vCPUs: with one vCPU it holds fewer
+    guests' network work per host than with four."""
+    net = {"arrivals": {"kind": "open", "rate": "4000/s"},
+           "demands": [{"kind": "net_in", "size": "300B"}, {"kind": "wake"}, {"kind": "net_out", "size": "300B"}]}
+    service = {"name": "dl", "guests": 24, "workload": net, "app_memory": "256MiB"}
+
+    def needs(vcpus: int) -> tuple[float, float]:
+        spec = PlanSpec.model_validate({"stacks": [[{"profile": "xen", "driver_domain_vcpus": vcpus}]],
+                                        "host_types": [BIG], "services": [service]})
+        fleet, services = plan(spec)
+        return float(services["driver_domain_per_guest"].iloc[0]), float(fleet["hosts"].iloc[0])
+
+    (one, hosts_one), (four, hosts_four) = needs(1), needs(4)
+    assert one == pytest.approx(4 * four, rel=1e-9) and one > 0
+    assert hosts_one > hosts_four
