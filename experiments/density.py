@@ -179,10 +179,6 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
         fraction = float(rps.min()) / (alone_rps or float(rps.mean()))
     util = runs[runs["metric"] == "utilization"].set_index("station")["value"]
     util = util.drop(labels=[s for s in util.index if s.startswith(("wire", "delay", "client"))], errors="ignore")
-    if "cpu" in util.index and fp.idle_cpu_cores > 0:
-        # Idle guest kernels (timer ticks, housekeeping) take cores the simulated requests do not
-        # see: counted here against the host's cores (not yet simulated as load that delays them).
-        util["cpu"] += guests * fp.idle_cpu_cores / host.cpu.cores
     busiest = str(util.idxmax()) if len(util) else "cpu"
     # An open loop that keeps a resource busy all the time is overloaded: its queue grows without
     # bound, and a short run's p99 and served share only hide that (at 5% overload 95% are served).

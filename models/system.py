@@ -22,6 +22,7 @@ from virtsim.models.hardware.cpu import CPU_STATION
 from virtsim.models.hardware.host import CLIENT_CPU_STATION, HostSpec
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import RequestWorkload
+from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import ClosedArrivals, IdleCondition, SamplerFactory, Slot, Source, StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
@@ -52,11 +53,15 @@ class System:
         if dupes:
             raise ValueError(f"guest names must be unique; repeated: {dupes}")
         for guest in self.guests:
-            for layer in guest.stack.layers:
+            # A layer's cores are those of the layer it runs on: the host's for the outermost,
+            # a VM's vCPUs for what runs inside that VM (a container's cpuset names guest CPUs).
+            cores = self.host.cpu.cores
+            for layer in reversed(guest.stack.layers):
                 try:
-                    layer.check(self.host.cpu.cores)
+                    layer.check(cores)
                 except ValueError as exc:
                     raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: {exc}") from exc
+                cores = int(getattr(layer.params, "vcpus", None) or cores)
         self.groups()  # shared groups (a driver domain) must agree before anything runs
 
     # -- where a guest's work runs -------------------------------------------------------------
@@ -120,8 +125,7 @@ class System:
     def _lower(self, guest: Guest, seed: np.random.SeedSequence, n: int) -> list[Stage]:
         workload_seed, layer_seed, host_seed = seed.spawn(3)
         demands = self._bind(guest, guest.workload.sampler(workload_seed)(n))
-        return guest.stack.lower(demands, self._contexts(guest, layer_seed), self.host,
-                                 np.random.default_rng(host_seed))
+        return guest.stack.lower(demands, self._contexts(guest, layer_seed), self.host, IndexedStreams(host_seed))
 
     def routes(self, guest: Guest) -> tuple[tuple[Slot, ...], SamplerFactory]:
         """The route of ``guest``'s requests and the factory of its work sampler."""
@@ -133,10 +137,10 @@ class System:
             workload_seed, layer_seed, host_seed = seed.spawn(3)
             draw = guest.workload.sampler(workload_seed)
             contexts = self._contexts(guest, layer_seed)
-            host_rng = np.random.default_rng(host_seed)
+            host_streams = IndexedStreams(host_seed)  # one per demand: blocks of any size, same numbers
 
             def sample(n: int) -> np.ndarray:
-                stages = guest.stack.lower(self._bind(guest, draw(n)), contexts, self.host, host_rng)
+                stages = guest.stack.lower(self._bind(guest, draw(n)), contexts, self.host, host_streams)
                 return np.column_stack([np.broadcast_to(s.work_s, (n,)) for s in stages])
 
             return sample
@@ -183,8 +187,8 @@ class System:
         """Always-running host jobs (the most any layer asks for, per group)."""
         out: dict[GroupPath, int] = {}
         for guest in self.guests:
-            for layer in guest.stack.layers:
-                for group, n in layer.background().items():
+            for layer, ctx in zip(guest.stack.layers, self._contexts(guest), strict=True):
+                for group, n in layer.background(ctx).items():
                     out[group] = max(out.get(group, 0), n)
         return out
 

@@ -227,7 +227,8 @@ class DesRun:
             if isinstance(station, SharedStation | LockStation):
                 station.settle()
         utilization = {
-            name: station.work_done_s / (station.servers * duration)
+            name: (station.work_done_s - (station.work_in_service_s() if isinstance(station, FifoStation) else 0.0))
+            / (station.servers * duration)
             for name, station in run.stations.items()
             if np.isfinite(station.servers)
         }

@@ -363,9 +363,10 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
         for i in range(na):
             leaf = act[lo + i]
             rate = nd_f[leaf, ND_RATE]
-            if rate > 0 and nd_i[leaf, ND_HEAP_N] > 0:
+            jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]  # background jobs keep cores busy too
+            if rate > 0 and jobs > 0:
                 nd_f[leaf, ND_VTIME] += rate * dt
-                work = rate * nd_i[leaf, ND_HEAP_N] * dt
+                work = rate * jobs * dt
                 st_f[st, ST_WORK] += work
                 nd_f[leaf, ND_WORK] += work
         for q in range(qlo, qhi):
@@ -809,7 +810,7 @@ def _serve(m: Model, s: State, r: int, first: int, now: float) -> int:
                 _note_busy(st_i, st_f, st, 1, now)
                 if st_i[st, ST_BUSY] < m.sf[st, S_SERVERS]:
                     st_i[st, ST_BUSY] += 1
-                    st_f[st, ST_WORK] += w
+                    st_f[st, ST_WORK] += min(w, m.end_s - now)  # only what is served before the end
                     _schedule(s.ctr, s.ev_t, s.ev_i, now + w, _NORMAL, _E_FIFO, st, r)
                 else:
                     _enqueue(st_i, rq_i, st, r)
@@ -989,7 +990,7 @@ def run_until(m: Model, s: State, until: float) -> int:
             if s.st_i[a, ST_Q_HEAD] >= 0:
                 nxt = _dequeue(s.st_i, s.rq_i, a)
                 w = s.work[s.rq_i[nxt, RQ_ROW], s.rq_i[nxt, RQ_STEP]]
-                s.st_f[a, ST_WORK] += w
+                s.st_f[a, ST_WORK] += min(w, m.end_s - now)  # only what is served before the end
                 _schedule(ctr, ev_t, ev_i, now + w, _NORMAL, _E_FIFO, a, nxt)
             else:
                 s.st_i[a, ST_BUSY] -= 1

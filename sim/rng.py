@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["key_int", "stream", "stream_seed"]
+__all__ = ["IndexedStreams", "key_int", "stream", "stream_seed"]
 
 
 def key_int(name: str | int) -> int:
@@ -35,3 +35,26 @@ def stream_seed(seed: int, replication: int, *names: str | int) -> np.random.See
 def stream(seed: int, replication: int, *names: str | int) -> np.random.Generator:
     """An independent generator for the key (seed, replication, *names)."""
     return np.random.Generator(np.random.PCG64(stream_seed(seed, replication, *names)))
+
+
+class IndexedStreams:
+    """One generator per index, each derived from ``seed`` and the index alone.
+
+    A sampler that draws for several demands a block of requests at a time must give each demand
+    its own stream: with one shared generator, the numbers a demand gets depend on how many
+    requests each block holds, and engines that draw blocks of different sizes (the DES 1024 at a
+    time, the compiled kernel in growing chunks) would then give different numbers for one seed.
+    """
+
+    def __init__(self, seed: np.random.SeedSequence) -> None:
+        self._seed = seed
+        self._made: dict[int, np.random.Generator] = {}
+
+    def at(self, index: int) -> np.random.Generator:
+        """The generator of ``index`` (made on first use; the same object afterwards)."""
+        rng = self._made.get(index)
+        if rng is None:
+            child = np.random.SeedSequence(self._seed.entropy, spawn_key=(*self._seed.spawn_key, index),
+                                           pool_size=self._seed.pool_size)
+            rng = self._made[index] = np.random.Generator(np.random.PCG64(child))
+        return rng

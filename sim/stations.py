@@ -93,10 +93,20 @@ class FifoStation(Station):
         self._servers = int(servers)
         self._busy = 0
         self._queue: deque[tuple[simpy.Event, float]] = deque()
+        self._ends: dict[simpy.Event, float] = {}  # the visits in service and when each ends (s)
 
     @property
     def servers(self) -> float:
         return float(self._servers)
+
+    def work_in_service_s(self) -> float:
+        """Work of the visits in service that is still ahead of ``now`` (s).
+
+        ``work_done_s`` counts a visit's whole work when it starts; a run that ends mid-service
+        subtracts this so that utilization counts only the time actually served (never above 1).
+        """
+        now = self.env.now
+        return sum(end - now for end in self._ends.values())
 
     def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
         done = simpy.Event(self.env)
@@ -111,9 +121,11 @@ class FifoStation(Station):
     def _start(self, done: simpy.Event, work_s: float) -> None:
         self.work_done_s += work_s
         timer = self.env.timeout(work_s, value=done)
+        self._ends[timer] = self.env.now + work_s
         timer.callbacks.append(self._finish)
 
     def _finish(self, timer: simpy.Event) -> None:
+        del self._ends[timer]
         timer.value.succeed()  # type: ignore[union-attr]  # the timeout's value is the visit's event
         self._note_busy(-1)
         if self._queue:
@@ -459,9 +471,9 @@ class SharedStation(Station):
         dt = now - self._last_s
         if dt > 0:
             for path, leaf in self._leaves.items():
-                if leaf.rate > 0 and leaf.heap:
+                if leaf.rate > 0 and leaf.count:
                     leaf.vtime_s += leaf.rate * dt
-                    work = leaf.rate * len(leaf.heap) * dt
+                    work = leaf.rate * leaf.count * dt  # background jobs keep cores busy too
                     self.work_done_s += work
                     self._work_by_leaf[path] = self._work_by_leaf.get(path, 0.0) + work
             for g in self._quota_groups:

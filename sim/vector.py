@@ -191,7 +191,8 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
                 _refuse_ties(arrival[sort], station)
                 departure = np.empty_like(arrival)
                 departure[sort] = fifo_departures(arrival[sort], work[sort], servers)
-            work_done[station] += float(work[(departure - work) < end].sum())
+            start = departure - work  # work served before the end only: a run can end mid-service
+            work_done[station] += float(np.minimum(work, end - start)[start < end].sum())
             at = 0
             for src, k, idx, part_arrival, _ in parts:
                 t = times[src.name]

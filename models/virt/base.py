@@ -10,7 +10,7 @@ group of the host CPU (the guest's vCPUs, a VMM thread, a softirq thread) or a d
 from __future__ import annotations
 
 from abc import ABC
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from virtsim.models.demands import Demand
 from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
 from virtsim.models.schema import StrictModel
+from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import IdleCondition, StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
@@ -58,6 +59,7 @@ class LayerContext:
     app_sleeps: IdleCondition | None = None
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     enclosing: EnclosingHypervisor | None = None  # the hypervisor this layer runs inside the VM of
+    streams: IndexedStreams | None = None  # one stream per demand the layer lowers (see lower)
 
     @property
     def segment_bytes(self) -> float:
@@ -86,9 +88,13 @@ class Layer(ABC):
     def lower(self, demands: list[Demand], ctx: LayerContext) -> list[Demand]:
         """The demands one level down: those given, changed as the layer changes them, plus its own."""
         out: list[Demand] = []
-        for d in demands:
+        for i, d in enumerate(demands):
             hook = getattr(self, f"lower_{d.kind}", None)
-            out += hook(d, ctx) if hook is not None else [d]
+            if hook is None:
+                out.append(d)
+                continue
+            # ctx.rng is the i-th demand's own stream, so its draws do not depend on the block size
+            out += hook(d, ctx if ctx.streams is None else replace(ctx, rng=ctx.streams.at(i)))
         return out
 
     def inner_group(self, group: GroupPath) -> GroupPath:
@@ -111,12 +117,14 @@ class Layer(ABC):
         """Stations the layer's demands visit beyond the host's own (a lock, an io.max throttle)."""
         return []
 
-    def background(self) -> dict[GroupPath, int]:
-        """Always-running jobs the layer puts on the host CPU, by group."""
+    def background(self, ctx: LayerContext) -> dict[GroupPath, int]:
+        """Always-running jobs the layer puts on the host CPU, by group (a group's quota, if it
+        has one in :meth:`groups`, caps what they take)."""
         return {}
 
-    def check(self, host_cores: int) -> None:  # noqa: B027 - optional hook, nothing to check by default
-        """Raise ValueError if the parameters cannot hold on a host of ``host_cores`` cores."""
+    def check(self, cores: int) -> None:  # noqa: B027 - optional hook, nothing to check by default
+        """Raise ValueError if the parameters cannot hold on ``cores`` CPUs: the host's cores for the
+        outermost layer, the vCPUs of the VM it runs in for a layer inside a VM."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

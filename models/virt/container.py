@@ -126,10 +126,11 @@ class Container(Layer):
             StationSpec(f"io.max.bps:{ctx.guest}", "fifo"),
         ]
 
-    def check(self, host_cores: int) -> None:
+    def check(self, cores: int) -> None:
         if self.params.cpuset is not None:
-            bad = [c for c in self.params.cpuset if not 0 <= c < host_cores]
+            bad = [c for c in self.params.cpuset if not 0 <= c < cores]
             if bad:
-                raise ValueError(f"cpuset: cores {bad} do not exist (cores 0..{host_cores - 1})")
+                raise ValueError(f"cpuset: CPUs {bad} do not exist where the container runs (CPUs 0..{cores - 1}: "
+                                 "the host's cores, or the vCPUs of the VM it runs in)")
             if not self.params.cpuset:
                 raise ValueError("cpuset: an empty cpuset can run nothing; name at least one core")

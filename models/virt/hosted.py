@@ -79,6 +79,6 @@ class Type2(Type1):
             out[group] = GroupSpec(threads=1, label=self._label(group))
         return out
 
-    def background(self) -> dict[GroupPath, int]:
+    def background(self, ctx: LayerContext) -> dict[GroupPath, int]:
         n = self.params.host_background_cores
-        return {HOST_GROUP: n} if n else {}
+        return {**super().background(ctx), **({HOST_GROUP: n} if n else {})}

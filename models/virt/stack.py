@@ -21,6 +21,7 @@ from virtsim.models.virt.base import EnclosingHypervisor, Layer, LayerContext
 from virtsim.models.virt.container import Container
 from virtsim.models.virt.hosted import Type2
 from virtsim.models.virt.hypervisor import Type1
+from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import IdleCondition
 from virtsim.sim.stations import GroupPath
 
@@ -87,7 +88,7 @@ class Stack:
             kernel = next((j for j in range(i + 1, len(self.layers)) if self.layers[j].runs_kernel()), None)
             softirq = HOST_SOFTIRQ if kernel is None else (*self.layers[kernel].inner_group(groups[kernel]), "softirq")
             ctx = LayerContext(guest, groups[i], host, softirq, app, app_sleeps, np.random.default_rng(seeds[i]),
-                               enclosing)
+                               enclosing, IndexedStreams(seeds[i]))
             out.append(ctx)
             layer = self.layers[i]
             if isinstance(layer, Type1):
@@ -95,10 +96,12 @@ class Stack:
         return out[::-1]
 
     def lower(self, demands: list[Demand], contexts: Sequence[LayerContext], host: HostSpec,
-              rng: np.random.Generator | None = None) -> list[Stage]:
+              streams: IndexedStreams | None = None) -> list[Stage]:
         """The stages the application's demands (already in their groups) cost through every layer
-        and the host; ``rng`` draws the host's device times."""
+        and the host; ``streams`` draws the host's device times, one stream per host-level demand
+        (``None``: the devices' mean times)."""
         level = list(demands)
         for layer, ctx in zip(self.layers, contexts, strict=True):
             level = layer.lower(level, ctx)
-        return [stage for d in level for stage in host.lower(d, rng)]
+        return [stage for i, d in enumerate(level)
+                for stage in host.lower(d, None if streams is None else streams.at(i))]

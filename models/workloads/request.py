@@ -220,19 +220,22 @@ class RequestWorkload(StrictModel):
     def sampler(self, seed: np.random.SeedSequence) -> Callable[[int], list[Demand]]:
         """Draws the demands of the next ``n`` requests; one sequential stream per demand."""
         demand_seed, mix_seed = seed.spawn(2)
+        # Two streams per demand, its amount's and its probability's: one stream drawn for both
+        # would hand out numbers that depend on how many requests a block holds.
         rngs = [np.random.default_rng(s) for s in demand_seed.spawn(len(self.demands))]
+        coins = [np.random.default_rng(s) for s in demand_seed.spawn(len(self.demands))]
         mix_rng = np.random.default_rng(mix_seed)
         mixed = any(isinstance(s, IoDemand) and s.mix != (0.0, 1.0) for s in self.demands)
 
         def sample(n: int) -> list[Demand]:
             u = mix_rng.random(n) if mixed else None
             out = []
-            for spec, rng in zip(self.demands, rngs, strict=True):
+            for spec, rng, coin in zip(self.demands, rngs, coins, strict=True):
                 amount = spec.draw(_mean(spec), rng, n)
                 if u is not None and isinstance(spec, IoDemand) and spec.mix != (0.0, 1.0):
                     amount = amount * ((u >= spec.mix[0]) & (u < spec.mix[1]))
                 if isinstance(spec, IoDemand) and spec.probability < 1.0:
-                    amount = amount * (rng.random(n) < spec.probability)  # its own stream: independent
+                    amount = amount * (coin.random(n) < spec.probability)
                 out.append(_demand(spec, amount))
             return out
 

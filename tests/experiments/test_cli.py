@@ -48,7 +48,7 @@ def test_invalid_scenario_file_reports_the_field(tmp_path, small, capsys) -> Non
     small["guests"][0]["stack"] = [{"profile": "kvm", "pin": [99, 100]}]
     assert main(["run", _write(tmp_path, small), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "pin: cores [99, 100] do not exist" in err and "Traceback" not in err
+    assert "pin: CPUs [99, 100] do not exist" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # nothing half-done was written
 
 

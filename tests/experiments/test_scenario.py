@@ -164,3 +164,13 @@ def test_a_stack_has_one_label_that_keeps_its_overrides() -> None:
     assert stack_label(plain) == "docker"
     assert stack_label(limited) == "docker{cpu_max=50ms/100ms}/kvm"
     assert label_profiles(stack_label(limited)) == ["docker", "kvm"]  # the "/" inside braces is no boundary
+
+
+def test_a_container_cpuset_names_the_cpus_of_the_vm_it_runs_in(small) -> None:
+    """Inside a 2-vCPU guest only CPUs 0 and 1 exist (docker refuses "Requested CPUs are not
+    available"); inside an 8-vCPU guest CPU 5 exists although the host has 4 cores."""
+    small["guests"][0]["stack"] = [{"profile": "docker", "cpuset": [3]}, {"profile": "kvm", "vcpus": 2}]
+    message = _error(small)
+    assert "layer 'docker'" in message and "cpuset: CPUs [3] do not exist" in message and "0..1" in message
+    small["guests"][0]["stack"] = [{"profile": "docker", "cpuset": [5]}, {"profile": "kvm", "vcpus": 8}]
+    parse_scenario(small).system()  # accepted: vCPU 5 is there

@@ -62,3 +62,16 @@ def test_without_a_balloon_the_host_backs_the_whole_guest_memory() -> None:
     p = make_layer("kvm").params
     assert without.private_bytes - with_balloon.private_bytes == pytest.approx(
         p.guest_memory_bytes - p.guest_os_memory_bytes - 256 * 2**20)
+
+
+def test_a_nested_stack_boots_its_layers_one_after_another() -> None:
+    """A container in a new VM starts after the VM has booted; a VM in a VM after the outer one.
+    The medians add: docker-in-kvm ~ kvm + docker, kvm-in-kvm ~ 2 x kvm (each layer reads its own
+    boot files). Medians over 200 seeds, so the lognormal spread does not decide the comparison."""
+    def median(names: list[str]) -> float:
+        stack = Stack.of(names)
+        return float(np.median([boot_storm(HOST, stack, 1, seed=s)[0] for s in range(200)]))
+
+    kvm, docker = median(["kvm"]), median(["docker"])
+    assert median(["docker", "kvm"]) == pytest.approx(kvm + docker, rel=0.05)
+    assert median(["kvm", "kvm"]) == pytest.approx(2 * kvm, rel=0.1)

@@ -110,3 +110,23 @@ def test_with_continuous_work_the_vector_engine_never_refuses(network) -> None:
     stations, sources, seed = network
     continuous = [Source(s.name, s.route, s.arrivals, _factory(0.3, len(s.route), 0.3, "exp")) for s in sources]
     simulate_vector(stations, continuous, RunControl(duration_s=150.0, seed=seed))
+
+
+@pytest.mark.parametrize("arrivals", [ClosedArrivals(1), OpenArrivals(10.0)])
+def test_a_run_that_ends_mid_service_counts_only_the_time_served(arrivals) -> None:
+    """One server, 4 s of work per request, back to back from t ~ 0 on a 10 s run: the server is
+    busy for at most the 10 s of the run, so utilization is at most 1 (a visit's whole work used
+    to count when it started: [8, 12] made it 1.2). Closed: services [0,4], [4,8], [8,12] serve
+    exactly 10 s. Open at 10/s: busy from the first arrival (a fraction of a second) to the end."""
+    from virtsim.sim.kernel import simulate_kernel
+
+    stations = [StationSpec("disk", "fifo", 1.0)]
+    factory = lambda seed: (lambda n: np.full((n, 1), 4.0))  # noqa: E731
+    sources = [Source("w", (Slot("disk", "app"),), arrivals, factory)]
+    control = RunControl(duration_s=10.0, warmup_s=0.0, seed=7)
+    engines = {"des": simulate(stations, sources, control), "kernel": simulate_kernel(stations, sources, control)}
+    if isinstance(arrivals, OpenArrivals):
+        engines["vector"] = simulate_vector(stations, sources, control)
+    first = engines["des"].logs["w"].arrival_s[0]
+    for name, result in engines.items():
+        assert result.utilization["disk"] == pytest.approx(1.0 - first / 10.0, abs=1e-12), name
