@@ -339,13 +339,19 @@ def plot_calibration(table: pd.DataFrame, path: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from virtsim.experiments.figures import save_figure
+
     done = table.dropna(subset=["simulated"])
     fig, ax = plt.subplots(figsize=(6.5, 6))
     for ok, color, label in ((True, "#2f855a", "within target"), (False, "#c53030", "outside target")):
         part = done[done["within_target"] == ok]
         ax.scatter(part["published"], part["simulated"], c=color, label=label, s=28)
-        for _, r in part.iterrows():
-            ax.annotate(r["row"], (r["published"], r["simulated"]), fontsize=5, alpha=0.7)
+    # Only the rows outside their target are named (the table names every row): dozens of
+    # labels at the points would be printed over each other.
+    missed = done[~done["within_target"].astype(bool)].sort_values("published")
+    for i, (_, r) in enumerate(missed.iterrows()):
+        ax.annotate(r["row"], (r["published"], r["simulated"]), xytext=(6, -10 - 9 * (i % 3)),
+                    textcoords="offset points", fontsize=6, color="#c53030")
     lo, hi = done[["published", "simulated"]].min().min() * 0.5, done[["published", "simulated"]].max().max() * 2
     x = np.geomspace(lo, hi, 50)
     ax.plot(x, x, "k-", lw=0.8)
@@ -357,6 +363,4 @@ def plot_calibration(table: pd.DataFrame, path: Path) -> Path:
     ax.set_title("Calibration: simulated against published")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)

@@ -21,25 +21,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from virtsim.experiments.outputs import ResultFolder, ResultsError
-from virtsim.experiments.scenario import (
-    DEFAULT_SCENARIO,
-    ScenarioError,
-    default_scenario,
-    format_validation_error,
-    load_scenario,
-)
-from virtsim.models.profiles import ProfileError, load_profiles
-from virtsim.sim.units import UnitError
-from virtsim.sim.vector import SimultaneousArrivals
-
+# Only what the parser needs is imported here: `virtsim --help` and a mistyped argument answer at
+# once, without loading pandas, numpy and pydantic (each command imports what it uses).
 __all__ = ["main"]
+
+DEFAULT_SCENARIO = "compare-stacks.toml"  # as virtsim.experiments.scenario.DEFAULT_SCENARIO (tested)
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
+    from virtsim.experiments.outputs import ResultFolder
     from virtsim.experiments.report import write_run_report
+    from virtsim.experiments.scenario import default_scenario, load_scenario
 
     scenario = load_scenario(args.scenario or default_scenario())
     if scenario.sweep is not None:
@@ -66,6 +59,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
     from virtsim.experiments.calibrate import checked_published, predicted_median_error
+    from virtsim.experiments.outputs import ResultFolder
 
     published, rows = checked_published(Path(args.published) if args.published else None)
     folder = ResultFolder(Path(args.out), "calibrate", {"published": rows, "seed": args.seed}, args.force)
@@ -85,6 +79,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _cmd_overhead(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
+    from virtsim.experiments.outputs import ResultFolder
 
     stacks = [s.split("/") for s in args.stacks.split(",")] if args.stacks else None
     names = args.workloads.split(",") if args.workloads else None
@@ -101,6 +96,7 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
 def _cmd_density(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
     from virtsim.experiments.density import load_density_spec
+    from virtsim.experiments.outputs import ResultFolder
 
     spec = load_density_spec(args.spec)
     folder = ResultFolder(Path(args.out), "density", spec.model_dump(mode="json", by_alias=True), args.force)
@@ -112,6 +108,7 @@ def _cmd_density(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from virtsim.experiments.outputs import ResultsError
     from virtsim.experiments.report import write_combined_report, write_report
 
     folders = [Path(f) for f in args.folder]
@@ -126,6 +123,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
+    from virtsim.experiments.outputs import ResultFolder
     from virtsim.experiments.plan import load_plan
 
     spec = load_plan(args.plan)
@@ -142,6 +140,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_disk(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
     from virtsim.experiments.disk import load_disk_spec
+    from virtsim.experiments.outputs import ResultFolder
 
     spec = load_disk_spec(args.spec)
     folder = ResultFolder(Path(args.out), "disk", spec.model_dump(mode="json", by_alias=True), args.force)
@@ -151,6 +150,8 @@ def _cmd_disk(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
+    from virtsim.models.profiles import ProfileError, load_profiles
+
     for package, title in (("virtsim.models.virt", "layers"), ("virtsim.models.hardware", "hardware")):
         profiles = load_profiles(package)
         shown = [p for n, p in profiles.items() if args.name in (None, n)]
@@ -254,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``virtsim`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from virtsim.experiments.outputs import ResultsError
+    from virtsim.experiments.scenario import ScenarioError, format_validation_error
+    from virtsim.models.profiles import ProfileError
+    from virtsim.sim.units import UnitError
+    from virtsim.sim.vector import SimultaneousArrivals
+
     try:
         return int(args.func(args))
     except (ScenarioError, ProfileError, ResultsError, UnitError, SimultaneousArrivals) as exc:

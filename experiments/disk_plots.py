@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from virtsim.experiments.figures import save_figure
+
 __all__ = ["plot_all"]
 
 GB = 1e9
@@ -22,9 +24,7 @@ def _part(table: pd.DataFrame, experiment: str) -> pd.DataFrame:
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
@@ -85,13 +85,16 @@ def plot_growth(table: pd.DataFrame, path: Path) -> Path:
 def plot_amplification(table: pd.DataFrame, path: Path) -> Path:
     rows = _part(table, "amplification").pivot_table(index="system", columns="measure", values="bytes", sort=False)
     factor = rows["allocated_bytes"] / rows["written_bytes"]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    bars = ax.bar(factor.index, factor.to_numpy(), color="#805ad5")
-    ax.bar_label(bars, fmt="%.0fx")
-    ax.set_yscale("log")
-    ax.set_ylabel("bytes allocated / bytes written")
+    # Horizontal bars: the systems' names are long ("overlay2 (64 MiB file)") and would collide
+    # as rotated labels under vertical bars.
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.35 * len(factor)))
+    bars = ax.barh(factor.index, factor.to_numpy(), color="#805ad5")
+    ax.bar_label(bars, fmt="%.0fx", padding=2)
+    ax.set_xscale("log")
+    ax.set_xlim(right=factor.max() * 8)  # room for the largest bar's label
+    ax.invert_yaxis()  # in the table's order, top to bottom
+    ax.set_xlabel("bytes allocated / bytes written")
     ax.set_title("Write amplification of one 4 KiB write into fresh space")
-    ax.tick_params(axis="x", rotation=25)
     return _save(fig, path)
 
 

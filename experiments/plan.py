@@ -330,6 +330,8 @@ def write_plan(out_dir: Path, fleet: pd.DataFrame, needs: pd.DataFrame) -> dict[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from virtsim.experiments.figures import save_figure
+
     out_dir = Path(out_dir)
     paths = {"plan": atomic_write(out_dir / "plan.csv", lambda t: fleet.to_csv(t, index=False)),
              "services": atomic_write(out_dir / "plan_services.csv", lambda t: needs.to_csv(t, index=False))}
@@ -344,7 +346,6 @@ def write_plan(out_dir: Path, fleet: pd.DataFrame, needs: pd.DataFrame) -> dict[
     ax.set_title("Hosts needed per stack and host type")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_dir / "plan.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_dir / "plan.png", dpi=120)
     paths["plot"] = out_dir / "plan.png"
     return paths

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from virtsim.experiments.figures import save_figure
+
 __all__ = ["plot_attribution", "plot_latency"]
 
 
@@ -46,9 +48,7 @@ def plot_latency(summary: pd.DataFrame, path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean_s") -> Path:
@@ -69,6 +69,4 @@ def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from virtsim.experiments.figures import save_figure
 from virtsim.sim.stats import t_interval
 
 __all__ = ["plot_sweep", "series_label", "sweep_curves"]
@@ -88,6 +89,4 @@ def plot_sweep(table: pd.DataFrame, path: Path) -> Path:
         ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"Sweep over {x.rsplit('.', 1)[-1]}: means over replications with 95% intervals", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -71,10 +71,6 @@ def boot_workload(host: HostSpec, stack: Stack, count: int, read_bytes: float | 
 def boot_storm(host: HostSpec, stack: Stack, guests: int, seed: int = 0, read_bytes: float | None = None,
                pull_bytes: float = 0.0) -> np.ndarray:
     """Each guest's start-up time (s) when ``guests`` start at once on ``host`` (one guest per group)."""
-    # A published boot time includes the guest kernel's own housekeeping, and a run that must end
-    # when the boots do cannot hold always-running jobs (they would run to the horizon).
-    stack = Stack(tuple(type(layer)(layer.name, layer.params.model_copy(update={"idle_cpu_cores": 0.0}))
-                        if isinstance(layer, Type1) else layer for layer in stack.layers))
     first = boot_workload(host, stack, 1, read_bytes, pull_bytes)
     rest = boot_workload(host, stack, 1, read_bytes, pull_bytes, cached=True)
     system = System(host, tuple(Guest(f"g{i}", stack, first if i == 0 else rest) for i in range(guests)))

@@ -99,10 +99,6 @@ from virtsim.sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 __all__ = ["DRIVER_DOMAIN", "Type1", "Type1Params"]
 
 DRIVER_DOMAIN = "driver-domain"
-# assumption: the guest kernel's housekeeping is capped per 100 ms (cgroup's default cpu.max
-# period); the period only shapes how it interleaves with requests, not its total, and a longer
-# one costs the engines fewer events (two per period per guest).
-IDLE_PERIOD_S = 0.1
 """The group of a privileged VM that runs device back ends for every guest (Xen dom0, Hyper-V's
 root): beside the VMs at the level they run on (on the host, or inside a VM for a nested one)."""
 _IN_DRIVER_DOMAIN = {"netback", "blkback", "netvsp", "storvsp"}
@@ -413,29 +409,12 @@ class Type1(Layer):
         threads = (self._thread(ctx, "net"), self._thread(ctx, "io"))
         for group in threads:
             out[group] = GroupSpec(threads=1, label=self._label(group))
-        if p.idle_cpu_cores > 0:
-            out[self._idle(ctx)] = GroupSpec(quota_s=p.idle_cpu_cores * IDLE_PERIOD_S, period_s=IDLE_PERIOD_S,
-                                             label=f"idle:{'/'.join(ctx.group)}")
         domain = self._driver_domain(ctx)
         if any(g[:-1] == domain for g in threads):
             vcpus = float(p.driver_domain_vcpus or ctx.host.cpu.cores)
             out[domain] = GroupSpec(weight=DEFAULT_WEIGHT * vcpus, max_servers=vcpus,
                                     label=f"{'/'.join(domain)}:vcpus")
         return out
-
-    def _idle(self, ctx: LayerContext) -> GroupPath:
-        """The guest kernel's own housekeeping (timer ticks, RCU, kworkers).
-
-        It is the VM's work on the host's cores, but kept beside the vCPU group, not in it: an
-        always-present job there would keep the vCPUs from ever looking halted, and so would take
-        away every wake-up an interrupt pays (``halt_poll``) for a fraction of a percent of a core.
-        """
-        return (*ctx.group, "idle")
-
-    def background(self, ctx: LayerContext) -> dict[GroupPath, int]:
-        # Always runnable, capped by its group's quota at idle_cpu_cores: on an idle host it takes
-        # exactly that; on a busy one it competes for cores (and the guest's vCPUs) like any job.
-        return {self._idle(ctx): 1} if self.params.idle_cpu_cores > 0 else {}
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
         return [StationSpec(self._lock(ctx), "lock", 1)] if self.params.io_sync else []

@@ -157,3 +157,18 @@ def test_a_report_reads_only_files_its_manifest_vouches_for_and_never_crashes(tm
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert main(["report", str(out)]) == 2
     assert "is not vouched for" in capsys.readouterr().err
+
+
+def test_help_and_argument_errors_load_no_numerical_library() -> None:
+    """`virtsim --help` and a mistyped argument answer at once: the parser loads neither pandas,
+    numpy nor pydantic (a command imports what it uses once its arguments are good)."""
+    import subprocess
+    import sys
+
+    from virtsim.experiments import cli, scenario
+
+    assert cli.DEFAULT_SCENARIO == scenario.DEFAULT_SCENARIO
+    probe = ("import sys; from virtsim.experiments.cli import build_parser; build_parser(); "
+             "print(sorted(m for m in ('pandas', 'numpy', 'pydantic') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

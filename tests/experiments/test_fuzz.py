@@ -25,6 +25,7 @@ import os
 import signal
 import tempfile
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from hypothesis import strategies as st
 
 from tests.tomlgen import to_toml
 from virtsim.experiments.cli import main
+from virtsim.experiments.figures import FigureLayoutWarning
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 ALARM_S = 60
@@ -139,7 +141,10 @@ def _run_cli(command: str, text: bytes, what: str = "as shipped") -> None:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.alarm(ALARM_S)
         try:
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            # Mutated inputs (long odd names) may well crowd a figure: that is not what this checks.
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore", FigureLayoutWarning)
                 status = main(argv)
         finally:
             signal.alarm(0)
