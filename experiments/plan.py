@@ -83,8 +83,9 @@ class Service(StrictModel):
         if arrivals.kind != "open":
             raise ValueError(
                 f"service {self.name!r}: its workload (kind = {self.workload.kind!r}) has {arrivals.kind}-loop "
-                "clients, but a plan sizes hosts from a request rate per guest; use kind = \"web\" with a rate, "
-                "or kind = \"request\" with arrivals = { kind = \"open\", rate = \"...\" }")
+                "clients, but a plan sizes hosts from a request rate per guest; give the workload a rate "
+                "(web, kv-store and oltp take one), or use kind = \"request\" with "
+                "arrivals = { kind = \"open\", rate = \"...\" }")
         return self
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 
 from virtsim.models.demands import KernelEvent
 from virtsim.models.quantities import Bytes, Cycles, PerSecond, Seconds
@@ -53,6 +53,20 @@ class _Named(StrictModel):
             {"arrivals": {"kind": "closed", "clients": clients, "think": think_s}, "demands": demands,
              "threads": threads, **model}
         )
+
+    def _open(self, rate_per_s: float, demands: list[dict[str, Any]], threads: int | None = None) -> RequestWorkload:
+        """Poisson arrivals at ``rate_per_s`` (1/s) from many clients elsewhere: no load
+        generator's thread limits them, and each still costs its client work on the client machine."""
+        return RequestWorkload.model_validate(
+            {"arrivals": {"kind": "open", "rate": rate_per_s}, "demands": demands, "threads": threads})
+
+
+def _rate_or_clients(model: BaseModel, clients_field: str) -> None:
+    """A named workload is driven either by a rate (open loop) or by its closed-loop clients."""
+    # Compared with the default, not "was it given": a dumped and reloaded model gives every field.
+    clients_given = getattr(model, clients_field) != type(model).model_fields[clients_field].default
+    if getattr(model, "rate_per_s", None) is not None and clients_given:
+        raise ValueError(f"give either rate (open-loop arrivals) or {clients_field} (closed-loop clients), not both")
 
 
 class Linpack(_Named):
@@ -225,12 +239,21 @@ class KvStore(_Named):
     op_cycles: Cycles = 5_700
     client_cycles: Cycles = 5_700
     loop_wake_s: Seconds = Field(KV_LOOP_WAKE_S, alias="loop_wake")
+    # Open loop instead: requests at this rate from many clients (a service in a capacity plan).
+    rate_per_s: PerSecond | None = Field(None, alias="rate", gt=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _one_driver(self) -> KvStore:
+        _rate_or_clients(self, "connections")
+        return self
 
     def request_workload(self) -> RequestWorkload:
         header = 30 + self.key_bytes
         request = header + (self.value if self.op == "set" else 0)
         response = 10 + (self.value if self.op == "get" else 0)
         demands = _round_trip(request, self.op_cycles, response, self.client_cycles, self.loop_wake_s)
+        if self.rate_per_s is not None:
+            return self._open(self.rate_per_s, demands, threads=1)  # still one event-loop thread
         return self._closed(self.connections, demands, threads=1, client_threads=1)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
@@ -264,6 +287,14 @@ class Oltp(_Named):
     client_cycles: Cycles = 5_700  # assumption: sysbench's work per statement, as redis-benchmark's
     buffer_miss_ratio: float = Field(0.0, ge=0, le=1)  # Felter's 2M rows fit the 3 GB buffer pool
     page: Bytes = Field(16384, le=2**30)
+    # Open loop instead: transactions at this rate from many clients, a server thread each (or
+    # the thread pool's); a capacity plan's service.
+    rate_per_s: PerSecond | None = Field(None, alias="rate", gt=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_driver(self) -> Oltp:
+        _rate_or_clients(self, "threads")
+        return self
 
     def request_workload(self) -> RequestWorkload:
         statements = ([self.trx_cycles] + [self.point_select_cycles] * self.point_selects
@@ -276,6 +307,8 @@ class Oltp(_Named):
                 miss = {"kind": "io", "op": "read", "size": self.page, "mix": (0.0, self.buffer_miss_ratio)}
                 exchange = [*exchange[:4], miss, {"kind": "wake"}, *exchange[4:]]
             demands += exchange
+        if self.rate_per_s is not None:
+            return self._open(self.rate_per_s, demands, threads=self.thread_pool)
         return self._closed(self.threads, demands, threads=self.thread_pool)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:

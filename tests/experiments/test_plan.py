@@ -224,3 +224,36 @@ def test_the_driver_domain_is_a_resource_its_vcpus_size() -> None:
     (one, hosts_one), (four, hosts_four) = needs(1), needs(4)
     assert one == pytest.approx(4 * four, rel=1e-9) and one > 0
     assert hosts_one > hosts_four
+
+
+def test_kv_store_and_oltp_services_take_a_rate_and_are_sized_from_their_own_work() -> None:
+    """Named server workloads as plan services: open-loop at the given rate, their server's own
+    concurrency kept (one event loop for the kv-store). An oltp transaction is 10 point selects
+    (81k cycles), 4 range selects (382k) and BEGIN and COMMIT (10k each): 2.358M cycles of server
+    work, so 500 transactions/s are at least 500 x 2.358M / 3.1 GHz = 0.38 core of the big host."""
+    services = [
+        {"name": "cache", "guests": 4, "workload": {"kind": "kv-store", "rate": "20000/s"},
+         "app_memory": "1GiB", "image": "1GiB", "diff": "100MiB"},
+        {"name": "db", "guests": 2, "workload": {"kind": "oltp", "rate": "500/s"},
+         "app_memory": "4GiB", "image": "3GiB", "diff": "1GiB"},
+    ]
+    spec = PlanSpec.model_validate({"stacks": [["docker"]], "host_types": [BIG], "services": services})
+    _, per_service = plan(spec)
+    db = per_service.set_index("service").loc["db"]
+    cores = 16
+    assert db["cpu_per_guest"] * cores >= 500 * 2.358e6 / 3.1e9
+    assert db["cpu_per_guest"] * cores < 1.5 * 500 * 2.358e6 / 3.1e9  # plus the network paths, not more
+    cache = per_service.set_index("service").loc["cache"]
+    assert "threads:g" in cache["binding"]  # the event loop is the cache's own limit
+
+
+@pytest.mark.parametrize(("kind", "clients"), [("kv-store", "connections"), ("oltp", "threads")])
+def test_a_rate_and_closed_loop_clients_together_are_refused(kind, clients) -> None:
+    from pydantic import ValidationError
+
+    from virtsim.experiments.scenario import parse_scenario
+
+    with pytest.raises(Exception, match=f"either rate .* or {clients}") as info:
+        parse_scenario({"name": "x", "guests": [{"name": "g", "stack": ["docker"],
+                                                 "workload": {"kind": kind, "rate": "100/s", clients: 8}}]})
+    assert not isinstance(info.value, ValidationError)  # a clean ScenarioError naming the field
