@@ -19,7 +19,16 @@ from virtsim.experiments.outputs import atomic_write, write_json
 from virtsim.experiments.scenario import load_toml_model
 from virtsim.models.disks.allocation import touched_units
 from virtsim.models.disks.chain import build_chain_usage, disjoint_chain_usage
-from virtsim.models.disks.formats import FORMAT_NAMES, FormatName, ImageFormat, format_by_name
+from virtsim.models.disks.formats import (
+    FORMAT_NAMES,
+    QCOW2_DEFAULT_CLUSTER,
+    FormatName,
+    ImageFormat,
+    format_by_name,
+    qcow2_max_virtual_bytes,
+    size_text,
+    unit_problem,
+)
 from virtsim.models.disks.layers import (
     DRIVERS,
     Driver,
@@ -120,6 +129,11 @@ class DiskSpec(StrictModel):
     def _power_of_two(cls, units: dict[FormatName, float]) -> dict[FormatName, float]:
         for name, unit in units.items():
             _power_of_two(unit, f"units.{name}: an allocation unit is a power of two of at least 512 B")
+            # then the sizes QEMU itself writes: qemu-img refuses a 64 MiB qcow2 cluster, and
+            # would clamp a 512 MiB VHDX block to 256 MiB
+            problem = unit_problem(name, int(unit))
+            if problem:
+                raise ValueError(f"units.{name}: {problem}")
         return units
 
     @model_validator(mode="after")
@@ -135,6 +149,12 @@ class DiskSpec(StrictModel):
         for name, unit in self.units_bytes.items():
             if unit > min(virtual, 2**31):
                 raise ValueError(f"units.{name}: {unit:.4g} B is larger than the disk or than 2 GiB")
+        # the growth plot always uses qcow2, whose L1 table bounds the virtual size by cluster
+        cluster = int(self.units_bytes.get("qcow2", QCOW2_DEFAULT_CLUSTER))
+        if virtual > qcow2_max_virtual_bytes(cluster):
+            raise ValueError(f"virtual: {virtual:.4g} B is past what qcow2 with {size_text(cluster)} clusters can "
+                             f"address ({size_text(qcow2_max_virtual_bytes(cluster))}; qemu-img refuses it); lower "
+                             "virtual or raise units.qcow2")
         if self.guests * self.pattern.writes > 50_000_000:
             raise ValueError(f"guests x pattern.writes = {self.guests * self.pattern.writes:,} writes, more than "
                              "50,000,000 (about 1 GB of write arrays); lower one of them")
@@ -264,8 +284,8 @@ def growth(spec: DiskSpec) -> list[dict[str, Any]]:
     for kind in kinds:
         offsets, sizes = block_writes(kind, n, 4096, virtual, stream(spec.seed, 0, "growth", kind))
         for k in checkpoints:
-            units = touched_units(offsets[: k + 1], sizes[: k + 1], fmt.unit_bytes)
-            rows += _rows("growth", kind, 1, {f"file_bytes@{int(k) + 1}": fmt.file_bytes(units, virtual, True)})
+            size = fmt.file_bytes_after(offsets[: k + 1], sizes[: k + 1], virtual, differencing=True)
+            rows += _rows("growth", kind, 1, {f"file_bytes@{int(k) + 1}": size})
     return rows
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_inside", "first_touch_order", "touched_units", "unit_indices"]
+__all__ = ["check_inside", "first_touch_order", "sorted_distinct", "touched_units", "unit_indices"]
 
 
 def unit_indices(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.ndarray:
@@ -27,9 +27,11 @@ def unit_indices(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.
     spans = last - first + 1
     if np.all(spans == 1):
         return first
-    starts = np.repeat(first, spans)
-    within = np.arange(int(spans.sum()), dtype=np.int64) - np.repeat(np.cumsum(spans) - spans, spans)
-    return starts + within
+    # unit = first unit of its write + (position - position of the write's first unit), summed
+    # in place: two arrays of the expanded length at a time, not four
+    index = np.repeat(first - (np.cumsum(spans) - spans), spans)
+    index += np.arange(index.size, dtype=np.int64)
+    return index
 
 
 def check_inside(offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int) -> None:
@@ -50,10 +52,19 @@ def touched_units(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np
         return idx
     top = int(idx.max()) + 1
     if top > _BITMAP_UNITS:
-        return np.unique(idx)
+        return sorted_distinct(idx)
     bitmap = np.zeros(top, dtype=bool)
     bitmap[idx] = True
     return np.flatnonzero(bitmap)
+
+
+def sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending. Sorts rather than calling np.unique, which in numpy 2.4
+    hashes integers and was 70 times slower here (1.3 s for 800,000 cluster indices)."""
+    ordered = np.sort(values)
+    if ordered.size:
+        ordered = ordered[np.append(True, ordered[1:] != ordered[:-1])]
+    return ordered
 
 
 def first_touch_order(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.ndarray:

@@ -10,16 +10,22 @@ what ``qemu-img`` writes on this machine (the tests compare byte for byte):
   block, 3.. the L1 table (one 8-byte entry per L2 table, an L2 table maps cluster/8 clusters);
   the file ends after the L1 table until data is written, then grows a cluster at a time:
   an L2 table for each newly touched 512 MiB (at 64 KiB clusters) and each data cluster. A 16-bit
-  refcount block covers cluster*4 clusters; more are added as the file grows.
+  refcount block covers cluster/2 clusters; more are added as the file grows. When the refcount
+  table itself is full (a file of 8 MiB at 512 B clusters, 4 GiB at 4 KiB, 16 TiB at 64 KiB),
+  QEMU moves it and the file keeps some free clusters: see :mod:`virtsim.models.disks.qcow2_alloc`.
+  Clusters are 512 B .. 2 MiB; the L1 table is at most 32 MiB, which bounds the virtual size
+  (128 GiB at 512 B clusters, 2 PiB at 64 KiB).
 - VDI: VirtualBox VDI format (``vdi.c``): a 512-byte header, a block map of 4 bytes per block,
-  then 1 MiB blocks in allocation order.
-- VMDK monolithic sparse: VMware Virtual Disk Format 5.0: 64 KiB grains, grain tables of 512
-  entries (32 MiB each) preallocated for the whole disk, twice (redundant copy), a grain
-  directory each, after a header sector and a 20-sector descriptor, rounded up to a grain.
+  then 1 MiB blocks in allocation order (QEMU neither writes nor opens other block sizes).
+- VMDK monolithic sparse: VMware Virtual Disk Format 5.0: 64 KiB grains (``qemu-img`` has no
+  option for another size), grain tables of 512 entries (32 MiB each) preallocated for the whole
+  disk, twice (redundant copy), a grain directory each, after a header sector and a 20-sector
+  descriptor, rounded up to a grain.
 - VHDX: [MS-VHDX] v1.0: header, log, metadata and BAT regions (8 MiB as QEMU lays them out for
   a BAT up to 1 MiB), then payload blocks. Unless a block size is given, QEMU (``block/vhdx.c``)
   picks it by virtual size: 8 MiB up to 1 GiB, 16 MiB up to 100 GiB, 32 MiB up to 32 TiB, then
-  64 MiB (checked against ``qemu-img`` 7.2 here). A differencing disk also keeps one 1 MiB
+  64 MiB (checked against ``qemu-img`` 7.2 here); a ``block_size`` outside 1 MiB .. 256 MiB is
+  silently clamped into it, so the model refuses one. A differencing disk also keeps one 1 MiB
   sector bitmap block per chunk of 2^23 sectors it writes in.
 - raw: a file as large as the disk (sparse on the host, but a full copy per guest).
 
@@ -35,12 +41,26 @@ from typing import Literal, get_args
 
 import numpy as np
 
-__all__ = ["FORMAT_NAMES", "FormatName", "ImageFormat", "format_by_name"]
+from virtsim.models.disks import qcow2_alloc
+from virtsim.models.disks.allocation import touched_units
+
+__all__ = [
+    "FORMAT_NAMES",
+    "QCOW2_DEFAULT_CLUSTER",
+    "UNIT_RANGES",
+    "FormatName",
+    "ImageFormat",
+    "format_by_name",
+    "qcow2_max_virtual_bytes",
+    "size_text",
+    "unit_problem",
+]
 
 FormatName = Literal["qcow2", "vhdx", "vmdk", "vdi", "raw"]
 FORMAT_NAMES: tuple[FormatName, ...] = get_args(FormatName)
 
 KiB, MiB, GiB = 2**10, 2**20, 2**30
+QCOW2_DEFAULT_CLUSTER = 64 * KiB  # qemu-img create's cluster_size
 
 
 @dataclass(frozen=True)
@@ -71,10 +91,23 @@ class ImageFormat:
             return self.empty_bytes(virtual_bytes)
         return self.metadata_bytes(virtual_bytes) + n * self.unit_bytes
 
+    def file_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
+                         differencing: bool = False) -> int:
+        """File size after writes (byte offsets and sizes) made in this order. Only qcow2's
+        depends on the order; the others hold the touched units whatever the order."""
+        return self.file_bytes(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, differencing)
+
 
 @dataclass(frozen=True)
 class Qcow2(ImageFormat):
-    """qcow2 with ``unit_bytes`` clusters and 16-bit refcounts (QEMU's defaults)."""
+    """qcow2 with ``unit_bytes`` clusters and 16-bit refcounts (QEMU's defaults).
+
+    Up to the refcount table's first capacity (``cluster/8`` refcount blocks, so 16 TiB of file
+    at 64 KiB clusters but only 8 MiB at 512 B) the file is dense and its size a closed-form
+    count. Past it QEMU moves the table and leaves free clusters below the end of the file, so
+    the size depends on the order of the writes: :mod:`virtsim.models.disks.qcow2_alloc`
+    replays QEMU's allocator for those files.
+    """
 
     refcount_bits: int = 16
 
@@ -85,22 +118,57 @@ class Qcow2(ImageFormat):
         return 8 * math.ceil(virtual_bytes / (self.unit_bytes * self.l2_entries()))
 
     def empty_bytes(self, virtual_bytes: int) -> int:
-        return 3 * self.unit_bytes + self.l1_bytes(virtual_bytes)
+        """``qemu-img create``: header, refcount table and block, the L1 table (its entries
+        only), and the refcount blocks a large L1 needs after it (small clusters)."""
+        return qcow2_alloc.created(self.unit_bytes, virtual_bytes, self.refcount_bits).end_bytes
 
     def metadata_bytes(self, virtual_bytes: int) -> int:
-        return (3 + math.ceil(self.l1_bytes(virtual_bytes) / self.unit_bytes)) * self.unit_bytes
+        """The empty image in whole clusters."""
+        return math.ceil(self.empty_bytes(virtual_bytes) / self.unit_bytes) * self.unit_bytes
 
-    def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
-        data = np.asarray(units, dtype=np.int64)
-        if data.size == 0:
-            return self.empty_bytes(virtual_bytes)
-        l2_tables = np.unique(data // self.l2_entries()).size
-        clusters = self.metadata_bytes(virtual_bytes) // self.unit_bytes + l2_tables + data.size
+    def _dense_clusters(self, units: np.ndarray, virtual_bytes: int) -> int:
+        """Clusters of the file holding ``units`` if it has no free cluster below its end: the
+        header, refcount table, L1, an L2 table per table touched, the data, and refcount blocks
+        (each covers ``unit * 8 / refcount_bits`` clusters, itself included)."""
+        tables = units // self.l2_entries()  # ascending, as the units are
+        l2_tables = int(tables.size > 0) + int(np.count_nonzero(tables[1:] != tables[:-1]))
+        clusters = 3 + math.ceil(self.l1_bytes(virtual_bytes) / self.unit_bytes) + l2_tables + units.size
         per_refblock = self.unit_bytes * 8 // self.refcount_bits
         extra_refblocks = 0  # the first block is in the header area; each covers itself too
         while math.ceil((clusters + extra_refblocks) / per_refblock) - 1 > extra_refblocks:
             extra_refblocks += 1
-        return (clusters + extra_refblocks) * self.unit_bytes
+        return clusters + extra_refblocks
+
+    def _table_capacity(self) -> int:
+        """Clusters the first refcount table (one cluster) can have counted."""
+        return (self.unit_bytes // 8) * (self.unit_bytes * 8 // self.refcount_bits)
+
+    def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
+        """The image holding ``units`` written in ascending order, a run of consecutive clusters
+        per write (as ``qemu-img convert`` writes a copy)."""
+        data = np.asarray(units, dtype=np.int64)
+        if data.size == 0:
+            return self.empty_bytes(virtual_bytes)
+        dense = self._dense_clusters(data, virtual_bytes)
+        if dense <= self._table_capacity():
+            return dense * self.unit_bytes
+        requests = qcow2_alloc.requests_from_units(data, self.unit_bytes)
+        return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits)
+
+    def file_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
+                         differencing: bool = False, *, reopen_every: int | None = None) -> int:
+        """The image after these writes in this order. ``reopen_every``: the image is opened
+        again after every that many writes (qemu-io command lines, guest reboots), which lets
+        QEMU reuse clusters it freed; None keeps it open throughout."""
+        data = touched_units(offsets, sizes, self.unit_bytes)
+        if data.size == 0:
+            return self.empty_bytes(virtual_bytes)
+        dense = self._dense_clusters(data, virtual_bytes)
+        if dense <= self._table_capacity():
+            return dense * self.unit_bytes  # the order only matters once the table has moved
+        requests = qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes)
+        return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
+                                      reopen_every)
 
 
 @dataclass(frozen=True)
@@ -168,7 +236,7 @@ class Raw(ImageFormat):
 
 
 _DEFAULTS: dict[str, ImageFormat] = {
-    "qcow2": Qcow2("qcow2", 64 * KiB),
+    "qcow2": Qcow2("qcow2", QCOW2_DEFAULT_CLUSTER),
     "vhdx": Vhdx("vhdx", 0),  # 0: the block size follows the virtual size, see Vhdx.for_disk
     "vmdk": Vmdk("vmdk", 64 * KiB),
     "vdi": Vdi("vdi", 1 * MiB),
@@ -176,16 +244,70 @@ _DEFAULTS: dict[str, ImageFormat] = {
 }
 
 
+# The allocation units QEMU 7.2 writes, per format (bytes, powers of two): qemu-img refuses a
+# qcow2 cluster_size outside these; VHDX clamps block_size into them without a word (the model
+# would describe a file QEMU does not write); VMDK and VDI have a single size; raw has none.
+UNIT_RANGES: dict[str, tuple[int, int] | None] = {
+    "qcow2": (512, 2 * MiB),
+    "vhdx": (1 * MiB, 256 * MiB),
+    "vmdk": (64 * KiB, 64 * KiB),
+    "vdi": (1 * MiB, 1 * MiB),
+    "raw": None,
+}
+_UNIT_NOUNS = {"qcow2": "cluster", "vhdx": "block", "vmdk": "grain", "vdi": "block"}
+_OUTSIDE = {"qcow2": "qemu-img refuses others", "vhdx": "QEMU silently clamps others into it"}
+QCOW2_MAX_L1_BYTES = 32 * MiB  # QCOW_MAX_L1_SIZE: "The image size is too large for file format 'qcow2'"
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes in the largest binary unit that divides it: 512 B, 64 KiB, 2 MiB."""
+    for factor, name in ((2**50, "PiB"), (2**40, "TiB"), (GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor} {name}"
+    return f"{n} B"
+
+
+def unit_problem(name: str, unit_bytes: int) -> str | None:
+    """Why QEMU would not make a ``name`` image with this allocation unit, or None if it would."""
+    if name not in UNIT_RANGES:
+        return None  # format_by_name reports the unknown format
+    allowed = UNIT_RANGES[name]
+    if allowed is None:
+        return f"a {name} image has no allocation unit to choose"
+    if unit_bytes <= 0 or unit_bytes & (unit_bytes - 1):
+        return f"the allocation unit must be a power of two, got {unit_bytes}"
+    low, high = allowed
+    if low <= unit_bytes <= high:
+        return None
+    got = size_text(unit_bytes)
+    if low == high:
+        return f"QEMU writes {name} {_UNIT_NOUNS[name]}s of {size_text(low)} only, got {got}"
+    return f"a {name} {_UNIT_NOUNS[name]} is {size_text(low)} .. {size_text(high)} ({_OUTSIDE[name]}), got {got}"
+
+
+def qcow2_max_virtual_bytes(cluster_bytes: int) -> int:
+    """The largest virtual size qemu-img creates with these clusters: the L1 table (8 bytes per
+    L2 table of cluster/8 entries) may not exceed 32 MiB."""
+    return QCOW2_MAX_L1_BYTES // 8 * cluster_bytes * (cluster_bytes // 8)
+
+
 def format_by_name(name: str, virtual_bytes: int, unit_bytes: int | None = None) -> ImageFormat:
     """The format ``name`` for a disk of ``virtual_bytes``: its tools' default allocation unit
-    for that size, or ``unit_bytes`` (qcow2 ``cluster_size``, VHDX ``block_size``) if given."""
+    for that size, or ``unit_bytes`` (qcow2 ``cluster_size``, VHDX ``block_size``) if given.
+    Raises ValueError for what ``qemu-img`` would refuse or silently change (see UNIT_RANGES)."""
     if name not in _DEFAULTS:
         raise ValueError(f"unknown image format {name!r}; known: {', '.join(_DEFAULTS)}")
     if virtual_bytes <= 0:
         raise ValueError(f"{name}: the virtual size must be positive, got {virtual_bytes} bytes")
     fmt = _DEFAULTS[name]
-    if unit_bytes is None:
-        return fmt.for_disk(virtual_bytes)
-    if unit_bytes <= 0 or unit_bytes & (unit_bytes - 1):
-        raise ValueError(f"{name}: the allocation unit must be a power of two, got {unit_bytes}")
-    return type(fmt)(fmt.name, unit_bytes)
+    if unit_bytes is not None:
+        problem = unit_problem(name, unit_bytes)
+        if problem:
+            raise ValueError(f"{name}: {problem}")
+        fmt = type(fmt)(fmt.name, unit_bytes)
+    fmt = fmt.for_disk(virtual_bytes)
+    if isinstance(fmt, Qcow2) and virtual_bytes > qcow2_max_virtual_bytes(fmt.unit_bytes):
+        raise ValueError(f"qcow2: a {size_text(fmt.unit_bytes)} cluster addresses at most "
+                         f"{size_text(qcow2_max_virtual_bytes(fmt.unit_bytes))} (qemu-img: \"image size is too "
+                         f"large\"), got a virtual size of {virtual_bytes} bytes")
+    return fmt

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -186,3 +187,89 @@ def test_qemu_also_refuses_a_write_past_the_end_inside_the_last_cluster(tmp_path
                           capture_output=True, text=True)
     assert past.returncode != 0 and "write failed" in past.stdout + past.stderr
     write(image, "qcow2", [GiB], [512])  # the last sector itself is writable, as in the model
+
+
+# -- past the first refcount table: QEMU moves it and leaves free clusters in the file --------
+
+def write_one_session(path: Path, offsets, sizes) -> None:
+    """All writes in one qemu-io session (commands on stdin), as a running guest makes them.
+    No flushes and no overlap checks: they cost time, not allocations (same file either way)."""
+    commands = "".join(f"write {int(o)} {int(s)}\n" for o, s in zip(offsets, sizes, strict=True))
+    subprocess.run(["qemu-io", "--image-opts",
+                    f"driver=qcow2,file.filename={path},cache.no-flush=on,overlap-check=none"],
+                   input=commands + "quit\n", check=True, capture_output=True, text=True)
+
+
+def write_sessions(path: Path, offsets, sizes, per_session: int) -> None:
+    """The writes in qemu-io command lines of ``per_session`` writes: the image is reopened
+    between them, which lets QEMU reuse the clusters of a refcount table it freed."""
+    for start in range(0, len(offsets), per_session):
+        write_one_session(path, offsets[start : start + per_session], sizes[start : start + per_session])
+
+
+def _sequential(n: int, io: int):
+    return np.arange(n) * io, np.full(n, io)
+
+
+GROWTH_CASES = {
+    # cluster, virtual, writes: each file passes what the first refcount table covers (8 MiB of
+    # file at 512 B clusters, 64 MiB at 1 KiB, 512 MiB at 2 KiB) but the 64 KiB and 2 MiB ones
+    "512 B, 4096 sequential 4 KiB": (512, 1 * GiB, _sequential(4096, 4 * KiB)),
+    "512 B, 3000 random 4 KiB over 20 GiB": (512, 20 * GiB, _random(3000, 4 * KiB, 20 * GiB)),
+    "512 B, 2000 random 1 B .. 20 KiB": (512, 2 * GiB, (RNG.integers(0, 2 * GiB - 20_000, 2000),
+                                                        RNG.integers(1, 20_000, 2000))),
+    "1 KiB, 1200 sequential 64 KiB": (1 * KiB, 20 * GiB, _sequential(1200, 64 * KiB)),
+    "1 KiB, 1200 random 64 KiB": (1 * KiB, 20 * GiB, _random(1200, 64 * KiB, 20 * GiB, 64 * KiB)),
+    "2 KiB, 600 sequential 1 MiB": (2 * KiB, 20 * GiB, _sequential(600, 1 * MiB)),
+    "2 KiB, 600 random 1 MiB": (2 * KiB, 20 * GiB, _random(600, 1 * MiB, 20 * GiB, 1 * MiB)),
+    "4 KiB, 3000 random 4 KiB (no growth)": (4 * KiB, 20 * GiB, _random(3000, 4 * KiB, 20 * GiB)),
+    "64 KiB, 3000 random 4 KiB": (64 * KiB, 20 * GiB, _random(3000, 4 * KiB, 20 * GiB)),
+    "2 MiB, 300 random 4 KiB": (2 * MiB, 20 * GiB, _random(300, 4 * KiB, 20 * GiB)),
+}
+
+
+@pytest.mark.parametrize("case", list(GROWTH_CASES))
+def test_qcow2_file_size_matches_qemu_past_the_first_refcount_table(case: str, tmp_path: Path) -> None:
+    """Byte for byte, with the writes in one session and reopened every 500 writes."""
+    cluster, virtual, (offsets, sizes) = GROWTH_CASES[case]
+    fmt = format_by_name("qcow2", virtual, cluster)
+    for per_session in (None, 500):
+        image = create(tmp_path / f"g{per_session}.qcow2", "qcow2", virtual, cluster_size=str(cluster))
+        assert os.path.getsize(image) == fmt.empty_bytes(virtual)
+        if per_session is None:
+            write_one_session(image, offsets, sizes)
+        else:
+            write_sessions(image, offsets, sizes, per_session)
+        model = fmt.file_bytes_after(offsets, sizes, virtual, reopen_every=per_session)
+        assert model == os.path.getsize(image), f"{per_session} writes per session"
+        image.unlink()
+
+
+@pytest.mark.parametrize("cluster, virtual", [(512, 100 * GiB), (512, 128 * GiB), (1 * KiB, 512 * GiB),
+                                              (2 * MiB, 20 * GiB)])
+def test_an_empty_qcow2_with_a_large_l1_table_matches_qemu(cluster: int, virtual: int, tmp_path: Path) -> None:
+    """Small clusters: the L1 table needs refcount blocks after it, past 32 GiB at 512 B even
+    a larger refcount table."""
+    image = create(tmp_path / "empty.qcow2", "qcow2", virtual, cluster_size=str(cluster))
+    assert os.path.getsize(image) == format_by_name("qcow2", virtual, cluster).empty_bytes(virtual)
+
+
+def test_qemu_refuses_or_clamps_the_allocation_units_the_model_refuses(tmp_path: Path) -> None:
+    """qcow2 clusters outside 512 B .. 2 MiB and disks past a 32 MiB L1 table are refused;
+    VHDX blocks outside 1 MiB .. 256 MiB are silently clamped into that range."""
+    for cluster in ("256", "4M", "64M"):
+        done = subprocess.run(["qemu-img", "create", "-f", "qcow2", "-o", f"cluster_size={cluster}",
+                               str(tmp_path / "c.qcow2"), "1G"], capture_output=True, text=True)
+        assert done.returncode != 0 and "Cluster size must be a power of two between 512 and 2048k" in done.stderr
+    too_big = subprocess.run(["qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=512",
+                              str(tmp_path / "big.qcow2"), str(128 * GiB + 512)], capture_output=True, text=True)
+    assert too_big.returncode != 0 and "image size is too large" in too_big.stderr
+    for asked, made in ((512 * KiB, 1 * MiB), (512 * MiB, 256 * MiB)):
+        image = create(tmp_path / f"{asked}.vhdx", "vhdx", 1 * GiB, block_size=str(asked))
+        assert json.loads(_run("qemu-img", "info", "--output=json", str(image)))["cluster-size"] == made
+        with pytest.raises(ValueError, match=re.escape("a vhdx block is 1 MiB .. 256 MiB")):
+            format_by_name("vhdx", 1 * GiB, asked)
+    with pytest.raises(ValueError, match=re.escape("a qcow2 cluster is 512 B .. 2 MiB")):
+        format_by_name("qcow2", 1 * GiB, 64 * MiB)
+    with pytest.raises(ValueError, match="addresses at most 128 GiB"):
+        format_by_name("qcow2", 128 * GiB + 512, 512)

@@ -1,0 +1,486 @@
+"""Where QEMU puts qcow2 clusters: its allocator replayed one allocation request at a time.
+
+While the refcount table has room, a qcow2 file is dense: every cluster below its end is used,
+and its size is a count (header, refcount table and blocks, L1, L2 tables, data). Once the
+clusters outgrow what the table can point to (``cluster/8`` refcount blocks of ``cluster/2``
+clusters each: 8 MiB of file at 512 B clusters, 64 MiB at 1 KiB, 512 MiB at 2 KiB, 4 GiB at
+4 KiB, 16 TiB at 64 KiB), QEMU builds a table 1.5 times larger, with the refcount blocks that
+cover it, at the start of the *next* refcount block's range, and frees the old table
+(``alloc_refcount_block`` and ``qcow2_refcount_area`` in ``block/qcow2-refcount.c``). That
+leaves free clusters below the end of the file: the gap up to the new table and the old table.
+Later requests fill them first-fit from QEMU's free-cluster cursor, but a request of n clusters
+only takes n contiguous ones, and the cursor never moves back except when clusters are freed or
+the image is opened again. The size then depends on the order and sizes of the requests, so
+this module replays them:
+
+- requests (:func:`requests_from_writes`): each write, for each run of clusters it allocates
+  inside one L2 table, asks for a new L2 table first if that table has none yet
+  (``get_cluster_table``), then for the run (``handle_alloc``); a run that follows another
+  piece of the same write first tries to continue right after it (``qcow2_alloc_clusters_at``);
+- the allocator (:class:`_Allocator`): ``alloc_clusters_noref``, ``update_refcount`` (with the
+  undo and cursor reset when a refcount block had to be allocated), ``alloc_refcount_block``,
+  ``qcow2_refcount_area`` and ``qcow2_refcount_metadata_size`` as in QEMU 7.2.
+
+Free space is kept as a short list of holes below the end of the used area. While no hole lies
+at or after the cursor, the file stays dense and requests are placed with cumulative sums and
+searchsorted, a refcount block after each request that enters a new range (:meth:`_Allocator.
+dense`); requests go through QEMU's functions one by one only around a table growth, while
+holes are within reach, and at the odd request that enters two ranges. The replay is exact
+(it agrees with ``qemu-img``/``qemu-io`` byte for byte, tests/models/test_qcow2_alloc.py) but
+for one case it cannot know: a run that continues a write after an already allocated cluster
+other than the latest one allocated is taken to start elsewhere (the cluster after it is
+almost always used), which matters only if that cluster borders a free hole.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from virtsim.models.disks.allocation import unit_indices
+
+__all__ = ["Requests", "file_bytes", "requests_from_units", "requests_from_writes"]
+
+FRESH, AFTER_NEW, AFTER_OLD = 0, 1, 2  # how a data run is placed, see Requests.cont
+_DENSE_RANGES = 4096  # at most this many new refcount block ranges per vectorized step
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Allocation requests in the order QEMU makes them; every count is in clusters.
+
+    ``cont`` says where a data run is first tried: FRESH anywhere (first fit from the cursor);
+    AFTER_NEW right after the previous run of the same write; AFTER_OLD right after the
+    already allocated guest cluster ``anchor`` that the same write touched just before.
+    """
+
+    size: np.ndarray  # clusters asked for (1 for an L2 table)
+    is_l2: np.ndarray  # an L2 table rather than a data run
+    cont: np.ndarray  # FRESH, AFTER_NEW or AFTER_OLD
+    anchor: np.ndarray  # guest cluster before the run when cont == AFTER_OLD, else -1
+    guest: np.ndarray  # first guest cluster of a data run (-1 for an L2 table)
+    write: np.ndarray  # index of the write that makes the request
+
+    def __len__(self) -> int:
+        return int(self.size.size)
+
+
+def requests_from_writes(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes: int) -> Requests:
+    """The allocation requests of writes (byte offsets and sizes) made in this order."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    touched = unit_indices(offsets, sizes, cluster_bytes)  # write order, repeats kept
+    spans = (offsets + sizes - 1) // cluster_bytes - offsets // cluster_bytes + 1
+    write_starts = np.cumsum(spans) - spans  # position of each write's first touch
+    del spans
+    new, first_in_table = _first_touches(touched, cluster_bytes // 8)
+
+    # A piece: consecutive touches of one write in one L2 table, all new or all old.
+    cut = np.zeros(touched.size, dtype=bool)
+    cut[write_starts] = True
+    cut[1:] |= (touched[1:] // (cluster_bytes // 8) != touched[:-1] // (cluster_bytes // 8))
+    cut[1:] |= new[1:] != new[:-1]
+    start = np.flatnonzero(cut)
+    del cut
+    length = np.diff(np.append(start, touched.size))
+    write = np.searchsorted(write_starts, start, side="right") - 1  # the write of each piece
+    follows = np.zeros(start.size, dtype=bool)  # another piece of the same write came before
+    follows[1:] = write[1:] == write[:-1]
+    after_new = np.zeros(start.size, dtype=bool)
+    after_new[1:] = new[start[:-1]]
+    cont = np.where(follows, np.where(after_new, AFTER_NEW, AFTER_OLD), FRESH).astype(np.int8)
+    anchor = np.where(cont == AFTER_OLD, touched[np.maximum(start - 1, 0)], -1)
+
+    runs = np.flatnonzero(new[start])  # only new pieces allocate
+    s = start[runs]
+    l2 = first_in_table[s]  # the first touch of a table is always new and starts a piece
+    # Two slots per run, the L2 table (if any) before the data run, then drop the unused ones.
+    keep = np.stack([l2, np.ones(runs.size, dtype=bool)], axis=1).ravel()
+
+    def pair(for_l2: np.ndarray | int, for_run: np.ndarray) -> np.ndarray:
+        both = np.empty((runs.size, 2), dtype=np.asarray(for_run).dtype)
+        both[:, 0], both[:, 1] = for_l2, for_run
+        return both.ravel()[keep]
+
+    return Requests(
+        size=pair(1, length[runs].astype(np.int64)),
+        is_l2=pair(True, np.zeros(runs.size, dtype=bool)),
+        cont=pair(FRESH, cont[runs]),
+        anchor=pair(-1, anchor[runs]),
+        guest=pair(-1, touched[s]),
+        write=pair(write[runs], write[runs]),
+    )
+
+
+def _first_touches(touched: np.ndarray, l2_entries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which touches are a cluster's first (it is new then), and which are the first of an L2
+    table (always also a cluster's first): one stable sort for both."""
+    if touched.size > 1 and bool(np.all(touched[1:] > touched[:-1])):  # each cluster once, ascending
+        tables = touched // l2_entries
+        return np.ones(touched.size, dtype=bool), np.append(True, tables[1:] != tables[:-1])
+    order = np.argsort(touched, kind="stable")
+    ordered = touched[order]
+    group = np.ones(touched.size, dtype=bool)  # first of its cluster in sorted order
+    group[1:] = ordered[1:] != ordered[:-1]
+    firsts = order[group]  # earliest touch of each cluster (stable sort), clusters ascending
+    del order
+    tables = ordered[group] // l2_entries
+    del ordered, group
+    new = np.zeros(touched.size, dtype=bool)
+    new[firsts] = True
+    table_cut = np.flatnonzero(np.append(True, tables[1:] != tables[:-1]))
+    first_in_table = np.zeros(touched.size, dtype=bool)
+    if firsts.size:
+        first_in_table[np.minimum.reduceat(firsts, table_cut)] = True
+    return new, first_in_table
+
+
+def requests_from_units(units: np.ndarray, cluster_bytes: int) -> Requests:
+    """The requests of writing allocated clusters in ascending order, one write per run of
+    consecutive clusters (what ``qemu-img convert`` does, give or take its 2 MiB buffer)."""
+    units = np.asarray(units, dtype=np.int64)
+    if units.size == 0:
+        return requests_from_writes(units, units, cluster_bytes)
+    cut = np.flatnonzero(np.diff(units) != 1) + 1
+    first = units[np.append(0, cut)]
+    count = np.diff(np.append(np.append(0, cut), units.size))
+    return requests_from_writes(first * cluster_bytes, count * cluster_bytes, cluster_bytes)
+
+
+class _Again(Exception):
+    """QEMU's -EAGAIN: metadata was allocated, the caller searches for free clusters again."""
+
+
+def _refblock_count(clusters: int, per_block: int, per_table_cluster: int) -> int:
+    """Refcount blocks needed to cover ``clusters`` plus the refcount metadata itself, with the
+    table counted 1.5 times as large (``qcow2_refcount_metadata_size``, generous_increase)."""
+    table = blocks = n = 0
+    generous = True
+    while True:
+        last = n
+        blocks = -(-(clusters + table + blocks) // per_block)
+        table = -(-blocks // per_table_cluster)
+        n = clusters + blocks + table
+        if n == last and generous:
+            clusters += -(-table // 2)
+            n, generous = 0, False
+        elif n == last:
+            return blocks
+
+
+class _Allocator:
+    """QEMU's view of which clusters of the file are used, and where the next ones go.
+
+    Used clusters: everything below ``top`` except the ``holes`` ([start, end) pairs, sorted,
+    all ending below ``top``). ``cursor`` is QEMU's free_cluster_index. ``ranges`` are the
+    refcount table entries pointing to a refcount block. ``end_bytes`` is the file size.
+    """
+
+    def __init__(self, cluster_bytes: int, refcount_bits: int) -> None:
+        self.cluster = cluster_bytes
+        self.per_block = cluster_bytes * 8 // refcount_bits  # clusters one refcount block covers
+        self.per_table_cluster = cluster_bytes // 8  # refcount blocks one table cluster points to
+        self.holes: list[list[int]] = []
+        self.top = 3  # qcow2_create2: header, refcount table, first refcount block
+        self.cursor = 0
+        self.ranges: set[int] = {0}
+        self.table_entries = self.per_table_cluster
+        self.table_at, self.table_clusters = 1, 1
+        self.end_bytes = 3 * cluster_bytes
+        self.last_host_end = self.last_guest_end = -1  # where the latest data run ended
+
+    # -- free space ---------------------------------------------------------------------------
+
+    def reachable_hole(self) -> bool:
+        """Whether a hole lies at or after the cursor (else requests simply go at the top)."""
+        return bool(self.holes) and self.holes[-1][1] > self.cursor
+
+    def free_run(self, start: int, limit: int) -> int:
+        """How many free clusters (at most ``limit``) follow ``start`` (qcow2_alloc_clusters_at)."""
+        if start >= self.top:
+            return limit
+        at = bisect.bisect_right(self.holes, start, key=lambda h: h[0]) - 1  # last hole from before
+        if at < 0 or self.holes[at][1] <= start:
+            return 0
+        return min(limit, self.holes[at][1] - start)
+
+    def mark_used(self, a: int, b: int) -> None:
+        """[a, b) becomes used; free clusters skipped between the top and ``a`` become a hole."""
+        if a >= b:
+            return
+        if a >= self.top:  # the usual case: appending, no hole to cut
+            if a > self.top:
+                self.holes.append([self.top, a])
+            self.top = b
+            return
+        self.top = max(self.top, b)
+        kept: list[list[int]] = []
+        for h0, h1 in self.holes:
+            if h1 <= a or h0 >= b:
+                kept.append([h0, h1])
+                continue
+            if h0 < a:
+                kept.append([h0, a])
+            if h1 > b:
+                kept.append([b, h1])
+        self.holes = kept
+
+    def mark_free(self, a: int, b: int) -> None:
+        """Refcounts of [a, b) (used clusters) drop to zero; QEMU moves its cursor back to them."""
+        if a >= b:
+            return
+        self.cursor = min(self.cursor, a)
+        if b >= self.top:  # freed at the top: the top comes down, over a hole just below too
+            self.top = a
+        else:
+            at = bisect.bisect_left(self.holes, a, key=lambda h: h[0])
+            self.holes.insert(at, [a, b])
+            if at + 1 < len(self.holes) and self.holes[at + 1][0] == b:  # merge with the next
+                self.holes[at][1] = self.holes.pop(at + 1)[1]
+            if at > 0 and self.holes[at - 1][1] == a:  # and the previous
+                self.holes[at - 1][1] = self.holes.pop(at)[1]
+        while self.holes and self.holes[-1][1] >= self.top:
+            self.top = min(self.top, self.holes.pop()[0])
+
+    # -- QEMU's functions ---------------------------------------------------------------------
+
+    def noref(self, n: int) -> int:
+        """alloc_clusters_noref: the first n free clusters in a row from the cursor."""
+        first = bisect.bisect_right(self.holes, self.cursor, key=lambda h: h[1])  # holes ending after it
+        for h0, h1 in self.holes[first:]:
+            start = max(h0, self.cursor)
+            if h1 - start >= n:
+                self.cursor = start + n
+                return start
+        start = max(self.cursor, self.top)
+        self.cursor = start + n
+        return start
+
+    def update(self, start: int, n: int) -> None:
+        """update_refcount (+1) of [start, start + n), allocating refcount blocks on the way."""
+        last = (start + n - 1) // self.per_block
+        for r in range(start // self.per_block, last + 1):
+            if r in self.ranges:
+                continue
+            first = max(start, r * self.per_block)
+            self.mark_used(start, first)  # the clusters already counted when QEMU gets here
+            try:
+                self.alloc_refblock(first)
+            except _Again:
+                self.mark_free(start, first)  # undone, and the cursor goes back to start
+                self.cursor = min(self.cursor, start)
+                raise
+        self.mark_used(start, start + n)
+
+    def alloc_refblock(self, cluster: int) -> None:
+        """alloc_refcount_block for a range without one: always ends in _Again."""
+        index = cluster // self.per_block
+        block = self.noref(1)
+        if block // self.per_block == index:
+            self.mark_used(block, block + 1)  # the new block counts itself
+        else:
+            self.update(block, 1)  # counted by another block, which may need allocating too
+        self.end_bytes = max(self.end_bytes, (block + 1) * self.cluster)
+        if index < self.table_entries:
+            self.ranges.add(index)
+            raise _Again
+        used = -(-max(cluster + 1, block + 1) // self.per_block)
+        self.refcount_area(used * self.per_block, index, block)
+        raise _Again
+
+    def refcount_area(self, start: int, index: int, block: int) -> None:
+        """qcow2_refcount_area: a 1.5x table and the blocks covering it at ``start`` (the next
+        range boundary, past the end of the file), then the old table freed."""
+        total = _refblock_count(start, self.per_block, self.per_table_cluster)
+        entries = total + -(-total // 2)
+        entries = -(-entries // self.per_table_cluster) * self.per_table_cluster
+        self.ranges.add(index)
+        missing = [r for r in range(start // self.per_block, total) if r not in self.ranges]
+        self.ranges.update(missing)
+        table_at = start + len(missing)
+        end = table_at + entries // self.per_table_cluster
+        self.mark_used(start, end)
+        self.end_bytes = max(self.end_bytes, end * self.cluster)
+        old_at, old_clusters = self.table_at, self.table_clusters
+        self.table_entries, self.table_at, self.table_clusters = entries, table_at, end - table_at
+        self.mark_free(old_at, old_at + old_clusters)
+
+    def alloc(self, n: int) -> int:
+        """qcow2_alloc_clusters: n clusters in a row, wherever they fit first (the caller
+        accounts for writing them)."""
+        while True:
+            start = self.noref(n)
+            try:
+                self.update(start, n)
+            except _Again:
+                continue
+            return start
+
+    def alloc_at(self, start: int, n: int) -> int:
+        """qcow2_alloc_clusters_at: as many of n clusters as are free from ``start`` (maybe 0)."""
+        while True:
+            got = self.free_run(start, n)
+            if got == 0:
+                return 0
+            try:
+                self.update(start, got)
+            except _Again:
+                continue
+            return got
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def anchor(self, cont: int, anchor: int) -> int | None:
+        """The host cluster a continued run is tried at, or None to allocate it fresh.
+
+        After an old cluster its host offset is known only if it was the latest one allocated;
+        otherwise the cluster after it is taken as used (it almost always is)."""
+        if cont == AFTER_NEW or (cont == AFTER_OLD and anchor + 1 == self.last_guest_end):
+            return self.last_host_end
+        return None
+
+    def written(self, start: int, n: int) -> None:
+        """Clusters [start, start + n) are written in full (a data run, an L2 table)."""
+        self.end_bytes = max(self.end_bytes, (start + n) * self.cluster)
+
+    def data_run(self, n: int, guest: int, cont: int, anchor: int) -> None:
+        """handle_alloc: a run of n new guest clusters; where a continuation stops short, the
+        rest is a new request (qcow2_alloc_host_offset returns, the write loop calls again)."""
+        at = self.anchor(cont, anchor)
+        got = 0
+        if at is not None:
+            got = self.alloc_at(at, n)
+            if got:
+                self.written(at, got)
+                self.last_host_end, self.last_guest_end = at + got, guest + got
+        if got < n:
+            start = self.alloc(n - got)
+            self.written(start, n - got)
+            self.last_host_end, self.last_guest_end = start + n - got, guest + n
+
+    def exact(self, req: Requests, i: int) -> None:
+        """Place request i the slow way, cluster ranges and holes considered."""
+        if req.is_l2[i]:
+            self.written(self.alloc(1), 1)
+        else:
+            self.data_run(int(req.size[i]), int(req.guest[i]), int(req.cont[i]), int(req.anchor[i]))
+
+    def replay(self, req: Requests, session_starts: np.ndarray) -> None:
+        """Place every request; the image is opened again (cursor 0) at ``session_starts``."""
+        n = len(req)
+        prefix = np.concatenate([[0], np.cumsum(req.size)])
+        index = np.arange(n)
+        next_data = np.minimum.accumulate(np.where(req.is_l2, n, index)[::-1])[::-1] if n else index
+        sessions = [int(s) for s in session_starts if 0 < s < n] + [n]
+        i, s = 0, 0
+        while i < n:
+            if i == sessions[s]:
+                self.cursor, s = 0, s + 1
+                continue
+            end = sessions[s]
+            if not self.reachable_hole():
+                j = int(next_data[i])
+                if j < end and self.continues_into_hole(req, j):
+                    end = j  # alloc_at may put that run in a hole below the cursor
+                placed = self.dense(req, i, end, prefix)
+                if placed > i:
+                    i = placed
+                    continue
+            self.exact(req, i)
+            i += 1
+
+    def dense(self, req: Requests, i: int, end: int, prefix: np.ndarray) -> int:
+        """Place requests i, i+1, ... (before ``end``) at the top while the file stays dense and
+        return the index of the first one not placed.
+
+        With no free cluster at or past the cursor, each request goes right at the top, and one
+        that reaches the first cluster of a range without a refcount block gets the block right
+        after it (or, continuing a run, the block at that cluster and the rest of the run after
+        it): one cluster more either way. That holds while the table has room for the range,
+        no request reaches two new ranges and the block falls in the range it covers; the first
+        request where it does not is left to :meth:`exact`. The m-th new range starts at
+        cluster ``(first + m) * per`` of the file, which is cluster ``(first + m) * per - at - m``
+        of the requests laid end to end (m blocks came before it): a searchsorted finds the
+        request that reaches it.
+        """
+        at, per = max(self.cursor, self.top), self.per_block
+        if at % per and at // per not in self.ranges:
+            return i
+        first = -(-at // per)  # the first range starting at or after the top
+        # At most _DENSE_RANGES ranges per call, and only the requests that may reach them, so
+        # that a call costs the same however many requests are left.
+        last = min(self.table_entries, first + _DENSE_RANGES)
+        stop = first
+        while stop < last and stop not in self.ranges:
+            stop += 1  # new ranges in a row; the next one has a block already or is past the table
+        reach = (stop + 1) * per - at  # clusters of requests that can lie below range stop + 1
+        end = min(end, int(np.searchsorted(prefix, prefix[i] + reach, side="right")))
+        laid = prefix[i : end + 1] - prefix[i]  # the requests laid end to end, from 0
+        m = np.arange(stop - first, dtype=np.int64)
+        boundary = (first + m) * per
+        holder = np.searchsorted(laid, boundary - at - m, side="right") - 1  # request reaching it
+        ok = holder < end - i
+        ok &= at + laid[np.minimum(holder + 1, end - i)] + m < boundary + per  # block in its range
+        ok[1:] &= holder[1:] > holder[:-1]  # one new range per request
+        good = int(np.argmin(ok)) if not ok.all() else ok.size
+        if good < ok.size:
+            placed = min(int(holder[good]), end - i)
+        else:  # every new range handled: up to the next boundary (hooked range or table's end)
+            after = (first + good) * per - at - good
+            placed = min(int(np.searchsorted(laid, after, side="right")) - 1, end - i)
+        blocks = int(np.count_nonzero(holder[:good] < placed))
+        if placed == 0:
+            return i
+        self.mark_used(at, at + int(laid[placed]) + blocks)
+        self.cursor = self.top
+        self.end_bytes = max(self.end_bytes, self.top * self.cluster)
+        self.ranges.update(range(first, first + blocks))
+        data = np.flatnonzero(~req.is_l2[i : i + placed])
+        if data.size:  # where the latest data run ended, for a run continuing it
+            j = int(data[-1])
+            before = int(np.count_nonzero(holder[:blocks] < j))
+            self.last_host_end = at + int(laid[j + 1]) + before
+            self.last_guest_end = int(req.guest[i + j] + req.size[i + j])
+        return i + placed
+
+    def continues_into_hole(self, req: Requests, i: int) -> bool:
+        """Whether data run i would be tried first at a free cluster below the top."""
+        if i >= len(req) or req.cont[i] == FRESH:
+            return False
+        at = self.anchor(int(req.cont[i]), int(req.anchor[i]))
+        return at is not None and at < self.top and self.free_run(at, 1) > 0
+
+
+def created(cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16) -> _Allocator:
+    """The allocator after ``qemu-img create``: header, refcount table and block, and the L1
+    table (allocated by the resize to the virtual size, 8 bytes per L2 table)."""
+    alloc = _Allocator(cluster_bytes, refcount_bits)
+    l1_bytes = 8 * math.ceil(virtual_bytes / (cluster_bytes * (cluster_bytes // 8)))
+    at = alloc.alloc(math.ceil(l1_bytes / cluster_bytes))
+    # Only the L1 entries are written: the file ends inside the L1's last cluster unless
+    # refcount blocks had to follow it.
+    alloc.end_bytes = max(alloc.end_bytes, at * cluster_bytes + l1_bytes)
+    alloc.cursor = 0  # qemu-img closes the image; the writer opens it afresh
+    return alloc
+
+
+def file_bytes(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,
+               reopen_every: int | None = None) -> int:
+    """Size in bytes of a new qcow2 image after QEMU made these allocation requests.
+
+    ``reopen_every``: the image is closed and opened again after every that many writes (as
+    ``qemu-io`` does per command line), which lets QEMU reuse clusters freed below its cursor;
+    None keeps it open throughout, as a running guest does.
+    """
+    alloc = created(cluster_bytes, virtual_bytes, refcount_bits)
+    starts = np.empty(0, dtype=np.int64)
+    if reopen_every is not None:
+        if reopen_every <= 0:
+            raise ValueError(f"reopen_every must be a positive number of writes, got {reopen_every}")
+        starts = np.searchsorted(req.write, np.arange(reopen_every, int(req.write.max(initial=0)) + 1,
+                                                      reopen_every))
+    alloc.replay(req, starts)
+    return alloc.end_bytes
