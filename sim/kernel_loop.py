@@ -611,8 +611,9 @@ def _share_pinned(m: Model, s: State, kids: np.ndarray, k: int, own: int, capaci
 
 
 @_jit
-def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float) -> None:
-    """Water-fill ``capacity`` down the tree of groups that hold running jobs."""
+def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float, only_count: bool = False) -> float:
+    """Water-fill ``capacity`` down the tree of groups that hold running jobs. ``only_count``:
+    share nothing, return how many jobs can run at once (the root's cap with ``per_job`` = 1)."""
     gi, gf, nd_i, nd_f, act = m.gi, m.gf, s.nd_i, s.nd_f, s.act
     lo = m.si[st, S_ACT_LO]
     nodes = gi.shape[0]
@@ -653,17 +654,21 @@ def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float)
             while c >= 0:
                 cap += nd_f[c, ND_CAP]
                 c = nd_i[c, ND_NEXT]
-            if gi[n, G_SPEC] and gi[n, G_PARENT] >= 0:
-                cap = 0.0 if nd_i[n, ND_THROTTLED] else min(cap, gf[n, G_SERVERS])
+            if gi[n, G_SPEC] and gi[n, G_PARENT] >= 0:  # k servers: k hardware threads at per_job each
+                cap = 0.0 if nd_i[n, ND_THROTTLED] else min(cap, gf[n, G_SERVERS] * per_job)
             nd_f[n, ND_CAP] = cap
+    root = m.si[st, S_ROOT]
+    if only_count:
+        return nd_f[root, ND_CAP] if nm > 0 else 0.0
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         nd_f[m.q_nodes[q], ND_GRATE] = 0.0
-    nd_f[m.si[st, S_ROOT], ND_CAP] = capacity
+    nd_f[root, ND_CAP] = capacity
     for d in range(top + 1):  # shares, top down: a node's cap field now holds what it was given
         for i in range(nm):
             n = marked[i]
             if gi[n, G_DEPTH] == d:
                 _share_children(m, s, st, n, nd_f[n, ND_CAP], per_job)
+    return capacity
 
 
 @_inline
@@ -672,6 +677,9 @@ def _allocate(m: Model, s: State, st: int) -> None:
     cores = sf[st, S_SERVERS]
     n = float(nd_i[si[st, S_ROOT], ND_RUNNING])
     tps = si[st, S_TPS]
+    if tps > 1 and n > cores:
+        # only jobs that can hold a hardware thread (group caps, throttling) make siblings busy
+        n = _allocate_tree(m, s, st, cores, 1.0, True)
     if tps > 1 and n > cores:
         n = min(n, cores * tps)
         capacity = cores + sf[st, S_SMT] * (n - cores)

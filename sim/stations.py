@@ -507,10 +507,18 @@ class SharedStation(Station):
             del self._leaves[path]
 
     def _effective(self) -> tuple[float, float]:
-        """Cores' worth of capacity for the running jobs, and the most one job can get (SMT)."""
+        """Cores' worth of capacity for the running jobs, and the most one job can get (SMT).
+
+        Only jobs that can hold a hardware thread count: not those a group's cap holds back (the
+        requests queued in a VM beyond its vCPUs, a cpuset's or a thread pool's surplus) nor a
+        throttled group's. Counting every submitted job would slow every job on the host as if
+        its sibling thread were busy while cores sit idle."""
         n = float(self._running.get((), 0))
         cores = self.capacity
         if self._threads == 1 or n <= cores:
+            return cores, 1.0
+        n = self._runnable()
+        if n <= cores:
             return cores, 1.0
         n = min(n, cores * self._threads)
         capacity = cores + self._smt_yield * (n - cores)
@@ -530,8 +538,8 @@ class SharedStation(Station):
             return
         self._allocate_tree(capacity, 1.0)
 
-    def _allocate_tree(self, capacity: float, per_job: float) -> None:
-        """Water-fill ``capacity`` down the group tree, no running job above ``per_job`` of a core."""
+    def _tree(self) -> _Node:
+        """The groups that hold running jobs, as a tree of nodes (rates reset to zero)."""
         root = _Node()
         for path, leaf in self._leaves.items():
             leaf.rate = 0.0
@@ -540,6 +548,16 @@ class SharedStation(Station):
                 for part in path:
                     node = node.children.setdefault(part, _Node())
                 node.leaf = leaf
+        return root
+
+    def _runnable(self) -> float:
+        """How many jobs can run at once: each group's jobs up to its servers, none if throttled."""
+        self._per_job = 1.0
+        return self._set_caps(self._tree(), ())
+
+    def _allocate_tree(self, capacity: float, per_job: float) -> None:
+        """Water-fill ``capacity`` down the group tree, no running job above ``per_job`` of a core."""
+        root = self._tree()
         self._per_job = per_job
         self._set_caps(root, ())
         for g in self._quota_groups:
@@ -552,7 +570,8 @@ class SharedStation(Station):
             cap += self._set_caps(child, (*path, name))
         state = self._groups.get(path) if path else None
         if state is not None:
-            cap = 0.0 if state.throttled else min(cap, state.spec.servers)
+            # k servers are k hardware threads, each at most per_job of a core under SMT
+            cap = 0.0 if state.throttled else min(cap, state.spec.servers * self._per_job)
         node.cap = cap
         return cap
 
