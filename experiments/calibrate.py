@@ -54,6 +54,7 @@ class Case:
     added: bool = False  # the row is the cost added over bare metal: simulate both, subtract
 
     def scenario(self, seed: int) -> dict[str, Any]:
+        """The scenario (a dict) that reproduces the row: its study's host, one guest ``g``, on the kernel engine."""
         duration, warmup = RUN[self.workload["kind"]]
         return {"name": self.row, "run": {"duration": duration, "warmup": warmup,
                                           "replications": self.replications, "seed": seed, "engine": "kernel"},
@@ -61,6 +62,7 @@ class Case:
 
 
 def _family(native: str, workload: dict[str, Any], metric: str, rows: dict[str, list[Any]], **kw: Any) -> list[Case]:
+    """One case per row of ``rows`` (row -> stack); every row but ``native`` itself has ``native`` as its bare metal."""
     return [Case(row, stack, workload, metric, native=None if row == native else native, **kw)
             for row, stack in rows.items()]
 
@@ -257,6 +259,7 @@ def checked_published(path: Path | None, what: str = "--published") -> tuple[Pat
 
 
 def _simulate(case: Case, seed: int) -> float:
+    """The case's simulated value of its metric (mean over replications); for an ``added`` row, less bare metal's."""
     from virtsim.experiments.runner import run_scenario
 
     def run(case: Case) -> float:
@@ -333,6 +336,7 @@ def _default_reason(row: dict[str, str], parameters: list[str]) -> str:
 
 
 def plot_calibration(table: pd.DataFrame, path: Path) -> Path:
+    """Scatter simulated against published values (log-log, ±10% band), naming rows outside target; returns ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")

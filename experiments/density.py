@@ -45,12 +45,27 @@ __all__ = ["DensitySpec", "evaluate", "load_density_spec", "run_density", "searc
 
 
 class Slo(StrictModel):
+    """The service-level objective each N must meet.
+
+    ``p99_latency`` (s): the most the p99 latency over every guest's requests together may be.
+    ``min_throughput``: the least share (0..1] of the requests that must be served (open loop), or
+    of one guest's throughput alone (closed loop).
+    """
     p99_latency_s: Seconds = Field(0.05, alias="p99_latency", gt=0)
     min_throughput: float = Field(0.95, gt=0, le=1)
 
 
 class DensitySpec(StrictModel):
-    """What to pack: a host, stacks, one workload per guest with its working set, and the SLO."""
+    """What to pack: a host, stacks, one workload per guest with its working set, and the SLO.
+
+    ``host``: the host's parts (profile names or tables, as a scenario's ``[host]``);
+    ``host_reserved`` (bytes): memory kept for the host itself; ``swap`` (bytes): host swap space;
+    ``pages_touched_per_request``: distinct 4 KiB pages a request touches (each may fault when
+    swapped); ``stacks``: the stacks to compare; ``workload``: every guest's workload table;
+    ``app_memory`` (bytes): the application's working set per guest; ``slo``: see :class:`Slo`;
+    ``max_guests``: the largest N tried; ``duration`` (s): the shortest run per N;
+    ``slo_samples``: requests, pooled over the guests, behind each p99; ``seed``: random seed.
+    """
 
     host: dict[str, Any] = Field(default_factory=lambda: {"cpu": "small-4c", "memory": "ddr4-small",
                                                          "storage": "nvme-ssd", "network": "10gbe"})
@@ -72,6 +87,7 @@ class DensitySpec(StrictModel):
 
     @model_validator(mode="after")
     def _memory_left(self) -> DensitySpec:
+        """Refuse a ``host_reserved`` not below the host's memory (raises ``ValueError``)."""
         capacity = HostSpec.model_validate(self.host).memory.capacity_bytes
         if self.host_reserved_bytes >= capacity:
             raise ValueError(f"host_reserved ({self.host_reserved_bytes / 2**30:.3g} GiB) is not below the host's "
@@ -100,12 +116,14 @@ def _resource(station: str) -> str:
 
 
 def _run(scenario_data: dict[str, Any], duration_s: float, what: str) -> pd.DataFrame:
+    """The runs table of ``scenario_data`` run for ``duration_s`` seconds (warm-up a tenth of it)."""
     data = copy.deepcopy(scenario_data)
     data["run"].update(duration=duration_s, warmup=duration_s / 10)
     return run_scenario(parse_scenario(data, what), progress=False).runs
 
 
 def _pooled(runs: pd.DataFrame, metric: str) -> float:
+    """The pooled (all-guests) value of ``metric`` in ``runs``; NaN if there is none."""
     rows = runs[(runs["guest"] == POOLED_GUEST) & (runs["metric"] == metric)]
     return float(rows["value"].iloc[0]) if len(rows) else float("nan")
 
@@ -243,6 +261,7 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Path]:
+    """Write ``density.csv``, ``density_summary.csv`` and ``density.png`` into ``out_dir``; returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -19,15 +19,18 @@ GB = 1e9
 
 
 def _part(table: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The rows of ``table`` from one ``experiment``."""
     return table[table["experiment"] == experiment]
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
+    """Lay out and save ``fig`` as ``path``; returns ``path``."""
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)
 
 
 def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
+    """Bars (GB) of what each VM sees against what the host stores, with linked and with full clones."""
     rows = _part(table, "seed-example")
     views = rows[rows["measure"] == "per_guest_view"]
     host = rows[rows["system"] == "host"].set_index("measure")["bytes"]
@@ -44,6 +47,7 @@ def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_guests(table: pd.DataFrame, path: Path) -> Path:
+    """Per format and driver, bytes on the host (GB, log scale) for all guests: shared + private against full clones."""
     parts = pd.concat([_part(table, "image-chain"), _part(table, "layer-stack")])
     pivot = parts.pivot_table(index="system", columns="measure", values="bytes", sort=False)
     guests = int(parts["guests"].iloc[0])
@@ -65,6 +69,7 @@ def plot_guests(table: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_growth(table: pd.DataFrame, path: Path) -> Path:
+    """Size (MiB) of a fresh qcow2 overlay against the number of 4 KiB writes, per write pattern."""
     rows = _part(table, "growth").copy()
     rows["writes"] = rows["measure"].str.split("@").str[1].astype(int)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -83,6 +88,7 @@ def plot_growth(table: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_amplification(table: pd.DataFrame, path: Path) -> Path:
+    """Write amplification (bytes allocated / bytes written) of one 4 KiB write, per system."""
     rows = _part(table, "amplification").pivot_table(index="system", columns="measure", values="bytes", sort=False)
     factor = rows["allocated_bytes"] / rows["written_bytes"]
     # Horizontal bars: the systems' names are long ("overlay2 (64 MiB file)") and would collide
@@ -99,6 +105,7 @@ def plot_amplification(table: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_all(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """The four disk plots into ``out_dir``; returns their paths by name."""
     return {
         "seed_example": plot_seed_example(table, out_dir / "seed_example.png"),
         "guests": plot_guests(table, out_dir / "guests_by_format.png"),

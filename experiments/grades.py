@@ -30,11 +30,13 @@ _GRADE_IN_TEXT = re.compile(r"grade ([ABC])\b")
 
 @cache
 def _row_grades(path: Path = PACKAGED_PUBLISHED) -> dict[str, str]:
+    """The grade (A, B or C) of every row of the published table, by row id."""
     with path.open(newline="", encoding="utf-8") as f:
         return {row["id"]: row["grade"] for row in csv.DictReader(f)}
 
 
 def _worst(grades: list[str]) -> str:
+    """The worst of ``grades`` (C is worse than B, B than A); ``"-"`` if none is graded."""
     graded = [g for g in grades if g in "ABC" and g]
     return max(graded) if graded else "-"  # "C" > "B" > "A": the worst is the largest
 
@@ -51,10 +53,12 @@ class StackGrade:
 
     @property
     def sourced_share(self) -> float:
+        """The share (0..1) of the parameters that cite a source; 1 for a stack without parameters."""
         return self.sourced / self.parameters if self.parameters else 1.0
 
     @property
     def guessed(self) -> bool:
+        """Whether fewer than ``GUESSED_BELOW`` of the parameters are sourced."""
         return self.sourced_share < GUESSED_BELOW
 
 

@@ -57,6 +57,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
 
 
 def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON with sorted keys to ``path``, atomically; returns ``path``."""
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
 
 
@@ -90,6 +91,7 @@ def read_runs(out_dir: Path) -> pd.DataFrame:
 
 
 def _sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -98,6 +100,7 @@ def _sha256(path: Path) -> str:
 
 
 def _versions() -> dict[str, str]:
+    """The installed versions of virtsim and the packages its numbers depend on."""
     out = {}
     for package in ("virtsim", "simpy", "numpy", "pandas", "pydantic", "scipy", "numba"):
         try:
@@ -132,6 +135,7 @@ class ResultFolder:
         self._check(force)
 
     def _check(self, force: bool) -> None:
+        """:meth:`_check_folder`, with an operating-system error turned into a :class:`ResultsError`."""
         try:
             self._check_folder(force)
         except OSError as exc:  # a name too long, a path through a file, /proc ...
@@ -139,6 +143,7 @@ class ResultFolder:
                                "folder") from None
 
     def _check_folder(self, force: bool) -> None:
+        """Raise :class:`ResultsError` unless ``out`` can be written and holds nothing this run may not replace."""
         out = self.out
         if out.exists() and not out.is_dir():
             raise ResultsError(f"--out {out} is a file; name a folder")
@@ -187,6 +192,7 @@ class ResultFolder:
         (self.out / MANIFEST).unlink(missing_ok=True)
 
     def _write_manifest(self, folder: Path, engine: Any, names: list[str] | None = None) -> None:
+        """Write ``folder``'s manifest: experiment, inputs' key, code, engine, versions and each file's SHA-256."""
         paths = [folder / n for n in names] if names is not None else sorted(folder.rglob("*"))
         files = {str(p.relative_to(folder)): _sha256(p) for p in paths if p.is_file()}
         manifest = {"experiment": self.experiment, "inputs_key": self.inputs_key, "code": self.code,
@@ -195,6 +201,7 @@ class ResultFolder:
         write_json(folder / MANIFEST, manifest)
 
     def _swap(self, staging: Path) -> None:
+        """Move ``staging`` into place as ``out`` (the old folder, if any, is moved aside first, then removed)."""
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; results are ordinary folders

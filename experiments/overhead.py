@@ -44,6 +44,7 @@ LOWER_IS_BETTER = {"round_trip_us"}
 
 
 def _scenario(name: str, stacks: list[list[Any]], replications: int, seed: int) -> dict[str, Any]:
+    """The comparison scenario (as a dict) of one workload over ``stacks``, on the overhead experiment's host."""
     workload, _, duration, warmup = WORKLOADS[name]
     return {"name": name, "run": {"duration": duration, "warmup": warmup, "replications": replications,
                                   "seed": seed, "engine": "kernel", "latency_cdf": True},
@@ -71,6 +72,7 @@ def overhead(stacks: list[list[Any]] | None = None, workloads: list[str] | None 
 
 
 def _ratios(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each stack's primary metric, p50 and p99 latency of each workload, with their ratio to bare metal's."""
     rows = []
     for name, (_, primary, _, _) in WORKLOADS.items():
         part = summary[(summary["workload"] == name) & (summary["layer"] == "all") & (summary["station"] == "all")
@@ -89,6 +91,7 @@ def _ratios(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _attribution(summary: pd.DataFrame) -> pd.DataFrame:
+    """The mean and tail latency each stack adds over bare metal, by layer and by station (``added_us``, us)."""
     rows = []
     part = summary[summary["metric"].isin(["time_mean_s", "tail_time_mean_s"]) & (summary["guest"] == "g")]
     for (name, metric), group in part.groupby(["workload", "metric"], sort=False):
@@ -109,6 +112,7 @@ def _attribution(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_overhead(out_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
+    """Write the tables (``NAME.csv``), ``overhead.png`` and ``latency_cdf.png`` into ``out_dir``; returns the paths."""
     from virtsim.experiments.overhead_plots import plot_cdfs, plot_ratios
 
     out_dir = Path(out_dir)

@@ -54,7 +54,8 @@ MAX_SLO_REQUESTS = 200_000  # requests in one simulated host, all services toget
 
 
 class HostType(StrictModel):
-    """A kind of host to buy: its hardware and its relative cost."""
+    """A kind of host to buy: its ``name``, its hardware (``host``, as a scenario's ``[host]``) and
+    its ``cost`` relative to the other host types (unitless; the cheapest feasible option is marked)."""
 
     name: str = Field(min_length=1)
     host: HostSpec = Field(default_factory=HostSpec)
@@ -62,7 +63,14 @@ class HostType(StrictModel):
 
 
 class Service(StrictModel):
-    """A service to place: how many guests, what each serves, and its memory and disk."""
+    """A service to place: how many guests, what each serves, and its memory and disk.
+
+    ``guests``: how many; ``workload``: each guest's workload, open-loop (its rate is the guest's
+    load, req/s); ``p99_latency`` (s, optional): the promise checked by simulation;
+    ``app_memory`` (bytes): the application's working set per guest; ``image`` (bytes): the base
+    image or image layers, stored once per host; ``diff`` (bytes): each guest's differencing disk
+    or writable layer.
+    """
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     guests: int = Field(ge=1, le=10_000_000)
@@ -75,10 +83,12 @@ class Service(StrictModel):
     @field_validator("workload", mode="before")
     @classmethod
     def _generic(cls, value: Any) -> Any:
+        """A workload table without ``kind`` is a generic request workload."""
         return GuestSpec._generic_by_default(value)
 
     @model_validator(mode="after")
     def _open_loop(self) -> Service:
+        """Refuse a workload without open-loop arrivals: a plan sizes hosts from a rate (raises ``ValueError``)."""
         arrivals = self.workload.request_workload().arrivals
         if arrivals.kind != "open":
             raise ValueError(
@@ -90,7 +100,14 @@ class Service(StrictModel):
 
 
 class PlanSpec(StrictModel):
-    """A plan file: stacks to compare, host types to buy, services to place, and the headroom."""
+    """A plan file: stacks to compare, host types to buy, services to place, and the headroom.
+
+    ``headroom``: the share of every resource left unused (the utilization cap is
+    ``1 - headroom``; at least ``MIN_HEADROOM``); ``spare_hosts``: k of N+k; ``slo_samples``:
+    requests per service behind each simulated p99; ``seed``: random seed; ``host_reserved``
+    (bytes): memory kept for each host itself; ``stacks``, ``host_types`` (:class:`HostType`),
+    ``services`` (:class:`Service`).
+    """
 
     headroom: float = Field(0.25, lt=1)
     spare_hosts: int = Field(0, ge=0, le=10_000)  # N+k: hosts the fleet may lose
@@ -107,6 +124,7 @@ class PlanSpec(StrictModel):
     @field_validator("headroom")
     @classmethod
     def _stable(cls, headroom: float) -> float:
+        """Refuse a ``headroom`` below ``MIN_HEADROOM`` (raises ``ValueError``)."""
         if not headroom >= MIN_HEADROOM:
             raise ValueError(f"headroom = {headroom:g} would let a host run a resource at "
                              f"{100 * (1 - headroom):g}% busy, where queues grow without bound; use at least "
@@ -115,6 +133,7 @@ class PlanSpec(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> PlanSpec:
+        """Unique names, memory left on every host type after ``host_reserved``, and NUMA placements each host has."""
         for what, names in (("services", [s.name for s in self.services]),
                             ("host_types", [h.name for h in self.host_types])):
             repeated = sorted({n for n in names if names.count(n) > 1})
@@ -326,6 +345,7 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def write_plan(out_dir: Path, fleet: pd.DataFrame, needs: pd.DataFrame) -> dict[str, Path]:
+    """Write ``plan.csv``, ``plan_services.csv`` and ``plan.png`` into ``out_dir``; returns their paths by name."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -17,6 +17,7 @@ __all__ = ["plot_attribution", "plot_latency"]
 
 
 def _pick(summary: pd.DataFrame, metric: str, **where: str) -> pd.DataFrame:
+    """The rows of ``metric`` whose columns equal the values in ``where``."""
     rows = summary[summary["metric"] == metric]
     for column, value in where.items():
         rows = rows[rows[column] == value]
@@ -24,6 +25,7 @@ def _pick(summary: pd.DataFrame, metric: str, **where: str) -> pd.DataFrame:
 
 
 def _error(rows: pd.DataFrame) -> np.ndarray:
+    """Error bars (below, above the mean) from the confidence interval columns; 0 where there is none."""
     low = (rows["mean"] - rows["ci_low"]).fillna(0).to_numpy()
     high = (rows["ci_high"] - rows["mean"]).fillna(0).to_numpy()
     return np.vstack([low, high])

@@ -50,6 +50,7 @@ def _stacks(labels: pd.Series) -> dict[str, list[str]]:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """A results CSV, or a :class:`ResultsError` if it cannot be read."""
     try:
         return pd.read_csv(path)
     except Exception as exc:
@@ -57,6 +58,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _existing(folder: Path, names: list[str]) -> list[Path]:
+    """The files among ``names`` that exist in ``folder``."""
     return [folder / n for n in names if (folder / n).exists()]
 
 
@@ -71,6 +73,7 @@ def _engine_text(engine: object) -> str:
 
 
 def _run_report(folder: Path) -> Report:
+    """The report of a ``virtsim run`` folder (its latency and attribution plots are drawn into the folder)."""
     summary = _read_csv(folder / "summary.csv")
     try:
         prov = json.loads((folder / "provenance.json").read_text())
@@ -121,6 +124,7 @@ def _cores_note(scenario: dict) -> list[str]:
 
 
 def _overhead_report(folder: Path) -> Report:
+    """The report of a ``virtsim overhead`` folder: each workload's primary ratio to bare metal, per stack."""
     table = _read_csv(folder / "overhead.csv")
     primary = table[~table["metric"].str.startswith("latency")]
     answer = primary.pivot_table(index="workload", columns="stack", values="ratio", sort=False).round(3).reset_index()
@@ -135,6 +139,7 @@ def _overhead_report(folder: Path) -> Report:
 
 
 def _calibration_report(folder: Path) -> Report:
+    """The report of a ``virtsim calibrate`` folder: the reproduced rows and their errors."""
     table = _read_csv(folder / "calibration.csv")
     done = table.dropna(subset=["simulated"])
     answer = done[["row", "stack", "published", "simulated", "rel_error", "ratio_error_points", "fitted",
@@ -189,6 +194,7 @@ def _overhead_sentences(table: pd.DataFrame) -> list[str]:
 
 
 def _density_report(folder: Path) -> Report:
+    """The report of a ``virtsim density`` folder: the largest N per stack and what limits it."""
     summary = _read_csv(folder / "density_summary.csv")
     return Report("Density: guests per host",
                   "How many guests fit one host per stack under the SLO, and what runs out?", summary,
@@ -201,6 +207,7 @@ def _density_report(folder: Path) -> Report:
 
 
 def _disk_report(folder: Path) -> Report:
+    """The report of a ``virtsim disk`` folder: bytes on the host (GB) per format and driver."""
     table = _read_csv(folder / "disk.csv")
     part = table[table["experiment"].isin(["image-chain", "layer-stack"])]
     answer = part.pivot_table(index="system", columns="measure", values="bytes", sort=False)
@@ -215,6 +222,7 @@ def _disk_report(folder: Path) -> Report:
 
 
 def _sweep_report(folder: Path) -> Report:
+    """The report of a sweep folder: the primary metric (or throughput) and p99 latency per point, over replications."""
     try:
         table = pd.read_parquet(folder / "sweep.parquet")
     except Exception as exc:
@@ -273,6 +281,7 @@ def _plan_sentences(fleet: pd.DataFrame, services: pd.DataFrame) -> list[str]:
 
 
 def _plan_report(folder: Path) -> Report:
+    """The report of a ``virtsim plan`` folder: hosts per stack and host type, and the cheapest option."""
     fleet = _read_csv(folder / "plan.csv")
     services = _read_csv(folder / "plan_services.csv")
     cols = [c for c in ("host_type", "stack", "hosts", "cost", "cheapest", "guests_per_host_mean", "bottleneck",
@@ -327,6 +336,7 @@ def build_report(folder: Path) -> Report:
 
 
 def _profile_rows(names: list[str]) -> list[Profile]:
+    """The layer and hardware profiles of these names (unknown names are left out)."""
     every = {**load_profiles("virtsim.models.virt"), **load_profiles("virtsim.models.hardware")}
     return [every[n] for n in names if n in every]
 
@@ -561,6 +571,7 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def _html_table(df: pd.DataFrame) -> object:
+    """An HTML table of ``df`` (cells escaped, as :func:`_cell_text` writes them), marked safe for the template."""
     from markupsafe import Markup
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)

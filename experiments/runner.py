@@ -106,6 +106,7 @@ def choose_engine(requested: str, stations: list, sources: list) -> str:
 
 
 def _task(args: tuple[Scenario, str, list | None, int]) -> tuple[list[dict[str, Any]], str]:
+    """Run one (scenario, label, stack override, replication) task: :func:`run_variant` on a tuple, for a pool."""
     return run_variant(*args)
 
 

@@ -60,11 +60,13 @@ class RunSpec(StrictModel):
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> RunSpec:
+        """Refuse a ``warmup`` not shorter than ``duration`` (raises ``ValueError``)."""
         if self.warmup_s >= self.duration_s:
             raise ValueError(f"warmup ({self.warmup_s} s) must be shorter than duration ({self.duration_s} s)")
         return self
 
     def control(self) -> RunControl:
+        """The engines' :class:`~virtsim.sim.control.RunControl` of these settings (times in s)."""
         return RunControl(self.duration_s, self.warmup_s, self.replications, self.seed)
 
 
@@ -87,6 +89,7 @@ def layer_from_entry(entry: LayerEntry) -> Any:
 
 
 def _check_stack_entries(entries: list[LayerEntry]) -> list[LayerEntry]:
+    """Check that a stack has at least one layer and that each builds; raises ``ValueError`` otherwise."""
     if not entries:
         raise ValueError('a stack needs at least one layer; write ["bare-metal"] for no virtualization')
     for entry in entries:
@@ -132,7 +135,12 @@ def one_layer_stacks(*profiles: str) -> list[list[LayerEntry]]:
 
 
 class GuestSpec(StrictModel):
-    """One guest (or ``count`` identical ones, named NAME-1..NAME-N)."""
+    """One guest (or ``count`` identical ones, named NAME-1..NAME-N).
+
+    ``name``: letters, digits, ``_``, ``.`` and ``-``; ``stack``: its layers, innermost first (a
+    profile name or ``{profile = "kvm", ...overrides}`` each; default bare metal); ``workload``: a
+    named benchmark (``kind = "fio"``, ...) or a generic request workload (``kind`` left out).
+    """
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(1, ge=1, le=100_000)
@@ -142,6 +150,7 @@ class GuestSpec(StrictModel):
     @field_validator("workload", mode="before")
     @classmethod
     def _generic_by_default(cls, value: Any) -> Any:
+        """A workload table without ``kind`` is a generic request workload (``kind = "request"``)."""
         if isinstance(value, dict) and "kind" not in value:
             return {**value, "kind": "request"}
         return value
@@ -162,6 +171,7 @@ class GuestSpec(StrictModel):
         return Stack(tuple(layer_from_entry(e) for e in entries))
 
     def names(self) -> list[str]:
+        """The guests' names: ``name``, or ``name-1`` .. ``name-N`` for ``count = N``."""
         return [self.name] if self.count == 1 else [f"{self.name}-{i + 1}" for i in range(self.count)]
 
 
@@ -179,7 +189,11 @@ class CompareSpec(StrictModel):
 
 
 class SweepSpec(StrictModel):
-    """The ``[sweep]`` table of a scenario (expanded and checked point by point by ``experiments.sweep``)."""
+    """The ``[sweep]`` table of a scenario (expanded and checked point by point by ``experiments.sweep``).
+
+    ``parameters``: a list of values per field path (``"guests[0].workload.rate"``); ``mode``:
+    ``"grid"`` runs every combination, ``"zip"`` the i-th value of every list together.
+    """
 
     mode: Literal["grid", "zip"] = "grid"
     parameters: dict[str, list[Any]]
@@ -222,7 +236,13 @@ def check_numa_placement(workloads: list[RequestWorkload], nodes: int) -> None:
 
 
 class Scenario(StrictModel):
-    """A whole scenario file."""
+    """A whole scenario file.
+
+    ``name`` and ``description`` label the results; ``run``: :class:`RunSpec`; ``host``: the
+    host's parts (:class:`~virtsim.models.hardware.host.HostSpec`); ``guests``: one or more
+    :class:`GuestSpec`; ``compare``: run once per stack (:class:`CompareSpec`); ``sweep``: run at
+    every point of a grid (:class:`SweepSpec`).
+    """
 
     name: str = "scenario"
     description: str = ""
@@ -258,6 +278,7 @@ class Scenario(StrictModel):
 
     @model_validator(mode="after")
     def _guest_names(self) -> Scenario:
+        """Refuse guest names that repeat or are reserved (``host``, ``all-guests``) (raises ``ValueError``)."""
         names = [n for spec in self.guests for n in spec.names()]
         for reserved in ("host", POOLED_GUEST):
             if reserved in names:
@@ -270,6 +291,7 @@ class Scenario(StrictModel):
 
     @model_validator(mode="after")
     def _buildable(self) -> Scenario:
+        """Build every variant's system (and check the vector engine can run it, if asked); raises ``ValueError``."""
         for label, stack_override in self.variants():
             where = f" (comparing stack {label})" if self.compare else ""
             try:

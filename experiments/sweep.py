@@ -63,6 +63,7 @@ class Point:
 
     @cached_property
     def key(self) -> str:
+        """The point's content key: the hash of its resolved scenario and of the code."""
         return content_key(self.scenario.model_dump(mode="json", by_alias=True))
 
 
@@ -143,6 +144,7 @@ def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
 
 
 def _run_point(point: Point) -> pd.DataFrame:
+    """The runs table of one point, with its index and swept values as columns (lists and dicts as JSON)."""
     from virtsim.experiments.runner import run_scenario
 
     runs = run_scenario(point.scenario, progress=False, workers=1).runs
@@ -153,6 +155,7 @@ def _run_point(point: Point) -> pd.DataFrame:
 
 
 def _point_file(out_dir: Path, point: Point) -> Path:
+    """Where a point's table is kept: ``points/INDEX-KEY.parquet`` in ``out_dir``."""
     return out_dir / "points" / f"{point.index:06d}-{point.key}.parquet"
 
 
@@ -192,10 +195,12 @@ def _read_point(path: Path, point: Point) -> pd.DataFrame | None:
 
 
 def _finished(path: Path, point: Point) -> bool:
+    """Whether ``path`` holds this point's intact table."""
     return _read_point(path, point) is not None
 
 
 def _index(points: list[Point]) -> list[dict[str, Any]]:
+    """The sweep's points as written to ``sweep_points.json``: index, key and swept values."""
     return [{"point": p.index, "key": p.key, **p.values} for p in points]
 
 
@@ -262,6 +267,11 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
 
 
 def _executor(workers: int, scheduler: str | None) -> tuple[Executor, Any]:
+    """A pool for the points (local processes, or a Dask scheduler's) and the function that closes it.
+
+    Compiles the kernel first, so workers load it from the cache; raises :class:`ResultsError` if
+    the scheduler cannot be reached.
+    """
     from virtsim.sim.kernel import compile_kernel
 
     compile_kernel()  # local workers then load the compiled loop from the cache

@@ -98,9 +98,11 @@ class Demand:
 
     @property
     def unit(self) -> str:
+        """The unit of ``amount`` for this kind: ``"cycles"``, ``"bytes"``, ``"seconds"`` or ``"events"``."""
         return _UNITS[self.kind]
 
     def with_amount(self, amount: np.ndarray) -> Demand:
+        """A copy of this demand with ``amount`` (per request, in the kind's unit) replaced."""
         return replace(self, amount=amount)
 
 

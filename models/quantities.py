@@ -16,6 +16,7 @@ __all__ = ["BitsPerSecond", "Bytes", "BytesPerSecond", "Cycles", "Hertz", "PerSe
 
 
 def _unit(dimension: str) -> BeforeValidator:
+    """A validator that parses a number with its unit into the base unit of ``dimension``."""
     return BeforeValidator(lambda v: parse_quantity(v, dimension))
 
 

@@ -24,6 +24,7 @@ class StrictModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """Refuse ``true``/``false`` for a numeric field (raises ``ValueError`` naming the key)."""
         # Pydantic's lax mode reads true as 1 in an int or float field: max_guests = true would
         # run with one guest. Strict mode would also refuse TOML lists for tuples, so only this.
         if isinstance(data, dict):
@@ -35,6 +36,7 @@ class StrictModel(BaseModel):
 
 
 def _numeric(annotation: Any) -> bool:
+    """Whether a field's annotation is a number (``int``, ``float``, or an optional or union of them)."""
     if annotation in (int, float):
         return True
     if get_origin(annotation) in (Union, types.UnionType):

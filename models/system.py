@@ -119,10 +119,12 @@ class System:
         return out
 
     def _contexts(self, guest: Guest, seed: np.random.SeedSequence | None = None) -> list:
+        """The context of each of ``guest``'s layers, innermost first (``seed`` seeds their random streams)."""
         app, _ = self.app_group(guest)
         return guest.stack.contexts(guest.name, self.host, seed, app, self.app_wake(guest))
 
     def _lower(self, guest: Guest, seed: np.random.SeedSequence, n: int) -> list[Stage]:
+        """The stages of ``n`` of ``guest``'s requests: demands drawn, bound to groups, lowered by the stack."""
         workload_seed, layer_seed, host_seed = seed.spawn(3)
         demands = self._bind(guest, guest.workload.sampler(workload_seed)(n))
         return guest.stack.lower(demands, self._contexts(guest, layer_seed), self.host, IndexedStreams(host_seed))

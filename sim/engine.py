@@ -76,6 +76,7 @@ def _steps(stations: dict[str, Station], source: Source, client: int) -> list[tu
 
 
 class _Run:
+    """The SimPy environment and stations of one replication, and the processes that feed them."""
     def __init__(self, stations: Sequence[StationSpec], control: RunControl, replication: int) -> None:
         self.env = simpy.Environment()
         self.control = control
@@ -83,6 +84,7 @@ class _Run:
         self.stations = {s.name: build_station(self.env, s) for s in stations}
 
     def start(self, source: Source) -> RequestLog:
+        """Start the processes that make ``source``'s requests; returns the log they fill."""
         expected = _expected_requests(source, self.control.duration_s)
         log = RequestLog.empty(source.places, source.layers, expected, source.shares)
         submits = _steps(self.stations, source, 0)
@@ -112,6 +114,7 @@ class _Run:
 
     def _open(self, arrivals: OpenArrivals, log: RequestLog, submits: list,
               arrival_rng: np.random.Generator, sample_work: WorkSampler) -> Generator:
+        """Poisson arrivals at ``rate_per_s`` (req/s), each served in a process of its own, until the run's end."""
         env, end = self.env, self.control.duration_s
         mean_gap = 1.0 / arrivals.rate_per_s
         while True:
@@ -124,12 +127,14 @@ class _Run:
                 env.process(self._serve(log, log.add(env.now), work[j], submits))
 
     def _batch(self, arrivals: BatchArrivals, log: RequestLog, submits: list, sample_work: WorkSampler) -> Generator:
+        """``count`` requests, all arriving at ``at_s`` (s)."""
         yield self.env.timeout(arrivals.at_s)
         work = sample_work(arrivals.count)
         for j in range(arrivals.count):
             self.env.process(self._serve(log, log.add(self.env.now), work[j], submits))
 
     def _trace(self, arrivals: TraceArrivals, log: RequestLog, submits: list, sample_work: WorkSampler) -> Generator:
+        """One request at each trace time (s) before the run's end."""
         env, end = self.env, self.control.duration_s
         times = [t for t in arrivals.times_s if t < end]
         work = sample_work(len(times)) if times else None
@@ -139,6 +144,7 @@ class _Run:
 
     def _client(self, arrivals: ClosedArrivals, log: RequestLog, submits: list,
                 think_rng: np.random.Generator, sample_work: WorkSampler) -> Generator:
+        """One closed-loop client: think (exponential, mean ``think_s``), make a request, wait for it; until the end."""
         env, end = self.env, self.control.duration_s
         while True:
             thinks = think_rng.exponential(arrivals.think_s, _BLOCK) if arrivals.think_s > 0 else None
@@ -151,6 +157,10 @@ class _Run:
                 yield from self._serve(log, log.add(env.now), work[j], submits)
 
     def _serve(self, log: RequestLog, i: int, work: np.ndarray, steps: list) -> Generator:
+        """Take request ``i`` through its route, recording the time (s) spent at each slot and its finish time.
+
+        A slot with no work, or whose idle condition does not hold, is skipped and records nothing.
+        """
         env = self.env
         for k, (what, station, group, cond) in enumerate(steps):
             w = float(work[k])
@@ -170,6 +180,7 @@ _PREALLOCATE_MAX = 1 << 16  # requests a log holds before it first grows: memory
 
 
 def _expected_requests(source: Source, duration_s: float) -> int:
+    """How many requests to preallocate for ``source`` in a run of ``duration_s`` seconds (the log grows past it)."""
     if isinstance(source.arrivals, OpenArrivals):
         return min(int(source.arrivals.rate_per_s * duration_s * 1.1) + 64, _PREALLOCATE_MAX)
     if isinstance(source.arrivals, BatchArrivals):

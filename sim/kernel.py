@@ -119,6 +119,7 @@ class KernelRun:
     # -- building ------------------------------------------------------------------------------
 
     def _add_streams(self, i: int, source: Source) -> None:
+        """Add the streams of source ``i`` (one per closed client, else one), with samplers and first chunk sizes."""
         seed, rep, width = self.control.seed, self.replication, len(source.route)
         arrivals = source.arrivals
         if isinstance(arrivals, ClosedArrivals):
@@ -143,6 +144,7 @@ class KernelRun:
             self._streams.append(_Stream(i, sampler, None, 0.0, width, max(count, 1)))
 
     def _trace_times(self, arrivals: TraceArrivals) -> list[float]:
+        """The trace's arrival times (s) before the run's end."""
         return [t for t in arrivals.times_s if t < self.control.duration_s]
 
     def _resolve(self, source: Source, client: int) -> list[tuple[int, int, int, int, int, float]]:
@@ -163,6 +165,7 @@ class KernelRun:
         return out
 
     def _model(self) -> kl.Model:
+        """The loop's fixed tables (:class:`~virtsim.sim.kernel_loop.Model`) for these stations, nodes and streams."""
         st_specs, nodes = self.stations, self._nodes
         n_st, n_nd = len(st_specs), len(nodes.path)
         si = np.zeros((n_st, 9), np.int64)
@@ -244,6 +247,7 @@ class KernelRun:
         )
 
     def _state(self) -> kl.State:
+        """A fresh :class:`~virtsim.sim.kernel_loop.State`, sized for the streams' first chunks (it grows as needed)."""
         n_st, n_nd, n_sm = len(self.stations), len(self._nodes.path), len(self._streams)
         width = self.model.steps.shape[1]
         events = 2 * n_sm + 4 * n_st + 1024
@@ -289,6 +293,7 @@ class KernelRun:
             s.chunk *= 2
 
     def _fill_gaps(self, j: int) -> None:
+        """Draw the next chunk of stream ``j``'s arrival gaps or think times (s) into the pool (none without gaps)."""
         s, st = self._streams[j], self.state
         if s.gaps is None:
             return

@@ -132,6 +132,7 @@ _inline = numba.njit(**_OPTIONS, inline="always")
 
 @_jit
 def _ev_less(ev_t: np.ndarray, ev_i: np.ndarray, i: int, j: int) -> bool:
+    """Whether queue entry ``i`` comes before entry ``j`` (by time, then key)."""
     return ev_t[i] < ev_t[j] or (ev_t[i] == ev_t[j] and ev_i[i, EV_KEY] < ev_i[j, EV_KEY])
 
 
@@ -143,6 +144,7 @@ def _ev_before(ev_t: np.ndarray, ev_i: np.ndarray, i: int, t: float, key: int) -
 
 @_jit
 def _ev_move(ev_t: np.ndarray, ev_i: np.ndarray, dst: int, src: int) -> None:
+    """Copy queue entry ``src`` over entry ``dst``."""
     ev_t[dst] = ev_t[src]
     for c in range(4):
         ev_i[dst, c] = ev_i[src, c]
@@ -150,6 +152,7 @@ def _ev_move(ev_t: np.ndarray, ev_i: np.ndarray, dst: int, src: int) -> None:
 
 @_jit
 def _ev_put(ev_t: np.ndarray, ev_i: np.ndarray, i: int, t: float, key: int, kind: int, a: int, b: int) -> None:
+    """Write an event (time ``t`` in s, key, kind, arguments) into queue slot ``i``."""
     ev_t[i] = t
     ev_i[i, EV_KEY] = key
     ev_i[i, EV_KIND] = kind
@@ -168,6 +171,7 @@ def _next_key(ctr: np.ndarray, prio: int) -> int:
 @_jit
 def _schedule(ctr: np.ndarray, ev_t: np.ndarray, ev_i: np.ndarray, t: float, prio: int, kind: int, a: int,
               b: int) -> None:
+    """Push an event at time ``t`` (s) with priority ``prio``, after every event already scheduled for (t, prio)."""
     key = _next_key(ctr, prio)
     n = ctr[C_HEAP_N]
     ctr[C_HEAP_N] = n + 1
@@ -182,6 +186,7 @@ def _schedule(ctr: np.ndarray, ev_t: np.ndarray, ev_i: np.ndarray, t: float, pri
 
 @_jit
 def _pop_event(ctr: np.ndarray, ev_t: np.ndarray, ev_i: np.ndarray) -> None:
+    """Remove the first event from the queue (the caller has read it from slot 0)."""
     n = ctr[C_HEAP_N] - 1
     ctr[C_HEAP_N] = n
     if n == 0:
@@ -207,6 +212,7 @@ def _pop_event(ctr: np.ndarray, ev_t: np.ndarray, ev_i: np.ndarray) -> None:
 
 @_jit
 def _meld(rq_i: np.ndarray, rq_f: np.ndarray, a: int, b: int) -> int:
+    """Meld the pairing heaps rooted at jobs ``a`` and ``b`` (-1: empty); returns the new root."""
     if a < 0:
         return b
     if b < 0:
@@ -220,6 +226,7 @@ def _meld(rq_i: np.ndarray, rq_f: np.ndarray, a: int, b: int) -> int:
 
 @_jit
 def _job_push(rq_i: np.ndarray, rq_f: np.ndarray, nd_i: np.ndarray, node: int, r: int) -> None:
+    """Add request ``r`` (its finish tag set) to ``node``'s running jobs."""
     rq_i[r, RQ_CHILD] = -1
     rq_i[r, RQ_SIB] = -1
     nd_i[node, ND_ROOT_JOB] = _meld(rq_i, rq_f, nd_i[node, ND_ROOT_JOB], r)
@@ -228,6 +235,7 @@ def _job_push(rq_i: np.ndarray, rq_f: np.ndarray, nd_i: np.ndarray, node: int, r
 
 @_jit
 def _job_pop(rq_i: np.ndarray, rq_f: np.ndarray, nd_i: np.ndarray, pairs: np.ndarray, node: int) -> int:
+    """Remove and return ``node``'s running job with the smallest (finish tag, submit order)."""
     top = nd_i[node, ND_ROOT_JOB]
     m = 0  # first pass: meld the children in pairs, left to right
     c = rq_i[top, RQ_CHILD]
@@ -256,6 +264,7 @@ def _job_pop(rq_i: np.ndarray, rq_f: np.ndarray, nd_i: np.ndarray, pairs: np.nda
 
 @_jit
 def _note_busy(st_i: np.ndarray, st_f: np.ndarray, st: int, delta: int, now: float) -> None:
+    """:meth:`Station._note_busy <virtsim.sim.stations.Station._note_busy>` for station ``st`` at time ``now`` (s)."""
     st_i[st, ST_BUSY_NOW] += delta
     if st_i[st, ST_BUSY_NOW] == 0:
         st_f[st, ST_IDLE_SINCE] = now
@@ -264,6 +273,9 @@ def _note_busy(st_i: np.ndarray, st_f: np.ndarray, st: int, delta: int, now: flo
 @_jit
 def _idle_for(si: np.ndarray, st_i: np.ndarray, st_f: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, st: int,
               node: int, now: float) -> float:
+    """:meth:`Station.idle_for <virtsim.sim.stations.Station.idle_for>`: seconds station ``st`` (or group ``node``)
+    has been idle; ``-inf`` while busy, ``inf`` for a delay.
+    """
     kind = si[st, S_KIND]
     if kind == DELAY:
         return _INF
@@ -287,11 +299,13 @@ def _append(owners: np.ndarray, owner: int, first: int, last: int, items: np.nda
 
 @_jit
 def _enqueue(st_i: np.ndarray, rq_i: np.ndarray, st: int, r: int) -> None:
+    """Append request ``r`` to FIFO station ``st``'s queue."""
     _append(st_i, st, ST_Q_HEAD, ST_Q_TAIL, rq_i, RQ_NEXT, r)
 
 
 @_jit
 def _dequeue(st_i: np.ndarray, rq_i: np.ndarray, st: int) -> int:
+    """Remove and return the first request in FIFO station ``st``'s queue (it must not be empty)."""
     r = st_i[st, ST_Q_HEAD]
     st_i[st, ST_Q_HEAD] = rq_i[r, RQ_NEXT]
     if st_i[st, ST_Q_HEAD] < 0:
@@ -301,6 +315,7 @@ def _dequeue(st_i: np.ndarray, rq_i: np.ndarray, st: int) -> int:
 
 @_jit
 def _lock_account(st_i: np.ndarray, st_f: np.ndarray, st: int, now: float) -> None:
+    """Add the token-holding time of lock station ``st`` since the last change to its work (s)."""
     st_f[st, ST_WORK] += st_i[st, ST_BUSY] * (now - st_f[st, ST_SINCE])
     st_f[st, ST_SINCE] = now
 
@@ -310,6 +325,7 @@ def _lock_account(st_i: np.ndarray, st_f: np.ndarray, st: int, now: float) -> No
 
 @_jit
 def _count(gi: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, node: int, delta: int, now: float) -> None:
+    """Count ``delta`` more jobs (running or waiting) at ``node`` and its ancestors, noting when each becomes idle."""
     n = node
     while n >= 0:
         nd_i[n, ND_JOBS] += delta
@@ -320,6 +336,7 @@ def _count(gi: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, node: int, delta:
 
 @_jit
 def _run(gi: np.ndarray, gf: np.ndarray, nd_i: np.ndarray, st_i: np.ndarray, st: int, node: int, delta: int) -> None:
+    """Count ``delta`` more running jobs at ``node`` and its ancestors, tracking how many caps are exceeded."""
     n = node
     while n >= 0:
         before = nd_i[n, ND_RUNNING]
@@ -481,6 +498,7 @@ def _water_fill(capacity: float, weights: np.ndarray, caps: np.ndarray, n: int, 
 
 @_jit
 def _weight(gi: np.ndarray, gf: np.ndarray, n: int) -> float:
+    """The ``cpu.weight`` of node ``n``: its spec's, or the default 100."""
     return gf[n, G_WEIGHT] if gi[n, G_SPEC] else _DEFAULT_WEIGHT
 
 
@@ -673,6 +691,7 @@ def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float,
 
 @_inline
 def _allocate(m: Model, s: State, st: int) -> None:
+    """Set the rates of station ``st``'s leaves and quota groups, skipping the water-filling when uncontended."""
     si, sf, nd_i, nd_f = m.si, m.sf, s.nd_i, s.nd_f
     cores = sf[st, S_SERVERS]
     n = float(nd_i[si[st, S_ROOT], ND_RUNNING])
@@ -729,6 +748,7 @@ def _reschedule(m: Model, s: State, st: int, now: float) -> None:
 
 @_inline
 def _ps_submit(m: Model, s: State, st: int, node: int, r: int, work: float, now: float) -> None:
+    """Add request ``r`` with ``work`` seconds of service to group ``node`` of shared station ``st``."""
     _advance(m, s, st, now)
     nd_i, rq_i, rq_f = s.nd_i, s.rq_i, s.rq_f
     _leaf(m.si, nd_i, s.nd_f, s.st_i, s.act, st, node)
@@ -751,6 +771,7 @@ def _ps_submit(m: Model, s: State, st: int, node: int, r: int, work: float, now:
 
 @_inline
 def _new_request(s: State, sm: int, now: float) -> int:
+    """Start a request of stream ``sm`` arriving at ``now`` (s), on the stream's next work row; returns its index."""
     r = s.ctr[C_REQ_N]
     s.ctr[C_REQ_N] = r + 1
     s.ctr[C_INFLIGHT] += 1
@@ -765,6 +786,7 @@ def _new_request(s: State, sm: int, now: float) -> int:
 
 @_inline
 def _next_gap(s: State, sm: int) -> float:
+    """Stream ``sm``'s next arrival gap or think time (s)."""
     gap = s.gaps[s.sm_i[sm, SM_GAP]]
     s.sm_i[sm, SM_GAP] += 1
     return gap
@@ -945,6 +967,7 @@ def start(m: Model, s: State) -> None:
 
 @_jit
 def _pending_need(s: State) -> int:
+    """What a client stopped mid-call needs before it can go on: ``NEED_WORK`` (its samples) or ``NEED_REQUESTS``."""
     sm = s.ctr[C_PENDING] - 1
     if s.sm_i[sm, SM_ROW] >= s.sm_i[sm, SM_ROW_END]:
         s.ctr[C_NEED_STREAM] = sm

@@ -30,6 +30,7 @@ class RequestLog:
     @classmethod
     def empty(cls, stations: tuple[str, ...], layers: tuple[str, ...], capacity: int = 1024,
               shares: tuple[tuple[tuple[str, float], ...], ...] = ()) -> RequestLog:
+        """A log with room for ``capacity`` requests (at least 16) and none in use."""
         capacity = max(int(capacity), 16)
         return cls(
             stations,
@@ -62,6 +63,7 @@ class RequestLog:
         return i
 
     def _grow(self) -> None:
+        """Double the room, keeping the requests in use."""
         extra = len(self.arrival_s)
         self.arrival_s = np.concatenate([self.arrival_s, np.full(extra, np.nan)])
         self.finish_s = np.concatenate([self.finish_s, np.full(extra, np.nan)])

@@ -188,10 +188,12 @@ class Source:
 
     @property
     def stations(self) -> tuple[str, ...]:
+        """The station of each slot of the route, in order."""
         return tuple(slot.station for slot in self.route)
 
     @property
     def shares(self) -> tuple[tuple[tuple[str, float], ...], ...]:
+        """Per slot, the fractions of its time that belong to other layers (see :attr:`Slot.shares`)."""
         return tuple(slot.shares for slot in self.route)
 
     @property
@@ -201,6 +203,7 @@ class Source:
 
     @property
     def layers(self) -> tuple[str, ...]:
+        """The layer each slot's time is charged to, in order."""
         return tuple(slot.layer for slot in self.route)
 
 

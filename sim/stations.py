@@ -1,7 +1,7 @@
 """Stations: the places where requests wait and are served.
 
 A station takes a piece of *work* (seconds of service at one server at full speed) and returns a
-SimPy event that fires when the work is done. Three disciplines cover the hardware:
+SimPy event that fires when the work is done. Four disciplines cover the hardware:
 
 - :class:`FifoStation`: ``servers`` identical servers and one first-come-first-served queue (a
   disk's internal channels, a NIC's transmit queue, a VMM's single I/O thread).
@@ -69,6 +69,7 @@ class Station:
         return -math.inf if self._busy_now else self.env.now - self._idle_since
 
     def _note_busy(self, delta: int) -> None:
+        """Count ``delta`` more (or fewer) visits in progress; idleness starts when the count reaches zero."""
         self._busy_now += delta
         if not self._busy_now:
             self._idle_since = self.env.now
@@ -97,6 +98,7 @@ class FifoStation(Station):
 
     @property
     def servers(self) -> float:
+        """The number of servers."""
         return float(self._servers)
 
     def work_in_service_s(self) -> float:
@@ -109,6 +111,7 @@ class FifoStation(Station):
         return sum(end - now for end in self._ends.values())
 
     def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
+        """Start ``work_s`` (s) on a free server, or queue it behind the others; ``group`` is ignored."""
         done = simpy.Event(self.env)
         self._note_busy(+1)
         if self._busy < self._servers:
@@ -119,12 +122,14 @@ class FifoStation(Station):
         return done
 
     def _start(self, done: simpy.Event, work_s: float) -> None:
+        """Put a visit in service: count its whole work as done and end it ``work_s`` seconds from now."""
         self.work_done_s += work_s
         timer = self.env.timeout(work_s, value=done)
         self._ends[timer] = self.env.now + work_s
         timer.callbacks.append(self._finish)
 
     def _finish(self, timer: simpy.Event) -> None:
+        """End the visit whose timer fired, and give its server to the next visit in the queue."""
         del self._ends[timer]
         timer.value.succeed()  # type: ignore[union-attr]  # the timeout's value is the visit's event
         self._note_busy(-1)
@@ -141,13 +146,16 @@ class DelayStation(Station):
     """
 
     def idle_for(self, group: GroupPath = ()) -> float:
+        """Always ``inf``: a delay is never busy."""
         return math.inf
 
     @property
     def servers(self) -> float:
+        """Always ``inf``: every visit is served at once."""
         return math.inf
 
     def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
+        """A timeout of ``work_s`` seconds, whatever else is in progress; ``group`` is ignored."""
         self.work_done_s += work_s
         return self.env.timeout(work_s)
 
@@ -171,9 +179,11 @@ class LockStation(Station):
 
     @property
     def servers(self) -> float:
+        """The number of tokens."""
         return float(self._servers)
 
     def _account(self) -> None:
+        """Add the token-holding time since the last change to ``work_done_s`` (s)."""
         self.work_done_s += self._held * (self.env.now - self._since)
         self._since = self.env.now
 
@@ -299,6 +309,7 @@ class _Leaf:
 
 @dataclass(eq=False)
 class _GroupState:
+    """A group's spec and its quota accounting: service used (s) in the period ending at ``period_end_s``."""
     spec: GroupSpec
     used_s: float = 0.0
     period_end_s: float = 0.0
@@ -308,6 +319,7 @@ class _GroupState:
 
 @dataclass(eq=False)
 class _Node:
+    """A group in the tree built at each allocation: its child groups, its own jobs, and its cap (servers)."""
     children: dict[str, _Node] = field(default_factory=dict)
     leaf: _Leaf | None = None
     cap: float = 0.0
@@ -382,6 +394,7 @@ class SharedStation(Station):
         return self.capacity * (1 + self._smt_yield * (self._threads - 1))
 
     def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
+        """Add a job of ``work_s`` seconds (at one full server) to ``group``; it waits while its threads are busy."""
         self._advance()
         done = simpy.Event(self.env)
         leaf = self._leaf(group)
@@ -407,6 +420,7 @@ class SharedStation(Station):
         return sum(w for path, w in self._work_by_leaf.items() if path[:n] == group)
 
     def group_spec(self, group: GroupPath) -> GroupSpec | None:
+        """The spec given for ``group`` when the station was made, or ``None`` if it has none."""
         state = self._groups.get(group)
         return state.spec if state is not None else None
 
@@ -448,6 +462,7 @@ class SharedStation(Station):
                 self._over += (before + delta > cap) - (before > cap)
 
     def _count(self, path: GroupPath, delta: int) -> None:
+        """Count ``delta`` more jobs (running or waiting) under every prefix of ``path``; note when each idles."""
         now = self.env.now
         for i in range(len(path) + 1):
             prefix = path[:i]
@@ -457,6 +472,7 @@ class SharedStation(Station):
                 self._idle[prefix] = now
 
     def _leaf(self, path: GroupPath) -> _Leaf:
+        """The leaf holding ``path``'s own jobs, made (with the group's thread count) if it has none."""
         leaf = self._leaves.get(path)
         if leaf is None:
             state = self._groups.get(path)
@@ -525,6 +541,7 @@ class SharedStation(Station):
         return capacity, capacity / n
 
     def _allocate(self) -> None:
+        """Set each leaf's per-job rate and each quota group's rate; no water-filling when uncontended."""
         capacity, per_job = self._effective()
         if per_job < 1.0:
             self._allocate_tree(capacity, per_job)
@@ -565,6 +582,7 @@ class SharedStation(Station):
         self._share(root, (), capacity)
 
     def _set_caps(self, node: _Node, path: GroupPath) -> float:
+        """Set and return the most servers ``node``'s subtree can use (its jobs, its caps; 0 if throttled)."""
         cap = float(node.leaf.count) * self._per_job if node.leaf is not None else 0.0
         for name, child in node.children.items():
             cap += self._set_caps(child, (*path, name))
@@ -576,6 +594,7 @@ class SharedStation(Station):
         return cap
 
     def _share(self, node: _Node, path: GroupPath, capacity: float) -> None:
+        """Give ``capacity`` (servers) to the group at ``node``, split among its children and its own jobs."""
         state = self._groups.get(path) if path else None
         if state is not None:
             state.rate = capacity
@@ -616,10 +635,12 @@ class SharedStation(Station):
         return [rate[n] for n in names] + (shares[-1:] if root.leaf is not None else [])
 
     def _weight(self, path: GroupPath) -> float:
+        """The ``cpu.weight`` of ``path``: its spec's, or ``DEFAULT_WEIGHT`` for a group without one."""
         state = self._groups.get(path)
         return state.spec.weight if state is not None else DEFAULT_WEIGHT
 
     def _reschedule(self) -> None:
+        """New rates, and a timer at the next completion, quota exhaustion or period end (earlier timers go stale)."""
         self._allocate()
         delay = math.inf
         for leaf in self._leaves.values():
@@ -638,6 +659,7 @@ class SharedStation(Station):
             timer.callbacks.append(self._wake)
 
     def _wake(self, timer: simpy.Event) -> None:
+        """A timer fired: advance and reschedule, unless a later change has made the timer stale."""
         if timer.value != self._version:
             return  # superseded by a later change
         self._advance()

@@ -81,6 +81,7 @@ def _finite(number: float, written: object) -> float:
 
 
 def _example(dimension: str) -> str:
+    """A quantity written in a unit of ``dimension``, for error messages."""
     return {
         "bytes": '"4KiB"',
         "seconds": '"50ms"',

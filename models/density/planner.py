@@ -119,6 +119,7 @@ class Packing:
     load: np.ndarray  # (hosts, resources) fraction of usable capacity
 
     def bottleneck(self) -> str:
+        """The resource with the highest load on any host (one of ``RESOURCES``)."""
         return RESOURCES[int(np.argmax(self.load.max(axis=0)))]
 
 

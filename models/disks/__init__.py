@@ -1,0 +1,1 @@
+"""Disk usage: virtual disk image formats, allocation patterns, differencing chains and container image layers."""

@@ -73,9 +73,11 @@ class ImageLayer:
     file_bytes: np.ndarray
 
     def apparent_bytes(self) -> int:
+        """Sum of the layer's file sizes (bytes)."""
         return int(np.sum(self.file_bytes))
 
     def allocated_bytes(self) -> int:
+        """Bytes the layer's files take on the host file system, each rounded up to whole 4 KiB blocks."""
         return int(np.sum(_blocks(self.file_bytes, FS_BLOCK)))
 
 
@@ -96,6 +98,7 @@ class FileOps:
 
     @classmethod
     def of(cls, rows: list[tuple[int, int, int, int]]) -> FileOps:
+        """Ops from ``(op, file, offset, size)`` rows."""
         arr = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
         return cls(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
 
@@ -120,6 +123,7 @@ def image_store_bytes(driver: Driver, image: list[ImageLayer]) -> int:
 
 
 def _blocks(size: np.ndarray, block: int) -> np.ndarray:
+    """Each size (bytes) rounded up to a whole number of ``block``-byte blocks."""
     return -(-np.asarray(size, dtype=np.int64) // block) * block
 
 

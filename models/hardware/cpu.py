@@ -44,6 +44,7 @@ class CpuSpec(StrictModel):
 
     @property
     def cores(self) -> int:
+        """Physical cores of the host: ``sockets x cores_per_socket``."""
         return self.sockets * self.cores_per_socket
 
     def seconds(self, cycles: float) -> float:

@@ -66,11 +66,13 @@ class HostSpec(StrictModel):
     @field_validator("cpu", "memory", "storage", "network", mode="before")
     @classmethod
     def _expand_profile(cls, value: Any, info: Any) -> Any:
+        """Expand a part given as a profile name, or a profile with overrides, into its parameters."""
         return hardware_from_profile(str(info.field_name), value)
 
     @field_validator("client_cpu", mode="before")
     @classmethod
     def _expand_client(cls, value: Any) -> Any:
+        """As :meth:`_expand_profile` for the client CPU (left ``None``: a client like the host)."""
         return None if value is None else hardware_from_profile("cpu", value)
 
     @property

@@ -27,7 +27,12 @@ WIRE_STATION = "wire"
 
 
 class NicSpec(StrictModel):
-    """A network interface, the link beyond it, and the kernel's per-message work."""
+    """A network interface, the link beyond it, and the kernel's per-message work.
+
+    ``bandwidth`` (bit/s), ``latency`` (s, one way), ``segment`` (bytes, TSO/GSO), ``tx_cycles``
+    and ``rx_cycles`` (cycles per segment), ``rx_coalesce`` (s), ``queues`` (receive queues):
+    see the module docstring.
+    """
 
     bandwidth_bps: BitsPerSecond = Field(10e9, alias="bandwidth", gt=0)
     latency_s: Seconds = Field(10e-6, alias="latency")
@@ -38,15 +43,19 @@ class NicSpec(StrictModel):
     queues: int = Field(8, ge=1, le=4096)
 
     def serialise_s(self, size_bytes: np.ndarray) -> np.ndarray:
+        """Time (s) for the NIC to put each message of ``size_bytes`` bytes on the link at its bandwidth."""
         return np.asarray(size_bytes) * 8.0 / self.bandwidth_bps
 
     def wire_s(self, size_bytes: np.ndarray) -> np.ndarray:
+        """One-way wire latency (s) of each message; zero where there is no message (size 0)."""
         return np.where(np.asarray(size_bytes) > 0, self.latency_s, 0.0)
 
     def segments(self, size_bytes: np.ndarray) -> np.ndarray:
+        """Segments (TSO/GSO, of up to ``segment_bytes``) of each message; zero for an empty one."""
         return np.ceil(np.asarray(size_bytes, dtype=float) / self.segment_bytes)
 
     def stations(self, prefix: str = "") -> list[StationSpec]:
+        """The NIC's receive and transmit FIFO stations (names prefixed with ``prefix``) and the shared wire delay."""
         return [
             StationSpec(prefix + NIC_RX_STATION, "fifo", 1.0),
             StationSpec(prefix + NIC_TX_STATION, "fifo", 1.0),

@@ -24,7 +24,12 @@ DISK_XFER_STATION = "disk.xfer"
 
 
 class StorageSpec(StrictModel):
-    """A block device."""
+    """A block device.
+
+    Access latencies (s): ``random_read_latency``, ``random_write_latency``, ``seq_latency``
+    (means; ``latency_sigma`` the spread of their logarithm); ``parallelism``: operations served
+    at once; ``bandwidth`` (bytes/s): the transfer rate; ``capacity`` (bytes): the disk's size.
+    """
 
     random_read_latency_s: Seconds = Field(100e-6, alias="random_read_latency")
     random_write_latency_s: Seconds = Field(50e-6, alias="random_write_latency")
@@ -49,9 +54,11 @@ class StorageSpec(StrictModel):
         return np.where(size > 0, latency, 0.0)
 
     def transfer_s(self, size_bytes: np.ndarray) -> np.ndarray:
+        """Time (s) to move each request's ``size_bytes`` bytes at the device's bandwidth."""
         return np.asarray(size_bytes) / self.bandwidth_Bps
 
     def stations(self) -> list[StationSpec]:
+        """The device's ``disk`` station (``parallelism`` FIFO servers) and its ``disk.xfer`` transfer station."""
         return [
             StationSpec(DISK_STATION, "fifo", float(self.parallelism)),
             StationSpec(DISK_XFER_STATION, "fifo", 1.0),

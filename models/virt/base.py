@@ -63,6 +63,7 @@ class LayerContext:
 
     @property
     def segment_bytes(self) -> float:
+        """The host network's segment size (bytes; TSO/GSO), per which packet costs are paid."""
         return self.host.network.segment_bytes
 
     def app_idle(self) -> IdleCondition | None:

@@ -71,6 +71,7 @@ class ContainerParams(LayerParams):
     @field_validator("cpu_max")
     @classmethod
     def _check_cpu_max(cls, value: str | None) -> str | None:
+        """Refuse a ``cpu_max`` that :func:`parse_cpu_max` cannot read (its :class:`UnitError`)."""
         parse_cpu_max(value)
         return value
 
@@ -90,6 +91,7 @@ class Container(Layer):
         return p.veth_cycles + p.bridge_cycles + (p.nat_cycles if p.network == "nat" else 0.0)
 
     def lower_net_in(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """A received message, then the namespace's kernel work per segment in the softirq (none with ``host``)."""
         per = self.packet_cycles()
         if not per:
             return [d]
@@ -97,6 +99,7 @@ class Container(Layer):
         return [d, cpu_demand(work, self.name, ctx.softirq, "bridge/nat")]
 
     def lower_net_out(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """The namespace's kernel work per segment in the sending thread (none with ``host``), then the message."""
         per = self.packet_cycles()
         if not per:
             return [d]
@@ -104,6 +107,7 @@ class Container(Layer):
                            per_client=d.per_client), d]
 
     def lower_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """Overlay file system work per I/O, the ``io.max`` throttles (if set), then the I/O itself."""
         p = self.params
         does_io = (d.amount > 0).astype(float)
         out = [cpu_demand(does_io * p.overlay_io_cycles, self.name, d.group, per_client=d.per_client)]
@@ -114,6 +118,7 @@ class Container(Layer):
         return [*out, d]
 
     def group_spec(self) -> GroupSpec:
+        """The container's cgroup: ``cpu_weight``, the ``cpu_max`` quota and period (s), and the ``cpuset`` cores."""
         p = self.params
         limit = parse_cpu_max(p.cpu_max)
         cores = tuple(sorted(set(p.cpuset))) if p.cpuset else None
@@ -121,12 +126,14 @@ class Container(Layer):
         return GroupSpec(weight=p.cpu_weight, cores=cores, **quota)  # type: ignore[arg-type]
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
+        """The container's ``io.max`` throttle stations (operations and bytes), one FIFO server each."""
         return [
             StationSpec(f"io.max:{ctx.guest}", "fifo"),
             StationSpec(f"io.max.bps:{ctx.guest}", "fifo"),
         ]
 
     def check(self, cores: int) -> None:
+        """Raise ``ValueError`` if the ``cpuset`` is empty or names a CPU outside ``0..cores-1``."""
         if self.params.cpuset is not None:
             bad = [c for c in self.params.cpuset if not 0 <= c < cores]
             if bad:

@@ -46,6 +46,7 @@ class Type2(Type1):
     params: Type2Params
 
     def host_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """Host file-system work per I/O in the VMM's I/O thread; a read hitting the page cache skips the device."""
         p = self.params
         does_io = (d.amount > 0).astype(float)
         host_path = cpu_demand(does_io * p.host_io_cycles, self.name, self._thread(ctx, "io"), "host fs")
@@ -55,6 +56,7 @@ class Type2(Type1):
         return [host_path, d]
 
     def _nat(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """The user-space NAT's work for a message (``user_nat`` seconds per segment), if the VM uses it."""
         if self.params.user_nat_s <= 0:
             return []
         group = self._nat_group(ctx)
@@ -62,17 +64,21 @@ class Type2(Type1):
         return [cpu_demand(work, self.name, group, self._label(group))]
 
     def _nat_group(self, ctx: LayerContext) -> GroupPath:
+        """The VMM's NAT thread on the host CPU."""
         return (*ctx.group, "user-nat")
 
     def lower_net_in(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """As :meth:`Type1.lower_net_in`, with the user-space NAT's work after the host receive."""
         host_in, *rest = super().lower_net_in(d, ctx)
         return [host_in, *self._nat(d, ctx), *rest]
 
     def lower_net_out(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """As :meth:`Type1.lower_net_out`, with the user-space NAT's work before the host transmit."""
         *rest, host_out = super().lower_net_out(d, ctx)
         return [*rest, *self._nat(d, ctx), host_out]
 
     def groups(self, ctx: LayerContext) -> dict[GroupPath, GroupSpec]:
+        """The type-1 groups plus, with user-space NAT, the VMM's NAT thread."""
         out = super().groups(ctx)
         if self.params.user_nat_s > 0:
             group = self._nat_group(ctx)
@@ -80,5 +86,6 @@ class Type2(Type1):
         return out
 
     def background(self, ctx: LayerContext) -> dict[GroupPath, int]:
+        """The type-1 background plus ``host_background_cores`` always-running host processes."""
         n = self.params.host_background_cores
         return {**super().background(ctx), **({HOST_GROUP: n} if n else {})}

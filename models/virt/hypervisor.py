@@ -164,6 +164,7 @@ class Type1Params(LayerParams):
 
     @model_validator(mode="after")
     def _translation_needs_its_costs(self) -> Type1Params:
+        """Binary translation needs shadow paging and the cycles of each translated event (raises ``ValueError``)."""
         if not self.binary_translation:
             return self
         if self.nested_paging:
@@ -189,9 +190,11 @@ class Type1(Layer):
     # -- where things run --------------------------------------------------------------------
 
     def inner_group(self, group: GroupPath) -> GroupPath:
+        """The VM's vCPU group, inside the layer's own: where its guest kernel and what runs on it are scheduled."""
         return (*group, "vcpu")
 
     def runs_kernel(self) -> bool:
+        """Always ``True``: the VM runs a guest kernel."""
         return True
 
     def _softirq(self, ctx: LayerContext) -> GroupPath:
@@ -199,6 +202,7 @@ class Type1(Layer):
         return (*self.inner_group(ctx.group), "softirq")
 
     def _thread(self, ctx: LayerContext, what: Literal["net", "io"]) -> GroupPath:
+        """The host CPU group of the network or I/O back-end thread (inside the driver domain for Xen and Hyper-V)."""
         backend = self.params.net_backend if what == "net" else self.params.io_backend
         if backend in _IN_DRIVER_DOMAIN:  # one back-end thread per guest, inside the driver domain
             return (*self._driver_domain(ctx), f"{backend}:{'/'.join(ctx.group)}")
@@ -206,14 +210,17 @@ class Type1(Layer):
         return (*ctx.group, name)
 
     def _driver_domain(self, ctx: LayerContext) -> GroupPath:
+        """The driver domain's group (beside the guests' groups on the host CPU)."""
         return (*ctx.group[:-1], DRIVER_DOMAIN)
 
     def _label(self, group: GroupPath) -> str:
+        """The name a back-end thread's utilization and time are reported under."""
         if len(group) >= 2 and group[-2] == DRIVER_DOMAIN:
             return group[-1]
         return f"{group[-1]}:{'/'.join(group[:-1])}"
 
     def _lock(self, ctx: LayerContext) -> str:
+        """The name of the lock station that holds the VMM thread through a synchronous access."""
         return f"vmm-lock:{'/'.join(ctx.group)}"
 
     def _holds_lock(self, what: Literal["net", "io"]) -> bool:
@@ -242,6 +249,7 @@ class Type1(Layer):
         return [*out, work, *(inner or [])]
 
     def _apicv(self, ctx: LayerContext) -> bool:
+        """Whether interrupts are posted: APICv asked for and the CPU has it."""
         return self.params.apicv and ctx.host.cpu.apicv
 
     def nested_paging(self, ctx: LayerContext) -> bool:
@@ -279,6 +287,7 @@ class Type1(Layer):
 
     def _exits(self, ctx: LayerContext, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
                when_idle: IdleCondition | None = None) -> Demand:
+        """``count`` exits (cycles on ``group``) for each request whose ``amount`` is not zero."""
         cycles = (np.asarray(amount) > 0) * count * self.exit_cycles(ctx)
         return cpu_demand(cycles, self.name, group, "exits", when_idle, per_client)
 
@@ -339,6 +348,7 @@ class Type1(Layer):
 
 
     def lower_mem(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """Under nested paging (not itself nested), one more page-walk dimension; else unchanged."""
         if not self.nested_paging(ctx) or ctx.enclosing is not None:
             return [d]  # nested: the hypervisor below shadows both tables as one (see the module doc)
         return [replace(d, walk_dims=d.walk_dims + 1, walk_layers=(*d.walk_layers, self.name))]
@@ -398,10 +408,12 @@ class Type1(Layer):
     # -- what the host must provide -----------------------------------------------------------
 
     def group_spec(self) -> GroupSpec:
+        """The VM's group: weighted as ``vcpus`` processes (weight 100 each), bound to ``pin`` cores if given."""
         pin = tuple(sorted(set(self.params.pin))) if self.params.pin is not None else None
         return GroupSpec(weight=DEFAULT_WEIGHT * self.params.vcpus, cores=pin)
 
     def groups(self, ctx: LayerContext) -> dict[GroupPath, GroupSpec]:
+        """The vCPU group (capped at ``vcpus``), the guest's softirq, the back-end threads and any driver domain."""
         p = self.params
         vcpu = self.inner_group(ctx.group)
         out = {vcpu: GroupSpec(max_servers=float(p.vcpus), label=f"vcpus:{'/'.join(ctx.group)}"),
@@ -417,9 +429,11 @@ class Type1(Layer):
         return out
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
+        """The VMM thread's lock station when I/O is synchronous (``io_sync``); none otherwise."""
         return [StationSpec(self._lock(ctx), "lock", 1)] if self.params.io_sync else []
 
     def check(self, cores: int) -> None:
+        """Raise ``ValueError`` if ``pin`` names CPUs outside ``0..cores-1``, or fewer cores than ``vcpus``."""
         pin = self.params.pin
         if pin is not None:
             bad = [c for c in pin if not 0 <= c < cores]

@@ -57,6 +57,7 @@ class Stack:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The layers' profile names, innermost first."""
         return tuple(layer.name for layer in self.layers)
 
     @property

@@ -1,0 +1,1 @@
+"""Workloads: a generic request workload (arrivals and demands) and named benchmarks lowered to one."""

@@ -41,14 +41,18 @@ KV_LOOP_WAKE_S = 20.0e-6  # published.csv felter-redis-get-1c-native: see KvStor
 
 
 class _Named(StrictModel):
+    """Base of the named workloads: each lowers to a :class:`RequestWorkload` and reports its tool's metrics."""
     def request_workload(self) -> RequestWorkload:
+        """The generic request workload this benchmark is (arrivals, demands, thread model)."""
         raise NotImplementedError
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """The tool's own metrics from a run's throughput (req/s) and mean latency (s), as (name, value, unit)."""
         raise NotImplementedError
 
     def _closed(self, clients: int, demands: list[dict[str, Any]], threads: int | None = None,
                 think_s: float = 0.0, **model: int | str | None) -> RequestWorkload:
+        """A closed-loop workload of ``clients`` clients with exponential think time of mean ``think_s`` (s)."""
         return RequestWorkload.model_validate(
             {"arrivals": {"kind": "closed", "clients": clients, "think": think_s}, "demands": demands,
              "threads": threads, **model}
@@ -79,10 +83,12 @@ class Linpack(_Named):
     efficiency: float = Field(0.733, gt=0, le=1)  # published.csv felter-linpack-native
 
     def request_workload(self) -> RequestWorkload:
+        """``threads`` clients, each request ``block_flops / (flops_per_cycle x efficiency)`` CPU cycles."""
         cycles = self.block_flops / (self.flops_per_cycle * self.efficiency)
         return self._closed(self.threads, [{"kind": "cpu", "cycles": cycles}])
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``gflops``: floating-point operations per second, in GFLOPS (1e9/s)."""
         return [("gflops", throughput_rps * self.block_flops / 1e9, "GFLOPS")]
 
 
@@ -96,12 +102,14 @@ class Stream(_Named):
     numa_nodes: int | None = Field(None, ge=1, le=64)
 
     def request_workload(self) -> RequestWorkload:
+        """``threads`` clients, each request a sequential memory transfer of ``block_bytes`` bytes."""
         demand: dict[str, Any] = {"kind": "mem", "size": self.block_bytes, "pattern": "seq"}
         if self.numa_nodes is not None:
             demand["numa_nodes"] = self.numa_nodes
         return self._closed(self.threads, [demand])
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``bandwidth_GBps``: memory bandwidth in GB/s (1e9 bytes/s)."""
         return [("bandwidth_GBps", throughput_rps * self.block_bytes / 1e9, "GB/s")]
 
 
@@ -114,11 +122,13 @@ class RandomAccess(_Named):
     huge_pages: bool = False
 
     def request_workload(self) -> RequestWorkload:
+        """``threads`` clients, each request ``block_updates`` random 8-byte memory accesses."""
         size = self.block_updates * 8
         return self._closed(self.threads, [{"kind": "mem", "size": size, "pattern": "random",
                                             "huge_pages": self.huge_pages}])
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``gups``: giga-updates per second (1e9 updates/s)."""
         return [("gups", throughput_rps * self.block_updates / 1e9, "GUPS")]
 
 
@@ -146,6 +156,7 @@ class Fio(_Named):
     complete_cycles: Cycles = LIBAIO_IO_CYCLES / 2
 
     def request_workload(self) -> RequestWorkload:
+        """``jobs x iodepth`` clients (``iodepth`` per job thread): submit, the I/O, wake, complete."""
         pattern = "seq" if self.rw in ("read", "write") else "random"
         if self.rw == "randrw":
             cut = self.rwmixread / 100
@@ -160,6 +171,7 @@ class Fio(_Named):
         return self._closed(self.jobs * self.iodepth, demands, clients_per_thread=self.iodepth)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``iops`` (I/Os per second), ``bandwidth_MBps`` (MB/s, 1e6 bytes/s) and ``latency_us`` (mean, us)."""
         return [("iops", throughput_rps, "IOPS"), ("bandwidth_MBps", throughput_rps * self.bs / 1e6, "MB/s"),
                 ("latency_us", latency_mean_s * 1e6, "us")]
 
@@ -174,9 +186,11 @@ class NetperfRR(_Named):
     server_cycles: Cycles = 0
 
     def request_workload(self) -> RequestWorkload:
+        """One client, one thread: a round trip of ``request`` and ``response`` bytes."""
         return self._closed(1, _round_trip(self.request, self.server_cycles, self.response), client_threads=1)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``round_trip_us``: the mean transaction time, in us."""
         return [("round_trip_us", latency_mean_s * 1e6, "us")]
 
 
@@ -205,6 +219,7 @@ class StreamTcp(_Named):
     peer: Literal["remote", "host"] = "remote"
 
     def request_workload(self) -> RequestWorkload:
+        """``window`` clients, one server and one peer thread, each request a ``message`` in ``direction``."""
         if self.direction == "in":
             demands: list[dict[str, Any]] = [{"kind": "client_send", "size": self.message},
                                              {"kind": "net_in", "size": self.message}, {"kind": "wake"}]
@@ -213,6 +228,7 @@ class StreamTcp(_Named):
         return self._closed(self.window, demands, threads=1, client_threads=1, peer=self.peer)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``throughput_Mbps``: payload throughput in Mbit/s (1e6 bit/s)."""
         return [("throughput_Mbps", throughput_rps * self.message * 8 / 1e6, "Mbit/s")]
 
 
@@ -244,10 +260,13 @@ class KvStore(_Named):
 
     @model_validator(mode="after")
     def _one_driver(self) -> KvStore:
+        """Refuse ``rate`` with ``connections`` set other than its default (raises ``ValueError``)."""
         _rate_or_clients(self, "connections")
         return self
 
     def request_workload(self) -> RequestWorkload:
+        """GET or SET round trips on one event-loop thread: Poisson at ``rate`` (req/s) if given, else from
+        ``connections`` closed-loop clients on one client thread."""
         header = 30 + self.key_bytes
         request = header + (self.value if self.op == "set" else 0)
         response = 10 + (self.value if self.op == "get" else 0)
@@ -257,6 +276,7 @@ class KvStore(_Named):
         return self._closed(self.connections, demands, threads=1, client_threads=1)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``requests_per_s``: GETs or SETs per second."""
         return [("requests_per_s", throughput_rps, "req/s")]
 
 
@@ -293,10 +313,13 @@ class Oltp(_Named):
 
     @model_validator(mode="after")
     def _one_driver(self) -> Oltp:
+        """Refuse ``rate`` with ``threads`` set other than its default (raises ``ValueError``)."""
         _rate_or_clients(self, "threads")
         return self
 
     def request_workload(self) -> RequestWorkload:
+        """Transactions of round trips (one per statement; a page read on a buffer miss): Poisson at
+        ``rate`` (transactions/s) if given, else from ``threads`` closed-loop clients."""
         statements = ([self.trx_cycles] + [self.point_select_cycles] * self.point_selects
                       + [self.range_select_cycles] * self.range_selects + [self.trx_cycles])
         demands: list[dict[str, Any]] = []
@@ -312,6 +335,7 @@ class Oltp(_Named):
         return self._closed(self.threads, demands, threads=self.thread_pool)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``tps``: transactions per second."""
         return [("tps", throughput_rps, "transactions/s")]
 
 
@@ -325,6 +349,7 @@ class Web(_Named):
     response: Bytes = Field(2048, le=2**30)
 
     def request_workload(self) -> RequestWorkload:
+        """Poisson arrivals at ``rate`` (req/s), a thread per request: receive, CPU (exponential), a disk read, send."""
         demands = [{"kind": "net_in", "size": 300}, {"kind": "wake"},
                    {"kind": "cpu", "cycles": self.request_cycles, "dist": "exp"},
                    {"kind": "io", "op": "read", "size": self.read}, {"kind": "wake"},
@@ -333,6 +358,7 @@ class Web(_Named):
                                                "demands": demands})
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``requests_per_s``: requests per second."""
         return [("requests_per_s", throughput_rps, "req/s")]
 
 
@@ -359,11 +385,13 @@ class Nanobench(_Named):
     batch: int = Field(1000, ge=1, le=10**9)
 
     def request_workload(self) -> RequestWorkload:
+        """One client on one thread, each request ``batch`` events of the kernel event ``op`` names."""
         native = self.native_cycles if self.native_cycles is not None else NANO_NATIVE_CYCLES[self.op]
         event = {"kind": "kernel", "event": NANO_EVENTS[self.op], "count": self.batch, "native_cycles": native}
         return self._closed(1, [event], threads=1)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
+        """``ns_per_op``: mean time per event, in ns."""
         return [("ns_per_op", latency_mean_s / self.batch * 1e9, "ns")]
 
 

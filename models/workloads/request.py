@@ -29,6 +29,7 @@ class OpenSpec(StrictModel):
     rate_per_s: PerSecond = Field(alias="rate", gt=0)
 
     def arrivals(self) -> OpenArrivals:
+        """The engine's :class:`~virtsim.sim.routes.OpenArrivals` at ``rate_per_s`` (req/s)."""
         return OpenArrivals(self.rate_per_s)
 
 
@@ -40,6 +41,7 @@ class ClosedSpec(StrictModel):
     think_s: Seconds = Field(0.0, alias="think")
 
     def arrivals(self) -> ClosedArrivals:
+        """The engine's :class:`~virtsim.sim.routes.ClosedArrivals`: ``clients``, mean think time ``think_s`` (s)."""
         return ClosedArrivals(self.clients, self.think_s)
 
 
@@ -51,14 +53,21 @@ class BatchSpec(StrictModel):
     at_s: Seconds = Field(0.0, alias="at")
 
     def arrivals(self) -> BatchArrivals:
+        """The engine's :class:`~virtsim.sim.routes.BatchArrivals`: ``count`` requests at ``at_s`` (s)."""
         return BatchArrivals(self.count, self.at_s)
 
 
 class _DemandBase(StrictModel):
+    """Base of the demand specs: how a demand's amount varies between requests.
+
+    ``dist``: ``"const"`` (every request the mean), ``"exp"`` (exponential with that mean) or
+    ``"lognormal"`` (with that median and ``sigma`` the spread of its logarithm).
+    """
     dist: Literal["const", "exp", "lognormal"] = "const"
     sigma: float = Field(0.25, gt=0, le=3)  # of the log, for dist = "lognormal"
 
     def draw(self, mean: float, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` amounts for a demand of mean ``mean`` (its median for ``"lognormal"``), in the demand's unit."""
         if self.dist == "exp":
             return rng.exponential(mean, n)
         if self.dist == "lognormal" and mean > 0:  # median-preserving: ``mean`` is the median (p50)
@@ -67,12 +76,14 @@ class _DemandBase(StrictModel):
 
 
 class CpuDemand(_DemandBase):
+    """CPU work of the server's thread: ``cycles`` (cycles) per request."""
     kind: Literal["cpu"]
     cycles: Cycles
 
 
 class MemDemand(_DemandBase):
     """Memory traffic: ``seq`` streams at the bandwidth stations, ``random`` stalls the core.
+    ``size`` (bytes): the traffic per request; ``huge_pages``: 2 MiB pages instead of 4 KiB.
     ``numa_nodes``: the memory is bound to that many NUMA nodes (``numactl --membind``); unset,
     it is interleaved over all of the host's nodes."""
 
@@ -84,11 +95,12 @@ class MemDemand(_DemandBase):
 
 
 class IoDemand(_DemandBase):
-    """One I/O. With ``mix = [lo, hi]`` a request does it only if its mix draw u (one uniform per
-    request, shared by all its demands) has lo <= u < hi: two I/O demands with [0, 0.7] and
-    [0.7, 1] make a 70/30 read/write mix. With ``probability`` p a request does it with chance p
-    drawn on its own, independently of every other demand (a page that misses the cache): k such
-    demands give a binomial number of I/Os per request."""
+    """One I/O of ``size`` bytes: ``op`` a read or a write, ``pattern`` seq or random (which of the
+    device's access latencies it takes). With ``mix = [lo, hi]`` a request does it only if its mix
+    draw u (one uniform per request, shared by all its demands) has lo <= u < hi: two I/O demands
+    with [0, 0.7] and [0.7, 1] make a 70/30 read/write mix. With ``probability`` p a request does
+    it with chance p drawn on its own, independently of every other demand (a page that misses the
+    cache): k such demands give a binomial number of I/Os per request."""
 
     kind: Literal["io"]
     size_bytes: Bytes = Field(alias="size")
@@ -100,6 +112,7 @@ class IoDemand(_DemandBase):
     @field_validator("mix")
     @classmethod
     def _mix_in_order(cls, mix: tuple[float, float]) -> tuple[float, float]:
+        """Refuse a ``mix`` unless 0 <= lo <= hi <= 1."""
         lo, hi = mix
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"mix = [{lo:g}, {hi:g}] must satisfy 0 <= lo <= hi <= 1 (the share of requests "
@@ -108,7 +121,7 @@ class IoDemand(_DemandBase):
 
 
 class NetDemand(_DemandBase):
-    """A message into the server (``net_in``) or out of it (``net_out``), over the wire."""
+    """A message of ``size`` bytes into the server (``net_in``) or out of it (``net_out``), over the wire."""
 
     kind: Literal["net_in", "net_out"]
     size_bytes: Bytes = Field(alias="size")
@@ -123,21 +136,21 @@ class WakeDemand(_DemandBase):
 
 
 class DelayDemand(_DemandBase):
-    """A wait that holds no resource (a call to a service outside the model)."""
+    """A wait of ``duration`` (s) that holds no resource (a call to a service outside the model)."""
 
     kind: Literal["delay"]
     duration_s: Seconds = Field(alias="duration")
 
 
 class ClientCpuDemand(_DemandBase):
-    """Work of the load generator (on the client machine) for this request."""
+    """Work of the load generator (on the client machine) for this request: ``cycles`` (cycles)."""
 
     kind: Literal["client_cpu"]
     cycles: Cycles
 
 
 class ClientNetDemand(_DemandBase):
-    """The load generator sends a message (``client_send``) or receives one (``client_recv``)."""
+    """The load generator sends a message of ``size`` bytes (``client_send``) or receives one (``client_recv``)."""
 
     kind: Literal["client_send", "client_recv"]
     size_bytes: Bytes = Field(alias="size")
@@ -161,6 +174,7 @@ DemandSpec = Annotated[AnyDemand, Field(discriminator="kind")]
 
 
 def _mean(spec: AnyDemand) -> float:
+    """A demand spec's mean amount in its unit: cycles, seconds, events or bytes."""
     if isinstance(spec, CpuDemand | ClientCpuDemand):
         return spec.cycles
     if isinstance(spec, WakeDemand):
@@ -173,6 +187,7 @@ def _mean(spec: AnyDemand) -> float:
 
 
 def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
+    """The :class:`~virtsim.models.demands.Demand` a spec makes, with ``amount`` per request."""
     if isinstance(spec, MemDemand):
         return Demand("mem", amount, pattern=spec.pattern, huge_pages=spec.huge_pages,
                       numa_nodes=spec.numa_nodes or 0)
@@ -205,12 +220,14 @@ class RequestWorkload(StrictModel):
 
     @model_validator(mode="after")
     def _one_thread_model(self) -> RequestWorkload:
+        """Refuse ``threads`` and ``clients_per_thread`` together (raises ``ValueError``)."""
         if self.threads is not None and self.clients_per_thread is not None:
             raise ValueError("give threads (a shared pool) or clients_per_thread (a thread per group of "
                              "clients), not both")
         return self
 
     def request_workload(self) -> RequestWorkload:
+        """Itself: a generic workload is already a request workload."""
         return self
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:

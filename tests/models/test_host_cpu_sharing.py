@@ -10,6 +10,7 @@ from virtsim.sim.engine import simulate
 from virtsim.sim.kernel import simulate_kernel
 
 HOST = {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd"}  # 4 cores, no SMT
+ONE_MS = [{"kind": "cpu", "cycles": "3.1M"}]  # 1 ms of a core at 3.1 GHz
 
 
 @pytest.mark.parametrize("engine", [simulate, simulate_kernel])
@@ -40,9 +41,9 @@ def test_jobs_a_group_holds_back_do_not_make_smt_siblings_busy(engine) -> None:
         "run": {"duration": "1s", "warmup": "0.1s", "replications": 1, "seed": 3},
         "guests": [
             {"name": "vm", "stack": [{"profile": "kvm", "vcpus": 2}],
-             "workload": {"arrivals": {"kind": "closed", "clients": 30}, "demands": [{"kind": "cpu", "cycles": "3.1M"}]}},
+             "workload": {"arrivals": {"kind": "closed", "clients": 30}, "demands": ONE_MS}},
             {"name": "bm", "stack": ["bare-metal"],
-             "workload": {"arrivals": {"kind": "closed", "clients": 14}, "demands": [{"kind": "cpu", "cycles": "3.1M"}]}},
+             "workload": {"arrivals": {"kind": "closed", "clients": 14}, "demands": ONE_MS}},
         ],
     })
     stations, sources = scenario.system().engine_inputs()
