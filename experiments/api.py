@@ -138,6 +138,7 @@ def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, r
     from virtsim.experiments.runner import run_scenario
 
     sc = with_run_overrides(scenario(default_scenario() if scenario_ is None else scenario_), replications, seed)
+    sc.check_measurable()
     output = run_scenario(sc, progress=progress, workers=workers)
     return Result("run", {"runs": output.runs, "summary": output.summary}, sc.model_dump(mode="json", by_alias=True),
                   lambda d: write_run_output(d, output), engine=output.provenance["engine"],
@@ -157,8 +158,7 @@ def with_run_overrides(sc: Scenario, replications: int | None = None, seed: int 
 def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Sequence[str] | None) -> None:
     """Refuse unknown or repeated workloads and stacks, and a comparison of bare metal with itself."""
     from virtsim.experiments.overhead import WORKLOADS
-    from virtsim.experiments.scenario import stack_label
-    from virtsim.models.virt.stack import make_layer
+    from virtsim.experiments.scenario import layer_from_entry, stack_label
 
     names = list(workloads or [])
     unknown = [n for n in names if n not in WORKLOADS]
@@ -168,8 +168,11 @@ def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Seque
         raise ScenarioError(f"--workloads: {sorted({n for n in names if names.count(n) > 1})} listed more than once")
     if stacks:
         for stack in stacks:
-            for profile in stack:
-                make_layer(profile)
+            for entry in stack:  # "kvm" or {profile = "kvm", vcpus = 4}, as a scenario writes a layer
+                try:
+                    layer_from_entry(entry)
+                except (ValueError, TypeError) as exc:
+                    raise ScenarioError(f"--stacks: {entry!r}: {exc}") from None
         labels = [stack_label(list(s)) for s in stacks]
         if len(set(labels)) < len(labels):
             raise ScenarioError(f"--stacks: {sorted({x for x in labels if labels.count(x) > 1})} listed more than once")

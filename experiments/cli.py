@@ -39,6 +39,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("virtsim: note: this scenario declares a [sweep]; `virtsim run` runs its base point, "
               "`virtsim sweep` runs every point", file=sys.stderr)
     scenario = api.with_run_overrides(scenario, args.replications, args.seed)
+    scenario.check_measurable()  # before the folder is touched
     folder = ResultFolder(Path(args.out), "run", scenario.model_dump(mode="json", by_alias=True), args.force)
     paths = api.run(scenario, progress=not args.quiet, workers=args.workers).publish(folder)
     report = write_run_report(folder.out)

@@ -116,9 +116,9 @@ def _cores_note(scenario: dict) -> list[str]:
     if not compare:
         return []
     if compare.get("cores", "vm-sized-to-host") == "vm-sized-to-host":
-        return ["Same cores for every stack: each compared VM has as many vCPUs as the host has cores "
-                "(unless its stack sets vcpus), so bare metal and containers are not compared with a "
-                "smaller machine."]
+        return ["Same CPUs for every stack: each compared VM has as many vCPUs as the host has hardware "
+                "threads (cores x SMT threads; unless its stack sets vcpus), so bare metal and containers "
+                "are not compared with a smaller machine."]
     return ["VMs keep their profiles' vCPU counts (compare.cores = \"as-written\"): bare metal and containers "
             "may use more cores than a VM."]
 
@@ -235,8 +235,9 @@ def _sweep_report(folder: Path) -> Report:
         x, series, curves = sweep_curves(table)
     except ValueError:
         main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
+        apart = [c for c in ("variant", "guest") if main[c].nunique() > 1]  # never averaged together
         answer = main[main["metric"].isin(["throughput_rps", "latency_p99_s"])].pivot_table(
-            index=["point", *params], columns="metric", values="value", aggfunc="mean").reset_index()
+            index=["point", *params, *apart], columns="metric", values="value", aggfunc="mean").reset_index()
     else:
         answer = curves.pivot_table(index=[*series, x], columns="metric", values="mean", sort=False).reset_index()
         for column in series:

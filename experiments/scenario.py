@@ -19,6 +19,7 @@ from virtsim.models.profiles import get_profile
 from virtsim.models.quantities import Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.models.system import Guest, System
+from virtsim.models.virt.baremetal import BareMetal
 from virtsim.models.virt.stack import Stack, make_layer
 from virtsim.models.workloads.catalog import WorkloadSpec
 from virtsim.models.workloads.request import BatchSpec, MemDemand, OpenSpec, RequestWorkload
@@ -92,8 +93,10 @@ def _check_stack_entries(entries: list[LayerEntry]) -> list[LayerEntry]:
     """Check that a stack has at least one layer and that each builds; raises ``ValueError`` otherwise."""
     if not entries:
         raise ValueError('a stack needs at least one layer; write ["bare-metal"] for no virtualization')
-    for entry in entries:
-        layer_from_entry(entry)
+    layers = [layer_from_entry(entry) for entry in entries]
+    if len(layers) > 1 and any(isinstance(layer, BareMetal) for layer in layers):
+        raise ValueError('"bare-metal" means no virtualization layer: it is a stack of its own, never a '
+                         "layer among others; remove it (the host is always there)")
     return entries
 
 
@@ -180,8 +183,9 @@ class CompareSpec(StrictModel):
 
     ``cores``: how the comparison keeps the machine the same size for every stack.
     ``"vm-sized-to-host"`` (the default) gives the outermost VM layer of a compared stack as many
-    vCPUs as the host has cores, unless the stack sets ``vcpus`` itself, so a VM is not compared
-    with a bare metal of many more cores; ``"as-written"`` takes the profiles' sizes.
+    vCPUs as the host has hardware threads (cores x SMT threads per core), unless the stack sets
+    ``vcpus`` itself, so a VM is not compared with a bare metal of more CPUs; ``"as-written"``
+    takes the profiles' sizes.
     """
 
     stacks: UniqueStacks = Field(min_length=1)
@@ -276,6 +280,20 @@ class Scenario(StrictModel):
         check_numa_placement(workloads, self.host.memory.nodes)
         return self
 
+    def check_measurable(self) -> None:
+        """Raise :class:`ScenarioError` if an open-loop guest expects less than one request in the
+        measured window (``rate x (duration - warmup)``): a run would report zero throughput and no
+        latency, with nothing wrong to see (``rate = "1/min"`` for a 10 s run, a slip for "1/s").
+        Experiments that size their own runs from the rate (density, plan) do not call this."""
+        window = self.run.duration_s - self.run.warmup_s
+        for i, spec in enumerate(self.guests):
+            arrivals = spec.workload.request_workload().arrivals
+            if isinstance(arrivals, OpenSpec) and arrivals.rate_per_s * window < 1.0:
+                raise ScenarioError(
+                    f"guests[{i}]: an open-loop rate of {arrivals.rate_per_s:.4g}/s expects "
+                    f"{arrivals.rate_per_s * window:.3g} requests in the {window:g} s measured (run.duration less "
+                    f"run.warmup): nothing would be measured; raise the rate or run.duration")
+
     @model_validator(mode="after")
     def _guest_names(self) -> Scenario:
         """Refuse guest names that repeat or are reserved (``host``, ``all-guests``) (raises ``ValueError``)."""
@@ -316,7 +334,10 @@ class Scenario(StrictModel):
         guests = []
         sized = self.compare is not None and self.compare.cores == "vm-sized-to-host" and stack_override is not None
         for spec in self.guests:
-            stack = spec.build_stack(stack_override, self.host.cpu.cores if sized else None)
+            # as many vCPUs as the host has hardware threads: bare metal and containers schedule on
+            # every SMT sibling, so a VM of one vCPU per core would be a smaller machine
+            threads = self.host.cpu.cores * self.host.cpu.threads_per_core
+            stack = spec.build_stack(stack_override, threads if sized else None)
             guests += [Guest(name, stack, spec.workload.request_workload()) for name in spec.names()]
         return System(self.host, tuple(guests))
 

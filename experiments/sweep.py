@@ -38,6 +38,7 @@ from tqdm import tqdm
 from virtsim.experiments.identity import content_key
 from virtsim.experiments.outputs import ResultFolder, ResultsError, atomic_write, read_manifest, write_json
 from virtsim.experiments.scenario import Scenario, ScenarioError, SweepSpec, format_validation_error, parse_scenario
+from virtsim.sim.units import DIMENSIONS
 
 __all__ = ["SweepSpec", "expand_sweep", "gather", "parse_path", "run_sweep"]
 
@@ -45,6 +46,7 @@ _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 
 
 POINTS_INDEX = "sweep_points.json"  # the points of the sweep, written first: marks an unfinished sweep
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")  # as sim.units'
 MAX_POINTS = 100_000  # a grid beyond this is refused before it is expanded
 
 
@@ -139,7 +141,12 @@ def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
         for name, value in values.items():
             _set(point, name, value)
         where = ", ".join(f"{k} = {v!r}" for k, v in values.items())
-        points.append(Point(index, values, parse_scenario(point, f"{origin} at sweep point {index} ({where})")))
+        scenario = parse_scenario(point, f"{origin} at sweep point {index} ({where})")
+        try:
+            scenario.check_measurable()
+        except ScenarioError as exc:
+            raise ScenarioError(f"{origin} at sweep point {index} ({where}): {exc}") from None
+        points.append(Point(index, values, scenario))
     return points
 
 
@@ -150,8 +157,29 @@ def _run_point(point: Point) -> pd.DataFrame:
     runs = run_scenario(point.scenario, progress=False, workers=1).runs
     runs.insert(0, "point", point.index)
     for name, value in point.values.items():
-        runs[name] = value if not isinstance(value, list | dict) else json.dumps(value)
+        runs[name] = json.dumps(value) if isinstance(value, list | dict) else table_value(value)
     return runs
+
+
+def table_value(value: Any) -> Any:
+    """A swept scalar as ``sweep.parquet`` holds it: a quantity written with a unit (``"250/s"``,
+    ``"4KiB"``, ``"10ms"``) as its number in the base unit (1/s, bytes, s), so a parameter's
+    column is numeric (a curve can be drawn against it) even when its values mix a bare number
+    and a unit; any other string as it is."""
+    if not isinstance(value, str):
+        return value
+    match = _QUANTITY.match(value)
+    if match is None:
+        return value
+    suffix = match.group(2)
+    if not suffix:
+        return float(match.group(1))
+    # The first dimension that knows the suffix; only bandwidths are in two (bits/s listed first),
+    # and one column's values all go through the same one, so they stay comparable.
+    for table in DIMENSIONS.values():
+        if suffix in table:
+            return float(match.group(1)) * table[suffix]
+    return value
 
 
 def _point_file(out_dir: Path, point: Point) -> Path:

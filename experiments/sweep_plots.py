@@ -43,15 +43,17 @@ def series_label(value: object) -> str:
 
 
 def sweep_curves(table: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
-    """The x parameter (numeric, most values), the series parameters, and per point the mean and
-    95% interval of the primary metric and the p99 latency (columns metric, mean, low, high)."""
+    """The x parameter (numeric, most values), the series (the other parameters, and the compared
+    stack and the guest where there are several), and per point and series the mean and 95%
+    interval of the primary metric and the p99 latency (columns metric, mean, low, high)."""
     params = [c for c in table.columns if c not in _BASE_COLUMNS]
     numeric = [p for p in params if pd.api.types.is_numeric_dtype(table[p]) and table[p].nunique() > 1]
     if not numeric:
         raise ValueError("the sweep has no numeric parameter with more than one value to draw a curve against")
     x = max(numeric, key=lambda p: table[p].nunique())
-    series = [p for p in params if p != x]
     main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
+    # Compared stacks and separate guests are series of their own, never averaged into one line.
+    series = [p for p in params if p != x] + [c for c in ("variant", "guest") if main[c].nunique() > 1]
     derived = [m for m in dict.fromkeys(main["metric"]) if m not in _STANDARD]
     primary = derived[0] if derived else "throughput_rps"
     rows = []

@@ -71,3 +71,14 @@ def test_odd_inputs_get_the_command_lines_errors_not_tracebacks_or_hangs(tmp_pat
     # One stack and one workload may be named alone: "kvm", not the letters k, v and m.
     result = virtsim.overhead("kvm", "netperf-rr", replications=1)
     assert set(result.overhead["stack"]) == {"bare-metal", "kvm"}
+
+
+def test_overhead_stacks_take_layers_written_as_tables() -> None:
+    """A layer as every scenario writes one, {profile = "kvm", vcpus = 2}: accepted, and a bad one
+    is a ScenarioError naming it (it was a TypeError with a traceback)."""
+    from virtsim.experiments.api import check_overhead_args
+    from virtsim.experiments.scenario import ScenarioError
+
+    check_overhead_args([[{"profile": "kvm", "vcpus": 2}]], None)
+    with pytest.raises(ScenarioError, match=r"--stacks: .*vcpus"):
+        check_overhead_args([[{"profile": "kvm", "vcpus": -1}]], None)

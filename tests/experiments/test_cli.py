@@ -78,6 +78,8 @@ SCENARIO_CASES = {
     "an I/O mix reversed": (lambda s: s["guests"][0]["workload"]["demands"][2].update(mix=[0.9, 0.1]),
                             "must satisfy 0 <= lo <= hi <= 1"),
     "a bad [sweep] on run": (lambda s: s.update(sweep={"bogus": 1}), "sweep.bogus: unknown key"),
+    "a rate that brings no request": (lambda s: s["guests"][0]["workload"].update(
+        arrivals={"kind": "open", "rate": "1/min"}), "nothing would be measured; raise the rate"),
 }
 
 

@@ -174,3 +174,19 @@ def test_a_container_cpuset_names_the_cpus_of_the_vm_it_runs_in(small) -> None:
     assert "layer 'docker'" in message and "cpuset: CPUs [3] do not exist" in message and "0..1" in message
     small["guests"][0]["stack"] = [{"profile": "docker", "cpuset": [5]}, {"profile": "kvm", "vcpus": 8}]
     parse_scenario(small).system()  # accepted: vCPU 5 is there
+
+
+def test_a_compared_vm_gets_the_hosts_hardware_threads(small) -> None:
+    """Bare metal schedules on every SMT sibling (16 cores x 2 on xeon-e5-2665-2s): a compared VM
+    of 16 vCPUs would be a smaller machine (a 20% "overhead" from its size alone)."""
+    small["host"]["cpu"] = "xeon-e5-2665-2s"
+    small["compare"] = {"stacks": [["bare-metal"], ["kvm"], [{"profile": "kvm", "vcpus": 4}]]}
+    scenario = parse_scenario(small)
+    (_, kvm), (_, kvm4) = scenario.variants()[1:]
+    assert scenario.system(kvm).guests[0].stack.layers[0].params.vcpus == 32
+    assert scenario.system(kvm4).guests[0].stack.layers[0].params.vcpus == 4  # a stack's own size stays
+
+
+def test_bare_metal_is_a_stack_of_its_own(small) -> None:
+    small["guests"][0]["stack"] = ["bare-metal", "kvm"]
+    assert "never a layer among others" in _error(small)

@@ -221,3 +221,33 @@ def test_a_sweep_killed_at_ten_random_moments_ends_equal_to_an_uninterrupted_run
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep.parquet"), reference, check_exact=True)
+
+
+def test_compared_stacks_are_separate_curves_and_quantities_are_numbers(tmp_path) -> None:
+    """A sweep of clients over bare metal and a container capped at 0.1 core (cpu.max 10ms/100ms):
+    1 ms requests give bare metal 1000/s per client (4 cores) and the container 100/s at any
+    count. The curves keep the stacks apart (their mean, 550/s, was once reported as the answer).
+    A rate written with a unit, mixed with a bare number, is a numeric column."""
+    from virtsim.experiments.sweep_plots import sweep_curves
+
+    data = {
+        "name": "sweep-compare", "run": {"duration": "1s", "warmup": "0.2s", "replications": 2, "seed": 3},
+        "host": {"cpu": "small-4c"},
+        "guests": [{"name": "app", "stack": ["bare-metal"], "workload": {
+            "arrivals": {"kind": "closed", "clients": 1}, "demands": [{"kind": "cpu", "cycles": "3M"}]}}],
+        "compare": {"stacks": [["bare-metal"], [{"profile": "docker", "cpu_max": "10ms/100ms"}]]},
+        "sweep": {"parameters": {"guests[0].workload.arrivals.clients": [1, 4]}},
+    }
+    table = pd.read_parquet(run_sweep(expand_sweep(data), tmp_path / "a", progress=False))
+    x, series, curves = sweep_curves(table)
+    assert x.endswith("clients") and series == ["variant"]
+    rps = curves[curves["metric"] == "throughput_rps"].set_index(["variant", x])["mean"]
+    assert rps[("bare-metal", 1)] == pytest.approx(1000, rel=0.02)
+    assert rps[("bare-metal", 4)] == pytest.approx(4000, rel=0.02)
+    capped = next(v for v in rps.index.get_level_values("variant") if v != "bare-metal")
+    assert rps[(capped, 1)] == pytest.approx(100, rel=0.05) and rps[(capped, 4)] == pytest.approx(100, rel=0.05)
+
+    mixed = tiny(parameters={"guests[0].workload.arrivals.rate": ["100/s", 300]})
+    rates = pd.read_parquet(run_sweep(expand_sweep(mixed), tmp_path / "b", progress=False))
+    column = rates["guests[0].workload.arrivals.rate"]
+    assert pd.api.types.is_numeric_dtype(column) and sorted(column.unique()) == [100.0, 300.0]
