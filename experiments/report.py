@@ -218,7 +218,10 @@ def _disk_report(folder: Path) -> Report:
                   ["Formats' layouts are checked byte for byte against qemu-img; overlay2 against a real overlayfs.",
                    "A full clone is one standalone image per guest holding its whole chain, as qemu-img "
                    "convert writes it (data in both the base and an overlay counted once).",
-                   "Columns ending in _total are for all guests together; _per_guest for one guest."])
+                   "Columns ending in _total are for all guests together; _per_guest for one guest.",
+                   "Image sizes are file lengths (what ls shows). raw images and VHDX payload blocks are "
+                   "sparse files: on the host (du) they take only the data written plus metadata, far "
+                   "less than their length; the physical size is not modelled yet for image formats."])
 
 
 def _sweep_report(folder: Path) -> Report:
