@@ -66,6 +66,9 @@ class ContainerOpsSpec(StrictModel):
     writes: int = Field(50, ge=0, le=1_000_000)  # 4 KiB writes into random existing files
     appends: int = Field(20, ge=0, le=1_000_000)  # 4 KiB appends to random existing files
     chmods: int = Field(5, ge=0, le=1_000_000)
+    # files rewritten from scratch: opened with O_TRUNC and given 4 KiB anew (a config file, a
+    # rotated log); overlayfs copies such a file up without its old data
+    rewrites: int = Field(0, ge=0, le=1_000_000)
     deletes: int = Field(5, ge=0, le=1_000_000)
     creates: int = Field(30, ge=0, le=1_000_000)
     create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0, le=2**40)  # 1 TiB: int64 sums stay exact
@@ -85,6 +88,8 @@ class HostFsSpec(StrictModel):
 
     kind: Literal["ext4", "tmpfs", "xfs", "xfs-reflink", "btrfs"] = "ext4"
     block_bytes: Bytes = Field(4096, alias="block", ge=512, le=65536)
+    # overlayfs mounted with metacopy=on: a chmod copies up metadata and the size, no data
+    metacopy: bool = False
 
     @field_validator("block_bytes")
     @classmethod
@@ -92,8 +97,11 @@ class HostFsSpec(StrictModel):
         return _power_of_two(block, "a file system block is a power of two (512 B .. 64 KiB)")
 
     def host_fs(self) -> HostFs:
+        """The layers model's view of this file system (btrfs keeps files up to 2 KiB in its
+        metadata, max_inline's default; ext4 puts a metacopy file's xattrs in a block of their own)."""
         return HostFs(int(self.block_bytes), reflink=self.kind in ("xfs-reflink", "btrfs"),
-                      clone_shares_tail=self.kind == "btrfs")
+                      clone_shares_tail=self.kind == "btrfs", inline_bytes=2048 if self.kind == "btrfs" else 0,
+                      metacopy_xattr_bytes=int(self.block_bytes) if self.kind == "ext4" else 0)
 
 
 class DiskSpec(StrictModel):
@@ -247,9 +255,12 @@ def _container_ops(spec: DiskSpec, n_files: int, sizes: np.ndarray, guest: int) 
         rows.append((Op.WRITE, int(f), int(rng.integers(0, max(1, sizes[f] - 4096 + 1))), 4096))
     rows += [(Op.APPEND, int(f), 0, 4096) for f in rng.integers(0, n_files, o.appends)]
     rows += [(Op.CHMOD, int(f), 0, 0) for f in rng.integers(0, n_files, o.chmods)]
-    rows += [(Op.DELETE, int(f), 0, 0) for f in rng.choice(n_files, min(o.deletes, n_files), replace=False)]
-    rows += [(Op.CREATE, -1, 0, int(o.create_bytes))] * o.creates
-    return FileOps.of(rows)
+    deletes = [(Op.DELETE, int(f), 0, 0) for f in rng.choice(n_files, min(o.deletes, n_files), replace=False)]
+    creates = [(Op.CREATE, -1, 0, int(o.create_bytes))] * o.creates
+    if o.rewrites:  # drawn last: a spec without rewrites draws what it always did
+        for f in rng.integers(0, n_files, o.rewrites):
+            rows += [(Op.TRUNCATE, int(f), 0, 0), (Op.WRITE, int(f), 0, 4096)]
+    return FileOps.of(rows + deletes + creates)
 
 
 def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
@@ -261,7 +272,7 @@ def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
     ops = [_container_ops(spec, len(sizes), sizes, g) for g in range(spec.guests)]
     rows = []
     for driver in spec.drivers:
-        usages = [writable_layer_usage(driver, image, o, spec.host_fs.host_fs()) for o in ops]
+        usages = [writable_layer_usage(driver, image, o, spec.host_fs.host_fs(), spec.host_fs.metacopy) for o in ops]
         private = sum(u.allocated_bytes for u in usages)
         # A full clone is a standalone copy of the image with the guest's changes: what a vfs
         # container layer already is; for the others, the image once per guest plus the changes.

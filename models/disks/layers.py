@@ -6,7 +6,10 @@ offset and size. What the writable layer then holds depends on the storage drive
 
 - ``overlay2``: a write, append, chmod or chown to a lower file first copies the *whole file* up
   (Linux ``Documentation/filesystems/overlayfs.rst``, "copy up"); a delete leaves a whiteout (a
-  0/0 character device) that frees nothing below; new files live in the upper directory.
+  0/0 character device) that frees nothing below; new files live in the upper directory. Opening
+  a lower file with ``O_TRUNC`` copies it up without its data (``ovl_open`` copies up with
+  ``O_TRUNC``: size 0). With the ``metacopy=on`` mount option a chmod or chown copies up the
+  metadata only: the upper file has the lower file's size but no data blocks, until a write.
 - ``btrfs`` (4 KiB), ``zfs`` (128 KiB records) and ``devicemapper`` (64 KiB thin-pool chunks):
   block-level copy-on-write of the units a write touches; chmod/chown change metadata only.
   ZFS stores a file smaller than a record in one block rounded to 4 KiB (ashift 12).
@@ -53,6 +56,10 @@ class HostFs:
     block_bytes: int = FS_BLOCK
     reflink: bool = False
     clone_shares_tail: bool = False  # a clone shares a file's partial last block (btrfs), or copies it (XFS)
+    inline_bytes: int = 0  # a file written from empty up to this size lives in metadata (btrfs max_inline)
+    # A metacopy upper file's overlay xattrs (origin, metacopy) overflow a 256-byte ext4 inode into
+    # an xattr block of their own (seen with stat on Linux 6.x); XFS, btrfs and tmpfs keep them inline.
+    metacopy_xattr_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.block_bytes < 512 or self.block_bytes & (self.block_bytes - 1):
@@ -62,7 +69,7 @@ class HostFs:
 class Op:
     """Operation codes of :class:`FileOps`."""
 
-    CREATE, WRITE, APPEND, CHMOD, DELETE = 0, 1, 2, 3, 4
+    CREATE, WRITE, APPEND, CHMOD, DELETE, TRUNCATE = 0, 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,8 @@ class FileOps:
     ``file`` indexes the image's merged files (all layers' files, lowest layer first) for
     WRITE/APPEND/CHMOD/DELETE of existing files; CREATE makes a new file whose index is
     ``n_image_files + k`` for the k-th CREATE, and later ops may name it. ``offset``/``size``:
-    for CREATE the new file's size, for WRITE the range written, for APPEND the bytes added.
+    for CREATE the new file's size, for WRITE the range written, for APPEND the bytes added;
+    TRUNCATE (an open with ``O_TRUNC``) empties the file, and what follows writes it anew.
     """
 
     op: np.ndarray
@@ -133,19 +141,23 @@ def _file_sizes(image_files: np.ndarray, ops: FileOps) -> tuple[np.ndarray, np.n
     Ops act in order: a write extends a file to ``max(size, offset + size)``, an append adds to
     the size the file has *then*. With ``A`` a file's appends so far, the size before op j is
     ``A_before(j) + max(initial, max over earlier writes i of end_i - A_through(i))``, a grouped
-    running maximum, so appends after an extending write land after it.
+    running maximum, so appends after an extending write land after it. A truncate starts the
+    file over at size 0: the running sums and maxima are kept per (file, truncates so far).
     """
     creates = ops.op == Op.CREATE
     initial = np.concatenate([image_files, ops.size[creates]]).astype(np.int64)
     file = ops.file.copy()
     file[creates] = len(image_files) + np.arange(int(creates.sum()))
     added = np.where(ops.op == Op.APPEND, ops.size, 0)
-    frame = pd.DataFrame({"file": file, "added": added})
-    through = frame.groupby("file")["added"].cumsum().to_numpy()
+    frame = pd.DataFrame({"file": file, "added": added, "cut": (ops.op == Op.TRUNCATE).astype(np.int64)})
+    epoch = frame.groupby("file")["cut"].cumsum().to_numpy()  # truncates up to and with this op
+    frame["epoch"] = epoch
+    by_epoch = frame.groupby(["file", "epoch"])
+    through = by_epoch["added"].cumsum().to_numpy()
     floor = np.iinfo(np.int64).min // 4
-    key = np.where(ops.op == Op.WRITE, ops.offset + ops.size - through, floor)
-    frame["key"] = key
-    best = np.maximum(frame.groupby("file")["key"].cummax().to_numpy(), initial[file])
+    frame["key"] = np.where(ops.op == Op.WRITE, ops.offset + ops.size - through, floor)
+    start = np.where(epoch == 0, initial[file], 0)  # a truncated file starts over empty
+    best = np.maximum(frame.groupby(["file", "epoch"])["key"].cummax().to_numpy(), start)
     before = through - added + best
     final = initial.copy()
     if len(file):
@@ -161,15 +173,44 @@ def _final_files(image_files: np.ndarray, ops: FileOps) -> tuple[np.ndarray, np.
     deleted = np.zeros(len(sizes), dtype=bool)
     deleted[ops.file[ops.op == Op.DELETE]] = True
     touched = np.zeros(n_lower, dtype=bool)
-    lower_ops = (ops.file < n_lower) & np.isin(ops.op, [Op.WRITE, Op.APPEND, Op.CHMOD])
+    lower_ops = (ops.file < n_lower) & np.isin(ops.op, [Op.WRITE, Op.APPEND, Op.CHMOD, Op.TRUNCATE])
     touched[ops.file[lower_ops]] = True
     return sizes, before, touched & ~deleted[:n_lower], deleted
 
 
+def _lower_files_with(ops: FileOps, n_lower: int, kinds: list[int]) -> np.ndarray:
+    """Which lower files some op of ``kinds`` touched."""
+    out = np.zeros(n_lower, dtype=bool)
+    out[ops.file[(ops.file < n_lower) & np.isin(ops.op, kinds)]] = True
+    return out
+
+
+def _first_is_chmod(ops: FileOps, n_lower: int) -> np.ndarray:
+    """Which lower files were chmod-ed before anything wrote them (a metacopy copy-up came first)."""
+    relevant = (ops.file >= 0) & (ops.file < n_lower) & np.isin(ops.op, [Op.WRITE, Op.APPEND, Op.CHMOD, Op.TRUNCATE])
+    out = np.zeros(n_lower, dtype=bool)
+    if relevant.any():
+        rows = np.flatnonzero(relevant)
+        files, first = np.unique(ops.file[rows], return_index=True)
+        out[files] = ops.op[rows[first]] == Op.CHMOD
+    return out
+
+
+def _after_last_truncate(ops: FileOps) -> np.ndarray:
+    """For each op: no TRUNCATE of its file comes later (what it wrote survives to the end)."""
+    index = np.arange(len(ops.op))
+    file = np.where(ops.file >= 0, ops.file, 0)  # a CREATE row names no file yet
+    last = np.full(int(file.max(initial=0)) + 1, -1)
+    cuts = ops.op == Op.TRUNCATE
+    np.maximum.at(last, file[cuts], index[cuts])
+    return (index >= last[file]) | (ops.file < 0)
+
+
 def _touched_units(ops: FileOps, before: np.ndarray, live_lower: np.ndarray, unit: int) -> np.ndarray:
-    """``file << 40 | unit`` of every unit that writes and appends touch in live lower files."""
+    """``file << 40 | unit`` of every unit that writes and appends touch in live lower files
+    (a later truncate frees what came before it)."""
     n_lower = len(live_lower)
-    in_lower = (ops.file < n_lower) & (ops.size > 0)
+    in_lower = (ops.file < n_lower) & (ops.size > 0) & _after_last_truncate(ops)
     alive = np.zeros(len(ops.op), dtype=bool)
     alive[in_lower] = live_lower[ops.file[in_lower]]
     writes = alive & (ops.op == Op.WRITE)
@@ -181,9 +222,11 @@ def _touched_units(ops: FileOps, before: np.ndarray, live_lower: np.ndarray, uni
     return np.unique(np.repeat(files, spans) * (1 << 40) + unit_indices(start, length, unit))
 
 
-def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, fs: HostFs | None = None) -> LayerUsage:
+def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, fs: HostFs | None = None,
+                         metacopy: bool = False) -> LayerUsage:
     """What one container's writable layer holds after ``ops`` on ``image`` under ``driver``, on
-    the host file system ``fs`` (ext4-like by default: 4 KiB blocks, no shared extents)."""
+    the host file system ``fs`` (ext4-like by default: 4 KiB blocks, no shared extents).
+    ``metacopy``: overlayfs mounted with ``metacopy=on`` (a chmod copies up no data)."""
     fs = fs or HostFs()
     block = fs.block_bytes
     lower = np.concatenate([layer.file_bytes for layer in image]) if image else np.zeros(0, np.int64)
@@ -193,16 +236,31 @@ def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, 
     new_alive = ~deleted[n_lower:]
     new_sizes = sizes[n_lower:][new_alive]
     live_lower = ~deleted[:n_lower]
+    # The lower files whose data the upper layer holds: written, appended or truncated, or (without
+    # metacopy) only chmod-ed; with metacopy those hold metadata and the size, no blocks.
+    meta_only = metacopy and driver == "overlay2"  # a mount option of overlayfs alone
+    data_ops = [Op.WRITE, Op.APPEND, Op.TRUNCATE] if meta_only else [Op.WRITE, Op.APPEND, Op.CHMOD, Op.TRUNCATE]
+    with_data = copied & _lower_files_with(ops, n_lower, data_ops)
+    truncated = _lower_files_with(ops, n_lower, [Op.TRUNCATE])
+    # Written from empty and small enough, a file's data sits in the file system's metadata.
+    inline_lower = truncated & (sizes[:n_lower] <= fs.inline_bytes)
+    new_blocks = np.where(new_sizes <= fs.inline_bytes, 0, _blocks(new_sizes, block))
     if driver == "overlay2" and fs.reflink:
         touched = _touched_units(ops, before, live_lower, block)
-        if not fs.clone_shares_tail:  # the copy-up writes the partial last block
-            partial = np.flatnonzero(copied & (lower % block != 0))
+        touched = touched[~inline_lower[touched >> 40]]
+        if not fs.clone_shares_tail:  # the copy-up writes the partial last block: a clone's, not an
+            # emptied file's, nor a metacopy's (its upper file already has the size, so the clone
+            # may share the last block)
+            tail = with_data & ~truncated & ~(_first_is_chmod(ops, n_lower) if meta_only else False)
+            partial = np.flatnonzero(tail & (lower % block != 0))
             touched = np.union1d(touched, partial * (1 << 40) + lower[partial] // block)
         apparent = int(sizes[:n_lower][copied].sum() + new_sizes.sum())
-        return LayerUsage(apparent, int(touched.size * block + _blocks(new_sizes, block).sum()))
+        return LayerUsage(apparent, int(touched.size * block + new_blocks.sum()))
     if driver in ("overlay2", "vfs"):
         upper = np.concatenate([sizes[:n_lower][copied], new_sizes])
-        usage = LayerUsage(int(upper.sum()), int(_blocks(upper, block).sum()))
+        stored = sizes[:n_lower][with_data & ~inline_lower]
+        xattrs = int((copied & ~with_data).sum()) * fs.metacopy_xattr_bytes if meta_only else 0
+        usage = LayerUsage(int(upper.sum()), int(_blocks(stored, block).sum() + new_blocks.sum()) + xattrs)
         if driver == "vfs":  # the container's own full copy of the image, less what it deleted;
             kept = lower[live_lower & ~copied]  # docker ps -s still shows only the changes
             usage = LayerUsage(usage.apparent_bytes, usage.allocated_bytes + int(_blocks(kept, block).sum()),

@@ -125,3 +125,22 @@ def test_a_full_clone_holds_the_image_and_the_changes_once_whatever_the_driver()
     assert rows[("vfs", "full_clones_bytes_total")] == pytest.approx(rows[("overlay2", "full_clones_bytes_total")],
                                                                      rel=0.02)
     assert rows[("vfs", "docker_ps_size_bytes_per_guest")] == rows[("overlay2", "docker_ps_size_bytes_per_guest")]
+
+
+def test_metacopy_and_rewrites_shrink_what_overlay2_copies_up() -> None:
+    """Containers that only chmod files copy each whole file up, unless overlayfs runs with
+    metacopy=on (metadata and an ext4 xattr block only); a file rewritten through O_TRUNC comes
+    up without its old data, so rewrites cost what they write, not the files they replace."""
+    def private(**changes) -> float:
+        ops = SMALL.container_ops.model_copy(update={"writes": 0, "appends": 0, "deletes": 0, "creates": 0,
+                                                     **changes.pop("ops", {})})
+        spec = SMALL.model_copy(update={"container_ops": ops, "drivers": ["overlay2"],
+                                        "host_fs": SMALL.host_fs.model_copy(update=changes)})
+        rows = run_disk(spec).query("experiment == 'layer-stack' and measure == 'private_bytes_total'")
+        return float(rows["bytes"].iloc[0])
+
+    copied = private(ops={"chmods": 40})
+    meta = private(ops={"chmods": 40}, metacopy=True)
+    assert meta <= 40 * SMALL.guests * 4096 < copied  # at most one xattr block per file and guest
+    rewrites = private(ops={"chmods": 0, "rewrites": 10})
+    assert 0 < rewrites <= 10 * SMALL.guests * 4096  # one 4 KiB block per rewritten file, old data gone
