@@ -20,6 +20,7 @@ so on the same seed both engines give the same requests, and the same times to r
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -57,7 +58,38 @@ def vector_rejects(stations: Sequence[StationSpec], sources: Sequence[Source]) -
             seen.add(slot.station)
     if _topological_order(stations, sources) is None:
         return "the routes together form a cycle between FIFO stations"
+    for spec in stations:
+        if spec.kind == "shared" and not _plain_background(spec):
+            return (f"station {spec.name!r} runs background jobs that contend or are capped "
+                    "(the DES shares the processor among them)")
     return None
+
+
+def _plain_background(spec: StationSpec) -> bool:
+    """Whether a shared station's background jobs each run a whole core all the time: no more of
+    them than cores, and no group along their paths caps, pins, pools or throttles them."""
+    if sum(spec.background.values()) > spec.servers:
+        return False
+    for path in spec.background:
+        for i in range(1, len(path) + 1):
+            g = spec.groups.get(path[:i])
+            if g is not None and (g.quota_s is not None or g.cores is not None or g.threads is not None
+                                  or g.max_servers < spec.background[path]):
+                return False
+    return True
+
+
+def _shared_utilization(spec: StationSpec) -> dict[str, float]:
+    """Utilization of a shared station no request visits (the vector engine runs no processor
+    sharing), as the DES reports it: its background jobs, a core each, over its servers; and each
+    labelled group's share of them over the group's servers (or the station's)."""
+    capacity = spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))  # as the DES's station
+    out = {spec.name: sum(spec.background.values()) / capacity}
+    for path, g in spec.groups.items():
+        if g.label:
+            jobs = sum(n for p, n in spec.background.items() if p[:len(path)] == path)
+            out[g.label] = jobs / (g.servers if math.isfinite(g.servers) else capacity)
+    return out
 
 
 def _topological_order(stations: Sequence[StationSpec], sources: Sequence[Source]) -> list[str] | None:
@@ -211,5 +243,8 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
         n = t.shape[0]
         logs[src.name] = RequestLog(src.places, src.layers, t[:, 0].copy(), finish, stage, n, src.shares)
     utilization = {name: work_done[name] / (spec.servers * end) for name, spec in specs.items()
-                   if spec.kind != "delay"}
+                   if spec.kind not in ("delay", "shared")}
+    for spec in specs.values():
+        if spec.kind == "shared":
+            utilization.update(_shared_utilization(spec))
     return RunResult(logs, utilization, replication)

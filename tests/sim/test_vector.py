@@ -130,3 +130,31 @@ def test_a_run_that_ends_mid_service_counts_only_the_time_served(arrivals) -> No
     first = engines["des"].logs["w"].arrival_s[0]
     for name, result in engines.items():
         assert result.utilization["disk"] == pytest.approx(1.0 - first / 10.0, abs=1e-12), name
+
+
+def test_the_vector_engine_writes_the_same_utilization_rows_as_the_others() -> None:
+    """Open-loop disk reads visit no processor-sharing station; the CPU's row, its labelled groups'
+    (softirq) are still reported, as the DES and kernel do; and a host's background core (a
+    type-2 VMM's desktop) on a station no request visits: 1 of 4 cores busy, 0.25."""
+    from virtsim.experiments.scenario import parse_scenario
+    from virtsim.sim.kernel import simulate_kernel
+    from virtsim.sim.stations import GroupSpec
+
+    scenario = parse_scenario({
+        "name": "vec", "host": {"cpu": "small-4c", "storage": "hdd"},
+        "run": {"duration": "2s", "warmup": "0s", "replications": 1, "seed": 2},
+        "guests": [{"name": "g", "stack": ["bare-metal"], "workload": {
+            "arrivals": {"kind": "open", "rate": "20/s"},
+            "demands": [{"kind": "io", "op": "read", "size": "4KiB", "pattern": "random"}]}}],
+    })
+    stations, sources = scenario.system().engine_inputs()
+    busy = StationSpec("cpu2", "shared", 4.0, {("desk",): GroupSpec(label="desktop")}, {("desk",): 1})
+    control = scenario.run.control()
+    for specs in (stations, [*stations, busy]):
+        assert vector_rejects(specs, sources) is None
+        vec, des = simulate_vector(specs, sources, control), simulate(specs, sources, control)
+        kernel = simulate_kernel(specs, sources, control)
+        assert set(vec.utilization) == set(des.utilization) == set(kernel.utilization)
+        for name, value in des.utilization.items():
+            assert vec.utilization[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert vec.utilization["cpu2"] == pytest.approx(0.25) and vec.utilization["desktop"] == pytest.approx(0.25)
