@@ -697,8 +697,14 @@ def _allocate(m: Model, s: State, st: int) -> None:
     n = float(nd_i[si[st, S_ROOT], ND_RUNNING])
     tps = si[st, S_TPS]
     if tps > 1 and n > cores:
-        # only jobs that can hold a hardware thread (group caps, throttling) make siblings busy
-        n = _allocate_tree(m, s, st, cores, 1.0, True)
+        # only jobs that can hold a hardware thread (group caps, throttling) make siblings busy;
+        # with no group over its cap and none throttled, every running job can
+        held = s.st_i[st, ST_OVER] > 0
+        for q in range(si[st, S_QLO], si[st, S_QHI]):
+            if nd_i[m.q_nodes[q], ND_THROTTLED]:
+                held = True
+        if held:
+            n = _allocate_tree(m, s, st, cores, 1.0, True)
     if tps > 1 and n > cores:
         n = min(n, cores * tps)
         capacity = cores + sf[st, S_SMT] * (n - cores)

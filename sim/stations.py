@@ -533,9 +533,10 @@ class SharedStation(Station):
         cores = self.capacity
         if self._threads == 1 or n <= cores:
             return cores, 1.0
-        n = self._runnable()
-        if n <= cores:
-            return cores, 1.0
+        if self._over or any(g.throttled for g in self._quota_groups):  # some group holds jobs back
+            n = self._runnable()
+            if n <= cores:
+                return cores, 1.0
         n = min(n, cores * self._threads)
         capacity = cores + self._smt_yield * (n - cores)
         return capacity, capacity / n

@@ -149,7 +149,7 @@ def test_every_profile_runs_the_same_on_both_engines_with_every_named_workload(p
     for workload in WORKLOADS:
         scenario = parse_scenario({
             "name": "both-engines", "host": read_toml(default_scenario(), "scenario")["host"],
-            "run": {"duration": "0.02s", "warmup": "0s", "replications": 1, "seed": 3},
+            "run": {"duration": "0.01s", "warmup": "0s", "replications": 1, "seed": 3},
             "guests": [{"name": "g", "count": 2, "stack": stack, "workload": {"kind": workload}}],
         })
         stations, sources = scenario.system().engine_inputs()
