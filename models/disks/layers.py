@@ -251,7 +251,9 @@ def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, 
         if not fs.clone_shares_tail:  # the copy-up writes the partial last block: a clone's, not an
             # emptied file's, nor a metacopy's (its upper file already has the size, so the clone
             # may share the last block)
-            tail = with_data & ~truncated & ~(_first_is_chmod(ops, n_lower) if meta_only else False)
+            tail = with_data & ~truncated
+            if meta_only:
+                tail &= ~_first_is_chmod(ops, n_lower)
             partial = np.flatnonzero(tail & (lower % block != 0))
             touched = np.union1d(touched, partial * (1 << 40) + lower[partial] // block)
         apparent = int(sizes[:n_lower][copied].sum() + new_sizes.sum())
