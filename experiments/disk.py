@@ -17,7 +17,6 @@ from pydantic import Field, field_validator, model_validator
 
 from virtsim.experiments.outputs import atomic_write, write_json
 from virtsim.experiments.scenario import load_toml_model
-from virtsim.models.disks.allocation import touched_units
 from virtsim.models.disks.chain import build_chain_usage, disjoint_chain_usage
 from virtsim.models.disks.formats import (
     FORMAT_NAMES,
@@ -203,7 +202,7 @@ def seed_example(spec: DiskSpec) -> list[dict[str, Any]]:
     for i, view in enumerate(usage.per_guest_view()):
         rows += _rows("seed-example", f"VM{i + 1}", 1, {"per_guest_view": view})
     rows += _rows("seed-example", "host", len(spec.seed_changes_bytes),
-                  {"linked_clones_bytes_total": usage.host_physical(),
+                  {"linked_clones_bytes_total": usage.linked_clones(),
                    "full_clones_bytes_total": usage.full_clones()})
     return rows
 
@@ -231,11 +230,18 @@ def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
         for g in range(spec.guests)
     ]
     rows = []
+    block = int(spec.host_fs.block_bytes)
     for name in spec.formats:
-        usage = build_chain_usage(spec.image_format(name), virtual, base, guest_writes)
+        fmt = spec.image_format(name)
+        # on the host (du), as the layer stacks are counted; the file lengths (ls) beside them
+        usage = build_chain_usage(fmt, virtual, base, guest_writes, host_block_bytes=block)
+        length = build_chain_usage(fmt, virtual, base, guest_writes)
         rows += _sharing_rows("image-chain", name, spec.guests, usage.base_bytes, usage.private_bytes(),
-                              usage.full_clones(),
-                              {"written_bytes_total": spec.guests * spec.pattern.writes * spec.pattern.size_bytes})
+                              usage.full_clones(), {
+                                  "written_bytes_total": spec.guests * spec.pattern.writes * spec.pattern.size_bytes,
+                                  "linked_clones_apparent_bytes_total": length.linked_clones(),
+                                  "full_clones_apparent_bytes_total": length.full_clones(),
+                              })
     return rows
 
 
@@ -301,15 +307,23 @@ def growth(spec: DiskSpec) -> list[dict[str, Any]]:
 
 
 def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
-    """Bytes allocated by one 4 KiB write into fresh space, per format and driver."""
+    """Bytes one 4 KiB write into fresh space adds on the host, per format and driver.
+
+    For an image, the write lands in a differencing disk next to one already written (so in an
+    L2 table, grain table or bitmap that exists): the growth of its physical size (a whole
+    cluster, grain or VDI block; a VHDX only the 4 KiB and the 8 KiB logged BAT update) and of
+    its length (``apparent_bytes``: a whole VHDX block)."""
     rows = []
-    one = (np.array([2**20 + 4096 * 7]), np.array([4096]))
+    virtual = int(spec.virtual_bytes)
+    block = int(spec.host_fs.block_bytes)
     for name in spec.formats:
-        if name == "raw":
-            continue
         fmt = spec.image_format(name)
-        units = touched_units(*one, fmt.unit_bytes)
-        rows += _rows("amplification", name, 1, {"allocated_bytes": fmt.unit_bytes * units.size,
+        first = (np.array([2**20]), np.array([4096]))
+        both = (np.array([2**20, 2**20 + max(fmt.unit_bytes, 4096)]), np.array([4096, 4096]))
+        sizes = [(fmt.physical_bytes_after(*w, virtual, differencing=True, host_block_bytes=block),
+                  fmt.file_bytes_after(*w, virtual, differencing=True)) for w in (first, both)]
+        rows += _rows("amplification", name, 1, {"allocated_bytes": sizes[1][0] - sizes[0][0],
+                                                 "apparent_bytes": sizes[1][1] - sizes[0][1],
                                                  "written_bytes": 4096})
     big_file = [ImageLayer("sha256:db", np.array([64 * 2**20]))]
     for driver in spec.drivers:

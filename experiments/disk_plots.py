@@ -47,7 +47,7 @@ def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_guests(table: pd.DataFrame, path: Path) -> Path:
-    """Per format and driver, file lengths (GB, log scale) for all guests: shared + private against full clones."""
+    """Per format and driver, bytes on the host (GB, log scale) for all guests: shared + private against full clones."""
     parts = pd.concat([_part(table, "image-chain"), _part(table, "layer-stack")])
     pivot = parts.pivot_table(index="system", columns="measure", values="bytes", sort=False)
     guests = int(parts["guests"].iloc[0])
@@ -60,9 +60,9 @@ def plot_guests(table: pd.DataFrame, path: Path) -> Path:
            color="#c05621", alpha=0.8)
     ax.set_xticks(x, pivot.index, rotation=20)
     ax.set_yscale("log")
-    ax.set_ylim(bottom=0.01)
-    # File lengths: raw and VHDX files are sparse, so du shows less for them (see the report)
-    ax.set_ylabel("GB, file length (log scale)")
+    tallest = float(np.nanmax([pivot["shared_bytes"] + pivot["private_bytes_total"], pivot["full_clones_bytes_total"]]))
+    ax.set_ylim(bottom=0.01, top=max(0.1, tallest / GB * 40))  # headroom: the legend sits above the bars
+    ax.set_ylabel("GB on the host, as du counts (log scale)")
     ax.set_title(f"{guests} guests from one image: linked clones vs full copies, per format and driver")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3, which="both")
@@ -100,7 +100,7 @@ def plot_amplification(table: pd.DataFrame, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlim(right=factor.max() * 8)  # room for the largest bar's label
     ax.invert_yaxis()  # in the table's order, top to bottom
-    ax.set_xlabel("bytes allocated / bytes written")
+    ax.set_xlabel("bytes the host stores / bytes written")
     ax.set_title("Write amplification of one 4 KiB write into fresh space")
     return _save(fig, path)
 

@@ -219,9 +219,10 @@ def _disk_report(folder: Path) -> Report:
                    "A full clone is one standalone image per guest holding its whole chain, as qemu-img "
                    "convert writes it (data in both the base and an overlay counted once).",
                    "Columns ending in _total are for all guests together; _per_guest for one guest.",
-                   "Image sizes are file lengths (what ls shows). raw images and VHDX payload blocks are "
-                   "sparse files: on the host (du) they take only the data written plus metadata, far "
-                   "less than their length; the physical size is not modelled yet for image formats."])
+                   "Sizes are bytes on the host (what du counts, less the file system's own extent blocks), "
+                   "on host_fs.block blocks: raw images, VHDX payload blocks and VMDK grain tables are sparse "
+                   "and hold only what was written; the _apparent_ columns are the file lengths (what ls shows).",
+                   "A full clone is as sparse as qemu-img convert writes it (4 KiB pieces of zeros left out)."])
 
 
 def _sweep_report(folder: Path) -> Report:

@@ -48,7 +48,7 @@ __all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
 
 _KINDS = {"fifo": kl.FIFO, "delay": kl.DELAY, "shared": kl.SHARED, "lock": kl.LOCK}
 _ACTIONS = {"": kl.SUBMIT, "acquire": kl.ACQUIRE, "release": kl.RELEASE}
-_FIRST_CHUNK_CLOSED = 64  # a closed client's first chunk of samples; each next one doubles
+_FIRST_CHUNK_CLOSED = 16  # a closed client's first chunk of samples; each next one doubles
 
 
 @dataclass

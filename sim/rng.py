@@ -9,6 +9,7 @@ a process pool and on Dask, and lets compared configurations share random number
 from __future__ import annotations
 
 import hashlib
+from typing import Any, cast
 
 import numpy as np
 
@@ -51,10 +52,25 @@ class IndexedStreams:
         self._made: dict[int, np.random.Generator] = {}
 
     def at(self, index: int) -> np.random.Generator:
-        """The generator of ``index`` (made on first use; the same object afterwards)."""
+        """The generator of ``index`` (the same object every time). It is built on its first draw:
+        most demands draw nothing, and building a generator costs about 70 us, which a sampler
+        of a 112-demand oltp transaction per client would pay 368 times."""
         rng = self._made.get(index)
         if rng is None:
-            child = np.random.SeedSequence(self._seed.entropy, spawn_key=(*self._seed.spawn_key, index),
-                                           pool_size=self._seed.pool_size)
-            rng = self._made[index] = np.random.Generator(np.random.PCG64(child))
+            rng = self._made[index] = cast(np.random.Generator, _OnFirstDraw(self._seed, index))
         return rng
+
+
+class _OnFirstDraw:
+    """A generator made when one of its methods is first used (see :meth:`IndexedStreams.at`)."""
+
+    def __init__(self, seed: np.random.SeedSequence, index: int) -> None:
+        self._seed, self._index = seed, index
+        self._rng: np.random.Generator | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._rng is None:
+            child = np.random.SeedSequence(self._seed.entropy, spawn_key=(*self._seed.spawn_key, self._index),
+                                           pool_size=self._seed.pool_size)
+            self._rng = np.random.Generator(np.random.PCG64(child))
+        return getattr(self._rng, name)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_inside", "first_touch_order", "sorted_distinct", "touched_units", "unit_indices"]
+__all__ = ["FS_BLOCK", "check_inside", "first_touch_order", "host_blocks", "sorted_distinct", "touched_units",
+           "unit_indices"]
 
 
 def unit_indices(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.ndarray:
@@ -42,6 +43,7 @@ def check_inside(offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int) -> 
                          f"{virtual_bytes} bytes")
 
 
+FS_BLOCK = 4096  # a host file system block (ext4, XFS and btrfs by default, tmpfs pages)
 _BITMAP_UNITS = 1 << 25  # up to here a bitmap (32 MiB at most) is faster than sorting
 
 
@@ -77,3 +79,24 @@ def first_touch_order(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -
     _, first_pos = np.unique(idx, return_index=True)
     new_per_write = np.bincount(write_of_unit[first_pos], minlength=len(sizes))
     return np.cumsum(new_per_write)
+
+
+def host_blocks(starts: np.ndarray, ends: np.ndarray, block_bytes: int) -> int:
+    """How many distinct host file system blocks of ``block_bytes`` the byte ranges
+    [starts, ends) of one file cover (empty ranges cover none): what those ranges occupy on the
+    host, ``du`` less the file system's own metadata (extent tree blocks)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    keep = ends > starts
+    first = starts[keep] // block_bytes
+    last = (ends[keep] - 1) // block_bytes
+    if first.size == 0:
+        return 0
+    order = np.argsort(first, kind="stable")
+    first, last = first[order], last[order]
+    reach = np.maximum.accumulate(last)  # the last block covered by any range so far
+    new = np.ones(first.size, dtype=bool)
+    new[1:] = first[1:] > reach[:-1]  # a range starting past everything before it opens a run
+    run_first = first[new]
+    run_last = reach[np.append(np.flatnonzero(new)[1:] - 1, first.size - 1)]
+    return int(np.sum(run_last - run_first + 1))

@@ -46,7 +46,7 @@ class ChainUsage:
         """Bytes of every guest's differencing disks together (the base not included)."""
         return sum(sum(diffs) for diffs in self.guest_bytes)
 
-    def host_physical(self) -> int:
+    def linked_clones(self) -> int:
         """What the host stores with linked clones: the base once, plus every differencing disk."""
         return self.base_bytes + self.private_bytes()
 
@@ -57,7 +57,7 @@ class ChainUsage:
     def saving(self) -> float:
         """Fraction of the full-clone bytes that linked clones save."""
         full = self.full_clones()
-        return 1.0 - self.host_physical() / full if full else 0.0
+        return 1.0 - self.linked_clones() / full if full else 0.0
 
 
 def disjoint_chain_usage(base_bytes: int, changes_bytes: list[int]) -> ChainUsage:
@@ -68,8 +68,10 @@ def disjoint_chain_usage(base_bytes: int, changes_bytes: list[int]) -> ChainUsag
 
 
 def build_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
-                      guest_writes: list[list[Writes]]) -> ChainUsage:
-    """File sizes of a chain whose base and differencing disks received the given writes.
+                      guest_writes: list[list[Writes]], *, host_block_bytes: int | None = None) -> ChainUsage:
+    """Sizes of a chain whose base and differencing disks received the given writes: file
+    lengths (what ``ls`` shows), or with ``host_block_bytes`` what each file occupies on a host
+    file system with blocks of that size (``du``; sparse files count only what was written).
 
     Each write set is (offsets, sizes) in bytes, inside the virtual size. A differencing disk
     allocates a unit on any write to it, whatever its parents hold (copy-on-write of the whole
@@ -77,6 +79,8 @@ def build_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
     """
     for writes in [base_writes, *(w for levels in guest_writes for w in levels)]:
         check_inside(*writes, virtual_bytes)
+    if host_block_bytes is not None:
+        return _physical_chain_usage(fmt, virtual_bytes, base_writes, guest_writes, host_block_bytes)
     if isinstance(fmt, Raw):
         return ChainUsage(0, tuple((virtual_bytes,) for _ in guest_writes),
                           tuple(virtual_bytes for _ in guest_writes))
@@ -90,3 +94,20 @@ def build_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
         # a sort, not np.union1d: numpy 2.4's hashing np.unique took 5 s per guest here
         clones.append(fmt.file_bytes(sorted_distinct(np.concatenate([base, *units])), virtual_bytes))
     return ChainUsage(fmt.file_bytes_after(*base_writes, virtual_bytes), tuple(guests), tuple(clones))
+
+
+def _physical_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
+                          guest_writes: list[list[Writes]], block: int) -> ChainUsage:
+    """:func:`build_chain_usage` in bytes occupied on the host (see there)."""
+    clones = []
+    for levels in guest_writes:
+        chain = [base_writes, *levels]
+        clones.append(fmt.clone_physical_bytes(np.concatenate([w[0] for w in chain]),
+                                               np.concatenate([w[1] for w in chain]), virtual_bytes,
+                                               host_block_bytes=block))
+    if isinstance(fmt, Raw):  # each guest's disk is a full copy, sparse as qemu-img convert writes it
+        return ChainUsage(0, tuple((c,) for c in clones), tuple(clones))
+    guests = [tuple(fmt.physical_bytes_after(*w, virtual_bytes, differencing=True, host_block_bytes=block)
+                    for w in levels) for levels in guest_writes]
+    base = fmt.physical_bytes_after(*base_writes, virtual_bytes, host_block_bytes=block)
+    return ChainUsage(base, tuple(guests), tuple(clones))

@@ -42,7 +42,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from virtsim.models.disks import qcow2_alloc
-from virtsim.models.disks.allocation import touched_units
+from virtsim.models.disks.allocation import FS_BLOCK, host_blocks, touched_units, unit_indices
 
 __all__ = [
     "FORMAT_NAMES",
@@ -96,6 +96,24 @@ class ImageFormat:
         """File size after writes (byte offsets and sizes) made in this order. Only qcow2's
         depends on the order; the others hold the touched units whatever the order."""
         return self.file_bytes(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, differencing)
+
+    def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
+                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             reopen_every: int | None = None) -> int:
+        """Bytes the image occupies on a host file system with ``host_block_bytes`` blocks after
+        these writes in this order: ``du`` less the file system's own metadata (extent tree
+        blocks). ``reopen_every``: the image is opened again after every that many writes (see
+        :meth:`Qcow2.file_bytes_after`). A format that writes every byte of its file, as VDI
+        does (its header, block map and whole blocks), occupies its length in whole blocks."""
+        size = self.file_bytes_after(offsets, sizes, virtual_bytes, differencing)
+        return -(-size // host_block_bytes) * host_block_bytes
+
+    def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
+                             host_block_bytes: int = FS_BLOCK) -> int:
+        """Bytes a standalone copy occupies on the host (``qemu-img convert`` of a chain whose
+        disks received these writes): the touched units written in ascending order."""
+        units = touched_units(offsets, sizes, self.unit_bytes)
+        return -(-self.file_bytes(units, virtual_bytes) // host_block_bytes) * host_block_bytes
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,24 @@ class Qcow2(ImageFormat):
         return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
                                       reopen_every)
 
+    def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
+                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             reopen_every: int | None = None) -> int:
+        """Every host block holding a cluster QEMU wrote: header, refcount table and blocks, L2
+        tables and data clusters in full (a new cluster's unwritten part is zero-filled with
+        ``fallocate``, which allocates), the L1 table up to its last entry. Clusters skipped
+        below a moved refcount table stay holes (:func:`qcow2_alloc.physical_bytes`)."""
+        requests = qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes)
+        return qcow2_alloc.physical_bytes(requests, self.unit_bytes, virtual_bytes, host_block_bytes,
+                                          self.refcount_bits, reopen_every)
+
+    def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
+                             host_block_bytes: int = FS_BLOCK) -> int:
+        """The copy ``qemu-img convert`` writes: the touched clusters in ascending order."""
+        requests = qcow2_alloc.requests_from_units(touched_units(offsets, sizes, self.unit_bytes), self.unit_bytes)
+        return qcow2_alloc.physical_bytes(requests, self.unit_bytes, virtual_bytes, host_block_bytes,
+                                          self.refcount_bits)
+
 
 @dataclass(frozen=True)
 class Vdi(ImageFormat):
@@ -184,15 +220,46 @@ class Vdi(ImageFormat):
 class Vmdk(ImageFormat):
     """VMDK monolithic sparse extent, 64 KiB grains, redundant grain tables preallocated."""
 
+    GRAINS_PER_TABLE = 512
+    GT_SECTORS = GRAINS_PER_TABLE * 4 // 512
+    RGD_SECTOR = 1 + 20  # after the header sector and the 20-sector descriptor
+
+    def _layout(self, virtual_bytes: int) -> tuple[int, int, int]:
+        """Sectors: the grain directory's size, the primary directory's start, the first grain's."""
+        tables = math.ceil(self.n_units(virtual_bytes) / self.GRAINS_PER_TABLE)
+        gd_sectors = math.ceil(tables * 4 / 512)
+        gd_sector = self.RGD_SECTOR + gd_sectors + self.GT_SECTORS * tables  # after rGD and the rGTs
+        end = gd_sector + gd_sectors + self.GT_SECTORS * tables
+        grain_sectors = self.unit_bytes // 512
+        return gd_sectors, gd_sector, math.ceil(end / grain_sectors) * grain_sectors
+
     def metadata_bytes(self, virtual_bytes: int) -> int:
-        sector = 512
-        grains_per_table = 512
-        tables = math.ceil(self.n_units(virtual_bytes) / grains_per_table)
-        gd_sectors = math.ceil(tables * 4 / sector)
-        gt_sectors = grains_per_table * 4 // sector
-        end = 1 + 20 + 2 * (gd_sectors + gt_sectors * tables)  # header, descriptor, (r)GD + GTs
-        grain_sectors = self.unit_bytes // sector
-        return math.ceil(end / grain_sectors) * grain_sectors * sector
+        return self._layout(virtual_bytes)[2] * 512
+
+    def _physical(self, units: np.ndarray, virtual_bytes: int, host_block_bytes: int) -> int:
+        """What ``qemu-img create`` writes (the header sector and the descriptor's text, taken as
+        1 KiB; both grain directories) plus, per grain, its 4-byte entry in both grain tables
+        (the tables are preallocated as holes) and the grain in full, grains following the
+        metadata. The first write rewrites the whole 20-sector descriptor (a new CID)."""
+        gd_sectors, gd_sector, grain_sector = self._layout(virtual_bytes)
+        table, entry = np.divmod(np.asarray(units, dtype=np.int64), self.GRAINS_PER_TABLE)
+        rgt = (self.RGD_SECTOR + gd_sectors + table * self.GT_SECTORS) * 512 + entry * 4
+        gt = (gd_sector + gd_sectors + table * self.GT_SECTORS) * 512 + entry * 4
+        grains_at = grain_sector * 512
+        header_end = 1024 if units.size == 0 else self.RGD_SECTOR * 512
+        starts = np.concatenate([[0, self.RGD_SECTOR * 512, gd_sector * 512, grains_at], rgt, gt])
+        ends = np.concatenate([[header_end, (self.RGD_SECTOR + gd_sectors) * 512, (gd_sector + gd_sectors) * 512,
+                                grains_at + units.size * self.unit_bytes], rgt + 4, gt + 4])
+        return host_blocks(starts, ends, host_block_bytes) * host_block_bytes
+
+    def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
+                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             reopen_every: int | None = None) -> int:
+        return self._physical(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, host_block_bytes)
+
+    def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
+                             host_block_bytes: int = FS_BLOCK) -> int:
+        return self._physical(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, host_block_bytes)
 
 
 @dataclass(frozen=True)
@@ -206,11 +273,70 @@ class Vhdx(ImageFormat):
         block = next((b for limit, b in tiers if virtual_bytes <= limit), 64 * MiB)
         return Vhdx(self.name, block)
 
-    def metadata_bytes(self, virtual_bytes: int) -> int:
+    LOG_BYTES = 1 * MiB  # qemu-img's default log_size
+    LOG_ENTRY_BYTES = 8 * KiB  # a descriptor sector and one 4 KiB BAT page, per block allocated
+
+    def _bat_bytes(self, virtual_bytes: int) -> int:
+        """The BAT region: 8 bytes per block and per chunk's bitmap entry, in whole MiB."""
         blocks = self.n_units(virtual_bytes)
         chunk_blocks = (2**23 * 512) // self.unit_bytes
-        bat_bytes = 8 * (blocks + math.ceil(blocks / chunk_blocks))
-        return 7 * MiB + math.ceil(bat_bytes / MiB) * MiB
+        return math.ceil(8 * (blocks + math.ceil(blocks / chunk_blocks)) / MiB) * MiB
+
+    def metadata_bytes(self, virtual_bytes: int) -> int:
+        # header section and log (1 MiB each), the BAT, the metadata region, 4 MiB spare
+        return 2 * MiB + self._bat_bytes(virtual_bytes) + 5 * MiB
+
+    def _created(self, virtual_bytes: int) -> tuple[list[int], list[int]]:
+        """Byte ranges ``qemu-img create`` writes (``block/vhdx.c``): the file identifier, two
+        4 KiB headers, two 64 KiB region tables, the whole BAT (every entry PAYLOAD_BLOCK_ZERO),
+        the metadata table (64 KiB) and its five items (40 bytes). The log is left a hole."""
+        bat = self._bat_bytes(virtual_bytes)
+        meta = 2 * MiB + bat
+        return ([0, 64 * KiB, 128 * KiB, 192 * KiB, 2 * MiB, meta, meta + 64 * KiB],
+                [512, 68 * KiB, 132 * KiB, 320 * KiB, 2 * MiB + bat, meta + 64 * KiB, meta + 64 * KiB + 40])
+
+    def _physical(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, differencing: bool,
+                  host_block_bytes: int, first_touch: bool, reopen_every: int | None) -> int:
+        """Created ranges, the log, and each write's bytes where its block lies in the file.
+
+        A new block goes at the end of the file, which QEMU extends without writing (payload
+        blocks stay sparse); blocks lie in the order first touched (``first_touch``) or in
+        ascending order (a copy). Each allocation logs a BAT update (8 KiB) into the 1 MiB
+        circular log, which restarts at its head whenever the image is opened.
+        """
+        offsets = np.asarray(offsets, dtype=np.int64)
+        sizes = np.asarray(sizes, dtype=np.int64)
+        unit = self.unit_bytes
+        block = unit_indices(offsets, sizes, unit)  # one piece per write and block, in write order
+        spans = (offsets + sizes - 1) // unit - offsets // unit + 1
+        write = np.repeat(np.arange(offsets.size), spans)
+        piece_start = np.maximum(offsets[write], block * unit)
+        piece_end = np.minimum((offsets + sizes)[write], (block + 1) * unit)
+        blocks, first = np.unique(block, return_index=True)
+        rank = np.argsort(np.argsort(first, kind="stable")) if first_touch else np.arange(blocks.size)
+        at = self.metadata_bytes(virtual_bytes) + rank[np.searchsorted(blocks, block)] * unit
+        session = write[first] // reopen_every if reopen_every else np.zeros(first.size, dtype=np.int64)
+        per_session = int(np.bincount(session).max()) if session.size else 0
+        log = min(self.LOG_BYTES, self.LOG_ENTRY_BYTES * per_session)
+        created_starts, created_ends = self._created(virtual_bytes)
+        starts = np.concatenate([created_starts, [1 * MiB], at + piece_start - block * unit])
+        ends = np.concatenate([created_ends, [1 * MiB + log], at + piece_end - block * unit])
+        size = host_blocks(starts, ends, host_block_bytes) * host_block_bytes
+        if differencing:  # sector bitmap blocks counted whole: an upper bound (QEMU cannot write them)
+            chunk_blocks = (2**23 * 512) // unit
+            size += np.unique(blocks // chunk_blocks).size * MiB
+        return size
+
+    def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
+                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             reopen_every: int | None = None) -> int:
+        return self._physical(offsets, sizes, virtual_bytes, differencing, host_block_bytes, True, reopen_every)
+
+    def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
+                             host_block_bytes: int = FS_BLOCK) -> int:
+        """``qemu-img convert`` copies the blocks in ascending order and skips 4 KiB pieces
+        that read as zeros (its default ``-S 4k``), so every written 4 KiB piece is copied."""
+        return self._physical(*sparse_pieces(offsets, sizes), virtual_bytes, False, host_block_bytes, False, None)
 
     def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
         size = super().file_bytes(units, virtual_bytes, differencing)
@@ -223,7 +349,8 @@ class Vhdx(ImageFormat):
 
 @dataclass(frozen=True)
 class Raw(ImageFormat):
-    """A raw image: no sharing, the whole virtual size per copy."""
+    """A raw image: no sharing, the whole virtual size per copy (as its length; on the host only
+    what was written)."""
 
     def metadata_bytes(self, virtual_bytes: int) -> int:
         return 0
@@ -233,6 +360,22 @@ class Raw(ImageFormat):
 
     def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
         return virtual_bytes
+
+    def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
+                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             reopen_every: int | None = None) -> int:
+        """The blocks written, and the first 4 KiB, which ``qemu-img create`` writes so that
+        later probes find the file's alignment (``allocate_first_block`` in ``file-posix.c``)."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        starts = np.append(offsets, 0)
+        ends = np.append(offsets + np.asarray(sizes, dtype=np.int64), min(4096, virtual_bytes))
+        return host_blocks(starts, ends, host_block_bytes) * host_block_bytes
+
+    def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
+                             host_block_bytes: int = FS_BLOCK) -> int:
+        """``qemu-img convert`` writes the 4 KiB pieces that hold data (its default ``-S 4k``)."""
+        return self.physical_bytes_after(*sparse_pieces(offsets, sizes), virtual_bytes,
+                                         host_block_bytes=host_block_bytes)
 
 
 _DEFAULTS: dict[str, ImageFormat] = {
@@ -257,6 +400,19 @@ UNIT_RANGES: dict[str, tuple[int, int] | None] = {
 _UNIT_NOUNS = {"qcow2": "cluster", "vhdx": "block", "vmdk": "grain", "vdi": "block"}
 _OUTSIDE = {"qcow2": "qemu-img refuses others", "vhdx": "QEMU silently clamps others into it"}
 QCOW2_MAX_L1_BYTES = 32 * MiB  # QCOW_MAX_L1_SIZE: "The image size is too large for file format 'qcow2'"
+
+
+CONVERT_SPARSE_BYTES = 4 * KiB  # qemu-img convert -S: pieces of zeros it leaves unwritten
+
+
+def sparse_pieces(offsets: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The writes widened to whole ``qemu-img convert -S`` pieces: what a copy holds as data
+    when every written byte is non-zero and the rest of the disk reads as zeros."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    ends = offsets + np.asarray(sizes, dtype=np.int64)
+    piece = CONVERT_SPARSE_BYTES
+    start = offsets // piece * piece
+    return start, -(-ends // piece) * piece - start
 
 
 def size_text(n: int) -> str:

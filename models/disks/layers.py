@@ -38,14 +38,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from virtsim.models.disks.allocation import unit_indices
+from virtsim.models.disks.allocation import FS_BLOCK, unit_indices
 
 __all__ = ["DRIVERS", "Driver", "FileOps", "HostFs", "ImageLayer", "LayerUsage", "Op", "image_store_bytes",
            "writable_layer_usage"]
 
 Driver = Literal["overlay2", "btrfs", "zfs", "devicemapper", "vfs"]
 DRIVERS: tuple[Driver, ...] = ("overlay2", "btrfs", "zfs", "devicemapper", "vfs")
-FS_BLOCK = 4096  # host file system block (ext4, xfs, tmpfs pages)
 _UNIT = {"btrfs": 4096, "zfs": 128 * 1024, "devicemapper": 64 * 1024}
 
 

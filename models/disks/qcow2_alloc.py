@@ -40,9 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from virtsim.models.disks.allocation import unit_indices
+from virtsim.models.disks.allocation import host_blocks, unit_indices
 
-__all__ = ["Requests", "file_bytes", "requests_from_units", "requests_from_writes"]
+__all__ = ["Requests", "file_bytes", "physical_bytes", "replayed", "requests_from_units", "requests_from_writes"]
 
 FRESH, AFTER_NEW, AFTER_OLD = 0, 1, 2  # how a data run is placed, see Requests.cont
 _DENSE_RANGES = 4096  # at most this many new refcount block ranges per vectorized step
@@ -191,6 +191,12 @@ class _Allocator:
         self.table_at, self.table_clusters = 1, 1
         self.end_bytes = 3 * cluster_bytes
         self.last_host_end = self.last_guest_end = -1  # where the latest data run ended
+        # Cluster runs [start, end) QEMU has written, for the physical size: clusters skipped
+        # below a moved refcount table, or counted and uncounted again, are never written, so
+        # they stay holes in the host file. The L1 table's bytes are kept apart (l1_written):
+        # it is written up to its last entry, not to the end of its cluster.
+        self.written_runs: list[tuple[int, int]] = [(0, 3)]
+        self.l1_written = (0, 0)
 
     # -- free space ---------------------------------------------------------------------------
 
@@ -284,6 +290,7 @@ class _Allocator:
         else:
             self.update(block, 1)  # counted by another block, which may need allocating too
         self.end_bytes = max(self.end_bytes, (block + 1) * self.cluster)
+        self.written_runs.append((block, block + 1))
         if index < self.table_entries:
             self.ranges.add(index)
             raise _Again
@@ -304,6 +311,7 @@ class _Allocator:
         end = table_at + entries // self.per_table_cluster
         self.mark_used(start, end)
         self.end_bytes = max(self.end_bytes, end * self.cluster)
+        self.written_runs.append((start, end))
         old_at, old_clusters = self.table_at, self.table_clusters
         self.table_entries, self.table_at, self.table_clusters = entries, table_at, end - table_at
         self.mark_free(old_at, old_at + old_clusters)
@@ -345,6 +353,7 @@ class _Allocator:
     def written(self, start: int, n: int) -> None:
         """Clusters [start, start + n) are written in full (a data run, an L2 table)."""
         self.end_bytes = max(self.end_bytes, (start + n) * self.cluster)
+        self.written_runs.append((start, start + n))
 
     def data_run(self, n: int, guest: int, cont: int, anchor: int) -> None:
         """handle_alloc: a run of n new guest clusters; where a continuation stops short, the
@@ -435,6 +444,7 @@ class _Allocator:
         if placed == 0:
             return i
         self.mark_used(at, at + int(laid[placed]) + blocks)
+        self.written_runs.append((at, at + int(laid[placed]) + blocks))
         self.cursor = self.top
         self.end_bytes = max(self.end_bytes, self.top * self.cluster)
         self.ranges.update(range(first, first + blocks))
@@ -463,6 +473,7 @@ def created(cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16) -> 
     # Only the L1 entries are written: the file ends inside the L1's last cluster unless
     # refcount blocks had to follow it.
     alloc.end_bytes = max(alloc.end_bytes, at * cluster_bytes + l1_bytes)
+    alloc.l1_written = (at * cluster_bytes, at * cluster_bytes + -(-l1_bytes // 512) * 512)  # whole sectors
     alloc.cursor = 0  # qemu-img closes the image; the writer opens it afresh
     return alloc
 
@@ -475,6 +486,25 @@ def file_bytes(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_b
     ``qemu-io`` does per command line), which lets QEMU reuse clusters freed below its cursor;
     None keeps it open throughout, as a running guest does.
     """
+    return replayed(req, cluster_bytes, virtual_bytes, refcount_bits, reopen_every).end_bytes
+
+
+def physical_bytes(req: Requests, cluster_bytes: int, virtual_bytes: int, host_block_bytes: int,
+                   refcount_bits: int = 16, reopen_every: int | None = None) -> int:
+    """Bytes the image of :func:`file_bytes` occupies on a host file system with blocks of
+    ``host_block_bytes``: every block holding a cluster QEMU wrote (data clusters count whole:
+    QEMU zero-fills the rest of a new cluster with ``fallocate``, which allocates), or the L1
+    table's entries; clusters it skipped stay holes."""
+    alloc = replayed(req, cluster_bytes, virtual_bytes, refcount_bits, reopen_every)
+    runs = np.array(alloc.written_runs, dtype=np.int64).reshape(-1, 2) * cluster_bytes
+    starts = np.append(runs[:, 0], alloc.l1_written[0])
+    ends = np.minimum(np.append(runs[:, 1], alloc.l1_written[1]), alloc.end_bytes)
+    return host_blocks(starts, ends, host_block_bytes) * host_block_bytes
+
+
+def replayed(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,
+             reopen_every: int | None = None) -> _Allocator:
+    """The allocator after ``qemu-img create`` and these requests (see :func:`file_bytes`)."""
     alloc = created(cluster_bytes, virtual_bytes, refcount_bits)
     starts = np.empty(0, dtype=np.int64)
     if reopen_every is not None:
@@ -483,4 +513,4 @@ def file_bytes(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_b
         starts = np.searchsorted(req.write, np.arange(reopen_every, int(req.write.max(initial=0)) + 1,
                                                       reopen_every))
     alloc.replay(req, starts)
-    return alloc.end_bytes
+    return alloc

@@ -22,7 +22,7 @@ def test_seed_example_linked_clones_versus_full_copies() -> None:
     """DockerInDeep.md: base 20 GB; VMs change 5, 10 and 7 GB."""
     usage = disjoint_chain_usage(20 * GB, [5 * GB, 10 * GB, 7 * GB])
     assert usage.per_guest_view() == [25 * GB, 30 * GB, 27 * GB]
-    assert usage.host_physical() == 42 * GB
+    assert usage.linked_clones() == 42 * GB
     assert usage.full_clones() == 82 * GB
 
 
@@ -36,7 +36,7 @@ def test_seed_example_from_writes_through_an_ideal_byte_format() -> None:
     usage = build_chain_usage(fmt, virtual, fill(20_000), [[fill(5_000, 30 * 2**30)], [fill(10_000)], [fill(7_000)]])
     meta = fmt.metadata_bytes(virtual)
     assert usage.per_guest_view() == [meta * 2 + n * mib for n in (25_000, 30_000, 27_000)]
-    assert usage.host_physical() == 4 * meta + 42_000 * mib
+    assert usage.linked_clones() == 4 * meta + 42_000 * mib
     # guest 2 rewrote the first 10,000 MiB of the base: its full clone holds them once
     assert usage.clone_bytes == (meta + 25_000 * mib, meta + 20_000 * mib, meta + 20_000 * mib)
 
@@ -50,7 +50,7 @@ def test_a_full_clone_holds_the_union_of_the_chain_once() -> None:
     overlay = (np.array([5, 6, 7, 8, 9, 20, 21]) * unit, np.full(7, 4096))
     usage = build_chain_usage(fmt, virtual, base, [[overlay]])
     meta = fmt.metadata_bytes(virtual)
-    assert usage.host_physical() == 2 * meta + 17 * unit
+    assert usage.linked_clones() == 2 * meta + 17 * unit
     assert usage.full_clones() == meta + 12 * unit
     two_levels = build_chain_usage(fmt, virtual, base, [[overlay, (np.array([30 * unit]), np.array([1]))]])
     assert two_levels.full_clones() == meta + 13 * unit
@@ -58,7 +58,7 @@ def test_a_full_clone_holds_the_union_of_the_chain_once() -> None:
 
 def test_raw_disks_cannot_share_a_base() -> None:
     usage = build_chain_usage(format_by_name("raw", 2**30), 2**30, (np.array([0]), np.array([1])), [[], []])
-    assert usage.host_physical() == usage.full_clones() == 2 * 2**30
+    assert usage.linked_clones() == usage.full_clones() == 2 * 2**30
 
 
 @pytest.mark.parametrize("name", ["qcow2", "vhdx", "vdi", "vmdk", "raw"])
