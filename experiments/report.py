@@ -243,10 +243,13 @@ def _sweep_report(folder: Path) -> Report:
         answer = main[main["metric"].isin(["throughput_rps", "latency_p99_s"])].pivot_table(
             index=["point", *params, *apart], columns="metric", values="value", aggfunc="mean").reset_index()
     else:
+        from virtsim.experiments.sweep import read_parameter_units
+
         answer = curves.pivot_table(index=[*series, x], columns="metric", values="mean", sort=False).reset_index()
         for column in series:
             answer[column] = answer[column].map(series_label)
-        answer = answer.round(6)
+        unit = read_parameter_units(folder).get(x)
+        answer = answer.round(6).rename(columns={x: f"{x} ({unit})"} if unit else {})
     return Report("Sweep", f"How do the results change over {', '.join(params)}?", answer,
                   _existing(folder, ["sweep.png"]), ["Means over replications; sweep.parquet holds every row."])
 

@@ -182,6 +182,42 @@ def table_value(value: Any) -> Any:
     return value
 
 
+BASE_UNITS = {"bytes": "B", "seconds": "s", "hertz": "Hz", "bits_per_second": "bit/s", "bytes_per_second": "B/s",
+              "cycles": "cycles", "per_second": "1/s", "count": ""}
+
+
+def parameter_units(values: dict[str, list[Any]]) -> dict[str, str]:
+    """The unit each swept parameter's numbers are in (see :func:`table_value`): the base unit of
+    the dimension its values were written in (``"250/s"`` -> ``1/s``, ``"4KiB"`` -> ``B``), for
+    the parameters with some value written with a unit."""
+    units = {}
+    for name, column in values.items():
+        for value in column:
+            match = _QUANTITY.match(value) if isinstance(value, str) else None
+            if match is None or not match.group(2):
+                continue
+            dimension = next((d for d, table in DIMENSIONS.items() if match.group(2) in table), None)
+            if dimension is not None and BASE_UNITS.get(dimension):
+                units[name] = BASE_UNITS[dimension]
+                break
+    return units
+
+
+def read_parameter_units(out_dir: Path) -> dict[str, str]:
+    """:func:`parameter_units` of a sweep folder's points (``sweep_points.json``); none if it
+    cannot be read (an older folder keeps its plain labels)."""
+    try:
+        held = json.loads((Path(out_dir) / POINTS_INDEX).read_text(encoding="utf-8"))
+        columns: dict[str, list[Any]] = {}
+        for entry in held:
+            for name, value in entry.items():
+                if name not in ("key", "point"):
+                    columns.setdefault(name, []).append(value)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+    return parameter_units(columns)
+
+
 def _point_file(out_dir: Path, point: Point) -> Path:
     """Where a point's table is kept: ``points/INDEX-KEY.parquet`` in ``out_dir``."""
     return out_dir / "points" / f"{point.index:06d}-{point.key}.parquet"
@@ -286,7 +322,7 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
     try:
         from virtsim.experiments.sweep_plots import plot_sweep
 
-        plot_sweep(pd.read_parquet(result), out_dir / "sweep.png")
+        plot_sweep(pd.read_parquet(result), out_dir / "sweep.png", read_parameter_units(out_dir))
         names.append("sweep.png")
     except ValueError:
         (out_dir / "sweep.png").unlink(missing_ok=True)  # nothing numeric swept: no curve to draw

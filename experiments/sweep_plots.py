@@ -20,7 +20,7 @@ import pandas as pd
 from virtsim.experiments.figures import save_figure
 from virtsim.sim.stats import t_interval
 
-__all__ = ["plot_sweep", "series_label", "sweep_curves"]
+__all__ = ["axis_label", "plot_sweep", "series_label", "sweep_curves"]
 
 _BASE_COLUMNS = ("point", "variant", "replication", "guest", "metric", "layer", "station", "value", "unit")
 _STANDARD = {"throughput_rps", "completed", "unfinished", "latency_mean_s", "latency_p50_s", "latency_p95_s",
@@ -66,8 +66,16 @@ def sweep_curves(table: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
     return x, series, pd.DataFrame(rows)
 
 
-def plot_sweep(table: pd.DataFrame, path: Path) -> Path:
-    """Throughput-like metric and p99 latency against the swept parameter, a line per series."""
+def axis_label(parameter: str, units: dict[str, str] | None = None) -> str:
+    """A swept parameter as an axis label: its last name part and its unit (``rate (1/s)``)."""
+    unit = (units or {}).get(parameter)
+    name = parameter.rsplit(".", 1)[-1]
+    return f"{name} ({unit})" if unit else name
+
+
+def plot_sweep(table: pd.DataFrame, path: Path, units: dict[str, str] | None = None) -> Path:
+    """Throughput-like metric and p99 latency against the swept parameter, a line per series;
+    ``units``: the unit of each parameter written with one (see ``sweep.parameter_units``)."""
     x, series, curves = sweep_curves(table)
     metrics = list(dict.fromkeys(curves["metric"]))
     metrics.sort(key=lambda m: m == "latency_p99_s")
@@ -83,7 +91,7 @@ def plot_sweep(table: pd.DataFrame, path: Path) -> Path:
             y = line["mean"].to_numpy() * scale
             err = np.vstack([y - line["low"].to_numpy() * scale, line["high"].to_numpy() * scale - y])
             ax.errorbar(line[x], y, yerr=err, marker="o", ms=3.5, capsize=2, lw=1.4, label=label)
-        ax.set_xlabel(x.rsplit(".", 1)[-1])
+        ax.set_xlabel(axis_label(x, units))
         ax.set_ylabel(f"p99 latency ({unit})" if metric == "latency_p99_s" else f"{metric} ({unit})")
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         ax.grid(alpha=0.3)

@@ -251,3 +251,12 @@ def test_compared_stacks_are_separate_curves_and_quantities_are_numbers(tmp_path
     rates = pd.read_parquet(run_sweep(expand_sweep(mixed), tmp_path / "b", progress=False))
     column = rates["guests[0].workload.arrivals.rate"]
     assert pd.api.types.is_numeric_dtype(column) and sorted(column.unique()) == [100.0, 300.0]
+    # and its axis and report column say the unit the numbers are in
+    from virtsim.experiments.report import build_report
+    from virtsim.experiments.sweep import read_parameter_units
+    from virtsim.experiments.sweep_plots import axis_label
+
+    units = read_parameter_units(tmp_path / "b")
+    assert units == {"guests[0].workload.arrivals.rate": "1/s"}
+    assert axis_label("guests[0].workload.arrivals.rate", units) == "rate (1/s)"
+    assert "guests[0].workload.arrivals.rate (1/s)" in build_report(tmp_path / "b").answer.columns
