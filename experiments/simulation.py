@@ -6,6 +6,7 @@
         seen = sim.observe(since_s=sim.now_s - 0.5)    # per guest: requests, p99 so far
         if seen.loc["api", "latency_p99_s"] > 0.05:
             sim.set_cpu_max("api", 0.1, 0.1)              # raise the container's cpu.max
+    sim.set_rate("api", 0)                                # an open-loop guest leaves (0) or returns
     runs = sim.runs()                                     # the table `virtsim run` writes
 
 Both engines run it (``engine="kernel"``, the default, or ``"des"``) with the same numbers; with
@@ -104,6 +105,17 @@ class Simulation:
         station, path, group = where[0]
         period = group.period_s if period_s is None else period_s
         self._run.set_quota(station, path, quota_s, period)
+
+    def set_rate(self, guest: str, rate_per_s: float) -> None:
+        """Change open-loop ``guest``'s request rate (1/s) from now on. 0 removes its load (no new
+        requests; those in flight finish) and a positive rate afterwards brings it back, so a
+        guest declared in the scenario can join or leave mid-run (the host's stations and groups
+        are fixed when the run starts: a guest cannot be added that the scenario does not have).
+        The next arrival moves as a Poisson process's does at a rate change."""
+        names = sorted({s.name for s in self.sources})
+        if guest not in names:
+            raise ValueError(f"no guest {guest!r} in this run; its guests are {names}")
+        self._run.set_rate(guest, rate_per_s)
 
     def runs(self) -> pd.DataFrame:
         """The tidy rows ``virtsim run`` writes for this stack and replication. Only once the run

@@ -7,8 +7,9 @@ routes of slots, and work in seconds (see :mod:`virtsim.sim.routes`).
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import simpy
@@ -25,6 +26,7 @@ from virtsim.sim.routes import (
     TraceArrivals,
     WorkSampler,
     check_network,
+    check_rate,
 )
 from virtsim.sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station
 
@@ -79,6 +81,23 @@ def _steps(stations: dict[str, Station], source: Source, client: int) -> list[tu
     return steps
 
 
+def _each(draw: Callable[[], np.ndarray]) -> Iterator[Any]:
+    """The items of ``draw()``, then of ``draw()`` again, and so on (gaps or work rows in blocks)."""
+    while True:
+        yield from draw()
+
+
+@dataclass
+class _OpenSchedule:
+    """An open source's arrivals as :meth:`DesRun.set_rate` changes them (the kernel's K_SCALE,
+    K_NEXT): unit exponential gaps times the mean gap (s; inf: stopped), the next arrival (s)."""
+
+    units: Iterator[float]
+    mean_gap_s: float
+    next_s: float = math.inf
+    process: simpy.Process | None = None
+
+
 class _Run:
     """The SimPy environment and stations of one replication, and the processes that feed them."""
     def __init__(self, stations: Sequence[StationSpec], control: RunControl, replication: int) -> None:
@@ -86,6 +105,7 @@ class _Run:
         self.control = control
         self.replication = replication
         self.stations = {s.name: build_station(self.env, s) for s in stations}
+        self.open: dict[str, _OpenSchedule] = {}
 
     def start(self, source: Source) -> RequestLog:
         """Start the processes that make ``source``'s requests; returns the log they fill."""
@@ -100,10 +120,11 @@ class _Run:
             self.env.process(self._batch(source.arrivals, log, submits,
                                          source.make_sampler(stream_seed(seed, rep, source.name, "work"))))
         elif isinstance(source.arrivals, OpenArrivals):
-            self.env.process(
-                self._open(source.arrivals, log, submits, stream(seed, rep, source.name, "arrivals"),
-                           source.make_sampler(stream_seed(seed, rep, source.name, "work")))
-            )
+            rng = stream(seed, rep, source.name, "arrivals")
+            schedule = self.open[source.name] = _OpenSchedule(_each(lambda: rng.standard_exponential(_BLOCK)),
+                                                              1.0 / source.arrivals.rate_per_s)
+            schedule.process = self.env.process(
+                self._open(schedule, log, submits, source.make_sampler(stream_seed(seed, rep, source.name, "work"))))
         else:
             per_client = any(slot.per_client or (slot.when_idle is not None and slot.when_idle.per_client)
                              for slot in source.route)
@@ -116,19 +137,23 @@ class _Run:
                 )
         return log
 
-    def _open(self, arrivals: OpenArrivals, log: RequestLog, submits: list,
-              arrival_rng: np.random.Generator, sample_work: WorkSampler) -> Generator:
-        """Poisson arrivals at ``rate_per_s`` (req/s), each served in a process of its own, until the run's end."""
+    def _open(self, schedule: _OpenSchedule, log: RequestLog, submits: list, sample_work: WorkSampler) -> Generator:
+        """Poisson arrivals, each served in a process of its own, until the run's end. A rate
+        change interrupts the wait with the new time to the next arrival (inf: none)."""
         env, end = self.env, self.control.duration_s
-        mean_gap = 1.0 / arrivals.rate_per_s
+        rows = _each(lambda: sample_work(_BLOCK))
+        delay = next(schedule.units) * schedule.mean_gap_s
         while True:
-            gaps = arrival_rng.exponential(mean_gap, _BLOCK)
-            work = sample_work(_BLOCK)
-            for j in range(_BLOCK):
-                yield env.timeout(gaps[j])
-                if env.now >= end:
-                    return
-                env.process(self._serve(log, log.add(env.now), work[j], submits))
+            schedule.next_s = env.now + delay
+            try:
+                yield env.timeout(delay) if delay < math.inf else env.event()  # stopped: until a change
+            except simpy.Interrupt as change:
+                delay = change.cause if change.cause is not None else math.inf  # set_rate always gives one
+                continue
+            if env.now >= end:
+                return
+            env.process(self._serve(log, log.add(env.now), next(rows), submits))
+            delay = next(schedule.units) * schedule.mean_gap_s
 
     def _batch(self, arrivals: BatchArrivals, log: RequestLog, submits: list, sample_work: WorkSampler) -> Generator:
         """``count`` requests, all arriving at ``at_s`` (s)."""
@@ -232,6 +257,29 @@ class DesRun:
         if not isinstance(target, SharedStation):
             raise ValueError(f"station {station!r} is not a shared CPU; cpu.max belongs to a CPU's group")
         target.set_quota(group, quota_s, period_s)
+
+    def set_rate(self, source: str, rate_per_s: float) -> None:
+        """Open-loop ``source``'s arrival rate (1/s) from now on; 0 stops its arrivals (those in
+        flight finish), a positive rate after 0 starts them again. The time left to the pending
+        arrival is scaled by old / new rate (exponential gaps are memoryless); after a stop, a
+        fresh gap from now. As the kernel's :meth:`~virtsim.sim.kernel.KernelRun.set_rate`."""
+        schedule = self._run.open.get(source)
+        if schedule is None:
+            known = sorted(self._logs)
+            raise ValueError(f"no source {source!r}; the run's sources are {known}" if source not in known else
+                             f"source {source!r} is not open-loop (a rate); only an open-loop source's rate can change")
+        mean = check_rate(source, rate_per_s)
+        now, old = self._run.env.now, schedule.mean_gap_s
+        schedule.mean_gap_s = mean
+        if mean == math.inf:
+            delay = math.inf
+        elif old == math.inf:
+            delay = next(schedule.units) * mean
+        else:
+            delay = (schedule.next_s - now) / old * mean
+        schedule.next_s = now + delay
+        if schedule.process is not None and schedule.process.is_alive:
+            schedule.process.interrupt(delay)
 
     def logs(self) -> dict[str, RequestLog]:
         """Each source's requests so far (unfinished ones have a NaN finish time)."""

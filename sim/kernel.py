@@ -41,6 +41,7 @@ from virtsim.sim.routes import (
     TraceArrivals,
     WorkSampler,
     check_network,
+    check_rate,
 )
 from virtsim.sim.stations import GroupPath, check_quota
 
@@ -226,7 +227,8 @@ class KernelRun:
                 cond_min[j, k] = cmin
         kinds = {OpenArrivals: kl.OPEN, ClosedArrivals: kl.CLOSED, BatchArrivals: kl.BATCH, TraceArrivals: kl.TRACE}
         ki = np.zeros((n_sm, 5), np.int64)
-        kf = np.zeros((n_sm, 2))
+        kf = np.zeros((n_sm, 4))
+        kf[:, kl.K_SCALE], kf[:, kl.K_NEXT] = 1.0, np.inf
         trace: list[float] = []
         for j, s in enumerate(self._streams):
             arrivals = self.sources[s.source].arrivals
@@ -239,6 +241,8 @@ class KernelRun:
                 trace += times
             elif isinstance(arrivals, ClosedArrivals):
                 kf[j, kl.K_THINK] = arrivals.think_s
+            else:
+                kf[j, kl.K_SCALE] = s.gap_mean_s  # open: unit gaps pooled, scaled as they are used
         return kl.Model(
             end_s=float(self.control.duration_s), si=si, sf=sf, gi=gi, gf=gf, cores=cores,
             shared=np.flatnonzero(si[:, kl.S_KIND] == kl.SHARED).astype(np.int64),
@@ -270,7 +274,7 @@ class KernelRun:
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
             scratch_i=np.zeros(4 * (n_nd + 1), np.int64), scratch_p=np.zeros(6 * (n_nd + 1), np.int64),
             scratch_q=np.zeros(3 * (n_nd + 1)), scratch_f=np.zeros(3 * n_nd + 3),
-            sm_i=np.zeros((n_sm, 5), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
+            sm_i=np.zeros((n_sm, 6), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
             rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
             pairs=np.zeros(requests, np.int64),
         )
@@ -303,7 +307,10 @@ class KernelRun:
             grown = np.zeros(max(2 * st.gaps.shape[0], used + n))
             grown[:used] = st.gaps[:used]
             self.state = st = st._replace(gaps=grown)
-        st.gaps[used:used + n] = s.gaps.exponential(s.gap_mean_s, n)
+        if self.model.ki[j, kl.K_KIND] == kl.OPEN:  # in units of the mean, which set_gap_mean changes
+            st.gaps[used:used + n] = s.gaps.standard_exponential(n)
+        else:
+            st.gaps[used:used + n] = s.gaps.exponential(s.gap_mean_s, n)
         st.sm_i[j, kl.SM_GAP], st.sm_i[j, kl.SM_GAP_END] = used, used + n
         st.ctr[kl.C_GAPS_USED] = used + n
         if self.model.ki[j, kl.K_KIND] == kl.CLOSED:
@@ -362,6 +369,18 @@ class KernelRun:
         self._room_for_completions()
         kl.set_quota(self.model, self.state, st, self._nodes.ids[(st, group)], float(quota_s), float(period_s))
 
+    def set_rate(self, source: str, rate_per_s: float) -> None:
+        """Open-loop ``source``'s arrival rate (1/s) from now on; 0 stops its arrivals (those in
+        flight finish), a positive rate after 0 starts them again (see
+        :func:`~virtsim.sim.kernel_loop.set_gap_mean`; the DES's :meth:`~virtsim.sim.engine.DesRun.set_rate`)."""
+        j = _open_stream(self.sources, self._streams, source)
+        mean = check_rate(source, rate_per_s)
+        self._room_for_completions()
+        st = self.state
+        if st.sm_i[j, kl.SM_GAP] >= st.sm_i[j, kl.SM_GAP_END]:
+            self._fill_gaps(j)
+        kl.set_gap_mean(self.model, self.state, j, mean)
+
     def logs(self) -> dict[str, RequestLog]:
         """Each source's requests so far (unfinished ones have a NaN finish time)."""
         st, m = self.state, self.model
@@ -404,6 +423,16 @@ class KernelRun:
                     servers = g.servers if math.isfinite(g.servers) else station_servers
                     utilization[g.label] = float(subtree[self._nodes.ids[(i, path)]]) / (servers * duration)
         return RunResult(logs, utilization, self.replication)
+
+
+def _open_stream(sources: Sequence[Source], streams: list[_Stream], name: str) -> int:
+    """The stream of open-loop source ``name`` (a ValueError naming the choices otherwise)."""
+    index = {src.name: i for i, src in enumerate(sources)}
+    if name not in index:
+        raise ValueError(f"no source {name!r}; the run's sources are {sorted(index)}")
+    if not isinstance(sources[index[name]].arrivals, OpenArrivals):
+        raise ValueError(f"source {name!r} is not open-loop (a rate); only an open-loop source's rate can change")
+    return next(j for j, s in enumerate(streams) if s.source == index[name])
 
 
 def _capacity(spec: StationSpec) -> float:

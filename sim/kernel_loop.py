@@ -59,9 +59,12 @@ ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T = range(4)
 S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI = range(9)
 S_SERVERS, S_SMT = range(2)
 # streams: sm_i changing, ki and kf fixed
-SM_J, SM_ROW, SM_ROW_END, SM_GAP, SM_GAP_END = range(5)
+# SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void)
+SM_J, SM_ROW, SM_ROW_END, SM_GAP, SM_GAP_END, SM_EPOCH = range(6)
 K_KIND, K_SOURCE, K_LEN, K_COUNT, K_TRACE_LO = range(5)
-K_AT, K_THINK = range(2)
+# K_SCALE: what a pooled gap is multiplied by (an open stream's mean gap, s, which set_rate
+# changes; 1 for think times, pooled as drawn); K_NEXT: an open stream's next arrival (s)
+K_AT, K_THINK, K_SCALE, K_NEXT = range(4)
 # route steps per stream and slot
 P_WHAT, P_STATION, P_NODE, P_COND_STATION, P_COND_NODE = range(5)
 
@@ -791,18 +794,26 @@ def _new_request(s: State, sm: int, now: float) -> int:
 
 
 @_inline
-def _next_gap(s: State, sm: int) -> float:
+def _next_gap(m: Model, s: State, sm: int) -> float:
     """Stream ``sm``'s next arrival gap or think time (s)."""
-    gap = s.gaps[s.sm_i[sm, SM_GAP]]
+    gap = s.gaps[s.sm_i[sm, SM_GAP]] * m.kf[sm, K_SCALE]
     s.sm_i[sm, SM_GAP] += 1
     return gap
+
+
+@_inline
+def _next_arrival(m: Model, s: State, sm: int, now: float) -> None:
+    """Schedule open stream ``sm``'s next arrival, one gap from ``now``, in its current schedule."""
+    t = now + _next_gap(m, s, sm)
+    m.kf[sm, K_NEXT] = t
+    _schedule(s.ctr, s.ev_t, s.ev_i, t, _NORMAL, _E_ARRIVE, sm, s.sm_i[sm, SM_EPOCH])
 
 
 @_inline
 def _client_next(m: Model, s: State, sm: int, now: float) -> int:
     """A closed-loop client's next request: after its think time (-1), or at once (the request)."""
     if m.kf[sm, K_THINK] > 0:
-        _schedule(s.ctr, s.ev_t, s.ev_i, now + _next_gap(s, sm), _NORMAL, _E_ARRIVE, sm, 0)
+        _schedule(s.ctr, s.ev_t, s.ev_i, now + _next_gap(m, s, sm), _NORMAL, _E_ARRIVE, sm, 0)
         return -1
     if now >= m.end_s:
         return -1
@@ -910,18 +921,19 @@ def _room(m: Model, s: State, wake: int) -> int:
 
 
 @_inline
-def _arrive(m: Model, s: State, sm: int, now: float) -> int:
+def _arrive(m: Model, s: State, sm: int, epoch: int, now: float) -> int:
     """A stream's timeout fired: an arrival, a batch, or a client done thinking (its request, which
-    the caller serves at once; -1 otherwise)."""
+    the caller serves at once; -1 otherwise). An open stream's arrival from a schedule that
+    set_rate has since replaced (``epoch``) is void."""
     kind = m.ki[sm, K_KIND]
     if kind == CLOSED:
         return -1 if now >= m.end_s else _new_request(s, sm, now)
     if kind == OPEN:
-        if now >= m.end_s:
+        if now >= m.end_s or epoch != s.sm_i[sm, SM_EPOCH]:
             return -1
         r = _new_request(s, sm, now)
         _schedule(s.ctr, s.ev_t, s.ev_i, now, _URGENT, _E_SERVE, r, 0)
-        _schedule(s.ctr, s.ev_t, s.ev_i, now + _next_gap(s, sm), _NORMAL, _E_ARRIVE, sm, 0)
+        _next_arrival(m, s, sm, now)
     elif kind == BATCH:
         for _ in range(m.ki[sm, K_COUNT]):
             r = _new_request(s, sm, now)
@@ -943,7 +955,7 @@ def _init(m: Model, s: State, sm: int, now: float) -> int:
     if kind == CLOSED:
         return _client_next(m, s, sm, now)
     if kind == OPEN:
-        _schedule(s.ctr, s.ev_t, s.ev_i, now + _next_gap(s, sm), _NORMAL, _E_ARRIVE, sm, 0)
+        _next_arrival(m, s, sm, now)
     elif kind == BATCH:
         _schedule(s.ctr, s.ev_t, s.ev_i, now + m.kf[sm, K_AT], _NORMAL, _E_ARRIVE, sm, 0)
     elif m.ki[sm, K_COUNT] > 0:
@@ -1034,7 +1046,7 @@ def run_until(m: Model, s: State, until: float) -> int:
         elif kind == _E_SERVE:
             r = a
         elif kind == _E_ARRIVE:
-            r = _arrive(m, s, a, now)
+            r = _arrive(m, s, a, b, now)
         else:
             r = _init(m, s, a, now)
         while r >= 0:
@@ -1045,6 +1057,26 @@ def run_until(m: Model, s: State, until: float) -> int:
     if until > s.clock[0]:
         s.clock[0] = until
     return DONE
+
+
+@_jit
+def set_gap_mean(m: Model, s: State, sm: int, mean_s: float) -> None:
+    """Open stream ``sm``'s mean gap (s) from now on; inf stops its arrivals. Its pending arrival
+    is moved: the time left to it scaled by new / old mean (an exponential gap is memoryless,
+    so the scaled rest is a gap at the new rate); after a stop, a fresh gap from now. The caller
+    makes room for one event and, after a stop, one pooled gap."""
+    now = s.clock[0]
+    old = m.kf[sm, K_SCALE]
+    s.sm_i[sm, SM_EPOCH] += 1  # the pending arrival, if any, is void
+    m.kf[sm, K_SCALE] = mean_s
+    if mean_s == _INF:
+        m.kf[sm, K_NEXT] = _INF
+    elif old == _INF:
+        _next_arrival(m, s, sm, now)
+    else:
+        t = now + (m.kf[sm, K_NEXT] - now) / old * mean_s
+        m.kf[sm, K_NEXT] = t
+        _schedule(s.ctr, s.ev_t, s.ev_i, t, _NORMAL, _E_ARRIVE, sm, s.sm_i[sm, SM_EPOCH])
 
 
 @_jit

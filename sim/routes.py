@@ -29,6 +29,7 @@ __all__ = [
     "TraceArrivals",
     "WorkSampler",
     "check_network",
+    "check_rate",
 ]
 
 StationKind = Literal["fifo", "delay", "shared", "lock"]
@@ -120,6 +121,15 @@ class OpenArrivals:
     def __post_init__(self) -> None:
         if not (self.rate_per_s > 0 and math.isfinite(self.rate_per_s)):
             raise ValueError(f"arrival rate must be > 0, got {self.rate_per_s}")
+
+
+def check_rate(source: str, rate_per_s: float) -> float:
+    """The mean gap (s) of arrivals at ``rate_per_s`` for a rate change of ``source``: inf for 0
+    (no arrivals). A ValueError for a rate that is negative, NaN or infinite."""
+    if not (rate_per_s >= 0 and math.isfinite(rate_per_s)):
+        raise ValueError(f"source {source!r}: a rate is a finite number of requests per second >= 0 "
+                         f"(0 stops the arrivals), got {rate_per_s}")
+    return math.inf if rate_per_s == 0 else 1.0 / rate_per_s
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,30 @@ def test_the_cpu_max_to_change_is_the_named_guests_own_and_only_one() -> None:
     sim.set_cpu_max("api", 0.3)
     with pytest.raises(ValueError, match=r"step to the end first"):
         sim.runs()  # rates per second of the whole run would be wrong mid-run
+
+
+def _shed(engine: str) -> list[pd.DataFrame]:
+    """api at 420/s on 0.3 of a core (0.42 of demand): its load is removed at 2 s, and half of
+    it (210/s, 0.21 of a core) comes back at 3 s. What observe() shows at 2 s, 3 s and the end."""
+    sim = virtsim.Simulation(_short(QUOTA), stack=CAPPED, engine=engine)
+    sim.step(2.0)
+    seen = [sim.observe()]
+    sim.set_rate("api", 0)
+    sim.step(3.0)
+    seen.append(sim.observe())
+    sim.set_rate("api", 210)
+    sim.step(sim.duration_s)
+    return [*seen, sim.observe(since_s=4.5)]
+
+
+def test_a_guest_whose_load_is_removed_then_halved_drains_its_backlog() -> None:
+    at2, at3, end = _shed("kernel")
+    assert at3.loc["api", "arrived"] == at2.loc["api", "arrived"]  # no new request while removed
+    assert at3.loc["api", "finished"] > at2.loc["api", "finished"]  # the backlog drains meanwhile
+    # 210/s for 3 s: a Poisson count within 4 standard deviations; 0.21 of a core under a 0.3 cap
+    assert abs(end.loc["api", "arrived"] - at3.loc["api", "arrived"] - 630) <= 4 * 630**0.5
+    assert end.loc["api", "latency_p99_s"] < 0.1
+    for ours, des in zip((at2, at3, end), _shed("des"), strict=True):
+        pd.testing.assert_frame_equal(ours, des, rtol=1e-9)
+    with pytest.raises(ValueError, match="no guest 'web'"):
+        virtsim.Simulation(_short(QUOTA), stack=CAPPED).set_rate("web", 10)

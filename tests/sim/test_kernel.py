@@ -241,3 +241,55 @@ def test_requests_with_several_random_device_times_agree_on_both_engines(stack) 
     des, kernel = simulate(stations, sources, control, 0), simulate_kernel(stations, sources, control, 0)
     assert des.logs["g"].n > 2048  # more than one DES block
     assert_same(des, kernel)
+
+
+def _rate_run(run_class, changes: list[tuple[float, float]], end_s: float):
+    """An open source (200/s to start) and a closed one on 2 cores and a disk, its rate changed
+    at the given (time s, rate 1/s) steps."""
+    stations = [StationSpec("cpu", "shared", 2.0), StationSpec("disk", "fifo", 1.0)]
+    sources = [Source("o", (Slot("cpu", "app"), Slot("disk", "io")), OpenArrivals(200.0),
+                      _factory(0.003, 2, 0.2, "exp")),
+               Source("c", (Slot("cpu", "app"),), ClosedArrivals(3, 0.01), _factory(0.004, 1, 0.0, "exp"))]
+    run = run_class(stations, sources, RunControl(duration_s=end_s, seed=21))
+    for at, rate in changes:
+        run.step(at)
+        run.set_rate("o", rate)
+    run.step(end_s)
+    return run.result()
+
+
+def test_rate_changes_mid_run_agree_request_by_request_on_both_engines() -> None:
+    """Up, down to nothing, back, two changes at one instant, and a change after the last arrival
+    would have come: the kernel and the DES move the pending arrival the same way."""
+    changes = [(0.5, 400.0), (1.0, 0.0), (1.5, 100.0), (2.0, 0.0), (2.0, 300.0), (2.5, 50.0), (2.5, 50.0)]
+    des, kernel = _rate_run(DesRun, changes, 3.0), _rate_run(KernelRun, changes, 3.0)
+    assert_same(des, kernel)
+    arrivals = des.logs["o"].arrival_s
+    assert not np.any((arrivals > 1.0) & (arrivals < 1.5))  # stopped: nothing arrives
+    assert np.any((arrivals > 1.0) & ~np.isnan(des.logs["o"].finish_s))  # those in flight finish
+
+
+def test_an_open_source_follows_its_new_rate_within_poisson_bounds() -> None:
+    """1,000/s for 10 s, nothing for 10 s, 3,000/s for 10 s: each window's arrivals are a Poisson
+    count of rate x 10 s (4 standard deviations), and none in the stopped window."""
+    kernel = _rate_run(KernelRun, [(0.0, 1000.0), (10.0, 0.0), (20.0, 3000.0)], 30.0)
+    arrivals = kernel.logs["o"].arrival_s
+    for lo, rate in ((0.0, 1000.0), (10.0, 0.0), (20.0, 3000.0)):
+        n = np.count_nonzero((arrivals >= lo) & (arrivals < lo + 10.0))
+        expected = rate * 10.0
+        assert abs(n - expected) <= 4 * math.sqrt(expected), (lo, n, expected)
+
+
+def test_a_rate_change_is_refused_for_a_closed_source_or_a_bad_rate() -> None:
+    for run_class in (DesRun, KernelRun):
+        stations = [StationSpec("cpu", "shared", 1.0)]
+        sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), _factory(0.001, 1, 0.0, "exp")),
+                   Source("c", (Slot("cpu", "app"),), ClosedArrivals(1, 0.1), _factory(0.001, 1, 0.0, "exp"))]
+        run = run_class(stations, sources, RunControl(duration_s=1.0))
+        with pytest.raises(ValueError, match="not open-loop"):
+            run.set_rate("c", 5.0)
+        with pytest.raises(ValueError, match="no source 'x'"):
+            run.set_rate("x", 5.0)
+        for bad in (-1.0, math.inf, math.nan):
+            with pytest.raises(ValueError, match=">= 0"):
+                run.set_rate("o", bad)
