@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from virtsim.experiments.outputs import atomic_write, write_json
 from virtsim.experiments.scenario import load_toml_model
+from virtsim.models.disks.allocation import HostFile
 from virtsim.models.disks.chain import build_chain_usage, disjoint_chain_usage
 from virtsim.models.disks.formats import (
     FORMAT_NAMES,
@@ -94,6 +95,13 @@ class HostFsSpec(StrictModel):
     @classmethod
     def _power_of_two(cls, block: float) -> float:
         return _power_of_two(block, "a file system block is a power of two (512 B .. 64 KiB)")
+
+    def image_file(self) -> HostFile:
+        """How this file system allocates a disk image file: XFS honours the 1 MiB extent size
+        hint QEMU sets on files it creates (``extent_size_hint``, ``block/file-posix.c``), so each
+        write takes the whole MiB around it; the others ignore the hint."""
+        xfs = self.kind in ("xfs", "xfs-reflink")
+        return HostFile(int(self.block_bytes), extent_hint_bytes=2**20 if xfs else 0)
 
     def host_fs(self) -> HostFs:
         """The layers model's view of this file system (btrfs keeps files up to 2 KiB in its
@@ -230,11 +238,11 @@ def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
         for g in range(spec.guests)
     ]
     rows = []
-    block = int(spec.host_fs.block_bytes)
+    host = spec.host_fs.image_file()
     for name in spec.formats:
         fmt = spec.image_format(name)
         # on the host (du), as the layer stacks are counted; the file lengths (ls) beside them
-        usage = build_chain_usage(fmt, virtual, base, guest_writes, host_block_bytes=block)
+        usage = build_chain_usage(fmt, virtual, base, guest_writes, host=host)
         length = build_chain_usage(fmt, virtual, base, guest_writes)
         rows += _sharing_rows("image-chain", name, spec.guests, usage.base_bytes, usage.private_bytes(),
                               usage.full_clones(), {
@@ -315,12 +323,12 @@ def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
     its length (``apparent_bytes``: a whole VHDX block)."""
     rows = []
     virtual = int(spec.virtual_bytes)
-    block = int(spec.host_fs.block_bytes)
+    host = spec.host_fs.image_file()
     for name in spec.formats:
         fmt = spec.image_format(name)
         first = (np.array([2**20]), np.array([4096]))
         both = (np.array([2**20, 2**20 + max(fmt.unit_bytes, 4096)]), np.array([4096, 4096]))
-        sizes = [(fmt.physical_bytes_after(*w, virtual, differencing=True, host_block_bytes=block),
+        sizes = [(fmt.physical_bytes_after(*w, virtual, differencing=True, host=host),
                   fmt.file_bytes_after(*w, virtual, differencing=True)) for w in (first, both)]
         rows += _rows("amplification", name, 1, {"allocated_bytes": sizes[1][0] - sizes[0][0],
                                                  "apparent_bytes": sizes[1][1] - sizes[0][1],

@@ -9,10 +9,12 @@ disk at 512-byte units would need a 2 GiB bitmap).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["FS_BLOCK", "check_inside", "first_touch_order", "host_blocks", "sorted_distinct", "touched_units",
-           "unit_indices"]
+__all__ = ["FS_BLOCK", "HostFile", "check_inside", "first_touch_order", "host_blocks", "sorted_distinct",
+           "touched_units", "unit_indices"]
 
 
 def unit_indices(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.ndarray:
@@ -100,3 +102,32 @@ def host_blocks(starts: np.ndarray, ends: np.ndarray, block_bytes: int) -> int:
     run_first = first[new]
     run_last = reach[np.append(np.flatnonzero(new)[1:] - 1, first.size - 1)]
     return int(np.sum(run_last - run_first + 1))
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """How the host file system allocates a disk image file: its block (bytes), and the extent
+    size hint QEMU gives every file it creates (``extent_size_hint``, 1 MiB unless set: XFS
+    honours it, so a write allocates the whole hint-aligned extent around it, unwritten outside
+    the bytes written; ext4, btrfs and tmpfs ignore it: 0)."""
+
+    block_bytes: int = FS_BLOCK
+    extent_hint_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value in (("block_bytes", self.block_bytes), ("extent_hint_bytes", self.extent_hint_bytes)):
+            if value < 0 or value & (value - 1) or (name == "block_bytes" and value < 512):
+                raise ValueError(f"{name} is a power of two (the block at least 512 B), got {value}")
+
+    def occupied_bytes(self, starts: np.ndarray, ends: np.ndarray, eof_bytes: int) -> int:
+        """Bytes a file of ``eof_bytes`` whose byte ranges [starts, ends) were written occupies:
+        the blocks (or hint extents) they touch, none past the end of the file (an extent the
+        file ends inside is allocated up to the block the end falls in)."""
+        granule = max(self.block_bytes, self.extent_hint_bytes)
+        size = host_blocks(starts, ends, granule) * granule
+        if granule > self.block_bytes and size:
+            last = int(np.max(np.asarray(ends, dtype=np.int64)[np.asarray(ends) > np.asarray(starts)]))
+            tail_end = -(-last // granule) * granule  # the end of the last extent touched
+            eof = -(-eof_bytes // self.block_bytes) * self.block_bytes
+            size -= max(0, tail_end - eof)
+        return size

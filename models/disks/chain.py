@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from virtsim.models.disks.allocation import check_inside, sorted_distinct, touched_units
+from virtsim.models.disks.allocation import HostFile, check_inside, sorted_distinct, touched_units
 from virtsim.models.disks.formats import ImageFormat, Raw
 
 __all__ = ["ChainUsage", "build_chain_usage", "disjoint_chain_usage"]
@@ -68,10 +68,10 @@ def disjoint_chain_usage(base_bytes: int, changes_bytes: list[int]) -> ChainUsag
 
 
 def build_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
-                      guest_writes: list[list[Writes]], *, host_block_bytes: int | None = None) -> ChainUsage:
+                      guest_writes: list[list[Writes]], *, host: HostFile | None = None) -> ChainUsage:
     """Sizes of a chain whose base and differencing disks received the given writes: file
-    lengths (what ``ls`` shows), or with ``host_block_bytes`` what each file occupies on a host
-    file system with blocks of that size (``du``; sparse files count only what was written).
+    lengths (what ``ls`` shows), or with ``host`` what each file occupies on that host file
+    system (``du``; sparse files count only what was written).
 
     Each write set is (offsets, sizes) in bytes, inside the virtual size. A differencing disk
     allocates a unit on any write to it, whatever its parents hold (copy-on-write of the whole
@@ -79,8 +79,8 @@ def build_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
     """
     for writes in [base_writes, *(w for levels in guest_writes for w in levels)]:
         check_inside(*writes, virtual_bytes)
-    if host_block_bytes is not None:
-        return _physical_chain_usage(fmt, virtual_bytes, base_writes, guest_writes, host_block_bytes)
+    if host is not None:
+        return _physical_chain_usage(fmt, virtual_bytes, base_writes, guest_writes, host)
     if isinstance(fmt, Raw):
         return ChainUsage(0, tuple((virtual_bytes,) for _ in guest_writes),
                           tuple(virtual_bytes for _ in guest_writes))
@@ -97,17 +97,17 @@ def build_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
 
 
 def _physical_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
-                          guest_writes: list[list[Writes]], block: int) -> ChainUsage:
+                          guest_writes: list[list[Writes]], host: HostFile) -> ChainUsage:
     """:func:`build_chain_usage` in bytes occupied on the host (see there)."""
     clones = []
     for levels in guest_writes:
         chain = [base_writes, *levels]
         clones.append(fmt.clone_physical_bytes(np.concatenate([w[0] for w in chain]),
                                                np.concatenate([w[1] for w in chain]), virtual_bytes,
-                                               host_block_bytes=block))
-    if isinstance(fmt, Raw):  # each guest's disk is a full copy, sparse as qemu-img convert writes it
+                                               host=host))
+    if isinstance(fmt, Raw):  # each guest's disk is a full copy, sparse, holding what was written
         return ChainUsage(0, tuple((c,) for c in clones), tuple(clones))
-    guests = [tuple(fmt.physical_bytes_after(*w, virtual_bytes, differencing=True, host_block_bytes=block)
+    guests = [tuple(fmt.physical_bytes_after(*w, virtual_bytes, differencing=True, host=host)
                     for w in levels) for levels in guest_writes]
-    base = fmt.physical_bytes_after(*base_writes, virtual_bytes, host_block_bytes=block)
+    base = fmt.physical_bytes_after(*base_writes, virtual_bytes, host=host)
     return ChainUsage(base, tuple(guests), tuple(clones))

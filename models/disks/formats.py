@@ -42,7 +42,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from virtsim.models.disks import qcow2_alloc
-from virtsim.models.disks.allocation import FS_BLOCK, host_blocks, touched_units, unit_indices
+from virtsim.models.disks.allocation import HostFile, touched_units, unit_indices
 
 __all__ = [
     "FORMAT_NAMES",
@@ -61,6 +61,9 @@ FORMAT_NAMES: tuple[FormatName, ...] = get_args(FormatName)
 
 KiB, MiB, GiB = 2**10, 2**20, 2**30
 QCOW2_DEFAULT_CLUSTER = 64 * KiB  # qemu-img create's cluster_size
+
+
+_HOST = HostFile()  # ext4, 4 KiB blocks
 
 
 @dataclass(frozen=True)
@@ -98,22 +101,24 @@ class ImageFormat:
         return self.file_bytes(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, differencing)
 
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
-                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None) -> int:
-        """Bytes the image occupies on a host file system with ``host_block_bytes`` blocks after
-        these writes in this order: ``du`` less the file system's own metadata (extent tree
-        blocks). ``reopen_every``: the image is opened again after every that many writes (see
+        """Bytes the image occupies on the host file system ``host`` after these writes in this
+        order: its extents (``du`` less the file system's own metadata, extent tree blocks).
+        ``reopen_every``: the image is opened again after every that many writes (see
         :meth:`Qcow2.file_bytes_after`). A format that writes every byte of its file, as VDI
-        does (its header, block map and whole blocks), occupies its length in whole blocks."""
+        does (its header, block map and whole blocks), occupies its length."""
         size = self.file_bytes_after(offsets, sizes, virtual_bytes, differencing)
-        return -(-size // host_block_bytes) * host_block_bytes
+        return host.occupied_bytes(np.array([0]), np.array([size]), size)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
-                             host_block_bytes: int = FS_BLOCK) -> int:
-        """Bytes a standalone copy occupies on the host (``qemu-img convert`` of a chain whose
-        disks received these writes): the touched units written in ascending order."""
-        units = touched_units(offsets, sizes, self.unit_bytes)
-        return -(-self.file_bytes(units, virtual_bytes) // host_block_bytes) * host_block_bytes
+                             host: HostFile = _HOST) -> int:
+        """Bytes a standalone copy occupies on the host (``qemu-img convert`` of a chain of this
+        format whose disks received these writes): the touched units written in ascending order.
+        (From a source with larger units into units under 4 KiB, convert writes whole 4 KiB
+        pieces, which this does not count.)"""
+        size = self.file_bytes(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes)
+        return host.occupied_bytes(np.array([0]), np.array([size]), size)
 
 
 @dataclass(frozen=True)
@@ -189,22 +194,22 @@ class Qcow2(ImageFormat):
                                       reopen_every)
 
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
-                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None) -> int:
         """Every host block holding a cluster QEMU wrote: header, refcount table and blocks, L2
         tables and data clusters in full (a new cluster's unwritten part is zero-filled with
         ``fallocate``, which allocates), the L1 table up to its last entry. Clusters skipped
-        below a moved refcount table stay holes (:func:`qcow2_alloc.physical_bytes`)."""
+        below a moved refcount table stay holes (:func:`qcow2_alloc.written_ranges`)."""
         requests = qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes)
-        return qcow2_alloc.physical_bytes(requests, self.unit_bytes, virtual_bytes, host_block_bytes,
-                                          self.refcount_bits, reopen_every)
+        return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
+                                                               self.refcount_bits, reopen_every))
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
-                             host_block_bytes: int = FS_BLOCK) -> int:
+                             host: HostFile = _HOST) -> int:
         """The copy ``qemu-img convert`` writes: the touched clusters in ascending order."""
         requests = qcow2_alloc.requests_from_units(touched_units(offsets, sizes, self.unit_bytes), self.unit_bytes)
-        return qcow2_alloc.physical_bytes(requests, self.unit_bytes, virtual_bytes, host_block_bytes,
-                                          self.refcount_bits)
+        return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
+                                                               self.refcount_bits))
 
 
 @dataclass(frozen=True)
@@ -236,7 +241,7 @@ class Vmdk(ImageFormat):
     def metadata_bytes(self, virtual_bytes: int) -> int:
         return self._layout(virtual_bytes)[2] * 512
 
-    def _physical(self, units: np.ndarray, virtual_bytes: int, host_block_bytes: int) -> int:
+    def _physical(self, units: np.ndarray, virtual_bytes: int, host: HostFile) -> int:
         """What ``qemu-img create`` writes (the header sector and the descriptor's text, taken as
         1 KiB; both grain directories) plus, per grain, its 4-byte entry in both grain tables
         (the tables are preallocated as holes) and the grain in full, grains following the
@@ -250,16 +255,16 @@ class Vmdk(ImageFormat):
         starts = np.concatenate([[0, self.RGD_SECTOR * 512, gd_sector * 512, grains_at], rgt, gt])
         ends = np.concatenate([[header_end, (self.RGD_SECTOR + gd_sectors) * 512, (gd_sector + gd_sectors) * 512,
                                 grains_at + units.size * self.unit_bytes], rgt + 4, gt + 4])
-        return host_blocks(starts, ends, host_block_bytes) * host_block_bytes
+        return host.occupied_bytes(starts, ends, grains_at + units.size * self.unit_bytes)
 
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
-                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None) -> int:
-        return self._physical(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, host_block_bytes)
+        return self._physical(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, host)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
-                             host_block_bytes: int = FS_BLOCK) -> int:
-        return self._physical(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, host_block_bytes)
+                             host: HostFile = _HOST) -> int:
+        return self._physical(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, host)
 
 
 @dataclass(frozen=True)
@@ -288,15 +293,17 @@ class Vhdx(ImageFormat):
 
     def _created(self, virtual_bytes: int) -> tuple[list[int], list[int]]:
         """Byte ranges ``qemu-img create`` writes (``block/vhdx.c``): the file identifier, two
-        4 KiB headers, two 64 KiB region tables, the whole BAT (every entry PAYLOAD_BLOCK_ZERO),
-        the metadata table (64 KiB) and its five items (40 bytes). The log is left a hole."""
+        headers (80 bytes of their 4 KiB: ``sizeof(VHDXHeader)``), two 64 KiB region tables, the
+        whole BAT (every entry PAYLOAD_BLOCK_ZERO), the metadata table (64 KiB) and its five items
+        (40 bytes). The log is left a hole."""
         bat = self._bat_bytes(virtual_bytes)
         meta = 2 * MiB + bat
         return ([0, 64 * KiB, 128 * KiB, 192 * KiB, 2 * MiB, meta, meta + 64 * KiB],
-                [512, 68 * KiB, 132 * KiB, 320 * KiB, 2 * MiB + bat, meta + 64 * KiB, meta + 64 * KiB + 40])
+                [512, 64 * KiB + 80, 128 * KiB + 80, 320 * KiB, 2 * MiB + bat, meta + 64 * KiB,
+                 meta + 64 * KiB + 40])
 
     def _physical(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, differencing: bool,
-                  host_block_bytes: int, first_touch: bool, reopen_every: int | None) -> int:
+                  host: HostFile, first_touch: bool, reopen_every: int | None) -> int:
         """Created ranges, the log, and each write's bytes where its block lies in the file.
 
         A new block goes at the end of the file, which QEMU extends without writing (payload
@@ -321,22 +328,22 @@ class Vhdx(ImageFormat):
         created_starts, created_ends = self._created(virtual_bytes)
         starts = np.concatenate([created_starts, [1 * MiB], at + piece_start - block * unit])
         ends = np.concatenate([created_ends, [1 * MiB + log], at + piece_end - block * unit])
-        size = host_blocks(starts, ends, host_block_bytes) * host_block_bytes
+        size = host.occupied_bytes(starts, ends, self.metadata_bytes(virtual_bytes) + blocks.size * unit)
         if differencing:  # sector bitmap blocks counted whole: an upper bound (QEMU cannot write them)
             chunk_blocks = (2**23 * 512) // unit
             size += np.unique(blocks // chunk_blocks).size * MiB
         return size
 
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
-                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None) -> int:
-        return self._physical(offsets, sizes, virtual_bytes, differencing, host_block_bytes, True, reopen_every)
+        return self._physical(offsets, sizes, virtual_bytes, differencing, host, True, reopen_every)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
-                             host_block_bytes: int = FS_BLOCK) -> int:
+                             host: HostFile = _HOST) -> int:
         """``qemu-img convert`` copies the blocks in ascending order and skips 4 KiB pieces
         that read as zeros (its default ``-S 4k``), so every written 4 KiB piece is copied."""
-        return self._physical(*sparse_pieces(offsets, sizes), virtual_bytes, False, host_block_bytes, False, None)
+        return self._physical(*sparse_pieces(offsets, sizes), virtual_bytes, False, host, False, None)
 
     def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
         size = super().file_bytes(units, virtual_bytes, differencing)
@@ -356,26 +363,26 @@ class Raw(ImageFormat):
         return 0
 
     def empty_bytes(self, virtual_bytes: int) -> int:
-        return virtual_bytes
+        return -(-virtual_bytes // 512) * 512  # qemu-img rounds the size up to whole sectors
 
     def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
-        return virtual_bytes
+        return self.empty_bytes(virtual_bytes)
 
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
-                             differencing: bool = False, *, host_block_bytes: int = FS_BLOCK,
+                             differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None) -> int:
         """The blocks written, and the first 4 KiB, which ``qemu-img create`` writes so that
         later probes find the file's alignment (``allocate_first_block`` in ``file-posix.c``)."""
         offsets = np.asarray(offsets, dtype=np.int64)
         starts = np.append(offsets, 0)
         ends = np.append(offsets + np.asarray(sizes, dtype=np.int64), min(4096, virtual_bytes))
-        return host_blocks(starts, ends, host_block_bytes) * host_block_bytes
+        return host.occupied_bytes(starts, ends, self.empty_bytes(virtual_bytes))
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
-                             host_block_bytes: int = FS_BLOCK) -> int:
-        """``qemu-img convert`` writes the 4 KiB pieces that hold data (its default ``-S 4k``)."""
-        return self.physical_bytes_after(*sparse_pieces(offsets, sizes), virtual_bytes,
-                                         host_block_bytes=host_block_bytes)
+                             host: HostFile = _HOST) -> int:
+        """A copy holds what the guest's own disk holds: the blocks written (``qemu-img convert``
+        copies a raw file's data extents, as the host reports them, block by block)."""
+        return self.physical_bytes_after(offsets, sizes, virtual_bytes, host=host)
 
 
 _DEFAULTS: dict[str, ImageFormat] = {

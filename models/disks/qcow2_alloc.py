@@ -40,9 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from virtsim.models.disks.allocation import host_blocks, unit_indices
+from virtsim.models.disks.allocation import unit_indices
 
-__all__ = ["Requests", "file_bytes", "physical_bytes", "replayed", "requests_from_units", "requests_from_writes"]
+__all__ = ["Requests", "file_bytes", "replayed", "requests_from_units", "requests_from_writes", "written_ranges"]
 
 FRESH, AFTER_NEW, AFTER_OLD = 0, 1, 2  # how a data run is placed, see Requests.cont
 _DENSE_RANGES = 4096  # at most this many new refcount block ranges per vectorized step
@@ -489,17 +489,17 @@ def file_bytes(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_b
     return replayed(req, cluster_bytes, virtual_bytes, refcount_bits, reopen_every).end_bytes
 
 
-def physical_bytes(req: Requests, cluster_bytes: int, virtual_bytes: int, host_block_bytes: int,
-                   refcount_bits: int = 16, reopen_every: int | None = None) -> int:
-    """Bytes the image of :func:`file_bytes` occupies on a host file system with blocks of
-    ``host_block_bytes``: every block holding a cluster QEMU wrote (data clusters count whole:
-    QEMU zero-fills the rest of a new cluster with ``fallocate``, which allocates), or the L1
-    table's entries; clusters it skipped stay holes."""
+def written_ranges(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,
+                   reopen_every: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The byte ranges of the image of :func:`file_bytes` that QEMU wrote, and its length: every
+    cluster it allocated in full (data clusters too: QEMU zero-fills the rest of a new cluster
+    with ``fallocate``, which allocates), and the L1 table up to its last entry. Clusters it
+    skipped below a moved refcount table stay holes."""
     alloc = replayed(req, cluster_bytes, virtual_bytes, refcount_bits, reopen_every)
     runs = np.array(alloc.written_runs, dtype=np.int64).reshape(-1, 2) * cluster_bytes
     starts = np.append(runs[:, 0], alloc.l1_written[0])
     ends = np.minimum(np.append(runs[:, 1], alloc.l1_written[1]), alloc.end_bytes)
-    return host_blocks(starts, ends, host_block_bytes) * host_block_bytes
+    return starts, ends, alloc.end_bytes
 
 
 def replayed(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,

@@ -159,3 +159,17 @@ def test_metacopy_and_rewrites_shrink_what_overlay2_copies_up() -> None:
     assert meta <= 40 * SMALL.guests * 4096 < copied  # at most one xattr block per file and guest
     rewrites = private(ops={"chmods": 0, "rewrites": 10})
     assert 0 < rewrites <= 10 * SMALL.guests * 4096  # one 4 KiB block per rewritten file, old data gone
+
+
+def test_on_xfs_a_raw_copy_takes_a_mebibyte_around_every_write() -> None:
+    """qemu-img's 1 MiB extent size hint, which XFS honours: each raw copy holds the base's 256
+    MiB plus a MiB per distinct MiB the 500 random writes hit outside it; about 1,792 x (1 -
+    exp(-437/1792)) = 388 of them (437 of the writes land outside the base), not 500 x 4 KiB."""
+    spec = SMALL.model_copy(update={"host_fs": SMALL.host_fs.model_copy(update={"kind": "xfs"}),
+                                    "formats": ["raw", "qcow2"]})
+    chains = run_disk(spec).query("experiment == 'image-chain'").set_index(["system", "measure"])["bytes"]
+    per_guest = chains[("raw", "private_bytes_per_guest")] / 2**20
+    assert 256 + 350 <= per_guest <= 256 + 437
+    ext4 = run_disk(SMALL.model_copy(update={"formats": ["raw", "qcow2"]}))
+    ext4_chains = ext4.query("experiment == 'image-chain'").set_index(["system", "measure"])["bytes"]
+    assert ext4_chains[("raw", "private_bytes_per_guest")] / 2**20 <= 256 + 2  # 4 KiB blocks: 2 MB written

@@ -11,6 +11,7 @@ size with the blocks the host file system gives the file: its extents from FIEMA
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from virtsim.models.disks.allocation import HostFile
 from virtsim.models.disks.chain import build_chain_usage
 from virtsim.models.disks.formats import format_by_name
 
@@ -34,10 +36,10 @@ def _run(*args: str) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout
 
 
-def allocated_bytes(path: Path) -> int:
+def allocated_bytes(path: Path, block: int = 4096) -> int:
     """Bytes of the file's data extents (written or zero-filled), past-EOF preallocation left
     out; ``st_blocks`` where the file system has no FIEMAP."""
-    run = subprocess.run(["filefrag", "-s", "-v", "-b4096", str(path)], capture_output=True, text=True)
+    run = subprocess.run(["filefrag", "-s", "-v", f"-b{block}", str(path)], capture_output=True, text=True)
     if run.returncode != 0 or "FIEMAP failed" in run.stderr + run.stdout:
         return path.stat().st_blocks * 512
     size, total = path.stat().st_size, 0
@@ -45,9 +47,9 @@ def allocated_bytes(path: Path) -> int:
         parts = line.split(":")
         if len(parts) >= 4 and parts[0].strip().isdigit():
             start, length = int(parts[1].split("..")[0]), int(parts[3].split()[0])
-            if "unwritten" in parts[-1] and start * 4096 >= size:
+            if "unwritten" in parts[-1] and start * block >= size:
                 continue  # XFS's speculative preallocation past the end of the file
-            total += length * 4096
+            total += length * block
     return total
 
 
@@ -99,13 +101,71 @@ def draw_case(seed: int) -> tuple[str, dict[str, str], int | None, int, np.ndarr
 
 @pytest.mark.parametrize("seed", range(20))
 def test_physical_size_matches_qemu_on_random_traces(seed: int, tmp_path: Path) -> None:
+    _check_trace(seed, tmp_path, HostFile())
+
+
+def _loop_mount(tmp_path: Path, mkfs: list[str]):
+    """A folder on a fresh file system made by ``mkfs`` on a loop device; skipped where
+    mounting is not allowed."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root and mount(2) for a loop-mounted file system")
+    if shutil.which(mkfs[0]) is None:
+        pytest.fail(f"{mkfs[0]} is not installed (.ci/run installs xfsprogs and e2fsprogs)")
+    image, root = tmp_path / "fs.img", tmp_path / "fs"
+    with image.open("wb") as f:
+        f.truncate(2 * GiB)
+    subprocess.run([*mkfs, str(image)], check=True, capture_output=True)
+    root.mkdir()
+    if subprocess.run(["mount", "-o", "loop", str(image), str(root)], capture_output=True).returncode != 0:
+        pytest.skip(f"{mkfs[0]} file systems cannot be mounted here")
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", str(root)], capture_output=True)
+
+
+@pytest.fixture
+def xfs_dir(tmp_path: Path):
+    yield from _loop_mount(tmp_path, ["mkfs.xfs", "-q", "-f"])
+
+
+@pytest.fixture
+def ext4_1k_dir(tmp_path: Path):
+    yield from _loop_mount(tmp_path, ["mkfs.ext4", "-q", "-F", "-b", "1024"])
+
+
+def test_raw_guest_copies_on_1_kib_blocks_hold_only_what_was_written(ext4_1k_dir: Path) -> None:
+    """Raw has no backing file: each guest gets a copy of the base (qemu-img convert) and writes
+    into it. On 1 KiB blocks, 512-byte writes take a block each, not a 4 KiB piece."""
+    rng = np.random.default_rng(5)
+    virtual = 256 * MiB
+    base_writes = (np.arange(64) * 64 * KiB, np.full(64, 64 * KiB))
+    guest = (rng.integers(0, virtual // 512, 500) * 512, np.full(500, 512))
+    base = create(ext4_1k_dir / "base.raw", "raw", virtual)
+    write_sessions(base, "raw", *base_writes, None)
+    copy = ext4_1k_dir / "guest.raw"
+    _run("qemu-img", "convert", "-O", "raw", str(base), str(copy))
+    write_sessions(copy, "raw", *guest, None)
+    host = HostFile(1024)
+    usage = build_chain_usage(format_by_name("raw", virtual), virtual, base_writes, [[guest]], host=host)
+    assert usage.guest_bytes[0][0] == allocated_bytes(copy, block=1024)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_on_xfs_every_write_takes_the_extent_qemus_size_hint_asks_for(seed: int, xfs_dir: Path) -> None:
+    """qemu-img gives each image a 1 MiB extent size hint, which XFS honours: a sparse image
+    takes a whole MiB around every write (a dense one its length): one case per format."""
+    _check_trace(seed, xfs_dir, HostFile(4096, extent_hint_bytes=MiB))
+
+
+def _check_trace(seed: int, folder: Path, host: HostFile) -> None:
     name, opts, unit, virtual, offsets, sizes, per_session = draw_case(seed)
     fmt = format_by_name(name, virtual, unit)
-    image = create(tmp_path / f"disk.{name}", name, virtual, **opts)
+    image = create(folder / f"disk.{name}", name, virtual, **opts)
     empty = np.empty(0, dtype=np.int64)
-    assert fmt.physical_bytes_after(empty, empty, virtual) == allocated_bytes(image), "empty"
+    assert fmt.physical_bytes_after(empty, empty, virtual, host=host) == allocated_bytes(image), "empty"
     write_sessions(image, name, offsets, sizes, per_session)
-    model = fmt.physical_bytes_after(offsets, sizes, virtual, reopen_every=per_session)
+    model = fmt.physical_bytes_after(offsets, sizes, virtual, host=host, reopen_every=per_session)
     assert model == allocated_bytes(image), f"{name} {opts} {virtual} B, {len(offsets)} writes, {per_session}"
     assert fmt.file_bytes_after(offsets, sizes, virtual) == image.stat().st_size  # and the length still
 
@@ -139,5 +199,5 @@ def test_a_full_clone_occupies_what_qemu_img_convert_writes(target: str, tmp_pat
     clone = tmp_path / f"clone.{target}"
     _run("qemu-img", "convert", "-O", target, str(top), str(clone))
     fmt = format_by_name(target, virtual)
-    usage = build_chain_usage(fmt, virtual, levels[0], [levels[1:]], host_block_bytes=4096)
+    usage = build_chain_usage(fmt, virtual, levels[0], [levels[1:]], host=HostFile())
     assert usage.clone_bytes[0] == allocated_bytes(clone)
