@@ -179,10 +179,17 @@ class Qcow2(ImageFormat):
         return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits)
 
     def file_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
-                         differencing: bool = False, *, reopen_every: int | None = None) -> int:
+                         differencing: bool = False, *, reopen_every: int | None = None,
+                         zero: np.ndarray | None = None, backing_units: np.ndarray | None = None) -> int:
         """The image after these writes in this order. ``reopen_every``: the image is opened
         again after every that many writes (qemu-io command lines, guest reboots), which lets
-        QEMU reuse clusters it freed; None keeps it open throughout."""
+        QEMU reuse clusters it freed; None keeps it open throughout. ``zero``, ``backing_units``:
+        which writes write zeroes, and the guest clusters the backing file holds data in
+        (:func:`qcow2_alloc.requests_from_writes`); zero clusters take no data cluster."""
+        if zero is not None and np.any(zero):
+            requests = qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes, zero, backing_units)
+            return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
+                                          reopen_every)
         data = touched_units(offsets, sizes, self.unit_bytes)
         if data.size == 0:
             return self.empty_bytes(virtual_bytes)
@@ -195,12 +202,14 @@ class Qcow2(ImageFormat):
 
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
                              differencing: bool = False, *, host: HostFile = _HOST,
-                             reopen_every: int | None = None) -> int:
+                             reopen_every: int | None = None, zero: np.ndarray | None = None,
+                             backing_units: np.ndarray | None = None) -> int:
         """Every host block holding a cluster QEMU wrote: header, refcount table and blocks, L2
         tables and data clusters in full (a new cluster's unwritten part is zero-filled with
         ``fallocate``, which allocates), the L1 table up to its last entry. Clusters skipped
-        below a moved refcount table stay holes (:func:`qcow2_alloc.written_ranges`)."""
-        requests = qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes)
+        below a moved refcount table stay holes (:func:`qcow2_alloc.written_ranges`). ``zero``,
+        ``backing_units``: as for :meth:`file_bytes_after`."""
+        requests = qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes, zero, backing_units)
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
                                                                self.refcount_bits, reopen_every))
 

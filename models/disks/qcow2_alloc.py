@@ -68,21 +68,47 @@ class Requests:
         return int(self.size.size)
 
 
-def requests_from_writes(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes: int) -> Requests:
-    """The allocation requests of writes (byte offsets and sizes) made in this order."""
+def requests_from_writes(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes: int,
+                         zero: np.ndarray | None = None, backing_units: np.ndarray | None = None) -> Requests:
+    """The allocation requests of writes (byte offsets and sizes) made in this order.
+
+    ``zero``: which writes write zeroes (``qemu-io write -z``, a guest's WRITE ZEROES without
+    unmap). QEMU marks the clusters they cover as zero clusters, which hold no data but need
+    their L2 table; a cluster already allocated stays so. Only a cluster a zero write covers in
+    part, and whose other bytes read as data from the backing file (``backing_units``, sorted
+    guest clusters), is allocated: the block layer writes that part as zeroes, copying the rest.
+    """
     offsets = np.asarray(offsets, dtype=np.int64)
     sizes = np.asarray(sizes, dtype=np.int64)
     touched = unit_indices(offsets, sizes, cluster_bytes)  # write order, repeats kept
     spans = (offsets + sizes - 1) // cluster_bytes - offsets // cluster_bytes + 1
     write_starts = np.cumsum(spans) - spans  # position of each write's first touch
+    l2_entries = cluster_bytes // 8
+    zero_touch: np.ndarray | None = None
+    if zero is not None and np.any(zero):
+        write_of = np.repeat(np.arange(offsets.size), spans)
+        zero_touch = np.asarray(zero, dtype=bool)[write_of]
+        lo = np.maximum(offsets[write_of], touched * cluster_bytes)
+        hi = np.minimum((offsets + sizes)[write_of], (touched + 1) * cluster_bytes)
+        backed = np.zeros(touched.size, dtype=bool)
+        if backing_units is not None and len(backing_units):
+            backing = np.asarray(backing_units, dtype=np.int64)
+            at = np.minimum(np.searchsorted(backing, touched), backing.size - 1)
+            backed = backing[at] == touched
+        new, first_in_table = _allocating_touches(touched, zero_touch, (hi - lo < cluster_bytes) & backed, l2_entries)
+        del write_of, lo, hi, backed
+    else:
+        new, first_in_table = _first_touches(touched, l2_entries)
     del spans
-    new, first_in_table = _first_touches(touched, cluster_bytes // 8)
 
-    # A piece: consecutive touches of one write in one L2 table, all new or all old.
+    # A piece: consecutive touches of one write in one L2 table, all new or all old; a zero
+    # write's pieces are one cluster each (its head and tail are separate writes in QEMU).
     cut = np.zeros(touched.size, dtype=bool)
     cut[write_starts] = True
-    cut[1:] |= (touched[1:] // (cluster_bytes // 8) != touched[:-1] // (cluster_bytes // 8))
+    cut[1:] |= (touched[1:] // l2_entries != touched[:-1] // l2_entries)
     cut[1:] |= new[1:] != new[:-1]
+    if zero_touch is not None:
+        cut |= zero_touch
     start = np.flatnonzero(cut)
     del cut
     length = np.diff(np.append(start, touched.size))
@@ -92,27 +118,55 @@ def requests_from_writes(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes: 
     after_new = np.zeros(start.size, dtype=bool)
     after_new[1:] = new[start[:-1]]
     cont = np.where(follows, np.where(after_new, AFTER_NEW, AFTER_OLD), FRESH).astype(np.int8)
+    if zero_touch is not None:
+        cont[zero_touch[start]] = FRESH
     anchor = np.where(cont == AFTER_OLD, touched[np.maximum(start - 1, 0)], -1)
 
     runs = np.flatnonzero(new[start])  # only new pieces allocate
     s = start[runs]
-    l2 = first_in_table[s]  # the first touch of a table is always new and starts a piece
-    # Two slots per run, the L2 table (if any) before the data run, then drop the unused ones.
-    keep = np.stack([l2, np.ones(runs.size, dtype=bool)], axis=1).ravel()
+    # Each run asks for its L2 table first when it is the table's first touch; a table first
+    # touched by a zero write that allocates nothing gets its table alone (L2-only requests).
+    alone = np.flatnonzero(first_in_table & ~new)
+    position = np.concatenate([s, s, alone])
+    order = np.lexsort((np.concatenate([np.zeros(s.size), np.ones(s.size), np.zeros(alone.size)]), position))
+    keep = np.concatenate([first_in_table[s], np.ones(s.size, dtype=bool), np.ones(alone.size, dtype=bool)])[order]
+    alone_write = np.searchsorted(write_starts, alone, side="right") - 1
 
-    def pair(for_l2: np.ndarray | int, for_run: np.ndarray) -> np.ndarray:
-        both = np.empty((runs.size, 2), dtype=np.asarray(for_run).dtype)
-        both[:, 0], both[:, 1] = for_l2, for_run
-        return both.ravel()[keep]
+    def pick(for_l2: np.ndarray | int, for_run: np.ndarray, for_alone: np.ndarray | int) -> np.ndarray:
+        parts = [np.broadcast_to(for_l2, s.shape), for_run, np.broadcast_to(for_alone, alone.shape)]
+        return np.concatenate(parts).astype(np.asarray(for_run).dtype)[order][keep]
 
     return Requests(
-        size=pair(1, length[runs].astype(np.int64)),
-        is_l2=pair(True, np.zeros(runs.size, dtype=bool)),
-        cont=pair(FRESH, cont[runs]),
-        anchor=pair(-1, anchor[runs]),
-        guest=pair(-1, touched[s]),
-        write=pair(write[runs], write[runs]),
+        size=pick(1, length[runs].astype(np.int64), 1),
+        is_l2=pick(True, np.zeros(runs.size, dtype=bool), True),
+        cont=pick(FRESH, cont[runs], FRESH),
+        anchor=pick(-1, anchor[runs], -1),
+        guest=pick(-1, touched[s], -1),
+        write=pick(write[runs], write[runs], alone_write),
     )
+
+
+def _allocating_touches(touched: np.ndarray, zero: np.ndarray, partial_backed: np.ndarray,
+                        l2_entries: int) -> tuple[np.ndarray, np.ndarray]:
+    """With zero writes: the touch that allocates each cluster (its first data write, or its first
+    touch if that is a zero write in part over backing data; a zero write that covers it first,
+    or finds it reading as zero, makes it a zero cluster instead), and each table's first touch."""
+    order = np.argsort(touched, kind="stable")
+    ordered = touched[order]
+    group = np.ones(touched.size, dtype=bool)
+    group[1:] = ordered[1:] != ordered[:-1]
+    first_of_group = np.zeros(touched.size, dtype=bool)
+    first_of_group[order[group]] = True
+    candidate = ~zero | (first_of_group & partial_backed)
+    position = np.where(candidate[order], order, touched.size)  # in cluster order, earliest first
+    earliest = np.minimum.reduceat(position, np.flatnonzero(group))
+    new = np.zeros(touched.size, dtype=bool)
+    new[earliest[earliest < touched.size]] = True
+    tables = ordered // l2_entries
+    table_cut = np.flatnonzero(np.append(True, tables[1:] != tables[:-1]))
+    first_in_table = np.zeros(touched.size, dtype=bool)
+    first_in_table[np.minimum.reduceat(order, table_cut)] = True
+    return new, first_in_table
 
 
 def _first_touches(touched: np.ndarray, l2_entries: int) -> tuple[np.ndarray, np.ndarray]:

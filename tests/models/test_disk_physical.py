@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from virtsim.models.disks.allocation import HostFile
+from virtsim.models.disks.allocation import HostFile, touched_units
 from virtsim.models.disks.chain import build_chain_usage
 from virtsim.models.disks.formats import format_by_name
 
@@ -63,13 +63,16 @@ def create(path: Path, fmt: str, size: int, backing: Path | None = None, **opts:
     return path
 
 
-def write_sessions(path: Path, fmt: str, offsets, sizes, per_session: int | None) -> None:
-    """The writes in qemu-io sessions of ``per_session`` writes (None: one session)."""
+def write_sessions(path: Path, fmt: str, offsets, sizes, per_session: int | None, zero=None) -> None:
+    """The writes in qemu-io sessions of ``per_session`` writes (None: one session); ``zero``:
+    which of them write zeroes (``write -z``)."""
     step = per_session or max(1, len(offsets))
     opts = f"driver={fmt},file.filename={path},cache.no-flush=on"
+    flags = ["-z " if z else "" for z in (np.zeros(len(offsets), dtype=bool) if zero is None else zero)]
     for start in range(0, len(offsets), step):
-        commands = "".join(f"write {int(o)} {int(s)}\n"
-                           for o, s in zip(offsets[start : start + step], sizes[start : start + step], strict=True))
+        commands = "".join(f"write {f}{int(o)} {int(s)}\n" for o, s, f in
+                           zip(offsets[start : start + step], sizes[start : start + step],
+                               flags[start : start + step], strict=True))
         subprocess.run(["qemu-io", "--image-opts", opts], input=commands + "quit\n", check=True,
                        capture_output=True, text=True)
 
@@ -201,3 +204,36 @@ def test_a_full_clone_occupies_what_qemu_img_convert_writes(target: str, tmp_pat
     fmt = format_by_name(target, virtual)
     usage = build_chain_usage(fmt, virtual, levels[0], [levels[1:]], host=HostFile())
     assert usage.clone_bytes[0] == allocated_bytes(clone)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_qcow2_zero_writes_take_no_data_cluster_unless_they_copy_backing_data(seed: int, tmp_path: Path) -> None:
+    """Data writes and ``write -z`` mixed at random, in a standalone image (even seeds) or an
+    overlay on a base with data (odd): the file's length and its extents as qemu leaves them.
+    A zero write makes zero clusters (an L2 entry, no data), keeps a cluster already allocated,
+    and allocates only where it covers part of a cluster whose rest is the base's data."""
+    rng = np.random.default_rng(100 + seed)
+    cluster = int([64 * KiB, 4 * KiB, 512, 2 * MiB][seed % 4])
+    virtual = 2 * GiB if cluster > 512 else GiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    n = int(rng.integers(50, 300))
+    span = virtual // 64  # crowded, so zero and data writes meet in the same clusters
+    offsets = rng.integers(0, span - 200 * KiB, n)
+    sizes = rng.integers(1, 200 * KiB, n)
+    zero = rng.random(n) < 0.5
+    backing_units = None
+    opts = {"cluster_size": str(cluster)}
+    if seed % 2:
+        base_writes = (rng.integers(0, span // 4096, 150) * 4096, np.full(150, 16 * KiB))
+        base = create(tmp_path / "base.qcow2", "qcow2", virtual, **opts)
+        write_sessions(base, "qcow2", *base_writes, None)
+        image = create(tmp_path / "top.qcow2", "qcow2", virtual, backing=base, **opts)
+        backing_units = touched_units(*base_writes, cluster)
+    else:
+        image = create(tmp_path / "disk.qcow2", "qcow2", virtual, **opts)
+    write_sessions(image, "qcow2", offsets, sizes, None, zero)
+    kwargs = dict(zero=zero, backing_units=backing_units)
+    assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
+    assert fmt.physical_bytes_after(offsets, sizes, virtual, **kwargs) == allocated_bytes(image)
+    if backing_units is None:  # and they matter: counted as data, a standalone image would be larger
+        assert fmt.file_bytes_after(offsets, sizes, virtual) > image.stat().st_size
