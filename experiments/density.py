@@ -210,7 +210,9 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     passes = p99 <= spec.slo.p99_latency_s and fraction >= spec.slo.min_throughput and not overloaded
     limit = "memory (swapping)" if swapped > 0 else _resource(busiest)
     return {**row, "passes": passes, "limit": limit, "busiest_utilization": float(util.max()),
-            "p99_s": p99, "p99_worst_guest_s": worst, "slo_samples": _pooled(runs, "completed"),
+            "p99_s": p99, "p99_low_s": _pooled(runs, "latency_p99_low_s"),
+            "p99_high_s": _pooled(runs, "latency_p99_high_s"), "p99_worst_guest_s": worst,
+            "slo_samples": _pooled(runs, "completed"),
             "throughput_fraction": fraction, "throughput_rps": float(rps.mean())}
 
 
@@ -252,8 +254,10 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         fp = footprint(built, spec.app_memory_bytes)
         alone = float(boot_storm(host, built, 1, seed=spec.seed)[0])
         storm = float(boot_storm(host, built, best, seed=spec.seed).max()) if best else float("nan")
+        at_best = next((t for t in tried if t["guests"] == best), {})
         summary.append(dict(stack=label, max_guests=best, limiting_resource=limit, slo_p99_s=spec.slo.p99_latency_s,
-                            runs=len(tried),
+                            p99_s=at_best.get("p99_s", float("nan")), p99_low_s=at_best.get("p99_low_s", float("nan")),
+                            p99_high_s=at_best.get("p99_high_s", float("nan")), runs=len(tried),
                             boot_alone_s=alone, boot_storm_all_s=storm,
                             private_memory_per_guest_bytes=fp.private_bytes, shared_memory_bytes=fp.shared_bytes,
                             idle_cpu_cores_per_guest=fp.idle_cpu_cores))
@@ -266,6 +270,7 @@ def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from virtsim.experiments.figures import save_figure
 
@@ -275,13 +280,15 @@ def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary
         "summary": atomic_write(out_dir / "density_summary.csv", lambda t: summary.to_csv(t, index=False)),
     }
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for stack, g in tried.groupby("stack", sort=False):
+    for i, (stack, g) in enumerate(tried.groupby("stack", sort=False)):
         g = g.sort_values("guests")
-        ax.plot(g["guests"], g["p99_s"] * 1e3, marker="o", label=stack)
+        low = (g["p99_s"] - g["p99_low_s"]).clip(lower=0).fillna(0) if "p99_low_s" in g else 0 * g["p99_s"]
+        high = (g["p99_high_s"] - g["p99_s"]).clip(lower=0).fillna(0) if "p99_high_s" in g else 0 * g["p99_s"]
+        ax.errorbar(g["guests"], g["p99_s"] * 1e3, yerr=[low * 1e3, high * 1e3], marker="o", capsize=2, label=stack)
         best = summary.set_index("stack").loc[stack]
         ax.annotate(f"{best['max_guests']} ({best['limiting_resource']})",
                     (best["max_guests"], g.loc[g["guests"] == best["max_guests"], "p99_s"].mean() * 1e3), fontsize=7,
-                    xytext=(-6, 8), textcoords="offset points", ha="right",
+                    xytext=(-6, 8 + 14 * i), textcoords="offset points", ha="right",  # stacked, not overlapping
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
     ax.axhline(spec.slo.p99_latency_s * 1e3, color="k", ls="--", lw=1, label="p99 SLO")
     ax.set_xscale("log", base=2)
@@ -289,11 +296,16 @@ def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary
     ax.set_xlabel("guests per host")
     ax.set_ylabel("p99 latency over all guests (ms)")
     ax.set_title("Density: p99 latency against guests per host")
-    fig.text(0.01, 0.01, "Points where memory ran out are not plotted; labels: the largest N that meets the SLO "
-             "(what runs out first).", fontsize=7, color="#4a5568")
+    fig.text(0.01, 0.01, "Bars: the 95% interval of each p99. Labels: the largest N that meets the SLO (what runs "
+             "out first).\nPoints where memory ran out are not plotted.", fontsize=7, color="#4a5568")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    # ticks at 1, 2, 5 x 10^k labelled as plain numbers (2 ms, not 2 x 10^0)
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 2, 4 guests
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, out_dir / "density.png", dpi=120)
     paths["plot"] = out_dir / "density.png"
     return paths

@@ -7,6 +7,7 @@ on ``utilization`` rows (guest ``"host"``, one per station).
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +25,7 @@ from virtsim.sim.control import RunControl
 from virtsim.sim.engine import RunResult, simulate
 from virtsim.sim.kernel import compile_kernel, simulate_kernel
 from virtsim.sim.records import METRIC_UNITS, latency_metrics, request_metrics, window_latencies
-from virtsim.sim.stats import summarize
+from virtsim.sim.stats import quantile_interval, summarize
 from virtsim.sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
 
 __all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_variant"]
@@ -88,8 +89,11 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
             pools |= {pooled_name(spec.name): spec.names() for spec in scenario.guests}
         for pool, names in pools.items():
             pooled = np.concatenate([window_latencies(result.logs[n], control.warmup_s) for n in names])
+            low, high = quantile_interval(pooled, 0.99) if pooled.size else (math.nan, math.nan)
             for metric, layer, station, value in [("completed", "all", "all", float(pooled.size)),
-                                                  *latency_metrics(pooled)]:
+                                                  *latency_metrics(pooled),
+                                                  ("latency_p99_low_s", "all", "all", low),
+                                                  ("latency_p99_high_s", "all", "all", high)]:
                 rows.append(dict(variant=label, replication=replication, guest=pool, metric=metric,
                                  layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
     for station, value in result.utilization.items():

@@ -79,6 +79,8 @@ class RequestLog:
 
 
 METRIC_UNITS = {
+    "latency_p99_low_s": "s",
+    "latency_p99_high_s": "s",
     "throughput_rps": "requests/s",
     "completed": "requests",
     "unfinished": "requests",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize", "t_interval"]
+__all__ = ["quantile_interval", "summarize", "t_interval"]
 
 
 def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -26,6 +26,33 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
 
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
     return mean, mean - half, mean + half
+
+
+def quantile_interval(samples: np.ndarray, q: float, confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the ``q`` quantile (0 < q < 1) of the
+    distribution ``samples`` were drawn from, independently: the order statistics whose ranks
+    bound a Binomial(n, q) count with the given confidence (Conover, *Practical Nonparametric
+    Statistics*, 3rd ed., 3.2). A side with too few samples to bound it is NaN (for the p99 at
+    95%, fewer than 368 samples leave the upper side open: 0.99^n must fall below 2.5%).
+    Latencies from one queue are not independent; the interval is then too narrow, the more so
+    the busier the queue."""
+    if not 0.0 < q < 1.0 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need 0 < q < 1 and 0 < confidence < 1, got q={q}, confidence={confidence}")
+    x = np.sort(np.asarray(samples, dtype=float))
+    n = x.size
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy import stats
+
+    alpha = 1.0 - confidence
+    # ranks (1-based) r and s with P(X_(r) <= x_q <= X_(s)) >= confidence, split evenly
+    # B, the samples at or below the quantile, is Binomial(n, q): X_(r) <= x_q unless B < r, and
+    # X_(s) >= x_q unless B >= s, so P(B <= r - 1) <= alpha/2 and P(B <= s - 1) >= 1 - alpha/2
+    r = int(stats.binom.ppf(alpha / 2, n, q))
+    s = int(stats.binom.ppf(1 - alpha / 2, n, q)) + 1
+    low = float(x[r - 1]) if r >= 1 else float("nan")
+    high = float(x[s - 1]) if s <= n else float("nan")
+    return low, high
 
 
 def summarize(runs: pd.DataFrame, by: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
