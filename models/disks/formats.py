@@ -180,12 +180,19 @@ class Qcow2(ImageFormat):
 
     def file_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
                          differencing: bool = False, *, reopen_every: int | None = None,
-                         zero: np.ndarray | None = None, backing_units: np.ndarray | None = None) -> int:
+                         zero: np.ndarray | None = None, backing_units: np.ndarray | None = None,
+                         discard: np.ndarray | None = None) -> int:
         """The image after these writes in this order. ``reopen_every``: the image is opened
         again after every that many writes (qemu-io command lines, guest reboots), which lets
         QEMU reuse clusters it freed; None keeps it open throughout. ``zero``, ``backing_units``:
         which writes write zeroes, and the guest clusters the backing file holds data in
-        (:func:`qcow2_alloc.requests_from_writes`); zero clusters take no data cluster."""
+        (:func:`qcow2_alloc.requests_from_writes`); zero clusters take no data cluster.
+        ``discard``: which of the operations are discards (TRIM reaching the image), whose
+        freed clusters QEMU fills first (:func:`qcow2_alloc.requests_with_discards`)."""
+        if discard is not None and np.any(discard):
+            requests = self._requests(offsets, sizes, zero, backing_units, discard)
+            return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
+                                          reopen_every)
         if zero is not None and np.any(zero):
             requests = qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes, zero, backing_units)
             return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
@@ -203,15 +210,28 @@ class Qcow2(ImageFormat):
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
                              differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None, zero: np.ndarray | None = None,
-                             backing_units: np.ndarray | None = None) -> int:
+                             backing_units: np.ndarray | None = None, discard: np.ndarray | None = None,
+                             punch: bool = False) -> int:
         """Every host block holding a cluster QEMU wrote: header, refcount table and blocks, L2
         tables and data clusters in full (a new cluster's unwritten part is zero-filled with
         ``fallocate``, which allocates), the L1 table up to its last entry. Clusters skipped
         below a moved refcount table stay holes (:func:`qcow2_alloc.written_ranges`). ``zero``,
-        ``backing_units``: as for :meth:`file_bytes_after`."""
-        requests = qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes, zero, backing_units)
+        ``backing_units``, ``discard``: as for :meth:`file_bytes_after`; ``punch``: the image
+        passes discards on to its file, which frees their clusters' space (QEMU's default for a
+        drive with ``discard=unmap``; ``pass-discard-request=off`` keeps the space)."""
+        requests = self._requests(offsets, sizes, zero, backing_units, discard)
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
-                                                               self.refcount_bits, reopen_every))
+                                                               self.refcount_bits, reopen_every, punch))
+
+    def _requests(self, offsets: np.ndarray, sizes: np.ndarray, zero: np.ndarray | None,
+                  backing_units: np.ndarray | None, discard: np.ndarray | None) -> qcow2_alloc.Requests:
+        """The allocation requests of these operations (vectorized unless some are discards)."""
+        if discard is None or not np.any(discard):
+            return qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes, zero, backing_units)
+        zeros = np.zeros(len(offsets), dtype=bool) if zero is None else np.asarray(zero, dtype=bool)
+        kinds = np.where(np.asarray(discard, dtype=bool), qcow2_alloc.DISCARD,
+                         np.where(zeros, qcow2_alloc.ZERO, qcow2_alloc.DATA))
+        return qcow2_alloc.requests_with_discards(offsets, sizes, self.unit_bytes, kinds, backing_units)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
                              host: HostFile = _HOST) -> int:

@@ -37,12 +37,14 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from virtsim.models.disks.allocation import unit_indices
 
-__all__ = ["Requests", "file_bytes", "replayed", "requests_from_units", "requests_from_writes", "written_ranges"]
+__all__ = ["DATA", "DISCARD", "ZERO", "Requests", "file_bytes", "replayed", "requests_from_units",
+           "requests_from_writes", "requests_with_discards", "written_ranges"]
 
 FRESH, AFTER_NEW, AFTER_OLD = 0, 1, 2  # how a data run is placed, see Requests.cont
 _DENSE_RANGES = 4096  # at most this many new refcount block ranges per vectorized step
@@ -63,6 +65,9 @@ class Requests:
     anchor: np.ndarray  # guest cluster before the run when cont == AFTER_OLD, else -1
     guest: np.ndarray  # first guest cluster of a data run (-1 for an L2 table)
     write: np.ndarray  # index of the write that makes the request
+    # a discard freeing guest cluster ``guest`` (size 1): its host cluster is freed, and QEMU
+    # allocates the next new clusters there first (None: no discards)
+    free: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.size.size)
@@ -192,6 +197,79 @@ def _first_touches(touched: np.ndarray, l2_entries: int) -> tuple[np.ndarray, np
     return new, first_in_table
 
 
+DATA, ZERO, DISCARD = 0, 1, 2  # what an operation of requests_with_discards does
+
+
+def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes: int, kinds: np.ndarray,
+                           backing_units: np.ndarray | None = None) -> Requests:
+    """The requests of writes, zero writes and discards (``kinds``: DATA, ZERO, DISCARD) made
+    in this order, one operation at a time (for sequences with discards; else
+    :func:`requests_from_writes` is the vectorized equivalent).
+
+    A discard frees the allocated clusters it covers whole (QEMU ignores the partial clusters
+    at its ends) and leaves them reading as zeroes (no more backing data); a later write to
+    such a cluster allocates it anew. A discard allocates no L2 table."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    l2_entries = cluster_bytes // 8
+    backing = set(np.asarray(backing_units, dtype=np.int64).tolist()) if backing_units is not None else set()
+    allocated: set[int] = set()
+    reads_zero: set[int] = set()  # zero clusters, and discarded ones: no backing data shows through
+    tables: set[int] = set()
+    rows: list[tuple[int, bool, int, int, int, int, bool]] = []  # size, l2, cont, anchor, guest, write, free
+
+    def table(c: int, op: int) -> None:
+        if c // l2_entries not in tables:
+            tables.add(c // l2_entries)
+            rows.append((1, True, FRESH, -1, -1, op, False))
+
+    for op, (offset, size, kind) in enumerate(zip(offsets.tolist(), sizes.tolist(), np.asarray(kinds).tolist(),
+                                                  strict=True)):
+        first, last = offset // cluster_bytes, (offset + size - 1) // cluster_bytes
+        if kind == DISCARD:
+            lo = -(-offset // cluster_bytes)
+            hi = (offset + size) // cluster_bytes  # whole clusters only
+            for c in range(lo, hi):
+                if c in allocated:
+                    allocated.discard(c)
+                    rows.append((1, False, FRESH, -1, c, op, True))
+                reads_zero.add(c)
+            continue
+        if kind == ZERO:
+            for c in range(first, last + 1):
+                table(c, op)
+                whole = offset <= c * cluster_bytes and (c + 1) * cluster_bytes <= offset + size
+                if c in allocated:
+                    continue
+                if not whole and c in backing and c not in reads_zero:
+                    allocated.add(c)  # the part written as zeroes, the rest copied from the backing file
+                    rows.append((1, False, FRESH, -1, c, op, False))
+                else:
+                    reads_zero.add(c)
+            continue
+        # a data write: pieces of consecutive clusters in one table, all new or all allocated
+        previous_new: bool | None = None
+        c = first
+        while c <= last:
+            new = c not in allocated
+            end = c
+            while (end + 1 <= last and ((end + 1) not in allocated) == new
+                   and (end + 1) // l2_entries == c // l2_entries):
+                end += 1
+            if new:
+                table(c, op)
+                cont = FRESH if previous_new is None else (AFTER_NEW if previous_new else AFTER_OLD)
+                rows.append((end - c + 1, False, cont, c - 1 if cont == AFTER_OLD else -1, c, op, False))
+                allocated.update(range(c, end + 1))
+            previous_new = new
+            c = end + 1
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 7
+    return Requests(size=np.array(columns[0], dtype=np.int64), is_l2=np.array(columns[1], dtype=bool),
+                    cont=np.array(columns[2], dtype=np.int8), anchor=np.array(columns[3], dtype=np.int64),
+                    guest=np.array(columns[4], dtype=np.int64), write=np.array(columns[5], dtype=np.int64),
+                    free=np.array(columns[6], dtype=bool))
+
+
 def requests_from_units(units: np.ndarray, cluster_bytes: int) -> Requests:
     """The requests of writing allocated clusters in ascending order, one write per run of
     consecutive clusters (what ``qemu-img convert`` does, give or take its 2 MiB buffer)."""
@@ -251,6 +329,10 @@ class _Allocator:
         # it is written up to its last entry, not to the end of its cluster.
         self.written_runs: list[tuple[int, int]] = [(0, 3)]
         self.l1_written = (0, 0)
+        # With discards (exact replay only): each allocated guest cluster's host cluster, and the
+        # host clusters freed by a discard that punched them (discard=unmap) and not written since
+        self.host_of: dict[int, int] | None = None
+        self.punched: set[int] = set()
 
     # -- free space ---------------------------------------------------------------------------
 
@@ -402,12 +484,16 @@ class _Allocator:
         otherwise the cluster after it is taken as used (it almost always is)."""
         if cont == AFTER_NEW or (cont == AFTER_OLD and anchor + 1 == self.last_guest_end):
             return self.last_host_end
+        if cont == AFTER_OLD and self.host_of is not None and anchor in self.host_of:
+            return self.host_of[anchor] + 1  # with discards the map is kept: no need to guess
         return None
 
     def written(self, start: int, n: int) -> None:
         """Clusters [start, start + n) are written in full (a data run, an L2 table)."""
         self.end_bytes = max(self.end_bytes, (start + n) * self.cluster)
         self.written_runs.append((start, start + n))
+        if self.punched:
+            self.punched.difference_update(range(start, start + n))
 
     def data_run(self, n: int, guest: int, cont: int, anchor: int) -> None:
         """handle_alloc: a run of n new guest clusters; where a continuation stops short, the
@@ -419,21 +505,49 @@ class _Allocator:
             if got:
                 self.written(at, got)
                 self.last_host_end, self.last_guest_end = at + got, guest + got
+                self.mapped(guest, at, got)
         if got < n:
             start = self.alloc(n - got)
             self.written(start, n - got)
             self.last_host_end, self.last_guest_end = start + n - got, guest + n
+            self.mapped(guest + got, start, n - got)
 
-    def exact(self, req: Requests, i: int) -> None:
+    def mapped(self, guest: int, host: int, n: int) -> None:
+        """Guest clusters [guest, guest + n) now live at host clusters [host, host + n)."""
+        if self.host_of is not None:
+            self.host_of.update(zip(range(guest, guest + n), range(host, host + n), strict=True))
+
+    def discard(self, guest: int, punch: bool) -> None:
+        """A discard of allocated guest cluster ``guest``: its host cluster's refcount drops to 0
+        (QEMU's cursor moves back to it), and with ``punch`` the host file gets a hole there."""
+        assert self.host_of is not None
+        host = self.host_of.pop(guest)
+        self.mark_free(host, host + 1)
+        if punch:
+            self.punched.add(host)
+
+    def exact(self, req: Requests, i: int, punch: bool = False) -> None:
         """Place request i the slow way, cluster ranges and holes considered."""
-        if req.is_l2[i]:
+        if req.free is not None and req.free[i]:
+            self.discard(int(req.guest[i]), punch)
+        elif req.is_l2[i]:
             self.written(self.alloc(1), 1)
         else:
             self.data_run(int(req.size[i]), int(req.guest[i]), int(req.cont[i]), int(req.anchor[i]))
 
-    def replay(self, req: Requests, session_starts: np.ndarray) -> None:
-        """Place every request; the image is opened again (cursor 0) at ``session_starts``."""
+    def replay(self, req: Requests, session_starts: np.ndarray, punch: bool = False) -> None:
+        """Place every request; the image is opened again (cursor 0) at ``session_starts``.
+        With discards every request takes the exact path, which keeps the guest-to-host map
+        (``punch``: discarded clusters become holes in the host file)."""
         n = len(req)
+        if req.free is not None and bool(np.any(req.free)):
+            self.host_of = {}
+            reopened = {int(x) for x in session_starts}
+            for i in range(n):
+                if i in reopened and i > 0:
+                    self.cursor = 0
+                self.exact(req, i, punch)
+            return
         prefix = np.concatenate([[0], np.cumsum(req.size)])
         index = np.arange(n)
         next_data = np.minimum.accumulate(np.where(req.is_l2, n, index)[::-1])[::-1] if n else index
@@ -544,20 +658,29 @@ def file_bytes(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_b
 
 
 def written_ranges(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,
-                   reopen_every: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+                   reopen_every: int | None = None, punch: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
     """The byte ranges of the image of :func:`file_bytes` that QEMU wrote, and its length: every
     cluster it allocated in full (data clusters too: QEMU zero-fills the rest of a new cluster
     with ``fallocate``, which allocates), and the L1 table up to its last entry. Clusters it
-    skipped below a moved refcount table stay holes."""
-    alloc = replayed(req, cluster_bytes, virtual_bytes, refcount_bits, reopen_every)
-    runs = np.array(alloc.written_runs, dtype=np.int64).reshape(-1, 2) * cluster_bytes
+    skipped below a moved refcount table stay holes, and with ``punch`` (a drive with
+    ``discard=unmap``) so do discarded clusters until they are written again."""
+    alloc = replayed(req, cluster_bytes, virtual_bytes, refcount_bits, reopen_every, punch)
+    runs = np.array(alloc.written_runs, dtype=np.int64).reshape(-1, 2)
+    if alloc.punched:  # split the written runs around the holes punched since
+        covered = np.zeros(int(runs[:, 1].max()), dtype=bool)
+        for a, b in runs:
+            covered[a:b] = True
+        covered[sorted(alloc.punched)] = False
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], covered.astype(np.int8), [0]])))
+        runs = edges.reshape(-1, 2)
+    runs = runs * cluster_bytes
     starts = np.append(runs[:, 0], alloc.l1_written[0])
     ends = np.minimum(np.append(runs[:, 1], alloc.l1_written[1]), alloc.end_bytes)
     return starts, ends, alloc.end_bytes
 
 
 def replayed(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,
-             reopen_every: int | None = None) -> _Allocator:
+             reopen_every: int | None = None, punch: bool = False) -> _Allocator:
     """The allocator after ``qemu-img create`` and these requests (see :func:`file_bytes`)."""
     alloc = created(cluster_bytes, virtual_bytes, refcount_bits)
     starts = np.empty(0, dtype=np.int64)
@@ -566,5 +689,5 @@ def replayed(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bit
             raise ValueError(f"reopen_every must be a positive number of writes, got {reopen_every}")
         starts = np.searchsorted(req.write, np.arange(reopen_every, int(req.write.max(initial=0)) + 1,
                                                       reopen_every))
-    alloc.replay(req, starts)
+    alloc.replay(req, starts, punch)
     return alloc

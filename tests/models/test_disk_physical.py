@@ -237,3 +237,51 @@ def test_qcow2_zero_writes_take_no_data_cluster_unless_they_copy_backing_data(se
     assert fmt.physical_bytes_after(offsets, sizes, virtual, **kwargs) == allocated_bytes(image)
     if backing_units is None:  # and they matter: counted as data, a standalone image would be larger
         assert fmt.file_bytes_after(offsets, sizes, virtual) > image.stat().st_size
+
+
+def _run_ops(path: Path, offsets, sizes, kinds, per_session: int | None, unmap: bool) -> None:
+    """Data writes, zero writes and discards (kinds 0, 1, 2) in qemu-io sessions; ``unmap``:
+    the image takes discards (``-d unmap``, a drive's discard=unmap) or drops them (``ignore``)."""
+    verbs = {0: "write ", 1: "write -z ", 2: "discard "}
+    step = per_session or max(1, len(offsets))
+    args = ["qemu-io", "-f", "qcow2", "-d", "unmap" if unmap else "ignore"]
+    for start in range(0, len(offsets), step):
+        commands = "".join(f"{verbs[int(k)]}{int(o)} {int(s)}\n" for o, s, k in
+                           zip(offsets[start:start + step], sizes[start:start + step], kinds[start:start + step],
+                               strict=True))
+        subprocess.run([*args, str(path)], input=commands + "quit\n", check=True, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_qcow2_discards_free_clusters_that_later_writes_fill_first(seed: int, tmp_path: Path) -> None:
+    """Writes, zero writes and discards at random (standalone or over a base, reopened or not,
+    discards passed to the host file or not): QEMU frees a discarded cluster and allocates the
+    next new one there, so the file grows less; with discard=unmap the freed cluster is a hole."""
+    rng = np.random.default_rng(300 + seed)
+    cluster = int([64 * KiB, 4 * KiB, 512, 64 * KiB][seed % 4])
+    virtual = GiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    n = int(rng.integers(80, 250))
+    span = virtual // 128
+    offsets = rng.integers(0, span - 300 * KiB, n)
+    sizes = rng.integers(1, 300 * KiB, n)
+    kinds = rng.choice([0, 1, 2], n, p=[0.55, 0.15, 0.30])
+    unmap = bool(seed % 2)  # odd seeds: discard=unmap, half of them reopened now and then
+    per_session = int(rng.integers(5, 40)) if seed in (1, 5) else None
+    opts = {"cluster_size": str(cluster)}
+    backing_units = None
+    if seed in (3, 6):
+        base_writes = (rng.integers(0, span // 4096, 100) * 4096, np.full(100, 32 * KiB))
+        base = create(tmp_path / "base.qcow2", "qcow2", virtual, **opts)
+        write_sessions(base, "qcow2", *base_writes, None)
+        image = create(tmp_path / "top.qcow2", "qcow2", virtual, backing=base, **opts)
+        backing_units = touched_units(*base_writes, cluster)
+    else:
+        image = create(tmp_path / "disk.qcow2", "qcow2", virtual, **opts)
+    _run_ops(image, offsets, sizes, kinds, per_session, unmap)
+    seen = np.ones(n, dtype=bool) if unmap else kinds != 2  # discard=ignore: they never reach the image
+    offsets, sizes, kinds = offsets[seen], sizes[seen], kinds[seen]
+    kwargs = dict(zero=kinds == 1, discard=kinds == 2, backing_units=backing_units,
+                  reopen_every=per_session)
+    assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
+    assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=True, **kwargs) == allocated_bytes(image)

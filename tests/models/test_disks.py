@@ -238,3 +238,19 @@ def test_vfs_copies_every_layer_whole_but_docker_ps_shows_only_the_changes() -> 
     assert image_store_bytes("overlay2", IMAGE) == 24_576 + 303_104
     usage = writable_layer_usage("vfs", IMAGE, FileOps.of([(Op.WRITE, 0, 100, 10)]))
     assert (usage.apparent_bytes, usage.allocated_bytes, usage.holds_image) == (10_000, 327_680, True)
+
+
+def test_a_discarded_qcow2_cluster_is_the_next_one_allocated() -> None:
+    """Three 64 KiB clusters written, the middle one discarded, a fourth written: the fourth takes
+    the freed cluster, so the file holds header, refcount table and block, L1, one L2 table and
+    three data clusters (8 x 64 KiB), not 9. Without the discard it would be 9."""
+    fmt = format_by_name("qcow2", 2**30)
+    k = 65536
+    offsets = np.array([0, 2 * k, 4 * k, 2 * k, 8 * k])
+    sizes = np.full(5, k)
+    discard = np.array([False, False, False, True, False])
+    assert fmt.file_bytes_after(offsets, sizes, 2**30, discard=discard) == 8 * k
+    assert fmt.file_bytes_after(offsets[discard == 0], sizes[discard == 0], 2**30) == 9 * k
+    # a partial discard frees nothing
+    partial = (np.array([0, 2 * k, 2 * k + 512, 8 * k]), np.array([k, k, k - 1024, k]))
+    assert fmt.file_bytes_after(*partial, 2**30, discard=np.array([False, False, True, False])) == 9 * k
