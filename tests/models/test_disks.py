@@ -251,6 +251,10 @@ def test_a_discarded_qcow2_cluster_is_the_next_one_allocated() -> None:
     discard = np.array([False, False, False, True, False])
     assert fmt.file_bytes_after(offsets, sizes, 2**30, discard=discard) == 8 * k
     assert fmt.file_bytes_after(offsets[discard == 0], sizes[discard == 0], 2**30) == 9 * k
-    # a partial discard frees nothing
+    # two clusters written, the second discarded, a third written: 7 clusters; a discard that
+    # covers only part of the cluster frees nothing, and the third needs a cluster of its own: 8
+    ops = np.array([False, False, True, False])
+    whole = (np.array([0, 2 * k, 2 * k, 8 * k]), np.array([k, k, k, k]))
     partial = (np.array([0, 2 * k, 2 * k + 512, 8 * k]), np.array([k, k, k - 1024, k]))
-    assert fmt.file_bytes_after(*partial, 2**30, discard=np.array([False, False, True, False])) == 9 * k
+    assert fmt.file_bytes_after(*whole, 2**30, discard=ops) == 7 * k
+    assert fmt.file_bytes_after(*partial, 2**30, discard=ops) == 8 * k
