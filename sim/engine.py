@@ -96,6 +96,7 @@ class _OpenSchedule:
     mean_gap_s: float
     next_s: float = math.inf
     process: simpy.Process | None = None
+    started: bool = False  # the process has drawn its first gap (a change before only sets the mean)
 
 
 class _Run:
@@ -142,6 +143,7 @@ class _Run:
         change interrupts the wait with the new time to the next arrival (inf: none)."""
         env, end = self.env, self.control.duration_s
         rows = _each(lambda: sample_work(_BLOCK))
+        schedule.started = True
         delay = next(schedule.units) * schedule.mean_gap_s
         while True:
             schedule.next_s = env.now + delay
@@ -271,6 +273,8 @@ class DesRun:
         mean = check_rate(source, rate_per_s)
         now, old = self._run.env.now, schedule.mean_gap_s
         schedule.mean_gap_s = mean
+        if not schedule.started:
+            return  # its first gap, drawn when it starts, follows the new mean
         if mean == math.inf:
             delay = math.inf
         elif old == math.inf:

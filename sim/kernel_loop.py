@@ -59,7 +59,8 @@ ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T = range(4)
 S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI = range(9)
 S_SERVERS, S_SMT = range(2)
 # streams: sm_i changing, ki and kf fixed
-# SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void)
+# SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void);
+# SM_J: a trace's next time, or for an open stream 1 once it has started (drawn its first gap)
 SM_J, SM_ROW, SM_ROW_END, SM_GAP, SM_GAP_END, SM_EPOCH = range(6)
 K_KIND, K_SOURCE, K_LEN, K_COUNT, K_TRACE_LO = range(5)
 # K_SCALE: what a pooled gap is multiplied by (an open stream's mean gap, s, which set_rate
@@ -955,6 +956,7 @@ def _init(m: Model, s: State, sm: int, now: float) -> int:
     if kind == CLOSED:
         return _client_next(m, s, sm, now)
     if kind == OPEN:
+        s.sm_i[sm, SM_J] = 1
         _next_arrival(m, s, sm, now)
     elif kind == BATCH:
         _schedule(s.ctr, s.ev_t, s.ev_i, now + m.kf[sm, K_AT], _NORMAL, _E_ARRIVE, sm, 0)
@@ -1067,8 +1069,10 @@ def set_gap_mean(m: Model, s: State, sm: int, mean_s: float) -> None:
     makes room for one event and, after a stop, one pooled gap."""
     now = s.clock[0]
     old = m.kf[sm, K_SCALE]
-    s.sm_i[sm, SM_EPOCH] += 1  # the pending arrival, if any, is void
     m.kf[sm, K_SCALE] = mean_s
+    if s.sm_i[sm, SM_J] == 0:
+        return  # not started: its first gap, drawn when it starts, follows the new mean
+    s.sm_i[sm, SM_EPOCH] += 1  # the pending arrival, if any, is void
     if mean_s == _INF:
         m.kf[sm, K_NEXT] = _INF
     elif old == _INF:

@@ -123,12 +123,19 @@ class OpenArrivals:
             raise ValueError(f"arrival rate must be > 0, got {self.rate_per_s}")
 
 
+MAX_RATE_PER_S = 10_000_000  # as a scenario's open-loop rate: every request is recorded
+
+
 def check_rate(source: str, rate_per_s: float) -> float:
     """The mean gap (s) of arrivals at ``rate_per_s`` for a rate change of ``source``: inf for 0
-    (no arrivals). A ValueError for a rate that is negative, NaN or infinite."""
-    if not (rate_per_s >= 0 and math.isfinite(rate_per_s)):
-        raise ValueError(f"source {source!r}: a rate is a finite number of requests per second >= 0 "
-                         f"(0 stops the arrivals), got {rate_per_s}")
+    (no arrivals). A ValueError for a rate that is not a number, negative, NaN, infinite or past
+    MAX_RATE_PER_S."""
+    if isinstance(rate_per_s, bool) or not isinstance(rate_per_s, int | float):
+        raise ValueError(f"source {source!r}: a rate is a number of requests per second, got {rate_per_s!r}")
+    if not (0 <= rate_per_s <= MAX_RATE_PER_S):
+        raise ValueError(f"source {source!r}: a rate is a finite number of requests per second >= 0 (0 stops "
+                         f"the arrivals) and at most {MAX_RATE_PER_S:,.0f} (the requests are kept in memory), "
+                         f"got {rate_per_s}")
     return math.inf if rate_per_s == 0 else 1.0 / rate_per_s
 
 

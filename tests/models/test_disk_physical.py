@@ -206,6 +206,19 @@ def test_a_full_clone_occupies_what_qemu_img_convert_writes(target: str, tmp_pat
     assert usage.clone_bytes[0] == allocated_bytes(clone)
 
 
+def _qcow2_image(folder: Path, rng: np.random.Generator, virtual: int, cluster: int, span: int, base_writes: int,
+                 base_size: int, over_base: bool) -> tuple[Path, np.ndarray | None]:
+    """A fresh qcow2 image, standalone or over a base holding ``base_writes`` random writes of
+    ``base_size`` in the first ``span`` bytes; and the base's data clusters (None without one)."""
+    opts = {"cluster_size": str(cluster)}
+    if not over_base:
+        return create(folder / "disk.qcow2", "qcow2", virtual, **opts), None
+    writes = (rng.integers(0, span // 4096, base_writes) * 4096, np.full(base_writes, base_size))
+    base = create(folder / "base.qcow2", "qcow2", virtual, **opts)
+    write_sessions(base, "qcow2", *writes, None)
+    return create(folder / "top.qcow2", "qcow2", virtual, backing=base, **opts), touched_units(*writes, cluster)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_qcow2_zero_writes_take_no_data_cluster_unless_they_copy_backing_data(seed: int, tmp_path: Path) -> None:
     """Data writes and ``write -z`` mixed at random, in a standalone image (even seeds) or an
@@ -221,16 +234,7 @@ def test_qcow2_zero_writes_take_no_data_cluster_unless_they_copy_backing_data(se
     offsets = rng.integers(0, span - 200 * KiB, n)
     sizes = rng.integers(1, 200 * KiB, n)
     zero = rng.random(n) < 0.5
-    backing_units = None
-    opts = {"cluster_size": str(cluster)}
-    if seed % 2:
-        base_writes = (rng.integers(0, span // 4096, 150) * 4096, np.full(150, 16 * KiB))
-        base = create(tmp_path / "base.qcow2", "qcow2", virtual, **opts)
-        write_sessions(base, "qcow2", *base_writes, None)
-        image = create(tmp_path / "top.qcow2", "qcow2", virtual, backing=base, **opts)
-        backing_units = touched_units(*base_writes, cluster)
-    else:
-        image = create(tmp_path / "disk.qcow2", "qcow2", virtual, **opts)
+    image, backing_units = _qcow2_image(tmp_path, rng, virtual, cluster, span, 150, 16 * KiB, bool(seed % 2))
     write_sessions(image, "qcow2", offsets, sizes, None, zero)
     kwargs = dict(zero=zero, backing_units=backing_units)
     assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
@@ -268,16 +272,7 @@ def test_qcow2_discards_free_clusters_that_later_writes_fill_first(seed: int, tm
     kinds = rng.choice([0, 1, 2], n, p=[0.55, 0.15, 0.30])
     unmap = bool(seed % 2)  # odd seeds: discard=unmap, half of them reopened now and then
     per_session = int(rng.integers(5, 40)) if seed in (1, 5) else None
-    opts = {"cluster_size": str(cluster)}
-    backing_units = None
-    if seed in (3, 6):
-        base_writes = (rng.integers(0, span // 4096, 100) * 4096, np.full(100, 32 * KiB))
-        base = create(tmp_path / "base.qcow2", "qcow2", virtual, **opts)
-        write_sessions(base, "qcow2", *base_writes, None)
-        image = create(tmp_path / "top.qcow2", "qcow2", virtual, backing=base, **opts)
-        backing_units = touched_units(*base_writes, cluster)
-    else:
-        image = create(tmp_path / "disk.qcow2", "qcow2", virtual, **opts)
+    image, backing_units = _qcow2_image(tmp_path, rng, virtual, cluster, span, 100, 32 * KiB, seed in (3, 6))
     _run_ops(image, offsets, sizes, kinds, per_session, unmap)
     seen = np.ones(n, dtype=bool) if unmap else kinds != 2  # discard=ignore: they never reach the image
     offsets, sizes, kinds = offsets[seen], sizes[seen], kinds[seen]

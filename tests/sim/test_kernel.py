@@ -290,6 +290,27 @@ def test_a_rate_change_is_refused_for_a_closed_source_or_a_bad_rate() -> None:
             run.set_rate("c", 5.0)
         with pytest.raises(ValueError, match="no source 'x'"):
             run.set_rate("x", 5.0)
-        for bad in (-1.0, math.inf, math.nan):
+        for bad in (-1.0, math.inf, math.nan, 1e300):
             with pytest.raises(ValueError, match=">= 0"):
                 run.set_rate("o", bad)
+        with pytest.raises(ValueError, match="a number of requests per second"):
+            run.set_rate("o", "100")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("run_class", [DesRun, KernelRun])
+def test_a_rate_set_before_the_first_step_holds_from_the_start(run_class) -> None:
+    """Changed at time 0, before any step (review 6 A1: the DES then stopped the source for good):
+    2,000/s over 2 s is a Poisson count of 4,000; stopped before the start and restarted at 1 s
+    at 500/s, 500."""
+    for changes, expected in (([(0.0, 2000.0)], 4000), ([(0.0, 0.0), (1.0, 500.0)], 500)):
+        stations = [StationSpec("cpu", "shared", 4.0)]
+        sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), _factory(0.0001, 1, 0.0, "exp"))]
+        run = run_class(stations, sources, RunControl(duration_s=2.0, seed=5))
+        for at, rate in changes:
+            run.step(at)
+            run.set_rate("o", rate)
+        run.step(2.0)
+        n = run.result().logs["o"].n
+        assert abs(n - expected) <= 4 * math.sqrt(expected), (changes, n)
+    des = _rate_run(DesRun, [(0.0, 300.0), (0.0, 0.0), (0.7, 250.0)], 1.5)
+    assert_same(des, _rate_run(KernelRun, [(0.0, 300.0), (0.0, 0.0), (0.7, 250.0)], 1.5))
