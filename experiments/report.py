@@ -212,6 +212,9 @@ def _density_report(folder: Path) -> Report:
                    "distribution-free) is beside it: it takes the latencies as independent, which a busy "
                    "queue's are not, so it is too narrow near saturation. Where it straddles the SLO, the "
                    "answer N is within the noise of the run length.",
+                   "With open-loop guests, an N whose offered load (rate x work per request, from 20,000 sampled "
+                   "requests, against capacity) reaches 100% of a resource or capped group fails, however the "
+                   "short run looked (density.csv: offered_utilization).",
                    "density.csv holds every N the search evaluated."],
                   sentences=_density_sentences(summary), **_stacks(summary["stack"]))
 
