@@ -18,7 +18,9 @@ __all__ = ["plot_cdfs", "plot_ratios"]
 
 def plot_ratios(overhead: pd.DataFrame, path: Path) -> Path:
     """Grouped bars: each workload's primary metric on each stack, as a ratio to bare metal."""
-    primary = overhead[~overhead["metric"].str.startswith("latency")]
+    from virtsim.experiments.overhead import primary_rows
+
+    primary = primary_rows(overhead)
     workloads = list(dict.fromkeys(primary["workload"]))
     stacks = [s for s in dict.fromkeys(primary["stack"]) if s != "bare-metal"]
     fig, ax = plt.subplots(figsize=(max(9, 1.4 * len(workloads)), 4.8))

@@ -83,3 +83,14 @@ def test_type2_is_worse_than_type1_for_io_and_network_and_close_for_cpu(tmp_path
     added_rtt = rr.loc[("netperf-rr", "round_trip_us", "kvm"), "value"] \
         - rr.loc[("netperf-rr", "round_trip_us", "bare-metal"), "value"]
     assert kvm_rr["added_us"].sum() == pytest.approx(added_rtt, rel=0.02)
+
+
+def test_a_fixed_rate_workload_is_measured_by_its_latency() -> None:
+    """web runs at a fixed 800/s: its throughput is 800/s on any stack that keeps up, so its
+    ratio to bare metal said nothing (review 6 B3); its mean latency is what a stack changes."""
+    from virtsim.experiments.overhead import primary_rows
+
+    table = overhead([["kvm"]], ["web"], replications=1, progress=False)["overhead"]
+    primary = primary_rows(table).set_index("stack")
+    assert set(primary["metric"]) == {"latency_mean_s"}
+    assert primary.loc["kvm", "ratio"] > 1.0 and primary.loc["bare-metal", "ratio"] == 1.0
