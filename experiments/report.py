@@ -96,6 +96,7 @@ def _run_report(folder: Path) -> Report:
                      "mean latency (µs)": ci("latency_mean_s"), "p99 latency (µs)": ci("latency_p99_s")})
     scenario = prov["scenario"]
     run = scenario["run"]
+    sentences = _overload_sentences(summary)
     stacks = [stack_label(s) for s in (scenario.get("compare") or {}).get("stacks", [])]
     stacks = stacks or [stack_label(g["stack"]) for g in scenario["guests"]]
     return Report(
@@ -106,8 +107,23 @@ def _run_report(folder: Path) -> Report:
         assumptions=[f"{run['duration']} s simulated per replication, {run['warmup']} s warm-up discarded, "
                      f"{run['replications']} replications, seed {run['seed']}; ± is a 95% Student-t interval.",
                      f"Engine: {_engine_text(prov.get('engine'))}.", *_cores_note(scenario)],
+        sentences=sentences,
         **_stacks(pd.Series(stacks)),
     )
+
+
+def _overload_sentences(summary: pd.DataFrame) -> list[str]:
+    """A warning per stack whose open-loop load reaches a resource's capacity: its queue grows for
+    as long as the run lasts, so its latencies measure the run's length, not the stack."""
+    offered = summary[summary["metric"] == "offered_utilization"]
+    out = []
+    for variant, part in offered.groupby("variant", sort=False):
+        worst = part.iloc[int(part["mean"].to_numpy().argmax())]
+        if float(worst["mean"]) >= 1.0:
+            out.append(f"{variant} is overloaded: {worst['station']} is offered {100 * float(worst['mean']):.0f}% of "
+                       "its capacity, so its queue grows for as long as the run lasts; its latencies depend on "
+                       "the run's length, not on the stack (lower the rate or raise the limit).")
+    return out
 
 
 def _cores_note(scenario: dict) -> list[str]:

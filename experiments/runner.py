@@ -24,7 +24,9 @@ from virtsim.experiments.scenario import POOLED_GUEST, Scenario, pooled_name
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import RunResult, simulate
 from virtsim.sim.kernel import compile_kernel, simulate_kernel
+from virtsim.sim.load import offered_load
 from virtsim.sim.records import METRIC_UNITS, latency_metrics, request_metrics, window_latencies
+from virtsim.sim.routes import OpenArrivals
 from virtsim.sim.stats import quantile_interval, summarize
 from virtsim.sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
 
@@ -62,7 +64,19 @@ def run_variant(scenario: Scenario, label: str, stack: list | None,
         result = simulate_kernel(stations, sources, control, replication)
     else:
         result = simulate(stations, sources, control, replication)
-    return result_rows(scenario, label, result, replication), engine
+    return result_rows(scenario, label, result, replication) + offered_rows(label, stations, sources, replication,
+                                                                            control.seed), engine
+
+
+def offered_rows(label: str, stations: list, sources: list, replication: int, seed: int) -> list[dict[str, Any]]:
+    """Rows ``offered_utilization`` (guest ``host``): the load open-loop sources offer each station
+    and capped group, as a fraction of its capacity (:func:`virtsim.sim.load.offered_load`, 5,000
+    sampled requests). At 1 or more the queue grows for as long as the run lasts."""
+    if not any(isinstance(s.arrivals, OpenArrivals) for s in sources):
+        return []
+    loads = offered_load(stations, sources, samples=5000, seed=seed)
+    return [dict(variant=label, replication=replication, guest="host", metric="offered_utilization", layer="all",
+                 station=name, value=float(value), unit="fraction") for name, value in loads.items()]
 
 
 def result_rows(scenario: Scenario, label: str, result: RunResult, replication: int) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from virtsim.experiments.runner import result_rows
+from virtsim.experiments.runner import offered_rows, result_rows
 from virtsim.experiments.scenario import Scenario, load_scenario
 from virtsim.sim.engine import DesRun
 from virtsim.sim.kernel import KernelRun
@@ -52,6 +52,7 @@ class Simulation:
         self.stations, self.sources = self.scenario.system(variants[stack]).engine_inputs()
         run_class = KernelRun if engine == "kernel" else DesRun
         self._run: KernelRun | DesRun = run_class(self.stations, self.sources, self.control, replication)
+        self._rates_changed = False
 
     @property
     def now_s(self) -> float:
@@ -116,6 +117,7 @@ class Simulation:
         if guest not in names:
             raise ValueError(f"no guest {guest!r} in this run; its guests are {names}")
         self._run.set_rate(guest, rate_per_s)
+        self._rates_changed = True
 
     def runs(self) -> pd.DataFrame:
         """The tidy rows ``virtsim run`` writes for this stack and replication. Only once the run
@@ -124,4 +126,6 @@ class Simulation:
             raise ValueError(f"the run is at {self.now_s:g} s of {self.duration_s:g} s; step to the end "
                              "first (observe() reports on a run in progress)")
         rows: list[dict[str, Any]] = result_rows(self.scenario, self.label, self._run.result(), self.replication)
+        if not self._rates_changed:  # else the offered load would describe the starting rates
+            rows += offered_rows(self.label, self.stations, self.sources, self.replication, self.control.seed)
         return pd.DataFrame(rows)

@@ -79,6 +79,7 @@ class RequestLog:
 
 
 METRIC_UNITS = {
+    "offered_utilization": "fraction",
     "latency_p99_low_s": "s",
     "latency_p99_high_s": "s",
     "throughput_rps": "requests/s",

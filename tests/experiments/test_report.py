@@ -224,3 +224,25 @@ def test_the_engine_that_ran_reads_as_words() -> None:
     assert _engine_text({"bare-metal": "des", "kvm": "des"}) == "des for every stack"
     assert _engine_text({"bare-metal": "vector", "kvm": "des", "docker": "vector"}) == \
         "des (kvm), vector (bare-metal, docker)"
+
+
+def test_a_run_whose_load_exceeds_a_cap_is_reported_as_overloaded(tmp_path) -> None:
+    """Review 6 B2: 420/s x 1 ms on a container capped at 0.3 core (cpu.max 30ms/100ms) is
+    offered 140% of its cap: its latencies grow with the run's length. The same load under a cap
+    of 1.5 cores (28%) is not flagged."""
+    scenario = {
+        "name": "quota-sat", "run": {"duration": "1s", "warmup": "0.1s", "replications": 1, "seed": 5},
+        "host": {"cpu": "small-4c", "memory": "ddr4-small"},
+        "guests": [{"name": "api", "stack": ["docker"], "workload": {
+            "arrivals": {"kind": "open", "rate": "420/s"},
+            "demands": [{"kind": "cpu", "cycles": "3M", "dist": "exp"}]}}],
+        "compare": {"stacks": [[{"profile": "docker", "cpu_max": "30ms/100ms"}],
+                               [{"profile": "docker", "cpu_max": "150ms/100ms"}]]},
+    }
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(scenario))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    sentences = build_report(tmp_path / "out").sentences
+    assert len(sentences) == 1 and "overloaded" in sentences[0] and "cpu_max=30ms/100ms" in sentences[0]
+    offered = float(re.search(r"offered (\d+)%", sentences[0]).group(1))  # type: ignore[union-attr]
+    assert offered == pytest.approx(140, abs=5)
