@@ -236,6 +236,7 @@ class DesRun:
         self.control = control
         self._run = _Run(stations, control, replication)
         self._logs = {source.name: self._run.start(source) for source in sources}
+        self._at_warmup: dict[str, float] | None = None  # work served by the end of the warm-up
 
     @property
     def now_s(self) -> float:
@@ -246,12 +247,34 @@ class DesRun:
         """Run every event before ``until_s`` (s, at most the run's duration); the clock is then
         exactly ``until_s`` (SimPy's ``run(until=)`` would stop at ``now + (until - now)``, which
         can round past it and take an event at ``until_s`` early)."""
-        env = self._run.env
         until_s = min(float(until_s), self.control.duration_s)
+        warmup = self.control.warmup_s
+        if self._at_warmup is None and until_s >= warmup:
+            self._advance(warmup)
+            self._at_warmup = self._served()  # utilization leaves the warm-up out, as the latencies do
+        self._advance(until_s)
+
+    def _advance(self, until_s: float) -> None:
+        """Process every event before ``until_s`` and put the clock there."""
+        env = self._run.env
         while env.peek() < until_s:
             env.step()
         if until_s > env.now:
             env._now = until_s  # SimPy has no public way to move an idle clock
+
+    def _served(self) -> dict[str, float]:
+        """Work served so far (s), per station with a capacity and per labelled group."""
+        run = self._run
+        for station in run.stations.values():
+            if isinstance(station, SharedStation | LockStation):
+                station.settle()
+        served = {name: station.work_done_s - (station.work_in_service_s() if isinstance(station, FifoStation) else 0.0)
+                  for name, station in run.stations.items() if np.isfinite(station.servers)}
+        for station in run.stations.values():
+            if isinstance(station, SharedStation):
+                for label, path in station.labelled_groups().items():
+                    served[label] = station.group_work_s(path)
+        return served
 
     def set_quota(self, station: str, group: tuple[str, ...], quota_s: float, period_s: float) -> None:
         """Change a group's ``cpu.max`` from now on (see :meth:`SharedStation.set_quota`)."""
@@ -291,22 +314,17 @@ class DesRun:
 
     def result(self) -> RunResult:
         """Logs and utilization (after the last step)."""
-        run, duration = self._run, self.control.duration_s
-        for station in run.stations.values():
-            if isinstance(station, SharedStation | LockStation):
-                station.settle()
-        utilization = {
-            name: (station.work_done_s - (station.work_in_service_s() if isinstance(station, FifoStation) else 0.0))
-            / (station.servers * duration)
-            for name, station in run.stations.items()
-            if np.isfinite(station.servers)
-        }
+        run = self._run
+        window = self.control.duration_s - self.control.warmup_s
+        served, before = self._served(), self._at_warmup or {}
+        utilization = {name: (served[name] - before.get(name, 0.0)) / (station.servers * window)
+                       for name, station in run.stations.items() if np.isfinite(station.servers)}
         for station in run.stations.values():
             if isinstance(station, SharedStation):
                 for label, path in station.labelled_groups().items():
                     spec = station.group_spec(path)
                     servers = spec.servers if spec is not None and math.isfinite(spec.servers) else station.servers
-                    utilization[label] = station.group_work_s(path) / (servers * duration)
+                    utilization[label] = (served[label] - before.get(label, 0.0)) / (servers * window)
         return RunResult({k: v.trimmed() for k, v in self._logs.items()}, utilization, run.replication)
 
 

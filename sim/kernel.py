@@ -116,6 +116,7 @@ class KernelRun:
             self._fill_work(j)
             self._fill_gaps(j)
         kl.start(self.model, self.state)
+        self._at_warmup: dict[str, float] | None = None  # work served by the end of the warm-up
 
     # -- building ------------------------------------------------------------------------------
 
@@ -339,6 +340,14 @@ class KernelRun:
     def step(self, until_s: float) -> None:
         """Run every event before ``until_s`` (s, at most the run's duration)."""
         until_s = min(float(until_s), self.control.duration_s)
+        warmup = self.control.warmup_s
+        if self._at_warmup is None and until_s >= warmup:
+            self._advance(warmup)
+            self._at_warmup = self._served()  # utilization leaves the warm-up out, as the latencies do
+        self._advance(until_s)
+
+    def _advance(self, until_s: float) -> None:
+        """Run every event before ``until_s`` (s), growing the arrays as the loop asks."""
         while True:
             need = kl.run_until(self.model, self.state, until_s)
             if need == kl.DONE:
@@ -397,31 +406,48 @@ class KernelRun:
                                            source.shares)
         return logs
 
-    def result(self) -> RunResult:
-        """Logs and utilization as :func:`virtsim.sim.engine.simulate` gives them (after the last step)."""
+    def _served(self) -> dict[str, float]:
+        """Work served so far (s), per station with a capacity and per labelled group."""
         self._room_for_completions()
         kl.settle(self.model, self.state)
-        logs = self.logs()
         st, m = self.state, self.model
-        duration = self.control.duration_s
-        utilization: dict[str, float] = {}
+        now, end = float(st.clock[0]), m.end_s
+        # a FIFO job counts its whole work (to the run's end) when it starts: less what is left
+        n = int(st.ctr[kl.C_HEAP_N])
+        fifo = st.ev_i[:n, kl.EV_KIND] == kl.E_FIFO
+        left = np.zeros(len(self.stations))
+        np.add.at(left, st.ev_i[:n, kl.EV_A][fifo], np.maximum(np.minimum(st.ev_t[:n][fifo], end) - now, 0.0))
+        served: dict[str, float] = {}
         for i, spec in enumerate(self.stations):
-            servers = _capacity(spec)
-            if math.isfinite(servers):  # as the DES: a delay (or an infinite CPU) has no utilization
-                utilization[spec.name] = float(st.st_f[i, kl.ST_WORK]) / (servers * duration)
+            if math.isfinite(_capacity(spec)):  # as the DES: a delay (or an infinite CPU) has no utilization
+                served[spec.name] = float(st.st_f[i, kl.ST_WORK]) - float(left[i])
         subtree = st.nd_f[:, kl.ND_WORK].copy()  # work of each group and the groups inside it
         for node in range(len(subtree) - 1, -1, -1):  # a node's parent was made before it
             parent = m.gi[node, kl.G_PARENT]
             if parent >= 0:
                 subtree[parent] += subtree[node]
         for i, spec in enumerate(self.stations):
-            if spec.kind != "shared":
-                continue
-            station_servers = _capacity(spec)
-            for path, g in spec.groups.items():
-                if g.label:
-                    servers = g.servers if math.isfinite(g.servers) else station_servers
-                    utilization[g.label] = float(subtree[self._nodes.ids[(i, path)]]) / (servers * duration)
+            if spec.kind == "shared":
+                for path, g in spec.groups.items():
+                    if g.label:
+                        served[g.label] = float(subtree[self._nodes.ids[(i, path)]])
+        return served
+
+    def result(self) -> RunResult:
+        """Logs and utilization as :func:`virtsim.sim.engine.simulate` gives them (after the last step)."""
+        served = self._served()
+        before = self._at_warmup or {}
+        logs = self.logs()
+        window = self.control.duration_s - self.control.warmup_s
+        capacity: dict[str, float] = {}
+        for spec in self.stations:
+            capacity[spec.name] = _capacity(spec)
+            if spec.kind == "shared":
+                for g in spec.groups.values():
+                    if g.label:
+                        capacity[g.label] = g.servers if math.isfinite(g.servers) else _capacity(spec)
+        utilization = {name: (work - before.get(name, 0.0)) / (capacity[name] * window)
+                       for name, work in served.items()}
         return RunResult(logs, utilization, self.replication)
 
 

@@ -70,6 +70,7 @@ K_AT, K_THINK, K_SCALE, K_NEXT = range(4)
 P_WHAT, P_STATION, P_NODE, P_COND_STATION, P_COND_NODE = range(5)
 
 _E_INIT, _E_ARRIVE, _E_SERVE, _E_RESUME, _E_FIFO, _E_WAKE = 0, 1, 2, 3, 4, 5
+E_FIFO = _E_FIFO  # a FIFO station's completion (EV_A the station): what the caller reads of the queue
 _URGENT, _NORMAL = 0, 1
 _PRIO_SHIFT = 56
 _TOL = 1e-12  # as stations._TOL

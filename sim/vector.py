@@ -182,7 +182,7 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
         t[:, 0] = arrival
         times[src.name] = t
     work_done = dict.fromkeys(specs, 0.0)
-    end = control.duration_s
+    end, warmup = control.duration_s, control.warmup_s
 
     order = _topological_order(stations, sources) or []
     # Walk each route stage by stage; a FIFO stage waits until its station's turn comes.
@@ -223,8 +223,9 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
                 _refuse_ties(arrival[sort], station)
                 departure = np.empty_like(arrival)
                 departure[sort] = fifo_departures(arrival[sort], work[sort], servers)
-            start = departure - work  # work served before the end only: a run can end mid-service
-            work_done[station] += float(np.minimum(work, end - start)[start < end].sum())
+            start = departure - work  # work served inside [warm-up, end) only, as the other engines
+            served = np.minimum(departure, end) - np.maximum(start, warmup)
+            work_done[station] += float(served[served > 0].sum())
             at = 0
             for src, k, idx, part_arrival, _ in parts:
                 t = times[src.name]
@@ -242,7 +243,7 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
         finish = np.where(t[:, -1] < end, t[:, -1], np.nan)
         n = t.shape[0]
         logs[src.name] = RequestLog(src.places, src.layers, t[:, 0].copy(), finish, stage, n, src.shares)
-    utilization = {name: work_done[name] / (spec.servers * end) for name, spec in specs.items()
+    utilization = {name: work_done[name] / (spec.servers * (end - warmup)) for name, spec in specs.items()
                    if spec.kind not in ("delay", "shared")}
     for spec in specs.values():
         if spec.kind == "shared":
