@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RunControl"]
+__all__ = ["RunControl", "SteppedRun"]
 
 
 @dataclass(frozen=True)
@@ -38,3 +38,28 @@ class RunControl:
     def window_s(self) -> float:
         """The measured part of the run, after warm-up."""
         return self.duration_s - self.warmup_s
+
+
+class SteppedRun:
+    """What both engines' runs share: :meth:`step` notes the work served when it passes the end
+    of the warm-up (utilization leaves the warm-up out, as the latencies do). An engine's run
+    gives ``control``, ``_advance`` (process the events before a time) and ``_served`` (work served
+    so far per station and labelled group, s)."""
+
+    control: RunControl
+    _at_warmup: dict[str, float] | None = None
+
+    def _advance(self, until_s: float) -> None:
+        raise NotImplementedError
+
+    def _served(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def step(self, until_s: float) -> None:
+        """Run every event before ``until_s`` (s, at most the run's duration)."""
+        until_s = min(float(until_s), self.control.duration_s)
+        warmup = self.control.warmup_s
+        if self._at_warmup is None and until_s >= warmup:
+            self._advance(warmup)
+            self._at_warmup = self._served()
+        self._advance(until_s)

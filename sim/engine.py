@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from virtsim.sim.control import RunControl
+from virtsim.sim.control import RunControl, SteppedRun
 from virtsim.sim.records import RequestLog
 from virtsim.sim.rng import stream, stream_seed
 from virtsim.sim.routes import (
@@ -223,7 +223,7 @@ def _expected_requests(source: Source, duration_s: float) -> int:
     return 1024
 
 
-class DesRun:
+class DesRun(SteppedRun):
     """One replication on the DES, advanced with :meth:`step` (the kernel's :class:`KernelRun` twin).
 
     ``DesRun(stations, sources, control, replication).step(control.duration_s)`` followed by
@@ -243,19 +243,10 @@ class DesRun:
         """Simulated time reached, in seconds."""
         return float(self._run.env.now)
 
-    def step(self, until_s: float) -> None:
-        """Run every event before ``until_s`` (s, at most the run's duration); the clock is then
-        exactly ``until_s`` (SimPy's ``run(until=)`` would stop at ``now + (until - now)``, which
-        can round past it and take an event at ``until_s`` early)."""
-        until_s = min(float(until_s), self.control.duration_s)
-        warmup = self.control.warmup_s
-        if self._at_warmup is None and until_s >= warmup:
-            self._advance(warmup)
-            self._at_warmup = self._served()  # utilization leaves the warm-up out, as the latencies do
-        self._advance(until_s)
-
     def _advance(self, until_s: float) -> None:
-        """Process every event before ``until_s`` and put the clock there."""
+        """Process every event before ``until_s``; the clock is then exactly ``until_s`` (SimPy's
+        ``run(until=)`` would stop at ``now + (until - now)``, which can round past it and take
+        an event at ``until_s`` early)."""
         env = self._run.env
         while env.peek() < until_s:
             env.step()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from virtsim.sim import kernel_loop as kl
-from virtsim.sim.control import RunControl
+from virtsim.sim.control import RunControl, SteppedRun
 from virtsim.sim.engine import RunResult
 from virtsim.sim.records import RequestLog
 from virtsim.sim.rng import stream, stream_seed
@@ -85,7 +85,7 @@ class _Nodes:
         return self.ids[key]
 
 
-class KernelRun:
+class KernelRun(SteppedRun):
     """One replication on the compiled engine, advanced with :meth:`step`.
 
     ``KernelRun(stations, sources, control, replication).step(control.duration_s)`` followed by
@@ -336,15 +336,6 @@ class KernelRun:
     def now_s(self) -> float:
         """Simulated time reached, in seconds."""
         return float(self.state.clock[0])
-
-    def step(self, until_s: float) -> None:
-        """Run every event before ``until_s`` (s, at most the run's duration)."""
-        until_s = min(float(until_s), self.control.duration_s)
-        warmup = self.control.warmup_s
-        if self._at_warmup is None and until_s >= warmup:
-            self._advance(warmup)
-            self._at_warmup = self._served()  # utilization leaves the warm-up out, as the latencies do
-        self._advance(until_s)
 
     def _advance(self, until_s: float) -> None:
         """Run every event before ``until_s`` (s), growing the arrays as the loop asks."""
