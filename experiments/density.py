@@ -40,7 +40,6 @@ from virtsim.models.hardware.host import HostSpec
 from virtsim.models.quantities import Bytes, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.models.virt.stack import Stack
-from virtsim.sim.load import offered_load
 
 __all__ = ["DensitySpec", "evaluate", "load_density_spec", "run_density", "search"]
 
@@ -209,12 +208,10 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     # bound, and a short run's p99 and served share only hide that (at 5% overload 95% are served).
     # The run starts empty, so its utilization reads low (0.985 at 101.7% offered): the offered
     # load (rate x work per request / capacity) decides too.
-    offered = 0.0
-    if wl.arrivals.kind == "open":
-        loads = offered_load(*scenario.system().engine_inputs(), seed=spec.seed)
-        if "cpu" in loads and fp.idle_cpu_cores > 0:
-            loads["cpu"] += guests * fp.idle_cpu_cores / host.cpu.cores
-        offered = max(loads.values(), default=0.0)
+    loads = runs[runs["metric"] == "offered_utilization"].set_index("station")["value"]  # open loops only
+    if "cpu" in loads.index and fp.idle_cpu_cores > 0:
+        loads["cpu"] += guests * fp.idle_cpu_cores / host.cpu.cores
+    offered = float(loads.max()) if len(loads) else 0.0
     overloaded = wl.arrivals.kind == "open" and ((len(util) > 0 and float(util.max()) >= SATURATED)
                                                  or offered >= 1.0)
     passes = p99 <= spec.slo.p99_latency_s and fraction >= spec.slo.min_throughput and not overloaded

@@ -70,11 +70,12 @@ def run_variant(scenario: Scenario, label: str, stack: list | None,
 
 def offered_rows(label: str, stations: list, sources: list, replication: int, seed: int) -> list[dict[str, Any]]:
     """Rows ``offered_utilization`` (guest ``host``): the load open-loop sources offer each station
-    and capped group, as a fraction of its capacity (:func:`virtsim.sim.load.offered_load`, 5,000
-    sampled requests). At 1 or more the queue grows for as long as the run lasts."""
-    if not any(isinstance(s.arrivals, OpenArrivals) for s in sources):
+    and capped group, as a fraction of its capacity (:func:`virtsim.sim.load.offered_load`). At 1
+    or more the queue grows for as long as the run lasts. A property of the configuration, not of
+    a replication: written with replication 0 only."""
+    if replication != 0 or not any(isinstance(s.arrivals, OpenArrivals) for s in sources):
         return []
-    loads = offered_load(stations, sources, samples=5000, seed=seed)
+    loads = offered_load(stations, sources, seed=seed)
     return [dict(variant=label, replication=replication, guest="host", metric="offered_utilization", layer="all",
                  station=name, value=float(value), unit="fraction") for name, value in loads.items()]
 

@@ -199,7 +199,8 @@ class System:
         sources = []
         for guest in self.guests:
             route, make_sampler = self.routes(guest)
-            sources.append(Source(guest.name, route, guest.workload.arrivals.arrivals(), make_sampler))
+            family = f"{id(guest.stack)}:{guest.workload.model_dump_json()}"  # an entry's guests share a stack
+            sources.append(Source(guest.name, route, guest.workload.arrivals.arrivals(), make_sampler, family))
         used = {slot.station for source in sources for slot in source.route} | {CPU_STATION}
         used |= {slot.when_idle.station for source in sources for slot in source.route if slot.when_idle}
         candidates = [

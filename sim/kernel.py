@@ -410,7 +410,7 @@ class KernelRun(SteppedRun):
         np.add.at(left, st.ev_i[:n, kl.EV_A][fifo], np.maximum(np.minimum(st.ev_t[:n][fifo], end) - now, 0.0))
         served: dict[str, float] = {}
         for i, spec in enumerate(self.stations):
-            if math.isfinite(_capacity(spec)):  # as the DES: a delay (or an infinite CPU) has no utilization
+            if math.isfinite(spec.capacity):  # as the DES: a delay (or an infinite CPU) has no utilization
                 served[spec.name] = float(st.st_f[i, kl.ST_WORK]) - float(left[i])
         subtree = st.nd_f[:, kl.ND_WORK].copy()  # work of each group and the groups inside it
         for node in range(len(subtree) - 1, -1, -1):  # a node's parent was made before it
@@ -432,11 +432,11 @@ class KernelRun(SteppedRun):
         window = self.control.duration_s - self.control.warmup_s
         capacity: dict[str, float] = {}
         for spec in self.stations:
-            capacity[spec.name] = _capacity(spec)
+            capacity[spec.name] = spec.capacity
             if spec.kind == "shared":
                 for g in spec.groups.values():
                     if g.label:
-                        capacity[g.label] = g.servers if math.isfinite(g.servers) else _capacity(spec)
+                        capacity[g.label] = g.servers if math.isfinite(g.servers) else spec.capacity
         utilization = {name: (work - before.get(name, 0.0)) / (capacity[name] * window)
                        for name, work in served.items()}
         return RunResult(logs, utilization, self.replication)
@@ -450,15 +450,6 @@ def _open_stream(sources: Sequence[Source], streams: list[_Stream], name: str) -
     if not isinstance(sources[index[name]].arrivals, OpenArrivals):
         raise ValueError(f"source {name!r} is not open-loop (a rate); only an open-loop source's rate can change")
     return next(j for j, s in enumerate(streams) if s.source == index[name])
-
-
-def _capacity(spec: StationSpec) -> float:
-    """Servers' worth of work per second, as the DES's station says (``inf`` for a delay)."""
-    if spec.kind == "delay":
-        return math.inf
-    if spec.kind == "shared":
-        return spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))
-    return spec.servers
 
 
 def simulate_kernel(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,

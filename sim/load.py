@@ -19,17 +19,7 @@ import numpy as np
 from virtsim.sim.rng import stream_seed
 from virtsim.sim.routes import OpenArrivals, Source, StationSpec
 
-__all__ = ["offered_load", "station_capacity"]
-
-
-def station_capacity(spec: StationSpec) -> float:
-    """Servers' worth of work a station serves per second (``inf`` for a delay); a shared CPU
-    with SMT counts a core's second thread as ``smt_yield`` of a core."""
-    if spec.kind == "delay":
-        return math.inf
-    if spec.kind == "shared":
-        return spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))
-    return spec.servers
+__all__ = ["offered_load"]
 
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
@@ -37,15 +27,15 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     """Offered utilization (work per second / capacity) of each station, and of each group with
     a cap (``max_servers`` or ``cpu.max``) as ``"station:a/b"``, from the open-loop sources only.
 
-    Sources whose routes visit the same stations in the same order are taken to draw alike (the
-    guests of one entry): the first one's mean work per slot stands for the others'."""
+    Sources of one ``family`` (the guests of one entry) draw alike: the first one's mean work per
+    slot stands for the others'. Each other source is sampled on its own."""
     specs = {s.name: s for s in stations}
     work: dict[str, float] = {}
-    means: dict[tuple[str, ...], np.ndarray] = {}
+    means: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
     for source in sources:
         if not isinstance(source.arrivals, OpenArrivals):
             continue
-        key = source.stations
+        key = (source.family or f"source:{source.name}", source.stations)
         if key not in means:
             sample = source.make_sampler(stream_seed(seed, 0, "offered-load", source.name))(samples)
             means[key] = np.asarray(sample, dtype=float).mean(axis=0)
@@ -62,7 +52,7 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
         station, _, path = name.partition(":")
         spec = specs[station]
         if not path:
-            out[name] = per_second / station_capacity(spec)
+            out[name] = per_second / spec.capacity
             continue
         group = spec.groups.get(tuple(path.split("/")))
         if group is None:

@@ -47,6 +47,16 @@ class StationSpec:
     threads_per_server: int = 1  # shared stations: hardware threads per core (SMT)
     smt_yield: float = 0.0  # what a core's second thread adds when both run, as a fraction of a core
 
+    @property
+    def capacity(self) -> float:
+        """Servers' worth of work it serves per second (``inf`` for a delay); a shared CPU with SMT
+        counts a core's further threads as ``smt_yield`` of a core each."""
+        if self.kind == "delay":
+            return math.inf
+        if self.kind == "shared":
+            return self.servers * (1 + self.smt_yield * (self.threads_per_server - 1))
+        return self.servers
+
     def __post_init__(self) -> None:
         if self.kind not in ("fifo", "delay", "shared", "lock"):
             raise ValueError(f"station {self.name!r}: unknown kind {self.kind!r}")
@@ -202,6 +212,9 @@ class Source:
     route: tuple[Slot, ...]
     arrivals: Arrivals
     make_sampler: SamplerFactory
+    # sources of one family draw their work alike (the guests of one entry: one stack, one
+    # workload); "" for none: each source is its own
+    family: str = ""
 
     @property
     def stations(self) -> tuple[str, ...]:

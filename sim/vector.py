@@ -83,7 +83,7 @@ def _shared_utilization(spec: StationSpec) -> dict[str, float]:
     """Utilization of a shared station no request visits (the vector engine runs no processor
     sharing), as the DES reports it: its background jobs, a core each, over its servers; and each
     labelled group's share of them over the group's servers (or the station's)."""
-    capacity = spec.servers * (1 + spec.smt_yield * (spec.threads_per_server - 1))  # as the DES's station
+    capacity = spec.capacity  # as the DES's station
     out = {spec.name: sum(spec.background.values()) / capacity}
     for path, g in spec.groups.items():
         if g.label:
