@@ -82,8 +82,8 @@ def build_chain_usage(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes,
     if host is not None:
         return _physical_chain_usage(fmt, virtual_bytes, base_writes, guest_writes, host)
     if isinstance(fmt, Raw):
-        return ChainUsage(0, tuple((virtual_bytes,) for _ in guest_writes),
-                          tuple(virtual_bytes for _ in guest_writes))
+        length = fmt.empty_bytes(virtual_bytes)  # whole sectors, as qemu-img makes it
+        return ChainUsage(0, tuple((length,) for _ in guest_writes), tuple(length for _ in guest_writes))
     base = touched_units(*base_writes, fmt.unit_bytes)
     guests, clones = [], []
     for levels in guest_writes:

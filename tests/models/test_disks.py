@@ -258,3 +258,10 @@ def test_a_discarded_qcow2_cluster_is_the_next_one_allocated() -> None:
     partial = (np.array([0, 2 * k, 2 * k + 512, 8 * k]), np.array([k, k, k - 1024, k]))
     assert fmt.file_bytes_after(*whole, 2**30, discard=ops) == 7 * k
     assert fmt.file_bytes_after(*partial, 2**30, discard=ops) == 8 * k
+
+
+def test_a_raw_copy_is_as_long_as_qemu_img_makes_it_whole_sectors() -> None:
+    """Review 5: a virtual size of 1.1 GB (not a multiple of 512) makes a 1,100,000,256-byte file."""
+    fmt = format_by_name("raw", 1_100_000_000)
+    usage = build_chain_usage(fmt, 1_100_000_000, (np.array([0]), np.array([512])), [[], []])
+    assert usage.clone_bytes == (1_100_000_256, 1_100_000_256) == tuple(sum(d) for d in usage.guest_bytes)
