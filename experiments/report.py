@@ -257,7 +257,9 @@ def _disk_report(folder: Path) -> Report:
                    "Sizes are bytes on the host (what du counts, less the file system's own extent blocks), "
                    "on host_fs.block blocks: raw images, VHDX payload blocks and VMDK grain tables are sparse "
                    "and hold only what was written; the _apparent_ columns are the file lengths (what ls shows).",
-                   "A full clone is as sparse as qemu-img convert writes it (4 KiB pieces of zeros left out)."])
+                   "A full clone is as sparse as qemu-img convert writes it (4 KiB pieces of zeros left out).",
+                   "A differencing VHDX counts each sector bitmap block it writes in whole (1 MiB per 4 GiB of the "
+                   "disk written in): an upper bound, since QEMU cannot write one to check against."])
 
 
 def _sweep_report(folder: Path) -> Report:
