@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CDF_LEVELS", "METRIC_UNITS", "RequestLog", "latency_metrics", "request_metrics", "window_latencies"]
+__all__ = ["CDF_LEVELS", "METRIC_UNITS", "RequestLog", "latency_metrics", "pooled_latencies", "request_metrics",
+           "window_latencies"]
 
 
 @dataclass
@@ -102,6 +103,21 @@ def window_latencies(log: RequestLog, warmup_s: float) -> np.ndarray:
     arrival, finish = log.arrival_s[:n], log.finish_s[:n]
     measured = ~np.isnan(finish) & (arrival >= warmup_s)
     return finish[measured] - arrival[measured]
+
+
+def pooled_latencies(logs: list[RequestLog], warmup_s: float) -> np.ndarray:
+    """The latencies (s) :func:`window_latencies` gives for each of ``logs``, together, in the order
+    the requests arrived (ties in the order of ``logs``): the time order sectioning needs."""
+    arrivals, latencies = [], []
+    for log in logs:
+        arrival, finish = log.arrival_s[:log.n], log.finish_s[:log.n]
+        measured = ~np.isnan(finish) & (arrival >= warmup_s)
+        arrivals.append(arrival[measured])
+        latencies.append(finish[measured] - arrival[measured])
+    if not latencies:
+        return np.empty(0)
+    order = np.argsort(np.concatenate(arrivals), kind="stable")
+    return np.concatenate(latencies)[order]
 
 
 def latency_metrics(latency: np.ndarray) -> list[tuple[str, str, str, float]]:

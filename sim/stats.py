@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["quantile_interval", "summarize", "t_interval"]
+__all__ = ["MIN_SECTION_SAMPLES", "quantile_interval", "sectioned_quantile_interval", "summarize", "t_interval"]
 
 
 def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -53,6 +53,41 @@ def quantile_interval(samples: np.ndarray, q: float, confidence: float = 0.95) -
     low = float(x[r - 1]) if r >= 1 else float("nan")
     high = float(x[s - 1]) if s <= n else float("nan")
     return low, high
+
+
+MIN_SECTION_SAMPLES = 400
+"""Samples per section at least, in :func:`sectioned_quantile_interval`: a section's p99 then rests
+on its 4 largest samples, and its bias (a small sample's quantile) is small beside its spread."""
+
+
+def sectioned_quantile_interval(samples: np.ndarray, q: float, confidence: float = 0.95,
+                                max_sections: int = 10) -> tuple[float, float]:
+    """A confidence interval for the ``q`` quantile of a steady-state output whose samples are
+    correlated (the latencies of one queue, in the order the requests arrived), by sectioning
+    (Asmussen & Glynn, *Stochastic Simulation*, 2007, IV.5; Nakayama, ACM TOMACS 24(4), 2014):
+    ``samples`` is cut into b consecutive sections of at least :data:`MIN_SECTION_SAMPLES` (at most
+    ``max_sections``); the interval is the quantile of all samples plus or minus Student-t(b - 1)
+    times the standard deviation of the b sections' quantiles over sqrt(b).
+
+    Sections far apart in time are nearly independent where order statistics assume every
+    sample is: near saturation a queue's latencies come in long correlated runs and the
+    order-statistic interval (:func:`quantile_interval`) covers the true p99 of an M/M/1 queue at
+    50% load only half the time, whatever the sample count. Sectioning covers it at close to the
+    stated confidence once a section is long beside the queue's busy periods; it is still too
+    narrow when it is not (a short run of a queue near saturation). (NaN, NaN) below 3 sections'
+    worth of samples."""
+    if not 0.0 < q < 1.0 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need 0 < q < 1 and 0 < confidence < 1, got q={q}, confidence={confidence}")
+    x = np.asarray(samples, dtype=float)
+    sections = min(max_sections, x.size // MIN_SECTION_SAMPLES)
+    if sections < 3:
+        return float("nan"), float("nan")
+    from scipy import stats
+
+    per_section = np.array([np.quantile(part, q) for part in np.array_split(x, sections)])
+    centre = float(np.quantile(x, q))
+    half = float(stats.t.ppf(0.5 + confidence / 2, sections - 1) * per_section.std(ddof=1) / np.sqrt(sections))
+    return centre - half, centre + half
 
 
 def summarize(runs: pd.DataFrame, by: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
