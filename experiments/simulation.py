@@ -7,6 +7,7 @@
         if seen.loc["api", "latency_p99_s"] > 0.05:
             sim.set_cpu_max("api", 0.1, 0.1)              # raise the container's cpu.max
     sim.set_rate("api", 0)                                # an open-loop guest leaves (0) or returns
+    sim.set_clients("db", 4)                              # a closed-loop guest's clients (0..declared)
     runs = sim.runs()                                     # the table `virtsim run` writes
 
 Both engines run it (``engine="kernel"``, the default, or ``"des"``) with the same numbers; with
@@ -117,6 +118,18 @@ class Simulation:
         if guest not in names:
             raise ValueError(f"no guest {guest!r} in this run; its guests are {names}")
         self._run.set_rate(guest, rate_per_s)
+        self._rates_changed = True
+
+    def set_clients(self, guest: str, clients: int) -> None:
+        """Change closed-loop ``guest``'s active clients (connections, threads, jobs) from now on,
+        from 0 (the guest goes quiet) to the clients the scenario gives it: the clients beyond the
+        new count stop after the request they are thinking towards or waiting for; a stopped
+        client taken up again starts with a think time. To grow past the scenario's count,
+        declare the most it will have there and lower it before the first step."""
+        names = sorted({s.name for s in self.sources})
+        if guest not in names:
+            raise ValueError(f"no guest {guest!r} in this run; its guests are {names}")
+        self._run.set_clients(guest, clients)
         self._rates_changed = True
 
     def runs(self) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from virtsim.sim.routes import (
     StationSpec,
     TraceArrivals,
     WorkSampler,
+    check_clients,
     check_network,
     check_rate,
 )
@@ -99,6 +100,15 @@ class _OpenSchedule:
     started: bool = False  # the process has drawn its first gap (a change before only sets the mean)
 
 
+@dataclass
+class _ClientSwitch:
+    """One closed client's on/off switch (the kernel's SM_PAUSE, SM_IDLE): ``paused`` stops it
+    before its next think time; ``waiting`` is the event it then waits on until taken up again."""
+
+    paused: bool = False
+    waiting: simpy.Event | None = None
+
+
 class _Run:
     """The SimPy environment and stations of one replication, and the processes that feed them."""
     def __init__(self, stations: Sequence[StationSpec], control: RunControl, replication: int) -> None:
@@ -107,6 +117,7 @@ class _Run:
         self.replication = replication
         self.stations = {s.name: build_station(self.env, s) for s in stations}
         self.open: dict[str, _OpenSchedule] = {}
+        self.clients: dict[str, list[_ClientSwitch]] = {}
 
     def start(self, source: Source) -> RequestLog:
         """Start the processes that make ``source``'s requests; returns the log they fill."""
@@ -129,10 +140,11 @@ class _Run:
         else:
             per_client = any(slot.per_client or (slot.when_idle is not None and slot.when_idle.per_client)
                              for slot in source.route)
+            switches = self.clients[source.name] = [_ClientSwitch() for _ in range(source.arrivals.clients)]
             for c in range(source.arrivals.clients):
                 steps = _steps(self.stations, source, c) if per_client else submits
                 self.env.process(
-                    self._client(source.arrivals, log, steps,
+                    self._client(source.arrivals, switches[c], log, steps,
                                  stream(seed, rep, source.name, "think", c),
                                  source.make_sampler(stream_seed(seed, rep, source.name, "work", c)))
                 )
@@ -173,15 +185,19 @@ class _Run:
             yield env.timeout(max(t - env.now, 0.0))  # equal times: the clock may round past t
             env.process(self._serve(log, log.add(env.now), work[j], submits))  # type: ignore[index]
 
-    def _client(self, arrivals: ClosedArrivals, log: RequestLog, submits: list,
+    def _client(self, arrivals: ClosedArrivals, switch: _ClientSwitch, log: RequestLog, submits: list,
                 think_rng: np.random.Generator, sample_work: WorkSampler) -> Generator:
-        """One closed-loop client: think (exponential, mean ``think_s``), make a request, wait for it; until the end."""
+        """One closed-loop client: think (exponential, mean ``think_s``), make a request, wait for
+        it; until the end. Paused, it waits before its next think time until taken up again."""
         env, end = self.env, self.control.duration_s
         block = _FIRST_BLOCK_CLOSED
         while True:
             thinks = think_rng.exponential(arrivals.think_s, block) if arrivals.think_s > 0 else None
             work = sample_work(block)
             for j in range(block):
+                if switch.paused:
+                    switch.waiting = env.event()
+                    yield switch.waiting
                 if thinks is not None:
                     yield env.timeout(thinks[j])
                 if env.now >= end:
@@ -298,6 +314,24 @@ class DesRun(SteppedRun):
         schedule.next_s = now + delay
         if schedule.process is not None and schedule.process.is_alive:
             schedule.process.interrupt(delay)
+
+    def set_clients(self, source: str, clients: int) -> None:
+        """Closed-loop ``source``'s active clients from now on: clients 0..clients-1 run, the rest
+        stop after the request they are thinking towards or waiting for; a stopped client taken
+        up again starts with a think time. As the kernel's
+        :meth:`~virtsim.sim.kernel.KernelRun.set_clients`."""
+        switches = self._run.clients.get(source)
+        if switches is None:
+            known = sorted(self._logs)
+            raise ValueError(f"no source {source!r}; the run's sources are {known}" if source not in known else
+                             f"source {source!r} is not closed-loop (clients); only a closed-loop source's "
+                             "clients can change (an open-loop source's rate can)")
+        check_clients(source, clients, len(switches))
+        for c, switch in enumerate(switches):
+            switch.paused = c >= clients
+            if not switch.paused and switch.waiting is not None:
+                waiting, switch.waiting = switch.waiting, None
+                waiting.succeed()
 
     def logs(self) -> dict[str, RequestLog]:
         """Each source's requests so far (unfinished ones have a NaN finish time)."""

@@ -40,6 +40,7 @@ from virtsim.sim.routes import (
     StationSpec,
     TraceArrivals,
     WorkSampler,
+    check_clients,
     check_network,
     check_rate,
 )
@@ -275,7 +276,7 @@ class KernelRun(SteppedRun):
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
             scratch_i=np.zeros(4 * (n_nd + 1), np.int64), scratch_p=np.zeros(6 * (n_nd + 1), np.int64),
             scratch_q=np.zeros(3 * (n_nd + 1)), scratch_f=np.zeros(3 * n_nd + 3),
-            sm_i=np.zeros((n_sm, 6), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
+            sm_i=np.zeros((n_sm, 8), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
             rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
             pairs=np.zeros(requests, np.int64),
         )
@@ -381,6 +382,17 @@ class KernelRun(SteppedRun):
             self._fill_gaps(j)
         kl.set_gap_mean(self.model, self.state, j, mean)
 
+    def set_clients(self, source: str, clients: int) -> None:
+        """Closed-loop ``source``'s active clients from now on: clients 0..clients-1 run, the rest
+        stop after the request they are thinking towards or waiting for (see
+        :func:`~virtsim.sim.kernel_loop.set_paused`; the DES's
+        :meth:`~virtsim.sim.engine.DesRun.set_clients`)."""
+        streams = _client_streams(self.sources, self._streams, source)
+        check_clients(source, clients, len(streams))
+        for c, j in enumerate(streams):
+            self._room_for_completions()
+            kl.set_paused(self.state, j, c >= clients)
+
     def logs(self) -> dict[str, RequestLog]:
         """Each source's requests so far (unfinished ones have a NaN finish time)."""
         st, m = self.state, self.model
@@ -450,6 +462,17 @@ def _open_stream(sources: Sequence[Source], streams: list[_Stream], name: str) -
     if not isinstance(sources[index[name]].arrivals, OpenArrivals):
         raise ValueError(f"source {name!r} is not open-loop (a rate); only an open-loop source's rate can change")
     return next(j for j, s in enumerate(streams) if s.source == index[name])
+
+
+def _client_streams(sources: Sequence[Source], streams: list[_Stream], name: str) -> list[int]:
+    """The streams of closed-loop source ``name``, client by client (a ValueError naming the choices otherwise)."""
+    index = {src.name: i for i, src in enumerate(sources)}
+    if name not in index:
+        raise ValueError(f"no source {name!r}; the run's sources are {sorted(index)}")
+    if not isinstance(sources[index[name]].arrivals, ClosedArrivals):
+        raise ValueError(f"source {name!r} is not closed-loop (clients); only a closed-loop source's clients "
+                         "can change (an open-loop source's rate can)")
+    return [j for j, s in enumerate(streams) if s.source == index[name]]
 
 
 def simulate_kernel(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,

@@ -61,7 +61,8 @@ S_SERVERS, S_SMT = range(2)
 # streams: sm_i changing, ki and kf fixed
 # SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void);
 # SM_J: a trace's next time, or for an open stream 1 once it has started (drawn its first gap)
-SM_J, SM_ROW, SM_ROW_END, SM_GAP, SM_GAP_END, SM_EPOCH = range(6)
+# SM_PAUSE: a closed client told by set_paused to stop after its current request; SM_IDLE: it has
+SM_J, SM_ROW, SM_ROW_END, SM_GAP, SM_GAP_END, SM_EPOCH, SM_PAUSE, SM_IDLE = range(8)
 K_KIND, K_SOURCE, K_LEN, K_COUNT, K_TRACE_LO = range(5)
 # K_SCALE: what a pooled gap is multiplied by (an open stream's mean gap, s, which set_rate
 # changes; 1 for think times, pooled as drawn); K_NEXT: an open stream's next arrival (s)
@@ -813,7 +814,11 @@ def _next_arrival(m: Model, s: State, sm: int, now: float) -> None:
 
 @_inline
 def _client_next(m: Model, s: State, sm: int, now: float) -> int:
-    """A closed-loop client's next request: after its think time (-1), or at once (the request)."""
+    """A closed-loop client's next request: after its think time (-1), or at once (the request);
+    nothing if it was paused (it goes idle until set_paused takes it up again)."""
+    if s.sm_i[sm, SM_PAUSE]:
+        s.sm_i[sm, SM_IDLE] = 1
+        return -1
     if m.kf[sm, K_THINK] > 0:
         _schedule(s.ctr, s.ev_t, s.ev_i, now + _next_gap(m, s, sm), _NORMAL, _E_ARRIVE, sm, 0)
         return -1
@@ -1082,6 +1087,21 @@ def set_gap_mean(m: Model, s: State, sm: int, mean_s: float) -> None:
         t = now + (m.kf[sm, K_NEXT] - now) / old * mean_s
         m.kf[sm, K_NEXT] = t
         _schedule(s.ctr, s.ev_t, s.ev_i, t, _NORMAL, _E_ARRIVE, sm, s.sm_i[sm, SM_EPOCH])
+
+
+@_jit
+def set_paused(s: State, sm: int, paused: bool) -> None:
+    """Pause closed client ``sm`` (it makes no request after the one it is thinking towards or
+    waiting for) or take it up again: a client that went idle starts again now, as a process
+    woken by an event (normal priority): its think time, then its request. As the DES's
+    :meth:`~virtsim.sim.engine.DesRun.set_clients`. The caller makes room for one event."""
+    if paused:
+        s.sm_i[sm, SM_PAUSE] = 1
+        return
+    s.sm_i[sm, SM_PAUSE] = 0
+    if s.sm_i[sm, SM_IDLE]:
+        s.sm_i[sm, SM_IDLE] = 0
+        _schedule(s.ctr, s.ev_t, s.ev_i, s.clock[0], _NORMAL, _E_INIT, sm, 0)
 
 
 @_jit

@@ -28,6 +28,7 @@ __all__ = [
     "StationSpec",
     "TraceArrivals",
     "WorkSampler",
+    "check_clients",
     "check_network",
     "check_rate",
 ]
@@ -147,6 +148,16 @@ def check_rate(source: str, rate_per_s: float) -> float:
                          f"the arrivals) and at most {MAX_RATE_PER_S:,.0f} (the requests are kept in memory), "
                          f"got {rate_per_s}")
     return math.inf if rate_per_s == 0 else 1.0 / rate_per_s
+
+
+def check_clients(source: str, clients: int, declared: int) -> int:
+    """``clients`` for a change of closed-loop ``source``'s active clients: a whole number from 0
+    (all stop) to the ``declared`` clients it started with (their threads, groups and random
+    streams are made when the run starts); a ValueError otherwise."""
+    if isinstance(clients, bool) or not isinstance(clients, int | np.integer) or not 0 <= clients <= declared:
+        raise ValueError(f"source {source!r}: clients is a whole number from 0 (all stop) to {declared} (the "
+                         f"clients the scenario gives it; declare more there to run more), got {clients!r}")
+    return int(clients)
 
 
 @dataclass(frozen=True)

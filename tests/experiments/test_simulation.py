@@ -116,3 +116,34 @@ def test_a_guest_whose_load_is_removed_then_halved_drains_its_backlog() -> None:
         pd.testing.assert_frame_equal(ours, des, rtol=1e-9)
     with pytest.raises(ValueError, match="no guest 'web'"):
         virtsim.Simulation(_short(QUOTA), stack=CAPPED).set_rate("web", 10)
+
+
+def _kv_store(connections: int) -> virtsim.Scenario:
+    """One kv-store guest (a Redis-like event loop) on docker, ``connections`` closed-loop clients."""
+    return virtsim.scenario({"name": "kv", "run": {"duration": "0.4s", "warmup": "0s", "replications": 1},
+                             "guests": [{"name": "kv", "stack": ["docker"],
+                                         "workload": {"kind": "kv-store", "connections": connections}}]})
+
+
+@pytest.mark.parametrize("engine", ["kernel", "des"])
+def test_a_guests_connections_change_mid_run_and_its_throughput_with_them(engine) -> None:
+    """8 connections, then 1, then none, then 8 again (0.1 s each): one connection makes fewer
+    requests than eight (the server is not saturated at one), none makes none, and the count is
+    bounded by what the scenario declared. Both engines give the same requests."""
+    counts = []
+    for eng in (engine, "kernel"):
+        sim = virtsim.Simulation(_kv_store(8), engine=eng)
+        seen = []
+        for until, connections in ((0.1, 1), (0.2, 0), (0.3, 8), (0.4, None)):
+            sim.step(until)
+            seen.append(int(sim.observe().loc["kv", "arrived"]))
+            if connections is not None:
+                sim.set_clients("kv", connections)
+        counts.append(seen)
+    per_window = np.diff([0, *counts[0]])
+    assert per_window[1] < per_window[0] / 2  # 1 connection against 8
+    assert per_window[2] <= 1  # none: at most the one request the last was thinking towards
+    assert per_window[3] > 2 * per_window[1]  # 8 again
+    assert counts[0] == counts[1]
+    with pytest.raises(ValueError, match=r"from 0 .* to 8"):
+        virtsim.Simulation(_kv_store(8), engine=engine).set_clients("kv", 9)

@@ -316,6 +316,86 @@ def test_a_rate_set_before_the_first_step_holds_from_the_start(run_class) -> Non
     assert_same(des, _rate_run(KernelRun, [(0.0, 300.0), (0.0, 0.0), (0.7, 250.0)], 1.5))
 
 
+def _clients_run(run_class, changes: list[tuple[float, int]], end_s: float, think_s: float):
+    """A closed source of 4 clients (think ``think_s``) on 2 cores and a disk beside an open one,
+    its active clients changed at the given (time s, clients) steps; a trace source sends a disk
+    request at each change's instant too (which of the two reaches the disk first is the order
+    of events at one time, as SimPy has it)."""
+    stations = [StationSpec("cpu", "shared", 2.0), StationSpec("disk", "fifo", 1.0)]
+    sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(150.0), _factory(0.002, 1, 0.0, "exp")),
+               Source("t", (Slot("disk", "io"),), TraceArrivals(tuple(sorted({at for at, _ in changes}))),
+                      _factory(0.002, 1, 0.0, "exp")),
+               Source("c", (Slot("disk", "io"), Slot("cpu", "app")), ClosedArrivals(4, think_s),
+                      _factory(0.002, 2, 0.3, "exp"))]
+    run = run_class(stations, sources, RunControl(duration_s=end_s, seed=23))
+    for at, clients in changes:
+        run.step(at)
+        run.set_clients("c", clients)
+    run.step(end_s)
+    return run.result()
+
+
+@pytest.mark.parametrize("think_s", [0.01, 0.0])
+def test_client_changes_mid_run_agree_request_by_request_on_both_engines(think_s) -> None:
+    """Set before the start, down, to none, back to all, two changes at one instant, a pause
+    undone before the client stopped: the kernel and the DES stop and restart the same clients
+    at the same events (with and without think times)."""
+    changes = [(0.0, 3), (0.3, 1), (0.6, 0), (0.9, 4), (1.2, 2), (1.2, 3), (1.5, 1), (1.5, 4)]
+    des, kernel = _clients_run(DesRun, changes, 2.0, think_s), _clients_run(KernelRun, changes, 2.0, think_s)
+    assert_same(des, kernel)
+    log = des.logs["c"]
+    arrivals = log.arrival_s[:log.n]
+    # with none active from 0.6 s, at most the one client then active makes the request it was
+    # thinking towards; nothing else arrives until 0.9 s
+    assert np.count_nonzero((arrivals > 0.6) & (arrivals < 0.9)) <= 1
+    assert np.count_nonzero(arrivals >= 0.9) > 50
+
+
+def test_a_closed_loop_follows_mean_value_analysis_before_and_after_its_clients_change() -> None:
+    """4 clients then 1 on one FIFO server (exponential service 1 ms, think 4 ms): the throughput
+    of each 20 s window is exact MVA's for its population (N = 1: 1 / (S + Z) = 200/s; N = 4 by
+    hand: R = 1, 1.2, 1.4615, 1.8028 ms, X = 4 / 5.8028 ms = 689.3/s), within 4 Poisson standard
+    deviations."""
+    service, think = 0.001, 0.004
+    stations = [StationSpec("disk", "fifo", 1.0)]
+    sources = [Source("c", (Slot("disk", "io"),), ClosedArrivals(4, think), _factory(service, 1, 0.0, "exp"))]
+    run = KernelRun(stations, sources, RunControl(duration_s=40.0, seed=3))
+    run.step(20.0)
+    run.set_clients("c", 1)
+    run.step(40.0)
+    log = run.result().logs["c"]
+    finish = log.finish_s[:log.n]
+
+    def mva(n: int) -> float:
+        queue = 0.0
+        for k in range(1, n + 1):
+            response = service * (1 + queue)
+            throughput = k / (response + think)
+            queue = throughput * response
+        return throughput
+
+    assert math.isclose(mva(1), 200.0) and 689.3 < mva(4) < 689.4
+    for lo, n in ((0.5, 4), (20.5, 1)):  # a little after each change: the old population drains
+        done = np.count_nonzero((finish >= lo) & (finish < lo + 19.5))
+        expected = mva(n) * 19.5
+        assert abs(done - expected) <= 4 * math.sqrt(expected), (n, done, expected)
+
+
+def test_a_client_change_is_refused_for_an_open_source_or_a_bad_count() -> None:
+    for run_class in (DesRun, KernelRun):
+        stations = [StationSpec("cpu", "shared", 1.0)]
+        sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), _factory(0.001, 1, 0.0, "exp")),
+                   Source("c", (Slot("cpu", "app"),), ClosedArrivals(3, 0.1), _factory(0.001, 1, 0.0, "exp"))]
+        run = run_class(stations, sources, RunControl(duration_s=1.0))
+        with pytest.raises(ValueError, match="not closed-loop"):
+            run.set_clients("o", 1)
+        with pytest.raises(ValueError, match="no source 'x'"):
+            run.set_clients("x", 1)
+        for bad in (-1, 4, 1.5, True, "2"):
+            with pytest.raises(ValueError, match=r"from 0 .* to 3"):
+                run.set_clients("c", bad)  # type: ignore[arg-type]
+
+
 def test_utilization_leaves_the_warm_up_out_on_every_engine() -> None:
     """A disk busy from 0.05 s to 0.15 s and from 0.5 s to 0.6 s, warm-up 0.1 s, run 1 s: 0.05 s
     + 0.1 s of the 0.9 s after the warm-up, 1/6 (review 6 B1: the whole run's 0.2 was reported)."""
