@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from virtsim.sim.rng import stream_seed
-from virtsim.sim.routes import OpenArrivals, Source, StationSpec
+from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Source, StationSpec
 
-__all__ = ["offered_load"]
+__all__ = ["attainable_capacity", "offered_load"]
 
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
@@ -47,12 +47,13 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
             for depth in range(1, len(slot.group) + 1):
                 name = f"{slot.station}:{'/'.join(slot.group[:depth])}"
                 work[name] = work.get(name, 0.0) + rate * float(mean)
+    runnable = _runnable_threads(stations, sources)
     out = {}
     for name, per_second in work.items():
         station, _, path = name.partition(":")
         spec = specs[station]
         if not path:
-            out[name] = per_second / spec.capacity
+            out[name] = per_second / attainable_capacity(spec, runnable.get(station, math.inf))
             continue
         group = spec.groups.get(tuple(path.split("/")))
         if group is None:
@@ -63,3 +64,54 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
         if math.isfinite(cap):
             out[name] = per_second / cap
     return out
+
+
+def attainable_capacity(spec: StationSpec, runnable: float) -> float:
+    """Servers' worth of work ``spec`` can serve per second when at most ``runnable`` jobs can run
+    at once: a shared CPU with SMT gives a whole core to each of the first ``servers`` of them and
+    ``smt_yield`` of a core to each further one, up to every hardware thread (24 single-threaded
+    servers on 16 cores of 2 threads at a 25% yield: 16 + 0.25 x 8 = 18 cores, not 20)."""
+    if spec.kind != "shared":
+        return spec.capacity
+    threads = spec.servers * spec.threads_per_server
+    running = min(runnable, threads)
+    return min(running, spec.servers) + spec.smt_yield * max(0.0, running - spec.servers)
+
+
+def _runnable_threads(stations: Sequence[StationSpec], sources: Sequence[Source]) -> dict[str, float]:
+    """The most jobs each shared station can run at once, from the groups the sources' slots
+    use (open and closed; a closed loop's per-client groups one by one): a group runs at most
+    ``threads`` of its own jobs (an event loop 1, a pool k; every one without), and its subtree
+    at most ``max_servers``; background jobs run too. inf when some loaded group has no bound."""
+    direct: dict[str, set[tuple[str, ...]]] = {}
+    for source in sources:
+        clients = source.arrivals.clients if isinstance(source.arrivals, ClosedArrivals) else 1
+        for slot in source.route:
+            if slot.action:
+                continue
+            paths = direct.setdefault(slot.station, set())
+            if slot.per_client and isinstance(source.arrivals, ClosedArrivals):
+                paths.update((*slot.group, str(c // slot.per_client)) for c in range(clients))
+            else:
+                paths.add(slot.group)
+    out: dict[str, float] = {}
+    for spec in stations:
+        if spec.kind != "shared" or not direct.get(spec.name):
+            continue
+        children: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+        for path in direct[spec.name]:
+            for depth in range(len(path)):
+                children.setdefault(path[:depth], set()).add(path[:depth + 1])
+        out[spec.name] = _bound(spec, (), direct[spec.name], children) + sum(spec.background.values())
+    return out
+
+
+def _bound(spec: StationSpec, path: tuple[str, ...], direct: set[tuple[str, ...]],
+           children: dict[tuple[str, ...], set[tuple[str, ...]]]) -> float:
+    """The most jobs group ``path`` of ``spec`` and its loaded subgroups can run at once."""
+    group = spec.groups.get(path)
+    own = 0.0
+    if path in direct:
+        own = float(group.threads) if group is not None and group.threads else math.inf
+    below = sum(_bound(spec, child, direct, children) for child in children.get(path, ()))
+    return min(group.max_servers if group is not None else math.inf, own + below)
