@@ -133,8 +133,8 @@ def _cores_note(scenario: dict) -> list[str]:
         return []
     if compare.get("cores", "vm-sized-to-host") == "vm-sized-to-host":
         return ["Same CPUs for every stack: each compared VM has as many vCPUs as the host has hardware "
-                "threads (cores x SMT threads; unless its stack sets vcpus), so bare metal and containers "
-                "are not compared with a smaller machine."]
+                "threads (cores x SMT threads; unless its stack sets vcpus), and a VM nested in it as many "
+                "as it has, so bare metal and containers are not compared with a smaller machine."]
     return ["VMs keep their profiles' vCPU counts (compare.cores = \"as-written\"): bare metal and containers "
             "may use more cores than a VM."]
 
@@ -153,7 +153,8 @@ def _overhead_report(folder: Path) -> Report:
                    "for latency-like metrics above 1 is worse. A workload at a fixed request rate (web) is "
                    "measured by its mean latency: its throughput is the rate it is offered on every stack.",
                    "attribution.csv splits each stack's added mean and tail latency by layer and station.",
-                   "Same cores for every stack: each VM has as many vCPUs as the host has cores."],
+                   "Same CPUs for every stack: each VM has as many vCPUs as the host has hardware threads "
+                   "(cores x SMT threads), a nested VM as many as the VM around it."],
                   sentences=_overhead_sentences(table), **_stacks(table["stack"]))
 
 

@@ -160,17 +160,21 @@ class GuestSpec(StrictModel):
 
     def build_stack(self, override: list[LayerEntry] | None = None, vm_vcpus: int | None = None) -> Stack:
         """The guest's stack (or ``override``); with ``vm_vcpus``, its outermost VM gets that many
-        vCPUs unless the entry sets ``vcpus``."""
+        vCPUs unless the entry sets ``vcpus``, and each VM nested in it as many as the VM around it
+        has (a nested VM left at its profile's default of 2 would make nesting look like a machine
+        size: review 7 A1)."""
         entries = list(override if override is not None else self.stack) or ["bare-metal"]
-        if vm_vcpus is not None:
-            for i in reversed(range(len(entries))):
-                entry = entries[i]
-                profile = entry if isinstance(entry, str) else str(entry.get("profile"))
-                if get_profile("virtsim.models.virt", profile).kind in ("type1", "type2"):
-                    if isinstance(entry, str) or "vcpus" not in entry:
-                        table = {"profile": entry} if isinstance(entry, str) else dict(entry)
-                        entries[i] = {**table, "vcpus": vm_vcpus}
-                    break
+        size = vm_vcpus
+        for i in reversed(range(len(entries))) if vm_vcpus is not None else ():
+            entry = entries[i]
+            profile = entry if isinstance(entry, str) else str(entry.get("profile"))
+            if get_profile("virtsim.models.virt", profile).kind not in ("type1", "type2"):
+                continue
+            if isinstance(entry, str) or "vcpus" not in entry:
+                table = {"profile": entry} if isinstance(entry, str) else dict(entry)
+                entries[i] = {**table, "vcpus": size}
+            else:
+                size = int(entry["vcpus"])
         return Stack(tuple(layer_from_entry(e) for e in entries))
 
     def names(self) -> list[str]:
@@ -183,9 +187,9 @@ class CompareSpec(StrictModel):
 
     ``cores``: how the comparison keeps the machine the same size for every stack.
     ``"vm-sized-to-host"`` (the default) gives the outermost VM layer of a compared stack as many
-    vCPUs as the host has hardware threads (cores x SMT threads per core), unless the stack sets
-    ``vcpus`` itself, so a VM is not compared with a bare metal of more CPUs; ``"as-written"``
-    takes the profiles' sizes.
+    vCPUs as the host has hardware threads (cores x SMT threads per core), and each VM nested in
+    it as many as the VM around it, unless the stack sets ``vcpus`` itself, so a VM is not
+    compared with a bare metal of more CPUs; ``"as-written"`` takes the profiles' sizes.
     """
 
     stacks: UniqueStacks = Field(min_length=1)

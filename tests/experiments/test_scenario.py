@@ -190,3 +190,21 @@ def test_a_compared_vm_gets_the_hosts_hardware_threads(small) -> None:
 def test_bare_metal_is_a_stack_of_its_own(small) -> None:
     small["guests"][0]["stack"] = ["bare-metal", "kvm"]
     assert "never a layer among others" in _error(small)
+
+
+def test_a_compared_nested_vm_is_as_big_as_the_vm_around_it(small) -> None:
+    """Review 7 A1: compared stacks are sized to the host (its hardware threads); a VM nested in
+    another got its profile's 2 vCPUs, so kvm/kvm measured a 2-vCPU machine against a 32-thread
+    bare metal. Now the inner VM has as many as the outer (and as an outer VM set by hand)."""
+    scenario = parse_scenario(small)
+    threads = scenario.host.cpu.cores * scenario.host.cpu.threads_per_core
+    spec = scenario.guests[0]
+
+    def vcpus(stack) -> list[int]:
+        return [layer.params.vcpus for layer in spec.build_stack(stack, threads).layers
+                if hasattr(layer.params, "vcpus")]
+
+    assert vcpus(["kvm", "kvm"]) == [threads, threads]
+    assert vcpus(["docker", "kvm", "kvm"]) == [threads, threads]
+    assert vcpus(["kvm", {"profile": "kvm", "vcpus": 4}]) == [4, 4]
+    assert vcpus([{"profile": "kvm", "vcpus": 2}, "kvm"]) == [2, threads]
