@@ -68,6 +68,41 @@ class Point:
         """The point's content key: the hash of its resolved scenario and of the code."""
         return content_key(self.scenario.model_dump(mode="json", by_alias=True))
 
+    @cached_property
+    def resolved(self) -> dict[str, float]:
+        """Each swept value that validation made a number, as the scenario holds it: in the base
+        unit of the field's own dimension (``"1.1GB/s"`` for a disk's bandwidth in B/s: 1.1e9,
+        where the suffix alone could also be read as bits per second)."""
+        data: Any = self.scenario.model_dump(mode="json", by_alias=True)
+        out = {}
+        for name in self.values:
+            node = data
+            try:
+                for part in parse_path(name):
+                    node = node[part]
+            except (KeyError, IndexError, TypeError):
+                continue
+            if isinstance(node, int | float) and not isinstance(node, bool):
+                out[name] = float(node)
+        return out
+
+    @cached_property
+    def units(self) -> dict[str, str]:
+        """The base unit of each swept parameter written here with a unit: the dimension whose
+        reading of the written value is the number the scenario holds."""
+        out = {}
+        for name, number in self.resolved.items():
+            written = self.values[name]
+            match = _QUANTITY.match(written) if isinstance(written, str) else None
+            if match is None or not match.group(2):
+                continue
+            for dimension, table in DIMENSIONS.items():
+                if match.group(2) in table and math.isclose(float(match.group(1)) * table[match.group(2)], number,
+                                                            rel_tol=1e-12) and BASE_UNITS.get(dimension):
+                    out[name] = BASE_UNITS[dimension]
+                    break
+        return out
+
 
 def parse_path(path: str) -> list[str | int]:
     """``"guests[0].workload.rate"`` -> ``["guests", 0, "workload", "rate"]``."""
@@ -157,7 +192,10 @@ def _run_point(point: Point) -> pd.DataFrame:
     runs = run_scenario(point.scenario, progress=False, workers=1).runs
     runs.insert(0, "point", point.index)
     for name, value in point.values.items():
-        runs[name] = json.dumps(value) if isinstance(value, list | dict) else table_value(value)
+        if name in point.resolved:
+            runs[name] = point.resolved[name]
+        else:
+            runs[name] = json.dumps(value) if isinstance(value, list | dict) else table_value(value)
     return runs
 
 
@@ -209,13 +247,16 @@ def read_parameter_units(out_dir: Path) -> dict[str, str]:
     try:
         held = json.loads((Path(out_dir) / POINTS_INDEX).read_text(encoding="utf-8"))
         columns: dict[str, list[Any]] = {}
+        units: dict[str, str] = {}
         for entry in held:
+            units |= entry.get("units") or {}
             for name, value in entry.items():
-                if name not in ("key", "point"):
+                if name not in ("key", "point", "units"):
                     columns.setdefault(name, []).append(value)
     except (OSError, ValueError, AttributeError, TypeError):
         return {}
-    return parameter_units(columns)
+    # the units each point recorded (its field's own); a folder from before they were: as written
+    return {str(k): str(v) for k, v in units.items()} if units else parameter_units(columns)
 
 
 def _point_file(out_dir: Path, point: Point) -> Path:
@@ -265,7 +306,7 @@ def _finished(path: Path, point: Point) -> bool:
 
 def _index(points: list[Point]) -> list[dict[str, Any]]:
     """The sweep's points as written to ``sweep_points.json``: index, key and swept values."""
-    return [{"point": p.index, "key": p.key, **p.values} for p in points]
+    return [{"point": p.index, "key": p.key, **p.values, "units": p.units} for p in points]
 
 
 def _already_published(points: list[Point], out_dir: Path) -> bool:

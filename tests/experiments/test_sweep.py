@@ -260,3 +260,22 @@ def test_compared_stacks_are_separate_curves_and_quantities_are_numbers(tmp_path
     assert units == {"guests[0].workload.arrivals.rate": "1/s"}
     assert axis_label("guests[0].workload.arrivals.rate", units) == "rate (1/s)"
     assert "guests[0].workload.arrivals.rate (1/s)" in build_report(tmp_path / "b").answer.columns
+
+
+def test_a_swept_bandwidth_is_held_in_its_fields_own_unit(tmp_path) -> None:
+    """Review 7 A3: a disk's bandwidth swept as 550000000 (bare: B/s, the field's unit) and
+    "1.1GB/s" was held as 5.5e8 and 8.8e9 (the suffix read as bits per second first) though the
+    simulation used 1.1e9. The column holds what the scenario holds, and its unit is B/s."""
+    from virtsim.experiments.sweep import read_parameter_units
+
+    data = {
+        "name": "sweep-bw", "run": {"duration": "0.2s", "warmup": "0.02s", "replications": 1, "seed": 1},
+        "host": {"cpu": "small-4c", "storage": {"profile": "sata-ssd"}},
+        "guests": [{"name": "db", "stack": ["bare-metal"], "workload": {
+            "arrivals": {"kind": "open", "rate": "2000/s"},
+            "demands": [{"kind": "io", "op": "read", "size": "64KiB", "pattern": "seq"}]}}],
+        "sweep": {"parameters": {"host.storage.bandwidth": [550000000, "1.1GB/s"]}},
+    }
+    table = pd.read_parquet(run_sweep(expand_sweep(data), tmp_path / "bw", progress=False))
+    assert sorted(table["host.storage.bandwidth"].unique()) == [5.5e8, 1.1e9]
+    assert read_parameter_units(tmp_path / "bw") == {"host.storage.bandwidth": "B/s"}
