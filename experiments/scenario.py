@@ -22,8 +22,9 @@ from virtsim.models.system import Guest, System
 from virtsim.models.virt.baremetal import BareMetal
 from virtsim.models.virt.stack import Stack, make_layer
 from virtsim.models.workloads.catalog import WorkloadSpec
-from virtsim.models.workloads.request import BatchSpec, MemDemand, OpenSpec, RequestWorkload
+from virtsim.models.workloads.request import BatchSpec, ClosedSpec, MemDemand, OpenSpec, RequestWorkload
 from virtsim.sim.control import RunControl
+from virtsim.sim.routes import NoProgressError, check_progress
 from virtsim.sim.vector import vector_rejects
 
 __all__ = [
@@ -320,6 +321,13 @@ class Scenario(StrictModel):
                 system = self.system(stack_override)
             except ValueError as exc:
                 raise ValueError(f"{exc}{where}") from None
+            if any(isinstance(spec.workload.request_workload().arrivals, ClosedSpec)
+                   and spec.workload.request_workload().arrivals.think_s == 0 for spec in self.guests):
+                try:
+                    check_progress(system.engine_inputs()[1])
+                except NoProgressError as exc:
+                    index = next(i for i, spec in enumerate(self.guests) if exc.source in spec.names())
+                    raise ValueError(f"guests[{index}].workload: {exc}{where}") from None
             if self.run.engine == "vector":
                 reason = vector_rejects(*system.engine_inputs())
                 if reason is not None:

@@ -21,6 +21,7 @@ __all__ = [
     "BatchArrivals",
     "ClosedArrivals",
     "IdleCondition",
+    "NoProgressError",
     "OpenArrivals",
     "SamplerFactory",
     "Slot",
@@ -30,6 +31,7 @@ __all__ = [
     "WorkSampler",
     "check_clients",
     "check_network",
+    "check_progress",
     "check_rate",
 ]
 
@@ -268,3 +270,39 @@ def check_network(stations: Sequence[StationSpec], sources: Sequence[Source]) ->
             if not slot.action and kinds[slot.station] == "lock":
                 raise ValueError(f"source {source.name!r}: work at lock {slot.station!r}; a lock slot must "
                                  "acquire or release")
+    check_progress(sources)
+
+
+class NoProgressError(ValueError):
+    """A closed loop that would make requests without end at one instant; ``source`` names it."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(message)
+        self.source = source
+
+
+PROGRESS_SAMPLES = 1024  # requests sampled per closed loop with no think time, for check_progress
+
+
+def check_progress(sources: Sequence[Source]) -> None:
+    """Refuse a closed loop with no think time whose requests have no work: each finishes at the
+    instant it starts and the client makes the next, so simulated time never moves and the run
+    fills memory with requests (review 7 B1). Judged on PROGRESS_SAMPLES sampled requests, once
+    per family of sources that draw alike."""
+    from virtsim.sim.rng import stream_seed
+
+    seen: set[str] = set()
+    for source in sources:
+        arrivals = source.arrivals
+        if not isinstance(arrivals, ClosedArrivals) or arrivals.think_s > 0:
+            continue
+        family = source.family or f"source:{source.name}"
+        if family in seen:
+            continue
+        seen.add(family)
+        work = np.asarray(source.make_sampler(stream_seed(0, 0, "progress", source.name))(PROGRESS_SAMPLES))
+        if not np.any(work > 0):
+            raise NoProgressError(source.name, f"source {source.name!r}: a closed loop with no think time whose "
+                                  f"requests have no work ({PROGRESS_SAMPLES:,} sampled) makes requests without end "
+                                  "at one instant; give its clients a think time or its requests some work (cycles, "
+                                  "bytes, a delay)")

@@ -208,3 +208,22 @@ def test_a_compared_nested_vm_is_as_big_as_the_vm_around_it(small) -> None:
     assert vcpus(["docker", "kvm", "kvm"]) == [threads, threads]
     assert vcpus(["kvm", {"profile": "kvm", "vcpus": 4}]) == [4, 4]
     assert vcpus([{"profile": "kvm", "vcpus": 2}, "kvm"]) == [2, threads]
+
+
+def test_a_closed_loop_that_never_lets_time_move_is_refused(small) -> None:
+    """Review 7 B1: clients with no think time and requests with no work (zero cycles, a zero
+    delay) make requests without end at one instant: the run filled 24 GB and was killed. Now
+    the scenario is refused naming the guest's workload and the fix; a think time or some work
+    makes it valid."""
+    small["guests"] = [{"name": "a", "stack": ["bare-metal"], "workload": {
+        "arrivals": {"kind": "closed", "clients": 4, "think": "0s"},
+        "demands": [{"kind": "cpu", "cycles": 0}]}}]
+    message = _error(small)
+    assert "\nguests[0].workload: " in message and "think time" in message and "some work" in message
+    small["guests"][0]["workload"]["demands"] = [{"kind": "delay", "duration": "0s"}]
+    assert "without end" in _error(small)
+    small["guests"][0]["workload"]["arrivals"]["think"] = "1ms"
+    parse_scenario(small)
+    small["guests"][0]["workload"]["arrivals"]["think"] = "0s"
+    small["guests"][0]["workload"]["demands"] = [{"kind": "cpu", "cycles": 1000}]
+    parse_scenario(small)
