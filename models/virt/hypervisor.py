@@ -4,8 +4,11 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
 
 - **vCPUs**: the guest's work runs in the VM's ``vcpu`` group on the host CPU, capped at
   ``vcpus`` cores and bound to ``pin`` if given; steal time under overcommit emerges from the
-  sharing. The guest has its own kernel: its receive path (``rx_cycles`` per segment of the
-  host's network profile) runs in the guest's softirq thread, its transmit path in the sender.
+  sharing. ``pin`` binds the whole VM process, as a cpuset or ``taskset`` of it does: its
+  back-end threads in the VM's group (vhost, the I/O thread) run on the pinned cores too
+  (libvirt's ``vcpupin`` with the emulator threads left to float is not modelled). The guest
+  has its own kernel: its receive path (``rx_cycles`` per segment of the host's network profile)
+  runs in the guest's softirq thread, its transmit path in the sender.
 - **Exits**: each costs the CPU's hardware round trip (``vmexit_cycles`` of the host's CPU
   profile: VM exit and entry, by processor generation) plus ``exit_handler_cycles``, the
   hypervisor's own handling, on the vCPU. A
@@ -440,9 +443,9 @@ class Type1(Layer):
             if bad:
                 raise ValueError(f"pin: CPUs {bad} do not exist where the VM runs (CPUs 0..{cores - 1}: the host's "
                                  "cores, or the outer VM's vCPUs)")
-            if len(pin) < self.params.vcpus:
+            if len(set(pin)) < self.params.vcpus:
                 raise ValueError(
-                    f"pin: {self.params.vcpus} vCPUs pinned to only {len(pin)} cores; "
+                    f"pin: {self.params.vcpus} vCPUs pinned to only {len(set(pin))} distinct cores ({pin}); "
                     "name one core per vCPU"
                 )
         if self.params.vcpus > cores and pin is not None:

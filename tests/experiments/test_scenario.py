@@ -48,6 +48,15 @@ def test_more_pinned_vcpus_than_cores_is_impossible(small) -> None:
     assert "guest 'web', layer 'kvm'" in message and "do not exist" in message and "0..3" in message
 
 
+def test_two_vcpus_pinned_to_one_core_twice_are_refused(small) -> None:
+    """Review 7 C2: pin = [0, 0] for 2 vCPUs passed the count check (two entries) and ran both
+    vCPUs on one core; pin names one core per vCPU, so it is refused."""
+    small["guests"][0]["stack"] = [{"profile": "kvm", "vcpus": 2, "pin": [0, 0]}]
+    assert "pinned to only 1 distinct cores" in _error(small)
+    small["guests"][0]["stack"] = [{"profile": "kvm", "vcpus": 2, "pin": [0, 1]}]
+    parse_scenario(small)
+
+
 def test_layer_override_errors_name_the_parameter(small) -> None:
     small["guests"][1]["stack"] = [{"profile": "docker", "cpu_max": "lots"}]
     message = _error(small)
