@@ -394,6 +394,7 @@ def _profile_rows(names: list[str]) -> list[Profile]:
 _CSS = """<style>
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #1a202c; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+.wide { overflow-x: auto; max-width: 100%; }
 th, td { border: 1px solid #cbd5e0; padding: 0.3em 0.6em; text-align: right; }
 th { background: #edf2f7; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #e2e8f0; margin: 0.5em 0; }
@@ -626,7 +627,8 @@ def _html_table(df: pd.DataFrame) -> object:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell_text(v))}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
-    return Markup(f"<table><tr>{head}</tr>{body}</table>")
+    # in a box that scrolls sideways: a wide table (a plan's 12 columns) stays inside the page
+    return Markup(f"<div class=\"wide\"><table><tr>{head}</tr>{body}</table></div>")
 
 
 def write_run_report(folder: Path) -> Path:
