@@ -34,7 +34,7 @@ from virtsim.experiments.scenario import (
     parse_scenario,
     stack_label,
 )
-from virtsim.models.density.footprint import footprint
+from virtsim.models.density.footprint import Footprint, footprint
 from virtsim.models.density.startup import boot_storm
 from virtsim.models.hardware.host import HostSpec
 from virtsim.models.quantities import Bytes, Seconds
@@ -145,6 +145,16 @@ def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int,
     return runs
 
 
+def _scenario_data(spec: DensitySpec, stack: list[Any], guests: int) -> dict[str, Any]:
+    """The scenario (a dict) of ``guests`` identical guests of ``stack`` on the spec's host."""
+    return {
+        "name": "density", "host": spec.host,
+        "run": {"duration": spec.duration_s, "warmup": spec.duration_s / 10, "replications": 1, "seed": spec.seed,
+                "engine": "kernel", "pooled_latency": True},
+        "guests": [{"name": "g", "count": guests, "stack": stack, "workload": copy.deepcopy(spec.workload)}],
+    }
+
+
 def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float | None = None) -> dict[str, Any]:
     """Run ``guests`` identical guests on one host; whether the SLO holds, and what limits it.
 
@@ -153,12 +163,7 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     requests would rise with the number of guests by chance alone.
     """
     host = HostSpec.model_validate(spec.host)
-    scenario_data: dict[str, Any] = {
-        "name": "density", "host": spec.host,
-        "run": {"duration": spec.duration_s, "warmup": spec.duration_s / 10, "replications": 1, "seed": spec.seed,
-                "engine": "kernel", "pooled_latency": True},
-        "guests": [{"name": "g", "count": guests, "stack": stack, "workload": copy.deepcopy(spec.workload)}],
-    }
+    scenario_data = _scenario_data(spec, stack, guests)
     scenario = parse_scenario(scenario_data, "density scenario")
     fp = footprint(scenario.guests[0].build_stack(), spec.app_memory_bytes)
     memory = fp.host_memory(guests)
@@ -167,7 +172,7 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     row: dict[str, Any] = dict(stack=stack_label(stack),
                                guests=guests, memory_bytes=memory, memory_capacity_bytes=capacity, oom=fp.oom,
                                swapped_bytes=swapped)
-    if fp.oom or swapped > spec.swap_bytes:
+    if _out_of_memory(spec, fp, capacity, guests):
         return {**row, "passes": False, "limit": "memory (OOM kill)" if fp.oom else "memory",
                 "p99_s": float("nan"), "throughput_fraction": float("nan")}
     if swapped > 0:
@@ -224,8 +229,34 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
             "throughput_fraction": fraction, "throughput_rps": float(rps.mean())}
 
 
+def _out_of_memory(spec: DensitySpec, fp: Footprint, capacity_bytes: float, guests: int) -> bool:
+    """Whether ``guests`` guests of footprint ``fp`` do not fit ``capacity_bytes`` of host memory
+    (an OOM kill, or more swapped out than ``spec.swap_bytes``): no run needed to know."""
+    return fp.oom or max(0.0, fp.host_memory(guests) - capacity_bytes) > spec.swap_bytes
+
+
+def memory_bound(spec: DensitySpec, stack: list[Any]) -> int:
+    """The most guests of ``stack`` the host's memory holds (0: not one), by the rule
+    :func:`evaluate` applies, found without simulating (the footprint is linear in N)."""
+    scenario = parse_scenario(_scenario_data(spec, stack, 1), "density scenario")
+    fp = footprint(scenario.guests[0].build_stack(), spec.app_memory_bytes)
+    capacity = HostSpec.model_validate(spec.host).memory.capacity_bytes - spec.host_reserved_bytes
+    if _out_of_memory(spec, fp, capacity, 1):
+        return 0
+    n = max(1, int((capacity + spec.swap_bytes - fp.shared_bytes) // max(fp.private_bytes, 1.0)))
+    while n > 1 and _out_of_memory(spec, fp, capacity, n):  # the formula's rounding, checked by the rule
+        n -= 1
+    while not _out_of_memory(spec, fp, capacity, n + 1) and n < 10 * spec.max_guests:
+        n += 1
+    return n
+
+
 def search(spec: DensitySpec, stack: list[Any]) -> tuple[int, str, list[dict[str, Any]]]:
-    """The largest N meeting the SLO (bracketing then bisection), its limit, and every N tried."""
+    """The largest N meeting the SLO (bracketing then bisection), its limit, and every N tried.
+
+    The memory bound is known without a run: once the bracket passes it, the bound itself is
+    tried first (a host whose memory runs out first, the common case, is answered by one run
+    there instead of a bisection of runs of hundreds of guests)."""
     tried: dict[int, dict[str, Any]] = {}
 
     def check(n: int) -> bool:
@@ -236,9 +267,15 @@ def search(spec: DensitySpec, stack: list[Any]) -> tuple[int, str, list[dict[str
 
     if not check(1):
         return 0, str(tried[1]["limit"]), list(tried.values())
+    fits = memory_bound(spec, stack)
     lo, hi = 1, 2
     while hi <= spec.max_guests and check(hi):
         lo, hi = hi, hi * 2
+    if lo < fits < min(hi, spec.max_guests + 1):
+        if check(fits):  # then fits + 1 fails on memory: no run needed to say so
+            check(fits + 1)
+            return fits, str(tried[fits + 1]["limit"]), sorted(tried.values(), key=lambda r: r["guests"])
+        hi = fits
     if hi > spec.max_guests:
         hi = spec.max_guests + 1
         if check(spec.max_guests):

@@ -321,8 +321,8 @@ class Scenario(StrictModel):
                 system = self.system(stack_override)
             except ValueError as exc:
                 raise ValueError(f"{exc}{where}") from None
-            if any(isinstance(spec.workload.request_workload().arrivals, ClosedSpec)
-                   and spec.workload.request_workload().arrivals.think_s == 0 for spec in self.guests):
+            arrivals = [spec.workload.request_workload().arrivals for spec in self.guests]
+            if any(isinstance(a, ClosedSpec) and a.think_s == 0 for a in arrivals):
                 try:
                     check_progress(system.engine_inputs()[1])
                 except NoProgressError as exc:

@@ -12,8 +12,9 @@ tool's threads (``client_threads``) or one thread per connection.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -46,10 +47,11 @@ class System:
 
     host: HostSpec
     guests: tuple[Guest, ...]
+    _unseeded: dict[str, list] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        names = [g.name for g in self.guests]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        names = Counter(g.name for g in self.guests)
+        dupes = sorted(n for n, k in names.items() if k > 1)
         if dupes:
             raise ValueError(f"guest names must be unique; repeated: {dupes}")
         for guest in self.guests:
@@ -119,9 +121,16 @@ class System:
         return out
 
     def _contexts(self, guest: Guest, seed: np.random.SeedSequence | None = None) -> list:
-        """The context of each of ``guest``'s layers, innermost first (``seed`` seeds their random streams)."""
+        """The context of each of ``guest``'s layers, innermost first (``seed`` seeds their random
+        streams). Without a seed they are built once per guest (the groups and background jobs
+        read them; a density run asks for hundreds of guests' several times)."""
+        if seed is None and guest.name in self._unseeded:
+            return self._unseeded[guest.name]
         app, _ = self.app_group(guest)
-        return guest.stack.contexts(guest.name, self.host, seed, app, self.app_wake(guest))
+        contexts = guest.stack.contexts(guest.name, self.host, seed, app, self.app_wake(guest))
+        if seed is None:
+            self._unseeded[guest.name] = contexts
+        return contexts
 
     def _lower(self, guest: Guest, seed: np.random.SeedSequence, n: int) -> list[Stage]:
         """The stages of ``n`` of ``guest``'s requests: demands drawn, bound to groups, lowered by the stack."""

@@ -34,6 +34,25 @@ def test_memory_bound_density_matches_the_hand_computation() -> None:
     assert sorted(tried.loc[tried["stack"] == stack_label([VM]), "guests"]) == [1, 2, 4, 6, 7, 8]
 
 
+def test_a_memory_bound_is_tried_first_once_the_bracket_passes_it() -> None:
+    """64 GiB host, 1 GiB reserved, containers of 200 MiB + runc's 4.09 MB: 63 GiB / 213,805,200 B
+    is 316.4, so 316 guests fit (hand). Once the doubling passes 316 (256 ran, 512 does not fit),
+    316 itself runs and 317 is refused on memory without a run: the simulated N are the doubling's
+    and 316, not a bisection of runs of ~300 guests."""
+    from virtsim.experiments.density import memory_bound
+
+    spec = DensitySpec.model_validate({
+        "host": {**SMALL_HOST, "memory": {"profile": "ddr4-small", "capacity": "64GiB"}}, "host_reserved": "1GiB",
+        "workload": {"arrivals": {"kind": "open", "rate": "2/s"}, "demands": [{"kind": "cpu", "cycles": "1M"}]},
+        "app_memory": "200MiB", "stacks": [["docker"]], "duration": "0.2s", "max_guests": 1024,
+        "slo": {"p99_latency": "50ms"}})
+    assert memory_bound(spec, ["docker"]) == 316
+    best, limit, tried = search(spec, ["docker"])
+    assert (best, limit) == (316, "memory")
+    simulated = sorted(r["guests"] for r in tried if r["p99_s"] == r["p99_s"])  # NaN: refused before a run
+    assert simulated == [1, 2, 4, 8, 16, 32, 64, 128, 256, 316]
+
+
 def test_cpu_bound_density_matches_the_hand_computation() -> None:
     """4 cores; each guest offers 300 requests/s of 3 ms CPU = 0.9 core. floor(4 / 0.9) = 4 guests
     keep up; a fifth overloads the cores, throughput falls below 95% of offered: CPU is the limit."""
