@@ -63,7 +63,7 @@ class DensitySpec(StrictModel):
     ``pages_touched_per_request``: distinct 4 KiB pages a request touches (each may fault when
     swapped); ``stacks``: the stacks to compare; ``workload``: every guest's workload table;
     ``app_memory`` (bytes): the application's working set per guest; ``slo``: see :class:`Slo`;
-    ``max_guests``: the largest N tried; ``duration`` (s): the shortest run per N;
+    ``max_guests``: the largest N tried (4,096 by default); ``duration`` (s): the shortest run per N;
     ``slo_samples``: requests, pooled over the guests, behind each p99; ``seed``: random seed.
     """
 
@@ -78,7 +78,7 @@ class DensitySpec(StrictModel):
     workload: dict[str, Any] = Field(default_factory=lambda: {"kind": "web", "rate": "50/s"})
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
     slo: Slo = Field(default_factory=Slo)
-    max_guests: int = Field(256, ge=1, le=100_000)
+    max_guests: int = Field(4096, ge=1, le=100_000)
     duration_s: Seconds = Field(1.0, alias="duration", gt=0)  # the shortest run; longer if slo_samples need it
     # requests pooled over all guests behind each p99 check: 2,000 leave about 20 beyond the p99
     slo_samples: int = Field(2000, ge=100, le=1_000_000)
