@@ -50,7 +50,8 @@ __all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
 
 _KINDS = {"fifo": kl.FIFO, "delay": kl.DELAY, "shared": kl.SHARED, "lock": kl.LOCK}
 _ACTIONS = {"": kl.SUBMIT, "acquire": kl.ACQUIRE, "release": kl.RELEASE}
-_FIRST_CHUNK_CLOSED = 16  # a closed client's first chunk of samples; each next one doubles
+_FIRST_CHUNK_CLOSED = 16  # a closed client's first chunk of samples; each next one doubles, or
+_CHUNK_FLOATS = 1 << 17  # follows the client's pace up to this many numbers (1 MiB) in one chunk
 
 
 @dataclass
@@ -64,6 +65,8 @@ class _Stream:
     width: int
     chunk: int
     gap_chunk: int = 0
+    filled_at: float | None = None  # when its work rows were last drawn (s)
+    last_chunk: int = 0  # how many were drawn then
 
 
 @dataclass
@@ -287,6 +290,16 @@ class KernelRun(SteppedRun):
         """Draw the next chunk of stream ``j``'s work rows into the pool."""
         s, st = self._streams[j], self.state
         n = s.chunk
+        closed = self.model.ki[j, kl.K_KIND] == kl.CLOSED
+        now = float(st.clock[0])
+        if closed and s.filled_at is not None and now > s.filled_at:
+            # A client's pace so far foretells how many more it makes before the end: drawing
+            # them in one call saves the Python lowering's fixed cost per call (30 ms for an
+            # oltp transaction's 480 stages), which doubling from 16 paid four times per client.
+            # The numbers do not depend on the chunks (each sampler draws in sequence).
+            pace = s.last_chunk / (now - s.filled_at)
+            expected = math.ceil(1.25 * pace * max(self.control.duration_s - now, 0.0)) + 8
+            n = max(_FIRST_CHUNK_CLOSED, min(expected, max(n, _CHUNK_FLOATS // max(s.width, 1))))
         used = int(st.ctr[kl.C_ROWS_USED])
         if used + n > st.work.shape[0]:
             grown = np.zeros((max(2 * st.work.shape[0], used + n), st.work.shape[1]))
@@ -295,8 +308,8 @@ class KernelRun(SteppedRun):
         st.work[used:used + n, :s.width] = s.sampler(n)
         st.sm_i[j, kl.SM_ROW], st.sm_i[j, kl.SM_ROW_END] = used, used + n
         st.ctr[kl.C_ROWS_USED] = used + n
-        if self.model.ki[j, kl.K_KIND] == kl.CLOSED:
-            s.chunk *= 2
+        if closed:
+            s.chunk, s.filled_at, s.last_chunk = 2 * n, now, n
 
     def _fill_gaps(self, j: int) -> None:
         """Draw the next chunk of stream ``j``'s arrival gaps or think times (s) into the pool (none without gaps)."""
