@@ -152,7 +152,10 @@ class System:
 
             def sample(n: int) -> np.ndarray:
                 stages = guest.stack.lower(self._bind(guest, draw(n)), contexts, self.host, host_streams)
-                return np.column_stack([np.broadcast_to(s.work_s, (n,)) for s in stages])
+                out = np.empty((n, len(stages)))
+                for k, stage in enumerate(stages):  # a scalar fills its column (an oltp route has 480)
+                    out[:, k] = stage.work_s
+                return out
 
             return sample
 
