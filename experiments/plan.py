@@ -6,9 +6,10 @@ per host, cores, memory and disk used, the bottleneck, the fleet's start-up time
 any host type is an error naming it.
 
 Hosts are packed under a utilization cap: no resource of a host, and no station of a guest's
-own, above ``1 - headroom``. A service may promise a p99 latency (``p99_latency``): then the most
-loaded host of each plan is simulated with the guests packed on it, each service's p99 taken over
-all its guests' requests together; while one misses its promise, the cap is lowered by a fifth and
+own, above ``1 - headroom``. A service may promise a p99 latency (``p99_latency``): then one host
+of each distinct mix of guests holding a promised service is simulated with the guests packed on
+it (:func:`_hosts_to_check`), each service's p99 taken over its guests' requests there, the worst
+host's figure kept; while one misses its promise, the cap is lowered by a fifth and
 the fleet packed again (at most ``MAX_SLO_ROUNDS`` times), so the plan grows until every promise
 holds, or says it cannot. ``spare_hosts`` (N+k) adds hosts that let the fleet lose k of them:
 the packing onto the others already holds every guest. The cheapest feasible option is marked.
@@ -45,12 +46,13 @@ from virtsim.models.schema import StrictModel
 from virtsim.models.workloads.catalog import WorkloadSpec
 from virtsim.models.workloads.request import OpenSpec
 
-__all__ = ["MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "load_plan", "plan"]
+__all__ = ["MAX_JUDGED_MIXES", "MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "load_plan", "plan"]
 
 MIN_HEADROOM = 0.02  # a resource planned at 98% busy at most: at 100% a queue never drains
 MAX_SLO_ROUNDS = 8  # lowered caps tried before a promise is called unkeepable
 SLO_CAP_STEP = 0.8  # each round keeps this share of the previous cap
 MAX_SLO_REQUESTS = 200_000  # requests in one simulated host, all services together
+MAX_JUDGED_MIXES = 8  # distinct mixes of guests simulated per round to judge the promises
 
 
 class HostType(StrictModel):
@@ -218,15 +220,23 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack_entries: list[Any], on_ho
 
 
 def _hosts_to_check(packing: Packing, promised: list[int]) -> list[int]:
-    """The hosts whose simulation judges every promise: the most loaded host, and for each
-    promised service not on it, the most loaded host among those holding that service."""
+    """The hosts whose simulation judges every promise: one host of each distinct mix of guests
+    that holds a promised service (the most loaded of those with that mix), at most
+    ``MAX_JUDGED_MIXES`` of them, most loaded first, plus for a promised service none of those
+    holds the most loaded host holding it. The most loaded host alone is not enough: it may be
+    most loaded in memory while a service's p99 is worst on another host, where more of its
+    guests share the CPU (review 8 A2)."""
     load = packing.load.max(axis=1)
-    hosts = [int(np.argmax(load))]
+    holding = [h for h in np.argsort(-load, kind="stable") if packing.counts[h, promised].sum() > 0]
+    mixes: dict[tuple[int, ...], int] = {}
+    for h in holding:
+        mixes.setdefault(tuple(int(c) for c in packing.counts[h]), int(h))
+    hosts = list(mixes.values())[:MAX_JUDGED_MIXES]
     for i in promised:
         if packing.counts[hosts, i].sum() == 0:
-            holding = np.flatnonzero(packing.counts[:, i] > 0)
-            hosts.append(int(holding[np.argmax(load[holding])]))
-    return list(dict.fromkeys(hosts))
+            with_it = np.flatnonzero(packing.counts[:, i] > 0)
+            hosts.append(int(with_it[np.argmax(load[with_it])]))
+    return hosts
 
 
 def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], needs: list[GuestNeeds]
@@ -276,7 +286,7 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], 
 
 def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per host type and stack, the fleet; and every service's per-guest needs (with its
-    simulated p99 on the most loaded host, where it made a promise)."""
+    simulated p99 on the host where it is worst among those judged, where it made a promise)."""
     from virtsim.experiments.scenario import layer_from_entry
     from virtsim.models.virt.stack import Stack
 

@@ -323,7 +323,7 @@ def _plan_sentences(fleet: pd.DataFrame, services: pd.DataFrame) -> list[str]:
         if "p99_s" in services.columns:
             kept = services[(services["stack"] == best["stack"]) & (services["host_type"] == best["host_type"])
                             & services["p99_s"].notna()]
-            out += [f"{r['service']}: p99 {1e3 * float(r['p99_s']):.3g} ms on the most loaded host "
+            out += [f"{r['service']}: p99 {1e3 * float(r['p99_s']):.3g} ms on its worst simulated host "
                     f"(promise {1e3 * float(r['p99_promise_s']):.3g} ms, {int(r['p99_requests'])} requests)"
                     for _, r in kept.iterrows()]
     return out
@@ -339,8 +339,9 @@ def _plan_report(folder: Path) -> Report:
     return Report("Capacity plan", "How many hosts of each type does each stack need for this mix of services?",
                   _blank_missing(fleet[cols].round(3)), _existing(folder, ["plan.png"]),
                   ["Hosts are packed under a utilization cap (1 - headroom) on every host resource and every "
-                   "guest's own stations; where a service promises a p99, the most loaded host is simulated and "
-                   "the cap lowered until every promise holds. plan_services.csv gives each service's needs."],
+                   "guest's own stations; where a service promises a p99, one host of each mix of guests holding "
+                   "it is simulated (the worst p99 kept) and the cap lowered until every promise holds. "
+                   "plan_services.csv gives each service's needs."],
                   sentences=_plan_sentences(fleet, services), **_stacks(fleet["stack"]))
 
 
