@@ -31,6 +31,7 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     slot stands for the others'. Each other source is sampled on its own."""
     specs = {s.name: s for s in stations}
     work: dict[str, float] = {}
+    own: dict[str, float] = {}  # a group's own jobs' work, without its subgroups'
     means: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
     for source in sources:
         if not isinstance(source.arrivals, OpenArrivals):
@@ -47,13 +48,17 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
             for depth in range(1, len(slot.group) + 1):
                 name = f"{slot.station}:{'/'.join(slot.group[:depth])}"
                 work[name] = work.get(name, 0.0) + rate * float(mean)
-    runnable = _runnable_threads(stations, sources)
+            if slot.group:
+                name = f"{slot.station}:{'/'.join(slot.group)}"
+                own[name] = own.get(name, 0.0) + rate * float(mean)
+    trees = _loaded_trees(stations, sources)
     out = {}
     for name, per_second in work.items():
         station, _, path = name.partition(":")
         spec = specs[station]
         if not path:
-            out[name] = per_second / attainable_capacity(spec, runnable.get(station, math.inf))
+            runnable = _runnable(spec, trees[station]) if station in trees else math.inf
+            out[name] = per_second / attainable_capacity(spec, runnable)
             continue
         group = spec.groups.get(tuple(path.split("/")))
         if group is None:
@@ -61,8 +66,34 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
         cap = group.max_servers
         if group.quota_s is not None:
             cap = min(cap, group.quota_s / group.period_s)
+        if group.threads and own.get(name, 0.0) >= per_second:  # all of it its own jobs: its threads serve them
+            cap = min(cap, float(group.threads))
         if math.isfinite(cap):
             out[name] = per_second / cap
+    for station, tree in trees.items():
+        out |= _confined_loads(specs[station], tree, work)
+    return out
+
+
+def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> dict[str, float]:
+    """Offered utilization of the cores that groups bound to cores (a cpuset, a pinned VM) share:
+    the groups whose core sets overlap pooled, their work against what those cores can serve to
+    the threads they can run (review 8 A1: ten containers on cpuset 0 were judged against the
+    whole host). Named ``"station:cores=0,1"``."""
+    confined = {path: frozenset(g.cores) for path, g in spec.groups.items() if len(path) == 1 and g.cores}
+    components: list[tuple[set[int], list[tuple[str, ...]]]] = []
+    for path, cores in confined.items():
+        merged = [c for c in components if c[0] & cores]
+        rest = [c for c in components if not c[0] & cores]
+        components = [*rest, (set(cores).union(*(c[0] for c in merged)), [path, *(p for c in merged for p in c[1])])]
+    out = {}
+    for shared, paths in components:
+        load = sum(work.get(f"{spec.name}:{p[0]}", 0.0) for p in paths)
+        if load <= 0:
+            continue
+        runnable = sum(_bound(spec, p, tree[0], tree[1]) for p in paths if p in tree[0] or p in tree[1])
+        capacity = _smt_capacity(len(shared), spec.threads_per_server, spec.smt_yield, runnable)
+        out[f"{spec.name}:cores={','.join(map(str, sorted(shared)))}"] = load / capacity
     return out
 
 
@@ -73,16 +104,22 @@ def attainable_capacity(spec: StationSpec, runnable: float) -> float:
     servers on 16 cores of 2 threads at a 25% yield: 16 + 0.25 x 8 = 18 cores, not 20)."""
     if spec.kind != "shared":
         return spec.capacity
-    threads = spec.servers * spec.threads_per_server
-    running = min(runnable, threads)
-    return min(running, spec.servers) + spec.smt_yield * max(0.0, running - spec.servers)
+    return _smt_capacity(spec.servers, spec.threads_per_server, spec.smt_yield, runnable)
 
 
-def _runnable_threads(stations: Sequence[StationSpec], sources: Sequence[Source]) -> dict[str, float]:
-    """The most jobs each shared station can run at once, from the groups the sources' slots
-    use (open and closed; a closed loop's per-client groups one by one): a group runs at most
-    ``threads`` of its own jobs (an event loop 1, a pool k; every one without), and its subtree
-    at most ``max_servers``; background jobs run too. inf when some loaded group has no bound."""
+def _smt_capacity(cores: float, threads_per_core: int, smt_yield: float, runnable: float) -> float:
+    """Cores' worth ``cores`` cores of ``threads_per_core`` hardware threads serve to at most
+    ``runnable`` jobs: a whole core each for the first ``cores``, ``smt_yield`` for each further."""
+    running = min(runnable, cores * threads_per_core)
+    return min(running, cores) + smt_yield * max(0.0, running - cores)
+
+
+_Tree = tuple[set[tuple[str, ...]], dict[tuple[str, ...], set[tuple[str, ...]]]]
+
+
+def _loaded_trees(stations: Sequence[StationSpec], sources: Sequence[Source]) -> dict[str, _Tree]:
+    """Per shared station the groups the sources' slots use (open and closed; a closed loop's
+    per-client groups one by one), and each group's loaded subgroups."""
     direct: dict[str, set[tuple[str, ...]]] = {}
     for source in sources:
         clients = source.arrivals.clients if isinstance(source.arrivals, ClosedArrivals) else 1
@@ -94,7 +131,7 @@ def _runnable_threads(stations: Sequence[StationSpec], sources: Sequence[Source]
                 paths.update((*slot.group, str(c // slot.per_client)) for c in range(clients))
             else:
                 paths.add(slot.group)
-    out: dict[str, float] = {}
+    out: dict[str, _Tree] = {}
     for spec in stations:
         if spec.kind != "shared" or not direct.get(spec.name):
             continue
@@ -102,8 +139,15 @@ def _runnable_threads(stations: Sequence[StationSpec], sources: Sequence[Source]
         for path in direct[spec.name]:
             for depth in range(len(path)):
                 children.setdefault(path[:depth], set()).add(path[:depth + 1])
-        out[spec.name] = _bound(spec, (), direct[spec.name], children) + sum(spec.background.values())
+        out[spec.name] = (direct[spec.name], children)
     return out
+
+
+def _runnable(spec: StationSpec, tree: _Tree) -> float:
+    """The most jobs ``spec`` can run at once: a group runs at most ``threads`` of its own jobs (an
+    event loop 1, a pool k; every one without), and its subtree at most ``max_servers``;
+    background jobs run too. inf when some loaded group has no bound."""
+    return _bound(spec, (), tree[0], tree[1]) + sum(spec.background.values())
 
 
 def _bound(spec: StationSpec, path: tuple[str, ...], direct: set[tuple[str, ...]],

@@ -86,3 +86,35 @@ def test_the_attainable_capacity_is_what_the_engine_serves() -> None:
                  for log in result.logs.values()) * 0.001 / 0.4
     assert attainable_capacity(cpu, 24) == 18.0
     assert served == pytest.approx(18.0, rel=0.01)
+
+
+def test_groups_bound_to_the_same_cores_are_judged_against_those_cores() -> None:
+    """Review 8 A1: ten containers on cpuset 0, each 100/s x 1 ms (0.1 core), offer core 0 all
+    of it, 1.0: overloaded, though the 4-core host is a quarter busy (it read 0.25 and passed).
+    Nine offer 0.9. Groups on overlapping core sets (0,1 and 1,2) are pooled over cores 0-2."""
+    def host(cores: dict[str, tuple[int, ...]]) -> tuple[StationSpec, list[Source]]:
+        cpu = StationSpec("cpu", "shared", 4.0, {(g,): GroupSpec(cores=c) for g, c in cores.items()})
+        return cpu, [Source(g, (Slot("cpu", "app", (g,)),), OpenArrivals(100.0), _constant(0.001)) for g in cores]
+
+    for n, expected in ((10, 1.0), (9, 0.9)):
+        cpu, sources = host({f"c{i}": (0,) for i in range(n)})
+        loads = offered_load([cpu], sources)
+        assert loads["cpu:cores=0"] == pytest.approx(expected) and loads["cpu"] == pytest.approx(n * 0.1 / 4)
+    cpu, sources = host({"a": (0, 1), "b": (1, 2), "c": (3,)})
+    loads = offered_load([cpu], sources)
+    assert loads["cpu:cores=0,1,2"] == pytest.approx(0.2 / 3) and loads["cpu:cores=3"] == pytest.approx(0.1)
+
+
+def test_a_thread_limited_group_is_judged_against_its_threads() -> None:
+    """Review 8 B2: an event loop (1 thread) offered 1.2 cores beside a light neighbour: the host
+    is 1.3 / 4 busy, but the loop is 120% of its one thread; a pool of 2 threads offered 2.4
+    cores likewise. A group whose load is partly its subgroups' is not capped by its own threads."""
+    cpu = StationSpec("cpu", "shared", 4.0, {("hot",): GroupSpec(threads=1), ("pool",): GroupSpec(threads=2),
+                                             ("vm",): GroupSpec(threads=1)})
+    sources = [Source("hot", (Slot("cpu", "app", ("hot",)),), OpenArrivals(1200.0), _constant(0.001)),
+               Source("pool", (Slot("cpu", "app", ("pool",)),), OpenArrivals(2400.0), _constant(0.001)),
+               Source("vm", (Slot("cpu", "app", ("vm",)), Slot("cpu", "app", ("vm", "io"))), OpenArrivals(500.0),
+                      _constant(0.001, 0.002))]
+    loads = offered_load([cpu], sources)
+    assert loads["cpu:hot"] == pytest.approx(1.2) and loads["cpu:pool"] == pytest.approx(1.2)
+    assert "cpu:vm" not in loads
