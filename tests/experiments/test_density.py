@@ -188,3 +188,18 @@ def test_a_host_offered_more_cpu_than_it_has_is_overloaded_however_the_short_run
     at40, at39 = evaluate(spec, ["bare-metal"], 40), evaluate(spec, ["bare-metal"], 39)
     assert at40["offered_utilization"] == pytest.approx(40 * 0.1017 / 4, rel=0.01) and not at40["passes"]
     assert at39["offered_utilization"] == pytest.approx(39 * 0.1017 / 4, rel=0.01) and at39["passes"]
+
+
+def test_a_stable_load_near_the_limit_is_not_failed_by_a_short_runs_busy_reading() -> None:
+    """Review 8 A3: 39 guests of 100/s x 3M cycles at 3 GHz (0.1 core) on 4 cores offer 97.5%:
+    stable, and they meet the SLO, but a 1 s run read the CPU 99.55% busy (seed 1) and a
+    measured-utilization guard at 99% failed them: the answer was 38. The offered load judges
+    now: 39 pass, 40 (100% offered) fail, with the CPU named."""
+    spec = DensitySpec.model_validate({
+        "host": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd", "network": "10gbe"},
+        "stacks": [["bare-metal"]], "app_memory": "64MiB", "seed": 1,
+        "workload": {"arrivals": {"kind": "open", "rate": "100/s"}, "demands": [{"kind": "cpu", "cycles": "3M"}]},
+        "slo": {"p99_latency": "1s", "min_throughput": 0.95}})
+    at39, at40 = evaluate(spec, ["bare-metal"], 39), evaluate(spec, ["bare-metal"], 40)
+    assert at39["offered_utilization"] == pytest.approx(0.975, rel=1e-3) and at39["passes"]
+    assert at40["offered_utilization"] >= 1.0 and not at40["passes"] and at40["limit"] == "CPU"
