@@ -232,12 +232,14 @@ def _density_report(folder: Path) -> Report:
                    "The p99 is over every guest's requests together (the guests are identical), from at least "
                    "slo_samples of them (2,000 by default); density.csv also gives the worst guest's own p99.",
                    "The SLO test compares that pooled p99 with the SLO. Its 95% interval is beside it, by "
-                   "sectioning: the requests in arrival order cut into 3 to 10 consecutive sections of at "
-                   "least 400, the p99 plus or minus Student-t times the spread of the sections' p99s. A busy "
-                   "queue's latencies come in correlated runs, which sections far apart in time mostly are "
-                   "not; the interval is still too narrow where a section is short beside the queue's busy "
-                   "periods (near saturation). Where it straddles the SLO, the answer N is within the noise "
-                   "of the run length; with fewer than 1,200 requests there is no interval.",
+                   "sectioning on the log scale: the requests in arrival order cut into 3 to 10 consecutive "
+                   "sections (one per 4,000 requests), the p99 times exp(+-Student-t x the spread of the log "
+                   "of the sections' p99s). A busy queue's latencies come in correlated runs, which sections "
+                   "far apart in time mostly are not. Checked on M/M/1 latencies, it held the true p99 in 92% "
+                   "of 2,000-request runs at 50% load but 81% at 80% load, where the p99 itself reads about "
+                   "9% low: near saturation, read it as approximate and raise slo_samples. Where it straddles "
+                   "the SLO, the answer N is within the noise of the run length; with fewer than 1,200 "
+                   "requests there is no interval.",
                    "With open-loop guests, an N whose offered load (rate x work per request, from 20,000 sampled "
                    "requests, against capacity) reaches 100% of a resource or capped group fails, however the "
                    "short run looked (density.csv: offered_utilization).",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["MIN_SECTION_SAMPLES", "quantile_interval", "sectioned_quantile_interval", "summarize", "t_interval"]
+__all__ = ["MIN_SECTION_SAMPLES", "SAMPLES_PER_SECTION", "quantile_interval", "sectioned_quantile_interval",
+           "summarize", "t_interval"]
 
 
 def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -57,36 +59,46 @@ def quantile_interval(samples: np.ndarray, q: float, confidence: float = 0.95) -
 
 MIN_SECTION_SAMPLES = 400
 """Samples per section at least, in :func:`sectioned_quantile_interval`: a section's p99 then rests
-on its 4 largest samples, and its bias (a small sample's quantile) is small beside its spread."""
+on its 4 largest samples."""
+SAMPLES_PER_SECTION = 4000
+"""Samples per section sought: fewer, longer sections cover better (a short section's p99 is
+biased low and its neighbours' are correlated); 3 sections below 12,000 samples."""
 
 
 def sectioned_quantile_interval(samples: np.ndarray, q: float, confidence: float = 0.95,
                                 max_sections: int = 10) -> tuple[float, float]:
     """A confidence interval for the ``q`` quantile of a steady-state output whose samples are
     correlated (the latencies of one queue, in the order the requests arrived), by sectioning
-    (Asmussen & Glynn, *Stochastic Simulation*, 2007, IV.5; Nakayama, ACM TOMACS 24(4), 2014):
-    ``samples`` is cut into b consecutive sections of at least :data:`MIN_SECTION_SAMPLES` (at most
-    ``max_sections``); the interval is the quantile of all samples plus or minus Student-t(b - 1)
-    times the standard deviation of the b sections' quantiles over sqrt(b).
+    (Asmussen & Glynn, *Stochastic Simulation*, 2007, IV.5; Nakayama, ACM TOMACS 24(4), 2014) on
+    the log scale: ``samples`` is cut into b consecutive sections, one per
+    :data:`SAMPLES_PER_SECTION` (3 to ``max_sections``); the interval is the quantile of all samples
+    times exp(+-Student-t(b - 1) x the standard deviation of the log of the b sections' quantiles
+    over sqrt(b)). The log scale makes it wider above than below, as a tail quantile's sampling
+    distribution is.
 
     Sections far apart in time are nearly independent where order statistics assume every
     sample is: near saturation a queue's latencies come in long correlated runs and the
     order-statistic interval (:func:`quantile_interval`) covers the true p99 of an M/M/1 queue at
-    50% load only half the time, whatever the sample count. Sectioning covers it at close to the
-    stated confidence once a section is long beside the queue's busy periods; it is still too
-    narrow when it is not (a short run of a queue near saturation). (NaN, NaN) below 3 sections'
-    worth of samples."""
+    50% load only half the time, whatever the sample count. On M/M/1 latencies (Lindley's
+    recursion, 300 runs each) this interval held the true p99 in 92% of runs of 2,000 requests at
+    50% load and 81% at 80% load, in 96% and 92% of runs of 20,000: still short of 95% where the
+    run is short beside the queue's busy periods, and there the quantile itself is biased low (9%
+    at 80% load and 2,000 requests). (NaN, NaN) below 3 x :data:`MIN_SECTION_SAMPLES` samples."""
     if not 0.0 < q < 1.0 or not 0.0 < confidence < 1.0:
         raise ValueError(f"need 0 < q < 1 and 0 < confidence < 1, got q={q}, confidence={confidence}")
     x = np.asarray(samples, dtype=float)
-    sections = min(max_sections, x.size // MIN_SECTION_SAMPLES)
-    if sections < 3:
+    if x.size < 3 * MIN_SECTION_SAMPLES:
         return float("nan"), float("nan")
+    sections = max(3, min(max_sections, x.size // SAMPLES_PER_SECTION))
     from scipy import stats
 
     per_section = np.array([np.quantile(part, q) for part in np.array_split(x, sections)])
     centre = float(np.quantile(x, q))
-    half = float(stats.t.ppf(0.5 + confidence / 2, sections - 1) * per_section.std(ddof=1) / np.sqrt(sections))
+    t = float(stats.t.ppf(0.5 + confidence / 2, sections - 1))
+    if centre > 0 and np.all(per_section > 0):
+        half = t * float(np.log(per_section).std(ddof=1)) / math.sqrt(sections)
+        return centre * math.exp(-half), centre * math.exp(half)
+    half = t * float(per_section.std(ddof=1)) / math.sqrt(sections)  # a quantile at or below 0: linear
     return centre - half, centre + half
 
 

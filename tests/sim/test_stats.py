@@ -77,6 +77,23 @@ def test_sectioning_covers_a_busy_queues_p99_where_order_statistics_do_not() -> 
     assert 0.05 < float(np.mean(half_widths)) < 0.15
 
 
+def test_a_short_runs_sectioned_interval_is_wide_enough_to_hold_the_p99() -> None:
+    """Review 8 B1: density judges 2,000 requests. At 50% load the linear interval of five
+    sections of 400 held the true p99 in 85% of runs; three sections on the log scale hold it in
+    about 92% (binomial sd 0.019 over 200 runs), wider above than below."""
+    rng = np.random.default_rng(11)
+    true = math.log(100.0) / 0.5
+    hits, above = 0, []
+    for _ in range(200):
+        latencies = mm1_sojourns(rng, 2_000, 0.5)
+        low, high = sectioned_quantile_interval(latencies, 0.99)
+        hits += low <= true <= high
+        centre = float(np.quantile(latencies, 0.99))
+        above.append((high - centre) / (centre - low))
+    assert hits / 200 >= 0.92 - 4 * math.sqrt(0.92 * 0.08 / 200)
+    assert min(above) > 1.0
+
+
 def test_sectioning_of_independent_samples_covers_as_order_statistics_do() -> None:
     """Independent exponential samples (p99 = ln 100): both intervals hold it 95% of the time,
     and the sectioned one is no more than twice as wide."""
