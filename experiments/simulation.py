@@ -72,7 +72,9 @@ class Simulation:
         target = until_s if until_s is not None else self.now_s + float(by_s)  # type: ignore[arg-type]
         if not math.isfinite(target) or target < self.now_s:
             raise ValueError(f"cannot step to {target} s: the run is at {self.now_s} s")
-        self._run.step(target)
+        if abs(target - self.duration_s) <= 1e-9 * max(1.0, self.duration_s):
+            target = self.duration_s  # many steps by_s sum to the end with rounding (29.9999999999983 s)
+        self._run.step(min(target, self.duration_s))
 
     def observe(self, since_s: float = 0.0) -> pd.DataFrame:
         """Per guest (the index), so far: requests ``arrived`` and ``finished``, ``in_flight``, and
@@ -136,7 +138,7 @@ class Simulation:
         """The tidy rows ``virtsim run`` writes for this stack and replication. Only once the run
         has reached its duration: rates are per second of the whole run."""
         if self.now_s < self.duration_s:
-            raise ValueError(f"the run is at {self.now_s:g} s of {self.duration_s:g} s; step to the end "
+            raise ValueError(f"the run is at {self.now_s!r} s of {self.duration_s!r} s; step to the end "
                              "first (observe() reports on a run in progress)")
         rows: list[dict[str, Any]] = result_rows(self.scenario, self.label, self._run.result(), self.replication)
         if not self._rates_changed:  # else the offered load would describe the starting rates

@@ -147,3 +147,15 @@ def test_a_guests_connections_change_mid_run_and_its_throughput_with_them(engine
     assert counts[0] == counts[1]
     with pytest.raises(ValueError, match=r"from 0 .* to 8"):
         virtsim.Simulation(_kv_store(8), engine=engine).set_clients("kv", 9)
+
+
+def test_many_small_steps_reach_the_end_despite_rounding() -> None:
+    """Review 8 C1: 5,800 steps of 5 ms from 1 s summed to 29.999999999998316 s, and runs()
+    refused a run at its end. A step within a few ulps of the end is the end."""
+    data = _kv_store(1).model_dump(by_alias=True, mode="json")
+    data["run"]["duration"] = "1s"
+    sim = virtsim.Simulation(virtsim.scenario(data))
+    while sim.now_s < sim.duration_s - 1e-6:
+        sim.step(by_s=0.1)  # ten of them sum to 0.9999999999999999
+    assert sim.now_s == sim.duration_s
+    assert len(sim.runs()) > 0
