@@ -261,12 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from virtsim.experiments.outputs import ResultsError
     from virtsim.experiments.scenario import ScenarioError, format_validation_error
     from virtsim.models.profiles import ProfileError
+    from virtsim.sim.control import RunTooLarge
     from virtsim.sim.units import UnitError
     from virtsim.sim.vector import SimultaneousArrivals
 
     try:
         return int(args.func(args))
-    except (ScenarioError, ProfileError, ResultsError, UnitError, SimultaneousArrivals) as exc:
+    except (ScenarioError, ProfileError, ResultsError, UnitError, SimultaneousArrivals, RunTooLarge) as exc:
         print(f"virtsim: error: {exc}", file=sys.stderr)
     except ValidationError as exc:
         print(f"virtsim: error: {format_validation_error(exc)}", file=sys.stderr)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RunControl", "SteppedRun"]
+__all__ = ["MAX_RECORD_BYTES", "RunControl", "RunTooLarge", "SteppedRun"]
+
+MAX_RECORD_BYTES = 8 * 2**30
+"""The most memory one run's request records and work rows may take (bytes): every request is
+recorded (its arrival, finish and time at each stage), so a long run of a fast closed loop could
+otherwise fill the machine and be killed without a word."""
+
+
+class RunTooLarge(RuntimeError):
+    """A run would keep more request records than :data:`MAX_RECORD_BYTES` allows."""
 
 
 @dataclass(frozen=True)

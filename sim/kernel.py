@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from virtsim.sim import kernel_loop as kl
-from virtsim.sim.control import RunControl, SteppedRun
+from virtsim.sim.control import MAX_RECORD_BYTES, RunControl, RunTooLarge, SteppedRun
 from virtsim.sim.engine import RunResult
 from virtsim.sim.records import RequestLog
 from virtsim.sim.rng import stream, stream_seed
@@ -332,7 +332,18 @@ class KernelRun(SteppedRun):
             s.gap_chunk *= 2
 
     def _grow(self, names: tuple[str, ...]) -> None:
-        """Double the first dimension of the named state arrays (new rows as a fresh state's)."""
+        """Double the first dimension of the named state arrays (new rows as a fresh state's);
+        :class:`RunTooLarge` if the request records would pass :data:`MAX_RECORD_BYTES`."""
+        if "rq_stage" in names:
+            st = self.state
+            rows = 2 * st.rq_i.shape[0]
+            per_request = sum(getattr(st, n).nbytes // max(getattr(st, n).shape[0], 1) for n in names)
+            if rows * per_request + st.work.nbytes > MAX_RECORD_BYTES:
+                raise RunTooLarge(
+                    f"the run has made {int(st.ctr[kl.C_REQ_N]):,} requests by {self.now_s:.4g} s of "
+                    f"{self.control.duration_s:g} s; every request's record is kept, and {rows:,} of them "
+                    f"({per_request:,} bytes each) would pass the {MAX_RECORD_BYTES / 2**30:g} GiB a run may "
+                    "use: shorten run.duration (a steady state takes seconds) or lower the load (clients, rate)")
         grown = {}
         for name in names:
             a = getattr(self.state, name)
