@@ -294,7 +294,7 @@ class KernelRun(SteppedRun):
         now = float(st.clock[0])
         if closed and s.filled_at is not None and now > s.filled_at:
             # A client's pace so far foretells how many more it makes before the end: drawing
-            # them in one call saves the Python lowering's fixed cost per call (30 ms for an
+            # them in one call saves the Python lowering's fixed cost per call (about 15 ms for an
             # oltp transaction's 480 stages), which doubling from 16 paid four times per client.
             # The numbers do not depend on the chunks (each sampler draws in sequence).
             pace = s.last_chunk / (now - s.filled_at)

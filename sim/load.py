@@ -24,8 +24,11 @@ __all__ = ["attainable_capacity", "offered_load"]
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
                  seed: int = 0) -> dict[str, float]:
-    """Offered utilization (work per second / capacity) of each station, and of each group with
-    a cap (``max_servers`` or ``cpu.max``) as ``"station:a/b"``, from the open-loop sources only.
+    """Offered utilization (work per second / capacity) of each station, against what the threads
+    that can run there can get (:func:`attainable_capacity`); of each group with a cap
+    (``max_servers``, ``cpu.max``, or ``threads`` for a group whose load is all its own jobs) as
+    ``"station:a/b"``; and of the cores groups are bound to (cpuset, pin) as
+    ``"station:cores=0,1"``; from the open-loop sources only.
 
     Sources of one ``family`` (the guests of one entry) draw alike: the first one's mean work per
     slot stands for the others'. Each other source is sampled on its own."""
