@@ -195,7 +195,7 @@ class _Run:
             thinks = think_rng.exponential(arrivals.think_s, block) if arrivals.think_s > 0 else None
             work = sample_work(block)
             for j in range(block):
-                if switch.paused:
+                while switch.paused:  # again after waking: paused anew at the same instant (review 9)
                     switch.waiting = env.event()
                     yield switch.waiting
                 if thinks is not None:

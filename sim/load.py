@@ -80,9 +80,10 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
 
 def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> dict[str, float]:
     """Offered utilization of the cores that groups bound to cores (a cpuset, a pinned VM) share:
-    the groups whose core sets overlap pooled, their work against what those cores can serve to
-    the threads they can run (review 8 A1: ten containers on cpuset 0 were judged against the
-    whole host). Named ``"station:cores=0,1"``."""
+    the groups whose core sets overlap pooled, their work against what those cores serve to the
+    jobs the groups can run: a core each, SMT siblings adding nothing to a bound group, as in the
+    engine (review 8 A1: ten containers on cpuset 0 were judged against the whole host). Named
+    ``"station:cores=0,1"``."""
     confined = {path: frozenset(g.cores) for path, g in spec.groups.items() if len(path) == 1 and g.cores}
     components: list[tuple[set[int], list[tuple[str, ...]]]] = []
     for path, cores in confined.items():
@@ -95,7 +96,9 @@ def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> d
         if load <= 0:
             continue
         runnable = sum(_bound(spec, p, tree[0], tree[1]) for p in paths if p in tree[0] or p in tree[1])
-        capacity = _smt_capacity(len(shared), spec.threads_per_server, spec.smt_yield, runnable)
+        # a core each, SMT siblings adding nothing: as the engine shares a pinned domain
+        # (SharedStation._share_pinned: at most len(cores) cores' worth, a group at most len(cores) jobs)
+        capacity = min(float(len(shared)), runnable)
         out[f"{spec.name}:cores={','.join(map(str, sorted(shared)))}"] = load / capacity
     return out
 
@@ -161,4 +164,7 @@ def _bound(spec: StationSpec, path: tuple[str, ...], direct: set[tuple[str, ...]
     if path in direct:
         own = float(group.threads) if group is not None and group.threads else math.inf
     below = sum(_bound(spec, child, direct, children) for child in children.get(path, ()))
-    return min(group.max_servers if group is not None else math.inf, own + below)
+    cap = math.inf if group is None else group.max_servers
+    if group is not None and group.cores:
+        cap = min(cap, float(len(set(group.cores))))  # bound to cores: one job per core at most
+    return min(cap, own + below)

@@ -280,6 +280,10 @@ class NoProgressError(ValueError):
         super().__init__(message)
         self.source = source
 
+    def __reduce__(self) -> tuple[type[NoProgressError], tuple[str, str]]:
+        """Pickled with both arguments (a worker process's error reaches its parent whole)."""
+        return NoProgressError, (self.source, str(self))
+
 
 PROGRESS_SAMPLES = 1024  # requests sampled per closed loop with no think time, for check_progress
 

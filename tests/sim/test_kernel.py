@@ -337,10 +337,11 @@ def _clients_run(run_class, changes: list[tuple[float, int]], end_s: float, thin
 
 @pytest.mark.parametrize("think_s", [0.01, 0.0])
 def test_client_changes_mid_run_agree_request_by_request_on_both_engines(think_s) -> None:
-    """Set before the start, down, to none, back to all, two changes at one instant, a pause
-    undone before the client stopped: the kernel and the DES stop and restart the same clients
-    at the same events (with and without think times)."""
-    changes = [(0.0, 3), (0.3, 1), (0.6, 0), (0.9, 4), (1.2, 2), (1.2, 3), (1.5, 1), (1.5, 4)]
+    """Set before the start, down, to none, back to all, two changes at one instant both ways (up
+    then down again: a woken client paused anew stays idle, review 9), a pause undone before the
+    client stopped: the kernel and the DES stop and restart the same clients at the same events
+    (with and without think times)."""
+    changes = [(0.0, 3), (0.3, 1), (0.6, 0), (0.75, 4), (0.75, 0), (0.9, 4), (1.2, 2), (1.2, 3), (1.5, 1), (1.5, 4)]
     des, kernel = _clients_run(DesRun, changes, 2.0, think_s), _clients_run(KernelRun, changes, 2.0, think_s)
     assert_same(des, kernel)
     log = des.logs["c"]

@@ -118,3 +118,19 @@ def test_a_thread_limited_group_is_judged_against_its_threads() -> None:
     loads = offered_load([cpu], sources)
     assert loads["cpu:hot"] == pytest.approx(1.2) and loads["cpu:pool"] == pytest.approx(1.2)
     assert "cpu:vm" not in loads
+
+
+def test_a_group_bound_to_a_core_gets_no_smt_sibling() -> None:
+    """Review 9: on 2 cores of 2 threads (a second thread adds 25%), a group bound to core 0 is
+    served at most one core's worth by the engine (a closed loop keeping it busy: 1.00 core), so
+    1,100/s x 1 ms offers it 1.1 of it, overloaded; counting the sibling (1.25 cores) read 0.88."""
+    from virtsim.sim.control import RunControl
+    from virtsim.sim.kernel import simulate_kernel
+
+    cpu = StationSpec("cpu", "shared", 2.0, {("p",): GroupSpec(cores=(0,))}, threads_per_server=2, smt_yield=0.25)
+    opened = [Source("p", (Slot("cpu", "app", ("p",)),), OpenArrivals(1100.0), _constant(0.001))]
+    assert offered_load([cpu], opened)["cpu:cores=0"] == pytest.approx(1.1)
+    busy = [Source("p", (Slot("cpu", "app", ("p",)),), ClosedArrivals(8, 0.0), _constant(0.001))]
+    log = simulate_kernel([cpu], busy, RunControl(duration_s=0.5, warmup_s=0.1, seed=2)).logs["p"]
+    done = np.count_nonzero((log.finish_s[:log.n] >= 0.1) & (log.finish_s[:log.n] < 0.5))
+    assert done * 0.001 / 0.4 == pytest.approx(1.0, rel=0.01)
