@@ -25,6 +25,7 @@ from virtsim.sim.routes import (
     StationSpec,
     TraceArrivals,
     WorkSampler,
+    changeable_source,
     check_clients,
     check_network,
     check_rate,
@@ -251,6 +252,7 @@ class DesRun(SteppedRun):
         check_network(stations, sources)
         self.control = control
         self._run = _Run(stations, control, replication)
+        self._sources = list(sources)
         self._logs = {source.name: self._run.start(source) for source in sources}
         self._at_warmup: dict[str, float] | None = None  # work served by the end of the warm-up
 
@@ -295,11 +297,8 @@ class DesRun(SteppedRun):
         flight finish), a positive rate after 0 starts them again. The time left to the pending
         arrival is scaled by old / new rate (exponential gaps are memoryless); after a stop, a
         fresh gap from now. As the kernel's :meth:`~virtsim.sim.kernel.KernelRun.set_rate`."""
-        schedule = self._run.open.get(source)
-        if schedule is None:
-            known = sorted(self._logs)
-            raise ValueError(f"no source {source!r}; the run's sources are {known}" if source not in known else
-                             f"source {source!r} is not open-loop (a rate); only an open-loop source's rate can change")
+        changeable_source(self._sources, source, OpenArrivals)
+        schedule = self._run.open[source]
         mean = check_rate(source, rate_per_s)
         now, old = self._run.env.now, schedule.mean_gap_s
         schedule.mean_gap_s = mean
@@ -320,12 +319,8 @@ class DesRun(SteppedRun):
         stop after the request they are thinking towards or waiting for; a stopped client taken
         up again starts with a think time. As the kernel's
         :meth:`~virtsim.sim.kernel.KernelRun.set_clients`."""
-        switches = self._run.clients.get(source)
-        if switches is None:
-            known = sorted(self._logs)
-            raise ValueError(f"no source {source!r}; the run's sources are {known}" if source not in known else
-                             f"source {source!r} is not closed-loop (clients); only a closed-loop source's "
-                             "clients can change (an open-loop source's rate can)")
+        changeable_source(self._sources, source, ClosedArrivals)
+        switches = self._run.clients[source]
         check_clients(source, clients, len(switches))
         for c, switch in enumerate(switches):
             switch.paused = c >= clients

@@ -40,6 +40,7 @@ from virtsim.sim.routes import (
     StationSpec,
     TraceArrivals,
     WorkSampler,
+    changeable_source,
     check_clients,
     check_network,
     check_rate,
@@ -398,7 +399,8 @@ class KernelRun(SteppedRun):
         """Open-loop ``source``'s arrival rate (1/s) from now on; 0 stops its arrivals (those in
         flight finish), a positive rate after 0 starts them again (see
         :func:`~virtsim.sim.kernel_loop.set_gap_mean`; the DES's :meth:`~virtsim.sim.engine.DesRun.set_rate`)."""
-        j = _open_stream(self.sources, self._streams, source)
+        i = changeable_source(self.sources, source, OpenArrivals)
+        j = next(k for k, s in enumerate(self._streams) if s.source == i)
         mean = check_rate(source, rate_per_s)
         self._room_for_completions()
         st = self.state
@@ -411,7 +413,8 @@ class KernelRun(SteppedRun):
         stop after the request they are thinking towards or waiting for (see
         :func:`~virtsim.sim.kernel_loop.set_paused`; the DES's
         :meth:`~virtsim.sim.engine.DesRun.set_clients`)."""
-        streams = _client_streams(self.sources, self._streams, source)
+        i = changeable_source(self.sources, source, ClosedArrivals)
+        streams = [k for k, s in enumerate(self._streams) if s.source == i]
         check_clients(source, clients, len(streams))
         for c, j in enumerate(streams):
             self._room_for_completions()
@@ -476,27 +479,6 @@ class KernelRun(SteppedRun):
         utilization = {name: (work - before.get(name, 0.0)) / (capacity[name] * window)
                        for name, work in served.items()}
         return RunResult(logs, utilization, self.replication)
-
-
-def _open_stream(sources: Sequence[Source], streams: list[_Stream], name: str) -> int:
-    """The stream of open-loop source ``name`` (a ValueError naming the choices otherwise)."""
-    index = {src.name: i for i, src in enumerate(sources)}
-    if name not in index:
-        raise ValueError(f"no source {name!r}; the run's sources are {sorted(index)}")
-    if not isinstance(sources[index[name]].arrivals, OpenArrivals):
-        raise ValueError(f"source {name!r} is not open-loop (a rate); only an open-loop source's rate can change")
-    return next(j for j, s in enumerate(streams) if s.source == index[name])
-
-
-def _client_streams(sources: Sequence[Source], streams: list[_Stream], name: str) -> list[int]:
-    """The streams of closed-loop source ``name``, client by client (a ValueError naming the choices otherwise)."""
-    index = {src.name: i for i, src in enumerate(sources)}
-    if name not in index:
-        raise ValueError(f"no source {name!r}; the run's sources are {sorted(index)}")
-    if not isinstance(sources[index[name]].arrivals, ClosedArrivals):
-        raise ValueError(f"source {name!r} is not closed-loop (clients); only a closed-loop source's clients "
-                         "can change (an open-loop source's rate can)")
-    return [j for j, s in enumerate(streams) if s.source == index[name]]
 
 
 def simulate_kernel(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,

@@ -29,6 +29,7 @@ __all__ = [
     "StationSpec",
     "TraceArrivals",
     "WorkSampler",
+    "changeable_source",
     "check_clients",
     "check_network",
     "check_progress",
@@ -150,6 +151,21 @@ def check_rate(source: str, rate_per_s: float) -> float:
                          f"the arrivals) and at most {MAX_RATE_PER_S:,.0f} (the requests are kept in memory), "
                          f"got {rate_per_s}")
     return math.inf if rate_per_s == 0 else 1.0 / rate_per_s
+
+
+def changeable_source(sources: Sequence[Source], name: str, kind: type[OpenArrivals] | type[ClosedArrivals]) -> int:
+    """The index of source ``name`` in ``sources`` for a change mid-run of its rate (``kind``
+    OpenArrivals) or its clients (ClosedArrivals); a ValueError naming the sources, or saying
+    which change the source takes instead."""
+    index = {src.name: i for i, src in enumerate(sources)}
+    if name not in index:
+        raise ValueError(f"no source {name!r}; the run's sources are {sorted(index)}")
+    if not isinstance(sources[index[name]].arrivals, kind):
+        raise ValueError(f"source {name!r} is not open-loop (a rate); only an open-loop source's rate can change"
+                         if kind is OpenArrivals else
+                         f"source {name!r} is not closed-loop (clients); only a closed-loop source's clients can "
+                         "change (an open-loop source's rate can)")
+    return index[name]
 
 
 def check_clients(source: str, clients: int, declared: int) -> int:

@@ -280,21 +280,26 @@ def test_an_open_source_follows_its_new_rate_within_poisson_bounds() -> None:
         assert abs(n - expected) <= 4 * math.sqrt(expected), (lo, n, expected)
 
 
-def test_a_rate_change_is_refused_for_a_closed_source_or_a_bad_rate() -> None:
-    for run_class in (DesRun, KernelRun):
-        stations = [StationSpec("cpu", "shared", 1.0)]
-        sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), _factory(0.001, 1, 0.0, "exp")),
-                   Source("c", (Slot("cpu", "app"),), ClosedArrivals(1, 0.1), _factory(0.001, 1, 0.0, "exp"))]
-        run = run_class(stations, sources, RunControl(duration_s=1.0))
-        with pytest.raises(ValueError, match="not open-loop"):
-            run.set_rate("c", 5.0)
-        with pytest.raises(ValueError, match="no source 'x'"):
-            run.set_rate("x", 5.0)
-        for bad in (-1.0, math.inf, math.nan, 1e300):
-            with pytest.raises(ValueError, match=">= 0"):
-                run.set_rate("o", bad)
-        with pytest.raises(ValueError, match="a number of requests per second"):
-            run.set_rate("o", "100")  # type: ignore[arg-type]
+def _open_and_closed(run_class):
+    """A run of an open source ``o`` and a closed source ``c`` of 3 clients, not yet stepped."""
+    stations = [StationSpec("cpu", "shared", 1.0)]
+    sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), _factory(0.001, 1, 0.0, "exp")),
+               Source("c", (Slot("cpu", "app"),), ClosedArrivals(3, 0.1), _factory(0.001, 1, 0.0, "exp"))]
+    return run_class(stations, sources, RunControl(duration_s=1.0))
+
+
+@pytest.mark.parametrize("run_class", [DesRun, KernelRun])
+def test_a_rate_change_is_refused_for_a_closed_source_or_a_bad_rate(run_class) -> None:
+    run = _open_and_closed(run_class)
+    with pytest.raises(ValueError, match="not open-loop"):
+        run.set_rate("c", 5.0)
+    with pytest.raises(ValueError, match="no source 'x'"):
+        run.set_rate("x", 5.0)
+    for bad in (-1.0, math.inf, math.nan, 1e300):
+        with pytest.raises(ValueError, match=">= 0"):
+            run.set_rate("o", bad)
+    with pytest.raises(ValueError, match="a number of requests per second"):
+        run.set_rate("o", "100")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("run_class", [DesRun, KernelRun])
@@ -382,19 +387,16 @@ def test_a_closed_loop_follows_mean_value_analysis_before_and_after_its_clients_
         assert abs(done - expected) <= 4 * math.sqrt(expected), (n, done, expected)
 
 
-def test_a_client_change_is_refused_for_an_open_source_or_a_bad_count() -> None:
-    for run_class in (DesRun, KernelRun):
-        stations = [StationSpec("cpu", "shared", 1.0)]
-        sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), _factory(0.001, 1, 0.0, "exp")),
-                   Source("c", (Slot("cpu", "app"),), ClosedArrivals(3, 0.1), _factory(0.001, 1, 0.0, "exp"))]
-        run = run_class(stations, sources, RunControl(duration_s=1.0))
-        with pytest.raises(ValueError, match="not closed-loop"):
-            run.set_clients("o", 1)
-        with pytest.raises(ValueError, match="no source 'x'"):
-            run.set_clients("x", 1)
-        for bad in (-1, 4, 1.5, True, "2"):
-            with pytest.raises(ValueError, match=r"from 0 .* to 3"):
-                run.set_clients("c", bad)  # type: ignore[arg-type]
+@pytest.mark.parametrize("run_class", [DesRun, KernelRun])
+def test_a_client_change_is_refused_for_an_open_source_or_a_bad_count(run_class) -> None:
+    run = _open_and_closed(run_class)
+    with pytest.raises(ValueError, match="not closed-loop"):
+        run.set_clients("o", 1)
+    with pytest.raises(ValueError, match="no source 'x'"):
+        run.set_clients("x", 1)
+    for bad in (-1, 4, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"from 0 .* to 3"):
+            run.set_clients("c", bad)  # type: ignore[arg-type]
 
 
 def test_utilization_leaves_the_warm_up_out_on_every_engine() -> None:
