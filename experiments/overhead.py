@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from virtsim.experiments.outputs import atomic_write
-from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.runner import run_scenarios
 from virtsim.experiments.scenario import parse_scenario
 
 __all__ = ["DEFAULT_STACKS", "WORKLOADS", "overhead"]
@@ -63,12 +63,10 @@ def overhead(stacks: list[list[Any]] | None = None, workloads: list[str] | None 
         raise ValueError(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
     if stacks[0] != ["bare-metal"]:
         stacks = [["bare-metal"], *stacks]
-    summaries = []
-    for name in names:
-        output = run_scenario(parse_scenario(_scenario(name, stacks, replications, seed), name),
-                              progress=progress, workers=workers)
-        summaries.append(output.summary.assign(workload=name))
-    summary = pd.concat(summaries, ignore_index=True)
+    scenarios = [parse_scenario(_scenario(name, stacks, replications, seed), name) for name in names]
+    outputs = run_scenarios(scenarios, progress=progress, workers=workers, desc="overhead")
+    summary = pd.concat([output.summary.assign(workload=name) for name, output in zip(names, outputs, strict=True)],
+                        ignore_index=True)
     return {"overhead": _ratios(summary), "attribution": _attribution(summary), "summary": summary}
 
 

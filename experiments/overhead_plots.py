@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from virtsim.experiments.figures import save_figure
 
@@ -59,6 +60,12 @@ def plot_cdfs(summary: pd.DataFrame, path: Path) -> Path:
         lo, hi = float(part["mean"].min()) * 1e6, float(part["mean"].max()) * 1e6
         if hi > 20 * lo:  # log only where it spreads the curves
             ax.set_xscale("log")
+            # ticks at 1, 2 and 5 per decade, as plain numbers: matplotlib's own labels every
+            # minor tick ("2x10^2", "3x10^2", ...) where a panel spans one or two decades, and
+            # they run into each other
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             # Plain numbers, never "1e-7+1.1e5": a workload whose latency hardly varies (a
             # constant-time batch) gets a window of +-5% around it instead of an offset axis.

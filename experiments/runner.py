@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from virtsim.sim.routes import OpenArrivals
 from virtsim.sim.stats import sectioned_quantile_interval, summarize
 from virtsim.sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
 
-__all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_variant"]
+__all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_scenarios", "run_variant"]
 
 COLUMNS = ["variant", "replication", "guest", "metric", "layer", "station", "value", "unit"]
 SUMMARY_KEYS = ["variant", "guest", "metric", "layer", "station", "unit"]
@@ -136,9 +137,16 @@ def run_scenario(scenario: Scenario, progress: bool = True, workers: int = 1) ->
     (seed, replication, names), and rows are gathered in task order, so the table is the same
     whatever the number of workers.
     """
-    tasks = [(scenario, label, stack, r) for label, stack in scenario.variants()
+    return run_scenarios([scenario], progress, workers, desc=scenario.name)[0]
+
+
+def run_scenarios(scenarios: Sequence[Scenario], progress: bool = True, workers: int = 1,
+                  desc: str = "runs") -> list[RunOutput]:
+    """:func:`run_scenario` of each of ``scenarios``, their runs in one process pool (one pool
+    for an experiment of several scenarios: a pool's start and its idle tail are paid once)."""
+    tasks = [(scenario, label, stack, r) for scenario in scenarios for label, stack in scenario.variants()
              for r in range(scenario.run.replications)]
-    bar = tqdm(total=len(tasks), desc=scenario.name, unit="run", disable=not progress)
+    bar = tqdm(total=len(tasks), desc=desc, unit="run", disable=not progress)
     results: list[tuple[list[dict[str, Any]], str]] = []
     if workers <= 1 or len(tasks) == 1:
         for task in tasks:
@@ -151,13 +159,18 @@ def run_scenario(scenario: Scenario, progress: bool = True, workers: int = 1) ->
                 results.append(result)
                 bar.update()
     bar.close()
-    runs = pd.DataFrame([row for rows, _ in results for row in rows], columns=COLUMNS)
-    summary = summarize(runs, SUMMARY_KEYS)
-    engines: dict[str, set[str]] = {}
-    for (_, label, _, _), (_, engine) in zip(tasks, results, strict=True):
-        engines.setdefault(label, set()).add(engine)
-    ran = {label: "+".join(sorted(e)) for label, e in engines.items()}
-    return RunOutput(runs, summary, provenance(scenario, ran))
+    outputs, start = [], 0
+    for scenario in scenarios:
+        count = len(scenario.variants()) * scenario.run.replications
+        mine, start = results[start:start + count], start + count
+        runs = pd.DataFrame([row for rows, _ in mine for row in rows], columns=COLUMNS)
+        engines: dict[str, set[str]] = {}
+        for (label, _), (_, engine) in zip(((label, r) for label, _ in scenario.variants()
+                                            for r in range(scenario.run.replications)), mine, strict=True):
+            engines.setdefault(label, set()).add(engine)
+        ran = {label: "+".join(sorted(e)) for label, e in engines.items()}
+        outputs.append(RunOutput(runs, summarize(runs, SUMMARY_KEYS), provenance(scenario, ran)))
+    return outputs
 
 
 def provenance(scenario: Scenario, engines: dict[str, str]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from virtsim.sim.records import RequestLog
 from virtsim.sim.rng import stream, stream_seed
 from virtsim.sim.routes import (
     BatchArrivals,
+    BatchSampler,
     ClosedArrivals,
     OpenArrivals,
     Slot,
@@ -40,6 +41,7 @@ from virtsim.sim.routes import (
     StationSpec,
     TraceArrivals,
     WorkSampler,
+    batch_sampler,
     changeable_source,
     check_clients,
     check_network,
@@ -53,6 +55,15 @@ _KINDS = {"fifo": kl.FIFO, "delay": kl.DELAY, "shared": kl.SHARED, "lock": kl.LO
 _ACTIONS = {"": kl.SUBMIT, "acquire": kl.ACQUIRE, "release": kl.RELEASE}
 _FIRST_CHUNK_CLOSED = 16  # a closed client's first chunk of samples; each next one doubles, or
 _CHUNK_FLOATS = 1 << 17  # follows the client's pace up to this many numbers (1 MiB) in one chunk
+_BATCH_FLOATS = 1 << 21  # a source's clients drawn together: at most this many numbers (16 MiB) at once
+
+
+@dataclass
+class _Clients:
+    """The closed clients of one source, whose work rows are drawn together (:meth:`KernelRun._rows`)."""
+
+    sample: BatchSampler
+    streams: list[int]  # their stream indices, in client order
 
 
 @dataclass
@@ -68,6 +79,8 @@ class _Stream:
     gap_chunk: int = 0
     filled_at: float | None = None  # when its work rows were last drawn (s)
     last_chunk: int = 0  # how many were drawn then
+    clients: _Clients | None = None  # a closed client's fellow clients, drawn with it
+    pending: np.ndarray | None = None  # its next rows, drawn with another client's
 
 
 @dataclass
@@ -88,6 +101,10 @@ class _Nodes:
             self.station.append(st)
             self.path.append(path)
         return self.ids[key]
+
+
+def _no_own_sampler(n: int) -> np.ndarray:
+    raise AssertionError("a closed client's rows are drawn with its fellow clients' (KernelRun._rows)")
 
 
 class KernelRun(SteppedRun):
@@ -130,12 +147,14 @@ class KernelRun(SteppedRun):
         seed, rep, width = self.control.seed, self.replication, len(source.route)
         arrivals = source.arrivals
         if isinstance(arrivals, ClosedArrivals):
+            seeds = [stream_seed(seed, rep, source.name, "work", c) for c in range(arrivals.clients)]
+            clients = _Clients(batch_sampler(source, seeds), list(range(len(self._streams),
+                                                                        len(self._streams) + arrivals.clients)))
             for c in range(arrivals.clients):
                 self._steps.append(self._resolve(source, c))
                 think = stream(seed, rep, source.name, "think", c) if arrivals.think_s > 0 else None
-                self._streams.append(_Stream(i, source.make_sampler(stream_seed(seed, rep, source.name, "work", c)),
-                                             think, arrivals.think_s, width, _FIRST_CHUNK_CLOSED,
-                                             _FIRST_CHUNK_CLOSED))
+                self._streams.append(_Stream(i, _no_own_sampler, think, arrivals.think_s, width,
+                                             _FIRST_CHUNK_CLOSED, _FIRST_CHUNK_CLOSED, clients=clients))
             return
         self._steps.append(self._resolve(source, 0))
         sampler = source.make_sampler(stream_seed(seed, rep, source.name, "work"))
@@ -302,15 +321,41 @@ class KernelRun(SteppedRun):
             expected = math.ceil(1.25 * pace * max(self.control.duration_s - now, 0.0)) + 8
             n = max(_FIRST_CHUNK_CLOSED, min(expected, max(n, _CHUNK_FLOATS // max(s.width, 1))))
         used = int(st.ctr[kl.C_ROWS_USED])
+        rows = self._rows(j, n)
+        n = rows.shape[0]
         if used + n > st.work.shape[0]:
             grown = np.zeros((max(2 * st.work.shape[0], used + n), st.work.shape[1]))
             grown[:used] = st.work[:used]
             self.state = st = st._replace(work=grown)
-        st.work[used:used + n, :s.width] = s.sampler(n)
+        st.work[used:used + n, :s.width] = rows
         st.sm_i[j, kl.SM_ROW], st.sm_i[j, kl.SM_ROW_END] = used, used + n
         st.ctr[kl.C_ROWS_USED] = used + n
         if closed:
             s.chunk, s.filled_at, s.last_chunk = 2 * n, now, n
+
+    def _rows(self, j: int, n: int) -> np.ndarray:
+        """Stream ``j``'s next work rows: ``n`` of them, or the rows drawn for it earlier with
+        another client's. A closed client draws with its fellow clients that have nothing drawn
+        ahead (as many as :data:`_BATCH_FLOATS` allows), ``n`` rows each: one lowering for all of
+        them, the same numbers as one each (their samplers draw in sequence)."""
+        s = self._streams[j]
+        if s.pending is not None:
+            rows, s.pending = s.pending, None
+            return rows
+        if s.clients is None:
+            return s.sampler(n)
+        budget = _BATCH_FLOATS // max(s.width, 1) - n
+        counts = []
+        for k in s.clients.streams:
+            take = k == j or (self._streams[k].pending is None and budget >= n)
+            if take and k != j:
+                budget -= n
+            counts.append(n if take else 0)
+        drawn = s.clients.sample(counts)
+        for k, rows in zip(s.clients.streams, drawn, strict=True):
+            if k != j and rows.shape[0]:
+                self._streams[k].pending = rows
+        return drawn[s.clients.streams.index(j)]
 
     def _fill_gaps(self, j: int) -> None:
         """Draw the next chunk of stream ``j``'s arrival gaps or think times (s) into the pool (none without gaps)."""

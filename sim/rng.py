@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import numpy as np
 
-__all__ = ["IndexedStreams", "key_int", "stream", "stream_seed"]
+__all__ = ["IndexedStreams", "SegmentedGenerator", "SegmentedStreams", "key_int", "stream", "stream_seed"]
 
 
 def key_int(name: str | int) -> int:
@@ -74,3 +74,80 @@ class _OnFirstDraw:
                                            pool_size=self._seed.pool_size)
             self._rng = np.random.Generator(np.random.PCG64(child))
         return getattr(self._rng, name)
+
+
+class SegmentedGenerator:
+    """Several clients' generators drawn as one: a draw for ``sum(counts)`` rows takes each
+    client's ``counts[c]`` numbers from its own generator, in order, so that a block of several
+    clients' requests gets exactly the numbers each client would have drawn alone.
+
+    A draw of one number (``size`` None or ``()``, as a layer makes for a demand whose amount is a
+    scalar) takes one from each client's generator and repeats it over that client's rows: the
+    result is per row where alone it was one number per block. Array parameters of the rows'
+    length are cut the same way. Only the distributions the models draw are offered; any other
+    size is refused (it would mix the clients' numbers).
+    """
+
+    def __init__(self, generators: list[np.random.Generator], counts: list[int]) -> None:
+        if len(generators) != len(counts) or any(n < 0 for n in counts):
+            raise ValueError("one non-negative count per generator")
+        self._generators = generators
+        self._counts = counts
+        self._total = sum(counts)
+        self._bounds = np.cumsum([0, *counts])
+
+    def _draw(self, method: str, params: tuple[Any, ...], size: Any) -> np.ndarray:
+        if size is None or size == ():
+            ones = [getattr(g, method)(*params) for g in self._generators]
+            return np.repeat(np.asarray(ones, dtype=float), self._counts)
+        if (np.ndim(size) == 0 and size != self._total) or (np.ndim(size) == 1 and tuple(size) != (self._total,)):
+            raise ValueError(f"a segmented draw takes one number per row ({self._total}) or one per "
+                             f"client, not size {size!r}")
+        parts = []
+        for c, gen in enumerate(self._generators):
+            lo, hi = self._bounds[c], self._bounds[c + 1]
+            cut = tuple(p[lo:hi] if np.ndim(p) == 1 and len(p) == self._total else p for p in params)
+            parts.append(getattr(gen, method)(*cut, hi - lo))
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    def random(self, size: Any = None) -> np.ndarray:
+        """Uniform on [0, 1), as :meth:`numpy.random.Generator.random`."""
+        return self._draw("random", (), size)
+
+    def standard_exponential(self, size: Any = None) -> np.ndarray:
+        """As :meth:`numpy.random.Generator.standard_exponential`."""
+        return self._draw("standard_exponential", (), size)
+
+    def exponential(self, scale: Any = 1.0, size: Any = None) -> np.ndarray:
+        """As :meth:`numpy.random.Generator.exponential`."""
+        return self._draw("exponential", (scale,), size)
+
+    def lognormal(self, mean: Any = 0.0, sigma: Any = 1.0, size: Any = None) -> np.ndarray:
+        """As :meth:`numpy.random.Generator.lognormal`."""
+        return self._draw("lognormal", (mean, sigma), size)
+
+    def normal(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> np.ndarray:
+        """As :meth:`numpy.random.Generator.normal`."""
+        return self._draw("normal", (loc, scale), size)
+
+    def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None) -> np.ndarray:
+        """As :meth:`numpy.random.Generator.uniform`."""
+        return self._draw("uniform", (low, high), size)
+
+
+class SegmentedStreams(IndexedStreams):
+    """Several clients' :class:`IndexedStreams` as one: stream ``i`` is a
+    :class:`SegmentedGenerator` over each client's stream ``i`` (see there)."""
+
+    def __init__(self, streams: list[IndexedStreams], counts: list[int]) -> None:
+        self._streams = streams
+        self._counts = counts
+        self._made = {}
+
+    def at(self, index: int) -> np.random.Generator:
+        """The segmented generator of ``index`` (the same object every time)."""
+        rng = self._made.get(index)
+        if rng is None:
+            rng = self._made[index] = cast(np.random.Generator,
+                                           SegmentedGenerator([s.at(index) for s in self._streams], self._counts))
+        return rng

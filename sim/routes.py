@@ -19,6 +19,8 @@ from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = [
     "BatchArrivals",
+    "BatchSampler",
+    "BatchSamplerFactory",
     "ClosedArrivals",
     "IdleCondition",
     "NoProgressError",
@@ -29,6 +31,7 @@ __all__ = [
     "StationSpec",
     "TraceArrivals",
     "WorkSampler",
+    "batch_sampler",
     "changeable_source",
     "check_clients",
     "check_network",
@@ -232,6 +235,13 @@ DES engine samples in blocks and the vector engine all at once.
 SamplerFactory = Callable[[np.random.SeedSequence], WorkSampler]
 """Makes a source's work sampler from the seed sequence of its stream (it may spawn children)."""
 
+BatchSampler = Callable[[Sequence[int]], list[np.ndarray]]
+"""Draws the next ``counts[c]`` requests' work for each of several clients in one call: element c
+is what client c's own :data:`WorkSampler` would return for ``counts[c]`` (the same numbers)."""
+
+BatchSamplerFactory = Callable[[Sequence[np.random.SeedSequence]], BatchSampler]
+"""Makes one :data:`BatchSampler` for the clients whose streams' seed sequences are given."""
+
 
 @dataclass(frozen=True)
 class Source:
@@ -244,6 +254,9 @@ class Source:
     # sources of one family draw their work alike (the guests of one entry: one stack, one
     # workload); "" for none: each source is its own
     family: str = ""
+    # draws several closed clients' work in one call (same numbers as make_sampler's, per client);
+    # None: :func:`batch_sampler` calls each client's own sampler
+    make_samplers: BatchSamplerFactory | None = None
 
     @property
     def stations(self) -> tuple[str, ...]:
@@ -264,6 +277,15 @@ class Source:
     def layers(self) -> tuple[str, ...]:
         """The layer each slot's time is charged to, in order."""
         return tuple(slot.layer for slot in self.route)
+
+
+def batch_sampler(source: Source, seeds: Sequence[np.random.SeedSequence]) -> BatchSampler:
+    """One sampler for the clients of ``source`` whose stream seeds are ``seeds``: the source's own
+    batch sampler, or one that calls each client's sampler in turn."""
+    if source.make_samplers is not None:
+        return source.make_samplers(seeds)
+    samplers = [source.make_sampler(seed) for seed in seeds]
+    return lambda counts: [sampler(n) for sampler, n in zip(samplers, counts, strict=True)]
 
 
 def check_network(stations: Sequence[StationSpec], sources: Sequence[Source]) -> None:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 __all__ = ["MIN_SECTION_SAMPLES", "SAMPLES_PER_SECTION", "quantile_interval", "sectioned_quantile_interval",
            "summarize", "t_interval"]
+
+
+def _t_quantile(p: float, df: Any) -> Any:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (elementwise). From
+    ``scipy.special`` (0.4 s to import), not ``scipy.stats`` (1.2 s), on every command's path."""
+    from scipy.special import stdtrit
+
+    return stdtrit(df, p)
 
 
 def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -24,9 +33,7 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     mean = float(x.mean())
     if x.size < 2:
         return mean, float("nan"), float("nan")
-    from scipy import stats  # here, not at import: scipy.stats takes ~0.6 s to load, every command paid it
-
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    half = float(_t_quantile(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
     return mean, mean - half, mean + half
 
 
@@ -90,11 +97,9 @@ def sectioned_quantile_interval(samples: np.ndarray, q: float, confidence: float
     if x.size < 3 * MIN_SECTION_SAMPLES:
         return float("nan"), float("nan")
     sections = max(3, min(max_sections, x.size // SAMPLES_PER_SECTION))
-    from scipy import stats
-
     per_section = np.array([np.quantile(part, q) for part in np.array_split(x, sections)])
     centre = float(np.quantile(x, q))
-    t = float(stats.t.ppf(0.5 + confidence / 2, sections - 1))
+    t = float(_t_quantile(0.5 + confidence / 2, sections - 1))
     if centre > 0 and np.all(per_section > 0):
         half = t * float(np.log(per_section).std(ddof=1)) / math.sqrt(sections)
         return centre * math.exp(-half), centre * math.exp(half)
@@ -109,8 +114,6 @@ def summarize(runs: pd.DataFrame, by: Sequence[str], confidence: float = 0.95) -
     columns = ["mean", "std", "n", "ci_low", "ci_high", "confidence"]
     if runs.empty:
         return pd.DataFrame(columns=[*by, *columns])
-    from scipy import stats
-
     codes = runs.groupby(list(by), sort=False, dropna=False).ngroup().to_numpy()
     values = runs["value"].to_numpy(dtype=float)
     _, first = np.unique(codes, return_index=True)
@@ -119,7 +122,7 @@ def summarize(runs: pd.DataFrame, by: Sequence[str], confidence: float = 0.95) -
     squares = np.bincount(codes, weights=(values - mean[codes]) ** 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         std = np.where(n > 1, np.sqrt(squares / (n - 1)), np.nan)
-        half = np.where(n > 1, stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)) * std / np.sqrt(n), np.nan)
+        half = np.where(n > 1, _t_quantile(0.5 + confidence / 2, np.maximum(n - 1, 1)) * std / np.sqrt(n), np.nan)
     out = runs[list(by)].iloc[first].reset_index(drop=True)
     out["mean"], out["std"], out["n"] = mean, std, n.astype(int)
     out["ci_low"], out["ci_high"], out["confidence"] = mean - half, mean + half, confidence

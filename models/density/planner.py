@@ -63,7 +63,7 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
         raise ValueError("planning needs an open-loop workload (a request rate per guest)")
     rate = workload.arrivals.rate_per_s
     system = System(host, (Guest("g", stack, workload),))
-    route, make_sampler = system.routes(system.guests[0])
+    route, make_sampler, _ = system.routes(system.guests[0])
     work = make_sampler(np.random.SeedSequence(seed))(samples).mean(axis=0)
     stations = {s.name: s for s in system.engine_inputs()[0]}
     groups = system.groups()
