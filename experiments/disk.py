@@ -18,7 +18,15 @@ from pydantic import Field, field_validator, model_validator
 from virtsim.experiments.outputs import atomic_write, write_json
 from virtsim.experiments.scenario import load_toml_model
 from virtsim.models.disks.allocation import HostFile
-from virtsim.models.disks.chain import build_chain_usage, disjoint_chain_usage
+from virtsim.models.disks.chain import (
+    COMMITTABLE,
+    build_chain_usage,
+    committed,
+    disjoint_chain_usage,
+    emptied_bytes,
+    empties_completely,
+    rebased,
+)
 from virtsim.models.disks.formats import (
     FORMAT_NAMES,
     QCOW2_DEFAULT_CLUSTER,
@@ -53,6 +61,15 @@ class PatternSpec(StrictModel):
     kind: PatternKind = "random"
     writes: int = Field(50_000, ge=0, le=100_000_000)
     size_bytes: Bytes = Field(4096, alias="size", gt=0)
+
+
+class SnapshotSpec(StrictModel):
+    """An external snapshot of every guest's disk: a new overlay on top of its differencing
+    disk, receiving ``writes`` more writes of the pattern; then the snapshot committed back
+    (``qemu-img commit``) or the whole chain flattened into it (``qemu-img rebase -b ""``).
+    Counted for the formats QEMU chains (qcow2, VMDK); 0 writes leaves the part out."""
+
+    writes: int = Field(10_000, ge=0, le=100_000_000)
 
 
 class LayerSpec(StrictModel):
@@ -137,6 +154,7 @@ class DiskSpec(StrictModel):
     drivers: list[Driver] = Field(default_factory=lambda: list(DRIVERS), min_length=1)
     host_fs: HostFsSpec = Field(default_factory=HostFsSpec)
     growth_writes: int = Field(200_000, ge=10, le=50_000_000)
+    snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
 
 
     @field_validator("units_bytes")
@@ -170,9 +188,10 @@ class DiskSpec(StrictModel):
             raise ValueError(f"virtual: {virtual:.4g} B is past what qcow2 with {size_text(cluster)} clusters can "
                              f"address ({size_text(qcow2_max_virtual_bytes(cluster))}; qemu-img refuses it); lower "
                              "virtual or raise units.qcow2")
-        if self.guests * self.pattern.writes > 50_000_000:
-            raise ValueError(f"guests x pattern.writes = {self.guests * self.pattern.writes:,} writes, more than "
-                             "50,000,000 (about 1 GB of write arrays); lower one of them")
+        for what, writes in (("pattern.writes", self.pattern.writes), ("snapshot.writes", self.snapshot.writes)):
+            if self.guests * writes > 50_000_000:
+                raise ValueError(f"guests x {what} = {self.guests * writes:,} writes, more than 50,000,000 "
+                                 "(about 1 GB of write arrays); lower one of them")
         if self.base_used_bytes > virtual:
             raise ValueError(f"base_used ({self.base_used_bytes:.4g} B) is larger than the disk (virtual = "
                              f"{virtual:.4g} B); a base image cannot hold more than its disk")
@@ -182,6 +201,11 @@ class DiskSpec(StrictModel):
         if self.pattern.kind == "log-append" and self.pattern.writes * self.pattern.size_bytes > virtual:
             raise ValueError(f"pattern: a log of {self.pattern.writes} appends of {self.pattern.size_bytes:.4g} B "
                              f"does not fit the disk (virtual = {virtual:.4g} B); lower pattern.writes")
+        logged = (self.pattern.writes + self.snapshot.writes) * self.pattern.size_bytes
+        if self.pattern.kind == "log-append" and logged > virtual:
+            raise ValueError(f"snapshot.writes: the snapshot's {self.snapshot.writes} appends continue the log of "
+                             f"pattern.writes = {self.pattern.writes}, and together they do not fit the disk "
+                             f"(virtual = {virtual:.4g} B); lower snapshot.writes")
         if self.growth_writes * 4096 > virtual:
             raise ValueError(f"growth_writes: {self.growth_writes} writes of 4 KiB (the growth plot's log-append "
                              f"pattern) do not fit the disk (virtual = {virtual:.4g} B); lower growth_writes")
@@ -274,6 +298,41 @@ def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
                                   "linked_clones_apparent_bytes_total": length.linked_clones(),
                                   "full_clones_apparent_bytes_total": length.full_clones(),
                               })
+    return rows
+
+
+def snapshot_chains(spec: DiskSpec) -> list[dict[str, Any]]:
+    """Each guest's disk with an external snapshot on top (:class:`SnapshotSpec`), per format QEMU
+    chains: the file lengths of the guest's two overlays, after committing the snapshot into the
+    disk below it, and after flattening the guest's whole chain into the snapshot."""
+    if spec.snapshot.writes == 0:
+        return []
+    virtual = int(spec.virtual_bytes)
+    base = block_writes("sequential", int(spec.base_used_bytes // 2**20), 2**20, virtual, stream(spec.seed, 0, "base"))
+    rows = []
+    for name in [f for f in spec.formats if f in COMMITTABLE]:
+        fmt = spec.image_format(name)
+        before = after = flat = 0
+        # a qcow2 overlay QEMU cannot empty in one step has no modelled size after commit
+        commits = name == "vmdk" or empties_completely(fmt, virtual)
+        for g in range(spec.guests):
+            kind, size = spec.pattern.kind, int(spec.pattern.size_bytes)
+            disk = block_writes(kind, spec.pattern.writes, size, virtual, stream(spec.seed, 0, "guest", g))
+            log_end = spec.pattern.writes * size if kind == "log-append" else 0  # the log goes on
+            snap = block_writes(kind, spec.snapshot.writes, size, virtual - log_end,
+                                stream(spec.seed, 0, "snapshot", g), start_bytes=log_end)
+            before += (fmt.file_bytes_after(*disk, virtual, differencing=True)
+                       + fmt.file_bytes_after(*snap, virtual, differencing=True))
+            if commits:
+                after += (fmt.file_bytes_after(*committed(fmt, disk, snap), virtual, differencing=True)
+                          + emptied_bytes(fmt, virtual, snap))
+            flat += fmt.file_bytes_after(*rebased(fmt, snap, [base, disk]), virtual)
+        rows += _rows("snapshot-chain", name, spec.guests, {
+            "overlays_apparent_bytes_per_guest": before / spec.guests,
+            **({"after_commit_apparent_bytes_per_guest": after / spec.guests} if commits else {}),
+            "flattened_apparent_bytes_per_guest": flat / spec.guests,
+            "snapshot_written_bytes_per_guest": spec.snapshot.writes * spec.pattern.size_bytes,
+        })
     return rows
 
 
@@ -370,8 +429,8 @@ def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
 
 def run_disk(spec: DiskSpec) -> pd.DataFrame:
     """Every part of the disk experiment as one tidy table."""
-    rows = (seed_example(spec) + seed_example_qcow2(spec) + image_chains(spec) + layer_stacks(spec) + growth(spec)
-            + amplification(spec))
+    rows = (seed_example(spec) + seed_example_qcow2(spec) + image_chains(spec) + snapshot_chains(spec)
+            + layer_stacks(spec) + growth(spec) + amplification(spec))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

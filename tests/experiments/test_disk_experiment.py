@@ -71,6 +71,11 @@ def test_qcow2_with_512_byte_clusters_runs_past_its_first_refcount_table() -> No
     growth["n"] = growth["measure"].str.split("@").str[1].astype(int)
     for _, g in growth.groupby("system"):
         assert g.sort_values("n")["bytes"].is_monotonic_increasing
+    # an overlay QEMU cannot empty in one step (its 512 KiB L1 table outgrows a refcount block)
+    # has no modelled size after commit: left out, not guessed
+    snapshot = set(table[table["experiment"] == "snapshot-chain"]["measure"])
+    assert "flattened_apparent_bytes_per_guest" in snapshot
+    assert "after_commit_apparent_bytes_per_guest" not in snapshot
 
 
 def test_overlay2_on_a_reflink_file_system_copies_up_by_cloning() -> None:
@@ -123,6 +128,11 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
     ('[disk]\nvirtual = "100MiB"\nbase_used = "1MiB"\n', "growth_writes: 200000 writes of 4 KiB"),  # was a traceback
     ('[disk]\nvirtual = "1GiB"\nbase_used = "1MiB"\ngrowth_writes = 10\n'
      'pattern = { kind = "log-append", writes = 300000 }\n', "pattern: a log of 300000 appends"),
+    # the snapshot's appends continue the disk's log
+    ('[disk]\nvirtual = "1GiB"\nbase_used = "1MiB"\ngrowth_writes = 10\n'
+     'pattern = { kind = "log-append", writes = 200000 }\nsnapshot = { writes = 100000 }\n',
+     "snapshot.writes: the snapshot's 100000 appends continue the log"),
+    ('[disk]\nsnapshot = { writes = -1 }\n', "disk.snapshot.writes"),
 ])
 def test_bad_disk_specs_name_the_field(tmp_path, capsys, body: str, needle: str) -> None:
     spec = tmp_path / "bad.toml"
@@ -178,3 +188,28 @@ def test_on_xfs_a_raw_copy_takes_a_mebibyte_around_every_write() -> None:
     ext4 = run_disk(SMALL.model_copy(update={"formats": ["raw", "qcow2"]}))
     ext4_chains = ext4.query("experiment == 'image-chain'").set_index(["system", "measure"])["bytes"]
     assert ext4_chains[("raw", "private_bytes_per_guest")] / 2**20 <= 256 + 2  # 4 KiB blocks: 2 MB written
+
+
+def test_a_snapshot_committed_back_costs_at_most_its_new_clusters_and_flattening_holds_the_whole_chain() -> None:
+    table = run_disk(SMALL)
+    part = table[table["experiment"] == "snapshot-chain"].pivot_table(index="system", columns="measure",
+                                                                       values="bytes")
+    assert list(part.index) == ["qcow2", "vmdk"]  # the formats QEMU chains; VDI, VHDX and raw take no backing file
+    chains = table[table["experiment"] == "image-chain"].pivot_table(index="system", columns="measure", values="bytes")
+    for fmt in part.index:
+        row = part.loc[fmt]
+        # the flattened image holds the base's data as well: more than the two overlays alone
+        assert row["flattened_apparent_bytes_per_guest"] > SMALL.base_used_bytes
+        assert row["overlays_apparent_bytes_per_guest"] > chains.loc[fmt, "private_bytes_per_guest"]
+    # a committed qcow2 disk holds the union of both overlays' data and the snapshot is emptied:
+    # no more than the two overlays took
+    qcow2 = part.loc["qcow2"]
+    assert qcow2["after_commit_apparent_bytes_per_guest"] <= qcow2["overlays_apparent_bytes_per_guest"]
+    # qcow2 empties the committed snapshot; VMDK cannot, so its pair grows by the snapshot's data
+    assert part.loc["qcow2", "after_commit_apparent_bytes_per_guest"] < part.loc["vmdk",
+                                                                                 "after_commit_apparent_bytes_per_guest"]
+
+
+def test_no_snapshot_writes_leave_the_snapshot_part_out() -> None:
+    spec = SMALL.model_copy(update={"snapshot": SMALL.snapshot.model_copy(update={"writes": 0})})
+    assert "snapshot-chain" not in set(run_disk(spec)["experiment"])

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from virtsim.models.disks.allocation import touched_units
-from virtsim.models.disks.chain import build_chain_usage
+from virtsim.models.disks.chain import build_chain_usage, committed, emptied_bytes, rebased
 from virtsim.models.disks.formats import format_by_name
 
 pytestmark = [
@@ -273,3 +273,78 @@ def test_qemu_refuses_or_clamps_the_allocation_units_the_model_refuses(tmp_path:
         format_by_name("qcow2", 1 * GiB, 64 * MiB)
     with pytest.raises(ValueError, match="addresses at most 128 GiB"):
         format_by_name("qcow2", 128 * GiB + 512, 512)
+
+
+def write_pattern(path: Path, fmt: str, offsets, sizes, pattern: int) -> None:
+    """As :func:`write`, every byte ``pattern``: levels of a chain hold different data (rebase compares it)."""
+    commands = [f"write -P {pattern} {int(o)} {int(s)}" for o, s in zip(offsets, sizes, strict=True)]
+    for start in range(0, len(commands), 500):
+        args = ["qemu-io", "-f", fmt]
+        for c in commands[start : start + 500]:
+            args += ["-c", c]
+        _run(*args, str(path))
+
+
+def _random_chain(rng: np.random.Generator, levels: int, tmp_path: Path, fmt_name: str = "qcow2"):
+    """A seeded chain of ``levels`` images (cluster size, virtual size, writes that overlap), made
+    with qemu-img and qemu-io; returns the format, virtual size, each level's writes and paths."""
+    virtual = int(rng.integers(1, 5)) * GiB
+    cluster = int(2 ** rng.integers(12, 17)) if fmt_name == "qcow2" else None
+    fmt = format_by_name(fmt_name, virtual, cluster)
+    unit = fmt.unit_bytes
+    span = virtual // 8  # writes crowd into one eighth of the disk, so the levels overlap
+    writes = [(rng.integers(0, span - 3 * unit, n), rng.integers(1, 3 * unit, n))
+              for n in rng.integers(20, 120, levels)]
+    opts = {"cluster_size": str(cluster)} if cluster else {}
+    paths: list[Path] = []
+    for level, (offsets, sizes) in enumerate(writes):
+        paths.append(create(tmp_path / f"l{level}.{fmt_name}", fmt_name, virtual,
+                            backing=paths[-1] if paths else None, **opts))
+        write_pattern(paths[-1], fmt_name, offsets, sizes, level + 1)
+    return fmt, virtual, writes, paths
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_commit_leaves_the_backing_image_and_the_overlay_as_qemu_img_commit_does(seed: int, tmp_path: Path) -> None:
+    """A seeded chain base <- (middle <-) overlay; the overlay committed into the level below it
+    (or with ``-b`` through the middle into the base): the model's lengths of both files equal
+    qemu's, for qcow2 of 4-64 KiB clusters and for VMDK."""
+    rng = np.random.default_rng(seed)
+    name = "vmdk" if seed >= 4 else "qcow2"
+    levels = 2 + seed % 2
+    fmt, virtual, writes, paths = _random_chain(rng, levels, tmp_path, name)
+    top = paths[-1]
+    if levels == 3 and name == "qcow2":  # commit -b: through the middle into the base; -d implied
+        _run("qemu-img", "commit", "-f", name, "-b", str(paths[0]), str(top))
+        into = committed(fmt, writes[0], (np.concatenate([writes[1][0], writes[2][0]]),
+                                          np.concatenate([writes[1][1], writes[2][1]])))
+        assert os.path.getsize(paths[0]) == fmt.file_bytes_after(*into, virtual)
+        assert os.path.getsize(paths[1]) == fmt.file_bytes_after(*writes[1], virtual, differencing=True)
+        assert os.path.getsize(top) == fmt.file_bytes_after(*writes[2], virtual, differencing=True)
+        return
+    _run("qemu-img", "commit", "-f", name, str(top))
+    into = committed(fmt, writes[-2], writes[-1])
+    assert os.path.getsize(paths[-2]) == fmt.file_bytes_after(*into, virtual, differencing=levels > 2)
+    assert os.path.getsize(top) == emptied_bytes(fmt, virtual, writes[-1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rebase_copies_into_the_overlay_what_the_dropped_levels_held(seed: int, tmp_path: Path) -> None:
+    """A seeded three-level qcow2 chain, each level with its own data; the overlay rebased onto
+    the base (dropping the middle) or onto nothing (a flatten): its length equals qemu's."""
+    rng = np.random.default_rng(100 + seed)
+    fmt, virtual, writes, paths = _random_chain(rng, 3, tmp_path)
+    if seed % 2 == 0:
+        _run("qemu-img", "rebase", "-f", "qcow2", "-b", str(paths[0]), "-F", "qcow2", str(paths[2]))
+        after = rebased(fmt, writes[2], [writes[1]])
+    else:
+        _run("qemu-img", "rebase", "-f", "qcow2", "-b", "", str(paths[2]))
+        after = rebased(fmt, writes[2], writes[:2])
+    assert os.path.getsize(paths[2]) == fmt.file_bytes_after(*after, virtual, differencing=True)
+
+
+def test_formats_without_backing_files_refuse_chain_operations() -> None:
+    for name in ("vdi", "vhdx", "raw"):
+        fmt = format_by_name(name, GiB)
+        with pytest.raises(ValueError, match="cannot be committed or rebased"):
+            committed(fmt, (np.array([0]), np.array([4096])), (np.array([0]), np.array([4096])))
