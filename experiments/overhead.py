@@ -61,8 +61,8 @@ def overhead(stacks: list[list[Any]] | None = None, workloads: list[str] | None 
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise ValueError(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
-    if stacks[0] != ["bare-metal"]:
-        stacks = [["bare-metal"], *stacks]
+    # bare metal is the baseline, first, once, wherever the caller listed it (review 10 B3)
+    stacks = [["bare-metal"], *(s for s in stacks if s != ["bare-metal"])]
     scenarios = [parse_scenario(_scenario(name, stacks, replications, seed), name) for name in names]
     outputs = run_scenarios(scenarios, progress=progress, workers=workers, desc="overhead")
     summary = pd.concat([output.summary.assign(workload=name) for name, output in zip(names, outputs, strict=True)],

@@ -13,7 +13,7 @@ import pandas as pd
 
 from virtsim.experiments.figures import save_figure
 
-__all__ = ["plot_attribution", "plot_latency"]
+__all__ = ["attribution_table", "plot_attribution", "plot_latency"]
 
 
 def _pick(summary: pd.DataFrame, metric: str, **where: str) -> pd.DataFrame:
@@ -31,44 +31,85 @@ def _error(rows: pd.DataFrame) -> np.ndarray:
     return np.vstack([low, high])
 
 
-def plot_latency(summary: pd.DataFrame, path: Path) -> Path:
-    """Mean, p50 and p99 latency per variant and guest, with 95% confidence intervals."""
-    guests = [g for g in summary["guest"].unique() if g != "host"]
+Entries = dict[str, list[str]]
+"""Guests by the ``[[guests]]`` entry they come from (``count = N`` guests are alike)."""
+
+
+def _entries(summary: pd.DataFrame, entries: Entries | None) -> Entries:
+    """The entries whose guests have rows in ``summary`` (each guest its own without ``entries``)."""
+    guests = [g for g in dict.fromkeys(summary["guest"]) if g != "host"]
+    if entries is None:
+        return {g: [g] for g in guests}
+    present = set(guests)
+    return {name: [g for g in names if g in present] for name, names in entries.items()
+            if any(g in present for g in names)}
+
+
+def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = None) -> Path:
+    """Mean, p50 and p99 latency per variant, one panel per guest entry: a single guest's with
+    its 95% confidence intervals, the guests of a ``count = N`` entry averaged, their bars
+    spanning the lowest to the highest guest (not one panel per guest: 40 guests made a plot
+    28,800 pixels wide)."""
+    groups = _entries(summary, entries)
     variants = list(dict.fromkeys(summary["variant"]))
     metrics = [("latency_mean_s", "mean"), ("latency_p50_s", "p50"), ("latency_p99_s", "p99")]
-    fig, axes = plt.subplots(1, len(guests), figsize=(max(6, 1.3 * len(variants)) * len(guests), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(6, 1.3 * len(variants)) * len(groups), 4), squeeze=False)
     width = 0.8 / len(metrics)
-    for ax, guest in zip(axes[0], guests, strict=True):
+    for ax, (entry, guests) in zip(axes[0], groups.items(), strict=True):
         x = np.arange(len(variants))
         for i, (metric, label) in enumerate(metrics):
-            rows = _pick(summary, metric, guest=guest, layer="all", station="all")
-            rows = rows.set_index("variant").reindex(variants)
-            ax.bar(x + (i - 1) * width, rows["mean"] * 1e6, width, yerr=_error(rows) * 1e6, capsize=3, label=label)
+            rows = _pick(summary, metric, layer="all", station="all")
+            rows = rows[rows["guest"].isin(guests)]
+            if len(guests) == 1:
+                rows = rows.set_index("variant").reindex(variants)
+                mean, err = rows["mean"].to_numpy(), _error(rows)
+            else:
+                by = rows.groupby("variant", sort=False)["mean"]
+                mean = by.mean().reindex(variants).to_numpy()
+                err = np.vstack([mean - by.min().reindex(variants).to_numpy(),
+                                 by.max().reindex(variants).to_numpy() - mean])
+            ax.bar(x + (i - 1) * width, mean * 1e6, width, yerr=np.nan_to_num(err) * 1e6, capsize=3, label=label)
         ax.set_xticks(x, variants, rotation=30, ha="right")
         ax.set_ylabel("latency (µs)")
-        ax.set_title(f"{guest}: latency by stack")
+        title = entry if len(guests) == 1 else f"{entry} ({len(guests)} guests: mean, bars min..max)"
+        ax.set_title(f"{title}: latency by stack", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.legend()
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)
 
 
-def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean_s") -> Path:
-    """Stacked bars: each variant's latency split by the layer that added it."""
+def attribution_table(rows: pd.DataFrame, guests: list[str], variants: list[str]) -> pd.DataFrame:
+    """(variant, layer) seconds of one attribution metric's summary ``rows``: per guest of
+    ``guests`` summed over the stations, then the guests' mean (guests of one entry are alike)."""
+    mine = rows[rows["guest"].isin(guests) & (rows["layer"] != "all")]
+    per_guest = mine.pivot_table(index=["variant", "guest"], columns="layer", values="mean", aggfunc="sum",
+                                 sort=False).fillna(0.0)
+    table = per_guest.groupby(level="variant", sort=False).mean()
+    return table.reindex(variants).dropna(how="all").fillna(0.0)
+
+
+def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean_s",
+                     entries: Entries | None = None) -> Path:
+    """Stacked bars: each variant's latency split by the layer that added it, one panel per guest
+    entry, the guests of a ``count = N`` entry averaged (a bar is one guest's latency, never a sum
+    over guests: review 10 found bars of three guests' latencies added up)."""
+    groups = _entries(summary, entries)
+    variants = list(dict.fromkeys(summary["variant"]))
     rows = _pick(summary, metric, station="all")
-    rows = rows[rows["layer"] != "all"]
-    table = rows.pivot_table(index="variant", columns="layer", values="mean", aggfunc="sum", sort=False)
-    table = table.reindex(list(dict.fromkeys(summary["variant"]))).dropna(how="all").fillna(0.0) * 1e6
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(table)), 4))
-    bottom = np.zeros(len(table))
-    for layer in table.columns:
-        ax.bar(table.index, table[layer], bottom=bottom, label=layer)
-        bottom += table[layer].to_numpy()
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(6, 1.2 * len(variants)) * len(groups), 4), squeeze=False)
     title = "mean latency" if metric == "time_mean_s" else "latency of the slowest 1%"
-    ax.set_title(f"Where the time goes: {title}, by layer")
-    ax.set_ylabel("time (µs)")
-    ax.tick_params(axis="x", rotation=30)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, (entry, guests) in zip(axes[0], groups.items(), strict=True):
+        table = attribution_table(rows, guests, variants) * 1e6
+        bottom = np.zeros(len(table))
+        for layer in table.columns:
+            ax.bar(table.index, table[layer], bottom=bottom, label=layer)
+            bottom += table[layer].to_numpy()
+        who = entry if len(guests) == 1 else f"{entry} (mean of {len(guests)} guests)"
+        ax.set_title(f"Where the time goes: {title}, by layer\n{who}", fontsize=10)
+        ax.set_ylabel("time (µs)")
+        ax.tick_params(axis="x", rotation=30)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)

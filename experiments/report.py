@@ -72,6 +72,21 @@ def _engine_text(engine: object) -> str:
     return ", ".join(f"{e} ({', '.join(k for k, v in engine.items() if v == e)})" for e in sorted(kinds))
 
 
+def _guest_entries(provenance: dict[str, object]) -> dict[str, list[str]] | None:
+    """The guests of each ``[[guests]]`` entry of the scenario that ran (None if the provenance
+    does not say)."""
+    from pydantic import ValidationError
+
+    from virtsim.experiments.scenario import GuestSpec
+
+    try:
+        guests = provenance["scenario"]["guests"]  # type: ignore[index]
+        specs = [GuestSpec.model_validate(g) for g in guests]
+    except (KeyError, TypeError, ValidationError):
+        return None
+    return {spec.name: spec.names() for spec in specs}
+
+
 def _run_report(folder: Path) -> Report:
     """The report of a ``virtsim run`` folder (its latency and attribution plots are drawn into the folder)."""
     summary = _read_csv(folder / "summary.csv")
@@ -79,9 +94,10 @@ def _run_report(folder: Path) -> Report:
         prov = json.loads((folder / "provenance.json").read_text())
     except (OSError, ValueError):
         raise ResultsError(f"{folder / 'provenance.json'} is missing or not JSON; rerun `virtsim run`") from None
-    plot_latency(summary, folder / "latency.png")
-    plot_attribution(summary, folder / "attribution_mean.png", "time_mean_s")
-    plot_attribution(summary, folder / "attribution_tail.png", "tail_time_mean_s")
+    entries = _guest_entries(prov)
+    plot_latency(summary, folder / "latency.png", entries)
+    plot_attribution(summary, folder / "attribution_mean.png", "time_mean_s", entries)
+    plot_attribution(summary, folder / "attribution_tail.png", "tail_time_mean_s", entries)
     main = summary[(summary["layer"] == "all") & (summary["station"] == "all") & (summary["guest"] != "host")]
     rows = []
     for (variant, guest), g in main.groupby(["variant", "guest"], sort=False):

@@ -6,7 +6,9 @@ but finite utilization (a run of 0.9 s at 101.7% offered measured 0.985).
 The work per request is the sampler's mean over ``samples`` requests, so the figure carries the
 sampling error of that mean (about 1/sqrt(samples) of the work's coefficient of variation). A
 stage visited only when a station has been idle (``when_idle``) is counted as always visited:
-an upper bound there.
+an upper bound there. A lock (a synchronous VMM thread held through a device access) is busy
+for the work its holders do while they hold it, their own queueing for that work aside: a lower
+bound there.
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     that can run there can get (:func:`attainable_capacity`); of each group with a cap
     (``max_servers``, ``cpu.max``, or ``threads`` for a group whose load is all its own jobs) as
     ``"station:a/b"``; and of the cores groups are bound to (cpuset, pin) as
-    ``"station:cores=0,1"``; from the open-loop sources only.
+    ``"station:cores=0,1"``; of each lock, the work done while holding it; from the open-loop
+    sources only.
 
     Sources of one ``family`` (the guests of one entry) draw alike: the first one's mean work per
     slot stands for the others'. Each other source is sampled on its own."""
     specs = {s.name: s for s in stations}
     work: dict[str, float] = {}
     own: dict[str, float] = {}  # a group's own jobs' work, without its subgroups'
+    locks: dict[str, float] = {}  # each lock's busy seconds per second (its names hold colons)
     means: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
     for source in sources:
         if not isinstance(source.arrivals, OpenArrivals):
@@ -44,9 +48,16 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
             sample = source.make_sampler(stream_seed(seed, 0, "offered-load", source.name))(samples)
             means[key] = np.asarray(sample, dtype=float).mean(axis=0)
         rate = source.arrivals.rate_per_s
+        held: list[str] = []  # the locks a request holds at this slot
         for slot, mean in zip(source.route, means[key], strict=True):
-            if slot.action:  # lock acquire/release: no work
+            if slot.action == "acquire":
+                held.append(slot.station)
                 continue
+            if slot.action == "release":
+                held.remove(slot.station)
+                continue
+            for lock in held:  # a lock is busy for as long as the work its holder does
+                locks[lock] = locks.get(lock, 0.0) + rate * float(mean)
             work[slot.station] = work.get(slot.station, 0.0) + rate * float(mean)
             for depth in range(1, len(slot.group) + 1):
                 name = f"{slot.station}:{'/'.join(slot.group[:depth])}"
@@ -75,6 +86,8 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
             out[name] = per_second / cap
     for station, tree in trees.items():
         out |= _confined_loads(specs[station], tree, work)
+    for lock, per_second in locks.items():
+        out[lock] = per_second / specs[lock].capacity
     return out
 
 

@@ -6,25 +6,30 @@ guest's share of that station (divided by the station's servers). Host-side thre
 VMM thread, the kernel's softirq) are CPU work, so they count against the host's cores; a group
 of the guest's own with a cap (its vCPUs, a ``cpu.max``, pinned cores, a VMM thread, an event
 loop) and a station of its own (an io.max throttle) cannot be shared either: each must stay below
-the usable fraction of its cap on its own. A driver domain (Xen's dom0, Hyper-V's root) is one
-more resource of a host, its vCPUs shared by every guest's back ends. Costs paid only
+the usable fraction of its cap on its own, as must its own lock (a synchronous VMM thread, busy
+for the work done while holding it). A driver domain (Xen's dom0, Hyper-V's root) is one more
+resource of a host, its vCPUs shared by every guest's back ends, and so are the host kernel's
+receive (softirq) threads, one per NIC queue, which run every guest's bridge, NAT and receive
+work. Costs paid only
 when something is idle are counted as if always paid (an upper bound on the work). Memory is the
 footprint (private per guest, shared once per host per service); disk is the image: a base or
 the image layers once per host, a differencing disk or writable layer per guest.
 
-:func:`pack` spreads every service evenly over H hosts and checks all hosts at once (numpy),
-starting from the resource lower bound on H and growing it until every host fits.
+:func:`pack` spreads every service evenly over H hosts, choosing which hosts take the
+remainders so that every host fits, starting from the resource lower bound on H and growing it
+until one does.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from virtsim.models.density.footprint import footprint
-from virtsim.models.hardware.host import HostSpec
+from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
 from virtsim.models.system import Guest, System
 from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
@@ -34,7 +39,7 @@ from virtsim.sim.stations import GroupPath, GroupSpec
 __all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
 
 SHARED_STATIONS = ("cpu", "membw", "disk", "disk.xfer", "nic.rx", "nic.tx")
-RESOURCES = (*SHARED_STATIONS, "memory", "disk_space", "driver_domain")
+RESOURCES = (*SHARED_STATIONS, "memory", "disk_space", "driver_domain", "host_softirq")
 
 
 def _cap_cores(spec: GroupSpec) -> float | None:
@@ -69,9 +74,17 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     groups = system.groups()
     by_station: dict[str, float] = {}
     cpu_work: dict[GroupPath, float] = {}  # the guest's CPU work per request, by group
+    held: list[str] = []  # locks held at this slot (a synchronous VMM thread through a device access)
+    hold: dict[str, float] = {}  # each lock's seconds held per request: the work done while holding it
     for slot, w in zip(route, work, strict=True):
-        if slot.action:
-            continue  # taking or giving a lock is no work
+        if slot.action == "acquire":
+            held.append(slot.station)
+            continue
+        if slot.action == "release":
+            held.remove(slot.station)
+            continue
+        for lock in held:
+            hold[lock] = hold.get(lock, 0.0) + float(w)
         by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
         if slot.station == "cpu":
             cpu_work[slot.group] = cpu_work.get(slot.group, 0.0) + float(w)
@@ -84,9 +97,13 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
         used = rate * sum(w for g, w in cpu_work.items() if g[:len(path)] == path) / cores
         if path == (DRIVER_DOMAIN,):  # one privileged VM's vCPUs serve every guest's back ends
             per_guest[RESOURCES.index("driver_domain")] += used
+        elif path == HOST_SOFTIRQ:  # the host kernel's receive threads (one per NIC queue), shared
+            per_guest[RESOURCES.index("host_softirq")] += used
         elif path[0] == "g" or path[-1].endswith(":g"):  # the guest's own: vCPUs, cpu.max, threads
             name = group.label or "/".join(path)
             private[name] = max(private.get(name, 0.0), used)
+    for name, seconds in hold.items():  # a guest's own lock (its VMM thread): busy while held
+        private[name] = rate * seconds / stations[name].capacity
     for name, w in by_station.items():
         spec = stations.get(name)
         if spec is None or spec.kind in ("delay", "lock") or name.startswith("client."):
@@ -123,43 +140,65 @@ class Packing:
         return RESOURCES[int(np.argmax(self.load.max(axis=0)))]
 
 
-def _spread(n: np.ndarray, hosts: int) -> np.ndarray:
-    """Guests of each service spread evenly over hosts, the remainders staggered across hosts."""
-    base = n // hosts
-    extra = n % hosts
-    offset = np.concatenate([[0], np.cumsum(extra)[:-1]]) % hosts
-    h = np.arange(hosts)[:, None]
-    gets_extra = ((h - offset[None, :]) % hosts) < extra[None, :]
-    return base[None, :] + gets_extra.astype(np.int64)
+_EXHAUSTIVE_PLACEMENTS = 20_000
+"""Placements of the remainders :func:`pack` tries one by one when its greedy placement does not
+fit (more than this: the greedy answer stands, a heuristic)."""
+
+
+def _load(on_host: np.ndarray, per_guest: np.ndarray, per_host: np.ndarray) -> np.ndarray:
+    """(hosts, resources) load of a placement (unscaled fractions of a host's capacity)."""
+    return on_host @ per_guest + (on_host > 0) @ per_host
+
+
+def _even_placements(counts: np.ndarray, per_guest: np.ndarray, per_host: np.ndarray, usable: float,
+                     hosts: int) -> np.ndarray | None:
+    """Guests of every service spread evenly over ``hosts`` (each host ``n // hosts`` or one more),
+    the hosts that take one more chosen so that every host fits within ``usable``: greedily (the
+    biggest services' remainders first, each on the host it loads least), else, for small cases,
+    by trying every choice. None if none is found."""
+    base = np.broadcast_to(counts // hosts, (hosts, counts.size)).copy()
+    extra = counts % hosts
+    order = [int(s) for s in np.argsort(-(per_guest + per_host).max(axis=1), kind="stable") if extra[s]]
+    on_host = base.copy()
+    load = _load(on_host, per_guest, per_host)
+    for s in order:
+        for _ in range(int(extra[s])):
+            free = on_host[:, s] == base[:, s]  # a host takes at most one of the remainder
+            trial = load + per_guest[s] + ((on_host[:, s] == 0)[:, None] * per_host[s])
+            peak = np.where(free, trial.max(axis=1), np.inf)
+            h = int(np.argmin(peak))
+            on_host[h, s] += 1
+            load[h] = trial[h]
+    if float(load.max()) <= usable * (1 + 1e-12):
+        return on_host
+    if math.prod(math.comb(hosts, int(e)) for e in extra) > _EXHAUSTIVE_PLACEMENTS:
+        return None
+    for choice in itertools.product(*(itertools.combinations(range(hosts), int(e)) for e in extra)):
+        on_host = base.copy()
+        for s, chosen in enumerate(choice):
+            on_host[list(chosen), s] += 1
+        if float(_load(on_host, per_guest, per_host).max()) <= usable * (1 + 1e-12):
+            return on_host
+    return None
 
 
 def pack(counts: np.ndarray, per_guest: np.ndarray, per_host: np.ndarray, usable: float) -> Packing:
-    """Fewest hosts (by this even spreading) holding ``counts`` guests within ``usable`` of each resource.
+    """Fewest hosts holding ``counts`` guests within ``usable`` of each resource, every service
+    spread evenly (each host ``n // H`` of a service or one more).
 
     ``per_guest`` and ``per_host`` are (services, resources) fractions of one host's capacity.
+    Whether H hosts suffice depends on which hosts take the remainders and is not monotone in H
+    (review 10: a staggered placement failed on 6 hosts where 5 fitted), so H is tried upward from
+    the resource lower bound until a placement fits. With every placement tried (small cases),
+    the answer never falls when a service gains a guest: the placement for the larger count less
+    that guest is an even placement for the smaller one, and fits.
     """
     counts = np.asarray(counts, dtype=np.int64)
-
-    def attempt(hosts: int) -> Packing:
-        on_host = _spread(counts, hosts)
-        return Packing(hosts, on_host, (on_host @ per_guest + (on_host > 0) @ per_host) / usable)
-
-    def fits(p: Packing) -> bool:
-        return float(p.load.max()) <= 1 + 1e-12
-
-    lower = max(1, math.ceil(float((counts @ per_guest).max() / usable) - 1e-12))
-    best = attempt(lower)
-    if fits(best):
-        return best
-    lo, hi = lower, lower  # lo does not fit; grow hi until it does, then bisect
-    while not fits(best):
-        lo, hi = hi, max(hi + 1, math.ceil(hi * float(best.load.max())))
-        best = attempt(hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        trial = attempt(mid)
-        if fits(trial):
-            hi, best = mid, trial
-        else:
-            lo = mid
-    return best
+    hosts = max(1, math.ceil(float((counts @ per_guest).max() / usable) - 1e-12))
+    while True:
+        on_host = _even_placements(counts, per_guest, per_host, usable, hosts)
+        if on_host is not None:
+            return Packing(hosts, on_host, _load(on_host, per_guest, per_host) / usable)
+        if hosts >= max(1, int(counts.sum())):  # a guest per host, and it still does not fit
+            raise ValueError("some guest does not fit a host even alone (per_guest + per_host above usable)")
+        hosts += 1

@@ -132,6 +132,15 @@ def test_overhead_arguments_are_checked(argv, needle, tmp_path, capsys) -> None:
     assert needle in err and "Traceback" not in err
 
 
+def test_bare_metal_listed_after_another_stack_is_the_baseline_once(tmp_path) -> None:
+    """Review 10 B3: ``--stacks kvm,bare-metal`` was refused as listing bare metal twice."""
+    out = tmp_path / "o"
+    assert main(["overhead", "--out", str(out), "--quiet", "--workers", "1", "--replications", "1",
+                 "--workloads", "netperf-rr", "--stacks", "kvm,bare-metal"]) == 0
+    table = pd.read_csv(out / "overhead.csv")
+    assert sorted(set(table["stack"])) == ["bare-metal", "kvm"]
+
+
 def test_a_sweep_scheduler_that_is_not_an_address_is_refused(tmp_path, small, capsys) -> None:
     small["sweep"] = {"parameters": {"run.seed": [1, 2]}}
     assert main(["sweep", _write(tmp_path, small), "--out", str(tmp_path / "o"), "--quiet",

@@ -279,3 +279,22 @@ def test_a_swept_bandwidth_is_held_in_its_fields_own_unit(tmp_path) -> None:
     table = pd.read_parquet(run_sweep(expand_sweep(data), tmp_path / "bw", progress=False))
     assert sorted(table["host.storage.bandwidth"].unique()) == [5.5e8, 1.1e9]
     assert read_parameter_units(tmp_path / "bw") == {"host.storage.bandwidth": "B/s"}
+
+
+def test_the_primary_curve_is_a_workloads_own_metric_never_one_the_simulator_writes() -> None:
+    """Review 10 B1: with run.pooled_latency, a generic workload's sweep drew the pooled p99's lower
+    bound (latency_p99_low_s, NaN in short runs) as its primary curve instead of throughput."""
+    from virtsim.experiments.sweep_plots import sweep_curves
+    from virtsim.sim.records import METRIC_UNITS
+
+    def table(metrics: list[str]) -> pd.DataFrame:
+        return pd.DataFrame([{"point": p, "variant": "as-written", "replication": 0, "guest": "web", "metric": m,
+                              "layer": "all", "station": "all", "value": 1.0, "unit": "x", "rate": rate}
+                             for p, rate in enumerate((1000.0, 1500.0)) for m in metrics])
+
+    written = sorted(METRIC_UNITS)  # every metric the simulator writes, the pooled interval among them
+    assert "latency_p99_low_s" in written
+    _, _, curves = sweep_curves(table(written))
+    assert set(curves["metric"]) == {"throughput_rps", "latency_p99_s"}
+    _, _, curves = sweep_curves(table([*written, "tps"]))  # a named workload's own measure comes first
+    assert set(curves["metric"]) == {"tps", "latency_p99_s"}
