@@ -32,6 +32,7 @@ from virtsim.models.disks.formats import (
     QCOW2_DEFAULT_CLUSTER,
     FormatName,
     ImageFormat,
+    Qcow2,
     format_by_name,
     qcow2_max_virtual_bytes,
     size_text,
@@ -67,7 +68,8 @@ class SnapshotSpec(StrictModel):
     """An external snapshot of every guest's disk: a new overlay on top of its differencing
     disk, receiving ``writes`` more writes of the pattern; then the snapshot committed back
     (``qemu-img commit``) or the whole chain flattened into it (``qemu-img rebase -b ""``).
-    Counted for the formats QEMU chains (qcow2, VMDK); 0 writes leaves the part out."""
+    Counted for the formats QEMU chains (qcow2, VMDK); for qcow2 also an internal snapshot
+    (``qemu-img snapshot -c``) followed by the same writes. 0 writes leaves the part out."""
 
     writes: int = Field(10_000, ge=0, le=100_000_000)
 
@@ -312,9 +314,10 @@ def snapshot_chains(spec: DiskSpec) -> list[dict[str, Any]]:
     rows = []
     for name in [f for f in spec.formats if f in COMMITTABLE]:
         fmt = spec.image_format(name)
-        before = after = flat = 0
+        before = after = flat = internal = 0.0
         # a qcow2 overlay QEMU cannot empty in one step has no modelled size after commit
         commits = name == "vmdk" or empties_completely(fmt, virtual)
+        internal_ok = isinstance(fmt, Qcow2)  # an internal snapshot instead: qcow2 only
         for g in range(spec.guests):
             kind, size = spec.pattern.kind, int(spec.pattern.size_bytes)
             disk = block_writes(kind, spec.pattern.writes, size, virtual, stream(spec.seed, 0, "guest", g))
@@ -327,10 +330,16 @@ def snapshot_chains(spec: DiskSpec) -> list[dict[str, Any]]:
                 after += (fmt.file_bytes_after(*committed(fmt, disk, snap), virtual, differencing=True)
                           + emptied_bytes(fmt, virtual, snap))
             flat += fmt.file_bytes_after(*rebased(fmt, snap, [base, disk]), virtual)
+            if internal_ok and isinstance(fmt, Qcow2):
+                try:
+                    internal += fmt.snapshot_file_bytes(disk, snap, virtual)
+                except ValueError:  # past the first refcount table: not modelled
+                    internal_ok = False
         rows += _rows("snapshot-chain", name, spec.guests, {
             "overlays_apparent_bytes_per_guest": before / spec.guests,
             **({"after_commit_apparent_bytes_per_guest": after / spec.guests} if commits else {}),
             "flattened_apparent_bytes_per_guest": flat / spec.guests,
+            **({"internal_snapshot_apparent_bytes_per_guest": internal / spec.guests} if internal_ok else {}),
             "snapshot_written_bytes_per_guest": spec.snapshot.writes * spec.pattern.size_bytes,
         })
     return rows

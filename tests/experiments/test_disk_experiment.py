@@ -205,6 +205,13 @@ def test_a_snapshot_committed_back_costs_at_most_its_new_clusters_and_flattening
     # no more than the two overlays took
     qcow2 = part.loc["qcow2"]
     assert qcow2["after_commit_apparent_bytes_per_guest"] <= qcow2["overlays_apparent_bytes_per_guest"]
+    # an internal snapshot keeps the same data in one file: within a few clusters of metadata
+    # (the second image's header, tables and refcounts against the L1 copy and snapshot table)
+    cluster = SMALL.image_format("qcow2").unit_bytes
+    assert abs(qcow2["internal_snapshot_apparent_bytes_per_guest"] - qcow2["overlays_apparent_bytes_per_guest"]) \
+        <= 8 * cluster
+    assert "internal_snapshot_apparent_bytes_per_guest" not in part.columns or \
+        part["internal_snapshot_apparent_bytes_per_guest"].isna()["vmdk"]
     # qcow2 empties the committed snapshot; VMDK cannot, so its pair grows by the snapshot's data
     assert part.loc["qcow2", "after_commit_apparent_bytes_per_guest"] < part.loc["vmdk",
                                                                                  "after_commit_apparent_bytes_per_guest"]
