@@ -10,6 +10,11 @@
     sim.set_clients("db", 4)                              # a closed-loop guest's clients (0..declared)
     runs = sim.runs()                                     # the table `virtsim run` writes
 
+An autoscaler declares the most replicas it may run (``count = 10`` in the scenario), starts
+with some of them inactive (``Simulation(..., inactive=["web-3", ..., "web-10"])``) and calls
+``sim.add_guest("web")`` (the next inactive replica at its declared load) or
+``sim.remove_guest("web-7")``.
+
 Both engines run it (``engine="kernel"``, the default, or ``"des"``) with the same numbers; with
 no change along the way, a run in steps equals one uninterrupted run.
 """
@@ -17,6 +22,7 @@ no change along the way, a run in steps equals one uninterrupted run.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +33,7 @@ from virtsim.experiments.runner import offered_rows, result_rows
 from virtsim.experiments.scenario import Scenario, load_scenario
 from virtsim.sim.engine import DesRun
 from virtsim.sim.kernel import KernelRun
+from virtsim.sim.routes import ClosedArrivals, OpenArrivals
 
 __all__ = ["Simulation"]
 
@@ -36,10 +43,12 @@ class Simulation:
 
     ``scenario``: a validated :class:`~virtsim.experiments.scenario.Scenario` or a TOML path.
     ``stack``: the compared stack to run, by its label (default: the first variant).
+    ``inactive``: guests of the scenario that start without load (see :meth:`add_guest`).
     """
 
     def __init__(self, scenario: Scenario | str | Path, stack: str | None = None,
-                 engine: Literal["kernel", "des"] = "kernel", replication: int = 0) -> None:
+                 engine: Literal["kernel", "des"] = "kernel", replication: int = 0,
+                 inactive: Sequence[str] = ()) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         variants = dict(self.scenario.variants())
         if stack is None:
@@ -54,6 +63,61 @@ class Simulation:
         run_class = KernelRun if engine == "kernel" else DesRun
         self._run: KernelRun | DesRun = run_class(self.stations, self.sources, self.control, replication)
         self._rates_changed = False
+        self._inactive: list[str] = []  # in the order they left: add_guest brings back the first
+        if isinstance(inactive, str):
+            raise ValueError(f"inactive is a list of guest names, got the string {inactive!r}")
+        for guest in inactive:
+            self.remove_guest(guest)
+
+    @property
+    def guests(self) -> list[str]:
+        """The guests running now (with their load), in the scenario's order."""
+        return [s.name for s in self.sources if s.name not in self._inactive]
+
+    def remove_guest(self, guest: str) -> None:
+        """Take ``guest``'s load away from now on: no new requests from an open-loop guest (rate 0),
+        no client of a closed-loop guest starts another (those in flight finish). Its groups and
+        stations stay (the host is fixed when the run starts), idle."""
+        source = self._source(guest)
+        if guest in self._inactive:
+            raise ValueError(f"guest {guest!r} is already inactive; active: {self.guests}")
+        if isinstance(source.arrivals, OpenArrivals):
+            self.set_rate(guest, 0)
+        elif isinstance(source.arrivals, ClosedArrivals):
+            self.set_clients(guest, 0)
+        else:
+            raise ValueError(f"guest {guest!r} makes a fixed batch or trace of requests; only open- and "
+                             "closed-loop guests can be added and removed")
+        self._inactive.append(guest)
+
+    def add_guest(self, guest: str) -> str:
+        """Bring an inactive guest back at the load the scenario declares for it (its rate, or all
+        its clients), from now on; returns its name. ``guest``: a guest's name, or the name of a
+        ``[[guests]]`` entry with ``count = N`` (``"web"``), which brings back the first of its
+        guests that became inactive. A guest the scenario does not declare cannot be added (the
+        host's stations and groups are fixed when the run starts): declare the most there."""
+        of_entry = {spec.name: spec.names() for spec in self.scenario.guests}.get(guest, [])
+        entry = [g for g in self._inactive if g == guest or g in of_entry]
+        if not entry:
+            declared = bool(of_entry) or guest in {s.name for s in self.sources}
+            why = "is running already" if declared else "is not in the scenario (declare it there, inactive)"
+            raise ValueError(f"no inactive guest {guest!r}: it {why}; inactive: {self._inactive}")
+        name = entry[0]
+        source = self._source(name)
+        if isinstance(source.arrivals, OpenArrivals):
+            self.set_rate(name, source.arrivals.rate_per_s)
+        else:
+            assert isinstance(source.arrivals, ClosedArrivals)
+            self.set_clients(name, source.arrivals.clients)
+        self._inactive.remove(name)
+        return name
+
+    def _source(self, guest: str) -> Any:
+        """The source of ``guest`` (a :class:`ValueError` naming the guests if there is none)."""
+        for source in self.sources:
+            if source.name == guest:
+                return source
+        raise ValueError(f"no guest {guest!r} in this run; its guests are {sorted(s.name for s in self.sources)}")
 
     @property
     def now_s(self) -> float:

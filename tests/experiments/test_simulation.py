@@ -159,3 +159,55 @@ def test_many_small_steps_reach_the_end_despite_rounding() -> None:
         sim.step(by_s=0.1)  # ten of them sum to 0.9999999999999999
     assert sim.now_s == sim.duration_s
     assert len(sim.runs()) > 0
+
+
+def _replicas() -> virtsim.Scenario:
+    """Up to four replicas of a web service (open loop, 200/s each) and one closed-loop client."""
+    return virtsim.scenario({"name": "scale", "run": {"duration": "0.6s", "warmup": "0s", "replications": 1},
+                             "guests": [{"name": "web", "count": 4, "stack": ["docker"],
+                                         "workload": {"kind": "web", "rate": "200/s"}},
+                                        {"name": "kv", "stack": ["docker"],
+                                         "workload": {"kind": "kv-store", "connections": 2}}]})
+
+
+def _scale(engine: str) -> list[pd.DataFrame]:
+    sim = virtsim.Simulation(_replicas(), engine=engine, inactive=["web-3", "web-4", "kv"])
+    seen = []
+    for until, action in ((0.2, lambda: sim.add_guest("web")), (0.4, lambda: sim.add_guest("kv")),
+                          (0.5, lambda: sim.remove_guest("web-1")), (0.6, None)):
+        sim.step(until)
+        seen.append(sim.observe())
+        if action is not None:
+            action()
+    return seen
+
+
+@pytest.mark.parametrize("engine", ["kernel", "des"])
+def test_an_autoscaler_adds_and_removes_declared_replicas(engine) -> None:
+    """Four replicas declared, two active: none of the inactive ones makes a request until it is
+    added (the first inactive of the entry: web-3), a closed-loop guest added starts its clients,
+    a removed one stops; both engines give the same requests."""
+    seen = _scale(engine)
+    arrived = [frame["arrived"] for frame in seen]
+    assert arrived[0]["web-3"] == arrived[0]["web-4"] == arrived[0]["kv"] == 0
+    assert arrived[1]["web-3"] > 0 and arrived[1]["web-4"] == 0  # added at 0.2 s: 200/s for 0.2 s
+    assert abs(arrived[1]["web-3"] - 40) <= 4 * 40**0.5
+    assert arrived[1]["kv"] == 0 < arrived[2]["kv"]  # its connections start at 0.4 s
+    assert arrived[3]["web-1"] - arrived[2]["web-1"] == 0  # removed at 0.5 s
+    assert arrived[3]["web-2"] > arrived[2]["web-2"]
+    for ours, other in zip(seen, _scale("des" if engine == "kernel" else "kernel"), strict=True):
+        pd.testing.assert_frame_equal(ours, other, rtol=1e-9)
+
+
+def test_only_declared_inactive_guests_can_be_added() -> None:
+    sim = virtsim.Simulation(_replicas(), inactive=["web-4"])
+    assert sim.guests == ["web-1", "web-2", "web-3", "kv"]
+    with pytest.raises(ValueError, match="'db'.*not in the scenario"):
+        sim.add_guest("db")
+    with pytest.raises(ValueError, match="'web-1'.*running already"):
+        sim.add_guest("web-1")
+    assert sim.add_guest("web") == "web-4"
+    with pytest.raises(ValueError, match="no inactive guest 'web'"):
+        sim.add_guest("web")
+    with pytest.raises(ValueError, match="no guest 'db'"):
+        sim.remove_guest("db")
