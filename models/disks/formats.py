@@ -207,6 +207,13 @@ class Qcow2(ImageFormat):
         return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
                                       reopen_every)
 
+    def compressed_clone_bytes(self, units: np.ndarray, compressed_bytes: np.ndarray, virtual_bytes: int) -> int:
+        """The length of the compressed copy ``qemu-img convert -c`` writes (bytes) of guest
+        clusters ``units`` (ascending, those not all zeroes) whose contents deflate to
+        ``compressed_bytes`` each (:func:`qcow2_alloc.compressed_image_bytes`)."""
+        return qcow2_alloc.compressed_image_bytes(units, compressed_bytes, self.unit_bytes, virtual_bytes,
+                                                  self.refcount_bits)
+
     def snapshot_file_bytes(self, before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray],
                             virtual_bytes: int, name: str = "snap1", snapshot_id: str = "1") -> int:
         """The image's length after the writes ``before`` (offsets, sizes in bytes), an internal

@@ -43,8 +43,8 @@ import numpy as np
 
 from virtsim.models.disks.allocation import unit_indices
 
-__all__ = ["DATA", "DISCARD", "ZERO", "Requests", "file_bytes", "replayed", "requests_from_units",
-           "requests_from_writes", "requests_with_discards", "written_ranges"]
+__all__ = ["DATA", "DISCARD", "ZERO", "Requests", "compressed_image_bytes", "file_bytes", "replayed",
+           "requests_from_units", "requests_from_writes", "requests_with_discards", "written_ranges"]
 
 FRESH, AFTER_NEW, AFTER_OLD = 0, 1, 2  # how a data run is placed, see Requests.cont
 _DENSE_RANGES = 4096  # at most this many new refcount block ranges per vectorized step
@@ -401,8 +401,10 @@ class _Allocator:
         self.cursor = start + n
         return start
 
-    def update(self, start: int, n: int) -> None:
-        """update_refcount (+1) of [start, start + n), allocating refcount blocks on the way."""
+    def update(self, start: int, n: int, held: int = 0) -> None:
+        """update_refcount (+1) of [start, start + n), allocating refcount blocks on the way.
+        ``held``: how many of the first clusters were in use before (a compressed cluster's
+        bytes added to a partly filled one), which the undo after a new block leaves in use."""
         last = (start + n - 1) // self.per_block
         for r in range(start // self.per_block, last + 1):
             if r in self.ranges:
@@ -412,8 +414,8 @@ class _Allocator:
             try:
                 self.alloc_refblock(first)
             except _Again:
-                self.mark_free(start, first)  # undone, and the cursor goes back to start
-                self.cursor = min(self.cursor, start)
+                self.mark_free(start + held, first)  # undone (the held ones keep their count)
+                self.cursor = min(self.cursor, start)  # and the cursor goes back to start
                 raise
         self.mark_used(start, start + n)
 
@@ -630,6 +632,59 @@ class _Allocator:
             return False
         at = self.anchor(int(req.cont[i]), int(req.anchor[i]))
         return at is not None and at < self.top and self.free_run(at, 1) > 0
+
+
+def compressed_image_bytes(units: np.ndarray, compressed_bytes: np.ndarray, cluster_bytes: int,
+                           virtual_bytes: int, refcount_bits: int = 16) -> int:
+    """The length of the qcow2 image ``qemu-img convert -c`` writes (bytes): guest clusters
+    ``units`` (ascending; the source's clusters that are not all zeroes, which convert skips)
+    whose contents deflate to ``compressed_bytes`` each (QEMU's zlib settings: raw deflate, 4 KiB
+    window, memLevel 9, the default level).
+
+    In order, each cluster first gets its L2 table if the table is new, then: a cluster that
+    does not deflate below its own size less one byte is written as a normal cluster (first fit
+    from the cursor); the others are packed byte after byte (``qcow2_alloc_bytes``): into the
+    rest of the cluster the previous one ended in, or a new cluster, continuing across the
+    boundary only when the new cluster follows on. The file ends where the last bytes were
+    written, rounded up to a 512-byte sector. Exact against qemu-img 7.2 (zlib) on seeded images
+    of random, constant, text-like and half-empty clusters, 4-64 KiB clusters.
+    """
+    alloc = created(cluster_bytes, virtual_bytes, refcount_bits)
+    units = np.asarray(units, dtype=np.int64)
+    sizes = np.asarray(compressed_bytes, dtype=np.int64)
+    if units.shape != sizes.shape or np.any(np.diff(units) <= 0) or np.any(sizes <= 0):
+        raise ValueError("need ascending distinct units and a positive compressed size for each")
+    l2_entries = cluster_bytes // 8
+    tables: set[int] = set()
+    free_byte = 0  # QEMU's free_byte_offset: where the next compressed bytes go (0: none open)
+    for unit, size in zip(units.tolist(), sizes.tolist(), strict=True):
+        if unit // l2_entries not in tables:
+            tables.add(unit // l2_entries)
+            alloc.written(alloc.alloc(1), 1)
+        if size > cluster_bytes - 1:  # deflate could not shrink it: a normal cluster
+            alloc.written(alloc.alloc(1), 1)
+            continue
+        offset = free_byte  # qcow2_alloc_bytes, in bytes
+        free = cluster_bytes - offset % cluster_bytes
+        while True:
+            if not offset or free < size:
+                new = alloc.noref(1) * cluster_bytes
+                if not offset or -(-offset // cluster_bytes) * cluster_bytes != new:
+                    offset, free = new, cluster_bytes
+                else:
+                    free += cluster_bytes
+            first = offset // cluster_bytes
+            try:
+                alloc.update(first, (offset + size - 1) // cluster_bytes - first + 1,
+                             held=1 if offset % cluster_bytes else 0)
+            except _Again:  # a refcount block was made: start again in a fresh cluster
+                offset = 0
+                continue
+            break
+        alloc.end_bytes = max(alloc.end_bytes, offset + size)
+        free_byte = 0 if (offset + size) % cluster_bytes == 0 else offset + size
+    # convert ends with an empty compressed write, which aligns the file to a 512-byte sector
+    return -(-alloc.end_bytes // 512) * 512
 
 
 def created(cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16) -> _Allocator:

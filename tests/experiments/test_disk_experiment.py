@@ -133,6 +133,7 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
      'pattern = { kind = "log-append", writes = 200000 }\nsnapshot = { writes = 100000 }\n',
      "snapshot.writes: the snapshot's 100000 appends continue the log"),
     ('[disk]\nsnapshot = { writes = -1 }\n', "disk.snapshot.writes"),
+    ('[disk]\ndeflate_ratio = 0.5\n', "disk.deflate_ratio"),  # data does not grow when deflated
 ])
 def test_bad_disk_specs_name_the_field(tmp_path, capsys, body: str, needle: str) -> None:
     spec = tmp_path / "bad.toml"
@@ -220,3 +221,19 @@ def test_a_snapshot_committed_back_costs_at_most_its_new_clusters_and_flattening
 def test_no_snapshot_writes_leave_the_snapshot_part_out() -> None:
     spec = SMALL.model_copy(update={"snapshot": SMALL.snapshot.model_copy(update={"writes": 0})})
     assert "snapshot-chain" not in set(run_disk(spec)["experiment"])
+
+
+def test_compressed_full_clones_follow_the_datas_deflate_ratio() -> None:
+    """Data that does not deflate is stored in whole clusters, as the uncompressed clone is;
+    data that deflates 4:1 packs about four clusters' data into one, plus the same metadata."""
+    def clones(ratio: float) -> pd.Series:
+        spec = SMALL.model_copy(update={"deflate_ratio": ratio, "formats": ["qcow2", "vdi"]})
+        table = run_disk(spec)
+        rows = table[table["experiment"] == "image-chain"]
+        return rows[rows["system"] == "qcow2"].set_index("measure")["bytes"]
+
+    random_data, text = clones(1.0), clones(4.0)
+    assert random_data["full_clones_compressed_apparent_bytes_total"] == random_data["full_clones_apparent_bytes_total"]
+    plain = random_data["full_clones_apparent_bytes_total"]
+    assert 0.24 * plain < text["full_clones_compressed_apparent_bytes_total"] < 0.30 * plain
+    assert "full_clones_compressed_apparent_bytes_total" not in set(run_disk(SMALL)["measure"])  # only if asked

@@ -202,9 +202,9 @@ def test_an_autoscaler_adds_and_removes_declared_replicas(engine) -> None:
 def test_only_declared_inactive_guests_can_be_added() -> None:
     sim = virtsim.Simulation(_replicas(), inactive=["web-4"])
     assert sim.guests == ["web-1", "web-2", "web-3", "kv"]
-    with pytest.raises(ValueError, match="'db'.*not in the scenario"):
+    with pytest.raises(ValueError, match=r"'db'.*not in the scenario"):
         sim.add_guest("db")
-    with pytest.raises(ValueError, match="'web-1'.*running already"):
+    with pytest.raises(ValueError, match=r"'web-1'.*running already"):
         sim.add_guest("web-1")
     assert sim.add_guest("web") == "web-4"
     with pytest.raises(ValueError, match="no inactive guest 'web'"):

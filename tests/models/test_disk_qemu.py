@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +373,42 @@ def test_an_internal_snapshot_grows_the_image_as_qemu_img_snapshot_does(seed: in
     if len(after[0]):
         write(image, "qcow2", *after)
     assert os.path.getsize(image) == fmt.snapshot_file_bytes(before, after, virtual, name=name)
+
+
+def _deflated_bytes(block: bytes) -> int:
+    """What QEMU's qcow2 zlib compression makes of a cluster (raw deflate, 4 KiB window, memLevel 9)."""
+    z = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -12, 9, zlib.Z_DEFAULT_STRATEGY)
+    return len(z.compress(block) + z.flush())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_compressed_copy_is_as_long_as_qemu_img_convert_c_writes_it(seed: int, tmp_path: Path) -> None:
+    """A seeded raw disk (512 B .. 64 KiB clusters) of random, constant, text-like and half-empty
+    clusters, converted with ``qemu-img convert -c``: given each cluster's deflated size, the
+    model's length equals qemu's (packing, clusters that do not shrink, refcount blocks, the
+    sector-aligned end)."""
+    rng = np.random.default_rng(300 + seed)
+    cluster = [512, 1024, 4096, 16384, 65536, 65536][seed]
+    n = 3000 if cluster < 4096 else int(rng.integers(150, 400 if cluster > 4096 else 1500))
+    virtual = 4 * n * cluster
+    data = bytearray(virtual)
+    units = np.sort(rng.choice(4 * n, n, replace=False))
+    sizes = []
+    for unit in units:
+        kind = int(rng.integers(0, 4))
+        if kind == 0:
+            block = rng.integers(0, 256, cluster, dtype=np.uint8).tobytes()  # does not shrink
+        elif kind == 1:
+            block = bytes([int(rng.integers(1, 256))]) * cluster
+        elif kind == 2:
+            block = b"".join(b"w%02d" % w for w in rng.integers(0, 50, cluster // 3 + 1))[:cluster]
+        else:
+            block = rng.integers(0, 256, cluster // 2, dtype=np.uint8).tobytes() + bytes(cluster - cluster // 2)
+        data[unit * cluster:(unit + 1) * cluster] = block
+        sizes.append(_deflated_bytes(block))
+    source, copy = tmp_path / "disk.raw", tmp_path / "copy.qcow2"
+    source.write_bytes(bytes(data))
+    _run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", f"cluster_size={cluster}",
+         str(source), str(copy))
+    fmt = format_by_name("qcow2", virtual, cluster)
+    assert os.path.getsize(copy) == fmt.compressed_clone_bytes(units, np.array(sizes), virtual)
