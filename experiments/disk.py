@@ -21,6 +21,7 @@ from virtsim.experiments.scenario import load_toml_model
 from virtsim.models.disks.allocation import HostFile, sorted_distinct, touched_units
 from virtsim.models.disks.chain import (
     COMMITTABLE,
+    REBASABLE,
     build_chain_usage,
     committed,
     disjoint_chain_usage,
@@ -353,7 +354,8 @@ def snapshot_chains(spec: DiskSpec) -> list[dict[str, Any]]:
             if commits:
                 after += (fmt.file_bytes_after(*committed(fmt, disk, snap), virtual, differencing=True)
                           + emptied_bytes(fmt, virtual, snap))
-            flat += fmt.file_bytes_after(*rebased(fmt, snap, [base, disk]), virtual)
+            if name in REBASABLE:
+                flat += fmt.file_bytes_after(*rebased(fmt, snap, [base, disk]), virtual)
             if internal_ok and isinstance(fmt, Qcow2):
                 try:
                     internal += fmt.snapshot_file_bytes(disk, snap, virtual)
@@ -362,7 +364,7 @@ def snapshot_chains(spec: DiskSpec) -> list[dict[str, Any]]:
         rows += _rows("snapshot-chain", name, spec.guests, {
             "overlays_apparent_bytes_per_guest": before / spec.guests,
             **({"after_commit_apparent_bytes_per_guest": after / spec.guests} if commits else {}),
-            "flattened_apparent_bytes_per_guest": flat / spec.guests,
+            **({"flattened_apparent_bytes_per_guest": flat / spec.guests} if name in REBASABLE else {}),
             **({"internal_snapshot_apparent_bytes_per_guest": internal / spec.guests} if internal_ok else {}),
             "snapshot_written_bytes_per_guest": spec.snapshot.writes * spec.pattern.size_bytes,
         })

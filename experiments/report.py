@@ -298,11 +298,13 @@ def _snapshot_sentences(table: pd.DataFrame) -> list[str]:
         before, after = m["overlays_apparent_bytes_per_guest"], m.get("after_commit_apparent_bytes_per_guest")
         commit = ("committing the snapshot: not modelled for these clusters (QEMU discards them one by one)"
                   if after is None else f"committing the snapshot leaves {after:.3g} GB{kept}")
-        flat = m["flattened_apparent_bytes_per_guest"]
+        flat = m.get("flattened_apparent_bytes_per_guest")
+        flattened = ("" if flat is None else
+                     f"; flattening the guest's chain into one image (qemu-img rebase -b \"\") {flat:.3g} GB")
         internal = m.get("internal_snapshot_apparent_bytes_per_guest")
         inside = "" if internal is None else f"; an internal snapshot instead, {internal:.3g} GB"
-        out.append(f"{system}: a guest's disk with a snapshot on top takes {before:.3g} GB; {commit}; "
-                   f"flattening the guest's chain into one image {flat:.3g} GB{inside} (file lengths, per guest).")
+        out.append(f"{system}: a guest's disk with a snapshot on top takes {before:.3g} GB; {commit}"
+                   f"{flattened}{inside} (file lengths, per guest).")
     return out
 
 

@@ -197,10 +197,11 @@ def test_a_snapshot_committed_back_costs_at_most_its_new_clusters_and_flattening
                                                                        values="bytes")
     assert list(part.index) == ["qcow2", "vmdk"]  # the formats QEMU chains; VDI, VHDX and raw take no backing file
     chains = table[table["experiment"] == "image-chain"].pivot_table(index="system", columns="measure", values="bytes")
+    # the flattened image holds the base's data as well (qcow2; QEMU cannot rebase a VMDK)
+    assert part.loc["qcow2", "flattened_apparent_bytes_per_guest"] > SMALL.base_used_bytes
+    assert pd.isna(part.loc["vmdk", "flattened_apparent_bytes_per_guest"])
     for fmt in part.index:
         row = part.loc[fmt]
-        # the flattened image holds the base's data as well: more than the two overlays alone
-        assert row["flattened_apparent_bytes_per_guest"] > SMALL.base_used_bytes
         assert row["overlays_apparent_bytes_per_guest"] > chains.loc[fmt, "private_bytes_per_guest"]
     # a committed qcow2 disk holds the union of both overlays' data and the snapshot is emptied:
     # no more than the two overlays took
