@@ -355,7 +355,7 @@ def snapshot_chains(spec: DiskSpec) -> list[dict[str, Any]]:
                 after += (fmt.file_bytes_after(*committed(fmt, disk, snap), virtual, differencing=True)
                           + emptied_bytes(fmt, virtual, snap))
             if name in REBASABLE:
-                flat += fmt.file_bytes_after(*rebased(fmt, snap, [base, disk]), virtual)
+                flat += fmt.file_bytes_after(*rebased(fmt, snap, [base, disk], virtual), virtual)
             if internal_ok and isinstance(fmt, Qcow2):
                 try:
                     internal += fmt.snapshot_file_bytes(disk, snap, virtual)
