@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from virtsim.sim.rng import stream_seed
-from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Source, StationSpec
+from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec
 
-__all__ = ["attainable_capacity", "offered_load"]
+__all__ = ["attainable_capacity", "lock_hold_s", "offered_load"]
 
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
@@ -48,16 +48,11 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
             sample = source.make_sampler(stream_seed(seed, 0, "offered-load", source.name))(samples)
             means[key] = np.asarray(sample, dtype=float).mean(axis=0)
         rate = source.arrivals.rate_per_s
-        held: list[str] = []  # the locks a request holds at this slot
+        for lock, seconds in lock_hold_s(source.route, means[key]).items():
+            locks[lock] = locks.get(lock, 0.0) + rate * seconds
         for slot, mean in zip(source.route, means[key], strict=True):
-            if slot.action == "acquire":
-                held.append(slot.station)
+            if slot.action:  # taking or giving back a lock is no work
                 continue
-            if slot.action == "release":
-                held.remove(slot.station)
-                continue
-            for lock in held:  # a lock is busy for as long as the work its holder does
-                locks[lock] = locks.get(lock, 0.0) + rate * float(mean)
             work[slot.station] = work.get(slot.station, 0.0) + rate * float(mean)
             for depth in range(1, len(slot.group) + 1):
                 name = f"{slot.station}:{'/'.join(slot.group[:depth])}"
@@ -88,6 +83,22 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
         out |= _confined_loads(specs[station], tree, work)
     for lock, per_second in locks.items():
         out[lock] = per_second / specs[lock].capacity
+    return out
+
+
+def lock_hold_s(route: Sequence[Slot], work_s: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Seconds each lock of ``route`` is held per request: the work of the slots between its
+    acquire and its release (``work_s`` per slot), the holder's queueing for that work aside."""
+    held: list[str] = []
+    out: dict[str, float] = {}
+    for slot, w in zip(route, work_s, strict=True):
+        if slot.action == "acquire":
+            held.append(slot.station)
+        elif slot.action == "release":
+            held.remove(slot.station)
+        else:
+            for lock in held:
+                out[lock] = out.get(lock, 0.0) + float(w)
     return out
 
 

@@ -34,6 +34,7 @@ from virtsim.models.system import Guest, System
 from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import RequestWorkload
+from virtsim.sim.load import lock_hold_s
 from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
@@ -74,17 +75,9 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     groups = system.groups()
     by_station: dict[str, float] = {}
     cpu_work: dict[GroupPath, float] = {}  # the guest's CPU work per request, by group
-    held: list[str] = []  # locks held at this slot (a synchronous VMM thread through a device access)
-    hold: dict[str, float] = {}  # each lock's seconds held per request: the work done while holding it
     for slot, w in zip(route, work, strict=True):
-        if slot.action == "acquire":
-            held.append(slot.station)
-            continue
-        if slot.action == "release":
-            held.remove(slot.station)
-            continue
-        for lock in held:
-            hold[lock] = hold.get(lock, 0.0) + float(w)
+        if slot.action:
+            continue  # taking or giving back a lock is no work
         by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
         if slot.station == "cpu":
             cpu_work[slot.group] = cpu_work.get(slot.group, 0.0) + float(w)
@@ -102,7 +95,7 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
         elif path[0] == "g" or path[-1].endswith(":g"):  # the guest's own: vCPUs, cpu.max, threads
             name = group.label or "/".join(path)
             private[name] = max(private.get(name, 0.0), used)
-    for name, seconds in hold.items():  # a guest's own lock (its VMM thread): busy while held
+    for name, seconds in lock_hold_s(route, work).items():  # its own lock (a VMM thread): busy while held
         private[name] = rate * seconds / stations[name].capacity
     for name, w in by_station.items():
         spec = stations.get(name)

@@ -91,16 +91,24 @@ def _usage(upper: Path, reflink: bool = False) -> tuple[int, int]:
     return apparent, allocated
 
 
-def test_overlay2_copy_up_matches_the_kernel(overlay) -> None:
-    fs_name, overlay = overlay
-    rng = np.random.default_rng(7)
-    sizes = np.concatenate([[1, 4095, 4096, 4097, 100_000, 3 * 2**20], rng.integers(1, 300_000, 24)])
+def _mounted_over(overlay: dict, sizes: np.ndarray, rng: np.random.Generator, extra: str = "") -> list[str]:
+    """Lower files of ``sizes`` (random bytes) named f0, f1, ..., overlayfs mounted over them
+    (``extra`` mount options); their names. Skips the test if overlayfs cannot be mounted."""
     names = [f"f{i}" for i in range(len(sizes))]
     for name, size in zip(names, sizes, strict=True):
         (overlay["lower"] / name).write_bytes(rng.bytes(int(size)))
     lower, upper, work, merged = (str(overlay[k]) for k in ("lower", "upper", "work", "merged"))
-    if not _mount("-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", merged):
-        pytest.skip("overlayfs cannot be mounted here")
+    if not _mount("-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}{extra}",
+                  merged):
+        pytest.skip(f"overlayfs{' with ' + extra.lstrip(',') if extra else ''} cannot be mounted here")
+    return names
+
+
+def test_overlay2_copy_up_matches_the_kernel(overlay) -> None:
+    fs_name, overlay = overlay
+    rng = np.random.default_rng(7)
+    sizes = np.concatenate([[1, 4095, 4096, 4097, 100_000, 3 * 2**20], rng.integers(1, 300_000, 24)])
+    names = _mounted_over(overlay, sizes, rng)
     m = overlay["merged"]
     ops: list[tuple[int, int, int, int]] = []
 
@@ -158,13 +166,7 @@ def test_truncating_opens_and_metadata_only_copy_up_match_the_kernel(overlay, me
     fs_name, overlay = overlay
     rng = np.random.default_rng(11)
     sizes = np.array([100_000, 200_000, 30_000, 50_000, 70_001, 9_000, 4_096])
-    names = [f"f{i}" for i in range(len(sizes))]
-    for name, size in zip(names, sizes, strict=True):
-        (overlay["lower"] / name).write_bytes(rng.bytes(int(size)))
-    lower, upper, work, merged = (str(overlay[k]) for k in ("lower", "upper", "work", "merged"))
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}" + (",metacopy=on,redirect_dir=on" if metacopy else "")
-    if not _mount("-t", "overlay", "overlay", "-o", options, merged):
-        pytest.skip(f"overlayfs{' with metacopy=on' if metacopy else ''} cannot be mounted here")
+    names = _mounted_over(overlay, sizes, rng, ",metacopy=on,redirect_dir=on" if metacopy else "")
     m = overlay["merged"]
     with open(m / names[0], "wb") as f:  # O_TRUNC, then 5,000 new bytes
         f.write(b"a" * 5000)
@@ -203,12 +205,7 @@ def test_small_files_written_through_the_overlay_match_the_kernel(overlay, seed:
     fs_name, overlay = overlay
     rng = np.random.default_rng(40 + seed)
     sizes = rng.integers(100, 5000, 16)
-    names = [f"f{i}" for i in range(len(sizes))]
-    for name, size in zip(names, sizes, strict=True):
-        (overlay["lower"] / name).write_bytes(rng.bytes(int(size)))
-    lower, upper, work, merged = (str(overlay[k]) for k in ("lower", "upper", "work", "merged"))
-    if not _mount("-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", merged):
-        pytest.skip("overlayfs cannot be mounted here")
+    names = _mounted_over(overlay, sizes, rng)
     m = overlay["merged"]
     ops: list[tuple[int, int, int, int]] = []
     current = [int(s) for s in sizes]
