@@ -75,9 +75,11 @@ class Simulation:
         return [s.name for s in self.sources if s.name not in self._inactive]
 
     def remove_guest(self, guest: str) -> None:
-        """Take ``guest``'s load away from now on: no new requests from an open-loop guest (rate 0),
-        no client of a closed-loop guest starts another (those in flight finish). Its groups and
-        stations stay (the host is fixed when the run starts), idle."""
+        """Take ``guest``'s load away from now on: no new requests from an open-loop guest (rate 0);
+        each client of a closed-loop guest stops after the request it is waiting for or thinking
+        towards (a thinking client still makes that one: review 12 counted 8 from 8 clients
+        thinking 200 ms), as :meth:`set_clients` to 0. Its groups and stations stay (the host is
+        fixed when the run starts), idle."""
         source = self._source(guest)
         if guest in self._inactive:
             raise ValueError(f"guest {guest!r} is already inactive; active: {self.guests}")

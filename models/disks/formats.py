@@ -231,7 +231,8 @@ class Qcow2(ImageFormat):
         pre = touched_units(*before, c)
         post = touched_units(*after, c)
         l1 = math.ceil(self.l1_bytes(virtual_bytes) / c)
-        table_bytes = 64 + len(snapshot_id.encode()) + len(name.encode())
+        # QEMU keeps 127 bytes of an id and 255 of a name (char[128] and char[256]; review 12)
+        table_bytes = 64 + min(len(snapshot_id.encode()), 127) + min(len(name.encode()), 255)
         tables = lambda units: int(np.unique(units // self.l2_entries()).size)  # noqa: E731
         # header, refcount table and block, L1, the L2 tables and data before; the L1 copy; the
         # snapshot table; the L2 tables and data written after (refcount blocks added below)

@@ -461,3 +461,17 @@ def test_rebase_past_the_first_refcount_table_follows_qemus_runs_of_differing_se
     write_pattern(top, "qcow2", *top_writes, 2)
     _run("qemu-img", "rebase", "-f", "qcow2", "-b", "", str(top))
     assert os.path.getsize(top) == fmt.file_bytes_after(*rebased(fmt, top_writes, [base_writes], virtual), virtual)
+
+
+def test_a_long_snapshot_name_is_cut_as_qemu_cuts_it(tmp_path: Path) -> None:
+    """Review 12: QEMU keeps 255 bytes of a snapshot's name (char[256]); a 5,000-character name
+    made the model's table 4,745 bytes too long."""
+    virtual, cluster = GiB, 4 * KiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    image = create(tmp_path / "s.qcow2", "qcow2", virtual, cluster_size=str(cluster))
+    before = (np.array([0]), np.array([4096]))
+    write(image, "qcow2", *before)
+    name = "n" * 5000
+    _run("qemu-img", "snapshot", "-c", name, str(image))
+    assert os.path.getsize(image) == fmt.snapshot_file_bytes(before, (np.zeros(0, int), np.zeros(0, int)), virtual,
+                                                             name=name)
