@@ -144,6 +144,8 @@ def run_scenarios(scenarios: Sequence[Scenario], progress: bool = True, workers:
                   desc: str = "runs") -> list[RunOutput]:
     """:func:`run_scenario` of each of ``scenarios``, their runs in one process pool (one pool
     for an experiment of several scenarios: a pool's start and its idle tail are paid once)."""
+    owner = [k for k, scenario in enumerate(scenarios) for _ in scenario.variants()
+             for _ in range(scenario.run.replications)]  # the scenario of each task, by position
     tasks = [(scenario, label, stack, r) for scenario in scenarios for label, stack in scenario.variants()
              for r in range(scenario.run.replications)]
     bar = tqdm(total=len(tasks), desc=desc, unit="run", disable=not progress)
@@ -159,15 +161,13 @@ def run_scenarios(scenarios: Sequence[Scenario], progress: bool = True, workers:
                 results.append(result)
                 bar.update()
     bar.close()
-    outputs, start = [], 0
-    for scenario in scenarios:
-        count = len(scenario.variants()) * scenario.run.replications
-        mine, start = results[start:start + count], start + count
-        runs = pd.DataFrame([row for rows, _ in mine for row in rows], columns=COLUMNS)
+    outputs = []
+    for k, scenario in enumerate(scenarios):
+        mine = [i for i, o in enumerate(owner) if o == k]
+        runs = pd.DataFrame([row for i in mine for row in results[i][0]], columns=COLUMNS)
         engines: dict[str, set[str]] = {}
-        for (label, _), (_, engine) in zip(((label, r) for label, _ in scenario.variants()
-                                            for r in range(scenario.run.replications)), mine, strict=True):
-            engines.setdefault(label, set()).add(engine)
+        for i in mine:
+            engines.setdefault(tasks[i][1], set()).add(results[i][1])
         ran = {label: "+".join(sorted(e)) for label, e in engines.items()}
         outputs.append(RunOutput(runs, summarize(runs, SUMMARY_KEYS), provenance(scenario, ran)))
     return outputs
