@@ -15,6 +15,15 @@ otherwise fill the machine and be killed without a word."""
 class RunTooLarge(RuntimeError):
     """A run would keep more request records than :data:`MAX_RECORD_BYTES` allows."""
 
+    @classmethod
+    def at(cls, requests: int, now_s: float, duration_s: float, rows: int, per_request: int) -> RunTooLarge:
+        """The error both engines raise: ``requests`` made by ``now_s`` of ``duration_s`` seconds, and
+        ``rows`` records of ``per_request`` bytes each that would pass the budget."""
+        return cls(f"the run has made {requests:,} requests by {now_s:.4g} s of {duration_s:g} s; every "
+                   f"request's record is kept, and {rows:,} of them ({per_request:,} bytes each) would pass the "
+                   f"{MAX_RECORD_BYTES / 2**30:g} GiB a run may use: shorten run.duration (a steady state takes "
+                   "seconds) or lower the load (clients, rate)")
+
 
 @dataclass(frozen=True)
 class RunControl:

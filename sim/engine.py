@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from virtsim.sim.control import RunControl, SteppedRun
+from virtsim.sim.control import MAX_RECORD_BYTES, RunControl, RunTooLarge, SteppedRun
 from virtsim.sim.records import RequestLog
 from virtsim.sim.rng import stream, stream_seed
 from virtsim.sim.routes import (
@@ -119,11 +119,23 @@ class _Run:
         self.stations = {s.name: build_station(self.env, s) for s in stations}
         self.open: dict[str, _OpenSchedule] = {}
         self.clients: dict[str, list[_ClientSwitch]] = {}
+        self.logs: list[RequestLog] = []
+
+    def _budget(self, log: RequestLog, extra_rows: int) -> None:
+        """Refuse ``log``'s growth by ``extra_rows`` if every log's records would then pass
+        :data:`MAX_RECORD_BYTES` (the kernel's budget, over the same records)."""
+        held = sum(other.capacity * other.row_bytes for other in self.logs) + extra_rows * log.row_bytes
+        if held > MAX_RECORD_BYTES:
+            rows = sum(other.capacity for other in self.logs) + extra_rows
+            raise RunTooLarge.at(sum(other.n for other in self.logs), float(self.env.now),
+                                 self.control.duration_s, rows, held // rows)
 
     def start(self, source: Source) -> RequestLog:
         """Start the processes that make ``source``'s requests; returns the log they fill."""
         expected = _expected_requests(source, self.control.duration_s)
         log = RequestLog.empty(source.places, source.layers, expected, source.shares)
+        log.on_grow = self._budget
+        self.logs.append(log)
         submits = _steps(self.stations, source, 0)
         seed, rep = self.control.seed, self.replication
         if isinstance(source.arrivals, TraceArrivals):

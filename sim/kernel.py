@@ -385,11 +385,8 @@ class KernelRun(SteppedRun):
             rows = 2 * st.rq_i.shape[0]
             per_request = sum(getattr(st, n).nbytes // max(getattr(st, n).shape[0], 1) for n in names)
             if rows * per_request + st.work.nbytes > MAX_RECORD_BYTES:
-                raise RunTooLarge(
-                    f"the run has made {int(st.ctr[kl.C_REQ_N]):,} requests by {self.now_s:.4g} s of "
-                    f"{self.control.duration_s:g} s; every request's record is kept, and {rows:,} of them "
-                    f"({per_request:,} bytes each) would pass the {MAX_RECORD_BYTES / 2**30:g} GiB a run may "
-                    "use: shorten run.duration (a steady state takes seconds) or lower the load (clients, rate)")
+                raise RunTooLarge.at(int(st.ctr[kl.C_REQ_N]), self.now_s, self.control.duration_s, rows,
+                                     per_request)
         grown = {}
         for name in names:
             a = getattr(self.state, name)

@@ -8,7 +8,8 @@ the tail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +28,8 @@ class RequestLog:
     stage_s: np.ndarray  # shape (capacity, len(stations))
     n: int = 0
     shares: tuple[tuple[tuple[str, float], ...], ...] = ()  # per stage: other layers' fractions of its time
+    # Told the log and the rows a growth would add before it allocates them (a budget may refuse by raising).
+    on_grow: Callable[[RequestLog, int], None] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls, stations: tuple[str, ...], layers: tuple[str, ...], capacity: int = 1024,
@@ -64,11 +67,23 @@ class RequestLog:
         return i
 
     def _grow(self) -> None:
-        """Double the room, keeping the requests in use."""
+        """Double the room, keeping the requests in use (after :attr:`on_grow` has allowed it)."""
         extra = len(self.arrival_s)
+        if self.on_grow is not None:
+            self.on_grow(self, extra)
         self.arrival_s = np.concatenate([self.arrival_s, np.full(extra, np.nan)])
         self.finish_s = np.concatenate([self.finish_s, np.full(extra, np.nan)])
         self.stage_s = np.concatenate([self.stage_s, np.zeros((extra, self.stage_s.shape[1]))])
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes one request's record takes: its arrival, finish and every stage's time."""
+        return 8 * (2 + self.stage_s.shape[1])
+
+    @property
+    def capacity(self) -> int:
+        """Requests the log has room for before it next grows."""
+        return len(self.arrival_s)
 
     def trimmed(self) -> RequestLog:
         """A copy holding exactly the ``n`` requests in use."""

@@ -185,15 +185,19 @@ def test_help_and_argument_errors_load_no_numerical_library() -> None:
     assert loaded.strip() == "[]"
 
 
-def test_a_run_that_would_fill_memory_with_records_stops_with_the_fix(tmp_path, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize("engine", ["kernel", "des"])
+def test_a_run_that_would_fill_memory_with_records_stops_with_the_fix(tmp_path, capsys, monkeypatch, engine) -> None:
     """A closed loop of fast requests over a long run keeps every request's record: past the
     budget (8 GiB; 1 MiB here, to show it) the run stops with an error that says why and what to
     change, exit status 2, instead of being killed by the kernel's OOM killer without a word."""
+    import virtsim.sim.engine as des
     import virtsim.sim.kernel as kernel
 
     monkeypatch.setattr(kernel, "MAX_RECORD_BYTES", 2**20)
+    monkeypatch.setattr(des, "MAX_RECORD_BYTES", 2**20)
     path = tmp_path / "fast.toml"
-    path.write_text(to_toml({"name": "fast", "run": {"duration": "10s", "warmup": "0s", "replications": 1},
+    path.write_text(to_toml({"name": "fast", "run": {"duration": "10s", "warmup": "0s", "replications": 1,
+                                                     "engine": engine},
                              "guests": [{"name": "g", "stack": ["bare-metal"], "workload": {
                                  "arrivals": {"kind": "closed", "clients": 4},
                                  "demands": [{"kind": "cpu", "cycles": "10k"}]}}]}))
