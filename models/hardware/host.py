@@ -19,7 +19,7 @@ from virtsim.models.demands import Demand, Stage
 from virtsim.models.hardware.cpu import CPU_STATION, CpuSpec
 from virtsim.models.hardware.memory import MemorySpec, membw_station
 from virtsim.models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION, NicSpec
-from virtsim.models.hardware.storage import DISK_STATION, DISK_XFER_STATION, StorageSpec
+from virtsim.models.hardware.storage import DISK_STATION, DISK_XFER_GROUP, DISK_XFER_STATION, StorageSpec
 from virtsim.models.profiles import get_profile
 from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import IdleCondition, StationSpec
@@ -113,7 +113,7 @@ class HostSpec(StrictModel):
         if d.kind == "io":
             return [
                 Stage(DISK_STATION, self.storage.access_s(d.op, d.pattern, a, rng), d.layer),
-                Stage(DISK_XFER_STATION, self.storage.transfer_s(a), d.layer),
+                Stage(DISK_XFER_STATION, self.storage.transfer_s(a), d.layer, DISK_XFER_GROUP),
             ]
         if d.local:  # the peer is a process on this host: loopback or a tap, no NIC, no wire
             return self._local(d, a)

@@ -1,26 +1,40 @@
 """Storage devices: per-operation latency over internal channels, then a shared transfer.
 
-A device is two FIFO stations in tandem: ``disk`` with ``parallelism`` servers that each take an
-operation's access latency (random or sequential, read or write), then ``disk.xfer`` with one
-server moving the bytes at ``bandwidth``. Access latencies vary: each is drawn from a lognormal
-distribution with the profile's latency as its mean and ``latency_sigma`` as the spread of its
-logarithm (0: every access takes exactly the mean), so a queue depth of one sees the device's
-tail, and its saturated throughput (set by the mean) is unchanged.
+A device is two stations in tandem: ``disk`` with ``parallelism`` FIFO servers that each take an
+operation's access latency (random or sequential, read or write), then ``disk.xfer``, which moves
+the bytes at ``bandwidth``. Access latencies vary: each is drawn from a lognormal distribution
+with the profile's latency as its mean and ``latency_sigma`` as the spread of its logarithm (0:
+every access takes exactly the mean), so a queue depth of one sees the device's tail, and its
+saturated throughput (set by the mean) is unchanged.
+
+One operation alone need not reach the whole bandwidth: its data come from the few flash dies
+and channels its pages sit on, and it waits for each of them in turn. With ``op_bandwidth``
+(bytes/s) an operation's data move at that rate at most: the device moves the data of
+``ceil(bandwidth / op_bandwidth)`` operations at once, in the order they came, sharing
+``bandwidth`` equally (``bandwidth / op_bandwidth`` servers of ``op_bandwidth`` each), and the
+others wait. A single stream at queue depth 1 gets ``size / (latency + size / op_bandwidth)``,
+and it takes that many operations in flight to fill the device. Unset, one operation moves at
+the full ``bandwidth`` and transfers are served one at a time in order.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from virtsim.models.quantities import Bytes, BytesPerSecond, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import StationSpec
+from virtsim.sim.stations import GroupPath, GroupSpec
 
-__all__ = ["DISK_STATION", "DISK_XFER_STATION", "StorageSpec"]
+__all__ = ["DISK_STATION", "DISK_XFER_GROUP", "DISK_XFER_STATION", "StorageSpec"]
 
 DISK_STATION = "disk"
 DISK_XFER_STATION = "disk.xfer"
+DISK_XFER_GROUP: GroupPath = ("transfers",)
+"""The group of ``disk.xfer`` that holds the transfers in progress (with ``op_bandwidth``)."""
 
 
 class StorageSpec(StrictModel):
@@ -38,6 +52,15 @@ class StorageSpec(StrictModel):
     bandwidth_Bps: BytesPerSecond = Field(1e9, alias="bandwidth", gt=0)
     capacity_bytes: Bytes = Field(1.92e12, alias="capacity", gt=0)
     latency_sigma: float = Field(0.0, ge=0, le=2)
+    op_bandwidth_Bps: BytesPerSecond | None = Field(None, alias="op_bandwidth", gt=0)
+
+    @model_validator(mode="after")
+    def _op_within_device(self) -> StorageSpec:
+        """Refuse an ``op_bandwidth`` above ``bandwidth`` (raises ``ValueError``)."""
+        if self.op_bandwidth_Bps is not None and self.op_bandwidth_Bps > self.bandwidth_Bps:
+            raise ValueError(f"op_bandwidth ({self.op_bandwidth_Bps:.4g} B/s) must not exceed bandwidth "
+                             f"({self.bandwidth_Bps:.4g} B/s): one operation moves at most what the device does")
+        return self
 
     def access_s(self, op: str, pattern: str, size_bytes: np.ndarray,
                  rng: np.random.Generator | None = None) -> np.ndarray:
@@ -54,12 +77,18 @@ class StorageSpec(StrictModel):
         return np.where(size > 0, latency, 0.0)
 
     def transfer_s(self, size_bytes: np.ndarray) -> np.ndarray:
-        """Time (s) to move each request's ``size_bytes`` bytes at the device's bandwidth."""
-        return np.asarray(size_bytes) / self.bandwidth_Bps
+        """Work (s at one ``disk.xfer`` server) to move each request's ``size_bytes`` bytes: at
+        ``op_bandwidth`` if set (one server of the shared transfer), else at ``bandwidth``."""
+        return np.asarray(size_bytes) / (self.op_bandwidth_Bps or self.bandwidth_Bps)
 
     def stations(self) -> list[StationSpec]:
-        """The device's ``disk`` station (``parallelism`` FIFO servers) and its ``disk.xfer`` transfer station."""
-        return [
-            StationSpec(DISK_STATION, "fifo", float(self.parallelism)),
-            StationSpec(DISK_XFER_STATION, "fifo", 1.0),
-        ]
+        """The device's ``disk`` station (``parallelism`` FIFO servers) and its ``disk.xfer`` transfer
+        station: one FIFO server, or with ``op_bandwidth`` a shared one of ``bandwidth / op_bandwidth`` servers
+        whose transfers run that many, rounded up, at a time."""
+        if self.op_bandwidth_Bps is None:
+            xfer = StationSpec(DISK_XFER_STATION, "fifo", 1.0)
+        else:
+            servers = self.bandwidth_Bps / self.op_bandwidth_Bps
+            groups = {DISK_XFER_GROUP: GroupSpec(threads=math.ceil(servers - 1e-9))}
+            xfer = StationSpec(DISK_XFER_STATION, "shared", servers, groups)
+        return [StationSpec(DISK_STATION, "fifo", float(self.parallelism)), xfer]
