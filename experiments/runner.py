@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from virtsim.experiments.scenario import POOLED_GUEST, Scenario, pooled_name
+from virtsim.experiments.scenario import POOLED_GUEST, Scenario, ScenarioError, pooled_name
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import RunResult, simulate
 from virtsim.sim.kernel import compile_kernel, simulate_kernel
@@ -92,6 +92,8 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
                              layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
             if layer == "all" and station == "all":
                 found[metric] = value
+        if "latency_mean_s" not in found:
+            _unmeasured(guest, label, control, found)
         derived = specs[guest].derived_metrics(found["throughput_rps"], found.get("latency_mean_s", float("nan")))
         for metric, value, unit in derived:
             rows.append(dict(variant=label, replication=replication, guest=guest, metric=metric,
@@ -116,6 +118,18 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
         rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
                          layer="all", station=station, value=float(value), unit="fraction"))
     return rows
+
+
+def _unmeasured(guest: str, label: str, control: RunControl, found: dict[str, float]) -> None:
+    """Refuse a guest none of whose measured requests finished: its latency would be missing and
+    its throughput (only requests from before the window, or none) not what the load gives."""
+    window = control.duration_s - control.warmup_s
+    raise ScenarioError(
+        f"guest {guest!r} ({label}): none of the requests that arrived in the measured window "
+        f"[{control.warmup_s:g} s, {control.duration_s:g} s) finished by the end ({int(found['unfinished']):,} "
+        f"still in flight; {found['throughput_rps'] * window:,.0f} earlier ones finished in the window): its latency "
+        "cannot be measured and its throughput would be understated; lengthen run.duration so that requests "
+        "finish inside it (one takes longer than the window here)")
 
 
 def choose_engine(requested: str, stations: list, sources: list) -> str:

@@ -189,7 +189,11 @@ def _run_point(point: Point) -> pd.DataFrame:
     """The runs table of one point, with its index and swept values as columns (lists and dicts as JSON)."""
     from virtsim.experiments.runner import run_scenario
 
-    runs = run_scenario(point.scenario, progress=False, workers=1).runs
+    try:
+        runs = run_scenario(point.scenario, progress=False, workers=1).runs
+    except ScenarioError as exc:  # found only by running it (nothing measured): name the point
+        where = ", ".join(f"{k} = {v!r}" for k, v in point.values.items())
+        raise ScenarioError(f"sweep point {point.index} ({where}): {exc}") from None
     runs.insert(0, "point", point.index)
     for name, value in point.values.items():
         if name in point.resolved:

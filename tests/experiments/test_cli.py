@@ -80,6 +80,9 @@ SCENARIO_CASES = {
     "a bad [sweep] on run": (lambda s: s.update(sweep={"bogus": 1}), "sweep.bogus: unknown key"),
     "a rate that brings no request": (lambda s: s["guests"][0]["workload"].update(
         arrivals={"kind": "open", "rate": "1/min"}), "nothing would be measured; raise the rate"),
+    # Found only by running: 1 s requests in a 0.5 s run reported zero throughput and NaN latency.
+    "requests longer than the run": (lambda s: s["guests"][1]["workload"].update(
+        demands=[{"kind": "delay", "duration": "1s"}]), "none of the requests that arrived in the measured window"),
 }
 
 
