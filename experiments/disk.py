@@ -132,6 +132,10 @@ class HostFsSpec(StrictModel):
                       metacopy_xattr_bytes=int(self.block_bytes) if self.kind == "ext4" else 0)
 
 
+_MAX_WRITTEN_BYTES = 4 * 2**40
+"""The most data (bytes) a disk spec may have written as a base image or as the seed example."""
+
+
 class DiskSpec(StrictModel):
     """Every knob of the disk experiment, with defaults."""
 
@@ -201,6 +205,15 @@ class DiskSpec(StrictModel):
             if self.guests * writes > 50_000_000:
                 raise ValueError(f"guests x {what} = {self.guests * writes:,} writes, more than 50,000,000 "
                                  "(about 1 GB of write arrays); lower one of them")
+        # Written data are built piece by piece and cluster by cluster (the seed example as real qcow2
+        # images): 1 TiB is 16.8 million 64 KiB clusters, 12 s and 1.3 GB of memory for a base and
+        # two changes of 1 TiB each. Past 4 TiB in all, memory (not the model) runs out.
+        written = self.seed_base_bytes + sum(self.seed_changes_bytes)
+        if written > _MAX_WRITTEN_BYTES or self.base_used_bytes > _MAX_WRITTEN_BYTES:
+            name, value = ("base_used", self.base_used_bytes) if written <= _MAX_WRITTEN_BYTES else (
+                "seed_base + seed_changes", written)
+            raise ValueError(f"{name}: {value:.4g} B written is more than the 4 TiB the experiment builds block by "
+                             "block (within memory); scale the example down (the usage scales with it)")
         if self.base_used_bytes > virtual:
             raise ValueError(f"base_used ({self.base_used_bytes:.4g} B) is larger than the disk (virtual = "
                              f"{virtual:.4g} B); a base image cannot hold more than its disk")
