@@ -23,7 +23,7 @@ from virtsim.models.hardware.cpu import CPU_STATION
 from virtsim.models.hardware.host import CLIENT_CPU_STATION, HostSpec
 from virtsim.models.virt.base import LayerContext
 from virtsim.models.virt.stack import Stack
-from virtsim.models.workloads.request import RequestWorkload
+from virtsim.models.workloads.request import RequestWorkload, lock_station
 from virtsim.sim.rng import IndexedStreams, SegmentedGenerator, SegmentedStreams
 from virtsim.sim.routes import (
     BatchSamplerFactory,
@@ -115,6 +115,9 @@ class System:
         local = guest.workload.peer == "host"
         out = []
         for d in demands:
+            if d.kind == "station" and d.action:  # the server's own lock: each guest has its own
+                out.append(replace(d, station=d.station.replace(lock_station("", ""), lock_station(guest.name, ""), 1)))
+                continue
             if d.kind in _CLIENT_KINDS:
                 out.append(replace(d, group=client, local=local,
                                    when_idle=client_wake if d.kind == "client_recv" else None))
@@ -245,6 +248,8 @@ class System:
         for guest in self.guests:
             for layer, ctx in zip(guest.stack.layers, self._contexts(guest), strict=True):
                 candidates += layer.stations(ctx)
+            candidates += [StationSpec(lock_station(guest.name, name), "lock", 1)
+                           for name in guest.workload.lock_names()]
         stations: dict[str, StationSpec] = {}
         for spec in candidates:
             if spec.name in used:

@@ -288,7 +288,10 @@ class Oltp(_Named):
     set). A transaction is 16 statements, each its own round trip: BEGIN, 10 point selects, 4
     range selects, COMMIT (sysbench's oltp_read_only.lua; grade B). Per-statement server work from
     dimitrik.free.fr's MySQL 5.7 read-only results (grade C; see the field notes). A buffer-pool
-    miss reads a page.
+    miss reads a page. Each transaction also holds the server's global transaction mutex
+    (``trx_sys``, one lock for all connections) for ``trx_lock_cycles`` plus
+    ``trx_lock_cycles_per_connection`` per connection: two thirds of it when it starts, a third
+    at COMMIT; tiny for 5.7 (the default), a cap on throughput for 5.5 at many connections.
     """
 
     kind: Literal["oltp"]
@@ -305,6 +308,24 @@ class Oltp(_Named):
     range_select_cycles: Cycles = 382_000
     trx_cycles: Cycles = 10_000  # assumption: BEGIN or COMMIT of a read-only transaction
     client_cycles: Cycles = 5_700  # assumption: sysbench's work per statement, as redis-benchmark's
+    # CPU work per transaction under the server's global transaction mutex: two thirds when the
+    # transaction starts and opens its read view (BEGIN and its first read), a third at COMMIT.
+    # MySQL 5.7 keeps one short trx_sys mutex hold per BEGIN...COMMIT transaction, about 0.3 us
+    # (grade C: read from the 5.7 source, no measurement), 750 cycles at 2.5 GHz: the default,
+    # as the statement costs are 5.7's. MySQL 5.5 held kernel_mutex three times per transaction:
+    # at most 6.06 us on 2 x X5670 at 2.93 GHz, 17,800 cycles (Percona, V. Tkachenko, Dec 2011:
+    # Percona Server 5.5.17, autocommit primary-key selects, a transaction each, peak 164,884/s
+    # at 32 threads with kernel_mutex the hot mutex; grade B); 5.6 with sysbench's plain BEGIN
+    # (trx_sys mutex) about 4 us (grade C). For a 5.5 server set 12900 and 116 per connection
+    # (the line below: 5.68 us at 32 threads, within the 6.06 us bound).
+    trx_lock_cycles: Cycles = 750
+    # Further work under the mutex per connection open: before 5.7 a read view is made by
+    # scanning every active transaction with the mutex held. Percona's run above fell to 68,369/s
+    # at 256 threads and 22,167/s at 1,024: 1/throughput = 4.41 us + 0.0397 us x threads (a line
+    # through 256..1,024 threads), 116 cycles per connection at 2.93 GHz (grade B, as above; the
+    # fall includes waiters' spinning, which is not modelled, so this is an upper bound). 5.7
+    # lists only read-write transactions there: none in a read-only run, 0 the default.
+    trx_lock_cycles_per_connection: Cycles = 0
     buffer_miss_ratio: float = Field(0.0, ge=0, le=1)  # Felter's 2M rows fit the 3 GB buffer pool
     page: Bytes = Field(16384, le=2**30)
     # Open loop instead: transactions at this rate from many clients, a server thread each (or
@@ -313,8 +334,12 @@ class Oltp(_Named):
 
     @model_validator(mode="after")
     def _one_driver(self) -> Oltp:
-        """Refuse ``rate`` with ``threads`` set other than its default (raises ``ValueError``)."""
+        """Refuse ``rate`` with ``threads`` set other than its default, and a per-connection lock cost
+        with ``rate`` but no ``thread_pool`` to count the connections (raises ``ValueError``)."""
         _rate_or_clients(self, "threads")
+        if self.rate_per_s is not None and self.thread_pool is None and self.trx_lock_cycles_per_connection > 0:
+            raise ValueError("trx_lock_cycles_per_connection with rate needs thread_pool: the server's connections "
+                             "(its pool's threads) are what the read view scans")
         return self
 
     def request_workload(self) -> RequestWorkload:
@@ -322,10 +347,18 @@ class Oltp(_Named):
         ``rate`` (transactions/s) if given, else from ``threads`` closed-loop clients."""
         statements = ([self.trx_cycles] + [self.point_select_cycles] * self.point_selects
                       + [self.range_select_cycles] * self.range_selects + [self.trx_cycles])
+        connections = self.threads if self.rate_per_s is None else (self.thread_pool or 0)
+        lock = self.trx_lock_cycles + self.trx_lock_cycles_per_connection * connections
+        held = [2 / 3 * lock] + [0.0] * (len(statements) - 2) + [lock / 3]
         demands: list[dict[str, Any]] = []
-        for cycles in statements:
+        for cycles, locked in zip(statements, held, strict=True):
             big = cycles == self.range_select_cycles
             exchange = _round_trip(150, cycles, 2000 if big else 200, self.client_cycles)
+            if locked > 0:  # after the statement's own work, before its reply
+                at = next(i for i, d in enumerate(exchange) if d["kind"] == "cpu") + 1
+                exchange[at:at] = [{"kind": "lock", "name": "trx_sys", "action": "acquire"},
+                                   {"kind": "cpu", "cycles": locked},
+                                   {"kind": "lock", "name": "trx_sys", "action": "release"}]
             if self.buffer_miss_ratio > 0:
                 miss = {"kind": "io", "op": "read", "size": self.page, "mix": (0.0, self.buffer_miss_ratio)}
                 exchange = [*exchange[:4], miss, {"kind": "wake"}, *exchange[4:]]

@@ -20,7 +20,7 @@ from virtsim.models.schema import StrictModel
 from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals
 
-__all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload"]
+__all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload", "lock_station"]
 
 
 class OpenSpec(StrictModel):
@@ -169,8 +169,20 @@ class KernelDemand(_DemandBase):
     native_cycles: Cycles = 0.0
 
 
+class LockDemand(_DemandBase):
+    """The server's global lock ``name`` (a mutex of the whole server, such as InnoDB's
+    ``trx_sys`` mutex): ``acquire`` waits until no other request of this guest holds it, in
+    the order they came; the demands up to the ``release`` are done holding it (a critical
+    section: its CPU work is slowed like any other when the cores are shared, so a holder
+    that must wait for a core keeps the others waiting). A waiter sleeps: it costs no CPU."""
+
+    kind: Literal["lock"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    action: Literal["acquire", "release"]
+
+
 AnyDemand = (CpuDemand | MemDemand | IoDemand | NetDemand | WakeDemand | DelayDemand | ClientCpuDemand
-             | ClientNetDemand | KernelDemand)
+             | ClientNetDemand | KernelDemand | LockDemand)
 DemandSpec = Annotated[AnyDemand, Field(discriminator="kind")]
 
 
@@ -184,6 +196,8 @@ def _mean(spec: AnyDemand) -> float:
         return spec.duration_s
     if isinstance(spec, KernelDemand):
         return spec.count
+    if isinstance(spec, LockDemand):
+        return 1.0  # every request takes the lock
     return spec.size_bytes
 
 
@@ -198,7 +212,14 @@ def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
         return Demand("wake", amount, when_idle=None)
     if isinstance(spec, KernelDemand):
         return Demand("kernel", amount, event=spec.event, native_cycles=spec.native_cycles)
+    if isinstance(spec, LockDemand):
+        return Demand("station", np.ones_like(amount), station=lock_station("", spec.name), action=spec.action)
     return Demand(spec.kind, amount)
+
+
+def lock_station(guest: str, name: str) -> str:
+    """The station of ``guest``'s server lock ``name`` (each guest runs its own server)."""
+    return f"lock:{guest}:{name}"
 
 
 class RequestWorkload(StrictModel):
@@ -226,6 +247,26 @@ class RequestWorkload(StrictModel):
             raise ValueError("give threads (a shared pool) or clients_per_thread (a thread per group of "
                              "clients), not both")
         return self
+
+    @model_validator(mode="after")
+    def _locks_paired(self) -> RequestWorkload:
+        """Refuse a lock released without being held, taken twice, or still held at the end (raises ``ValueError``)."""
+        held: set[str] = set()
+        for i, d in enumerate(self.demands):
+            if not isinstance(d, LockDemand):
+                continue
+            if d.action == "acquire" and d.name in held:
+                raise ValueError(f"demands[{i}]: lock {d.name!r} is acquired again while held (release it first)")
+            if d.action == "release" and d.name not in held:
+                raise ValueError(f"demands[{i}]: lock {d.name!r} is released but not held (acquire it first)")
+            (held.add if d.action == "acquire" else held.discard)(d.name)
+        if held:
+            raise ValueError(f"lock {sorted(held)[0]!r} is still held when the request ends: release it")
+        return self
+
+    def lock_names(self) -> list[str]:
+        """The server locks the requests take, in order of first use."""
+        return list(dict.fromkeys(d.name for d in self.demands if isinstance(d, LockDemand)))
 
     def request_workload(self) -> RequestWorkload:
         """Itself: a generic workload is already a request workload."""
