@@ -77,3 +77,19 @@ def test_each_guest_has_its_own_lock() -> None:
     assert sorted(s.name for s in stations if s.kind == "lock") == ["lock:a:m", "lock:b:m"]
     logs = simulate_kernel(stations, sources, scenario.run.control(), 0).logs
     assert logs["a"].n == logs["b"].n >= 99  # each guest its own 1,000/s, not 500/s shared
+
+
+def test_oltp_holds_the_transaction_mutex_at_begin_and_commit() -> None:
+    """A 5.5-like server at 100 connections: 12,900 + 116 x 100 = 24,500 cycles under the mutex
+    per transaction, two thirds in BEGIN's exchange, a third in COMMIT's, nothing in between."""
+    from virtsim.models.workloads.catalog import Oltp
+
+    workload = Oltp.model_validate({"kind": "oltp", "threads": 100, "trx_lock_cycles": 12900,
+                                    "trx_lock_cycles_per_connection": 116}).request_workload()
+    kinds = [d.kind for d in workload.demands]
+    acquires = [i for i, d in enumerate(workload.demands) if d.kind == "lock" and d.action == "acquire"]
+    held = [workload.demands[i + 1].cycles for i in acquires]
+    assert held == pytest.approx([24_500 * 2 / 3, 24_500 / 3])
+    assert acquires[0] < kinds.index("net_out") and acquires[1] > len(kinds) - 1 - kinds[::-1].index("net_in")
+    with pytest.raises(ValueError, match="needs thread_pool"):
+        Oltp.model_validate({"kind": "oltp", "rate": "1000/s", "trx_lock_cycles_per_connection": 116})
