@@ -92,7 +92,7 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
                              layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
             if layer == "all" and station == "all":
                 found[metric] = value
-        if "latency_mean_s" not in found:
+        if "latency_mean_s" not in found and found["unfinished"] > 0:  # (none arrived: nothing to measure)
             _unmeasured(guest, label, control, found)
         derived = specs[guest].derived_metrics(found["throughput_rps"], found.get("latency_mean_s", float("nan")))
         for metric, value, unit in derived:
@@ -121,12 +121,13 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
 
 
 def _unmeasured(guest: str, label: str, control: RunControl, found: dict[str, float]) -> None:
-    """Refuse a guest none of whose measured requests finished: its latency would be missing and
-    its throughput (only requests from before the window, or none) not what the load gives."""
+    """Refuse a guest none of whose measured requests finished while some are still in flight: its
+    latency would be missing and its throughput (only requests from before the window, or none)
+    not what the load gives. (A guest to which nothing arrived has nothing to measure.)"""
     window = control.duration_s - control.warmup_s
     raise ScenarioError(
         f"guest {guest!r} ({label}): none of the requests that arrived in the measured window "
-        f"[{control.warmup_s:g} s, {control.duration_s:g} s) finished by the end ({int(found['unfinished']):,} "
+        f"[{control.warmup_s:g} s, {control.duration_s:g} s) finished by the end ({found['unfinished']:,.0f} "
         f"still in flight; {found['throughput_rps'] * window:,.0f} earlier ones finished in the window): its latency "
         "cannot be measured and its throughput would be understated; lengthen run.duration so that requests "
         "finish inside it (one takes longer than the window here)")
