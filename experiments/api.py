@@ -135,11 +135,12 @@ def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, r
     replication, guest, metric, layer and station) and ``summary`` (means with 95% intervals);
     ``meta["provenance"]`` says which engine ran, with versions and seeds."""
     from virtsim.experiments.outputs import write_run_output
-    from virtsim.experiments.runner import run_scenario
+    from virtsim.experiments.runner import check_measured, run_scenario
 
     sc = with_run_overrides(scenario(default_scenario() if scenario_ is None else scenario_), replications, seed)
     sc.check_measurable()
     output = run_scenario(sc, progress=progress, workers=workers)
+    check_measured(sc, output.runs)
     return Result("run", {"runs": output.runs, "summary": output.summary}, sc.model_dump(mode="json", by_alias=True),
                   lambda d: write_run_output(d, output), engine=output.provenance["engine"],
                   meta={"provenance": output.provenance})

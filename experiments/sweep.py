@@ -187,10 +187,11 @@ def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
 
 def _run_point(point: Point) -> pd.DataFrame:
     """The runs table of one point, with its index and swept values as columns (lists and dicts as JSON)."""
-    from virtsim.experiments.runner import run_scenario
+    from virtsim.experiments.runner import check_measured, run_scenario
 
     try:
         runs = run_scenario(point.scenario, progress=False, workers=1).runs
+        check_measured(point.scenario, runs)
     except ScenarioError as exc:  # found only by running it (nothing measured): name the point
         where = ", ".join(f"{k} = {v!r}" for k, v in point.values.items())
         raise ScenarioError(f"sweep point {point.index} ({where}): {exc}") from None
