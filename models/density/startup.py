@@ -51,7 +51,7 @@ def boot_workload(host: HostSpec, stack: Stack, count: int, read_bytes: float | 
     read = VM_BOOT_READ_BYTES * vm_layers if read_bytes is None else read_bytes
     # Layers boot in sequence (see the module docstring), so their boot times add.
     boot_s = sum(getattr(layer.params, "boot_s", 0.0) for layer in stack.layers)
-    alone_read_s = read / host.storage.bandwidth_Bps
+    alone_read_s = host.storage.alone_s(read)  # as the read below takes on an idle disk
     cycles = max(boot_s - alone_read_s, 0.0) * host.cpu.freq_hz
     demands: list[dict] = []
     if pull_bytes > 0:

@@ -81,6 +81,14 @@ class StorageSpec(StrictModel):
         ``op_bandwidth`` if set (one server of the shared transfer), else at ``bandwidth``."""
         return np.asarray(size_bytes) / (self.op_bandwidth_Bps or self.bandwidth_Bps)
 
+    def alone_s(self, size_bytes: float, op: str = "read", pattern: str = "seq") -> float:
+        """Mean time (s) of one operation of ``size_bytes`` on an idle device: its access latency and
+        its transfer at the rate one operation gets (``op_bandwidth``, else ``bandwidth``)."""
+        if size_bytes <= 0:
+            return 0.0
+        size = np.asarray(size_bytes)
+        return float(self.access_s(op, pattern, size)) + float(self.transfer_s(size))
+
     def stations(self) -> list[StationSpec]:
         """The device's ``disk`` station (``parallelism`` FIFO servers) and its ``disk.xfer`` transfer
         station: one FIFO server, or with ``op_bandwidth`` a shared one of ``bandwidth / op_bandwidth`` servers
