@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from virtsim.models.quantities import Bytes, BytesPerSecond, Seconds
 from virtsim.models.schema import StrictModel
@@ -54,13 +54,11 @@ class StorageSpec(StrictModel):
     latency_sigma: float = Field(0.0, ge=0, le=2)
     op_bandwidth_Bps: BytesPerSecond | None = Field(None, alias="op_bandwidth", gt=0)
 
-    @model_validator(mode="after")
-    def _op_within_device(self) -> StorageSpec:
-        """Refuse an ``op_bandwidth`` above ``bandwidth`` (raises ``ValueError``)."""
-        if self.op_bandwidth_Bps is not None and self.op_bandwidth_Bps > self.bandwidth_Bps:
-            raise ValueError(f"op_bandwidth ({self.op_bandwidth_Bps:.4g} B/s) must not exceed bandwidth "
-                             f"({self.bandwidth_Bps:.4g} B/s): one operation moves at most what the device does")
-        return self
+    @property
+    def op_rate_Bps(self) -> float:
+        """The rate (bytes/s) one operation's data move at: ``op_bandwidth``, at most ``bandwidth``
+        (a device made slower than one operation's rate is the bound itself)."""
+        return min(self.op_bandwidth_Bps or self.bandwidth_Bps, self.bandwidth_Bps)
 
     def access_s(self, op: str, pattern: str, size_bytes: np.ndarray,
                  rng: np.random.Generator | None = None) -> np.ndarray:
@@ -79,7 +77,7 @@ class StorageSpec(StrictModel):
     def transfer_s(self, size_bytes: np.ndarray) -> np.ndarray:
         """Work (s at one ``disk.xfer`` server) to move each request's ``size_bytes`` bytes: at
         ``op_bandwidth`` if set (one server of the shared transfer), else at ``bandwidth``."""
-        return np.asarray(size_bytes) / (self.op_bandwidth_Bps or self.bandwidth_Bps)
+        return np.asarray(size_bytes) / self.op_rate_Bps
 
     def alone_s(self, size_bytes: float, op: str = "read", pattern: str = "seq") -> float:
         """Mean time (s) of one operation of ``size_bytes`` on an idle device: its access latency and
@@ -93,10 +91,10 @@ class StorageSpec(StrictModel):
         """The device's ``disk`` station (``parallelism`` FIFO servers) and its ``disk.xfer`` transfer
         station: one FIFO server, or with ``op_bandwidth`` a shared one of ``bandwidth / op_bandwidth`` servers
         whose transfers run that many, rounded up, at a time."""
-        if self.op_bandwidth_Bps is None:
+        if self.op_rate_Bps >= self.bandwidth_Bps:
             xfer = StationSpec(DISK_XFER_STATION, "fifo", 1.0)
         else:
-            servers = self.bandwidth_Bps / self.op_bandwidth_Bps
+            servers = self.bandwidth_Bps / self.op_rate_Bps
             groups = {DISK_XFER_GROUP: GroupSpec(threads=math.ceil(servers - 1e-9))}
             xfer = StationSpec(DISK_XFER_STATION, "shared", servers, groups)
         return [StationSpec(DISK_STATION, "fifo", float(self.parallelism)), xfer]
