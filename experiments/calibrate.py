@@ -13,6 +13,7 @@ rows that miss, and why; a test keeps it true.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 from concurrent.futures import ProcessPoolExecutor
@@ -22,10 +23,15 @@ from typing import Any
 
 import pandas as pd
 
+from virtsim.experiments.grades import PACKAGED_PUBLISHED
+from virtsim.experiments.outputs import ResultFolder
+from virtsim.experiments.registry import Experiment
+from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import parse_scenario, stack_label
 
-__all__ = ["CASES", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "TARGET_REL", "calibrate",
-           "checked_published", "citing_parameters", "find_published", "fitted_rows", "published_rows"]
+__all__ = ["CASES", "EXPERIMENT", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "TARGET_REL", "calibrate",
+           "checked_published", "citing_parameters", "command", "find_published", "fitted_rows", "published_rows",
+           "report"]
 
 HOSTS = {
     "felter": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"},
@@ -198,10 +204,6 @@ def fitted_rows() -> set[str]:
     return set(FITTED_IN_CODE) | set(citing_parameters())
 
 
-PACKAGED_PUBLISHED = Path(__file__).resolve().parent / "calibration_data" / "published.csv"
-"""The project's copy of the team's ``shared/calibration/published.csv`` (with its README, which
-grades the rows), shipped in the package so that ``virtsim calibrate`` runs anywhere."""
-
 
 def find_published() -> Path:
     """The packaged ``published.csv`` (``--published PATH`` names another)."""
@@ -368,3 +370,43 @@ def plot_calibration(table: pd.DataFrame, path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     return save_figure(fig, path, dpi=130)
+
+
+def command(args: argparse.Namespace) -> int:
+    """``virtsim calibrate``: check published.csv and the folder, reproduce every row it can, publish, summarise."""
+    from virtsim.experiments import api
+
+    published, rows = checked_published(Path(args.published) if args.published else None)
+    folder = ResultFolder(Path(args.out), "calibrate", {"published": rows, "seed": args.seed}, args.force)
+    result = api.calibrate(published, seed=args.seed, workers=args.workers)
+    paths = result.publish(folder)
+    table = result.calibration
+    done = table.dropna(subset=["simulated"])
+    held_out = done[done["basis"] == "predicted"]
+    print(f"{len(done)} rows reproduced ({int(done['within_target'].sum())} within target), "
+          f"{len(held_out)} of them predicted, not fitted ({int(held_out['within_target'].sum())} within target, "
+          f"median error {100 * predicted_median_error(table):.1f}%, grade A "
+          f"{100 * predicted_median_error(table, 'A'):.1f}%); "
+          f"{len(table) - len(done)} rows not reproduced (reasons in the table)")
+    print(f"calibration: {paths['calibration']}\n       plot: {paths['plot']}")
+    return 0
+
+
+def report(folder: Path) -> Report:
+    """The report of a ``virtsim calibrate`` folder: the reproduced rows and their errors."""
+    table = read_results_csv(folder / "calibration.csv")
+    done = table.dropna(subset=["simulated"])
+    answer = done[["row", "stack", "published", "simulated", "rel_error", "ratio_error_points", "fitted",
+                   "within_target"]].round(4)
+    return Report("Calibration against published measurements",
+                  "How close does the model come to the published measurements it can reproduce?",
+                  answer, existing_files(folder, ["calibration.png"]),
+                  [f"{len(done)} rows reproduced, {int(done['within_target'].astype(bool).sum())} within target "
+                   "(10% absolute, 5 points on ratios to native).",
+                   "Rows marked fitted were used to fit a parameter; the others are predictions.",
+                   f"{len(table) - len(done)} rows are not reproduced; calibration.csv gives each reason."],
+                  **stacks_fields(done["stack"]))
+
+
+EXPERIMENT = Experiment("calibrate", "How close does the model come to the published measurements it can "
+                        "reproduce?", command, report, ("calibration.csv",))

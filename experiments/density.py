@@ -18,6 +18,7 @@ station (CPU, disk, network, VMM thread, bridge/NAT).
 
 from __future__ import annotations
 
+import argparse
 import copy
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, model_validator
 
-from virtsim.experiments.outputs import atomic_write
+from virtsim.experiments.outputs import ResultFolder, atomic_write
+from virtsim.experiments.registry import Experiment
+from virtsim.experiments.report import Report, existing_files, read_results_csv, seconds_text, stacks_fields
 from virtsim.experiments.runner import run_scenario
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
@@ -43,7 +46,7 @@ from virtsim.models.quantities import Bytes, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.models.virt.stack import Stack
 
-__all__ = ["DensitySpec", "evaluate", "load_density_spec", "run_density", "search"]
+__all__ = ["EXPERIMENT", "DensitySpec", "command", "evaluate", "load_density_spec", "report", "run_density", "search"]
 
 
 class Slo(StrictModel):
@@ -358,3 +361,70 @@ def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary
     save_figure(fig, out_dir / "density.png", dpi=120)
     paths["plot"] = out_dir / "density.png"
     return paths
+
+
+def command(args: argparse.Namespace) -> int:
+    """``virtsim density``: validate the spec, check the folder, search every stack, publish, print the answer."""
+    from virtsim.experiments import api
+
+    spec = load_density_spec(args.spec)
+    folder = ResultFolder(Path(args.out), "density", spec.model_dump(mode="json", by_alias=True), args.force)
+    result = api.density(spec)
+    for name, path in result.publish(folder).items():
+        print(f"{name:>8}: {path}")
+    print(result.summary[["stack", "max_guests", "limiting_resource"]].to_string(index=False))
+    return 0
+
+
+def _density_sentences(summary: pd.DataFrame) -> list[str]:
+    """One sentence per stack, densest first: how many fit, under which SLO, what runs out."""
+    out = []
+    for _, r in summary.sort_values("max_guests", ascending=False).iterrows():
+        known = "slo_p99_s" in r and pd.notna(r["slo_p99_s"])
+        slo = f" at p99 <= {seconds_text(float(r['slo_p99_s']))}" if known else ""
+        n, limit = int(r["max_guests"]), str(r["limiting_resource"])
+        if n == 0:
+            out.append(f"{r['stack']}: not even one guest meets the SLO{slo} on this host (at one guest the "
+                       f"busiest resource is {limit}: the SLO itself may be out of reach).")
+        elif limit.startswith("search cap"):
+            out.append(f"{r['stack']}: at least {n} guest{'s' if n != 1 else ''} fit one host{slo}: the search "
+                       "stopped at max_guests before anything ran out; raise max_guests for the answer.")
+        else:
+            measured = ""
+            if "p99_s" in r and pd.notna(r["p99_s"]):
+                interval = (f", 95% interval {seconds_text(float(r['p99_low_s']))} to "
+                            f"{seconds_text(float(r['p99_high_s']))}"
+                            if pd.notna(r.get("p99_low_s")) and pd.notna(r.get("p99_high_s")) else "")
+                measured = f" (p99 there {seconds_text(float(r['p99_s']))}{interval})"
+            out.append(f"{r['stack']}: {n} guest{'s' if n != 1 else ''} fit one host{slo}{measured}; "
+                       f"what runs out first: {limit}.")
+    return out
+
+
+def report(folder: Path) -> Report:
+    """The report of a ``virtsim density`` folder: the largest N per stack and what limits it."""
+    summary = read_results_csv(folder / "density_summary.csv")
+    return Report("Density: guests per host",
+                  "How many guests fit one host per stack under the SLO, and what runs out?", summary,
+                  existing_files(folder, ["density.png"]),
+                  ["Largest N whose guests meet the p99 SLO and are served, with memory to spare and no OOM kill.",
+                   "The p99 is over every guest's requests together (the guests are identical), from at least "
+                   "slo_samples of them (2,000 by default); density.csv also gives the worst guest's own p99.",
+                   "The SLO test compares that pooled p99 with the SLO. Its 95% interval is beside it, by "
+                   "sectioning on the log scale: the requests in arrival order cut into 3 to 10 consecutive "
+                   "sections (one per 4,000 requests), the p99 times exp(+-Student-t x the spread of the log "
+                   "of the sections' p99s). A busy queue's latencies come in correlated runs, which sections "
+                   "far apart in time mostly are not. Checked on M/M/1 latencies, it held the true p99 in 92% "
+                   "of 2,000-request runs at 50% load but 81% at 80% load, where the p99 itself reads about "
+                   "9% low: near saturation, read it as approximate and raise slo_samples. Where it straddles "
+                   "the SLO, the answer N is within the noise of the run length; with fewer than 1,200 "
+                   "requests there is no interval.",
+                   "With open-loop guests, an N whose offered load (rate x work per request, from 20,000 sampled "
+                   "requests, against capacity) reaches 100% of a resource or capped group fails, however the "
+                   "short run looked (density.csv: offered_utilization).",
+                   "density.csv holds every N the search evaluated."],
+                  sentences=_density_sentences(summary), **stacks_fields(summary["stack"]))
+
+
+EXPERIMENT = Experiment("density", "How many guests fit one host per stack under the SLO, and what runs out?",
+                        command, report, ("density_summary.csv",))

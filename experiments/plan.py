@@ -21,6 +21,7 @@ when the fullest host is.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from virtsim.experiments.outputs import atomic_write
+from virtsim.experiments.outputs import ResultFolder, atomic_write
+from virtsim.experiments.registry import Experiment
+from virtsim.experiments.report import Report, blank_missing, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import (
     GuestSpec,
     ScenarioError,
@@ -46,7 +49,8 @@ from virtsim.models.schema import StrictModel
 from virtsim.models.workloads.catalog import WorkloadSpec
 from virtsim.models.workloads.request import OpenSpec
 
-__all__ = ["MAX_JUDGED_MIXES", "MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "load_plan", "plan"]
+__all__ = ["EXPERIMENT", "MAX_JUDGED_MIXES", "MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "command", "load_plan",
+           "plan", "report"]
 
 MIN_HEADROOM = 0.02  # a resource planned at 98% busy at most: at 100% a queue never drains
 MAX_SLO_ROUNDS = 8  # lowered caps tried before a promise is called unkeepable
@@ -380,3 +384,63 @@ def write_plan(out_dir: Path, fleet: pd.DataFrame, needs: pd.DataFrame) -> dict[
     save_figure(fig, out_dir / "plan.png", dpi=120)
     paths["plot"] = out_dir / "plan.png"
     return paths
+
+
+def command(args: argparse.Namespace) -> int:
+    """``virtsim plan``: validate the plan, check the folder, plan every host type and stack, publish, print."""
+    from virtsim.experiments import api
+
+    spec = load_plan(args.plan)
+    folder = ResultFolder(Path(args.out), "plan", spec.model_dump(mode="json", by_alias=True), args.force)
+    result = api.plan(spec)
+    for name, path in result.publish(folder).items():
+        print(f"{name:>9}: {path}")
+    shown = [c for c in ("host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s",
+                         "cheapest", "note") if c in result.fleet.columns]
+    print(result.fleet[shown].astype(object).where(result.fleet[shown].notna(), "").to_string(index=False))
+    return 0
+
+
+def _plan_sentences(fleet: pd.DataFrame, services: pd.DataFrame) -> list[str]:
+    """The plan's answer in words: the cheapest option, what binds it, and each promise's p99."""
+    if "cheapest" in fleet.columns:
+        cheapest = fleet["cheapest"].astype(bool)
+    else:  # a folder written before options were marked: the feasible rows of least cost
+        cost = fleet["cost"] if "cost" in fleet.columns else pd.Series(float("nan"), index=fleet.index)
+        cheapest = cost.notna() & (cost == cost.min())
+    if not cheapest.any():
+        return ["No option keeps every service on a host and every p99 promise: see the notes per row."]
+    out = []
+    for _, best in fleet[cheapest].iterrows():
+        bound = str(best.get("slo_bound", "") or "")
+        binds = (f"the p99 promise of {bound} (hosts at most {100 * float(best['utilization_cap']):.0f}% used)"
+                 if bound and bound != "nan" and "utilization_cap" in best else f"{best['bottleneck']}")
+        out.append(f"Cheapest: {int(best['hosts'])} {best['host_type']} hosts with {best['stack']} "
+                   f"(cost {float(best['cost']):.4g}); what binds it: {binds}.")
+        if "p99_s" in services.columns:
+            kept = services[(services["stack"] == best["stack"]) & (services["host_type"] == best["host_type"])
+                            & services["p99_s"].notna()]
+            out += [f"{r['service']}: p99 {1e3 * float(r['p99_s']):.3g} ms on its worst simulated host "
+                    f"(promise {1e3 * float(r['p99_promise_s']):.3g} ms, {int(r['p99_requests'])} requests)"
+                    for _, r in kept.iterrows()]
+    return out
+
+
+def report(folder: Path) -> Report:
+    """The report of a ``virtsim plan`` folder: hosts per stack and host type, and the cheapest option."""
+    fleet = read_results_csv(folder / "plan.csv")
+    services = read_results_csv(folder / "plan_services.csv")
+    cols = [c for c in ("host_type", "stack", "hosts", "cost", "cheapest", "guests_per_host_mean", "bottleneck",
+                        "slo_bound", "utilization_cap", "peak_utilization", "fleet_startup_s", "note")
+            if c in fleet.columns]
+    return Report("Capacity plan", "How many hosts of each type does each stack need for this mix of services?",
+                  blank_missing(fleet[cols].round(3)), existing_files(folder, ["plan.png"]),
+                  ["Hosts are packed under a utilization cap (1 - headroom) on every host resource and every "
+                   "guest's own stations; where a service promises a p99, one host of each mix of guests holding "
+                   "it is simulated (the worst p99 kept) and the cap lowered until every promise holds. "
+                   "plan_services.csv gives each service's needs."],
+                  sentences=_plan_sentences(fleet, services), **stacks_fields(fleet["stack"]))
+
+
+EXPERIMENT = Experiment("plan", "How many hosts of each type does each stack need for this mix of services?",
+                        command, report, ("plan.csv", "plan_services.csv"))

@@ -17,6 +17,7 @@ tidy rows, in point order, with the parameters as columns.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import itertools
 import json
@@ -37,10 +38,12 @@ from tqdm import tqdm
 
 from virtsim.experiments.identity import content_key
 from virtsim.experiments.outputs import ResultFolder, ResultsError, atomic_write, read_manifest, write_json
+from virtsim.experiments.registry import Experiment
+from virtsim.experiments.report import Report, existing_files
 from virtsim.experiments.scenario import Scenario, ScenarioError, SweepSpec, format_validation_error, parse_scenario
 from virtsim.sim.units import DIMENSIONS
 
-__all__ = ["SweepSpec", "expand_sweep", "gather", "parse_path", "run_sweep"]
+__all__ = ["EXPERIMENT", "SweepSpec", "command", "expand_sweep", "gather", "parse_path", "report", "run_sweep"]
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 
@@ -420,3 +423,44 @@ def gather(points: list[Point], out_dir: Path) -> Path:
         frames.append(runs)
     table = pd.concat(frames, ignore_index=True)
     return atomic_write(out_dir / "sweep.parquet", lambda tmp: table.to_parquet(tmp, index=False))
+
+
+def command(args: argparse.Namespace) -> int:
+    """``virtsim sweep``: expand the grid, run (or resume) every point, gather and publish the table."""
+    from virtsim.experiments import api
+
+    result = api.sweep(Path(args.scenario), Path(args.out), workers=args.workers, scheduler=args.scheduler,
+                       progress=not args.quiet, force=args.force, announce=print)
+    print(f"     sweep: {Path(str(result.out)) / 'sweep.parquet'}")
+    return 0
+
+
+def report(folder: Path) -> Report:
+    """The report of a sweep folder: the primary metric (or throughput) and p99 latency per point, over replications."""
+    try:
+        table = pd.read_parquet(folder / "sweep.parquet")
+    except Exception as exc:
+        raise ResultsError(f"{folder / 'sweep.parquet'} cannot be read ({type(exc).__name__})") from None
+    params = [c for c in table.columns if c not in
+              ("point", "variant", "replication", "guest", "metric", "layer", "station", "value", "unit")]
+    try:
+        from virtsim.experiments.sweep_plots import series_label, sweep_curves
+
+        x, series, curves = sweep_curves(table)
+    except ValueError:
+        main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
+        apart = [c for c in ("variant", "guest") if main[c].nunique() > 1]  # never averaged together
+        answer = main[main["metric"].isin(["throughput_rps", "latency_p99_s"])].pivot_table(
+            index=["point", *params, *apart], columns="metric", values="value", aggfunc="mean").reset_index()
+    else:
+        answer = curves.pivot_table(index=[*series, x], columns="metric", values="mean", sort=False).reset_index()
+        for column in series:
+            answer[column] = answer[column].map(series_label)
+        unit = read_parameter_units(folder).get(x)
+        answer = answer.round(6).rename(columns={x: f"{x} ({unit})"} if unit else {})
+    return Report("Sweep", f"How do the results change over {', '.join(params)}?", answer,
+                  existing_files(folder, ["sweep.png"]), ["Means over replications; sweep.parquet holds every row."])
+
+
+EXPERIMENT = Experiment("sweep", "How do the results change over the swept parameters?", command, report,
+                        ("sweep.parquet",))

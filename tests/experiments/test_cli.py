@@ -179,9 +179,10 @@ def test_help_and_argument_errors_load_no_numerical_library() -> None:
     import subprocess
     import sys
 
-    from virtsim.experiments import cli, scenario
+    from virtsim.experiments import registry, scenario
 
-    assert cli.DEFAULT_SCENARIO == scenario.DEFAULT_SCENARIO
+    run = next(c for c in registry.COMMANDS if c.name == "run")
+    assert scenario.DEFAULT_SCENARIO in run.options[0].settings["help"]  # the help names the real default
     probe = ("import sys; from virtsim.experiments.cli import build_parser; build_parser(); "
              "print(sorted(m for m in ('pandas', 'numpy', 'pydantic') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
@@ -208,3 +209,16 @@ def test_a_run_that_would_fill_memory_with_records_stops_with_the_fix(tmp_path, 
     err = capsys.readouterr().err
     assert "every request's record is kept" in err and "shorten run.duration" in err
     assert not (tmp_path / "out" / "runs.parquet").exists()
+
+
+def test_every_registered_experiment_declares_itself_and_reports_its_folders() -> None:
+    """Each command in the registry is one module's EXPERIMENT: its name, a question, a command
+    and a report of the files it reads; `report` finds it by the manifest's name alone."""
+    from virtsim.experiments.registry import COMMANDS, experiment
+
+    assert [c.name for c in COMMANDS] == ["run", "sweep", "overhead", "calibrate", "density", "plan", "disk"]
+    for command in COMMANDS:
+        declared = command.load()
+        assert declared.name == command.name and declared.question.endswith("?") and declared.reads
+        assert callable(declared.command) and callable(declared.report)
+    assert experiment("nonsense") is None

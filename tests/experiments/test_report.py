@@ -183,7 +183,8 @@ def test_answer_sentences_name_the_worst_workload_and_the_densest_stack() -> Non
     kvm's worst workload and its median slowdown is 1.75x. Density sentences go densest first."""
     import pandas as pd
 
-    from virtsim.experiments.report import _density_sentences, _overhead_sentences
+    from virtsim.experiments.density import _density_sentences
+    from virtsim.experiments.overhead import _overhead_sentences
 
     table = pd.DataFrame({"stack": ["kvm", "kvm", "kvm"], "workload": ["fio", "rr", "rr"],
                           "metric": ["iops", "round_trip_us", "latency_p99_s"], "ratio": [0.5, 1.5, 9.0],
@@ -208,7 +209,7 @@ def test_table_cells_read_as_people_read_numbers() -> None:
 def test_density_sentences_at_the_edges_say_what_the_number_means() -> None:
     import pandas as pd
 
-    from virtsim.experiments.report import _density_sentences
+    from virtsim.experiments.density import _density_sentences
 
     summary = pd.DataFrame({"stack": ["docker", "kvm"], "max_guests": [0, 1], "slo_p99_s": [1e-6, 1.0],
                             "limiting_resource": ["CPU", "search cap (max_guests)"]})
@@ -220,7 +221,7 @@ def test_density_sentences_at_the_edges_say_what_the_number_means() -> None:
 
 
 def test_the_engine_that_ran_reads_as_words() -> None:
-    from virtsim.experiments.report import _engine_text
+    from virtsim.experiments.report import engine_text as _engine_text
 
     assert _engine_text({"bare-metal": "des", "kvm": "des"}) == "des for every stack"
     assert _engine_text({"bare-metal": "vector", "kvm": "des", "docker": "vector"}) == \
