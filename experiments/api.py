@@ -102,6 +102,18 @@ class Result:
         return write_report(self.out)["report.html"]
 
 
+def publish_checked(experiment: str, spec: StrictModel, out: str | Path, force: bool, run: Callable[[], Result],
+                    width: int) -> Result:
+    """What a command with a spec file does: check ``out`` for ``experiment`` keyed by ``spec``
+    before anything runs (:class:`~virtsim.experiments.outputs.ResultFolder`), then ``run()``,
+    publish the result there and print each file's path (names right-aligned in ``width``)."""
+    folder = ResultFolder(Path(out), experiment, spec.model_dump(mode="json", by_alias=True), force)
+    result = run()
+    for name, path in result.publish(folder).items():
+        print(f"{name:>{width}}: {path}")
+    return result
+
+
 def _validated(model: type[M], value: Any, what: str, table: str | None = None) -> M:
     """``value`` as ``model``: already one, a TOML file's path, or a dict of the same content."""
     if isinstance(value, model):

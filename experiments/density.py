@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, model_validator
 
-from virtsim.experiments.outputs import ResultFolder, atomic_write
+from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, seconds_text, stacks_fields
 from virtsim.experiments.runner import run_scenario
@@ -368,10 +368,7 @@ def command(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
 
     spec = load_density_spec(args.spec)
-    folder = ResultFolder(Path(args.out), "density", spec.model_dump(mode="json", by_alias=True), args.force)
-    result = api.density(spec)
-    for name, path in result.publish(folder).items():
-        print(f"{name:>8}: {path}")
+    result = api.publish_checked("density", spec, args.out, args.force, lambda: api.density(spec), 8)
     print(result.summary[["stack", "max_guests", "limiting_resource"]].to_string(index=False))
     return 0
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from virtsim.experiments.outputs import ResultFolder, atomic_write, write_json
+from virtsim.experiments.outputs import atomic_write, write_json
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv
 from virtsim.experiments.scenario import load_toml_model
@@ -186,7 +186,9 @@ class DiskSpec(StrictModel):
         return units
 
     @model_validator(mode="after")
-    def _fits_the_disk(self) -> DiskSpec:
+    def _names_and_units(self) -> DiskSpec:
+        """Refuse a format or driver listed twice, a fractional write size, and allocation units
+        qemu-img would refuse for the disk (raises ``ValueError``)."""
         virtual = self.virtual_bytes
         named: tuple[tuple[str, list[str]], ...] = (("formats", list(self.formats)), ("drivers", list(self.drivers)))
         for name, values in named:
@@ -204,6 +206,12 @@ class DiskSpec(StrictModel):
             raise ValueError(f"virtual: {virtual:.4g} B is past what qcow2 with {size_text(cluster)} clusters can "
                              f"address ({size_text(qcow2_max_virtual_bytes(cluster))}; qemu-img refuses it); lower "
                              "virtual or raise units.qcow2")
+        return self
+
+    @model_validator(mode="after")
+    def _within_memory(self) -> DiskSpec:
+        """Refuse write counts and written sizes that would not fit this machine's memory as arrays
+        (raises ``ValueError`` naming the field and the bound)."""
         for what, writes in (("pattern.writes", self.pattern.writes), ("snapshot.writes", self.snapshot.writes)):
             if self.guests * writes > 50_000_000:
                 raise ValueError(f"guests x {what} = {self.guests * writes:,} writes, more than 50,000,000 "
@@ -217,6 +225,12 @@ class DiskSpec(StrictModel):
                 "seed_base + seed_changes", written)
             raise ValueError(f"{name}: {value:.4g} B written is more than the 4 TiB the experiment builds block by "
                              "block (within memory); scale the example down (the usage scales with it)")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_disk(self) -> DiskSpec:
+        """Refuse a base image, a write or a log larger than the disk (raises ``ValueError``)."""
+        virtual = self.virtual_bytes
         if self.base_used_bytes > virtual:
             raise ValueError(f"base_used ({self.base_used_bytes:.4g} B) is larger than the disk (virtual = "
                              f"{virtual:.4g} B); a base image cannot hold more than its disk")
@@ -502,9 +516,7 @@ def command(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
 
     spec = load_disk_spec(args.spec)
-    folder = ResultFolder(Path(args.out), "disk", spec.model_dump(mode="json", by_alias=True), args.force)
-    for name, path in api.disk(spec).publish(folder).items():
-        print(f"{name:>14}: {path}")
+    api.publish_checked("disk", spec, args.out, args.force, lambda: api.disk(spec), 14)
     return 0
 
 

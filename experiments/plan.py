@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
-from virtsim.experiments.outputs import ResultFolder, atomic_write
+from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, blank_missing, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import (
@@ -391,10 +391,7 @@ def command(args: argparse.Namespace) -> int:
     from virtsim.experiments import api
 
     spec = load_plan(args.plan)
-    folder = ResultFolder(Path(args.out), "plan", spec.model_dump(mode="json", by_alias=True), args.force)
-    result = api.plan(spec)
-    for name, path in result.publish(folder).items():
-        print(f"{name:>9}: {path}")
+    result = api.publish_checked("plan", spec, args.out, args.force, lambda: api.plan(spec), 9)
     shown = [c for c in ("host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s",
                          "cheapest", "note") if c in result.fleet.columns]
     print(result.fleet[shown].astype(object).where(result.fleet[shown].notna(), "").to_string(index=False))

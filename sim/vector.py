@@ -172,80 +172,103 @@ def simulate_vector(stations: Sequence[StationSpec], sources: Sequence[Source], 
     reason = vector_rejects(stations, sources)
     if reason is not None:
         raise ValueError(f"the vector engine cannot run this: {reason}")
-    specs = {s.name: s for s in stations}
-    drawn = {src.name: _draw(src, control, replication) for src in sources}
-    # times[name][:, k] is when requests reach stage k; column K is when they finish.
-    times = {}
+    run = _VectorRun(stations, sources, control, replication)
     for src in sources:
-        arrival, _ = drawn[src.name]
-        t = np.empty((arrival.size, len(src.route) + 1), order="F")  # columns are written whole
-        t[:, 0] = arrival
-        times[src.name] = t
-    work_done = dict.fromkeys(specs, 0.0)
-    end, warmup = control.duration_s, control.warmup_s
+        run.advance(src)
+    for station in _topological_order(stations, sources) or []:
+        run.serve(station)
+    return run.result()
 
-    order = _topological_order(stations, sources) or []
-    # Walk each route stage by stage; a FIFO stage waits until its station's turn comes.
-    next_stage = {src.name: 0 for src in sources}
 
-    def run_until_fifo(src: Source) -> None:
-        t, work = times[src.name], drawn[src.name][1]
-        k = next_stage[src.name]
+class _VectorRun:
+    """The arrays of one vector replication: ``times[name][:, k]`` is when each request of source
+    ``name`` reaches stage k (column K: when it finishes); routes are walked stage by stage, a
+    FIFO stage waiting until its station's turn in topological order comes."""
+
+    def __init__(self, stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
+                 replication: int) -> None:
+        self.specs = {s.name: s for s in stations}
+        self.sources = list(sources)
+        self.replication = replication
+        self.end, self.warmup = control.duration_s, control.warmup_s
+        self.drawn = {src.name: _draw(src, control, replication) for src in sources}
+        self.times = {}
+        for src in sources:
+            arrival, _ = self.drawn[src.name]
+            t = np.empty((arrival.size, len(src.route) + 1), order="F")  # columns are written whole
+            t[:, 0] = arrival
+            self.times[src.name] = t
+        self.work_done = dict.fromkeys(self.specs, 0.0)
+        self.next_stage = {src.name: 0 for src in sources}
+
+    def advance(self, src: Source) -> None:
+        """Walk ``src``'s route through delays and unvisited stages up to its next FIFO visit."""
+        t, work = self.times[src.name], self.drawn[src.name][1]
+        k = self.next_stage[src.name]
         while k < len(src.route):
-            spec = specs[src.route[k].station]
+            spec = self.specs[src.route[k].station]
             w = work[:, k]
             if spec.kind == "fifo" and np.any(w > 0):
                 break
             t[:, k + 1] = t[:, k] + (w if spec.kind == "delay" else 0.0)
-            work_done[spec.name] += float(w[(w > 0) & (t[:, k] < end)].sum())
+            self.work_done[spec.name] += float(w[(w > 0) & (t[:, k] < self.end)].sum())
             k += 1
-        next_stage[src.name] = k
+        self.next_stage[src.name] = k
 
-    for src in sources:
-        run_until_fifo(src)
-    for station in order:
-        visits = [(src, next_stage[src.name]) for src in sources
-                  if next_stage[src.name] < len(src.route) and src.route[next_stage[src.name]].station == station]
+    def serve(self, station: str) -> None:
+        """Serve every source's requests waiting at FIFO ``station`` together, in arrival order."""
         parts = []
-        for src, k in visits:
-            w = drawn[src.name][1][:, k]
+        for src in self.sources:
+            k = self.next_stage[src.name]
+            if k >= len(src.route) or src.route[k].station != station:
+                continue
+            w = self.drawn[src.name][1][:, k]
             visiting = w > 0
             idx = slice(None) if visiting.all() else np.flatnonzero(visiting)
-            parts.append((src, k, idx, times[src.name][idx, k], w[idx]))
-        if parts:
-            arrival = np.concatenate([p[3] for p in parts]) if len(parts) > 1 else parts[0][3]
-            work = np.concatenate([p[4] for p in parts]) if len(parts) > 1 else parts[0][4]
-            servers = int(specs[station].servers)
-            if arrival.size < 2 or bool(np.all(arrival[1:] > arrival[:-1])):  # already in order
-                departure = fifo_departures(arrival, work, servers)
-            else:
-                sort = np.argsort(arrival, kind="stable")
-                _refuse_ties(arrival[sort], station)
-                departure = np.empty_like(arrival)
-                departure[sort] = fifo_departures(arrival[sort], work[sort], servers)
-            start = departure - work  # work served inside [warm-up, end) only, as the other engines
-            served = np.minimum(departure, end) - np.maximum(start, warmup)
-            work_done[station] += float(served[served > 0].sum())
-            at = 0
-            for src, k, idx, part_arrival, _ in parts:
-                t = times[src.name]
-                if not isinstance(idx, slice):
-                    t[:, k + 1] = t[:, k]  # skipped visits leave when they arrive
-                t[idx, k + 1] = departure[at : at + part_arrival.size]
-                at += part_arrival.size
-                next_stage[src.name] = k + 1
-                run_until_fifo(src)
-    logs = {}
-    for src in sources:
-        t = times[src.name]
-        stage = np.diff(t, axis=1)
-        stage[t[:, 1:] >= end] = 0.0  # stages not over by the end are not recorded
-        finish = np.where(t[:, -1] < end, t[:, -1], np.nan)
-        n = t.shape[0]
-        logs[src.name] = RequestLog(src.places, src.layers, t[:, 0].copy(), finish, stage, n, src.shares)
-    utilization = {name: work_done[name] / (spec.servers * (end - warmup)) for name, spec in specs.items()
-                   if spec.kind not in ("delay", "shared")}
-    for spec in specs.values():
-        if spec.kind == "shared":
-            utilization.update(_shared_utilization(spec))
-    return RunResult(logs, utilization, replication)
+            parts.append((src, k, idx, self.times[src.name][idx, k], w[idx]))
+        if not parts:
+            return
+        arrival = np.concatenate([p[3] for p in parts]) if len(parts) > 1 else parts[0][3]
+        work = np.concatenate([p[4] for p in parts]) if len(parts) > 1 else parts[0][4]
+        departure = self._departures(station, arrival, work)
+        start = departure - work  # work served inside [warm-up, end) only, as the other engines
+        served = np.minimum(departure, self.end) - np.maximum(start, self.warmup)
+        self.work_done[station] += float(served[served > 0].sum())
+        at = 0
+        for src, k, idx, part_arrival, _ in parts:
+            t = self.times[src.name]
+            if not isinstance(idx, slice):
+                t[:, k + 1] = t[:, k]  # skipped visits leave when they arrive
+            t[idx, k + 1] = departure[at : at + part_arrival.size]
+            at += part_arrival.size
+            self.next_stage[src.name] = k + 1
+            self.advance(src)
+
+    def _departures(self, station: str, arrival: np.ndarray, work: np.ndarray) -> np.ndarray:
+        """Departure times from FIFO ``station`` of visits arriving at ``arrival`` with ``work``."""
+        servers = int(self.specs[station].servers)
+        if arrival.size < 2 or bool(np.all(arrival[1:] > arrival[:-1])):  # already in order
+            return fifo_departures(arrival, work, servers)
+        sort = np.argsort(arrival, kind="stable")
+        _refuse_ties(arrival[sort], station)
+        departure = np.empty_like(arrival)
+        departure[sort] = fifo_departures(arrival[sort], work[sort], servers)
+        return departure
+
+    def result(self) -> RunResult:
+        """The logs (stages not over by the end unrecorded) and the utilization over the window."""
+        logs = {}
+        for src in self.sources:
+            t = self.times[src.name]
+            stage = np.diff(t, axis=1)
+            stage[t[:, 1:] >= self.end] = 0.0  # stages not over by the end are not recorded
+            finish = np.where(t[:, -1] < self.end, t[:, -1], np.nan)
+            logs[src.name] = RequestLog(src.places, src.layers, t[:, 0].copy(), finish, stage, t.shape[0],
+                                        src.shares)
+        window = self.end - self.warmup
+        utilization = {name: self.work_done[name] / (spec.servers * window) for name, spec in self.specs.items()
+                       if spec.kind not in ("delay", "shared")}
+        for spec in self.specs.values():
+            if spec.kind == "shared":
+                utilization.update(_shared_utilization(spec))
+        return RunResult(logs, utilization, self.replication)
