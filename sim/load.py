@@ -20,6 +20,7 @@ import numpy as np
 
 from virtsim.sim.rng import stream_seed
 from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec
+from virtsim.sim.stations import GroupPath
 
 __all__ = ["attainable_capacity", "lock_hold_s", "offered_load"]
 
@@ -36,6 +37,30 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     Sources of one ``family`` (the guests of one entry) draw alike: the first one's mean work per
     slot stands for the others'. Each other source is sampled on its own."""
     specs = {s.name: s for s in stations}
+    work, own, locks = _offered_work(sources, samples, seed)
+    trees = _loaded_trees(stations, sources)
+    out = {}
+    for name, per_second in work.items():
+        station, _, path = name.partition(":")
+        spec = specs[station]
+        if not path:
+            runnable = _runnable(spec, trees[station]) if station in trees else math.inf
+            out[name] = per_second / attainable_capacity(spec, runnable)
+            continue
+        cap = _group_cap(spec, tuple(path.split("/")), own.get(name, 0.0) >= per_second)
+        if math.isfinite(cap):
+            out[name] = per_second / cap
+    for station, tree in trees.items():
+        out |= _confined_loads(specs[station], tree, work)
+    for lock, per_second in locks.items():
+        out[lock] = per_second / specs[lock].capacity
+    return out
+
+
+def _offered_work(sources: Sequence[Source], samples: int,
+                  seed: int) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Work offered per second by the open-loop sources: per station and per ``"station:a/b"``
+    group (with the groups inside it), each group's own jobs' alone, and each lock's hold."""
     work: dict[str, float] = {}
     own: dict[str, float] = {}  # a group's own jobs' work, without its subgroups'
     locks: dict[str, float] = {}  # each lock's busy seconds per second (its names hold colons)
@@ -53,37 +78,29 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
         for slot, mean in zip(source.route, means[key], strict=True):
             if slot.action:  # taking or giving back a lock is no work
                 continue
-            work[slot.station] = work.get(slot.station, 0.0) + rate * float(mean)
+            offered = rate * float(mean)
+            work[slot.station] = work.get(slot.station, 0.0) + offered
             for depth in range(1, len(slot.group) + 1):
                 name = f"{slot.station}:{'/'.join(slot.group[:depth])}"
-                work[name] = work.get(name, 0.0) + rate * float(mean)
+                work[name] = work.get(name, 0.0) + offered
             if slot.group:
                 name = f"{slot.station}:{'/'.join(slot.group)}"
-                own[name] = own.get(name, 0.0) + rate * float(mean)
-    trees = _loaded_trees(stations, sources)
-    out = {}
-    for name, per_second in work.items():
-        station, _, path = name.partition(":")
-        spec = specs[station]
-        if not path:
-            runnable = _runnable(spec, trees[station]) if station in trees else math.inf
-            out[name] = per_second / attainable_capacity(spec, runnable)
-            continue
-        group = spec.groups.get(tuple(path.split("/")))
-        if group is None:
-            continue
-        cap = group.max_servers
-        if group.quota_s is not None:
-            cap = min(cap, group.quota_s / group.period_s)
-        if group.threads and own.get(name, 0.0) >= per_second:  # all of it its own jobs: its threads serve them
-            cap = min(cap, float(group.threads))
-        if math.isfinite(cap):
-            out[name] = per_second / cap
-    for station, tree in trees.items():
-        out |= _confined_loads(specs[station], tree, work)
-    for lock, per_second in locks.items():
-        out[lock] = per_second / specs[lock].capacity
-    return out
+                own[name] = own.get(name, 0.0) + offered
+    return work, own, locks
+
+
+def _group_cap(spec: StationSpec, path: GroupPath, all_own: bool) -> float:
+    """The servers' worth group ``path`` of ``spec`` may use (``inf`` if uncapped or undeclared):
+    ``max_servers``, its ``cpu.max`` quota, and its threads if its load is ``all_own`` jobs."""
+    group = spec.groups.get(path)
+    if group is None:
+        return math.inf
+    cap = group.max_servers
+    if group.quota_s is not None:
+        cap = min(cap, group.quota_s / group.period_s)
+    if group.threads and all_own:  # all of it its own jobs: its threads serve them
+        cap = min(cap, float(group.threads))
+    return cap
 
 
 def lock_hold_s(route: Sequence[Slot], work_s: Sequence[float] | np.ndarray) -> dict[str, float]:
