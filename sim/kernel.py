@@ -192,8 +192,22 @@ class KernelRun(SteppedRun):
 
     def _model(self) -> kl.Model:
         """The loop's fixed tables (:class:`~virtsim.sim.kernel_loop.Model`) for these stations, nodes and streams."""
+        si, sf, q_nodes, bg = self._station_tables()
+        gi, gf, cores = self._group_tables()
+        steps, cond_min = self._step_tables()
+        ki, kf, trace = self._stream_tables()
+        return kl.Model(
+            end_s=float(self.control.duration_s), si=si, sf=sf, gi=gi, gf=gf, cores=cores,
+            shared=np.flatnonzero(si[:, kl.S_KIND] == kl.SHARED).astype(np.int64),
+            q_nodes=np.array(q_nodes, np.int64), bg=np.array(bg, np.int64).reshape(-1, 2), ki=ki, kf=kf,
+            steps=steps, cond_min=cond_min, trace_t=np.array(trace, float),
+        )
+
+    def _station_tables(self) -> tuple[np.ndarray, np.ndarray, list[int], list[tuple[int, int]]]:
+        """Per station its kind, sizes, root node and ranges of quota nodes and background jobs
+        (``si``, ``sf``), with the quota nodes and (node, count) background jobs those ranges index."""
         st_specs, nodes = self.stations, self._nodes
-        n_st, n_nd = len(st_specs), len(nodes.path)
+        n_st = len(st_specs)
         si = np.zeros((n_st, 9), np.int64)
         sf = np.zeros((n_st, 2))
         si[:, kl.S_ROOT] = -1
@@ -202,6 +216,25 @@ class KernelRun(SteppedRun):
         for node, (st, path) in enumerate(zip(nodes.station, nodes.path, strict=True)):
             if not path:
                 si[st, kl.S_ROOT] = node
+        q_nodes: list[int] = []
+        bg: list[tuple[int, int]] = []
+        for st, spec in enumerate(st_specs):
+            si[st, kl.S_KIND] = _KINDS[spec.kind]
+            si[st, kl.S_TPS] = spec.threads_per_server
+            sf[st] = spec.servers, spec.smt_yield
+            si[st, kl.S_QLO], si[st, kl.S_BG_LO] = len(q_nodes), len(bg)
+            if spec.kind == "shared":
+                q_nodes += [nodes.ids[(st, p)] for p, g in spec.groups.items() if g.quota_s is not None]
+                bg += [(nodes.ids[(st, p)], count) for p, count in spec.background.items()]
+                si[st, kl.S_PINNED] = any(len(p) == 1 and g.cores is not None for p, g in spec.groups.items())
+            si[st, kl.S_QHI], si[st, kl.S_BG_HI] = len(q_nodes), len(bg)
+        return si, sf, q_nodes, bg
+
+    def _group_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per node its depth, parent, spec, weight, cap, threads, quota (``gi``, ``gf``) and the
+        cores a top-level pinned group may use."""
+        st_specs, nodes = self.stations, self._nodes
+        n_nd = len(nodes.path)
         max_core = max([max(g.cores) + 1 for s in st_specs for g in s.groups.values() if g.cores] or [1])
         gi = np.zeros((n_nd, 5), np.int64)
         gf = np.zeros((n_nd, 5))
@@ -230,18 +263,11 @@ class KernelRun(SteppedRun):
             if len(path) == 1 and g.cores is not None:
                 gi[node, kl.G_PINNED] = 1
                 cores[node, list(g.cores)] = True
-        q_nodes: list[int] = []
-        bg: list[tuple[int, int]] = []
-        for st, spec in enumerate(st_specs):
-            si[st, kl.S_KIND] = _KINDS[spec.kind]
-            si[st, kl.S_TPS] = spec.threads_per_server
-            sf[st] = spec.servers, spec.smt_yield
-            si[st, kl.S_QLO], si[st, kl.S_BG_LO] = len(q_nodes), len(bg)
-            if spec.kind == "shared":
-                q_nodes += [nodes.ids[(st, p)] for p, g in spec.groups.items() if g.quota_s is not None]
-                bg += [(nodes.ids[(st, p)], count) for p, count in spec.background.items()]
-                si[st, kl.S_PINNED] = any(len(p) == 1 and g.cores is not None for p, g in spec.groups.items())
-            si[st, kl.S_QHI], si[st, kl.S_BG_HI] = len(q_nodes), len(bg)
+        return gi, gf, cores
+
+    def _step_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per stream and slot: what to do, the station, the node, the condition's station and node
+        (``steps``), and the condition's least idle time (``cond_min``)."""
         n_sm = len(self._streams)
         width = max([len(s.route) for s in self.sources] or [1])
         steps = np.zeros((n_sm, width, 5), np.int64)
@@ -250,6 +276,11 @@ class KernelRun(SteppedRun):
             for k, (what, st, node, cst, cnode, cmin) in enumerate(resolved):
                 steps[j, k] = what, st, node, cst, cnode
                 cond_min[j, k] = cmin
+        return steps, cond_min
+
+    def _stream_tables(self) -> tuple[np.ndarray, np.ndarray, list[float]]:
+        """Per stream how its requests arrive (``ki``, ``kf``), and the trace times they index."""
+        n_sm = len(self._streams)
         kinds = {OpenArrivals: kl.OPEN, ClosedArrivals: kl.CLOSED, BatchArrivals: kl.BATCH, TraceArrivals: kl.TRACE}
         ki = np.zeros((n_sm, 5), np.int64)
         kf = np.zeros((n_sm, 4))
@@ -268,12 +299,7 @@ class KernelRun(SteppedRun):
                 kf[j, kl.K_THINK] = arrivals.think_s
             else:
                 kf[j, kl.K_SCALE] = s.gap_mean_s  # open: unit gaps pooled, scaled as they are used
-        return kl.Model(
-            end_s=float(self.control.duration_s), si=si, sf=sf, gi=gi, gf=gf, cores=cores,
-            shared=np.flatnonzero(si[:, kl.S_KIND] == kl.SHARED).astype(np.int64),
-            q_nodes=np.array(q_nodes, np.int64), bg=np.array(bg, np.int64).reshape(-1, 2), ki=ki, kf=kf,
-            steps=steps, cond_min=cond_min, trace_t=np.array(trace, float),
-        )
+        return ki, kf, trace
 
     def _state(self) -> kl.State:
         """A fresh :class:`~virtsim.sim.kernel_loop.State`, sized for the streams' first chunks (it grows as needed)."""
