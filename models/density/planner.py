@@ -35,6 +35,7 @@ from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import RequestWorkload
 from virtsim.sim.load import lock_hold_s
+from virtsim.sim.routes import StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
@@ -73,16 +74,41 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     work = make_sampler(np.random.SeedSequence(seed))(samples).mean(axis=0)
     stations = {s.name: s for s in system.engine_inputs()[0]}
     groups = system.groups()
+    by_station, cpu_work = _work_per_request(route, work)
+    per_guest = np.zeros(len(RESOURCES))
+    private: dict[str, float] = {}
+    _cpu_needs(groups, cpu_work, rate, per_guest, private)
+    for name, seconds in lock_hold_s(route, work).items():  # its own lock (a VMM thread): busy while held
+        private[name] = rate * seconds / stations[name].capacity
+    _station_needs(stations, by_station, rate, per_guest, private)
+    fp = footprint(stack, app_memory_bytes)
+    per_guest[RESOURCES.index("cpu")] += fp.idle_cpu_cores / host.cpu.cores
+    memory = host.memory.capacity_bytes - reserved_bytes
+    per_guest[RESOURCES.index("memory")] = fp.private_bytes / memory
+    per_guest[RESOURCES.index("disk_space")] = diff_bytes / host.storage.capacity_bytes
+    per_host = np.zeros(len(RESOURCES))
+    per_host[RESOURCES.index("memory")] = fp.shared_bytes / memory
+    per_host[RESOURCES.index("disk_space")] = image_bytes / host.storage.capacity_bytes
+    return GuestNeeds(per_guest, per_host, private)
+
+
+def _work_per_request(route: tuple, work: np.ndarray) -> tuple[dict[str, float], dict[GroupPath, float]]:
+    """Mean work (s) a request does per station, and on the CPU per group (locks' slots are no work)."""
     by_station: dict[str, float] = {}
-    cpu_work: dict[GroupPath, float] = {}  # the guest's CPU work per request, by group
+    cpu_work: dict[GroupPath, float] = {}
     for slot, w in zip(route, work, strict=True):
         if slot.action:
             continue  # taking or giving back a lock is no work
         by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
         if slot.station == "cpu":
             cpu_work[slot.group] = cpu_work.get(slot.group, 0.0) + float(w)
-    per_guest = np.zeros(len(RESOURCES))
-    private: dict[str, float] = {}
+    return by_station, cpu_work
+
+
+def _cpu_needs(groups: dict[GroupPath, GroupSpec], cpu_work: dict[GroupPath, float], rate: float,
+               per_guest: np.ndarray, private: dict[str, float]) -> None:
+    """Add the capped CPU groups' loads: shared ones (a driver domain, the host's softirq threads)
+    to ``per_guest``, the guest's own (vCPUs, cpu.max, threads) to ``private``."""
     for path, group in groups.items():
         cores = _cap_cores(group)
         if cores is None:
@@ -95,8 +121,11 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
         elif path[0] == "g" or path[-1].endswith(":g"):  # the guest's own: vCPUs, cpu.max, threads
             name = group.label or "/".join(path)
             private[name] = max(private.get(name, 0.0), used)
-    for name, seconds in lock_hold_s(route, work).items():  # its own lock (a VMM thread): busy while held
-        private[name] = rate * seconds / stations[name].capacity
+
+
+def _station_needs(stations: dict[str, StationSpec], by_station: dict[str, float], rate: float,
+                   per_guest: np.ndarray, private: dict[str, float]) -> None:
+    """Add each station's load: host-wide ones to ``per_guest``, the guest's own to ``private``."""
     for name, w in by_station.items():
         spec = stations.get(name)
         if spec is None or spec.kind in ("delay", "lock") or name.startswith("client."):
@@ -109,15 +138,6 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
             per_guest[RESOURCES.index(base)] += util
         else:
             private[name] = util
-    fp = footprint(stack, app_memory_bytes)
-    per_guest[RESOURCES.index("cpu")] += fp.idle_cpu_cores / host.cpu.cores
-    memory = host.memory.capacity_bytes - reserved_bytes
-    per_guest[RESOURCES.index("memory")] = fp.private_bytes / memory
-    per_guest[RESOURCES.index("disk_space")] = diff_bytes / host.storage.capacity_bytes
-    per_host = np.zeros(len(RESOURCES))
-    per_host[RESOURCES.index("memory")] = fp.shared_bytes / memory
-    per_host[RESOURCES.index("disk_space")] = image_bytes / host.storage.capacity_bytes
-    return GuestNeeds(per_guest, per_host, private)
 
 
 @dataclass(frozen=True)
