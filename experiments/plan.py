@@ -263,15 +263,9 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], 
         packing = pack(counts, per_guest, per_host, usable)
         if not promise:
             return packing, usable, {}, [], ""
-        measured, tried_cap = {}, usable
+        tried_cap = usable
         judges = _hosts_to_check(packing, promised)
-        for h in judges:
-            key = tuple(int(c) for c in packing.counts[h])
-            if key not in simulated:
-                simulated[key] = _simulate_host(spec, ht, stack_entries, packing.counts[h])
-            for name, m in simulated[key].items():  # the worst host's figure per service
-                if name not in measured or m["p99_s"] > measured[name]["p99_s"]:
-                    measured[name] = m
+        measured = _worst_p99s(spec, ht, stack_entries, [packing.counts[h] for h in judges], simulated)
         missed = sorted(n for n, m in measured.items() if m["p99_s"] > promise[n])
         if not missed:
             return packing, usable, measured, bound, ""
@@ -279,13 +273,79 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], 
         if max(int(packing.counts[h].sum()) for h in judges) == 1:
             break  # one guest alone misses: fewer guests per host cannot help
         usable *= SLO_CAP_STEP
+    return None, tried_cap, measured, bound, _infeasible_note(measured, promise, usable, tried_cap)
+
+
+def _worst_p99s(spec: PlanSpec, ht: HostType, stack_entries: list[Any], hosts: list[np.ndarray],
+                simulated: dict[tuple[int, ...], dict[str, Any]]) -> dict[str, Any]:
+    """Each promised service's figures on the host (of ``hosts``, guest counts per service) where
+    its p99 is worst; each mix of guests is simulated once (``simulated`` keeps them)."""
+    measured: dict[str, Any] = {}
+    for counts in hosts:
+        key = tuple(int(c) for c in counts)
+        if key not in simulated:
+            simulated[key] = _simulate_host(spec, ht, stack_entries, counts)
+        for name, m in simulated[key].items():
+            if name not in measured or m["p99_s"] > measured[name]["p99_s"]:
+                measured[name] = m
+    return measured
+
+
+def _infeasible_note(measured: dict[str, Any], promise: dict[str, float], usable: float, tried_cap: float) -> str:
+    """Why no cap kept the promises: a guest stopped fitting first, or the worst p99 stayed above its promise."""
     if not measured:
-        return None, tried_cap, {}, bound, (f"infeasible: with hosts at most {100 * usable:.0f}% used a guest no "
-                                            "longer fits one host, and the promises were not kept above that")
+        return (f"infeasible: with hosts at most {100 * usable:.0f}% used a guest no longer fits one host, and "
+                "the promises were not kept above that")
     worst = max(measured, key=lambda n: measured[n]["p99_s"] / promise[n])
-    return None, tried_cap, measured, bound, (
-        f"infeasible: the p99 of {worst!r} ({measured[worst]['p99_s'] * 1e3:.3g} ms) stays above its promise "
-        f"({promise[worst] * 1e3:.3g} ms) even with hosts at most {100 * tried_cap:.0f}% used")
+    return (f"infeasible: the p99 of {worst!r} ({measured[worst]['p99_s'] * 1e3:.3g} ms) stays above its promise "
+            f"({promise[worst] * 1e3:.3g} ms) even with hosts at most {100 * tried_cap:.0f}% used")
+
+
+def _fleet_figures(spec: PlanSpec, ht: HostType, stack: Any, p: Packing, usable: float) -> dict[str, Any]:
+    """A feasible option's row: hosts (with spares), cost, guests per host, what is used, the
+    bottleneck and the fleet's start-up (hosts start in parallel; the fullest host's boot storm)."""
+    per_host_guests = p.counts.sum(axis=1)
+    startup = float(boot_storm(ht.host, stack, int(per_host_guests.max())).max())
+    load = p.load * usable  # back to fractions of capacity
+    hosts = p.hosts + spec.spare_hosts
+    return {
+        "hosts": hosts, "spare_hosts": spec.spare_hosts, "cost": hosts * ht.cost,
+        "guests": int(sum(s.guests for s in spec.services)),
+        "guests_per_host_mean": float(per_host_guests.mean()),
+        "guests_per_host_max": int(per_host_guests.max()),
+        "cores_used": float(load[:, RESOURCES.index("cpu")].sum() * ht.host.cpu.cores),
+        "memory_used_bytes": float(load[:, RESOURCES.index("memory")].sum()
+                                   * (ht.host.memory.capacity_bytes - spec.host_reserved_bytes)),
+        "disk_used_bytes": float(load[:, RESOURCES.index("disk_space")].sum() * ht.host.storage.capacity_bytes),
+        "bottleneck": p.bottleneck(), "peak_utilization": float(load.max()),
+        "fleet_startup_s": startup, "note": "",
+    }
+
+
+def _plan_host_type(spec: PlanSpec, ht: HostType, stack_entries: list[Any], stack: Any,
+                    label: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One host type with one stack: its fleet row (or why none is possible) and each service's
+    needs there (with its worst simulated p99 where it promised one)."""
+    needs = [guest_needs(ht.host, stack, s.workload.request_workload(), s.app_memory_bytes,
+                         s.image_bytes, s.diff_bytes, spec.host_reserved_bytes) for s in spec.services]
+    fits = _fits_alone(needs, 1 - spec.headroom)
+    service_rows = [{"stack": label, "host_type": ht.name, "service": s.name,
+                     **{f"{r}_per_guest": v for r, v in zip(RESOURCES, n.per_guest, strict=True)},
+                     "own_station_utilization": max(n.private_stations.values(), default=0.0),
+                     "fits_one_host": ok, "binding": _binding(n), "p99_promise_s": s.p99_latency_s}
+                    for s, n, ok in zip(spec.services, needs, fits, strict=True)]
+    too_big = [s.name for s, ok in zip(spec.services, fits, strict=True) if not ok]
+    if too_big:
+        why = "; ".join(f"{r['service']}: {r['binding']}" for r in service_rows if not r["fits_one_host"])
+        return ({"host_type": ht.name, "stack": label, "hosts": np.nan,
+                 "note": f"infeasible: {', '.join(too_big)} cannot fit on one host ({why})"}, service_rows)
+    p, usable, measured, bound, note = _packed_within_slos(spec, ht, stack_entries, needs)
+    for r in service_rows:
+        r.update(measured.get(r["service"], {}))
+    row = {"host_type": ht.name, "stack": label, "utilization_cap": usable, "slo_bound": ", ".join(bound)}
+    if p is None:
+        return {**row, "hosts": np.nan, "note": note}, service_rows
+    return {**row, **_fleet_figures(spec, ht, stack, p, usable)}, service_rows
 
 
 def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -294,59 +354,20 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     from virtsim.experiments.scenario import layer_from_entry
     from virtsim.models.virt.stack import Stack
 
-    counts = np.array([s.guests for s in spec.services])
     rows, needs_rows = [], []
     for stack_entries in spec.stacks:
         stack = Stack(tuple(layer_from_entry(e) for e in stack_entries))
         label = stack_label(stack_entries)
-        feasible_anywhere = {s.name: False for s in spec.services}
-        results = []
+        results, service_rows = [], []
         for ht in spec.host_types:
-            needs = [guest_needs(ht.host, stack, s.workload.request_workload(), s.app_memory_bytes,
-                                 s.image_bytes, s.diff_bytes, spec.host_reserved_bytes) for s in spec.services]
-            fits = _fits_alone(needs, 1 - spec.headroom)
-            service_rows = []
-            for s, n, ok in zip(spec.services, needs, fits, strict=True):
-                feasible_anywhere[s.name] |= ok
-                service_rows.append({"stack": label, "host_type": ht.name, "service": s.name,
-                                     **{f"{r}_per_guest": v for r, v in zip(RESOURCES, n.per_guest, strict=True)},
-                                     "own_station_utilization": max(n.private_stations.values(), default=0.0),
-                                     "fits_one_host": ok, "binding": _binding(n),
-                                     "p99_promise_s": s.p99_latency_s})
-            needs_rows += service_rows
-            too_big = [s.name for s, ok in zip(spec.services, fits, strict=True) if not ok]
-            if too_big:
-                why = "; ".join(f"{r['service']}: {r['binding']}" for r in service_rows if not r["fits_one_host"])
-                results.append({"host_type": ht.name, "stack": label, "hosts": np.nan,
-                                "note": f"infeasible: {', '.join(too_big)} cannot fit on one host ({why})"})
-                continue
-            p, usable, measured, bound, note = _packed_within_slos(spec, ht, stack_entries, needs)
-            for r in service_rows:
-                r.update(measured.get(r["service"], {}))
-            row = {"host_type": ht.name, "stack": label, "utilization_cap": usable, "slo_bound": ", ".join(bound)}
-            if p is None:
-                results.append({**row, "hosts": np.nan, "note": note})
-                continue
-            per_host_guests = p.counts.sum(axis=1)
-            # Hosts start in parallel; the fullest host's boot storm sets the fleet's start-up.
-            startup = float(boot_storm(ht.host, stack, int(per_host_guests.max())).max())
-            load = p.load * usable  # back to fractions of capacity
-            hosts = p.hosts + spec.spare_hosts
-            results.append({
-                **row, "hosts": hosts, "spare_hosts": spec.spare_hosts, "cost": hosts * ht.cost,
-                "guests": int(counts.sum()),
-                "guests_per_host_mean": float(per_host_guests.mean()),
-                "guests_per_host_max": int(per_host_guests.max()),
-                "cores_used": float(load[:, RESOURCES.index("cpu")].sum() * ht.host.cpu.cores),
-                "memory_used_bytes": float(load[:, RESOURCES.index("memory")].sum()
-                                           * (ht.host.memory.capacity_bytes - spec.host_reserved_bytes)),
-                "disk_used_bytes": float(load[:, RESOURCES.index("disk_space")].sum() * ht.host.storage.capacity_bytes),
-                "bottleneck": p.bottleneck(), "peak_utilization": float(load.max()),
-                "fleet_startup_s": startup, "note": "",
-            })
-        unplaceable = [name for name, ok in feasible_anywhere.items() if not ok]
+            fleet_row, per_service = _plan_host_type(spec, ht, stack_entries, stack, label)
+            results.append(fleet_row)
+            service_rows += per_service
+        needs_rows += service_rows
+        placeable = {r["service"] for r in service_rows if r["fits_one_host"]}
+        unplaceable = [s.name for s in spec.services if s.name not in placeable]
         if unplaceable:
-            worst = {r["service"]: r["binding"] for r in needs_rows if r["stack"] == label}
+            worst = {r["service"]: r["binding"] for r in service_rows}
             raise ScenarioError(f"service {unplaceable[0]!r} cannot fit on any host type with stack "
                                 f"{label!r} (even alone, within headroom {spec.headroom}: one guest keeps "
                                 f"{worst[unplaceable[0]]}); give it a bigger host type or guest (more vCPUs, "
