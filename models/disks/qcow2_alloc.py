@@ -211,63 +211,81 @@ def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes
     such a cluster allocates it anew. A discard allocates no L2 table."""
     offsets = np.asarray(offsets, dtype=np.int64)
     sizes = np.asarray(sizes, dtype=np.int64)
-    l2_entries = cluster_bytes // 8
     backing = set(np.asarray(backing_units, dtype=np.int64).tolist()) if backing_units is not None else set()
-    allocated: set[int] = set()
-    reads_zero: set[int] = set()  # zero clusters, and discarded ones: no backing data shows through
-    tables: set[int] = set()
-    rows: list[tuple[int, bool, int, int, int, int, bool]] = []  # size, l2, cont, anchor, guest, write, free
-
-    def table(c: int, op: int) -> None:
-        if c // l2_entries not in tables:
-            tables.add(c // l2_entries)
-            rows.append((1, True, FRESH, -1, -1, op, False))
-
+    image = _OneByOne(cluster_bytes, backing)
+    do = {DISCARD: image.discard, ZERO: image.zero, DATA: image.data}
     for op, (offset, size, kind) in enumerate(zip(offsets.tolist(), sizes.tolist(), np.asarray(kinds).tolist(),
                                                   strict=True)):
-        first, last = offset // cluster_bytes, (offset + size - 1) // cluster_bytes
-        if kind == DISCARD:
-            lo = -(-offset // cluster_bytes)
-            hi = (offset + size) // cluster_bytes  # whole clusters only
-            for c in range(lo, hi):
-                if c in allocated:
-                    allocated.discard(c)
-                    rows.append((1, False, FRESH, -1, c, op, True))
-                reads_zero.add(c)
-            continue
-        if kind == ZERO:
-            for c in range(first, last + 1):
-                table(c, op)
-                whole = offset <= c * cluster_bytes and (c + 1) * cluster_bytes <= offset + size
-                if c in allocated:
-                    continue
-                if not whole and c in backing and c not in reads_zero:
-                    allocated.add(c)  # the part written as zeroes, the rest copied from the backing file
-                    rows.append((1, False, FRESH, -1, c, op, False))
-                else:
-                    reads_zero.add(c)
-            continue
-        # a data write: pieces of consecutive clusters in one table, all new or all allocated
-        previous_new: bool | None = None
-        c = first
-        while c <= last:
-            new = c not in allocated
-            end = c
-            while (end + 1 <= last and ((end + 1) not in allocated) == new
-                   and (end + 1) // l2_entries == c // l2_entries):
-                end += 1
-            if new:
-                table(c, op)
-                cont = FRESH if previous_new is None else (AFTER_NEW if previous_new else AFTER_OLD)
-                rows.append((end - c + 1, False, cont, c - 1 if cont == AFTER_OLD else -1, c, op, False))
-                allocated.update(range(c, end + 1))
-            previous_new = new
-            c = end + 1
+        do[kind](op, offset, size)
+    rows = image.rows
     columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 7
     return Requests(size=np.array(columns[0], dtype=np.int64), is_l2=np.array(columns[1], dtype=bool),
                     cont=np.array(columns[2], dtype=np.int8), anchor=np.array(columns[3], dtype=np.int64),
                     guest=np.array(columns[4], dtype=np.int64), write=np.array(columns[5], dtype=np.int64),
                     free=np.array(columns[6], dtype=bool))
+
+
+class _OneByOne:
+    """The clusters of an image as :func:`requests_with_discards` makes its operations one at a
+    time, and the requests (rows: size, l2, cont, anchor, guest, write, free) they cause."""
+
+    def __init__(self, cluster_bytes: int, backing: set[int]) -> None:
+        self.cluster = cluster_bytes
+        self.l2_entries = cluster_bytes // 8
+        self.backing = backing
+        self.allocated: set[int] = set()
+        self.reads_zero: set[int] = set()  # zero clusters, and discarded ones: no backing data shows through
+        self.tables: set[int] = set()
+        self.rows: list[tuple[int, bool, int, int, int, int, bool]] = []
+
+    def _table(self, c: int, op: int) -> None:
+        """Allocate the L2 table that maps cluster ``c``, if there is none yet."""
+        if c // self.l2_entries not in self.tables:
+            self.tables.add(c // self.l2_entries)
+            self.rows.append((1, True, FRESH, -1, -1, op, False))
+
+    def discard(self, op: int, offset: int, size: int) -> None:
+        """Free the allocated clusters the discard covers whole; they read as zeroes from now on."""
+        lo = -(-offset // self.cluster)
+        hi = (offset + size) // self.cluster  # whole clusters only
+        for c in range(lo, hi):
+            if c in self.allocated:
+                self.allocated.discard(c)
+                self.rows.append((1, False, FRESH, -1, c, op, True))
+            self.reads_zero.add(c)
+
+    def zero(self, op: int, offset: int, size: int) -> None:
+        """Zero clusters: no data, but a partly zeroed cluster with backing data is allocated."""
+        first, last = offset // self.cluster, (offset + size - 1) // self.cluster
+        for c in range(first, last + 1):
+            self._table(c, op)
+            whole = offset <= c * self.cluster and (c + 1) * self.cluster <= offset + size
+            if c in self.allocated:
+                continue
+            if not whole and c in self.backing and c not in self.reads_zero:
+                self.allocated.add(c)  # the part written as zeroes, the rest copied from the backing file
+                self.rows.append((1, False, FRESH, -1, c, op, False))
+            else:
+                self.reads_zero.add(c)
+
+    def data(self, op: int, offset: int, size: int) -> None:
+        """A data write: pieces of consecutive clusters in one table, all new or all allocated."""
+        first, last = offset // self.cluster, (offset + size - 1) // self.cluster
+        previous_new: bool | None = None
+        c = first
+        while c <= last:
+            new = c not in self.allocated
+            end = c
+            while (end + 1 <= last and ((end + 1) not in self.allocated) == new
+                   and (end + 1) // self.l2_entries == c // self.l2_entries):
+                end += 1
+            if new:
+                self._table(c, op)
+                cont = FRESH if previous_new is None else (AFTER_NEW if previous_new else AFTER_OLD)
+                self.rows.append((end - c + 1, False, cont, c - 1 if cont == AFTER_OLD else -1, c, op, False))
+                self.allocated.update(range(c, end + 1))
+            previous_new = new
+            c = end + 1
 
 
 def requests_from_units(units: np.ndarray, cluster_bytes: int) -> Requests:
