@@ -551,19 +551,29 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
 
 
 @_jit
-def _share_pinned(m: Model, s: State, kids: np.ndarray, k: int, own: int, capacity: float, per_job: float,
-                  rates: np.ndarray) -> None:
-    """As SharedStation._share_pinned: domains of overlapping core sets first, then the rest.
+def _cores_overlap(cores: np.ndarray, a: int, b: int) -> bool:
+    """Whether nodes ``a`` and ``b`` are bound to a common core."""
+    for core in range(cores.shape[1]):  # noqa: SIM110 (numba compiles no generator into any())
+        if cores[a, core] and cores[b, core]:
+            return True
+    return False
 
-    Allocation-free (the loop runs without numba's reference counting): scratch from State."""
-    gi, gf, nd_f, cores = m.gi, m.gf, s.nd_f, m.cores
-    n1 = gi.shape[0] + 1
-    sp, sq = s.scratch_p, s.scratch_q
-    pinned, free, domain = sp[0:n1], sp[n1:2 * n1], sp[2 * n1:3 * n1]
-    members, order, tmp = sp[3 * n1:4 * n1], sp[4 * n1:5 * n1], sp[5 * n1:6 * n1]
-    w, c, out = sq[0:n1], sq[n1:2 * n1], sq[2 * n1:3 * n1]
-    for i in range(k + 1):
-        rates[i] = 0.0
+
+@_jit
+def _find(domain: np.ndarray, a: int) -> int:
+    """The representative of ``a``'s set in the union-find array ``domain``."""
+    while domain[a] != a:
+        a = domain[a]
+    return a
+
+
+@_jit
+def _pinned_domains(m: Model, kids: np.ndarray, k: int, pinned: np.ndarray, free: np.ndarray,
+                    domain: np.ndarray) -> tuple[int, int]:
+    """Split the ``k`` children into pinned and free ones (their positions in ``pinned`` and
+    ``free``), and give each pinned one its domain: the least-numbered pinned child whose core set
+    overlaps its own through a chain of overlaps (union-find). Returns the two counts."""
+    gi = m.gi
     p = f = 0
     for i in range(k):
         if gi[kids[i], G_PINNED]:
@@ -572,52 +582,57 @@ def _share_pinned(m: Model, s: State, kids: np.ndarray, k: int, own: int, capaci
         else:
             free[f] = i
             f += 1
-    for a in range(p):  # union-find over overlapping core sets
+    for a in range(p):
         domain[a] = a
     for a in range(p):
         for b in range(a + 1, p):
-            overlap = False
-            for core in range(cores.shape[1]):
-                if cores[kids[pinned[a]], core] and cores[kids[pinned[b]], core]:
-                    overlap = True
-                    break
-            if overlap:
-                ra, rb = a, b
-                while domain[ra] != ra:
-                    ra = domain[ra]
-                while domain[rb] != rb:
-                    rb = domain[rb]
+            if _cores_overlap(m.cores, kids[pinned[a]], kids[pinned[b]]):
+                ra, rb = _find(domain, a), _find(domain, b)
                 if ra != rb:
                     domain[max(ra, rb)] = min(ra, rb)
     for a in range(p):
-        r = a
-        while domain[r] != r:
-            r = domain[r]
-        domain[a] = r
-    for d in range(p):
-        if domain[d] != d:
-            continue
-        size = 0
-        for i in range(p):
-            if domain[i] == d:
-                members[size] = i
-                size += 1
-        union = 0
-        for core in range(cores.shape[1]):
-            for j in range(size):
-                if cores[kids[pinned[members[j]]], core]:
-                    union += 1
-                    break
+        domain[a] = _find(domain, a)
+    return p, f
+
+
+@_jit
+def _share_domain(m: Model, s: State, kids: np.ndarray, d: int, p: int, pinned: np.ndarray, domain: np.ndarray,
+                  capacity: float, rates: np.ndarray) -> None:
+    """Water-fill the cores of domain ``d`` (the union of its members' core sets, at most
+    ``capacity``) among its pinned children by weight and cap."""
+    gi, gf, nd_f, cores = m.gi, m.gf, s.nd_f, m.cores
+    n1 = gi.shape[0] + 1
+    sp, sq = s.scratch_p, s.scratch_q
+    members, order, tmp = sp[3 * n1:4 * n1], sp[4 * n1:5 * n1], sp[5 * n1:6 * n1]
+    w, c, out = sq[0:n1], sq[n1:2 * n1], sq[2 * n1:3 * n1]
+    size = 0
+    for i in range(p):
+        if domain[i] == d:
+            members[size] = i
+            size += 1
+    union = 0
+    for core in range(cores.shape[1]):
         for j in range(size):
-            w[j] = _weight(gi, gf, kids[pinned[members[j]]])
-            c[j] = nd_f[kids[pinned[members[j]]], ND_CAP]
-        _water_fill(min(float(union), capacity), w, c, size, out, order, tmp)
-        for j in range(size):
-            rates[pinned[members[j]]] = out[j]
-    used = 0.0
-    for i in range(k):
-        used += rates[i]
-    left = max(0.0, capacity - used)
+            if cores[kids[pinned[members[j]]], core]:
+                union += 1
+                break
+    for j in range(size):
+        w[j] = _weight(gi, gf, kids[pinned[members[j]]])
+        c[j] = nd_f[kids[pinned[members[j]]], ND_CAP]
+    _water_fill(min(float(union), capacity), w, c, size, out, order, tmp)
+    for j in range(size):
+        rates[pinned[members[j]]] = out[j]
+
+
+@_jit
+def _share_free(m: Model, s: State, kids: np.ndarray, k: int, f: int, free: np.ndarray, own: int, left: float,
+                per_job: float, rates: np.ndarray) -> None:
+    """Water-fill what the pinned domains ``left`` among the free children and the node's own jobs."""
+    gi, gf, nd_f = m.gi, m.gf, s.nd_f
+    n1 = gi.shape[0] + 1
+    sp, sq = s.scratch_p, s.scratch_q
+    order, tmp = sp[4 * n1:5 * n1], sp[5 * n1:6 * n1]
+    w, c, out = sq[0:n1], sq[n1:2 * n1], sq[2 * n1:3 * n1]
     size = f + (1 if own else 0)
     if size == 0:
         return
@@ -635,13 +650,33 @@ def _share_pinned(m: Model, s: State, kids: np.ndarray, k: int, own: int, capaci
 
 
 @_jit
-def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float, only_count: bool = False) -> float:
-    """Water-fill ``capacity`` down the tree of groups that hold running jobs. ``only_count``:
-    share nothing, return how many jobs can run at once (the root's cap with ``per_job`` = 1)."""
-    gi, gf, nd_i, nd_f, act = m.gi, m.gf, s.nd_i, s.nd_f, s.act
+def _share_pinned(m: Model, s: State, kids: np.ndarray, k: int, own: int, capacity: float, per_job: float,
+                  rates: np.ndarray) -> None:
+    """As SharedStation._share_pinned: domains of overlapping core sets first, then the rest.
+
+    Allocation-free (the loop runs without numba's reference counting): scratch from State."""
+    n1 = m.gi.shape[0] + 1
+    sp = s.scratch_p
+    pinned, free, domain = sp[0:n1], sp[n1:2 * n1], sp[2 * n1:3 * n1]
+    for i in range(k + 1):
+        rates[i] = 0.0
+    p, f = _pinned_domains(m, kids, k, pinned, free, domain)
+    for d in range(p):
+        if domain[d] == d:
+            _share_domain(m, s, kids, d, p, pinned, domain, capacity, rates)
+    used = 0.0
+    for i in range(k):
+        used += rates[i]
+    _share_free(m, s, kids, k, f, free, own, max(0.0, capacity - used), per_job, rates)
+
+
+@_jit
+def _mark_running(m: Model, s: State, st: int, marked: np.ndarray) -> int:
+    """Mark every node on a path from a leaf with running jobs of ``st`` up to the root (into
+    ``marked``), linking each node's children in order of first appearance, as the DES's dicts;
+    the leaves' rates are reset. Returns how many nodes were marked (their marks cleared again)."""
+    gi, nd_i, nd_f, act = m.gi, s.nd_i, s.nd_f, s.act
     lo = m.si[st, S_ACT_LO]
-    nodes = gi.shape[0]
-    marked = s.scratch_i[nodes + 1:2 * nodes + 2]
     nm = 0
     for i in range(s.st_i[st, ST_ACT_N]):
         leaf = act[lo + i]
@@ -658,17 +693,23 @@ def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float,
                 nd_i[n, ND_LAST] = -1
                 marked[nm] = n
                 nm += 1
-            if child >= 0:  # children in order of first appearance, as the DES's dicts
+            if child >= 0:
                 _append(nd_i, n, ND_FIRST, ND_LAST, nd_i, ND_NEXT, child)
             if not newly:
                 break
             child = n
             n = gi[n, G_PARENT]
-    top = 0
     for i in range(nm):
         nd_i[marked[i], ND_MARK] = 0
-        top = max(top, gi[marked[i], G_DEPTH])
-    for d in range(top, -1, -1):  # caps, bottom up
+    return nm
+
+
+@_jit
+def _caps_bottom_up(m: Model, s: State, marked: np.ndarray, nm: int, top: int, per_job: float) -> None:
+    """Each marked node's cap: its own jobs at ``per_job`` each plus its children's caps, at most
+    its servers (nothing while throttled), from the deepest level up."""
+    gi, gf, nd_i, nd_f = m.gi, m.gf, s.nd_i, s.nd_f
+    for d in range(top, -1, -1):
         for i in range(nm):
             n = marked[i]
             if gi[n, G_DEPTH] != d:
@@ -681,6 +722,20 @@ def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float,
             if gi[n, G_SPEC] and gi[n, G_PARENT] >= 0:  # k servers: k hardware threads at per_job each
                 cap = 0.0 if nd_i[n, ND_THROTTLED] else min(cap, gf[n, G_SERVERS] * per_job)
             nd_f[n, ND_CAP] = cap
+
+
+@_jit
+def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float, only_count: bool = False) -> float:
+    """Water-fill ``capacity`` down the tree of groups that hold running jobs. ``only_count``:
+    share nothing, return how many jobs can run at once (the root's cap with ``per_job`` = 1)."""
+    gi, nd_f = m.gi, s.nd_f
+    nodes = gi.shape[0]
+    marked = s.scratch_i[nodes + 1:2 * nodes + 2]
+    nm = _mark_running(m, s, st, marked)
+    top = 0
+    for i in range(nm):
+        top = max(top, gi[marked[i], G_DEPTH])
+    _caps_bottom_up(m, s, marked, nm, top, per_job)
     root = m.si[st, S_ROOT]
     if only_count:
         return nd_f[root, ND_CAP] if nm > 0 else 0.0
@@ -1002,9 +1057,59 @@ def _pending_need(s: State) -> int:
 
 
 @_jit
+def _next_event(m: Model, s: State) -> tuple[float, int, int]:
+    """The next event's time, key and, if it is a shared station's wake-up that comes before the
+    queue's first event, that station (else -1)."""
+    ctr, st_i, st_f, shared = s.ctr, s.st_i, s.st_f, m.shared
+    now, key, wake = _INF, 0, -1
+    if ctr[C_HEAP_N] > 0:
+        now, key = s.ev_t[0], s.ev_i[0, EV_KEY]
+    for j in range(shared.shape[0]):
+        st = shared[j]
+        wt = st_f[st, ST_WAKE_T]
+        if wt < now or (wt == now and wt < _INF and st_i[st, ST_WAKE_KEY] < key):
+            now, key, wake = wt, st_i[st, ST_WAKE_KEY], st
+    return now, key, wake
+
+
+@_jit
+def _fifo_done(m: Model, s: State, st: int, r: int, now: float) -> None:
+    """Request ``r`` leaves FIFO station ``st``: it resumes, and the next in the queue starts."""
+    ctr, ev_t, ev_i = s.ctr, s.ev_t, s.ev_i
+    _schedule(ctr, ev_t, ev_i, now, _NORMAL, _E_RESUME, r, 0)
+    _note_busy(s.st_i, s.st_f, st, -1, now)
+    if s.st_i[st, ST_Q_HEAD] >= 0:
+        nxt = _dequeue(s.st_i, s.rq_i, st)
+        w = s.work[s.rq_i[nxt, RQ_ROW], s.rq_i[nxt, RQ_STEP]]
+        s.st_f[st, ST_WORK] += min(w, m.end_s - now)  # only what is served before the end
+        _schedule(ctr, ev_t, ev_i, now + w, _NORMAL, _E_FIFO, st, nxt)
+    else:
+        s.st_i[st, ST_BUSY] -= 1
+
+
+@_jit
+def _take_event(m: Model, s: State, now: float) -> tuple[int, int]:
+    """Pop the queue's first event and do it; the request to take on next and its slot (-1: none)."""
+    kind, a, b = s.ev_i[0, EV_KIND], s.ev_i[0, EV_A], s.ev_i[0, EV_B]
+    _pop_event(s.ctr, s.ev_t, s.ev_i)
+    if kind == _E_RESUME:
+        k = s.rq_i[a, RQ_STEP] + 1
+        s.rq_stage[a, k - 1] = now - s.rq_f[a, RQ_T0]
+        return a, k
+    if kind == _E_FIFO:
+        _fifo_done(m, s, a, b, now)
+        return -1, 0
+    if kind == _E_SERVE:
+        return a, 0
+    if kind == _E_ARRIVE:
+        return _arrive(m, s, a, b, now), 0
+    return _init(m, s, a, now), 0
+
+
+@_jit
 def run_until(m: Model, s: State, until: float) -> int:
     """Process every event before ``until`` (s); DONE, or what must grow before calling again."""
-    ctr, ev_t, ev_i = s.ctr, s.ev_t, s.ev_i
+    ctr = s.ctr
     if ctr[C_PENDING]:  # a client stopped for room on the last call goes on, at the time it stopped
         sm = ctr[C_PENDING] - 1
         ctr[C_PENDING] = 0
@@ -1013,17 +1118,8 @@ def run_until(m: Model, s: State, until: float) -> int:
             r = _serve(m, s, r, 0, s.clock[0])
         if ctr[C_PENDING]:
             return _pending_need(s)
-    st_i, st_f, shared = s.st_i, s.st_f, m.shared
     while True:
-        # the next event: the queue's first, or a station's wake-up if that comes before it
-        now, key, wake = _INF, 0, -1
-        if ctr[C_HEAP_N] > 0:
-            now, key = ev_t[0], ev_i[0, EV_KEY]
-        for j in range(shared.shape[0]):
-            st = shared[j]
-            wt = st_f[st, ST_WAKE_T]
-            if wt < now or (wt == now and wt < _INF and st_i[st, ST_WAKE_KEY] < key):
-                now, key, wake = wt, st_i[st, ST_WAKE_KEY], st
+        now, _, wake = _next_event(m, s)
         if not now < until:
             break
         need = _room(m, s, wake)
@@ -1031,32 +1127,11 @@ def run_until(m: Model, s: State, until: float) -> int:
             return need
         s.clock[0] = now
         if wake >= 0:
-            st_f[wake, ST_WAKE_T] = _INF
+            s.st_f[wake, ST_WAKE_T] = _INF
             _advance(m, s, wake, now)
             _reschedule(m, s, wake, now)
             continue
-        kind, a, b = ev_i[0, EV_KIND], ev_i[0, EV_A], ev_i[0, EV_B]
-        _pop_event(ctr, ev_t, ev_i)
-        r, k = -1, 0  # the request to take on, from slot k
-        if kind == _E_RESUME:
-            r, k = a, s.rq_i[a, RQ_STEP] + 1
-            s.rq_stage[a, k - 1] = now - s.rq_f[a, RQ_T0]
-        elif kind == _E_FIFO:
-            _schedule(ctr, ev_t, ev_i, now, _NORMAL, _E_RESUME, b, 0)
-            _note_busy(s.st_i, s.st_f, a, -1, now)
-            if s.st_i[a, ST_Q_HEAD] >= 0:
-                nxt = _dequeue(s.st_i, s.rq_i, a)
-                w = s.work[s.rq_i[nxt, RQ_ROW], s.rq_i[nxt, RQ_STEP]]
-                s.st_f[a, ST_WORK] += min(w, m.end_s - now)  # only what is served before the end
-                _schedule(ctr, ev_t, ev_i, now + w, _NORMAL, _E_FIFO, a, nxt)
-            else:
-                s.st_i[a, ST_BUSY] -= 1
-        elif kind == _E_SERVE:
-            r = a
-        elif kind == _E_ARRIVE:
-            r = _arrive(m, s, a, b, now)
-        else:
-            r = _init(m, s, a, now)
+        r, k = _take_event(m, s, now)
         while r >= 0:
             r = _serve(m, s, r, k, now)
             k = 0
