@@ -550,7 +550,7 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
         nd_f[n, ND_RATE] = rates[k] / own
 
 
-@_jit
+@_inline
 def _cores_overlap(cores: np.ndarray, a: int, b: int) -> bool:
     """Whether nodes ``a`` and ``b`` are bound to a common core."""
     for core in range(cores.shape[1]):  # noqa: SIM110 (numba compiles no generator into any())
@@ -559,7 +559,7 @@ def _cores_overlap(cores: np.ndarray, a: int, b: int) -> bool:
     return False
 
 
-@_jit
+@_inline
 def _find(domain: np.ndarray, a: int) -> int:
     """The representative of ``a``'s set in the union-find array ``domain``."""
     while domain[a] != a:
@@ -567,7 +567,7 @@ def _find(domain: np.ndarray, a: int) -> int:
     return a
 
 
-@_jit
+@_inline
 def _pinned_domains(m: Model, kids: np.ndarray, k: int, pinned: np.ndarray, free: np.ndarray,
                     domain: np.ndarray) -> tuple[int, int]:
     """Split the ``k`` children into pinned and free ones (their positions in ``pinned`` and
@@ -595,7 +595,7 @@ def _pinned_domains(m: Model, kids: np.ndarray, k: int, pinned: np.ndarray, free
     return p, f
 
 
-@_jit
+@_inline
 def _share_domain(m: Model, s: State, kids: np.ndarray, d: int, p: int, pinned: np.ndarray, domain: np.ndarray,
                   capacity: float, rates: np.ndarray) -> None:
     """Water-fill the cores of domain ``d`` (the union of its members' core sets, at most
@@ -624,7 +624,7 @@ def _share_domain(m: Model, s: State, kids: np.ndarray, d: int, p: int, pinned: 
         rates[pinned[members[j]]] = out[j]
 
 
-@_jit
+@_inline
 def _share_free(m: Model, s: State, kids: np.ndarray, k: int, f: int, free: np.ndarray, own: int, left: float,
                 per_job: float, rates: np.ndarray) -> None:
     """Water-fill what the pinned domains ``left`` among the free children and the node's own jobs."""
@@ -670,7 +670,7 @@ def _share_pinned(m: Model, s: State, kids: np.ndarray, k: int, own: int, capaci
     _share_free(m, s, kids, k, f, free, own, max(0.0, capacity - used), per_job, rates)
 
 
-@_jit
+@_inline
 def _mark_running(m: Model, s: State, st: int, marked: np.ndarray) -> int:
     """Mark every node on a path from a leaf with running jobs of ``st`` up to the root (into
     ``marked``), linking each node's children in order of first appearance, as the DES's dicts;
@@ -704,7 +704,7 @@ def _mark_running(m: Model, s: State, st: int, marked: np.ndarray) -> int:
     return nm
 
 
-@_jit
+@_inline
 def _caps_bottom_up(m: Model, s: State, marked: np.ndarray, nm: int, top: int, per_job: float) -> None:
     """Each marked node's cap: its own jobs at ``per_job`` each plus its children's caps, at most
     its servers (nothing while throttled), from the deepest level up."""
@@ -1056,7 +1056,7 @@ def _pending_need(s: State) -> int:
     return NEED_REQUESTS
 
 
-@_jit
+@_inline
 def _next_event(m: Model, s: State) -> tuple[float, int, int]:
     """The next event's time, key and, if it is a shared station's wake-up that comes before the
     queue's first event, that station (else -1)."""
@@ -1072,7 +1072,7 @@ def _next_event(m: Model, s: State) -> tuple[float, int, int]:
     return now, key, wake
 
 
-@_jit
+@_inline
 def _fifo_done(m: Model, s: State, st: int, r: int, now: float) -> None:
     """Request ``r`` leaves FIFO station ``st``: it resumes, and the next in the queue starts."""
     ctr, ev_t, ev_i = s.ctr, s.ev_t, s.ev_i
@@ -1087,7 +1087,7 @@ def _fifo_done(m: Model, s: State, st: int, r: int, now: float) -> None:
         s.st_i[st, ST_BUSY] -= 1
 
 
-@_jit
+@_inline
 def _take_event(m: Model, s: State, now: float) -> tuple[int, int]:
     """Pop the queue's first event and do it; the request to take on next and its slot (-1: none)."""
     kind, a, b = s.ev_i[0, EV_KIND], s.ev_i[0, EV_A], s.ev_i[0, EV_B]
