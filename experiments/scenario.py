@@ -357,14 +357,15 @@ class Scenario(StrictModel):
 
 
 def stack_label(stack: list[LayerEntry]) -> str:
-    """The one label of a stack as written: ``docker-nat/kvm``; a layer with overrides shows them,
-    ``docker{cpu_max=50ms/100ms}``, so two stacks that differ only in overrides differ here too."""
+    """The one label of a stack as written: ``docker-nat/kvm``; a layer with overrides shows them
+    in key order, ``docker{cpu_max=50ms/100ms}``, so two stacks that differ only in overrides
+    differ here too, and the same overrides written in another order give the same label."""
     names = []
     for entry in stack or ["bare-metal"]:
         if isinstance(entry, str):
             names.append(entry)
         else:
-            overrides = ",".join(f"{k}={v}" for k, v in entry.items() if k != "profile")
+            overrides = ",".join(f"{k}={v}" for k, v in sorted(entry.items()) if k != "profile")
             names.append(f"{entry.get('profile')}{{{overrides}}}" if overrides else str(entry.get("profile")))
     return "/".join(names)
 

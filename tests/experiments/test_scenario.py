@@ -106,6 +106,9 @@ def test_compared_stacks_are_labelled_with_their_overrides_and_not_repeated(smal
     assert labels == ["docker", "docker{cpu_max=50ms/100ms}"]
     small["compare"] = {"stacks": [["kvm"], ["kvm"]]}
     assert "listed more than once" in _error(small)
+    small["compare"] = {"stacks": [[{"profile": "kvm", "vcpus": 2, "pin": [0, 1]}],
+                                   [{"pin": [0, 1], "profile": "kvm", "vcpus": 2}]]}
+    assert "listed more than once" in _error(small)  # one stack, written twice in two orders
 
 
 @pytest.mark.parametrize(("path", "value"), [
@@ -173,6 +176,9 @@ def test_a_stack_has_one_label_that_keeps_its_overrides() -> None:
     assert stack_label(plain) == "docker"
     assert stack_label(limited) == "docker{cpu_max=50ms/100ms}/kvm"
     assert label_profiles(stack_label(limited)) == ["docker", "kvm"]  # the "/" inside braces is no boundary
+    one = [{"profile": "kvm", "vcpus": 4, "halt_poll": "0us"}]
+    other = [{"halt_poll": "0us", "profile": "kvm", "vcpus": 4}]  # the same stack written in another order
+    assert stack_label(one) == stack_label(other) == "kvm{halt_poll=0us,vcpus=4}"
 
 
 def test_a_container_cpuset_names_the_cpus_of_the_vm_it_runs_in(small) -> None:
