@@ -120,29 +120,38 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
 
 
 def check_measured(scenario: Scenario, runs: pd.DataFrame) -> None:
-    """Raise :class:`ScenarioError` for a guest none of whose measured requests finished while some
-    were in flight (or, for a closed loop, at all: its clients were busy with requests from
-    before the window): its latency would be missing and its throughput (only requests from
-    before the window, or none) not what the load gives. An open loop to which nothing came in
-    the window has nothing to measure and passes. (Density and plan searches run overloaded
-    guests on purpose and judge them by their own rules; they do not call this.)"""
+    """Raise :class:`ScenarioError` for a guest none of whose measured requests finished because
+    the window is too short for them: a closed loop whose clients were busy (or thinking) the
+    whole window, or an open loop whose requests are still in flight though nothing is
+    overloaded, or to which no request came. Its latency would be missing and its throughput
+    (only requests from before the window, or none) not what the load gives. An open loop on an
+    overloaded stack (offered 100% of a resource or more: the report warns) passes: a longer run
+    would only queue more. (Density and plan judge overloaded guests by their own rules; they do
+    not call this.)"""
     control: RunControl = scenario.run.control()
     window = control.duration_s - control.warmup_s
     closed = {name for spec in scenario.guests for name in spec.names()
               if isinstance(spec.workload.request_workload().arrivals, ClosedSpec)}
+    offered = runs[runs["metric"] == "offered_utilization"]
+    overloaded = set(offered.loc[offered["value"] >= 1.0, "variant"])
     mine = runs[(runs["layer"] == "all") & (runs["station"] == "all")]
     table = mine.pivot_table(index=["variant", "replication", "guest"], columns="metric", values="value",
                              aggfunc="first")
     for key, row in table.iterrows():
         label, guest = str(key[0]), str(key[2])  # type: ignore[index]
-        if "completed" not in row or row["completed"] > 0 or not (row["unfinished"] > 0 or guest in closed):
+        if "completed" not in row or row["completed"] > 0 or (label in overloaded and guest not in closed):
             continue
+        where = (f"guest {guest!r} ({label}): no request that arrived in the measured window "
+                 f"[{control.warmup_s:g} s, {control.duration_s:g} s) finished by the end")
+        if row["unfinished"] == 0 and guest not in closed:
+            raise ScenarioError(f"{where}: none arrived (an open loop's arrivals are random; few were expected): "
+                                "nothing was measured; raise the rate or run.duration")
+        why = ("a request or a think time takes longer than the window here" if row["unfinished"] == 0
+               else "a request takes longer than the window here")
         raise ScenarioError(
-            f"guest {guest!r} ({label}): none of the requests that arrived in the measured window "
-            f"[{control.warmup_s:g} s, {control.duration_s:g} s) finished by the end ({row['unfinished']:,.0f} "
-            f"still in flight; {row['throughput_rps'] * window:,.0f} earlier ones finished in the window): its "
-            "latency cannot be measured and its throughput would be understated; lengthen run.duration so that "
-            "requests finish inside it (one takes longer than the window here)")
+            f"{where} ({row['unfinished']:,.0f} still in flight; {row['throughput_rps'] * window:,.0f} earlier ones "
+            "finished in the window): its latency cannot be measured and its throughput would be understated; "
+            f"lengthen run.duration so that requests finish inside it ({why})")
 
 
 def choose_engine(requested: str, stations: list, sources: list) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from virtsim.models.quantities import Bytes, BytesPerSecond, Seconds
 from virtsim.models.schema import StrictModel
@@ -33,6 +33,8 @@ __all__ = ["DISK_STATION", "DISK_XFER_GROUP", "DISK_XFER_STATION", "StorageSpec"
 
 DISK_STATION = "disk"
 DISK_XFER_STATION = "disk.xfer"
+_MAX_TRANSFERS = 1024
+"""The most operations a device moves data for at once (``bandwidth / op_bandwidth``, rounded up)."""
 DISK_XFER_GROUP: GroupPath = ("transfers",)
 """The group of ``disk.xfer`` that holds the transfers in progress (with ``op_bandwidth``)."""
 
@@ -53,6 +55,16 @@ class StorageSpec(StrictModel):
     capacity_bytes: Bytes = Field(1.92e12, alias="capacity", gt=0)
     latency_sigma: float = Field(0.0, ge=0, le=2)
     op_bandwidth_Bps: BytesPerSecond | None = Field(None, alias="op_bandwidth", gt=0)
+
+    @model_validator(mode="after")
+    def _transfers_bounded(self) -> StorageSpec:
+        """Refuse an ``op_bandwidth`` below ``bandwidth / 1024`` (raises ``ValueError``): the
+        device would move more than 1,024 operations' data at once, each a simulated thread."""
+        if self.op_bandwidth_Bps is not None and self.op_bandwidth_Bps * _MAX_TRANSFERS < self.bandwidth_Bps:
+            raise ValueError(f"op_bandwidth ({self.op_bandwidth_Bps:.4g} B/s) is below bandwidth / "
+                             f"{_MAX_TRANSFERS} ({self.bandwidth_Bps / _MAX_TRANSFERS:.4g} B/s): a device moves "
+                             f"at most {_MAX_TRANSFERS} operations' data at once here; raise op_bandwidth")
+        return self
 
     @property
     def op_rate_Bps(self) -> float:

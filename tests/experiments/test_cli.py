@@ -82,7 +82,7 @@ SCENARIO_CASES = {
         arrivals={"kind": "open", "rate": "1/min"}), "nothing would be measured; raise the rate"),
     # Found only by running: 1 s requests in a 0.5 s run reported zero throughput and NaN latency.
     "requests longer than the run": (lambda s: s["guests"][1]["workload"].update(
-        demands=[{"kind": "delay", "duration": "1s"}]), "none of the requests that arrived in the measured window"),
+        demands=[{"kind": "delay", "duration": "1s"}]), "no request that arrived in the measured window"),
 }
 
 
@@ -222,3 +222,33 @@ def test_every_registered_experiment_declares_itself_and_reports_its_folders() -
         assert declared.name == command.name and declared.question.endswith("?") and declared.reads
         assert callable(declared.command) and callable(declared.report)
     assert experiment("nonsense") is None
+
+
+def _one_guest(tmp_path, arrivals: dict, demands: list, warmup: str = "0.05s", duration: str = "0.3s") -> str:
+    path = tmp_path / "one.toml"
+    path.write_text(to_toml({"name": "one", "run": {"duration": duration, "warmup": warmup, "replications": 1,
+                                                    "seed": 3},
+                             "host": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd"},
+                             "guests": [{"name": "web", "stack": ["bare-metal"],
+                                         "workload": {"arrivals": arrivals, "demands": demands}}]}))
+    return str(path)
+
+
+def test_an_open_loop_to_which_nothing_came_is_refused_not_reported_as_zero(tmp_path, capsys) -> None:
+    """Review 13: 4/s for a 0.25 s window expects one request; with this seed none comes, and the
+    run reported 0 req/s and no latency with exit status 0."""
+    path = _one_guest(tmp_path, {"kind": "open", "rate": "4/s"}, [{"kind": "cpu", "cycles": "1M"}])
+    assert main(["run", path, "--out", str(tmp_path / "o"), "--quiet", "--workers", "1"]) == 2
+    assert "none arrived" in capsys.readouterr().err
+
+
+def test_an_overloaded_open_loop_is_reported_with_its_warning_not_refused(tmp_path, capsys) -> None:
+    """Review 13: at ten times what its lock serves, no request that arrives after the warm-up
+    finishes within the run; a longer run would only queue more, so the run is reported (its
+    report warns of the overload) instead of refused with advice that cannot help."""
+    locked = [{"kind": "lock", "name": "m", "action": "acquire"}, {"kind": "cpu", "cycles": "3M"},
+              {"kind": "lock", "name": "m", "action": "release"}]
+    path = _one_guest(tmp_path, {"kind": "open", "rate": "10000/s"}, locked, warmup="0.25s")
+    assert main(["run", path, "--out", str(tmp_path / "o"), "--quiet", "--workers", "1"]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "overloaded" in report

@@ -237,6 +237,11 @@ def test_a_closed_loop_that_never_lets_time_move_is_refused(small) -> None:
     assert "\nguests[0].workload: " in message and "think time" in message and "some work" in message
     small["guests"][0]["workload"]["demands"] = [{"kind": "delay", "duration": "0s"}]
     assert "without end" in _error(small)
+    # review 13: a lock taken and given back around nothing is no work either (the run hung)
+    small["guests"][0]["workload"]["demands"] = [{"kind": "lock", "name": "m", "action": "acquire"},
+                                                 {"kind": "cpu", "cycles": 0},
+                                                 {"kind": "lock", "name": "m", "action": "release"}]
+    assert "without end" in _error(small)
     small["guests"][0]["workload"]["arrivals"]["think"] = "1ms"
     parse_scenario(small)
     small["guests"][0]["workload"]["arrivals"]["think"] = "0s"

@@ -84,3 +84,10 @@ def test_an_operation_is_never_faster_than_its_device() -> None:
     slow = StorageSpec.model_validate({"bandwidth": "1GB/s", "op_bandwidth": "2GB/s"})
     assert slow.op_rate_Bps == 1e9 and slow.transfer_s(np.asarray(1e9)) == 1.0
     assert [s.kind for s in slow.stations()] == ["fifo", "fifo"]
+
+
+def test_an_operation_rate_that_would_need_endless_transfers_is_refused() -> None:
+    """Review 13: op_bandwidth = "1e-20B/s" overflowed counting the transfers (a traceback)."""
+    with pytest.raises(ValueError, match=r"op_bandwidth .* is below bandwidth / 1024"):
+        StorageSpec.model_validate({"bandwidth": "1GB/s", "op_bandwidth": "1e-20B/s"})
+    StorageSpec.model_validate({"bandwidth": "1GB/s", "op_bandwidth": "1MB/s"})  # 1,000 at once: allowed
