@@ -69,6 +69,8 @@ def _shrunk_disk(data: dict[str, Any]) -> None:
 
 def _shrunk_plan(data: dict[str, Any]) -> None:
     data["slo_samples"] = 100  # a short simulation of each plan's busiest host
+    data["stacks"] = data["stacks"][::2]  # a VM and a container on one host type: fewer simulations
+    data["host_types"] = data["host_types"][:1]
     for service in data["services"]:
         service["guests"] = min(int(service["guests"]), 5)
 
