@@ -44,7 +44,9 @@ class StorageSpec(StrictModel):
 
     Access latencies (s): ``random_read_latency``, ``random_write_latency``, ``seq_latency``
     (means; ``latency_sigma`` the spread of their logarithm); ``parallelism``: operations served
-    at once; ``bandwidth`` (bytes/s): the transfer rate; ``capacity`` (bytes): the disk's size.
+    at once; ``bandwidth`` (bytes/s): the transfer rate; ``op_bandwidth`` (bytes/s): the fastest
+    one operation's data move (unset or above ``bandwidth``: ``bandwidth``; at least ``bandwidth /
+    1024``); ``capacity`` (bytes): the disk's size.
     """
 
     random_read_latency_s: Seconds = Field(100e-6, alias="random_read_latency")
