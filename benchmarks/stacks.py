@@ -19,6 +19,7 @@ import numpy as np
 
 from virtsim.experiments.density import DensitySpec, evaluate
 from virtsim.experiments.scenario import default_scenario, load_scenario
+from virtsim.models.virt.stack import Stack
 from virtsim.sim import kernel_loop as kl
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import simulate
@@ -114,11 +115,11 @@ def density_growth() -> None:
                                                 "memory": {"profile": "ddr4-2s-skylake", "capacity": "512GiB"},
                                                 "storage": "nvme-ssd"}, "app_memory": "256MiB"})
     print(f"density evaluation on the kernel ({spec.host}, docker, the default workload):")
-    evaluate(spec, ["docker"], 4)  # warm: imports and the kernel's compiled code
+    evaluate(spec, Stack.of(["docker"]), 4)  # warm: imports and the kernel's compiled code
     counts, times = [], []
     for guests in (8, 32, 128, 512, 1024):
         t0 = time.perf_counter()
-        evaluate(spec, ["docker"], guests)
+        evaluate(spec, Stack.of(["docker"]), guests)
         elapsed = time.perf_counter() - t0
         counts.append(guests)
         times.append(elapsed)

@@ -33,11 +33,9 @@ from virtsim.experiments.runner import run_scenario
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
     UniqueStacks,
-    layer_from_entry,
     load_toml_model,
     one_layer_stacks,
     parse_scenario,
-    stack_label,
 )
 from virtsim.models.density.footprint import Footprint, footprint
 from virtsim.models.density.startup import boot_storm
@@ -147,7 +145,7 @@ def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int,
     return runs
 
 
-def _scenario_data(spec: DensitySpec, stack: list[Any], guests: int) -> dict[str, Any]:
+def _scenario_data(spec: DensitySpec, stack: Stack, guests: int) -> dict[str, Any]:
     """The scenario (a dict) of ``guests`` identical guests of ``stack`` on the spec's host."""
     return {
         "name": "density", "host": spec.host,
@@ -157,7 +155,7 @@ def _scenario_data(spec: DensitySpec, stack: list[Any], guests: int) -> dict[str
     }
 
 
-def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float | None = None) -> dict[str, Any]:
+def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | None = None) -> dict[str, Any]:
     """Run ``guests`` identical guests on one host; whether the SLO holds, and what limits it.
 
     The p99 is over every guest's requests together (identical guests share one distribution),
@@ -171,7 +169,7 @@ def evaluate(spec: DensitySpec, stack: list[Any], guests: int, alone_rps: float 
     memory = fp.host_memory(guests)
     capacity = host.memory.capacity_bytes - spec.host_reserved_bytes
     swapped = max(0.0, memory - capacity)
-    row: dict[str, Any] = dict(stack=stack_label(stack),
+    row: dict[str, Any] = dict(stack=stack.label,
                                guests=guests, memory_bytes=memory, memory_capacity_bytes=capacity, oom=fp.oom,
                                swapped_bytes=swapped)
     if _out_of_memory(spec, fp, capacity, guests):
@@ -242,7 +240,7 @@ def _out_of_memory(spec: DensitySpec, fp: Footprint, capacity_bytes: float, gues
     return fp.oom or max(0.0, fp.host_memory(guests) - capacity_bytes) > spec.swap_bytes
 
 
-def memory_bound(spec: DensitySpec, stack: list[Any]) -> int:
+def memory_bound(spec: DensitySpec, stack: Stack) -> int:
     """The most guests of ``stack`` the host's memory holds (0: not one), by the rule
     :func:`evaluate` applies, found without simulating (the footprint is linear in N)."""
     scenario = parse_scenario(_scenario_data(spec, stack, 1), "density scenario")
@@ -258,7 +256,7 @@ def memory_bound(spec: DensitySpec, stack: list[Any]) -> int:
     return n
 
 
-def search(spec: DensitySpec, stack: list[Any]) -> tuple[int, str, list[dict[str, Any]]]:
+def search(spec: DensitySpec, stack: Stack) -> tuple[int, str, list[dict[str, Any]]]:
     """The largest N meeting the SLO (bracketing then bisection), its limit, and every N tried.
 
     The memory bound is known without a run: once the bracket passes it, the bound itself is
@@ -300,9 +298,9 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     for stack in spec.stacks:
         best, limit, tried = search(spec, stack)
         rows += tried
-        label = stack_label(stack)
+        label = stack.label
         host = HostSpec.model_validate(spec.host)
-        built = Stack(tuple(layer_from_entry(e) for e in stack))
+        built = stack
         fp = footprint(built, spec.app_memory_bytes)
         alone = float(boot_storm(host, built, 1, seed=spec.seed)[0])
         storm = float(boot_storm(host, built, best, seed=spec.seed).max()) if best else float("nan")

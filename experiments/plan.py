@@ -39,13 +39,13 @@ from virtsim.experiments.scenario import (
     check_numa_placement,
     load_toml_model,
     one_layer_stacks,
-    stack_label,
 )
 from virtsim.models.density.planner import RESOURCES, GuestNeeds, Packing, guest_needs, pack
 from virtsim.models.density.startup import boot_storm
 from virtsim.models.hardware.host import HostSpec
 from virtsim.models.quantities import Bytes, Seconds
 from virtsim.models.schema import StrictModel
+from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.catalog import WorkloadSpec
 from virtsim.models.workloads.request import OpenSpec
 
@@ -188,7 +188,7 @@ def _rate_per_s(service: Service) -> float:
     return float(arrivals.rate_per_s)
 
 
-def _simulate_host(spec: PlanSpec, ht: HostType, stack_entries: list[Any], on_host: np.ndarray) -> dict[str, Any]:
+def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarray) -> dict[str, Any]:
     """Simulate one host holding ``on_host[i]`` guests of service i: per service with a promise
     placed there, its p99 over all its guests' requests together (seconds) and how many
     requests it rests on."""
@@ -209,7 +209,7 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack_entries: list[Any], on_ho
     data = {"name": "plan-host", "host": ht.host.model_dump(mode="json", by_alias=True),
             "run": {"duration": duration, "warmup": duration / 10, "replications": 1, "seed": spec.seed,
                     "engine": "kernel", "pooled_latency": True},
-            "guests": [{"name": f"s{i}", "count": c, "stack": stack_entries,
+            "guests": [{"name": f"s{i}", "count": c, "stack": stack,
                         "workload": s.workload.model_dump(mode="json", by_alias=True)} for i, s, c in placed]}
     runs = run_scenario(parse_scenario(data, f"plan host of type {ht.name!r}"), progress=False).runs
     out = {}
@@ -243,7 +243,7 @@ def _hosts_to_check(packing: Packing, promised: list[int]) -> list[int]:
     return hosts
 
 
-def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], needs: list[GuestNeeds]
+def _packed_within_slos(spec: PlanSpec, ht: HostType, stack: Stack, needs: list[GuestNeeds]
                         ) -> tuple[Packing | None, float, dict[str, Any], list[str], str]:
     """Pack under the headroom cap, then lower the cap until every promise holds on the hosts
     that judge it (:func:`_hosts_to_check`). Returns the packing (None if no cap keeps them), the
@@ -265,7 +265,7 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], 
             return packing, usable, {}, [], ""
         tried_cap = usable
         judges = _hosts_to_check(packing, promised)
-        measured = _worst_p99s(spec, ht, stack_entries, [packing.counts[h] for h in judges], simulated)
+        measured = _worst_p99s(spec, ht, stack, [packing.counts[h] for h in judges], simulated)
         missed = sorted(n for n, m in measured.items() if m["p99_s"] > promise[n])
         if not missed:
             return packing, usable, measured, bound, ""
@@ -276,7 +276,7 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack_entries: list[Any], 
     return None, tried_cap, measured, bound, _infeasible_note(measured, promise, usable, tried_cap)
 
 
-def _worst_p99s(spec: PlanSpec, ht: HostType, stack_entries: list[Any], hosts: list[np.ndarray],
+def _worst_p99s(spec: PlanSpec, ht: HostType, stack: Stack, hosts: list[np.ndarray],
                 simulated: dict[tuple[int, ...], dict[str, Any]]) -> dict[str, Any]:
     """Each promised service's figures on the host (of ``hosts``, guest counts per service) where
     its p99 is worst; each mix of guests is simulated once (``simulated`` keeps them)."""
@@ -284,7 +284,7 @@ def _worst_p99s(spec: PlanSpec, ht: HostType, stack_entries: list[Any], hosts: l
     for counts in hosts:
         key = tuple(int(c) for c in counts)
         if key not in simulated:
-            simulated[key] = _simulate_host(spec, ht, stack_entries, counts)
+            simulated[key] = _simulate_host(spec, ht, stack, counts)
         for name, m in simulated[key].items():
             if name not in measured or m["p99_s"] > measured[name]["p99_s"]:
                 measured[name] = m
@@ -322,7 +322,7 @@ def _fleet_figures(spec: PlanSpec, ht: HostType, stack: Any, p: Packing, usable:
     }
 
 
-def _plan_host_type(spec: PlanSpec, ht: HostType, stack_entries: list[Any], stack: Any,
+def _plan_host_type(spec: PlanSpec, ht: HostType, stack: Stack,
                     label: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One host type with one stack: its fleet row (or why none is possible) and each service's
     needs there (with its worst simulated p99 where it promised one)."""
@@ -339,7 +339,7 @@ def _plan_host_type(spec: PlanSpec, ht: HostType, stack_entries: list[Any], stac
         why = "; ".join(f"{r['service']}: {r['binding']}" for r in service_rows if not r["fits_one_host"])
         return ({"host_type": ht.name, "stack": label, "hosts": np.nan,
                  "note": f"infeasible: {', '.join(too_big)} cannot fit on one host ({why})"}, service_rows)
-    p, usable, measured, bound, note = _packed_within_slos(spec, ht, stack_entries, needs)
+    p, usable, measured, bound, note = _packed_within_slos(spec, ht, stack, needs)
     for r in service_rows:
         r.update(measured.get(r["service"], {}))
     row = {"host_type": ht.name, "stack": label, "utilization_cap": usable, "slo_bound": ", ".join(bound)}
@@ -351,16 +351,12 @@ def _plan_host_type(spec: PlanSpec, ht: HostType, stack_entries: list[Any], stac
 def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per host type and stack, the fleet; and every service's per-guest needs (with its
     simulated p99 on the host where it is worst among those judged, where it made a promise)."""
-    from virtsim.experiments.scenario import layer_from_entry
-    from virtsim.models.virt.stack import Stack
-
     rows, needs_rows = [], []
-    for stack_entries in spec.stacks:
-        stack = Stack(tuple(layer_from_entry(e) for e in stack_entries))
-        label = stack_label(stack_entries)
+    for stack in spec.stacks:
+        label = stack.label
         results, service_rows = [], []
         for ht in spec.host_types:
-            fleet_row, per_service = _plan_host_type(spec, ht, stack_entries, stack, label)
+            fleet_row, per_service = _plan_host_type(spec, ht, stack, label)
             results.append(fleet_row)
             service_rows += per_service
         needs_rows += service_rows

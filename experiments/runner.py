@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from virtsim.experiments.scenario import POOLED_GUEST, Scenario, ScenarioError, pooled_name
+from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import ClosedSpec
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import RunResult, simulate
@@ -45,7 +46,7 @@ class RunOutput:
     provenance: dict[str, Any]
 
 
-def run_variant(scenario: Scenario, label: str, stack: list | None,
+def run_variant(scenario: Scenario, label: str, stack: Stack | None,
                 replication: int) -> tuple[list[dict[str, Any]], str]:
     """Rows of one replication of one variant, and the engine that ran it."""
     system = scenario.system(stack)
@@ -161,7 +162,7 @@ def choose_engine(requested: str, stations: list, sources: list) -> str:
     return requested
 
 
-def _task(args: tuple[Scenario, str, list | None, int]) -> tuple[list[dict[str, Any]], str]:
+def _task(args: tuple[Scenario, str, Stack | None, int]) -> tuple[list[dict[str, Any]], str]:
     """Run one (scenario, label, stack override, replication) task: :func:`run_variant` on a tuple, for a pool."""
     return run_variant(*args)
 

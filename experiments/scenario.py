@@ -12,15 +12,23 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from virtsim.models.hardware.host import HostSpec
-from virtsim.models.profiles import get_profile
 from virtsim.models.quantities import Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.models.system import Guest, System
 from virtsim.models.virt.baremetal import BareMetal
-from virtsim.models.virt.stack import Stack, make_layer
+from virtsim.models.virt.base import Layer
+from virtsim.models.virt.stack import LayerEntry, Stack, layer_of
 from virtsim.models.workloads.catalog import WorkloadSpec
 from virtsim.models.workloads.request import BatchSpec, ClosedSpec, MemDemand, OpenSpec, RequestWorkload
 from virtsim.sim.control import RunControl
@@ -72,42 +80,43 @@ class RunSpec(StrictModel):
         return RunControl(self.duration_s, self.warmup_s, self.replications, self.seed)
 
 
-LayerEntry = str | dict[str, Any]
-
-
-def layer_from_entry(entry: LayerEntry) -> Any:
-    """Build a layer from ``"kvm"`` or ``{profile = "kvm", vcpus = 4}``; errors become one line."""
-    if isinstance(entry, str):
-        profile, overrides = entry, {}
-    else:
-        if "profile" not in entry:
-            raise ValueError('a stack entry as a table needs profile = "NAME"')
-        profile = str(entry["profile"])
-        overrides = {k: v for k, v in entry.items() if k != "profile"}
+def layer_from_entry(entry: LayerEntry) -> Layer:
+    """Build a layer from ``"kvm"`` or ``{profile = "kvm", vcpus = 4}``; errors become one line (ValueError)."""
     try:
-        return make_layer(profile, overrides)
+        return layer_of(entry)
     except ValidationError as exc:
+        profile = entry if isinstance(entry, str) else entry.get("profile")
         raise ValueError(f"profile {profile!r}: {format_validation_error(exc, '; ')}") from None
 
 
-def _check_stack_entries(entries: list[LayerEntry]) -> list[LayerEntry]:
-    """Check that a stack has at least one layer and that each builds; raises ``ValueError`` otherwise."""
-    if not entries:
+def parse_stack(value: Any) -> Stack:
+    """A :class:`Stack` from a file's list of entries (or a Stack, as it is): at least one layer,
+    each one built, bare metal only alone; ``ValueError`` (one line) otherwise."""
+    if isinstance(value, Stack):
+        return value
+    if not isinstance(value, list | tuple):
+        raise ValueError(f'a stack is a list of layers, innermost first, like ["docker", "kvm"]; got {value!r}')
+    if not value:
         raise ValueError('a stack needs at least one layer; write ["bare-metal"] for no virtualization')
-    layers = [layer_from_entry(entry) for entry in entries]
+    for entry in value:
+        if not isinstance(entry, str | dict):
+            raise ValueError(f'a layer is a profile name or a table {{profile = "NAME", ...}}; got {entry!r}')
+    layers = tuple(layer_from_entry(entry) for entry in value)
     if len(layers) > 1 and any(isinstance(layer, BareMetal) for layer in layers):
         raise ValueError('"bare-metal" means no virtualization layer: it is a stack of its own, never a '
                          "layer among others; remove it (the host is always there)")
-    return entries
+    return Stack(layers)
 
 
-StackEntries = Annotated[list[LayerEntry], AfterValidator(_check_stack_entries)]
-"""A stack as written in a file: one or more layers, innermost first, each one checked."""
+StackValue = Annotated[Stack, PlainValidator(parse_stack), PlainSerializer(lambda s: s.entries(), return_type=list)]
+"""A stack in a validated model: written in a file as its layers, innermost first, and held as
+one :class:`Stack` (built and checked once); saved back as its entries."""
 
 
 def label_profiles(label: str) -> list[str]:
-    """The profile names in a :func:`stack_label`: ``docker{cpu_max=50ms/100ms}/kvm`` gives
-    ``["docker", "kvm"]`` (a ``/`` inside an override's braces is not a layer boundary)."""
+    """The profile names in a :attr:`Stack.label` read back from a results file:
+    ``docker{cpu_max=50ms/100ms}/kvm`` gives ``["docker", "kvm"]`` (a ``/`` inside an override's
+    braces is not a layer boundary)."""
     names, depth, current = [], 0, ""
     for ch in label:
         depth += {"{": 1, "}": -1}.get(ch, 0)
@@ -120,22 +129,22 @@ def label_profiles(label: str) -> list[str]:
     return [n.split("{", 1)[0] for n in names if n]
 
 
-def unique_stacks(stacks: list[list[LayerEntry]]) -> list[list[LayerEntry]]:
+def unique_stacks(stacks: list[Stack]) -> list[Stack]:
     """``stacks`` if no two have the same label, else a ValueError naming the repeated ones."""
-    labels = [stack_label(s) for s in stacks]
+    labels = [s.label for s in stacks]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ValueError(f"stacks {repeated} are listed more than once; list each stack once")
     return stacks
 
 
-UniqueStacks = Annotated[list[StackEntries], AfterValidator(unique_stacks)]
+UniqueStacks = Annotated[list[StackValue], AfterValidator(unique_stacks)]
 """Stacks to compare side by side: each checked, no two with the same label."""
 
 
-def one_layer_stacks(*profiles: str) -> list[list[LayerEntry]]:
-    """``[["kvm"], ["docker"]]`` from ``"kvm", "docker"``: a default list of stacks."""
-    return [[p] for p in profiles]
+def one_layer_stacks(*profiles: str) -> list[Stack]:
+    """``[Stack(kvm), Stack(docker)]`` from ``"kvm", "docker"``: a default list of stacks."""
+    return [Stack.of([p]) for p in profiles]
 
 
 class GuestSpec(StrictModel):
@@ -148,7 +157,7 @@ class GuestSpec(StrictModel):
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(1, ge=1, le=100_000)
-    stack: StackEntries = Field(default_factory=lambda: list[LayerEntry](["bare-metal"]))
+    stack: StackValue = Field(default_factory=lambda: Stack.of(["bare-metal"]))
     workload: WorkloadSpec
 
     @field_validator("workload", mode="before")
@@ -159,24 +168,11 @@ class GuestSpec(StrictModel):
             return {**value, "kind": "request"}
         return value
 
-    def build_stack(self, override: list[LayerEntry] | None = None, vm_vcpus: int | None = None) -> Stack:
-        """The guest's stack (or ``override``); with ``vm_vcpus``, its outermost VM gets that many
-        vCPUs unless the entry sets ``vcpus``, and each VM nested in it as many as the VM around it
-        has (a nested VM left at its profile's default of 2 would make nesting look like a machine
-        size: review 7 A1)."""
-        entries = list(override if override is not None else self.stack) or ["bare-metal"]
-        size = vm_vcpus
-        for i in reversed(range(len(entries))) if vm_vcpus is not None else ():
-            entry = entries[i]
-            profile = entry if isinstance(entry, str) else str(entry.get("profile"))
-            if get_profile("virtsim.models.virt", profile).kind not in ("type1", "type2"):
-                continue
-            if isinstance(entry, str) or "vcpus" not in entry:
-                table = {"profile": entry} if isinstance(entry, str) else dict(entry)
-                entries[i] = {**table, "vcpus": size}
-            else:
-                size = int(entry["vcpus"])
-        return Stack(tuple(layer_from_entry(e) for e in entries))
+    def build_stack(self, override: Stack | None = None, vm_vcpus: int | None = None) -> Stack:
+        """The guest's stack (or ``override``); with ``vm_vcpus``, sized as
+        :meth:`Stack.with_vm_vcpus` sizes it."""
+        stack = override if override is not None else self.stack
+        return stack if vm_vcpus is None else stack.with_vm_vcpus(vm_vcpus)
 
     def names(self) -> list[str]:
         """The guests' names: ``name``, or ``name-1`` .. ``name-N`` for ``count = N``."""
@@ -337,13 +333,13 @@ class Scenario(StrictModel):
                                      "use \"kernel\", \"des\" or \"auto\"")
         return self
 
-    def variants(self) -> list[tuple[str, list[LayerEntry] | None]]:
+    def variants(self) -> list[tuple[str, Stack | None]]:
         """(label, stack override) per run variant: one per compared stack, or the scenario as is."""
         if self.compare is None:
             return [("as-written", None)]
-        return [(stack_label(stack), stack) for stack in self.compare.stacks]
+        return [(stack.label, stack) for stack in self.compare.stacks]
 
-    def system(self, stack_override: list[LayerEntry] | None = None) -> System:
+    def system(self, stack_override: Stack | None = None) -> System:
         """The host and guests of one variant."""
         guests = []
         sized = self.compare is not None and self.compare.cores == "vm-sized-to-host" and stack_override is not None
@@ -356,18 +352,9 @@ class Scenario(StrictModel):
         return System(self.host, tuple(guests))
 
 
-def stack_label(stack: list[LayerEntry]) -> str:
-    """The one label of a stack as written: ``docker-nat/kvm``; a layer with overrides shows them
-    in key order, ``docker{cpu_max=50ms/100ms}``, so two stacks that differ only in overrides
-    differ here too, and the same overrides written in another order give the same label."""
-    names = []
-    for entry in stack or ["bare-metal"]:
-        if isinstance(entry, str):
-            names.append(entry)
-        else:
-            overrides = ",".join(f"{k}={v}" for k, v in sorted(entry.items()) if k != "profile")
-            names.append(f"{entry.get('profile')}{{{overrides}}}" if overrides else str(entry.get("profile")))
-    return "/".join(names)
+def stack_label(stack: Stack | list[LayerEntry]) -> str:
+    """The one label of a stack (:attr:`Stack.label`), also of a stack as a file writes it."""
+    return parse_stack(stack).label
 
 
 def format_validation_error(exc: ValidationError, sep: str = "\n") -> str:

@@ -301,12 +301,23 @@ class KernelRun(SteppedRun):
                 kf[j, kl.K_SCALE] = s.gap_mean_s  # open: unit gaps pooled, scaled as they are used
         return ki, kf, trace
 
+    def _expected_requests(self, width: int) -> int:
+        """Room for the requests the run will most likely make, so the records rarely grow (each
+        growth copies them): open streams' first chunks (their expected count plus 6 sd), batches,
+        traces, 1,024 more; at most what the record budget allows."""
+        expected = 1024
+        for j, s in enumerate(self._streams):
+            if self.model.ki[j, kl.K_KIND] != kl.CLOSED:
+                expected += s.chunk
+        per_request = 8 * (7 + 4 + width + 1)  # rq_i, rq_f, rq_stage, pairs
+        return min(expected, max(1024, MAX_RECORD_BYTES // (2 * per_request)))
+
     def _state(self) -> kl.State:
         """A fresh :class:`~virtsim.sim.kernel_loop.State`, sized for the streams' first chunks (it grows as needed)."""
         n_st, n_nd, n_sm = len(self.stations), len(self._nodes.path), len(self._streams)
         width = self.model.steps.shape[1]
         events = 2 * n_sm + 4 * n_st + 1024
-        requests = 1024
+        requests = self._expected_requests(width)
         rows = sum(s.chunk for s in self._streams) + 16
         gaps = sum(s.gap_chunk for s in self._streams) + 16
         st_i = np.zeros((n_st, 8), np.int64)
@@ -416,11 +427,11 @@ class KernelRun(SteppedRun):
         grown = {}
         for name in names:
             a = getattr(self.state, name)
-            fill = -1 if name in ("rq_i",) else 0
-            b = np.full((2 * a.shape[0], *a.shape[1:]), fill, a.dtype)
-            if name == "rq_f":
-                b[:, [kl.RQ_ARRIVAL, kl.RQ_FINISH]] = np.nan
+            b = np.empty((2 * a.shape[0], *a.shape[1:]), a.dtype)
             b[:a.shape[0]] = a
+            b[a.shape[0]:] = -1 if name == "rq_i" else 0  # only the new rows are written
+            if name == "rq_f":
+                b[a.shape[0]:, kl.RQ_ARRIVAL] = b[a.shape[0]:, kl.RQ_FINISH] = np.nan
             grown[name] = b
         self.state = self.state._replace(**grown)
 

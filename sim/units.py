@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["DIMENSIONS", "UnitError", "format_quantity", "parse_quantity"]
+__all__ = ["DIMENSIONS", "UnitError", "format_quantity", "parse_quantity", "quantity_text"]
 
 
 class UnitError(ValueError):
@@ -107,3 +107,20 @@ def format_quantity(value: float, dimension: str) -> str:
                 return f"{value / factor:.3g} {unit}"
         return f"{value / 1e-9:.3g} ns"
     return f"{value:.4g}"
+
+
+def quantity_text(value: float, dimension: str) -> str:
+    """``value`` (base unit) as a number and a unit of the base unit's family, to 12 significant
+    digits: of the units it is at least one of, the one that needs the fewest characters (a whole
+    number, then the larger unit, on a tie): ``5e-05`` seconds is ``"50us"``, 0.1 s ``"100ms"``,
+    536870912 bytes ``"512MiB"``, 1.5e9 bytes ``"1.5GB"``, 0 s ``"0s"``. One canonical text per
+    value (for labels; it may differ from the value in the last of its 16 digits, so files keep
+    the number itself)."""
+    table = DIMENSIONS[dimension]
+    base = next(suffix for suffix, factor in table.items() if factor == 1.0)
+    candidates = [(f"{value:.12g}", -1.0, base)]
+    for suffix, factor in table.items():
+        if suffix.endswith(base) and suffix.isascii() and factor != 1.0 and factor <= abs(value):
+            candidates.append((f"{value / factor:.12g}", -factor, suffix))
+    number, _, suffix = min(candidates, key=lambda c: (len(c[0]), "." in c[0], c[1]))
+    return number + suffix

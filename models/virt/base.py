@@ -10,13 +10,16 @@ group of the host CPU (the guest's vCPUs, a VMM thread, a softirq thread) or a d
 from __future__ import annotations
 
 from abc import ABC
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic.fields import FieldInfo
 
 from virtsim.models.demands import Demand
 from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
+from virtsim.models.quantities import value_text
 from virtsim.models.schema import StrictModel
 from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import IdleCondition, StationSpec
@@ -82,9 +85,33 @@ class Layer(ABC):
     kind: ClassVar[str]
     params_model: ClassVar[type[LayerParams]]
 
-    def __init__(self, name: str, params: LayerParams) -> None:
+    def __init__(self, name: str, params: LayerParams, overrides: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.params = params
+        # the fields (by name) where params differ from the profile's: what makes this layer
+        # other than the profile, shown in its label (see make_layer)
+        self.overrides: dict[str, Any] = dict(overrides or {})
+
+    def _written(self) -> list[tuple[str, FieldInfo, Any]]:
+        """Each override as (the key a file writes, its field, its value), in key order."""
+        fields = type(self.params).model_fields
+        return sorted((fields[f].alias or f, fields[f], v) for f, v in self.overrides.items())
+
+    @property
+    def label(self) -> str:
+        """The profile's name, with the overrides in key order and canonical values:
+        ``docker{cpu_max=50ms/100ms}``, ``kvm{halt_poll=0s,vcpus=4}``."""
+        if not self.overrides:
+            return self.name
+        return f"{self.name}{{{','.join(f'{key}={value_text(info, v)}' for key, info, v in self._written())}}}"
+
+    def entry(self) -> str | dict[str, Any]:
+        """The layer as a scenario file writes it, and reads back as an equal layer: ``"kvm"``
+        or ``{"profile": "kvm", "vcpus": 4, "halt_poll": 5e-05}`` (quantities in their base
+        unit, the number itself, so it reads back exactly)."""
+        if not self.overrides:
+            return self.name
+        return {"profile": self.name, **{key: v for key, _, v in self._written()}}
 
     def lower(self, demands: list[Demand], ctx: LayerContext) -> list[Demand]:
         """The demands one level down: those given, changed as the layer changes them, plus its own."""

@@ -29,7 +29,7 @@ from virtsim.models.quantities import Bytes, BytesPerSecond, Cycles, Seconds
 from virtsim.models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, station_demand
 from virtsim.sim.routes import StationSpec
 from virtsim.sim.stations import GroupSpec
-from virtsim.sim.units import UnitError, parse_quantity
+from virtsim.sim.units import UnitError, parse_quantity, quantity_text
 
 __all__ = ["Container", "ContainerParams", "parse_cpu_max"]
 
@@ -43,7 +43,7 @@ def parse_cpu_max(value: str | None) -> tuple[float, float] | None:
     if "/" in text:
         quota, period = (parse_quantity(part.strip(), "seconds") for part in text.split("/", 1))
     elif re.fullmatch(r"\d+\s+\d+", text):
-        quota, period = (int(part) * 1e-6 for part in text.split())
+        quota, period = (int(part) / 1e6 for part in text.split())  # microseconds, rounded as "50ms" is
     else:
         raise UnitError(f"cpu_max {value!r}: write QUOTA/PERIOD like \"50ms/100ms\", or \"max\"")
     if not (quota > 0 and period > 0):
@@ -71,9 +71,13 @@ class ContainerParams(LayerParams):
     @field_validator("cpu_max")
     @classmethod
     def _check_cpu_max(cls, value: str | None) -> str | None:
-        """Refuse a ``cpu_max`` that :func:`parse_cpu_max` cannot read (its :class:`UnitError`)."""
-        parse_cpu_max(value)
-        return value
+        """``cpu_max`` in one canonical form, ``"50ms/100ms"`` (``"0.05s/0.1s"`` and the kernel's
+        ``"50000 100000"`` too; no limit is ``None``), so equal limits compare and label alike;
+        :class:`UnitError` if :func:`parse_cpu_max` cannot read it."""
+        limit = parse_cpu_max(value)
+        if limit is None:
+            return None
+        return "/".join(quantity_text(part, "seconds") for part in limit)
 
 
 class Container(Layer):

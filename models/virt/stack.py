@@ -25,7 +25,7 @@ from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import IdleCondition
 from virtsim.sim.stations import GroupPath
 
-__all__ = ["LAYER_KINDS", "Stack", "layer_profiles", "make_layer"]
+__all__ = ["LAYER_KINDS", "LayerEntry", "Stack", "layer_of", "layer_profiles", "make_layer"]
 
 LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (BareMetal, Type1, Type2, Container)}
 _PACKAGE = "virtsim.models.virt"
@@ -37,33 +37,84 @@ def layer_profiles() -> dict[str, Any]:
 
 
 def make_layer(profile: str, overrides: Mapping[str, Any] | None = None) -> Layer:
-    """The layer of ``profile`` with ``overrides`` applied, validated (pydantic errors name keys)."""
+    """The layer of ``profile`` with ``overrides`` applied, validated (pydantic errors name keys).
+    The layer keeps the overridden fields with their validated values (its ``overrides``, shown
+    in its label): an override written by its field name or its alias, with any unit, is the same."""
     prof = get_profile(_PACKAGE, profile)
     cls = LAYER_KINDS[prof.kind]
     params = cls.params_model.model_validate({**prof.params, **(overrides or {})})
-    return cls(profile, params)
+    by_key = {f.alias or name: name for name, f in cls.params_model.model_fields.items()}
+    names = {by_key.get(key, key) for key in overrides or {}}
+    return cls(profile, params, {n: getattr(params, n) for n in sorted(names)})
 
 
-@dataclass(frozen=True)
+LayerEntry = str | Mapping[str, Any]
+"""A layer as a file writes it: ``"kvm"`` or ``{profile = "kvm", vcpus = 4}``."""
+
+
+def layer_of(entry: LayerEntry) -> Layer:
+    """The layer an entry writes (pydantic's ValidationError, or ValueError for a table without ``profile``)."""
+    if isinstance(entry, str):
+        return make_layer(entry)
+    if "profile" not in entry:
+        raise ValueError('a stack entry as a table needs profile = "NAME"')
+    return make_layer(str(entry["profile"]), {k: v for k, v in entry.items() if k != "profile"})
+
+
+@dataclass(frozen=True, eq=False)
 class Stack:
-    """Layers from the guest (first) down to the host (last)."""
+    """Layers from the guest (first) down to the host (last): one value, equal to another stack
+    when their labels are equal (the label names every layer and every override, canonically)."""
 
     layers: tuple[Layer, ...]
 
     @classmethod
-    def of(cls, profiles: Sequence[str]) -> Stack:
-        """A stack of profiles with their default parameters (``[]`` is bare metal)."""
-        return cls(tuple(make_layer(p) for p in (profiles or ["bare-metal"])))
+    def of(cls, entries: Sequence[LayerEntry]) -> Stack:
+        """The stack of these entries, innermost first (``[]`` is bare metal)."""
+        return cls(tuple(layer_of(e) for e in (entries or ["bare-metal"])))
+
+    @property
+    def label(self) -> str:
+        """``docker/kvm`` for a container in a KVM guest; a layer with overrides shows them,
+        ``docker{cpu_max=50ms/100ms}/kvm`` (see :attr:`Layer.label`)."""
+        return "/".join(layer.label for layer in self.layers)
+
+    def entries(self) -> list[str | dict[str, Any]]:
+        """The stack as a scenario file writes it (each layer's :meth:`~Layer.entry`); ``Stack.of``
+        of it is an equal stack."""
+        return [layer.entry() for layer in self.layers]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stack) and other.label == self.label
+
+    def __hash__(self) -> int:
+        return hash(self.label)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Stack:
+        return self  # immutable: layers and their validated parameters never change
+
+    def with_vm_vcpus(self, vcpus: int) -> Stack:
+        """The stack with its outermost VM given ``vcpus`` vCPUs unless it sets its own, and each
+        VM nested in it as many as the VM around it has (a nested VM left at its profile's
+        default would make nesting look like a machine size: review 7 A1). Other layers as they are."""
+        layers = list(self.layers)
+        size = vcpus
+        for i in reversed(range(len(layers))):
+            layer = layers[i]
+            if layer.kind not in ("type1", "type2"):
+                continue
+            if "vcpus" in layer.overrides:
+                size = int(layer.overrides["vcpus"])
+            else:
+                written = layer.entry()
+                table = {"profile": written} if isinstance(written, str) else dict(written)
+                layers[i] = layer_of({**table, "vcpus": size})
+        return Stack(tuple(layers))
 
     @property
     def names(self) -> tuple[str, ...]:
         """The layers' profile names, innermost first."""
         return tuple(layer.name for layer in self.layers)
-
-    @property
-    def label(self) -> str:
-        """``docker/kvm`` for a container in a KVM guest."""
-        return "/".join(self.names)
 
     def groups_of(self, guest: str) -> list[GroupPath]:
         """Each layer's group on the host CPU: the outermost is the guest's, each inner layer nests in

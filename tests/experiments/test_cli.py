@@ -252,3 +252,24 @@ def test_an_overloaded_open_loop_is_reported_with_its_warning_not_refused(tmp_pa
     assert main(["run", path, "--out", str(tmp_path / "o"), "--quiet", "--workers", "1"]) == 0
     report = (tmp_path / "o" / "report.md").read_text()
     assert "overloaded" in report
+
+
+def test_stacks_that_differ_only_by_an_override_keep_their_labels_in_every_file(tmp_path, small, capsys) -> None:
+    """Issue 14: one canonical label per stack, overrides included, in runs.parquet, summary.csv,
+    provenance.json and the report; the same override in another spelling is the same stack."""
+    small["run"] = {"duration": "0.2s", "warmup": "0.02s", "replications": 1, "seed": 3}
+    small["guests"] = small["guests"][:1]
+    limited = {"profile": "docker", "cpu_max": "0.05s/0.1s"}
+    small["compare"] = {"stacks": [["docker"], [limited]]}
+    out = tmp_path / "out"
+    assert main(["run", _write(tmp_path, small), "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    labels = ["docker", "docker{cpu_max=50ms/100ms}"]
+    assert list(dict.fromkeys(pd.read_parquet(out / "runs.parquet")["variant"])) == labels
+    assert list(dict.fromkeys(pd.read_csv(out / "summary.csv")["variant"])) == labels
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["scenario"]["compare"]["stacks"] == [["docker"], [{"profile": "docker", "cpu_max": "50ms/100ms"}]]
+    report = (out / "report.md").read_text()
+    assert all(f"| {label} " in report for label in labels)
+    small["compare"] = {"stacks": [[{"profile": "docker", "cpu_max": "50000 100000"}], [limited]]}
+    assert main(["run", _write(tmp_path, small), "--out", str(tmp_path / "again"), "--quiet"]) == 2
+    assert "stacks ['docker{cpu_max=50ms/100ms}'] are listed more than once" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import pytest
 from virtsim.experiments.cli import main
 from virtsim.experiments.density import DensitySpec, evaluate, run_density, search
 from virtsim.experiments.scenario import stack_label
+from virtsim.models.virt.stack import Stack
 
 MiB = 2**20
 SMALL_HOST = {"cpu": "small-4c", "memory": {"profile": "ddr4-small", "capacity": "8GiB"}, "storage": "nvme-ssd",
@@ -46,8 +47,8 @@ def test_a_memory_bound_is_tried_first_once_the_bracket_passes_it() -> None:
         "workload": {"arrivals": {"kind": "open", "rate": "2/s"}, "demands": [{"kind": "cpu", "cycles": "1M"}]},
         "app_memory": "200MiB", "stacks": [["docker"]], "duration": "0.2s", "max_guests": 1024,
         "slo": {"p99_latency": "50ms"}})
-    assert memory_bound(spec, ["docker"]) == 316
-    best, limit, tried = search(spec, ["docker"])
+    assert memory_bound(spec, Stack.of(["docker"])) == 316
+    best, limit, tried = search(spec, Stack.of(["docker"]))
     assert (best, limit) == (316, "memory")
     simulated = sorted(r["guests"] for r in tried if r["p99_s"] == r["p99_s"])  # NaN: refused before a run
     assert simulated == [1, 2, 4, 8, 16, 32, 64, 128, 256, 316]
@@ -61,7 +62,7 @@ def test_cpu_bound_density_matches_the_hand_computation() -> None:
     spec = DensitySpec.model_validate({"host": {**SMALL_HOST, "memory": "ddr4-small"}, "workload": workload,
                                        "app_memory": "64MiB", "stacks": [["docker"]], "duration": "3s",
                                        "slo": {"p99_latency": "1s", "min_throughput": 0.95}})
-    best, limit, tried = search(spec, ["docker"])
+    best, limit, tried = search(spec, Stack.of(["docker"]))
     assert (best, limit) == (4, "CPU")
     assert [r["guests"] for r in tried] == [1, 2, 4, 5, 6, 8]
 
@@ -102,8 +103,8 @@ def test_swapping_lets_more_guests_in_until_page_faults_break_the_slo() -> None:
             "stacks": [["docker"]], "duration": "1s", "slo": {"p99_latency": "100ms"},
             "workload": {"arrivals": {"kind": "open", "rate": "20/s"},
                          "demands": [{"kind": "cpu", "cycles": "1M"}]}}
-    no_swap = search(DensitySpec.model_validate(base), ["docker"])
-    with_swap = search(DensitySpec.model_validate({**base, "swap": "16GiB"}), ["docker"])
+    no_swap = search(DensitySpec.model_validate(base), Stack.of(["docker"]))
+    with_swap = search(DensitySpec.model_validate({**base, "swap": "16GiB"}), Stack.of(["docker"]))
     assert no_swap[:2] == (7, "memory")
     assert with_swap[0] > no_swap[0] and with_swap[1] == "memory (swapping)"
     swapping = [r for r in with_swap[2] if r["swapped_bytes"] > 0 and r["passes"] is False and r["p99_s"] == r["p99_s"]]
@@ -136,7 +137,7 @@ def test_the_slo_check_does_not_get_stricter_with_more_guests_at_light_load() ->
     spec = DensitySpec.model_validate({"host": {**SMALL_HOST, "memory": "ddr4-small"}, "workload": workload,
                                        "app_memory": "64MiB", "stacks": [["docker"]], "duration": "0.5s",
                                        "slo": {"p99_latency": "10ms"}})
-    pooled = {n: evaluate(spec, ["docker"], n) for n in (1, 16)}
+    pooled = {n: evaluate(spec, Stack.of(["docker"]), n) for n in (1, 16)}
     assert all(r["slo_samples"] >= 2000 for r in pooled.values())
     assert pooled[16]["p99_s"] / pooled[1]["p99_s"] == pytest.approx(1.0, abs=0.2)
     for r in pooled.values():  # each p99 comes with its 95% interval, which holds it
@@ -160,7 +161,7 @@ def test_an_overloaded_open_loop_fails_however_loose_the_slo() -> None:
     spec = DensitySpec.model_validate({"host": {**SMALL_HOST, "memory": "ddr4-small"}, "workload": workload,
                                        "app_memory": "64MiB", "stacks": [["docker"]], "max_guests": 16,
                                        "slo": {"p99_latency": "1s", "min_throughput": 0.95}})
-    best, limit, tried = search(spec, ["docker"])
+    best, limit, tried = search(spec, Stack.of(["docker"]))
     at16 = next(r for r in tried if r["guests"] == 16)
     assert at16["throughput_fraction"] >= 0.95 and at16["p99_s"] <= 1.0  # what used to pass it
     assert not at16["passes"] and at16["busiest_utilization"] >= 0.99
@@ -173,7 +174,7 @@ def test_idle_guests_take_their_cores() -> None:
     the idle load was counted)."""
     spec = DensitySpec.model_validate({"host": {**SMALL_HOST, "memory": "ddr4-small"}, "max_guests": 64,
                                        "workload": {"kind": "web", "rate": "10/s"}, "app_memory": "64MiB"})
-    best, limit, _ = search(spec, [{"profile": "kvm", "idle_cpu_cores": 0.5}])
+    best, limit, _ = search(spec, Stack.of([{"profile": "kvm", "idle_cpu_cores": 0.5}]))
     assert 1 <= best < 8 and limit == "CPU"
 
 
@@ -185,7 +186,7 @@ def test_a_host_offered_more_cpu_than_it_has_is_overloaded_however_the_short_run
                 "demands": [{"kind": "cpu", "cycles": "3.05M", "dist": "exp"}]}
     spec = DensitySpec.model_validate({"stacks": [["bare-metal"]], "workload": workload, "app_memory": "64MiB",
                                        "slo": {"p99_latency": "1s", "min_throughput": 0.95}})
-    at40, at39 = evaluate(spec, ["bare-metal"], 40), evaluate(spec, ["bare-metal"], 39)
+    at40, at39 = evaluate(spec, Stack.of(["bare-metal"]), 40), evaluate(spec, Stack.of(["bare-metal"]), 39)
     assert at40["offered_utilization"] == pytest.approx(40 * 0.1017 / 4, rel=0.01) and not at40["passes"]
     assert at39["offered_utilization"] == pytest.approx(39 * 0.1017 / 4, rel=0.01) and at39["passes"]
 
@@ -200,6 +201,6 @@ def test_a_stable_load_near_the_limit_is_not_failed_by_a_short_runs_busy_reading
         "stacks": [["bare-metal"]], "app_memory": "64MiB", "seed": 1,
         "workload": {"arrivals": {"kind": "open", "rate": "100/s"}, "demands": [{"kind": "cpu", "cycles": "3M"}]},
         "slo": {"p99_latency": "1s", "min_throughput": 0.95}})
-    at39, at40 = evaluate(spec, ["bare-metal"], 39), evaluate(spec, ["bare-metal"], 40)
+    at39, at40 = evaluate(spec, Stack.of(["bare-metal"]), 39), evaluate(spec, Stack.of(["bare-metal"]), 40)
     assert at39["offered_utilization"] == pytest.approx(0.975, rel=1e-3) and at39["passes"]
     assert at40["offered_utilization"] >= 1.0 and not at40["passes"] and at40["limit"] == "CPU"

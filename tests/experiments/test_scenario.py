@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from virtsim.experiments.scenario import ScenarioError, load_scenario, parse_scenario
+from virtsim.models.virt.stack import Stack
 
 
 def test_a_valid_scenario_builds_its_system(small) -> None:
@@ -177,8 +178,34 @@ def test_a_stack_has_one_label_that_keeps_its_overrides() -> None:
     assert stack_label(limited) == "docker{cpu_max=50ms/100ms}/kvm"
     assert label_profiles(stack_label(limited)) == ["docker", "kvm"]  # the "/" inside braces is no boundary
     one = [{"profile": "kvm", "vcpus": 4, "halt_poll": "0us"}]
-    other = [{"halt_poll": "0us", "profile": "kvm", "vcpus": 4}]  # the same stack written in another order
-    assert stack_label(one) == stack_label(other) == "kvm{halt_poll=0us,vcpus=4}"
+    other = [{"halt_poll": 0, "profile": "kvm", "vcpus": 4}]  # the same stack in another order and unit
+    assert stack_label(one) == stack_label(other) == "kvm{halt_poll=0s,vcpus=4}"
+    # the same limit in three spellings (the kernel's own "QUOTA PERIOD" is in microseconds)
+    spellings = ["50ms/100ms", "0.05s/0.1s", "50000 100000"]
+    assert {stack_label([{"profile": "docker", "cpu_max": c}]) for c in spellings} == {"docker{cpu_max=50ms/100ms}"}
+    assert stack_label([{"profile": "kvm", "halt_poll": 5e-5}]) == "kvm{halt_poll=50us}"
+
+
+def test_a_stack_is_one_value_that_a_file_writes_back_as_it_reads() -> None:
+    """The validated scenario holds a Stack; dumped, it is entries that validate to an equal stack
+    with equal parameters; stacks that differ only by an override differ."""
+    from virtsim.experiments.scenario import parse_scenario
+
+
+    data = {"name": "s", "guests": [{"name": "g", "workload": {"kind": "kv-store"},
+                                     "stack": [{"profile": "docker", "memory_max": "1.5GiB", "cpu_max": "0.02s/0.1s"},
+                                               {"profile": "kvm", "vcpus": 3, "halt_poll": "12.5us"}]}]}
+    scenario = parse_scenario(data)
+    stack = scenario.guests[0].stack
+    assert isinstance(stack, Stack)
+    assert stack.label == "docker{cpu_max=20ms/100ms,memory_max=1.5GiB}/kvm{halt_poll=12.5us,vcpus=3}"
+    dumped = scenario.model_dump(mode="json", by_alias=True)
+    # the numbers themselves (base units), so a file written and read again gives the same numbers
+    assert dumped["guests"][0]["stack"] == [{"profile": "docker", "cpu_max": "20ms/100ms", "memory_max": 1.5 * 2**30},
+                                            {"profile": "kvm", "halt_poll": 12.5 * 1e-6, "vcpus": 3}]  # "12.5us"
+    again = parse_scenario(dumped).guests[0].stack
+    assert again == stack and again.layers[1].params == stack.layers[1].params
+    assert Stack.of(["docker"]) != Stack.of([{"profile": "docker", "cpu_weight": 200}])
 
 
 def test_a_container_cpuset_names_the_cpus_of_the_vm_it_runs_in(small) -> None:
@@ -216,7 +243,7 @@ def test_a_compared_nested_vm_is_as_big_as_the_vm_around_it(small) -> None:
     spec = scenario.guests[0]
 
     def vcpus(stack) -> list[int]:
-        return [layer.params.vcpus for layer in spec.build_stack(stack, threads).layers
+        return [layer.params.vcpus for layer in spec.build_stack(Stack.of(stack), threads).layers
                 if hasattr(layer.params, "vcpus")]
 
     assert vcpus(["kvm", "kvm"]) == [threads, threads]

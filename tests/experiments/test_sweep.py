@@ -47,7 +47,7 @@ def test_paths_are_parsed_with_indices() -> None:
 def test_a_grid_expands_to_every_combination() -> None:
     points = expand_sweep(tiny(parameters={"run.seed": [1, 2, 3], "guests[0].stack": [["docker"], ["kvm"]]}))
     assert len(points) == 6
-    assert points[4].scenario.run.seed == 3 and points[4].scenario.guests[0].stack == ["docker"]
+    assert points[4].scenario.run.seed == 3 and points[4].scenario.guests[0].stack.label == "docker"
     assert len({p.key for p in points}) == 6
 
 
