@@ -339,16 +339,12 @@ def _default_reason(row: dict[str, str], parameters: list[str]) -> str:
 
 def plot_calibration(table: pd.DataFrame, path: Path) -> Path:
     """Scatter simulated against published values (log-log, ±10% band), naming rows outside target; returns ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from virtsim.experiments.figures import save_figure
+    from virtsim.experiments.figures import legend, new_axes, save_figure
 
     done = table.dropna(subset=["simulated"])
-    fig, ax = plt.subplots(figsize=(6.5, 6))
+    fig, ax = new_axes((6.5, 6))
     for ok, color, label in ((True, "#2f855a", "within target"), (False, "#c53030", "outside target")):
         part = done[done["within_target"] == ok]
         ax.scatter(part["published"], part["simulated"], c=color, label=label, s=28)
@@ -367,9 +363,9 @@ def plot_calibration(table: pd.DataFrame, path: Path) -> Path:
     ax.set_xlabel("published (row's unit)")
     ax.set_ylabel("simulated")
     ax.set_title("Calibration: simulated against published")
-    ax.legend()
+    legend(ax)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=130)
+    return save_figure(fig, path)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -316,20 +316,16 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Path]:
     """Write ``density.csv``, ``density_summary.csv`` and ``density.png`` into ``out_dir``; returns the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from virtsim.experiments.figures import save_figure
+    from virtsim.experiments.figures import NOTE_FONT, grid, legend, log_ticks_125, new_axes, save_figure
 
     out_dir = Path(out_dir)
     paths = {
         "density": atomic_write(out_dir / "density.csv", lambda t: tried.to_csv(t, index=False)),
         "summary": atomic_write(out_dir / "density_summary.csv", lambda t: summary.to_csv(t, index=False)),
     }
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_axes((7, 4.5))
     for i, (stack, g) in enumerate(tried.groupby("stack", sort=False)):
         g = g.sort_values("guests")
         low = (g["p99_s"] - g["p99_low_s"]).clip(lower=0).fillna(0) if "p99_low_s" in g else 0 * g["p99_s"]
@@ -337,7 +333,8 @@ def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary
         ax.errorbar(g["guests"], g["p99_s"] * 1e3, yerr=[low * 1e3, high * 1e3], marker="o", capsize=2, label=stack)
         best = summary.set_index("stack").loc[stack]
         ax.annotate(f"{best['max_guests']} ({best['limiting_resource']})",
-                    (best["max_guests"], g.loc[g["guests"] == best["max_guests"], "p99_s"].mean() * 1e3), fontsize=7,
+                    (best["max_guests"], g.loc[g["guests"] == best["max_guests"], "p99_s"].mean() * 1e3),
+                    fontsize=NOTE_FONT,
                     xytext=(-6, 8 + 14 * i), textcoords="offset points", ha="right",  # stacked, not overlapping
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
     ax.axhline(spec.slo.p99_latency_s * 1e3, color="k", ls="--", lw=1, label="p99 SLO")
@@ -347,16 +344,13 @@ def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary
     ax.set_ylabel("p99 latency over all guests (ms)")
     ax.set_title("Density: p99 latency against guests per host")
     fig.text(0.01, 0.01, "Bars: the 95% interval of each p99. Labels: the largest N that meets the SLO (what runs "
-             "out first).\nPoints where memory ran out are not plotted.", fontsize=7, color="#4a5568")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    # ticks at 1, 2, 5 x 10^k labelled as plain numbers (2 ms, not 2 x 10^0)
-    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+             "out first).\nPoints where memory ran out are not plotted.", fontsize=NOTE_FONT, color="#4a5568")
+    legend(ax)
+    grid(ax, "both", "both")
+    log_ticks_125(ax.yaxis)  # 2 ms, not 2 x 10^0
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 2, 4 guests
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    save_figure(fig, out_dir / "density.png", dpi=120)
+    save_figure(fig, out_dir / "density.png")
     paths["plot"] = out_dir / "density.png"
     return paths
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from virtsim.experiments.figures import save_figure
+from virtsim.experiments.figures import NOTE_FONT, SMALL_FONT, grid, legend, new_axes, save_figure
 
 __all__ = ["plot_all"]
 
@@ -23,10 +20,10 @@ def _part(table: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return table[table["experiment"] == experiment]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     """Lay out and save ``fig`` as ``path``; returns ``path``."""
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    return save_figure(fig, path)
 
 
 def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
@@ -42,16 +39,16 @@ def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
     labels, ideal = bars_of("seed-example")
     x = np.arange(len(labels))
     colors = ["#8fb3d9"] * (len(labels) - 2) + ["#2b6cb0", "#c05621"]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = new_axes((8, 4.2))
     real = bars_of("seed-example-qcow2")[1] if (table["experiment"] == "seed-example-qcow2").any() else None
     width = 0.4 if real is not None else 0.8
     shift = width / 2 if real is not None else 0.0
     bars = ax.bar(x - shift, ideal, width, color=colors, label="the document's arithmetic")
-    ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    ax.bar_label(bars, fmt="%.0f", fontsize=SMALL_FONT)
     if real is not None:  # the same as qcow2 files: L2 tables, refcount blocks, whole clusters
         qcow2 = ax.bar(x + width / 2, real, width, color=colors, alpha=0.55, hatch="//", label="as qcow2 files")
-        ax.bar_label(qcow2, fmt="%.2f", fontsize=7)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.bar_label(qcow2, fmt="%.2f", fontsize=NOTE_FONT)
+        legend(ax, loc="upper left")
     ax.set_xticks(x, labels)
     ax.set_ylim(top=max(ideal.max(), real.max() if real is not None else 0) * 1.25)
     ax.set_ylabel("GB")
@@ -65,7 +62,7 @@ def plot_guests(table: pd.DataFrame, path: Path) -> Path:
     parts = pd.concat([_part(table, "image-chain"), _part(table, "layer-stack")])
     pivot = parts.pivot_table(index="system", columns="measure", values="bytes", sort=False)
     guests = int(parts["guests"].iloc[0])
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = new_axes((10, 4.5))
     x = np.arange(len(pivot))
     ax.bar(x - 0.2, pivot["shared_bytes"] / GB, 0.4, label="shared (base image / image layers)", color="#2b6cb0")
     ax.bar(x - 0.2, pivot["private_bytes_total"] / GB, 0.4, bottom=pivot["shared_bytes"] / GB,
@@ -78,8 +75,8 @@ def plot_guests(table: pd.DataFrame, path: Path) -> Path:
     ax.set_ylim(bottom=0.01, top=max(0.1, tallest / GB * 40))  # headroom: the legend sits above the bars
     ax.set_ylabel("GB on the host, as du counts (log scale)")
     ax.set_title(f"{guests} guests from one image: linked clones vs full copies, per format and driver")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3, which="both")
+    legend(ax)
+    grid(ax, "y", "both")
     return _save(fig, path)
 
 
@@ -87,7 +84,7 @@ def plot_growth(table: pd.DataFrame, path: Path) -> Path:
     """Size (MiB) of a fresh qcow2 overlay against the number of 4 KiB writes, per write pattern."""
     rows = _part(table, "growth").copy()
     rows["writes"] = rows["measure"].str.split("@").str[1].astype(int)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_axes((7, 4.5))
     for kind, group in rows.groupby("system", sort=False):
         ax.plot(group["writes"], group["bytes"] / 2**20, marker=".", label=kind)
     written = np.unique(rows["writes"])
@@ -97,8 +94,8 @@ def plot_growth(table: pd.DataFrame, path: Path) -> Path:
     ax.set_xlabel("4 KiB writes into a fresh qcow2 overlay")
     ax.set_ylabel("overlay file size (MiB)")
     ax.set_title("Growth of a differencing disk under each write pattern")
-    ax.legend()
-    ax.grid(alpha=0.3, which="both")
+    legend(ax)
+    grid(ax, "both", "both")
     return _save(fig, path)
 
 
@@ -108,7 +105,7 @@ def plot_amplification(table: pd.DataFrame, path: Path) -> Path:
     factor = rows["allocated_bytes"] / rows["written_bytes"]
     # Horizontal bars: the systems' names are long ("overlay2 (64 MiB file)") and would collide
     # as rotated labels under vertical bars.
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.35 * len(factor)))
+    fig, ax = new_axes((8, 0.9 + 0.35 * len(factor)))
     bars = ax.barh(factor.index, factor.to_numpy(), color="#805ad5")
     ax.bar_label(bars, fmt="%.0fx", padding=2)
     ax.set_xscale("log")

@@ -1,5 +1,7 @@
-"""Saving figures, and checking that people can read them: no text clipped by the figure's edge,
-no two pieces of text drawn over each other.
+"""The one place figures are made and saved: the project's plotting style (:func:`new_figure`,
+:func:`grid`, :func:`legend`, :data:`DPI` and the font sizes), and saving with a check that
+people can read them: no text clipped by the figure's edge, no two pieces of text drawn over
+each other.
 
 Every figure the project writes goes through :func:`save_figure`. It lays the figure out, asks
 matplotlib's renderer where each visible piece of text landed (titles, axis labels, tick labels,
@@ -13,17 +15,29 @@ from __future__ import annotations
 import warnings
 from itertools import combinations
 from pathlib import Path
+from typing import Any, Literal
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.image
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
-__all__ = ["FigureLayoutWarning", "layout_problems", "save_figure"]
+__all__ = ["DPI", "NOTE_FONT", "SMALL_FONT", "TITLE_FONT", "FigureLayoutWarning", "grid", "layout_problems", "legend",
+           "log_ticks_125", "new_axes", "new_figure", "save_figure"]
+
+DPI = 120  # every PNG's resolution (dots per inch)
+TITLE_FONT = 10  # an axes' title (points)
+SMALL_FONT = 8  # legends, bar labels, crowded tick labels
+NOTE_FONT = 7  # notes and annotations inside a plot
+GRID_ALPHA = 0.3  # grid lines stay behind the data
 
 _SLACK_PX = 1.0  # boxes that only touch (anti-aliasing, rounding) are not a collision
 
@@ -83,7 +97,41 @@ def layout_problems(fig: Figure) -> list[str]:
     return problems
 
 
-def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
+def new_figure(size: tuple[float, float], rows: int = 1, cols: int = 1) -> tuple[Figure, np.ndarray]:
+    """A figure of ``size`` (width, height in inches) with a ``rows`` x ``cols`` array of axes
+    (always 2-D: ``axes[0, 0]`` for one), drawn off screen (the Agg backend)."""
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    return fig, axes
+
+
+def new_axes(size: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A figure of ``size`` (width, height in inches) with one axes."""
+    fig, axes = new_figure(size)
+    return fig, axes[0, 0]
+
+
+def grid(ax: Axes, axis: Literal["both", "x", "y"] = "both",
+         which: Literal["major", "minor", "both"] = "major") -> None:
+    """Light grid lines on ``axis`` of ``ax``, the same in every figure."""
+    ax.grid(axis=axis, alpha=GRID_ALPHA, which=which)
+
+
+def log_ticks_125(axis: Axis) -> None:
+    """Major ticks of a log ``axis`` at 1, 2 and 5 per decade, labelled as plain numbers
+    (``2``, ``500``, ``1,000``), minor ticks unlabelled: matplotlib's own labels every minor
+    tick (``2x10^2``, ``3x10^2``...) where an axis spans a decade or two, and they collide."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def legend(ax: Axes, fontsize: float = SMALL_FONT, **kwargs: Any) -> None:
+    """A legend of ``ax``'s labelled artists in the small font (none when nothing is labelled)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize, **kwargs)
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
     """Save ``fig`` as ``path`` (PNG at ``dpi``) and close it; warn if its text is hard to read.
 
     The figure is drawn once, at ``dpi``: the check reads that drawing and the PNG is its pixels

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from virtsim.experiments.figures import save_figure
+from virtsim.experiments.figures import SMALL_FONT, grid, legend, log_ticks_125, new_axes, new_figure, save_figure
 
 __all__ = ["plot_cdfs", "plot_ratios"]
 
@@ -24,7 +19,7 @@ def plot_ratios(overhead: pd.DataFrame, path: Path) -> Path:
     primary = primary_rows(overhead)
     workloads = list(dict.fromkeys(primary["workload"]))
     stacks = [s for s in dict.fromkeys(primary["stack"]) if s != "bare-metal"]
-    fig, ax = plt.subplots(figsize=(max(9, 1.4 * len(workloads)), 4.8))
+    fig, ax = new_axes((max(9, 1.4 * len(workloads)), 4.8))
     width = 0.8 / max(1, len(stacks))
     x = np.arange(len(workloads))
     for i, stack in enumerate(stacks):
@@ -34,14 +29,14 @@ def plot_ratios(overhead: pd.DataFrame, path: Path) -> Path:
         ax.bar(x + (i - (len(stacks) - 1) / 2) * width, ratio, width, label=stack)
     ax.axhline(1.0, color="k", lw=0.8)
     labels = [f"{w}\n({primary[primary['workload'] == w]['metric'].iloc[0]})" for w in workloads]
-    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xticks(x, labels, fontsize=SMALL_FONT)
     ax.set_ylabel("performance relative to bare metal (1 = same)")
     ax.set_title("Overhead by stack (higher is better; latency inverted)")
     ax.set_ylim(0, 1.22)
-    ax.legend(fontsize=8, ncol=len(stacks), loc="upper center")
-    ax.grid(axis="y", alpha=0.3)
+    legend(ax, ncol=len(stacks), loc="upper center")
+    grid(ax, "y")
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    return save_figure(fig, path)
 
 
 def plot_cdfs(summary: pd.DataFrame, path: Path) -> Path:
@@ -51,7 +46,7 @@ def plot_cdfs(summary: pd.DataFrame, path: Path) -> Path:
     workloads = list(dict.fromkeys(q["workload"]))
     cols = 4
     rows = int(np.ceil(len(workloads) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = new_figure((4 * cols, 3.2 * rows), rows, cols)
     for ax, name in zip(axes.flat, workloads, strict=False):
         part = q[q["workload"] == name]
         for stack, g in part.groupby("variant", sort=False):
@@ -60,12 +55,7 @@ def plot_cdfs(summary: pd.DataFrame, path: Path) -> Path:
         lo, hi = float(part["mean"].min()) * 1e6, float(part["mean"].max()) * 1e6
         if hi > 20 * lo:  # log only where it spreads the curves
             ax.set_xscale("log")
-            # ticks at 1, 2 and 5 per decade, as plain numbers: matplotlib's own labels every
-            # minor tick ("2x10^2", "3x10^2", ...) where a panel spans one or two decades, and
-            # they run into each other
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            log_ticks_125(ax.xaxis)
         else:
             # Plain numbers, never "1e-7+1.1e5": a workload whose latency hardly varies (a
             # constant-time batch) gets a window of +-5% around it instead of an offset axis.
@@ -73,11 +63,11 @@ def plot_cdfs(summary: pd.DataFrame, path: Path) -> Path:
             if hi - lo < 0.01 * hi:
                 ax.set_xlim(lo * 0.95, hi * 1.05)
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("latency (µs)", fontsize=8)
-        ax.grid(alpha=0.3)
+        ax.set_xlabel("latency (µs)", fontsize=SMALL_FONT)
+        grid(ax)
     for ax in list(axes.flat)[len(workloads):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
+    legend(axes.flat[0], fontsize=6)
     fig.suptitle("Latency CDFs by stack")
     fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
+    return save_figure(fig, path)

@@ -377,18 +377,14 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def write_plan(out_dir: Path, fleet: pd.DataFrame, needs: pd.DataFrame) -> dict[str, Path]:
     """Write ``plan.csv``, ``plan_services.csv`` and ``plan.png`` into ``out_dir``; returns their paths by name."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from virtsim.experiments.figures import save_figure
+    from virtsim.experiments.figures import grid, new_axes, save_figure
 
     out_dir = Path(out_dir)
     paths = {"plan": atomic_write(out_dir / "plan.csv", lambda t: fleet.to_csv(t, index=False)),
              "services": atomic_write(out_dir / "plan_services.csv", lambda t: needs.to_csv(t, index=False))}
     table = fleet.pivot_table(index="stack", columns="host_type", values="hosts", sort=False, dropna=False)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_axes((7, 4))
     if table.notna().any().any():
         table.plot.bar(ax=ax, rot=0)
     else:  # every option infeasible: say so rather than draw empty bars
@@ -396,9 +392,9 @@ def write_plan(out_dir: Path, fleet: pd.DataFrame, needs: pd.DataFrame) -> dict[
                 transform=ax.transAxes)
     ax.set_ylabel("hosts needed")
     ax.set_title("Hosts needed per stack and host type")
-    ax.grid(axis="y", alpha=0.3)
+    grid(ax, "y")
     fig.tight_layout()
-    save_figure(fig, out_dir / "plan.png", dpi=120)
+    save_figure(fig, out_dir / "plan.png")
     paths["plot"] = out_dir / "plan.png"
     return paths
 

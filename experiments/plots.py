@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from virtsim.experiments.figures import save_figure
+from virtsim.experiments.figures import TITLE_FONT, grid, legend, new_figure, save_figure
 
 __all__ = ["attribution_table", "plot_attribution", "plot_latency"]
 
@@ -53,7 +49,7 @@ def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = No
     groups = _entries(summary, entries)
     variants = list(dict.fromkeys(summary["variant"]))
     metrics = [("latency_mean_s", "mean"), ("latency_p50_s", "p50"), ("latency_p99_s", "p99")]
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(6, 1.3 * len(variants)) * len(groups), 4), squeeze=False)
+    fig, axes = new_figure((max(6, 1.3 * len(variants)) * len(groups), 4), 1, len(groups))
     width = 0.8 / len(metrics)
     for ax, (entry, guests) in zip(axes[0], groups.items(), strict=True):
         x = np.arange(len(variants))
@@ -72,11 +68,11 @@ def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = No
         ax.set_xticks(x, variants, rotation=30, ha="right")
         ax.set_ylabel("latency (µs)")
         title = entry if len(guests) == 1 else f"{entry} ({len(guests)} guests: mean, bars min..max)"
-        ax.set_title(f"{title}: latency by stack", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend()
+        ax.set_title(f"{title}: latency by stack", fontsize=TITLE_FONT)
+        grid(ax, "y")
+        legend(ax)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    return save_figure(fig, path)
 
 
 def attribution_table(rows: pd.DataFrame, guests: list[str], variants: list[str]) -> pd.DataFrame:
@@ -97,7 +93,7 @@ def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean
     groups = _entries(summary, entries)
     variants = list(dict.fromkeys(summary["variant"]))
     rows = _pick(summary, metric, station="all")
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(6, 1.2 * len(variants)) * len(groups), 4), squeeze=False)
+    fig, axes = new_figure((max(6, 1.2 * len(variants)) * len(groups), 4), 1, len(groups))
     title = "mean latency" if metric == "time_mean_s" else "latency of the slowest 1%"
     for ax, (entry, guests) in zip(axes[0], groups.items(), strict=True):
         table = attribution_table(rows, guests, variants) * 1e6
@@ -106,10 +102,10 @@ def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean
             ax.bar(table.index, table[layer], bottom=bottom, label=layer)
             bottom += table[layer].to_numpy()
         who = entry if len(guests) == 1 else f"{entry} (mean of {len(guests)} guests)"
-        ax.set_title(f"Where the time goes: {title}, by layer\n{who}", fontsize=10)
+        ax.set_title(f"Where the time goes: {title}, by layer\n{who}", fontsize=TITLE_FONT)
         ax.set_ylabel("time (µs)")
         ax.tick_params(axis="x", rotation=30)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        grid(ax, "y")
+        legend(ax)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    return save_figure(fig, path)

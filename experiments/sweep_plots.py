@@ -10,14 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from virtsim.experiments.figures import save_figure
+from virtsim.experiments.figures import TITLE_FONT, grid, legend, new_figure, save_figure
 from virtsim.sim.records import METRIC_UNITS
 from virtsim.sim.stats import t_interval
 
@@ -81,7 +77,7 @@ def plot_sweep(table: pd.DataFrame, path: Path, units: dict[str, str] | None = N
     x, series, curves = sweep_curves(table)
     metrics = list(dict.fromkeys(curves["metric"]))
     metrics.sort(key=lambda m: m == "latency_p99_s")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.4), squeeze=False)
+    fig, axes = new_figure((6.2 * len(metrics), 4.4), 1, len(metrics))
     for ax, metric in zip(axes[0], metrics, strict=True):
         part = curves[curves["metric"] == metric]
         scale, unit = (1e3, "ms") if metric == "latency_p99_s" else (1.0, str(part["unit"].iloc[0]))
@@ -96,9 +92,9 @@ def plot_sweep(table: pd.DataFrame, path: Path, units: dict[str, str] | None = N
         ax.set_xlabel(axis_label(x, units))
         ax.set_ylabel(f"p99 latency ({unit})" if metric == "latency_p99_s" else f"{metric} ({unit})")
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)
-        ax.grid(alpha=0.3)
+        grid(ax)
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"Sweep over {x.rsplit('.', 1)[-1]}: means over replications with 95% intervals", fontsize=10)
+        legend(ax, loc="best")
+    fig.suptitle(f"Sweep over {x.rsplit('.', 1)[-1]}: means over replications with 95% intervals", fontsize=TITLE_FONT)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=120)
+    return save_figure(fig, path)
