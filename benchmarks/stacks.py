@@ -114,7 +114,7 @@ def density_growth() -> None:
     spec = DensitySpec.model_validate({"host": {"cpu": {"profile": "xeon-8175m-2s", "cores_per_socket": 32},
                                                 "memory": {"profile": "ddr4-2s-skylake", "capacity": "512GiB"},
                                                 "storage": "nvme-ssd"}, "app_memory": "256MiB"})
-    print(f"density evaluation on the kernel ({spec.host}, docker, the default workload):")
+    print("density evaluation on the kernel (a 64-core, 512 GiB host, docker, the default workload):")
     evaluate(spec, Stack.of(["docker"]), 4)  # warm: imports and the kernel's compiled code
     counts, times = [], []
     for guests in (8, 32, 128, 512, 1024):

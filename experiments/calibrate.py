@@ -28,17 +28,12 @@ from virtsim.experiments.outputs import ResultFolder
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import parse_scenario, stack_label
+from virtsim.models.hardware.host import HOST_PRESETS
 
 __all__ = ["CASES", "EXPERIMENT", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "TARGET_REL", "calibrate",
            "checked_published", "citing_parameters", "command", "find_published", "fitted_rows", "published_rows",
            "report"]
 
-HOSTS = {
-    "felter": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"},
-    "agache": {"cpu": "xeon-8175m-2s", "memory": "ddr4-2s-skylake", "storage": "nvme-ssd", "network": "10gbe"},
-    # Adams & Agesen's Pentium 4 672; the nanobenchmarks touch no memory, disk or network profile
-    "adams": {"cpu": "pentium4-672", "memory": "ddr4-small", "storage": "hdd", "network": "1gbe"},
-}
 RUN = {"linpack": ("4s", "0.5s"), "stream": ("1s", "0.1s"), "randomaccess": ("1s", "0.1s"),
        "stream-tcp": ("0.3s", "0.03s"), "netperf-rr": ("0.5s", "0.05s"), "fio": ("0.4s", "0.05s"),
        "kv-store": ("0.5s", "0.05s"), "nanobench": ("0.02s", "0.002s")}
@@ -64,7 +59,8 @@ class Case:
         duration, warmup = RUN[self.workload["kind"]]
         return {"name": self.row, "run": {"duration": duration, "warmup": warmup,
                                           "replications": self.replications, "seed": seed, "engine": "kernel"},
-                "host": HOSTS[self.host], "guests": [{"name": "g", "stack": self.stack, "workload": self.workload}]}
+                "host": HOST_PRESETS[self.host],
+                "guests": [{"name": "g", "stack": self.stack, "workload": self.workload}]}
 
 
 def _family(native: str, workload: dict[str, Any], metric: str, rows: dict[str, list[Any]], **kw: Any) -> list[Case]:

@@ -39,7 +39,7 @@ from virtsim.experiments.scenario import (
 )
 from virtsim.models.density.footprint import Footprint, footprint
 from virtsim.models.density.startup import boot_storm
-from virtsim.models.hardware.host import HostSpec
+from virtsim.models.hardware.host import HOST_PRESETS, HostSpec
 from virtsim.models.quantities import Bytes, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.models.virt.stack import Stack
@@ -70,8 +70,7 @@ class DensitySpec(StrictModel):
     ``slo_samples``: requests, pooled over the guests, behind each p99; ``seed``: random seed.
     """
 
-    host: dict[str, Any] = Field(default_factory=lambda: {"cpu": "small-4c", "memory": "ddr4-small",
-                                                         "storage": "nvme-ssd", "network": "10gbe"})
+    host: HostSpec = Field(default_factory=lambda: HostSpec.model_validate(HOST_PRESETS["small"]))
     host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
     swap_bytes: Bytes = Field(0, alias="swap")  # host swap space; beyond memory, pages fault from disk
     # assumption: distinct 4 KiB pages a request touches (each may fault when swapped; one demand each)
@@ -91,7 +90,7 @@ class DensitySpec(StrictModel):
     @model_validator(mode="after")
     def _memory_left(self) -> DensitySpec:
         """Refuse a ``host_reserved`` not below the host's memory (raises ``ValueError``)."""
-        capacity = HostSpec.model_validate(self.host).memory.capacity_bytes
+        capacity = self.host.memory.capacity_bytes
         if self.host_reserved_bytes >= capacity:
             raise ValueError(f"host_reserved ({self.host_reserved_bytes / 2**30:.3g} GiB) is not below the host's "
                              f"memory ({capacity / 2**30:.3g} GiB); lower host_reserved or give the host more memory")
@@ -162,7 +161,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     from at least ``spec.slo_samples`` of them: the worst guest's own p99 from a few dozen
     requests would rise with the number of guests by chance alone.
     """
-    host = HostSpec.model_validate(spec.host)
+    host = spec.host
     scenario_data = _scenario_data(spec, stack, guests)
     scenario = parse_scenario(scenario_data, "density scenario")
     fp = footprint(scenario.guests[0].build_stack(), spec.app_memory_bytes)
@@ -245,7 +244,7 @@ def memory_bound(spec: DensitySpec, stack: Stack) -> int:
     :func:`evaluate` applies, found without simulating (the footprint is linear in N)."""
     scenario = parse_scenario(_scenario_data(spec, stack, 1), "density scenario")
     fp = footprint(scenario.guests[0].build_stack(), spec.app_memory_bytes)
-    capacity = HostSpec.model_validate(spec.host).memory.capacity_bytes - spec.host_reserved_bytes
+    capacity = spec.host.memory.capacity_bytes - spec.host_reserved_bytes
     if _out_of_memory(spec, fp, capacity, 1):
         return 0
     n = max(1, int((capacity + spec.swap_bytes - fp.shared_bytes) // max(fp.private_bytes, 1.0)))
@@ -299,7 +298,7 @@ def run_density(spec: DensitySpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         best, limit, tried = search(spec, stack)
         rows += tried
         label = stack.label
-        host = HostSpec.model_validate(spec.host)
+        host = spec.host
         built = stack
         fp = footprint(built, spec.app_memory_bytes)
         alone = float(boot_storm(host, built, 1, seed=spec.seed)[0])

@@ -25,12 +25,13 @@ from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.runner import run_scenarios
 from virtsim.experiments.scenario import parse_scenario
+from virtsim.models.hardware.host import HOST_PRESETS
 
 __all__ = ["DEFAULT_STACKS", "EXPERIMENT", "WORKLOADS", "command", "overhead", "report"]
 
 DEFAULT_STACKS: list[list[Any]] = [["bare-metal"], ["kvm"], ["firecracker"], ["virtualbox"], ["docker"],
                                    ["docker-nat"], ["docker-nat", "kvm"]]
-HOST = {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"}
+HOST = HOST_PRESETS["felter"]  # the study most rows of published.csv come from
 
 # workload name -> (workload table, primary metric, duration, warm-up)
 WORKLOADS: dict[str, tuple[dict[str, Any], str, str, str]] = {

@@ -25,13 +25,25 @@ from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import IdleCondition, StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
-__all__ = ["CLIENT_CPU_STATION", "CLIENT_PREFIX", "DELAY_STATION", "HOST_SOFTIRQ", "HostSpec",
+__all__ = ["CLIENT_CPU_STATION", "CLIENT_PREFIX", "DELAY_STATION", "HOST_PRESETS", "HOST_SOFTIRQ", "HostSpec",
            "hardware_from_profile"]
 
 CLIENT_PREFIX = "client."
 CLIENT_CPU_STATION = CLIENT_PREFIX + CPU_STATION
 DELAY_STATION = "delay"
 HOST_SOFTIRQ: GroupPath = ("host", "softirq")
+
+HOST_PRESETS: dict[str, dict[str, str]] = {
+    # Felter et al. 2015 (IBM): 2 x Xeon E5-2665, 256 GB DDR3, a flash array, 10 GbE
+    "felter": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"},
+    # Agache et al. 2020 (Firecracker): an m5d.metal, 2 x Xeon Platinum 8175M, NVMe
+    "agache": {"cpu": "xeon-8175m-2s", "memory": "ddr4-2s-skylake", "storage": "nvme-ssd", "network": "10gbe"},
+    # Adams & Agesen 2006's Pentium 4 672; its nanobenchmarks touch no memory, disk or network profile
+    "adams": {"cpu": "pentium4-672", "memory": "ddr4-small", "storage": "hdd", "network": "1gbe"},
+    # a small 4-core server: the defaults of density and of the examples
+    "small": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd", "network": "10gbe"},
+}
+"""Hosts of the studies the profiles are calibrated against, as a scenario's ``[host]`` table writes them."""
 _CLIENT_SOFTIRQ: GroupPath = ("softirq",)
 
 
