@@ -27,15 +27,14 @@ from typing import Any, TypeVar
 import pandas as pd
 from pydantic import ValidationError
 
+from virtsim.experiments.inputs import InputError, format_validation_error, load_toml_model, read_toml
 from virtsim.experiments.outputs import ResultFolder
 from virtsim.experiments.scenario import (
     Scenario,
     ScenarioError,
     default_scenario,
-    format_validation_error,
     load_scenario,
     parse_scenario,
-    read_toml,
 )
 from virtsim.models.schema import StrictModel
 
@@ -115,22 +114,25 @@ def publish_checked(experiment: str, spec: StrictModel, out: str | Path, force: 
 
 
 def _validated(model: type[M], value: Any, what: str, table: str | None = None) -> M:
-    """``value`` as ``model``: already one, a TOML file's path, or a dict of the same content."""
+    """``value`` as ``model``: already one, a TOML file's path, or a dict of the same content;
+    :class:`ScenarioError` for a scenario, else :class:`InputError`, naming the problem."""
+    error = ScenarioError if model is Scenario else InputError
     if isinstance(value, model):
         return value
     if isinstance(value, (str, Path)):
-        from virtsim.experiments.scenario import load_toml_model
-
-        return load_toml_model(value, model, what, table)
+        try:
+            return load_toml_model(value, model, what, table)
+        except InputError as exc:
+            raise error(str(exc)) from None
     if isinstance(value, Mapping):
         data = value.get(table, value) if table is not None and set(value) == {table} else value
         if not isinstance(data, Mapping):
-            raise ScenarioError(f"{what}: [{table}] must be a table of settings, got {type(data).__name__}")
+            raise error(f"{what}: [{table}] must be a table of settings, got {type(data).__name__}")
         try:
             return model.model_validate(dict(data))
         except ValidationError as exc:
-            raise ScenarioError(f"{what} is invalid:\n{format_validation_error(exc)}") from None
-    raise ScenarioError(f"{what}: expected a TOML file's path, a dict or a {model.__name__}, "
+            raise error(f"{what} is invalid:\n{format_validation_error(exc)}") from None
+    raise error(f"{what}: expected a TOML file's path, a dict or a {model.__name__}, "
                         f"got {type(value).__name__}")
 
 

@@ -241,19 +241,19 @@ def published_rows(path: Path) -> dict[str, dict[str, str]]:
 def checked_published(path: Path | None, what: str = "--published") -> tuple[Path, dict[str, dict[str, str]]]:
     """The published.csv to use (``None``: the packaged one) and its rows, refused before any
     simulation if it is missing, not a regular file, not UTF-8 text or not published.csv
-    (:class:`~virtsim.experiments.scenario.ScenarioError`, naming the problem)."""
-    from virtsim.experiments.scenario import ScenarioError, read_input_text
+    (:class:`~virtsim.experiments.inputs.InputError`, naming the problem)."""
+    from virtsim.experiments.inputs import InputError, read_input_text
 
     try:
         path = Path(path) if path is not None else find_published()
     except FileNotFoundError as exc:
-        raise ScenarioError(str(exc)) from None
+        raise InputError(str(exc)) from None
     if "\x00" in read_input_text(path, what):  # missing, a FIFO, a folder, not UTF-8 ...
-        raise ScenarioError(f"{what} {path} holds a NUL byte; it is not a CSV file")
+        raise InputError(f"{what} {path} holds a NUL byte; it is not a CSV file")
     try:
         return path, published_rows(path)
     except ValueError as exc:
-        raise ScenarioError(str(exc)) from None
+        raise InputError(str(exc)) from None
 
 
 def _simulate(case: Case, seed: int) -> float:

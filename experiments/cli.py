@@ -107,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
+    from virtsim.experiments.inputs import InputError, format_validation_error
     from virtsim.experiments.outputs import ResultsError
-    from virtsim.experiments.scenario import ScenarioError, format_validation_error
     from virtsim.models.profiles import ProfileError
     from virtsim.sim.control import RunTooLarge
     from virtsim.sim.units import UnitError
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (ScenarioError, ProfileError, ResultsError, UnitError, SimultaneousArrivals, RunTooLarge) as exc:
+    except (InputError, ProfileError, ResultsError, UnitError, SimultaneousArrivals, RunTooLarge) as exc:
         print(f"virtsim: error: {exc}", file=sys.stderr)
     except ValidationError as exc:
         print(f"virtsim: error: {format_validation_error(exc)}", file=sys.stderr)

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, model_validator
 
+from virtsim.experiments.inputs import load_toml_model
 from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, seconds_text, stacks_fields
@@ -33,7 +34,6 @@ from virtsim.experiments.runner import run_scenario
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
     UniqueStacks,
-    load_toml_model,
     one_layer_stacks,
     parse_scenario,
 )

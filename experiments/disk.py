@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from virtsim.experiments.inputs import load_toml_model
 from virtsim.experiments.outputs import atomic_write, write_json
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv
-from virtsim.experiments.scenario import load_toml_model
 from virtsim.models.disks.allocation import HostFile, sorted_distinct, touched_units
 from virtsim.models.disks.chain import (
     COMMITTABLE,

@@ -29,15 +29,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from virtsim.experiments.inputs import InputError, load_toml_model
 from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, blank_missing, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import (
     GuestSpec,
-    ScenarioError,
     UniqueStacks,
     check_numa_placement,
-    load_toml_model,
     one_layer_stacks,
 )
 from virtsim.models.density.planner import RESOURCES, GuestNeeds, Packing, guest_needs, pack
@@ -364,7 +363,7 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         unplaceable = [s.name for s in spec.services if s.name not in placeable]
         if unplaceable:
             worst = {r["service"]: r["binding"] for r in service_rows}
-            raise ScenarioError(f"service {unplaceable[0]!r} cannot fit on any host type with stack "
+            raise InputError(f"service {unplaceable[0]!r} cannot fit on any host type with stack "
                                 f"{label!r} (even alone, within headroom {spec.headroom}: one guest keeps "
                                 f"{worst[unplaceable[0]]}); give it a bigger host type or guest (more vCPUs, "
                                 "a higher cpu.max), a smaller app_memory or a lower rate")

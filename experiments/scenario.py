@@ -7,10 +7,9 @@ common random numbers. Every error names the field (``guests[0].stack[1]``) and 
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from virtsim.experiments.inputs import InputError, format_validation_error, load_toml_model
 from virtsim.models.hardware.host import HostSpec
 from virtsim.models.quantities import Seconds
 from virtsim.models.schema import StrictModel
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """A scenario that cannot be read or is invalid; the message is meant for the user."""
 
 
@@ -357,93 +357,12 @@ def stack_label(stack: Stack | list[LayerEntry]) -> str:
     return parse_stack(stack).label
 
 
-def format_validation_error(exc: ValidationError, sep: str = "\n") -> str:
-    """One line per problem: ``field.path: message``, with list indices as ``[i]``."""
-    lines = []
-    for err in exc.errors():
-        path = ""
-        for part in err["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling, or remove it)"
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{path}: {msg}" if path else msg)
-    return sep.join(lines)
-
-
 def parse_scenario(data: dict[str, Any], origin: str = "scenario") -> Scenario:
     """Validate a scenario from a dict (as read from TOML)."""
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(f"{origin} is invalid:\n{format_validation_error(exc)}") from None
-
-
-M = TypeVar("M", bound=StrictModel)
-MAX_INPUT_BYTES = 16 * 2**20
-
-
-def read_input_text(path: Path, what: str) -> str:
-    """The UTF-8 text of an input file, or a :class:`ScenarioError` that names the problem: missing,
-    a folder, not a regular file (a FIFO or a device could block or never end), too large, not
-    UTF-8, unreadable, or a path that cannot be one (a NUL byte)."""
-    try:
-        if path.exists() and not path.is_dir() and not path.is_file():
-            raise ScenarioError(f"{what} {path} is not a regular file; name a file")
-        if path.is_file() and path.stat().st_size > MAX_INPUT_BYTES:
-            raise ScenarioError(f"{what} {path} is larger than {MAX_INPUT_BYTES // 2**20} MiB; an input file "
-                                "this big is not one virtsim wrote or reads")
-        return path.read_text(encoding="utf-8")
-    except ScenarioError:
-        raise
-    except FileNotFoundError:
-        raise ScenarioError(f"{what} {path} does not exist") from None
-    except IsADirectoryError:
-        raise ScenarioError(f"{what} {path} is a folder; name a file") from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except ValueError as exc:  # a NUL byte in the path
-        raise ScenarioError(f"{what} path {str(path)!r} is not a valid path ({exc})") from None
-    except OSError as exc:
-        raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from None
-
-
-def read_toml(path: str | Path, what: str) -> dict[str, Any]:
-    """A TOML file's content, unvalidated; a missing or unreadable file or bad TOML (with its
-    line) is a :class:`ScenarioError`."""
-    path = Path(path)
-    try:
-        return tomllib.loads(read_input_text(path, what))
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path} is not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ScenarioError(f"{path}: tables or arrays nested too deeply to read") from None
-
-
-def load_toml_model(path: str | Path, model: type[M], what: str, table: str | None = None) -> M:
-    """Read a TOML file (or one ``[table]`` of it) and validate it as ``model``.
-
-    Every failure is a :class:`ScenarioError` meant for the user: a missing file, bad TOML (with
-    its line), or one line per invalid field, named by its path in the file.
-    """
-    path = Path(path)
-    data = read_toml(path, what)
-    if table is not None:
-        # A misspelt table ([densty]) must not leave the defaults to run in its place.
-        others = sorted(set(data) - {table})
-        if others:
-            raise ScenarioError(f"{path}: unknown top-level key or table {others[0]!r}; "
-                                f"this {what} holds one [{table}] table")
-        if table not in data:
-            raise ScenarioError(f"{path} has no [{table}] table; put the settings under [{table}]")
-        data = data[table]
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        prefix = f"{table}." if table else ""
-        problems = "\n".join(prefix + line for line in format_validation_error(exc).splitlines())
-        raise ScenarioError(f"{path} is invalid:\n{problems}") from None
 
 
 DEFAULT_SCENARIO = "compare-stacks.toml"
@@ -455,5 +374,8 @@ def default_scenario() -> Path:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a TOML scenario file."""
-    return load_toml_model(path, Scenario, "scenario file")
+    """Read and validate a TOML scenario file (:class:`ScenarioError` naming the problem)."""
+    try:
+        return load_toml_model(path, Scenario, "scenario file")
+    except InputError as exc:
+        raise ScenarioError(str(exc)) from None

@@ -37,10 +37,11 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from virtsim.experiments.identity import content_key
+from virtsim.experiments.inputs import format_validation_error
 from virtsim.experiments.outputs import ResultFolder, ResultsError, atomic_write, read_manifest, write_json
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files
-from virtsim.experiments.scenario import Scenario, ScenarioError, SweepSpec, format_validation_error, parse_scenario
+from virtsim.experiments.scenario import Scenario, ScenarioError, SweepSpec, parse_scenario
 from virtsim.sim.units import DIMENSIONS
 
 __all__ = ["EXPERIMENT", "SweepSpec", "command", "expand_sweep", "gather", "parse_path", "report", "run_sweep"]

@@ -19,11 +19,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Result", "ResultsError", "Scenario", "ScenarioError", "Simulation", "calibrate", "density", "disk",
-           "load_scenario", "overhead", "plan", "run", "scenario", "sweep"]
+__all__ = ["InputError", "Result", "ResultsError", "Scenario", "ScenarioError", "Simulation", "calibrate", "density",
+           "disk", "load_scenario", "overhead", "plan", "run", "scenario", "sweep"]
 
-_HOMES = {"ResultsError": "virtsim.experiments.outputs", "Scenario": "virtsim.experiments.scenario",
-          "ScenarioError": "virtsim.experiments.scenario", "Simulation": "virtsim.experiments.simulation"}
+_HOMES = {"InputError": "virtsim.experiments.inputs", "ResultsError": "virtsim.experiments.outputs",
+          "Scenario": "virtsim.experiments.scenario", "ScenarioError": "virtsim.experiments.scenario",
+          "Simulation": "virtsim.experiments.simulation"}
 
 
 def __getattr__(name: str) -> Any:

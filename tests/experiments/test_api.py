@@ -43,8 +43,10 @@ def test_bad_input_names_the_field(small) -> None:
     bad = {**small, "run": {**small["run"], "duration": "-1s"}}
     with pytest.raises(virtsim.ScenarioError, match=r"run\.duration"):
         virtsim.run(bad)
-    with pytest.raises(virtsim.ScenarioError, match="expected a TOML file's path, a dict"):
+    # a density spec is not a scenario: the same family of error, its own kind
+    with pytest.raises(virtsim.InputError, match="expected a TOML file's path, a dict") as caught:
         virtsim.density(42)
+    assert not isinstance(caught.value, virtsim.ScenarioError)
 
 
 def test_a_table_that_is_not_there_says_which_are() -> None:
@@ -60,13 +62,13 @@ def test_a_table_that_is_not_there_says_which_are() -> None:
 def test_odd_inputs_get_the_command_lines_errors_not_tracebacks_or_hangs(tmp_path) -> None:
     import os
 
-    with pytest.raises(virtsim.ScenarioError, match=r"\[density\] must be a table"):
+    with pytest.raises(virtsim.InputError, match=r"\[density\] must be a table"):
         virtsim.density({"density": 5})
     with pytest.raises(virtsim.ScenarioError, match="expected a scenario file's path or a dict"):
         virtsim.sweep(5, tmp_path / "s")  # type: ignore[arg-type]
     fifo = tmp_path / "published.csv"
     os.mkfifo(fifo)
-    with pytest.raises(virtsim.ScenarioError, match="not a regular file"):  # the command refuses it too
+    with pytest.raises(virtsim.InputError, match="not a regular file"):  # the command refuses it too
         virtsim.calibrate(fifo)
     # One stack and one workload may be named alone: "kvm", not the letters k, v and m.
     result = virtsim.overhead("kvm", "netperf-rr", replications=1)

@@ -7,7 +7,8 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from virtsim.experiments.scenario import default_scenario, parse_scenario, read_toml
+from virtsim.experiments.inputs import read_toml
+from virtsim.experiments.scenario import default_scenario, parse_scenario
 from virtsim.models.virt.stack import layer_profiles
 from virtsim.models.workloads.catalog import NAMED_WORKLOADS
 from virtsim.sim.rng import stream_seed

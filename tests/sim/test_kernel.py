@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from virtsim.experiments.scenario import default_scenario, load_scenario, parse_scenario, read_toml
+from virtsim.experiments.inputs import read_toml
+from virtsim.experiments.scenario import default_scenario, load_scenario, parse_scenario
 from virtsim.models.virt.stack import layer_profiles
 from virtsim.models.workloads.catalog import NAMED_WORKLOADS
 from virtsim.sim.control import RunControl
