@@ -31,8 +31,9 @@ from virtsim.models.virt.base import Layer
 from virtsim.models.virt.stack import LayerEntry, Stack, layer_of
 from virtsim.models.workloads.catalog import WorkloadSpec
 from virtsim.models.workloads.request import BatchSpec, ClosedSpec, MemDemand, OpenSpec, RequestWorkload
-from virtsim.sim.control import RunControl
-from virtsim.sim.routes import NoProgressError, check_progress
+from virtsim.sim.control import MAX_RECORD_BYTES, RunControl
+from virtsim.sim.load import closed_loop_requests
+from virtsim.sim.routes import NoProgressError, Source, StationSpec, check_progress
 from virtsim.sim.vector import vector_rejects
 
 __all__ = [
@@ -318,20 +319,40 @@ class Scenario(StrictModel):
             except ValueError as exc:
                 raise ValueError(f"{exc}{where}") from None
             arrivals = [spec.workload.request_workload().arrivals for spec in self.guests]
-            if any(isinstance(a, ClosedSpec) and a.think_s == 0 for a in arrivals):
+            if any(isinstance(a, ClosedSpec) for a in arrivals):
                 firsts = {spec.names()[0] for spec in self.guests}  # guests of one entry draw alike
+                stations, sources = System(system.host, tuple(g for g in system.guests if g.name in firsts)
+                                           ).engine_inputs()
                 try:
-                    check_progress(System(system.host, tuple(g for g in system.guests if g.name in firsts))
-                                   .engine_inputs()[1])
+                    check_progress(sources)
                 except NoProgressError as exc:
                     index = next(i for i, spec in enumerate(self.guests) if exc.source in spec.names())
                     raise ValueError(f"guests[{index}].workload: {exc}{where}") from None
+                self._check_request_bound(stations, sources, where)
             if self.run.engine == "vector":
                 reason = vector_rejects(*system.engine_inputs())
                 if reason is not None:
                     raise ValueError(f"run.engine = \"vector\" cannot run this scenario{where}: {reason}; "
                                      "use \"kernel\", \"des\" or \"auto\"")
         return self
+
+    def _check_request_bound(self, stations: list[StationSpec], sources: list[Source], where: str) -> None:
+        """Refuse a closed loop that would keep more request records than a run may
+        (:data:`~virtsim.sim.control.MAX_RECORD_BYTES`) by a wide margin, before it runs for
+        minutes: clients whose requests take next to no time (``cycles = "1"`` for ``"1M"``)
+        make billions of requests a simulated second (review 26)."""
+        bound = closed_loop_requests(stations, sources, self.run.duration_s)
+        for source in sources:
+            requests = bound.get(source.name, 0.0)
+            per_request = 8 * (12 + len(source.route))  # as the engines keep each request's record
+            if requests * per_request > 4 * MAX_RECORD_BYTES:
+                index = next(i for i, spec in enumerate(self.guests) if source.name in spec.names())
+                raise ValueError(
+                    f"guests[{index}].workload: its closed loop would make up to {requests:.3g} requests in "
+                    f"{self.run.duration_s:g} s (its clients, think time and work per request allow "
+                    f"{requests / self.run.duration_s:.3g}/s), more records than the "
+                    f"{MAX_RECORD_BYTES / 2**30:g} GiB a run may keep; check the work's number and unit "
+                    f"(cycles = \"1\" is one cycle), or shorten run.duration{where}")
 
     def variants(self) -> list[tuple[str, Stack | None]]:
         """(label, stack override) per run variant: one per compared stack, or the scenario as is."""

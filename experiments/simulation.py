@@ -31,6 +31,7 @@ import pandas as pd
 
 from virtsim.experiments.runner import offered_rows, result_rows
 from virtsim.experiments.scenario import Scenario, load_scenario
+from virtsim.models.workloads.catalog import Oltp
 from virtsim.sim.engine import DesRun
 from virtsim.sim.kernel import KernelRun
 from virtsim.sim.routes import ClosedArrivals, OpenArrivals
@@ -197,6 +198,13 @@ class Simulation:
         names = sorted({s.name for s in self.sources})
         if guest not in names:
             raise ValueError(f"no guest {guest!r} in this run; its guests are {names}")
+        workload = next(g for g in self.scenario.guests if guest in g.names()).workload
+        if isinstance(workload, Oltp) and workload.trx_lock_cycles_per_connection > 0:
+            # the read view's scan of every connection is drawn into each transaction's work when
+            # the run starts: fewer connections now would keep the declared count's cost (review 26)
+            raise ValueError(f"guest {guest!r}: its oltp transactions scan {workload.threads} connections under "
+                             "the server lock (trx_lock_cycles_per_connection), fixed when the run starts; "
+                             "run each connection count as its own scenario (or a sweep over threads)")
         self._run.set_clients(guest, clients)
         self._rates_changed = True
 

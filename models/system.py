@@ -66,13 +66,14 @@ class System:
         for guest in self.guests:
             # A layer's cores are those of the layer it runs on: the host's for the outermost,
             # a VM's vCPUs for what runs inside that VM (a container's cpuset names guest CPUs).
-            cores = self.host.cpu.cores
+            cores, threads = self.host.cpu.cores, self.host.cpu.threads_per_core
             for layer in reversed(guest.stack.layers):
                 try:
-                    layer.check(cores)
+                    layer.check(cores, threads)
                 except ValueError as exc:
                     raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: {exc}") from exc
-                cores = int(getattr(layer.params, "vcpus", None) or cores)
+                vcpus = getattr(layer.params, "vcpus", None)
+                cores, threads = (int(vcpus), 1) if vcpus else (cores, threads)
         self.groups()  # shared groups (a driver domain) must agree before anything runs
 
     # -- where a guest's work runs -------------------------------------------------------------

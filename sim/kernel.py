@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from virtsim.sim import kernel_loop as kl
+from virtsim.sim.affinity import affinity_scratch_sizes
 from virtsim.sim.control import MAX_RECORD_BYTES, RunControl, RunTooLarge, SteppedRun
 from virtsim.sim.engine import RunResult
 from virtsim.sim.records import RequestLog
@@ -254,9 +255,10 @@ class KernelRun(SteppedRun):
             if g is None:
                 continue
             gi[node, kl.G_SPEC] = 1
-            gf[node, kl.G_WEIGHT], gf[node, kl.G_SERVERS] = g.weight, g.servers
-            if math.isfinite(g.servers):
-                gf[node, kl.G_CAPCOUNT] = g.servers
+            servers = g.servers_on(st_specs[st].threads_per_server)
+            gf[node, kl.G_WEIGHT], gf[node, kl.G_SERVERS] = g.weight, servers
+            if math.isfinite(servers):
+                gf[node, kl.G_CAPCOUNT] = servers
             gi[node, kl.G_THREADS] = g.threads or 0
             if g.quota_s is not None:
                 gf[node, kl.G_QUOTA], gf[node, kl.G_PERIOD] = g.quota_s, g.period_s
@@ -331,11 +333,16 @@ class KernelRun(SteppedRun):
         nd_f[:, kl.ND_IDLE] = -np.inf
         rq_f = np.zeros((requests, 4))
         rq_f[:, [kl.RQ_ARRIVAL, kl.RQ_FINISH]] = np.nan
+        # core affinity's scratch: as much as the largest station with bound groups needs
+        n_cores = max([int(spec.servers) for st, spec in enumerate(self.stations) if self.model.si[st, kl.S_PINNED]]
+                      or [1])
+        n_a, n_b = affinity_scratch_sizes(n_nd + 1, n_nd + 1, n_cores)
         return kl.State(
             ctr=np.zeros(8, np.int64), clock=np.zeros(1), ev_t=np.zeros(events), ev_i=np.zeros((events, 4), np.int64),
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
-            scratch_i=np.zeros(4 * (n_nd + 1), np.int64), scratch_p=np.zeros(6 * (n_nd + 1), np.int64),
-            scratch_q=np.zeros(3 * (n_nd + 1)), scratch_f=np.zeros(3 * n_nd + 3),
+            scratch_i=np.zeros(4 * (n_nd + 1), np.int64), scratch_p=np.zeros(n_nd + 1, np.int64),
+            scratch_q=np.zeros(3 * (n_nd + 1)), scratch_m=np.zeros((n_nd + 1, n_cores), np.bool_),
+            scratch_a=np.zeros(n_a), scratch_b=np.zeros(n_b, np.int64), scratch_f=np.zeros(3 * n_nd + 3),
             sm_i=np.zeros((n_sm, 8), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
             rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
             pairs=np.zeros(requests, np.int64),

@@ -32,6 +32,8 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
+from virtsim.sim.affinity import affinity_fill
+
 # station kinds, stream kinds, step actions
 FIFO, DELAY, SHARED, LOCK = 0, 1, 2, 3
 OPEN, CLOSED, BATCH, TRACE = 0, 1, 2, 3
@@ -111,8 +113,11 @@ class State(NamedTuple):
     nd_i: np.ndarray
     nd_f: np.ndarray
     scratch_i: np.ndarray  # 4 (nodes + 1)
-    scratch_p: np.ndarray  # int, 6 (nodes + 1): for core affinity
+    scratch_p: np.ndarray  # int, nodes + 1: core classes
     scratch_q: np.ndarray  # float, 3 (nodes + 1): for core affinity
+    scratch_m: np.ndarray  # bool, (nodes + 1, cores): the core classes' cores
+    scratch_a: np.ndarray  # float, for affinity_fill (affinity_scratch_sizes)
+    scratch_b: np.ndarray  # int, for affinity_fill
     scratch_f: np.ndarray  # >= 3 nodes + 3
     sm_i: np.ndarray
     work: np.ndarray  # (rows, slots): sampled work, s
@@ -533,7 +538,7 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
                 pinned = True
     n1 = nodes + 1
     if pinned:
-        _share_pinned(m, s, kids, k, own, capacity, per_job, rates)
+        _share_pinned(m, s, st, kids, k, own, capacity, per_job, rates)
     else:
         for i in range(k):
             weights[i] = _weight(gi, gf, kids[i])
@@ -551,123 +556,65 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
 
 
 @_inline
-def _cores_overlap(cores: np.ndarray, a: int, b: int) -> bool:
-    """Whether nodes ``a`` and ``b`` are bound to a common core."""
-    for core in range(cores.shape[1]):  # noqa: SIM110 (numba compiles no generator into any())
-        if cores[a, core] and cores[b, core]:
-            return True
-    return False
-
-
-@_inline
-def _find(domain: np.ndarray, a: int) -> int:
-    """The representative of ``a``'s set in the union-find array ``domain``."""
-    while domain[a] != a:
-        a = domain[a]
-    return a
-
-
-@_inline
-def _pinned_domains(m: Model, kids: np.ndarray, k: int, pinned: np.ndarray, free: np.ndarray,
-                    domain: np.ndarray) -> tuple[int, int]:
-    """Split the ``k`` children into pinned and free ones (their positions in ``pinned`` and
-    ``free``), and give each pinned one its domain: the least-numbered pinned child whose core set
-    overlaps its own through a chain of overlaps (union-find). Returns the two counts."""
-    gi = m.gi
-    p = f = 0
+def _core_classes(m: Model, s: State, st: int, kids: np.ndarray, k: int, own: int, cls: np.ndarray) -> int:
+    """Each of the ``k`` children's core class into ``cls`` (and the node's own jobs, last, in
+    class 0: every core), as :func:`virtsim.sim.stations._core_classes_of` numbers them: 0 for
+    every core, then each new core set in the children's order; the classes' cores into
+    ``s.scratch_m``. Returns the number of classes."""
+    n_cores = int(m.sf[st, S_SERVERS])
+    masks, cores, gi = s.scratch_m, m.cores, m.gi
+    width = cores.shape[1]
+    for c in range(n_cores):
+        masks[0, c] = True
+    n_cls = 1
     for i in range(k):
-        if gi[kids[i], G_PINNED]:
-            pinned[p] = i
-            p += 1
-        else:
-            free[f] = i
-            f += 1
-    for a in range(p):
-        domain[a] = a
-    for a in range(p):
-        for b in range(a + 1, p):
-            if _cores_overlap(m.cores, kids[pinned[a]], kids[pinned[b]]):
-                ra, rb = _find(domain, a), _find(domain, b)
-                if ra != rb:
-                    domain[max(ra, rb)] = min(ra, rb)
-    for a in range(p):
-        domain[a] = _find(domain, a)
-    return p, f
-
-
-@_inline
-def _share_domain(m: Model, s: State, kids: np.ndarray, d: int, p: int, pinned: np.ndarray, domain: np.ndarray,
-                  capacity: float, rates: np.ndarray) -> None:
-    """Water-fill the cores of domain ``d`` (the union of its members' core sets, at most
-    ``capacity``) among its pinned children by weight and cap."""
-    gi, gf, nd_f, cores = m.gi, m.gf, s.nd_f, m.cores
-    n1 = gi.shape[0] + 1
-    sp, sq = s.scratch_p, s.scratch_q
-    members, order, tmp = sp[3 * n1:4 * n1], sp[4 * n1:5 * n1], sp[5 * n1:6 * n1]
-    w, c, out = sq[0:n1], sq[n1:2 * n1], sq[2 * n1:3 * n1]
-    size = 0
-    for i in range(p):
-        if domain[i] == d:
-            members[size] = i
-            size += 1
-    union = 0
-    for core in range(cores.shape[1]):
-        for j in range(size):
-            if cores[kids[pinned[members[j]]], core]:
-                union += 1
-                break
-    for j in range(size):
-        w[j] = _weight(gi, gf, kids[pinned[members[j]]])
-        c[j] = nd_f[kids[pinned[members[j]]], ND_CAP]
-    _water_fill(min(float(union), capacity), w, c, size, out, order, tmp)
-    for j in range(size):
-        rates[pinned[members[j]]] = out[j]
-
-
-@_inline
-def _share_free(m: Model, s: State, kids: np.ndarray, k: int, f: int, free: np.ndarray, own: int, left: float,
-                per_job: float, rates: np.ndarray) -> None:
-    """Water-fill what the pinned domains ``left`` among the free children and the node's own jobs."""
-    gi, gf, nd_f = m.gi, m.gf, s.nd_f
-    n1 = gi.shape[0] + 1
-    sp, sq = s.scratch_p, s.scratch_q
-    order, tmp = sp[4 * n1:5 * n1], sp[5 * n1:6 * n1]
-    w, c, out = sq[0:n1], sq[n1:2 * n1], sq[2 * n1:3 * n1]
-    size = f + (1 if own else 0)
-    if size == 0:
-        return
-    for j in range(f):
-        w[j] = _weight(gi, gf, kids[free[j]])
-        c[j] = nd_f[kids[free[j]], ND_CAP]
+        kid = kids[i]
+        found = 0
+        if gi[kid, G_PINNED]:
+            found = -1
+            for j in range(n_cls):
+                same = True
+                for c in range(n_cores):
+                    if masks[j, c] != (c < width and cores[kid, c]):
+                        same = False
+                        break
+                if same:
+                    found = j
+                    break
+            if found < 0:
+                for c in range(n_cores):
+                    masks[n_cls, c] = c < width and cores[kid, c]
+                found = n_cls
+                n_cls += 1
+        cls[i] = found
     if own:
-        w[f] = _DEFAULT_WEIGHT * own
-        c[f] = own * per_job
-    _water_fill(left, w, c, size, out, order, tmp)
-    for j in range(f):
-        rates[free[j]] = out[j]
-    if own:
-        rates[k] = out[f]
+        cls[k] = 0
+    return n_cls
 
 
 @_jit
-def _share_pinned(m: Model, s: State, kids: np.ndarray, k: int, own: int, capacity: float, per_job: float,
+def _share_pinned(m: Model, s: State, st: int, kids: np.ndarray, k: int, own: int, capacity: float, per_job: float,
                   rates: np.ndarray) -> None:
-    """As SharedStation._share_pinned: domains of overlapping core sets first, then the rest.
-
-    Allocation-free (the loop runs without numba's reference counting): scratch from State."""
-    n1 = m.gi.shape[0] + 1
-    sp = s.scratch_p
-    pinned, free, domain = sp[0:n1], sp[n1:2 * n1], sp[2 * n1:3 * n1]
-    for i in range(k + 1):
-        rates[i] = 0.0
-    p, f = _pinned_domains(m, kids, k, pinned, free, domain)
-    for d in range(p):
-        if domain[d] == d:
-            _share_domain(m, s, kids, d, p, pinned, domain, capacity, rates)
-    used = 0.0
+    """As SharedStation._share_pinned: the weighted max-min fair shares of the children (and the
+    node's own jobs, last) under their core sets (:func:`virtsim.sim.affinity.affinity_fill`),
+    each core doing ``capacity / cores``. Allocation-free: scratch from State."""
+    gi, gf, nd_f = m.gi, m.gf, s.nd_f
+    n1 = gi.shape[0] + 1
+    cls = s.scratch_p[0:n1]
+    w, c, out = s.scratch_q[0:n1], s.scratch_q[n1:2 * n1], s.scratch_q[2 * n1:3 * n1]
+    n_cls = _core_classes(m, s, st, kids, k, own, cls)
     for i in range(k):
-        used += rates[i]
-    _share_free(m, s, kids, k, f, free, own, max(0.0, capacity - used), per_job, rates)
+        w[i] = _weight(gi, gf, kids[i])
+        c[i] = nd_f[kids[i], ND_CAP]
+    size = k
+    if own:
+        w[k] = _DEFAULT_WEIGHT * own
+        c[k] = own * per_job
+        size = k + 1
+    n_cores = int(m.sf[st, S_SERVERS])
+    affinity_fill(w, c, cls, size, s.scratch_m, n_cls, n_cores, capacity / n_cores, out, s.scratch_a, s.scratch_b)
+    for i in range(size):
+        rates[i] = out[i]
 
 
 @_inline

@@ -22,7 +22,7 @@ from virtsim.sim.rng import stream_seed
 from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec
 from virtsim.sim.stations import GroupPath
 
-__all__ = ["attainable_capacity", "lock_hold_s", "offered_load"]
+__all__ = ["attainable_capacity", "closed_loop_requests", "lock_hold_s", "offered_load"]
 
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
@@ -54,6 +54,36 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
         out |= _confined_loads(specs[station], tree, work)
     for lock, per_second in locks.items():
         out[lock] = per_second / specs[lock].capacity
+    return out
+
+
+def closed_loop_requests(stations: Sequence[StationSpec], sources: Sequence[Source], duration_s: float,
+                         samples: int = 1024, seed: int = 0) -> dict[str, float]:
+    """An upper bound on the requests each closed-loop source makes in ``duration_s`` seconds,
+    from the asymptotic bounds of a closed network: its clients go no faster than one request
+    per think time plus the request's mean work, and no station (or lock) serves more than its
+    capacity: ``min(N / (Z + D), min_k c_k / D_k) x duration``, ``D_k`` a request's mean work at
+    station ``k`` (its hold, at a lock), from ``samples`` sampled requests. Contention with
+    other sources only lowers it; a stage visited only when a station was idle counts as always
+    visited, which lowers the bound too (so it may fall short there)."""
+    specs = {s.name: s for s in stations}
+    out = {}
+    for source in sources:
+        arrivals = source.arrivals
+        if not isinstance(arrivals, ClosedArrivals):
+            continue
+        mean = np.asarray(source.make_sampler(stream_seed(seed, 0, "request-bound", source.name))(samples),
+                          dtype=float).mean(axis=0)
+        demand: dict[str, float] = dict(lock_hold_s(source.route, mean))
+        for slot, work in zip(source.route, mean, strict=True):
+            if not slot.action:
+                demand[slot.station] = demand.get(slot.station, 0.0) + float(work)
+        total = sum(w for name, w in demand.items() if specs[name].kind != "lock")
+        rate = arrivals.clients / (arrivals.think_s + total) if arrivals.think_s + total > 0 else math.inf
+        for name, w in demand.items():
+            if w > 0:
+                rate = min(rate, specs[name].capacity / w)
+        out[source.name] = rate * duration_s
     return out
 
 
@@ -121,9 +151,10 @@ def lock_hold_s(route: Sequence[Slot], work_s: Sequence[float] | np.ndarray) -> 
 
 def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> dict[str, float]:
     """Offered utilization of the cores that groups bound to cores (a cpuset, a pinned VM) share:
-    the groups whose core sets overlap pooled, their work against what those cores serve to the
-    jobs the groups can run: a core each, SMT siblings adding nothing to a bound group, as in the
-    engine (review 8 A1: ten containers on cpuset 0 were judged against the whole host). Named
+    the groups whose core sets overlap pooled, their work against what the union of their cores
+    serves to the jobs the groups can run there, SMT siblings included (review 8 A1: ten
+    containers on cpuset 0 were judged against the whole host). Each such set can carry no more,
+    so 1 or more is overload (a set inside it can be overloaded below 1). Named
     ``"station:cores=0,1"``."""
     confined = {path: frozenset(g.cores) for path, g in spec.groups.items() if len(path) == 1 and g.cores}
     components: list[tuple[set[int], list[tuple[str, ...]]]] = []
@@ -137,9 +168,7 @@ def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> d
         if load <= 0:
             continue
         runnable = sum(_bound(spec, p, tree[0], tree[1]) for p in paths if p in tree[0] or p in tree[1])
-        # a core each, SMT siblings adding nothing: as the engine shares a pinned domain
-        # (SharedStation._share_pinned: at most len(cores) cores' worth, a group at most len(cores) jobs)
-        capacity = min(float(len(shared)), runnable)
+        capacity = _smt_capacity(float(len(shared)), spec.threads_per_server, spec.smt_yield, runnable)
         out[f"{spec.name}:cores={','.join(map(str, sorted(shared)))}"] = load / capacity
     return out
 
@@ -206,6 +235,6 @@ def _bound(spec: StationSpec, path: tuple[str, ...], direct: set[tuple[str, ...]
         own = float(group.threads) if group is not None and group.threads else math.inf
     below = sum(_bound(spec, child, direct, children) for child in children.get(path, ()))
     cap = math.inf if group is None else group.max_servers
-    if group is not None and group.cores:
-        cap = min(cap, float(len(set(group.cores))))  # bound to cores: one job per core at most
+    if group is not None and group.cores:  # bound to cores: one job per hardware thread at most
+        cap = min(cap, group.servers_on(spec.threads_per_server))
     return min(cap, own + below)

@@ -31,7 +31,10 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import simpy
+
+from virtsim.sim.affinity import affinity_shares
 
 __all__ = [
     "DEFAULT_WEIGHT",
@@ -252,11 +255,17 @@ class GroupSpec:
     @property
     def servers(self) -> float:
         """The most servers the group's work can use: its threads, cores and cap."""
+        return self.servers_on(1)
+
+    def servers_on(self, threads_per_core: int) -> float:
+        """The most servers (hardware threads) the group's work can use on cores of
+        ``threads_per_core`` threads each: its threads, its cap, and every thread of its cores
+        (a cpuset names cores; under SMT each holds ``threads_per_core`` running jobs)."""
         n = self.max_servers
         if self.threads is not None:
             n = min(n, float(self.threads))
         if self.cores is not None:
-            n = min(n, float(len(set(self.cores))))
+            n = min(n, float(len(set(self.cores)) * threads_per_core))
         return n
 
 
@@ -333,9 +342,10 @@ class SharedStation(Station):
     share among its own children the same way (its own running jobs counting as one child of
     weight ``DEFAULT_WEIGHT`` per job), and a group's running jobs share equally. A group that
     has used its quota in the current period gets nothing until the period ends (CFS bandwidth
-    control as a fluid model). Top-level groups with ``cores`` share only those cores: groups
-    whose core sets overlap form one domain of the union's size and share it by weight; the other
-    groups share what the pinned ones leave (the scheduler moves unpinned threads to free cores).
+    control as a fluid model). Top-level groups with ``cores`` run only on those cores: the root's
+    children then get the weighted max-min fair shares of :mod:`virtsim.sim.affinity` (no set of
+    groups more than the cores of the union of their sets, a weight counting between bound and
+    free groups alike; free groups may run on any core).
     Background jobs never finish: they model host processes that always run.
 
     With simultaneous multithreading (``threads_per_server`` > 1), jobs beyond one per core run on
@@ -365,6 +375,7 @@ class SharedStation(Station):
         self._quota_groups = [g for _, g in self._quota_paths]
         self._pinned = {path[0]: spec.cores for path, spec in (groups or {}).items()
                         if len(path) == 1 and spec.cores is not None}
+        _check_cores(name, self.capacity, self._pinned)
         self._leaves: dict[GroupPath, _Leaf] = {}
         self._jobs: dict[GroupPath, int] = {}  # jobs (running or waiting) under each group path
         self._idle: dict[GroupPath, float] = {}  # when each group path last became idle
@@ -373,8 +384,8 @@ class SharedStation(Station):
         # cap: while none does (and nothing is throttled or pinned), every running job gets a
         # whole server and the water-filling can be skipped.
         self._running: dict[GroupPath, int] = {}
-        self._caps = {path: state.spec.servers for path, state in self._groups.items()
-                      if math.isfinite(state.spec.servers)}
+        self._caps = {path: state.spec.servers_on(self._threads) for path, state in self._groups.items()
+                      if math.isfinite(state.spec.servers_on(self._threads))}
         self._caps[()] = self.capacity
         self._over = 0
         self._per_job = 1.0
@@ -590,7 +601,7 @@ class SharedStation(Station):
         state = self._groups.get(path) if path else None
         if state is not None:
             # k servers are k hardware threads, each at most per_job of a core under SMT
-            cap = 0.0 if state.throttled else min(cap, state.spec.servers * self._per_job)
+            cap = 0.0 if state.throttled else min(cap, state.spec.servers_on(self._threads) * self._per_job)
         node.cap = cap
         return cap
 
@@ -616,24 +627,18 @@ class SharedStation(Station):
             node.leaf.rate = rates[-1] / node.leaf.count
 
     def _share_pinned(self, root: _Node, names: list[str], capacity: float) -> list[float]:
-        """Rates of the root's children (and, last, its own jobs) when some are pinned to cores."""
-        rate = dict.fromkeys(names, 0.0)
-        pinned = [n for n in names if n in self._pinned]
-        for domain in _domains([set(self._pinned[n] or ()) for n in pinned]):
-            members = [pinned[i] for i in domain[0]]
-            shares = water_fill(min(float(len(domain[1])), capacity), [self._weight((n,)) for n in members],
-                                [root.children[n].cap for n in members])
-            rate.update(zip(members, shares, strict=True))
-        left = max(0.0, capacity - sum(rate.values()))
-        free = [n for n in names if n not in self._pinned]
-        weights = [self._weight((n,)) for n in free]
-        caps = [root.children[n].cap for n in free]
-        if root.leaf is not None:
+        """Rates of the root's children (and, last, its own jobs) when some are bound to cores:
+        the weighted max-min fair shares of :mod:`virtsim.sim.affinity`, each core doing
+        ``capacity / cores`` (under SMT, the siblings' yield spread over the cores)."""
+        weights = [self._weight((n,)) for n in names]
+        caps = [root.children[n].cap for n in names]
+        cls, masks = _core_classes_of([self._pinned.get(n) for n in names], int(self.capacity))
+        if root.leaf is not None:  # the root's own jobs may run anywhere
             weights.append(DEFAULT_WEIGHT * root.leaf.count)
             caps.append(float(root.leaf.count) * self._per_job)
-        shares = water_fill(left, weights, caps) if weights else []
-        rate.update(zip(free, shares, strict=False))
-        return [rate[n] for n in names] + (shares[-1:] if root.leaf is not None else [])
+            cls.append(0)
+        return list(affinity_shares(np.array(weights), np.array(caps), np.array(cls, np.int64), masks,
+                                    capacity / int(self.capacity)))
 
     def _weight(self, path: GroupPath) -> float:
         """The ``cpu.weight`` of ``path``: its spec's, or ``DEFAULT_WEIGHT`` for a group without one."""
@@ -667,16 +672,29 @@ class SharedStation(Station):
         self._reschedule()
 
 
-def _domains(core_sets: list[set[int]]) -> list[tuple[list[int], set[int]]]:
-    """Group indices of ``core_sets`` whose sets overlap (transitively): (indices, union of cores)."""
-    domains: list[tuple[list[int], set[int]]] = []
-    for i, cores in enumerate(core_sets):
-        merged = ([i], set(cores))
-        rest = []
-        for members, union in domains:
-            if union & merged[1]:
-                merged = (members + merged[0], union | merged[1])
-            else:
-                rest.append((members, union))
-        domains = [*rest, merged]
-    return [(sorted(m), u) for m, u in domains]
+def _check_cores(station: str, capacity: float, pinned: Mapping[str, tuple[int, ...] | None]) -> None:
+    """``ValueError`` unless every core a group is bound to is one of the station's whole cores."""
+    cores = int(capacity)
+    if pinned and cores != capacity:
+        raise ValueError(f"station {station!r}: groups bound to cores need a whole number of cores, got {capacity}")
+    for name, bound in pinned.items():
+        if bound and max(bound) >= cores:
+            raise ValueError(f"station {station!r}: group {name!r} is bound to core {max(bound)}, "
+                             f"but the station has cores 0..{cores - 1}")
+
+
+def _core_classes_of(bound: list[tuple[int, ...] | None], cores: int) -> tuple[list[int], np.ndarray]:
+    """Each group's core class (0: every core, for a free group or one bound to all; then each
+    new core set in the groups' order, as the kernel's ``_core_classes`` numbers them) and each
+    class's cores as a boolean row."""
+    rows = [frozenset(range(cores))]
+    cls = []
+    for b in bound:
+        key = frozenset(range(cores)) if b is None else frozenset(b)
+        if key not in rows:
+            rows.append(key)
+        cls.append(rows.index(key))
+    masks = np.zeros((len(rows), cores), np.bool_)
+    for j, row in enumerate(rows):
+        masks[j, sorted(row)] = True
+    return cls, masks

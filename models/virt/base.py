@@ -150,9 +150,10 @@ class Layer(ABC):
         has one in :meth:`groups`, caps what they take)."""
         return {}
 
-    def check(self, cores: int) -> None:  # noqa: B027 - optional hook, nothing to check by default
-        """Raise ValueError if the parameters cannot hold on ``cores`` CPUs: the host's cores for the
-        outermost layer, the vCPUs of the VM it runs in for a layer inside a VM."""
+    def check(self, cores: int, threads_per_core: int = 1) -> None:  # noqa: B027 - optional hook
+        """Raise ValueError if the parameters cannot hold on ``cores`` CPUs of ``threads_per_core``
+        hardware threads each: the host's cores for the outermost layer, the vCPUs of the VM it runs
+        in (one thread each) for a layer inside a VM. Nothing to check by default."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -136,8 +136,9 @@ class Container(Layer):
             StationSpec(f"io.max.bps:{ctx.guest}", "fifo"),
         ]
 
-    def check(self, cores: int) -> None:
-        """Raise ``ValueError`` if the ``cpuset`` is empty or names a CPU outside ``0..cores-1``."""
+    def check(self, cores: int, threads_per_core: int = 1) -> None:
+        """Raise ``ValueError`` if the ``cpuset`` is empty or names a core outside ``0..cores-1``
+        (a cpuset names cores; each brings its ``threads_per_core`` hardware threads)."""
         if self.params.cpuset is not None:
             bad = [c for c in self.params.cpuset if not 0 <= c < cores]
             if bad:

@@ -435,18 +435,22 @@ class Type1(Layer):
         """The VMM thread's lock station when I/O is synchronous (``io_sync``); none otherwise."""
         return [StationSpec(self._lock(ctx), "lock", 1)] if self.params.io_sync else []
 
-    def check(self, cores: int) -> None:
-        """Raise ``ValueError`` if ``pin`` names CPUs outside ``0..cores-1``, or fewer cores than ``vcpus``."""
+    def check(self, cores: int, threads_per_core: int = 1) -> None:
+        """Raise ``ValueError`` if ``pin`` names cores outside ``0..cores-1``, or too few cores for
+        ``vcpus`` (each core holds ``threads_per_core`` vCPUs: its hardware threads)."""
         pin = self.params.pin
         if pin is not None:
             bad = [c for c in pin if not 0 <= c < cores]
             if bad:
                 raise ValueError(f"pin: CPUs {bad} do not exist where the VM runs (CPUs 0..{cores - 1}: the host's "
                                  "cores, or the outer VM's vCPUs)")
-            if len(set(pin)) < self.params.vcpus:
+            if len(set(pin)) * threads_per_core < self.params.vcpus:
+                held = len(set(pin)) * threads_per_core
                 raise ValueError(
-                    f"pin: {self.params.vcpus} vCPUs pinned to only {len(set(pin))} distinct cores ({pin}); "
-                    "name one core per vCPU"
+                    f"pin: {self.params.vcpus} vCPUs pinned to {len(set(pin))} distinct cores ({pin}), which hold "
+                    f"{held} hardware threads; name more cores or set vcpus = {held} or fewer (a [compare] with "
+                    'cores = "vm-sized-to-host" gives a VM without vcpus one per host thread)'
                 )
-        if self.params.vcpus > cores and pin is not None:
-            raise ValueError(f"vcpus: {self.params.vcpus} pinned vCPUs exceed the {cores} CPUs the VM runs on")
+        if self.params.vcpus > cores * threads_per_core and pin is not None:
+            raise ValueError(f"vcpus: {self.params.vcpus} pinned vCPUs exceed the {cores * threads_per_core} "
+                             "hardware threads the VM runs on")

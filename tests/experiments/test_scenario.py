@@ -53,7 +53,7 @@ def test_two_vcpus_pinned_to_one_core_twice_are_refused(small) -> None:
     """Review 7 C2: pin = [0, 0] for 2 vCPUs passed the count check (two entries) and ran both
     vCPUs on one core; pin names one core per vCPU, so it is refused."""
     small["guests"][0]["stack"] = [{"profile": "kvm", "vcpus": 2, "pin": [0, 0]}]
-    assert "pinned to only 1 distinct cores" in _error(small)
+    assert "pinned to 1 distinct cores ([0, 0]), which hold 1 hardware threads" in _error(small)
     small["guests"][0]["stack"] = [{"profile": "kvm", "vcpus": 2, "pin": [0, 1]}]
     parse_scenario(small)
 
@@ -252,6 +252,21 @@ def test_a_compared_nested_vm_is_as_big_as_the_vm_around_it(small) -> None:
     assert vcpus([{"profile": "kvm", "vcpus": 2}, "kvm"]) == [2, threads]
 
 
+def test_a_closed_loop_that_would_make_billions_of_requests_is_refused_before_it_runs(small) -> None:
+    """Review 26 #5: cycles = "1" (meant "1M") on a 3.1 GHz core: two clients make a request
+    every 0.3 ns, 6e9 a simulated second; the run went on for minutes at 0%. The bound
+    min(N / (Z + D), c / D) x duration is refused when its records would pass the budget
+    four times over; 1M cycles (1.6e3 times fewer requests than the budget allows) runs."""
+    small["host"]["cpu"] = {"profile": "xeon-e5-2665-2s", "threads_per_core": 1}
+    small["guests"] = [{"name": "db", "stack": ["bare-metal"], "workload": {
+        "arrivals": {"kind": "closed", "clients": 2, "think": "0s"}, "demands": [{"kind": "cpu", "cycles": "1"}]}}]
+    message = _error(small)
+    assert "guests[0].workload: its closed loop would make up to 3.1e+09 requests in 0.5 s" in message
+    assert 'cycles = "1" is one cycle' in message
+    small["guests"][0]["workload"]["demands"] = [{"kind": "cpu", "cycles": "1M"}]
+    parse_scenario(small)
+
+
 def test_a_closed_loop_that_never_lets_time_move_is_refused(small) -> None:
     """Review 7 B1: clients with no think time and requests with no work (zero cycles, a zero
     delay) make requests without end at one instant: the run filled 24 GB and was killed. Now
@@ -274,3 +289,14 @@ def test_a_closed_loop_that_never_lets_time_move_is_refused(small) -> None:
     small["guests"][0]["workload"]["arrivals"]["think"] = "0s"
     small["guests"][0]["workload"]["demands"] = [{"kind": "cpu", "cycles": 1000}]
     parse_scenario(small)
+
+
+def test_a_vm_may_have_a_vcpu_per_hardware_thread_of_its_pinned_cores(small) -> None:
+    """Review 26 #2: under SMT a pinned core holds two vCPUs (its two hardware threads), as a
+    cpuset's cores do; the refusal names the threads and says where the vCPU count came from."""
+    small["host"]["cpu"] = "xeon-e5-2665-2s"  # 16 cores of 2 threads
+    small["guests"][0]["stack"] = [{"profile": "kvm", "vcpus": 4, "pin": [0, 1]}]
+    parse_scenario(small).system()  # 4 vCPUs on 2 cores' 4 threads
+    small["guests"][0]["stack"] = [{"profile": "kvm", "vcpus": 5, "pin": [0, 1]}]
+    message = _error(small)
+    assert "which hold 4 hardware threads" in message and "vcpus = 4 or fewer" in message

@@ -125,6 +125,82 @@ def test_pinned_and_unpinned_work_split_the_cores() -> None:
     assert list(result.logs["U"].finish_s) == pytest.approx([1.75] * 4, abs=1e-9)
 
 
+def _both_engines(stations, sources):
+    """Finish times per source on the DES, checked equal on the compiled kernel."""
+    from virtsim.sim.kernel import simulate_kernel
+
+    des, kernel = simulate(stations, sources, LONG), simulate_kernel(stations, sources, LONG)
+    for name, log in des.logs.items():
+        assert np.allclose(log.finish_s, kernel.logs[name].finish_s, rtol=0, atol=1e-9)
+    return {name: list(log.finish_s) for name, log in des.logs.items()}
+
+
+def _jobs(name: str, count: int) -> Source:
+    """``count`` jobs of 1 s of one core, all at time 0, in group (``name``,)."""
+    return Source(name, (Slot("cpu", "app", (name,)),), TraceArrivals((0.0,) * count), const_work(1.0))
+
+
+def test_groups_whose_core_sets_chain_get_no_more_than_their_cores() -> None:
+    """Review 26 #1. Four cores; x on {0,1}, y on {1,2}, z on {2,3} with a tenth of their weight;
+    four 1 s jobs each. x and y may only use cores 0-2: 1.5 cores each (0.375 per job), and z
+    keeps core 3: 1 core (0.25 per job). x and y end at 1 / 0.375 = 8/3 s, when z's jobs have
+    2/3 done; then z has its two cores, 0.5 per job: the last 1/3 takes 2/3 s, ending at 10/3 s.
+    (Water-filling the union of the chain's four cores gave x and y 3.81 cores, z 0.19.)"""
+    groups = {("x",): GroupSpec(cores=(0, 1)), ("y",): GroupSpec(cores=(1, 2)),
+              ("z",): GroupSpec(cores=(2, 3), weight=10)}
+    finish = _both_engines([StationSpec("cpu", "shared", 4, groups)], [_jobs(n, 4) for n in "xyz"])
+    assert finish["x"] == pytest.approx([8 / 3] * 4, abs=1e-9) and finish["y"] == pytest.approx([8 / 3] * 4, abs=1e-9)
+    assert finish["z"] == pytest.approx([10 / 3] * 4, abs=1e-9)
+
+
+def test_a_weight_counts_between_bound_and_free_groups() -> None:
+    """Review 26 #3. 16 cores; x bound to cores 0-7 (weight 100, eight jobs), y free (weight
+    1,500, sixteen jobs): 1 core against 15 (x's cores are y's too). y's jobs run at 15/16 and
+    end at 16/15 s; x's have 16/15 / 8 done and then run a core each: they end at
+    16/15 + (1 - 2/15) = 29/15 s. (Bound groups were served first: 8 cores each.)"""
+    groups = {("x",): GroupSpec(cores=tuple(range(8))), ("y",): GroupSpec(weight=1500)}
+    finish = _both_engines([StationSpec("cpu", "shared", 16, groups)], [_jobs("x", 8), _jobs("y", 16)])
+    assert finish["y"] == pytest.approx([16 / 15] * 16, abs=1e-9)
+    assert finish["x"] == pytest.approx([29 / 15] * 8, abs=1e-9)
+
+
+def test_a_cpuset_of_every_core_is_no_restriction_under_smt() -> None:
+    """Review 26 #2. Four cores of two threads (a sibling adds a quarter of a core): eight 1 s
+    jobs get 4 + 0.25 x 4 = 5 cores, 0.625 each, and end at 1.6 s, bound to every core or not.
+    (A cpuset's cores counted one hardware thread each: 4 cores, ending at 2 s.)"""
+    for cores in (None, (0, 1, 2, 3)):
+        cpu = StationSpec("cpu", "shared", 4, {("a",): GroupSpec(cores=cores)}, threads_per_server=2, smt_yield=0.25)
+        assert _both_engines([cpu], [_jobs("a", 8)])["a"] == pytest.approx([1.6] * 8, abs=1e-9)
+
+
+def test_affinity_shares_are_max_min_fair_and_feasible() -> None:
+    """Random core sets, weights and caps: no set of groups gets more than its cores' union
+    holds, none more than its cap, and every group short of its cap has a bottleneck: a full set
+    in which no member has more per unit of weight than it (the max-min fair allocation)."""
+    from itertools import combinations
+
+    from virtsim.sim.affinity import affinity_shares
+
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        n, cores = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        masks = rng.random((n, cores)) < 0.6
+        masks[np.arange(n), rng.integers(0, cores, n)] = True  # every group has a core
+        weights, caps = rng.choice([50.0, 100.0, 400.0], n), rng.choice([0.5, 1.0, 2.0, 8.0], n)
+        x = affinity_shares(weights, caps, np.arange(n), masks, 1.0)
+        assert np.all(x <= caps + 1e-9) and np.all(x >= 0)
+        full = []
+        for size in range(1, n + 1):
+            for group in combinations(range(n), size):
+                room = masks[list(group)].any(axis=0).sum()
+                assert x[list(group)].sum() <= room + 1e-9
+                if x[list(group)].sum() >= room - 1e-9:
+                    full.append(set(group))
+        level = x / weights
+        for i in range(n):
+            assert x[i] >= caps[i] - 1e-9 or any(i in g and level[i] >= max(level[j] for j in g) - 1e-9 for g in full)
+
+
 def test_per_client_threads_and_labelled_utilization() -> None:
     """Two closed-loop clients, 1 s per request, on 4 cores, each request on its own client's
     one-thread group ('job', c): both run at once, 2 requests per second in all (20 done by
