@@ -161,8 +161,10 @@ class ResultFolder:
             manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
             held = (str(manifest["experiment"]), str(manifest["inputs_key"]))
         except (OSError, ValueError, KeyError, TypeError):
-            raise ResultsError(f"--out {out} holds files that are not a virtsim result; choose an empty or new "
-                               "folder, or pass --force (force=True from Python) to replace its contents") from None
+            shown = sorted(p.name for p in out.iterdir())
+            listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+            raise ResultsError(f"--out {out} holds files that are not a virtsim result ({listed}); choose an empty "
+                               "or new folder (--force would delete those files)") from None
         if held[0] != self.experiment:
             raise ResultsError(f"--out {out} holds results of `virtsim {held[0]}`; choose another folder, or pass "
                                "--force (force=True from Python) to replace them")

@@ -176,8 +176,18 @@ def _binding(n: GuestNeeds) -> str:
     i = int(np.argmax(shared))
     worst = (RESOURCES[i], float(shared[i]))
     own = max(n.private_stations.items(), key=lambda kv: kv[1], default=("", 0.0))
-    name, load = (f"its own {own[0]}", own[1]) if own[1] > worst[1] else worst
+    station = own[0]
+    if station.startswith("lock:"):  # "lock:GUEST:NAME": the guest is the planner's own stand-in
+        station = f"server lock {station.rsplit(':', 1)[-1]!r}"
+    name, load = (f"its own {station}", own[1]) if own[1] > worst[1] else worst
     return f"{name} {100 * load:.0f}% busy"
+
+
+def _fix_for(binding: str) -> str:
+    """What to change when one guest alone is held by ``binding`` (a :func:`_binding` text)."""
+    if "server lock" in binding:  # no host or vCPU makes a serialised section shorter
+        return "a lower rate, or less work inside the lock (trx_lock_cycles for oltp)"
+    return "a bigger host type or guest (more vCPUs, a higher cpu.max), a smaller app_memory or a lower rate"
 
 
 def _rate_per_s(service: Service) -> float:
@@ -363,10 +373,10 @@ def plan(spec: PlanSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         unplaceable = [s.name for s in spec.services if s.name not in placeable]
         if unplaceable:
             worst = {r["service"]: r["binding"] for r in service_rows}
+            binding = worst[unplaceable[0]]
             raise InputError(f"service {unplaceable[0]!r} cannot fit on any host type with stack "
-                                f"{label!r} (even alone, within headroom {spec.headroom}: one guest keeps "
-                                f"{worst[unplaceable[0]]}); give it a bigger host type or guest (more vCPUs, "
-                                "a higher cpu.max), a smaller app_memory or a lower rate")
+                             f"{label!r} (even alone, within headroom {spec.headroom}: one guest keeps "
+                             f"{binding}); give it {_fix_for(binding)}")
         rows += results
     fleet = pd.DataFrame(rows)
     costs = fleet["cost"] if "cost" in fleet else pd.Series(np.nan, index=fleet.index)

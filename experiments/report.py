@@ -109,6 +109,8 @@ def build_report(folder: Path) -> Report:
                            "rerun the experiment")
     try:
         return declared.report(folder)
+    except ResultsError:
+        raise  # already names the file and the fix
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise ResultsError(f"{folder}: its files do not hold what `virtsim {experiment}` writes "
                            f"({type(exc).__name__}: {exc}); rerun the experiment") from None

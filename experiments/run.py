@@ -44,10 +44,13 @@ def command(args: argparse.Namespace) -> int:
     scenario = api.with_run_overrides(scenario, args.replications, args.seed)
     scenario.check_measurable()  # before the folder is touched
     folder = ResultFolder(Path(args.out), "run", scenario.model_dump(mode="json", by_alias=True), args.force)
-    paths = api.run(scenario, progress=not args.quiet, workers=args.workers).publish(folder)
+    result = api.run(scenario, progress=not args.quiet, workers=args.workers)
+    paths = result.publish(folder)
     written = write_run_report(folder.out)
     for name, path in {**paths, "report": written}.items():
         print(f"{name:>10}: {path}")
+    for sentence in _overload_sentences(result.summary):  # the report says so too; the terminal should
+        print(f"virtsim: warning: {sentence}", file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,7 @@ no change along the way, a run in steps equals one uninterrupted run.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from virtsim.experiments.runner import offered_rows, result_rows
-from virtsim.experiments.scenario import Scenario, load_scenario
+from virtsim.experiments.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
 from virtsim.models.workloads.catalog import Oltp
 from virtsim.sim.engine import DesRun
 from virtsim.sim.kernel import KernelRun
@@ -47,9 +47,14 @@ class Simulation:
     ``inactive``: guests of the scenario that start without load (see :meth:`add_guest`).
     """
 
-    def __init__(self, scenario: Scenario | str | Path, stack: str | None = None,
+    def __init__(self, scenario: Scenario | str | Path | Mapping[str, Any], stack: str | None = None,
                  engine: Literal["kernel", "des"] = "kernel", replication: int = 0,
                  inactive: Sequence[str] = ()) -> None:
+        if isinstance(scenario, Mapping):  # a scenario file's content, as the other API functions take
+            scenario = parse_scenario(dict(scenario))
+        elif not isinstance(scenario, Scenario | str | Path):
+            raise ScenarioError(f"Simulation: expected a Scenario, a scenario file's path or a dict, "
+                                f"got {type(scenario).__name__}")
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         variants = dict(self.scenario.variants())
         if stack is None:

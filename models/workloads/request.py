@@ -9,7 +9,7 @@ for their request, then think).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -179,6 +179,16 @@ class LockDemand(_DemandBase):
     kind: Literal["lock"]
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     action: Literal["acquire", "release"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_amount(cls, data: Any) -> Any:
+        """Refuse a ``dist`` or ``sigma`` other than the defaults: a lock has no amount to vary
+        (the defaults pass, so a dumped scenario reads back)."""
+        if isinstance(data, dict) and (data.get("dist", "const") != "const" or data.get("sigma", 0.25) != 0.25):
+            raise ValueError("a lock demand has no amount: dist and sigma mean nothing for it; remove them "
+                             "(vary the work inside the lock instead)")
+        return data
 
 
 AnyDemand = (CpuDemand | MemDemand | IoDemand | NetDemand | WakeDemand | DelayDemand | ClientCpuDemand

@@ -58,6 +58,16 @@ def test_a_service_that_fits_no_host_is_an_error_naming_it(tmp_path, capsys) -> 
     assert "service 'monolith' cannot fit on any host type" in err and "Traceback" not in err
 
 
+def test_a_service_held_by_its_own_lock_is_told_to_shorten_it_not_to_buy_cores() -> None:
+    """Review 26: the message named the planner's stand-in guest (lock:g:trx_sys) and advised
+    more vCPUs, which cannot shorten a serialised section (31M cycles at 200/s: 200% busy)."""
+    db = {"name": "db", "guests": 2, "workload": {"kind": "oltp", "rate": "200/s", "trx_lock_cycles": "31M"},
+          "app_memory": "1GiB", "image": "3GiB", "diff": "2GiB"}
+    with pytest.raises(ValueError, match=r"its own server lock 'trx_sys' \d+% busy\); give it a lower rate, or "
+                                         r"less work inside the lock"):
+        plan(PlanSpec.model_validate({"stacks": [["docker"]], "host_types": [SMALL], "services": [db]}))
+
+
 def test_packing_spreads_evenly_and_finds_the_fewest_hosts() -> None:
     per_guest = np.array([[0.3, 0.1], [0.1, 0.45]])
     per_host = np.zeros((2, 2))

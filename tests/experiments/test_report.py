@@ -98,7 +98,9 @@ def test_a_run_into_a_folder_of_other_results_is_refused_before_it_runs(tmp_path
     (tmp_path / "loose").mkdir()
     (tmp_path / "loose" / "calibration.csv").write_text("row,published\nx,1\n")
     assert main(["disk", str(spec), "--out", str(tmp_path / "loose")]) == 2
-    assert "not a virtsim result" in capsys.readouterr().err
+    # it names what is there, and warns that --force deletes it (review 26: it advised --force)
+    assert "not a virtsim result (calibration.csv); choose an empty or new folder (--force would delete" \
+        in capsys.readouterr().err
     assert main(["disk", str(spec), "--out", str(tmp_path / "loose"), "--force"]) == 0
     assert not (tmp_path / "loose" / "calibration.csv").exists()  # --force cleared it
     assert build_report(tmp_path / "loose").title == "Disk usage"

@@ -226,3 +226,12 @@ def test_connections_of_an_oltp_server_whose_lock_scans_them_cannot_change_mid_r
     with pytest.raises(ValueError, match=r"trx_lock_cycles_per_connection.*its own scenario"):
         sim("100k").set_clients("db", 2)
     sim("0").set_clients("db", 2)
+
+
+def test_a_simulation_takes_a_scenario_as_a_dict_like_the_other_api_functions() -> None:
+    """Review 26: Simulation(dict) was a TypeError from pathlib."""
+    data = {"name": "d", "run": {"duration": "0.1s", "warmup": "0.01s", "replications": 1},
+            "guests": [{"name": "web", "workload": {"kind": "web", "rate": "100/s"}}]}
+    assert virtsim.Simulation(data).guests == ["web"]
+    with pytest.raises(virtsim.ScenarioError, match="expected a Scenario, a scenario file's path or a dict, got int"):
+        virtsim.Simulation(5)  # type: ignore[arg-type]

@@ -58,6 +58,9 @@ def test_the_lock_caps_throughput_once_it_is_the_bottleneck(engine) -> None:
     ([{"kind": "lock", "name": "m", "action": "acquire"}] * 2 + [{"kind": "lock", "name": "m", "action": "release"}],
      "acquired again while held"),
     ([{"kind": "lock", "name": "m", "action": "acquire"}, ONE_MS], "still held when the request ends"),
+    # review 26: a lock has no amount, so a distribution for it was accepted and meant nothing
+    ([{"kind": "lock", "name": "m", "action": "acquire", "dist": "exp"}, ONE_MS,
+      {"kind": "lock", "name": "m", "action": "release"}], "has no amount: dist and sigma mean nothing"),
 ])
 def test_a_lock_must_be_taken_and_given_back_in_pairs(demands, needle) -> None:
     with pytest.raises(ValueError, match=needle):
