@@ -150,8 +150,9 @@ def check_measured(scenario: Scenario, runs: pd.DataFrame) -> None:
         why = ("a request or a think time takes longer than the window here" if row["unfinished"] == 0
                else "a request takes longer than the window here")
         raise ScenarioError(
-            f"{where} ({row['unfinished']:,.0f} still in flight; {row['throughput_rps'] * window:,.0f} earlier ones "
-            "finished in the window): its latency cannot be measured and its throughput would be understated; "
+            f"{where} ({row['unfinished']:,.0f} that arrived in it still in flight at the end; "
+            f"{row['throughput_rps'] * window:,.0f} that arrived before it finished in it): its latency cannot be "
+            "measured and its throughput would be understated; "
             f"lengthen run.duration so that requests finish inside it ({why})")
 
 
