@@ -341,7 +341,7 @@ class KernelRun(SteppedRun):
             ctr=np.zeros(8, np.int64), clock=np.zeros(1), ev_t=np.zeros(events), ev_i=np.zeros((events, 4), np.int64),
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
             scratch_i=np.zeros(4 * (n_nd + 1), np.int64), scratch_p=np.zeros(n_nd + 1, np.int64),
-            scratch_q=np.zeros(3 * (n_nd + 1)), scratch_m=np.zeros((n_nd + 1, n_cores), np.bool_),
+            scratch_m=np.zeros((n_nd + 1, n_cores), np.bool_),
             scratch_a=np.zeros(n_a), scratch_b=np.zeros(n_b, np.int64), scratch_f=np.zeros(3 * n_nd + 3),
             sm_i=np.zeros((n_sm, 8), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
             rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),

@@ -114,7 +114,6 @@ class State(NamedTuple):
     nd_f: np.ndarray
     scratch_i: np.ndarray  # 4 (nodes + 1)
     scratch_p: np.ndarray  # int, nodes + 1: core classes
-    scratch_q: np.ndarray  # float, 3 (nodes + 1): for core affinity
     scratch_m: np.ndarray  # bool, (nodes + 1, cores): the core classes' cores
     scratch_a: np.ndarray  # float, for affinity_fill (affinity_scratch_sizes)
     scratch_b: np.ndarray  # int, for affinity_fill
@@ -537,17 +536,17 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
             if gi[kids[i], G_PINNED]:
                 pinned = True
     n1 = nodes + 1
+    for i in range(k):
+        weights[i] = _weight(gi, gf, kids[i])
+        caps[i] = nd_f[kids[i], ND_CAP]
+    size = k
+    if own:  # the node's own jobs: one member, DEFAULT_WEIGHT and one server each
+        weights[k] = _DEFAULT_WEIGHT * own
+        caps[k] = own * per_job
+        size = k + 1
     if pinned:
-        _share_pinned(m, s, st, kids, k, own, capacity, per_job, rates)
+        _share_pinned(m, s, st, kids, k, own, capacity, weights, caps, size, rates)
     else:
-        for i in range(k):
-            weights[i] = _weight(gi, gf, kids[i])
-            caps[i] = nd_f[kids[i], ND_CAP]
-        size = k
-        if own:
-            weights[k] = _DEFAULT_WEIGHT * own
-            caps[k] = own * per_job
-            size = k + 1
         _water_fill(capacity, weights, caps, size, rates, s.scratch_i[2 * n1:3 * n1], s.scratch_i[3 * n1:4 * n1])
     for i in range(k):
         nd_f[kids[i], ND_CAP] = rates[i]  # the cap is no longer needed: it now holds the share
@@ -593,28 +592,17 @@ def _core_classes(m: Model, s: State, st: int, kids: np.ndarray, k: int, own: in
 
 
 @_jit
-def _share_pinned(m: Model, s: State, st: int, kids: np.ndarray, k: int, own: int, capacity: float, per_job: float,
-                  rates: np.ndarray) -> None:
-    """As SharedStation._share_pinned: the weighted max-min fair shares of the children (and the
-    node's own jobs, last) under their core sets (:func:`virtsim.sim.affinity.affinity_fill`),
-    each core doing ``capacity / cores``. Allocation-free: scratch from State."""
-    gi, gf, nd_f = m.gi, m.gf, s.nd_f
-    n1 = gi.shape[0] + 1
-    cls = s.scratch_p[0:n1]
-    w, c, out = s.scratch_q[0:n1], s.scratch_q[n1:2 * n1], s.scratch_q[2 * n1:3 * n1]
+def _share_pinned(m: Model, s: State, st: int, kids: np.ndarray, k: int, own: int, capacity: float,
+                  weights: np.ndarray, caps: np.ndarray, size: int, rates: np.ndarray) -> None:
+    """As SharedStation._share_pinned: the weighted max-min fair shares of the ``size`` members
+    (the children, then the node's own jobs) by ``weights`` and ``caps`` under their core sets
+    (:func:`virtsim.sim.affinity.affinity_fill`), each core doing ``capacity / cores``.
+    Allocation-free: scratch from State."""
+    cls = s.scratch_p[0:m.gi.shape[0] + 1]
     n_cls = _core_classes(m, s, st, kids, k, own, cls)
-    for i in range(k):
-        w[i] = _weight(gi, gf, kids[i])
-        c[i] = nd_f[kids[i], ND_CAP]
-    size = k
-    if own:
-        w[k] = _DEFAULT_WEIGHT * own
-        c[k] = own * per_job
-        size = k + 1
     n_cores = int(m.sf[st, S_SERVERS])
-    affinity_fill(w, c, cls, size, s.scratch_m, n_cls, n_cores, capacity / n_cores, out, s.scratch_a, s.scratch_b)
-    for i in range(size):
-        rates[i] = out[i]
+    affinity_fill(weights, caps, cls, size, s.scratch_m, n_cls, n_cores, capacity / n_cores, rates, s.scratch_a,
+                  s.scratch_b)
 
 
 @_inline
