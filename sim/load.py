@@ -152,10 +152,9 @@ def lock_hold_s(route: Sequence[Slot], work_s: Sequence[float] | np.ndarray) -> 
 def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> dict[str, float]:
     """Offered utilization of the cores that groups bound to cores (a cpuset, a pinned VM) share:
     the groups whose core sets overlap pooled, their work against what the union of their cores
-    serves to the jobs the groups can run there, SMT siblings included (review 8 A1: ten
-    containers on cpuset 0 were judged against the whole host). Each such set can carry no more,
-    so 1 or more is overload (a set inside it can be overloaded below 1). Named
-    ``"station:cores=0,1"``."""
+    serves to the jobs the groups can run there (review 8 A1: ten containers on cpuset 0 were
+    judged against the whole host). Each such set can carry no more, so 1 or more is overload
+    (a set inside it can be overloaded below 1). Named ``"station:cores=0,1"``."""
     confined = {path: frozenset(g.cores) for path, g in spec.groups.items() if len(path) == 1 and g.cores}
     components: list[tuple[set[int], list[tuple[str, ...]]]] = []
     for path, cores in confined.items():
@@ -168,7 +167,13 @@ def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> d
         if load <= 0:
             continue
         runnable = sum(_bound(spec, p, tree[0], tree[1]) for p in paths if p in tree[0] or p in tree[1])
-        capacity = _smt_capacity(float(len(shared)), spec.threads_per_server, spec.smt_yield, runnable)
+        # as the engine: each core does the station's attainable capacity / its cores (the SMT
+        # siblings' yield counted station-wide, then spread evenly), each job at most its share
+        everyone = _runnable(spec, tree)
+        attainable = attainable_capacity(spec, everyone)
+        running = min(everyone, spec.servers * spec.threads_per_server)
+        per_job = attainable / running if spec.threads_per_server > 1 and running > spec.servers else 1.0
+        capacity = min(len(shared) * attainable / spec.servers, runnable * per_job)
         out[f"{spec.name}:cores={','.join(map(str, sorted(shared)))}"] = load / capacity
     return out
 
