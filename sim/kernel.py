@@ -255,7 +255,8 @@ class KernelRun(SteppedRun):
             if g is None:
                 continue
             gi[node, kl.G_SPEC] = 1
-            servers = g.servers_on(st_specs[st].threads_per_server)
+            # a top-level group's cores are host cores, with their SMT threads; below a VM, vCPUs
+            servers = g.servers_on(st_specs[st].threads_per_server if len(path) == 1 else 1)
             gf[node, kl.G_WEIGHT], gf[node, kl.G_SERVERS] = g.weight, servers
             if math.isfinite(servers):
                 gf[node, kl.G_CAPCOUNT] = servers

@@ -167,13 +167,16 @@ def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> d
         if load <= 0:
             continue
         runnable = sum(_bound(spec, p, tree[0], tree[1]) for p in paths if p in tree[0] or p in tree[1])
-        # as the engine: each core does the station's attainable capacity / its cores (the SMT
-        # siblings' yield counted station-wide, then spread evenly), each job at most its share
-        everyone = _runnable(spec, tree)
-        attainable = attainable_capacity(spec, everyone)
-        running = min(everyone, spec.servers * spec.threads_per_server)
-        per_job = attainable / running if spec.threads_per_server > 1 and running > spec.servers else 1.0
-        capacity = min(len(shared) * attainable / spec.servers, runnable * per_job)
+        runnable = min(runnable, len(shared) * spec.threads_per_server)
+        # As the engine serves the set when it is saturated (SharedStation._effective): its groups
+        # run every job they can; the others' jobs are their offered work. While no more jobs run
+        # than the CPU has cores, each core does one core's work; past that the SMT siblings'
+        # yield, counted for the whole CPU, is spread evenly over its cores, each job getting its share.
+        n_cores, threads = spec.servers, spec.threads_per_server
+        running = min(runnable + max(0.0, work.get(spec.name, 0.0) - load), n_cores * threads)
+        whole = n_cores + spec.smt_yield * max(0.0, running - n_cores) if threads > 1 else n_cores
+        per_job = whole / running if threads > 1 and running > n_cores else 1.0
+        capacity = min(len(shared) * whole / n_cores, runnable * per_job)
         out[f"{spec.name}:cores={','.join(map(str, sorted(shared)))}"] = load / capacity
     return out
 
@@ -240,6 +243,6 @@ def _bound(spec: StationSpec, path: tuple[str, ...], direct: set[tuple[str, ...]
         own = float(group.threads) if group is not None and group.threads else math.inf
     below = sum(_bound(spec, child, direct, children) for child in children.get(path, ()))
     cap = math.inf if group is None else group.max_servers
-    if group is not None and group.cores:  # bound to cores: one job per hardware thread at most
-        cap = min(cap, group.servers_on(spec.threads_per_server))
+    if group is not None and group.cores:  # bound to cores: a job per hardware thread (below a VM, per vCPU)
+        cap = min(cap, group.servers_on(spec.threads_per_server if len(path) == 1 else 1))
     return min(cap, own + below)

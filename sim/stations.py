@@ -384,8 +384,10 @@ class SharedStation(Station):
         # cap: while none does (and nothing is throttled or pinned), every running job gets a
         # whole server and the water-filling can be skipped.
         self._running: dict[GroupPath, int] = {}
-        self._caps = {path: state.spec.servers_on(self._threads) for path, state in self._groups.items()
-                      if math.isfinite(state.spec.servers_on(self._threads))}
+        # a top-level group's cores are host cores, with their SMT threads; below a VM, vCPUs
+        self._servers = {path: state.spec.servers_on(self._threads if len(path) == 1 else 1)
+                         for path, state in self._groups.items()}
+        self._caps = {path: n for path, n in self._servers.items() if math.isfinite(n)}
         self._caps[()] = self.capacity
         self._over = 0
         self._per_job = 1.0
@@ -601,7 +603,7 @@ class SharedStation(Station):
         state = self._groups.get(path) if path else None
         if state is not None:
             # k servers are k hardware threads, each at most per_job of a core under SMT
-            cap = 0.0 if state.throttled else min(cap, state.spec.servers_on(self._threads) * self._per_job)
+            cap = 0.0 if state.throttled else min(cap, self._servers[path] * self._per_job)
         node.cap = cap
         return cap
 

@@ -134,3 +134,33 @@ def test_a_group_bound_to_a_core_gets_no_smt_sibling() -> None:
     log = simulate_kernel([cpu], busy, RunControl(duration_s=0.5, warmup_s=0.1, seed=2)).logs["p"]
     done = np.count_nonzero((log.finish_s[:log.n] >= 0.1) & (log.finish_s[:log.n] < 0.5))
     assert done * 0.001 / 0.4 == pytest.approx(1.0, rel=0.01)
+
+
+def test_bound_cores_are_judged_as_the_engine_serves_them_at_saturation() -> None:
+    """Review 27 #1. Two containers on core 0 of 4 (no SMT), 0.3 core each: 0.6, not 1.2 (the
+    capacity shrank with the jobs that could run). On 4 cores of 2 threads, A bound to core 0
+    offered 1.1 cores beside a light free group: the host runs fewer jobs than it has cores, so
+    the engine gives A one core, not 1.25: 1.1, overloaded (it read 0.88 and A's backlog grew)."""
+    two = StationSpec("cpu", "shared", 4.0, {("a",): GroupSpec(cores=(0,)), ("b",): GroupSpec(cores=(0,))})
+    light = [Source(g, (Slot("cpu", "app", (g,)),), OpenArrivals(300.0), _constant(0.001)) for g in "ab"]
+    assert offered_load([two], light)["cpu:cores=0"] == pytest.approx(0.6)
+    smt = StationSpec("cpu", "shared", 4.0, {("A",): GroupSpec(cores=(0,))}, threads_per_server=2, smt_yield=0.25)
+    mixed = [Source("A", (Slot("cpu", "app", ("A",)),), OpenArrivals(11.0), _constant(0.1)),
+             Source("u", (Slot("cpu", "app", ("u",)),), OpenArrivals(1.0), _constant(0.1))]
+    assert offered_load([smt], mixed)["cpu:cores=0"] == pytest.approx(1.1)
+
+
+def test_a_cpuset_inside_a_vm_names_vcpus_of_one_thread() -> None:
+    """Review 27 #2: a container's cpuset [0] inside a 4-vCPU VM on a host of 2 threads per
+    core was capped at 2 servers (the host's threads): 2 cores' throughput from one vCPU."""
+    from virtsim.sim.control import RunControl
+    from virtsim.sim.kernel import simulate_kernel
+
+    groups = {("vm",): GroupSpec(max_servers=4), ("vm", "ctr"): GroupSpec(cores=(0,))}
+    cpu = StationSpec("cpu", "shared", 16.0, groups, threads_per_server=2, smt_yield=0.25)
+    busy = [Source("g", (Slot("cpu", "app", ("vm", "ctr")),), ClosedArrivals(4, 0.0), _constant(0.01))]
+    log = simulate_kernel([cpu], busy, RunControl(duration_s=1.0, warmup_s=0.2, seed=2)).logs["g"]
+    done = np.count_nonzero((log.finish_s[:log.n] >= 0.2) & (log.finish_s[:log.n] < 1.0))
+    assert done * 0.01 / 0.8 == pytest.approx(1.0, rel=0.02)  # one vCPU's worth
+    opened = [Source("g", (Slot("cpu", "app", ("vm", "ctr")),), OpenArrivals(150.0), _constant(0.01))]
+    assert offered_load([cpu], opened)["cpu"] == pytest.approx(1.5)
