@@ -48,7 +48,7 @@ from virtsim.sim.routes import (
     check_network,
     check_rate,
 )
-from virtsim.sim.stations import GroupPath, check_quota
+from virtsim.sim.stations import GroupPath, check_cores, check_quota
 
 __all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
 
@@ -118,6 +118,10 @@ class KernelRun(SteppedRun):
     def __init__(self, stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
                  replication: int = 0) -> None:
         check_network(stations, sources)
+        for spec in stations:  # as SharedStation does: bound cores must be the station's
+            if spec.kind == "shared":
+                check_cores(spec.name, spec.servers, {p[0]: g.cores for p, g in spec.groups.items()
+                                                      if len(p) == 1 and g.cores is not None})
         self.stations = list(stations)
         self.sources = list(sources)
         self.control = control

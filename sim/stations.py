@@ -45,6 +45,7 @@ __all__ = [
     "LockStation",
     "SharedStation",
     "Station",
+    "check_cores",
     "check_quota",
     "water_fill",
 ]
@@ -375,7 +376,7 @@ class SharedStation(Station):
         self._quota_groups = [g for _, g in self._quota_paths]
         self._pinned = {path[0]: spec.cores for path, spec in (groups or {}).items()
                         if len(path) == 1 and spec.cores is not None}
-        _check_cores(name, self.capacity, self._pinned)
+        check_cores(name, self.capacity, self._pinned)
         self._leaves: dict[GroupPath, _Leaf] = {}
         self._jobs: dict[GroupPath, int] = {}  # jobs (running or waiting) under each group path
         self._idle: dict[GroupPath, float] = {}  # when each group path last became idle
@@ -674,7 +675,7 @@ class SharedStation(Station):
         self._reschedule()
 
 
-def _check_cores(station: str, capacity: float, pinned: Mapping[str, tuple[int, ...] | None]) -> None:
+def check_cores(station: str, capacity: float, pinned: Mapping[str, tuple[int, ...] | None]) -> None:
     """``ValueError`` unless every core a group is bound to is one of the station's whole cores."""
     cores = int(capacity)
     if pinned and cores != capacity:

@@ -173,6 +173,16 @@ def test_a_cpuset_of_every_core_is_no_restriction_under_smt() -> None:
         assert _both_engines([cpu], [_jobs("a", 8)])["a"] == pytest.approx([1.6] * 8, abs=1e-9)
 
 
+def test_a_core_the_cpu_does_not_have_is_refused_on_both_engines() -> None:
+    """The kernel read core ids past the CPU's as no core at all; both engines refuse them."""
+    from virtsim.sim.kernel import simulate_kernel
+
+    cpu = StationSpec("cpu", "shared", 2, {("a",): GroupSpec(cores=(5,))})
+    for engine in (simulate, simulate_kernel):
+        with pytest.raises(ValueError, match=r"bound to core 5, but the station has cores 0\.\.1"):
+            engine([cpu], [_jobs("a", 1)], LONG)
+
+
 def test_affinity_shares_are_max_min_fair_and_feasible() -> None:
     """Random core sets, weights and caps: no set of groups gets more than its cores' union
     holds, none more than its cap, and every group short of its cap has a bottleneck: a full set
