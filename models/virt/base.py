@@ -88,8 +88,8 @@ class Layer(ABC):
     def __init__(self, name: str, params: LayerParams, overrides: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.params = params
-        # the fields (by name) where params differ from the profile's: what makes this layer
-        # other than the profile, shown in its label (see make_layer)
+        # the fields (by name) a file overrode, with their validated values: what makes this
+        # layer other than its profile, shown in its label (see make_layer)
         self.overrides: dict[str, Any] = dict(overrides or {})
 
     def _written(self) -> list[tuple[str, FieldInfo, Any]]:

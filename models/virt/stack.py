@@ -64,7 +64,8 @@ def layer_of(entry: LayerEntry) -> Layer:
 @dataclass(frozen=True, eq=False)
 class Stack:
     """Layers from the guest (first) down to the host (last): one value, equal to another stack
-    when their labels are equal (the label names every layer and every override, canonically)."""
+    when their labels are equal (the label names every layer and every override, canonically:
+    a quantity to 12 significant digits)."""
 
     layers: tuple[Layer, ...]
 
