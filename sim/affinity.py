@@ -37,8 +37,66 @@ _jit = numba.njit(**_OPTIONS)
 
 
 @_jit
+def _shortest_path(masks: np.ndarray, n_cls: int, n_cores: int, eps: float, flow: np.ndarray, src_res: np.ndarray,
+                   core_res: np.ndarray, queue: np.ndarray, prev_cls: np.ndarray, prev_core: np.ndarray) -> int:
+    """Breadth-first from every class with demand left, through cores and back along flows (a
+    class moving work to another of its cores), to a core with room: that core (-1: none).
+    ``prev_core[c]`` is the class that reached core ``c``; ``prev_cls[j]`` the core class ``j``
+    was reached through (-1: from the source)."""
+    for j in range(n_cls):
+        prev_cls[j] = -2  # not reached
+    for c in range(n_cores):
+        prev_core[c] = -2
+    head = tail = 0
+    for j in range(n_cls):
+        if src_res[j] > eps:
+            prev_cls[j] = -1
+            queue[tail] = j
+            tail += 1
+    while head < tail:
+        j = queue[head]
+        head += 1
+        for c in range(n_cores):
+            if masks[j, c] and prev_core[c] == -2:
+                prev_core[c] = j
+                if core_res[c] > eps:
+                    return c
+                for j2 in range(n_cls):
+                    if prev_cls[j2] == -2 and flow[j2, c] > eps:
+                        prev_cls[j2] = c
+                        queue[tail] = j2
+                        tail += 1
+    return -1
+
+
+@_jit
+def _push(end: int, flow: np.ndarray, src_res: np.ndarray, core_res: np.ndarray, prev_cls: np.ndarray,
+          prev_core: np.ndarray) -> float:
+    """Push the path's bottleneck from the source to core ``end`` (as :func:`_shortest_path` left
+    it); returns the amount."""
+    amount = core_res[end]
+    j = prev_core[end]
+    while prev_cls[j] != -1:
+        c = prev_cls[j]
+        amount = min(amount, flow[j, c])
+        j = prev_core[c]
+    amount = min(amount, src_res[j])
+    core_res[end] -= amount
+    c = end
+    j = prev_core[c]
+    while prev_cls[j] != -1:
+        flow[j, c] += amount
+        c = prev_cls[j]
+        flow[j, c] -= amount
+        j = prev_core[c]
+    flow[j, c] += amount
+    src_res[j] -= amount
+    return amount
+
+
+@_jit
 def _max_flow(demand: np.ndarray, masks: np.ndarray, n_cls: int, n_cores: int, per_core: float, eps: float,
-              flow: np.ndarray, src_res: np.ndarray, core_res: np.ndarray, q_cls: np.ndarray, q_core: np.ndarray,
+              flow: np.ndarray, src_res: np.ndarray, core_res: np.ndarray, queue: np.ndarray,
               prev_cls: np.ndarray, prev_core: np.ndarray) -> float:
     """Most work per second the cores can take of the classes' ``demand`` (augmenting paths,
     shortest first); leaves ``flow`` (class x core), ``src_res`` (demand not placed) and
@@ -50,58 +108,68 @@ def _max_flow(demand: np.ndarray, masks: np.ndarray, n_cls: int, n_cores: int, p
     for c in range(n_cores):
         core_res[c] = per_core
     total = 0.0
-    while True:
-        # breadth-first from every class with demand left, through classes and cores
-        for j in range(n_cls):
-            prev_cls[j] = -2  # not reached
-        for c in range(n_cores):
-            prev_core[c] = -2
-        head = tail = 0
-        for j in range(n_cls):
-            if src_res[j] > eps:
-                prev_cls[j] = -1  # reached from the source
-                q_cls[tail] = j
-                tail += 1
-        end = -1
-        while head < tail and end < 0:
-            j = q_cls[head]
-            head += 1
-            for c in range(n_cores):
-                if masks[j, c] and prev_core[c] == -2:
-                    prev_core[c] = j
-                    if core_res[c] > eps:
-                        end = c
-                        break
-                    for j2 in range(n_cls):  # back along a flow: another class moves to other cores
-                        if prev_cls[j2] == -2 and flow[j2, c] > eps:
-                            prev_cls[j2] = c
-                            q_cls[tail] = j2
-                            tail += 1
-        if end < 0:
-            return total
-        # the bottleneck along the path, then push it
-        amount = core_res[end]
-        c = end
-        j = prev_core[c]
-        while prev_cls[j] != -1:
-            c2 = prev_cls[j]
-            amount = min(amount, flow[j, c2])
-            c = c2
-            j = prev_core[c]
-        amount = min(amount, src_res[j])
-        core_res[end] -= amount
-        c = end
-        j = prev_core[c]
-        while True:
-            flow[j, c] += amount
-            if prev_cls[j] == -1:
-                src_res[j] -= amount
-                break
-            c2 = prev_cls[j]
-            flow[j, c2] -= amount
-            c = c2
-            j = prev_core[c]
-        total += amount
+    end = _shortest_path(masks, n_cls, n_cores, eps, flow, src_res, core_res, queue, prev_cls, prev_core)
+    while end >= 0:
+        total += _push(end, flow, src_res, core_res, prev_cls, prev_core)
+        end = _shortest_path(masks, n_cls, n_cores, eps, flow, src_res, core_res, queue, prev_cls, prev_core)
+    return total
+
+
+@_jit
+def _cut_level(weights: np.ndarray, cls: np.ndarray, n: int, out: np.ndarray, state: np.ndarray,
+               mark_cls: np.ndarray, mark_core: np.ndarray, per_core: float, t: float) -> float:
+    """The level at which the marked set (classes and their cores: the most violated cut) is
+    exactly full: its cores' room less its settled groups' shares, over its rising groups' weight
+    (``t``, the level so far, if none rise)."""
+    room = 0.0
+    for c in range(mark_core.shape[0]):
+        room += per_core * mark_core[c]
+    fixed = weight = 0.0
+    for i in range(n):
+        if mark_cls[cls[i]]:
+            if state[i]:
+                weight += weights[i]
+            else:
+                fixed += out[i]
+    return (room - fixed) / weight if weight > 0 else t
+
+
+@_jit
+def _feasible(weights: np.ndarray, cls: np.ndarray, n: int, masks: np.ndarray, nc: int, n_cores: int,
+              per_core: float, eps: float, out: np.ndarray, state: np.ndarray, level: float, ws: tuple) -> bool:
+    """Whether every rising group can have ``weights[i] x level`` beside the settled shares (a
+    maximum flow; ``ws`` keeps it for the reachability questions after)."""
+    flow, src_res, demand, core_res, queue, prev_cls, prev_core = ws
+    for j in range(nc):
+        demand[j] = 0.0
+    want = 0.0
+    for i in range(n):
+        share = weights[i] * level if state[i] else out[i]
+        demand[cls[i]] += share
+        want += share
+    got = _max_flow(demand, masks, nc, n_cores, per_core, eps, flow, src_res, core_res, queue, prev_cls, prev_core)
+    return got >= want - eps * (1 + n)
+
+
+@_jit
+def _settle(weights: np.ndarray, caps: np.ndarray, cls: np.ndarray, n: int, out: np.ndarray, state: np.ndarray,
+            mark_cls: np.ndarray, t: float) -> int:
+    """Settle the rising groups at their cap or in a class with no way to a core with room left
+    (``mark_cls`` 0), at level ``t``; all of them if rounding left each just short of a bound.
+    Returns how many settled."""
+    settled = 0
+    for i in range(n):
+        if state[i] and (caps[i] <= weights[i] * t * (1 + 1e-12) or not mark_cls[cls[i]]):
+            out[i] = min(caps[i], weights[i] * t)
+            state[i] = 0
+            settled += 1
+    if settled == 0:
+        for i in range(n):
+            if state[i]:
+                out[i] = min(caps[i], weights[i] * t)
+                state[i] = 0
+                settled += 1
+    return settled
 
 
 @_jit
@@ -115,72 +183,37 @@ def affinity_fill(weights: np.ndarray, caps: np.ndarray, cls: np.ndarray, n: int
     one core does. ``scratch_f`` and ``scratch_i`` hold at least :func:`affinity_scratch_sizes`.
     """
     nc = n_cls
-    flow = scratch_f[:nc * n_cores].reshape((nc, n_cores))
     o = nc * n_cores
-    src_res, demand = scratch_f[o:o + nc], scratch_f[o + nc:o + 2 * nc]
-    core_res = scratch_f[o + 2 * nc:o + 2 * nc + n_cores]
+    flow = scratch_f[:o].reshape((nc, n_cores))
+    src_res, demand, core_res = scratch_f[o:o + nc], scratch_f[o + nc:o + 2 * nc], scratch_f[o + 2 * nc:]
     q_cls, prev_cls = scratch_i[:nc], scratch_i[nc:2 * nc]
     q_core, prev_core = scratch_i[2 * nc:2 * nc + n_cores], scratch_i[2 * nc + n_cores:2 * nc + 2 * n_cores]
-    state = scratch_i[2 * nc + 2 * n_cores:2 * nc + 2 * n_cores + n]  # 1: still rising, 0: settled
-    mark_cls = scratch_i[2 * nc + 2 * n_cores + n:3 * nc + 2 * n_cores + n]
-    mark_core = scratch_i[3 * nc + 2 * n_cores + n:3 * nc + 3 * n_cores + n]
+    o = 2 * nc + 2 * n_cores
+    state, mark_cls, mark_core = scratch_i[o:o + n], scratch_i[o + n:o + n + nc], scratch_i[o + n + nc:]
+    ws = (flow, src_res, demand, core_res, q_cls, prev_cls, prev_core)
     eps = 1e-12 * max(1.0, per_core * n_cores)
     rising = 0
     for i in range(n):
         out[i] = 0.0
-        state[i] = 1 if caps[i] > 0 and weights[i] > 0 else 0
+        state[i] = 1 if caps[i] > 0 and weights[i] > 0 else 0  # 1: still rising, 0: settled
         rising += state[i]
     t = 0.0
     while rising > 0:
-        t_cap = np.inf
+        level = np.inf  # first the level where the next group reaches its cap
         for i in range(n):
             if state[i]:
-                t_cap = min(t_cap, caps[i] / weights[i])
-        tt = t_cap
+                level = min(level, caps[i] / weights[i])
         for _ in range(4 * (nc + n_cores) + 8):  # each step drops to a new cut; a few suffice
-            for j in range(nc):
-                demand[j] = 0.0
-            want = 0.0
-            for i in range(n):
-                share = weights[i] * tt if state[i] else out[i]
-                demand[cls[i]] += share
-                want += share
-            got = _max_flow(demand, masks, nc, n_cores, per_core, eps, flow, src_res, core_res, q_cls, q_core,
-                            prev_cls, prev_core)
-            if got >= want - eps * (1 + n):
+            if _feasible(weights, cls, n, masks, nc, n_cores, per_core, eps, out, state, level, ws):
                 break
-            # the classes (and cores) reachable from the source: the most violated set
-            _reach_from_source(masks, nc, n_cores, eps, flow, src_res, mark_cls, mark_core, q_cls)
-            room = 0.0
-            for c in range(n_cores):
-                room += per_core * mark_core[c]
-            fixed = weight = 0.0
-            for i in range(n):
-                if mark_cls[cls[i]]:
-                    if state[i]:
-                        weight += weights[i]
-                    else:
-                        fixed += out[i]
-            lower = (room - fixed) / weight if weight > 0 else t
-            if not lower < tt:  # rounding: no progress
+            _reach_from_source(masks, nc, n_cores, eps, flow, src_res, mark_cls, mark_core[:n_cores], q_cls)
+            lower = _cut_level(weights, cls, n, out, state, mark_cls, mark_core[:n_cores], per_core, t)
+            if not lower < level:  # rounding: no progress
                 break
-            tt = max(lower, t)
-        t = tt
-        # settle: groups at their cap, and groups in classes with no way to a core with room left
-        _reach_sink(masks, nc, n_cores, eps, flow, core_res, mark_cls, mark_core, q_core)
-        settled = 0
-        for i in range(n):
-            if state[i] and (caps[i] <= weights[i] * t * (1 + 1e-12) or not mark_cls[cls[i]]):
-                out[i] = min(caps[i], weights[i] * t)
-                state[i] = 0
-                settled += 1
-        if settled == 0:  # rounding left every rising group just short of a bound: settle them all
-            for i in range(n):
-                if state[i]:
-                    out[i] = min(caps[i], weights[i] * t)
-                    state[i] = 0
-                    settled += 1
-        rising -= settled
+            level = max(lower, t)
+        t = level
+        _reach_sink(masks, nc, n_cores, eps, flow, core_res, mark_cls, mark_core[:n_cores], q_core)
+        rising -= _settle(weights, caps, cls, n, out, state, mark_cls, t)
 
 
 @_jit

@@ -155,30 +155,43 @@ def _confined_loads(spec: StationSpec, tree: _Tree, work: dict[str, float]) -> d
     serves to the jobs the groups can run there (review 8 A1: ten containers on cpuset 0 were
     judged against the whole host). Each such set can carry no more, so 1 or more is overload
     (a set inside it can be overloaded below 1). Named ``"station:cores=0,1"``."""
-    confined = {path: frozenset(g.cores) for path, g in spec.groups.items() if len(path) == 1 and g.cores}
-    components: list[tuple[set[int], list[tuple[str, ...]]]] = []
-    for path, cores in confined.items():
-        merged = [c for c in components if c[0] & cores]
-        rest = [c for c in components if not c[0] & cores]
-        components = [*rest, (set(cores).union(*(c[0] for c in merged)), [path, *(p for c in merged for p in c[1])])]
     out = {}
-    for shared, paths in components:
+    for shared, paths in _bound_components(spec):
         load = sum(work.get(f"{spec.name}:{p[0]}", 0.0) for p in paths)
         if load <= 0:
             continue
         runnable = sum(_bound(spec, p, tree[0], tree[1]) for p in paths if p in tree[0] or p in tree[1])
-        runnable = min(runnable, len(shared) * spec.threads_per_server)
-        # As the engine serves the set when it is saturated (SharedStation._effective): its groups
-        # run every job they can; the others' jobs are their offered work. While no more jobs run
-        # than the CPU has cores, each core does one core's work; past that the SMT siblings'
-        # yield, counted for the whole CPU, is spread evenly over its cores, each job getting its share.
-        n_cores, threads = spec.servers, spec.threads_per_server
-        running = min(runnable + max(0.0, work.get(spec.name, 0.0) - load), n_cores * threads)
-        whole = n_cores + spec.smt_yield * max(0.0, running - n_cores) if threads > 1 else n_cores
-        per_job = whole / running if threads > 1 and running > n_cores else 1.0
-        capacity = min(len(shared) * whole / n_cores, runnable * per_job)
+        others = max(0.0, work.get(spec.name, 0.0) - load)
+        capacity = _bound_capacity(spec, len(shared), min(runnable, len(shared) * spec.threads_per_server), others)
         out[f"{spec.name}:cores={','.join(map(str, sorted(shared)))}"] = load / capacity
     return out
+
+
+def _bound_components(spec: StationSpec) -> list[tuple[set[int], list[tuple[str, ...]]]]:
+    """The top-level groups bound to cores, pooled where their core sets overlap (through a
+    chain of overlaps): (the union of their cores, their paths)."""
+    components: list[tuple[set[int], list[tuple[str, ...]]]] = []
+    for path, g in spec.groups.items():
+        if len(path) != 1 or not g.cores:
+            continue
+        cores = set(g.cores)
+        merged = [c for c in components if c[0] & cores]
+        rest = [c for c in components if not c[0] & cores]
+        components = [*rest, (cores.union(*(c[0] for c in merged)), [path, *(p for c in merged for p in c[1])])]
+    return components
+
+
+def _bound_capacity(spec: StationSpec, cores: int, runnable: float, others: float) -> float:
+    """Cores' worth ``cores`` bound cores serve their ``runnable`` jobs when saturated, as the
+    engine serves them (SharedStation._effective): every job they can run runs, the other
+    groups' jobs are their offered work (``others``, servers); while no more jobs run than the
+    CPU has cores each core does one core's work, past that the SMT siblings' yield, counted for
+    the whole CPU, is spread evenly over its cores, each job getting its share."""
+    n_cores, threads = spec.servers, spec.threads_per_server
+    running = min(runnable + others, n_cores * threads)
+    whole = n_cores + spec.smt_yield * max(0.0, running - n_cores) if threads > 1 else n_cores
+    per_job = whole / running if threads > 1 and running > n_cores else 1.0
+    return min(cores * whole / n_cores, runnable * per_job)
 
 
 def attainable_capacity(spec: StationSpec, runnable: float) -> float:
