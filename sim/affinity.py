@@ -117,16 +117,18 @@ def _max_flow(demand: np.ndarray, masks: np.ndarray, n_cls: int, n_cores: int, p
 
 @_jit
 def _cut_level(weights: np.ndarray, cls: np.ndarray, n: int, out: np.ndarray, state: np.ndarray,
-               mark_cls: np.ndarray, mark_core: np.ndarray, per_core: float, t: float) -> float:
-    """The level at which the marked set (classes and their cores: the most violated cut) is
-    exactly full: its cores' room less its settled groups' shares, over its rising groups' weight
-    (``t``, the level so far, if none rise)."""
+               prev_cls: np.ndarray, prev_core: np.ndarray, per_core: float, t: float) -> float:
+    """The level at which the most violated cut is exactly full: its cores' room less its settled
+    groups' shares, over its rising groups' weight (``t``, the level so far, if none rise). The
+    cut's side is what the last, failed search for an augmenting path reached from the source
+    (:func:`_shortest_path` leaves it in ``prev_cls`` and ``prev_core``: -2 where not reached)."""
     room = 0.0
-    for c in range(mark_core.shape[0]):
-        room += per_core * mark_core[c]
+    for c in range(prev_core.shape[0]):
+        if prev_core[c] != -2:
+            room += per_core
     fixed = weight = 0.0
     for i in range(n):
-        if mark_cls[cls[i]]:
+        if prev_cls[cls[i]] != -2:
             if state[i]:
                 weight += weights[i]
             else:
@@ -206,41 +208,13 @@ def affinity_fill(weights: np.ndarray, caps: np.ndarray, cls: np.ndarray, n: int
         for _ in range(4 * (nc + n_cores) + 8):  # each step drops to a new cut; a few suffice
             if _feasible(weights, cls, n, masks, nc, n_cores, per_core, eps, out, state, level, ws):
                 break
-            _reach_from_source(masks, nc, n_cores, eps, flow, src_res, mark_cls, mark_core[:n_cores], q_cls)
-            lower = _cut_level(weights, cls, n, out, state, mark_cls, mark_core[:n_cores], per_core, t)
+            lower = _cut_level(weights, cls, n, out, state, prev_cls, prev_core, per_core, t)
             if not lower < level:  # rounding: no progress
                 break
             level = max(lower, t)
         t = level
         _reach_sink(masks, nc, n_cores, eps, flow, core_res, mark_cls, mark_core[:n_cores], q_core)
         rising -= _settle(weights, caps, cls, n, out, state, mark_cls, t)
-
-
-@_jit
-def _reach_from_source(masks: np.ndarray, nc: int, n_cores: int, eps: float, flow: np.ndarray,
-                       src_res: np.ndarray, mark_cls: np.ndarray, mark_core: np.ndarray, queue: np.ndarray) -> None:
-    """Mark the classes and cores the source reaches in the residual graph (the minimum cut's side)."""
-    for j in range(nc):
-        mark_cls[j] = 0
-    for c in range(n_cores):
-        mark_core[c] = 0
-    head = tail = 0
-    for j in range(nc):
-        if src_res[j] > eps:
-            mark_cls[j] = 1
-            queue[tail] = j
-            tail += 1
-    while head < tail:
-        j = queue[head]
-        head += 1
-        for c in range(n_cores):
-            if masks[j, c] and not mark_core[c]:
-                mark_core[c] = 1
-                for j2 in range(nc):
-                    if not mark_cls[j2] and flow[j2, c] > eps:
-                        mark_cls[j2] = 1
-                        queue[tail] = j2
-                        tail += 1
 
 
 @_jit
