@@ -63,7 +63,9 @@ class Demand:
     station; ``delay`` in seconds; ``wake`` in seconds beyond the CPU's own wake-up (the thread
     of ``group`` blocked for this and is woken if it sleeps); ``kernel`` in events of kind
     ``event``, each costing ``native_cycles`` of the thread's CPU on bare metal (what a
-    virtualization layer adds to each, or replaces it with, is the layer's). ``layer`` is who introduced the
+    virtualization layer adds to each, or replaces it with, is the layer's). A ``cpu`` demand
+    with ``simd_flops_per_cycle`` is vector code of that width: a layer that hides the vector
+    extensions from its guest (a generic CPU model) makes it take longer. ``layer`` is who introduced the
     demand ("app" for the workload itself), ``group`` the scheduling group its CPU time is
     charged to. ``label`` names where its time is attributed; ``when_idle``, ``per_client`` and
     ``action`` pass to the stage (see :class:`virtsim.sim.routes.Slot`).
@@ -87,6 +89,9 @@ class Demand:
     action: Literal["", "acquire", "release"] = ""
     event: KernelEvent | Literal[""] = ""  # kernel
     native_cycles: float = 0.0  # kernel: the CPU one event costs on bare metal
+    # cpu: the cycles are those of vector code written for a SIMD unit doing this many
+    # double-precision flops per cycle (AVX on Sandy Bridge: 8); 0: not bound by vector width
+    simd_flops_per_cycle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in _UNITS:

@@ -6,6 +6,8 @@ the core's exit from its idle state. It is paid only when the thread was asleep.
 ``threads_per_core`` > 1 (SMT), a core's sibling threads add ``smt_yield`` of a core when both
 are busy. ``vmexit_cycles`` is the hardware's VM exit and entry round trip (VT-x, SVM): it fell
 from about 1,900 cycles (2005) to about 500 (2011 on), and every hypervisor's exit pays it.
+``baseline_flops_per_cycle`` is what a core does with x86-64's baseline vector ISA (SSE2), all
+a guest shown a generic CPU model can use.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class CpuSpec(StrictModel):
     # nested paging (Intel EPT since Nehalem, 2008; AMD NPT since Barcelona, 2007): without it a
     # hypervisor shadows the guest's page tables
     nested_paging: bool = True
+    # double-precision flops per cycle of a core with x86-64's baseline vector ISA (SSE2: a
+    # two-wide add and a two-wide multiply each cycle): what code gets on a guest shown a generic
+    # CPU model without the host's wider extensions (AVX)
+    baseline_flops_per_cycle: float = Field(4.0, gt=0, le=1024)
 
     @property
     def cores(self) -> int:

@@ -42,6 +42,12 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
   ``emulated_exit_factor`` times the exits; ``passthrough`` skips the back end and keeps only the
   completion interrupt. The host bridge and tap cost ``bridge_cycles`` per segment.
 - **Nested paging**: each TLB miss walks two dimensions of page tables (``walk_dims`` + 1).
+- **The CPU model the guest sees** (``cpu_model``): ``"host"`` passes the host's CPUID through
+  (QEMU's ``-cpu host``, libvirt's host-passthrough or host-model; what ESXi, Hyper-V and Xen
+  show by default), ``"generic"`` shows a baseline x86-64 CPU (QEMU's ``qemu64``, the default
+  when no model is named) without AVX. Vector code (a ``cpu`` demand with
+  ``simd_flops_per_cycle``) then runs on the host CPU's ``baseline_flops_per_cycle`` (SSE2) and
+  takes proportionally more cycles on the vCPU; the extra cycles are charged to this layer.
 - **The guest kernel's own events** (``kernel`` demands: system calls, page faults, exceptions,
   page-table writes, context switches, port I/O), by the CPU virtualization mode:
 
@@ -135,6 +141,7 @@ class Type1Params(LayerParams):
     bridge_cycles: Cycles = 6000
     guest_net_queues: int = Field(1, ge=1, le=256)
     nested_paging: bool = True
+    cpu_model: Literal["host", "generic"] = "host"
     # The guest kernel's events (see the module docstring): binary translation (then without
     # nested paging) or hardware assist; each handler's cycles, None for the generic one
     # (exit_handler_cycles) under hardware assist. Binary translation needs its four.
@@ -349,6 +356,17 @@ class Type1(Layer):
             out.append(cpu_demand(d.amount * added, self.name, d.group, label, per_client=d.per_client))
         return out
 
+
+    def lower_cpu(self, d: Demand, ctx: LayerContext) -> list[Demand]:
+        """Vector code wider than a generic CPU model shows runs on the baseline ISA: the
+        demand's cycles as they are (narrowed, so a hypervisor below does not scale them again),
+        plus ``width / baseline - 1`` times them, this layer's, on the same thread."""
+        baseline = ctx.host.cpu.baseline_flops_per_cycle
+        if self.params.cpu_model == "host" or d.simd_flops_per_cycle <= baseline:
+            return [d]
+        extra = d.amount * (d.simd_flops_per_cycle / baseline - 1.0)
+        narrowed = replace(d, simd_flops_per_cycle=baseline)
+        return [narrowed, cpu_demand(extra, self.name, d.group, "generic CPU model", per_client=d.per_client)]
 
     def lower_mem(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         """Under nested paging (not itself nested), one more page-walk dimension; else unchanged."""

@@ -83,9 +83,11 @@ class Linpack(_Named):
     efficiency: float = Field(0.733, gt=0, le=1)  # published.csv felter-linpack-native
 
     def request_workload(self) -> RequestWorkload:
-        """``threads`` clients, each request ``block_flops / (flops_per_cycle x efficiency)`` CPU cycles."""
+        """``threads`` clients, each request ``block_flops / (flops_per_cycle x efficiency)`` CPU
+        cycles of vector code ``flops_per_cycle`` wide (a guest shown a narrower SIMD unit takes longer)."""
         cycles = self.block_flops / (self.flops_per_cycle * self.efficiency)
-        return self._closed(self.threads, [{"kind": "cpu", "cycles": cycles}])
+        return self._closed(self.threads, [{"kind": "cpu", "cycles": cycles,
+                                             "simd_flops_per_cycle": self.flops_per_cycle}])
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         """``gflops``: floating-point operations per second, in GFLOPS (1e9/s)."""

@@ -77,9 +77,13 @@ class _DemandBase(StrictModel):
 
 
 class CpuDemand(_DemandBase):
-    """CPU work of the server's thread: ``cycles`` (cycles) per request."""
+    """CPU work of the server's thread: ``cycles`` (cycles) per request. ``simd_flops_per_cycle``:
+    the work is vector code written for a SIMD unit of that many double-precision flops per
+    cycle (AVX on Sandy Bridge: 8), so it slows down where a guest is shown fewer (0: not
+    vector-bound, the default)."""
     kind: Literal["cpu"]
     cycles: Cycles
+    simd_flops_per_cycle: float = Field(0.0, ge=0, le=1024)
 
 
 class MemDemand(_DemandBase):
@@ -224,6 +228,8 @@ def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
         return Demand("kernel", amount, event=spec.event, native_cycles=spec.native_cycles)
     if isinstance(spec, LockDemand):
         return Demand("station", np.ones_like(amount), station=lock_station("", spec.name), action=spec.action)
+    if isinstance(spec, CpuDemand):
+        return Demand("cpu", amount, simd_flops_per_cycle=spec.simd_flops_per_cycle)
     return Demand(spec.kind, amount)
 
 
