@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from virtsim.experiments.grades import PACKAGED_PUBLISHED
+from virtsim.experiments.grades import PACKAGED_FOUND, PACKAGED_PUBLISHED
 from virtsim.experiments.outputs import ResultFolder
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
@@ -53,6 +53,7 @@ class Case:
     replications: int = 2
     note: str = ""
     added: bool = False  # the row is the cost added over bare metal: simulate both, subtract
+    footprint: bool = False  # the row is the VM layer's memory overhead (MiB): computed, not simulated
 
     def scenario(self, seed: int) -> dict[str, Any]:
         """The scenario (a dict) that reproduces the row: its study's host, one guest ``g``, on the kernel engine."""
@@ -75,7 +76,12 @@ KVM1 = [{"profile": "kvm", "vcpus": 1}]
 # The Firecracker paper's host kernel (4.14) polls a halted vCPU for 200 us: its setup, not a fit.
 QEMU_2019 = [{"profile": "kvm", "halt_poll": "200us"}]
 FIO_RAND = {"kind": "fio", "bs": "4KiB", "jobs": 8, "iodepth": 16}
+# VMware's sample overhead memory table: guest memory (MiB) x vCPUs, each cell a found.csv row
+_ESXI_OVERHEAD = [Case(f"vsphere65-ovh-{f'{mem // 1024}g' if mem >= 1024 else f'{mem}m'}-{vcpus}v",
+                       [{"profile": "esxi", "vcpus": vcpus, "guest_memory": f"{mem}MiB"}], {}, "vmm_overhead_MiB",
+                       footprint=True) for mem in (256, 1024, 4096, 16384) for vcpus in (1, 2, 4, 8)]
 CASES: list[Case] = [
+    *_ESXI_OVERHEAD,
     *_family("felter-linpack-native", {"kind": "linpack", "threads": 16}, "gflops", {
         "felter-linpack-native": ["bare-metal"], "felter-linpack-docker": ["docker"],
         "felter-linpack-kvm-tuned": KVM16,  # 32 vCPUs on 16 cores x 2 threads: 16 cores' worth
@@ -221,7 +227,22 @@ PUBLISHED_COLUMNS = ("id", "source", "platform", "workload", "config", "metric",
 
 def published_rows(path: Path) -> dict[str, dict[str, str]]:
     """The rows of published.csv by id, checked: the columns, a finite value per row, and every
-    row the calibration reproduces present. A bad file is a :class:`ValueError` naming the problem."""
+    row the calibration reproduces present (but those of found.csv). A bad file is a
+    :class:`ValueError` naming the problem."""
+    rows = _table_rows(path)
+    absent = [c.row for c in CASES if c.row not in rows and c.row not in found_rows()]
+    if absent:
+        raise ValueError(f"{path} lacks rows the calibration reproduces: {absent}")
+    return rows
+
+
+def found_rows() -> dict[str, dict[str, str]]:
+    """The rows of the packaged found.csv (measurements the project found itself), by id."""
+    return _table_rows(PACKAGED_FOUND)
+
+
+def _table_rows(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of a table in published.csv's columns by id, checked: the columns and a finite value per row."""
     try:
         with Path(path).open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -239,9 +260,6 @@ def published_rows(path: Path) -> dict[str, dict[str, str]]:
                 rows[row["id"]] = row
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"{path} cannot be read as published.csv ({exc})") from None
-    absent = [c.row for c in CASES if c.row not in rows]
-    if absent:
-        raise ValueError(f"{path} lacks rows the calibration reproduces: {absent}")
     return rows
 
 
@@ -263,9 +281,22 @@ def checked_published(path: Path | None, what: str = "--published") -> tuple[Pat
         raise InputError(str(exc)) from None
 
 
+def _vmm_overhead_mib(case: Case) -> float:
+    """The memory overhead (MiB) of the case's VM layer, as the density footprint counts it."""
+    from virtsim.models.virt.hypervisor import Type1
+    from virtsim.models.virt.stack import Stack
+
+    (vm,) = [layer for layer in Stack.of(case.stack).layers if isinstance(layer, Type1)]
+    return vm.params.vmm_overhead_bytes / 2**20
+
+
 def _simulate(case: Case, seed: int) -> float:
-    """The case's simulated value of its metric (mean over replications); for an ``added`` row, less bare metal's."""
+    """The case's simulated value of its metric (mean over replications); for an ``added`` row, less
+    bare metal's; for a ``footprint`` row, the VM layer's memory overhead."""
     from virtsim.experiments.runner import run_scenario
+
+    if case.footprint:
+        return _vmm_overhead_mib(case)
 
     def run(case: Case) -> float:
         runs = run_scenario(parse_scenario(case.scenario(seed), case.row), progress=False).runs
@@ -277,8 +308,8 @@ def _simulate(case: Case, seed: int) -> float:
 
 
 def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
-    """The calibration table: one row per published row (reproduced or not, with the reason)."""
-    rows = published_rows(published)
+    """The calibration table: one row per published row and per found row (reproduced or not, with the reason)."""
+    rows = published_rows(published) | found_rows()
     if workers > 1:
         from virtsim.sim.kernel import compile_kernel
 

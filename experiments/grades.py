@@ -21,21 +21,28 @@ import pandas as pd
 from virtsim.experiments.scenario import label_profiles
 from virtsim.models.profiles import Profile, cited_rows, load_profiles
 
-__all__ = ["GUESSED_BELOW", "PACKAGED_PUBLISHED", "StackGrade", "grades_table", "stack_grade"]
+__all__ = ["GUESSED_BELOW", "PACKAGED_FOUND", "PACKAGED_PUBLISHED", "StackGrade", "grades_table", "stack_grade"]
 
 PACKAGED_PUBLISHED = Path(__file__).resolve().parent / "calibration_data" / "published.csv"
 """The project's copy of the team's ``shared/calibration/published.csv`` (with its README, which
 grades the rows), shipped in the package so that ``virtsim calibrate`` runs anywhere."""
+
+PACKAGED_FOUND = PACKAGED_PUBLISHED.parent / "found.csv"
+"""Published measurements the project found itself (not in the team's file), in its columns plus
+the ``url`` read, graded as its README grades: profiles cite them as ``found.csv ID``."""
 
 GUESSED_BELOW = 0.5  # a stack with less than half its parameters sourced is called guessed
 _GRADE_IN_TEXT = re.compile(r"grade ([ABC])\b")
 
 
 @cache
-def _row_grades(path: Path = PACKAGED_PUBLISHED) -> dict[str, str]:
-    """The grade (A, B or C) of every row of the published table, by row id."""
-    with path.open(newline="", encoding="utf-8") as f:
-        return {row["id"]: row["grade"] for row in csv.DictReader(f)}
+def _row_grades(paths: tuple[Path, ...] = (PACKAGED_PUBLISHED, PACKAGED_FOUND)) -> dict[str, str]:
+    """The grade (A, B or C) of every row of the published and found tables, by row id."""
+    grades: dict[str, str] = {}
+    for path in paths:
+        with path.open(newline="", encoding="utf-8") as f:
+            grades |= {row["id"]: row["grade"] for row in csv.DictReader(f)}
+    return grades
 
 
 def _worst(grades: list[str]) -> str:

@@ -27,14 +27,15 @@ from typing import Any
 
 __all__ = ["FITTED_MARKERS", "Profile", "ProfileError", "cited_rows", "get_profile", "load_profiles"]
 
-_CITATION = re.compile(r"published\.csv\s+([A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*)")
+_CITATION = re.compile(r"(?:published|found)\.csv\s+([A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*)")
 FITTED_MARKERS = ("fitted", "refined by", "remainder")
 """Words in a source note that say the number was fitted (it must then cite the rows it was fitted to)."""
 
 
 def cited_rows(source: str) -> list[str]:
     """Row ids a source note cites: ``published.csv ID, ID (comment)`` gives [ID, ID]; every
-    ``published.csv`` in the note counts."""
+    ``published.csv`` in the note counts, and every ``found.csv`` (the rows the project found
+    itself, beside the team's file: ``experiments/calibration_data/found.csv``)."""
     return [part.strip() for match in _CITATION.finditer(source) for part in match.group(1).split(",")]
 
 

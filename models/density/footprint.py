@@ -2,7 +2,8 @@
 
 Per guest, a stack costs:
 
-- a VM layer: its VMM's own memory (``vmm_memory``), the guest OS's working set
+- a VM layer: its VMM's own memory (``vmm_memory``, plus ``vmm_memory_per_vcpu`` per vCPU and
+  ``vmm_memory_fraction`` of ``guest_memory`` where a profile's VMM grows so), the guest OS's working set
   (``guest_os_memory``) of which a fraction (``identical_fraction``) is identical among alike
   guests and kept once on the host where the hypervisor shares pages between guests
   (``page_sharing = "between-guests"``: KVM on a host running KSM, VMware Workstation; not ESXi
@@ -50,7 +51,7 @@ def footprint(stack: Stack, app_memory_bytes: float) -> Footprint:
         if isinstance(layer, Type1):
             p = layer.params
             between = p.identical_fraction if p.page_sharing == "between-guests" else 0.0
-            private += p.vmm_memory_bytes + p.guest_os_memory_bytes * (1 - between)
+            private += p.vmm_overhead_bytes + p.guest_os_memory_bytes * (1 - between)
             shared += p.guest_os_memory_bytes * between
             idle += p.idle_cpu_cores
             if not p.balloon:  # the unused rest of the guest's memory fills with page cache

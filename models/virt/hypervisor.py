@@ -159,6 +159,11 @@ class Type1Params(LayerParams):
     nested_transition_cycles: Cycles = 1662
     vmcs_accesses: float = Field(12.0, ge=0, le=1000)
     vmm_memory_bytes: Bytes = Field(0, alias="vmm_memory")
+    # what the VMM's memory grows by per vCPU (its thread, monitor and per-vCPU state) and per
+    # byte of guest memory (the tables that map guest memory: the physical-to-machine map and the
+    # like), beyond the fixed vmm_memory
+    vmm_memory_per_vcpu_bytes: Bytes = Field(0, alias="vmm_memory_per_vcpu")
+    vmm_memory_fraction: float = Field(0.0, ge=0, le=1)
     guest_memory_bytes: Bytes = Field(2 * 2**30, alias="guest_memory")
     guest_os_memory_bytes: Bytes = Field(150 * 2**20, alias="guest_os_memory")
     # Page sharing: which pages the hypervisor deduplicates by content ("off"; "within-guest",
@@ -171,6 +176,13 @@ class Type1Params(LayerParams):
     idle_cpu_cores: float = Field(0.005, ge=0)
     boot_s: Seconds = Field(1.0, alias="boot")  # from start to the guest's init (p50)
 
+
+    @property
+    def vmm_overhead_bytes(self) -> float:
+        """The host memory the VMM takes beside the guest's own (bytes): ``vmm_memory`` plus
+        ``vmm_memory_per_vcpu`` per vCPU plus ``vmm_memory_fraction`` of ``guest_memory``."""
+        return self.vmm_memory_bytes + self.vmm_memory_per_vcpu_bytes * self.vcpus \
+            + self.vmm_memory_fraction * self.guest_memory_bytes
 
     @model_validator(mode="after")
     def _translation_needs_its_costs(self) -> Type1Params:
