@@ -9,6 +9,7 @@ a process pool and on Dask, and lets compared configurations share random number
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -88,13 +89,26 @@ class SegmentedGenerator:
     size is refused (it would mix the clients' numbers).
     """
 
-    def __init__(self, generators: list[np.random.Generator], counts: list[int]) -> None:
-        if len(generators) != len(counts) or any(n < 0 for n in counts):
+    def __init__(self, generators: list[np.random.Generator] | Callable[[], list[np.random.Generator]],
+                 counts: list[int], bounds: np.ndarray | None = None) -> None:
+        # ``generators`` may be a function that makes them: called on the first draw, since most
+        # demands of a block draw nothing (an oltp block holds a hundred per client)
+        if any(n < 0 for n in counts) or (not callable(generators) and len(generators) != len(counts)):
             raise ValueError("one non-negative count per generator")
-        self._generators = generators
+        self._made: list[np.random.Generator] | None = None if callable(generators) else generators
+        self._make = generators if callable(generators) else None
         self._counts = counts
         self._total = sum(counts)
-        self._bounds = np.cumsum([0, *counts])
+        self._bounds = np.cumsum([0, *counts]) if bounds is None else bounds
+
+    @property
+    def _generators(self) -> list[np.random.Generator]:
+        if self._made is None:
+            assert self._make is not None
+            self._made = self._make()
+            if len(self._made) != len(self._counts):
+                raise ValueError("one non-negative count per generator")
+        return self._made
 
     def _draw(self, method: str, params: tuple[Any, ...], size: Any) -> np.ndarray:
         if size is None or size == ():
@@ -142,12 +156,15 @@ class SegmentedStreams(IndexedStreams):
     def __init__(self, streams: list[IndexedStreams], counts: list[int]) -> None:
         self._streams = streams
         self._counts = counts
+        self._bounds = np.cumsum([0, *counts])
         self._made = {}
 
     def at(self, index: int) -> np.random.Generator:
-        """The segmented generator of ``index`` (the same object every time)."""
+        """The segmented generator of ``index`` (the same object every time; the clients'
+        generators are looked up on its first draw)."""
         rng = self._made.get(index)
         if rng is None:
-            rng = self._made[index] = cast(np.random.Generator,
-                                           SegmentedGenerator([s.at(index) for s in self._streams], self._counts))
+            streams = self._streams
+            rng = self._made[index] = cast(np.random.Generator, SegmentedGenerator(
+                lambda: [s.at(index) for s in streams], self._counts, self._bounds))
         return rng

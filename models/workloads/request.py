@@ -9,6 +9,7 @@ for their request, then think).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -292,6 +293,19 @@ class RequestWorkload(StrictModel):
         """Metrics in the units of the real tool (none for a generic workload)."""
         return []
 
+    @cached_property
+    def _demand_plans(self) -> list[tuple[AnyDemand, float, tuple[float, float] | None, float, Demand]]:
+        """Per demand, worked out once for every sampler: its spec, mean, mix window (an I/O's, if
+        not the whole range), probability, and the demand it makes (a block only puts its amounts
+        in): an oltp transaction has a hundred demands, and every closed client has a sampler."""
+        plans = []
+        for spec in self.demands:
+            mix = spec.mix if isinstance(spec, IoDemand) and spec.mix != (0.0, 1.0) else None
+            probability = spec.probability if isinstance(spec, IoDemand) else 1.0
+            mean = _mean(spec)
+            plans.append((spec, mean, mix, probability, _demand(spec, np.full(1, float(mean)))))
+        return plans
+
     def sampler(self, seed: np.random.SeedSequence) -> Callable[[int], list[Demand]]:
         """Draws the demands of the next ``n`` requests; one sequential stream per demand."""
         demand_seed, mix_seed = seed.spawn(2)
@@ -305,18 +319,19 @@ class RequestWorkload(StrictModel):
         rngs = [streams.at(i) for i in range(n_demands)]
         coins = [streams.at(n_demands + i) for i in range(n_demands)]
         mix_rng = np.random.default_rng(mix_seed)
-        mixed = any(isinstance(s, IoDemand) and s.mix != (0.0, 1.0) for s in self.demands)
+        plans = self._demand_plans
+        mixed = any(plan[2] is not None for plan in plans)
 
         def sample(n: int) -> list[Demand]:
             u = mix_rng.random(n) if mixed else None
             out = []
-            for spec, rng, coin in zip(self.demands, rngs, coins, strict=True):
-                amount = spec.draw(_mean(spec), rng, n)
-                if u is not None and isinstance(spec, IoDemand) and spec.mix != (0.0, 1.0):
-                    amount = amount * ((u >= spec.mix[0]) & (u < spec.mix[1]))
-                if isinstance(spec, IoDemand) and spec.probability < 1.0:
-                    amount = amount * (coin.random(n) < spec.probability)
-                out.append(_demand(spec, amount))
+            for (spec, mean, mix, probability, template), rng, coin in zip(plans, rngs, coins, strict=True):
+                amount = spec.draw(mean, rng, n)
+                if u is not None and mix is not None:
+                    amount = amount * ((u >= mix[0]) & (u < mix[1]))
+                if probability < 1.0:
+                    amount = amount * (coin.random(n) < probability)
+                out.append(template.with_amount(amount))
             return out
 
         return sample
