@@ -37,6 +37,7 @@ from virtsim.experiments.scenario import (
     one_layer_stacks,
     parse_scenario,
 )
+from virtsim.experiments.steady import steady_runs
 from virtsim.models.density.footprint import Footprint, footprint
 from virtsim.models.density.startup import boot_storm
 from virtsim.models.hardware.host import HOST_PRESETS, HostSpec
@@ -131,17 +132,24 @@ def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int,
     """Runs long enough that ``spec.slo_samples`` requests, pooled over the guests, judge the p99:
     an open-loop workload's run is sized from its rate (if fewer finish, the host is overloaded and
     the throughput check fails it); otherwise a short run that finished too few is run once more,
-    longer in proportion (at most ten times)."""
+    longer in proportion (at most ten times). Near saturation, longer still until the p99 is
+    steady (:func:`~virtsim.experiments.steady.steady_runs`)."""
     duration = spec.duration_s
     w = parse_scenario(scenario_data, what).guests[0].workload.request_workload()
+
+    def run(duration_s: float) -> pd.DataFrame:
+        return _run(scenario_data, duration_s, what)
+
     if w.arrivals.kind == "open":
         duration = max(duration, spec.slo_samples / (guests * w.arrivals.rate_per_s) / 0.9 * 1.05)
-        return _run(scenario_data, duration, what)
-    runs = _run(scenario_data, duration, what)
+        return steady_runs(run, duration)
+    runs = run(duration)
     done = _pooled(runs, "completed")
     if done < spec.slo_samples:
-        runs = _run(scenario_data, duration * min(10.0, 1.1 * spec.slo_samples / max(done, 1.0)), what)
-    return runs
+        duration *= min(10.0, 1.1 * spec.slo_samples / max(done, 1.0))
+        runs = run(duration)
+    # near saturation, longer until the p99 is steady (a closed loop's queue fills from empty too)
+    return steady_runs(run, duration, first=runs)
 
 
 def _scenario_data(spec: DensitySpec, stack: Stack, guests: int) -> dict[str, Any]:

@@ -11,8 +11,9 @@ of each distinct mix of guests holding a promised service is simulated with the 
 it (:func:`_hosts_to_check`), each service's p99 taken over its guests' requests there, the worst
 host's figure kept; while one misses its promise, the cap is lowered by a fifth and
 the fleet packed again (at most ``MAX_SLO_ROUNDS`` times), so the plan grows until every promise
-holds, or says it cannot. ``spare_hosts`` (N+k) adds hosts that let the fleet lose k of them:
-the packing onto the others already holds every guest. The cheapest feasible option is marked.
+holds, or says it cannot; the last step is then narrowed by bisection. ``spare_hosts`` (N+k)
+adds hosts that let the fleet lose k of them: the packing onto the others already holds every
+guest. The cheapest feasible option is marked.
 
 Start-up: the guests of a host boot at once, contending for its cores and disk (a boot storm,
 simulated: :func:`virtsim.models.density.startup.boot_storm`); hosts start in parallel, so the fleet is up
@@ -39,6 +40,7 @@ from virtsim.experiments.scenario import (
     check_numa_placement,
     one_layer_stacks,
 )
+from virtsim.experiments.steady import MIN_RUN_S, steady_runs
 from virtsim.models.density.planner import RESOURCES, GuestNeeds, Packing, guest_needs, pack
 from virtsim.models.density.startup import boot_storm
 from virtsim.models.hardware.host import HostSpec
@@ -54,6 +56,7 @@ __all__ = ["EXPERIMENT", "MAX_JUDGED_MIXES", "MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS
 MIN_HEADROOM = 0.02  # a resource planned at 98% busy at most: at 100% a queue never drains
 MAX_SLO_ROUNDS = 8  # lowered caps tried before a promise is called unkeepable
 SLO_CAP_STEP = 0.8  # each round keeps this share of the previous cap
+SLO_BISECTIONS = 3  # halvings of the last step, between a cap that kept the promises and one that broke them
 MAX_SLO_REQUESTS = 200_000  # requests in one simulated host, all services together
 MAX_JUDGED_MIXES = 8  # distinct mixes of guests simulated per round to judge the promises
 
@@ -209,9 +212,10 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
     promised = [s.name for _, s, _ in placed if s.p99_latency_s is not None]
     if not promised:
         return {}
-    # Long enough for slo_samples requests of the slowest promised service (after a 10% warm-up),
-    # but no more than MAX_SLO_REQUESTS in all: a rare service then rests on fewer (reported).
-    duration = min(max(spec.slo_samples / rates[n] for n in promised) * 1.05 / 0.9,
+    # Long enough for slo_samples requests of the slowest promised service (after a 10% warm-up)
+    # and at least MIN_RUN_S, but no more than MAX_SLO_REQUESTS in all: a rare service then rests
+    # on fewer (reported). Near saturation, longer until the p99s are steady (steady_runs).
+    duration = min(max(max(spec.slo_samples / rates[n] for n in promised) * 1.05 / 0.9, MIN_RUN_S),
                    MAX_SLO_REQUESTS / sum(rates.values()))
     # Guest entries are named by position: "s0" and "s1" cannot collide as "api" and "api-1" would
     # once "api" is expanded to api-1, api-2.
@@ -220,7 +224,14 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
                     "engine": "kernel", "pooled_latency": True},
             "guests": [{"name": f"s{i}", "count": c, "stack": stack,
                         "workload": s.workload.model_dump(mode="json", by_alias=True)} for i, s, c in placed]}
-    runs = run_scenario(parse_scenario(data, f"plan host of type {ht.name!r}"), progress=False).runs
+    scenario = parse_scenario(data, f"plan host of type {ht.name!r}")
+
+    def run(duration_s: float) -> pd.DataFrame:
+        sized = scenario.model_copy(update={"run": scenario.run.model_copy(
+            update={"duration_s": duration_s, "warmup_s": duration_s / 10})})
+        return run_scenario(sized, progress=False).runs
+
+    runs = steady_runs(run, duration)
     out = {}
     for i, service, _ in placed:
         if service.p99_latency_s is None:
@@ -255,34 +266,59 @@ def _hosts_to_check(packing: Packing, promised: list[int]) -> list[int]:
 def _packed_within_slos(spec: PlanSpec, ht: HostType, stack: Stack, needs: list[GuestNeeds]
                         ) -> tuple[Packing | None, float, dict[str, Any], list[str], str]:
     """Pack under the headroom cap, then lower the cap until every promise holds on the hosts
-    that judge it (:func:`_hosts_to_check`). Returns the packing (None if no cap keeps them), the
-    last cap simulated, each promised service's worst simulated p99, the services whose promise
-    lowered the cap, and a note."""
+    that judge it (:func:`_hosts_to_check`), and narrow the last step by bisection
+    (``SLO_BISECTIONS`` halvings between the cap that kept the promises and the one that broke
+    them). Returns the packing (None if no cap keeps them), the last cap simulated, each promised
+    service's worst simulated p99, the services whose promise lowered the cap, and a note."""
     counts = np.array([s.guests for s in spec.services])
     per_guest = np.array([n.per_guest for n in needs])
     per_host = np.array([n.per_host for n in needs])
     promise = {s.name: s.p99_latency_s for s in spec.services if s.p99_latency_s is not None}
     promised = [i for i, s in enumerate(spec.services) if s.p99_latency_s is not None]
-    usable, bound = 1 - spec.headroom, list[str]()
-    measured, tried_cap = dict[str, Any](), usable
     simulated: dict[tuple[int, ...], dict[str, Any]] = {}  # packings repeat as the cap falls
-    for _ in range(MAX_SLO_ROUNDS + 1):
-        if not all(_fits_alone(needs, usable)):
-            break
-        packing = pack(counts, per_guest, per_host, usable)
-        if not promise:
-            return packing, usable, {}, [], ""
-        tried_cap = usable
+
+    def judge(cap: float) -> tuple[Packing, dict[str, Any], list[str], bool]:
+        """The packing under ``cap``, its promised services' worst p99s, those that miss, and
+        whether a judged host holds more than one guest (else fewer per host cannot help)."""
+        packing = pack(counts, per_guest, per_host, cap)
         judges = _hosts_to_check(packing, promised)
         measured = _worst_p99s(spec, ht, stack, [packing.counts[h] for h in judges], simulated)
         missed = sorted(n for n, m in measured.items() if m["p99_s"] > promise[n])
+        return packing, measured, missed, max(int(packing.counts[h].sum()) for h in judges) > 1
+
+    usable, bound = 1 - spec.headroom, list[str]()
+    measured, tried_cap, broke = dict[str, Any](), usable, None
+    for _ in range(MAX_SLO_ROUNDS + 1):
+        if not all(_fits_alone(needs, usable)):
+            break
+        if not promise:
+            return pack(counts, per_guest, per_host, usable), usable, {}, [], ""
+        tried_cap = usable
+        packing, measured, missed, shared = judge(usable)
         if not missed:
+            if broke is not None:
+                packing, usable, measured = _bisect(judge, packing, usable, measured, broke)
             return packing, usable, measured, bound, ""
         bound = sorted({*bound, *missed})
-        if max(int(packing.counts[h].sum()) for h in judges) == 1:
+        if not shared:
             break  # one guest alone misses: fewer guests per host cannot help
-        usable *= SLO_CAP_STEP
+        broke, usable = usable, usable * SLO_CAP_STEP
     return None, tried_cap, measured, bound, _infeasible_note(measured, promise, usable, tried_cap)
+
+
+def _bisect(judge: Any, packing: Packing, kept: float, measured: dict[str, Any], broke: float
+            ) -> tuple[Packing, float, dict[str, Any]]:
+    """The highest cap found between ``kept`` (keeps every promise, with ``packing`` and
+    ``measured``) and ``broke`` (breaks one) in ``SLO_BISECTIONS`` halvings, with its packing and
+    figures: a step of a fifth would otherwise leave up to a fifth of the capacity unused."""
+    for _ in range(SLO_BISECTIONS):
+        middle = (kept + broke) / 2
+        trial, trial_measured, missed, _ = judge(middle)
+        if missed:
+            broke = middle
+        else:
+            packing, kept, measured = trial, middle, trial_measured
+    return packing, kept, measured
 
 
 def _worst_p99s(spec: PlanSpec, ht: HostType, stack: Stack, hosts: list[np.ndarray],

@@ -372,3 +372,34 @@ def test_a_guests_own_lock_must_carry_its_rate() -> None:
     spec = PlanSpec.model_validate({"stacks": [["firecracker"]], "host_types": [m5d], "services": [store]})
     with pytest.raises(ValueError, match=r"vmm-lock:g 14[0-9]% busy"):
         plan(spec)
+
+
+def test_a_promise_near_saturation_holds_in_a_long_run_of_the_planned_host() -> None:
+    """Review 28 F1: 170 web guests at 400/s on 4-core hosts with 2% headroom and a 20 ms p99. The
+    plan simulated 0.3 s from an empty host: at 96% busy the queue was still filling, the p99
+    read 19.6 ms, and 19 guests per host were planned; in steady state 19 give about 35 ms. Now
+    the planned host, run independently for 20 s after a 2 s warm-up, keeps the promise (with 5%
+    for the p99's own noise), and the plan is not looser than one host more than a step of the
+    cap would give (the bisection: the review found 18 per host keep it)."""
+    from virtsim.experiments.runner import run_scenario
+    from virtsim.experiments.scenario import POOLED_GUEST, parse_scenario
+
+    web = {"name": "web", "guests": 170, "workload": {"kind": "web", "rate": "400/s"}, "app_memory": "64MiB",
+           "image": "2GiB", "diff": "300MiB", "p99_latency": "20ms"}
+    host = {"name": "small", "host": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd",
+                                      "network": "10gbe"}}
+    spec = PlanSpec.model_validate({"stacks": [["docker"]], "host_types": [host], "services": [web],
+                                    "headroom": 0.02, "host_reserved": "2GiB"})
+    fleet, _ = plan(spec)
+    row = fleet.iloc[0]
+    per_host = int(row["guests_per_host_max"])
+    assert 17 <= per_host <= 18 and row["hosts"] in (10, 11)
+    check = parse_scenario({"name": "check", "host": host["host"],
+                            "run": {"duration": "22s", "warmup": "2s", "replications": 1, "seed": 3,
+                                    "engine": "kernel", "pooled_latency": True},
+                            "guests": [{"name": "g", "count": per_host, "stack": ["docker"],
+                                        "workload": web["workload"]}]})
+    runs = run_scenario(check, progress=False).runs
+    p99 = float(runs.loc[(runs["guest"] == POOLED_GUEST) & (runs["metric"] == "latency_p99_s")
+                         & (runs["layer"] == "all") & (runs["station"] == "all"), "value"].iloc[0])
+    assert p99 <= 0.020 * 1.05

@@ -1,0 +1,47 @@
+"""Steady-state runs: near saturation a run is repeated twice as long until its p99 settles."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from virtsim.experiments.steady import MAX_DOUBLINGS, busiest_utilization, pooled_p99s, steady_runs
+
+
+def _runs(utilization: float, p99_s: float) -> pd.DataFrame:
+    """A runs table with one host station at ``utilization`` and a pooled p99 of ``p99_s``."""
+    return pd.DataFrame([
+        {"guest": "host", "metric": "utilization", "layer": "all", "station": "cpu", "value": utilization},
+        {"guest": "host", "metric": "utilization", "layer": "all", "station": "wire", "value": 1.0},
+        {"guest": "all-guests", "metric": "latency_p99_s", "layer": "all", "station": "all", "value": p99_s},
+        {"guest": "g-1", "metric": "latency_p99_s", "layer": "all", "station": "all", "value": 9.0},
+    ])
+
+
+def test_the_wire_and_single_guests_are_not_what_is_judged() -> None:
+    runs = _runs(0.5, 0.01)
+    assert busiest_utilization(runs) == 0.5
+    assert pooled_p99s(runs) == {"all-guests": 0.01}
+
+
+def test_a_lightly_loaded_host_is_run_once() -> None:
+    asked: list[float] = []
+    steady_runs(lambda d: asked.append(d) or _runs(0.5, 0.01), 1.0)
+    assert asked == [1.0]
+
+
+def test_near_saturation_the_run_doubles_until_the_p99_settles() -> None:
+    """A queue filling from empty: the p99 reads 10, 20, 21 ms at 1, 2 and 4 s; 20 and 21 agree
+    within 10%, so the 4 s run is the answer."""
+    p99 = {1.0: 0.010, 2.0: 0.020, 4.0: 0.021, 8.0: 0.0215}
+    asked: list[float] = []
+    runs = steady_runs(lambda d: asked.append(d) or _runs(0.95, p99[d]), 1.0)
+    assert asked == [1.0, 2.0, 4.0]
+    assert pooled_p99s(runs) == {"all-guests": pytest.approx(0.021)}
+
+
+def test_the_doubling_stops_at_its_limit_with_the_longest_run() -> None:
+    asked: list[float] = []
+    runs = steady_runs(lambda d: asked.append(d) or _runs(0.99, 0.01 * d), 1.0)
+    assert asked == [2.0**k for k in range(MAX_DOUBLINGS + 1)]
+    assert pooled_p99s(runs)["all-guests"] == pytest.approx(0.01 * 2.0**MAX_DOUBLINGS)
