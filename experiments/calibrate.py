@@ -287,7 +287,7 @@ def _vmm_overhead_mib(case: Case) -> float:
     from virtsim.models.virt.stack import Stack
 
     (vm,) = [layer for layer in Stack.of(case.stack).layers if isinstance(layer, Type1)]
-    return vm.params.vmm_overhead_bytes / 2**20
+    return vm.params.vmm_overhead() / 2**20
 
 
 def _simulate(case: Case, seed: int) -> float:

@@ -180,7 +180,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
                                guests=guests, memory_bytes=memory, memory_capacity_bytes=capacity, oom=fp.oom,
                                swapped_bytes=swapped)
     if _out_of_memory(spec, fp, capacity, guests):
-        return {**row, "passes": False, "limit": "memory (OOM kill)" if fp.oom else "memory",
+        return {**row, "passes": False, "limit": f"memory (OOM kill: {fp.oom_reason})" if fp.oom else "memory",
                 "p99_s": float("nan"), "throughput_fraction": float("nan")}
     if swapped > 0:
         # Host swap: a share swapped/memory of every working set lives on disk, so each page a

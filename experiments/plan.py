@@ -41,6 +41,7 @@ from virtsim.experiments.scenario import (
     one_layer_stacks,
 )
 from virtsim.experiments.steady import MIN_RUN_S, steady_runs
+from virtsim.models.density.footprint import footprint
 from virtsim.models.density.planner import RESOURCES, GuestNeeds, Packing, guest_needs, pack
 from virtsim.models.density.startup import boot_storm
 from virtsim.models.hardware.host import HostSpec
@@ -379,6 +380,11 @@ def _plan_host_type(spec: PlanSpec, ht: HostType, stack: Stack,
                      "own_station_utilization": max(n.private_stations.values(), default=0.0),
                      "fits_one_host": ok, "binding": _binding(n), "p99_promise_s": s.p99_latency_s}
                     for s, n, ok in zip(spec.services, needs, fits, strict=True)]
+    killed = [f"{s.name} ({fp.oom_reason})" for s in spec.services
+              if (fp := footprint(stack, s.app_memory_bytes)).oom]
+    if killed:  # no packing helps a guest whose own memory limit is below what it holds
+        return ({"host_type": ht.name, "stack": label, "hosts": np.nan,
+                 "note": f"infeasible: OOM kill of {'; '.join(killed)}"}, service_rows)
     too_big = [s.name for s, ok in zip(spec.services, fits, strict=True) if not ok]
     if too_big:
         why = "; ".join(f"{r['service']}: {r['binding']}" for r in service_rows if not r["fits_one_host"])

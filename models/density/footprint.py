@@ -32,12 +32,14 @@ __all__ = ["Footprint", "footprint"]
 
 @dataclass(frozen=True)
 class Footprint:
-    """Per-guest memory (private and shared among alike guests), idle CPU, and OOM risk."""
+    """Per-guest memory (private and shared among alike guests), idle CPU, and OOM risk
+    (``oom_reason`` says which limit is below what it must hold)."""
 
     private_bytes: float
     shared_bytes: float
     idle_cpu_cores: float
     oom: bool = False
+    oom_reason: str = ""
 
     def host_memory(self, guests: int) -> float:
         """Bytes ``guests`` identical guests use on the host."""
@@ -45,20 +47,34 @@ class Footprint:
 
 
 def footprint(stack: Stack, app_memory_bytes: float) -> Footprint:
-    """The footprint of one guest running an application of ``app_memory_bytes`` working set."""
-    private, shared, idle, oom = float(app_memory_bytes), 0.0, 0.0, False
-    for layer in stack.layers:
+    """The footprint of one guest running an application of ``app_memory_bytes`` working set.
+
+    A VM must hold its guest OS and all that runs inside it: one whose ``guest_memory`` a scenario
+    set below that is OOM (its kernel kills the application, as a container's ``memory_max``
+    does); one left at its profile's size is sized up to hold it (a 2 GiB default does not make an
+    8 GiB database impossible), and its VMM's overhead grows with that size.
+    """
+    private, shared, idle, reasons = float(app_memory_bytes), 0.0, 0.0, list[str]()
+    for layer in stack.layers:  # the guest's own layer first: what is inside each VM is known there
         if isinstance(layer, Type1):
             p = layer.params
+            inside = private + shared + p.guest_os_memory_bytes
+            size = p.guest_memory_bytes
+            if size < inside:
+                if "guest_memory_bytes" in layer.overrides:
+                    reasons.append(f"{layer.label}: guest_memory {size / 2**30:.3g} GiB is below the "
+                                   f"{inside / 2**30:.3g} GiB its guest OS and application need")
+                size = inside
             between = p.identical_fraction if p.page_sharing == "between-guests" else 0.0
-            private += p.vmm_overhead_bytes + p.guest_os_memory_bytes * (1 - between)
+            private += p.vmm_overhead(size) + p.guest_os_memory_bytes * (1 - between)
             shared += p.guest_os_memory_bytes * between
             idle += p.idle_cpu_cores
             if not p.balloon:  # the unused rest of the guest's memory fills with page cache
-                private += max(0.0, p.guest_memory_bytes - p.guest_os_memory_bytes - app_memory_bytes)
+                private += max(0.0, size - inside)
         elif isinstance(layer, Container):
             private += layer.params.runtime_memory_bytes
             limit = layer.params.memory_max_bytes
             if limit is not None and limit < app_memory_bytes:
-                oom = True
-    return Footprint(private, shared, idle, oom)
+                reasons.append(f"{layer.label}: memory_max {limit / 2**30:.3g} GiB is below the application's "
+                               f"{app_memory_bytes / 2**30:.3g} GiB")
+    return Footprint(private, shared, idle, bool(reasons), "; ".join(reasons))

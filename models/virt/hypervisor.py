@@ -177,12 +177,12 @@ class Type1Params(LayerParams):
     boot_s: Seconds = Field(1.0, alias="boot")  # from start to the guest's init (p50)
 
 
-    @property
-    def vmm_overhead_bytes(self) -> float:
+    def vmm_overhead(self, guest_memory_bytes: float | None = None) -> float:
         """The host memory the VMM takes beside the guest's own (bytes): ``vmm_memory`` plus
-        ``vmm_memory_per_vcpu`` per vCPU plus ``vmm_memory_fraction`` of ``guest_memory``."""
-        return self.vmm_memory_bytes + self.vmm_memory_per_vcpu_bytes * self.vcpus \
-            + self.vmm_memory_fraction * self.guest_memory_bytes
+        ``vmm_memory_per_vcpu`` per vCPU plus ``vmm_memory_fraction`` of the guest's memory
+        (``guest_memory_bytes``, by default ``guest_memory``)."""
+        size = self.guest_memory_bytes if guest_memory_bytes is None else guest_memory_bytes
+        return self.vmm_memory_bytes + self.vmm_memory_per_vcpu_bytes * self.vcpus + self.vmm_memory_fraction * size
 
     @model_validator(mode="after")
     def _translation_needs_its_costs(self) -> Type1Params:

@@ -403,3 +403,16 @@ def test_a_promise_near_saturation_holds_in_a_long_run_of_the_planned_host() -> 
     p99 = float(runs.loc[(runs["guest"] == POOLED_GUEST) & (runs["metric"] == "latency_p99_s")
                          & (runs["layer"] == "all") & (runs["station"] == "all"), "value"].iloc[0])
     assert p99 <= 0.020 * 1.05
+
+
+def test_a_stack_whose_memory_limit_is_below_the_app_is_an_infeasible_option_saying_why() -> None:
+    """Review 28 F2: the planner packed guests that their own limit would OOM-kill."""
+    spec = PlanSpec.model_validate({
+        "stacks": [[{"profile": "docker", "memory_max": "1GiB"}], [{"profile": "kvm", "guest_memory": "1GiB"}],
+                   ["kvm"]],
+        "host_types": [SMALL], "services": [{**SERVICES[1], "app_memory": "6GiB"}], "headroom": 0.25})
+    fleet, _ = plan(spec)
+    notes = fleet.set_index("stack")["note"]
+    assert "OOM kill of cache" in notes["docker{memory_max=1GiB}"] and "memory_max" in notes["docker{memory_max=1GiB}"]
+    assert "guest_memory 1 GiB" in notes["kvm{guest_memory=1GiB}"]
+    assert fleet.set_index("stack").loc["kvm", "hosts"] > 0  # the default VM is sized to hold it

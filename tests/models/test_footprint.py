@@ -55,3 +55,32 @@ def test_a_vmm_that_grows_with_vcpus_and_guest_memory_costs_each_guest_its_own_s
     kvm = [footprint(Stack((make_layer("kvm", {"vcpus": v, "guest_memory": m, "guest_os_memory": 0}),)), 0.0)
            for v, m in ((1, "256MiB"), (8, "16GiB"))]
     assert kvm[0].private_bytes == kvm[1].private_bytes == pytest.approx(131e6)
+
+
+def test_a_vm_set_smaller_than_what_it_holds_is_oom_and_one_left_at_its_default_is_sized_up() -> None:
+    """Review 28 F2: a VM given 1 GiB for an 8 GiB working set was credited with memory it does
+    not have. Set by the scenario, the size is kept and the guest is OOM (as a container's
+    memory_max); left at the profile's 2 GiB, the VM is sized to hold the guest OS and the app, and
+    ESXi's overhead (0.74% of guest memory) grows with that size."""
+    app = 8 * 2**30
+    small = footprint(Stack((make_layer("kvm", {"guest_memory": "1GiB"}),)), app)
+    assert small.oom and "guest_memory 1 GiB" in small.oom_reason
+    assert not footprint(Stack((make_layer("kvm", {"guest_memory": "9GiB"}),)), app).oom
+    default = footprint(Stack((make_layer("kvm", {"balloon": False}),)), app)
+    assert not default.oom
+    kvm = make_layer("kvm").params
+    assert default.private_bytes == pytest.approx(app + kvm.vmm_memory_bytes + kvm.guest_os_memory_bytes)
+    esxi = make_layer("esxi").params
+    sized = footprint(Stack((make_layer("esxi"),)), app)
+    inside = app + esxi.guest_os_memory_bytes
+    assert sized.private_bytes == pytest.approx(app + esxi.guest_os_memory_bytes + esxi.vmm_memory_bytes
+                                                + esxi.vmm_memory_per_vcpu_bytes * esxi.vcpus
+                                                + esxi.vmm_memory_fraction * inside)
+
+
+def test_a_container_in_a_vm_counts_against_the_vm() -> None:
+    """The VM holds the container's runtime and app: 1 GiB of guest memory set for a 900 MiB app
+    in docker (runtime about 4 MB) and a 150 MiB guest OS is too small."""
+    stack = Stack((make_layer("docker"), make_layer("kvm", {"guest_memory": "1GiB", "guest_os_memory": "150MiB"})))
+    fp = footprint(stack, 900 * MiB)
+    assert fp.oom and "kvm{" in fp.oom_reason
