@@ -26,6 +26,7 @@ Each is a closed or open loop of requests whose demands are the mechanism of the
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -196,15 +197,29 @@ class NetperfRR(_Named):
         return [("round_trip_us", latency_mean_s * 1e6, "us")]
 
 
+WORK_SIGMA = 0.25
+"""Spread (of the logarithm) of a server's and a client's CPU work per request in the round-trip
+workloads (kv-store, netperf-rr, oltp): lognormal around the parameter as its mean. Assumption
+(work): real requests vary (cache misses, branch history, the allocator); p99 / p50 = 1.8. With
+every cost constant, a closed loop locks into one phase, and the costs paid only when a thread is
+idle made throughput zigzag by 5% as an exit cost rose (review 28 F3)."""
+
+
+def _varied(cycles: float) -> dict[str, Any]:
+    """``cycles`` of work per request as a demand's amount: lognormal with mean ``cycles``
+    (median ``cycles / exp(WORK_SIGMA^2 / 2)``, as a lognormal demand takes its median)."""
+    return {"cycles": cycles / math.exp(WORK_SIGMA**2 / 2), "dist": "lognormal", "sigma": WORK_SIGMA}
+
+
 def _round_trip(request: float, server_cycles: float, response: float, client_cycles: float = 0.0,
                 wake_extra_s: float = 0.0) -> list[dict[str, Any]]:
     """One request-response exchange: the client's work and send, the server's receive, wake-up,
-    work and send, and the client's receive."""
+    work and send, and the client's receive; the work varies by ``WORK_SIGMA``."""
     out: list[dict[str, Any]] = []
     if client_cycles:
-        out.append({"kind": "client_cpu", "cycles": client_cycles})
+        out.append({"kind": "client_cpu", **_varied(client_cycles)})
     return [*out, {"kind": "client_send", "size": request}, {"kind": "net_in", "size": request},
-            {"kind": "wake", "extra": wake_extra_s}, {"kind": "cpu", "cycles": server_cycles},
+            {"kind": "wake", "extra": wake_extra_s}, {"kind": "cpu", **_varied(server_cycles)},
             {"kind": "net_out", "size": response}, {"kind": "client_recv", "size": response}]
 
 
