@@ -41,7 +41,7 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     trees = _loaded_trees(stations, sources)
     out = {}
     for name, per_second in work.items():
-        station, _, path = name.partition(":")
+        station, path = _station_and_path(name, specs)
         spec = specs[station]
         if not path:
             runnable = _runnable(spec, trees[station]) if station in trees else math.inf
@@ -55,6 +55,19 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     for lock, per_second in locks.items():
         out[lock] = per_second / specs[lock].capacity
     return out
+
+
+def _station_and_path(key: str, specs: dict[str, StationSpec]) -> tuple[str, str]:
+    """A work key split into its station and group path: ``"cpu:g/vcpu"`` is ("cpu", "g/vcpu"),
+    ``"io.max:web"`` the station ``io.max:web`` itself (station names hold colons too: a
+    throttle's, a bound memory controller's, a lock's), so the station is the name itself or the
+    shortest prefix before a colon that names one."""
+    if key in specs:
+        return key, ""
+    for i, char in enumerate(key):
+        if char == ":" and key[:i] in specs:
+            return key[:i], key[i + 1:]
+    raise KeyError(f"work key {key!r} names no station")
 
 
 def closed_loop_requests(stations: Sequence[StationSpec], sources: Sequence[Source], duration_s: float,

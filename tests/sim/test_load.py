@@ -164,3 +164,24 @@ def test_a_cpuset_inside_a_vm_names_vcpus_of_one_thread() -> None:
     assert done * 0.01 / 0.8 == pytest.approx(1.0, rel=0.02)  # one vCPU's worth
     opened = [Source("g", (Slot("cpu", "app", ("vm", "ctr")),), OpenArrivals(150.0), _constant(0.01))]
     assert offered_load([cpu], opened)["cpu"] == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(("layer", "demand", "station", "expected"), [
+    # 200 I/Os a second through a 1,000 IOPS throttle: 20% of it
+    ({"profile": "docker", "io_max_iops": 1000}, {"kind": "io", "size": "4KiB"}, "io.max:g", 0.2),
+    # 100 x 64 MiB a second bound to one of ddr3-2s's two 22.8 GB/s controllers (45.6 GB/s in all)
+    ("bare-metal", {"kind": "mem", "size": "64MiB", "pattern": "seq", "numa_nodes": 1}, "membw:bound-1",
+     100 * 64 * 2**20 / 22.8e9),
+])
+def test_stations_whose_names_hold_a_colon_are_offered_their_load(layer, demand, station, expected) -> None:
+    """Review 28 F11: a work key "station:group" was split at its first colon, so an open loop
+    through a throttle (io.max:GUEST) or bound memory (membw:bound-K) crashed every run."""
+    from virtsim.experiments.scenario import parse_scenario
+    from virtsim.sim.load import offered_load
+
+    rate = 200 if demand["kind"] == "io" else 100
+    sc = parse_scenario({"name": "x", "host": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s"},
+                         "guests": [{"name": "g", "stack": [layer], "workload": {
+                             "arrivals": {"kind": "open", "rate": f"{rate}/s"}, "demands": [demand]}}]})
+    stations, sources = sc.system().engine_inputs()
+    assert offered_load(stations, sources)[station] == pytest.approx(expected, rel=0.01)
