@@ -34,7 +34,7 @@ from virtsim.models.system import Guest, System
 from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import RequestWorkload
-from virtsim.sim.load import lock_hold_s
+from virtsim.sim.load import attainable_capacity, lock_hold_s
 from virtsim.sim.routes import StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
@@ -82,7 +82,7 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
         private[name] = rate * seconds / stations[name].capacity
     _station_needs(stations, by_station, rate, per_guest, private)
     fp = footprint(stack, app_memory_bytes)
-    per_guest[RESOURCES.index("cpu")] += fp.idle_cpu_cores / host.cpu.cores
+    per_guest[RESOURCES.index("cpu")] += fp.idle_cpu_cores / attainable_capacity(stations["cpu"], math.inf)
     memory = host.memory.capacity_bytes - reserved_bytes
     per_guest[RESOURCES.index("memory")] = fp.private_bytes / memory
     per_guest[RESOURCES.index("disk_space")] = diff_bytes / host.storage.capacity_bytes
@@ -130,7 +130,8 @@ def _station_needs(stations: dict[str, StationSpec], by_station: dict[str, float
         spec = stations.get(name)
         if spec is None or spec.kind in ("delay", "lock") or name.startswith("client."):
             continue
-        util = rate * w / spec.servers
+        # a host full of guests runs every hardware thread: the CPU serves its SMT siblings' yield too
+        util = rate * w / attainable_capacity(spec, math.inf)
         base = name.split(":", 1)[0]  # membw:bound-K, memory bound to K NUMA nodes, is memory bandwidth
         if base in SHARED_STATIONS:
             # the share of the station it uses: for bound memory, of its nodes' bandwidth, so bound
