@@ -240,7 +240,9 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
         pool = pooled_name(f"s{i}") if len(placed) > 1 else POOLED_GUEST
         rows = runs[(runs["guest"] == pool) & (runs["layer"] == "all") & (runs["station"] == "all")]
         values = rows.set_index("metric")["value"]
-        out[service.name] = {"p99_s": float(values["latency_p99_s"]), "p99_requests": int(values["completed"])}
+        # a p99 still rising at the longest run is not kept: judge() counts it as missing the promise
+        out[service.name] = {"p99_s": float(values["latency_p99_s"]), "p99_requests": int(values["completed"]),
+                             "p99_steady": bool(runs.attrs.get("steady", True))}
     return out
 
 
@@ -284,7 +286,7 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack: Stack, needs: list[
         packing = pack(counts, per_guest, per_host, cap)
         judges = _hosts_to_check(packing, promised)
         measured = _worst_p99s(spec, ht, stack, [packing.counts[h] for h in judges], simulated)
-        missed = sorted(n for n, m in measured.items() if m["p99_s"] > promise[n])
+        missed = sorted(n for n, m in measured.items() if m["p99_s"] > promise[n] or not m["p99_steady"])
         return packing, measured, missed, max(int(packing.counts[h].sum()) for h in judges) > 1
 
     usable, bound = 1 - spec.headroom, list[str]()
@@ -325,14 +327,18 @@ def _bisect(judge: Any, packing: Packing, kept: float, measured: dict[str, Any],
 def _worst_p99s(spec: PlanSpec, ht: HostType, stack: Stack, hosts: list[np.ndarray],
                 simulated: dict[tuple[int, ...], dict[str, Any]]) -> dict[str, Any]:
     """Each promised service's figures on the host (of ``hosts``, guest counts per service) where
-    its p99 is worst; each mix of guests is simulated once (``simulated`` keeps them)."""
+    its p99 is worst (a p99 not steady is worse than any steady one); each mix of guests is
+    simulated once (``simulated`` keeps them)."""
+    def badness(m: dict[str, Any]) -> tuple[bool, float]:
+        return not m["p99_steady"], m["p99_s"]
+
     measured: dict[str, Any] = {}
     for counts in hosts:
         key = tuple(int(c) for c in counts)
         if key not in simulated:
             simulated[key] = _simulate_host(spec, ht, stack, counts)
         for name, m in simulated[key].items():
-            if name not in measured or m["p99_s"] > measured[name]["p99_s"]:
+            if name not in measured or badness(m) > badness(measured[name]):
                 measured[name] = m
     return measured
 

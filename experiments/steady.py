@@ -55,15 +55,17 @@ def steady_runs(run: Callable[[float], pd.DataFrame], duration_s: float,
     """The runs table of ``run(d)`` (a run of ``d`` seconds with a tenth of it warm-up) for
     ``d = duration_s``, or, where the busiest station is at least ``NEAR_SATURATION`` busy, for
     the first of ``2d, 4d, ...`` (at most ``MAX_DOUBLINGS`` doublings) whose pooled p99s agree
-    with the run half as long within ``CONVERGED``. ``first``: the run of ``duration_s``, if made."""
+    with the run half as long within ``CONVERGED``. ``first``: the run of ``duration_s``, if made.
+    The table's ``attrs["steady"]`` says whether it is steady: False if the p99s still moved at
+    the last doubling, which density and plan count as a miss (a p99 not known is not kept)."""
     runs = run(duration_s) if first is None else first
+    steady = busiest_utilization(runs) < NEAR_SATURATION
     for _ in range(MAX_DOUBLINGS):
-        if busiest_utilization(runs) < NEAR_SATURATION:
-            return runs
+        if steady:
+            break
         duration_s *= 2
         longer = run(duration_s)
         steady = _agree(pooled_p99s(runs), pooled_p99s(longer))
         runs = longer
-        if steady:
-            return runs
+    runs.attrs["steady"] = steady  # False: the p99s still moved at the last doubling
     return runs

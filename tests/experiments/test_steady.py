@@ -37,7 +37,7 @@ def test_near_saturation_the_run_doubles_until_the_p99_settles() -> None:
     asked: list[float] = []
     runs = steady_runs(lambda d: asked.append(d) or _runs(0.95, p99[d]), 1.0)
     assert asked == [1.0, 2.0, 4.0]
-    assert pooled_p99s(runs) == {"all-guests": pytest.approx(0.021)}
+    assert pooled_p99s(runs) == {"all-guests": pytest.approx(0.021)} and runs.attrs["steady"]
 
 
 def test_the_doubling_stops_at_its_limit_with_the_longest_run() -> None:
@@ -45,3 +45,20 @@ def test_the_doubling_stops_at_its_limit_with_the_longest_run() -> None:
     runs = steady_runs(lambda d: asked.append(d) or _runs(0.99, 0.01 * d), 1.0)
     assert asked == [2.0**k for k in range(MAX_DOUBLINGS + 1)]
     assert pooled_p99s(runs)["all-guests"] == pytest.approx(0.01 * 2.0**MAX_DOUBLINGS)
+    assert runs.attrs["steady"] is False  # still rising: density and plan do not keep it
+
+
+def test_density_does_not_pass_a_guest_count_whose_steady_p99_breaks_the_slo() -> None:
+    """Review 28 F12: 1.5 Mcycle requests with a lognormal spread of 2 at 100/s per guest on 4
+    cores and a 150 ms p99. A 2 s run from empty passed 11 guests (p99 93 ms at 99% offered); in
+    60 s runs 11 give 500-850 ms, 10 give 155-166 ms, 9 give 91-101 ms: 9 is the answer."""
+    from virtsim.experiments.density import DensitySpec, search
+    from virtsim.models.virt.stack import Stack
+
+    spec = DensitySpec.model_validate({
+        "host": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd", "network": "10gbe"},
+        "app_memory": "64MiB", "slo": {"p99_latency": "150ms"}, "max_guests": 64,
+        "workload": {"kind": "request", "arrivals": {"kind": "open", "rate": "100/s"},
+                     "demands": [{"kind": "cpu", "cycles": "1.5M", "dist": "lognormal", "sigma": 2.0}]}})
+    best, _, _ = search(spec, Stack.of(["docker"]))
+    assert best <= 9
