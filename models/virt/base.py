@@ -37,11 +37,14 @@ class LayerParams(StrictModel):
 class EnclosingHypervisor:
     """The hypervisor whose VM a nested hypervisor runs in, as that one's exits see it (cycles):
     the world switch into it and back, a whole exit (switch plus handling), and its emulation
-    work per switch between its guest hypervisor and that one's guest."""
+    work per switch between its guest hypervisor and that one's guest; and whether it maps its
+    guest's memory by nested paging (only then can it offer nested paging to a hypervisor in it:
+    KVM's nested EPT needs EPT in L0)."""
 
     switch_cycles: float
     exit_cycles: float
     transition_cycles: float
+    nested_paging: bool = True
 
 
 @dataclass(frozen=True)

@@ -275,9 +275,11 @@ class Type1(Layer):
         return self.params.apicv and ctx.host.cpu.apicv
 
     def nested_paging(self, ctx: LayerContext) -> bool:
-        """Whether the guest's memory is mapped by nested paging (asked for, and the CPU has it)
-        rather than shadow page tables."""
-        return self.params.nested_paging and ctx.host.cpu.nested_paging
+        """Whether the guest's memory is mapped by nested paging (asked for, the CPU has it, and
+        the hypervisor this one runs in, if any, uses it: it can offer only what it has) rather
+        than shadow page tables."""
+        offered = ctx.enclosing is None or ctx.enclosing.nested_paging
+        return self.params.nested_paging and ctx.host.cpu.nested_paging and offered
 
     def inject_exits(self, ctx: LayerContext) -> float:
         """Exits per interrupt delivered to the guest: none when posted (APICv)."""
@@ -305,7 +307,7 @@ class Type1(Layer):
     def as_enclosing(self, ctx: LayerContext) -> EnclosingHypervisor:
         """What an exit through this hypervisor costs a hypervisor running in its VM."""
         return EnclosingHypervisor(self.world_switch_cycles(ctx), self.exit_cycles(ctx),
-                                   self.params.nested_transition_cycles)
+                                   self.params.nested_transition_cycles, self.nested_paging(ctx))
 
     def _exits(self, ctx: LayerContext, count: float, amount: np.ndarray, group: GroupPath, per_client: int = 0,
                when_idle: IdleCondition | None = None) -> Demand:

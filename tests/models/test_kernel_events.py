@@ -148,3 +148,17 @@ def test_a_cpu_without_nested_paging_makes_any_hypervisor_shadow() -> None:
     assert [d.walk_dims for d in on_modern if d.kind == "mem"] == [2]
     assert sum(float(d.amount[0]) for d in on_p4 if d.kind == "cpu") == pytest.approx(NATIVE + SWITCH + 5000)
     assert sum(float(d.amount[0]) for d in on_modern if d.kind == "cpu") == pytest.approx(NATIVE)
+
+
+def test_a_hypervisor_in_a_vm_without_nested_paging_shadows_its_guests_tables() -> None:
+    """Review 28 F9: KVM offers nested EPT to a guest hypervisor only if it uses EPT itself. Under
+    an L0 on shadow page tables, L1 must shadow L2's tables, so L2's page-table writes and page
+    faults exit, through L0, and cost more than on one level of shadow paging, not nothing."""
+    one_level = sum(_cycles([{"profile": "kvm", "vcpus": 1, "nested_paging": False}], "pte_write",
+                            host=MODERN).values())
+    nested = _cycles([{"profile": "kvm", "vcpus": 1}, {"profile": "kvm", "vcpus": 2, "nested_paging": False}],
+                     "pte_write", host=MODERN)
+    assert sum(nested.values()) > one_level > 3 * NATIVE
+    # with nested paging in L0, L2's page-table writes are native
+    both = _cycles([{"profile": "kvm", "vcpus": 1}, {"profile": "kvm", "vcpus": 2}], "pte_write", host=MODERN)
+    assert both == pytest.approx({"app": 3 * NATIVE})
