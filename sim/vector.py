@@ -125,7 +125,11 @@ def _refuse_ties(sorted_arrival: np.ndarray, station: str) -> None:
     """The DES serves simultaneous arrivals in the order their events were scheduled, within the
     same instant; that order is the event loop's own, so the vector engine refuses such runs
     rather than guess (continuous work distributions make ties a probability-zero event)."""
-    ties = np.flatnonzero(sorted_arrival[1:] == sorted_arrival[:-1])
+    # Within rounding, not only equal: the engines add the same times in other orders (a FIFO's
+    # cumulative sum, the DES's event by event), so a tie can come out a few ulps apart, in
+    # opposite orders in the two (hypothesis found one: 0.6 s of constant work after a delay of
+    # 0.6 s, and 0.6 s of queueing)
+    ties = np.flatnonzero(np.isclose(sorted_arrival[1:], sorted_arrival[:-1], rtol=1e-11, atol=0.0))
     if ties.size:
         raise SimultaneousArrivals(
             f"{ties.size} pairs of requests reach FIFO station {station!r} at the same instant "

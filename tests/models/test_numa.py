@@ -57,3 +57,17 @@ def test_a_one_node_host_keeps_one_station_named_membw() -> None:
     system = parse_scenario(_stream(2, None, {**HOST, "memory": "ddr4-small"})).system()
     names = {s.name for s in system.engine_inputs()[0]}
     assert "membw" in names and not any(n.startswith("membw:") for n in names)
+
+
+@pytest.mark.parametrize(("stack", "streams"), [
+    ([{"profile": "kvm", "vcpus": 1}], 1), ([{"profile": "docker", "cpu_max": "100ms/100ms"}], 1),
+    ([{"profile": "docker", "cpuset": [0]}], 1), ([{"profile": "docker", "cpu_max": "50ms/100ms"}], 0.5),
+    ([{"profile": "kvm", "vcpus": 3}], 3), (["bare-metal"], 4),  # 4 streams fill the host's 20 GB/s
+])
+def test_a_guest_streams_no_more_than_the_cores_it_may_use(stack: list, streams: float) -> None:
+    """Review 28 F7: a thread streams memory only while it runs on a core; a 1-vCPU VM (or a
+    container with one CPU's quota, or one core) ran 8 STREAM threads at the whole host's 20 GB/s.
+    Hand-computed: 5 GB/s per stream, at most the guest's cores of them, at most 20 GB/s."""
+    data = _stream(8, None)
+    data["guests"][0]["stack"] = stack
+    assert _bandwidth(data) == pytest.approx(min(5.0 * streams, 20.0), rel=0.02)
