@@ -432,18 +432,19 @@ def _container_ops(spec: DiskSpec, n_files: int, sizes: np.ndarray, guest: int) 
 def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
     """N containers from one image, per storage driver: shared layers plus writable layers."""
     image = _image(spec)
+    fs = spec.host_fs.host_fs()  # the image layers are files on the same file system as the writable ones
     sizes = np.concatenate([layer.file_bytes for layer in image])
-    image_alloc = sum(layer.allocated_bytes() for layer in image)
+    image_alloc = sum(layer.allocated_bytes(fs) for layer in image)
     shared_apparent = sum(layer.apparent_bytes() for layer in image)
     ops = [_container_ops(spec, len(sizes), sizes, g) for g in range(spec.guests)]
     rows = []
     for driver in spec.drivers:
-        usages = [writable_layer_usage(driver, image, o, spec.host_fs.host_fs(), spec.host_fs.metacopy) for o in ops]
+        usages = [writable_layer_usage(driver, image, o, fs, spec.host_fs.metacopy) for o in ops]
         private = sum(u.allocated_bytes for u in usages)
         # A full clone is a standalone copy of the image with the guest's changes: what a vfs
         # container layer already is; for the others, the image once per guest plus the changes.
         full = sum(u.allocated_bytes if u.holds_image else image_alloc + u.allocated_bytes for u in usages)
-        rows += _sharing_rows("layer-stack", driver, spec.guests, image_store_bytes(driver, image), private, full, {
+        rows += _sharing_rows("layer-stack", driver, spec.guests, image_store_bytes(driver, image, fs), private, full, {
                                   "docker_ps_size_bytes_per_guest": float(np.mean([u.apparent_bytes for u in usages])),
                                   "image_apparent_bytes": shared_apparent,
                               })

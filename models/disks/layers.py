@@ -82,9 +82,12 @@ class ImageLayer:
         """Sum of the layer's file sizes (bytes)."""
         return int(np.sum(self.file_bytes))
 
-    def allocated_bytes(self) -> int:
-        """Bytes the layer's files take on the host file system, each rounded up to whole 4 KiB blocks."""
-        return int(np.sum(_blocks(self.file_bytes, FS_BLOCK)))
+    def allocated_bytes(self, fs: HostFs | None = None) -> int:
+        """Bytes the layer's files take on the host file system ``fs`` (default: 4 KiB blocks),
+        each rounded up to whole blocks; a file unpacked no larger than the file system keeps
+        inline (btrfs ``max_inline``) takes no data block."""
+        block, inline = (FS_BLOCK, 0) if fs is None else (fs.block_bytes, fs.inline_bytes)
+        return int(np.sum(np.where(self.file_bytes <= inline, 0, _blocks(self.file_bytes, block))))
 
 
 @dataclass(frozen=True)
@@ -120,10 +123,11 @@ class LayerUsage:
     holds_image: bool = False
 
 
-def image_store_bytes(driver: Driver, image: list[ImageLayer]) -> int:
-    """Bytes the image's read-only layers take on the host, stored once for every container:
-    each layer once, except under ``vfs``, where layer i is a full copy of layers 0..i."""
-    sizes = [layer.allocated_bytes() for layer in image]
+def image_store_bytes(driver: Driver, image: list[ImageLayer], fs: HostFs | None = None) -> int:
+    """Bytes the image's read-only layers take on the host file system ``fs`` (default: 4 KiB
+    blocks), stored once for every container: each layer once, except under ``vfs``, where layer
+    i is a full copy of layers 0..i."""
+    sizes = [layer.allocated_bytes(fs) for layer in image]
     if driver == "vfs":
         return int(sum((len(sizes) - i) * size for i, size in enumerate(sizes)))
     return int(sum(sizes))

@@ -280,3 +280,18 @@ def test_qcow2_discards_free_clusters_that_later_writes_fill_first(seed: int, tm
                   reopen_every=per_session)
     assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
     assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=True, **kwargs) == allocated_bytes(image)
+
+
+def test_image_layers_take_the_host_file_systems_blocks(ext4_1k_dir: Path) -> None:
+    """Review 28 F6: the image's files were rounded to 4 KiB whatever host_fs.block said. 400
+    files of a lognormal spread of sizes, written to a real ext4 of 1 KiB blocks: the model's
+    image store is their blocks, byte for byte (st_blocks, as no file here needs an extent block)."""
+    from virtsim.models.disks.layers import HostFs, ImageLayer, image_store_bytes
+
+    sizes = np.maximum(1, np.random.default_rng(8).lognormal(np.log(8 * KiB), 1.0, 400)).astype(np.int64)
+    for i, size in enumerate(sizes):
+        (ext4_1k_dir / f"f{i}").write_bytes(b"x" * int(size))
+    real = sum((ext4_1k_dir / f"f{i}").stat().st_blocks * 512 for i in range(len(sizes)))
+    image = [ImageLayer("sha256:a", sizes)]
+    assert image_store_bytes("overlay2", image, HostFs(block_bytes=1024)) == real
+    assert image_store_bytes("overlay2", image) > real  # at 4 KiB blocks, as before
