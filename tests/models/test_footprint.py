@@ -84,3 +84,15 @@ def test_a_container_in_a_vm_counts_against_the_vm() -> None:
     stack = Stack((make_layer("docker"), make_layer("kvm", {"guest_memory": "1GiB", "guest_os_memory": "150MiB"})))
     fp = footprint(stack, 900 * MiB)
     assert fp.oom and "kvm{" in fp.oom_reason
+
+
+def test_what_runs_inside_a_vm_without_a_balloon_is_within_its_backed_memory() -> None:
+    """Review 28 F10: a KVM guest in an unballooned 2 GiB VM costs the host that VM, fully backed
+    (2 GiB + its 131 MB QEMU), whatever runs inside; the inner VMM and guest OS were added on top.
+    Two unballooned levels: the outer VM must hold the inner's 2 GiB, QEMU and its own guest OS."""
+    one = footprint(Stack((make_layer("kvm", {"balloon": False}),)), 512 * MiB)
+    assert one.private_bytes == pytest.approx(2 * 2**30 + 131e6)
+    inside = footprint(Stack((make_layer("kvm"), make_layer("kvm", {"balloon": False}))), 512 * MiB)
+    assert inside.private_bytes == pytest.approx(one.private_bytes)
+    both = footprint(Stack((make_layer("kvm", {"balloon": False}), make_layer("kvm", {"balloon": False}))), 512 * MiB)
+    assert both.private_bytes == pytest.approx(2 * 2**30 + 2 * 131e6 + 150 * MiB)
