@@ -82,6 +82,7 @@ class Demand:
     huge_pages: bool = False  # mem: 2 MiB pages instead of 4 KiB
     walk_layers: tuple[str, ...] = ()  # mem: the layers that added each dimension beyond the first
     numa_nodes: int = 0  # mem: NUMA nodes the memory is bound to (0: interleaved over all)
+    numa_block: int = 0  # mem: which block of numa_nodes nodes (the guest's turn: see memory.membw_station)
     local: bool = False  # net_*, client_*: the peer is a process on the host itself (loopback, tap)
     label: str = ""
     when_idle: IdleCondition | None = None

@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -109,6 +110,11 @@ class System:
         threads = guest.workload.client_threads
         return group, (IdleCondition(station, group) if threads is not None else None)
 
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Each guest's place in the host's list of guests, by name."""
+        return {g.name: i for i, g in enumerate(self.guests)}
+
     def _bind(self, guest: Guest, demands: list[Demand]) -> list[Demand]:
         """Put the workload's demands in their groups: the server's or the load generator's."""
         app, app_split = self.app_group(guest)
@@ -117,6 +123,8 @@ class System:
         local = guest.workload.peer == "host"
         out = []
         for d in demands:
+            if d.kind == "mem" and d.numa_nodes:  # bound guests take the host's node blocks in turn
+                d = replace(d, numa_block=self._positions[guest.name])
             if d.kind == "station" and d.action:  # the server's own lock: each guest has its own
                 out.append(replace(d, station=d.station.replace(lock_station("", ""), lock_station(guest.name, ""), 1)))
                 continue

@@ -132,7 +132,7 @@ def _station_needs(stations: dict[str, StationSpec], by_station: dict[str, float
             continue
         # a host full of guests runs every hardware thread: the CPU serves its SMT siblings' yield too
         util = rate * w / attainable_capacity(spec, math.inf)
-        base = name.split(":", 1)[0]  # membw:bound-K, memory bound to K NUMA nodes, is memory bandwidth
+        base = name.split(":", 1)[0]  # membw:nodes-A-B, memory bound to nodes A..B, is memory bandwidth
         if base in SHARED_STATIONS:
             # the share of the station it uses: for bound memory, of its nodes' bandwidth, so bound
             # and interleaved services on one host are counted no lighter than they load the nodes

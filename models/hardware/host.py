@@ -120,7 +120,7 @@ class HostSpec(StrictModel):
                 work = self.memory.random_access_s(a, d.walk_dims, d.huge_pages)
                 shares = self.memory.walk_shares(d.walk_dims, d.huge_pages, d.walk_layers)
                 return [Stage(CPU_STATION, work, d.layer, d.group, shares=shares, **common)]  # type: ignore[arg-type]
-            station = membw_station(d.numa_nodes or None, self.memory.nodes)
+            station = membw_station(d.numa_nodes or None, self.memory.nodes, d.numa_block)
             return [Stage(station, self.memory.sequential_s(a), d.layer, d.group)]
         if d.kind == "io":
             return [

@@ -4,7 +4,9 @@ Sequential traffic is served by a bandwidth station; one stream reaches at most
 ``core_bandwidth``. With ``nodes`` NUMA nodes, each socket's memory controller serves
 ``bandwidth / nodes``. A job's memory is interleaved over all nodes (the default: page by page,
 so every stream draws on every controller at once, and the station has all nodes' bandwidth) or
-bound to the first k nodes (``numactl --membind``: a station with k nodes' bandwidth). Bound and
+bound to k nodes (``numactl --membind``: a station with k nodes' bandwidth). Guests that bind k
+nodes are spread over the host's blocks of k nodes in turn (guest i on block i mod nodes/k, as
+one binds each to its own socket; where k does not divide the nodes, on the first k). Bound and
 interleaved traffic on one host would share controllers in a way these stations do not model,
 so a scenario may not mix them (see ``experiments.scenario``). Random accesses stall the core:
 each costs the DRAM ``latency`` plus, on a TLB miss, a page walk of ``(levels + 1) ** dims - 1``
@@ -20,18 +22,28 @@ from virtsim.models.quantities import Bytes, BytesPerSecond, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import StationSpec
 
-__all__ = ["MEMBW_STATION", "MemorySpec", "membw_station", "walk_refs"]
+__all__ = ["MEMBW_STATION", "MemorySpec", "membw_station", "numa_blocks", "walk_refs"]
 
 MEMBW_STATION = "membw"
 
 
-def membw_station(nodes_used: int | None, nodes: int) -> str:
+def numa_blocks(used: int, nodes: int) -> int:
+    """How many disjoint blocks of ``used`` nodes the host's ``nodes`` hold for bound guests to
+    spread over (1 where ``used`` does not divide ``nodes``: every such guest on the first ``used``)."""
+    return nodes // used if nodes % used == 0 else 1
+
+
+def membw_station(nodes_used: int | None, nodes: int, block: int = 0) -> str:
     """The bandwidth station of traffic over ``nodes_used`` of ``nodes`` NUMA nodes: ``membw``
-    for all of them (interleaved), ``membw:bound-K`` for memory bound to K nodes."""
+    for all of them (interleaved), ``membw:nodes-A-B`` for memory bound to nodes A..B, the
+    ``block``-th block of ``nodes_used`` nodes (taken modulo the blocks there are)."""
     used = nodes if nodes_used is None else nodes_used
     if not 1 <= used <= nodes:
         raise ValueError(f"memory bound to {used} NUMA nodes, but the host has {nodes}")
-    return MEMBW_STATION if used == nodes else f"{MEMBW_STATION}:bound-{used}"
+    if used == nodes:
+        return MEMBW_STATION
+    first = (block % numa_blocks(used, nodes)) * used
+    return f"{MEMBW_STATION}:nodes-{first}-{first + used - 1}"
 
 
 def walk_refs(levels: int, dims: int) -> int:
@@ -81,7 +93,7 @@ class MemorySpec(StrictModel):
         return self.bandwidth_Bps / self.core_bandwidth_Bps
 
     def stations(self) -> list[StationSpec]:
-        """The bandwidth stations (all nodes, and bound to 1..nodes-1 of them), each a shared
-        station whose capacity counts full-speed streams."""
-        return [StationSpec(membw_station(k, self.nodes), "shared", self.streams * k / self.nodes)
-                for k in range(1, self.nodes + 1)]
+        """The bandwidth stations (all nodes, and each block of 1..nodes-1 of them), each a
+        shared station whose capacity counts full-speed streams."""
+        return [StationSpec(membw_station(k, self.nodes, b), "shared", self.streams * k / self.nodes)
+                for k in range(1, self.nodes + 1) for b in range(numa_blocks(k, self.nodes))]

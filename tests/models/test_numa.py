@@ -71,3 +71,18 @@ def test_a_guest_streams_no_more_than_the_cores_it_may_use(stack: list, streams:
     data = _stream(8, None)
     data["guests"][0]["stack"] = stack
     assert _bandwidth(data) == pytest.approx(min(5.0 * streams, 20.0), rel=0.02)
+
+
+def test_guests_bound_to_one_node_each_are_spread_over_the_nodes() -> None:
+    """Review 28 F18: every guest bound to one node took the same node, so two such guests got
+    half a node each. As one binds each to its own socket, guest i takes node i mod 2: two guests
+    each stream a whole node's 10 GB/s; a third shares node 0 with the first."""
+    def per_guest(count: int) -> dict[str, float]:
+        data = _stream(8, 1)
+        data["guests"][0]["count"] = count
+        runs = run_scenario(parse_scenario(data), progress=False).runs
+        rows = runs[(runs["metric"] == "bandwidth_GBps") & (runs["layer"] == "all") & (runs["station"] == "all")]
+        return rows.groupby("guest")["value"].mean().to_dict()
+
+    assert per_guest(2) == pytest.approx({"s-1": 10.0, "s-2": 10.0}, rel=0.02)
+    assert per_guest(3) == pytest.approx({"s-1": 5.0, "s-2": 10.0, "s-3": 5.0}, rel=0.02)

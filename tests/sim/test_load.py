@@ -170,12 +170,12 @@ def test_a_cpuset_inside_a_vm_names_vcpus_of_one_thread() -> None:
     # 200 I/Os a second through a 1,000 IOPS throttle: 20% of it
     ({"profile": "docker", "io_max_iops": 1000}, {"kind": "io", "size": "4KiB"}, "io.max:g", 0.2),
     # 100 x 64 MiB a second bound to one of ddr3-2s's two 22.8 GB/s controllers (45.6 GB/s in all)
-    ("bare-metal", {"kind": "mem", "size": "64MiB", "pattern": "seq", "numa_nodes": 1}, "membw:bound-1",
+    ("bare-metal", {"kind": "mem", "size": "64MiB", "pattern": "seq", "numa_nodes": 1}, "membw:nodes-0-0",
      100 * 64 * 2**20 / 22.8e9),
 ])
 def test_stations_whose_names_hold_a_colon_are_offered_their_load(layer, demand, station, expected) -> None:
     """Review 28 F11: a work key "station:group" was split at its first colon, so an open loop
-    through a throttle (io.max:GUEST) or bound memory (membw:bound-K) crashed every run."""
+    through a throttle (io.max:GUEST) or bound memory (membw:nodes-A-B) crashed every run."""
     from virtsim.experiments.scenario import parse_scenario
     from virtsim.sim.load import offered_load
 
