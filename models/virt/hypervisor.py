@@ -454,8 +454,11 @@ class Type1(Layer):
         out = {vcpu: GroupSpec(max_servers=float(p.vcpus), label=f"vcpus:{'/'.join(ctx.group)}"),
                self._softirq(ctx): GroupSpec(threads=p.guest_net_queues)}
         threads = (self._thread(ctx, "net"), self._thread(ctx, "io"))
-        for group in threads:
-            out[group] = GroupSpec(threads=1, label=self._label(group))
+        # multiqueue virtio-net: the kernel's back end runs one worker per queue pair (vhost-net
+        # opens a device per pair; netback a kthread per queue); a VMM's own thread stays one
+        per_queue = p.guest_net_queues if p.net_backend in ("vhost", "netback") else 1
+        for group, n in zip(threads, (per_queue, 1), strict=True):
+            out[group] = GroupSpec(threads=n, label=self._label(group))
         domain = self._driver_domain(ctx)
         if any(g[:-1] == domain for g in threads):
             vcpus = float(p.driver_domain_vcpus or ctx.host.cpu.cores)
