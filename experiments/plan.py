@@ -363,9 +363,11 @@ def _fleet_figures(spec: PlanSpec, ht: HostType, stack: Any, p: Packing, usable:
     return {
         "hosts": hosts, "spare_hosts": spec.spare_hosts, "cost": hosts * ht.cost,
         "guests": int(sum(s.guests for s in spec.services)),
-        "guests_per_host_mean": float(per_host_guests.mean()),
+        "guests_per_packed_host_mean": float(per_host_guests.mean()),
         "guests_per_host_max": int(per_host_guests.max()),
-        "cores_used": float(load[:, RESOURCES.index("cpu")].sum() * ht.host.cpu.cores),
+        # cores' worth: the CPU's capacity with every SMT thread busy, as its load is a share of
+        "cores_used": float(load[:, RESOURCES.index("cpu")].sum() * ht.host.cpu.cores
+                            * (1 + ht.host.cpu.smt_yield * (ht.host.cpu.threads_per_core - 1))),
         "memory_used_bytes": float(load[:, RESOURCES.index("memory")].sum()
                                    * (ht.host.memory.capacity_bytes - spec.host_reserved_bytes)),
         "disk_used_bytes": float(load[:, RESOURCES.index("disk_space")].sum() * ht.host.storage.capacity_bytes),
@@ -462,7 +464,7 @@ def command(args: argparse.Namespace) -> int:
 
     spec = load_plan(args.plan)
     result = api.publish_checked("plan", spec, args.out, args.force, lambda: api.plan(spec), 9)
-    shown = [c for c in ("host_type", "stack", "hosts", "guests_per_host_mean", "bottleneck", "fleet_startup_s",
+    shown = [c for c in ("host_type", "stack", "hosts", "guests_per_packed_host_mean", "bottleneck", "fleet_startup_s",
                          "cheapest", "note") if c in result.fleet.columns]
     print(result.fleet[shown].astype(object).where(result.fleet[shown].notna(), "").to_string(index=False))
     return 0
@@ -497,7 +499,7 @@ def report(folder: Path) -> Report:
     """The report of a ``virtsim plan`` folder: hosts per stack and host type, and the cheapest option."""
     fleet = read_results_csv(folder / "plan.csv")
     services = read_results_csv(folder / "plan_services.csv")
-    cols = [c for c in ("host_type", "stack", "hosts", "cost", "cheapest", "guests_per_host_mean", "bottleneck",
+    cols = [c for c in ("host_type", "stack", "hosts", "cost", "cheapest", "guests_per_packed_host_mean", "bottleneck",
                         "slo_bound", "utilization_cap", "peak_utilization", "fleet_startup_s", "note")
             if c in fleet.columns]
     return Report("Capacity plan", "How many hosts of each type does each stack need for this mix of services?",
