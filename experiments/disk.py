@@ -473,7 +473,8 @@ def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
     For an image, the write lands in a differencing disk next to one already written (so in an
     L2 table, grain table or bitmap that exists): the growth of its physical size (a whole
     cluster, grain or VDI block; a VHDX only the 4 KiB and the 8 KiB logged BAT update) and of
-    its length (``apparent_bytes``: a whole VHDX block)."""
+    its length (``added_apparent_bytes``: a whole VHDX block). Measures are named ``added_*``: the
+    growth, not the sizes (review 28 F17); a writable layer's is its whole size, as it starts empty."""
     rows = []
     virtual = int(spec.virtual_bytes)
     host = spec.host_fs.image_file()
@@ -483,8 +484,8 @@ def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
         both = (np.array([2**20, 2**20 + max(fmt.unit_bytes, 4096)]), np.array([4096, 4096]))
         sizes = [(fmt.physical_bytes_after(*w, virtual, differencing=True, host=host),
                   fmt.file_bytes_after(*w, virtual, differencing=True)) for w in (first, both)]
-        rows += _rows("amplification", name, 1, {"allocated_bytes": sizes[1][0] - sizes[0][0],
-                                                 "apparent_bytes": sizes[1][1] - sizes[0][1],
+        rows += _rows("amplification", name, 1, {"added_allocated_bytes": sizes[1][0] - sizes[0][0],
+                                                 "added_apparent_bytes": sizes[1][1] - sizes[0][1],
                                                  "written_bytes": 4096})
     big_file = [ImageLayer("sha256:db", np.array([64 * 2**20]))]
     for driver in spec.drivers:
@@ -493,7 +494,7 @@ def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
         usage = writable_layer_usage(driver, big_file, FileOps.of([(Op.WRITE, 0, 4096 * 10, 4096)]),
                                      spec.host_fs.host_fs())
         rows += _rows("amplification", f"{driver} (64 MiB file)", 1,
-                      {"allocated_bytes": usage.allocated_bytes, "written_bytes": 4096})
+                      {"added_allocated_bytes": usage.allocated_bytes, "written_bytes": 4096})  # from empty
     return rows
 
 

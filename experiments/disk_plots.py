@@ -102,7 +102,7 @@ def plot_growth(table: pd.DataFrame, path: Path) -> Path:
 def plot_amplification(table: pd.DataFrame, path: Path) -> Path:
     """Write amplification (bytes allocated / bytes written) of one 4 KiB write, per system."""
     rows = _part(table, "amplification").pivot_table(index="system", columns="measure", values="bytes", sort=False)
-    factor = rows["allocated_bytes"] / rows["written_bytes"]
+    factor = rows["added_allocated_bytes"] / rows["written_bytes"]
     # Horizontal bars: the systems' names are long ("overlay2 (64 MiB file)") and would collide
     # as rotated labels under vertical bars.
     fig, ax = new_axes((8, 0.9 + 0.35 * len(factor)))

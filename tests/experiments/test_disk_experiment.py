@@ -41,21 +41,21 @@ def test_the_table_reproduces_the_seed_example_and_orders_the_formats() -> None:
     raw = chains[("raw", "full_clones_bytes_total")]
     assert 3 * 2**28 < raw <= 3 * (2**28 + written)
     assert chains[("raw", "full_clones_apparent_bytes_total")] == 3 * 2**31
-    amp = table[(table["experiment"] == "amplification") & (table["measure"] == "allocated_bytes")]
+    amp = table[(table["experiment"] == "amplification") & (table["measure"] == "added_allocated_bytes")]
     amp = amp.set_index("system")["bytes"]
     # on the host: a qcow2 cluster, a VMDK grain, a VDI block; a VHDX only the 4 KiB written and
     # its logged BAT update (8 KiB); raw the 4 KiB
     assert amp["qcow2"] == amp["vmdk"] == 65536 and amp["vdi"] == 2**20
     assert amp["vhdx"] == 4096 + 8192 and amp["raw"] == 4096 and amp["overlay2 (64 MiB file)"] == 64 * 2**20
     # as file lengths, the VHDX grows by a whole block: 16 MiB, QEMU's choice for 2 GiB
-    apparent = table.query("experiment == 'amplification' and measure == 'apparent_bytes'").set_index("system")
+    apparent = table.query("experiment == 'amplification' and measure == 'added_apparent_bytes'").set_index("system")
     assert apparent["bytes"]["vhdx"] == 2**24
     assert amp["btrfs (64 MiB file)"] == 4096
 
 
 def test_an_allocation_unit_can_be_chosen_per_format() -> None:
     spec = SMALL.model_copy(update={"units_bytes": {"vhdx": 2**21}})
-    amp = run_disk(spec).query("experiment == 'amplification' and measure == 'apparent_bytes'")
+    amp = run_disk(spec).query("experiment == 'amplification' and measure == 'added_apparent_bytes'")
     assert amp.set_index("system")["bytes"]["vhdx"] == 2**21
 
 
@@ -81,7 +81,7 @@ def test_qcow2_with_512_byte_clusters_runs_past_its_first_refcount_table() -> No
 def test_overlay2_on_a_reflink_file_system_copies_up_by_cloning() -> None:
     """A 4 KiB write into a 64 MiB image file: the whole file on ext4, one block on XFS with reflink."""
     spec = SMALL.model_copy(update={"host_fs": SMALL.host_fs.model_copy(update={"kind": "xfs-reflink"})})
-    amp = run_disk(spec).query("experiment == 'amplification' and measure == 'allocated_bytes'")
+    amp = run_disk(spec).query("experiment == 'amplification' and measure == 'added_allocated_bytes'")
     assert amp.set_index("system")["bytes"]["overlay2 (64 MiB file)"] == 4096
 
 
