@@ -221,9 +221,11 @@ class DiskSpec(StrictModel):
         # Written data are built unit by unit (clusters, grains; the seed example as real qcow2
         # images): memory follows the units written, about 2.6 GB for 1 TiB of 64 KiB units (16.8
         # million; vmdk measured). Smaller units (units.qcow2 = "4KiB") count for more.
-        unit = min([_SMALLEST_DEFAULT_UNIT, *self.units_bytes.values()])
+        # The seed example is built with qcow2's default clusters whatever units says (review 28 F13).
+        smallest = min([_SMALLEST_DEFAULT_UNIT, *self.units_bytes.values()])
         written = self.seed_base_bytes + sum(self.seed_changes_bytes)
-        for name, value in (("seed_base + seed_changes", written), ("base_used", self.base_used_bytes)):
+        for name, value, unit in (("seed_base + seed_changes", written, _SMALLEST_DEFAULT_UNIT),
+                                  ("base_used", self.base_used_bytes, smallest)):
             if value / unit > _MAX_WRITTEN_UNITS:
                 raise ValueError(f"{name}: {value:.4g} B written in units of {size_text(int(unit))} is more than "
                                  f"{_MAX_WRITTEN_UNITS:,} units, what the experiment builds one by one within "

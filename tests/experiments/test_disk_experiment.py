@@ -243,3 +243,13 @@ def test_compressed_full_clones_follow_the_datas_deflate_ratio() -> None:
     plain = random_data["full_clones_apparent_bytes_total"]
     assert 0.24 * plain < text["full_clones_compressed_apparent_bytes_total"] < 0.30 * plain
     assert "full_clones_compressed_apparent_bytes_total" not in set(run_disk(SMALL)["measure"])  # only if asked
+
+
+def test_small_qcow2_clusters_are_not_refused_for_the_seed_example_they_do_not_build() -> None:
+    """Review 28 F13: units.qcow2 = 512 B was refused because the seed example's 42 GB counted
+    in 512 B units, but the seed example is built with qcow2's default 64 KiB clusters."""
+    from virtsim.experiments.disk import DiskSpec
+
+    spec = DiskSpec.model_validate({"units": {"qcow2": "512B"}, "virtual": "4GiB", "base_used": "1GiB",
+                                    "formats": ["qcow2"], "drivers": ["overlay2"], "guests": 2})
+    assert spec.units_bytes["qcow2"] == 512
