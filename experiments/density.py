@@ -418,6 +418,10 @@ def report(folder: Path) -> Report:
                    "9% low: near saturation, read it as approximate and raise slo_samples. Where it straddles "
                    "the SLO, the answer N is within the noise of the run length; with fewer than 1,200 "
                    "requests there is no interval.",
+                   "A run starts from an empty host, and near saturation a queue takes long to fill: where the "
+                   "busiest station is at least 80% busy, the run is repeated twice as long until two runs' "
+                   "pooled p99s agree within 10% (at most 8 times the first length); an N whose p99 still moved "
+                   "fails ('p99 not steady'), a p99 not known being no promise kept.",
                    "With open-loop guests, an N whose offered load (rate x work per request, from 20,000 sampled "
                    "requests, against capacity) reaches 100% of a resource or capped group fails, however the "
                    "short run looked (density.csv: offered_utilization).",
