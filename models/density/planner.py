@@ -30,6 +30,7 @@ import numpy as np
 
 from virtsim.models.density.footprint import footprint
 from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
+from virtsim.models.hardware.memory import MEMBW_STATION
 from virtsim.models.system import Guest, System
 from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
@@ -93,14 +94,20 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
 
 
 def _work_per_request(route: tuple, work: np.ndarray) -> tuple[dict[str, float], dict[GroupPath, float]]:
-    """Mean work (s) a request does per station, and on the CPU per group (locks' slots are no work)."""
+    """Mean work (s) a request does per station, and on the CPU per group (locks' slots are no
+    work; streaming memory counts as core time too)."""
     by_station: dict[str, float] = {}
     cpu_work: dict[GroupPath, float] = {}
     for slot, w in zip(route, work, strict=True):
         if slot.action:
             continue  # taking or giving back a lock is no work
         by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
-        if slot.station == "cpu":
+        if slot.station.split(":", 1)[0] == MEMBW_STATION:
+            # a thread streams memory only while it runs on a core: its stream's time (at full
+            # speed, a lower bound) is core time too, which a stage on the bandwidth station alone
+            # leaves off the CPU (review 28 F7)
+            by_station["cpu"] = by_station.get("cpu", 0.0) + float(w)
+        if slot.station == "cpu" or slot.station.split(":", 1)[0] == MEMBW_STATION:
             cpu_work[slot.group] = cpu_work.get(slot.group, 0.0) + float(w)
     return by_station, cpu_work
 

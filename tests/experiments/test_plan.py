@@ -431,3 +431,19 @@ def test_on_an_smt_host_a_guests_cpu_share_is_of_the_cores_and_their_siblings_yi
     by_hand = 400 * 1.5e6 / 3.1e9 / (16 * 1.25)
     assert by_hand <= cpu <= by_hand * 1.03  # the rest: the kernel's network work and idle ticks
     assert fleet.iloc[0]["hosts"] == 4
+
+
+def test_a_memory_streaming_service_takes_the_cores_it_streams_on() -> None:
+    """Review 28 F7: a stream keeps its core busy, but the planner counted streaming as no CPU.
+    100 requests/s of 64 MiB at Felter's host's 6 GB/s per core: 1.12 core-seconds a second, on
+    the guest's 2 vCPUs 56% of them, and 5.6% of the host's 20 cores' worth."""
+    felter = {"name": "felter", "host": {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "nvme-ssd"}}
+    stream = {"arrivals": {"kind": "open", "rate": "100/s"},
+              "demands": [{"kind": "mem", "size": "64MiB", "pattern": "seq"}]}
+    spec = PlanSpec.model_validate({"stacks": [["kvm"]], "host_types": [felter],
+                                    "services": [{"name": "s", "guests": 4, "workload": stream, "app_memory": "1GiB"}]})
+    _, needs = plan(spec)
+    row = needs.set_index("service").loc["s"]
+    core_s = 100 * 64 * 2**20 / 6e9
+    assert core_s / 20 <= row["cpu_per_guest"] <= core_s / 20 * 1.01
+    assert row["own_station_utilization"] == pytest.approx(core_s / 2, rel=0.01)
