@@ -161,13 +161,21 @@ def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, r
 
 
 def with_run_overrides(sc: Scenario, replications: int | None = None, seed: int | None = None) -> Scenario:
-    """``sc`` with its ``[run]`` replications and seed replaced where given, validated again."""
+    """``sc`` with its ``[run]`` replications and seed replaced where given: the run section
+    validated again with them (:class:`ScenarioError` naming the field), the rest of the
+    validated scenario kept as it is (neither changes what the scenario's own checks judge)."""
+    from pydantic import ValidationError
+
+    from virtsim.experiments.inputs import format_validation_error
+
     updates = {k: v for k, v in (("replications", replications), ("seed", seed)) if v is not None}
     if not updates:
         return sc
-    data = sc.model_dump(mode="json", by_alias=True)
-    data["run"].update(updates)
-    return parse_scenario(data, "scenario with overrides")
+    try:
+        run = type(sc.run).model_validate({**sc.run.model_dump(by_alias=True), **updates})
+    except ValidationError as exc:
+        raise ScenarioError(f"run overrides: {format_validation_error(exc, '; ')}") from None
+    return sc.model_copy(update={"run": run})
 
 
 def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Sequence[str] | None) -> None:
