@@ -33,6 +33,7 @@ from virtsim.experiments.report import Report, existing_files, read_results_csv,
 from virtsim.experiments.runner import run_scenario
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
+    Scenario,
     UniqueStacks,
     one_layer_stacks,
     parse_scenario,
@@ -183,15 +184,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
         return {**row, "passes": False, "limit": f"memory (OOM kill: {fp.oom_reason})" if fp.oom else "memory",
                 "p99_s": float("nan"), "throughput_fraction": float("nan")}
     if swapped > 0:
-        # Host swap: a share swapped/memory of every working set lives on disk, so each page a
-        # request touches faults with that probability, independently: a binomial number of 4 KiB
-        # random reads per request (pages_touched_per_request x swapped/memory on average).
-        fault = swapped / memory
-        swapping = scenario.guests[0].workload.request_workload().model_dump(mode="json", by_alias=True)
-        swapping["demands"] += [{"kind": "io", "op": "read", "size": 4096, "pattern": "random",
-                                 "probability": fault}] * spec.pages_touched_per_request
-        scenario_data["guests"][0]["workload"] = swapping
-        scenario = parse_scenario(scenario_data, "density scenario (swapping)")
+        scenario = _swapping(spec, scenario, scenario_data, swapped / memory)
     runs = _sampled_runs(spec, scenario_data, guests, "density scenario")
     per_guest = runs[~runs["guest"].isin(["host", POOLED_GUEST]) & (runs["layer"] == "all")
                      & (runs["station"] == "all")]
@@ -199,14 +192,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     worst = float(per_guest.loc[per_guest["metric"] == "latency_p99_s", "value"].max())
     rps = per_guest.loc[per_guest["metric"] == "throughput_rps", "value"]
     wl = scenario.guests[0].workload.request_workload()
-    if wl.arrivals.kind == "open":
-        # Of the requests that arrived, the share served: overload leaves them unfinished. (Counting
-        # against the offered rate instead would judge Poisson noise in a short window.)
-        done = float(per_guest.loc[per_guest["metric"] == "completed", "value"].sum())
-        left = float(per_guest.loc[per_guest["metric"] == "unfinished", "value"].sum())
-        fraction = done / (done + left) if done + left else 0.0
-    else:
-        fraction = float(rps.min()) / (alone_rps or float(rps.mean()))
+    fraction = _served_fraction(per_guest, wl.arrivals.kind == "open", alone_rps)
     util = runs[runs["metric"] == "utilization"].set_index("station")["value"]
     util = util.drop(labels=[s for s in util.index if s.startswith(("wire", "delay", "client"))], errors="ignore")
     # idle kernels' cores against the CPU's capacity in cores' worth (SMT siblings at their yield),
@@ -242,6 +228,30 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
             "p99_high_s": _pooled(runs, "latency_p99_high_s"), "p99_worst_guest_s": worst,
             "slo_samples": _pooled(runs, "completed"),
             "throughput_fraction": fraction, "throughput_rps": float(rps.mean())}
+
+
+def _swapping(spec: DensitySpec, scenario: Scenario, scenario_data: dict[str, Any], fault: float) -> Scenario:
+    """The scenario with host swap: a share ``fault`` of every working set lives on disk, so each
+    page a request touches faults with that probability, independently: a binomial number of
+    4 KiB random reads per request (``pages_touched_per_request`` x ``fault`` on average).
+    ``scenario_data`` takes the swapping workload too."""
+    swapping = scenario.guests[0].workload.request_workload().model_dump(mode="json", by_alias=True)
+    swapping["demands"] += [{"kind": "io", "op": "read", "size": 4096, "pattern": "random",
+                             "probability": fault}] * spec.pages_touched_per_request
+    scenario_data["guests"][0]["workload"] = swapping
+    return parse_scenario(scenario_data, "density scenario (swapping)")
+
+
+def _served_fraction(per_guest: pd.DataFrame, open_loop: bool, alone_rps: float | None) -> float:
+    """An open loop's share of the requests that arrived that were served (overload leaves them
+    unfinished; counting against the offered rate would judge Poisson noise in a short window);
+    a closed loop's slowest guest's throughput against one guest alone (``alone_rps``, or the mean)."""
+    if open_loop:
+        done = float(per_guest.loc[per_guest["metric"] == "completed", "value"].sum())
+        left = float(per_guest.loc[per_guest["metric"] == "unfinished", "value"].sum())
+        return done / (done + left) if done + left else 0.0
+    rps = per_guest.loc[per_guest["metric"] == "throughput_rps", "value"]
+    return float(rps.min()) / (alone_rps or float(rps.mean()))
 
 
 def _out_of_memory(spec: DensitySpec, fp: Footprint, capacity_bytes: float, guests: int) -> bool:
