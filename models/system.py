@@ -25,7 +25,7 @@ from virtsim.models.hardware.host import CLIENT_CPU_STATION, HostSpec
 from virtsim.models.hardware.memory import MEMBW_STATION
 from virtsim.models.virt.base import LayerContext
 from virtsim.models.virt.stack import Stack
-from virtsim.models.workloads.request import RequestWorkload, lock_station
+from virtsim.models.workloads.request import MemDemand, RequestWorkload, lock_station
 from virtsim.sim.rng import IndexedStreams, SegmentedGenerator, SegmentedStreams
 from virtsim.sim.routes import (
     BatchSamplerFactory,
@@ -111,9 +111,12 @@ class System:
         return group, (IdleCondition(station, group) if threads is not None else None)
 
     @cached_property
-    def _positions(self) -> dict[str, int]:
-        """Each guest's place in the host's list of guests, by name."""
-        return {g.name: i for i, g in enumerate(self.guests)}
+    def _numa_turns(self) -> dict[str, int]:
+        """Each guest that binds memory to NUMA nodes: its turn among those guests, by name (so a
+        guest that binds none does not push two bound ones onto one block: review 29 F1)."""
+        binding = [g for g in self.guests
+                   if any(isinstance(d, MemDemand) and d.numa_nodes for d in g.workload.demands)]
+        return {g.name: i for i, g in enumerate(binding)}
 
     def _bind(self, guest: Guest, demands: list[Demand]) -> list[Demand]:
         """Put the workload's demands in their groups: the server's or the load generator's."""
@@ -124,7 +127,7 @@ class System:
         out = []
         for d in demands:
             if d.kind == "mem" and d.numa_nodes:  # bound guests take the host's node blocks in turn
-                d = replace(d, numa_block=self._positions[guest.name])
+                d = replace(d, numa_block=self._numa_turns[guest.name])
             if d.kind == "station" and d.action:  # the server's own lock: each guest has its own
                 out.append(replace(d, station=d.station.replace(lock_station("", ""), lock_station(guest.name, ""), 1)))
                 continue

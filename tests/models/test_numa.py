@@ -86,3 +86,16 @@ def test_guests_bound_to_one_node_each_are_spread_over_the_nodes() -> None:
 
     assert per_guest(2) == pytest.approx({"s-1": 10.0, "s-2": 10.0}, rel=0.02)
     assert per_guest(3) == pytest.approx({"s-1": 5.0, "s-2": 10.0, "s-3": 5.0}, rel=0.02)
+
+
+def test_a_guest_that_binds_no_memory_does_not_shift_the_bound_ones() -> None:
+    """Review 29 F1: the turn was the guest's place among all guests, so a guest between two bound
+    ones put both on node 0 (half a node each). Only the guests that bind memory take turns."""
+    data = _stream(8, 1)
+    bound = data["guests"][0]
+    data["guests"] = [dict(bound, name="a"), {"name": "b", "stack": ["bare-metal"], "workload": {
+        "arrivals": {"kind": "open", "rate": "10/s"}, "demands": [{"kind": "cpu", "cycles": 1000}]}},
+        dict(bound, name="c")]
+    runs = run_scenario(parse_scenario(data), progress=False).runs
+    rows = runs[(runs["metric"] == "bandwidth_GBps") & (runs["layer"] == "all") & (runs["station"] == "all")]
+    assert rows.groupby("guest")["value"].mean().to_dict() == pytest.approx({"a": 10.0, "c": 10.0}, rel=0.02)
