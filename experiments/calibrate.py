@@ -309,7 +309,8 @@ def _simulate(case: Case, seed: int) -> float:
 
 def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
     """The calibration table: one row per published row and per found row (reproduced or not, with the reason)."""
-    rows = published_rows(published) | found_rows()
+    found = found_rows()
+    rows = published_rows(published) | found
     if workers > 1:
         from virtsim.sim.kernel import compile_kernel
 
@@ -326,7 +327,8 @@ def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
         pub = float(row["value"]) * case.scale
         sim = by_row[case.row]
         entry: dict[str, Any] = dict(
-            row=case.row, platform=row["platform"], grade=row["grade"], metric=case.metric,
+            row=case.row, table="found" if case.row in found else "published", platform=row["platform"],
+            grade=row["grade"], metric=case.metric,
             stack=stack_label(case.stack),
             published=pub, simulated=sim, rel_error=(sim - pub) / pub,
             published_ratio=float("nan"), simulated_ratio=float("nan"), ratio_error_points=float("nan"),
@@ -346,15 +348,18 @@ def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
     for row_id, row in rows.items():
         if row_id not in reproduced:
             reason = NOT_REPRODUCED.get(row_id, _default_reason(row, citing.get(row_id, [])))
-            out.append(dict(row=row_id, platform=row["platform"], grade=row["grade"], metric=row["metric"],
-                            published=float(row["value"]), note=f"not reproduced: {reason}"))
+            out.append(dict(row=row_id, table="found" if row_id in found else "published", platform=row["platform"],
+                            grade=row["grade"], metric=row["metric"], published=float(row["value"]),
+                            note=f"not reproduced: {reason}"))
     return pd.DataFrame(out)
 
 
-def predicted_median_error(table: pd.DataFrame, grade: str | None = None) -> float:
+def predicted_median_error(table: pd.DataFrame, grade: str | None = None, source: str | None = None) -> float:
     """Median absolute relative error of the reproduced rows no parameter was fitted to (of one
-    ``grade`` only, if given)."""
+    ``grade`` only, and of one ``source`` table, "published" or "found", if given)."""
     done = table.dropna(subset=["simulated"])
+    if source is not None:
+        done = done[done["table"] == source]
     predicted = done[(done["basis"] == "predicted") & ((done["grade"] == grade) if grade else True)]
     return float(predicted["rel_error"].abs().median()) if len(predicted) else float("nan")
 
@@ -415,8 +420,9 @@ def command(args: argparse.Namespace) -> int:
     held_out = done[done["basis"] == "predicted"]
     print(f"{len(done)} rows reproduced ({int(done['within_target'].sum())} within target), "
           f"{len(held_out)} of them predicted, not fitted ({int(held_out['within_target'].sum())} within target, "
-          f"median error {100 * predicted_median_error(table):.1f}%, grade A "
-          f"{100 * predicted_median_error(table, 'A'):.1f}%); "
+          f"median error {100 * predicted_median_error(table):.1f}%, over the team's published.csv "
+          f"{100 * predicted_median_error(table, source='published'):.1f}%, its grade A "
+          f"{100 * predicted_median_error(table, 'A', 'published'):.1f}%); "
           f"{len(table) - len(done)} rows not reproduced (reasons in the table)")
     print(f"calibration: {paths['calibration']}\n       plot: {paths['plot']}")
     return 0
