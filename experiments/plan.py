@@ -232,17 +232,18 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
             update={"duration_s": duration_s, "warmup_s": duration_s / 10})})
         return run_scenario(sized, progress=False).runs
 
-    runs = steady_runs(run, duration)
+    pools = {s.name: pooled_name(f"s{i}") if len(placed) > 1 else POOLED_GUEST for i, s, _ in placed}
+    runs = steady_runs(run, duration, pools=[pools[n] for n in promised])
     out = {}
-    for i, service, _ in placed:
+    for _, service, _ in placed:
         if service.p99_latency_s is None:
             continue
-        pool = pooled_name(f"s{i}") if len(placed) > 1 else POOLED_GUEST
+        pool = pools[service.name]
         rows = runs[(runs["guest"] == pool) & (runs["layer"] == "all") & (runs["station"] == "all")]
         values = rows.set_index("metric")["value"]
         # a p99 still rising at the longest run is not kept: judge() counts it as missing the promise
         out[service.name] = {"p99_s": float(values["latency_p99_s"]), "p99_requests": int(values["completed"]),
-                             "p99_steady": bool(runs.attrs.get("steady", True))}
+                             "p99_steady": pool not in runs.attrs.get("unsteady", [])}
     return out
 
 

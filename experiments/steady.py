@@ -12,7 +12,7 @@ within ``CONVERGED``, at most ``MAX_DOUBLINGS`` times; the longest run is the an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import pandas as pd
 
@@ -45,27 +45,33 @@ def pooled_p99s(runs: pd.DataFrame) -> dict[str, float]:
     return {str(g): float(v) for g, v in pools.groupby("guest")["value"].mean().items()}
 
 
-def _agree(shorter: dict[str, float], longer: dict[str, float]) -> bool:
-    """Whether every pool's p99 moved by at most ``CONVERGED`` of the longer run's."""
-    return all(abs(longer[p] - shorter.get(p, float("nan"))) <= CONVERGED * longer[p] for p in longer)
+def _moved(shorter: dict[str, float], longer: dict[str, float], pools: Collection[str] | None) -> set[str]:
+    """The pools (of ``pools``, or all) whose p99 moved by more than ``CONVERGED`` of the longer run's."""
+    judged = longer if pools is None else {p: longer[p] for p in pools if p in longer}
+    return {p for p, v in judged.items() if not abs(v - shorter.get(p, float("nan"))) <= CONVERGED * v}
 
 
 def steady_runs(run: Callable[[float], pd.DataFrame], duration_s: float,
-                first: pd.DataFrame | None = None) -> pd.DataFrame:
+                first: pd.DataFrame | None = None, pools: Collection[str] | None = None) -> pd.DataFrame:
     """The runs table of ``run(d)`` (a run of ``d`` seconds with a tenth of it warm-up) for
     ``d = duration_s``, or, where the busiest station is at least ``NEAR_SATURATION`` busy, for
     the first of ``2d, 4d, ...`` (at most ``MAX_DOUBLINGS`` doublings) whose pooled p99s agree
-    with the run half as long within ``CONVERGED``. ``first``: the run of ``duration_s``, if made.
-    The table's ``attrs["steady"]`` says whether it is steady: False if the p99s still moved at
-    the last doubling, which density and plan count as a miss (a p99 not known is not kept)."""
+    with the run half as long within ``CONVERGED``: those of ``pools`` only, if given (the pools
+    a verdict rests on: a neighbour's wobbling p99 judges nothing). ``first``: the run of
+    ``duration_s``, if made. The table's ``attrs["unsteady"]`` holds the pools whose p99 still
+    moved at the last doubling, and ``attrs["steady"]`` is whether there are none; density and
+    plan count an unsteady p99 as a miss (a p99 not known is not kept)."""
     runs = run(duration_s) if first is None else first
-    steady = busiest_utilization(runs) < NEAR_SATURATION
-    for _ in range(MAX_DOUBLINGS):
-        if steady:
-            break
-        duration_s *= 2
-        longer = run(duration_s)
-        steady = _agree(pooled_p99s(runs), pooled_p99s(longer))
-        runs = longer
-    runs.attrs["steady"] = steady  # False: the p99s still moved at the last doubling
+    moved: set[str] = set()
+    if busiest_utilization(runs) >= NEAR_SATURATION:
+        moved = {"(not yet compared)"}
+        for _ in range(MAX_DOUBLINGS):
+            duration_s *= 2
+            longer = run(duration_s)
+            moved = _moved(pooled_p99s(runs), pooled_p99s(longer), pools)
+            runs = longer
+            if not moved:
+                break
+    runs.attrs["unsteady"] = sorted(moved)
+    runs.attrs["steady"] = not moved
     return runs
