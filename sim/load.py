@@ -22,7 +22,7 @@ from virtsim.sim.rng import stream_seed
 from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec
 from virtsim.sim.stations import GroupPath
 
-__all__ = ["attainable_capacity", "closed_loop_requests", "lock_hold_s", "offered_load"]
+__all__ = ["attainable_capacity", "closed_loop_requests", "group_runnable", "lock_hold_s", "offered_load"]
 
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
@@ -251,6 +251,15 @@ def _loaded_trees(stations: Sequence[StationSpec], sources: Sequence[Source]) ->
                 children.setdefault(path[:depth], set()).add(path[:depth + 1])
         out[spec.name] = (direct[spec.name], children)
     return out
+
+
+def group_runnable(stations: Sequence[StationSpec], sources: Sequence[Source], station: str,
+                   group: tuple[str, ...]) -> float:
+    """The most jobs ``group`` and its loaded subgroups can run at once on shared ``station``
+    (its vCPUs, threads, cpuset; inf without a bound), as :func:`offered_load` counts them."""
+    specs = {s.name: s for s in stations}
+    tree = _loaded_trees(stations, sources).get(station)
+    return 0.0 if tree is None else _bound(specs[station], group, tree[0], tree[1])
 
 
 def _runnable(spec: StationSpec, tree: _Tree) -> float:

@@ -35,14 +35,18 @@ from virtsim.models.system import Guest, System
 from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import RequestWorkload
-from virtsim.sim.load import attainable_capacity, lock_hold_s
+from virtsim.sim.load import attainable_capacity, group_runnable, lock_hold_s
 from virtsim.sim.routes import StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
 
 SHARED_STATIONS = ("cpu", "membw", "disk", "disk.xfer", "nic.rx", "nic.tx")
-RESOURCES = (*SHARED_STATIONS, "memory", "disk_space", "driver_domain", "host_softirq")
+RESOURCES = (*SHARED_STATIONS, "memory", "disk_space", "driver_domain", "host_softirq", "cpu_threads")
+"""What a host has that guests use up, as fractions of it. ``cpu`` is the CPU's work against its
+capacity with every hardware thread busy; ``cpu_threads`` the same work against what the threads
+the guests can run at once attain (an SMT core's second thread adds only ``smt_yield``): see
+:func:`_smt_need`."""
 
 
 def _cap_cores(spec: GroupSpec) -> float | None:
@@ -84,6 +88,10 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     _station_needs(stations, by_station, rate, per_guest, private)
     fp = footprint(stack, app_memory_bytes)
     per_guest[RESOURCES.index("cpu")] += fp.idle_cpu_cores / attainable_capacity(stations["cpu"], math.inf)
+    engine_stations, sources = system.engine_inputs()
+    runnable = group_runnable(engine_stations, sources, "cpu", ("g",))
+    per_guest[RESOURCES.index("cpu_threads")] = _smt_need(
+        per_guest[RESOURCES.index("cpu")] * attainable_capacity(stations["cpu"], math.inf), runnable, stations["cpu"])
     memory = host.memory.capacity_bytes - reserved_bytes
     per_guest[RESOURCES.index("memory")] = fp.private_bytes / memory
     per_guest[RESOURCES.index("disk_space")] = diff_bytes / host.storage.capacity_bytes
@@ -128,6 +136,19 @@ def _cpu_needs(groups: dict[GroupPath, GroupSpec], cpu_work: dict[GroupPath, flo
         elif path[0] == "g" or path[-1].endswith(":g"):  # the guest's own: vCPUs, cpu.max, threads
             name = group.label or "/".join(path)
             private[name] = max(private.get(name, 0.0), used)
+
+
+def _smt_need(work_cores: float, runnable: float, cpu: StationSpec) -> float:
+    """A guest's share of the SMT constraint on a packed host (review 29 F4). A host whose guests
+    can run R jobs at once attains ``min(R, C) + y (min(R, C t) - C)`` cores' worth (C cores of t
+    threads, each second thread adding y): with R >= C, work W fits if ``W - y R <= C (1 - y)``,
+    linear in the guests (each adds its work and its R, at most C t); below C cores each guest's
+    own cap already holds it. So a guest needs ``(w - y r) / (C (1 - y))`` (negative: its threads
+    add more than its work takes). Nothing without SMT, or at y = 1 (no limit but the threads)."""
+    cores, threads, y = cpu.servers, cpu.threads_per_server, cpu.smt_yield
+    if threads == 1 or y >= 1:
+        return 0.0
+    return (work_cores - y * min(runnable, cores * threads)) / (cores * (1 - y))
 
 
 def _station_needs(stations: dict[str, StationSpec], by_station: dict[str, float], rate: float,
