@@ -38,7 +38,7 @@ from virtsim.experiments.scenario import (
     one_layer_stacks,
     parse_scenario,
 )
-from virtsim.experiments.steady import steady_runs
+from virtsim.experiments.steady import relaxation_s, steady_runs, work_scv
 from virtsim.models.density.footprint import Footprint, footprint
 from virtsim.models.density.startup import boot_storm
 from virtsim.models.hardware.host import HOST_PRESETS, HostSpec
@@ -136,21 +136,32 @@ def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int,
     longer in proportion (at most ten times). Near saturation, longer still until the p99 is
     steady (:func:`~virtsim.experiments.steady.steady_runs`)."""
     duration = spec.duration_s
-    w = parse_scenario(scenario_data, what).guests[0].workload.request_workload()
+    scenario = parse_scenario(scenario_data, what)
+    w = scenario.guests[0].workload.request_workload()
 
     def run(duration_s: float) -> pd.DataFrame:
         return _run(scenario_data, duration_s, what)
 
+    scv = work_scv(scenario.system().engine_inputs()[1][0])  # the guests are alike
+
+    def relaxation(runs: pd.DataFrame) -> float:
+        if w.arrivals.kind == "open":
+            return relaxation_s(runs, guests * w.arrivals.rate_per_s, scv)
+        served = runs[(runs["metric"] == "throughput_rps") & (runs["layer"] == "all") & (runs["station"] == "all")
+                      & ~runs["guest"].isin(["host", POOLED_GUEST])]
+        return relaxation_s(runs, float(served["value"].sum()), scv)
+
     if w.arrivals.kind == "open":
         duration = max(duration, spec.slo_samples / (guests * w.arrivals.rate_per_s) / 0.9 * 1.05)
-        return steady_runs(run, duration)
+        return steady_runs(run, duration, relaxation=relaxation, limits={POOLED_GUEST: spec.slo.p99_latency_s})
     runs = run(duration)
     done = _pooled(runs, "completed")
     if done < spec.slo_samples:
         duration *= min(10.0, 1.1 * spec.slo_samples / max(done, 1.0))
         runs = run(duration)
     # near saturation, longer until the p99 is steady (a closed loop's queue fills from empty too)
-    return steady_runs(run, duration, first=runs)
+    return steady_runs(run, duration, first=runs, relaxation=relaxation,
+                       limits={POOLED_GUEST: spec.slo.p99_latency_s})
 
 
 def _scenario_data(spec: DensitySpec, stack: Stack, guests: int) -> dict[str, Any]:
@@ -429,9 +440,11 @@ def report(folder: Path) -> Report:
                    "the SLO, the answer N is within the noise of the run length; with fewer than 1,200 "
                    "requests there is no interval.",
                    "A run starts from an empty host, and near saturation a queue takes long to fill: where the "
-                   "busiest station is at least 80% busy, the run is repeated twice as long until two runs' "
-                   "pooled p99s agree within 10% (at most 8 times the first length); an N whose p99 still moved "
-                   "fails ('p99 not steady'), a p99 not known being no promise kept.",
+                   "busiest station is at least 80% busy, the run is first made ten times the queue's relaxation "
+                   "time (heavy traffic: E[S] (1 + scv) / 2 / (1 - sqrt(rho))^2, from the offered load and the "
+                   "work's variability; not made past 600 s), then repeated twice as long until two runs' pooled "
+                   "p99s agree within 10% or both lie below 80% of the SLO (at most 8 times); an N whose p99 "
+                   "still moved fails ('p99 not steady'), a p99 not known being no promise kept.",
                    "With open-loop guests, an N whose offered load (rate x work per request, from 20,000 sampled "
                    "requests, against capacity) reaches 100% of a resource or capped group fails, however the "
                    "short run looked (density.csv: offered_utilization).",

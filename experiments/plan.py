@@ -40,7 +40,7 @@ from virtsim.experiments.scenario import (
     check_numa_placement,
     one_layer_stacks,
 )
-from virtsim.experiments.steady import MIN_RUN_S, steady_runs
+from virtsim.experiments.steady import MIN_RUN_S, relaxation_s, steady_runs, work_scv
 from virtsim.models.density.footprint import footprint
 from virtsim.models.density.planner import RESOURCES, GuestNeeds, Packing, guest_needs, pack
 from virtsim.models.density.startup import boot_storm
@@ -233,7 +233,13 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
         return run_scenario(sized, progress=False).runs
 
     pools = {s.name: pooled_name(f"s{i}") if len(placed) > 1 else POOLED_GUEST for i, s, _ in placed}
-    runs = steady_runs(run, duration, pools=[pools[n] for n in promised])
+    promises = {pools[s.name]: s.p99_latency_s for _, s, _ in placed if s.p99_latency_s is not None}
+    scv: dict[str, float] = {}  # the most variable work any service brings each station
+    for source in scenario.system().engine_inputs()[1]:
+        for station, value in work_scv(source, samples=1024).items():
+            scv[station] = max(scv.get(station, 0.0), value)
+    runs = steady_runs(run, duration, pools=list(promises), limits=promises,
+                       relaxation=lambda r: relaxation_s(r, sum(rates.values()), scv))
     out = {}
     for _, service, _ in placed:
         if service.p99_latency_s is None:

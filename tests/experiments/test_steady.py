@@ -62,3 +62,40 @@ def test_density_does_not_pass_a_guest_count_whose_steady_p99_breaks_the_slo() -
                      "demands": [{"kind": "cpu", "cycles": "1.5M", "dist": "lognormal", "sigma": 2.0}]}})
     best, _, _ = search(spec, Stack.of(["docker"]))
     assert best <= 9
+
+
+def test_the_relaxation_time_is_the_heavy_traffic_queues_by_hand() -> None:
+    """At 98.7% offered and 7,000 requests/s (review 29 F5), an exponential-like queue relaxes in
+    0.987 / 7000 / (1 - sqrt(0.987))^2 = 3.3 s; work with scv 54 (lognormal, sigma 2) 27.3 times
+    slower; below NEAR_SATURATION no station counts."""
+    from virtsim.experiments.steady import relaxation_s
+
+    runs = pd.DataFrame([{"guest": "host", "metric": "offered_utilization", "layer": "all", "station": "cpu",
+                          "value": 0.987}])
+    by_hand = 0.987 / 7000 / (1 - 0.987**0.5) ** 2
+    assert relaxation_s(runs, 7000.0) == pytest.approx(by_hand)
+    assert by_hand == pytest.approx(3.3, abs=0.05)
+    assert relaxation_s(runs, 7000.0, {"cpu": 53.6}) == pytest.approx(by_hand * 27.3)
+    assert relaxation_s(_runs(0.5, 0.01), 7000.0) == 0.0
+
+
+def test_a_run_is_first_as_long_as_ten_relaxation_times() -> None:
+    """Review 29 F5: runs of 2 and 4 s agreed while the queue was still filling. With a 3 s
+    relaxation the first compared run is 30 s (its warm-up 3 s), then 60 s."""
+    asked: list[float] = []
+    steady_runs(lambda d: asked.append(d) or _runs(0.95, 0.01), 1.0, relaxation=lambda r: 3.0)
+    assert asked == [1.0, 30.0]  # 30 s and 60 s would agree: the first comparison is 1 s vs 30 s
+    asked.clear()
+    runs = steady_runs(lambda d: asked.append(d) or _runs(0.95, 0.01), 1.0, relaxation=lambda r: 100.0)
+    assert asked == [1.0] and not runs.attrs["steady"]  # 1,000 s is past MAX_RELAXED_RUN_S: not judged
+
+
+def test_two_p99s_clearly_below_the_limit_agree_however_far_apart() -> None:
+    """Review 29 F3: 24.6 and 30.1 ms against a 50 ms SLO failed as 'not steady'; both are below
+    80% of it, so the verdict does not hang on where the p99 settles between them."""
+    p99 = {1.0: 0.0246, 2.0: 0.0301}
+    runs = steady_runs(lambda d: _runs(0.95, p99[d]), 1.0, limits={"all-guests": 0.050})
+    assert runs.attrs["steady"]
+    near = {1.0: 0.0346, 2.0: 0.0451, 4.0: 0.0490, 8.0: 0.0560}  # crossing the limit: kept doubling
+    runs = steady_runs(lambda d: _runs(0.95, near[d]), 1.0, limits={"all-guests": 0.050})
+    assert pooled_p99s(runs)["all-guests"] == pytest.approx(0.0490) and runs.attrs["steady"]
