@@ -127,10 +127,11 @@ def steady_runs(run: Callable[[float], pd.DataFrame], duration_s: float,
     plan count an unsteady p99 as a miss (a p99 not known is not kept)."""
     runs = run(duration_s) if first is None else first
     moved: set[str] = set()
-    if busiest_utilization(runs) >= NEAR_SATURATION:
-        moved = {"(not yet compared)"}
-        # first as long as the queues' relaxation asks (``relaxation``: its estimate from a run)
-        needed = RELAXATIONS * relaxation(runs) if relaxation is not None else 0.0
+    # first as long as the queues' relaxation asks (``relaxation``: its estimate from a run, from
+    # the offered load, which a short run's measured utilization may read below NEAR_SATURATION)
+    needed = RELAXATIONS * relaxation(runs) if relaxation is not None else 0.0
+    if busiest_utilization(runs) >= NEAR_SATURATION or needed > 0:
+        moved = set(pooled_p99s(runs) if pools is None else pools)  # none compared yet: none steady
         if needed > MAX_RELAXED_RUN_S:
             runs.attrs["unsteady"], runs.attrs["steady"] = sorted(moved), False
             return runs

@@ -99,3 +99,10 @@ def test_two_p99s_clearly_below_the_limit_agree_however_far_apart() -> None:
     near = {1.0: 0.0346, 2.0: 0.0451, 4.0: 0.0490, 8.0: 0.0560}  # crossing the limit: kept doubling
     runs = steady_runs(lambda d: _runs(0.95, near[d]), 1.0, limits={"all-guests": 0.050})
     assert pooled_p99s(runs)["all-guests"] == pytest.approx(0.0490) and runs.attrs["steady"]
+
+
+def test_a_pool_too_near_saturation_to_judge_is_named_unsteady() -> None:
+    """A run the relaxation time asks to be longer than MAX_RELAXED_RUN_S is not made, and every
+    judged pool is unsteady (plan reads the pools by name: none may pass unjudged)."""
+    runs = steady_runs(lambda d: _runs(0.99, 0.01), 1.0, pools=["all-guests"], relaxation=lambda r: 100.0)
+    assert runs.attrs["unsteady"] == ["all-guests"] and not runs.attrs["steady"]
