@@ -77,7 +77,8 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     system = System(host, (Guest("g", stack, workload),))
     route, make_sampler, _ = system.routes(system.guests[0])
     work = make_sampler(np.random.SeedSequence(seed))(samples).mean(axis=0)
-    stations = {s.name: s for s in system.engine_inputs()[0]}
+    engine_stations, sources = system.engine_inputs()
+    stations = {s.name: s for s in engine_stations}
     groups = system.groups()
     by_station, cpu_work = _work_per_request(route, work)
     per_guest = np.zeros(len(RESOURCES))
@@ -88,7 +89,6 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     _station_needs(stations, by_station, rate, per_guest, private)
     fp = footprint(stack, app_memory_bytes)
     per_guest[RESOURCES.index("cpu")] += fp.idle_cpu_cores / attainable_capacity(stations["cpu"], math.inf)
-    engine_stations, sources = system.engine_inputs()
     runnable = group_runnable(engine_stations, sources, "cpu", ("g",))
     per_guest[RESOURCES.index("cpu_threads")] = _smt_need(
         per_guest[RESOURCES.index("cpu")] * attainable_capacity(stations["cpu"], math.inf), runnable, stations["cpu"])
@@ -110,12 +110,13 @@ def _work_per_request(route: tuple, work: np.ndarray) -> tuple[dict[str, float],
         if slot.action:
             continue  # taking or giving back a lock is no work
         by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
-        if slot.station.split(":", 1)[0] == MEMBW_STATION:
+        streams = slot.station.split(":", 1)[0] == MEMBW_STATION
+        if streams:
             # a thread streams memory only while it runs on a core: its stream's time (at full
             # speed, a lower bound) is core time too, which a stage on the bandwidth station alone
             # leaves off the CPU (review 28 F7)
             by_station["cpu"] = by_station.get("cpu", 0.0) + float(w)
-        if slot.station == "cpu" or slot.station.split(":", 1)[0] == MEMBW_STATION:
+        if slot.station == "cpu" or streams:
             cpu_work[slot.group] = cpu_work.get(slot.group, 0.0) + float(w)
     return by_station, cpu_work
 
