@@ -9,7 +9,6 @@ for their request, then think).
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -293,17 +292,23 @@ class RequestWorkload(StrictModel):
         """Metrics in the units of the real tool (none for a generic workload)."""
         return []
 
-    @cached_property
+    @property
     def _demand_plans(self) -> list[tuple[AnyDemand, float, tuple[float, float] | None, float, Demand]]:
         """Per demand, worked out once for every sampler: its spec, mean, mix window (an I/O's, if
         not the whole range), probability, and the demand it makes (a block only puts its amounts
-        in): an oltp transaction has a hundred demands, and every closed client has a sampler."""
+        in): an oltp transaction has a hundred demands, and every closed client has a sampler.
+        Kept with the demands list it was made from, so a copy with other demands (``model_copy``
+        carries the instance's dict) works them out again (review 29)."""
+        kept = self.__dict__.get("_plans")
+        if kept is not None and kept[0] is self.demands:
+            return kept[1]
         plans = []
         for spec in self.demands:
             mix = spec.mix if isinstance(spec, IoDemand) and spec.mix != (0.0, 1.0) else None
             probability = spec.probability if isinstance(spec, IoDemand) else 1.0
             mean = _mean(spec)
             plans.append((spec, mean, mix, probability, _demand(spec, np.full(1, float(mean)))))
+        self.__dict__["_plans"] = (self.demands, plans)  # beside the fields: a frozen model's cache
         return plans
 
     def sampler(self, seed: np.random.SeedSequence) -> Callable[[int], list[Demand]]:

@@ -31,3 +31,17 @@ def test_a_shared_mix_draw_makes_demands_exclusive() -> None:
     k = _io_counts([{"kind": "io", "size": "4KiB", "mix": [0.0, 0.3]},
                     {"kind": "io", "size": "4KiB", "op": "write", "mix": [0.3, 1.0]}])
     assert set(np.unique(k)) == {1}
+
+
+def test_a_copy_with_other_demands_samples_its_own_demands() -> None:
+    """Review 29 (latent): the per-demand plans were a cached property in the instance's dict,
+    which model_copy carries: a copy with new demands sampled the old ones."""
+    import numpy as np
+
+    from virtsim.models.workloads.request import RequestWorkload
+
+    w = RequestWorkload.model_validate({"arrivals": {"kind": "open", "rate": "10/s"},
+                                        "demands": [{"kind": "cpu", "cycles": 100}]})
+    assert w.sampler(np.random.SeedSequence(1))(2)[0].amount.tolist() == [100.0, 100.0]
+    copy = w.model_copy(update={"demands": [w.demands[0].model_copy(update={"cycles": 7.0})]})
+    assert copy.sampler(np.random.SeedSequence(1))(2)[0].amount.tolist() == [7.0, 7.0]
