@@ -343,10 +343,14 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
     if out_dir.exists():
         folder.unseal()
         (out_dir / "sweep.parquet").unlink(missing_ok=True)
-    (out_dir / "points").mkdir(parents=True, exist_ok=True)
+    # the index first: it marks the folder an unfinished sweep, so a kill before the points
+    # folder exists leaves one the next run resumes (the other order left a bare points/ that it
+    # refused as not a virtsim result: found by the random-kill test on a loaded machine)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / POINTS_INDEX, _index(points))
+    (out_dir / "points").mkdir(exist_ok=True)
     for stale in (out_dir / "points").glob(".*.tmp"):  # a write cut short by a kill
         stale.unlink(missing_ok=True)
-    write_json(out_dir / POINTS_INDEX, _index(points))
     pending = [p for p in points if not _finished(_point_file(out_dir, p), p)]
     bar = tqdm(total=len(points), initial=len(points) - len(pending), desc="sweep", unit="point",
                disable=not progress)

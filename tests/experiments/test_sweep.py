@@ -307,3 +307,24 @@ def test_the_primary_curve_is_a_workloads_own_metric_never_one_the_simulator_wri
     assert set(curves["metric"]) == {"throughput_rps", "latency_p99_s"}
     _, _, curves = sweep_curves(table([*written, "tps"]))  # a named workload's own measure comes first
     assert set(curves["metric"]) == {"tps", "latency_p99_s"}
+
+
+def test_a_sweep_killed_before_its_first_point_is_resumed_not_refused(tmp_path, monkeypatch) -> None:
+    """The random-kill test, on a loaded machine, hit the moment after the points folder was made
+    and before the index that marks an unfinished sweep: the next run refused the folder as not
+    a virtsim result. The index is written first now; a kill right after it leaves a folder the
+    next run resumes."""
+    import virtsim.experiments.sweep as sweep_module
+
+    points = expand_sweep(tiny(parameters={"run.seed": [1, 2]}))
+    out = tmp_path / "out"
+    real_write = sweep_module.write_json
+
+    def killed_at_the_index(path, data):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # as SIGKILL would stop it there: nothing after runs
+
+    monkeypatch.setattr(sweep_module, "write_json", killed_at_the_index)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(points, out, progress=False)
+    monkeypatch.setattr(sweep_module, "write_json", real_write)
+    assert (pd.read_parquet(run_sweep(points, out, progress=False))["point"].nunique()) == 2
