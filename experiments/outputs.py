@@ -38,6 +38,13 @@ class ResultsError(ValueError):
     """A results folder or file that cannot be read as what it claims to be."""
 
 
+def _is_write_debris(path: Path) -> bool:
+    """Whether ``path`` is the temporary file of an :func:`atomic_write` that a kill cut short
+    (``.NAME.XXXXXXXX.tmp``, a regular file): the random-kill sweep test left one as the only
+    file of a folder, which the next run then refused as not a virtsim result."""
+    return path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file() and not path.is_symlink()
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +160,10 @@ class ResultFolder:
         # a real try, before anything runs: /proc, a name too long, a full or read-only disk
         out.parent.mkdir(parents=True, exist_ok=True)
         Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent)).rmdir()
+        if out.is_dir():
+            for debris in out.iterdir():  # an atomic write a kill cut short: never a result
+                if _is_write_debris(debris):
+                    debris.unlink(missing_ok=True)
         if not out.exists() or force or not any(out.iterdir()):
             return
         if self.resumable is not None and (out / self.resumable).exists() and not (out / MANIFEST).exists():

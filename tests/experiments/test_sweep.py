@@ -328,3 +328,19 @@ def test_a_sweep_killed_before_its_first_point_is_resumed_not_refused(tmp_path, 
         run_sweep(points, out, progress=False)
     monkeypatch.setattr(sweep_module, "write_json", real_write)
     assert (pd.read_parquet(run_sweep(points, out, progress=False))["point"].nunique()) == 2
+
+
+def test_a_sweep_killed_while_writing_its_index_is_resumed_not_refused(tmp_path) -> None:
+    """The random-kill test again: a kill inside the index's atomic write left only its
+    temporary file (.sweep_points.json.XXXX.tmp), which the next run refused as not a virtsim
+    result. Such debris is no result: it is cleared and the sweep runs."""
+    points = expand_sweep(tiny(parameters={"run.seed": [1, 2]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".sweep_points.json.abcd1234.tmp").write_text("{")
+    assert pd.read_parquet(run_sweep(points, out, progress=False))["point"].nunique() == 2
+    assert not list(out.glob(".*.tmp"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.tmp").write_text("a user's file")  # not hidden: not debris, refused
+    with pytest.raises(Exception, match="not a virtsim result"):
+        run_sweep(points, tmp_path / "mine", progress=False)
