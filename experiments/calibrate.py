@@ -229,8 +229,8 @@ def published_rows(path: Path) -> dict[str, dict[str, str]]:
     """The rows of published.csv by id, checked: the columns, a finite value per row, and every
     row the calibration reproduces present (but those of found.csv). A bad file is a
     :class:`ValueError` naming the problem."""
-    rows = _table_rows(path)
-    absent = [c.row for c in CASES if c.row not in rows and c.row not in found_rows()]
+    rows, found = _table_rows(path), found_rows()
+    absent = [c.row for c in CASES if c.row not in rows and c.row not in found]
     if absent:
         raise ValueError(f"{path} lacks rows the calibration reproduces: {absent}")
     return rows

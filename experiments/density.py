@@ -208,7 +208,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     util = util.drop(labels=[s for s in util.index if s.startswith(("wire", "delay", "client"))], errors="ignore")
     # idle kernels' cores against the CPU's capacity in cores' worth (SMT siblings at their yield),
     # the unit both utilization and offered load are in
-    cpu_capacity = host.cpu.cores * (1 + host.cpu.smt_yield * (host.cpu.threads_per_core - 1))
+    cpu_capacity = host.cpu.capacity_cores
     if "cpu" in util.index and fp.idle_cpu_cores > 0:
         # Idle guest kernels (timer ticks, housekeeping) are counted against the host's cores, not
         # simulated: far below its fair share, such a task gets what it asks for under any load

@@ -373,8 +373,7 @@ def _fleet_figures(spec: PlanSpec, ht: HostType, stack: Any, p: Packing, usable:
         "guests_per_packed_host_mean": float(per_host_guests.mean()),
         "guests_per_host_max": int(per_host_guests.max()),
         # cores' worth: the CPU's capacity with every SMT thread busy, as its load is a share of
-        "cores_used": float(load[:, RESOURCES.index("cpu")].sum() * ht.host.cpu.cores
-                            * (1 + ht.host.cpu.smt_yield * (ht.host.cpu.threads_per_core - 1))),
+        "cores_used": float(load[:, RESOURCES.index("cpu")].sum() * ht.host.cpu.capacity_cores),
         "memory_used_bytes": float(load[:, RESOURCES.index("memory")].sum()
                                    * (ht.host.memory.capacity_bytes - spec.host_reserved_bytes)),
         "disk_used_bytes": float(load[:, RESOURCES.index("disk_space")].sum() * ht.host.storage.capacity_bytes),

@@ -53,6 +53,12 @@ class CpuSpec(StrictModel):
         """Physical cores of the host: ``sockets x cores_per_socket``."""
         return self.sockets * self.cores_per_socket
 
+    @property
+    def capacity_cores(self) -> float:
+        """Cores' worth of work with every hardware thread busy: each core, plus ``smt_yield`` of
+        a core for each further thread (the CPU station's capacity)."""
+        return self.cores * (1 + self.smt_yield * (self.threads_per_core - 1))
+
     def seconds(self, cycles: float) -> float:
         """Time one core takes for ``cycles`` cycles."""
         return cycles / self.freq_hz
