@@ -38,6 +38,7 @@ from virtsim.models.disks.formats import (
     FormatName,
     ImageFormat,
     Qcow2,
+    Vmdk,
     format_by_name,
     qcow2_max_virtual_bytes,
     size_text,
@@ -168,10 +169,11 @@ class DiskSpec(StrictModel):
     host_fs: HostFsSpec = Field(default_factory=HostFsSpec)
     growth_writes: int = Field(200_000, ge=10, le=50_000_000)
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
-    # how much the disks' data deflates, cluster by cluster (zlib, as qemu-img convert -c): a
-    # cluster of c bytes to c / deflate_ratio (1: random data, which QEMU then stores whole);
-    # given, image-chain rows add qcow2 full clones written compressed. No default: it depends
-    # on the data (text and binaries compress, media and encrypted data do not).
+    # how much the disks' data deflates, unit by unit (zlib): a cluster or grain of c bytes to
+    # c / deflate_ratio (1: random data, which QEMU then stores whole); given, image-chain rows
+    # add full clones written compressed: qcow2 by qemu-img convert -c, VMDK as streamOptimized
+    # (the form OVA appliances ship in). No default: it depends on the data (text and binaries
+    # compress, media and encrypted data do not).
     deflate_ratio: float | None = Field(None, ge=1.0, le=1000.0)
 
 
@@ -342,7 +344,7 @@ def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
             "linked_clones_apparent_bytes_total": length.linked_clones(),
             "full_clones_apparent_bytes_total": length.full_clones(),
         }
-        if spec.deflate_ratio is not None and isinstance(fmt, Qcow2):
+        if spec.deflate_ratio is not None and isinstance(fmt, (Qcow2, Vmdk)):
             extra["full_clones_compressed_apparent_bytes_total"] = _compressed_clones(fmt, virtual, base, guest_writes,
                                                                                       spec.deflate_ratio)
         rows += _sharing_rows("image-chain", name, spec.guests, usage.base_bytes, usage.private_bytes(),
@@ -350,17 +352,25 @@ def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
     return rows
 
 
-def _compressed_clones(fmt: Qcow2, virtual: int, base: tuple[np.ndarray, np.ndarray],
+def _compressed_clones(fmt: Qcow2 | Vmdk, virtual: int, base: tuple[np.ndarray, np.ndarray],
                        guest_writes: list[list[tuple[np.ndarray, np.ndarray]]], ratio: float) -> float:
-    """Bytes of every guest's full clone written compressed (``qemu-img convert -c``): the union
-    of its chain's clusters, each deflated to ``unit / ratio`` bytes (rounded up)."""
+    """Bytes of every guest's full clone written compressed: the union of its chain's units,
+    each deflated to ``unit / ratio`` bytes (rounded up). qcow2 is ``qemu-img convert -c``
+    (raw deflate; a cluster that does not shrink is stored whole); VMDK is a streamOptimized
+    copy (zlib: 6 bytes of header and checksum, and data that does not shrink is stored in
+    blocks of 16 KiB with 5 bytes each, as zlib's level 6 stores them)."""
     unit = fmt.unit_bytes
-    deflated = math.ceil(unit / ratio) if ratio > 1 else unit + 1  # random data does not shrink: stored whole
+    if isinstance(fmt, Qcow2):
+        deflated = math.ceil(unit / ratio) if ratio > 1 else unit + 1  # random data does not shrink: stored whole
+    else:
+        deflated = min(math.ceil(unit / ratio) + 6, unit + 6 + 5 * -(-unit // 16384))
     base_units = touched_units(*base, unit)
     total = 0
     for levels in guest_writes:
         units = sorted_distinct(np.concatenate([base_units, *(touched_units(*w, unit) for w in levels)]))
-        total += fmt.compressed_clone_bytes(units, np.full(units.size, deflated), virtual)
+        sizes = np.full(units.size, deflated, dtype=np.int64)
+        total += (fmt.compressed_clone_bytes(units, sizes, virtual) if isinstance(fmt, Qcow2)
+                  else fmt.stream_optimized_bytes(units, sizes, virtual))
     return float(total)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 
 from virtsim.models.disks.allocation import HostFile, touched_units
 from virtsim.models.disks.chain import build_chain_usage
-from virtsim.models.disks.formats import format_by_name
+from virtsim.models.disks.formats import Vmdk, format_by_name
 
 pytestmark = [
     pytest.mark.real,
@@ -295,3 +296,46 @@ def test_image_layers_take_the_host_file_systems_blocks(ext4_1k_dir: Path) -> No
     image = [ImageLayer("sha256:a", sizes)]
     assert image_store_bytes("overlay2", image, HostFs(block_bytes=1024)) == real
     assert image_store_bytes("overlay2", image) > real  # at 4 KiB blocks, as before
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_stream_optimized_vmdk_is_as_long_and_as_large_as_qemu_img_convert_writes_it(seed: int,
+                                                                                       tmp_path: Path) -> None:
+    """A seeded raw disk (8 MiB .. 2 GiB, one with a partial last grain, one empty) of random,
+    half-random, few-valued and constant grains, converted to a streamOptimized VMDK: given each
+    grain's deflated size (zlib at its default level, as QEMU's ``compress()``), the model's
+    length and its extents equal the real file's (markers, sector padding, the reserved tail)."""
+    rng = np.random.default_rng(500 + seed)
+    grain = 64 * KiB
+    virtual = [8 * MiB, 64 * MiB, 300 * MiB + 7 * 512, 2 * GiB, 64 * MiB, 100 * MiB][seed]
+    n_grains = -(-virtual // grain)
+    count = 0 if seed == 4 else min(n_grains, int(rng.integers(1, 300)))
+    units = np.sort(rng.choice(n_grains, count, replace=False))
+    if seed == 2:
+        units = np.union1d(units, [n_grains - 1])  # the grain the disk ends inside
+    source = tmp_path / "disk.raw"
+    with open(source, "wb") as f:
+        f.truncate(virtual)
+        sizes = []
+        for unit in units:
+            length = min(grain, virtual - int(unit) * grain)
+            kind, k = int(rng.integers(0, 4)), int(rng.integers(1, length + 1))
+            block = bytearray(length)
+            if kind == 0:
+                block[:k] = rng.integers(0, 256, k, dtype=np.uint8).tobytes()
+            elif kind == 1:
+                block[:] = rng.integers(0, 256, length, dtype=np.uint8).tobytes()  # does not shrink
+            elif kind == 2:
+                block[:k] = rng.integers(1, 4, k, dtype=np.uint8).tobytes()
+            else:
+                block[:] = bytes([int(rng.integers(1, 256))]) * length
+            f.seek(int(unit) * grain)
+            f.write(block)
+            sizes.append(len(zlib.compress(bytes(block))))
+    copy = tmp_path / "copy.vmdk"
+    _run("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", str(source), str(copy))
+    fmt = format_by_name("vmdk", virtual)
+    assert isinstance(fmt, Vmdk)
+    assert os.path.getsize(copy) == fmt.stream_optimized_bytes(units, np.array(sizes, dtype=np.int64), virtual)
+    assert allocated_bytes(copy) == fmt.stream_optimized_bytes(units, np.array(sizes, dtype=np.int64),
+                                                                       virtual, host=HostFile())
