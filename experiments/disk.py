@@ -25,6 +25,7 @@ from virtsim.models.disks.allocation import HostFile, sorted_distinct, touched_u
 from virtsim.models.disks.chain import (
     COMMITTABLE,
     REBASABLE,
+    Writes,
     build_chain_usage,
     committed,
     disjoint_chain_usage,
@@ -54,6 +55,7 @@ from virtsim.models.disks.layers import (
     image_store_bytes,
     writable_layer_usage,
 )
+from virtsim.models.disks.operations import DATA, DISCARD, ZERO, Ops, chain_usage_with_ops, clone_data_pieces
 from virtsim.models.disks.patterns import PatternKind, block_writes
 from virtsim.models.quantities import Bytes
 from virtsim.models.schema import StrictModel
@@ -65,9 +67,31 @@ COLUMNS = ["experiment", "system", "guests", "measure", "bytes"]
 
 
 class PatternSpec(StrictModel):
+    """Each guest's writes into its differencing disk: ``writes`` of ``size`` bytes placed by
+    ``kind``. Of them, a ``zero_fraction`` write zeroes (WRITE ZEROES without unmap: mkfs, a
+    zeroed file) and a ``discard_fraction`` are discards (TRIM: fstrim, deleted files), drawn at
+    random; the rest write data. What each format makes of them: :mod:`models.disks.operations`
+    (qcow2 frees only the clusters a discard covers whole: a 4 KiB TRIM in 64 KiB clusters
+    frees nothing)."""
+
     kind: PatternKind = "random"
     writes: int = Field(50_000, ge=0, le=100_000_000)
     size_bytes: Bytes = Field(4096, alias="size", gt=0)
+    zero_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    discard_fraction: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> PatternSpec:
+        if self.zero_fraction + self.discard_fraction > 1.0:
+            raise ValueError(f"zero_fraction + discard_fraction = {self.zero_fraction + self.discard_fraction:g}: "
+                             "they are shares of the same writes, so at most 1")
+        return self
+
+    def kinds(self, rng: np.random.Generator) -> np.ndarray:
+        """Each write's kind (DATA, ZERO, DISCARD of :mod:`operations`), drawn from ``rng``."""
+        u = rng.random(self.writes)
+        return np.where(u < self.discard_fraction, DISCARD,
+                        np.where(u < self.discard_fraction + self.zero_fraction, ZERO, DATA)).astype(np.int64)
 
 
 class SnapshotSpec(StrictModel):
@@ -175,6 +199,9 @@ class DiskSpec(StrictModel):
     # (the form OVA appliances ship in). No default: it depends on the data (text and binaries
     # compress, media and encrypted data do not).
     deflate_ratio: float | None = Field(None, ge=1.0, le=1000.0)
+    # QEMU's -drive discard=: "ignore" (QEMU's and libvirt's default) drops a guest's discards
+    # at the drive; "unmap" passes them to the image, which frees space if its format can
+    drive_discard: Literal["ignore", "unmap"] = "ignore"
 
 
     @field_validator("units_bytes")
@@ -332,42 +359,73 @@ def image_chains(spec: DiskSpec) -> list[dict[str, Any]]:
                       stream(spec.seed, 0, "guest", g))]
         for g in range(spec.guests)
     ]
+    guest_ops = None
+    if spec.pattern.zero_fraction or spec.pattern.discard_fraction:
+        guest_ops = [[(*levels[0], spec.pattern.kinds(stream(spec.seed, 0, "kinds", g)))]
+                     for g, levels in enumerate(guest_writes)]
     rows = []
     host = spec.host_fs.image_file()
     for name in spec.formats:
         fmt = spec.image_format(name)
         # on the host (du), as the layer stacks are counted; the file lengths (ls) beside them
-        usage = build_chain_usage(fmt, virtual, base, guest_writes, host=host)
-        length = build_chain_usage(fmt, virtual, base, guest_writes)
+        if guest_ops is None:
+            usage = build_chain_usage(fmt, virtual, base, guest_writes, host=host)
+            length = build_chain_usage(fmt, virtual, base, guest_writes)
+        else:
+            unmap = spec.drive_discard == "unmap"
+            usage = chain_usage_with_ops(fmt, virtual, base, guest_ops, unmap=unmap, host=host)
+            length = chain_usage_with_ops(fmt, virtual, base, guest_ops, unmap=unmap)
         extra = {
-            "written_bytes_total": spec.guests * spec.pattern.writes * spec.pattern.size_bytes,
+            **_written_totals(spec, guest_ops),
             "linked_clones_apparent_bytes_total": length.linked_clones(),
             "full_clones_apparent_bytes_total": length.full_clones(),
         }
         if spec.deflate_ratio is not None and isinstance(fmt, (Qcow2, Vmdk)):
-            extra["full_clones_compressed_apparent_bytes_total"] = _compressed_clones(fmt, virtual, base, guest_writes,
-                                                                                      spec.deflate_ratio)
+            extra["full_clones_compressed_apparent_bytes_total"] = _compressed_clones(
+                fmt, virtual, _clone_units(spec, fmt, base, guest_writes, guest_ops), spec.deflate_ratio)
         rows += _sharing_rows("image-chain", name, spec.guests, usage.base_bytes, usage.private_bytes(),
                               usage.full_clones(), extra)
     return rows
 
 
-def _compressed_clones(fmt: Qcow2 | Vmdk, virtual: int, base: tuple[np.ndarray, np.ndarray],
-                       guest_writes: list[list[tuple[np.ndarray, np.ndarray]]], ratio: float) -> float:
-    """Bytes of every guest's full clone written compressed: the union of its chain's units,
-    each deflated to ``unit / ratio`` bytes (rounded up). qcow2 is ``qemu-img convert -c``
-    (raw deflate; a cluster that does not shrink is stored whole); VMDK is a streamOptimized
-    copy (zlib: 6 bytes of header and checksum, and data that does not shrink is stored in
-    blocks of 16 KiB with 5 bytes each, as zlib's level 6 stores them)."""
+def _written_totals(spec: DiskSpec, guest_ops: list[list[Ops]] | None) -> dict[str, float]:
+    """Bytes the guests wrote as data, and (if any) zeroed and discarded, all guests together."""
+    size = spec.pattern.size_bytes
+    if guest_ops is None:
+        return {"written_bytes_total": spec.guests * spec.pattern.writes * size}
+    kinds = np.concatenate([ops[2] for levels in guest_ops for ops in levels])
+    return {"written_bytes_total": float(np.count_nonzero(kinds == DATA) * size),
+            "zeroed_bytes_total": float(np.count_nonzero(kinds == ZERO) * size),
+            "discarded_bytes_total": float(np.count_nonzero(kinds == DISCARD) * size)}
+
+
+def _clone_units(spec: DiskSpec, fmt: ImageFormat, base: Writes, guest_writes: list[list[Writes]],
+                 guest_ops: list[list[Ops]] | None) -> list[np.ndarray]:
+    """Each guest's full clone's units holding data (ascending): the union of its chain's writes,
+    less what zero writes and discards left reading as zeroes."""
+    unit = fmt.unit_bytes
+    if guest_ops is not None:
+        unmap = spec.drive_discard == "unmap"
+        return [touched_units(*clone_data_pieces(fmt, int(spec.virtual_bytes), base, levels, unmap), unit)
+                for levels in guest_ops]
+    base_units = touched_units(*base, unit)
+    return [sorted_distinct(np.concatenate([base_units, *(touched_units(*w, unit) for w in levels)]))
+            for levels in guest_writes]
+
+
+def _compressed_clones(fmt: Qcow2 | Vmdk, virtual: int, clone_units: list[np.ndarray], ratio: float) -> float:
+    """Bytes of every guest's full clone written compressed: its units holding data, each
+    deflated to ``unit / ratio`` bytes (rounded up). qcow2 is ``qemu-img convert -c`` (raw
+    deflate; a cluster that does not shrink is stored whole); VMDK is a streamOptimized copy
+    (zlib: 6 bytes of header and checksum, and data that does not shrink is stored in blocks of
+    16 KiB with 5 bytes each, as zlib's level 6 stores them)."""
     unit = fmt.unit_bytes
     if isinstance(fmt, Qcow2):
         deflated = math.ceil(unit / ratio) if ratio > 1 else unit + 1  # random data does not shrink: stored whole
     else:
         deflated = min(math.ceil(unit / ratio) + 6, unit + 6 + 5 * -(-unit // 16384))
-    base_units = touched_units(*base, unit)
     total = 0
-    for levels in guest_writes:
-        units = sorted_distinct(np.concatenate([base_units, *(touched_units(*w, unit) for w in levels)]))
+    for units in clone_units:
         sizes = np.full(units.size, deflated, dtype=np.int64)
         total += (fmt.compressed_clone_bytes(units, sizes, virtual) if isinstance(fmt, Qcow2)
                   else fmt.stream_optimized_bytes(units, sizes, virtual))

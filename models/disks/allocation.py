@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["FS_BLOCK", "HostFile", "check_inside", "first_touch_order", "host_blocks", "sorted_distinct",
-           "touched_units", "unit_indices"]
+           "surviving_units", "touched_units", "unit_indices"]
 
 
 def unit_indices(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.ndarray:
@@ -35,6 +35,35 @@ def unit_indices(offsets: np.ndarray, sizes: np.ndarray, unit_bytes: int) -> np.
     index = np.repeat(first - (np.cumsum(spans) - spans), spans)
     index += np.arange(index.size, dtype=np.int64)
     return index
+
+
+def surviving_units(offsets: np.ndarray, sizes: np.ndarray, clears: np.ndarray, unit_bytes: int) -> np.ndarray:
+    """The sorted indices of the units that hold data after these operations, made in this
+    order: writes (``clears`` False) and operations that leave their bytes reading as zeroes
+    or unallocated (``clears`` True: zero writes, discards, hole punches).
+
+    A unit holds data if a write touched it after the last operation that covered it whole
+    (a whole write counts). Where a clear covers only part of a unit, the unit keeps the data
+    a write put there before, even if the clear covered exactly those bytes: an upper bound
+    there, exact where writes and clears cover whole units or clears cover the data they follow."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    clears = np.asarray(clears, dtype=bool)
+    if clears.shape != offsets.shape:
+        raise ValueError("need one clears flag per operation")
+    units = unit_indices(offsets, sizes, unit_bytes)
+    if units.size == 0:
+        return units
+    spans = (offsets + sizes - 1) // unit_bytes - offsets // unit_bytes + 1
+    op = np.repeat(np.arange(offsets.size, dtype=np.int64), spans)
+    whole = (offsets[op] <= units * unit_bytes) & ((offsets + sizes)[op] >= (units + 1) * unit_bytes)
+    order = np.lexsort((op, units))  # by unit, then by operation
+    units, whole, written = units[order], whole[order], ~clears[op][order]
+    starts = np.append(0, np.flatnonzero(units[1:] != units[:-1]) + 1)
+    position = np.arange(units.size, dtype=np.int64)
+    last_whole = np.maximum.reduceat(np.where(whole, position, -1), starts)
+    last_write = np.maximum.reduceat(np.where(written, position, -1), starts)
+    return units[starts][(last_write >= 0) & (last_write >= last_whole)]
 
 
 def check_inside(offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int) -> None:

@@ -135,6 +135,8 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
      "snapshot.writes: the snapshot's 100000 appends continue the log"),
     ('[disk]\nsnapshot = { writes = -1 }\n', "disk.snapshot.writes"),
     ('[disk]\ndeflate_ratio = 0.5\n', "disk.deflate_ratio"),  # data does not grow when deflated
+    ('[disk]\npattern = { zero_fraction = 0.6, discard_fraction = 0.5 }\n', "zero_fraction + discard_fraction = 1.1"),
+    ('[disk]\ndrive_discard = "on"\n', "disk.drive_discard"),
     # found by the fuzz corpus (session 25): tracebacks, one past qcow2's reach, one out of memory
     ('[disk]\nseed_base = 1000000000000000000\n', "seed_base + seed_changes: 1e+18 B written in units of 64 KiB"),
     ('[disk]\nvirtual = "1000TiB"\nbase_used = "1000TiB"\n', "base_used: 1.1e+15 B written in units of 64 KiB"),
@@ -263,3 +265,38 @@ def test_small_qcow2_clusters_are_not_refused_for_the_seed_example_they_do_not_b
     spec = DiskSpec.model_validate({"units": {"qcow2": "512B"}, "virtual": "4GiB", "base_used": "1GiB",
                                     "formats": ["qcow2"], "drivers": ["overlay2"], "guests": 2})
     assert spec.units_bytes["qcow2"] == 512
+
+
+def _chain_rows(**pattern: object) -> pd.DataFrame:
+    """The image-chain rows (MB) of SMALL with 4 KiB-aligned 64 KiB writes and these pattern settings."""
+    spec = SMALL.model_copy(update={"drive_discard": pattern.pop("drive_discard", "ignore"),
+                                    "pattern": SMALL.pattern.model_copy(update={"size_bytes": 65536, **pattern})})
+    table = run_disk(spec)
+    rows = table[table["experiment"] == "image-chain"]
+    return rows.pivot(index="measure", columns="system", values="bytes") / 1e6
+
+
+def test_zero_writes_cost_qcow2_no_data_but_other_formats_write_them_and_no_full_clone_copies_them() -> None:
+    """Every write a zero write: qcow2's overlays hold only metadata (zero clusters), raw,
+    VMDK, VDI and VHDX store the zeroes as data (as qemu-io shows, tests/models), and no full
+    clone copies them, so each is smaller than the clone of the base alone would be plus the
+    guests' data."""
+    data, zeros = _chain_rows(), _chain_rows(zero_fraction=1.0)
+    assert zeros.loc["written_bytes_total"].eq(0).all() and zeros.loc["zeroed_bytes_total"].gt(0).all()
+    assert zeros.loc["private_bytes_per_guest", "qcow2"] < 0.05 * data.loc["private_bytes_per_guest", "qcow2"]
+    for name in ("vmdk", "vdi", "vhdx"):
+        assert zeros.loc["private_bytes_per_guest", name] == data.loc["private_bytes_per_guest", name]
+    assert (zeros.loc["full_clones_bytes_total"] < data.loc["full_clones_bytes_total"]).all()
+
+
+def test_discards_free_space_only_on_a_drive_with_unmap_and_a_format_that_takes_them() -> None:
+    """Half of the 64 KiB writes are discards: with discard=ignore (QEMU's default) they never
+    reach the image; with unmap, qcow2 frees the whole clusters they cover and raw punches
+    them out, while VMDK, VDI and VHDX ignore them."""
+    ignore = _chain_rows(discard_fraction=0.5)
+    unmap = _chain_rows(discard_fraction=0.5, drive_discard="unmap")
+    for name in ("vmdk", "vdi", "vhdx"):
+        assert unmap[name].equals(ignore[name])
+    for name in ("qcow2", "raw"):
+        assert unmap.loc["linked_clones_bytes_total", name] < ignore.loc["linked_clones_bytes_total", name]
+        assert unmap.loc["full_clones_bytes_total", name] < ignore.loc["full_clones_bytes_total", name]

@@ -339,3 +339,69 @@ def test_a_stream_optimized_vmdk_is_as_long_and_as_large_as_qemu_img_convert_wri
     assert os.path.getsize(copy) == fmt.stream_optimized_bytes(units, np.array(sizes, dtype=np.int64), virtual)
     assert allocated_bytes(copy) == fmt.stream_optimized_bytes(units, np.array(sizes, dtype=np.int64),
                                                                        virtual, host=HostFile())
+
+
+def _ops_session(path: Path, fmt: str, ops, unmap: bool) -> None:
+    """Data writes, zero writes and discards (kinds 0, 1, 2) in one qemu-io session on a drive
+    with ``discard=unmap`` or ``ignore``."""
+    verbs = {0: "write ", 1: "write -z ", 2: "discard "}
+    commands = "".join(f"{verbs[int(k)]}{int(o)} {int(s)}\n" for o, s, k in zip(*ops, strict=True))
+    subprocess.run(["qemu-io", "-f", fmt, "-d", "unmap" if unmap else "ignore", str(path)],
+                   input=commands + "quit\n", check=True, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_zero_writes_and_discards_leave_each_formats_chain_as_qemu_leaves_it(seed: int, tmp_path: Path) -> None:
+    """A base with data and a guest's seeded mix of writes, zero writes and discards (drive
+    discard=unmap or ignore), per format: qcow2 overlays (64 KiB, 4 KiB, 2 MiB clusters), a VMDK
+    overlay, a raw copy of the base, standalone VDI and VHDX images. The guest's disk (length and
+    extents) and its full clone (``qemu-img convert``: length and extents) as the model gives
+    them (:func:`operations.chain_usage_with_ops`) equal qemu's."""
+    from virtsim.models.disks.operations import chain_usage_with_ops
+
+    rng = np.random.default_rng(700 + seed)
+    name, unit = [("qcow2", 64 * KiB), ("qcow2", 4 * KiB), ("qcow2", 2 * MiB), ("vmdk", None), ("raw", None),
+                  ("vdi", None), ("vhdx", None), ("qcow2", 64 * KiB), ("vmdk", None), ("raw", None)][seed]
+    unmap = seed % 2 == 0 or name in ("vdi", "vhdx")  # these two ignore discards either way
+    virtual = GiB
+    fmt = format_by_name(name, virtual, unit)
+    opts = {"cluster_size": str(unit)} if unit else {}
+    span = virtual // 64  # crowded, so the kinds meet in the same units
+    standalone = name in ("vdi", "vhdx")  # QEMU gives them no backing file
+    n_base = 0 if standalone else 80
+    base_writes = (rng.integers(0, span // 4096, n_base) * 4096, np.full(n_base, 64 * KiB))
+    n = int(rng.integers(100, 300))
+    aligned = seed < 7
+    sizes = rng.choice([4 * KiB, 64 * KiB, 256 * KiB], n) if aligned else rng.integers(1, 300 * KiB, n)
+    offsets = rng.integers(0, span - 300 * KiB, n)
+    if aligned:
+        offsets = offsets // 4096 * 4096
+    ops = (offsets, sizes, rng.choice([0, 1, 2], n, p=[0.5, 0.2, 0.3]))
+    base = create(tmp_path / f"base.{name}", name, virtual, **opts)
+    if n_base:
+        write_sessions(base, name, *base_writes, None)
+    if name == "raw":
+        disk = tmp_path / "guest.raw"
+        _run("qemu-img", "convert", "-O", "raw", str(base), str(disk))
+    elif standalone:
+        disk = base
+    else:
+        disk = create(tmp_path / f"guest.{name}", name, virtual, **opts)
+        _run("qemu-img", "rebase", "-u", "-f", name, "-b", str(base), "-F", name, str(disk)) if name == "qcow2" \
+            else None
+        if name == "vmdk":
+            disk.unlink()
+            _run("qemu-img", "create", "-q", "-f", "vmdk", "-b", str(base), "-F", "vmdk", str(disk))
+    _ops_session(disk, name, ops, unmap)
+    clone = tmp_path / f"clone.{name}"
+    _run("qemu-img", "convert", "-O", name, *(["-o", f"cluster_size={unit}"] if unit else []), str(disk), str(clone))
+    empty = np.empty(0, dtype=np.int64)
+    base_model = (empty, empty) if standalone else base_writes
+    lengths = chain_usage_with_ops(fmt, virtual, base_model, [[ops]], unmap=unmap)
+    physical = chain_usage_with_ops(fmt, virtual, base_model, [[ops]], unmap=unmap, host=HostFile())
+    assert lengths.clone_bytes[0] == clone.stat().st_size, "clone length"
+    assert physical.clone_bytes[0] == allocated_bytes(clone), "clone extents"
+    if standalone:  # the model's differencing disk of these formats has no QEMU counterpart
+        return
+    assert lengths.guest_bytes[0][0] == disk.stat().st_size, "disk length"
+    assert physical.guest_bytes[0][0] == allocated_bytes(disk), "disk extents"
