@@ -517,6 +517,10 @@ def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
         rows += _sharing_rows("layer-stack", driver, spec.guests, image_store_bytes(driver, image, fs), private, full, {
                                   "docker_ps_size_bytes_per_guest": float(np.mean([u.apparent_bytes for u in usages])),
                                   "image_apparent_bytes": shared_apparent,
+                                  "image_pull_tar_bytes": float(sum(layer.tar_bytes() for layer in image)),
+                                  **({"image_pull_compressed_bytes": float(sum(
+                                      layer.pull_bytes(spec.deflate_ratio) for layer in image))}
+                                     if spec.deflate_ratio is not None else {}),
                               })
     return rows
 
