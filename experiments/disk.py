@@ -121,6 +121,8 @@ class ContainerOpsSpec(StrictModel):
     deletes: int = Field(5, ge=0, le=1_000_000)
     creates: int = Field(30, ge=0, le=1_000_000)
     create_bytes: Bytes = Field(64 * 1024, alias="create_size", gt=0, le=2**40)  # 1 TiB: int64 sums stay exact
+    # image directories renamed (mv): overlayfs without redirect_dir copies every file in them
+    dir_renames: int = Field(0, ge=0, le=1_000_000)
 
 
 def _power_of_two(value: float, rule: str) -> float:
@@ -139,6 +141,9 @@ class HostFsSpec(StrictModel):
     block_bytes: Bytes = Field(4096, alias="block", ge=512, le=65536)
     # overlayfs mounted with metacopy=on: a chmod copies up metadata and the size, no data
     metacopy: bool = False
+    # overlayfs mounted with redirect_dir=on: renaming an image directory copies up the directory
+    # alone; off (the kernel's default, and Docker's) mv copies every file in it across
+    redirect_dir: bool = False
 
     @field_validator("block_bytes")
     @classmethod
@@ -475,16 +480,29 @@ def snapshot_chains(spec: DiskSpec) -> list[dict[str, Any]]:
     return rows
 
 
+FILES_PER_DIRECTORY = 20
+"""An image layer's files spread over directories of this many on average (assumption)."""
+
+
 def _image(spec: DiskSpec) -> list[ImageLayer]:
     layers = []
+    first_directory = 0
     for i, layer in enumerate(spec.image_layers):
         rng = stream(spec.seed, 0, "layer", i)
         sizes = np.maximum(1, rng.lognormal(np.log(layer.mean_file_bytes) - 0.5, 1.0, layer.files)).astype(np.int64)
-        layers.append(ImageLayer(f"sha256:layer{i}", sizes))
+        n_directories = max(1, layer.files // FILES_PER_DIRECTORY)
+        directories = first_directory + rng.integers(0, n_directories, layer.files)
+        first_directory += n_directories
+        layers.append(ImageLayer(f"sha256:layer{i}", sizes, directories))
     return layers
 
 
-def _container_ops(spec: DiskSpec, n_files: int, sizes: np.ndarray, guest: int) -> FileOps:
+def _directories(image: list[ImageLayer]) -> int:
+    """How many directories the image's layers spread their files over."""
+    return int(max(int(layer.directories.max()) for layer in image if layer.directories is not None)) + 1
+
+
+def _container_ops(spec: DiskSpec, n_files: int, sizes: np.ndarray, guest: int, n_directories: int) -> FileOps:
     o, rng = spec.container_ops, stream(spec.seed, 0, "container", guest)
     rows: list[tuple[int, int, int, int]] = []
     for f in rng.integers(0, n_files, o.writes):
@@ -496,6 +514,8 @@ def _container_ops(spec: DiskSpec, n_files: int, sizes: np.ndarray, guest: int) 
     if o.rewrites:  # drawn last: a spec without rewrites draws what it always did
         for f in rng.integers(0, n_files, o.rewrites):
             rows += [(Op.TRUNCATE, int(f), 0, 0), (Op.WRITE, int(f), 0, 4096)]
+    if o.dir_renames:  # drawn after everything else, for the same reason
+        rows += [(Op.RENAME_DIR, int(d), 0, 0) for d in rng.integers(0, n_directories, o.dir_renames)]
     return FileOps.of(rows + deletes + creates)
 
 
@@ -506,10 +526,11 @@ def layer_stacks(spec: DiskSpec) -> list[dict[str, Any]]:
     sizes = np.concatenate([layer.file_bytes for layer in image])
     image_alloc = sum(layer.allocated_bytes(fs) for layer in image)
     shared_apparent = sum(layer.apparent_bytes() for layer in image)
-    ops = [_container_ops(spec, len(sizes), sizes, g) for g in range(spec.guests)]
+    ops = [_container_ops(spec, len(sizes), sizes, g, _directories(image)) for g in range(spec.guests)]
     rows = []
     for driver in spec.drivers:
-        usages = [writable_layer_usage(driver, image, o, fs, spec.host_fs.metacopy) for o in ops]
+        usages = [writable_layer_usage(driver, image, o, fs, spec.host_fs.metacopy, spec.host_fs.redirect_dir)
+                  for o in ops]
         private = sum(u.allocated_bytes for u in usages)
         # A full clone is a standalone copy of the image with the guest's changes: what a vfs
         # container layer already is; for the others, the image once per guest plus the changes.

@@ -73,15 +73,18 @@ measured with Python's tarfile and gzip at level 6 on 500 random and 500 text-li
 class Op:
     """Operation codes of :class:`FileOps`."""
 
-    CREATE, WRITE, APPEND, CHMOD, DELETE, TRUNCATE = 0, 1, 2, 3, 4, 5
+    CREATE, WRITE, APPEND, CHMOD, DELETE, TRUNCATE, RENAME_DIR = 0, 1, 2, 3, 4, 5, 6
 
 
 @dataclass(frozen=True)
 class ImageLayer:
-    """A read-only layer: its digest and the sizes of the files it adds (bytes)."""
+    """A read-only layer: its digest, the sizes of the files it adds (bytes) and, optionally, the
+    directory each file is in (indices shared by all the image's layers; None: no directory is
+    ever renamed, so which one does not matter)."""
 
     digest: str
     file_bytes: np.ndarray
+    directories: np.ndarray | None = None
 
     def apparent_bytes(self) -> int:
         """Sum of the layer's file sizes (bytes)."""
@@ -122,6 +125,7 @@ class FileOps:
     ``n_image_files + k`` for the k-th CREATE, and later ops may name it. ``offset``/``size``:
     for CREATE the new file's size, for WRITE the range written, for APPEND the bytes added;
     TRUNCATE (an open with ``O_TRUNC``) empties the file, and what follows writes it anew.
+    RENAME_DIR renames the image directory ``file`` (an index of :attr:`ImageLayer.directories`).
     """
 
     op: np.ndarray
@@ -248,17 +252,59 @@ def _touched_units(ops: FileOps, before: np.ndarray, live_lower: np.ndarray, uni
     return np.unique(np.repeat(files, spans) * (1 << 40) + unit_indices(start, length, unit))
 
 
+def _renamed_at(image: list[ImageLayer], ops: FileOps) -> np.ndarray:
+    """For each lower file, the position in ``ops`` of the first RENAME_DIR of its directory
+    (``len(ops)`` if its directory is never renamed)."""
+    parts = [np.full(layer.file_bytes.size, -1, dtype=np.int64) if layer.directories is None
+             else np.asarray(layer.directories, dtype=np.int64) for layer in image]
+    directories = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    rows = np.flatnonzero(ops.op == Op.RENAME_DIR)
+    at = np.full(directories.size, len(ops.op), dtype=np.int64)
+    if rows.size == 0:
+        return at
+    if all(layer.directories is None for layer in image):
+        raise ValueError("a RENAME_DIR op needs the image layers' directories (ImageLayer.directories)")
+    renamed, first = np.unique(ops.file[rows], return_index=True)
+    known = np.isin(directories, renamed) & (directories >= 0)
+    at[known] = rows[first][np.searchsorted(renamed, directories[known])]
+    return at
+
+
+def _first_touch_at(ops: FileOps, n_lower: int) -> np.ndarray:
+    """For each lower file, the position in ``ops`` of the first op that copies it up (a write,
+    append, chmod or truncate; ``len(ops)`` if none does)."""
+    at = np.full(n_lower, len(ops.op), dtype=np.int64)
+    rows = np.flatnonzero((ops.file >= 0) & (ops.file < n_lower)
+                          & np.isin(ops.op, [Op.WRITE, Op.APPEND, Op.CHMOD, Op.TRUNCATE]))
+    np.minimum.at(at, ops.file[rows], rows)
+    return at
+
+
 def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, fs: HostFs | None = None,
-                         metacopy: bool = False) -> LayerUsage:
+                         metacopy: bool = False, redirect_dir: bool = False) -> LayerUsage:
     """What one container's writable layer holds after ``ops`` on ``image`` under ``driver``, on
     the host file system ``fs`` (ext4-like by default: 4 KiB blocks, no shared extents).
-    ``metacopy``: overlayfs mounted with ``metacopy=on`` (a chmod copies up no data)."""
+    ``metacopy``: overlayfs mounted with ``metacopy=on`` (a chmod copies up no data).
+    ``redirect_dir``: overlayfs mounted with ``redirect_dir=on``, so renaming a lower directory
+    copies up the directory alone; without it (the kernel's and Docker's default) rename(2)
+    fails with EXDEV and ``mv`` copies every file across, then deletes the originals: each file
+    of a renamed lower directory ends up whole in the upper layer (on a reflink file system as
+    a clone, which GNU ``mv`` 9 makes, sharing every block). The other drivers rename in metadata."""
     fs = fs or HostFs()
     block = fs.block_bytes
     lower = np.concatenate([layer.file_bytes for layer in image]) if image else np.zeros(0, np.int64)
     lower = lower.astype(np.int64)
     n_lower = len(lower)
+    renamed_at = _renamed_at(image, ops)
+    # a file mv copied across before overlayfs copied it up: a clone of the lower file, tail and all
+    moved_first = renamed_at < _first_touch_at(ops, n_lower)
+    renames = ops.op == Op.RENAME_DIR
+    ops = FileOps(ops.op[~renames], ops.file[~renames], ops.offset[~renames], ops.size[~renames])
     sizes, before, copied, deleted = _final_files(lower, ops)
+    moved = np.zeros(n_lower, dtype=bool)
+    if driver == "overlay2" and not redirect_dir:
+        moved = (renamed_at < len(renames)) & ~deleted[:n_lower]
+        copied = copied | moved
     new_alive = ~deleted[n_lower:]
     new_sizes = sizes[n_lower:][new_alive]
     live_lower = ~deleted[:n_lower]
@@ -267,6 +313,8 @@ def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, 
     meta_only = metacopy and driver == "overlay2"  # a mount option of overlayfs alone
     data_ops = [Op.WRITE, Op.APPEND, Op.TRUNCATE] if meta_only else [Op.WRITE, Op.APPEND, Op.CHMOD, Op.TRUNCATE]
     with_data = copied & _lower_files_with(ops, n_lower, data_ops)
+    if not fs.reflink:  # copied across by mv: every file's data, written anew
+        with_data |= moved
     truncated = _lower_files_with(ops, n_lower, [Op.TRUNCATE])
     # Written from empty and small enough, a file's data sits in the file system's metadata.
     inline_lower = truncated & (sizes[:n_lower] <= fs.inline_bytes)
@@ -281,7 +329,7 @@ def writable_layer_usage(driver: Driver, image: list[ImageLayer], ops: FileOps, 
         if not fs.clone_shares_tail:  # the copy-up writes the partial last block: a clone's, not an
             # emptied file's, nor a metacopy's (its upper file already has the size, so the clone
             # may share the last block)
-            tail = with_data & ~truncated
+            tail = with_data & ~truncated & ~(moved & moved_first)
             if meta_only:
                 tail &= ~_first_is_chmod(ops, n_lower)
             partial = np.flatnonzero(tail & (lower % block != 0))
