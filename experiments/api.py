@@ -28,7 +28,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from virtsim.experiments.inputs import InputError, format_validation_error, load_toml_model, read_toml
-from virtsim.experiments.outputs import ResultFolder
+from virtsim.experiments.outputs import ResultFolder, current_columns
 from virtsim.experiments.scenario import (
     Scenario,
     ScenarioError,
@@ -292,7 +292,7 @@ def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers
     if announce is not None:
         announce(f"{len(points)} points")
     path = run_sweep(points, Path(out), workers=workers, scheduler=scheduler, progress=progress, force=force)
-    table = pd.read_parquet(path)
+    table = current_columns(pd.read_parquet(path))
 
     def already_written(d: Path) -> dict[str, Path]:
         raise ScenarioError(f"a sweep's folder is written as it runs: it is {path.parent}")

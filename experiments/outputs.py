@@ -28,7 +28,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from virtsim.experiments.runner import RunOutput
 
-__all__ = ["MANIFEST", "ResultFolder", "ResultsError", "atomic_write", "read_manifest", "read_runs",
+__all__ = ["MANIFEST", "RENAMED_COLUMNS", "ResultFolder", "ResultsError", "atomic_write", "current_columns",
+           "read_manifest", "read_runs",
            "write_run_output"]
 
 MANIFEST = "manifest.json"
@@ -78,13 +79,24 @@ def write_run_output(out_dir: Path, output: RunOutput) -> dict[str, Path]:
     }
 
 
+RENAMED_COLUMNS = {"variant": "stack"}
+"""Columns earlier versions wrote under another name (runs, summaries and sweep points before
+the compared stack's column was named ``stack`` everywhere), read under their current name."""
+
+
+def current_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the columns of :data:`RENAMED_COLUMNS` under their current names."""
+    old = {a: b for a, b in RENAMED_COLUMNS.items() if a in table.columns and b not in table.columns}
+    return table.rename(columns=old) if old else table
+
+
 def read_runs(out_dir: Path) -> pd.DataFrame:
     """The tidy runs table of a results folder, checked to have the expected columns."""
     path = Path(out_dir) / "runs.parquet"
     if not path.exists():
         raise ResultsError(f"{path} does not exist: run `virtsim run SCENARIO --out {out_dir}` first")
     try:
-        runs = pd.read_parquet(path)
+        runs = current_columns(pd.read_parquet(path))
     except Exception as exc:  # pyarrow raises several types for damaged files
         raise ResultsError(
             f"{path} is not a readable Parquet file ({type(exc).__name__}); rerun the experiment"

@@ -81,7 +81,7 @@ def _ratios(summary: pd.DataFrame) -> pd.DataFrame:
         part = summary[(summary["workload"] == name) & (summary["layer"] == "all") & (summary["station"] == "all")
                        & (summary["guest"] == "g")]
         for metric in (primary, "latency_p50_s", "latency_p99_s"):
-            m = part[part["metric"] == metric].set_index("variant")
+            m = part[part["metric"] == metric].set_index("stack")
             if m.empty or "bare-metal" not in m.index:
                 continue
             base = float(m["mean"].loc["bare-metal"])
@@ -109,7 +109,7 @@ def _attribution(summary: pd.DataFrame) -> pd.DataFrame:
     for (name, metric), group in part.groupby(["workload", "metric"], sort=False):
         for by in ("layer", "station"):
             g = group[group[by] != "all"]
-            table = g.pivot_table(index="variant", columns=by, values="mean", aggfunc="sum", sort=False).fillna(0.0)
+            table = g.pivot_table(index="stack", columns=by, values="mean", aggfunc="sum", sort=False).fillna(0.0)
             if "bare-metal" not in table.index:
                 continue
             added = table.sub(table.loc["bare-metal"], axis=1)

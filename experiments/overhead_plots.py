@@ -49,7 +49,7 @@ def plot_cdfs(summary: pd.DataFrame, path: Path) -> Path:
     fig, axes = new_figure((4 * cols, 3.2 * rows), rows, cols)
     for ax, name in zip(axes.flat, workloads, strict=False):
         part = q[q["workload"] == name]
-        for stack, g in part.groupby("variant", sort=False):
+        for stack, g in part.groupby("stack", sort=False):
             g = g.sort_values("level")
             ax.plot(g["mean"] * 1e6, g["level"], label=stack)
         lo, hi = float(part["mean"].min()) * 1e6, float(part["mean"].max()) * 1e6

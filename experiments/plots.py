@@ -47,7 +47,7 @@ def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = No
     spanning the lowest to the highest guest (not one panel per guest: 40 guests made a plot
     28,800 pixels wide)."""
     groups = _entries(summary, entries)
-    variants = list(dict.fromkeys(summary["variant"]))
+    variants = list(dict.fromkeys(summary["stack"]))
     metrics = [("latency_mean_s", "mean"), ("latency_p50_s", "p50"), ("latency_p99_s", "p99")]
     fig, axes = new_figure((max(6, 1.3 * len(variants)) * len(groups), 4), 1, len(groups))
     width = 0.8 / len(metrics)
@@ -57,10 +57,10 @@ def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = No
             rows = _pick(summary, metric, layer="all", station="all")
             rows = rows[rows["guest"].isin(guests)]
             if len(guests) == 1:
-                rows = rows.set_index("variant").reindex(variants)
+                rows = rows.set_index("stack").reindex(variants)
                 mean, err = rows["mean"].to_numpy(), _error(rows)
             else:
-                by = rows.groupby("variant", sort=False)["mean"]
+                by = rows.groupby("stack", sort=False)["mean"]
                 mean = by.mean().reindex(variants).to_numpy()
                 err = np.vstack([mean - by.min().reindex(variants).to_numpy(),
                                  by.max().reindex(variants).to_numpy() - mean])
@@ -76,12 +76,12 @@ def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = No
 
 
 def attribution_table(rows: pd.DataFrame, guests: list[str], variants: list[str]) -> pd.DataFrame:
-    """(variant, layer) seconds of one attribution metric's summary ``rows``: per guest of
+    """(stack, layer) seconds of one attribution metric's summary ``rows``: per guest of
     ``guests`` summed over the stations, then the guests' mean (guests of one entry are alike)."""
     mine = rows[rows["guest"].isin(guests) & (rows["layer"] != "all")]
-    per_guest = mine.pivot_table(index=["variant", "guest"], columns="layer", values="mean", aggfunc="sum",
+    per_guest = mine.pivot_table(index=["stack", "guest"], columns="layer", values="mean", aggfunc="sum",
                                  sort=False).fillna(0.0)
-    table = per_guest.groupby(level="variant", sort=False).mean()
+    table = per_guest.groupby(level="stack", sort=False).mean()
     return table.reindex(variants).dropna(how="all").fillna(0.0)
 
 
@@ -91,7 +91,7 @@ def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean
     entry, the guests of a ``count = N`` entry averaged (a bar is one guest's latency, never a sum
     over guests: review 10 found bars of three guests' latencies added up)."""
     groups = _entries(summary, entries)
-    variants = list(dict.fromkeys(summary["variant"]))
+    variants = list(dict.fromkeys(summary["stack"]))
     rows = _pick(summary, metric, station="all")
     fig, axes = new_figure((max(6, 1.2 * len(variants)) * len(groups), 4), 1, len(groups))
     title = "mean latency" if metric == "time_mean_s" else "latency of the slowest 1%"

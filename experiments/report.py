@@ -20,7 +20,7 @@ import pandas as pd
 from jinja2 import Environment, StrictUndefined
 
 from virtsim.experiments.grades import grades_table
-from virtsim.experiments.outputs import ResultsError, atomic_write, read_manifest
+from virtsim.experiments.outputs import ResultsError, atomic_write, current_columns, read_manifest
 from virtsim.experiments.scenario import label_profiles
 from virtsim.models.profiles import Profile, load_profiles
 
@@ -51,7 +51,7 @@ def stacks_fields(labels: pd.Series) -> dict[str, list[str]]:
 def read_results_csv(path: Path) -> pd.DataFrame:
     """A results CSV, or a :class:`ResultsError` if it cannot be read."""
     try:
-        return pd.read_csv(path)
+        return current_columns(pd.read_csv(path))
     except Exception as exc:
         raise ResultsError(f"{path} cannot be read as CSV ({type(exc).__name__}); rerun the experiment") from None
 

@@ -82,7 +82,7 @@ def report(folder: Path) -> Report:
     plot_attribution(summary, folder / "attribution_tail.png", "tail_time_mean_s", entries)
     main = summary[(summary["layer"] == "all") & (summary["station"] == "all") & (summary["guest"] != "host")]
     rows = []
-    for (variant, guest), g in main.groupby(["variant", "guest"], sort=False):
+    for (variant, guest), g in main.groupby(["stack", "guest"], sort=False):
         m = g.set_index("metric")
         def ci(metric: str, scale: float = 1e6, m: pd.DataFrame = m) -> str:
             if metric not in m.index:
@@ -115,7 +115,7 @@ def _overload_sentences(summary: pd.DataFrame) -> list[str]:
     as long as the run lasts, so its latencies measure the run's length, not the stack."""
     offered = summary[summary["metric"] == "offered_utilization"]
     out = []
-    for variant, part in offered.groupby("variant", sort=False):
+    for variant, part in offered.groupby("stack", sort=False):
         worst = part.iloc[int(part["mean"].to_numpy().argmax())]
         if float(worst["mean"]) >= 1.0:
             out.append(f"{variant} is overloaded: {worst['station']} is offered {100 * float(worst['mean']):.0f}% of "

@@ -1,6 +1,6 @@
 """Running a scenario: every variant and replication, gathered into one tidy table.
 
-Rows are (variant, replication, guest, metric, layer, station, value, unit). ``layer`` and
+Rows are (stack, replication, guest, metric, layer, station, value, unit). ``layer`` and
 ``station`` are ``"all"`` except on attribution rows (``time_mean_s``, ``tail_time_mean_s``) and
 on ``utilization`` rows (guest ``"host"``, one per station).
 """
@@ -33,8 +33,8 @@ from virtsim.sim.vector import SimultaneousArrivals, simulate_vector, vector_rej
 
 __all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_scenarios", "run_variant"]
 
-COLUMNS = ["variant", "replication", "guest", "metric", "layer", "station", "value", "unit"]
-SUMMARY_KEYS = ["variant", "guest", "metric", "layer", "station", "unit"]
+COLUMNS = ["stack", "replication", "guest", "metric", "layer", "station", "value", "unit"]
+SUMMARY_KEYS = ["stack", "guest", "metric", "layer", "station", "unit"]
 
 
 @dataclass
@@ -77,7 +77,7 @@ def offered_rows(label: str, stations: list, sources: list, replication: int, se
     if replication != 0 or not any(isinstance(s.arrivals, OpenArrivals) for s in sources):
         return []
     loads = offered_load(stations, sources, seed=seed)
-    return [dict(variant=label, replication=replication, guest="host", metric="offered_utilization", layer="all",
+    return [dict(stack=label, replication=replication, guest="host", metric="offered_utilization", layer="all",
                  station=name, value=float(value), unit="fraction") for name, value in loads.items()]
 
 
@@ -90,13 +90,13 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
         found = {}
         for metric, layer, station, value in request_metrics(log, control.warmup_s, control.duration_s,
                                                              cdf=scenario.run.latency_cdf):
-            rows.append(dict(variant=label, replication=replication, guest=guest, metric=metric,
+            rows.append(dict(stack=label, replication=replication, guest=guest, metric=metric,
                              layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
             if layer == "all" and station == "all":
                 found[metric] = value
         derived = specs[guest].derived_metrics(found["throughput_rps"], found.get("latency_mean_s", float("nan")))
         for metric, value, unit in derived:
-            rows.append(dict(variant=label, replication=replication, guest=guest, metric=metric,
+            rows.append(dict(stack=label, replication=replication, guest=guest, metric=metric,
                              layer="all", station="all", value=float(value), unit=unit))
     if scenario.run.pooled_latency:
         # Over every guest; and, with several guest entries, over each entry's guests (a service).
@@ -112,10 +112,10 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
                                                   *latency_metrics(pooled),
                                                   ("latency_p99_low_s", "all", "all", low),
                                                   ("latency_p99_high_s", "all", "all", high)]:
-                rows.append(dict(variant=label, replication=replication, guest=pool, metric=metric,
+                rows.append(dict(stack=label, replication=replication, guest=pool, metric=metric,
                                  layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
     for station, value in result.utilization.items():
-        rows.append(dict(variant=label, replication=replication, guest="host", metric="utilization",
+        rows.append(dict(stack=label, replication=replication, guest="host", metric="utilization",
                          layer="all", station=station, value=float(value), unit="fraction"))
     return rows
 
@@ -134,9 +134,9 @@ def check_measured(scenario: Scenario, runs: pd.DataFrame) -> None:
     closed = {name for spec in scenario.guests for name in spec.names()
               if isinstance(spec.workload.request_workload().arrivals, ClosedSpec)}
     offered = runs[runs["metric"] == "offered_utilization"]
-    overloaded = set(offered.loc[offered["value"] >= 1.0, "variant"])
+    overloaded = set(offered.loc[offered["value"] >= 1.0, "stack"])
     mine = runs[(runs["layer"] == "all") & (runs["station"] == "all")]
-    table = mine.pivot_table(index=["variant", "replication", "guest"], columns="metric", values="value",
+    table = mine.pivot_table(index=["stack", "replication", "guest"], columns="metric", values="value",
                              aggfunc="first")
     for key, row in table.iterrows():
         label, guest = str(key[0]), str(key[2])  # type: ignore[index]

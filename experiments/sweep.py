@@ -38,7 +38,14 @@ from tqdm import tqdm
 
 from virtsim.experiments.identity import content_key
 from virtsim.experiments.inputs import format_validation_error
-from virtsim.experiments.outputs import ResultFolder, ResultsError, atomic_write, read_manifest, write_json
+from virtsim.experiments.outputs import (
+    ResultFolder,
+    ResultsError,
+    atomic_write,
+    current_columns,
+    read_manifest,
+    write_json,
+)
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files
 from virtsim.experiments.scenario import Scenario, ScenarioError, SweepSpec, parse_scenario
@@ -305,7 +312,7 @@ def _read_point(path: Path, point: Point) -> pd.DataFrame | None:
         return None  # unreadable: compute the point again
     if meta.get(b"virtsim.key") != point.key.encode() or meta.get(b"virtsim.checksum") != _checksum(runs).encode():
         return None  # another point's file, or damaged: compute it again
-    return runs
+    return current_columns(runs)
 
 
 def _finished(path: Path, point: Point) -> bool:
@@ -447,14 +454,14 @@ def report(folder: Path) -> Report:
     except Exception as exc:
         raise ResultsError(f"{folder / 'sweep.parquet'} cannot be read ({type(exc).__name__})") from None
     params = [c for c in table.columns if c not in
-              ("point", "variant", "replication", "guest", "metric", "layer", "station", "value", "unit")]
+              ("point", "stack", "replication", "guest", "metric", "layer", "station", "value", "unit")]
     try:
         from virtsim.experiments.sweep_plots import series_label, sweep_curves
 
         x, series, curves = sweep_curves(table)
     except ValueError:
         main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
-        apart = [c for c in ("variant", "guest") if main[c].nunique() > 1]  # never averaged together
+        apart = [c for c in ("stack", "guest") if main[c].nunique() > 1]  # never averaged together
         answer = main[main["metric"].isin(["throughput_rps", "latency_p99_s"])].pivot_table(
             index=["point", *params, *apart], columns="metric", values="value", aggfunc="mean").reset_index()
     else:

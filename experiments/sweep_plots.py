@@ -19,7 +19,7 @@ from virtsim.sim.stats import t_interval
 
 __all__ = ["axis_label", "plot_sweep", "series_label", "sweep_curves"]
 
-_BASE_COLUMNS = ("point", "variant", "replication", "guest", "metric", "layer", "station", "value", "unit")
+_BASE_COLUMNS = ("point", "stack", "replication", "guest", "metric", "layer", "station", "value", "unit")
 # every metric the simulator itself writes (the rest are a workload's own, its primary first);
 # review 10 B1: a list of its own here lacked the pooled p99 interval, which then became "primary"
 _STANDARD = {*METRIC_UNITS, "utilization"}
@@ -51,7 +51,7 @@ def sweep_curves(table: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
     x = max(numeric, key=lambda p: table[p].nunique())
     main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
     # Compared stacks and separate guests are series of their own, never averaged into one line.
-    series = [p for p in params if p != x] + [c for c in ("variant", "guest") if main[c].nunique() > 1]
+    series = [p for p in params if p != x] + [c for c in ("stack", "guest") if main[c].nunique() > 1]
     derived = [m for m in dict.fromkeys(main["metric"]) if m not in _STANDARD]
     primary = derived[0] if derived else "throughput_rps"
     rows = []

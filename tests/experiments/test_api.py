@@ -13,7 +13,7 @@ from virtsim.experiments.cli import main
 def test_a_scenario_built_in_python_runs_and_gives_the_command_lines_numbers(tmp_path, small) -> None:
     """The same scenario, as a dict through the API and as a file through `virtsim run`: equal tables."""
     result = virtsim.run(small)
-    assert list(result.runs.columns) == ["variant", "replication", "guest", "metric", "layer", "station", "value",
+    assert list(result.runs.columns) == ["stack", "replication", "guest", "metric", "layer", "station", "value",
                                          "unit"]
     path = tmp_path / "s.toml"
     path.write_text(to_toml(small))

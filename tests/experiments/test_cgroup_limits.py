@@ -15,7 +15,7 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 def _means(name: str):
     runs = run_scenario(load_scenario(SCENARIOS / name), progress=False, workers=2).runs
     runs = runs[(runs["layer"] == "all") & (runs["station"] == "all")]
-    return runs.groupby(["variant", "guest", "metric"])["value"].mean()
+    return runs.groupby(["stack", "guest", "metric"])["value"].mean()
 
 
 def test_a_cpu_max_quota_makes_the_p99_jump_but_not_the_median() -> None:

@@ -21,7 +21,7 @@ def test_run_writes_tidy_runs_summary_and_provenance(tmp_path, small, capsys) ->
     out = tmp_path / "out"
     assert main(["run", _write(tmp_path, small), "--out", str(out), "--quiet", "--workers", "1"]) == 0
     runs = pd.read_parquet(out / "runs.parquet")
-    assert list(runs.columns) == ["variant", "replication", "guest", "metric", "layer", "station", "value", "unit"]
+    assert list(runs.columns) == ["stack", "replication", "guest", "metric", "layer", "station", "value", "unit"]
     assert set(runs["replication"]) == {0, 1}
     assert {"web", "batch-1", "batch-2", "host"} == set(runs["guest"])
     summary = pd.read_csv(out / "summary.csv")
@@ -266,8 +266,8 @@ def test_stacks_that_differ_only_by_an_override_keep_their_labels_in_every_file(
     out = tmp_path / "out"
     assert main(["run", _write(tmp_path, small), "--out", str(out), "--quiet", "--workers", "1"]) == 0
     labels = ["docker", "docker{cpu_max=50ms/100ms}"]
-    assert list(dict.fromkeys(pd.read_parquet(out / "runs.parquet")["variant"])) == labels
-    assert list(dict.fromkeys(pd.read_csv(out / "summary.csv")["variant"])) == labels
+    assert list(dict.fromkeys(pd.read_parquet(out / "runs.parquet")["stack"])) == labels
+    assert list(dict.fromkeys(pd.read_csv(out / "summary.csv")["stack"])) == labels
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["scenario"]["compare"]["stacks"] == [["docker"], [{"profile": "docker", "cpu_max": "50ms/100ms"}]]
     report = (out / "report.md").read_text()

@@ -29,7 +29,7 @@ def test_compared_stacks_share_arrivals(small) -> None:
     small["compare"] = {"stacks": [["bare-metal"], ["docker"]]}
     small["guests"] = small["guests"][:1]
     runs = run_scenario(parse_scenario(small), progress=False).runs
-    completed = runs[runs["metric"] == "completed"].pivot_table(index="replication", columns="variant", values="value")
+    completed = runs[runs["metric"] == "completed"].pivot_table(index="replication", columns="stack", values="value")
     # Same arrivals: at light load both complete the same requests in the window.
     assert (completed["bare-metal"] == completed["docker"]).all()
 

@@ -271,7 +271,7 @@ def test_the_attribution_plots_show_one_guests_latency_not_the_sum_over_guests(t
     guests = ["web-1", "web-2", "web-3"]
     table = attribution_table(summary[summary["metric"] == "time_mean_s"], guests, ["bare-metal", "kvm"])
     latency = summary[(summary["metric"] == "latency_mean_s") & summary["guest"].isin(guests)]
-    per_variant = latency.groupby("variant")["mean"].mean()
+    per_variant = latency.groupby("stack")["mean"].mean()
     for variant in ("bare-metal", "kvm"):
         assert table.loc[variant].sum() == pytest.approx(per_variant[variant], rel=1e-9)
     assert (tmp_path / "out" / "attribution_mean.png").exists()
@@ -294,3 +294,10 @@ def test_a_lock_held_longer_than_the_requests_allow_is_reported_as_overloaded(tm
     assert any("vmm-lock:store" in s and "overloaded" in s for s in sentences), sentences
     utilization = pd.read_csv(tmp_path / "out" / "summary.csv").query("metric == 'utilization'")
     assert float(utilization[utilization["station"] == "vmm-lock:store"]["mean"].iloc[0]) > 0.99
+
+
+def test_a_results_csv_from_an_earlier_version_names_the_stack_column_as_now(tmp_path) -> None:
+    from virtsim.experiments.report import read_results_csv
+
+    (tmp_path / "summary.csv").write_text("variant,guest,metric,mean\nkvm,web,throughput_rps,10\n")
+    assert list(read_results_csv(tmp_path / "summary.csv").columns) == ["stack", "guest", "metric", "mean"]

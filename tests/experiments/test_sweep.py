@@ -249,11 +249,11 @@ def test_compared_stacks_are_separate_curves_and_quantities_are_numbers(tmp_path
     }
     table = pd.read_parquet(run_sweep(expand_sweep(data), tmp_path / "a", progress=False))
     x, series, curves = sweep_curves(table)
-    assert x.endswith("clients") and series == ["variant"]
-    rps = curves[curves["metric"] == "throughput_rps"].set_index(["variant", x])["mean"]
+    assert x.endswith("clients") and series == ["stack"]
+    rps = curves[curves["metric"] == "throughput_rps"].set_index(["stack", x])["mean"]
     assert rps[("bare-metal", 1)] == pytest.approx(1000, rel=0.02)
     assert rps[("bare-metal", 4)] == pytest.approx(4000, rel=0.02)
-    capped = next(v for v in rps.index.get_level_values("variant") if v != "bare-metal")
+    capped = next(v for v in rps.index.get_level_values("stack") if v != "bare-metal")
     assert rps[(capped, 1)] == pytest.approx(100, rel=0.05) and rps[(capped, 4)] == pytest.approx(100, rel=0.05)
 
     mixed = tiny(parameters={"guests[0].workload.arrivals.rate": ["100/s", 300]})
@@ -297,7 +297,7 @@ def test_the_primary_curve_is_a_workloads_own_metric_never_one_the_simulator_wri
     from virtsim.sim.records import METRIC_UNITS
 
     def table(metrics: list[str]) -> pd.DataFrame:
-        return pd.DataFrame([{"point": p, "variant": "as-written", "replication": 0, "guest": "web", "metric": m,
+        return pd.DataFrame([{"point": p, "stack": "as-written", "replication": 0, "guest": "web", "metric": m,
                               "layer": "all", "station": "all", "value": 1.0, "unit": "x", "rate": rate}
                              for p, rate in enumerate((1000.0, 1500.0)) for m in metrics])
 
@@ -344,3 +344,18 @@ def test_a_sweep_killed_while_writing_its_index_is_resumed_not_refused(tmp_path)
     (tmp_path / "mine" / "notes.tmp").write_text("a user's file")  # not hidden: not debris, refused
     with pytest.raises(Exception, match="not a virtsim result"):
         run_sweep(points, tmp_path / "mine", progress=False)
+
+
+def test_a_point_written_before_the_stack_column_was_renamed_is_read_with_the_current_name(tmp_path) -> None:
+    """Earlier versions named the compared stack's column ``variant`` in runs, summaries and
+    sweep points: a point file from one (its own key and checksum) is reused, its column named
+    ``stack``, so a resumed sweep's table has one column for it, not two half-empty ones."""
+    from virtsim.experiments.sweep import _read_point, _write_point
+
+    point = expand_sweep(tiny(parameters={"run.seed": [1]}))[0]
+    old = pd.DataFrame([{"point": 0, "variant": "as-written", "replication": 0, "guest": "web",
+                         "metric": "completed", "layer": "all", "station": "all", "value": 3.0, "unit": "1"}])
+    path = tmp_path / "p.parquet"
+    _write_point(path, point, old)
+    read = _read_point(path, point)
+    assert read is not None and "variant" not in read.columns and list(read["stack"]) == ["as-written"]
