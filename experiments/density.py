@@ -30,7 +30,7 @@ from virtsim.experiments.inputs import load_toml_model
 from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, seconds_text, stacks_fields
-from virtsim.experiments.runner import run_scenario
+from virtsim.experiments.runner import run_scenario, stream_core_excess, stream_cores
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
     Scenario,
@@ -231,6 +231,9 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     if overloaded:  # the resource offered all it can serve names the limit, not the busiest in a short run
         busiest = str(loads.idxmax())
     limit = "memory (swapping)" if swapped > 0 else _resource(busiest)
+    if stream_core_excess(runs, cpu_capacity, stream_cores(scenario)):
+        # streams hold cores the model does not take from CPU work: past the cores, no answer but "no"
+        passes, limit = False, "CPU (memory streams and CPU work need more cores than the host has)"
     if not steady and not overloaded:
         limit += " (p99 not steady within 8x the run)"
     return {**row, "passes": passes, "limit": limit, "busiest_utilization": float(util.max()),

@@ -7,6 +7,7 @@ on ``utilization`` rows (guest ``"host"``, one per station).
 
 from __future__ import annotations
 
+import math
 import platform
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from virtsim.experiments.scenario import POOLED_GUEST, Scenario, ScenarioError, pooled_name
+from virtsim.models.hardware.cpu import CPU_STATION
+from virtsim.models.hardware.memory import MEMBW_STATION
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import ClosedSpec
 from virtsim.sim.control import RunControl
@@ -31,7 +34,8 @@ from virtsim.sim.routes import OpenArrivals
 from virtsim.sim.stats import sectioned_quantile_interval, summarize
 from virtsim.sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
 
-__all__ = ["COLUMNS", "RunOutput", "run_scenario", "run_scenarios", "run_variant"]
+__all__ = ["COLUMNS", "RunOutput", "check_stream_cores", "run_scenario", "run_scenarios", "run_variant",
+           "stream_core_excess", "stream_cores"]
 
 COLUMNS = ["stack", "replication", "guest", "metric", "layer", "station", "value", "unit"]
 SUMMARY_KEYS = ["stack", "guest", "metric", "layer", "station", "unit"]
@@ -128,7 +132,9 @@ def check_measured(scenario: Scenario, runs: pd.DataFrame) -> None:
     (only requests from before the window, or none) not what the load gives. An open loop on an
     overloaded stack (offered 100% of a resource or more: the report warns) passes: a longer run
     would only queue more. (Density and plan judge overloaded guests by their own rules; they do
-    not call this.)"""
+    not call this.) Then refuses runs whose memory streams and CPU work overcommit the cores
+    (:func:`check_stream_cores`)."""
+    check_stream_cores(scenario, runs)
     control: RunControl = scenario.run.control()
     window = control.duration_s - control.warmup_s
     closed = {name for spec in scenario.guests for name in spec.names()
@@ -154,6 +160,81 @@ def check_measured(scenario: Scenario, runs: pd.DataFrame) -> None:
             f"{row['throughput_rps'] * window:,.0f} that arrived before it finished in it): its latency cannot be "
             "measured and its throughput would be understated; "
             f"lengthen run.duration so that requests finish inside it ({why})")
+
+
+STREAM_CORE_TOLERANCE = 0.02
+"""The share of the host's cores by which streams and CPU work may appear to overlap before a
+run is refused: noise in the measured window, not overcommitment."""
+
+
+def stream_core_excess(runs: pd.DataFrame, capacity_cores: float,
+                       stream_cores: dict[tuple[str, str], float]) -> dict[tuple[str, int], tuple[float, float]]:
+    """The runs (stack, replication) whose memory streams and CPU work together need more cores
+    than the host has: for each, the cores streams keep busy and the cores CPU work keeps busy
+    (the CPU's utilization). A guest's streams keep as many cores busy as it has requests at a
+    ``membw`` station at once (Little's law), at most ``stream_cores[(stack, guest)]``, the cores
+    it may stream on.
+
+    A thread streaming memory runs on a core, but the model serves a stream at the bandwidth
+    station alone (a stage holds one station): it does not take the core from CPU work. While
+    both fit the cores that costs nothing; past them both would get full speed on cores they
+    share, so such a run is no answer. Streams alone past the cores are left: the bandwidth
+    they share, not the cores, bounds them."""
+    out: dict[tuple[str, int], tuple[float, float]] = {}
+    mine = runs[runs["layer"] == "all"]
+    times = mine[mine["station"].str.startswith(MEMBW_STATION) & (mine["metric"] == "time_mean_s")]
+    if times.empty:
+        return out
+    whole = mine[(mine["station"] == "all") & (mine["metric"] == "throughput_rps")]
+    rate = whole.set_index(["stack", "replication", "guest"])["value"]
+    util = runs[(runs["metric"] == "utilization") & (runs["station"] == CPU_STATION)]
+    cpu = util.set_index(["stack", "replication"])["value"] * capacity_cores
+    present: dict[tuple[str, int, str], float] = {}
+    for label, replication, guest, seconds in zip(times["stack"], times["replication"], times["guest"],
+                                                  times["value"], strict=True):
+        at = (str(label), int(replication), str(guest))
+        present[at] = present.get(at, 0.0) + float(rate.get(at, 0.0)) * float(seconds)
+    streams: dict[tuple[str, int], float] = {}
+    for (label, replication, guest), n in present.items():
+        cap = stream_cores.get((label, guest), math.inf)
+        streams[(label, replication)] = streams.get((label, replication), 0.0) + min(n, cap)
+    slack = STREAM_CORE_TOLERANCE * capacity_cores
+    for run, busy in streams.items():
+        computing = float(cpu.get(run, 0.0))
+        if computing > slack and computing + min(busy, capacity_cores) > capacity_cores + slack:
+            out[run] = (busy, computing)
+    return out
+
+
+def stream_cores(scenario: Scenario) -> dict[tuple[str, str], float]:
+    """For each compared stack and guest that streams memory, the cores it may stream on at
+    once: the cap of the group its streams run in at the bandwidth station."""
+    out: dict[tuple[str, str], float] = {}
+    for label, stack in scenario.variants():
+        stations, sources = scenario.system(stack).engine_inputs()
+        specs = {spec.name: spec for spec in stations}
+        for source in sources:
+            for slot in source.route:
+                if slot.station.split(":", 1)[0] == MEMBW_STATION:
+                    group = specs[slot.station].groups.get(slot.group)
+                    cap = group.max_servers if group is not None else math.inf
+                    out[(label, source.name)] = max(out.get((label, source.name), 0.0), cap)
+    return out
+
+
+def check_stream_cores(scenario: Scenario, runs: pd.DataFrame) -> None:
+    """Raise :class:`ScenarioError` for a run whose memory streams and CPU work overcommit the
+    host's cores (:func:`stream_core_excess`), naming both loads and the ways out."""
+    if not runs["station"].str.startswith(MEMBW_STATION).any():
+        return
+    capacity = scenario.host.cpu.capacity_cores
+    for (label, _), (busy, computing) in stream_core_excess(runs, capacity, stream_cores(scenario)).items():
+        raise ScenarioError(
+            f"{label}: memory streams keep {busy:.1f} cores busy and CPU work {computing:.1f}, more than the "
+            f"host's {capacity:g} cores' worth; the model serves a stream at the memory bandwidth without "
+            "taking its core, so both would get their full speed on the cores they share (no answer). Give "
+            "the host more cores, fewer streaming threads, or bind the streaming guest to cores of its own "
+            "(cpuset or pin) so the two do not share them")
 
 
 def choose_engine(requested: str, stations: list, sources: list) -> str:
