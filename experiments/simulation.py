@@ -68,7 +68,7 @@ class Simulation:
         self.stations, self.sources = self.scenario.system(variants[stack]).engine_inputs()
         run_class = KernelRun if engine == "kernel" else DesRun
         self._run: KernelRun | DesRun = run_class(self.stations, self.sources, self.control, replication)
-        self._rates_changed = False
+        self._load_changed = False
         self._inactive: list[str] = []  # in the order they left: add_guest brings back the first
         if isinstance(inactive, str):
             raise ValueError(f"inactive is a list of guest names, got the string {inactive!r}")
@@ -181,6 +181,7 @@ class Simulation:
         station, path, group = where[0]
         period = group.period_s if period_s is None else period_s
         self._run.set_quota(station, path, quota_s, period)
+        self._load_changed = True  # the offered load against the starting quota no longer holds
 
     def set_rate(self, guest: str, rate_per_s: float) -> None:
         """Change open-loop ``guest``'s request rate (1/s) from now on. 0 removes its load (no new
@@ -192,7 +193,7 @@ class Simulation:
         if guest not in names:
             raise ValueError(f"no guest {guest!r} in this run; its guests are {names}")
         self._run.set_rate(guest, rate_per_s)
-        self._rates_changed = True
+        self._load_changed = True
 
     def set_clients(self, guest: str, clients: int) -> None:
         """Change closed-loop ``guest``'s active clients (connections, threads, jobs) from now on,
@@ -211,7 +212,7 @@ class Simulation:
                              "the server lock (trx_lock_cycles_per_connection), fixed when the run starts; "
                              "run each connection count as its own scenario (or a sweep over threads)")
         self._run.set_clients(guest, clients)
-        self._rates_changed = True
+        self._load_changed = True
 
     def runs(self) -> pd.DataFrame:
         """The tidy rows ``virtsim run`` writes for this stack and replication. Only once the run
@@ -220,7 +221,7 @@ class Simulation:
             raise ValueError(f"the run is at {self.now_s!r} s of {self.duration_s!r} s; step to the end "
                              "first (observe() reports on a run in progress)")
         rows: list[dict[str, Any]] = result_rows(self.scenario, self.label, self._run.result(), self.replication)
-        if not self._rates_changed:  # else the offered load would describe the starting rates
+        if not self._load_changed:  # else the offered load would describe the starting rates
             rows += offered_rows(self.label, self.stations, self.sources, self.replication, self.control.seed)
         table = pd.DataFrame(rows)
         check_stream_cores(self.scenario, table)  # streams and CPU work past the cores: no answer

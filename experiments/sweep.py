@@ -179,7 +179,16 @@ def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
     else:
         combos = list(itertools.product(*lists))
     base = {k: v for k, v in data.items() if k != "sweep"}
-    full = parse_scenario(base, origin).model_dump(mode="json", by_alias=True)
+    parsed = parse_scenario(base, origin)
+    if parsed.compare is not None:
+        # a [compare] table runs every guest on each of its stacks in turn: a guest's own stack
+        # is never run, so sweeping it would label points with stacks that did not run (review 30 F2)
+        shadowed = [n for n in names if re.fullmatch(r"guests\[-?\d+\]\.stack(\[.*|\..*)?", n)]
+        if shadowed:
+            raise ScenarioError(f"{origin}: sweep.parameters: {shadowed[0]!r} sets a guest's stack, but the "
+                                "[compare] table replaces every guest's stack with each of compare.stacks; "
+                                "sweep compare.stacks instead, or remove [compare]")
+    full = parsed.model_dump(mode="json", by_alias=True)
     points = []
     for index, combo in enumerate(combos):
         point = json.loads(json.dumps(full))

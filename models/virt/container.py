@@ -36,18 +36,29 @@ __all__ = ["Container", "ContainerParams", "parse_cpu_max"]
 
 
 def parse_cpu_max(value: str | None) -> tuple[float, float] | None:
-    """Read ``cpu.max`` as (quota_s, period_s); ``None`` or ``"max"`` means no limit."""
+    """Read ``cpu.max`` as (quota_s, period_s); ``None`` or ``"max"`` means no limit. Numbers
+    without a unit are microseconds, the kernel's (``"50000 100000"``, ``"50000/100000"``)."""
     if value is None or value.strip() in ("max", "max 100000", ""):
         return None
     text = value.strip()
     if "/" in text:
-        quota, period = (parse_quantity(part.strip(), "seconds") for part in text.split("/", 1))
+        # a bare number is in the kernel's unit, microseconds ("50000/100000" is half a core),
+        # as in the space-separated form; with a unit, that unit
+        quota, period = (int(part) / 1e6 if re.fullmatch(r"\d+", part.strip()) else
+                         parse_quantity(part.strip(), "seconds") for part in text.split("/", 1))
     elif re.fullmatch(r"\d+\s+\d+", text):
         quota, period = (int(part) / 1e6 for part in text.split())  # microseconds, rounded as "50ms" is
     else:
         raise UnitError(f"cpu_max {value!r}: write QUOTA/PERIOD like \"50ms/100ms\", or \"max\"")
     if not (quota > 0 and period > 0):
         raise UnitError(f"cpu_max {value!r}: quota and period must be > 0")
+    # the kernel's bounds (kernel/sched/core.c: a period of 1 ms .. 1 s, a quota of at least 1 ms):
+    # it refuses others, and a slip of units (seconds for microseconds) lands far outside them
+    if not 1e-3 - 1e-12 <= period <= 1.0 + 1e-12:
+        raise UnitError(f"cpu_max {value!r}: the period is {period:g} s; the kernel takes 1 ms .. 1 s "
+                        "(write it with a unit, like \"50ms/100ms\", or in microseconds, \"50000 100000\")")
+    if quota < 1e-3 - 1e-12:
+        raise UnitError(f"cpu_max {value!r}: the quota is {quota:g} s; the kernel takes at least 1 ms")
     return quota, period
 
 

@@ -66,6 +66,19 @@ def test_a_controller_raising_cpu_max_when_p99_is_high_brings_the_tail_down() ->
     pd.testing.assert_frame_equal(runs, des_runs, rtol=1e-9)
 
 
+def test_after_a_cpu_max_change_the_offered_load_against_the_old_quota_is_not_reported() -> None:
+    """Review 30 F3: lowered to 0.2 of a core for 0.42 of demand, the guest's runs still said it
+    was offered 83% of its (starting) quota."""
+    sim = virtsim.Simulation(_short(QUOTA), stack=CAPPED)
+    sim.step(0.5)
+    sim.set_cpu_max("api", 0.02, 0.1)
+    sim.step(sim.duration_s)
+    assert "offered_utilization" not in set(sim.runs()["metric"])
+    unchanged = virtsim.Simulation(_short(QUOTA), stack=CAPPED)
+    unchanged.step(unchanged.duration_s)
+    assert "offered_utilization" in set(unchanged.runs()["metric"])
+
+
 def test_changing_a_limit_the_guest_does_not_have_is_refused_with_the_fix() -> None:
     sim = virtsim.Simulation(_short(QUOTA), stack="docker")
     with pytest.raises(ValueError, match=r"no cpu.max to change.*cpu_max"):

@@ -359,3 +359,13 @@ def test_a_point_written_before_the_stack_column_was_renamed_is_read_with_the_cu
     _write_point(path, point, old)
     read = _read_point(path, point)
     assert read is not None and "variant" not in read.columns and list(read["stack"]) == ["as-written"]
+
+
+def test_sweeping_a_guests_stack_under_a_compare_table_is_refused() -> None:
+    """Review 30 F2: [compare] runs every guest on each compared stack, so a swept guest stack
+    never ran, yet each point carried its label (two identical points, one labelled with a
+    cpu.max that would have overloaded it)."""
+    data = tiny(parameters={"guests[0].stack": [["kvm"], ["docker"]]})
+    data["compare"] = {"stacks": [["kvm"], ["docker"]]}
+    with pytest.raises(ScenarioError, match=r"guests\[0\]\.stack.*\[compare\] table replaces"):
+        expand_sweep(data)

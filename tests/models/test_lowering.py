@@ -172,6 +172,26 @@ def test_container_limits_become_cpu_group_parameters() -> None:
     assert make_layer("docker", {"cpu_max": "25000 100000"}).group_spec().quota_s == pytest.approx(0.025)
 
 
+@pytest.mark.parametrize("text, quota_s", [("50000/100000", 0.05), ("50000 100000", 0.05), ("50ms/100ms", 0.05),
+                                           ("50000/100ms", 0.05), ("1.5s/1s", 1.5)])
+def test_cpu_max_numbers_without_a_unit_are_microseconds_as_the_kernel_writes_them(text: str, quota_s: float) -> None:
+    """Review 30 F1: "50000/100000" was read as 50000 s per 100000 s, a quota that never ran out
+    within a run: 400 requests/s where the limit allows 50."""
+    from virtsim.models.virt.container import parse_cpu_max
+
+    assert parse_cpu_max(text) == pytest.approx((quota_s, 1.0 if text == "1.5s/1s" else 0.1))
+
+
+@pytest.mark.parametrize("text, needle", [("50s/100s", "the kernel takes 1 ms .. 1 s"),
+                                          ("500us/100ms", "at least 1 ms"), ("5ms/500us", "1 ms .. 1 s")])
+def test_cpu_max_outside_the_kernels_bounds_is_refused(text: str, needle: str) -> None:
+    from virtsim.models.virt.container import parse_cpu_max
+    from virtsim.sim.units import UnitError
+
+    with pytest.raises(UnitError, match=needle):
+        parse_cpu_max(text)
+
+
 def test_reads_and_writes_cost_the_vmm_differently() -> None:
     p = make_layer("kvm").params
     stack = Stack.of(["kvm"])
