@@ -169,7 +169,8 @@ def report(folder: Path) -> Report:
                    "measured by its mean latency: its throughput is the rate it is offered on every stack.",
                    "attribution.csv splits each stack's added mean and tail latency by layer and station.",
                    "Same CPUs for every stack: each VM has as many vCPUs as the host has hardware threads "
-                   "(cores x SMT threads), a nested VM as many as the VM around it."],
+                   "(cores x SMT threads), a nested VM as many as the VM around it, unless its stack sets "
+                   "vcpus (its label then says so)."],
                   sentences=_overhead_sentences(table), **stacks_fields(table["stack"]))
 
 

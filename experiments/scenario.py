@@ -114,10 +114,17 @@ StackValue = Annotated[Stack, PlainValidator(parse_stack), PlainSerializer(lambd
 one :class:`Stack` (built and checked once); saved back as its entries."""
 
 
+WRITTEN_SEPARATOR = " + "
+"""Joins the guests' stack labels into the label of a scenario run as written (no [compare])."""
+
+
 def label_profiles(label: str) -> list[str]:
     """The profile names in a :attr:`Stack.label` read back from a results file:
     ``docker{cpu_max=50ms/100ms}/kvm`` gives ``["docker", "kvm"]`` (a ``/`` inside an override's
-    braces is not a layer boundary)."""
+    braces is not a layer boundary); a scenario's label, ``kvm + docker``, each stack's in turn."""
+    if WRITTEN_SEPARATOR in label:
+        parts = [label_profiles(part) for part in label.split(WRITTEN_SEPARATOR)]
+        return [name for part in parts for name in part]
     names, depth, current = [], 0, ""
     for ch in label:
         depth += {"{": 1, "}": -1}.get(ch, 0)
@@ -355,9 +362,11 @@ class Scenario(StrictModel):
                     f"(cycles = \"1\" is one cycle), or shorten run.duration{where}")
 
     def variants(self) -> list[tuple[str, Stack | None]]:
-        """(label, stack override) per run variant: one per compared stack, or the scenario as is."""
+        """(label, stack override) per run variant: one per compared stack, or the scenario as
+        is, labelled by its guests' stacks (``kvm + docker{cpu_max=50ms/100ms}``, each once, in
+        guest order), so results and reports name what ran (review 30 F4: "as-written")."""
         if self.compare is None:
-            return [("as-written", None)]
+            return [(WRITTEN_SEPARATOR.join(dict.fromkeys(spec.build_stack().label for spec in self.guests)), None)]
         return [(stack.label, stack) for stack in self.compare.stacks]
 
     def system(self, stack_override: Stack | None = None) -> System:

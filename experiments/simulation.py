@@ -152,6 +152,8 @@ class Simulation:
         """Per guest (the index), so far: requests ``arrived`` and ``finished``, ``in_flight``, and
         ``latency_mean_s``/``latency_p99_s`` of the requests that arrived after ``since_s`` and
         have finished (NaN when none has)."""
+        if not math.isfinite(since_s):
+            raise ValueError(f"since_s must be a finite time in seconds, got {since_s!r}")
         rows = {}
         for name, log in self._run.logs().items():
             arrival, finish = log.arrival_s[:log.n], log.finish_s[:log.n]

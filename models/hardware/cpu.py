@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from virtsim.models.quantities import Cycles, Hertz, Seconds
 from virtsim.models.schema import StrictModel
@@ -47,6 +47,15 @@ class CpuSpec(StrictModel):
     # two-wide add and a two-wide multiply each cycle): what code gets on a guest shown a generic
     # CPU model without the host's wider extensions (AVX)
     baseline_flops_per_cycle: float = Field(4.0, gt=0, le=1024)
+
+    @field_validator("freq_hz")
+    @classmethod
+    def _a_cpus_clock(cls, freq: float) -> float:
+        """Refuse a clock no CPU this models runs at: a number without a unit is hertz, so
+        ``freq = 3`` meant 3 GHz but read 3 Hz (review 30)."""
+        if not 1e8 <= freq <= 1e10:
+            raise ValueError(f"{freq:g} Hz is not a CPU clock (0.1 .. 10 GHz); write it with a unit, like \"3.1GHz\"")
+        return freq
 
     @property
     def cores(self) -> int:

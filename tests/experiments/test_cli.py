@@ -253,7 +253,7 @@ def test_an_overloaded_open_loop_is_reported_with_its_warning_not_refused(tmp_pa
     report = (tmp_path / "o" / "report.md").read_text()
     assert "overloaded" in report
     # review 26: and on the terminal, where a user who reads no report looks
-    assert "virtsim: warning: as-written is overloaded: lock:web:m is offered 1000%" in capsys.readouterr().err
+    assert "virtsim: warning: bare-metal is overloaded: lock:web:m is offered 1000%" in capsys.readouterr().err
 
 
 def test_stacks_that_differ_only_by_an_override_keep_their_labels_in_every_file(tmp_path, small, capsys) -> None:

@@ -101,6 +101,21 @@ def test_shipped_scenarios_are_valid() -> None:
             load_scenario(path)
 
 
+def test_a_scenario_run_as_written_is_labelled_by_its_guests_stacks(small) -> None:
+    """Review 30 F4: without [compare] every row said "as-written", so a report of two runs, or
+    of two guests on different stacks, could not say which stack ran."""
+    from virtsim.experiments.scenario import label_profiles
+
+    small.pop("compare", None)
+    small["guests"][0]["stack"] = [{"profile": "docker", "cpu_max": "50ms/100ms"}]
+    small["guests"][1]["stack"] = ["docker", "kvm"]
+    (label, override), = parse_scenario(small).variants()
+    assert label == "docker{cpu_max=50ms/100ms} + docker/kvm" and override is None
+    assert label_profiles(label) == ["docker", "docker", "kvm"]
+    small["guests"][1]["stack"] = small["guests"][0]["stack"]
+    assert parse_scenario(small).variants()[0][0] == "docker{cpu_max=50ms/100ms}"  # each stack once
+
+
 def test_compared_stacks_are_labelled_with_their_overrides_and_not_repeated(small) -> None:
     small["compare"] = {"stacks": [["docker"], [{"profile": "docker", "cpu_max": "50ms/100ms"}]]}
     labels = [label for label, _ in parse_scenario(small).variants()]
@@ -300,3 +315,9 @@ def test_a_vm_may_have_a_vcpu_per_hardware_thread_of_its_pinned_cores(small) -> 
     small["guests"][0]["stack"] = [{"profile": "kvm", "vcpus": 5, "pin": [0, 1]}]
     message = _error(small)
     assert "which hold 4 hardware threads" in message and "vcpus = 4 or fewer" in message
+
+
+def test_a_cpu_clock_without_a_unit_is_refused_not_read_as_hertz(small) -> None:
+    """Review 30: freq = 3 ran a 3 Hz CPU, with only an overload warning that named no field."""
+    small["host"]["cpu"] = {"profile": "small-4c", "freq": 3}
+    assert "host.cpu.freq: 3 Hz is not a CPU clock" in _error(small)

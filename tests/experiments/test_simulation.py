@@ -77,6 +77,8 @@ def test_after_a_cpu_max_change_the_offered_load_against_the_old_quota_is_not_re
     unchanged = virtsim.Simulation(_short(QUOTA), stack=CAPPED)
     unchanged.step(unchanged.duration_s)
     assert "offered_utilization" in set(unchanged.runs()["metric"])
+    with pytest.raises(ValueError, match="since_s must be a finite time"):
+        unchanged.observe(since_s=float("nan"))
 
 
 def test_changing_a_limit_the_guest_does_not_have_is_refused_with_the_fix() -> None:
