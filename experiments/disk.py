@@ -142,8 +142,16 @@ class HostFsSpec(StrictModel):
     # overlayfs mounted with metacopy=on: a chmod copies up metadata and the size, no data
     metacopy: bool = False
     # overlayfs mounted with redirect_dir=on: renaming an image directory copies up the directory
-    # alone; off (the kernel's default, and Docker's) mv copies every file in it across
+    # alone; off (the kernel's default, and Docker's) mv copies every file in it across.
+    # metacopy = true turns it on (the kernel refuses metacopy=on with redirect_dir=off)
     redirect_dir: bool = False
+
+    @model_validator(mode="after")
+    def _metacopy_needs_redirect_dir(self) -> HostFsSpec:
+        if self.metacopy and "redirect_dir" in self.model_fields_set and not self.redirect_dir:
+            raise ValueError("metacopy = true with redirect_dir = false: the kernel refuses to mount overlayfs "
+                             "with metacopy=on,redirect_dir=off; leave redirect_dir out (metacopy turns it on)")
+        return self
 
     @field_validator("block_bytes")
     @classmethod
@@ -288,6 +296,17 @@ class DiskSpec(StrictModel):
         if self.growth_writes * 4096 > virtual:
             raise ValueError(f"growth_writes: {self.growth_writes} writes of 4 KiB (the growth plot's log-append "
                              f"pattern) do not fit the disk (virtual = {virtual:.4g} B); lower growth_writes")
+        return self
+
+    @model_validator(mode="after")
+    def _modelled_operations(self) -> DiskSpec:
+        """Refuse zero writes and discards into raw images on XFS (raises ``ValueError``)."""
+        cleared = self.pattern.zero_fraction or self.pattern.discard_fraction
+        if cleared and "raw" in self.formats and self.host_fs.kind in ("xfs", "xfs-reflink"):
+            raise ValueError("pattern.zero_fraction/discard_fraction with raw images on host_fs.kind = "
+                             f"{self.host_fs.kind!r} are not modelled (QEMU's 1 MiB extent size hint: punches "
+                             "free block by block, zero writes allocate unwritten extents elsewhere); drop raw "
+                             "from formats or use another host_fs.kind")
         return self
 
     def image_format(self, name: FormatName) -> ImageFormat:

@@ -392,7 +392,7 @@ def run_sweep(points: list[Point], out_dir: Path, workers: int = 1, scheduler: s
     try:
         from virtsim.experiments.sweep_plots import plot_sweep
 
-        plot_sweep(pd.read_parquet(result), out_dir / "sweep.png", read_parameter_units(out_dir))
+        plot_sweep(current_columns(pd.read_parquet(result)), out_dir / "sweep.png", read_parameter_units(out_dir))
         names.append("sweep.png")
     except ValueError:
         (out_dir / "sweep.png").unlink(missing_ok=True)  # nothing numeric swept: no curve to draw
@@ -459,7 +459,7 @@ def command(args: argparse.Namespace) -> int:
 def report(folder: Path) -> Report:
     """The report of a sweep folder: the primary metric (or throughput) and p99 latency per point, over replications."""
     try:
-        table = pd.read_parquet(folder / "sweep.parquet")
+        table = current_columns(pd.read_parquet(folder / "sweep.parquet"))
     except Exception as exc:
         raise ResultsError(f"{folder / 'sweep.parquet'} cannot be read ({type(exc).__name__})") from None
     params = [c for c in table.columns if c not in

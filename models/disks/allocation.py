@@ -44,8 +44,9 @@ def surviving_units(offsets: np.ndarray, sizes: np.ndarray, clears: np.ndarray, 
 
     A unit holds data if a write touched it after the last operation that covered it whole
     (a whole write counts). Where a clear covers only part of a unit, the unit keeps the data
-    a write put there before, even if the clear covered exactly those bytes: an upper bound
-    there, exact where writes and clears cover whole units or clears cover the data they follow."""
+    a write put there before, even if the clear covered exactly those bytes (review 31: 1 KiB
+    written, then discarded, still counts its 4 KiB piece): an upper bound there, exact where
+    every write and clear covers whole units."""
     offsets = np.asarray(offsets, dtype=np.int64)
     sizes = np.asarray(sizes, dtype=np.int64)
     clears = np.asarray(clears, dtype=bool)

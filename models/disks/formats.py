@@ -190,7 +190,7 @@ class Qcow2(ImageFormat):
         ``discard``: which of the operations are discards (TRIM reaching the image), whose
         freed clusters QEMU fills first (:func:`qcow2_alloc.requests_with_discards`)."""
         if discard is not None and np.any(discard):
-            requests = self._requests(offsets, sizes, zero, backing_units, discard)
+            requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes)
             return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
                                           reopen_every)
         if zero is not None and np.any(zero):
@@ -262,19 +262,20 @@ class Qcow2(ImageFormat):
         ``backing_units``, ``discard``: as for :meth:`file_bytes_after`; ``punch``: the image
         passes discards on to its file, which frees their clusters' space (QEMU's default for a
         drive with ``discard=unmap``; ``pass-discard-request=off`` keeps the space)."""
-        requests = self._requests(offsets, sizes, zero, backing_units, discard)
+        requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes)
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
                                                                self.refcount_bits, reopen_every, punch))
 
     def _requests(self, offsets: np.ndarray, sizes: np.ndarray, zero: np.ndarray | None,
-                  backing_units: np.ndarray | None, discard: np.ndarray | None) -> qcow2_alloc.Requests:
+                  backing_units: np.ndarray | None, discard: np.ndarray | None,
+                  virtual_bytes: int | None = None) -> qcow2_alloc.Requests:
         """The allocation requests of these operations (vectorized unless some are discards)."""
         if discard is None or not np.any(discard):
             return qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes, zero, backing_units)
         zeros = np.zeros(len(offsets), dtype=bool) if zero is None else np.asarray(zero, dtype=bool)
         kinds = np.where(np.asarray(discard, dtype=bool), qcow2_alloc.DISCARD,
                          np.where(zeros, qcow2_alloc.ZERO, qcow2_alloc.DATA))
-        return qcow2_alloc.requests_with_discards(offsets, sizes, self.unit_bytes, kinds, backing_units)
+        return qcow2_alloc.requests_with_discards(offsets, sizes, self.unit_bytes, kinds, backing_units, virtual_bytes)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
                              host: HostFile = _HOST) -> int:

@@ -23,10 +23,10 @@ import numpy as np
 from virtsim.models.disks.allocation import HostFile, check_inside, surviving_units, touched_units
 from virtsim.models.disks.chain import ChainUsage, Writes
 from virtsim.models.disks.formats import ImageFormat, Qcow2, Raw
-from virtsim.models.disks.qcow2_alloc import DATA, DISCARD, ZERO
+from virtsim.models.disks.qcow2_alloc import DATA, DISCARD, ZERO, discarded_clusters
 
 __all__ = ["DATA", "DISCARD", "DISCARDING", "ZERO", "Ops", "chain_usage_with_ops", "clone_data_pieces",
-           "seen_by_image"]
+           "piece_bytes", "seen_by_image"]
 
 Ops = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Operations in order: byte offsets, byte sizes, and kinds (DATA, ZERO, DISCARD)."""
@@ -50,39 +50,52 @@ def seen_by_image(fmt: ImageFormat, ops: Ops, unmap: bool) -> Ops:
     return offsets[keep], sizes[keep], kinds[keep]
 
 
-def _content_clears(fmt: ImageFormat, ops: Ops) -> Ops:
+def _content_clears(fmt: ImageFormat, ops: Ops, virtual_bytes: int) -> Ops:
     """``ops`` (as the image sees them) with each discard cut to what it leaves reading as zeroes:
-    qcow2 frees only the clusters a discard covers whole and ignores the rest of it; raw punches
-    the bytes themselves."""
+    qcow2 frees only the clusters a discard covers whole (and the disk's partial last cluster,
+    :func:`qcow2_alloc.discarded_clusters`) and ignores the rest of it; raw punches the bytes."""
     offsets, sizes, kinds = ops
     if not isinstance(fmt, Qcow2) or not np.any(kinds == DISCARD):
         return ops
     unit = fmt.unit_bytes
-    ends = offsets + sizes
-    discard = kinds == DISCARD
-    starts = np.where(discard, -(-offsets // unit) * unit, offsets)
-    ends = np.where(discard, ends // unit * unit, ends)
+    starts, ends = offsets.copy(), offsets + sizes
+    for i in np.flatnonzero(kinds == DISCARD):
+        lo, hi = discarded_clusters(int(offsets[i]), int(sizes[i]), unit, virtual_bytes)
+        starts[i], ends[i] = lo * unit, min(hi * unit, virtual_bytes)
     keep = ends > starts
     return starts[keep], (ends - starts)[keep], kinds[keep]
 
 
-def _data_pieces(fmt: ImageFormat, chain: list[Ops], virtual_bytes: int) -> Writes:
-    """The 4 KiB pieces holding data at the top of a chain (base first), as ``qemu-img convert``
-    copies them: every piece some write reached whose last operation did not zero or discard it whole."""
-    offsets, sizes, kinds = (np.concatenate(parts) for parts in zip(*(_content_clears(fmt, ops) for ops in chain),
-                                                                    strict=True))
-    pieces = surviving_units(offsets, sizes, kinds != DATA, CONVERT_PIECE_BYTES)
-    starts = pieces * CONVERT_PIECE_BYTES
-    return starts, np.minimum(CONVERT_PIECE_BYTES, virtual_bytes - starts)
+def piece_bytes(fmt: ImageFormat, host: HostFile | None = None) -> int:
+    """The pieces ``qemu-img convert`` tells data from zeroes by: 4 KiB (its ``-S 4k``), or the
+    source's own finer unit, which its block status reports (qcow2 clusters under 4 KiB; a raw
+    file's blocks on a file system of blocks under 4 KiB; review 31)."""
+    if isinstance(fmt, Qcow2):
+        return min(CONVERT_PIECE_BYTES, fmt.unit_bytes)
+    if isinstance(fmt, Raw) and host is not None:
+        return min(CONVERT_PIECE_BYTES, host.block_bytes)
+    return CONVERT_PIECE_BYTES
+
+
+def _data_pieces(fmt: ImageFormat, chain: list[Ops], virtual_bytes: int, host: HostFile | None = None) -> Writes:
+    """The pieces (:func:`piece_bytes`) holding data at the top of a chain (base first), as
+    ``qemu-img convert`` copies them: every piece some write reached whose last operation did
+    not zero or discard it whole."""
+    offsets, sizes, kinds = (np.concatenate(parts) for parts in zip(
+        *(_content_clears(fmt, ops, virtual_bytes) for ops in chain), strict=True))
+    piece = piece_bytes(fmt, host)
+    pieces = surviving_units(offsets, sizes, kinds != DATA, piece)
+    starts = pieces * piece
+    return starts, np.minimum(piece, virtual_bytes - starts)
 
 
 def clone_data_pieces(fmt: ImageFormat, virtual_bytes: int, base_writes: Writes, levels: list[Ops],
-                      unmap: bool) -> Writes:
+                      unmap: bool, host: HostFile | None = None) -> Writes:
     """The pieces (offsets, sizes in bytes) a full clone of this chain holds: a base of data
     writes, then each level's operations as an image of ``fmt`` sees them (``unmap``: on a
-    drive with ``discard=unmap``)."""
+    drive with ``discard=unmap``); ``host``: the file system a raw source lies on."""
     base_ops = (*base_writes, np.full(len(base_writes[0]), DATA, dtype=np.int64))
-    return _data_pieces(fmt, [base_ops, *(seen_by_image(fmt, ops, unmap) for ops in levels)], virtual_bytes)
+    return _data_pieces(fmt, [base_ops, *(seen_by_image(fmt, ops, unmap) for ops in levels)], virtual_bytes, host)
 
 
 def _disk_bytes(fmt: ImageFormat, ops: Ops, virtual_bytes: int, below: np.ndarray, host: HostFile | None,
@@ -121,12 +134,18 @@ def chain_usage_with_ops(fmt: ImageFormat, virtual_bytes: int, base_writes: Writ
     pieces with data left (:data:`CONVERT_PIECE_BYTES`)."""
     for ops in [base_writes, *(ops for levels in guest_ops for ops in levels)]:
         check_inside(ops[0], ops[1], virtual_bytes)
+    cleared = any(np.any(ops[2] != DATA) for levels in guest_ops for ops in levels)
+    if isinstance(fmt, Raw) and host is not None and host.extent_hint_bytes and cleared:
+        raise ValueError("zero writes and discards on a raw image on XFS are not modelled: QEMU's 1 MiB extent "
+                         "size hint allocates whole MiB, which punches then free block by block and zero "
+                         "writes allocate as unwritten extents elsewhere (review 31); use another host_fs kind, "
+                         "or no zero writes and discards")
     base_ops = (*base_writes, np.full(len(base_writes[0]), DATA, dtype=np.int64))
     guests: list[tuple[int, ...]] = []
     clones: list[int] = []
     for levels in guest_ops:
         seen = [seen_by_image(fmt, ops, unmap) for ops in levels]
-        pieces = clone_data_pieces(fmt, virtual_bytes, base_writes, levels, unmap)
+        pieces = clone_data_pieces(fmt, virtual_bytes, base_writes, levels, unmap, host)
         if isinstance(fmt, Raw):  # no backing file: each guest's disk is a whole copy
             own = fmt.empty_bytes(virtual_bytes) if host is None else _raw_bytes(fmt, [base_ops, *seen],
                                                                                  virtual_bytes, host)
@@ -134,11 +153,13 @@ def chain_usage_with_ops(fmt: ImageFormat, virtual_bytes: int, base_writes: Writ
             clones.append(fmt.empty_bytes(virtual_bytes) if host is None
                           else fmt.clone_physical_bytes(*pieces, virtual_bytes, host=host))
             continue
-        below = [touched_units(*base_writes, fmt.unit_bytes)]
         disks = []
-        for ops in seen:
-            disks.append(_disk_bytes(fmt, ops, virtual_bytes, np.unique(np.concatenate(below)), host, unmap))
-            below.append(touched_units(ops[0], ops[1], fmt.unit_bytes))
+        for i, ops in enumerate(seen):
+            # the clusters the chain below holds data in (what zero writes and discards left reading
+            # as zeroes is not backing data: review 31)
+            below = touched_units(*clone_data_pieces(fmt, virtual_bytes, base_writes, levels[:i], unmap),
+                                  fmt.unit_bytes)
+            disks.append(_disk_bytes(fmt, ops, virtual_bytes, below, host, unmap))
         guests.append(tuple(disks))
         clones.append(fmt.file_bytes(touched_units(*pieces, fmt.unit_bytes), virtual_bytes) if host is None
                       else fmt.clone_physical_bytes(*pieces, virtual_bytes, host=host))

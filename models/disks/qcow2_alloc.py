@@ -43,8 +43,8 @@ import numpy as np
 
 from virtsim.models.disks.allocation import unit_indices
 
-__all__ = ["DATA", "DISCARD", "ZERO", "Requests", "compressed_image_bytes", "file_bytes", "replayed",
-           "requests_from_units", "requests_from_writes", "requests_with_discards", "written_ranges"]
+__all__ = ["DATA", "DISCARD", "ZERO", "Requests", "compressed_image_bytes", "discarded_clusters", "file_bytes",
+           "replayed", "requests_from_units", "requests_from_writes", "requests_with_discards", "written_ranges"]
 
 FRESH, AFTER_NEW, AFTER_OLD = 0, 1, 2  # how a data run is placed, see Requests.cont
 _DENSE_RANGES = 4096  # at most this many new refcount block ranges per vectorized step
@@ -201,18 +201,21 @@ DATA, ZERO, DISCARD = 0, 1, 2  # what an operation of requests_with_discards doe
 
 
 def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes: int, kinds: np.ndarray,
-                           backing_units: np.ndarray | None = None) -> Requests:
+                           backing_units: np.ndarray | None = None, virtual_bytes: int | None = None) -> Requests:
     """The requests of writes, zero writes and discards (``kinds``: DATA, ZERO, DISCARD) made
     in this order, one operation at a time (for sequences with discards; else
     :func:`requests_from_writes` is the vectorized equivalent).
 
     A discard frees the allocated clusters it covers whole (QEMU ignores the partial clusters
-    at its ends) and leaves them reading as zeroes (no more backing data); a later write to
-    such a cluster allocates it anew. A discard allocates no L2 table."""
+    at its ends, except the disk's partial last cluster when the discard reaches the end of a
+    disk of ``virtual_bytes``) and leaves them reading as zeroes (no more backing data); a
+    later write to such a cluster allocates it anew. ``backing_units`` given (even empty), the
+    image has a backing file: a discard then marks its clusters zero in their L2 tables,
+    allocating those it lacks (``get_cluster_table``); without one it allocates none (review 31)."""
     offsets = np.asarray(offsets, dtype=np.int64)
     sizes = np.asarray(sizes, dtype=np.int64)
     backing = set(np.asarray(backing_units, dtype=np.int64).tolist()) if backing_units is not None else set()
-    image = _OneByOne(cluster_bytes, backing)
+    image = _OneByOne(cluster_bytes, backing, backing_units is not None, virtual_bytes)
     do = {DISCARD: image.discard, ZERO: image.zero, DATA: image.data}
     for op, (offset, size, kind) in enumerate(zip(offsets.tolist(), sizes.tolist(), np.asarray(kinds).tolist(),
                                                   strict=True)):
@@ -225,14 +228,30 @@ def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes
                     free=np.array(columns[6], dtype=bool))
 
 
+def discarded_clusters(offset: int, size: int, cluster_bytes: int, virtual_bytes: int | None = None) -> tuple[int, int]:
+    """The clusters [lo, hi) a qcow2 discard of [offset, offset + size) frees: those it covers
+    whole, and the disk's partial last cluster if the discard runs to the end of a disk of
+    ``virtual_bytes`` (``qcow2_co_pdiscard``'s one exception to whole clusters)."""
+    lo = -(-offset // cluster_bytes)
+    end = offset + size
+    hi = end // cluster_bytes
+    if virtual_bytes is not None and end == virtual_bytes and virtual_bytes % cluster_bytes \
+            and offset <= hi * cluster_bytes:
+        hi += 1
+    return lo, max(lo, hi)
+
+
 class _OneByOne:
     """The clusters of an image as :func:`requests_with_discards` makes its operations one at a
     time, and the requests (rows: size, l2, cont, anchor, guest, write, free) they cause."""
 
-    def __init__(self, cluster_bytes: int, backing: set[int]) -> None:
+    def __init__(self, cluster_bytes: int, backing: set[int], has_backing: bool = False,
+                 virtual_bytes: int | None = None) -> None:
         self.cluster = cluster_bytes
         self.l2_entries = cluster_bytes // 8
         self.backing = backing
+        self.has_backing = has_backing
+        self.virtual_bytes = virtual_bytes
         self.allocated: set[int] = set()
         self.reads_zero: set[int] = set()  # zero clusters, and discarded ones: no backing data shows through
         self.tables: set[int] = set()
@@ -246,9 +265,10 @@ class _OneByOne:
 
     def discard(self, op: int, offset: int, size: int) -> None:
         """Free the allocated clusters the discard covers whole; they read as zeroes from now on."""
-        lo = -(-offset // self.cluster)
-        hi = (offset + size) // self.cluster  # whole clusters only
+        lo, hi = discarded_clusters(offset, size, self.cluster, self.virtual_bytes)
         for c in range(lo, hi):
+            if self.has_backing:  # marked zero in its table, which QEMU allocates if missing
+                self._table(c, op)
             if c in self.allocated:
                 self.allocated.discard(c)
                 self.rows.append((1, False, FRESH, -1, c, op, True))

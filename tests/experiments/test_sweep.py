@@ -369,3 +369,19 @@ def test_sweeping_a_guests_stack_under_a_compare_table_is_refused() -> None:
     data["compare"] = {"stacks": [["kvm"], ["docker"]]}
     with pytest.raises(ScenarioError, match=r"guests\[0\]\.stack.*\[compare\] table replaces"):
         expand_sweep(data)
+
+
+def test_a_sweep_folder_from_before_the_stack_column_was_renamed_is_reported(tmp_path) -> None:
+    """Review 31: an old sweep folder (its table's column named ``variant``, its manifest intact)
+    failed to report with "KeyError: 'stack'"."""
+    import hashlib
+    import json
+
+    points = expand_sweep(tiny(parameters={"run.seed": [1, 2]}))
+    out = tmp_path / "old"
+    path = run_sweep(points, out, progress=False)
+    pd.read_parquet(path).rename(columns={"stack": "variant"}).to_parquet(path, index=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"]["sweep.parquet"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["report", str(out)]) == 0
