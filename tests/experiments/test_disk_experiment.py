@@ -324,7 +324,7 @@ def test_renamed_image_directories_cost_overlay2_their_files_unless_redirect_dir
 def test_zero_writes_or_discards_into_raw_images_on_xfs_are_refused_naming_the_fields() -> None:
     """Review 31 F5: QEMU's 1 MiB extent size hint on XFS makes punches and zero writes behave in
     ways the model does not follow (9 of 10 traces off by -27% .. +3%): refused, not answered."""
-    with pytest.raises(ValueError, match="zero_fraction/discard_fraction with raw images on host_fs.kind = 'xfs'"):
+    with pytest.raises(ValueError, match=r"zero_fraction/discard_fraction with raw images on host_fs\.kind = 'xfs'"):
         DiskSpec.model_validate({"host_fs": {"kind": "xfs"}, "pattern": {"discard_fraction": 0.1}})
     DiskSpec.model_validate({"host_fs": {"kind": "xfs"}, "pattern": {"discard_fraction": 0.1},
                              "formats": ["qcow2"]})  # the other formats are answered
