@@ -30,7 +30,7 @@ from virtsim.experiments.inputs import load_toml_model
 from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, seconds_text, stacks_fields
-from virtsim.experiments.runner import run_scenario, stream_core_excess, stream_cores
+from virtsim.experiments.runner import core_use, run_scenario, stream_core_excess
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
     Scenario,
@@ -174,6 +174,26 @@ def _scenario_data(spec: DensitySpec, stack: Stack, guests: int) -> dict[str, An
     }
 
 
+def _with_idle_kernels(loads: pd.Series, idle_share: float) -> pd.Series:
+    """``loads`` (per station, fractions of capacity) with the idle guest kernels' share of the
+    CPU (``idle_share``, in the CPU's capacity in cores' worth, SMT siblings at their yield)
+    added to ``cpu``. Idle kernels (timer ticks, housekeeping) are counted, not simulated: far
+    below its fair share such a task gets what it asks for under any load (CFS), and as an
+    always-running capped job it made every VM run 3x slower to simulate (measured on
+    compare-stacks' kvm: 0.2 s -> 0.75 s) for 0.5% of a core."""
+    if "cpu" in loads.index and idle_share > 0:
+        loads = loads.copy()
+        loads["cpu"] += idle_share
+    return loads
+
+
+def _streams_overcommit(scenario: Scenario, runs: pd.DataFrame, capacity_cores: float) -> bool:
+    """Whether the run's memory streams and CPU work need more cores than the host has: the
+    model would give both full speed there (:func:`runner.stream_core_excess`), so the count
+    cannot pass, and the CPU is what it runs out of."""
+    return bool(stream_core_excess(runs, capacity_cores, scenario.host.cpu.cores, core_use(scenario)))
+
+
 def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | None = None) -> dict[str, Any]:
     """Run ``guests`` identical guests on one host; whether the SLO holds, and what limits it.
 
@@ -206,15 +226,8 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     fraction = _served_fraction(per_guest, wl.arrivals.kind == "open", alone_rps)
     util = runs[runs["metric"] == "utilization"].set_index("station")["value"]
     util = util.drop(labels=[s for s in util.index if s.startswith(("wire", "delay", "client"))], errors="ignore")
-    # idle kernels' cores against the CPU's capacity in cores' worth (SMT siblings at their yield),
-    # the unit both utilization and offered load are in
     cpu_capacity = host.cpu.capacity_cores
-    if "cpu" in util.index and fp.idle_cpu_cores > 0:
-        # Idle guest kernels (timer ticks, housekeeping) are counted against the host's cores, not
-        # simulated: far below its fair share, such a task gets what it asks for under any load
-        # (CFS), and as an always-running capped job it made every VM run 3x slower to simulate
-        # (measured on compare-stacks' kvm: 0.2 s -> 0.75 s) for 0.5% of a core.
-        util["cpu"] += guests * fp.idle_cpu_cores / cpu_capacity
+    util = _with_idle_kernels(util, guests * fp.idle_cpu_cores / cpu_capacity)
     busiest = str(util.idxmax()) if len(util) else "cpu"
     # An open loop offered all a resource can serve is overloaded: its queue grows without bound,
     # and a short run's p99 and served share only hide that (at 5% overload 95% are served). The
@@ -222,8 +235,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     # utilization reads low when it starts empty (0.985 at 101.7% offered) and high by chance
     # near the limit (above 0.99 at 97.5%: review 8 A3).
     loads = runs[runs["metric"] == "offered_utilization"].set_index("station")["value"]  # open loops only
-    if "cpu" in loads.index and fp.idle_cpu_cores > 0:
-        loads["cpu"] += guests * fp.idle_cpu_cores / cpu_capacity
+    loads = _with_idle_kernels(loads, guests * fp.idle_cpu_cores / cpu_capacity)
     offered = float(loads.max()) if len(loads) else 0.0
     overloaded = wl.arrivals.kind == "open" and offered >= 1.0
     steady = bool(runs.attrs.get("steady", True))  # near saturation, a p99 still rising is not judged
@@ -231,8 +243,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     if overloaded:  # the resource offered all it can serve names the limit, not the busiest in a short run
         busiest = str(loads.idxmax())
     limit = "memory (swapping)" if swapped > 0 else _resource(busiest)
-    if stream_core_excess(runs, cpu_capacity, stream_cores(scenario)):
-        # streams hold cores the model does not take from CPU work: past the cores, no answer but "no"
+    if _streams_overcommit(scenario, runs, cpu_capacity):
         passes, limit = False, "CPU (memory streams and CPU work need more cores than the host has)"
     if not steady and not overloaded:
         limit += " (p99 not steady within 8x the run)"

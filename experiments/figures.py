@@ -97,6 +97,17 @@ def layout_problems(fig: Figure) -> list[str]:
     return problems
 
 
+TICK_PART_CHARS = 40
+"""The longest stack label a tick shows on one line; longer ones end in an ellipsis."""
+
+
+def tick_text(label: str) -> str:
+    """A stack label as a tick shows it: a scenario's several stacks (``kvm + docker``) one to a
+    line, each cut to :data:`TICK_PART_CHARS` (review 32 F8: a six-stack label ran off the figure)."""
+    parts = [p if len(p) <= TICK_PART_CHARS else p[:TICK_PART_CHARS - 1] + "…" for p in label.split(" + ")]
+    return "\n+ ".join(parts)
+
+
 def new_figure(size: tuple[float, float], rows: int = 1, cols: int = 1) -> tuple[Figure, np.ndarray]:
     """A figure of ``size`` (width, height in inches) with a ``rows`` x ``cols`` array of axes
     (always 2-D: ``axes[0, 0]`` for one), drawn off screen (the Agg backend)."""

@@ -161,8 +161,10 @@ class ResultFolder:
             raise ResultsError(f"--out {self.out}: cannot write there ({exc.strerror or exc}); choose another "
                                "folder") from None
 
-    def _check_folder(self, force: bool) -> None:
-        """Raise :class:`ResultsError` unless ``out`` can be written and holds nothing this run may not replace."""
+    def _check_writable(self) -> None:
+        """Raise :class:`ResultsError` unless ``out`` is (or can become) a folder this process
+        can write to, tried for real before anything runs; clear the debris of atomic writes a
+        kill cut short (never a result)."""
         out = self.out
         if out.exists() and not out.is_dir():
             raise ResultsError(f"--out {out} is a file; name a folder")
@@ -173,9 +175,14 @@ class ResultFolder:
         out.parent.mkdir(parents=True, exist_ok=True)
         Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent)).rmdir()
         if out.is_dir():
-            for debris in out.iterdir():  # an atomic write a kill cut short: never a result
+            for debris in out.iterdir():
                 if _is_write_debris(debris):
                     debris.unlink(missing_ok=True)
+
+    def _check_folder(self, force: bool) -> None:
+        """Raise :class:`ResultsError` unless ``out`` can be written and holds nothing this run may not replace."""
+        out = self.out
+        self._check_writable()
         if not out.exists() or force or not any(out.iterdir()):
             return
         if self.resumable is not None and (out / self.resumable).exists() and not (out / MANIFEST).exists():

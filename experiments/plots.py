@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from virtsim.experiments.figures import TITLE_FONT, grid, legend, new_figure, save_figure
+from virtsim.experiments.figures import TITLE_FONT, grid, legend, new_figure, save_figure, tick_text
 
 __all__ = ["attribution_table", "plot_attribution", "plot_latency"]
 
@@ -65,7 +65,7 @@ def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = No
                 err = np.vstack([mean - by.min().reindex(variants).to_numpy(),
                                  by.max().reindex(variants).to_numpy() - mean])
             ax.bar(x + (i - 1) * width, mean * 1e6, width, yerr=np.nan_to_num(err) * 1e6, capsize=3, label=label)
-        ax.set_xticks(x, variants, rotation=30, ha="right")
+        ax.set_xticks(x, [tick_text(v) for v in variants], rotation=30, ha="right")
         ax.set_ylabel("latency (µs)")
         title = entry if len(guests) == 1 else f"{entry} ({len(guests)} guests: mean, bars min..max)"
         ax.set_title(f"{title}: latency by stack", fontsize=TITLE_FONT)
@@ -99,7 +99,7 @@ def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean
         table = attribution_table(rows, guests, variants) * 1e6
         bottom = np.zeros(len(table))
         for layer in table.columns:
-            ax.bar(table.index, table[layer], bottom=bottom, label=layer)
+            ax.bar([tick_text(v) for v in table.index], table[layer], bottom=bottom, label=layer)
             bottom += table[layer].to_numpy()
         who = entry if len(guests) == 1 else f"{entry} (mean of {len(guests)} guests)"
         ax.set_title(f"Where the time goes: {title}, by layer\n{who}", fontsize=TITLE_FONT)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from virtsim.experiments.runner import check_stream_cores, offered_rows, result_rows
 from virtsim.experiments.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
+from virtsim.models.virt.container import cpu_max_problem
 from virtsim.models.workloads.catalog import Oltp
 from virtsim.sim.engine import DesRun
 from virtsim.sim.kernel import KernelRun
@@ -57,8 +58,8 @@ class Simulation:
                                 f"got {type(scenario).__name__}")
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         variants = dict(self.scenario.variants())
-        if stack is None:
-            stack = next(iter(variants))
+        if stack is None or (stack == "as-written" and self.scenario.compare is None):
+            stack = next(iter(variants))  # "as-written": the label before runs were named by their stacks
         if stack not in variants:
             raise ValueError(f"stack {stack!r} is not one this scenario runs; it runs {sorted(variants)}")
         if engine not in ("kernel", "des"):
@@ -152,8 +153,8 @@ class Simulation:
         """Per guest (the index), so far: requests ``arrived`` and ``finished``, ``in_flight``, and
         ``latency_mean_s``/``latency_p99_s`` of the requests that arrived after ``since_s`` and
         have finished (NaN when none has)."""
-        if not math.isfinite(since_s):
-            raise ValueError(f"since_s must be a finite time in seconds, got {since_s!r}")
+        if math.isnan(since_s) or since_s == math.inf:  # -inf: every request so far
+            raise ValueError(f"since_s must be a time in seconds (or -inf for all), got {since_s!r}")
         rows = {}
         for name, log in self._run.logs().items():
             arrival, finish = log.arrival_s[:log.n], log.finish_s[:log.n]
@@ -182,6 +183,10 @@ class Simulation:
                              "which one to change is ambiguous")
         station, path, group = where[0]
         period = group.period_s if period_s is None else period_s
+        problem = cpu_max_problem(quota_s, period)
+        if problem:  # as a scenario's cpu_max (review 32 F6: 20000 s per 100000 s never throttled)
+            raise ValueError(f"set_cpu_max({guest!r}, {quota_s!r}, {period!r}): {problem}; quota and period "
+                             "are in seconds (0.05, 0.1 for \"50ms/100ms\")")
         self._run.set_quota(station, path, quota_s, period)
         self._load_changed = True  # the offered load against the starting quota no longer holds
 

@@ -152,6 +152,19 @@ def _set(data: Any, path: str, value: Any) -> None:
         where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
 
 
+def _refuse_shadowed_stacks(scenario: Scenario, names: list[str], origin: str) -> None:
+    """Raise :class:`ScenarioError` if a swept path sets a guest's stack that a ``[compare]``
+    table replaces: each guest runs on each compared stack in turn, so its own stack never runs
+    and the points would carry labels of stacks that did not run (review 30 F2)."""
+    if scenario.compare is None:
+        return
+    shadowed = [n for n in names if re.fullmatch(r"guests\[-?\d+\]\.stack(\[.*|\..*)?", n)]
+    if shadowed:
+        raise ScenarioError(f"{origin}: sweep.parameters: {shadowed[0]!r} sets a guest's stack, but the "
+                            "[compare] table replaces every guest's stack with each of compare.stacks; "
+                            "sweep compare.stacks instead, or remove [compare]")
+
+
 def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
     """Every point of the scenario's sweep, each validated; errors before anything runs."""
     if "sweep" not in data:
@@ -180,14 +193,7 @@ def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
         combos = list(itertools.product(*lists))
     base = {k: v for k, v in data.items() if k != "sweep"}
     parsed = parse_scenario(base, origin)
-    if parsed.compare is not None:
-        # a [compare] table runs every guest on each of its stacks in turn: a guest's own stack
-        # is never run, so sweeping it would label points with stacks that did not run (review 30 F2)
-        shadowed = [n for n in names if re.fullmatch(r"guests\[-?\d+\]\.stack(\[.*|\..*)?", n)]
-        if shadowed:
-            raise ScenarioError(f"{origin}: sweep.parameters: {shadowed[0]!r} sets a guest's stack, but the "
-                                "[compare] table replaces every guest's stack with each of compare.stacks; "
-                                "sweep compare.stacks instead, or remove [compare]")
+    _refuse_shadowed_stacks(parsed, names, origin)
     full = parsed.model_dump(mode="json", by_alias=True)
     points = []
     for index, combo in enumerate(combos):
@@ -465,12 +471,12 @@ def report(folder: Path) -> Report:
     params = [c for c in table.columns if c not in
               ("point", "stack", "replication", "guest", "metric", "layer", "station", "value", "unit")]
     try:
-        from virtsim.experiments.sweep_plots import series_label, sweep_curves
+        from virtsim.experiments.sweep_plots import apart_columns, series_label, sweep_curves
 
         x, series, curves = sweep_curves(table)
     except ValueError:
         main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
-        apart = [c for c in ("stack", "guest") if main[c].nunique() > 1]  # never averaged together
+        apart = apart_columns(main)  # never averaged together
         answer = main[main["metric"].isin(["throughput_rps", "latency_p99_s"])].pivot_table(
             index=["point", *params, *apart], columns="metric", values="value", aggfunc="mean").reset_index()
     else:

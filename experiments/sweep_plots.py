@@ -40,6 +40,16 @@ def series_label(value: object) -> str:
     return str(value)
 
 
+def apart_columns(main: pd.DataFrame) -> list[str]:
+    """The columns among ``stack`` and ``guest`` whose values are series of their own, never
+    averaged into one line: those with several values within a point (compared stacks, separate
+    guests). A stack that changes only from point to point (a swept stack, each point labelled by
+    its guests' stacks) is the swept parameter's doing, not a series (review 32 F7)."""
+    within = main.groupby("point")[["stack", "guest"]].nunique().max() if "point" in main else main[
+        ["stack", "guest"]].nunique()
+    return [c for c in ("stack", "guest") if within.get(c, 1) > 1]
+
+
 def sweep_curves(table: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
     """The x parameter (numeric, most values), the series (the other parameters, and the compared
     stack and the guest where there are several), and per point and series the mean and 95%
@@ -50,8 +60,7 @@ def sweep_curves(table: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
         raise ValueError("the sweep has no numeric parameter with more than one value to draw a curve against")
     x = max(numeric, key=lambda p: table[p].nunique())
     main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
-    # Compared stacks and separate guests are series of their own, never averaged into one line.
-    series = [p for p in params if p != x] + [c for c in ("stack", "guest") if main[c].nunique() > 1]
+    series = [p for p in params if p != x] + apart_columns(main)
     derived = [m for m in dict.fromkeys(main["metric"]) if m not in _STANDARD]
     primary = derived[0] if derived else "throughput_rps"
     rows = []

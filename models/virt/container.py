@@ -52,14 +52,22 @@ def parse_cpu_max(value: str | None) -> tuple[float, float] | None:
         raise UnitError(f"cpu_max {value!r}: write QUOTA/PERIOD like \"50ms/100ms\", or \"max\"")
     if not (quota > 0 and period > 0):
         raise UnitError(f"cpu_max {value!r}: quota and period must be > 0")
-    # the kernel's bounds (kernel/sched/core.c: a period of 1 ms .. 1 s, a quota of at least 1 ms):
-    # it refuses others, and a slip of units (seconds for microseconds) lands far outside them
-    if not 1e-3 - 1e-12 <= period <= 1.0 + 1e-12:
-        raise UnitError(f"cpu_max {value!r}: the period is {period:g} s; the kernel takes 1 ms .. 1 s "
-                        "(write it with a unit, like \"50ms/100ms\", or in microseconds, \"50000 100000\")")
-    if quota < 1e-3 - 1e-12:
-        raise UnitError(f"cpu_max {value!r}: the quota is {quota:g} s; the kernel takes at least 1 ms")
+    problem = cpu_max_problem(quota, period)
+    if problem:
+        raise UnitError(f"cpu_max {value!r}: {problem} (write it with a unit, like \"50ms/100ms\", or in "
+                        "microseconds, \"50000 100000\")")
     return quota, period
+
+
+def cpu_max_problem(quota_s: float, period_s: float) -> str | None:
+    """What the kernel would refuse in a ``cpu.max`` of ``quota_s`` per ``period_s`` seconds
+    (kernel/sched/core.c: a period of 1 ms .. 1 s, a quota of at least 1 ms), or None. A slip of
+    units (seconds for microseconds) lands far outside these bounds."""
+    if not 1e-3 - 1e-12 <= period_s <= 1.0 + 1e-12:
+        return f"the period is {period_s:g} s; the kernel takes 1 ms .. 1 s"
+    if quota_s < 1e-3 - 1e-12:
+        return f"the quota is {quota_s:g} s; the kernel takes at least 1 ms"
+    return None
 
 
 class ContainerParams(LayerParams):

@@ -77,8 +77,11 @@ def test_after_a_cpu_max_change_the_offered_load_against_the_old_quota_is_not_re
     unchanged = virtsim.Simulation(_short(QUOTA), stack=CAPPED)
     unchanged.step(unchanged.duration_s)
     assert "offered_utilization" in set(unchanged.runs()["metric"])
-    with pytest.raises(ValueError, match="since_s must be a finite time"):
+    with pytest.raises(ValueError, match="since_s must be a time"):
         unchanged.observe(since_s=float("nan"))
+    assert unchanged.observe(since_s=float("-inf")).equals(unchanged.observe(since_s=0.0))
+    with pytest.raises(ValueError, match=r"the period is 100000 s; the kernel takes 1 ms \.\. 1 s"):
+        unchanged.set_cpu_max("api", 20000, 100000)  # review 32 F6: microseconds given as seconds
 
 
 def test_changing_a_limit_the_guest_does_not_have_is_refused_with_the_fix() -> None:
@@ -250,3 +253,9 @@ def test_a_simulation_takes_a_scenario_as_a_dict_like_the_other_api_functions() 
     assert virtsim.Simulation(data).guests == ["web"]
     with pytest.raises(virtsim.ScenarioError, match="expected a Scenario, a scenario file's path or a dict, got int"):
         virtsim.Simulation(5)  # type: ignore[arg-type]
+
+
+def test_a_scenario_without_compare_can_still_be_named_as_written() -> None:
+    """Review 32 F9: runs without [compare] were labelled "as-written"; the name still selects them."""
+    sim = virtsim.Simulation(QUOTA.parent / "cgroup-weight.toml", stack="as-written")
+    assert sim.label == "docker{cpu_weight=200} + docker{cpu_weight=100}"

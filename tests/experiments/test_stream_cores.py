@@ -48,14 +48,50 @@ def test_streams_bound_to_cores_of_their_own_are_answered() -> None:
 
 def test_the_cores_streams_hold_are_requests_at_the_bandwidth_station_at_once_capped_by_their_cores() -> None:
     """By hand: 100 streams/s of 30 ms each keep 3 cores busy (Little's law); capped at 2 cores
-    they keep 2. With 1.5 cores of CPU work on a 4-core host: 4.5 > 4 is refused, 3.5 is not."""
-    def runs(cpu_util: float) -> pd.DataFrame:
-        base = dict(stack="kvm", replication=0, layer="all")
-        return pd.DataFrame([{**base, "guest": "s", "metric": "throughput_rps", "station": "all", "value": 100.0},
-                             {**base, "guest": "s", "metric": "time_mean_s", "station": "membw", "value": 0.03},
-                             {**base, "guest": "host", "metric": "utilization", "station": "cpu",
-                              "value": cpu_util}])
+    they keep 2. Beside 15 CPU requests/s of 100 ms (1.5 cores) on a 4-core host: 4.5 > 4 is
+    refused, 3.5 is not; bound to the same two cores (cpusets), 2 + 1.5 > 2 is (review 32 F1)."""
+    from virtsim.experiments.runner import CoreUse
 
-    assert stream_core_excess(runs(1.5 / 4), 4.0, {}) == {("kvm", 0): (pytest.approx(3.0), pytest.approx(1.5))}
-    assert stream_core_excess(runs(1.5 / 4), 4.0, {("kvm", "s"): 2.0}) == {}
-    assert stream_core_excess(runs(0.0), 4.0, {}) == {}  # streams alone: the bandwidth bounds them
+    base = dict(stack="kvm", replication=0, layer="all")
+    runs = pd.DataFrame([{**base, "guest": "s", "metric": "throughput_rps", "station": "all", "value": 100.0},
+                         {**base, "guest": "s", "metric": "time_mean_s", "station": "membw", "value": 0.03},
+                         {**base, "guest": "c", "metric": "throughput_rps", "station": "all", "value": 15.0},
+                         {**base, "guest": "c", "metric": "time_mean_s", "station": "cpu", "value": 0.1}])
+    excess = stream_core_excess(runs, 4.0, 4, {})
+    assert excess[("kvm", 0)][:2] == (pytest.approx(3.0), pytest.approx(1.5))
+    assert stream_core_excess(runs, 4.0, 4, {("kvm", "s"): CoreUse(stream_cap=2.0)}) == {}
+    pair = frozenset({0, 1})
+    shared = stream_core_excess(runs, 4.0, 4, {("kvm", "s"): CoreUse(2.0, pair), ("kvm", "c"): CoreUse(cores=pair)})
+    assert "cores [0, 1]'s 2 cores' worth" in shared[("kvm", 0)][2]
+    apart = {("kvm", "s"): CoreUse(2.0, pair), ("kvm", "c"): CoreUse(cores=frozenset({2, 3}))}
+    assert stream_core_excess(runs, 4.0, 4, apart) == {}
+    alone = runs[runs["guest"] == "s"]  # streams alone: the bandwidth bounds them
+    assert stream_core_excess(alone, 4.0, 4, {}) == {}
+
+
+def test_streams_and_cpu_work_bound_to_the_same_cores_are_refused() -> None:
+    """Review 32 F1: 2 STREAM and 2 Linpack threads, both cpuset 0-1 on a 4-core host, got each
+    their figure alone (20.1 GB/s, 35.6 GFLOPS); the host's 4 cores hid the overlap."""
+    import virtsim
+
+    both = _scenario([{"profile": "docker", "cpuset": [0, 1]}], [{"profile": "docker", "cpuset": [0, 1]}])
+    for guest in both["guests"]:
+        guest["workload"]["threads"] = 2
+    with pytest.raises(ScenarioError, match=r"more than cores \[0, 1\]'s 2 cores' worth"):
+        virtsim.run(both)
+
+
+def test_streams_capped_by_the_vm_around_their_container_and_a_desktops_processes_are_not_refused() -> None:
+    """Review 32 F4, F5: the check took a container's streams in a 1-vCPU VM for 4 cores (the
+    container's own group has no cap, the VM's has 1), and a hosted hypervisor's always-running
+    desktop processes for CPU work competing with the streams."""
+    import virtsim
+
+    nested = _scenario(["docker", {"profile": "kvm", "vcpus": 1}], ["bare-metal"])
+    nested["guests"][1]["workload"]["threads"] = 3  # 1 + 3 cores on 4
+    runs = virtsim.run(nested).runs
+    assert float(runs.loc[(runs["guest"] == "s") & (runs["metric"] == "bandwidth_GBps"), "value"].iloc[0]) \
+        == pytest.approx(10.0, rel=0.02)  # one stream at one core's 10 GB/s
+    desktop = {**_scenario([{"profile": "virtualbox", "vcpus": 4}], ["bare-metal"])}
+    desktop["guests"] = desktop["guests"][:1]  # streams alone, beside VirtualBox's desktop
+    virtsim.run(desktop)

@@ -385,3 +385,17 @@ def test_a_sweep_folder_from_before_the_stack_column_was_renamed_is_reported(tmp
     manifest["files"]["sweep.parquet"] = hashlib.sha256(path.read_bytes()).hexdigest()
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert main(["report", str(out)]) == 0
+
+
+def test_a_stack_that_changes_only_from_point_to_point_is_no_series_of_its_own() -> None:
+    """Review 32 F7: sweeping a guest's vCPUs without [compare] labels each point with its own
+    stack, and the plot drew four one-point series instead of one curve."""
+    from virtsim.experiments.sweep_plots import sweep_curves
+
+    rows = [{"point": p, "stack": f"kvm{{vcpus={p + 1}}}", "replication": 0, "guest": "web", "metric": m,
+             "layer": "all", "station": "all", "value": 1.0, "unit": "x", "vcpus": p + 1}
+            for p in range(4) for m in ("throughput_rps", "latency_p99_s")]
+    _, series, curves = sweep_curves(pd.DataFrame(rows))
+    assert series == [] and len(curves) == 8
+    compared = [{**r, "stack": s} for r in rows for s in ("kvm", "docker")]  # two stacks at every point
+    assert sweep_curves(pd.DataFrame(compared))[1] == ["stack"]
