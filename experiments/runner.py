@@ -216,9 +216,10 @@ def stream_core_excess(runs: pd.DataFrame, capacity_cores: float, cores: int,
     computing = _present(runs, lambda st: st == CPU_STATION)
     per_core = capacity_cores / cores
     out: dict[tuple[str, int], tuple[float, float, str]] = {}
-    for run in {(label, rep) for label, rep, _ in [*streams, *computing]}:
+    for run in sorted({(label, rep) for label, rep, _ in [*streams, *computing]}):
         guests = {g for (label, rep, g) in [*streams, *computing] if (label, rep) == run}
-        sets = [None, *{use.get((run[0], g), CoreUse()).cores for g in guests} - {None}]
+        bound_sets = {c for g in guests if (c := use.get((run[0], g), CoreUse()).cores) is not None}
+        sets: list[frozenset[int] | None] = [None, *sorted(bound_sets, key=lambda c: sorted(c))]
         for bound in sets:
             size = capacity_cores if bound is None else len(bound) * per_core
             inside = [g for g in guests if bound is None or (use.get((run[0], g), CoreUse()).cores or

@@ -131,7 +131,7 @@ def chain_usage_with_ops(fmt: ImageFormat, virtual_bytes: int, base_writes: Writ
     discards (``guest_ops[g][level]``: offsets, sizes and kinds in bytes, in order; the base
     holds data only). ``unmap``: the drives pass discards to the images (``discard=unmap``).
     File lengths, or with ``host`` the bytes each file occupies there; full clones hold the
-    pieces with data left (:data:`CONVERT_PIECE_BYTES`)."""
+    pieces with data left (:func:`piece_bytes`)."""
     for ops in [base_writes, *(ops for levels in guest_ops for ops in levels)]:
         check_inside(ops[0], ops[1], virtual_bytes)
     cleared = any(np.any(ops[2] != DATA) for levels in guest_ops for ops in levels)
