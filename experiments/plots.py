@@ -41,11 +41,21 @@ def _entries(summary: pd.DataFrame, entries: Entries | None) -> Entries:
             if any(g in present for g in names)}
 
 
-def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = None) -> Path:
+def _ticks(variants: list[str], entry: str, stacks: dict[str, str] | None) -> list[str]:
+    """The tick labels of one entry's panel: the compared stacks, or for a scenario run as
+    written (one variant, labelled by all its guests' stacks) the entry's own stack (review 32
+    F8: every panel showed every guest's stack)."""
+    if stacks and len(variants) == 1 and entry in stacks:
+        return [tick_text(stacks[entry])]
+    return [tick_text(v) for v in variants]
+
+
+def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = None,
+                 stacks: dict[str, str] | None = None) -> Path:
     """Mean, p50 and p99 latency per variant, one panel per guest entry: a single guest's with
     its 95% confidence intervals, the guests of a ``count = N`` entry averaged, their bars
     spanning the lowest to the highest guest (not one panel per guest: 40 guests made a plot
-    28,800 pixels wide)."""
+    28,800 pixels wide). ``stacks``: each entry's own stack, for a scenario run as written."""
     groups = _entries(summary, entries)
     variants = list(dict.fromkeys(summary["stack"]))
     metrics = [("latency_mean_s", "mean"), ("latency_p50_s", "p50"), ("latency_p99_s", "p99")]
@@ -65,7 +75,7 @@ def plot_latency(summary: pd.DataFrame, path: Path, entries: Entries | None = No
                 err = np.vstack([mean - by.min().reindex(variants).to_numpy(),
                                  by.max().reindex(variants).to_numpy() - mean])
             ax.bar(x + (i - 1) * width, mean * 1e6, width, yerr=np.nan_to_num(err) * 1e6, capsize=3, label=label)
-        ax.set_xticks(x, [tick_text(v) for v in variants], rotation=30, ha="right")
+        ax.set_xticks(x, _ticks(variants, entry, stacks), rotation=30, ha="right")
         ax.set_ylabel("latency (µs)")
         title = entry if len(guests) == 1 else f"{entry} ({len(guests)} guests: mean, bars min..max)"
         ax.set_title(f"{title}: latency by stack", fontsize=TITLE_FONT)
@@ -86,10 +96,11 @@ def attribution_table(rows: pd.DataFrame, guests: list[str], variants: list[str]
 
 
 def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean_s",
-                     entries: Entries | None = None) -> Path:
+                     entries: Entries | None = None, stacks: dict[str, str] | None = None) -> Path:
     """Stacked bars: each variant's latency split by the layer that added it, one panel per guest
     entry, the guests of a ``count = N`` entry averaged (a bar is one guest's latency, never a sum
-    over guests: review 10 found bars of three guests' latencies added up)."""
+    over guests: review 10 found bars of three guests' latencies added up). ``stacks``: each
+    entry's own stack, for a scenario run as written."""
     groups = _entries(summary, entries)
     variants = list(dict.fromkeys(summary["stack"]))
     rows = _pick(summary, metric, station="all")
@@ -99,7 +110,7 @@ def plot_attribution(summary: pd.DataFrame, path: Path, metric: str = "time_mean
         table = attribution_table(rows, guests, variants) * 1e6
         bottom = np.zeros(len(table))
         for layer in table.columns:
-            ax.bar([tick_text(v) for v in table.index], table[layer], bottom=bottom, label=layer)
+            ax.bar(_ticks(list(table.index), entry, stacks), table[layer], bottom=bottom, label=layer)
             bottom += table[layer].to_numpy()
         who = entry if len(guests) == 1 else f"{entry} (mean of {len(guests)} guests)"
         ax.set_title(f"Where the time goes: {title}, by layer\n{who}", fontsize=TITLE_FONT)

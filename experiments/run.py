@@ -69,6 +69,24 @@ def _guest_entries(provenance: dict[str, object]) -> dict[str, list[str]] | None
     return {spec.name: spec.names() for spec in specs}
 
 
+def _entry_stacks(provenance: dict[str, object]) -> dict[str, str] | None:
+    """Each ``[[guests]]`` entry's own stack label, for a scenario run as written (None with a
+    ``[compare]`` table, where the compared stacks label the runs, or if the provenance does
+    not say)."""
+    from pydantic import ValidationError
+
+    from virtsim.experiments.scenario import GuestSpec
+
+    scenario = provenance.get("scenario")
+    if not isinstance(scenario, dict) or scenario.get("compare"):
+        return None
+    try:
+        specs = [GuestSpec.model_validate(g) for g in scenario["guests"]]
+        return {spec.name: spec.build_stack().label for spec in specs}
+    except (KeyError, TypeError, AttributeError, ValidationError, ValueError):
+        return None
+
+
 def report(folder: Path) -> Report:
     """The report of a ``virtsim run`` folder (its latency and attribution plots are drawn into the folder)."""
     summary = read_results_csv(folder / "summary.csv")
@@ -76,10 +94,11 @@ def report(folder: Path) -> Report:
         prov = json.loads((folder / "provenance.json").read_text())
     except (OSError, ValueError):
         raise ResultsError(f"{folder / 'provenance.json'} is missing or not JSON; rerun `virtsim run`") from None
-    entries = _guest_entries(prov)
-    plot_latency(summary, folder / "latency.png", entries)
-    plot_attribution(summary, folder / "attribution_mean.png", "time_mean_s", entries)
-    plot_attribution(summary, folder / "attribution_tail.png", "tail_time_mean_s", entries)
+    entries, own = _guest_entries(prov), _entry_stacks(prov)
+    plot_latency(summary, folder / "latency.png", entries, own)
+    plot_attribution(summary, folder / "attribution_mean.png", "time_mean_s", entries, own)
+    plot_attribution(summary, folder / "attribution_tail.png", "tail_time_mean_s", entries, own)
+    entry_of = {g: name for name, guests in (entries or {}).items() for g in guests}
     main = summary[(summary["layer"] == "all") & (summary["station"] == "all") & (summary["guest"] != "host")]
     rows = []
     for (variant, guest), g in main.groupby(["stack", "guest"], sort=False):
@@ -90,7 +109,8 @@ def report(folder: Path) -> Report:
             r = m.loc[metric]
             half = (r["ci_high"] - r["mean"]) * scale
             return f"{r['mean'] * scale:.1f} ± {half:.1f}" if half == half else f"{r['mean'] * scale:.1f}"
-        rows.append({"stack": variant, "guest": guest, "throughput (req/s)": ci("throughput_rps", 1.0),
+        stack = (own or {}).get(entry_of.get(str(guest), ""), variant)  # as written: the guest's own stack
+        rows.append({"stack": stack, "guest": guest, "throughput (req/s)": ci("throughput_rps", 1.0),
                      "mean latency (µs)": ci("latency_mean_s"), "p99 latency (µs)": ci("latency_p99_s")})
     scenario = prov["scenario"]
     run = scenario["run"]

@@ -301,3 +301,20 @@ def test_a_results_csv_from_an_earlier_version_names_the_stack_column_as_now(tmp
 
     (tmp_path / "summary.csv").write_text("variant,guest,metric,mean\nkvm,web,throughput_rps,10\n")
     assert list(read_results_csv(tmp_path / "summary.csv").columns) == ["stack", "guest", "metric", "mean"]
+
+
+def test_a_run_as_written_reports_each_guests_own_stack(small, tmp_path) -> None:
+    """Review 32 F8: without [compare] the run is labelled by all its guests' stacks, and every
+    guest's row and plot panel showed that whole label; each shows its own stack now."""
+    import virtsim
+    from virtsim.experiments.plots import _ticks
+
+    small.pop("compare", None)
+    small["guests"][0]["stack"] = [{"profile": "docker", "cpu_max": "50ms/100ms"}]
+    small["guests"][1]["stack"] = ["docker", "kvm"]
+    virtsim.run(small).report(tmp_path / "r")
+    table = (tmp_path / "r" / "report.md").read_text()
+    names = [small["guests"][0]["name"], small["guests"][1]["name"]]
+    assert f"| docker{{cpu_max=50ms/100ms}} | {names[0]} |" in table and f"| docker/kvm | {names[1]}-1 |" in table
+    both = "docker{cpu_max=50ms/100ms} + docker/kvm"
+    assert _ticks([both], names[1], {names[0]: "docker{cpu_max=50ms/100ms}", names[1]: "docker/kvm"}) == ["docker/kvm"]
