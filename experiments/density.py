@@ -30,7 +30,7 @@ from virtsim.experiments.inputs import load_toml_model
 from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, seconds_text, stacks_fields
-from virtsim.experiments.runner import core_use, run_scenario, stream_core_excess
+from virtsim.experiments.runner import run_scenario, stream_overcommit
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
     Scenario,
@@ -187,13 +187,6 @@ def _with_idle_kernels(loads: pd.Series, idle_share: float) -> pd.Series:
     return loads
 
 
-def _streams_overcommit(scenario: Scenario, runs: pd.DataFrame, capacity_cores: float) -> bool:
-    """Whether the run's memory streams and CPU work need more cores than the host has: the
-    model would give both full speed there (:func:`runner.stream_core_excess`), so the count
-    cannot pass, and the CPU is what it runs out of."""
-    return bool(stream_core_excess(runs, capacity_cores, scenario.host.cpu.cores, core_use(scenario)))
-
-
 def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | None = None) -> dict[str, Any]:
     """Run ``guests`` identical guests on one host; whether the SLO holds, and what limits it.
 
@@ -243,7 +236,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     if overloaded:  # the resource offered all it can serve names the limit, not the busiest in a short run
         busiest = str(loads.idxmax())
     limit = "memory (swapping)" if swapped > 0 else _resource(busiest)
-    if _streams_overcommit(scenario, runs, cpu_capacity):
+    if stream_overcommit(scenario, runs):  # streams and CPU work past the cores: no answer, so the count fails
         passes, limit = False, "CPU (memory streams and CPU work need more cores than the host has)"
     if not steady and not overloaded:
         limit += " (p99 not steady within 8x the run)"

@@ -205,7 +205,7 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
     """Simulate one host holding ``on_host[i]`` guests of service i: per service with a promise
     placed there, its p99 over all its guests' requests together (seconds) and how many
     requests it rests on."""
-    from virtsim.experiments.runner import core_use, run_scenario, stream_core_excess
+    from virtsim.experiments.runner import run_scenario, stream_overcommit
     from virtsim.experiments.scenario import POOLED_GUEST, parse_scenario, pooled_name
 
     placed = [(i, s, int(c)) for i, (s, c) in enumerate(zip(spec.services, on_host, strict=True)) if c > 0]
@@ -242,8 +242,7 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
                        relaxation=lambda r: relaxation_s(r, sum(rates.values()), scv))
     # streams and CPU work past the cores: the run gives both full speed, no answer (review 32 F2),
     # so no promise on this host counts as kept
-    overcommitted = bool(stream_core_excess(runs, ht.host.cpu.capacity_cores, ht.host.cpu.cores,
-                                            core_use(scenario)))
+    overcommitted = bool(stream_overcommit(scenario, runs))
     out = {}
     for _, service, _ in placed:
         if service.p99_latency_s is None:

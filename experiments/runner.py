@@ -36,7 +36,7 @@ from virtsim.sim.stats import sectioned_quantile_interval, summarize
 from virtsim.sim.vector import SimultaneousArrivals, simulate_vector, vector_rejects
 
 __all__ = ["COLUMNS", "CoreUse", "RunOutput", "check_stream_cores", "core_use", "run_scenario", "run_scenarios",
-           "run_variant", "stream_core_excess"]
+           "run_variant", "stream_core_excess", "stream_overcommit"]
 
 COLUMNS = ["stack", "replication", "guest", "metric", "layer", "station", "value", "unit"]
 SUMMARY_KEYS = ["stack", "guest", "metric", "layer", "station", "unit"]
@@ -217,16 +217,15 @@ def stream_core_excess(runs: pd.DataFrame, capacity_cores: float, cores: int,
     per_core = capacity_cores / cores
     out: dict[tuple[str, int], tuple[float, float, str]] = {}
     for run in sorted({(label, rep) for label, rep, _ in [*streams, *computing]}):
-        guests = {g for (label, rep, g) in [*streams, *computing] if (label, rep) == run}
-        bound_sets = {c for g in guests if (c := use.get((run[0], g), CoreUse()).cores) is not None}
+        guests = {g: use.get((run[0], g), CoreUse()) for (label, rep, g) in [*streams, *computing]
+                  if (label, rep) == run}
+        bound_sets = {u.cores for u in guests.values() if u.cores is not None}
         sets: list[frozenset[int] | None] = [None, *sorted(bound_sets, key=lambda c: sorted(c))]
         for bound in sets:
             size = capacity_cores if bound is None else len(bound) * per_core
-            inside = [g for g in guests if bound is None or (use.get((run[0], g), CoreUse()).cores or
-                                                             frozenset(range(cores + 1))) <= bound]
-            busy = sum(min(streams.get((*run, g), 0.0), use.get((run[0], g), CoreUse()).stream_cap) for g in inside)
-            work = sum(min(computing.get((*run, g), 0.0), use.get((run[0], g), CoreUse()).cpu_cap, size)
-                       for g in inside)
+            inside = {g: u for g, u in guests.items() if bound is None or (u.cores is not None and u.cores <= bound)}
+            busy = sum(min(streams.get((*run, g), 0.0), u.stream_cap) for g, u in inside.items())
+            work = sum(min(computing.get((*run, g), 0.0), u.cpu_cap, size) for g, u in inside.items())
             slack = STREAM_CORE_TOLERANCE * size
             if busy > slack and work > slack and min(busy, size) + work > size + slack:
                 where = "the host's" if bound is None else f"cores {sorted(bound)}'s"
@@ -270,14 +269,19 @@ def core_use(scenario: Scenario) -> dict[tuple[str, str], CoreUse]:
     return out
 
 
+def stream_overcommit(scenario: Scenario, runs: pd.DataFrame) -> dict[tuple[str, int], tuple[float, float, str]]:
+    """:func:`stream_core_excess` of ``scenario``'s ``runs`` on its host; nothing to work out
+    (no lowering of the guests again) where no request streamed memory."""
+    if not runs["station"].str.startswith(MEMBW_STATION).any():
+        return {}
+    cpu = scenario.host.cpu
+    return stream_core_excess(runs, cpu.capacity_cores, cpu.cores, core_use(scenario))
+
+
 def check_stream_cores(scenario: Scenario, runs: pd.DataFrame) -> None:
     """Raise :class:`ScenarioError` for a run whose memory streams and CPU work overcommit the
-    cores they may use (:func:`stream_core_excess`), naming both loads and the ways out."""
-    if not runs["station"].str.startswith(MEMBW_STATION).any():
-        return
-    cpu = scenario.host.cpu
-    excess = stream_core_excess(runs, cpu.capacity_cores, cpu.cores, core_use(scenario))
-    for (label, _), (busy, computing, where) in excess.items():
+    cores they may use (:func:`stream_overcommit`), naming both loads and the ways out."""
+    for (label, _), (busy, computing, where) in stream_overcommit(scenario, runs).items():
         raise ScenarioError(
             f"{label}: memory streams keep {busy:.1f} cores busy and CPU work {computing:.1f}, more than "
             f"{where}; the model serves a stream at the memory bandwidth without taking its core, so both "
