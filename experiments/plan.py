@@ -205,7 +205,7 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
     """Simulate one host holding ``on_host[i]`` guests of service i: per service with a promise
     placed there, its p99 over all its guests' requests together (seconds) and how many
     requests it rests on."""
-    from virtsim.experiments.runner import run_scenario, stream_overcommit
+    from virtsim.experiments.runner import run_scenario
     from virtsim.experiments.scenario import POOLED_GUEST, parse_scenario, pooled_name
 
     placed = [(i, s, int(c)) for i, (s, c) in enumerate(zip(spec.services, on_host, strict=True)) if c > 0]
@@ -240,9 +240,6 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
             scv[station] = max(scv.get(station, 0.0), value)
     runs = steady_runs(run, duration, pools=list(promises), limits=promises,
                        relaxation=lambda r: relaxation_s(r, sum(rates.values()), scv))
-    # streams and CPU work past the cores: the run gives both full speed, no answer (review 32 F2),
-    # so no promise on this host counts as kept
-    overcommitted = bool(stream_overcommit(scenario, runs))
     out = {}
     for _, service, _ in placed:
         if service.p99_latency_s is None:
@@ -252,8 +249,7 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
         values = rows.set_index("metric")["value"]
         # a p99 still rising at the longest run is not kept: judge() counts it as missing the promise
         out[service.name] = {"p99_s": float(values["latency_p99_s"]), "p99_requests": int(values["completed"]),
-                             "p99_steady": pool not in runs.attrs.get("unsteady", []),
-                             "cores_overcommitted": overcommitted}
+                             "p99_steady": pool not in runs.attrs.get("unsteady", [])}
     return out
 
 
@@ -298,7 +294,7 @@ def _packed_within_slos(spec: PlanSpec, ht: HostType, stack: Stack, needs: list[
         judges = _hosts_to_check(packing, promised)
         measured = _worst_p99s(spec, ht, stack, [packing.counts[h] for h in judges], simulated)
         missed = sorted(n for n, m in measured.items()
-                        if m["p99_s"] > promise[n] or not m["p99_steady"] or m["cores_overcommitted"])
+                        if m["p99_s"] > promise[n] or not m["p99_steady"])
         return packing, measured, missed, max(int(packing.counts[h].sum()) for h in judges) > 1
 
     usable, bound = 1 - spec.headroom, list[str]()
@@ -341,8 +337,8 @@ def _worst_p99s(spec: PlanSpec, ht: HostType, stack: Stack, hosts: list[np.ndarr
     """Each promised service's figures on the host (of ``hosts``, guest counts per service) where
     its p99 is worst (a p99 not steady is worse than any steady one); each mix of guests is
     simulated once (``simulated`` keeps them)."""
-    def badness(m: dict[str, Any]) -> tuple[bool, bool, float]:
-        return m["cores_overcommitted"], not m["p99_steady"], m["p99_s"]
+    def badness(m: dict[str, Any]) -> tuple[bool, float]:
+        return not m["p99_steady"], m["p99_s"]
 
     measured: dict[str, Any] = {}
     for counts in hosts:
@@ -360,9 +356,6 @@ def _infeasible_note(measured: dict[str, Any], promise: dict[str, float], usable
     if not measured:
         return (f"infeasible: with hosts at most {100 * usable:.0f}% used a guest no longer fits one host, and "
                 "the promises were not kept above that")
-    if any(m["cores_overcommitted"] for m in measured.values()):
-        return (f"infeasible: even with hosts at most {100 * tried_cap:.0f}% used, memory streams and CPU work need "
-                "more cores than a host has (not modelled: a stream does not take its core from CPU work)")
     worst = max(measured, key=lambda n: measured[n]["p99_s"] / promise[n])
     return (f"infeasible: the p99 of {worst!r} ({measured[worst]['p99_s'] * 1e3:.3g} ms) stays above its promise "
             f"({promise[worst] * 1e3:.3g} ms) even with hosts at most {100 * tried_cap:.0f}% used")

@@ -22,7 +22,6 @@ import numpy as np
 from virtsim.models.demands import APP, Demand, Stage
 from virtsim.models.hardware.cpu import CPU_STATION
 from virtsim.models.hardware.host import CLIENT_CPU_STATION, HostSpec
-from virtsim.models.hardware.memory import MEMBW_STATION
 from virtsim.models.virt.base import LayerContext
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import MemDemand, RequestWorkload, lock_station
@@ -243,20 +242,6 @@ class System:
                     out[group] = max(out.get(group, 0), n)
         return out
 
-    def _stream_groups(self) -> dict[GroupPath, GroupSpec]:
-        """The CPU's groups as a memory bandwidth station sees them: a thread streams memory only
-        while it runs on a core, so a group streams at most as many streams at once as it may use
-        cores (its vCPUs, threads, cpuset, ``cpu.max`` quota over period), with its CPU weight
-        (review 28 F7: a 1-vCPU VM streamed the whole host's bandwidth). The CPU time a stream
-        keeps its core busy is not charged to the CPU: a stage holds one station at a time."""
-        out = {}
-        for path, group in self.groups().items():
-            cap = group.servers
-            if group.quota_s is not None:
-                cap = min(cap, group.quota_s / group.period_s)
-            out[path] = GroupSpec(weight=group.weight, max_servers=cap)
-        return out
-
     def engine_inputs(self) -> tuple[list[StationSpec], list[Source]]:
         """Stations (only those some route visits, and the CPU) and one source per guest."""
         sources = []
@@ -278,12 +263,8 @@ class System:
             candidates += [StationSpec(lock_station(guest.name, name), "lock", 1)
                            for name in guest.workload.lock_names()]
         stations: dict[str, StationSpec] = {}
-        streams = None
         for spec in candidates:
             if spec.name in used:
-                if spec.name.split(":", 1)[0] == MEMBW_STATION:
-                    streams = self._stream_groups() if streams is None else streams
-                    spec = replace(spec, groups=streams)
                 stations.setdefault(spec.name, spec)
         missing = used - set(stations)
         if missing:

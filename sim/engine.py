@@ -30,9 +30,9 @@ from virtsim.sim.routes import (
     check_network,
     check_rate,
 )
-from virtsim.sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station
+from virtsim.sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station, StreamStation
 
-__all__ = ["DesRun", "RunResult", "build_station", "simulate"]
+__all__ = ["DesRun", "RunResult", "build_station", "build_stations", "simulate"]
 
 _BLOCK = 1024  # requests sampled at a time
 # A closed client samples 16 requests first, then twice as many each time up to _BLOCK: a short
@@ -50,8 +50,23 @@ class RunResult:
     replication: int
 
 
+def build_stations(env: simpy.Environment, specs: Sequence[StationSpec]) -> dict[str, Station]:
+    """Instantiate the stations ``specs`` describe, by name in their order (a stream station
+    after the CPU it runs on, whatever the order given)."""
+    built = {spec.name: build_station(env, spec) for spec in specs if spec.kind != "stream"}
+    for spec in specs:
+        if spec.kind == "stream":
+            cpu = built.get(spec.cpu)
+            if not isinstance(cpu, SharedStation):
+                raise ValueError(f"stream station {spec.name!r} runs on {spec.cpu!r}, which is no shared station here")
+            built[spec.name] = StreamStation(env, spec.name, spec.servers, cpu)
+    return {spec.name: built[spec.name] for spec in specs}
+
+
 def build_station(env: simpy.Environment, spec: StationSpec) -> Station:
-    """Instantiate the station a spec describes."""
+    """Instantiate the station a spec describes (a stream station needs its CPU: :func:`build_stations`)."""
+    if spec.kind == "stream":
+        raise ValueError(f"stream station {spec.name!r} is built with its CPU (build_stations)")
     if spec.kind == "fifo":
         return FifoStation(env, spec.name, int(spec.servers))
     if spec.kind == "delay":
@@ -116,7 +131,7 @@ class _Run:
         self.env = simpy.Environment()
         self.control = control
         self.replication = replication
-        self.stations = {s.name: build_station(self.env, s) for s in stations}
+        self.stations = build_stations(self.env, stations)
         self.open: dict[str, _OpenSchedule] = {}
         self.clients: dict[str, list[_ClientSwitch]] = {}
         self.logs: list[RequestLog] = []
@@ -287,7 +302,7 @@ class DesRun(SteppedRun):
         """Work served so far (s), per station with a capacity and per labelled group."""
         run = self._run
         for station in run.stations.values():
-            if isinstance(station, SharedStation | LockStation):
+            if isinstance(station, SharedStation | LockStation | StreamStation):
                 station.settle()
         served = {name: station.work_done_s - (station.work_in_service_s() if isinstance(station, FifoStation) else 0.0)
                   for name, station in run.stations.items() if np.isfinite(station.servers)}

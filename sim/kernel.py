@@ -52,7 +52,7 @@ from virtsim.sim.stations import GroupPath, check_cores, check_quota
 
 __all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
 
-_KINDS = {"fifo": kl.FIFO, "delay": kl.DELAY, "shared": kl.SHARED, "lock": kl.LOCK}
+_KINDS = {"fifo": kl.FIFO, "delay": kl.DELAY, "shared": kl.SHARED, "lock": kl.LOCK, "stream": kl.STREAM}
 _ACTIONS = {"": kl.SUBMIT, "acquire": kl.ACQUIRE, "release": kl.RELEASE}
 _FIRST_CHUNK_CLOSED = 16  # a closed client's first chunk of samples; each next one doubles, or
 _CHUNK_FLOATS = 1 << 17  # follows the client's pace up to this many numbers (1 MiB) in one chunk
@@ -182,18 +182,27 @@ class KernelRun(SteppedRun):
         """Each slot as (action, station, node, condition station, condition node, min idle)."""
         out = []
         for slot in source.route:
-            st = self._index[slot.station]
             group = (*slot.group, str(client // slot.per_client)) if slot.per_client else slot.group
-            node = self._nodes.add(st, group) if self.stations[st].kind == "shared" else -1
+            st, node = self._node(slot.station, group)
             cst, cnode, cmin = -1, -1, 0.0
             if slot.when_idle is not None:
                 c = slot.when_idle
-                cst = self._index[c.station]
                 target = (*c.group, str(client // c.per_client)) if c.per_client else c.group
-                cnode = self._nodes.add(cst, target) if self.stations[cst].kind == "shared" else -1
+                cst, cnode = self._node(c.station, target)
                 cmin = c.min_idle_s
             out.append((_ACTIONS[slot.action], st, node, cst, cnode, cmin))
         return out
+
+    def _node(self, station: str, group: GroupPath) -> tuple[int, int]:
+        """The station and node ``group``'s work at ``station`` goes to (node -1 off a shared
+        station): a stream station's, to its CPU, in the leaf ``(*group, station)`` (as
+        :class:`~virtsim.sim.stations.StreamStation` submits)."""
+        st = self._index[station]
+        spec = self.stations[st]
+        if spec.kind == "stream":
+            cpu = self._index[spec.cpu]
+            return cpu, self._nodes.add(cpu, (*group, station))
+        return st, self._nodes.add(st, group) if spec.kind == "shared" else -1
 
     def _model(self) -> kl.Model:
         """The loop's fixed tables (:class:`~virtsim.sim.kernel_loop.Model`) for these stations, nodes and streams."""
@@ -213,7 +222,7 @@ class KernelRun(SteppedRun):
         (``si``, ``sf``), with the quota nodes and (node, count) background jobs those ranges index."""
         st_specs, nodes = self.stations, self._nodes
         n_st = len(st_specs)
-        si = np.zeros((n_st, 9), np.int64)
+        si = np.zeros((n_st, 10), np.int64)
         sf = np.zeros((n_st, 2))
         si[:, kl.S_ROOT] = -1
         per_station = np.bincount(np.asarray(nodes.station, np.int64), minlength=n_st)
@@ -232,6 +241,7 @@ class KernelRun(SteppedRun):
                 q_nodes += [nodes.ids[(st, p)] for p, g in spec.groups.items() if g.quota_s is not None]
                 bg += [(nodes.ids[(st, p)], count) for p, count in spec.background.items()]
                 si[st, kl.S_PINNED] = any(len(p) == 1 and g.cores is not None for p, g in spec.groups.items())
+                si[st, kl.S_DOMAINS] = any(o.kind == "stream" and o.cpu == spec.name for o in st_specs)
             si[st, kl.S_QHI], si[st, kl.S_BG_HI] = len(q_nodes), len(bg)
         return si, sf, q_nodes, bg
 
@@ -241,7 +251,8 @@ class KernelRun(SteppedRun):
         st_specs, nodes = self.stations, self._nodes
         n_nd = len(nodes.path)
         max_core = max([max(g.cores) + 1 for s in st_specs for g in s.groups.values() if g.cores] or [1])
-        gi = np.zeros((n_nd, 5), np.int64)
+        gi = np.zeros((n_nd, 6), np.int64)
+        gi[:, kl.G_DOMAIN] = -1
         gf = np.zeros((n_nd, 5))
         gf[:, kl.G_WEIGHT] = 100.0
         gf[:, kl.G_SERVERS] = np.inf
@@ -254,6 +265,10 @@ class KernelRun(SteppedRun):
             gi[node, kl.G_PARENT] = nodes.ids[(st, path[:-1])] if path else -1
             if not path:
                 gf[node, kl.G_CAPCOUNT] = st_specs[st].servers
+                continue
+            domain = self._index.get(path[-1], -1)
+            if domain >= 0 and st_specs[domain].kind == "stream" and st_specs[domain].cpu == st_specs[st].name:
+                gi[node, kl.G_DOMAIN] = domain
                 continue
             g = st_specs[st].groups.get(path)
             if g is None:
@@ -329,12 +344,12 @@ class KernelRun(SteppedRun):
         gaps = sum(s.gap_chunk for s in self._streams) + 16
         st_i = np.zeros((n_st, 8), np.int64)
         st_i[:, [kl.ST_Q_HEAD, kl.ST_Q_TAIL]] = -1
-        st_f = np.zeros((n_st, 4))
+        st_f = np.zeros((n_st, 5))
         st_f[:, kl.ST_IDLE_SINCE] = -np.inf
         st_f[:, kl.ST_WAKE_T] = np.inf
         nd_i = np.zeros((n_nd, 13), np.int64)
         nd_i[:, [kl.ND_ROOT_JOB, kl.ND_WAIT_HEAD, kl.ND_WAIT_TAIL, kl.ND_FIRST, kl.ND_LAST, kl.ND_NEXT]] = -1
-        nd_f = np.zeros((n_nd, 8))
+        nd_f = np.zeros((n_nd, 9))
         nd_f[:, kl.ND_IDLE] = -np.inf
         rq_f = np.zeros((requests, 4))
         rq_f[:, [kl.RQ_ARRIVAL, kl.RQ_FINISH]] = np.nan

@@ -35,7 +35,7 @@ import numpy as np
 from virtsim.sim.affinity import affinity_fill
 
 # station kinds, stream kinds, step actions
-FIFO, DELAY, SHARED, LOCK = 0, 1, 2, 3
+FIFO, DELAY, SHARED, LOCK, STREAM = 0, 1, 2, 3, 4
 OPEN, CLOSED, BATCH, TRACE = 0, 1, 2, 3
 SUBMIT, ACQUIRE, RELEASE = 0, 1, 2
 # why the loop returned
@@ -50,15 +50,17 @@ RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
 # groups of shared stations (nodes), changing: nd_i and nd_f
 (ND_JOBS, ND_RUNNING, ND_ROOT_JOB, ND_HEAP_N, ND_WAIT_HEAD, ND_WAIT_TAIL, ND_BG, ND_LEAF, ND_THROTTLED,
  ND_MARK, ND_FIRST, ND_LAST, ND_NEXT) = range(13)
-ND_IDLE, ND_VTIME, ND_RATE, ND_WORK, ND_USED, ND_PERIOD_END, ND_GRATE, ND_CAP = range(8)
-# nodes, fixed: gi and gf
-G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED = range(5)
+# ND_PROG: a stream leaf's progress per job (its rate, less what its bandwidth domain lacks)
+ND_IDLE, ND_VTIME, ND_RATE, ND_WORK, ND_USED, ND_PERIOD_END, ND_GRATE, ND_CAP, ND_PROG = range(9)
+# nodes, fixed: gi and gf; G_DOMAIN: a leaf of memory streams: its bandwidth domain (a STREAM station), else -1
+G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED, G_DOMAIN = range(6)
 G_WEIGHT, G_SERVERS, G_CAPCOUNT, G_QUOTA, G_PERIOD = range(5)
 # stations, changing: st_i and st_f
 ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_WAKE_KEY, ST_OVER, ST_SEQ, ST_ACT_N = range(8)
-ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T = range(4)
-# stations, fixed: si and sf
-S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI = range(9)
+# ST_DEMAND: a bandwidth domain's streams' core time asked for (scratch of _stream_progress)
+ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T, ST_DEMAND = range(5)
+# stations, fixed: si and sf; S_DOMAINS: a shared station some bandwidth domain's streams run on
+S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI, S_DOMAINS = range(10)
 S_SERVERS, S_SMT = range(2)
 # streams: sm_i changing, ki and kf fixed
 # SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void);
@@ -392,10 +394,14 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
             rate = nd_f[leaf, ND_RATE]
             jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]  # background jobs keep cores busy too
             if rate > 0 and jobs > 0:
-                nd_f[leaf, ND_VTIME] += rate * dt
+                domain = gi[leaf, G_DOMAIN]
+                progress = rate if domain < 0 else nd_f[leaf, ND_PROG]
+                nd_f[leaf, ND_VTIME] += progress * dt
                 work = rate * jobs * dt
                 st_f[st, ST_WORK] += work
                 nd_f[leaf, ND_WORK] += work
+                if domain >= 0:  # the streams' bytes, in full-speed stream seconds
+                    st_f[domain, ST_WORK] += progress * jobs * dt
         for q in range(qlo, qhi):
             g = q_nodes[q]
             nd_f[g, ND_USED] += nd_f[g, ND_GRATE] * dt
@@ -414,7 +420,7 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
     kept = 0
     for i in range(na):
         leaf = act[lo + i]
-        slack = max(_TOL, nd_f[leaf, ND_RATE] * tick)
+        slack = max(_TOL, (nd_f[leaf, ND_RATE] if gi[leaf, G_DOMAIN] < 0 else nd_f[leaf, ND_PROG]) * tick)
         while nd_i[leaf, ND_HEAP_N] > 0 and rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME] <= slack:
             r = _job_pop(rq_i, rq_f, nd_i, s.pairs, leaf)
             _schedule(s.ctr, s.ev_t, s.ev_i, now, _NORMAL, _E_RESUME, r, 0)
@@ -507,8 +513,11 @@ def _water_fill(capacity: float, weights: np.ndarray, caps: np.ndarray, n: int, 
 
 
 @_jit
-def _weight(gi: np.ndarray, gf: np.ndarray, n: int) -> float:
-    """The ``cpu.weight`` of node ``n``: its spec's, or the default 100."""
+def _weight(gi: np.ndarray, gf: np.ndarray, nd_i: np.ndarray, n: int) -> float:
+    """The ``cpu.weight`` of node ``n``: its spec's, or the default 100; a leaf of streams, its
+    jobs' as the parent's own jobs (as ``SharedStation._weight``)."""
+    if gi[n, G_DOMAIN] >= 0:
+        return _DEFAULT_WEIGHT * _own(nd_i, n)
     return gf[n, G_WEIGHT] if gi[n, G_SPEC] else _DEFAULT_WEIGHT
 
 
@@ -537,7 +546,7 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
                 pinned = True
     n1 = nodes + 1
     for i in range(k):
-        weights[i] = _weight(gi, gf, kids[i])
+        weights[i] = _weight(gi, gf, nd_i, kids[i])
         caps[i] = nd_f[kids[i], ND_CAP]
     size = k
     if own:  # the node's own jobs: one member, DEFAULT_WEIGHT and one server each
@@ -687,6 +696,38 @@ def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float,
 
 @_inline
 def _allocate(m: Model, s: State, st: int) -> None:
+    """Set the rates of station ``st``'s leaves and quota groups, then its streams' progress."""
+    _allocate_rates(m, s, st)
+    if m.si[st, S_DOMAINS]:
+        _stream_progress(m, s, st)
+
+
+@_jit
+def _stream_progress(m: Model, s: State, st: int) -> None:
+    """Each stream leaf's progress per job, as ``SharedStation._stream_progress``: its rate,
+    times capacity over demand where its domain's streams ask for more than the domain holds."""
+    gi, nd_i, nd_f, st_f, act = m.gi, s.nd_i, s.nd_f, s.st_f, s.act
+    lo, na = m.si[st, S_ACT_LO], s.st_i[st, ST_ACT_N]
+    for i in range(na):
+        d = gi[act[lo + i], G_DOMAIN]
+        if d >= 0:
+            st_f[d, ST_DEMAND] = 0.0
+    for i in range(na):
+        leaf = act[lo + i]
+        d = gi[leaf, G_DOMAIN]
+        if d >= 0:
+            st_f[d, ST_DEMAND] += nd_f[leaf, ND_RATE] * _own(nd_i, leaf)
+    for i in range(na):
+        leaf = act[lo + i]
+        d = gi[leaf, G_DOMAIN]
+        if d >= 0:
+            asked, capacity = st_f[d, ST_DEMAND], m.sf[d, S_SERVERS]
+            rate = nd_f[leaf, ND_RATE]
+            nd_f[leaf, ND_PROG] = rate * (capacity / asked) if asked > capacity else rate
+
+
+@_inline
+def _allocate_rates(m: Model, s: State, st: int) -> None:
     """Set the rates of station ``st``'s leaves and quota groups, skipping the water-filling when uncontended."""
     si, sf, nd_i, nd_f = m.si, m.sf, s.nd_i, s.nd_f
     cores = sf[st, S_SERVERS]
@@ -734,7 +775,8 @@ def _reschedule(m: Model, s: State, st: int, now: float) -> None:
     for i in range(s.st_i[st, ST_ACT_N]):
         leaf = s.act[lo + i]
         if nd_f[leaf, ND_RATE] > 0 and nd_i[leaf, ND_HEAP_N] > 0:
-            delay = min(delay, (rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME]) / nd_f[leaf, ND_RATE])
+            progress = nd_f[leaf, ND_RATE] if m.gi[leaf, G_DOMAIN] < 0 else nd_f[leaf, ND_PROG]
+            delay = min(delay, (rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME]) / progress)
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         g = m.q_nodes[q]
         if nd_f[g, ND_GRATE] > 0:

@@ -8,7 +8,9 @@ sampling error of that mean (about 1/sqrt(samples) of the work's coefficient of 
 stage visited only when a station has been idle (``when_idle``) is counted as always visited:
 an upper bound there. A lock (a synchronous VMM thread held through a device access) is busy
 for the work its holders do while they hold it, their own queueing for that work aside: a lower
-bound there.
+bound there. A memory stream is work at its bandwidth domain and, as its thread holds a core
+while it streams, at the CPU it runs on, in its group (at full speed: a lower bound on the core
+time where the domain's bandwidth slows it).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     Sources of one ``family`` (the guests of one entry) draw alike: the first one's mean work per
     slot stands for the others'. Each other source is sampled on its own."""
     specs = {s.name: s for s in stations}
-    work, own, locks = _offered_work(sources, samples, seed)
+    work, own, locks = _offered_work(sources, samples, seed, specs)
     trees = _loaded_trees(stations, sources)
     out = {}
     for name, per_second in work.items():
@@ -88,10 +90,16 @@ def closed_loop_requests(stations: Sequence[StationSpec], sources: Sequence[Sour
         mean = np.asarray(source.make_sampler(stream_seed(seed, 0, "request-bound", source.name))(samples),
                           dtype=float).mean(axis=0)
         demand: dict[str, float] = dict(lock_hold_s(source.route, mean))
+        held: dict[str, float] = {}  # the cores streams hold while they stream: no time of its own
         for slot, work in zip(source.route, mean, strict=True):
             if not slot.action:
                 demand[slot.station] = demand.get(slot.station, 0.0) + float(work)
+                cpu = specs[slot.station].cpu
+                if cpu:
+                    held[cpu] = held.get(cpu, 0.0) + float(work)
         total = sum(w for name, w in demand.items() if specs[name].kind != "lock")
+        for cpu, w in held.items():
+            demand[cpu] = demand.get(cpu, 0.0) + w
         rate = arrivals.clients / (arrivals.think_s + total) if arrivals.think_s + total > 0 else math.inf
         for name, w in demand.items():
             if w > 0:
@@ -100,10 +108,12 @@ def closed_loop_requests(stations: Sequence[StationSpec], sources: Sequence[Sour
     return out
 
 
-def _offered_work(sources: Sequence[Source], samples: int,
-                  seed: int) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+def _offered_work(sources: Sequence[Source], samples: int, seed: int,
+                  specs: dict[str, StationSpec]) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Work offered per second by the open-loop sources: per station and per ``"station:a/b"``
-    group (with the groups inside it), each group's own jobs' alone, and each lock's hold."""
+    group (with the groups inside it), each group's own jobs' alone, and each lock's hold. A
+    stream's counts at its domain and in its group at the CPU it runs on (not as the group's
+    own jobs: its threads do not serve them)."""
     work: dict[str, float] = {}
     own: dict[str, float] = {}  # a group's own jobs' work, without its subgroups'
     locks: dict[str, float] = {}  # each lock's busy seconds per second (its names hold colons)
@@ -123,9 +133,13 @@ def _offered_work(sources: Sequence[Source], samples: int,
                 continue
             offered = rate * float(mean)
             work[slot.station] = work.get(slot.station, 0.0) + offered
+            cpu = specs[slot.station].cpu
+            if cpu:  # a stream holds a core of its CPU
+                work[cpu] = work.get(cpu, 0.0) + offered
             for depth in range(1, len(slot.group) + 1):
-                name = f"{slot.station}:{'/'.join(slot.group[:depth])}"
-                work[name] = work.get(name, 0.0) + offered
+                for station in (slot.station, cpu) if cpu else (slot.station,):
+                    name = f"{station}:{'/'.join(slot.group[:depth])}"
+                    work[name] = work.get(name, 0.0) + offered
             if slot.group:
                 name = f"{slot.station}:{'/'.join(slot.group)}"
                 own[name] = own.get(name, 0.0) + offered
@@ -231,10 +245,14 @@ def _loaded_trees(stations: Sequence[StationSpec], sources: Sequence[Source]) ->
     """Per shared station the groups the sources' slots use (open and closed; a closed loop's
     per-client groups one by one), and each group's loaded subgroups."""
     direct: dict[str, set[tuple[str, ...]]] = {}
+    cpu_of = {s.name: s.cpu for s in stations if s.kind == "stream"}
     for source in sources:
         clients = source.arrivals.clients if isinstance(source.arrivals, ClosedArrivals) else 1
         for slot in source.route:
             if slot.action:
+                continue
+            if slot.station in cpu_of:  # a stream: a job of its CPU, in the leaf named for its domain
+                direct.setdefault(cpu_of[slot.station], set()).add((*slot.group, slot.station))
                 continue
             paths = direct.setdefault(slot.station, set())
             if slot.per_client and isinstance(source.arrivals, ClosedArrivals):

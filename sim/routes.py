@@ -39,12 +39,20 @@ __all__ = [
     "check_rate",
 ]
 
-StationKind = Literal["fifo", "delay", "shared", "lock"]
+StationKind = Literal["fifo", "delay", "shared", "lock", "stream"]
 
 
 @dataclass(frozen=True)
 class StationSpec:
-    """A station to build: its discipline, size and (for shared stations) groups."""
+    """A station to build: its discipline, size and (for shared stations) groups.
+
+    A ``stream`` station is a bandwidth domain (a memory controller, or all of them) whose
+    ``servers`` full-speed streams share its bandwidth. A stream is CPU work: it runs on a core
+    of the shared station ``cpu`` in its group's thread, so it holds that core (and counts
+    against the group's vCPUs, cpuset and quota) for as long as it takes, and the domain
+    slows every stream in it when together they ask for more than ``servers``: see
+    :class:`~virtsim.sim.stations.StreamStation`.
+    """
 
     name: str
     kind: StationKind
@@ -53,6 +61,7 @@ class StationSpec:
     background: Mapping[GroupPath, int] = field(default_factory=dict)
     threads_per_server: int = 1  # shared stations: hardware threads per core (SMT)
     smt_yield: float = 0.0  # what a core's second thread adds when both run, as a fraction of a core
+    cpu: str = ""  # a stream station: the shared station whose cores its streams run on
 
     @property
     def capacity(self) -> float:
@@ -65,8 +74,12 @@ class StationSpec:
         return self.servers
 
     def __post_init__(self) -> None:
-        if self.kind not in ("fifo", "delay", "shared", "lock"):
+        if self.kind not in ("fifo", "delay", "shared", "lock", "stream"):
             raise ValueError(f"station {self.name!r}: unknown kind {self.kind!r}")
+        if (self.kind == "stream") != bool(self.cpu):
+            raise ValueError(f"station {self.name!r}: a stream station (and only one) names the cpu its streams run on")
+        if self.kind == "stream" and not (self.servers > 0 and math.isfinite(self.servers)):
+            raise ValueError(f"station {self.name!r}: a stream station needs a finite capacity > 0 (streams)")
         if self.kind in ("fifo", "lock") and (self.servers < 1 or self.servers != int(self.servers)):
             raise ValueError(f"station {self.name!r}: a {self.kind} needs a whole number of servers")
         if self.kind == "shared" and not self.servers > 0:
@@ -297,6 +310,9 @@ def check_network(stations: Sequence[StationSpec], sources: Sequence[Source]) ->
     if len(set(source_names)) != len(source_names):
         raise ValueError(f"source names must be unique, got {source_names}")
     kinds = {s.name: s.kind for s in stations}
+    for spec in stations:
+        if spec.kind == "stream" and kinds.get(spec.cpu) != "shared":
+            raise ValueError(f"stream station {spec.name!r} runs on {spec.cpu!r}, which is no shared station here")
     for source in sources:
         used = {*source.stations, *(s.when_idle.station for s in source.route if s.when_idle is not None)}
         missing = sorted(used - set(kinds))

@@ -45,6 +45,7 @@ __all__ = [
     "LockStation",
     "SharedStation",
     "Station",
+    "StreamStation",
     "check_cores",
     "check_quota",
     "water_fill",
@@ -305,7 +306,9 @@ class _Leaf:
     waiting: deque[tuple[float, int, simpy.Event]] = field(default_factory=deque)
     background: int = 0
     vtime_s: float = 0.0
-    rate: float = 0.0  # per running job
+    rate: float = 0.0  # per running job: the cores' worth it holds
+    domain: StreamStation | None = None  # a leaf of memory streams: the bandwidth domain they share
+    progress: float = 0.0  # a stream leaf's work done per second per job (its rate, less what the domain lacks)
 
     @property
     def count(self) -> int:
@@ -391,6 +394,7 @@ class SharedStation(Station):
         self._caps = {path: n for path, n in self._servers.items() if math.isfinite(n)}
         self._caps[()] = self.capacity
         self._over = 0
+        self._domains: dict[str, StreamStation] = {}  # by the name its streams' leaves end in
         self._per_job = 1.0
         self._seq = 0
         self._last_s = env.now
@@ -464,6 +468,14 @@ class SharedStation(Station):
         state.throttled = False
         self._reschedule()
 
+    def add_domain(self, domain: StreamStation) -> None:
+        """Run ``domain``'s streams on these cores: a stream of group ``g`` is a job of the leaf
+        ``(*g, domain.name)``, weighted as one of ``g``'s own jobs (:meth:`_weight`)."""
+        self._domains[domain.name] = domain
+        for path, leaf in self._leaves.items():
+            if path and path[-1] == domain.name:
+                leaf.domain = domain
+
     def _run(self, path: GroupPath, delta: int) -> None:
         """Count ``delta`` more running jobs under every prefix of ``path``, tracking caps exceeded."""
         running, caps = self._running, self._caps
@@ -490,7 +502,8 @@ class SharedStation(Station):
         leaf = self._leaves.get(path)
         if leaf is None:
             state = self._groups.get(path)
-            leaf = self._leaves[path] = _Leaf(threads=state.spec.threads if state is not None else None)
+            leaf = self._leaves[path] = _Leaf(threads=state.spec.threads if state is not None else None,
+                                              domain=self._domains.get(path[-1]) if path else None)
         return leaf
 
     # -- the fluid model -------------------------------------------------------------------
@@ -502,10 +515,13 @@ class SharedStation(Station):
         if dt > 0:
             for path, leaf in self._leaves.items():
                 if leaf.rate > 0 and leaf.count:
-                    leaf.vtime_s += leaf.rate * dt
+                    progress = leaf.rate if leaf.domain is None else leaf.progress
+                    leaf.vtime_s += progress * dt
                     work = leaf.rate * leaf.count * dt  # background jobs keep cores busy too
                     self.work_done_s += work
                     self._work_by_leaf[path] = self._work_by_leaf.get(path, 0.0) + work
+                    if leaf.domain is not None:  # the streams' bytes, in full-speed stream seconds
+                        leaf.domain.work_done_s += progress * leaf.count * dt
             for g in self._quota_groups:
                 g.used_s += g.rate * dt
         self._last_s = now
@@ -522,7 +538,7 @@ class SharedStation(Station):
                 g.throttled = True
         emptied = []
         for path, leaf in self._leaves.items():
-            slack = max(_TOL, leaf.rate * tick)
+            slack = max(_TOL, (leaf.rate if leaf.domain is None else leaf.progress) * tick)
             while leaf.heap and leaf.heap[0][0] - leaf.vtime_s <= slack:
                 heapq.heappop(leaf.heap)[2].succeed()
                 self._count(path, -1)
@@ -556,6 +572,27 @@ class SharedStation(Station):
         return capacity, capacity / n
 
     def _allocate(self) -> None:
+        """Set each leaf's per-job rate and each quota group's rate, then the streams' progress."""
+        self._allocate_rates()
+        if self._domains:
+            self._stream_progress()
+
+    def _stream_progress(self) -> None:
+        """Each stream leaf's progress per job: its rate (the core time it gets) while its
+        domain's streams together ask for no more than the domain's full-speed streams; past
+        that, every stream of the domain slowed by the same factor, capacity over demand. A
+        stream stalled on memory keeps its core: the CPU shares are not changed."""
+        demand: dict[str, float] = {}
+        for leaf in self._leaves.values():
+            if leaf.domain is not None:
+                name = leaf.domain.name
+                demand[name] = demand.get(name, 0.0) + leaf.rate * leaf.count
+        for leaf in self._leaves.values():
+            if leaf.domain is not None:
+                asked, capacity = demand[leaf.domain.name], leaf.domain.capacity
+                leaf.progress = leaf.rate * (capacity / asked) if asked > capacity else leaf.rate
+
+    def _allocate_rates(self) -> None:
         """Set each leaf's per-job rate and each quota group's rate; no water-filling when uncontended."""
         capacity, per_job = self._effective()
         if per_job < 1.0:
@@ -617,7 +654,7 @@ class SharedStation(Station):
         if not path and self._pinned and any(n in self._pinned for n in names):
             rates = self._share_pinned(node, names, capacity)
         else:
-            weights = [self._weight((*path, n)) for n in names]
+            weights = [self._weight((*path, n), node.children[n]) for n in names]
             caps = [node.children[n].cap for n in names]
             leaf = node.leaf
             if leaf is not None:  # a group's own jobs: one child, DEFAULT_WEIGHT and one server each
@@ -633,7 +670,7 @@ class SharedStation(Station):
         """Rates of the root's children (and, last, its own jobs) when some are bound to cores:
         the weighted max-min fair shares of :mod:`virtsim.sim.affinity`, each core doing
         ``capacity / cores`` (under SMT, the siblings' yield spread over the cores)."""
-        weights = [self._weight((n,)) for n in names]
+        weights = [self._weight((n,), root.children[n]) for n in names]
         caps = [root.children[n].cap for n in names]
         cls, masks = _core_classes_of([self._pinned.get(n) for n in names], int(self.capacity))
         if root.leaf is not None:  # the root's own jobs may run anywhere
@@ -643,8 +680,12 @@ class SharedStation(Station):
         return list(affinity_shares(np.array(weights), np.array(caps), np.array(cls, np.int64), masks,
                                     capacity / int(self.capacity)))
 
-    def _weight(self, path: GroupPath) -> float:
-        """The ``cpu.weight`` of ``path``: its spec's, or ``DEFAULT_WEIGHT`` for a group without one."""
+    def _weight(self, path: GroupPath, node: _Node) -> float:
+        """The ``cpu.weight`` of ``path``: its spec's, or ``DEFAULT_WEIGHT`` for a group without
+        one; a leaf of streams weighs as its jobs would as the parent group's own jobs (a
+        thread streaming memory is one of the group's threads)."""
+        if node.leaf is not None and node.leaf.domain is not None:
+            return DEFAULT_WEIGHT * node.leaf.count
         state = self._groups.get(path)
         return state.spec.weight if state is not None else DEFAULT_WEIGHT
 
@@ -654,7 +695,8 @@ class SharedStation(Station):
         delay = math.inf
         for leaf in self._leaves.values():
             if leaf.rate > 0 and leaf.heap:
-                delay = min(delay, (leaf.heap[0][0] - leaf.vtime_s) / leaf.rate)
+                progress = leaf.rate if leaf.domain is None else leaf.progress
+                delay = min(delay, (leaf.heap[0][0] - leaf.vtime_s) / progress)
         now = self.env.now
         for g in self._quota_groups:
             assert g.spec.quota_s is not None
@@ -673,6 +715,46 @@ class SharedStation(Station):
             return  # superseded by a later change
         self._advance()
         self._reschedule()
+
+
+class StreamStation(Station):
+    """A bandwidth domain (a NUMA node's memory controllers, or all of them) whose bandwidth
+    holds ``capacity`` full-speed streams, its streams running on the cores of ``cpu``.
+
+    A stream's work is the seconds it takes at one core's stream bandwidth. It is a job of the
+    CPU in its group's thread (the leaf ``(*group, name)``), so it holds a core and counts
+    against its group's vCPUs, cpuset and quota, sharing them with the group's CPU work. Each
+    stream progresses at the core share it gets while the domain's streams ask for no more than
+    ``capacity`` streams; past that each is slowed by capacity over demand, keeping its core
+    (a thread stalled on memory is running, to the scheduler). ``work_done_s`` counts the
+    stream seconds served, so utilization is the share of the bandwidth used.
+    """
+
+    def __init__(self, env: simpy.Environment, name: str, capacity: float, cpu: SharedStation) -> None:
+        super().__init__(env, name)
+        if not (capacity > 0 and math.isfinite(capacity)):
+            raise ValueError(f"station {name!r}: a bandwidth domain holds a finite number > 0 of streams, "
+                             f"got {capacity}")
+        self.capacity = float(capacity)
+        self.cpu = cpu
+        cpu.add_domain(self)
+
+    @property
+    def servers(self) -> float:
+        """Full-speed streams the domain's bandwidth holds."""
+        return self.capacity
+
+    def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
+        """Stream ``work_s`` seconds' worth (at one core's bandwidth) in ``group``'s thread on the CPU."""
+        return self.cpu.submit(work_s, (*group, self.name))
+
+    def idle_for(self, group: GroupPath = ()) -> float:
+        """Seconds since ``group`` last streamed in this domain; ``-inf`` while it does."""
+        return self.cpu.idle_for((*group, self.name))
+
+    def settle(self) -> None:
+        """Account the streams up to now (their CPU's accounting)."""
+        self.cpu.settle()
 
 
 def check_cores(station: str, capacity: float, pinned: Mapping[str, tuple[int, ...] | None]) -> None:

@@ -51,9 +51,9 @@ def vector_rejects(stations: Sequence[StationSpec], sources: Sequence[Source]) -
             kind = kinds.get(slot.station)
             if kind is None:
                 return f"source {source.name!r} visits unknown station {slot.station!r}"
-            if kind == "shared":
-                return (f"station {slot.station!r} is processor-sharing (a CPU, or a device's transfers with "
-                        "op_bandwidth; the vector engine serves FIFO and delay only)")
+            if kind in ("shared", "stream"):
+                return (f"station {slot.station!r} is processor-sharing (a CPU, memory streams on its cores, or a "
+                        "device's transfers with op_bandwidth; the vector engine serves FIFO and delay only)")
             if slot.station in seen and kind == "fifo":
                 return f"source {source.name!r} visits FIFO station {slot.station!r} twice (a feedback loop)"
             seen.add(slot.station)

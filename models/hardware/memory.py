@@ -1,16 +1,20 @@
 """Memory: capacity, bandwidth, and the cost of random access with TLB misses.
 
-Sequential traffic is served by a bandwidth station; one stream reaches at most
-``core_bandwidth``. With ``nodes`` NUMA nodes, each socket's memory controller serves
-``bandwidth / nodes``. A job's memory is interleaved over all nodes (the default: page by page,
-so every stream draws on every controller at once, and the station has all nodes' bandwidth) or
-bound to k nodes (``numactl --membind``: a station with k nodes' bandwidth). Guests that bind k
-nodes are spread over the host's blocks of k nodes in turn (guest i on block i mod nodes/k, as
-one binds each to its own socket; where k does not divide the nodes, on the first k). Bound and
-interleaved traffic on one host would share controllers in a way these stations do not model,
-so a scenario may not mix them (see ``experiments.scenario``). Random accesses stall the core:
-each costs the DRAM ``latency`` plus, on a TLB miss, a page walk of ``(levels + 1) ** dims - 1``
-references (4 for a native 4-level walk, 24 for the two-dimensional walk under nested paging).
+Sequential traffic is a stream: CPU work of the thread that streams, at most ``core_bandwidth``
+on a core of its own, in a bandwidth domain (a ``stream`` station) that slows its streams when
+together they ask for more than its bandwidth. The streaming thread holds its core all along
+(stalled on memory, it is running to the scheduler), so streams and CPU work share the cores and
+a guest's vCPUs, cpuset and quota bound both together. With ``nodes`` NUMA nodes, each socket's
+memory controller serves ``bandwidth / nodes``. A job's memory is interleaved over all nodes
+(the default: page by page, so every stream draws on every controller at once, and the domain
+has all nodes' bandwidth) or bound to k nodes (``numactl --membind``: a domain with k nodes'
+bandwidth). Guests that bind k nodes are spread over the host's blocks of k nodes in turn (guest
+i on block i mod nodes/k, as one binds each to its own socket; where k does not divide the
+nodes, on the first k). Bound and interleaved traffic on one host would share controllers in a
+way these domains do not model, so a scenario may not mix them (see ``experiments.scenario``).
+Random accesses stall the core: each costs the DRAM ``latency`` plus, on a TLB miss, a page walk
+of ``(levels + 1) ** dims - 1`` references (4 for a native 4-level walk, 24 for the
+two-dimensional walk under nested paging).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from virtsim.models.hardware.cpu import CPU_STATION
 from virtsim.models.quantities import Bytes, BytesPerSecond, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import StationSpec
@@ -84,7 +89,7 @@ class MemorySpec(StrictModel):
         return tuple(out)
 
     def sequential_s(self, size_bytes: np.ndarray) -> np.ndarray:
-        """Time to stream ``size_bytes`` at one core's bandwidth (work at the bandwidth station)."""
+        """Time to stream ``size_bytes`` at one core's bandwidth (a stream's work, on a core of its own)."""
         return np.asarray(size_bytes) / self.core_bandwidth_Bps
 
     @property
@@ -93,7 +98,7 @@ class MemorySpec(StrictModel):
         return self.bandwidth_Bps / self.core_bandwidth_Bps
 
     def stations(self) -> list[StationSpec]:
-        """The bandwidth stations (all nodes, and each block of 1..nodes-1 of them), each a
-        shared station whose capacity counts full-speed streams."""
-        return [StationSpec(membw_station(k, self.nodes, b), "shared", self.streams * k / self.nodes)
+        """The bandwidth domains (all nodes, and each block of 1..nodes-1 of them), each a
+        stream station on the host's CPU whose capacity counts full-speed streams."""
+        return [StationSpec(membw_station(k, self.nodes, b), "stream", self.streams * k / self.nodes, cpu=CPU_STATION)
                 for k in range(1, self.nodes + 1) for b in range(numa_blocks(k, self.nodes))]

@@ -487,11 +487,12 @@ def test_smt_capacity_counts_only_the_threads_the_packed_guests_can_run() -> Non
     assert fleet.iloc[0]["hosts"] == 3 and fleet.iloc[0]["guests_per_host_max"] == 4
 
 
-def test_a_host_whose_streams_and_cpu_work_overcommit_its_cores_keeps_no_promise() -> None:
-    """Review 32 F2: 8 streaming and 8 computing guests (60 requests/s each) were packed 8 to a
-    4-core host, which `virtsim run` refuses: the streams, slowed by the shared bandwidth, held
-    about 5 cores beside 1.6 of CPU work. Such a host now keeps no promise, so the cap falls until
-    streams and CPU work fit the cores: 3 hosts, each judged host within its cores."""
+def test_streaming_and_computing_guests_are_packed_by_the_cores_both_hold() -> None:
+    """Review 32 F2: 8 streaming and 8 computing guests (60 requests/s each) on 4-core hosts. A
+    stream of 64 MiB holds its core 6.7 ms at 10 GB/s, a CPU request 20 Mcycles at 3 GHz 6.7 ms:
+    each guest 0.4 cores. 4 + 4 on a host offer 80% of its cores (and of its 20 GB/s), within the
+    90% left by the headroom; 5 + 5 would offer 100%. So 2 hosts of 8, and there the streams,
+    holding their cores as they share the bandwidth, leave the p99 within the 1 s promise."""
     def service(name: str, demand: dict) -> dict:
         return {"name": name, "guests": 8, "app_memory": "64MiB", "image": "100MiB", "diff": "10MiB",
                 "p99_latency": "1s", "workload": {"arrivals": {"kind": "open", "rate": "60/s"}, "demands": [demand]}}
@@ -503,5 +504,5 @@ def test_a_host_whose_streams_and_cpu_work_overcommit_its_cores_keeps_no_promise
         "services": [service("mem", {"kind": "mem", "size": "64MiB", "pattern": "seq"}),
                      service("cpu", {"kind": "cpu", "cycles": "20M"})]})
     fleet, needs = plan(spec)
-    assert fleet.iloc[0]["hosts"] == 3 and set(fleet.iloc[0]["slo_bound"].split(", ")) == {"cpu", "mem"}
-    assert not needs["cores_overcommitted"].any()
+    assert fleet.iloc[0]["hosts"] == 2 and fleet.iloc[0]["guests_per_host_max"] == 8
+    assert (needs["p99_s"] < 1.0).all() and needs["p99_steady"].all()

@@ -66,8 +66,9 @@ def _factory(mean_s: float, stages: int, skip: float, dist: str):
 
 @st.composite
 def networks(draw):
-    """A CPU with groups (weights, caps, quotas, thread pools, pinning, SMT, background jobs), FIFO,
-    delay and lock stations, and open, closed, batch and trace sources with idle conditions."""
+    """A CPU with groups (weights, caps, quotas, thread pools, pinning, SMT, background jobs) and a
+    bandwidth domain whose streams run on it, FIFO, delay and lock stations, and open, closed,
+    batch and trace sources with idle conditions."""
     cores = draw(st.integers(1, 4))
     paths = [("a",), ("b",), ("a", "x"), ("a", "y"), ("b", "x")]
     groups = {}
@@ -87,7 +88,8 @@ def networks(draw):
     stations = [StationSpec("cpu", "shared", float(cores), groups, background, tps, 0.3 if tps > 1 else 0.0),
                 StationSpec("disk", "fifo", float(draw(st.integers(1, 2)))),
                 StationSpec("wire", "delay"),
-                StationSpec("lock", "lock", float(draw(st.integers(1, 2))))]
+                StationSpec("lock", "lock", float(draw(st.integers(1, 2)))),
+                StationSpec("membw", "stream", draw(st.sampled_from([0.5, 1.0, 2.5])), cpu="cpu")]
     sources = []
     for j in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["open", "closed", "batch", "trace"]))
@@ -96,12 +98,13 @@ def networks(draw):
         if locked:
             route.append(Slot("lock", "vmm", action="acquire"))
         for _ in range(draw(st.integers(1, 4))):
-            where = draw(st.sampled_from(["cpu", "cpu", "disk", "wire"]))
-            group = draw(st.sampled_from([(), *paths])) if where == "cpu" else ()
+            where = draw(st.sampled_from(["cpu", "cpu", "disk", "wire", "membw"]))
+            group = draw(st.sampled_from([(), *paths])) if where in ("cpu", "membw") else ()
             per_client = draw(st.sampled_from([0, 0, 1, 2])) if kind == "closed" and where == "cpu" else 0
             cond = None
             if draw(st.integers(0, 3)) == 0:
-                cond = IdleCondition(draw(st.sampled_from(["cpu", "disk"])), group, draw(st.sampled_from([0.0, 0.01])))
+                cond = IdleCondition(draw(st.sampled_from(["cpu", "disk", "membw"])), group,
+                                     draw(st.sampled_from([0.0, 0.01])))
             route.append(Slot(where, f"layer{len(route) % 2}", group, when_idle=cond, per_client=per_client))
         if locked:
             route.append(Slot("lock", "vmm", action="release"))
