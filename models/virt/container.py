@@ -31,7 +31,12 @@ from virtsim.sim.routes import StationSpec
 from virtsim.sim.stations import GroupSpec
 from virtsim.sim.units import UnitError, parse_quantity, quantity_text
 
-__all__ = ["Container", "ContainerParams", "parse_cpu_max"]
+__all__ = ["Container", "ContainerParams", "io_max_stations", "parse_cpu_max"]
+
+
+def io_max_stations(guest: str) -> tuple[str, str]:
+    """The names of ``guest``'s ``io.max`` throttle stations: operations, then bytes."""
+    return f"io.max:{guest}", f"io.max.bps:{guest}"
 
 
 
@@ -134,10 +139,11 @@ class Container(Layer):
         p = self.params
         does_io = (d.amount > 0).astype(float)
         out = [cpu_demand(does_io * p.overlay_io_cycles, self.name, d.group, per_client=d.per_client)]
+        iops, bps = io_max_stations(ctx.guest)
         if p.io_max_iops is not None:
-            out.append(station_demand(f"io.max:{ctx.guest}", does_io / p.io_max_iops, self.name))
+            out.append(station_demand(iops, does_io / p.io_max_iops, self.name))
         if p.io_max_bps is not None:
-            out.append(station_demand(f"io.max.bps:{ctx.guest}", d.amount / p.io_max_bps, self.name))
+            out.append(station_demand(bps, d.amount / p.io_max_bps, self.name))
         return [*out, d]
 
     def group_spec(self) -> GroupSpec:
@@ -150,10 +156,7 @@ class Container(Layer):
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
         """The container's ``io.max`` throttle stations (operations and bytes), one FIFO server each."""
-        return [
-            StationSpec(f"io.max:{ctx.guest}", "fifo"),
-            StationSpec(f"io.max.bps:{ctx.guest}", "fifo"),
-        ]
+        return [StationSpec(name, "fifo") for name in io_max_stations(ctx.guest)]
 
     def check(self, cores: int, threads_per_core: int = 1) -> None:
         """Raise ``ValueError`` if the ``cpuset`` is empty or names a core outside ``0..cores-1``
