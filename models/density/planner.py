@@ -112,9 +112,8 @@ def _work_per_request(route: tuple, work: np.ndarray) -> tuple[dict[str, float],
         by_station[slot.station] = by_station.get(slot.station, 0.0) + float(w)
         streams = slot.station.split(":", 1)[0] == MEMBW_STATION
         if streams:
-            # a thread streams memory only while it runs on a core: its stream's time (at full
-            # speed, a lower bound) is core time too, which a stage on the bandwidth station alone
-            # leaves off the CPU (review 28 F7)
+            # a thread streams memory on a core and holds it all the while: its stream's time (at
+            # full speed, a lower bound where the bandwidth slows it) is core time too (review 28 F7)
             by_station["cpu"] = by_station.get("cpu", 0.0) + float(w)
         if slot.station == "cpu" or streams:
             cpu_work[slot.group] = cpu_work.get(slot.group, 0.0) + float(w)

@@ -39,7 +39,7 @@ def numa_blocks(used: int, nodes: int) -> int:
 
 
 def membw_station(nodes_used: int | None, nodes: int, block: int = 0) -> str:
-    """The bandwidth station of traffic over ``nodes_used`` of ``nodes`` NUMA nodes: ``membw``
+    """The bandwidth domain (stream station) of traffic over ``nodes_used`` of ``nodes`` NUMA nodes: ``membw``
     for all of them (interleaved), ``membw:nodes-A-B`` for memory bound to nodes A..B, the
     ``block``-th block of ``nodes_used`` nodes (taken modulo the blocks there are)."""
     used = nodes if nodes_used is None else nodes_used

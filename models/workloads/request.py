@@ -87,7 +87,7 @@ class CpuDemand(_DemandBase):
 
 
 class MemDemand(_DemandBase):
-    """Memory traffic: ``seq`` streams at the bandwidth stations, ``random`` stalls the core.
+    """Memory traffic: ``seq`` streams (on a core, in a bandwidth domain), ``random`` stalls the core.
     ``size`` (bytes): the traffic per request; ``huge_pages``: 2 MiB pages instead of 4 KiB.
     ``numa_nodes``: the memory is bound to that many NUMA nodes (``numactl --membind``); unset,
     it is interleaved over all of the host's nodes."""
