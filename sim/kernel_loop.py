@@ -388,13 +388,14 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
     lo = si[st, S_ACT_LO]
     na = st_i[st, ST_ACT_N]
     qlo, qhi = si[st, S_QLO], si[st, S_QHI]
+    streams = si[st, S_DOMAINS] != 0  # some leaves may be streams (their progress is not their rate)
     if dt > 0:
         for i in range(na):
             leaf = act[lo + i]
             rate = nd_f[leaf, ND_RATE]
             jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]  # background jobs keep cores busy too
             if rate > 0 and jobs > 0:
-                domain = gi[leaf, G_DOMAIN]
+                domain = gi[leaf, G_DOMAIN] if streams else -1
                 progress = rate if domain < 0 else nd_f[leaf, ND_PROG]
                 nd_f[leaf, ND_VTIME] += progress * dt
                 work = rate * jobs * dt
@@ -420,7 +421,7 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
     kept = 0
     for i in range(na):
         leaf = act[lo + i]
-        slack = max(_TOL, (nd_f[leaf, ND_RATE] if gi[leaf, G_DOMAIN] < 0 else nd_f[leaf, ND_PROG]) * tick)
+        slack = max(_TOL, (nd_f[leaf, ND_PROG] if streams and gi[leaf, G_DOMAIN] >= 0 else nd_f[leaf, ND_RATE]) * tick)
         while nd_i[leaf, ND_HEAP_N] > 0 and rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME] <= slack:
             r = _job_pop(rq_i, rq_f, nd_i, s.pairs, leaf)
             _schedule(s.ctr, s.ev_t, s.ev_i, now, _NORMAL, _E_RESUME, r, 0)
@@ -772,10 +773,11 @@ def _reschedule(m: Model, s: State, st: int, now: float) -> None:
     nd_i, nd_f, rq_f = s.nd_i, s.nd_f, s.rq_f
     delay = _INF
     lo = m.si[st, S_ACT_LO]
+    streams = m.si[st, S_DOMAINS] != 0
     for i in range(s.st_i[st, ST_ACT_N]):
         leaf = s.act[lo + i]
         if nd_f[leaf, ND_RATE] > 0 and nd_i[leaf, ND_HEAP_N] > 0:
-            progress = nd_f[leaf, ND_RATE] if m.gi[leaf, G_DOMAIN] < 0 else nd_f[leaf, ND_PROG]
+            progress = nd_f[leaf, ND_PROG] if streams and m.gi[leaf, G_DOMAIN] >= 0 else nd_f[leaf, ND_RATE]
             delay = min(delay, (rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME]) / progress)
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         g = m.q_nodes[q]
