@@ -50,10 +50,17 @@ def apart_columns(main: pd.DataFrame) -> list[str]:
     return [c for c in ("stack", "guest") if within.get(c, 1) > 1]
 
 
+MAX_OWN_METRICS = 3
+"""The most workload metrics a sweep plot draws, a panel each (a sweep of three workloads at most
+shows each one's own figure)."""
+
+
 def sweep_curves(table: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
     """The x parameter (numeric, most values), the series (the other parameters, and the compared
     stack and the guest where there are several), and per point and series the mean and 95%
-    interval of the primary metric and the p99 latency (columns metric, mean, low, high)."""
+    interval of the workloads' own metrics (each guest's workload its own: STREAM's bandwidth,
+    Linpack's GFLOPS; at most ``MAX_OWN_METRICS``, else throughput) and the p99 latency (columns
+    metric, mean, low, high)."""
     params = [c for c in table.columns if c not in _BASE_COLUMNS]
     numeric = [p for p in params if pd.api.types.is_numeric_dtype(table[p]) and table[p].nunique() > 1]
     if not numeric:
@@ -62,9 +69,9 @@ def sweep_curves(table: pd.DataFrame) -> tuple[str, list[str], pd.DataFrame]:
     main = table[(table["layer"] == "all") & (table["station"] == "all") & (table["guest"] != "host")]
     series = [p for p in params if p != x] + apart_columns(main)
     derived = [m for m in dict.fromkeys(main["metric"]) if m not in _STANDARD]
-    primary = derived[0] if derived else "throughput_rps"
+    primary = derived[:MAX_OWN_METRICS] or ["throughput_rps"]
     rows = []
-    for keys, group in main[main["metric"].isin([primary, "latency_p99_s"])].groupby(
+    for keys, group in main[main["metric"].isin([*primary, "latency_p99_s"])].groupby(
             [x, *series, "metric"], sort=True, dropna=False):
         values = group.groupby("replication")["value"].mean().to_numpy()
         mean, low, high = t_interval(values, 0.95) if len(values) > 1 else (values[0], values[0], values[0])
@@ -81,7 +88,8 @@ def axis_label(parameter: str, units: dict[str, str] | None = None) -> str:
 
 
 def plot_sweep(table: pd.DataFrame, path: Path, units: dict[str, str] | None = None) -> Path:
-    """Throughput-like metric and p99 latency against the swept parameter, a line per series;
+    """The workloads' own metrics and p99 latency against the swept parameter, a panel each and a
+    line per series;
     ``units``: the unit of each parameter written with one (see ``sweep.parameter_units``)."""
     x, series, curves = sweep_curves(table)
     metrics = list(dict.fromkeys(curves["metric"]))

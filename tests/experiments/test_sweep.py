@@ -309,6 +309,22 @@ def test_the_primary_curve_is_a_workloads_own_metric_never_one_the_simulator_wri
     assert set(curves["metric"]) == {"tps", "latency_p99_s"}
 
 
+def test_guests_of_different_workloads_each_get_their_own_metrics_curve() -> None:
+    """STREAM beside Linpack: the sweep draws both bandwidth and GFLOPS (the first guest's own
+    metric alone hid what the streams cost Linpack)."""
+    from virtsim.experiments.sweep_plots import sweep_curves
+
+    rows = [{"point": p, "stack": "bare-metal", "replication": 0, "guest": guest, "metric": metric, "layer": "all",
+             "station": "all", "value": value * threads, "unit": "x", "threads": threads}
+            for p, threads in enumerate((1, 2)) for guest, metric, value in
+            (("stream", "bandwidth_GBps", 6.0), ("linpack", "gflops", 10.0), ("stream", "latency_p99_s", 0.01))]
+    _, series, curves = sweep_curves(pd.DataFrame(rows))
+    assert set(curves["metric"]) == {"bandwidth_GBps", "gflops", "latency_p99_s"}
+    assert series == ["guest"]
+    gflops = curves[curves["metric"] == "gflops"]
+    assert list(gflops["guest"]) == ["linpack", "linpack"] and list(gflops["mean"]) == [10.0, 20.0]
+
+
 def test_a_sweep_killed_before_its_first_point_is_resumed_not_refused(tmp_path, monkeypatch) -> None:
     """The random-kill test, on a loaded machine, hit the moment after the points folder was made
     and before the index that marks an unfinished sweep: the next run refused the folder as not
