@@ -48,7 +48,7 @@ from virtsim.sim.routes import (
     check_network,
     check_rate,
 )
-from virtsim.sim.stations import GroupPath, check_cores, check_quota
+from virtsim.sim.stations import GroupPath, check_cores, check_quota, stream_leaf
 
 __all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
 
@@ -128,6 +128,7 @@ class KernelRun(SteppedRun):
         self.replication = replication
         self._index = {s.name: i for i, s in enumerate(self.stations)}
         self._nodes = _Nodes()
+        self._stream_nodes: dict[int, int] = {}  # a leaf of streams: its bandwidth domain's station
         for i, spec in enumerate(self.stations):
             if spec.kind == "shared":
                 self._nodes.add(i, ())
@@ -195,13 +196,15 @@ class KernelRun(SteppedRun):
 
     def _node(self, station: str, group: GroupPath) -> tuple[int, int]:
         """The station and node ``group``'s work at ``station`` goes to (node -1 off a shared
-        station): a stream station's, to its CPU, in the leaf ``(*group, station)`` (as
-        :class:`~virtsim.sim.stations.StreamStation` submits)."""
+        station): a stream station's, to its CPU, in the leaf ``(*group, stream_leaf(station))``
+        (as :class:`~virtsim.sim.stations.StreamStation` submits)."""
         st = self._index[station]
         spec = self.stations[st]
         if spec.kind == "stream":
             cpu = self._index[spec.cpu]
-            return cpu, self._nodes.add(cpu, (*group, station))
+            node = self._nodes.add(cpu, (*group, stream_leaf(station)))
+            self._stream_nodes[node] = st
+            return cpu, node
         return st, self._nodes.add(st, group) if spec.kind == "shared" else -1
 
     def _model(self) -> kl.Model:
@@ -266,9 +269,8 @@ class KernelRun(SteppedRun):
             if not path:
                 gf[node, kl.G_CAPCOUNT] = st_specs[st].servers
                 continue
-            domain = self._index.get(path[-1], -1)
-            if domain >= 0 and st_specs[domain].kind == "stream" and st_specs[domain].cpu == st_specs[st].name:
-                gi[node, kl.G_DOMAIN] = domain
+            if node in self._stream_nodes:  # made by _node for a stream station: not a group of its own
+                gi[node, kl.G_DOMAIN] = self._stream_nodes[node]
                 continue
             g = st_specs[st].groups.get(path)
             if g is None:

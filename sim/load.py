@@ -112,8 +112,8 @@ def _offered_work(sources: Sequence[Source], samples: int, seed: int,
                   specs: dict[str, StationSpec]) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Work offered per second by the open-loop sources: per station and per ``"station:a/b"``
     group (with the groups inside it), each group's own jobs' alone, and each lock's hold. A
-    stream's counts at its domain and in its group at the CPU it runs on (not as the group's
-    own jobs: its threads do not serve them)."""
+    stream's counts at its domain and, as its group's own work (its threads stream; review 33
+    F2), in its group at the CPU it runs on."""
     work: dict[str, float] = {}
     own: dict[str, float] = {}  # a group's own jobs' work, without its subgroups'
     locks: dict[str, float] = {}  # each lock's busy seconds per second (its names hold colons)
@@ -140,9 +140,10 @@ def _offered_work(sources: Sequence[Source], samples: int, seed: int,
                 for station in (slot.station, cpu) if cpu else (slot.station,):
                     name = f"{station}:{'/'.join(slot.group[:depth])}"
                     work[name] = work.get(name, 0.0) + offered
-            if slot.group:
-                name = f"{slot.station}:{'/'.join(slot.group)}"
-                own[name] = own.get(name, 0.0) + offered
+            for station in (slot.station, cpu) if cpu else (slot.station,):
+                if slot.group:
+                    name = f"{station}:{'/'.join(slot.group)}"
+                    own[name] = own.get(name, 0.0) + offered
     return work, own, locks
 
 
@@ -251,10 +252,9 @@ def _loaded_trees(stations: Sequence[StationSpec], sources: Sequence[Source]) ->
         for slot in source.route:
             if slot.action:
                 continue
-            if slot.station in cpu_of:  # a stream: a job of its CPU, in the leaf named for its domain
-                direct.setdefault(cpu_of[slot.station], set()).add((*slot.group, slot.station))
-                continue
-            paths = direct.setdefault(slot.station, set())
+            # a stream is a job of its CPU, of its group's threads (as the engines cap it: within
+            # the group's servers; review 33 F2, F3)
+            paths = direct.setdefault(cpu_of.get(slot.station, slot.station), set())
             if slot.per_client and isinstance(source.arrivals, ClosedArrivals):
                 paths.update((*slot.group, str(c // slot.per_client)) for c in range(clients))
             else:

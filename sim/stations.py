@@ -48,10 +48,19 @@ __all__ = [
     "StreamStation",
     "check_cores",
     "check_quota",
+    "stream_leaf",
     "water_fill",
 ]
 
 GroupPath = tuple[str, ...]
+
+
+def stream_leaf(domain: str) -> str:
+    """The last part of the group path of the streams a group runs in bandwidth domain
+    ``domain``: ``@`` and its name, which no group is called (guest names and the layers'
+    groups hold no ``@``), so a guest named ``membw`` is no bandwidth domain (review 33 F1)."""
+    return f"@{domain}"
+
 DEFAULT_WEIGHT = 100.0  # cgroup v2 default cpu.weight; a job inside a group counts like this
 _TOL = 1e-12  # seconds of work or quota below which a value is taken as zero
 
@@ -394,7 +403,7 @@ class SharedStation(Station):
         self._caps = {path: n for path, n in self._servers.items() if math.isfinite(n)}
         self._caps[()] = self.capacity
         self._over = 0
-        self._domains: dict[str, StreamStation] = {}  # by the name its streams' leaves end in
+        self._domains: dict[str, StreamStation] = {}  # by the name its streams' leaves end in (stream_leaf)
         self._per_job = 1.0
         self._seq = 0
         self._last_s = env.now
@@ -470,10 +479,11 @@ class SharedStation(Station):
 
     def add_domain(self, domain: StreamStation) -> None:
         """Run ``domain``'s streams on these cores: a stream of group ``g`` is a job of the leaf
-        ``(*g, domain.name)``, weighted as one of ``g``'s own jobs (:meth:`_weight`)."""
-        self._domains[domain.name] = domain
+        ``(*g, stream_leaf(domain.name))``, weighted as one of ``g``'s own jobs (:meth:`_weight`)."""
+        tag = stream_leaf(domain.name)
+        self._domains[tag] = domain
         for path, leaf in self._leaves.items():
-            if path and path[-1] == domain.name:
+            if path and path[-1] == tag:
                 leaf.domain = domain
 
     def _run(self, path: GroupPath, delta: int) -> None:
@@ -722,12 +732,17 @@ class StreamStation(Station):
     holds ``capacity`` full-speed streams, its streams running on the cores of ``cpu``.
 
     A stream's work is the seconds it takes at one core's stream bandwidth. It is a job of the
-    CPU in its group's thread (the leaf ``(*group, name)``), so it holds a core and counts
+    CPU in its group's thread (the leaf ``(*group, stream_leaf(name))``), so it holds a core and counts
     against its group's vCPUs, cpuset and quota, sharing them with the group's CPU work. Each
     stream progresses at the core share it gets while the domain's streams ask for no more than
     ``capacity`` streams; past that each is slowed by capacity over demand, keeping its core
     (a thread stalled on memory is running, to the scheduler). ``work_done_s`` counts the
     stream seconds served, so utilization is the share of the bandwidth used.
+
+    Not modelled: a group's FIFO threads (an event loop, a pool) do not queue its streams. They
+    share the group's servers with its CPU work, so the group does no more work than its threads
+    can; but a stream can run beside the thread's CPU work where the real thread would do one,
+    then the other.
     """
 
     def __init__(self, env: simpy.Environment, name: str, capacity: float, cpu: SharedStation) -> None:
@@ -746,11 +761,11 @@ class StreamStation(Station):
 
     def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
         """Stream ``work_s`` seconds' worth (at one core's bandwidth) in ``group``'s thread on the CPU."""
-        return self.cpu.submit(work_s, (*group, self.name))
+        return self.cpu.submit(work_s, (*group, stream_leaf(self.name)))
 
     def idle_for(self, group: GroupPath = ()) -> float:
         """Seconds since ``group`` last streamed in this domain; ``-inf`` while it does."""
-        return self.cpu.idle_for((*group, self.name))
+        return self.cpu.idle_for((*group, stream_leaf(self.name)))
 
     def settle(self) -> None:
         """Account the streams up to now (their CPU's accounting)."""

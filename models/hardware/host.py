@@ -120,8 +120,9 @@ class HostSpec(StrictModel):
                 work = self.memory.random_access_s(a, d.walk_dims, d.huge_pages)
                 shares = self.memory.walk_shares(d.walk_dims, d.huge_pages, d.walk_layers)
                 return [Stage(CPU_STATION, work, d.layer, d.group, shares=shares, **common)]  # type: ignore[arg-type]
+            # a stream is work of the thread that streams: its client's thread too (review 33 F4)
             station = membw_station(d.numa_nodes or None, self.memory.nodes, d.numa_block)
-            return [Stage(station, self.memory.sequential_s(a), d.layer, d.group)]
+            return [Stage(station, self.memory.sequential_s(a), d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "io":
             return [
                 Stage(DISK_STATION, self.storage.access_s(d.op, d.pattern, a, rng), d.layer),

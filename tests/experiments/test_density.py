@@ -67,6 +67,21 @@ def test_cpu_bound_density_matches_the_hand_computation() -> None:
     assert [r["guests"] for r in tried] == [1, 2, 4, 5, 6, 8]
 
 
+def test_streams_stalled_on_a_full_bandwidth_name_memory_bandwidth_as_the_limit() -> None:
+    """Review 33 F5: one STREAM thread per container on 4 cores and 20 GB/s (10 GB/s a core).
+    From 2 guests the bandwidth is full; each guest keeps its core busy waiting on it, so the CPU
+    reads as busy as the memory. A guest's throughput is 20 GB/s shared n ways against 10 GB/s
+    alone: half of it at 4 guests, 0.4 at 5 (0.8 of a core each, slowed by the bandwidth to 0.4
+    of a stream; with a fifth core it would still be 0.4). The limit is the memory bandwidth,
+    not the CPU the stalled streams hold."""
+    spec = DensitySpec.model_validate({
+        "host": {**SMALL_HOST, "memory": "ddr4-small"}, "stacks": [["docker"]], "app_memory": "256MiB",
+        "workload": {"kind": "stream", "threads": 1, "block_bytes": "4MiB"}, "max_guests": 16, "duration": "2s",
+        "slo": {"p99_latency": "1s", "min_throughput": 0.45}})
+    best, limit, _ = search(spec, Stack.of(["docker"]))
+    assert (best, limit) == (4, "memory bandwidth")
+
+
 def test_containers_fit_more_guests_than_vms_on_the_same_host() -> None:
     spec = DensitySpec.model_validate({"host": SMALL_HOST, "host_reserved": "1GiB", "workload": LIGHT,
                                        "app_memory": "200MiB", "stacks": [["kvm"], ["firecracker"], ["docker"]],
