@@ -181,16 +181,18 @@ class Qcow2(ImageFormat):
     def file_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
                          differencing: bool = False, *, reopen_every: int | None = None,
                          zero: np.ndarray | None = None, backing_units: np.ndarray | None = None,
-                         discard: np.ndarray | None = None) -> int:
+                         discard: np.ndarray | None = None, grow: np.ndarray | None = None) -> int:
         """The image after these writes in this order. ``reopen_every``: the image is opened
         again after every that many writes (qemu-io command lines, guest reboots), which lets
         QEMU reuse clusters it freed; None keeps it open throughout. ``zero``, ``backing_units``:
         which writes write zeroes, and the guest clusters the backing file holds data in
         (:func:`qcow2_alloc.requests_from_writes`); zero clusters take no data cluster.
         ``discard``: which of the operations are discards (TRIM reaching the image), whose
-        freed clusters QEMU fills first (:func:`qcow2_alloc.requests_with_discards`)."""
-        if discard is not None and np.any(discard):
-            requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes)
+        freed clusters QEMU fills first (:func:`qcow2_alloc.requests_with_discards`). ``grow``:
+        which operations are resizes (``qemu-img resize``), each to its offset as the new virtual
+        size (from ``virtual_bytes`` at the start); past what the L1 table maps, a new table."""
+        if _any(discard) or _any(grow):
+            requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow)
             return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
                                           reopen_every)
         if zero is not None and np.any(zero):
@@ -254,27 +256,29 @@ class Qcow2(ImageFormat):
                              differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None, zero: np.ndarray | None = None,
                              backing_units: np.ndarray | None = None, discard: np.ndarray | None = None,
-                             punch: bool = False) -> int:
+                             punch: bool = False, grow: np.ndarray | None = None) -> int:
         """Every host block holding a cluster QEMU wrote: header, refcount table and blocks, L2
         tables and data clusters in full (a new cluster's unwritten part is zero-filled with
         ``fallocate``, which allocates), the L1 table up to its last entry. Clusters skipped
         below a moved refcount table stay holes (:func:`qcow2_alloc.written_ranges`). ``zero``,
         ``backing_units``, ``discard``: as for :meth:`file_bytes_after`; ``punch``: the image
         passes discards on to its file, which frees their clusters' space (QEMU's default for a
-        drive with ``discard=unmap``; ``pass-discard-request=off`` keeps the space)."""
-        requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes)
+        drive with ``discard=unmap``; ``pass-discard-request=off`` keeps the space). ``grow``: as
+        for :meth:`file_bytes_after`; a replaced L1 table's bytes stay in the file."""
+        requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow)
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
                                                                self.refcount_bits, reopen_every, punch))
 
     def _requests(self, offsets: np.ndarray, sizes: np.ndarray, zero: np.ndarray | None,
                   backing_units: np.ndarray | None, discard: np.ndarray | None,
-                  virtual_bytes: int | None = None) -> qcow2_alloc.Requests:
-        """The allocation requests of these operations (vectorized unless some are discards)."""
-        if discard is None or not np.any(discard):
+                  virtual_bytes: int | None = None, grow: np.ndarray | None = None) -> qcow2_alloc.Requests:
+        """The allocation requests of these operations (vectorized unless some are discards or resizes)."""
+        if not _any(discard) and not _any(grow):
             return qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes, zero, backing_units)
-        zeros = np.zeros(len(offsets), dtype=bool) if zero is None else np.asarray(zero, dtype=bool)
-        kinds = np.where(np.asarray(discard, dtype=bool), qcow2_alloc.DISCARD,
-                         np.where(zeros, qcow2_alloc.ZERO, qcow2_alloc.DATA))
+        n = len(offsets)
+        flag = lambda a: np.zeros(n, dtype=bool) if a is None else np.asarray(a, dtype=bool)  # noqa: E731
+        kinds = np.select([flag(grow), flag(discard), flag(zero)],
+                          [qcow2_alloc.GROW, qcow2_alloc.DISCARD, qcow2_alloc.ZERO], qcow2_alloc.DATA)
         return qcow2_alloc.requests_with_discards(offsets, sizes, self.unit_bytes, kinds, backing_units, virtual_bytes)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
@@ -283,6 +287,11 @@ class Qcow2(ImageFormat):
         requests = qcow2_alloc.requests_from_units(touched_units(offsets, sizes, self.unit_bytes), self.unit_bytes)
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
                                                                self.refcount_bits))
+
+
+def _any(flags: np.ndarray | None) -> bool:
+    """Whether any of ``flags`` (None: none) is set."""
+    return flags is not None and bool(np.any(flags))
 
 
 @dataclass(frozen=True)

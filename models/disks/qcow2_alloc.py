@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ import numpy as np
 
 from virtsim.models.disks.allocation import unit_indices
 
-__all__ = ["DATA", "DISCARD", "ZERO", "Requests", "compressed_image_bytes", "discarded_clusters", "file_bytes",
+__all__ = ["DATA", "DISCARD", "GROW", "ZERO", "Requests", "compressed_image_bytes", "discarded_clusters", "file_bytes",
            "replayed", "requests_from_units", "requests_from_writes", "requests_with_discards", "written_ranges"]
 
 FRESH, AFTER_NEW, AFTER_OLD = 0, 1, 2  # how a data run is placed, see Requests.cont
@@ -68,6 +69,8 @@ class Requests:
     # a discard freeing guest cluster ``guest`` (size 1): its host cluster is freed, and QEMU
     # allocates the next new clusters there first (None: no discards)
     free: np.ndarray | None = None
+    # a resize growing the disk: the entries of the L1 table it needs (0: no resize; None: none)
+    l1: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.size.size)
@@ -197,35 +200,46 @@ def _first_touches(touched: np.ndarray, l2_entries: int) -> tuple[np.ndarray, np
     return new, first_in_table
 
 
-DATA, ZERO, DISCARD = 0, 1, 2  # what an operation of requests_with_discards does
+DATA, ZERO, DISCARD, GROW = 0, 1, 2, 3  # what an operation of requests_with_discards does
+MAX_L1_BYTES = 32 * 2**20  # QEMU's QCOW_MAX_L1_SIZE
+
+
+def l1_entries(virtual_bytes: int, cluster_bytes: int) -> int:
+    """Entries of the L1 table of a disk of ``virtual_bytes``: one per L2 table's span (QEMU's
+    ``size_to_l1``)."""
+    return math.ceil(virtual_bytes / (cluster_bytes * (cluster_bytes // 8)))
 
 
 def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes: int, kinds: np.ndarray,
                            backing_units: np.ndarray | None = None, virtual_bytes: int | None = None) -> Requests:
-    """The requests of writes, zero writes and discards (``kinds``: DATA, ZERO, DISCARD) made
-    in this order, one operation at a time (for sequences with discards; else
-    :func:`requests_from_writes` is the vectorized equivalent).
+    """The requests of writes, zero writes, discards and resizes (``kinds``: DATA, ZERO, DISCARD,
+    GROW) made in this order, one operation at a time (for sequences with discards or resizes;
+    else :func:`requests_from_writes` is the vectorized equivalent). A GROW's offset is the
+    disk's new virtual size (bytes), which must not be smaller: growing past what the L1 table
+    maps moves the table (``qcow2_grow_l1_table``, :meth:`_Allocator.grow_l1`).
 
     A discard frees the allocated clusters it covers whole (QEMU ignores the partial clusters
     at its ends, except the disk's partial last cluster when the discard reaches the end of a
     disk of ``virtual_bytes``) and leaves them reading as zeroes (no more backing data); a
     later write to such a cluster allocates it anew. ``backing_units`` given (even empty), the
-    image has a backing file: a discard then marks its clusters zero in their L2 tables,
-    allocating those it lacks (``get_cluster_table``); without one it allocates none (review 31)."""
+    image has a backing file. A discard reaching the image (a drive with ``discard=unmap``) finds
+    the L2 table of every whole cluster it covers and so allocates those missing
+    (``get_cluster_table``), with a backing file or not."""
     offsets = np.asarray(offsets, dtype=np.int64)
     sizes = np.asarray(sizes, dtype=np.int64)
     backing = set(np.asarray(backing_units, dtype=np.int64).tolist()) if backing_units is not None else set()
-    image = _OneByOne(cluster_bytes, backing, backing_units is not None, virtual_bytes)
-    do = {DISCARD: image.discard, ZERO: image.zero, DATA: image.data}
+    image = _OneByOne(cluster_bytes, backing, virtual_bytes)
+    do: dict[int, Callable[[int, int, int], None]] = {DISCARD: image.discard, ZERO: image.zero, DATA: image.data,
+                                                      GROW: image.grow}
     for op, (offset, size, kind) in enumerate(zip(offsets.tolist(), sizes.tolist(), np.asarray(kinds).tolist(),
                                                   strict=True)):
         do[kind](op, offset, size)
     rows = image.rows
-    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 7
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 8
     return Requests(size=np.array(columns[0], dtype=np.int64), is_l2=np.array(columns[1], dtype=bool),
                     cont=np.array(columns[2], dtype=np.int8), anchor=np.array(columns[3], dtype=np.int64),
                     guest=np.array(columns[4], dtype=np.int64), write=np.array(columns[5], dtype=np.int64),
-                    free=np.array(columns[6], dtype=bool))
+                    free=np.array(columns[6], dtype=bool), l1=np.array(columns[7], dtype=np.int64))
 
 
 def discarded_clusters(offset: int, size: int, cluster_bytes: int, virtual_bytes: int | None = None) -> tuple[int, int]:
@@ -243,36 +257,49 @@ def discarded_clusters(offset: int, size: int, cluster_bytes: int, virtual_bytes
 
 class _OneByOne:
     """The clusters of an image as :func:`requests_with_discards` makes its operations one at a
-    time, and the requests (rows: size, l2, cont, anchor, guest, write, free) they cause."""
+    time, and the requests (rows: size, l2, cont, anchor, guest, write, free, l1) they cause."""
 
-    def __init__(self, cluster_bytes: int, backing: set[int], has_backing: bool = False,
-                 virtual_bytes: int | None = None) -> None:
+    def __init__(self, cluster_bytes: int, backing: set[int], virtual_bytes: int | None = None) -> None:
         self.cluster = cluster_bytes
         self.l2_entries = cluster_bytes // 8
         self.backing = backing
-        self.has_backing = has_backing
         self.virtual_bytes = virtual_bytes
         self.allocated: set[int] = set()
         self.reads_zero: set[int] = set()  # zero clusters, and discarded ones: no backing data shows through
         self.tables: set[int] = set()
-        self.rows: list[tuple[int, bool, int, int, int, int, bool]] = []
+        self.rows: list[tuple[int, bool, int, int, int, int, bool, int]] = []
+        self.l1 = l1_entries(virtual_bytes, cluster_bytes) if virtual_bytes is not None else 0
 
     def _table(self, c: int, op: int) -> None:
         """Allocate the L2 table that maps cluster ``c``, if there is none yet."""
         if c // self.l2_entries not in self.tables:
             self.tables.add(c // self.l2_entries)
-            self.rows.append((1, True, FRESH, -1, -1, op, False))
+            self.rows.append((1, True, FRESH, -1, -1, op, False, 0))
 
     def discard(self, op: int, offset: int, size: int) -> None:
         """Free the allocated clusters the discard covers whole; they read as zeroes from now on."""
         lo, hi = discarded_clusters(offset, size, self.cluster, self.virtual_bytes)
         for c in range(lo, hi):
-            if self.has_backing:  # marked zero in its table, which QEMU allocates if missing
-                self._table(c, op)
+            self._table(c, op)  # QEMU finds (and so allocates) its L2 table first: get_cluster_table
             if c in self.allocated:
                 self.allocated.discard(c)
-                self.rows.append((1, False, FRESH, -1, c, op, True))
+                self.rows.append((1, False, FRESH, -1, c, op, True, 0))
             self.reads_zero.add(c)
+
+    def grow(self, op: int, virtual_bytes: int, _size: int) -> None:
+        """The disk grows to ``virtual_bytes``: a new L1 table where it needs more entries."""
+        if self.virtual_bytes is None or virtual_bytes < self.virtual_bytes:
+            raise ValueError(f"a resize to {virtual_bytes} bytes does not grow the disk of {self.virtual_bytes} bytes "
+                             "(shrinking is not modelled)")
+        entries = l1_entries(virtual_bytes, self.cluster)
+        if entries * 8 > MAX_L1_BYTES:
+            raise ValueError(f"a qcow2 disk of {virtual_bytes} bytes in {self.cluster}-byte clusters needs an L1 "
+                             f"table of {entries * 8} bytes, past QEMU's largest ({MAX_L1_BYTES}): qemu-img resize "
+                             "refuses it (larger clusters map more per L1 entry)")
+        self.virtual_bytes = virtual_bytes
+        if entries > self.l1:
+            self.l1 = entries
+            self.rows.append((0, False, FRESH, -1, -1, op, False, entries))
 
     def zero(self, op: int, offset: int, size: int) -> None:
         """Zero clusters: no data, but a partly zeroed cluster with backing data is allocated."""
@@ -284,7 +311,7 @@ class _OneByOne:
                 continue
             if not whole and c in self.backing and c not in self.reads_zero:
                 self.allocated.add(c)  # the part written as zeroes, the rest copied from the backing file
-                self.rows.append((1, False, FRESH, -1, c, op, False))
+                self.rows.append((1, False, FRESH, -1, c, op, False, 0))
             else:
                 self.reads_zero.add(c)
 
@@ -302,7 +329,7 @@ class _OneByOne:
             if new:
                 self._table(c, op)
                 cont = FRESH if previous_new is None else (AFTER_NEW if previous_new else AFTER_OLD)
-                self.rows.append((end - c + 1, False, cont, c - 1 if cont == AFTER_OLD else -1, c, op, False))
+                self.rows.append((end - c + 1, False, cont, c - 1 if cont == AFTER_OLD else -1, c, op, False, 0))
                 self.allocated.update(range(c, end + 1))
             previous_new = new
             c = end + 1
@@ -367,6 +394,8 @@ class _Allocator:
         # it is written up to its last entry, not to the end of its cluster.
         self.written_runs: list[tuple[int, int]] = [(0, 3)]
         self.l1_written = (0, 0)
+        self.l1_at, self.l1_entries = 0, 0  # the L1 table's first cluster and its entries
+        self.old_l1_written: list[tuple[int, int]] = []  # bytes of tables a resize replaced (kept in the file)
         # With discards (exact replay only): each allocated guest cluster's host cluster, and the
         # host clusters freed by a discard that punched them (discard=unmap) and not written since
         self.host_of: dict[int, int] | None = None
@@ -566,9 +595,26 @@ class _Allocator:
         if punch:
             self.punched.add(host)
 
+    def grow_l1(self, entries: int) -> None:
+        """qcow2_grow_l1_table with the exact size a resize asks for: a table of ``entries``
+        in new clusters (qcow2_alloc_clusters, the old one still counted), written up to its
+        last entry, then the old table's clusters freed. QEMU does not discard freed metadata
+        by default (``discard-other``), so the old table's bytes stay in the file."""
+        if entries <= self.l1_entries:
+            return
+        at = self.alloc(math.ceil(entries * 8 / self.cluster))
+        self.end_bytes = max(self.end_bytes, at * self.cluster + entries * 8)
+        self.old_l1_written.append(self.l1_written)
+        self.l1_written = (at * self.cluster, at * self.cluster + -(-entries * 8 // 512) * 512)
+        old_at, old_clusters = self.l1_at, math.ceil(self.l1_entries * 8 / self.cluster)
+        self.l1_at, self.l1_entries = at, entries
+        self.mark_free(old_at, old_at + old_clusters)
+
     def exact(self, req: Requests, i: int, punch: bool = False) -> None:
         """Place request i the slow way, cluster ranges and holes considered."""
-        if req.free is not None and req.free[i]:
+        if req.l1 is not None and req.l1[i]:
+            self.grow_l1(int(req.l1[i]))
+        elif req.free is not None and req.free[i]:
             self.discard(int(req.guest[i]), punch)
         elif req.is_l2[i]:
             self.written(self.alloc(1), 1)
@@ -580,7 +626,7 @@ class _Allocator:
         With discards every request takes the exact path, which keeps the guest-to-host map
         (``punch``: discarded clusters become holes in the host file)."""
         n = len(req)
-        if req.free is not None and bool(np.any(req.free)):
+        if (req.free is not None and bool(np.any(req.free))) or (req.l1 is not None and bool(np.any(req.l1))):
             self.host_of = {}
             reopened = {int(x) for x in session_starts}
             for i in range(n):
@@ -729,8 +775,10 @@ def created(cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16) -> 
     """The allocator after ``qemu-img create``: header, refcount table and block, and the L1
     table (allocated by the resize to the virtual size, 8 bytes per L2 table)."""
     alloc = _Allocator(cluster_bytes, refcount_bits)
-    l1_bytes = 8 * math.ceil(virtual_bytes / (cluster_bytes * (cluster_bytes // 8)))
+    entries = l1_entries(virtual_bytes, cluster_bytes)
+    l1_bytes = 8 * entries
     at = alloc.alloc(math.ceil(l1_bytes / cluster_bytes))
+    alloc.l1_at, alloc.l1_entries = at, entries
     # Only the L1 entries are written: the file ends inside the L1's last cluster unless
     # refcount blocks had to follow it.
     alloc.end_bytes = max(alloc.end_bytes, at * cluster_bytes + l1_bytes)
@@ -767,8 +815,9 @@ def written_ranges(req: Requests, cluster_bytes: int, virtual_bytes: int, refcou
         edges = np.flatnonzero(np.diff(np.concatenate([[0], covered.astype(np.int8), [0]])))
         runs = edges.reshape(-1, 2)
     runs = runs * cluster_bytes
-    starts = np.append(runs[:, 0], alloc.l1_written[0])
-    ends = np.minimum(np.append(runs[:, 1], alloc.l1_written[1]), alloc.end_bytes)
+    tables = [alloc.l1_written, *alloc.old_l1_written]
+    starts = np.append(runs[:, 0], [a for a, _ in tables])
+    ends = np.minimum(np.append(runs[:, 1], [b for _, b in tables]), alloc.end_bytes)
     return starts, ends, alloc.end_bytes
 
 

@@ -245,16 +245,75 @@ def test_qcow2_zero_writes_take_no_data_cluster_unless_they_copy_backing_data(se
 
 
 def _run_ops(path: Path, offsets, sizes, kinds, per_session: int | None, unmap: bool) -> None:
-    """Data writes, zero writes and discards (kinds 0, 1, 2) in qemu-io sessions; ``unmap``:
+    """Data writes, zero writes, discards and resizes (kinds 0-3; a resize to its offset) in
+    qemu-io sessions; ``unmap``:
     the image takes discards (``-d unmap``, a drive's discard=unmap) or drops them (``ignore``)."""
-    verbs = {0: "write ", 1: "write -z ", 2: "discard "}
+    verbs = {0: "write ", 1: "write -z ", 2: "discard ", 3: "truncate "}
     step = per_session or max(1, len(offsets))
     args = ["qemu-io", "-f", "qcow2", "-d", "unmap" if unmap else "ignore"]
     for start in range(0, len(offsets), step):
-        commands = "".join(f"{verbs[int(k)]}{int(o)} {int(s)}\n" for o, s, k in
+        commands = "".join(f"{verbs[int(k)]}{int(o)}{'' if k == 3 else f' {int(s)}'}\n" for o, s, k in
                            zip(offsets[start:start + step], sizes[start:start + step], kinds[start:start + step],
                                strict=True))
         subprocess.run([*args, str(path)], input=commands + "quit\n", check=True, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_growing_qcow2_moves_its_l1_table_as_qemu_does(seed: int, tmp_path: Path) -> None:
+    """Writes, zero writes and discards at random with one to three resizes among them, each
+    growing the disk (``qemu-io truncate``, as ``qemu-img resize``), standalone or over a base,
+    in one session or reopened: past what the L1 table maps, QEMU writes a new table in new
+    clusters and frees the old one, whose clusters the next writes fill first; the old table's
+    bytes stay in the file. Length and extents as qemu leaves them."""
+    rng = np.random.default_rng(700 + seed)
+    cluster = int([64 * KiB, 4 * KiB, 512, 2 * MiB][seed % 4])
+    virtual = GiB if cluster > 512 else 64 * MiB  # 512 B clusters: an L2 table maps 32 MiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    n = int(rng.integers(60, 200))
+    kinds = rng.choice([0, 1, 2], n, p=[0.7, 0.15, 0.15])
+    grows = np.sort(rng.choice(np.arange(5, n - 5), int(rng.integers(1, 4)), replace=False))
+    kinds[grows] = 3
+    offsets = np.zeros(n, dtype=np.int64)
+    sizes = rng.integers(1, 200 * KiB, n)
+    size = virtual
+    for i in range(n):
+        if kinds[i] == 3:  # a grow by 1.5 to 12 times: past the table's entries or not (an L1 under 1 MiB)
+            size = int(size * rng.choice([1.5, 3, 12]) // 512 * 512)
+            offsets[i], sizes[i] = size, 0
+        else:  # anywhere on the disk as it is now, its new part included
+            offsets[i] = int(rng.integers(0, max(1, size - 200 * KiB)))
+    unmap = bool(seed % 2)
+    per_session = int(rng.integers(5, 40)) if seed in (2, 5) else None
+    image, backing_units = _qcow2_image(tmp_path, rng, virtual, cluster, virtual // 2, 60, 32 * KiB, seed in (3, 6))
+    _run_ops(image, offsets, sizes, kinds, per_session, unmap)
+    seen = (kinds != 2) | unmap
+    offsets, sizes, kinds = offsets[seen], sizes[seen], kinds[seen]
+    kwargs = dict(zero=kinds == 1, discard=kinds == 2, grow=kinds == 3, backing_units=backing_units,
+                  reopen_every=per_session)
+    assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
+    assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=True, **kwargs) == allocated_bytes(image)
+
+
+def test_a_discard_reaching_a_standalone_qcow2_allocates_the_l2_tables_of_its_clusters(tmp_path: Path) -> None:
+    """A discard on a drive with discard=unmap finds each whole cluster's L2 table, allocating it
+    if missing, with or without a backing file (the model took it for backing files only: one
+    L2 table short per such discard). A discard dropped at the drive (ignore) allocates none."""
+    virtual, cluster = GiB, 4 * KiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    offsets, sizes, kinds = np.array([0, 885174713, 1000]), np.array([4096, 165836, 100]), np.array([0, 2, 2])
+    for unmap in (True, False):
+        image = create(tmp_path / f"d{unmap}.qcow2", "qcow2", virtual, cluster_size=str(cluster))
+        _run_ops(image, offsets, sizes, kinds, None, unmap)
+        seen = (kinds != 2) | unmap
+        assert fmt.file_bytes_after(offsets[seen], sizes[seen], virtual, discard=kinds[seen] == 2) \
+            == image.stat().st_size
+    assert (tmp_path / "dTrue.qcow2").stat().st_size == (tmp_path / "dFalse.qcow2").stat().st_size + cluster
+
+
+def test_a_qcow2_grow_past_qemus_largest_l1_table_is_refused() -> None:
+    fmt = format_by_name("qcow2", GiB, 4 * KiB)
+    with pytest.raises(ValueError, match="past QEMU's largest"):
+        fmt.file_bytes_after(np.array([0, 16 * 2**40]), np.array([4096, 0]), GiB, grow=np.array([False, True]))
 
 
 @pytest.mark.parametrize("seed", range(8))
