@@ -160,7 +160,8 @@ def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int,
     def run(duration_s: float) -> pd.DataFrame:
         return _run(scenario_data, duration_s, what)
 
-    scv = work_scv(scenario.system().engine_inputs()[1][0])  # the guests are alike
+    stations, sources = scenario.system().engine_inputs()
+    scv = work_scv(sources[0], stations=stations)  # the guests are alike
 
     def relaxation(runs: pd.DataFrame) -> float:
         if w.arrivals.kind == "open":

@@ -235,8 +235,9 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
     pools = {s.name: pooled_name(f"s{i}") if len(placed) > 1 else POOLED_GUEST for i, s, _ in placed}
     promises = {pools[s.name]: s.p99_latency_s for _, s, _ in placed if s.p99_latency_s is not None}
     scv: dict[str, float] = {}  # the most variable work any service brings each station
-    for source in scenario.system().engine_inputs()[1]:
-        for station, value in work_scv(source, samples=1024).items():
+    stations, sources = scenario.system().engine_inputs()
+    for source in sources:
+        for station, value in work_scv(source, samples=1024, stations=stations).items():
             scv[station] = max(scv.get(station, 0.0), value)
     runs = steady_runs(run, duration, pools=list(promises), limits=promises,
                        relaxation=lambda r: relaxation_s(r, sum(rates.values()), scv))

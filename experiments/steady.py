@@ -15,13 +15,13 @@ successive runs agree within ``CONVERGED`` or both lie clearly below their limit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from virtsim.experiments.scenario import POOLED_GUEST
-from virtsim.sim.routes import Source
+from virtsim.sim.routes import Source, StationSpec
 
 __all__ = ["CLEAR_BELOW", "CONVERGED", "MAX_DOUBLINGS", "MAX_RELAXED_RUN_S", "MIN_RUN_S", "NEAR_SATURATION",
            "RELAXATIONS", "busiest_utilization", "pooled_p99s", "relaxation_s", "steady_runs", "work_scv"]
@@ -94,15 +94,21 @@ def relaxation_s(runs: pd.DataFrame, throughput_rps: float, scv: Mapping[str, fl
     return worst
 
 
-def work_scv(source: Source, samples: int = 4096, seed: int = 0) -> dict[str, float]:
+def work_scv(source: Source, samples: int = 4096, seed: int = 0,
+             stations: Sequence[StationSpec] = ()) -> dict[str, float]:
     """Per station, the squared coefficient of variation of the work a request of ``source``
-    brings it (summed over its visits), from ``samples`` sampled requests."""
+    brings it (summed over its visits), from ``samples`` sampled requests. A memory stream is
+    work at its CPU too (``stations`` say which CPU each bandwidth domain runs on), as the
+    offered load counts it (review 33)."""
     from virtsim.sim.rng import stream_seed
 
     work = np.asarray(source.make_sampler(stream_seed(seed, 0, "scv", source.name))(samples))
+    cpu_of = {s.name: s.cpu for s in stations if s.kind == "stream"}
     out = {}
-    for station in {slot.station for slot in source.route}:
-        cols = [k for k, slot in enumerate(source.route) if slot.station == station and not slot.action]
+    for station in {slot.station for slot in source.route} | {cpu_of[s.station] for s in source.route
+                                                              if s.station in cpu_of}:
+        cols = [k for k, slot in enumerate(source.route)
+                if station in (slot.station, cpu_of.get(slot.station)) and not slot.action]
         total = work[:, cols].sum(axis=1) if cols else np.zeros(0)
         mean = float(total.mean()) if total.size else 0.0
         if mean > 0:

@@ -106,3 +106,24 @@ def test_a_pool_too_near_saturation_to_judge_is_named_unsteady() -> None:
     judged pool is unsteady (plan reads the pools by name: none may pass unjudged)."""
     runs = steady_runs(lambda d: _runs(0.99, 0.01), 1.0, pools=["all-guests"], relaxation=lambda r: 100.0)
     assert runs.attrs["unsteady"] == ["all-guests"] and not runs.attrs["steady"]
+
+
+def test_a_streams_work_counts_in_its_cpus_work_spread() -> None:
+    """Review 33: the offered CPU load holds the streams' core time, so the spread of a request's
+    CPU work must too. 1 ms of constant CPU work and a stream of exponential work (mean 1 ms):
+    at the CPU the sum, variance 1 ms^2 over a mean of 2 ms squared: SCV 1/4 (the stream alone 1)."""
+    import numpy as np
+
+    from virtsim.experiments.steady import work_scv
+    from virtsim.sim.routes import OpenArrivals, Slot, Source, StationSpec
+
+    def sampler(seed: np.random.SeedSequence):  # type: ignore[no-untyped-def]
+        rng = np.random.default_rng(seed)
+        return lambda n: np.column_stack([np.full(n, 1e-3), rng.exponential(1e-3, n)])
+
+    source = Source("s", (Slot("cpu", "app", ("s",)), Slot("membw", "app", ("s",))), OpenArrivals(10.0), sampler)
+    stations = [StationSpec("cpu", "shared", 4), StationSpec("membw", "stream", 2.0, cpu="cpu")]
+    scv = work_scv(source, samples=200_000, stations=stations)
+    assert scv["cpu"] == pytest.approx(0.25, rel=0.03)
+    assert scv["membw"] == pytest.approx(1.0, rel=0.03)
+    assert work_scv(source, samples=20_000)["cpu"] == pytest.approx(0.0, abs=1e-12)  # without: the constant work alone
