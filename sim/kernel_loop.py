@@ -380,6 +380,30 @@ def _leaf(si: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, st_i: np.ndarray, 
 
 
 @_inline
+def _clocks(m: Model, s: State, st: int, dt: float, streams: bool) -> None:
+    """Each leaf's virtual clock and work, each quota group's use, ``dt`` seconds on at the
+    rates since the last change (a stream leaf's clock at its progress, its work at its rate)."""
+    gi, nd_i, nd_f, st_f, act, q_nodes = m.gi, s.nd_i, s.nd_f, s.st_f, s.act, m.q_nodes
+    lo = m.si[st, S_ACT_LO]
+    for i in range(s.st_i[st, ST_ACT_N]):
+        leaf = act[lo + i]
+        rate = nd_f[leaf, ND_RATE]
+        jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]  # background jobs keep cores busy too
+        if rate > 0 and jobs > 0:
+            domain = gi[leaf, G_DOMAIN] if streams else -1
+            progress = rate if domain < 0 else nd_f[leaf, ND_PROG]
+            nd_f[leaf, ND_VTIME] += progress * dt
+            work = rate * jobs * dt
+            st_f[st, ST_WORK] += work
+            nd_f[leaf, ND_WORK] += work
+            if domain >= 0:  # the streams' bytes, in full-speed stream seconds
+                st_f[domain, ST_WORK] += progress * jobs * dt
+    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
+        g = q_nodes[q]
+        nd_f[g, ND_USED] += nd_f[g, ND_GRATE] * dt
+
+
+@_inline
 def _advance(m: Model, s: State, st: int, now: float) -> None:
     """Virtual clocks and quota use up to now; jobs done finish (in leaf order, then tag)."""
     si, gi, gf, q_nodes = m.si, m.gi, m.gf, m.q_nodes
@@ -390,22 +414,7 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
     qlo, qhi = si[st, S_QLO], si[st, S_QHI]
     streams = si[st, S_DOMAINS] != 0  # some leaves may be streams (their progress is not their rate)
     if dt > 0:
-        for i in range(na):
-            leaf = act[lo + i]
-            rate = nd_f[leaf, ND_RATE]
-            jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]  # background jobs keep cores busy too
-            if rate > 0 and jobs > 0:
-                domain = gi[leaf, G_DOMAIN] if streams else -1
-                progress = rate if domain < 0 else nd_f[leaf, ND_PROG]
-                nd_f[leaf, ND_VTIME] += progress * dt
-                work = rate * jobs * dt
-                st_f[st, ST_WORK] += work
-                nd_f[leaf, ND_WORK] += work
-                if domain >= 0:  # the streams' bytes, in full-speed stream seconds
-                    st_f[domain, ST_WORK] += progress * jobs * dt
-        for q in range(qlo, qhi):
-            g = q_nodes[q]
-            nd_f[g, ND_USED] += nd_f[g, ND_GRATE] * dt
+        _clocks(m, s, st, dt, streams)
     st_f[st, ST_SINCE] = now
     # As in the DES: late in a long run what is left within a few ticks of the clock counts as done.
     tick = 4 * (np.nextafter(max(now, 1.0), _INF) - max(now, 1.0))
