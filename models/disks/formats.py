@@ -181,7 +181,8 @@ class Qcow2(ImageFormat):
     def file_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
                          differencing: bool = False, *, reopen_every: int | None = None,
                          zero: np.ndarray | None = None, backing_units: np.ndarray | None = None,
-                         discard: np.ndarray | None = None, grow: np.ndarray | None = None) -> int:
+                         discard: np.ndarray | None = None, grow: np.ndarray | None = None,
+                         backing_virtual_bytes: int | None = None) -> int:
         """The image after these writes in this order. ``reopen_every``: the image is opened
         again after every that many writes (qemu-io command lines, guest reboots), which lets
         QEMU reuse clusters it freed; None keeps it open throughout. ``zero``, ``backing_units``:
@@ -189,10 +190,13 @@ class Qcow2(ImageFormat):
         (:func:`qcow2_alloc.requests_from_writes`); zero clusters take no data cluster.
         ``discard``: which of the operations are discards (TRIM reaching the image), whose
         freed clusters QEMU fills first (:func:`qcow2_alloc.requests_with_discards`). ``grow``:
-        which operations are resizes (``qemu-img resize``), each to its offset as the new virtual
-        size (from ``virtual_bytes`` at the start); past what the L1 table maps, a new table."""
+        which operations are online resizes (QMP ``block_resize``), each to its offset as the new
+        virtual size (from ``virtual_bytes`` at the start); past what the L1 table maps, a new
+        table. Over a backing file, give its size, ``backing_virtual_bytes``
+        (:func:`qcow2_alloc.requests_with_discards`)."""
         if _any(discard) or _any(grow):
-            requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow)
+            requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow,
+                                      backing_virtual_bytes)
             return qcow2_alloc.file_bytes(requests, self.unit_bytes, virtual_bytes, self.refcount_bits,
                                           reopen_every)
         if zero is not None and np.any(zero):
@@ -256,7 +260,8 @@ class Qcow2(ImageFormat):
                              differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None, zero: np.ndarray | None = None,
                              backing_units: np.ndarray | None = None, discard: np.ndarray | None = None,
-                             punch: bool = False, grow: np.ndarray | None = None) -> int:
+                             punch: bool = False, grow: np.ndarray | None = None,
+                             backing_virtual_bytes: int | None = None) -> int:
         """Every host block holding a cluster QEMU wrote: header, refcount table and blocks, L2
         tables and data clusters in full (a new cluster's unwritten part is zero-filled with
         ``fallocate``, which allocates), the L1 table up to its last entry. Clusters skipped
@@ -265,13 +270,15 @@ class Qcow2(ImageFormat):
         passes discards on to its file, which frees their clusters' space (QEMU's default for a
         drive with ``discard=unmap``; ``pass-discard-request=off`` keeps the space). ``grow``: as
         for :meth:`file_bytes_after`; a replaced L1 table's bytes stay in the file."""
-        requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow)
+        requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow,
+                                  backing_virtual_bytes)
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
                                                                self.refcount_bits, reopen_every, punch))
 
     def _requests(self, offsets: np.ndarray, sizes: np.ndarray, zero: np.ndarray | None,
                   backing_units: np.ndarray | None, discard: np.ndarray | None,
-                  virtual_bytes: int | None = None, grow: np.ndarray | None = None) -> qcow2_alloc.Requests:
+                  virtual_bytes: int | None = None, grow: np.ndarray | None = None,
+                  backing_virtual_bytes: int | None = None) -> qcow2_alloc.Requests:
         """The allocation requests of these operations (vectorized unless some are discards or resizes)."""
         if not _any(discard) and not _any(grow):
             return qcow2_alloc.requests_from_writes(offsets, sizes, self.unit_bytes, zero, backing_units)
@@ -279,7 +286,8 @@ class Qcow2(ImageFormat):
         flag = lambda a: np.zeros(n, dtype=bool) if a is None else np.asarray(a, dtype=bool)  # noqa: E731
         kinds = np.select([flag(grow), flag(discard), flag(zero)],
                           [qcow2_alloc.GROW, qcow2_alloc.DISCARD, qcow2_alloc.ZERO], qcow2_alloc.DATA)
-        return qcow2_alloc.requests_with_discards(offsets, sizes, self.unit_bytes, kinds, backing_units, virtual_bytes)
+        return qcow2_alloc.requests_with_discards(offsets, sizes, self.unit_bytes, kinds, backing_units, virtual_bytes,
+                                                  backing_virtual_bytes)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
                              host: HostFile = _HOST) -> int:

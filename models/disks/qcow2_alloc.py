@@ -211,12 +211,19 @@ def l1_entries(virtual_bytes: int, cluster_bytes: int) -> int:
 
 
 def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes: int, kinds: np.ndarray,
-                           backing_units: np.ndarray | None = None, virtual_bytes: int | None = None) -> Requests:
+                           backing_units: np.ndarray | None = None, virtual_bytes: int | None = None,
+                           backing_virtual_bytes: int | None = None) -> Requests:
     """The requests of writes, zero writes, discards and resizes (``kinds``: DATA, ZERO, DISCARD,
     GROW) made in this order, one operation at a time (for sequences with discards or resizes;
     else :func:`requests_from_writes` is the vectorized equivalent). A GROW's offset is the
-    disk's new virtual size (bytes), which must not be smaller: growing past what the L1 table
-    maps moves the table (``qcow2_grow_l1_table``, :meth:`_Allocator.grow_l1`).
+    disk's new virtual size (bytes), a multiple of 512 and not smaller: growing past what the
+    L1 table maps moves the table (``qcow2_grow_l1_table``, :meth:`_Allocator.grow_l1`). A
+    resize is an online one (QMP ``block_resize``, ``qemu-io truncate``): ``qemu-img resize``
+    between two sessions also reopens the image, which resets QEMU's free-cluster cursor (give
+    the sessions as such). Every operation must lie inside the disk's size at its turn, as QEMU
+    refuses it otherwise. Over a backing file a grow needs the backing file's virtual size
+    (``backing_virtual_bytes``): where the backing file is longer than the disk, QEMU zero-fills
+    the new area (``bdrv_co_truncate``), which is not modelled and refused (review 34).
 
     A discard frees the allocated clusters it covers whole (QEMU ignores the partial clusters
     at its ends, except the disk's partial last cluster when the discard reaches the end of a
@@ -228,7 +235,7 @@ def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes
     offsets = np.asarray(offsets, dtype=np.int64)
     sizes = np.asarray(sizes, dtype=np.int64)
     backing = set(np.asarray(backing_units, dtype=np.int64).tolist()) if backing_units is not None else set()
-    image = _OneByOne(cluster_bytes, backing, virtual_bytes)
+    image = _OneByOne(cluster_bytes, backing, virtual_bytes, backing_units is not None, backing_virtual_bytes)
     do: dict[int, Callable[[int, int, int], None]] = {DISCARD: image.discard, ZERO: image.zero, DATA: image.data,
                                                       GROW: image.grow}
     for op, (offset, size, kind) in enumerate(zip(offsets.tolist(), sizes.tolist(), np.asarray(kinds).tolist(),
@@ -259,11 +266,14 @@ class _OneByOne:
     """The clusters of an image as :func:`requests_with_discards` makes its operations one at a
     time, and the requests (rows: size, l2, cont, anchor, guest, write, free, l1) they cause."""
 
-    def __init__(self, cluster_bytes: int, backing: set[int], virtual_bytes: int | None = None) -> None:
+    def __init__(self, cluster_bytes: int, backing: set[int], virtual_bytes: int | None = None,
+                 has_backing: bool = False, backing_virtual_bytes: int | None = None) -> None:
         self.cluster = cluster_bytes
         self.l2_entries = cluster_bytes // 8
         self.backing = backing
         self.virtual_bytes = virtual_bytes
+        self.has_backing = has_backing
+        self.backing_virtual_bytes = backing_virtual_bytes
         self.allocated: set[int] = set()
         self.reads_zero: set[int] = set()  # zero clusters, and discarded ones: no backing data shows through
         self.tables: set[int] = set()
@@ -278,6 +288,7 @@ class _OneByOne:
 
     def discard(self, op: int, offset: int, size: int) -> None:
         """Free the allocated clusters the discard covers whole; they read as zeroes from now on."""
+        self._inside(op, offset, size)
         lo, hi = discarded_clusters(offset, size, self.cluster, self.virtual_bytes)
         for c in range(lo, hi):
             self._table(c, op)  # QEMU finds (and so allocates) its L2 table first: get_cluster_table
@@ -286,11 +297,24 @@ class _OneByOne:
                 self.rows.append((1, False, FRESH, -1, c, op, True, 0))
             self.reads_zero.add(c)
 
+    def _inside(self, op: int, offset: int, size: int) -> None:
+        """Refuse an operation past the disk's end at its turn (QEMU fails it: review 34 F3)."""
+        if self.virtual_bytes is not None and offset + size > self.virtual_bytes:
+            raise ValueError(f"operation {op} ends at byte {offset + size}, past the disk's virtual size of "
+                             f"{self.virtual_bytes} bytes at that point (QEMU fails it); grow the disk first")
+
     def grow(self, op: int, virtual_bytes: int, _size: int) -> None:
         """The disk grows to ``virtual_bytes``: a new L1 table where it needs more entries."""
         if self.virtual_bytes is None or virtual_bytes < self.virtual_bytes:
             raise ValueError(f"a resize to {virtual_bytes} bytes does not grow the disk of {self.virtual_bytes} bytes "
                              "(shrinking is not modelled)")
+        if virtual_bytes % 512:
+            raise ValueError(f"a resize to {virtual_bytes} bytes: QEMU takes only multiples of 512 (review 34 F2)")
+        if self.has_backing and (self.backing_virtual_bytes is None
+                                 or self.backing_virtual_bytes > self.virtual_bytes):
+            raise ValueError("growing a qcow2 disk over a backing file longer than the disk (or of a size not given: "
+                             "backing_virtual_bytes) is not modelled: QEMU zero-fills the new area, allocating "
+                             "its L2 tables (review 34 F1)")
         entries = l1_entries(virtual_bytes, self.cluster)
         if entries * 8 > MAX_L1_BYTES:
             raise ValueError(f"a qcow2 disk of {virtual_bytes} bytes in {self.cluster}-byte clusters needs an L1 "
@@ -303,6 +327,7 @@ class _OneByOne:
 
     def zero(self, op: int, offset: int, size: int) -> None:
         """Zero clusters: no data, but a partly zeroed cluster with backing data is allocated."""
+        self._inside(op, offset, size)
         first, last = offset // self.cluster, (offset + size - 1) // self.cluster
         for c in range(first, last + 1):
             self._table(c, op)
@@ -317,6 +342,7 @@ class _OneByOne:
 
     def data(self, op: int, offset: int, size: int) -> None:
         """A data write: pieces of consecutive clusters in one table, all new or all allocated."""
+        self._inside(op, offset, size)
         first, last = offset // self.cluster, (offset + size - 1) // self.cluster
         previous_new: bool | None = None
         c = first

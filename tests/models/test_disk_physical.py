@@ -285,11 +285,11 @@ def test_a_growing_qcow2_moves_its_l1_table_as_qemu_does(seed: int, tmp_path: Pa
     unmap = bool(seed % 2)
     per_session = int(rng.integers(5, 40)) if seed in (2, 5) else None
     image, backing_units = _qcow2_image(tmp_path, rng, virtual, cluster, virtual // 2, 60, 32 * KiB, seed in (3, 6))
-    _run_ops(image, offsets, sizes, kinds, per_session, unmap)
-    seen = (kinds != 2) | unmap
+    seen = (kinds != 2) | unmap  # discard=ignore drops them: the sessions are cut as the image sees the operations
     offsets, sizes, kinds = offsets[seen], sizes[seen], kinds[seen]
+    _run_ops(image, offsets, sizes, kinds, per_session, unmap)
     kwargs = dict(zero=kinds == 1, discard=kinds == 2, grow=kinds == 3, backing_units=backing_units,
-                  reopen_every=per_session)
+                  reopen_every=per_session, backing_virtual_bytes=virtual if backing_units is not None else None)
     assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
     assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=True, **kwargs) == allocated_bytes(image)
 
@@ -310,10 +310,23 @@ def test_a_discard_reaching_a_standalone_qcow2_allocates_the_l2_tables_of_its_cl
     assert (tmp_path / "dTrue.qcow2").stat().st_size == (tmp_path / "dFalse.qcow2").stat().st_size + cluster
 
 
-def test_a_qcow2_grow_past_qemus_largest_l1_table_is_refused() -> None:
+def test_a_qcow2_grow_qemu_refuses_or_the_model_does_not_cover_is_refused() -> None:
+    """Review 34: QEMU refuses an L1 table past 32 MiB, a size not a multiple of 512, and an
+    operation past the disk's end at its turn (before the grow that would cover it); over a
+    backing file longer than the disk it zero-fills the new area, which is not modelled."""
     fmt = format_by_name("qcow2", GiB, 4 * KiB)
+    grow = np.array([False, True])
     with pytest.raises(ValueError, match="past QEMU's largest"):
-        fmt.file_bytes_after(np.array([0, 16 * 2**40]), np.array([4096, 0]), GiB, grow=np.array([False, True]))
+        fmt.file_bytes_after(np.array([0, 16 * 2**40]), np.array([4096, 0]), GiB, grow=grow)
+    with pytest.raises(ValueError, match="multiples of 512"):
+        fmt.file_bytes_after(np.array([0, 4 * GiB + 100]), np.array([4096, 0]), GiB, grow=grow)
+    with pytest.raises(ValueError, match="past the disk's virtual size"):
+        fmt.file_bytes_after(np.array([GiB + GiB // 2, 2 * GiB]), np.array([4096, 0]), GiB, grow=~grow)
+    over = dict(grow=np.array([True]), backing_units=np.array([], dtype=np.int64))
+    with pytest.raises(ValueError, match="zero-fills"):
+        fmt.file_bytes_after(np.array([4 * GiB]), np.array([0]), GiB, **over, backing_virtual_bytes=2 * GiB)
+    with pytest.raises(ValueError, match="zero-fills"):
+        fmt.file_bytes_after(np.array([4 * GiB]), np.array([0]), GiB, **over)  # its size not given
 
 
 @pytest.mark.parametrize("seed", range(8))
