@@ -132,17 +132,13 @@ def _offered_work(sources: Sequence[Source], samples: int, seed: int,
             if slot.action:  # taking or giving back a lock is no work
                 continue
             offered = rate * float(mean)
-            work[slot.station] = work.get(slot.station, 0.0) + offered
-            cpu = specs[slot.station].cpu
-            if cpu:  # a stream holds a core of its CPU
-                work[cpu] = work.get(cpu, 0.0) + offered
-            for depth in range(1, len(slot.group) + 1):
-                for station in (slot.station, cpu) if cpu else (slot.station,):
+            cpu = specs[slot.station].cpu  # a stream holds a core of its CPU: its work is that CPU's too
+            for station in (slot.station, cpu) if cpu else (slot.station,):
+                work[station] = work.get(station, 0.0) + offered
+                for depth in range(1, len(slot.group) + 1):
                     name = f"{station}:{'/'.join(slot.group[:depth])}"
                     work[name] = work.get(name, 0.0) + offered
-            for station in (slot.station, cpu) if cpu else (slot.station,):
-                if slot.group:
-                    name = f"{station}:{'/'.join(slot.group)}"
+                if slot.group:  # the group's own jobs: ``name`` is the whole path
                     own[name] = own.get(name, 0.0) + offered
     return work, own, locks
 
