@@ -50,7 +50,8 @@ RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
 # groups of shared stations (nodes), changing: nd_i and nd_f
 (ND_JOBS, ND_RUNNING, ND_ROOT_JOB, ND_HEAP_N, ND_WAIT_HEAD, ND_WAIT_TAIL, ND_BG, ND_LEAF, ND_THROTTLED,
  ND_MARK, ND_FIRST, ND_LAST, ND_NEXT) = range(13)
-# ND_PROG: a stream leaf's progress per job (its rate, less what its bandwidth domain lacks)
+# ND_PROG: a leaf's progress per job: its rate, set with it; a stream leaf's less what its bandwidth
+# domain lacks (so the hot loops read one column, whatever the leaf)
 ND_IDLE, ND_VTIME, ND_RATE, ND_WORK, ND_USED, ND_PERIOD_END, ND_GRATE, ND_CAP, ND_PROG = range(9)
 # nodes, fixed: gi and gf; G_DOMAIN: a leaf of memory streams: its bandwidth domain (a STREAM station), else -1
 G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED, G_DOMAIN = range(6)
@@ -375,6 +376,7 @@ def _leaf(si: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, st_i: np.ndarray, 
     nd_i[node, ND_LEAF] = 1
     nd_f[node, ND_VTIME] = 0.0
     nd_f[node, ND_RATE] = 0.0
+    nd_f[node, ND_PROG] = 0.0
     act[si[st, S_ACT_LO] + st_i[st, ST_ACT_N]] = node
     st_i[st, ST_ACT_N] += 1
 
@@ -382,7 +384,8 @@ def _leaf(si: np.ndarray, nd_i: np.ndarray, nd_f: np.ndarray, st_i: np.ndarray, 
 @_inline
 def _clocks(m: Model, s: State, st: int, dt: float, streams: bool) -> None:
     """Each leaf's virtual clock and work, each quota group's use, ``dt`` seconds on at the
-    rates since the last change (a stream leaf's clock at its progress, its work at its rate)."""
+    rates since the last change (a leaf's clock at its progress, its work at its rate: the two
+    differ only for streams slowed by their domain)."""
     gi, nd_i, nd_f, st_f, act, q_nodes = m.gi, s.nd_i, s.nd_f, s.st_f, s.act, m.q_nodes
     lo = m.si[st, S_ACT_LO]
     for i in range(s.st_i[st, ST_ACT_N]):
@@ -390,14 +393,17 @@ def _clocks(m: Model, s: State, st: int, dt: float, streams: bool) -> None:
         rate = nd_f[leaf, ND_RATE]
         jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]  # background jobs keep cores busy too
         if rate > 0 and jobs > 0:
-            domain = gi[leaf, G_DOMAIN] if streams else -1
-            progress = rate if domain < 0 else nd_f[leaf, ND_PROG]
-            nd_f[leaf, ND_VTIME] += progress * dt
+            nd_f[leaf, ND_VTIME] += nd_f[leaf, ND_PROG] * dt
             work = rate * jobs * dt
             st_f[st, ST_WORK] += work
             nd_f[leaf, ND_WORK] += work
-            if domain >= 0:  # the streams' bytes, in full-speed stream seconds
-                st_f[domain, ST_WORK] += progress * jobs * dt
+    if streams:  # the streams' bytes, in full-speed stream seconds, to their domains
+        for i in range(s.st_i[st, ST_ACT_N]):
+            leaf = act[lo + i]
+            domain = gi[leaf, G_DOMAIN]
+            jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]
+            if domain >= 0 and nd_f[leaf, ND_RATE] > 0 and jobs > 0:
+                st_f[domain, ST_WORK] += nd_f[leaf, ND_PROG] * jobs * dt
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         g = q_nodes[q]
         nd_f[g, ND_USED] += nd_f[g, ND_GRATE] * dt
@@ -430,7 +436,7 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
     kept = 0
     for i in range(na):
         leaf = act[lo + i]
-        slack = max(_TOL, (nd_f[leaf, ND_PROG] if streams and gi[leaf, G_DOMAIN] >= 0 else nd_f[leaf, ND_RATE]) * tick)
+        slack = max(_TOL, nd_f[leaf, ND_PROG] * tick)
         while nd_i[leaf, ND_HEAP_N] > 0 and rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME] <= slack:
             r = _job_pop(rq_i, rq_f, nd_i, s.pairs, leaf)
             _schedule(s.ctr, s.ev_t, s.ev_i, now, _NORMAL, _E_RESUME, r, 0)
@@ -570,7 +576,7 @@ def _share_children(m: Model, s: State, st: int, n: int, capacity: float, per_jo
     for i in range(k):
         nd_f[kids[i], ND_CAP] = rates[i]  # the cap is no longer needed: it now holds the share
     if own:
-        nd_f[n, ND_RATE] = rates[k] / own
+        nd_f[n, ND_RATE] = nd_f[n, ND_PROG] = rates[k] / own
 
 
 @_inline
@@ -634,7 +640,7 @@ def _mark_running(m: Model, s: State, st: int, marked: np.ndarray) -> int:
     nm = 0
     for i in range(s.st_i[st, ST_ACT_N]):
         leaf = act[lo + i]
-        nd_f[leaf, ND_RATE] = 0.0
+        nd_f[leaf, ND_RATE] = nd_f[leaf, ND_PROG] = 0.0
         if _own(nd_i, leaf) == 0:
             continue
         child = -1
@@ -767,7 +773,7 @@ def _allocate_rates(m: Model, s: State, st: int) -> None:
         lo = si[st, S_ACT_LO]
         for i in range(s.st_i[st, ST_ACT_N]):
             leaf = s.act[lo + i]
-            nd_f[leaf, ND_RATE] = 1.0 if _own(nd_i, leaf) else 0.0
+            nd_f[leaf, ND_RATE] = nd_f[leaf, ND_PROG] = 1.0 if _own(nd_i, leaf) else 0.0
         for q in range(qlo, qhi):
             g = m.q_nodes[q]
             nd_f[g, ND_GRATE] = float(nd_i[g, ND_RUNNING])
@@ -782,12 +788,10 @@ def _reschedule(m: Model, s: State, st: int, now: float) -> None:
     nd_i, nd_f, rq_f = s.nd_i, s.nd_f, s.rq_f
     delay = _INF
     lo = m.si[st, S_ACT_LO]
-    streams = m.si[st, S_DOMAINS] != 0
     for i in range(s.st_i[st, ST_ACT_N]):
         leaf = s.act[lo + i]
         if nd_f[leaf, ND_RATE] > 0 and nd_i[leaf, ND_HEAP_N] > 0:
-            progress = nd_f[leaf, ND_PROG] if streams and m.gi[leaf, G_DOMAIN] >= 0 else nd_f[leaf, ND_RATE]
-            delay = min(delay, (rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME]) / progress)
+            delay = min(delay, (rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME]) / nd_f[leaf, ND_PROG])
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         g = m.q_nodes[q]
         if nd_f[g, ND_GRATE] > 0:
