@@ -186,7 +186,9 @@ class DiskSpec(StrictModel):
     seed_base_bytes: Bytes = Field(20e9, alias="seed_base")
     seed_changes_bytes: list[Bytes] = Field([5e9, 10e9, 7e9], alias="seed_changes", min_length=1, max_length=1000)
     guests: int = Field(10, ge=1, le=10_000)
-    virtual_bytes: Bytes = Field(20 * 2**30, alias="virtual", ge=2**20)  # the base is written in 1 MiB pieces
+    # the base is written in 1 MiB pieces; rounded up to whole 512-byte sectors, as qemu-img
+    # create rounds it (review 34 F6)
+    virtual_bytes: Bytes = Field(20 * 2**30, alias="virtual", ge=2**20)
     base_used_bytes: Bytes = Field(8 * 2**30, alias="base_used")
     formats: list[FormatName] = Field(default_factory=lambda: list(FORMAT_NAMES), min_length=1)
     # per format, an allocation unit other than qemu-img's default for the virtual size
@@ -216,6 +218,11 @@ class DiskSpec(StrictModel):
     # at the drive; "unmap" passes them to the image, which frees space if its format can
     drive_discard: Literal["ignore", "unmap"] = "ignore"
 
+
+    @field_validator("virtual_bytes")
+    @classmethod
+    def _whole_sectors(cls, virtual: float) -> float:
+        return float(math.ceil(virtual / 512) * 512)
 
     @field_validator("units_bytes")
     @classmethod

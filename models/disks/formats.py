@@ -193,7 +193,9 @@ class Qcow2(ImageFormat):
         which operations are online resizes (QMP ``block_resize``), each to its offset as the new
         virtual size (from ``virtual_bytes`` at the start); past what the L1 table maps, a new
         table. Over a backing file, give its size, ``backing_virtual_bytes``
-        (:func:`qcow2_alloc.requests_with_discards`)."""
+        (:func:`qcow2_alloc.requests_with_discards`). ``virtual_bytes`` is whole 512-byte
+        sectors, as QEMU makes every disk (raises ``ValueError`` otherwise)."""
+        qcow2_alloc.check_virtual_bytes(virtual_bytes)
         if _any(discard) or _any(grow):
             requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow,
                                       backing_virtual_bytes)
@@ -270,6 +272,7 @@ class Qcow2(ImageFormat):
         passes discards on to its file, which frees their clusters' space (QEMU's default for a
         drive with ``discard=unmap``; ``pass-discard-request=off`` keeps the space). ``grow``: as
         for :meth:`file_bytes_after`; a replaced L1 table's bytes stay in the file."""
+        qcow2_alloc.check_virtual_bytes(virtual_bytes)
         requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow,
                                   backing_virtual_bytes)
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
@@ -592,8 +595,10 @@ def format_by_name(name: str, virtual_bytes: int, unit_bytes: int | None = None)
     Raises ValueError for what ``qemu-img`` would refuse or silently change (see UNIT_RANGES)."""
     if name not in _DEFAULTS:
         raise ValueError(f"unknown image format {name!r}; known: {', '.join(_DEFAULTS)}")
-    if virtual_bytes <= 0:
-        raise ValueError(f"{name}: the virtual size must be positive, got {virtual_bytes} bytes")
+    try:
+        qcow2_alloc.check_virtual_bytes(virtual_bytes)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None
     fmt = _DEFAULTS[name]
     if unit_bytes is not None:
         problem = unit_problem(name, unit_bytes)

@@ -204,6 +204,15 @@ DATA, ZERO, DISCARD, GROW = 0, 1, 2, 3  # what an operation of requests_with_dis
 MAX_L1_BYTES = 32 * 2**20  # QEMU's QCOW_MAX_L1_SIZE
 
 
+def check_virtual_bytes(virtual_bytes: int) -> None:
+    """Refuse a virtual size QEMU would not keep (raises ``ValueError``): ``qemu-img create``
+    rounds a size up to whole 512-byte sectors, so an image of any other size does not exist."""
+    if virtual_bytes <= 0 or virtual_bytes % 512:
+        rounded = max(512, -(-virtual_bytes // 512) * 512)
+        raise ValueError(f"a virtual size of {virtual_bytes} bytes: QEMU's disks are whole 512-byte sectors "
+                         f"(qemu-img create makes {rounded} bytes of it); give {rounded}")
+
+
 def l1_entries(virtual_bytes: int, cluster_bytes: int) -> int:
     """Entries of the L1 table of a disk of ``virtual_bytes``: one per L2 table's span (QEMU's
     ``size_to_l1``)."""
@@ -278,7 +287,10 @@ class _OneByOne:
         self.reads_zero: set[int] = set()  # zero clusters, and discarded ones: no backing data shows through
         self.tables: set[int] = set()
         self.rows: list[tuple[int, bool, int, int, int, int, bool, int]] = []
-        self.l1 = l1_entries(virtual_bytes, cluster_bytes) if virtual_bytes is not None else 0
+        self.l1 = 0
+        if virtual_bytes is not None:
+            check_virtual_bytes(virtual_bytes)
+            self.l1 = l1_entries(virtual_bytes, cluster_bytes)
 
     def _table(self, c: int, op: int) -> None:
         """Allocate the L2 table that maps cluster ``c``, if there is none yet."""
@@ -800,6 +812,7 @@ def compressed_image_bytes(units: np.ndarray, compressed_bytes: np.ndarray, clus
 def created(cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16) -> _Allocator:
     """The allocator after ``qemu-img create``: header, refcount table and block, and the L1
     table (allocated by the resize to the virtual size, 8 bytes per L2 table)."""
+    check_virtual_bytes(virtual_bytes)
     alloc = _Allocator(cluster_bytes, refcount_bits)
     entries = l1_entries(virtual_bytes, cluster_bytes)
     l1_bytes = 8 * entries

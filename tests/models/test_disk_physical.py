@@ -581,3 +581,31 @@ def test_random_chains_of_one_to_three_levels_with_zero_writes_and_discards_matc
     fmt_unit = format_by_name(name, virtual, unit).unit_bytes
     _check_chain(tmp_path, name, unit, virtual, base, levels, unmap=bool(seed % 3),
                  slack=0 if len(levels) == 1 else max(fmt_unit, 4096))
+
+
+def test_a_disk_size_qemu_rounds_up_is_refused_and_a_disk_spec_rounds_it_as_qemu_img_does(tmp_path: Path) -> None:
+    """Review 34 F6: ``qemu-img create`` makes whole 512-byte sectors of any size it is given, so
+    a discard reaching the end of a 1 MiB + 1 B disk frees the partial last cluster of a disk of
+    1 MiB + 512 B. The model refuses the size it cannot match, naming the size to give; the
+    ``[disk]`` scenario takes the size as qemu-img does."""
+    from virtsim.experiments.disk import DiskSpec
+
+    asked = MiB + 1
+    image = tmp_path / "odd.qcow2"
+    _run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(image), str(asked))
+    made = DiskSpec.model_validate({"virtual": asked, "base_used": MiB, "growth_writes": 100}).virtual_bytes
+    assert made == json_size(image) == MiB + 512
+    fmt = format_by_name("qcow2", int(made), 4 * KiB)
+    offsets, sizes, kinds = np.array([MiB - 4096, MiB - 4096]), np.array([4096 + 512, 4096 + 512]), np.array([0, 2])
+    _run_ops(image, offsets, sizes, kinds, None, True)
+    assert fmt.physical_bytes_after(offsets, sizes, int(made), discard=kinds == 2, punch=True) == allocated_bytes(image)
+    assert fmt.file_bytes_after(offsets, sizes, int(made), discard=kinds == 2) == image.stat().st_size
+    with pytest.raises(ValueError, match=f"give {MiB + 512}"):
+        fmt.file_bytes_after(offsets[:1], sizes[:1], asked)
+
+
+def json_size(image: Path) -> int:
+    """The virtual size ``qemu-img info`` reports (bytes)."""
+    import json
+
+    return int(json.loads(_run("qemu-img", "info", "--output=json", str(image)))["virtual-size"])
