@@ -24,7 +24,7 @@ from virtsim.models.hardware.cpu import CPU_STATION
 from virtsim.models.hardware.host import CLIENT_CPU_STATION, HostSpec
 from virtsim.models.virt.base import LayerContext
 from virtsim.models.virt.stack import Stack
-from virtsim.models.workloads.request import MemDemand, RequestWorkload, lock_station
+from virtsim.models.workloads.request import MemDemand, RequestWorkload, host_lock_station, lock_station
 from virtsim.sim.rng import IndexedStreams, SegmentedGenerator, SegmentedStreams
 from virtsim.sim.routes import (
     BatchSamplerFactory,
@@ -262,6 +262,8 @@ class System:
                 candidates += layer.stations(ctx)
             candidates += [StationSpec(lock_station(guest.name, name), "lock", 1)
                            for name in guest.workload.lock_names()]
+            candidates += [StationSpec(host_lock_station(name), "lock", 1)
+                           for name in guest.workload.lock_names("host")]
         stations: dict[str, StationSpec] = {}
         for spec in candidates:
             if spec.name in used:

@@ -34,7 +34,7 @@ from virtsim.models.hardware.memory import MEMBW_STATION
 from virtsim.models.system import Guest, System
 from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
-from virtsim.models.workloads.request import RequestWorkload
+from virtsim.models.workloads.request import RequestWorkload, host_lock_station
 from virtsim.sim.load import attainable_capacity, group_runnable, lock_hold_s
 from virtsim.sim.routes import StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
@@ -85,6 +85,10 @@ def guest_needs(host: HostSpec, stack: Stack, workload: RequestWorkload, app_mem
     private: dict[str, float] = {}
     _cpu_needs(groups, cpu_work, rate, per_guest, private)
     for name, seconds in lock_hold_s(route, work).items():  # its own lock (a VMM thread): busy while held
+        if name.startswith(host_lock_station("")):
+            raise ValueError(f"the workload takes the host-wide lock {name.split(':', 1)[1]!r} (scope = \"host\"), "
+                             "which every guest on a host shares: the planner does not count it; simulate the "
+                             "packing with virtsim density instead, or make the lock the server's own")
         private[name] = rate * seconds / stations[name].capacity
     _station_needs(stations, by_station, rate, per_guest, private)
     fp = footprint(stack, app_memory_bytes)

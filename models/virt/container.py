@@ -15,6 +15,10 @@ What a container layer adds:
   cores by the NIC's queues); a sent packet's in the sending thread (veth hands it to the backlog
   of the same core).
 - **overlay file system**: ``overlay_io_cycles`` of kernel work per I/O (layer lookups).
+- **start-up** (``boot``, :mod:`virtsim.models.density.startup`): ``start_lock`` of it is spent
+  holding locks every start on the same kernel needs (creating and wiring the network namespace
+  under ``rtnl_mutex``, RCU grace periods waited out under them, the runtime daemon's own), so
+  starts at once go through it one at a time, holding no core.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from virtsim.models.demands import Demand, segments
 from virtsim.models.quantities import Bytes, BytesPerSecond, Cycles, Seconds
@@ -91,6 +95,17 @@ class ContainerParams(LayerParams):
     io_max_bps: BytesPerSecond | None = Field(None, gt=0)
     runtime_memory_bytes: Bytes = Field(0, alias="runtime_memory")
     boot_s: Seconds = Field(1.0, alias="boot")  # from `run` to the process (p50)
+    # of boot_s, the part a start spends holding locks its kernel's other starts need too (the
+    # kernel's rtnl and namespace locks, the runtime daemon's own): starts at once take it in turn
+    start_lock_s: Seconds = Field(0.0, alias="start_lock", ge=0)
+
+    @model_validator(mode="after")
+    def _lock_within_boot(self) -> ContainerParams:
+        """Refuse a locked part longer than the whole start (raises ``ValueError``)."""
+        if self.start_lock_s > self.boot_s:
+            raise ValueError(f"start_lock ({self.start_lock_s:g} s) is part of boot ({self.boot_s:g} s) and cannot "
+                             "be longer; lower start_lock")
+        return self
 
     @field_validator("cpu_max")
     @classmethod

@@ -20,7 +20,7 @@ from virtsim.models.schema import StrictModel
 from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals
 
-__all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload", "lock_station"]
+__all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload", "host_lock_station", "lock_station"]
 
 
 class OpenSpec(StrictModel):
@@ -178,11 +178,16 @@ class LockDemand(_DemandBase):
     ``trx_sys`` mutex): ``acquire`` waits until no other request of this guest holds it, in
     the order they came; the demands up to the ``release`` are done holding it (a critical
     section: its CPU work is slowed like any other when the cores are shared, so a holder
-    that must wait for a core keeps the others waiting). A waiter sleeps: it costs no CPU."""
+    that must wait for a core keeps the others waiting). A waiter sleeps: it costs no CPU.
+
+    ``scope = "host"``: a lock of the host's kernel or of a host-wide daemon (``rtnl_mutex``, a
+    container runtime's own), one for every guest on the host that takes a host lock of that
+    name, not one per guest."""
 
     kind: Literal["lock"]
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     action: Literal["acquire", "release"]
+    scope: Literal["server", "host"] = "server"
 
     @model_validator(mode="before")
     @classmethod
@@ -227,7 +232,8 @@ def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
     if isinstance(spec, KernelDemand):
         return Demand("kernel", amount, event=spec.event, native_cycles=spec.native_cycles)
     if isinstance(spec, LockDemand):
-        return Demand("station", np.ones_like(amount), station=lock_station("", spec.name), action=spec.action)
+        station = lock_station("", spec.name) if spec.scope == "server" else host_lock_station(spec.name)
+        return Demand("station", np.ones_like(amount), station=station, action=spec.action)
     if isinstance(spec, CpuDemand):
         return Demand("cpu", amount, simd_flops_per_cycle=spec.simd_flops_per_cycle)
     return Demand(spec.kind, amount)
@@ -236,6 +242,11 @@ def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
 def lock_station(guest: str, name: str) -> str:
     """The station of ``guest``'s server lock ``name`` (each guest runs its own server)."""
     return f"lock:{guest}:{name}"
+
+
+def host_lock_station(name: str) -> str:
+    """The station of the host-wide lock ``name`` (one for all the host's guests)."""
+    return f"hostlock:{name}"
 
 
 class RequestWorkload(StrictModel):
@@ -280,9 +291,10 @@ class RequestWorkload(StrictModel):
             raise ValueError(f"lock {sorted(held)[0]!r} is still held when the request ends: release it")
         return self
 
-    def lock_names(self) -> list[str]:
-        """The server locks the requests take, in order of first use."""
-        return list(dict.fromkeys(d.name for d in self.demands if isinstance(d, LockDemand)))
+    def lock_names(self, scope: Literal["server", "host"] = "server") -> list[str]:
+        """The locks of ``scope`` the requests take (the server's own, or host-wide), in order of
+        first use."""
+        return list(dict.fromkeys(d.name for d in self.demands if isinstance(d, LockDemand) and d.scope == scope))
 
     def request_workload(self) -> RequestWorkload:
         """Itself: a generic workload is already a request workload."""

@@ -374,6 +374,18 @@ def test_a_guests_own_lock_must_carry_its_rate() -> None:
         plan(spec)
 
 
+def test_a_lock_every_guest_on_the_host_shares_is_refused_by_the_planner_not_counted_per_guest() -> None:
+    """The planner counts a lock's hold time for the guest that takes it; a host-wide lock
+    (``scope = "host"``) is busy with every guest's holds, which it does not model."""
+    lock = {"kind": "lock", "name": "rtnl", "scope": "host"}
+    svc = {"name": "svc", "guests": 4, "workload": {
+        "arrivals": {"kind": "open", "rate": "100/s"},
+        "demands": [{**lock, "action": "acquire"}, {"kind": "cpu", "cycles": "3M"}, {**lock, "action": "release"}]},
+        "app_memory": "1GiB", "image": "1GiB", "diff": "100MiB"}
+    with pytest.raises(ValueError, match=r"host-wide lock 'rtnl'.*virtsim density"):
+        plan(PlanSpec.model_validate({"stacks": [["docker"]], "host_types": [SMALL], "services": [svc]}))
+
+
 def test_a_promise_near_saturation_holds_in_a_long_run_of_the_planned_host() -> None:
     """Review 28 F1: 170 web guests at 400/s on 4-core hosts with 2% headroom and a 20 ms p99. The
     plan simulated 0.3 s from an empty host: at 96% busy the queue was still filling, the p99

@@ -25,7 +25,7 @@ def test_a_storm_of_boots_takes_their_cpu_work_over_cores() -> None:
     about 64 x 0.642 x E[lognormal factor] / 4 (E = exp(sigma^2 / 2)) plus one boot's wait (0.642 s)."""
     from virtsim.models.density.startup import BOOT_CPU_FRACTION, BOOT_SIGMA
 
-    stack = Stack.of(["docker-nat"])
+    stack = Stack((make_layer("docker-nat", {"start_lock": 0}),))  # no part taken in turn: see below
     finish = boot_storm(HOST, stack, 64, seed=3)
     cpu = 1.284 * BOOT_CPU_FRACTION
     expected = 64 * cpu * np.exp(BOOT_SIGMA**2 / 2) / 4 + (1.284 - cpu)
@@ -82,3 +82,41 @@ def test_docker_with_host_networking_starts_as_its_row_says() -> None:
     source has --network=host at 644 ms (published.csv docker-run-hostnet)."""
     assert make_layer("docker").params.boot_s == pytest.approx(0.644)
     assert make_layer("docker-nat").params.boot_s == pytest.approx(1.284)
+
+
+def test_starts_at_once_take_the_kernels_start_lock_in_turn() -> None:
+    """By hand: a container whose whole 0.5 s start is locked (``start_lock = boot``: no CPU, no
+    other wait); six started at once on the host's kernel finish 0.5 s apart, the last after 3 s,
+    though the four cores are idle throughout."""
+    stack = Stack((make_layer("docker", {"boot": "500ms", "start_lock": "500ms"}),))
+    finish = np.sort(boot_storm(HOST, stack, 6, seed=1))
+    assert finish == pytest.approx(0.5 * np.arange(1, 7), abs=1e-9)
+
+
+def test_a_start_storm_grows_with_the_starts_by_their_locked_part() -> None:
+    """docker-nat (1.284 s, 452 ms of it locked: found.csv moby42096-*) on 4 cores: a start ends
+    when it gives the lock back, so the starts end at least 452 ms apart, exactly that once they
+    queue for it; the last ends about N x 0.452 s after the first reached the lock (0.832 s in
+    alone; later when N starts share the cores for their CPU work first)."""
+    stack = Stack.of(["docker-nat"])
+    lock = stack.layers[0].params.start_lock_s
+    assert lock == pytest.approx(0.452)
+    for n in (8, 32, 64):
+        finish = np.sort(boot_storm(HOST, stack, n, seed=2))
+        gaps = np.diff(finish)
+        assert gaps.min() >= lock - 1e-9 and np.mean(np.isclose(gaps, lock)) > 0.75
+        assert finish[-1] == pytest.approx(n * lock + (1.284 - lock), rel=0.25)
+
+
+def test_containers_in_their_own_vms_take_their_own_kernels_locks() -> None:
+    """docker in a KVM guest each: every VM's kernel has its own locks, so eight such starts at
+    once are not 8 x 452 ms apart (as eight on the host's kernel are)."""
+    in_vms = boot_storm(HOST, Stack.of(["docker-nat", "kvm"]), 8, seed=4)
+    on_host = boot_storm(HOST, Stack.of(["docker-nat"]), 8, seed=4)
+    assert np.ptp(on_host) >= 7 * 0.452 * 0.95
+    assert np.ptp(in_vms) < 2 * 0.452
+
+
+def test_a_locked_part_longer_than_the_start_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"start_lock .* cannot be longer"):
+        make_layer("docker", {"boot": "100ms", "start_lock": "200ms"})
