@@ -276,7 +276,8 @@ class Qcow2(ImageFormat):
         requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow,
                                   backing_virtual_bytes)
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
-                                                               self.refcount_bits, reopen_every, punch))
+                                                               self.refcount_bits, reopen_every, punch,
+                                                               host.block_bytes))
 
     def _requests(self, offsets: np.ndarray, sizes: np.ndarray, zero: np.ndarray | None,
                   backing_units: np.ndarray | None, discard: np.ndarray | None,

@@ -35,6 +35,7 @@ almost always used), which matters only if that cluster borders a free hole.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -434,10 +435,11 @@ class _Allocator:
         self.l1_written = (0, 0)
         self.l1_at, self.l1_entries = 0, 0  # the L1 table's first cluster and its entries
         self.old_l1_written: list[tuple[int, int]] = []  # bytes of tables a resize replaced (kept in the file)
-        # With discards (exact replay only): each allocated guest cluster's host cluster, and the
-        # host clusters freed by a discard that punched them (discard=unmap) and not written since
+        # With discards (exact replay only): each allocated guest cluster's host cluster, and each
+        # host cluster a discard punched (discard=unmap): (written runs before it, the discard's
+        # operation, the cluster, the file's length then), in order
         self.host_of: dict[int, int] | None = None
-        self.punched: set[int] = set()
+        self.punches: list[tuple[int, int, int, int]] = []
 
     # -- free space ---------------------------------------------------------------------------
 
@@ -599,8 +601,6 @@ class _Allocator:
         """Clusters [start, start + n) are written in full (a data run, an L2 table)."""
         self.end_bytes = max(self.end_bytes, (start + n) * self.cluster)
         self.written_runs.append((start, start + n))
-        if self.punched:
-            self.punched.difference_update(range(start, start + n))
 
     def data_run(self, n: int, guest: int, cont: int, anchor: int) -> None:
         """handle_alloc: a run of n new guest clusters; where a continuation stops short, the
@@ -624,14 +624,15 @@ class _Allocator:
         if self.host_of is not None:
             self.host_of.update(zip(range(guest, guest + n), range(host, host + n), strict=True))
 
-    def discard(self, guest: int, punch: bool) -> None:
-        """A discard of allocated guest cluster ``guest``: its host cluster's refcount drops to 0
-        (QEMU's cursor moves back to it), and with ``punch`` the host file gets a hole there."""
+    def discard(self, guest: int, punch: bool, op: int = -1) -> None:
+        """A discard (operation ``op``) of allocated guest cluster ``guest``: its host cluster's
+        refcount drops to 0 (QEMU's cursor moves back to it), and with ``punch`` the host file
+        gets a hole there (see :func:`written_ranges`)."""
         assert self.host_of is not None
         host = self.host_of.pop(guest)
         self.mark_free(host, host + 1)
         if punch:
-            self.punched.add(host)
+            self.punches.append((len(self.written_runs), op, host, self.end_bytes))
 
     def grow_l1(self, entries: int) -> None:
         """qcow2_grow_l1_table with the exact size a resize asks for: a table of ``entries``
@@ -653,7 +654,7 @@ class _Allocator:
         if req.l1 is not None and req.l1[i]:
             self.grow_l1(int(req.l1[i]))
         elif req.free is not None and req.free[i]:
-            self.discard(int(req.guest[i]), punch)
+            self.discard(int(req.guest[i]), punch, int(req.write[i]))
         elif req.is_l2[i]:
             self.written(self.alloc(1), 1)
         else:
@@ -838,26 +839,53 @@ def file_bytes(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_b
 
 
 def written_ranges(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,
-                   reopen_every: int | None = None, punch: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+                   reopen_every: int | None = None, punch: bool = False,
+                   block_bytes: int = 4096) -> tuple[np.ndarray, np.ndarray, int]:
     """The byte ranges of the image of :func:`file_bytes` that QEMU wrote, and its length: every
     cluster it allocated in full (data clusters too: QEMU zero-fills the rest of a new cluster
     with ``fallocate``, which allocates), and the L1 table up to its last entry. Clusters it
     skipped below a moved refcount table stay holes, and with ``punch`` (a drive with
-    ``discard=unmap``) so do discarded clusters until they are written again."""
+    ``discard=unmap``) so do the host file's blocks (of ``block_bytes``) a discard punched
+    (:func:`_punched_blocks`) until they are written again."""
     alloc = replayed(req, cluster_bytes, virtual_bytes, refcount_bits, reopen_every, punch)
-    runs = np.array(alloc.written_runs, dtype=np.int64).reshape(-1, 2)
-    if alloc.punched:  # split the written runs around the holes punched since
-        covered = np.zeros(int(runs[:, 1].max()), dtype=bool)
-        for a, b in runs:
-            covered[a:b] = True
-        covered[sorted(alloc.punched)] = False
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], covered.astype(np.int8), [0]])))
-        runs = edges.reshape(-1, 2)
-    runs = runs * cluster_bytes
+    runs = np.array(alloc.written_runs, dtype=np.int64).reshape(-1, 2) * cluster_bytes
+    if alloc.punches:
+        runs = _punched_blocks(alloc, block_bytes) * block_bytes
     tables = [alloc.l1_written, *alloc.old_l1_written]
     starts = np.append(runs[:, 0], [a for a, _ in tables])
     ends = np.minimum(np.append(runs[:, 1], [b for _, b in tables]), alloc.end_bytes)
     return starts, ends, alloc.end_bytes
+
+
+def _punched_blocks(alloc: _Allocator, block_bytes: int) -> np.ndarray:
+    """Runs [start, end) of the host file's blocks held after the writes and punches of
+    ``alloc``, in order. QEMU gathers the clusters one discard frees into contiguous regions
+    and punches each region once the discard is done (``qcow2_process_discards``); the file
+    system frees only the blocks a punch covers whole, up to the file's end then, and zeroes
+    the partial blocks at its edges, which stay allocated (ext4's ``ext4_punch_hole``). So with
+    clusters smaller than a block, a block is freed only by a discard that frees all of it."""
+    c = alloc.cluster
+    held = np.zeros(-(-alloc.end_bytes // block_bytes) + 1, dtype=bool)
+    done = 0
+
+    def write(upto: int) -> None:
+        for a, b in alloc.written_runs[done:upto]:
+            held[a * c // block_bytes:-(-b * c // block_bytes)] = True
+
+    for _, group in itertools.groupby(alloc.punches, key=lambda p: p[1]):
+        punches = list(group)
+        last = max(p[0] for p in punches)
+        write(last)
+        done = last
+        hosts = np.unique([p[2] for p in punches])
+        breaks = np.flatnonzero(np.diff(hosts) != 1) + 1
+        eof = punches[-1][3]
+        for run in np.split(hosts, breaks):
+            start, end = int(run[0]) * c, min((int(run[-1]) + 1) * c, eof)
+            held[-(-start // block_bytes):end // block_bytes] = False
+    write(len(alloc.written_runs))
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], held.astype(np.int8), [0]])))
+    return edges.reshape(-1, 2)
 
 
 def replayed(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,

@@ -355,6 +355,43 @@ def test_qcow2_discards_free_clusters_that_later_writes_fill_first(seed: int, tm
     assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=True, **kwargs) == allocated_bytes(image)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_with_clusters_below_the_host_block_a_punch_frees_only_the_blocks_it_covers_whole(seed: int,
+                                                                                          tmp_path: Path) -> None:
+    """Review 34 F4: 512 B - 2 KiB clusters on a file system of 4 KiB blocks, discards passed to
+    the file (discard=unmap) among writes and zero writes, standalone or over a base, reopened
+    or not. QEMU punches each discard's freed clusters as contiguous regions once the discard is
+    done; ext4 frees the blocks a punch covers whole and zeroes the rest, so a block that two
+    discards free half each stays allocated. Extents and length as qemu leaves them."""
+    rng = np.random.default_rng(900 + seed)
+    cluster = int([512, 1024, 2048][seed % 3])
+    fmt = format_by_name("qcow2", GiB, cluster)
+    n = int(rng.integers(60, 200))
+    span = GiB // 256
+    offsets, sizes = rng.integers(0, span - 100 * KiB, n), rng.integers(1, 100 * KiB, n)
+    kinds = rng.choice([0, 1, 2], n, p=[0.55, 0.15, 0.30])
+    per_session = int(rng.integers(5, 40)) if seed % 2 == 0 else None
+    image, backing_units = _qcow2_image(tmp_path, rng, GiB, cluster, span, 50, 16 * KiB, seed >= 3)
+    _run_ops(image, offsets, sizes, kinds, per_session, True)
+    kwargs = dict(zero=kinds == 1, discard=kinds == 2, backing_units=backing_units, reopen_every=per_session)
+    assert fmt.file_bytes_after(offsets, sizes, GiB, **kwargs) == image.stat().st_size
+    assert fmt.physical_bytes_after(offsets, sizes, GiB, punch=True, **kwargs) == allocated_bytes(image)
+
+
+def test_two_discards_of_half_a_block_each_free_nothing_one_of_the_whole_block_frees_it(tmp_path: Path) -> None:
+    """By hand, 1 KiB clusters on 4 KiB blocks: 16 KiB written at 0 take four blocks (plus the
+    image's own). Discarding [4, 6) KiB and then [6, 8) KiB frees the block's four clusters, but
+    each punch covers half the block, so it stays; discarding [8, 12) KiB at once frees its block."""
+    fmt = format_by_name("qcow2", GiB, 1024)
+    offsets, sizes, kinds = (np.array([0, 4096, 6144, 8192]), np.array([16384, 2048, 2048, 4096]),
+                             np.array([0, 2, 2, 2]))
+    image = create(tmp_path / "d.qcow2", "qcow2", GiB, cluster_size="1024")
+    before = fmt.physical_bytes_after(offsets[:1], sizes[:1], GiB)
+    _run_ops(image, offsets, sizes, kinds, None, True)
+    after = fmt.physical_bytes_after(offsets, sizes, GiB, discard=kinds == 2, punch=True)
+    assert before - after == 4096 and after == allocated_bytes(image)
+
+
 def test_image_layers_take_the_host_file_systems_blocks(ext4_1k_dir: Path) -> None:
     """Review 28 F6: the image's files were rounded to 4 KiB whatever host_fs.block said. 400
     files of a lognormal spread of sizes, written to a real ext4 of 1 KiB blocks: the model's
