@@ -24,7 +24,7 @@ from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import ClosedSpec
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import RunResult, simulate
-from virtsim.sim.kernel import compile_kernel, simulate_kernel
+from virtsim.sim.kernel import compile_kernel, kernel_rejects, simulate_kernel
 from virtsim.sim.load import offered_load
 from virtsim.sim.records import METRIC_UNITS, latency_metrics, pooled_latencies, request_metrics
 from virtsim.sim.routes import OpenArrivals
@@ -157,9 +157,12 @@ def check_measured(scenario: Scenario, runs: pd.DataFrame) -> None:
 
 
 def choose_engine(requested: str, stations: list, sources: list) -> str:
-    """The engine that runs: as requested, or for ``auto`` the vector engine where it can, else the kernel."""
+    """The engine that runs: as requested, or for ``auto`` the vector engine where it can, else
+    the kernel where it can, else the DES."""
     if requested == "auto":
-        return "vector" if vector_rejects(stations, sources) is None else "kernel"
+        if vector_rejects(stations, sources) is None:
+            return "vector"
+        return "kernel" if kernel_rejects(stations) is None else "des"
     return requested
 
 

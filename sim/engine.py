@@ -74,7 +74,7 @@ def build_station(env: simpy.Environment, spec: StationSpec) -> Station:
     if spec.kind == "lock":
         return LockStation(env, spec.name, int(spec.servers))
     return SharedStation(env, spec.name, spec.servers, spec.groups, spec.background, spec.threads_per_server,
-                         spec.smt_yield)
+                         spec.smt_yield, spec.slices)
 
 
 _SUBMIT, _ACQUIRE, _RELEASE = 0, 1, 2

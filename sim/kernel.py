@@ -50,7 +50,7 @@ from virtsim.sim.routes import (
 )
 from virtsim.sim.stations import GroupPath, check_cores, check_quota, stream_leaf
 
-__all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
+__all__ = ["KernelRun", "compile_kernel", "kernel_rejects", "simulate_kernel"]
 
 _KINDS = {"fifo": kl.FIFO, "delay": kl.DELAY, "shared": kl.SHARED, "lock": kl.LOCK, "stream": kl.STREAM}
 _ACTIONS = {"": kl.SUBMIT, "acquire": kl.ACQUIRE, "release": kl.RELEASE}
@@ -117,6 +117,9 @@ class KernelRun(SteppedRun):
 
     def __init__(self, stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
                  replication: int = 0) -> None:
+        problem = kernel_rejects(stations)
+        if problem:
+            raise ValueError(problem)
         check_network(stations, sources)
         for spec in stations:  # as SharedStation does: bound cores must be the station's
             if spec.kind == "shared":
@@ -587,6 +590,16 @@ class KernelRun(SteppedRun):
         utilization = {name: (work - before.get(name, 0.0)) / (capacity[name] * window)
                        for name, work in served.items()}
         return RunResult(logs, utilization, self.replication)
+
+
+def kernel_rejects(stations: Sequence[StationSpec]) -> str | None:
+    """Why the compiled kernel cannot run these stations (``None``: it can). Time slices
+    (:mod:`virtsim.sim.slices`) run on the DES only, for now."""
+    sliced = [s.name for s in stations if s.kind == "shared" and s.slices is not None]
+    if sliced:
+        return (f"station {sliced[0]!r} schedules in time slices, which only the DES runs for now; "
+                "run it with engine = \"des\" (or \"auto\")")
+    return None
 
 
 def simulate_kernel(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from virtsim.sim.slices import SliceSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = [
@@ -62,6 +63,7 @@ class StationSpec:
     threads_per_server: int = 1  # shared stations: hardware threads per core (SMT)
     smt_yield: float = 0.0  # what a core's second thread adds when both run, as a fraction of a core
     cpu: str = ""  # a stream station: the shared station whose cores its streams run on
+    slices: SliceSpec | None = None  # a shared station: time slices instead of fluid shares (sim.slices)
 
     @property
     def capacity(self) -> float:

@@ -35,6 +35,7 @@ import numpy as np
 import simpy
 
 from virtsim.sim.affinity import affinity_shares
+from virtsim.sim.slices import Slicer, SliceSpec
 
 __all__ = [
     "DEFAULT_WEIGHT",
@@ -365,6 +366,11 @@ class SharedStation(Station):
     the cores' sibling threads: n running jobs on C cores of T threads get
     ``min(n, C) + smt_yield * min(n - C, C (T - 1))`` cores' worth, shared among them, so
     siblings slow each other when both are busy.
+
+    With ``slices`` (:mod:`virtsim.sim.slices`), the top-level groups' threads take the cores in
+    time slices instead (a whole hardware thread each while they run, the SMT yield shared by the
+    running ones as above), and each group's running threads' cores are shared among its jobs
+    as before.
     """
 
     def __init__(
@@ -376,6 +382,7 @@ class SharedStation(Station):
         background: Mapping[GroupPath, int] | None = None,
         threads_per_server: int = 1,
         smt_yield: float = 0.0,
+        slices: SliceSpec | None = None,
     ) -> None:
         super().__init__(env, name)
         if not capacity > 0:
@@ -408,6 +415,12 @@ class SharedStation(Station):
         self._seq = 0
         self._last_s = env.now
         self._version = 0
+        self._slicer: Slicer | None = None
+        if slices is not None:
+            if self.capacity != int(self.capacity):
+                raise ValueError(f"station {name!r}: time slices need whole cores, got {capacity}")
+            self._slicer = Slicer(slices, int(self.capacity) * self._threads, int(self.capacity),
+                                  {n: tuple(c) for n, c in self._pinned.items() if c is not None})
         for path, count in (background or {}).items():
             self._leaf(path).background += count
             self._count(path, count)
@@ -523,6 +536,8 @@ class SharedStation(Station):
         now = self.env.now
         dt = now - self._last_s
         if dt > 0:
+            if self._slicer is not None:
+                self._slicer.advance(dt)
             for path, leaf in self._leaves.items():
                 if leaf.rate > 0 and leaf.count:
                     progress = leaf.rate if leaf.domain is None else leaf.progress
@@ -604,6 +619,9 @@ class SharedStation(Station):
 
     def _allocate_rates(self) -> None:
         """Set each leaf's per-job rate and each quota group's rate; no water-filling when uncontended."""
+        if self._slicer is not None:
+            self._allocate_sliced(self._slicer)
+            return
         capacity, per_job = self._effective()
         if per_job < 1.0:
             self._allocate_tree(capacity, per_job)
@@ -616,6 +634,30 @@ class SharedStation(Station):
                 g.rate = float(self._running.get(path, 0))
             return
         self._allocate_tree(capacity, 1.0)
+
+    def _allocate_sliced(self, slicer: Slicer) -> None:
+        """Time slices: each top-level group asks for as many threads as its jobs and caps can
+        use, the slicer puts them on slots, and each group's running threads are shared among
+        its jobs (water-filled down its subtree)."""
+        root = self._tree()
+        self._per_job = 1.0
+        self._set_caps(root, ())
+        for g in self._quota_groups:
+            g.rate = 0.0
+        wanted = {name: (math.ceil(child.cap - 1e-9), self._weight((name,), child))
+                  for name, child in root.children.items()}
+        own = root.leaf
+        if own is not None and own.count:
+            wanted[""] = (own.count, DEFAULT_WEIGHT * own.count)
+        now = self.env.now
+        slicer.demand(now, {k: v for k, v in wanted.items() if v[0] > 0})
+        slicer.rotate(now, 4 * math.ulp(max(now, 1.0)))
+        busy, cores = slicer.busy_slots(), self.capacity
+        per = 1.0 if busy <= cores else (cores + self._smt_yield * (busy - cores)) / busy
+        for name, child in root.children.items():
+            self._share(child, (name,), min(slicer.running(name) * per, child.cap))
+        if own is not None and own.count:
+            own.rate = slicer.running("") * per / own.count
 
     def _tree(self) -> _Node:
         """The groups that hold running jobs, as a tree of nodes (rates reset to zero)."""
@@ -714,6 +756,8 @@ class SharedStation(Station):
                 delay = min(delay, (g.spec.quota_s - g.used_s) / g.rate, g.period_end_s - now)
             elif g.throttled:
                 delay = min(delay, g.period_end_s - now)
+        if self._slicer is not None:
+            delay = min(delay, self._slicer.next_slice_end() - now)
         self._version += 1
         if delay < math.inf:
             timer = self.env.timeout(max(delay, 0.0), value=self._version)

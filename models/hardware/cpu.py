@@ -7,18 +7,21 @@ the core's exit from its idle state. It is paid only when the thread was asleep.
 are busy. ``vmexit_cycles`` is the hardware's VM exit and entry round trip (VT-x, SVM): it fell
 from about 1,900 cycles (2005) to about 500 (2011 on), and every hypervisor's exit pays it.
 ``baseline_flops_per_cycle`` is what a core does with x86-64's baseline vector ISA (SSE2), all
-a guest shown a generic CPU model can use.
+a guest shown a generic CPU model can use. ``scheduler`` chooses fluid processor sharing or the
+time slices of Linux CFS or Xen's credit scheduler (:mod:`virtsim.sim.slices`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import Field, field_validator
 
 from virtsim.models.quantities import Cycles, Hertz, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import StationSpec
+from virtsim.sim.slices import cfs_slices, credit_slices
 from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["CPU_STATION", "CpuSpec"]
@@ -47,6 +50,11 @@ class CpuSpec(StrictModel):
     # two-wide add and a two-wide multiply each cycle): what code gets on a guest shown a generic
     # CPU model without the host's wider extensions (AVX)
     baseline_flops_per_cycle: float = Field(4.0, gt=0, le=1024)
+    # how the host's scheduler shares cores among guests' threads when there are more of them
+    # than hardware threads: "fluid" processor sharing (every runnable thread at once, each at a
+    # fraction of a core), or time slices as Linux CFS ("cfs": KVM, containers, bare metal) or
+    # Xen's credit scheduler ("credit") gives them (virtsim.sim.slices; the DES runs these)
+    scheduler: Literal["fluid", "cfs", "credit"] = "fluid"
 
     @field_validator("freq_hz")
     @classmethod
@@ -74,6 +82,9 @@ class CpuSpec(StrictModel):
 
     def station(self, groups: Mapping[GroupPath, GroupSpec], background: Mapping[GroupPath, int],
                 name: str = CPU_STATION) -> StationSpec:
-        """The cores as one weighted processor-sharing station."""
+        """The cores as one weighted processor-sharing station (in time slices unless the
+        scheduler is ``fluid``)."""
+        slices = {"fluid": None, "cfs": cfs_slices(self.cores * self.threads_per_core),
+                  "credit": credit_slices()}[self.scheduler]
         return StationSpec(name, "shared", float(self.cores), dict(groups), dict(background),
-                           self.threads_per_core, self.smt_yield)
+                           self.threads_per_core, self.smt_yield, slices=slices)
