@@ -24,7 +24,8 @@ from virtsim.sim.rng import stream_seed
 from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec
 from virtsim.sim.stations import GroupPath
 
-__all__ = ["attainable_capacity", "closed_loop_requests", "group_runnable", "lock_hold_s", "offered_load"]
+__all__ = ["attainable_capacity", "closed_loop_requests", "group_runnable", "loaded_keys", "lock_hold_s",
+           "offered_load"]
 
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
@@ -57,6 +58,24 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     for lock, per_second in locks.items():
         out[lock] = per_second / specs[lock].capacity
     return out
+
+
+def loaded_keys(stations: Sequence[StationSpec], source: Source) -> set[str]:
+    """The keys of :func:`offered_load` that ``source``'s requests load: each station its route
+    visits, each group (and enclosing group) its work runs in there, the bound cores its
+    top-level group shares, each lock it takes."""
+    specs = {s.name: s for s in stations}
+    keys: set[str] = set()
+    for slot in source.route:
+        keys.add(slot.station)
+        group = tuple(slot.group)
+        keys |= {f"{slot.station}:{'/'.join(group[:i])}" for i in range(1, len(group) + 1)}
+        spec = specs.get(slot.station)
+        if spec is not None and spec.kind == "shared" and group:
+            for shared, paths in _bound_components(spec):
+                if group[:1] in paths:
+                    keys.add(f"{spec.name}:cores={','.join(map(str, sorted(shared)))}")
+    return keys
 
 
 def _station_and_path(key: str, specs: dict[str, StationSpec]) -> tuple[str, str]:

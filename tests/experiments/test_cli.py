@@ -275,3 +275,26 @@ def test_stacks_that_differ_only_by_an_override_keep_their_labels_in_every_file(
     small["compare"] = {"stacks": [[{"profile": "docker", "cpu_max": "50000 100000"}], [limited]]}
     assert main(["run", _write(tmp_path, small), "--out", str(tmp_path / "again"), "--quiet"]) == 2
     assert "stacks ['docker{cpu_max=50ms/100ms}'] are listed more than once" in capsys.readouterr().err
+
+
+def test_a_guest_whose_requests_outlast_the_run_is_refused_though_another_guest_is_overloaded(tmp_path,
+                                                                                              capsys) -> None:
+    """Review 35 F3: a guest offered 2.6% of the CPU whose 2 s requests cannot finish in a 1 s
+    run passed as 0 requests/s because another guest of the stack (its cpu.max offered 100%)
+    was overloaded; only a guest that loads the overloaded resource passes so."""
+    scenario = {
+        "name": "ov", "run": {"duration": "1s", "warmup": "0.1s", "replications": 1, "engine": "kernel"},
+        "host": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd", "network": "10gbe"},
+        "guests": [
+            {"name": "busy", "stack": [{"profile": "docker", "cpu_max": "10ms/100ms"}],
+             "workload": {"arrivals": {"kind": "open", "rate": "100/s"}, "demands": [{"kind": "cpu", "cycles": "3M"}]}},
+            {"name": "slow", "stack": ["docker"],
+             "workload": {"arrivals": {"kind": "open", "rate": "100/s"},
+                          "demands": [{"kind": "cpu", "cycles": "100k"}, {"kind": "delay", "duration": "2s"}]}},
+        ],
+    }
+    assert main(["run", _write(tmp_path, scenario), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "guest 'slow' (" in err and "no request that arrived in the measured window" in err
+    del scenario["guests"][1]  # the overloaded guest alone still passes, with the overload warned about
+    assert main(["run", _write(tmp_path, scenario), "--out", str(tmp_path / "o2"), "--quiet"]) == 0
