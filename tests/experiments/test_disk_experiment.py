@@ -328,3 +328,17 @@ def test_zero_writes_or_discards_into_raw_images_on_xfs_are_refused_naming_the_f
         DiskSpec.model_validate({"host_fs": {"kind": "xfs"}, "pattern": {"discard_fraction": 0.1}})
     DiskSpec.model_validate({"host_fs": {"kind": "xfs"}, "pattern": {"discard_fraction": 0.1},
                              "formats": ["qcow2"]})  # the other formats are answered
+
+
+def test_a_base_image_holds_all_of_base_used_even_a_partial_mebibyte() -> None:
+    """Review 35 F5: the base was written in whole MiB and the rest dropped, so 512 KiB made a
+    base with no data. A raw disk per guest holds the base's 512 KiB, into which each guest's ten
+    4 KiB sequential writes fall (by hand: 512 KiB per guest)."""
+    spec = DiskSpec.model_validate({
+        "guests": 2, "virtual": "64MiB", "base_used": "512KiB", "formats": ["qcow2", "raw"],
+        "drivers": ["overlay2"], "pattern": {"kind": "sequential", "writes": 10, "size": "4KiB"},
+        "growth_writes": 10, "snapshot": {"writes": 0}, "seed_base": "10MB", "seed_changes": ["1MB"],
+        "image_layers": [{"files": 10, "mean_file_size": "25kB"}]})
+    table = run_disk(spec)
+    raw = table[(table["experiment"] == "image-chain") & (table["system"] == "raw")].set_index("measure")["bytes"]
+    assert raw["private_bytes_per_guest"] == 512 * 1024
