@@ -153,7 +153,7 @@ def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int,
     the throughput check fails it); otherwise a short run that finished too few is run once more,
     longer in proportion (at most ten times). Near saturation, longer still until the p99 is
     steady (:func:`~virtsim.experiments.steady.steady_runs`)."""
-    duration = spec.duration_s
+    duration = _shortest_s(spec)
     scenario = parse_scenario(scenario_data, what)
     w = scenario.guests[0].workload.request_workload()
 
@@ -171,7 +171,9 @@ def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int,
         return relaxation_s(runs, float(served["value"].sum()), scv)
 
     if w.arrivals.kind == "open":
-        duration = max(duration, spec.slo_samples / (guests * w.arrivals.rate_per_s) / 0.9 * 1.05)
+        # slo_samples judged: the arrivals of the window less the last p99 (the horizon)
+        duration = max(duration, (spec.slo_samples / (guests * w.arrivals.rate_per_s) * 1.05
+                                  + spec.slo.p99_latency_s) / 0.9)
         return steady_runs(run, duration, relaxation=relaxation, limits={POOLED_GUEST: spec.slo.p99_latency_s})
     runs = run(duration)
     done = _pooled(runs, "completed")
@@ -183,12 +185,20 @@ def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int,
                        limits={POOLED_GUEST: spec.slo.p99_latency_s})
 
 
+def _shortest_s(spec: DensitySpec) -> float:
+    """The shortest run (s): ``spec.duration_s``, and long enough that the requests judged
+    (those that arrived at least the SLO's p99 before the end: review 35 F1, F2) span four
+    times the SLO after the warm-up."""
+    return max(spec.duration_s, 5 * spec.slo.p99_latency_s / 0.9)
+
+
 def _scenario_data(spec: DensitySpec, stack: Stack, guests: int) -> dict[str, Any]:
     """The scenario (a dict) of ``guests`` identical guests of ``stack`` on the spec's host."""
     return {
         "name": "density", "host": spec.host,
-        "run": {"duration": spec.duration_s, "warmup": spec.duration_s / 10, "replications": 1, "seed": spec.seed,
-                "engine": "kernel", "pooled_latency": True},
+        "run": {"duration": _shortest_s(spec), "warmup": _shortest_s(spec) / 10, "replications": 1,
+                "seed": spec.seed, "engine": "auto", "pooled_latency": True,
+                "latency_horizon": spec.slo.p99_latency_s},
         "guests": [{"name": "g", "count": guests, "stack": stack, "workload": copy.deepcopy(spec.workload)}],
     }
 
@@ -279,7 +289,9 @@ def _swapping(spec: DensitySpec, scenario: Scenario, scenario_data: dict[str, An
 
 def _served_fraction(per_guest: pd.DataFrame, open_loop: bool, alone_rps: float | None) -> float:
     """An open loop's share of the requests that arrived that were served (overload leaves them
-    unfinished; counting against the offered rate would judge Poisson noise in a short window);
+    unfinished; counting against the offered rate would judge Poisson noise in a short window),
+    of those that arrived at least the SLO's p99 before the end (the run's latency horizon: a
+    younger one still in flight is not unserved, review 35 F2);
     a closed loop's slowest guest's throughput against one guest alone (``alone_rps``, or the mean)."""
     if open_loop:
         done = float(per_guest.loc[per_guest["metric"] == "completed", "value"].sum())

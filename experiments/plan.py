@@ -216,13 +216,18 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
     # Long enough for slo_samples requests of the slowest promised service (after a 10% warm-up)
     # and at least MIN_RUN_S, but no more than MAX_SLO_REQUESTS in all: a rare service then rests
     # on fewer (reported). Near saturation, longer until the p99s are steady (steady_runs).
+    # The p99s are judged over requests that arrived at least the longest promise before the end
+    # (a request still in flight then counts with its wait so far: review 35 F1), and the run
+    # is long enough that those span four times that promise.
+    horizon = max(s.p99_latency_s for _, s, _ in placed if s.p99_latency_s is not None)
     duration = min(max(max(spec.slo_samples / rates[n] for n in promised) * 1.05 / 0.9, MIN_RUN_S),
                    MAX_SLO_REQUESTS / sum(rates.values()))
+    duration = max(duration + horizon / 0.9, 5 * horizon / 0.9)
     # Guest entries are named by position: "s0" and "s1" cannot collide as "api" and "api-1" would
     # once "api" is expanded to api-1, api-2.
     data = {"name": "plan-host", "host": ht.host.model_dump(mode="json", by_alias=True),
             "run": {"duration": duration, "warmup": duration / 10, "replications": 1, "seed": spec.seed,
-                    "engine": "kernel", "pooled_latency": True},
+                    "engine": "auto", "pooled_latency": True, "latency_horizon": horizon},
             "guests": [{"name": f"s{i}", "count": c, "stack": stack,
                         "workload": s.workload.model_dump(mode="json", by_alias=True)} for i, s, c in placed]}
     scenario = parse_scenario(data, f"plan host of type {ht.name!r}")

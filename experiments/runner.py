@@ -89,7 +89,8 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
     for guest, log in result.logs.items():
         found = {}
         for metric, layer, station, value in request_metrics(log, control.warmup_s, control.duration_s,
-                                                             cdf=scenario.run.latency_cdf):
+                                                             cdf=scenario.run.latency_cdf,
+                                                             horizon_s=scenario.run.latency_horizon_s):
             rows.append(dict(stack=label, replication=replication, guest=guest, metric=metric,
                              layer=layer, station=station, value=value, unit=METRIC_UNITS[metric]))
             if layer == "all" and station == "all":
@@ -106,7 +107,8 @@ def result_rows(scenario: Scenario, label: str, result: RunResult, replication: 
         for pool, names in pools.items():
             # in arrival order: the interval sections the run in time (latencies near saturation
             # come in correlated runs that order statistics would count as independent)
-            pooled = pooled_latencies([result.logs[n] for n in names], control.warmup_s)
+            pooled = pooled_latencies([result.logs[n] for n in names], control.warmup_s, control.duration_s,
+                                      scenario.run.latency_horizon_s)
             low, high = sectioned_quantile_interval(pooled, 0.99)
             for metric, layer, station, value in [("completed", "all", "all", float(pooled.size)),
                                                   *latency_metrics(pooled),

@@ -68,12 +68,22 @@ class RunSpec(StrictModel):
     # also record latency over every guest's requests together (guest "all-guests"): the
     # percentiles of identical guests from all their samples, not the noisiest guest's
     pooled_latency: bool = False
+    # judge latency over the requests that arrived at least this long before the end, counting
+    # one still unfinished with the time it has waited (sim.records.request_metrics): a short
+    # run then cannot hide latencies longer than what is left of it. 0: over the requests that
+    # finished (a run long against its latencies)
+    latency_horizon_s: Seconds = Field(0.0, alias="latency_horizon", ge=0)
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> RunSpec:
-        """Refuse a ``warmup`` not shorter than ``duration`` (raises ``ValueError``)."""
+        """Refuse a ``warmup`` not shorter than ``duration``, and a ``latency_horizon`` that
+        leaves no time to measure (raises ``ValueError``)."""
         if self.warmup_s >= self.duration_s:
             raise ValueError(f"warmup ({self.warmup_s} s) must be shorter than duration ({self.duration_s} s)")
+        if self.latency_horizon_s >= self.duration_s - self.warmup_s:
+            raise ValueError(f"latency_horizon ({self.latency_horizon_s:g} s) leaves no arrivals to measure in the "
+                             f"window of {self.duration_s - self.warmup_s:g} s after warmup; lengthen duration or "
+                             "shorten latency_horizon")
         return self
 
     def control(self) -> RunControl:

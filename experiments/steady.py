@@ -88,7 +88,9 @@ def relaxation_s(runs: pd.DataFrame, throughput_rps: float, scv: Mapping[str, fl
         else loads.get("utilization", pd.Series(dtype=float))
     worst = 0.0
     for station, rho in by_station.items():
-        if ":" not in str(station) and NEAR_SATURATION <= rho < 1.0 and throughput_rps > 0:
+        # at 1 (within rounding: a closed loop's bottleneck reads 0.9999999999995 in one run and
+        # 1.0 in another) the queue is not relaxing towards a steady state this formula describes
+        if ":" not in str(station) and NEAR_SATURATION <= rho < 1.0 - 1e-9 and throughput_rps > 0:
             spread = (1.0 + (scv or {}).get(str(station), 1.0)) / 2
             worst = max(worst, rho / throughput_rps * spread / (1.0 - math.sqrt(rho)) ** 2)
     return worst

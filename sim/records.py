@@ -8,6 +8,7 @@ the tail.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -112,23 +113,35 @@ METRIC_UNITS = {
 CDF_LEVELS = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 99, 99.5, 99.9)
 
 
-def window_latencies(log: RequestLog, warmup_s: float) -> np.ndarray:
-    """Latencies (s) of the requests that arrived after ``warmup_s`` and finished by the end."""
+def _judged(log: RequestLog, warmup_s: float, end_s: float, horizon_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which requests are measured, and their latencies (s): without a horizon, those that
+    arrived after ``warmup_s`` and finished by the end; with ``horizon_s`` > 0, every request
+    that arrived in [``warmup_s``, ``end_s - horizon_s``], one still unfinished at ``end_s``
+    counted with the time it has waited (at least ``horizon_s``: a lower bound of its latency)."""
     n = log.n
     arrival, finish = log.arrival_s[:n], log.finish_s[:n]
-    measured = ~np.isnan(finish) & (arrival >= warmup_s)
-    return finish[measured] - arrival[measured]
+    done = ~np.isnan(finish)
+    if horizon_s <= 0:
+        measured = done & (arrival >= warmup_s)
+        return measured, finish[measured] - arrival[measured]
+    measured = (arrival >= warmup_s) & (arrival <= end_s - horizon_s)
+    return measured, np.where(done, finish, end_s)[measured] - arrival[measured]
 
 
-def pooled_latencies(logs: list[RequestLog], warmup_s: float) -> np.ndarray:
+def window_latencies(log: RequestLog, warmup_s: float, end_s: float = math.inf, horizon_s: float = 0.0) -> np.ndarray:
+    """Latencies (s) of the measured requests (see ``horizon_s`` in :func:`request_metrics`)."""
+    return _judged(log, warmup_s, end_s, horizon_s)[1]
+
+
+def pooled_latencies(logs: list[RequestLog], warmup_s: float, end_s: float = math.inf,
+                     horizon_s: float = 0.0) -> np.ndarray:
     """The latencies (s) :func:`window_latencies` gives for each of ``logs``, together, in the order
     the requests arrived (ties in the order of ``logs``): the time order sectioning needs."""
     arrivals, latencies = [], []
     for log in logs:
-        arrival, finish = log.arrival_s[:log.n], log.finish_s[:log.n]
-        measured = ~np.isnan(finish) & (arrival >= warmup_s)
-        arrivals.append(arrival[measured])
-        latencies.append(finish[measured] - arrival[measured])
+        measured, latency = _judged(log, warmup_s, end_s, horizon_s)
+        arrivals.append(log.arrival_s[:log.n][measured])
+        latencies.append(latency)
     if not latencies:
         return np.empty(0)
     order = np.argsort(np.concatenate(arrivals), kind="stable")
@@ -145,7 +158,7 @@ def latency_metrics(latency: np.ndarray) -> list[tuple[str, str, str, float]]:
 
 
 def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
-                    cdf: bool = False) -> list[tuple[str, str, str, float]]:
+                    cdf: bool = False, horizon_s: float = 0.0) -> list[tuple[str, str, str, float]]:
     """Metrics of one source in one replication, as (metric, layer, station, value) rows.
 
     Throughput counts requests finished inside the window [warmup_s, duration_s) over its
@@ -154,11 +167,18 @@ def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
     split the latency of the requests at or above the p99 the same way. With ``cdf``, rows
     ``latency_quantile_s`` give the latency at each level of :data:`CDF_LEVELS` (the level, in
     percent, in the ``station`` column).
+
+    ``horizon_s`` > 0 (a latency a promise is judged by): latencies, ``completed`` and
+    ``unfinished`` are over the requests that arrived in the window at least ``horizon_s`` before
+    the end, and one of them still unfinished counts in the latencies with the time it has waited
+    (at least ``horizon_s``). Requests that arrive just before the end and would take long are
+    otherwise never seen: a 1 s run's p99 cannot exceed 1 s however long the requests take
+    (review 35). A quantile up to ``horizon_s`` is then exact, one above it a lower bound.
     """
     n = log.n
     arrival, finish, stage = log.arrival_s[:n], log.finish_s[:n], log.stage_s[:n]
     done = ~np.isnan(finish)
-    in_window = arrival >= warmup_s
+    in_window = (arrival >= warmup_s) & (arrival <= duration_s - horizon_s if horizon_s > 0 else True)
     measured = done & in_window
     finished_in_window = done & (finish >= warmup_s) & (finish < duration_s)
     rows: list[tuple[str, str, str, float]] = [
@@ -166,7 +186,7 @@ def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
         ("completed", "all", "all", float(measured.sum())),
         ("unfinished", "all", "all", float((in_window & ~done).sum())),
     ]
-    latency = window_latencies(log, warmup_s)  # the requests of ``measured``, in order
+    latency = window_latencies(log, warmup_s, duration_s, horizon_s)
     if latency.size == 0:
         return rows
     summary = latency_metrics(latency)
@@ -175,8 +195,11 @@ def request_metrics(log: RequestLog, warmup_s: float, duration_s: float,
     if cdf:
         for level, value in zip(CDF_LEVELS, np.percentile(latency, CDF_LEVELS), strict=True):
             rows.append(("latency_quantile_s", "all", f"{level:g}", float(value)))
+    finished = finish[measured] - arrival[measured]  # stage times are known for finished requests only
+    if finished.size == 0:
+        return rows
     stages = stage[measured]
-    tail = stages[latency >= p99]
+    tail = stages[finished >= min(p99, float(finished.max()))]
     for metric, block in (("time_mean_s", stages), ("tail_time_mean_s", tail)):
         per_slot = block.mean(axis=0)
         for layer, weights in log.layer_weights().items():
