@@ -78,7 +78,7 @@ class Linpack(_Named):
     """HPL-like dense linear algebra."""
 
     kind: Literal["linpack"]
-    threads: int = Field(16, ge=1)
+    threads: int = Field(16, ge=1, le=100_000)  # each a closed client of the engine
     block_flops: float = Field(2e9, gt=0)
     flops_per_cycle: float = Field(8.0, gt=0)  # AVX double precision on Sandy Bridge
     efficiency: float = Field(0.733, gt=0, le=1)  # published.csv felter-linpack-native
@@ -100,7 +100,7 @@ class Stream(_Named):
     NUMA nodes (``numactl --membind``, Felter's "one socket" is 1); unset: interleaved over all."""
 
     kind: Literal["stream"]
-    threads: int = Field(16, ge=1)
+    threads: int = Field(16, ge=1, le=100_000)  # each a closed client of the engine
     block_bytes: Bytes = Field(64 * 2**20, gt=0)
     numa_nodes: int | None = Field(None, ge=1, le=64)
 
@@ -120,7 +120,7 @@ class RandomAccess(_Named):
     """HPCC RandomAccess (GUPS): random read-modify-write of 8-byte words."""
 
     kind: Literal["randomaccess"]
-    threads: int = Field(8, ge=1)
+    threads: int = Field(8, ge=1, le=100_000)  # each a closed client of the engine
     block_updates: int = Field(100_000, ge=1)
     huge_pages: bool = False
 

@@ -321,3 +321,11 @@ def test_a_cpu_clock_without_a_unit_is_refused_not_read_as_hertz(small) -> None:
     """Review 30: freq = 3 ran a 3 Hz CPU, with only an overload warning that named no field."""
     small["host"]["cpu"] = {"profile": "small-4c", "freq": 3}
     assert "host.cpu.freq: 3 Hz is not a CPU clock" in _error(small)
+
+
+@pytest.mark.parametrize("kind", ["linpack", "stream", "randomaccess"])
+def test_a_benchmarks_threads_beyond_the_engines_clients_name_threads(small, kind) -> None:
+    """Review 35 F9: 1e8 threads were refused as arrivals.closed.clients, a field not written."""
+    small["guests"][0]["workload"] = {"kind": kind, "threads": 100_000_000}
+    message = _error(small)
+    assert "threads" in message and "clients" not in message
