@@ -138,7 +138,7 @@ def _run(scenario_data: dict[str, Any], duration_s: float, what: str) -> pd.Data
     """The runs table of ``scenario_data`` run for ``duration_s`` seconds (warm-up a tenth of it)."""
     data = copy.deepcopy(scenario_data)
     data["run"].update(duration=duration_s, warmup=duration_s / 10)
-    return run_scenario(parse_scenario(data, what), progress=False).runs
+    return run_scenario(parse_scenario(data, what), progress=False, refuse_backlog=False).runs
 
 
 def _pooled(runs: pd.DataFrame, metric: str) -> float:

@@ -252,7 +252,7 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
     def run(duration_s: float) -> pd.DataFrame:
         sized = scenario.model_copy(update={"run": scenario.run.model_copy(
             update={"duration_s": duration_s, "warmup_s": duration_s / 10})})
-        return run_scenario(sized, progress=False).runs
+        return run_scenario(sized, progress=False, refuse_backlog=False).runs
 
     pools = {s.name: pooled_name(f"s{i}") if len(placed) > 1 else POOLED_GUEST for i, s, _ in placed}
     promises = {pools[s.name]: s.p99_latency_s for _, s, _ in placed if s.p99_latency_s is not None}

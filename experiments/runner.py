@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from virtsim.experiments.scenario import POOLED_GUEST, Scenario, ScenarioError, pooled_name
 from virtsim.models.virt.stack import Stack
-from virtsim.models.workloads.request import ClosedSpec
+from virtsim.models.workloads.request import ClosedSpec, OpenSpec
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import RunResult, simulate
 from virtsim.sim.kernel import compile_kernel, kernel_rejects, simulate_kernel
-from virtsim.sim.load import loaded_keys, offered_load
+from virtsim.sim.load import loaded_keys, offered_load, overload_backlog
 from virtsim.sim.records import METRIC_UNITS, latency_metrics, pooled_latencies, request_metrics
 from virtsim.sim.routes import OpenArrivals
 from virtsim.sim.stats import sectioned_quantile_interval, summarize
@@ -188,20 +188,51 @@ def _task(args: tuple[Scenario, str, Stack | None, int]) -> tuple[list[dict[str,
     return run_variant(*args)
 
 
-def run_scenario(scenario: Scenario, progress: bool = True, workers: int = 1) -> RunOutput:
+def check_backlog(scenario: Scenario) -> None:
+    """Raise :class:`ScenarioError` for a variant whose open-loop guests are offered so much
+    more than a resource serves that more than ``MAX_BACKLOG`` requests would queue by the end
+    (review 35 F7: 20,000 guests offered 167% of the CPU ran for over ten minutes, each event
+    touching every queued request, to measure only a queue that grows with the run)."""
+    if not any(isinstance(g.workload.request_workload().arrivals, OpenSpec) for g in scenario.guests):
+        return
+    control = scenario.run.control()
+    for label, stack in scenario.variants():
+        stations, sources = scenario.system(stack).engine_inputs()
+        loads = offered_load(stations, sources, seed=control.seed)
+        backlog, worst = overload_backlog(stations, sources, loads, control.duration_s)
+        if backlog > MAX_BACKLOG:
+            raise ScenarioError(
+                f"{label}: the open-loop guests are offered {100 * loads[worst]:.0f}% of {worst!r}, so about "
+                f"{backlog:,.0f} requests would be queued by the end of run.duration = {control.duration_s:g} s "
+                f"(more than {MAX_BACKLOG:,}): the run would take very long and measure only a queue that grows "
+                "with it; lower the rates or the guests, or shorten run.duration")
+
+
+MAX_BACKLOG = 20_000
+"""Requests an overloaded run may leave queued (:func:`check_backlog`)."""
+
+
+def run_scenario(scenario: Scenario, progress: bool = True, workers: int = 1,
+                 refuse_backlog: bool = True) -> RunOutput:
     """Run every variant and replication of ``scenario``.
 
     With ``workers`` > 1 the runs go to a local process pool. Every random number is keyed by
     (seed, replication, names), and rows are gathered in task order, so the table is the same
     whatever the number of workers.
     """
-    return run_scenarios([scenario], progress, workers, desc=scenario.name)[0]
+    return run_scenarios([scenario], progress, workers, desc=scenario.name, refuse_backlog=refuse_backlog)[0]
 
 
 def run_scenarios(scenarios: Sequence[Scenario], progress: bool = True, workers: int = 1,
-                  desc: str = "runs") -> list[RunOutput]:
+                  desc: str = "runs", refuse_backlog: bool = True) -> list[RunOutput]:
     """:func:`run_scenario` of each of ``scenarios``, their runs in one process pool (one pool
-    for an experiment of several scenarios: a pool's start and its idle tail are paid once)."""
+    for an experiment of several scenarios: a pool's start and its idle tail are paid once).
+    ``refuse_backlog``: refuse, before running, a variant that would leave more than
+    ``MAX_BACKLOG`` requests queued (:func:`check_backlog`); density and plan, which run
+    overloaded hosts to find where they fail, do not ask."""
+    if refuse_backlog:
+        for scenario in scenarios:
+            check_backlog(scenario)
     owner = [k for k, scenario in enumerate(scenarios) for _ in scenario.variants()
              for _ in range(scenario.run.replications)]  # the scenario of each task, by position
     tasks = [(scenario, label, stack, r) for scenario in scenarios for label, stack in scenario.variants()

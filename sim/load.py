@@ -25,7 +25,7 @@ from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, Stati
 from virtsim.sim.stations import GroupPath
 
 __all__ = ["attainable_capacity", "closed_loop_requests", "group_runnable", "loaded_keys", "lock_hold_s",
-           "offered_load"]
+           "offered_load", "overload_backlog"]
 
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
@@ -76,6 +76,25 @@ def loaded_keys(stations: Sequence[StationSpec], source: Source) -> set[str]:
                 if group[:1] in paths:
                     keys.add(f"{spec.name}:cores={','.join(map(str, sorted(shared)))}")
     return keys
+
+
+def overload_backlog(stations: Sequence[StationSpec], sources: Sequence[Source], loads: dict[str, float],
+                     duration_s: float) -> tuple[float, str]:
+    """Requests an overloaded run leaves queued by ``duration_s`` (about): each open-loop source
+    whose requests load a key of ``loads`` (:func:`offered_load`) offered ``rho`` >= 1 has
+    ``rate (1 - 1 / rho) duration`` of its requests still waiting at the end; and the most
+    overloaded key ("" if none)."""
+    over = {k: v for k, v in loads.items() if v >= 1.0}
+    if not over:
+        return 0.0, ""
+    backlog = 0.0
+    for source in sources:
+        if not isinstance(source.arrivals, OpenArrivals):
+            continue
+        rho = max((over[k] for k in loaded_keys(stations, source) if k in over), default=0.0)
+        if rho >= 1.0:
+            backlog += source.arrivals.rate_per_s * (1.0 - 1.0 / rho) * duration_s
+    return backlog, max(over, key=lambda k: over[k])
 
 
 def _station_and_path(key: str, specs: dict[str, StationSpec]) -> tuple[str, str]:

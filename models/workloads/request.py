@@ -9,7 +9,7 @@ for their request, then think).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -67,6 +67,16 @@ class _DemandBase(StrictModel):
     dist: Literal["const", "exp", "lognormal"] = "const"
     sigma: float = Field(0.25, gt=0, le=3)  # of the log, for dist = "lognormal"
 
+    @model_validator(mode="after")
+    def _sigma_for_lognormal(self) -> Self:
+        """Refuse a ``sigma`` other than the default unless ``dist = "lognormal"``, which alone
+        reads it (review 35 F8: it was accepted and ignored); the default passes, so a dumped
+        demand reads back."""
+        if self.dist != "lognormal" and self.sigma != type(self).model_fields["sigma"].default:
+            raise ValueError(f"sigma is the spread of dist = \"lognormal\"; with dist = {self.dist!r} it means "
+                             "nothing: remove it, or set dist = \"lognormal\"")
+        return self
+
     def draw(self, mean: float, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` amounts for a demand of mean ``mean`` (its median for ``"lognormal"``), in the demand's unit."""
         if self.dist == "exp":
@@ -97,6 +107,15 @@ class MemDemand(_DemandBase):
     pattern: Literal["seq", "random"] = "seq"
     huge_pages: bool = False
     numa_nodes: int | None = Field(None, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _huge_pages_for_random(self) -> MemDemand:
+        """Refuse ``huge_pages`` on a ``seq`` stream: pages change the TLB misses of random
+        access only, and it was accepted and ignored (review 35 F8)."""
+        if self.huge_pages and self.pattern == "seq":
+            raise ValueError("huge_pages changes only random access (its TLB misses), not a seq stream: remove it, "
+                             "or use pattern = \"random\"")
+        return self
 
 
 class IoDemand(_DemandBase):

@@ -80,6 +80,11 @@ SCENARIO_CASES = {
     "a bad [sweep] on run": (lambda s: s.update(sweep={"bogus": 1}), "sweep.bogus: unknown key"),
     "a rate that brings no request": (lambda s: s["guests"][0]["workload"].update(
         arrivals={"kind": "open", "rate": "1/min"}), "nothing would be measured; raise the rate"),
+    # Review 35 F7: overloaded so far that the queue would hold 100,000s of requests: refused
+    # before running (20,000 such guests ran for over ten minutes); 400 requests/s of 1M cycles
+    # on a 4-vCPU KVM guest is 33% of it, at 100,000/s 8,300%: ~50,000 queued in 0.5 s
+    "a queue that only grows": (lambda s: s["guests"][0]["workload"].update(
+        arrivals={"kind": "open", "rate": "100000/s"}), "requests would be queued by the end"),
     # Found only by running: 1 s requests in a 0.5 s run reported zero throughput and NaN latency.
     "requests longer than the run": (lambda s: s["guests"][1]["workload"].update(
         demands=[{"kind": "delay", "duration": "1s"}]), "no request that arrived in the measured window"),

@@ -329,3 +329,15 @@ def test_a_benchmarks_threads_beyond_the_engines_clients_name_threads(small, kin
     small["guests"][0]["workload"] = {"kind": kind, "threads": 100_000_000}
     message = _error(small)
     assert "threads" in message and "clients" not in message
+
+
+@pytest.mark.parametrize("demand, needle", [
+    ({"kind": "cpu", "cycles": "1M", "sigma": 2.0}, "sigma is the spread of dist = \"lognormal\""),
+    ({"kind": "cpu", "cycles": "1M", "dist": "exp", "sigma": 2.0}, "with dist = 'exp' it means nothing"),
+    ({"kind": "mem", "size": "8KiB", "pattern": "seq", "huge_pages": True}, "huge_pages changes only random"),
+    ({"kind": "mem", "size": "8KiB", "pattern": "random", "numa_nodes": 64}, "binds memory to 64 NUMA nodes"),
+])
+def test_a_demand_field_that_would_change_nothing_is_refused(small, demand, needle) -> None:
+    """Review 35 F8: accepted, and the results were those of the demand without the field."""
+    small["guests"][0]["workload"]["demands"].append(demand)
+    assert needle in _error(small)
