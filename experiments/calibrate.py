@@ -176,9 +176,13 @@ KNOWN_OUTSIDE = {
 }
 
 NOT_REPRODUCED = {
-    "felter-gups-2s-native": "16 threads over two sockets give 3.6x fewer updates than 8 on one: more than a "
-                             "remote access's latency can explain; the mechanism (HPCC's MPI RandomAccess "
-                             "exchanging updates between processes?) is not modelled",
+    "felter-gups-2s-native": "32 OpenMP threads over two sockets give 3.6x fewer updates than 16 on one: the "
+                             "authors' gups.c opens a parallel region per 128 updates (2.80 us a region on one "
+                             "socket, 10.15 us on two), so two centralized libgomp barriers a region, their "
+                             "cache-line handoffs crossing QPI, set the rate, not DRAM; fork-join barriers are "
+                             "not modelled, and the handoff latencies found (E5-2690: 32 ns within a socket, "
+                             "114 ns across, grade C) explain 2.4-7.3 us of the 7.35 us a region adds "
+                             "(research/gups_felter_setup.md, coherence_and_omp_barriers.md)",
     "felter-gups-2s-docker": "as felter-gups-2s-native",
     "felter-gups-2s-kvm": "as felter-gups-2s-native",
     "fc-ping-loopback": "ping's one echo a second lets cores fall into deep idle states; their exit latency "
