@@ -24,7 +24,7 @@ from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import ClosedSpec, OpenSpec
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import RunResult, simulate
-from virtsim.sim.kernel import compile_kernel, kernel_rejects, simulate_kernel
+from virtsim.sim.kernel import compile_kernel, simulate_kernel
 from virtsim.sim.load import loaded_keys, offered_load, overload_backlog
 from virtsim.sim.records import METRIC_UNITS, latency_metrics, pooled_latencies, request_metrics
 from virtsim.sim.routes import OpenArrivals
@@ -174,12 +174,9 @@ def _overloaded_guests(scenario: Scenario, runs: pd.DataFrame) -> set[tuple[str,
 
 
 def choose_engine(requested: str, stations: list, sources: list) -> str:
-    """The engine that runs: as requested, or for ``auto`` the vector engine where it can, else
-    the kernel where it can, else the DES."""
+    """The engine that runs: as requested, or for ``auto`` the vector engine where it can, else the kernel."""
     if requested == "auto":
-        if vector_rejects(stations, sources) is None:
-            return "vector"
-        return "kernel" if kernel_rejects(stations) is None else "des"
+        return "vector" if vector_rejects(stations, sources) is None else "kernel"
     return requested
 
 

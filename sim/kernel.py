@@ -50,7 +50,7 @@ from virtsim.sim.routes import (
 )
 from virtsim.sim.stations import GroupPath, check_cores, check_quota, stream_leaf
 
-__all__ = ["KernelRun", "compile_kernel", "kernel_rejects", "simulate_kernel"]
+__all__ = ["KernelRun", "compile_kernel", "simulate_kernel"]
 
 _KINDS = {"fifo": kl.FIFO, "delay": kl.DELAY, "shared": kl.SHARED, "lock": kl.LOCK, "stream": kl.STREAM}
 _ACTIONS = {"": kl.SUBMIT, "acquire": kl.ACQUIRE, "release": kl.RELEASE}
@@ -117,9 +117,6 @@ class KernelRun(SteppedRun):
 
     def __init__(self, stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,
                  replication: int = 0) -> None:
-        problem = kernel_rejects(stations)
-        if problem:
-            raise ValueError(problem)
         check_network(stations, sources)
         for spec in stations:  # as SharedStation does: bound cores must be the station's
             if spec.kind == "shared":
@@ -216,20 +213,46 @@ class KernelRun(SteppedRun):
         gi, gf, cores = self._group_tables()
         steps, cond_min = self._step_tables()
         ki, kf, trace = self._stream_tables()
+        top = self._slice_tables(si, sf)
         return kl.Model(
             end_s=float(self.control.duration_s), si=si, sf=sf, gi=gi, gf=gf, cores=cores,
             shared=np.flatnonzero(si[:, kl.S_KIND] == kl.SHARED).astype(np.int64),
             q_nodes=np.array(q_nodes, np.int64), bg=np.array(bg, np.int64).reshape(-1, 2), ki=ki, kf=kf,
-            steps=steps, cond_min=cond_min, trace_t=np.array(trace, float),
+            steps=steps, cond_min=cond_min, trace_t=np.array(trace, float), top=top,
         )
+
+    def _slice_tables(self, si: np.ndarray, sf: np.ndarray) -> np.ndarray:
+        """Time slices (:mod:`virtsim.sim.slices`): per sliced station its parameters and the
+        ranges of its slots and entities into ``si``/``sf``, and its root then its top-level
+        groups in order of name (the DES's order of groups: the root's own jobs are ``""``)."""
+        top: list[int] = []
+        slots_total = entities_total = 0
+        for st, spec in enumerate(self.stations):
+            si[st, kl.S_TOP_LO] = len(top)
+            if spec.kind == "shared" and spec.slices is not None:
+                nodes = self._nodes
+                children = sorted((path[0], node) for (owner, path), node in nodes.ids.items()
+                                  if owner == st and len(path) == 1)
+                top += [nodes.ids[(st, ())], *(node for _, node in children)]
+                slots = int(spec.servers) * spec.threads_per_server
+                si[st, kl.S_SLOTS], si[st, kl.S_SL_LO], si[st, kl.S_EN_LO] = slots, slots_total, entities_total
+                slices = spec.slices
+                sf[st, kl.S_LATENCY], sf[st, kl.S_MIN_SLICE] = slices.latency_s, slices.min_slice_s
+                sf[st, kl.S_WAKEUP] = -1.0 if slices.wakeup_s is None else slices.wakeup_s
+                sf[st, kl.S_CREDIT] = slices.sleeper_credit_s
+                slots_total += slots
+                entities_total += (len(children) + 1) * slots  # a group asks for at most the slots
+            si[st, kl.S_TOP_HI] = len(top)
+        self._slice_sizes = (slots_total, entities_total)
+        return np.array(top, np.int64)
 
     def _station_tables(self) -> tuple[np.ndarray, np.ndarray, list[int], list[tuple[int, int]]]:
         """Per station its kind, sizes, root node and ranges of quota nodes and background jobs
         (``si``, ``sf``), with the quota nodes and (node, count) background jobs those ranges index."""
         st_specs, nodes = self.stations, self._nodes
         n_st = len(st_specs)
-        si = np.zeros((n_st, 10), np.int64)
-        sf = np.zeros((n_st, 2))
+        si = np.zeros((n_st, 15), np.int64)
+        sf = np.zeros((n_st, 6))
         si[:, kl.S_ROOT] = -1
         per_station = np.bincount(np.asarray(nodes.station, np.int64), minlength=n_st)
         si[1:, kl.S_ACT_LO] = np.cumsum(per_station)[:-1]
@@ -241,7 +264,7 @@ class KernelRun(SteppedRun):
         for st, spec in enumerate(st_specs):
             si[st, kl.S_KIND] = _KINDS[spec.kind]
             si[st, kl.S_TPS] = spec.threads_per_server
-            sf[st] = spec.servers, spec.smt_yield
+            sf[st, kl.S_SERVERS], sf[st, kl.S_SMT] = spec.servers, spec.smt_yield
             si[st, kl.S_QLO], si[st, kl.S_BG_LO] = len(q_nodes), len(bg)
             if spec.kind == "shared":
                 q_nodes += [nodes.ids[(st, p)] for p, g in spec.groups.items() if g.quota_s is not None]
@@ -347,12 +370,12 @@ class KernelRun(SteppedRun):
         requests = self._expected_requests(width)
         rows = sum(s.chunk for s in self._streams) + 16
         gaps = sum(s.gap_chunk for s in self._streams) + 16
-        st_i = np.zeros((n_st, 8), np.int64)
+        st_i = np.zeros((n_st, 10), np.int64)
         st_i[:, [kl.ST_Q_HEAD, kl.ST_Q_TAIL]] = -1
-        st_f = np.zeros((n_st, 5))
+        st_f = np.zeros((n_st, 6))
         st_f[:, kl.ST_IDLE_SINCE] = -np.inf
         st_f[:, kl.ST_WAKE_T] = np.inf
-        nd_i = np.zeros((n_nd, 13), np.int64)
+        nd_i = np.zeros((n_nd, 14), np.int64)
         nd_i[:, [kl.ND_ROOT_JOB, kl.ND_WAIT_HEAD, kl.ND_WAIT_TAIL, kl.ND_FIRST, kl.ND_LAST, kl.ND_NEXT]] = -1
         nd_f = np.zeros((n_nd, 9))
         nd_f[:, kl.ND_IDLE] = -np.inf
@@ -362,6 +385,7 @@ class KernelRun(SteppedRun):
         n_cores = max([int(spec.servers) for st, spec in enumerate(self.stations) if self.model.si[st, kl.S_PINNED]]
                       or [1])
         n_a, n_b = affinity_scratch_sizes(n_nd + 1, n_nd + 1, n_cores)
+        slots, entities = self._slice_sizes
         return kl.State(
             ctr=np.zeros(8, np.int64), clock=np.zeros(1), ev_t=np.zeros(events), ev_i=np.zeros((events, 4), np.int64),
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
@@ -371,6 +395,9 @@ class KernelRun(SteppedRun):
             sm_i=np.zeros((n_sm, 8), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
             rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
             pairs=np.zeros(requests, np.int64),
+            en_i=np.zeros((max(entities, 1), 3), np.int64), en_f=np.zeros((max(entities, 1), 2)),
+            sl_occ=np.full(max(slots, 1), -1, np.int64), sl_end=np.full(max(slots, 1), np.inf),
+            want_i=np.zeros(max(n_nd, 1), np.int64), want_f=np.zeros(max(n_nd, 1)),
         )
 
     # -- growing between calls -------------------------------------------------------------
@@ -590,16 +617,6 @@ class KernelRun(SteppedRun):
         utilization = {name: (work - before.get(name, 0.0)) / (capacity[name] * window)
                        for name, work in served.items()}
         return RunResult(logs, utilization, self.replication)
-
-
-def kernel_rejects(stations: Sequence[StationSpec]) -> str | None:
-    """Why the compiled kernel cannot run these stations (``None``: it can). Time slices
-    (:mod:`virtsim.sim.slices`) run on the DES only, for now."""
-    sliced = [s.name for s in stations if s.kind == "shared" and s.slices is not None]
-    if sliced:
-        return (f"station {sliced[0]!r} schedules in time slices, which only the DES runs for now; "
-                "run it with engine = \"des\" (or \"auto\")")
-    return None
 
 
 def simulate_kernel(stations: Sequence[StationSpec], sources: Sequence[Source], control: RunControl,

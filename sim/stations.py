@@ -644,11 +644,12 @@ class SharedStation(Station):
         self._set_caps(root, ())
         for g in self._quota_groups:
             g.rate = 0.0
-        wanted = {name: (math.ceil(child.cap - 1e-9), self._weight((name,), child))
+        slots = slicer.slots  # a group asks for at most every hardware thread
+        wanted = {name: (min(math.ceil(child.cap - 1e-9), slots), self._weight((name,), child))
                   for name, child in root.children.items()}
         own = root.leaf
         if own is not None and own.count:
-            wanted[""] = (own.count, DEFAULT_WEIGHT * own.count)
+            wanted[""] = (min(own.count, slots), DEFAULT_WEIGHT * own.count)
         now = self.env.now
         slicer.demand(now, {k: v for k, v in wanted.items() if v[0] > 0})
         slicer.rotate(now, 4 * math.ulp(max(now, 1.0)))

@@ -35,8 +35,7 @@ from virtsim.models.virt.hypervisor import Type1
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import RequestWorkload
 from virtsim.sim.control import RunControl
-from virtsim.sim.engine import simulate
-from virtsim.sim.kernel import kernel_rejects, simulate_kernel
+from virtsim.sim.kernel import simulate_kernel
 
 __all__ = ["boot_storm", "boot_workload"]
 
@@ -101,8 +100,7 @@ def boot_storm(host: HostSpec, stack: Stack, guests: int, seed: int = 0, read_by
     system = System(host, tuple(Guest(f"g{i}", stack, first if i == 0 else rest) for i in range(guests)))
     stations, sources = system.engine_inputs()
     horizon = 1000.0 * max(1.0, float(guests))
-    engine = simulate_kernel if kernel_rejects(stations) is None else simulate
-    result = engine(stations, sources, RunControl(duration_s=horizon, seed=seed))
+    result = simulate_kernel(stations, sources, RunControl(duration_s=horizon, seed=seed))
     finish = np.array([result.logs[s.name].finish_s[0] for s in sources])
     if np.isnan(finish).any():
         raise RuntimeError("a boot did not finish within the horizon")

@@ -53,7 +53,7 @@ class CpuSpec(StrictModel):
     # how the host's scheduler shares cores among guests' threads when there are more of them
     # than hardware threads: "fluid" processor sharing (every runnable thread at once, each at a
     # fraction of a core), or time slices as Linux CFS ("cfs": KVM, containers, bare metal) or
-    # Xen's credit scheduler ("credit") gives them (virtsim.sim.slices; the DES runs these)
+    # Xen's credit scheduler ("credit") gives them (virtsim.sim.slices)
     scheduler: Literal["fluid", "cfs", "credit"] = "fluid"
 
     @field_validator("freq_hz")

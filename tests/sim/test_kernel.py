@@ -28,6 +28,7 @@ from virtsim.sim.routes import (
     StationSpec,
     TraceArrivals,
 )
+from virtsim.sim.slices import SliceSpec, cfs_slices, credit_slices
 from virtsim.sim.stations import GroupSpec
 
 TOL_S = 1e-9
@@ -66,7 +67,8 @@ def _factory(mean_s: float, stages: int, skip: float, dist: str):
 
 @st.composite
 def networks(draw):
-    """A CPU with groups (weights, caps, quotas, thread pools, pinning, SMT, background jobs) and a
+    """A CPU with groups (weights, caps, quotas, thread pools, pinning, SMT, background jobs, fluid
+    or in time slices) and a
     bandwidth domain whose streams run on it, FIFO, delay and lock stations, and open, closed,
     batch and trace sources with idle conditions."""
     cores = draw(st.integers(1, 4))
@@ -85,7 +87,11 @@ def networks(draw):
         )
     background = {("b",): 1} if draw(st.booleans()) and cores > 1 else {}
     tps = draw(st.sampled_from([1, 1, 2]))
-    stations = [StationSpec("cpu", "shared", float(cores), groups, background, tps, 0.3 if tps > 1 else 0.0),
+    # time slices in a third of the networks: CFS's, Xen's, and round robin without wake-up preemption
+    slices = draw(st.sampled_from([None, None, cfs_slices(cores * tps), credit_slices(),
+                                   SliceSpec(0.01, 0.004, None, 0.0)]))
+    stations = [StationSpec("cpu", "shared", float(cores), groups, background, tps, 0.3 if tps > 1 else 0.0,
+                            slices=slices),
                 StationSpec("disk", "fifo", float(draw(st.integers(1, 2)))),
                 StationSpec("wire", "delay"),
                 StationSpec("lock", "lock", float(draw(st.integers(1, 2)))),

@@ -2,7 +2,8 @@
 
 Hand-computed timelines on one core first (round robin, wake-up preemption, a request to a busy
 descheduled vCPU), then what slices must keep from processor sharing (weighted shares, caps,
-work conservation: M/M/1's mean response time with a confidence interval), then the engines.
+work conservation: M/M/1's mean response time with a confidence interval), then the compiled
+kernel against the DES (also in the generated networks of test_kernel.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import simpy
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import simulate
 from virtsim.sim.kernel import simulate_kernel
-from virtsim.sim.routes import OpenArrivals, Slot, Source, StationSpec
+from virtsim.sim.routes import OpenArrivals, Slot, Source, StationSpec, TraceArrivals
 from virtsim.sim.slices import SliceSpec, cfs_slices, credit_slices
 from virtsim.sim.stations import GroupPath, GroupSpec, SharedStation
 from virtsim.sim.stats import t_interval
 
-from .helpers import exp_work
+from .helpers import const_work, exp_work
 
 ROUND_ROBIN = SliceSpec(latency_s=0.01, min_slice_s=0.01, wakeup_s=None, sleeper_credit_s=0.0)
 CFS_1CPU = cfs_slices(1)  # 6 ms latency, 0.75 ms slices at least, 1 ms wake-up granularity
@@ -128,7 +129,7 @@ def test_slices_waste_no_core_time_so_mm1_keeps_its_mean_response_time() -> None
     control = RunControl(duration_s=40.0, warmup_s=4.0, seed=11)
     means = []
     for replication in range(20):
-        result = simulate([cpu], sources, control, replication)
+        result = simulate_kernel([cpu], sources, control, replication)  # the DES's numbers (below), faster
         times = []
         for g in "ab":
             log = result.logs[g]
@@ -141,11 +142,23 @@ def test_slices_waste_no_core_time_so_mm1_keeps_its_mean_response_time() -> None
     assert (high - low) / 2 <= 0.06 * expected
 
 
-def test_the_compiled_kernel_refuses_slices_naming_the_engine_that_runs_them() -> None:
-    cpu = StationSpec("cpu", "shared", 1.0, {("a",): GroupSpec()}, slices=CFS_1CPU)
-    source = Source("a", (Slot("cpu", "app", ("a",)),), OpenArrivals(10.0), exp_work(1e-3))
-    with pytest.raises(ValueError, match="only the DES runs"):
-        simulate_kernel([cpu], [source], RunControl(duration_s=1.0))
+@pytest.mark.parametrize("slices", [ROUND_ROBIN, CFS_1CPU, credit_slices()], ids=["round-robin", "cfs", "credit"])
+def test_the_compiled_kernel_gives_the_same_timelines_request_by_request(slices) -> None:
+    """The hand cases' jobs as traces on both engines (a busy guest, two 1-vCPU guests, a
+    request at a given instant), and Poisson traffic of three groups of different weights and
+    caps: every finish time agrees."""
+    vcpu = GroupSpec(max_servers=1)
+    cpu = StationSpec("cpu", "shared", 1.0, {("a",): vcpu, ("b",): vcpu, ("c",): GroupSpec(weight=300.0)},
+                      slices=slices)
+    sources = [Source("a", (Slot("cpu", "app", ("a",)),), TraceArrivals((0.0, 1.011, 1.5)), const_work(0.4)),
+               Source("b", (Slot("cpu", "app", ("b",)),), TraceArrivals((0.0, 0.3)), const_work(0.9)),
+               Source("c", (Slot("cpu", "app", ("c",)),), OpenArrivals(200.0), exp_work(1e-3))]
+    control = RunControl(duration_s=3.0, seed=5)
+    des, kernel = simulate([cpu], sources, control), simulate_kernel([cpu], sources, control)
+    for name in "abc":
+        n = des.logs[name].n
+        assert kernel.logs[name].n == n
+        np.testing.assert_array_equal(des.logs[name].finish_s[:n], kernel.logs[name].finish_s[:n])
 
 
 def test_a_bound_groups_threads_take_turns_on_its_own_cores_only() -> None:
