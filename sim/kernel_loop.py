@@ -997,24 +997,25 @@ def _allocate_sliced(m: Model, s: State, st: int, now: float) -> None:
     _sl_rotate(m, s, st, now, 4 * (np.nextafter(max(now, 1.0), _INF) - max(now, 1.0)))
     sl_lo = m.si[st, S_SL_LO]
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
-        s.want_i[m.top[t]] = 0  # now: each group's running entities
-    busy = 0
+        s.want_f[m.top[t]] = 0.0  # now: the cores' worth each group's running entities hold
+    cores = int(m.sf[st, S_SERVERS])
     for slot in range(slots):
         e = s.sl_occ[sl_lo + slot]
         if e >= 0:
-            busy += 1
-            s.want_i[s.en_i[e, E_GROUP]] += 1
-    cores = m.sf[st, S_SERVERS]
-    per = 1.0 if busy <= cores else (cores + m.sf[st, S_SMT] * (busy - cores)) / busy
+            k = 0  # busy siblings on this slot's core (Slicer.held)
+            for sib in range(slot % cores, slots, cores):
+                if s.sl_occ[sl_lo + sib] >= 0:
+                    k += 1
+            s.want_f[s.en_i[e, E_GROUP]] += (1.0 + m.sf[st, S_SMT] * (k - 1)) / k
     if nm == 0:
         return
     c = nd_i[root, ND_FIRST]
     while c >= 0:
-        nd_f[c, ND_CAP] = min(s.want_i[c] * per, nd_f[c, ND_CAP])
+        nd_f[c, ND_CAP] = min(s.want_f[c], nd_f[c, ND_CAP])
         c = nd_i[c, ND_NEXT]
     own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
     if own:
-        nd_f[root, ND_RATE] = nd_f[root, ND_PROG] = s.want_i[root] * per / own
+        nd_f[root, ND_RATE] = nd_f[root, ND_PROG] = s.want_f[root] / own
     for d in range(1, top + 1):
         for i in range(nm):
             n = marked[i]

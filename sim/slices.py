@@ -22,7 +22,9 @@ gives them). Inside a group, its running entities' cores are shared by its jobs 
 (:class:`~virtsim.sim.stations.SharedStation` water-fills them): the slices are between groups'
 threads, the guest's own scheduling stays fluid. Slot ``s`` is on core ``s % cores`` (the first
 ``cores`` slots are distinct cores, as Linux spreads threads before it doubles them up on SMT
-siblings); a group bound to cores runs only on their slots.
+siblings); a group bound to cores runs only on their slots. A core's busy SMT siblings share
+what it does, one whole core plus ``smt_yield`` for each further sibling (fluid sharing spreads
+that yield over every core instead, once the host has more running jobs than cores).
 
 Ties are broken by fixed rules (lowest entity index, lowest slot), so a run is reproducible.
 """
@@ -110,13 +112,19 @@ class Slicer:
 
     # -- queries --------------------------------------------------------------------------------
 
-    def running(self, group: str) -> int:
-        """Entities of ``group`` on a slot now."""
-        return sum(self.state[e] == _RUN for e in self._of.get(group, ()))
-
-    def busy_slots(self) -> int:
-        """Slots running an entity."""
-        return sum(o >= 0 for o in self.occupant)
+    def held(self, smt_yield: float) -> dict[str, float]:
+        """Cores' worth each group's running entities hold: a whole core for an entity alone on
+        its core, ``(1 + smt_yield (k - 1)) / k`` each for k busy siblings of one core."""
+        busy = [0] * self._cores
+        for s, e in enumerate(self.occupant):
+            if e >= 0:
+                busy[s % self._cores] += 1
+        out: dict[str, float] = {}
+        for s, e in enumerate(self.occupant):
+            if e >= 0:
+                k = busy[s % self._cores]
+                out[self.group[e]] = out.get(self.group[e], 0.0) + (1 + smt_yield * (k - 1)) / k
+        return out
 
     def next_slice_end(self) -> float:
         """When the next slice ends that another entity waits for (``inf`` if none waits)."""

@@ -368,9 +368,8 @@ class SharedStation(Station):
     siblings slow each other when both are busy.
 
     With ``slices`` (:mod:`virtsim.sim.slices`), the top-level groups' threads take the cores in
-    time slices instead (a whole hardware thread each while they run, the SMT yield shared by the
-    running ones as above), and each group's running threads' cores are shared among its jobs
-    as before.
+    time slices instead (a whole core each while they run, busy SMT siblings sharing their core
+    and its yield), and each group's running threads' cores are shared among its jobs as before.
     """
 
     def __init__(
@@ -653,12 +652,11 @@ class SharedStation(Station):
         now = self.env.now
         slicer.demand(now, {k: v for k, v in wanted.items() if v[0] > 0})
         slicer.rotate(now, 4 * math.ulp(max(now, 1.0)))
-        busy, cores = slicer.busy_slots(), self.capacity
-        per = 1.0 if busy <= cores else (cores + self._smt_yield * (busy - cores)) / busy
+        held = slicer.held(self._smt_yield)
         for name, child in root.children.items():
-            self._share(child, (name,), min(slicer.running(name) * per, child.cap))
+            self._share(child, (name,), min(held.get(name, 0.0), child.cap))
         if own is not None and own.count:
-            own.rate = slicer.running("") * per / own.count
+            own.rate = held.get("", 0.0) / own.count
 
     def _tree(self) -> _Node:
         """The groups that hold running jobs, as a tree of nodes (rates reset to zero)."""

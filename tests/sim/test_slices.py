@@ -167,3 +167,16 @@ def test_a_bound_groups_threads_take_turns_on_its_own_cores_only() -> None:
     groups = {("a",): GroupSpec(cores=(0,)), ("b",): GroupSpec(cores=(0,))}
     jobs = [(0.0, ("a",), 0.025), (0.0, ("b",), 0.025), (0.0, ("free",), 0.005)]
     assert _finish(jobs, ROUND_ROBIN, cores=2.0, groups=groups) == pytest.approx([0.045, 0.050, 0.005])
+
+
+@pytest.mark.parametrize("engine", [simulate, simulate_kernel])
+def test_busy_smt_siblings_share_their_core_and_its_yield(engine) -> None:
+    """Two CPU-bound jobs of 1 s in a group bound to core 0 of 2 cores x 2 threads (a second
+    thread adds a quarter of a core): both run, on core 0's two threads, 0.625 of a core each,
+    so both end at 1.6 s; core 1 stays idle. (Slices count a core's yield per core; a job alone
+    on a core gets all of it.)"""
+    cpu = StationSpec("cpu", "shared", 2.0, {("a",): GroupSpec(cores=(0,))}, threads_per_server=2,
+                      smt_yield=0.25, slices=cfs_slices(4))
+    source = Source("a", (Slot("cpu", "app", ("a",)),), TraceArrivals((0.0, 0.0)), const_work(1.0))
+    log = engine([cpu], [source], RunControl(duration_s=3.0)).logs["a"]
+    assert log.finish_s[:2] == pytest.approx([1.6, 1.6])
