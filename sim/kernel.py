@@ -226,7 +226,7 @@ class KernelRun(SteppedRun):
         ranges of its slots and entities into ``si``/``sf``, and its root then its top-level
         groups in order of name (the DES's order of groups: the root's own jobs are ``""``)."""
         top: list[int] = []
-        slots_total = entities_total = 0
+        slots_total = 0
         for st, spec in enumerate(self.stations):
             si[st, kl.S_TOP_LO] = len(top)
             if spec.kind == "shared" and spec.slices is not None:
@@ -235,15 +235,14 @@ class KernelRun(SteppedRun):
                                   if owner == st and len(path) == 1)
                 top += [nodes.ids[(st, ())], *(node for _, node in children)]
                 slots = int(spec.servers) * spec.threads_per_server
-                si[st, kl.S_SLOTS], si[st, kl.S_SL_LO], si[st, kl.S_EN_LO] = slots, slots_total, entities_total
+                si[st, kl.S_SLOTS], si[st, kl.S_SL_LO] = slots, slots_total
                 slices = spec.slices
                 sf[st, kl.S_LATENCY], sf[st, kl.S_MIN_SLICE] = slices.latency_s, slices.min_slice_s
                 sf[st, kl.S_WAKEUP] = -1.0 if slices.wakeup_s is None else slices.wakeup_s
                 sf[st, kl.S_CREDIT] = slices.sleeper_credit_s
                 slots_total += slots
-                entities_total += (len(children) + 1) * slots  # a group asks for at most the slots
             si[st, kl.S_TOP_HI] = len(top)
-        self._slice_sizes = (slots_total, entities_total)
+        self._slots_total = slots_total
         return np.array(top, np.int64)
 
     def _station_tables(self) -> tuple[np.ndarray, np.ndarray, list[int], list[tuple[int, int]]]:
@@ -251,7 +250,7 @@ class KernelRun(SteppedRun):
         (``si``, ``sf``), with the quota nodes and (node, count) background jobs those ranges index."""
         st_specs, nodes = self.stations, self._nodes
         n_st = len(st_specs)
-        si = np.zeros((n_st, 15), np.int64)
+        si = np.zeros((n_st, 14), np.int64)
         sf = np.zeros((n_st, 6))
         si[:, kl.S_ROOT] = -1
         per_station = np.bincount(np.asarray(nodes.station, np.int64), minlength=n_st)
@@ -370,12 +369,12 @@ class KernelRun(SteppedRun):
         requests = self._expected_requests(width)
         rows = sum(s.chunk for s in self._streams) + 16
         gaps = sum(s.gap_chunk for s in self._streams) + 16
-        st_i = np.zeros((n_st, 10), np.int64)
+        st_i = np.zeros((n_st, 9), np.int64)
         st_i[:, [kl.ST_Q_HEAD, kl.ST_Q_TAIL]] = -1
         st_f = np.zeros((n_st, 6))
         st_f[:, kl.ST_IDLE_SINCE] = -np.inf
         st_f[:, kl.ST_WAKE_T] = np.inf
-        nd_i = np.zeros((n_nd, 14), np.int64)
+        nd_i = np.zeros((n_nd, 13), np.int64)
         nd_i[:, [kl.ND_ROOT_JOB, kl.ND_WAIT_HEAD, kl.ND_WAIT_TAIL, kl.ND_FIRST, kl.ND_LAST, kl.ND_NEXT]] = -1
         nd_f = np.zeros((n_nd, 9))
         nd_f[:, kl.ND_IDLE] = -np.inf
@@ -385,7 +384,9 @@ class KernelRun(SteppedRun):
         n_cores = max([int(spec.servers) for st, spec in enumerate(self.stations) if self.model.si[st, kl.S_PINNED]]
                       or [1])
         n_a, n_b = affinity_scratch_sizes(n_nd + 1, n_nd + 1, n_cores)
-        slots, entities = self._slice_sizes
+        slots = self._slots_total
+        gr_f = np.zeros((max(n_nd, 1), 2))
+        gr_f[:, kl.GR_V] = -np.inf
         return kl.State(
             ctr=np.zeros(8, np.int64), clock=np.zeros(1), ev_t=np.zeros(events), ev_i=np.zeros((events, 4), np.int64),
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
@@ -395,7 +396,7 @@ class KernelRun(SteppedRun):
             sm_i=np.zeros((n_sm, 8), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
             rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
             pairs=np.zeros(requests, np.int64),
-            en_i=np.zeros((max(entities, 1), 3), np.int64), en_f=np.zeros((max(entities, 1), 2)),
+            gr_i=np.zeros((max(n_nd, 1), 3), np.int64), gr_f=gr_f,
             sl_occ=np.full(max(slots, 1), -1, np.int64), sl_end=np.full(max(slots, 1), np.inf),
             want_i=np.zeros(max(n_nd, 1), np.int64), want_f=np.zeros(max(n_nd, 1)),
         )

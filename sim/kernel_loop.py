@@ -48,31 +48,30 @@ EV_KEY, EV_KIND, EV_A, EV_B = 0, 1, 2, 3
 RQ_STREAM, RQ_ROW, RQ_STEP, RQ_NEXT, RQ_SEQ, RQ_CHILD, RQ_SIB = 0, 1, 2, 3, 4, 5, 6
 RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
 # groups of shared stations (nodes), changing: nd_i and nd_f
-# ND_AWAKE: a top-level group's runnable threads (entities) under time slices
 (ND_JOBS, ND_RUNNING, ND_ROOT_JOB, ND_HEAP_N, ND_WAIT_HEAD, ND_WAIT_TAIL, ND_BG, ND_LEAF, ND_THROTTLED,
- ND_MARK, ND_FIRST, ND_LAST, ND_NEXT, ND_AWAKE) = range(14)
+ ND_MARK, ND_FIRST, ND_LAST, ND_NEXT) = range(13)
 # ND_PROG: a leaf's progress per job: its rate, set with it; a stream leaf's less what its bandwidth
 # domain lacks (so the hot loops read one column, whatever the leaf)
 ND_IDLE, ND_VTIME, ND_RATE, ND_WORK, ND_USED, ND_PERIOD_END, ND_GRATE, ND_CAP, ND_PROG = range(9)
 # nodes, fixed: gi and gf; G_DOMAIN: a leaf of memory streams: its bandwidth domain (a STREAM station), else -1
 G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED, G_DOMAIN = range(6)
 G_WEIGHT, G_SERVERS, G_CAPCOUNT, G_QUOTA, G_PERIOD = range(5)
-# stations, changing: st_i and st_f; under time slices ST_EN_N entities made, ST_AWAKE runnable,
-# ST_MIN_V the least runnable virtual runtime (never moving back)
-ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_WAKE_KEY, ST_OVER, ST_SEQ, ST_ACT_N, ST_EN_N, ST_AWAKE = range(10)
+# stations, changing: st_i and st_f; under time slices ST_WANT the runnable threads, ST_MIN_V the
+# least runnable group's virtual runtime (never moving back)
+ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_WAKE_KEY, ST_OVER, ST_SEQ, ST_ACT_N, ST_WANT = range(9)
 # ST_DEMAND: a bandwidth domain's streams' core time asked for (scratch of _stream_progress)
 ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T, ST_DEMAND, ST_MIN_V = range(6)
 # stations, fixed: si and sf; S_DOMAINS: a shared station some bandwidth domain's streams run on;
 # time slices (sim.slices): S_SLOTS hardware threads (0: fluid sharing) from S_SL_LO in the slot
-# tables, entities from S_EN_LO, top-level groups in order of name from S_TOP_LO to S_TOP_HI in
-# Model.top (the root, for the station's own jobs, first); S_WAKEUP < 0: no wake-up preemption
+# tables, top-level groups in order of name from S_TOP_LO to S_TOP_HI in Model.top (the root, for
+# the station's own jobs, first); S_WAKEUP < 0: no wake-up preemption
 S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI, S_DOMAINS = range(10)
-S_SLOTS, S_SL_LO, S_EN_LO, S_TOP_LO, S_TOP_HI = range(10, 15)
+S_SLOTS, S_SL_LO, S_TOP_LO, S_TOP_HI = range(10, 14)
 S_SERVERS, S_SMT, S_LATENCY, S_MIN_SLICE, S_WAKEUP, S_CREDIT = range(6)
-# entities of time slices: en_i and en_f
-E_GROUP, E_STATE, E_SLOT = range(3)
-E_V, E_W = range(2)
-_SLEEP, _WAIT, _RUNS = 0, 1, 2
+# time slices' top-level groups (per node): gr_i threads wanted, slots held, whether its threads
+# just woke; gr_f virtual runtime (s, at the default weight) and weight
+GR_WANT, GR_HOLD, GR_WOKEN = range(3)
+GR_V, GR_W = range(2)
 # streams: sm_i changing, ki and kf fixed
 # SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void);
 # SM_J: a trace's next time, or for an open stream 1 once it has started (drawn its first gap)
@@ -139,12 +138,12 @@ class State(NamedTuple):
     rq_f: np.ndarray
     rq_stage: np.ndarray  # (requests, slots): time spent at each slot, s
     pairs: np.ndarray  # the pairing heap's scratch, one per request
-    en_i: np.ndarray  # time slices' entities (E_GROUP, E_STATE, E_SLOT), per station from si[S_EN_LO]
-    en_f: np.ndarray  # (E_V, E_W)
-    sl_occ: np.ndarray  # each slot's entity (-1: free), per station from si[S_SL_LO]
+    gr_i: np.ndarray  # time slices, per node: GR_WANT, GR_HOLD, GR_WOKEN
+    gr_f: np.ndarray  # GR_V, GR_W
+    sl_occ: np.ndarray  # each slot's group (-1: free), per station from si[S_SL_LO]
     sl_end: np.ndarray  # when its slice ends (s)
     want_i: np.ndarray  # per node: threads a top-level group asks for (scratch of _allocate_sliced)
-    want_f: np.ndarray  # per node: its weight
+    want_f: np.ndarray  # per node: the cores' worth it holds (scratch of _allocate_sliced)
 
 
 # error_model="numpy": no division check on the hot path (every divisor here is nonzero by
@@ -777,192 +776,143 @@ def _sl_eligible(m: Model, st: int, node: int, slot: int) -> bool:
 
 
 @_jit
-def _sl_slice(m: Model, s: State, st: int) -> float:
-    """A new slice's length: ``SliceSpec.slice_s`` for the runnable entities now."""
+def _sl_start(m: Model, s: State, st: int, g: int, slot: int, now: float) -> None:
+    """Group ``g`` takes ``slot`` for a new slice (``SliceSpec.slice_s`` for the runnable threads)."""
+    lo = m.si[st, S_SL_LO]
+    s.sl_occ[lo + slot] = g
+    s.gr_i[g, GR_HOLD] += 1
     slots = m.si[st, S_SLOTS]
-    return max(m.sf[st, S_LATENCY] * slots / max(s.st_i[st, ST_AWAKE], 1), m.sf[st, S_MIN_SLICE])
+    s.sl_end[lo + slot] = now + max(m.sf[st, S_LATENCY] * slots / max(s.st_i[st, ST_WANT], 1), m.sf[st, S_MIN_SLICE])
 
 
 @_jit
-def _sl_start(m: Model, s: State, st: int, e: int, slot: int, now: float) -> None:
-    """Put waiting entity ``e`` on ``slot`` for a new slice."""
+def _sl_free(m: Model, s: State, st: int, slot: int) -> None:
+    """Its group gives ``slot`` up."""
     lo = m.si[st, S_SL_LO]
-    s.sl_occ[lo + slot] = e
-    s.en_i[e, E_SLOT] = slot
-    s.en_i[e, E_STATE] = _RUNS
-    s.sl_end[lo + slot] = now + _sl_slice(m, s, st)
-
-
-@_jit
-def _sl_stop(m: Model, s: State, st: int, e: int) -> None:
-    """Take ``e`` off its slot; it stays runnable."""
-    lo = m.si[st, S_SL_LO]
-    slot = s.en_i[e, E_SLOT]
+    s.gr_i[s.sl_occ[lo + slot], GR_HOLD] -= 1
     s.sl_occ[lo + slot] = -1
     s.sl_end[lo + slot] = _INF
-    s.en_i[e, E_SLOT] = -1
-    s.en_i[e, E_STATE] = _WAIT
+
+
+@_jit
+def _sl_waiting_for(m: Model, s: State, st: int, slot: int) -> int:
+    """The waiting group (fewer slots than threads) with the least virtual runtime that may run
+    on ``slot``, the first in order of name of equals; -1 if none."""
+    best = -1
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+        g = m.top[t]
+        if s.gr_i[g, GR_HOLD] < s.gr_i[g, GR_WANT] and _sl_eligible(m, st, g, slot) and \
+                (best < 0 or s.gr_f[g, GR_V] < s.gr_f[best, GR_V]):
+            best = g
+    return best
 
 
 @_jit
 def _sl_fill(m: Model, s: State, st: int, slot: int, now: float) -> None:
-    """Give a free slot to the waiting entity with the least virtual runtime that may run there."""
-    lo, n = m.si[st, S_EN_LO], s.st_i[st, ST_EN_N]
-    best = -1
-    for e in range(lo, lo + n):
-        if s.en_i[e, E_STATE] == _WAIT and _sl_eligible(m, st, s.en_i[e, E_GROUP], slot) and \
-                (best < 0 or s.en_f[e, E_V] < s.en_f[best, E_V]):
-            best = e
-    if best >= 0:
-        _sl_start(m, s, st, best, slot, now)
-
-
-@_jit
-def _sl_waits_for(m: Model, s: State, st: int, slot: int) -> bool:
-    """Whether some waiting entity may run on ``slot``."""
-    lo, n = m.si[st, S_EN_LO], s.st_i[st, ST_EN_N]
-    for e in range(lo, lo + n):  # noqa: SIM110 (a generator in any() would allocate)
-        if s.en_i[e, E_STATE] == _WAIT and _sl_eligible(m, st, s.en_i[e, E_GROUP], slot):
-            return True
-    return False
+    """Give a free slot to the waiting group furthest behind that may run there."""
+    g = _sl_waiting_for(m, s, st, slot)
+    if g >= 0:
+        _sl_start(m, s, st, g, slot, now)
 
 
 @_jit
 def _sl_floor(m: Model, s: State, st: int) -> float:
-    """CFS's ``min_vruntime``: the least runnable virtual runtime, never moving back."""
-    lo, n = m.si[st, S_EN_LO], s.st_i[st, ST_EN_N]
+    """CFS's ``min_vruntime``: the least runnable group's virtual runtime, never moving back."""
     least = _INF
-    for e in range(lo, lo + n):
-        if s.en_i[e, E_STATE] != _SLEEP:
-            least = min(least, s.en_f[e, E_V])
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+        g = m.top[t]
+        if s.gr_i[g, GR_WANT] > 0:
+            least = min(least, s.gr_f[g, GR_V])
     if least < _INF:
         s.st_f[st, ST_MIN_V] = max(s.st_f[st, ST_MIN_V], least)
     return s.st_f[st, ST_MIN_V]
 
 
 @_jit
-def _sl_wake(m: Model, s: State, st: int, node: int, weight: float, now: float) -> None:
-    """An entity of group ``node`` becomes runnable (a sleeping one, first made first, else a new
-    one), placed as a sleeper; it takes a free slot, or preempts (Slicer._wake)."""
-    lo, n = m.si[st, S_EN_LO], s.st_i[st, ST_EN_N]
-    floor = _sl_floor(m, s, st)
-    e = -1
-    for i in range(lo, lo + n):
-        if s.en_i[i, E_GROUP] == node and s.en_i[i, E_STATE] == _SLEEP:
-            e = i
-            break
-    if e < 0:
-        e = lo + n
-        s.st_i[st, ST_EN_N] = n + 1
-        s.en_i[e, E_GROUP] = node
-        s.en_i[e, E_SLOT] = -1
-        s.en_f[e, E_V] = -_INF
-    s.en_f[e, E_V] = max(s.en_f[e, E_V], floor - m.sf[st, S_CREDIT])
-    s.en_f[e, E_W] = weight
-    s.en_i[e, E_STATE] = _WAIT
-    s.nd_i[node, ND_AWAKE] += 1
-    s.st_i[st, ST_AWAKE] += 1
-    slots, sl_lo = m.si[st, S_SLOTS], m.si[st, S_SL_LO]
+def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bool:
+    """One more slot for ``g``: a free one it may use, else, if its threads just woke, the slot
+    of the group furthest ahead if that is more than the wake-up granularity ahead (Slicer._take)."""
+    lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
     for slot in range(slots):
-        if s.sl_occ[sl_lo + slot] < 0 and _sl_eligible(m, st, node, slot):
-            _sl_start(m, s, st, e, slot, now)
-            return
-    if m.sf[st, S_WAKEUP] < 0:
-        return
+        if s.sl_occ[lo + slot] < 0 and _sl_eligible(m, st, g, slot):
+            _sl_start(m, s, st, g, slot, now)
+            return True
+    if not woken or m.sf[st, S_WAKEUP] < 0:
+        return False
     victim = -1
-    for slot in range(slots):  # the eligible slot whose entity is furthest ahead (the last of equals)
-        if _sl_eligible(m, st, node, slot) and (
-                victim < 0 or s.en_f[s.sl_occ[sl_lo + slot], E_V] >= s.en_f[s.sl_occ[sl_lo + victim], E_V]):
-            victim = slot
-    if victim >= 0:
-        ahead = s.sl_occ[sl_lo + victim]
-        if s.en_f[ahead, E_V] - s.en_f[e, E_V] > m.sf[st, S_WAKEUP]:
-            _sl_stop(m, s, st, ahead)
-            _sl_start(m, s, st, e, victim, now)
-
-
-@_jit
-def _sl_sleep_one(m: Model, s: State, st: int, node: int, now: float) -> None:
-    """One of ``node``'s runnable entities sleeps: a waiting one furthest ahead (the last made of
-    equals), else a running one the same way; its slot, if any, goes to the next (Slicer._sleep)."""
-    lo, n = m.si[st, S_EN_LO], s.st_i[st, ST_EN_N]
-    pick = -1
-    for want in (_WAIT, _RUNS):
-        for e in range(lo, lo + n):
-            if s.en_i[e, E_GROUP] == node and s.en_i[e, E_STATE] == want and \
-                    (pick < 0 or s.en_f[e, E_V] >= s.en_f[pick, E_V]):
-                pick = e
-        if pick >= 0:
-            break
-    slot = s.en_i[pick, E_SLOT]
-    if s.en_i[pick, E_STATE] == _RUNS:
-        _sl_stop(m, s, st, pick)
-    s.en_i[pick, E_STATE] = _SLEEP
-    s.nd_i[node, ND_AWAKE] -= 1
-    s.st_i[st, ST_AWAKE] -= 1
-    if slot >= 0:
-        _sl_fill(m, s, st, slot, now)
+    ahead = -1
+    for slot in range(slots):  # the last of equals
+        if _sl_eligible(m, st, g, slot):
+            o = s.sl_occ[lo + slot]
+            if o >= 0 and (victim < 0 or s.gr_f[o, GR_V] >= s.gr_f[ahead, GR_V]):
+                victim, ahead = slot, o
+    if ahead >= 0 and ahead != g and s.gr_f[ahead, GR_V] - s.gr_f[g, GR_V] > m.sf[st, S_WAKEUP]:
+        _sl_free(m, s, st, victim)
+        _sl_start(m, s, st, g, victim, now)
+        return True
+    return False
 
 
 @_jit
 def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
-    """Each top-level group's runnable entities made ``want_i`` (weighing ``want_f / n`` each), in
-    order of name: first every group's surplus sleeps, then the new ones wake (Slicer.demand)."""
-    lo_e, n_e = m.si[st, S_EN_LO], s.st_i[st, ST_EN_N]
+    """Each top-level group's runnable threads made ``want_i`` (Slicer.demand): a group waking
+    from sleep placed as a sleeper; surpluses given up (highest slots first), then threads
+    waiting take free slots, or preempt if they just woke; groups in order of name."""
+    floor = _sl_floor(m, s, st)
+    lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
-        want = s.want_i[g]
-        for _ in range(s.nd_i[g, ND_AWAKE] - want):
-            _sl_sleep_one(m, s, st, g, now)
-        if want > 0:
-            for e in range(lo_e, lo_e + n_e):
-                if s.en_i[e, E_GROUP] == g and s.en_i[e, E_STATE] != _SLEEP:
-                    s.en_f[e, E_W] = s.want_f[g] / want
+        n, before = s.want_i[g], s.gr_i[g, GR_WANT]
+        s.gr_i[g, GR_WOKEN] = 1 if n > before else 0
+        if n > before and before == 0:
+            s.gr_f[g, GR_V] = max(s.gr_f[g, GR_V], floor - m.sf[st, S_CREDIT])
+        s.st_i[st, ST_WANT] += n - before
+        s.gr_i[g, GR_WANT] = n
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
-        want = s.want_i[g]
-        for _ in range(want - s.nd_i[g, ND_AWAKE]):
-            _sl_wake(m, s, st, g, s.want_f[g] / want, now)
+        for _ in range(s.gr_i[g, GR_HOLD] - s.gr_i[g, GR_WANT]):
+            top_slot = -1
+            for slot in range(slots):
+                if s.sl_occ[lo + slot] == g:
+                    top_slot = slot
+            _sl_free(m, s, st, top_slot)
+            _sl_fill(m, s, st, top_slot, now)
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+        g = m.top[t]
+        for _ in range(s.gr_i[g, GR_WANT] - s.gr_i[g, GR_HOLD]):
+            if not _sl_take(m, s, st, g, now, s.gr_i[g, GR_WOKEN] == 1):
+                break
 
 
 @_jit
 def _sl_rotate(m: Model, s: State, st: int, now: float, tick: float) -> None:
-    """Slots whose slice has ended hand over to the least virtual runtime that may run there."""
-    sl_lo = m.si[st, S_SL_LO]
+    """Slots whose slice has ended go to the waiting group furthest behind that may run there."""
+    lo = m.si[st, S_SL_LO]
     for slot in range(m.si[st, S_SLOTS]):
-        e = s.sl_occ[sl_lo + slot]
-        if e >= 0 and s.sl_end[sl_lo + slot] <= now + tick and _sl_waits_for(m, s, st, slot):
-            _sl_stop(m, s, st, e)
+        if s.sl_occ[lo + slot] >= 0 and s.sl_end[lo + slot] <= now + tick and _sl_waiting_for(m, s, st, slot) >= 0:
+            _sl_free(m, s, st, slot)
             _sl_fill(m, s, st, slot, now)
 
 
 @_jit
 def _sl_next_end(m: Model, s: State, st: int) -> float:
-    """When the next slice ends that a waiting entity waits for (``inf`` if none waits)."""
-    if s.st_i[st, ST_AWAKE] == 0:
-        return _INF
-    sl_lo = m.si[st, S_SL_LO]
-    busy = 0
-    for slot in range(m.si[st, S_SLOTS]):
-        if s.sl_occ[sl_lo + slot] >= 0:
-            busy += 1
-    if busy == s.st_i[st, ST_AWAKE]:  # nobody waits
-        return _INF
+    """When the next slice ends that a waiting group may take (``inf`` if none waits)."""
+    lo = m.si[st, S_SL_LO]
     end = _INF
     for slot in range(m.si[st, S_SLOTS]):
-        if s.sl_occ[sl_lo + slot] >= 0 and _sl_waits_for(m, s, st, slot):
-            end = min(end, s.sl_end[sl_lo + slot])
+        if s.sl_occ[lo + slot] >= 0 and s.sl_end[lo + slot] < end and _sl_waiting_for(m, s, st, slot) >= 0:
+            end = s.sl_end[lo + slot]
     return end
 
 
 @_jit
 def _sl_advance(m: Model, s: State, st: int, dt: float) -> None:
-    """Running entities' virtual runtimes ``dt`` seconds on, each slowed by its weight."""
-    sl_lo = m.si[st, S_SL_LO]
+    """Each group's virtual runtime ``dt`` seconds on: its slots' time over its weight."""
+    lo = m.si[st, S_SL_LO]
     for slot in range(m.si[st, S_SLOTS]):
-        e = s.sl_occ[sl_lo + slot]
-        if e >= 0:
-            s.en_f[e, E_V] += dt * _DEFAULT_WEIGHT / s.en_f[e, E_W]
+        g = s.sl_occ[lo + slot]
+        if g >= 0:
+            s.gr_f[g, GR_V] += dt * _DEFAULT_WEIGHT / s.gr_f[g, GR_W]
 
 
 @_jit
@@ -987,12 +937,13 @@ def _allocate_sliced(m: Model, s: State, st: int, now: float) -> None:
         c = nd_i[root, ND_FIRST]
         while c >= 0:
             s.want_i[c] = min(math.ceil(nd_f[c, ND_CAP] - 1e-9), slots)
-            s.want_f[c] = _weight(gi, m.gf, nd_i, c)
+            if s.want_i[c] > 0:  # a group asking for none keeps its weight (Slicer.demand)
+                s.gr_f[c, GR_W] = _weight(gi, m.gf, nd_i, c)
             c = nd_i[c, ND_NEXT]
         own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
         if own:
             s.want_i[root] = min(own, slots)
-            s.want_f[root] = _DEFAULT_WEIGHT * own
+            s.gr_f[root, GR_W] = _DEFAULT_WEIGHT * own
     _sl_demand(m, s, st, now)
     _sl_rotate(m, s, st, now, 4 * (np.nextafter(max(now, 1.0), _INF) - max(now, 1.0)))
     sl_lo = m.si[st, S_SL_LO]
@@ -1000,13 +951,13 @@ def _allocate_sliced(m: Model, s: State, st: int, now: float) -> None:
         s.want_f[m.top[t]] = 0.0  # now: the cores' worth each group's running entities hold
     cores = int(m.sf[st, S_SERVERS])
     for slot in range(slots):
-        e = s.sl_occ[sl_lo + slot]
-        if e >= 0:
+        g = s.sl_occ[sl_lo + slot]
+        if g >= 0:
             k = 0  # busy siblings on this slot's core (Slicer.held)
             for sib in range(slot % cores, slots, cores):
                 if s.sl_occ[sl_lo + sib] >= 0:
                     k += 1
-            s.want_f[s.en_i[e, E_GROUP]] += (1.0 + m.sf[st, S_SMT] * (k - 1)) / k
+            s.want_f[g] += (1.0 + m.sf[st, S_SMT] * (k - 1)) / k
     if nm == 0:
         return
     c = nd_i[root, ND_FIRST]

@@ -4,29 +4,30 @@ Processor sharing runs every runnable thread at once, each at a fraction of a co
 scheduler (Linux CFS for KVM and containers, Xen's credit scheduler) runs one thread per hardware
 thread at full speed and switches among them. Throughput comes out the same; latency does not:
 
-- a thread that wakes (a vCPU that was halted, a server thread that was blocked) is placed
-  ``sleeper_credit_s`` behind the runnable threads' least virtual runtime and, if that puts it
-  more than ``wakeup_s`` behind a running thread, takes that thread's core at once (CFS's wake-up
-  preemption; Xen's BOOST). A request to an idle guest is served at full speed, where processor
-  sharing would slow it by the number of threads sharing its core;
-- a thread that stays runnable waits for its turn: the others run slices of
-  ``max(latency_s x slots / runnable, min_slice_s)`` each (CFS's ``sched_slice``; Xen: a fixed
-  30 ms), so a request to a busy, descheduled vCPU waits up to a slice or more.
+- a group that wakes (a VM whose vCPUs were all halted, a server whose threads were blocked) is
+  placed ``sleeper_credit_s`` behind the runnable groups' least virtual runtime and, if that
+  puts it more than ``wakeup_s`` behind a running group, takes that group's core at once (CFS's
+  wake-up preemption; Xen's BOOST). A request to an idle guest is served at full speed, where
+  processor sharing would slow it by the number of threads sharing its core;
+- a group that stays runnable waits for its turn: the others run slices of
+  ``max(latency_s x slots / runnable threads, min_slice_s)`` each (CFS's ``sched_slice``; Xen:
+  a fixed 30 ms), so a request to a busy, descheduled vCPU waits up to a slice or more.
 
-:class:`Slicer` keeps the threads ("entities") of each top-level group (a VM's vCPU threads, a
-container's or process's threads, the host's own jobs) and the hardware threads ("slots") they
-run on. Each entity has a virtual runtime that grows while it runs, in inverse proportion to its
-weight: a group's ``cpu.weight`` split evenly over its runnable entities (so a 4-vCPU VM and a
-1-vCPU VM of equal weight get equal shares when all their vCPUs are busy, as processor sharing
-gives them). Inside a group, its running entities' cores are shared by its jobs as before
-(:class:`~virtsim.sim.stations.SharedStation` water-fills them): the slices are between groups'
-threads, the guest's own scheduling stays fluid. Slot ``s`` is on core ``s % cores`` (the first
-``cores`` slots are distinct cores, as Linux spreads threads before it doubles them up on SMT
-siblings); a group bound to cores runs only on their slots. A core's busy SMT siblings share
-what it does, one whole core plus ``smt_yield`` for each further sibling (fluid sharing spreads
-that yield over every core instead, once the host has more running jobs than cores).
+:class:`Slicer` schedules the top-level groups (a VM, a container, a process, the host's own
+jobs) as CFS schedules a cgroup's group entity: each has one virtual runtime, which grows with
+the cores its threads hold, in inverse proportion to its ``cpu.weight``, and may hold as many
+hardware threads ("slots") as it has runnable threads. So a 4-vCPU VM and a 1-vCPU VM of equal
+weight get equal shares when all their vCPUs are busy, as processor sharing gives them, and a
+group's threads coming and going do not restart its account. Inside a group, the cores it holds
+are shared by its jobs as before (:class:`~virtsim.sim.stations.SharedStation` water-fills them):
+the slices are between groups, the guest's own scheduling stays fluid. Slot ``s`` is on core
+``s % cores`` (the first ``cores`` slots are distinct cores, as Linux spreads threads before it
+doubles them up on SMT siblings); a group bound to cores runs only on their slots. A core's busy
+SMT siblings share what it does, one whole core plus ``smt_yield`` for each further sibling
+(fluid sharing spreads that yield over every core instead, once the host has more running jobs
+than cores).
 
-Ties are broken by fixed rules (lowest entity index, lowest slot), so a run is reproducible.
+Ties are broken by fixed rules (groups in order of name, lowest slot), so a run is reproducible.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from dataclasses import dataclass
 
 __all__ = ["SliceSpec", "Slicer", "cfs_slices", "credit_slices"]
 
-_SLEEP, _WAIT, _RUN = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,11 @@ def credit_slices() -> SliceSpec:
 
 
 class Slicer:
-    """Entities of groups on ``slots`` hardware threads (see the module docstring).
+    """Top-level groups on ``slots`` hardware threads (see the module docstring).
 
     The station calls :meth:`advance` as time passes, :meth:`demand` with each group's runnable
-    thread count and weight (in a fixed order) after every change, :meth:`rotate` when a slice
-    may have ended, and reads :meth:`running` and :meth:`next_slice_end`.
+    thread count and weight after every change, :meth:`rotate` when a slice may have ended, and
+    reads :meth:`held` and :meth:`next_slice_end`.
     """
 
     def __init__(self, spec: SliceSpec, slots: int, cores: int, bound: dict[str, tuple[int, ...]]) -> None:
@@ -99,77 +99,82 @@ class Slicer:
         self._cores = cores
         self._bound = bound  # group -> the cores it may run on
         self._eligible: dict[str, list[int]] = {}
-        self.occupant = [-1] * slots  # entity on each slot
+        self.occupant: list[str | None] = [None] * slots  # the group on each slot
         self.slice_end = [math.inf] * slots
-        # entities: group, state, slot, virtual runtime (s), weight
-        self.group: list[str] = []
-        self.state: list[int] = []
-        self.slot: list[int] = []
-        self.vruntime: list[float] = []
-        self.weight: list[float] = []
-        self._of: dict[str, list[int]] = {}  # each group's entities, in order of creation
+        self.wanted: dict[str, int] = {}  # runnable threads of each group (0: asleep)
+        self.holding: dict[str, int] = {}  # slots each group holds
+        self.vruntime: dict[str, float] = {}  # s, at DEFAULT_WEIGHT
+        self.weight: dict[str, float] = {}
         self._min_v = 0.0
 
     # -- queries --------------------------------------------------------------------------------
 
     def held(self, smt_yield: float) -> dict[str, float]:
-        """Cores' worth each group's running entities hold: a whole core for an entity alone on
-        its core, ``(1 + smt_yield (k - 1)) / k`` each for k busy siblings of one core."""
+        """Cores' worth each group holds: a whole core for a slot alone on its core,
+        ``(1 + smt_yield (k - 1)) / k`` each for k busy siblings of one core."""
         busy = [0] * self._cores
-        for s, e in enumerate(self.occupant):
-            if e >= 0:
+        for s, g in enumerate(self.occupant):
+            if g is not None:
                 busy[s % self._cores] += 1
         out: dict[str, float] = {}
-        for s, e in enumerate(self.occupant):
-            if e >= 0:
+        for s, g in enumerate(self.occupant):
+            if g is not None:
                 k = busy[s % self._cores]
-                out[self.group[e]] = out.get(self.group[e], 0.0) + (1 + smt_yield * (k - 1)) / k
+                out[g] = out.get(g, 0.0) + (1 + smt_yield * (k - 1)) / k
         return out
 
     def next_slice_end(self) -> float:
-        """When the next slice ends that another entity waits for (``inf`` if none waits)."""
-        if not any(s == _WAIT for s in self.state):
-            return math.inf
+        """When the next slice ends that a waiting group may take (``inf`` if none waits)."""
         return min((self.slice_end[s] for s in range(self.slots)
-                    if self.occupant[s] >= 0 and self._someone_waits_for(s)), default=math.inf)
+                    if self.occupant[s] is not None and self._waiting_for(s) is not None), default=math.inf)
 
     # -- time -----------------------------------------------------------------------------------
 
     def advance(self, dt: float) -> None:
-        """Running entities' virtual runtimes after ``dt`` seconds (each slowed by its weight)."""
+        """Each group's virtual runtime after ``dt`` seconds: its slots' time over its weight."""
         if dt <= 0:
             return
-        for e in self.occupant:
-            if e >= 0:
-                self.vruntime[e] += dt * 100.0 / self.weight[e]
+        for g in self.occupant:
+            if g is not None:
+                self.vruntime[g] += dt * 100.0 / self.weight[g]
 
     def demand(self, now: float, groups: dict[str, tuple[int, float]]) -> None:
-        """Make each group's runnable entities ``n`` of ``groups[name] = (n, weight)``, each
-        weighing ``weight / n``; a group left out has none. Groups go in order of name: first
-        every group's surplus goes to sleep (freeing slots), then the new ones wake."""
-        names = sorted(set(groups) | set(self._of))
+        """Make each group's runnable threads ``n`` of ``groups[name] = (n, weight)``; a group
+        left out has none. A group waking from sleep (no thread runnable before) is placed as a
+        sleeper (CFS's ``place_entity``). Then, in order of name, every group holding more slots
+        than it has threads gives up the surplus (its highest slots first; each goes to the
+        waiting group furthest behind), and every group with threads waiting takes free slots
+        it may use; one whose threads just woke may preempt too (CFS's wake-up preemption)."""
+        floor = self._least_runnable_v()
+        names = sorted(set(groups) | {g for g, n in self.wanted.items() if n})
+        woken = set()
         for name in names:
-            mine = self._of.setdefault(name, [])
-            n, weight = groups.get(name, (0, 100.0))
-            awake = [e for e in mine if self.state[e] != _SLEEP]
-            for _ in range(len(awake) - n):
-                self._sleep(self._to_sleep(mine), now)
-            for e in mine:
-                if self.state[e] != _SLEEP:
-                    self.weight[e] = weight / n
+            n, weight = groups.get(name, (0, self.weight.get(name, 100.0)))
+            before = self.wanted.get(name, 0)
+            if n > before:
+                woken.add(name)
+                if not before:
+                    self.vruntime[name] = max(self.vruntime.get(name, -math.inf), floor - self.spec.sleeper_credit_s)
+            self.wanted[name] = n
+            self.weight[name] = weight
+            self.holding.setdefault(name, 0)
         for name in names:
-            n, weight = groups.get(name, (0, 100.0))
-            n_awake = sum(self.state[e] != _SLEEP for e in self._of[name])
-            for _ in range(n - n_awake):
-                self._wake(name, weight / n, now)
+            for _ in range(self.holding[name] - self.wanted[name]):
+                slot = max(s for s in range(self.slots) if self.occupant[s] == name)
+                self._free(slot)
+                self._fill(slot, now)
+        for name in names:
+            for _ in range(self.wanted[name] - self.holding[name]):
+                if not self._take(name, now, name in woken):
+                    break
 
     def rotate(self, now: float, tick: float) -> None:
-        """Slots whose slice has ended hand over to the entity with the least virtual runtime
-        that may run there (which may be the same one, for a new slice)."""
+        """Slots whose slice has ended go to the waiting group with the least virtual runtime
+        that may run there (the same group again, for a new slice, if it is that one)."""
         for s in range(self.slots):
-            e = self.occupant[s]
-            if e >= 0 and self.slice_end[s] <= now + tick and self._someone_waits_for(s):
-                self._stop(e)
+            g = self.occupant[s]
+            if g is not None and self.slice_end[s] <= now + tick and self._waiting_for(s) is not None:
+                self._free(s)
                 self._fill(s, now)
 
     # -- transitions ----------------------------------------------------------------------------
@@ -183,84 +188,60 @@ class Slicer:
             self._eligible[group] = slots
         return slots
 
-    def _someone_waits_for(self, slot: int) -> bool:
-        return any(self.state[e] == _WAIT and slot in self._slots_of(self.group[e])
-                   for e in range(len(self.state)))
+    def _waiting_for(self, slot: int) -> str | None:
+        """The waiting group (fewer slots than threads) with the least virtual runtime that may
+        run on ``slot`` (the first in order of name of equals), or ``None``."""
+        best = None
+        for g in sorted(self.wanted):
+            if self.holding[g] < self.wanted[g] and slot in self._slots_of(g) and \
+                    (best is None or self.vruntime[g] < self.vruntime[best]):
+                best = g
+        return best
 
     def _least_runnable_v(self) -> float:
-        """CFS's ``min_vruntime``: the least runnable virtual runtime, never moving back."""
-        runnable = [self.vruntime[e] for e in range(len(self.state)) if self.state[e] != _SLEEP]
+        """CFS's ``min_vruntime``: the least runnable group's virtual runtime, never moving back."""
+        runnable = [self.vruntime[g] for g, n in self.wanted.items() if n and g in self.vruntime]
         if runnable:
             self._min_v = max(self._min_v, min(runnable))
         return self._min_v
 
-    def _wake(self, group: str, weight: float, now: float) -> None:
-        """An entity of ``group`` becomes runnable: a sleeping one (first made first), else a new
-        one, which is a thread that slept since the run began (a guest's vCPU thread, a server's
-        worker): both are placed as sleepers."""
-        floor = self._least_runnable_v()
-        sleeping = [e for e in self._of[group] if self.state[e] == _SLEEP]
-        if sleeping:
-            e = sleeping[0]
-        else:
-            e = len(self.state)
-            self.group.append(group)
-            self.state.append(_SLEEP)
-            self.slot.append(-1)
-            self.vruntime.append(-math.inf)
-            self.weight.append(weight)
-            self._of[group].append(e)
-        self.vruntime[e] = max(self.vruntime[e], floor - self.spec.sleeper_credit_s)
-        self.weight[e] = weight
-        self.state[e] = _WAIT
+    def _take(self, group: str, now: float, woken: bool) -> bool:
+        """One more slot for ``group``: a free one it may use, else, if its threads just woke,
+        the slot of the group furthest ahead if that is more than ``wakeup_s`` ahead. Whether
+        it got one."""
         slots = self._slots_of(group)
-        idle = [s for s in slots if self.occupant[s] < 0]
+        idle = [s for s in slots if self.occupant[s] is None]
         if idle:
-            self._start(e, idle[0], now)
-            return
-        if self.spec.wakeup_s is None:
-            return
-        victim = max(slots, key=lambda s: (self.vruntime[self.occupant[s]], s))
-        if self.vruntime[self.occupant[victim]] - self.vruntime[e] > self.spec.wakeup_s:
-            self._stop(self.occupant[victim])
-            self._start(e, victim, now)
+            self._start(group, idle[0], now)
+            return True
+        if not woken or self.spec.wakeup_s is None:
+            return False
+        victim, ahead = -1, ""
+        for s in slots:  # the last of equals
+            g = self.occupant[s]
+            if g is not None and (victim < 0 or self.vruntime[g] >= self.vruntime[ahead]):
+                victim, ahead = s, g
+        if ahead != group and self.vruntime[ahead] - self.vruntime[group] > self.spec.wakeup_s:
+            self._free(victim)
+            self._start(group, victim, now)
+            return True
+        return False
 
-    def _to_sleep(self, mine: list[int]) -> int:
-        """Which of a group's entities sleeps when it needs one fewer: a waiting one (its jobs
-        move to the running ones), the furthest ahead in virtual runtime; else a running one."""
-        waiting = [e for e in mine if self.state[e] == _WAIT]
-        pool = waiting or [e for e in mine if self.state[e] == _RUN]
-        return max(pool, key=lambda e: (self.vruntime[e], e))
-
-    def _sleep(self, e: int, now: float) -> None:
-        slot = self.slot[e]
-        if self.state[e] == _RUN:
-            self._stop(e)
-        self.state[e] = _SLEEP
-        if slot >= 0:
-            self._fill(slot, now)
-
-    def _stop(self, e: int) -> None:
-        """Take ``e`` off its slot (it stays runnable)."""
-        s = self.slot[e]
-        self.occupant[s] = -1
+    def _free(self, s: int) -> None:
+        g = self.occupant[s]
+        assert g is not None
+        self.holding[g] -= 1
+        self.occupant[s] = None
         self.slice_end[s] = math.inf
-        self.slot[e] = -1
-        self.state[e] = _WAIT
 
-    def _start(self, e: int, s: int, now: float) -> None:
-        runnable = sum(st != _SLEEP for st in self.state)
-        self.occupant[s] = e
-        self.slot[e] = s
-        self.state[e] = _RUN
+    def _start(self, group: str, s: int, now: float) -> None:
+        runnable = sum(self.wanted.values())
+        self.occupant[s] = group
+        self.holding[group] += 1
         self.slice_end[s] = now + self.spec.slice_s(self.slots, runnable)
 
     def _fill(self, s: int, now: float) -> None:
-        """Give a free slot to the waiting entity with the least virtual runtime that may run there."""
-        best = -1
-        for e in range(len(self.state)):
-            if self.state[e] == _WAIT and s in self._slots_of(self.group[e]) and \
-                    (best < 0 or self.vruntime[e] < self.vruntime[best]):
-                best = e
-        if best >= 0:
-            self._start(best, s, now)
+        """Give a free slot to the waiting group with the least virtual runtime that may run there."""
+        g = self._waiting_for(s)
+        if g is not None:
+            self._start(g, s, now)
