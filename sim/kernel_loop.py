@@ -703,17 +703,26 @@ def _caps_bottom_up(m: Model, s: State, marked: np.ndarray, nm: int, top: int, p
 
 
 @_jit
-def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float, only_count: bool = False) -> float:
-    """Water-fill ``capacity`` down the tree of groups that hold running jobs. ``only_count``:
-    share nothing, return how many jobs can run at once (the root's cap with ``per_job`` = 1)."""
-    gi, nd_f = m.gi, s.nd_f
-    nodes = gi.shape[0]
-    marked = s.scratch_i[nodes + 1:2 * nodes + 2]
+def _tree_caps(m: Model, s: State, st: int, per_job: float) -> tuple[int, int]:
+    """Mark the groups holding running jobs (into ``scratch_i[nodes + 1:]``) and set their caps
+    (:func:`_caps_bottom_up`); how many were marked and the deepest level."""
+    gi = m.gi
+    marked = s.scratch_i[gi.shape[0] + 1:2 * gi.shape[0] + 2]
     nm = _mark_running(m, s, st, marked)
     top = 0
     for i in range(nm):
         top = max(top, gi[marked[i], G_DEPTH])
     _caps_bottom_up(m, s, marked, nm, top, per_job)
+    return nm, top
+
+
+@_jit
+def _allocate_tree(m: Model, s: State, st: int, capacity: float, per_job: float, only_count: bool = False) -> float:
+    """Water-fill ``capacity`` down the tree of groups that hold running jobs. ``only_count``:
+    share nothing, return how many jobs can run at once (the root's cap with ``per_job`` = 1)."""
+    gi, nd_f = m.gi, s.nd_f
+    marked = s.scratch_i[gi.shape[0] + 1:2 * gi.shape[0] + 2]
+    nm, top = _tree_caps(m, s, st, per_job)
     root = m.si[st, S_ROOT]
     if only_count:
         return nd_f[root, ND_CAP] if nm > 0 else 0.0
@@ -921,13 +930,8 @@ def _allocate_sliced(m: Model, s: State, st: int, now: float) -> None:
     asking for as many threads as they allow (at most the slots), the slicer's turns, then each
     group's running threads water-filled down its subtree; the station's own jobs share its own."""
     gi, nd_i, nd_f = m.gi, s.nd_i, s.nd_f
-    nodes = gi.shape[0]
-    marked = s.scratch_i[nodes + 1:2 * nodes + 2]
-    nm = _mark_running(m, s, st, marked)
-    top = 0
-    for i in range(nm):
-        top = max(top, gi[marked[i], G_DEPTH])
-    _caps_bottom_up(m, s, marked, nm, top, 1.0)
+    marked = s.scratch_i[gi.shape[0] + 1:2 * gi.shape[0] + 2]
+    nm, top = _tree_caps(m, s, st, 1.0)
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         nd_f[m.q_nodes[q], ND_GRATE] = 0.0
     root, slots = m.si[st, S_ROOT], m.si[st, S_SLOTS]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
+import simpy
 
 from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source
 
@@ -24,3 +26,18 @@ def const_work(*work_s: float) -> Callable[[np.random.SeedSequence], Callable[[i
 
 def source(name: str, stations: list[str], arrivals: OpenArrivals | ClosedArrivals, factory, group=()) -> Source:
     return Source(name, tuple(Slot(s, "app", group) for s in stations), arrivals, factory)
+
+
+def finish_times(env: simpy.Environment, station, jobs: list[tuple[float, float, tuple]]) -> list[float]:
+    """Submit (arrival_s, work_s, group) jobs; return each one's finish time."""
+    done = [math.nan] * len(jobs)
+
+    def job(i: int, arrival: float, work: float, group: tuple):
+        yield env.timeout(arrival)
+        yield station.submit(work, group)
+        done[i] = env.now
+
+    for i, (arrival, work, group) in enumerate(jobs):
+        env.process(job(i, arrival, work, group))
+    env.run()
+    return done

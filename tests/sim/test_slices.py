@@ -20,7 +20,7 @@ from virtsim.sim.slices import SliceSpec, cfs_slices, credit_slices
 from virtsim.sim.stations import GroupPath, GroupSpec, SharedStation
 from virtsim.sim.stats import t_interval
 
-from .helpers import const_work, exp_work
+from .helpers import const_work, exp_work, finish_times
 
 ROUND_ROBIN = SliceSpec(latency_s=0.01, min_slice_s=0.01, wakeup_s=None, sleeper_credit_s=0.0)
 CFS_1CPU = cfs_slices(1)  # 6 ms latency, 0.75 ms slices at least, 1 ms wake-up granularity
@@ -31,17 +31,7 @@ def _finish(jobs: list[tuple[float, GroupPath, float]], slices: SliceSpec | None
     """When each job (submitted at t to a group, with its work in seconds) is done."""
     env = simpy.Environment()
     station = SharedStation(env, "cpu", cores, groups or {}, slices=slices)
-    done = [float("nan")] * len(jobs)
-
-    def job(i: int, t: float, group: GroupPath, work: float):  # type: ignore[no-untyped-def]
-        yield env.timeout(t)
-        yield station.submit(work, group)
-        done[i] = env.now
-
-    for i, (t, group, work) in enumerate(jobs):
-        env.process(job(i, t, group, work))
-    env.run()
-    return done
+    return finish_times(env, station, [(t, work, group) for t, group, work in jobs])
 
 
 def test_cfs_defaults_scale_with_the_cpus_as_the_kernel_does() -> None:

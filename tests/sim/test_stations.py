@@ -12,26 +12,13 @@ import simpy
 
 from virtsim.sim.stations import FifoStation, GroupSpec, SharedStation, water_fill
 
-
-def _finish_times(env: simpy.Environment, station, jobs: list[tuple[float, float, tuple]]) -> list[float]:
-    """Submit (arrival_s, work_s, group) jobs; return each one's finish time."""
-    done = [math.nan] * len(jobs)
-
-    def job(i: int, arrival: float, work: float, group: tuple):
-        yield env.timeout(arrival)
-        yield station.submit(work, group)
-        done[i] = env.now
-
-    for i, (arrival, work, group) in enumerate(jobs):
-        env.process(job(i, arrival, work, group))
-    env.run()
-    return done
+from .helpers import finish_times
 
 
 def test_fifo_serves_in_order_of_arrival() -> None:
     """One server, jobs (arrive, work) = (0, 1), (0.5, 1), (0.6, 0.2): finishes 1, 2, 2.2."""
     env = simpy.Environment()
-    assert _finish_times(env, FifoStation(env, "s"), [(0, 1, ()), (0.5, 1, ()), (0.6, 0.2, ())]) == pytest.approx(
+    assert finish_times(env, FifoStation(env, "s"), [(0, 1, ()), (0.5, 1, ()), (0.6, 0.2, ())]) == pytest.approx(
         [1.0, 2.0, 2.2], abs=1e-12
     )
 
@@ -39,7 +26,7 @@ def test_fifo_serves_in_order_of_arrival() -> None:
 def test_fifo_two_servers() -> None:
     """Two servers, three jobs of work 1 at 0: two finish at 1, the third waits and finishes at 2."""
     env = simpy.Environment()
-    assert _finish_times(env, FifoStation(env, "s", 2), [(0, 1, ())] * 3) == pytest.approx([1, 1, 2], abs=1e-12)
+    assert finish_times(env, FifoStation(env, "s", 2), [(0, 1, ())] * 3) == pytest.approx([1, 1, 2], abs=1e-12)
 
 
 def test_two_jobs_share_a_core_under_weights_two_to_one() -> None:
@@ -50,7 +37,7 @@ def test_two_jobs_share_a_core_under_weights_two_to_one() -> None:
     """
     env = simpy.Environment()
     cpu = SharedStation(env, "cpu", 1, {("A",): GroupSpec(weight=200), ("B",): GroupSpec(weight=100)})
-    assert _finish_times(env, cpu, [(0, 2, ("A",)), (0, 2, ("B",))]) == pytest.approx([3.0, 4.0], abs=1e-9)
+    assert finish_times(env, cpu, [(0, 2, ("A",)), (0, 2, ("B",))]) == pytest.approx([3.0, 4.0], abs=1e-9)
 
 
 def test_quota_of_50ms_per_100ms_throttles_a_cpu_bound_job() -> None:
@@ -60,7 +47,7 @@ def test_quota_of_50ms_per_100ms_throttles_a_cpu_bound_job() -> None:
     """
     env = simpy.Environment()
     cpu = SharedStation(env, "cpu", 4, {("c",): GroupSpec(quota_s=0.05, period_s=0.1)})
-    assert _finish_times(env, cpu, [(0, 0.2, ("c",))]) == pytest.approx([0.35], abs=1e-9)
+    assert finish_times(env, cpu, [(0, 0.2, ("c",))]) == pytest.approx([0.35], abs=1e-9)
 
 
 def test_quota_spans_cores_and_throttles_parallel_jobs_sooner() -> None:
@@ -70,7 +57,7 @@ def test_quota_spans_cores_and_throttles_parallel_jobs_sooner() -> None:
     """
     env = simpy.Environment()
     cpu = SharedStation(env, "cpu", 2, {("c",): GroupSpec(quota_s=0.1, period_s=0.1)})
-    assert _finish_times(env, cpu, [(0, 0.1, ("c",)), (0, 0.1, ("c",))]) == pytest.approx([0.15, 0.15], abs=1e-9)
+    assert finish_times(env, cpu, [(0, 0.1, ("c",)), (0, 0.1, ("c",))]) == pytest.approx([0.15, 0.15], abs=1e-9)
 
 
 def test_a_throttled_group_leaves_the_core_to_others() -> None:
@@ -83,14 +70,14 @@ def test_a_throttled_group_leaves_the_core_to_others() -> None:
     """
     env = simpy.Environment()
     cpu = SharedStation(env, "cpu", 1, {("Q",): GroupSpec(quota_s=0.02, period_s=0.1)})
-    assert _finish_times(env, cpu, [(0, 0.1, ("Q",)), (0, 0.1, ("U",))]) == pytest.approx([0.42, 0.14], abs=1e-9)
+    assert finish_times(env, cpu, [(0, 0.1, ("Q",)), (0, 0.1, ("U",))]) == pytest.approx([0.42, 0.14], abs=1e-9)
 
 
 def test_vcpu_cap_limits_a_group_to_its_cores() -> None:
     """A VM with 2 vCPUs (max_servers 2) on 4 idle cores, 4 jobs of 1 s: each gets 1/2, done at 2 s."""
     env = simpy.Environment()
     cpu = SharedStation(env, "cpu", 4, {("vm",): GroupSpec(max_servers=2)})
-    assert _finish_times(env, cpu, [(0, 1, ("vm",))] * 4) == pytest.approx([2.0] * 4, abs=1e-9)
+    assert finish_times(env, cpu, [(0, 1, ("vm",))] * 4) == pytest.approx([2.0] * 4, abs=1e-9)
 
 
 def test_nested_groups_split_the_parent_share() -> None:
@@ -104,7 +91,7 @@ def test_nested_groups_split_the_parent_share() -> None:
     env = simpy.Environment()
     groups = {("vm",): GroupSpec(100), ("vm", "a"): GroupSpec(300), ("vm", "b"): GroupSpec(100)}
     cpu = SharedStation(env, "cpu", 1, groups)
-    result = _finish_times(env, cpu, [(0, 0.375, ("vm", "a")), (0, 1, ("vm", "b")), (0, 1, ("p",))])
+    result = finish_times(env, cpu, [(0, 0.375, ("vm", "a")), (0, 1, ("vm", "b")), (0, 1, ("p",))])
     assert result == pytest.approx([1.0, 2.375, 2.0], abs=1e-9)
 
 
@@ -134,7 +121,7 @@ def test_long_runs_do_not_stall_on_clock_resolution() -> None:
     """Late in a long run, residues below the clock's resolution still complete (regression)."""
     env = simpy.Environment(initial_time=5e4)
     cpu = SharedStation(env, "cpu", 1)
-    finish = _finish_times(env, cpu, [(0, 0.3, ()), (0.1, 0.7, ()), (0.2, 0.1 + 1e-13, ())])
+    finish = finish_times(env, cpu, [(0, 0.3, ()), (0.1, 0.7, ()), (0.2, 0.1 + 1e-13, ())])
     assert all(math.isfinite(t) for t in finish)
     assert max(finish) == pytest.approx(5e4 + 1.1, abs=1e-6)
 
