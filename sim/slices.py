@@ -32,11 +32,11 @@ Ties are broken by fixed rules (groups in order of name, lowest slot), so a run 
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
 __all__ = ["SliceSpec", "Slicer", "cfs_slices", "credit_slices"]
-
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ class Slicer:
         self.holding: dict[str, int] = {}  # slots each group holds
         self.vruntime: dict[str, float] = {}  # s, at DEFAULT_WEIGHT
         self.weight: dict[str, float] = {}
+        self._names: list[str] = []  # every group seen, in order of name
         self._min_v = 0.0
 
     # -- queries --------------------------------------------------------------------------------
@@ -155,9 +156,11 @@ class Slicer:
                 woken.add(name)
                 if not before:
                     self.vruntime[name] = max(self.vruntime.get(name, -math.inf), floor - self.spec.sleeper_credit_s)
+            if name not in self.holding:
+                self.holding[name] = 0
+                bisect.insort(self._names, name)
             self.wanted[name] = n
             self.weight[name] = weight
-            self.holding.setdefault(name, 0)
         for name in names:
             for _ in range(self.holding[name] - self.wanted[name]):
                 slot = max(s for s in range(self.slots) if self.occupant[s] == name)
@@ -192,7 +195,7 @@ class Slicer:
         """The waiting group (fewer slots than threads) with the least virtual runtime that may
         run on ``slot`` (the first in order of name of equals), or ``None``."""
         best = None
-        for g in sorted(self.wanted):
+        for g in self._names:
             if self.holding[g] < self.wanted[g] and slot in self._slots_of(g) and \
                     (best is None or self.vruntime[g] < self.vruntime[best]):
                 best = g
