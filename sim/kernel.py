@@ -385,8 +385,9 @@ class KernelRun(SteppedRun):
                       or [1])
         n_a, n_b = affinity_scratch_sizes(n_nd + 1, n_nd + 1, n_cores)
         slots = self._slots_total
-        gr_f = np.zeros((max(n_nd, 1), 2))
+        gr_f = np.zeros((max(n_nd, 1), 3))
         gr_f[:, kl.GR_V] = -np.inf
+        gr_f[:, kl.GR_SLEPT] = np.nan
         return kl.State(
             ctr=np.zeros(8, np.int64), clock=np.zeros(1), ev_t=np.zeros(events), ev_i=np.zeros((events, 4), np.int64),
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
@@ -398,6 +399,8 @@ class KernelRun(SteppedRun):
             pairs=np.zeros(requests, np.int64),
             gr_i=np.zeros((max(n_nd, 1), 3), np.int64), gr_f=gr_f,
             sl_occ=np.full(max(slots, 1), -1, np.int64), sl_end=np.full(max(slots, 1), np.inf),
+            sl_rel_t=np.full(max(slots, 1), np.nan), sl_rel_g=np.full(max(slots, 1), -1, np.int64),
+            sl_rel_end=np.full(max(slots, 1), np.inf),
             want_i=np.zeros(max(n_nd, 1), np.int64), want_f=np.zeros(max(n_nd, 1)),
         )
 

@@ -71,7 +71,8 @@ S_SERVERS, S_SMT, S_LATENCY, S_MIN_SLICE, S_WAKEUP, S_CREDIT = range(6)
 # time slices' top-level groups (per node): gr_i threads wanted, slots held, whether its threads
 # just woke; gr_f virtual runtime (s, at the default weight) and weight
 GR_WANT, GR_HOLD, GR_WOKEN = range(3)
-GR_V, GR_W = range(2)
+# GR_SLEPT: when its last thread went to sleep (NaN: never)
+GR_V, GR_W, GR_SLEPT = range(3)
 # streams: sm_i changing, ki and kf fixed
 # SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void);
 # SM_J: a trace's next time, or for an open stream 1 once it has started (drawn its first gap)
@@ -142,6 +143,9 @@ class State(NamedTuple):
     gr_f: np.ndarray  # GR_V, GR_W
     sl_occ: np.ndarray  # each slot's group (-1: free), per station from si[S_SL_LO]
     sl_end: np.ndarray  # when its slice ends (s)
+    sl_rel_t: np.ndarray  # each slot's last release by a group whose threads fell: when (s)
+    sl_rel_g: np.ndarray  # ... which group (-1: none)
+    sl_rel_end: np.ndarray  # ... and when its slice would have ended (s)
     want_i: np.ndarray  # per node: threads a top-level group asks for (scratch of _allocate_sliced)
     want_f: np.ndarray  # per node: the cores' worth it holds (scratch of _allocate_sliced)
 
@@ -872,9 +876,13 @@ def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
         n, before = s.want_i[g], s.gr_i[g, GR_WANT]
-        s.gr_i[g, GR_WOKEN] = 1 if n > before else 0
-        if n > before and before == 0:
+        # blocked and runnable again at the same instant: it did not sleep
+        woken = n > before and not (before == 0 and s.gr_f[g, GR_SLEPT] == now)
+        s.gr_i[g, GR_WOKEN] = 1 if woken else 0
+        if woken and before == 0:
             s.gr_f[g, GR_V] = max(s.gr_f[g, GR_V], floor - m.sf[st, S_CREDIT])
+        if before > 0 and n == 0:
+            s.gr_f[g, GR_SLEPT] = now
         s.st_i[st, ST_WANT] += n - before
         s.gr_i[g, GR_WANT] = n
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
@@ -884,13 +892,40 @@ def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
             for slot in range(slots):
                 if s.sl_occ[lo + slot] == g:
                     top_slot = slot
+            s.sl_rel_t[lo + top_slot], s.sl_rel_g[lo + top_slot] = now, g
+            s.sl_rel_end[lo + top_slot] = s.sl_end[lo + top_slot]
             _sl_free(m, s, st, top_slot)
             _sl_fill(m, s, st, top_slot, now)
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
         for _ in range(s.gr_i[g, GR_WANT] - s.gr_i[g, GR_HOLD]):
-            if not _sl_take(m, s, st, g, now, s.gr_i[g, GR_WOKEN] == 1):
+            if not (_sl_reclaim(m, s, st, g, now) or _sl_take(m, s, st, g, now, s.gr_i[g, GR_WOKEN] == 1)):
                 break
+    _sl_settle(m, s, st, now)
+
+
+@_jit
+def _sl_reclaim(m: Model, s: State, st: int, g: int, now: float) -> bool:
+    """Take back a slot ``g`` gave up at this same instant, its slice as it was (Slicer._reclaim)."""
+    lo = m.si[st, S_SL_LO]
+    for slot in range(m.si[st, S_SLOTS]):
+        if s.sl_rel_g[lo + slot] == g and s.sl_rel_t[lo + slot] == now:
+            s.sl_rel_g[lo + slot] = -1
+            if s.sl_occ[lo + slot] >= 0:
+                _sl_free(m, s, st, slot)
+            _sl_start(m, s, st, g, slot, now)
+            s.sl_end[lo + slot] = s.sl_rel_end[lo + slot]
+            return True
+    return False
+
+
+@_jit
+def _sl_settle(m: Model, s: State, st: int, now: float) -> None:
+    """No slot idle while a group that may use it waits (Slicer._settle)."""
+    lo = m.si[st, S_SL_LO]
+    for slot in range(m.si[st, S_SLOTS]):
+        if s.sl_occ[lo + slot] < 0:
+            _sl_fill(m, s, st, slot, now)
 
 
 @_jit
@@ -901,6 +936,7 @@ def _sl_rotate(m: Model, s: State, st: int, now: float, tick: float) -> None:
         if s.sl_occ[lo + slot] >= 0 and s.sl_end[lo + slot] <= now + tick and _sl_waiting_for(m, s, st, slot) >= 0:
             _sl_free(m, s, st, slot)
             _sl_fill(m, s, st, slot, now)
+    _sl_settle(m, s, st, now)
 
 
 @_jit

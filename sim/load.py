@@ -29,7 +29,7 @@ __all__ = ["attainable_capacity", "closed_loop_requests", "group_runnable", "loa
 
 
 def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], samples: int = 20_000,
-                 seed: int = 0) -> dict[str, float]:
+                 seed: int = 0, certain: bool = False) -> dict[str, float]:
     """Offered utilization (work per second / capacity) of each station, against what the threads
     that can run there can get (:func:`attainable_capacity`); of each group with a cap
     (``max_servers``, ``cpu.max``, or ``threads`` for a group whose load is all its own jobs) as
@@ -38,9 +38,11 @@ def offered_load(stations: Sequence[StationSpec], sources: Sequence[Source], sam
     sources only.
 
     Sources of one ``family`` (the guests of one entry) draw alike: the first one's mean work per
-    slot stands for the others'. Each other source is sampled on its own."""
+    slot stands for the others'. Each other source is sampled on its own. ``certain``: leave out
+    the stages paid only when a station was idle (a lower bound of the load, where the default
+    counts them as always paid, an upper bound)."""
     specs = {s.name: s for s in stations}
-    work, own, locks = _offered_work(sources, samples, seed, specs)
+    work, own, locks = _offered_work(sources, samples, seed, specs, certain)
     trees = _loaded_trees(stations, sources)
     out = {}
     for name, per_second in work.items():
@@ -146,8 +148,8 @@ def closed_loop_requests(stations: Sequence[StationSpec], sources: Sequence[Sour
     return out
 
 
-def _offered_work(sources: Sequence[Source], samples: int, seed: int,
-                  specs: dict[str, StationSpec]) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+def _offered_work(sources: Sequence[Source], samples: int, seed: int, specs: dict[str, StationSpec],
+                  certain: bool = False) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Work offered per second by the open-loop sources: per station and per ``"station:a/b"``
     group (with the groups inside it), each group's own jobs' alone, and each lock's hold. A
     stream's counts at its domain and, as its group's own work (its threads stream; review 33
@@ -167,7 +169,7 @@ def _offered_work(sources: Sequence[Source], samples: int, seed: int,
         for lock, seconds in lock_hold_s(source.route, means[key]).items():
             locks[lock] = locks.get(lock, 0.0) + rate * seconds
         for slot, mean in zip(source.route, means[key], strict=True):
-            if slot.action:  # taking or giving back a lock is no work
+            if slot.action or (certain and slot.when_idle is not None):  # a lock's action is no work
                 continue
             offered = rate * float(mean)
             cpu = specs[slot.station].cpu  # a stream holds a core of its CPU: its work is that CPU's too

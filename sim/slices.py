@@ -106,6 +106,9 @@ class Slicer:
         self.vruntime: dict[str, float] = {}  # s, at DEFAULT_WEIGHT
         self.weight: dict[str, float] = {}
         self._names: list[str] = []  # every group seen, in order of name
+        self._slept_at: dict[str, float] = {}  # when each group's last thread went to sleep
+        # each slot's last release by a group whose threads fell: (when, group, its slice's end)
+        self._released: list[tuple[float, str, float] | None] = [None] * slots
         self._min_v = 0.0
 
     # -- queries --------------------------------------------------------------------------------
@@ -152,10 +155,14 @@ class Slicer:
         for name in names:
             n, weight = groups.get(name, (0, self.weight.get(name, 100.0)))
             before = self.wanted.get(name, 0)
-            if n > before:
+            # a thread that blocks and is runnable again at the same instant (a closed loop's
+            # next request) did not sleep: no sleeper placement, no wake-up preemption
+            if n > before and not (before == 0 and self._slept_at.get(name) == now):
                 woken.add(name)
                 if not before:
                     self.vruntime[name] = max(self.vruntime.get(name, -math.inf), floor - self.spec.sleeper_credit_s)
+            if before and not n:
+                self._slept_at[name] = now
             if name not in self.holding:
                 self.holding[name] = 0
                 bisect.insort(self._names, name)
@@ -164,12 +171,14 @@ class Slicer:
         for name in names:
             for _ in range(self.holding[name] - self.wanted[name]):
                 slot = max(s for s in range(self.slots) if self.occupant[s] == name)
+                self._released[slot] = (now, name, self.slice_end[slot])
                 self._free(slot)
                 self._fill(slot, now)
         for name in names:
             for _ in range(self.wanted[name] - self.holding[name]):
-                if not self._take(name, now, name in woken):
+                if not (self._reclaim(name, now) or self._take(name, now, name in woken)):
                     break
+        self._settle(now)
 
     def rotate(self, now: float, tick: float) -> None:
         """Slots whose slice has ended go to the waiting group with the least virtual runtime
@@ -178,6 +187,14 @@ class Slicer:
             g = self.occupant[s]
             if g is not None and self.slice_end[s] <= now + tick and self._waiting_for(s) is not None:
                 self._free(s)
+                self._fill(s, now)
+        self._settle(now)
+
+    def _settle(self, now: float) -> None:
+        """No slot idle while a group that may use it waits: one displaced by a bound group's
+        preemption or a slice's end takes an idle core elsewhere (Linux's idle balance; review 36)."""
+        for s in range(self.slots):
+            if self.occupant[s] is None:
                 self._fill(s, now)
 
     # -- transitions ----------------------------------------------------------------------------
@@ -228,6 +245,21 @@ class Slicer:
             self._free(victim)
             self._start(group, victim, now)
             return True
+        return False
+
+    def _reclaim(self, group: str, now: float) -> bool:
+        """Take back a slot ``group`` gave up at this same instant (its thread blocked and is
+        runnable again at once, so it never left the core: a closed loop's next request), with
+        its slice as it was, from whichever group it went to (which waits again). Whether it did."""
+        for s in range(self.slots):
+            released = self._released[s]
+            if released is not None and released[0] == now and released[1] == group:
+                self._released[s] = None
+                if self.occupant[s] is not None:
+                    self._free(s)
+                self._start(group, s, now)
+                self.slice_end[s] = released[2]
+                return True
         return False
 
     def _free(self, s: int) -> None:

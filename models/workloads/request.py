@@ -199,9 +199,10 @@ class LockDemand(_DemandBase):
     section: its CPU work is slowed like any other when the cores are shared, so a holder
     that must wait for a core keeps the others waiting). A waiter sleeps: it costs no CPU.
 
-    ``scope = "host"``: a lock of the host's kernel or of a host-wide daemon (``rtnl_mutex``, a
-    container runtime's own), one for every guest on the host that takes a host lock of that
-    name, not one per guest."""
+    ``scope = "host"``: a lock of the physical host's kernel or of a host-wide daemon
+    (``rtnl_mutex``, a container runtime's own), one for every guest on the host that takes a
+    host lock of that name, not one per guest, whatever stack the guest runs in (a lock of a
+    VM's own kernel is that guest's: the default scope)."""
 
     kind: Literal["lock"]
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")

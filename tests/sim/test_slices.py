@@ -15,7 +15,7 @@ import simpy
 from virtsim.sim.control import RunControl
 from virtsim.sim.engine import simulate
 from virtsim.sim.kernel import simulate_kernel
-from virtsim.sim.routes import OpenArrivals, Slot, Source, StationSpec, TraceArrivals
+from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec, TraceArrivals
 from virtsim.sim.slices import SliceSpec, cfs_slices, credit_slices
 from virtsim.sim.stations import GroupPath, GroupSpec, SharedStation
 from virtsim.sim.stats import t_interval
@@ -170,3 +170,30 @@ def test_busy_smt_siblings_share_their_core_and_its_yield(engine) -> None:
     source = Source("a", (Slot("cpu", "app", ("a",)),), TraceArrivals((0.0, 0.0)), const_work(1.0))
     log = engine([cpu], [source], RunControl(duration_s=3.0)).logs["a"]
     assert log.finish_s[:2] == pytest.approx([1.6, 1.6])
+
+
+@pytest.mark.parametrize("engine", [simulate, simulate_kernel])
+def test_a_closed_loops_next_request_does_not_give_its_core_away(engine) -> None:
+    """Review 36 F1: two groups of equal weight on one core, closed loops with no think time
+    (2 clients of 0.1 ms, 1 of 1 ms). A request ends and the next begins at one instant: the
+    thread never left the core, so it keeps its slot and slice. Each group gets half the core,
+    as processor sharing gives it (the 1 ms group had 0.25% of it: each of its requests handed
+    the core over for a fresh slice, and it waited a whole one for it back)."""
+    cpu = StationSpec("cpu", "shared", 1.0, {("chatty",): GroupSpec(), ("batch",): GroupSpec()},
+                      slices=CFS_1CPU)
+    sources = [Source("chatty", (Slot("cpu", "app", ("chatty",)),), ClosedArrivals(2), exp_work(1e-4)),
+               Source("batch", (Slot("cpu", "app", ("batch",)),), ClosedArrivals(1), exp_work(1e-3))]
+    result = engine([cpu], sources, RunControl(duration_s=10.0, seed=1))
+    done = {g: int(np.sum(~np.isnan(result.logs[g].finish_s[:result.logs[g].n]))) for g in ("chatty", "batch")}
+    # the core each got: requests done times their mean work (about 50,000 and 5,000 of them)
+    assert done["chatty"] * 1e-4 / 10.0 == pytest.approx(0.5, abs=0.03)
+    assert done["batch"] * 1e-3 / 10.0 == pytest.approx(0.5, abs=0.03)
+
+
+def test_a_thread_preempted_by_a_bound_one_moves_to_an_idle_core() -> None:
+    """Review 36 F3, by hand: 2 cores. B (free) runs 1 s of work from 0 on core 0; A, bound to
+    core 0, wakes at 0.5 s with 1 s of work and preempts it; B moves to the idle core 1 at once
+    (Linux's idle balance): B ends at 1.0, A at 1.5."""
+    groups = {("a",): GroupSpec(cores=(0,)), ("b",): GroupSpec()}
+    assert _finish([(0.0, ("b",), 1.0), (0.5, ("a",), 1.0)], cfs_slices(2), cores=2.0, groups=groups) == \
+        pytest.approx([1.0, 1.5])
