@@ -374,20 +374,22 @@ class KernelRun(SteppedRun):
         st_f = np.zeros((n_st, 6))
         st_f[:, kl.ST_IDLE_SINCE] = -np.inf
         st_f[:, kl.ST_WAKE_T] = np.inf
-        nd_i = np.zeros((n_nd, 13), np.int64)
+        nd_i = np.zeros((n_nd, 17), np.int64)
         nd_i[:, [kl.ND_ROOT_JOB, kl.ND_WAIT_HEAD, kl.ND_WAIT_TAIL, kl.ND_FIRST, kl.ND_LAST, kl.ND_NEXT]] = -1
-        nd_f = np.zeros((n_nd, 9))
+        nd_f = np.zeros((n_nd, 13))
         nd_f[:, kl.ND_IDLE] = -np.inf
+        nd_f[:, kl.ND_SV] = -np.inf
+        nd_f[:, kl.ND_SLEPT] = np.nan
         rq_f = np.zeros((requests, 4))
         rq_f[:, [kl.RQ_ARRIVAL, kl.RQ_FINISH]] = np.nan
         # core affinity's scratch: as much as the largest station with bound groups needs
         n_cores = max([int(spec.servers) for st, spec in enumerate(self.stations) if self.model.si[st, kl.S_PINNED]]
                       or [1])
         n_a, n_b = affinity_scratch_sizes(n_nd + 1, n_nd + 1, n_cores)
-        slots = self._slots_total
-        gr_f = np.zeros((max(n_nd, 1), 3))
-        gr_f[:, kl.GR_V] = -np.inf
-        gr_f[:, kl.GR_SLEPT] = np.nan
+        slots = max(self._slots_total, 1)
+        sl_i = np.full((slots, 2), -1, np.int64)
+        sl_f = np.full((slots, 3), np.inf)
+        sl_f[:, kl.SL_REL_T] = np.nan
         return kl.State(
             ctr=np.zeros(8, np.int64), clock=np.zeros(1), ev_t=np.zeros(events), ev_i=np.zeros((events, 4), np.int64),
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,
@@ -397,11 +399,7 @@ class KernelRun(SteppedRun):
             sm_i=np.zeros((n_sm, 8), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
             rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
             pairs=np.zeros(requests, np.int64),
-            gr_i=np.zeros((max(n_nd, 1), 3), np.int64), gr_f=gr_f,
-            sl_occ=np.full(max(slots, 1), -1, np.int64), sl_end=np.full(max(slots, 1), np.inf),
-            sl_rel_t=np.full(max(slots, 1), np.nan), sl_rel_g=np.full(max(slots, 1), -1, np.int64),
-            sl_rel_end=np.full(max(slots, 1), np.inf),
-            want_i=np.zeros(max(n_nd, 1), np.int64), want_f=np.zeros(max(n_nd, 1)),
+            sl_i=sl_i, sl_f=sl_f,
         )
 
     # -- growing between calls -------------------------------------------------------------

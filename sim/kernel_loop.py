@@ -48,11 +48,17 @@ EV_KEY, EV_KIND, EV_A, EV_B = 0, 1, 2, 3
 RQ_STREAM, RQ_ROW, RQ_STEP, RQ_NEXT, RQ_SEQ, RQ_CHILD, RQ_SIB = 0, 1, 2, 3, 4, 5, 6
 RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
 # groups of shared stations (nodes), changing: nd_i and nd_f
+# time slices' top-level groups: ND_WANT threads runnable, ND_HOLD slots held, ND_WOKEN its
+# threads just woke, ND_ASK threads asked for (scratch of _allocate_sliced)
 (ND_JOBS, ND_RUNNING, ND_ROOT_JOB, ND_HEAP_N, ND_WAIT_HEAD, ND_WAIT_TAIL, ND_BG, ND_LEAF, ND_THROTTLED,
- ND_MARK, ND_FIRST, ND_LAST, ND_NEXT) = range(13)
+ ND_MARK, ND_FIRST, ND_LAST, ND_NEXT, ND_WANT, ND_HOLD, ND_WOKEN, ND_ASK) = range(17)
 # ND_PROG: a leaf's progress per job: its rate, set with it; a stream leaf's less what its bandwidth
 # domain lacks (so the hot loops read one column, whatever the leaf)
-ND_IDLE, ND_VTIME, ND_RATE, ND_WORK, ND_USED, ND_PERIOD_END, ND_GRATE, ND_CAP, ND_PROG = range(9)
+# time slices: ND_SV a top-level group's virtual runtime (s, at the default weight), ND_SW its
+# weight, ND_SLEPT when its last thread went to sleep (NaN: never), ND_HELD the cores' worth it
+# holds (scratch of _allocate_sliced)
+(ND_IDLE, ND_VTIME, ND_RATE, ND_WORK, ND_USED, ND_PERIOD_END, ND_GRATE, ND_CAP, ND_PROG,
+ ND_SV, ND_SW, ND_SLEPT, ND_HELD) = range(13)
 # nodes, fixed: gi and gf; G_DOMAIN: a leaf of memory streams: its bandwidth domain (a STREAM station), else -1
 G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED, G_DOMAIN = range(6)
 G_WEIGHT, G_SERVERS, G_CAPCOUNT, G_QUOTA, G_PERIOD = range(5)
@@ -68,11 +74,11 @@ ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T, ST_DEMAND, ST_MIN_V = range(6)
 S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI, S_DOMAINS = range(10)
 S_SLOTS, S_SL_LO, S_TOP_LO, S_TOP_HI = range(10, 14)
 S_SERVERS, S_SMT, S_LATENCY, S_MIN_SLICE, S_WAKEUP, S_CREDIT = range(6)
-# time slices' top-level groups (per node): gr_i threads wanted, slots held, whether its threads
-# just woke; gr_f virtual runtime (s, at the default weight) and weight
-GR_WANT, GR_HOLD, GR_WOKEN = range(3)
-# GR_SLEPT: when its last thread went to sleep (NaN: never)
-GR_V, GR_W, GR_SLEPT = range(3)
+# time slices' slots, per station from si[S_SL_LO]: sl_i its group (-1: free) and the group that
+# last gave it up when its threads fell (-1: none); sl_f when its slice ends, and when that
+# release was and when the released slice would have ended (s)
+SL_OCC, SL_REL_G = range(2)
+SL_END, SL_REL_T, SL_REL_END = range(3)
 # streams: sm_i changing, ki and kf fixed
 # SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void);
 # SM_J: a trace's next time, or for an open stream 1 once it has started (drawn its first gap)
@@ -139,15 +145,8 @@ class State(NamedTuple):
     rq_f: np.ndarray
     rq_stage: np.ndarray  # (requests, slots): time spent at each slot, s
     pairs: np.ndarray  # the pairing heap's scratch, one per request
-    gr_i: np.ndarray  # time slices, per node: GR_WANT, GR_HOLD, GR_WOKEN
-    gr_f: np.ndarray  # GR_V, GR_W
-    sl_occ: np.ndarray  # each slot's group (-1: free), per station from si[S_SL_LO]
-    sl_end: np.ndarray  # when its slice ends (s)
-    sl_rel_t: np.ndarray  # each slot's last release by a group whose threads fell: when (s)
-    sl_rel_g: np.ndarray  # ... which group (-1: none)
-    sl_rel_end: np.ndarray  # ... and when its slice would have ended (s)
-    want_i: np.ndarray  # per node: threads a top-level group asks for (scratch of _allocate_sliced)
-    want_f: np.ndarray  # per node: the cores' worth it holds (scratch of _allocate_sliced)
+    sl_i: np.ndarray  # time slices' slots (SL_OCC, SL_REL_G), per station from si[S_SL_LO]
+    sl_f: np.ndarray  # (SL_END, SL_REL_T, SL_REL_END)
 
 
 # error_model="numpy": no division check on the hot path (every divisor here is nonzero by
@@ -792,19 +791,20 @@ def _sl_eligible(m: Model, st: int, node: int, slot: int) -> bool:
 def _sl_start(m: Model, s: State, st: int, g: int, slot: int, now: float) -> None:
     """Group ``g`` takes ``slot`` for a new slice (``SliceSpec.slice_s`` for the runnable threads)."""
     lo = m.si[st, S_SL_LO]
-    s.sl_occ[lo + slot] = g
-    s.gr_i[g, GR_HOLD] += 1
+    s.sl_i[lo + slot, SL_OCC] = g
+    s.nd_i[g, ND_HOLD] += 1
     slots = m.si[st, S_SLOTS]
-    s.sl_end[lo + slot] = now + max(m.sf[st, S_LATENCY] * slots / max(s.st_i[st, ST_WANT], 1), m.sf[st, S_MIN_SLICE])
+    slice_s = max(m.sf[st, S_LATENCY] * slots / max(s.st_i[st, ST_WANT], 1), m.sf[st, S_MIN_SLICE])
+    s.sl_f[lo + slot, SL_END] = now + slice_s
 
 
 @_jit
 def _sl_free(m: Model, s: State, st: int, slot: int) -> None:
     """Its group gives ``slot`` up."""
     lo = m.si[st, S_SL_LO]
-    s.gr_i[s.sl_occ[lo + slot], GR_HOLD] -= 1
-    s.sl_occ[lo + slot] = -1
-    s.sl_end[lo + slot] = _INF
+    s.nd_i[s.sl_i[lo + slot, SL_OCC], ND_HOLD] -= 1
+    s.sl_i[lo + slot, SL_OCC] = -1
+    s.sl_f[lo + slot, SL_END] = _INF
 
 
 @_jit
@@ -814,8 +814,8 @@ def _sl_waiting_for(m: Model, s: State, st: int, slot: int) -> int:
     best = -1
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
-        if s.gr_i[g, GR_HOLD] < s.gr_i[g, GR_WANT] and _sl_eligible(m, st, g, slot) and \
-                (best < 0 or s.gr_f[g, GR_V] < s.gr_f[best, GR_V]):
+        if s.nd_i[g, ND_HOLD] < s.nd_i[g, ND_WANT] and _sl_eligible(m, st, g, slot) and \
+                (best < 0 or s.nd_f[g, ND_SV] < s.nd_f[best, ND_SV]):
             best = g
     return best
 
@@ -834,8 +834,8 @@ def _sl_floor(m: Model, s: State, st: int) -> float:
     least = _INF
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
-        if s.gr_i[g, GR_WANT] > 0:
-            least = min(least, s.gr_f[g, GR_V])
+        if s.nd_i[g, ND_WANT] > 0:
+            least = min(least, s.nd_f[g, ND_SV])
     if least < _INF:
         s.st_f[st, ST_MIN_V] = max(s.st_f[st, ST_MIN_V], least)
     return s.st_f[st, ST_MIN_V]
@@ -847,7 +847,7 @@ def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bo
     of the group furthest ahead if that is more than the wake-up granularity ahead (Slicer._take)."""
     lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
     for slot in range(slots):
-        if s.sl_occ[lo + slot] < 0 and _sl_eligible(m, st, g, slot):
+        if s.sl_i[lo + slot, SL_OCC] < 0 and _sl_eligible(m, st, g, slot):
             _sl_start(m, s, st, g, slot, now)
             return True
     if not woken or m.sf[st, S_WAKEUP] < 0:
@@ -856,10 +856,10 @@ def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bo
     ahead = -1
     for slot in range(slots):  # the last of equals
         if _sl_eligible(m, st, g, slot):
-            o = s.sl_occ[lo + slot]
-            if o >= 0 and (victim < 0 or s.gr_f[o, GR_V] >= s.gr_f[ahead, GR_V]):
+            o = s.sl_i[lo + slot, SL_OCC]
+            if o >= 0 and (victim < 0 or s.nd_f[o, ND_SV] >= s.nd_f[ahead, ND_SV]):
                 victim, ahead = slot, o
-    if ahead >= 0 and ahead != g and s.gr_f[ahead, GR_V] - s.gr_f[g, GR_V] > m.sf[st, S_WAKEUP]:
+    if ahead >= 0 and ahead != g and s.nd_f[ahead, ND_SV] - s.nd_f[g, ND_SV] > m.sf[st, S_WAKEUP]:
         _sl_free(m, s, st, victim)
         _sl_start(m, s, st, g, victim, now)
         return True
@@ -868,38 +868,38 @@ def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bo
 
 @_jit
 def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
-    """Each top-level group's runnable threads made ``want_i`` (Slicer.demand): a group waking
+    """Each top-level group's runnable threads made ``ND_ASK`` (Slicer.demand): a group waking
     from sleep placed as a sleeper; surpluses given up (highest slots first), then threads
     waiting take free slots, or preempt if they just woke; groups in order of name."""
     floor = _sl_floor(m, s, st)
     lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
-        n, before = s.want_i[g], s.gr_i[g, GR_WANT]
+        n, before = s.nd_i[g, ND_ASK], s.nd_i[g, ND_WANT]
         # blocked and runnable again at the same instant: it did not sleep
-        woken = n > before and not (before == 0 and s.gr_f[g, GR_SLEPT] == now)
-        s.gr_i[g, GR_WOKEN] = 1 if woken else 0
+        woken = n > before and not (before == 0 and s.nd_f[g, ND_SLEPT] == now)
+        s.nd_i[g, ND_WOKEN] = 1 if woken else 0
         if woken and before == 0:
-            s.gr_f[g, GR_V] = max(s.gr_f[g, GR_V], floor - m.sf[st, S_CREDIT])
+            s.nd_f[g, ND_SV] = max(s.nd_f[g, ND_SV], floor - m.sf[st, S_CREDIT])
         if before > 0 and n == 0:
-            s.gr_f[g, GR_SLEPT] = now
+            s.nd_f[g, ND_SLEPT] = now
         s.st_i[st, ST_WANT] += n - before
-        s.gr_i[g, GR_WANT] = n
+        s.nd_i[g, ND_WANT] = n
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
-        for _ in range(s.gr_i[g, GR_HOLD] - s.gr_i[g, GR_WANT]):
+        for _ in range(s.nd_i[g, ND_HOLD] - s.nd_i[g, ND_WANT]):
             top_slot = -1
             for slot in range(slots):
-                if s.sl_occ[lo + slot] == g:
+                if s.sl_i[lo + slot, SL_OCC] == g:
                     top_slot = slot
-            s.sl_rel_t[lo + top_slot], s.sl_rel_g[lo + top_slot] = now, g
-            s.sl_rel_end[lo + top_slot] = s.sl_end[lo + top_slot]
+            s.sl_f[lo + top_slot, SL_REL_T], s.sl_i[lo + top_slot, SL_REL_G] = now, g
+            s.sl_f[lo + top_slot, SL_REL_END] = s.sl_f[lo + top_slot, SL_END]
             _sl_free(m, s, st, top_slot)
             _sl_fill(m, s, st, top_slot, now)
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
-        for _ in range(s.gr_i[g, GR_WANT] - s.gr_i[g, GR_HOLD]):
-            if not (_sl_reclaim(m, s, st, g, now) or _sl_take(m, s, st, g, now, s.gr_i[g, GR_WOKEN] == 1)):
+        for _ in range(s.nd_i[g, ND_WANT] - s.nd_i[g, ND_HOLD]):
+            if not (_sl_reclaim(m, s, st, g, now) or _sl_take(m, s, st, g, now, s.nd_i[g, ND_WOKEN] == 1)):
                 break
     _sl_settle(m, s, st, now)
 
@@ -909,12 +909,12 @@ def _sl_reclaim(m: Model, s: State, st: int, g: int, now: float) -> bool:
     """Take back a slot ``g`` gave up at this same instant, its slice as it was (Slicer._reclaim)."""
     lo = m.si[st, S_SL_LO]
     for slot in range(m.si[st, S_SLOTS]):
-        if s.sl_rel_g[lo + slot] == g and s.sl_rel_t[lo + slot] == now:
-            s.sl_rel_g[lo + slot] = -1
-            if s.sl_occ[lo + slot] >= 0:
+        if s.sl_i[lo + slot, SL_REL_G] == g and s.sl_f[lo + slot, SL_REL_T] == now:
+            s.sl_i[lo + slot, SL_REL_G] = -1
+            if s.sl_i[lo + slot, SL_OCC] >= 0:
                 _sl_free(m, s, st, slot)
             _sl_start(m, s, st, g, slot, now)
-            s.sl_end[lo + slot] = s.sl_rel_end[lo + slot]
+            s.sl_f[lo + slot, SL_END] = s.sl_f[lo + slot, SL_REL_END]
             return True
     return False
 
@@ -924,7 +924,7 @@ def _sl_settle(m: Model, s: State, st: int, now: float) -> None:
     """No slot idle while a group that may use it waits (Slicer._settle)."""
     lo = m.si[st, S_SL_LO]
     for slot in range(m.si[st, S_SLOTS]):
-        if s.sl_occ[lo + slot] < 0:
+        if s.sl_i[lo + slot, SL_OCC] < 0:
             _sl_fill(m, s, st, slot, now)
 
 
@@ -933,7 +933,8 @@ def _sl_rotate(m: Model, s: State, st: int, now: float, tick: float) -> None:
     """Slots whose slice has ended go to the waiting group furthest behind that may run there."""
     lo = m.si[st, S_SL_LO]
     for slot in range(m.si[st, S_SLOTS]):
-        if s.sl_occ[lo + slot] >= 0 and s.sl_end[lo + slot] <= now + tick and _sl_waiting_for(m, s, st, slot) >= 0:
+        ended = s.sl_i[lo + slot, SL_OCC] >= 0 and s.sl_f[lo + slot, SL_END] <= now + tick
+        if ended and _sl_waiting_for(m, s, st, slot) >= 0:
             _sl_free(m, s, st, slot)
             _sl_fill(m, s, st, slot, now)
     _sl_settle(m, s, st, now)
@@ -945,8 +946,8 @@ def _sl_next_end(m: Model, s: State, st: int) -> float:
     lo = m.si[st, S_SL_LO]
     end = _INF
     for slot in range(m.si[st, S_SLOTS]):
-        if s.sl_occ[lo + slot] >= 0 and s.sl_end[lo + slot] < end and _sl_waiting_for(m, s, st, slot) >= 0:
-            end = s.sl_end[lo + slot]
+        if s.sl_i[lo + slot, SL_OCC] >= 0 and s.sl_f[lo + slot, SL_END] < end and _sl_waiting_for(m, s, st, slot) >= 0:
+            end = s.sl_f[lo + slot, SL_END]
     return end
 
 
@@ -955,9 +956,9 @@ def _sl_advance(m: Model, s: State, st: int, dt: float) -> None:
     """Each group's virtual runtime ``dt`` seconds on: its slots' time over its weight."""
     lo = m.si[st, S_SL_LO]
     for slot in range(m.si[st, S_SLOTS]):
-        g = s.sl_occ[lo + slot]
+        g = s.sl_i[lo + slot, SL_OCC]
         if g >= 0:
-            s.gr_f[g, GR_V] += dt * _DEFAULT_WEIGHT / s.gr_f[g, GR_W]
+            s.nd_f[g, ND_SV] += dt * _DEFAULT_WEIGHT / s.nd_f[g, ND_SW]
 
 
 @_jit
@@ -972,41 +973,41 @@ def _allocate_sliced(m: Model, s: State, st: int, now: float) -> None:
         nd_f[m.q_nodes[q], ND_GRATE] = 0.0
     root, slots = m.si[st, S_ROOT], m.si[st, S_SLOTS]
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
-        s.want_i[m.top[t]] = 0
+        s.nd_i[m.top[t], ND_ASK] = 0
     if nm > 0:
         c = nd_i[root, ND_FIRST]
         while c >= 0:
-            s.want_i[c] = min(math.ceil(nd_f[c, ND_CAP] - 1e-9), slots)
-            if s.want_i[c] > 0:  # a group asking for none keeps its weight (Slicer.demand)
-                s.gr_f[c, GR_W] = _weight(gi, m.gf, nd_i, c)
+            s.nd_i[c, ND_ASK] = min(math.ceil(nd_f[c, ND_CAP] - 1e-9), slots)
+            if s.nd_i[c, ND_ASK] > 0:  # a group asking for none keeps its weight (Slicer.demand)
+                s.nd_f[c, ND_SW] = _weight(gi, m.gf, nd_i, c)
             c = nd_i[c, ND_NEXT]
         own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
         if own:
-            s.want_i[root] = min(own, slots)
-            s.gr_f[root, GR_W] = _DEFAULT_WEIGHT * own
+            s.nd_i[root, ND_ASK] = min(own, slots)
+            s.nd_f[root, ND_SW] = _DEFAULT_WEIGHT * own
     _sl_demand(m, s, st, now)
     _sl_rotate(m, s, st, now, 4 * (np.nextafter(max(now, 1.0), _INF) - max(now, 1.0)))
     sl_lo = m.si[st, S_SL_LO]
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
-        s.want_f[m.top[t]] = 0.0  # now: the cores' worth each group's running entities hold
+        s.nd_f[m.top[t], ND_HELD] = 0.0  # now: the cores' worth each group holds
     cores = int(m.sf[st, S_SERVERS])
     for slot in range(slots):
-        g = s.sl_occ[sl_lo + slot]
+        g = s.sl_i[sl_lo + slot, SL_OCC]
         if g >= 0:
             k = 0  # busy siblings on this slot's core (Slicer.held)
             for sib in range(slot % cores, slots, cores):
-                if s.sl_occ[sl_lo + sib] >= 0:
+                if s.sl_i[sl_lo + sib, SL_OCC] >= 0:
                     k += 1
-            s.want_f[g] += (1.0 + m.sf[st, S_SMT] * (k - 1)) / k
+            s.nd_f[g, ND_HELD] += (1.0 + m.sf[st, S_SMT] * (k - 1)) / k
     if nm == 0:
         return
     c = nd_i[root, ND_FIRST]
     while c >= 0:
-        nd_f[c, ND_CAP] = min(s.want_f[c], nd_f[c, ND_CAP])
+        nd_f[c, ND_CAP] = min(s.nd_f[c, ND_HELD], nd_f[c, ND_CAP])
         c = nd_i[c, ND_NEXT]
     own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
     if own:
-        nd_f[root, ND_RATE] = nd_f[root, ND_PROG] = s.want_f[root] / own
+        nd_f[root, ND_RATE] = nd_f[root, ND_PROG] = s.nd_f[root, ND_HELD] / own
     for d in range(1, top + 1):
         for i in range(nm):
             n = marked[i]
