@@ -38,6 +38,7 @@ from virtsim.experiments.scenario import (
     GuestSpec,
     UniqueStacks,
     check_numa_placement,
+    numa_placements,
     one_layer_stacks,
 )
 from virtsim.experiments.steady import MIN_RUN_S, relaxation_s, steady_runs, work_scv
@@ -49,7 +50,7 @@ from virtsim.models.quantities import Bytes, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.catalog import WorkloadSpec
-from virtsim.models.workloads.request import MemDemand, OpenSpec
+from virtsim.models.workloads.request import OpenSpec
 
 __all__ = ["EXPERIMENT", "MAX_JUDGED_MIXES", "MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "command", "load_plan",
            "plan", "report"]
@@ -166,14 +167,10 @@ class PlanSpec(StrictModel):
     def _one_placement(self, ht: HostType) -> None:
         """Refuse services that stream memory bound to different numbers of NUMA nodes (or bound
         and interleaved): any two may share a host, and that mix is not modelled (review 35 F6)."""
-        placements: dict[int, str] = {}
-        for service in self.services:
-            for demand in service.workload.request_workload().demands:
-                if isinstance(demand, MemDemand) and demand.pattern == "seq":
-                    placements.setdefault(demand.numa_nodes or ht.host.memory.nodes, service.name)
+        placements = numa_placements([s.workload.request_workload() for s in self.services], ht.host.memory.nodes)
         if len(placements) > 1:
-            named = ", ".join(f"{name!r} ({nodes} of {ht.host.memory.nodes} nodes)"
-                              for nodes, name in sorted(placements.items()))
+            named = ", ".join(f"{self.services[i].name!r} ({nodes} of {ht.host.memory.nodes} nodes)"
+                              for nodes, (i, _) in sorted(placements.items()))
             raise ValueError(f"services {named} stream memory over different NUMA nodes on host type {ht.name!r}; "
                              "the planner may put them on one host, and bound and interleaved traffic sharing "
                              "memory controllers is not modelled: give every service's seq memory demands the "

@@ -237,10 +237,11 @@ MAX_OPEN_REQUESTS = 20_000_000
 engine's ~40,000 requests per second on a loaded core."""
 
 
-def check_numa_placement(workloads: list[RequestWorkload], nodes: int) -> None:
-    """Every sequential memory demand bound to nodes the host has, and all bound alike (bound and
-    interleaved traffic sharing controllers is not modelled)."""
-    placements: dict[int, str] = {}
+def numa_placements(workloads: list[RequestWorkload], nodes: int) -> dict[int, tuple[int, int]]:
+    """The NUMA placements of the workloads' sequential memory traffic: per number of nodes it is
+    bound to (``nodes`` for interleaved), the first (workload, demand) streaming so; raises
+    ``ValueError`` for any memory demand bound to more nodes than the host has."""
+    placements: dict[int, tuple[int, int]] = {}
     for i, w in enumerate(workloads):
         for j, demand in enumerate(w.demands):
             if not isinstance(demand, MemDemand):
@@ -251,9 +252,16 @@ def check_numa_placement(workloads: list[RequestWorkload], nodes: int) -> None:
                                  f"host's memory has {nodes}; lower numa_nodes or pick a memory profile with "
                                  "more nodes")
             if demand.pattern == "seq":
-                placements.setdefault(wanted, f"guests[{i}] demand {j}")
+                placements.setdefault(wanted, (i, j))
+    return placements
+
+
+def check_numa_placement(workloads: list[RequestWorkload], nodes: int) -> None:
+    """Every memory demand bound to nodes the host has, and all sequential traffic bound alike
+    (bound and interleaved traffic sharing controllers is not modelled)."""
+    placements = numa_placements(workloads, nodes)
     if len(placements) > 1:
-        where = ", ".join(placements.values())
+        where = ", ".join(f"guests[{i}] demand {j}" for i, j in placements.values())
         raise ValueError(f"memory traffic bound to {sorted(placements)} NUMA nodes on one host ({where}): "
                          "bound and interleaved traffic sharing controllers is not modelled; bind every "
                          "guest's memory to the same number of nodes, or run them as separate scenarios")
