@@ -215,7 +215,7 @@ class Simulation:
         if isinstance(workload, Oltp) and workload.trx_lock_cycles_per_connection > 0:
             # the read view's scan of every connection is drawn into each transaction's work when
             # the run starts: fewer connections now would keep the declared count's cost (review 26)
-            raise ValueError(f"guest {guest!r}: its oltp transactions scan {workload.threads} connections under "
+            raise ValueError(f"guest {guest!r}: its oltp transactions scan {workload.clients} connections under "
                              "the server lock (trx_lock_cycles_per_connection), fixed when the run starts; "
                              "run each connection count as its own scenario (or a sweep over threads)")
         self._run.set_clients(guest, clients)

@@ -68,9 +68,11 @@ class System:
             # A layer's cores are those of the layer it runs on: the host's for the outermost,
             # a VM's vCPUs for what runs inside that VM (a container's cpuset names guest CPUs).
             cores, threads = self.host.cpu.cores, self.host.cpu.threads_per_core
-            for layer in reversed(guest.stack.layers):
+            contexts = guest.stack.contexts(guest.name, self.host)
+            for layer, ctx in reversed(list(zip(guest.stack.layers, contexts, strict=True))):
                 try:
                     layer.check(cores, threads)
+                    layer.refuse_unused(layer.unused_here(ctx))
                 except ValueError as exc:
                     raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: {exc}") from exc
                 vcpus = getattr(layer.params, "vcpus", None)

@@ -53,7 +53,12 @@ def hardware_from_profile(kind: str, value: Any) -> Any:
         return dict(get_profile("virtsim.models.hardware", value, kind).params)
     if isinstance(value, dict) and "profile" in value:
         rest = {k: v for k, v in value.items() if k != "profile"}
-        return {**get_profile("virtsim.models.hardware", str(value["profile"]), kind).params, **rest}
+        merged = {**get_profile("virtsim.models.hardware", str(value["profile"]), kind).params, **rest}
+        if kind == "cpu" and "smt_yield" in rest and merged.get("threads_per_core", 1) == 1:
+            # what a core's second thread adds: with one thread per core there is none to add
+            raise ValueError(f"smt_yield would change nothing: {value['profile']!r} has one thread per core; "
+                             "set threads_per_core = 2 (SMT on) or remove smt_yield")
+        return merged
     return value
 
 

@@ -32,6 +32,11 @@ __all__ = ["EnclosingHypervisor", "Layer", "LayerContext", "LayerParams", "cpu_d
 class LayerParams(StrictModel):
     """Base of every layer's parameters: unknown keys are errors, values are read-only."""
 
+    def unused(self) -> dict[str, str]:
+        """The fields these values leave without effect (by field name), each with why and what
+        would give it one: an override of one is refused, as a misspelt key is (none here)."""
+        return {}
+
 
 @dataclass(frozen=True)
 class EnclosingHypervisor:
@@ -127,6 +132,25 @@ class Layer(ABC):
             # ctx.rng is the i-th demand's own stream, so its draws do not depend on the block size
             out += hook(d, ctx if ctx.streams is None else replace(ctx, rng=ctx.streams.at(i)))
         return out
+
+    def unused_here(self, ctx: LayerContext) -> dict[str, str]:
+        """The fields the host and the layers below leave without effect where this layer runs
+        (``ctx``), each with why: beside those its own values switch off (:meth:`LayerParams.unused`)."""
+        return {}
+
+    def refuse_unused(self, unused: Mapping[str, str]) -> None:
+        """Raise ``ValueError`` naming each override in ``unused`` (field name: why it changes
+        nothing), as a misspelt key is refused: a run that ignores what a file asks for would
+        answer another question with exit status 0."""
+        fields = type(self.params).model_fields
+        by_reason: dict[str, list[str]] = {}
+        for name in sorted(self.overrides):
+            if name in unused:
+                by_reason.setdefault(unused[name], []).append(fields[name].alias or name)
+        if by_reason:
+            raise ValueError("; ".join(
+                f"{', '.join(keys)} would change nothing: {why}" for why, keys in by_reason.items())
+                + "; remove the override, or change what switches it off")
 
     def inner_group(self, group: GroupPath) -> GroupPath:
         """The group the layers and the application inside this one run in (default: its own)."""

@@ -107,6 +107,16 @@ class ContainerParams(LayerParams):
                              "be longer; lower start_lock")
         return self
 
+    def unused(self) -> dict[str, str]:
+        """The per-packet costs of a network path the container does not take (``network``)."""
+        why = f'network = "{self.network}" '
+        if self.network == "host":
+            return dict.fromkeys(("veth_cycles", "bridge_cycles", "nat_cycles"), why + "shares the host's stack: "
+                                 'no veth, bridge or NAT (set network = "bridge" or "nat")')
+        if self.network == "bridge":
+            return {"nat_cycles": why + 'has no NAT (set network = "nat")'}
+        return {}
+
     @field_validator("cpu_max")
     @classmethod
     def _check_cpu_max(cls, value: str | None) -> str | None:

@@ -37,6 +37,14 @@ class Type2Params(Type1Params):
     host_background_cores: int = Field(0, ge=0, le=4096)
     user_nat_s: Seconds = Field(0.0, alias="user_nat")
 
+    def unused(self) -> dict[str, str]:
+        """The type-1 fields without effect, and the host file system's under passthrough."""
+        out = super().unused()
+        if self.io_path == "passthrough":
+            out |= dict.fromkeys(("host_io_cycles", "host_cache_hit_ratio"),
+                                 'io_path = "passthrough" gives the guest the device: no host file holds its disk')
+        return out
+
 
 class Type2(Type1):
     """A type-2 hypervisor's lowering (see the module docstring)."""

@@ -184,6 +184,30 @@ class Type1Params(LayerParams):
         size = self.guest_memory_bytes if guest_memory_bytes is None else guest_memory_bytes
         return self.vmm_memory_bytes + self.vmm_memory_per_vcpu_bytes * self.vcpus + self.vmm_memory_fraction * size
 
+    def unused(self) -> dict[str, str]:
+        """Costs of mechanisms these values switch off: a driver domain no back end runs in,
+        a back end's I/O work under passthrough, an emulated device's exits without one, the
+        handlers of the CPU virtualization mode not in use, and what page sharing between guests
+        finds when it is off. (What the host switches off: :meth:`Type1.unused_here`.)"""
+        out: dict[str, str] = {}
+        if not {self.net_backend, self.io_backend} & _IN_DRIVER_DOMAIN:
+            out["driver_domain_vcpus"] = ("no back end runs in a driver domain (net_backend = \"netback\" or "
+                                          "\"netvsp\", io_backend = \"blkback\" or \"storvsp\" would)")
+        if self.io_path == "passthrough":
+            out |= dict.fromkeys(("io_thread_read_s", "io_thread_write_s", "io_segment_s", "io_segment_bytes"),
+                                 'io_path = "passthrough" gives the guest the device: no back end works on its I/O')
+        if self.io_path != "emulated":
+            out["emulated_exit_factor"] = f'it counts an emulated device\'s exits, and io_path = "{self.io_path}"'
+        if self.binary_translation:
+            out |= dict.fromkeys(("shadow_fault_cycles", "shadow_pte_cycles", "port_io_cycles"),
+                                 "binary translation handles these events (the bt_*_cycles)")
+        else:
+            out |= dict.fromkeys(_BT_COSTS, "only binary_translation = true translates the guest's kernel")
+        if self.page_sharing != "between-guests":
+            out["identical_fraction"] = (f'it is what sharing between guests finds, and page_sharing = '
+                                         f'"{self.page_sharing}" (set "between-guests")')
+        return out
+
     @model_validator(mode="after")
     def _translation_needs_its_costs(self) -> Type1Params:
         """Binary translation needs shadow paging and the cycles of each translated event (raises ``ValueError``)."""
@@ -269,6 +293,23 @@ class Type1(Layer):
             return [*out, station_demand(lock, used, self.name, "acquire"), work, *(inner or []),
                     station_demand(lock, used, self.name, "release")]
         return [*out, work, *(inner or [])]
+
+    def unused_here(self, ctx: LayerContext) -> dict[str, str]:
+        """What the host and the hypervisor below switch off: shadow paging's handlers under
+        nested paging, injection exits under posted interrupts, the VMCS accesses of a
+        hypervisor that is not nested or whose CPU shadows the VMCS."""
+        out: dict[str, str] = {}
+        if self.nested_paging(ctx) and not self.params.binary_translation:
+            out |= dict.fromkeys(("shadow_fault_cycles", "shadow_pte_cycles"),
+                                 "the guest's memory is mapped by nested paging here, so no shadow page tables "
+                                 "(set nested_paging = false, or use a host CPU without nested paging)")
+        if self._apicv(ctx):
+            out["inject_exits"] = ("interrupts are posted here (APICv on a CPU that has it), so none exits "
+                                   "(set apicv = false)")
+        if ctx.enclosing is None or ctx.host.cpu.vmcs_shadowing:
+            out["vmcs_accesses"] = ("they exit only for a hypervisor nested in another on a CPU without VMCS "
+                                    "shadowing")
+        return out
 
     def _apicv(self, ctx: LayerContext) -> bool:
         """Whether interrupts are posted: APICv asked for and the CPU has it."""

@@ -37,7 +37,8 @@ def layer_profiles() -> dict[str, Any]:
 
 
 def make_layer(profile: str, overrides: Mapping[str, Any] | None = None) -> Layer:
-    """The layer of ``profile`` with ``overrides`` applied, validated (pydantic errors name keys).
+    """The layer of ``profile`` with ``overrides`` applied, validated (pydantic errors name keys;
+    ``ValueError`` for an override the other values leave without effect, see :meth:`LayerParams.unused`).
     The layer keeps the overridden fields with their validated values (its ``overrides``, shown
     in its label): an override written by its field name or its alias, with any unit, is the same."""
     prof = get_profile(_PACKAGE, profile)
@@ -45,7 +46,12 @@ def make_layer(profile: str, overrides: Mapping[str, Any] | None = None) -> Laye
     params = cls.params_model.model_validate({**prof.params, **(overrides or {})})
     by_key = {f.alias or name: name for name, f in cls.params_model.model_fields.items()}
     names = {by_key.get(key, key) for key in overrides or {}}
-    return cls(profile, params, {n: getattr(params, n) for n in sorted(names)})
+    layer = cls(profile, params, {n: getattr(params, n) for n in sorted(names)})
+    try:
+        layer.refuse_unused(params.unused())
+    except ValueError as exc:
+        raise ValueError(f"profile {profile!r}: {exc}") from None
+    return layer
 
 
 LayerEntry = str | Mapping[str, Any]

@@ -68,9 +68,9 @@ class _Named(StrictModel):
 
 def _rate_or_clients(model: BaseModel, clients_field: str) -> None:
     """A named workload is driven either by a rate (open loop) or by its closed-loop clients."""
-    # Compared with the default, not "was it given": a dumped and reloaded model gives every field.
-    clients_given = getattr(model, clients_field) != type(model).model_fields[clients_field].default
-    if getattr(model, "rate_per_s", None) is not None and clients_given:
+    # The clients' field is None unless written (its count then comes from the model), so a
+    # dumped and reloaded model still tells "not given" from "given as the default" (review 35 F8)
+    if getattr(model, "rate_per_s", None) is not None and getattr(model, clients_field) is not None:
         raise ValueError(f"give either rate (open-loop arrivals) or {clients_field} (closed-loop clients), not both")
 
 
@@ -265,7 +265,7 @@ class KvStore(_Named):
     """
 
     kind: Literal["kv-store"]
-    connections: int = Field(1, ge=1, le=100_000)
+    connections: int | None = Field(None, ge=1, le=100_000)  # closed-loop clients: 1 unless given (or rate)
     op: Literal["get", "set"] = "get"
     value: Bytes = Field(50, le=512 * 2**20)
     key_bytes: Bytes = Field(20, le=2**20)
@@ -281,6 +281,11 @@ class KvStore(_Named):
         _rate_or_clients(self, "connections")
         return self
 
+    @property
+    def clients(self) -> int:
+        """The closed-loop connections: ``connections``, 1 if not given."""
+        return 1 if self.connections is None else self.connections
+
     def request_workload(self) -> RequestWorkload:
         """GET or SET round trips on one event-loop thread: Poisson at ``rate`` (req/s) if given, else from
         ``connections`` closed-loop clients on one client thread."""
@@ -290,7 +295,7 @@ class KvStore(_Named):
         demands = _round_trip(request, self.op_cycles, response, self.client_cycles, self.loop_wake_s)
         if self.rate_per_s is not None:
             return self._open(self.rate_per_s, demands, threads=1)  # still one event-loop thread
-        return self._closed(self.connections, demands, threads=1, client_threads=1)
+        return self._closed(self.clients, demands, threads=1, client_threads=1)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         """``requests_per_s``: GETs or SETs per second."""
@@ -312,7 +317,7 @@ class Oltp(_Named):
     """
 
     kind: Literal["oltp"]
-    threads: int = Field(32, ge=1, le=100_000)
+    threads: int | None = Field(None, ge=1, le=100_000)  # closed-loop clients: 32 unless given (or rate)
     thread_pool: int | None = Field(None, ge=1, le=100_000)
     point_selects: int = Field(10, ge=0, le=1000)
     range_selects: int = Field(4, ge=0, le=1000)
@@ -359,12 +364,17 @@ class Oltp(_Named):
                              "(its pool's threads) are what the read view scans")
         return self
 
+    @property
+    def clients(self) -> int:
+        """The closed-loop sysbench threads: ``threads``, 32 if not given."""
+        return 32 if self.threads is None else self.threads
+
     def request_workload(self) -> RequestWorkload:
         """Transactions of round trips (one per statement; a page read on a buffer miss): Poisson at
         ``rate`` (transactions/s) if given, else from ``threads`` closed-loop clients."""
         statements = ([self.trx_cycles] + [self.point_select_cycles] * self.point_selects
                       + [self.range_select_cycles] * self.range_selects + [self.trx_cycles])
-        connections = self.threads if self.rate_per_s is None else (self.thread_pool or 0)
+        connections = self.clients if self.rate_per_s is None else (self.thread_pool or 0)
         lock = self.trx_lock_cycles + self.trx_lock_cycles_per_connection * connections
         held = [2 / 3 * lock] + [0.0] * (len(statements) - 2) + [lock / 3]
         demands: list[dict[str, Any]] = []
@@ -382,7 +392,7 @@ class Oltp(_Named):
             demands += exchange
         if self.rate_per_s is not None:
             return self._open(self.rate_per_s, demands, threads=self.thread_pool)
-        return self._closed(self.threads, demands, threads=self.thread_pool)
+        return self._closed(self.clients, demands, threads=self.thread_pool)
 
     def derived_metrics(self, throughput_rps: float, latency_mean_s: float) -> list[tuple[str, float, str]]:
         """``tps``: transactions per second."""
