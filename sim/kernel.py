@@ -369,7 +369,7 @@ class KernelRun(SteppedRun):
         requests = self._expected_requests(width)
         rows = sum(s.chunk for s in self._streams) + 16
         gaps = sum(s.gap_chunk for s in self._streams) + 16
-        st_i = np.zeros((n_st, 9), np.int64)
+        st_i = np.zeros((n_st, 10), np.int64)
         st_i[:, [kl.ST_Q_HEAD, kl.ST_Q_TAIL]] = -1
         st_f = np.zeros((n_st, 6))
         st_f[:, kl.ST_IDLE_SINCE] = -np.inf

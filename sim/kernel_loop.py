@@ -62,9 +62,10 @@ RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
 # nodes, fixed: gi and gf; G_DOMAIN: a leaf of memory streams: its bandwidth domain (a STREAM station), else -1
 G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED, G_DOMAIN = range(6)
 G_WEIGHT, G_SERVERS, G_CAPCOUNT, G_QUOTA, G_PERIOD = range(5)
-# stations, changing: st_i and st_f; under time slices ST_WANT the runnable threads, ST_MIN_V the
-# least runnable group's virtual runtime (never moving back)
-ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_WAKE_KEY, ST_OVER, ST_SEQ, ST_ACT_N, ST_WANT = range(9)
+# stations, changing: st_i and st_f; under time slices ST_WANT the runnable threads, ST_SHARED the
+# cores with more than one busy hardware thread, ST_MIN_V the least runnable group's virtual
+# runtime (never moving back)
+ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_WAKE_KEY, ST_OVER, ST_SEQ, ST_ACT_N, ST_WANT, ST_SHARED = range(10)
 # ST_DEMAND: a bandwidth domain's streams' core time asked for (scratch of _stream_progress)
 ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T, ST_DEMAND, ST_MIN_V = range(6)
 # stations, fixed: si and sf; S_DOMAINS: a shared station some bandwidth domain's streams run on;
@@ -788,9 +789,22 @@ def _sl_eligible(m: Model, st: int, node: int, slot: int) -> bool:
 
 
 @_jit
+def _sl_siblings(m: Model, s: State, st: int, slot: int) -> int:
+    """How many slots of ``slot``'s core are taken (its busy hardware threads)."""
+    lo, slots, cores = m.si[st, S_SL_LO], m.si[st, S_SLOTS], int(m.sf[st, S_SERVERS])
+    k = 0
+    for sib in range(slot % cores, slots, cores):
+        if s.sl_i[lo + sib, SL_OCC] >= 0:
+            k += 1
+    return k
+
+
+@_jit
 def _sl_start(m: Model, s: State, st: int, g: int, slot: int, now: float) -> None:
     """Group ``g`` takes ``slot`` for a new slice (``SliceSpec.slice_s`` for the runnable threads)."""
     lo = m.si[st, S_SL_LO]
+    if _sl_siblings(m, s, st, slot) == 1:  # its core now has two busy threads (ST_SHARED: such cores)
+        s.st_i[st, ST_SHARED] += 1
     s.sl_i[lo + slot, SL_OCC] = g
     s.nd_i[g, ND_HOLD] += 1
     slots = m.si[st, S_SLOTS]
@@ -804,6 +818,8 @@ def _sl_free(m: Model, s: State, st: int, slot: int) -> None:
     lo = m.si[st, S_SL_LO]
     s.nd_i[s.sl_i[lo + slot, SL_OCC], ND_HOLD] -= 1
     s.sl_i[lo + slot, SL_OCC] = -1
+    if _sl_siblings(m, s, st, slot) == 1:
+        s.st_i[st, ST_SHARED] -= 1
     s.sl_f[lo + slot, SL_END] = _INF
 
 
@@ -818,6 +834,17 @@ def _sl_waiting_for(m: Model, s: State, st: int, slot: int) -> int:
                 (best < 0 or s.nd_f[g, ND_SV] < s.nd_f[best, ND_SV]):
             best = g
     return best
+
+
+@_jit
+def _sl_any_waiting(m: Model, s: State, st: int) -> bool:
+    """Whether some top-level group has fewer slots than runnable threads (else no turn is due:
+    the common case of a host not over-committed, kept to one pass over the groups)."""
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+        g = m.top[t]
+        if s.nd_i[g, ND_HOLD] < s.nd_i[g, ND_WANT]:
+            return True
+    return False
 
 
 @_jit
@@ -922,6 +949,8 @@ def _sl_reclaim(m: Model, s: State, st: int, g: int, now: float) -> bool:
 @_jit
 def _sl_settle(m: Model, s: State, st: int, now: float) -> None:
     """No slot idle while a group that may use it waits (Slicer._settle)."""
+    if not _sl_any_waiting(m, s, st):
+        return
     lo = m.si[st, S_SL_LO]
     for slot in range(m.si[st, S_SLOTS]):
         if s.sl_i[lo + slot, SL_OCC] < 0:
@@ -931,6 +960,8 @@ def _sl_settle(m: Model, s: State, st: int, now: float) -> None:
 @_jit
 def _sl_rotate(m: Model, s: State, st: int, now: float, tick: float) -> None:
     """Slots whose slice has ended go to the waiting group furthest behind that may run there."""
+    if not _sl_any_waiting(m, s, st):
+        return
     lo = m.si[st, S_SL_LO]
     for slot in range(m.si[st, S_SLOTS]):
         ended = s.sl_i[lo + slot, SL_OCC] >= 0 and s.sl_f[lo + slot, SL_END] <= now + tick
@@ -945,6 +976,8 @@ def _sl_next_end(m: Model, s: State, st: int) -> float:
     """When the next slice ends that a waiting group may take (``inf`` if none waits)."""
     lo = m.si[st, S_SL_LO]
     end = _INF
+    if not _sl_any_waiting(m, s, st):
+        return end
     for slot in range(m.si[st, S_SLOTS]):
         if s.sl_i[lo + slot, SL_OCC] >= 0 and s.sl_f[lo + slot, SL_END] < end and _sl_waiting_for(m, s, st, slot) >= 0:
             end = s.sl_f[lo + slot, SL_END]
@@ -954,58 +987,85 @@ def _sl_next_end(m: Model, s: State, st: int) -> float:
 @_jit
 def _sl_advance(m: Model, s: State, st: int, dt: float) -> None:
     """Each group's virtual runtime ``dt`` seconds on: its slots' time over its weight."""
-    lo = m.si[st, S_SL_LO]
-    for slot in range(m.si[st, S_SLOTS]):
-        g = s.sl_i[lo + slot, SL_OCC]
-        if g >= 0:
-            s.nd_f[g, ND_SV] += dt * _DEFAULT_WEIGHT / s.nd_f[g, ND_SW]
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+        g = m.top[t]
+        if s.nd_i[g, ND_HOLD]:
+            s.nd_f[g, ND_SV] += dt * _DEFAULT_WEIGHT * s.nd_i[g, ND_HOLD] / s.nd_f[g, ND_SW]
 
 
 @_jit
 def _allocate_sliced(m: Model, s: State, st: int, now: float) -> None:
     """As SharedStation._allocate_sliced: the groups' caps (a job a server), each top-level group
     asking for as many threads as they allow (at most the slots), the slicer's turns, then each
-    group's running threads water-filled down its subtree; the station's own jobs share its own."""
+    group's running threads water-filled down its subtree; the station's own jobs share its own.
+    Uncontended, a group asks for its running jobs, and if each holds a core apiece every job
+    runs at a whole core, without the tree."""
     gi, nd_i, nd_f = m.gi, s.nd_i, s.nd_f
     marked = s.scratch_i[gi.shape[0] + 1:2 * gi.shape[0] + 2]
-    nm, top = _tree_caps(m, s, st, 1.0)
-    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
-        nd_f[m.q_nodes[q], ND_GRATE] = 0.0
     root, slots = m.si[st, S_ROOT], m.si[st, S_SLOTS]
+    throttled = False
+    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
+        if nd_i[m.q_nodes[q], ND_THROTTLED]:
+            throttled = True
+    uncontended = s.st_i[st, ST_OVER] == 0 and not m.si[st, S_PINNED] and not throttled
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         s.nd_i[m.top[t], ND_ASK] = 0
-    if nm > 0:
-        c = nd_i[root, ND_FIRST]
-        while c >= 0:
-            s.nd_i[c, ND_ASK] = min(math.ceil(nd_f[c, ND_CAP] - 1e-9), slots)
-            if s.nd_i[c, ND_ASK] > 0:  # a group asking for none keeps its weight (Slicer.demand)
+    nm, top = 0, 0
+    if uncontended:
+        for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+            c = m.top[t]
+            if c != root and nd_i[c, ND_RUNNING] > 0:
+                s.nd_i[c, ND_ASK] = min(nd_i[c, ND_RUNNING], slots)
                 s.nd_f[c, ND_SW] = _weight(gi, m.gf, nd_i, c)
-            c = nd_i[c, ND_NEXT]
-        own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
-        if own:
-            s.nd_i[root, ND_ASK] = min(own, slots)
-            s.nd_f[root, ND_SW] = _DEFAULT_WEIGHT * own
+    else:
+        nm, top = _tree_caps(m, s, st, 1.0)
+        if nm > 0:
+            c = nd_i[root, ND_FIRST]
+            while c >= 0:
+                s.nd_i[c, ND_ASK] = min(math.ceil(nd_f[c, ND_CAP] - 1e-9), slots)
+                if s.nd_i[c, ND_ASK] > 0:  # a group asking for none keeps its weight (Slicer.demand)
+                    s.nd_f[c, ND_SW] = _weight(gi, m.gf, nd_i, c)
+                c = nd_i[c, ND_NEXT]
+    own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
+    if own:
+        s.nd_i[root, ND_ASK] = min(own, slots)
+        s.nd_f[root, ND_SW] = _DEFAULT_WEIGHT * own
     _sl_demand(m, s, st, now)
     _sl_rotate(m, s, st, now, 4 * (np.nextafter(max(now, 1.0), _INF) - max(now, 1.0)))
     sl_lo = m.si[st, S_SL_LO]
-    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
-        s.nd_f[m.top[t], ND_HELD] = 0.0  # now: the cores' worth each group holds
-    cores = int(m.sf[st, S_SERVERS])
-    for slot in range(slots):
-        g = s.sl_i[sl_lo + slot, SL_OCC]
-        if g >= 0:
-            k = 0  # busy siblings on this slot's core (Slicer.held)
-            for sib in range(slot % cores, slots, cores):
-                if s.sl_i[sl_lo + sib, SL_OCC] >= 0:
-                    k += 1
-            s.nd_f[g, ND_HELD] += (1.0 + m.sf[st, S_SMT] * (k - 1)) / k
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):  # now: the cores' worth each group holds
+        g = m.top[t]
+        s.nd_f[g, ND_HELD] = 0.0 if s.st_i[st, ST_SHARED] else float(s.nd_i[g, ND_HOLD])
+    if s.st_i[st, ST_SHARED]:  # some core runs two threads: each holds a share of it (Slicer.held)
+        for slot in range(slots):
+            g = s.sl_i[sl_lo + slot, SL_OCC]
+            if g >= 0:
+                k = _sl_siblings(m, s, st, slot)
+                s.nd_f[g, ND_HELD] += (1.0 + m.sf[st, S_SMT] * (k - 1)) / k
+    if uncontended:
+        alone = True  # every group holds a whole core per job it asked for
+        for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+            g = m.top[t]
+            if s.nd_i[g, ND_ASK] > 0 and s.nd_f[g, ND_HELD] != s.nd_i[g, ND_ASK]:
+                alone = False
+        if alone:
+            lo = m.si[st, S_ACT_LO]
+            for i in range(s.st_i[st, ST_ACT_N]):
+                leaf = s.act[lo + i]
+                nd_f[leaf, ND_RATE] = nd_f[leaf, ND_PROG] = 1.0 if _own(nd_i, leaf) else 0.0
+            for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
+                g = m.q_nodes[q]
+                nd_f[g, ND_GRATE] = float(nd_i[g, ND_RUNNING])
+            return
+        nm, top = _tree_caps(m, s, st, 1.0)
+    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
+        nd_f[m.q_nodes[q], ND_GRATE] = 0.0
     if nm == 0:
         return
     c = nd_i[root, ND_FIRST]
     while c >= 0:
         nd_f[c, ND_CAP] = min(s.nd_f[c, ND_HELD], nd_f[c, ND_CAP])
         c = nd_i[c, ND_NEXT]
-    own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
     if own:
         nd_f[root, ND_RATE] = nd_f[root, ND_PROG] = s.nd_f[root, ND_HELD] / own
     for d in range(1, top + 1):

@@ -138,9 +138,9 @@ class Slicer:
         """Each group's virtual runtime after ``dt`` seconds: its slots' time over its weight."""
         if dt <= 0:
             return
-        for g in self.occupant:
-            if g is not None:
-                self.vruntime[g] += dt * 100.0 / self.weight[g]
+        for g, n in self.holding.items():
+            if n:
+                self.vruntime[g] += dt * 100.0 * n / self.weight[g]
 
     def demand(self, now: float, groups: dict[str, tuple[int, float]]) -> None:
         """Make each group's runnable threads ``n`` of ``groups[name] = (n, weight)``; a group

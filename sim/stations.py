@@ -637,26 +637,48 @@ class SharedStation(Station):
     def _allocate_sliced(self, slicer: Slicer) -> None:
         """Time slices: each top-level group asks for as many threads as its jobs and caps can
         use, the slicer puts them on slots, and each group's running threads are shared among
-        its jobs (water-filled down its subtree)."""
-        root = self._tree()
-        self._per_job = 1.0
-        self._set_caps(root, ())
-        for g in self._quota_groups:
-            g.rate = 0.0
+        its jobs (water-filled down its subtree). Uncontended (no cap binds, nothing bound or
+        throttled), a group asks for its running jobs, and if each then holds a core apiece
+        every job runs at a whole core: the water-filling's answer, without the tree."""
         slots = slicer.slots  # a group asks for at most every hardware thread
-        wanted = {name: (min(math.ceil(child.cap - 1e-9), slots), self._weight((name,), child))
-                  for name, child in root.children.items()}
-        own = root.leaf
+        uncontended = not self._over and not self._pinned and not any(g.throttled for g in self._quota_groups)
+        root: _Node | None = None
+        if uncontended:
+            wanted = {path[0]: (min(n, slots), self._weight(path, self._leaves.get(path)))
+                      for path, n in self._running.items() if len(path) == 1 and n > 0}
+            own = self._leaves.get(())
+        else:
+            root = self._caps_tree()
+            wanted = {name: (min(math.ceil(child.cap - 1e-9), slots), self._weight((name,), child.leaf))
+                      for name, child in root.children.items()}
+            own = root.leaf
         if own is not None and own.count:
             wanted[""] = (min(own.count, slots), DEFAULT_WEIGHT * own.count)
         now = self.env.now
-        slicer.demand(now, {k: v for k, v in wanted.items() if v[0] > 0})
+        asked = {k: v for k, v in wanted.items() if v[0] > 0}
+        slicer.demand(now, asked)
         slicer.rotate(now, 4 * math.ulp(max(now, 1.0)))
         held = slicer.held(self._smt_yield)
+        if uncontended and all(held.get(k, 0.0) == n for k, (n, _) in asked.items()):
+            for leaf in self._leaves.values():
+                leaf.rate = 1.0 if leaf.count else 0.0
+            for path, g in self._quota_paths:
+                g.rate = float(self._running.get(path, 0))
+            return
+        root = root or self._caps_tree()
+        for g in self._quota_groups:
+            g.rate = 0.0
         for name, child in root.children.items():
             self._share(child, (name,), min(held.get(name, 0.0), child.cap))
-        if own is not None and own.count:
-            own.rate = held.get("", 0.0) / own.count
+        if root.leaf is not None and root.leaf.count:
+            root.leaf.rate = held.get("", 0.0) / root.leaf.count
+
+    def _caps_tree(self) -> _Node:
+        """The tree of groups holding running jobs, each node's cap set (a job a server)."""
+        root = self._tree()
+        self._per_job = 1.0
+        self._set_caps(root, ())
+        return root
 
     def _tree(self) -> _Node:
         """The groups that hold running jobs, as a tree of nodes (rates reset to zero)."""
@@ -705,7 +727,7 @@ class SharedStation(Station):
         if not path and self._pinned and any(n in self._pinned for n in names):
             rates = self._share_pinned(node, names, capacity)
         else:
-            weights = [self._weight((*path, n), node.children[n]) for n in names]
+            weights = [self._weight((*path, n), node.children[n].leaf) for n in names]
             caps = [node.children[n].cap for n in names]
             leaf = node.leaf
             if leaf is not None:  # a group's own jobs: one child, DEFAULT_WEIGHT and one server each
@@ -721,7 +743,7 @@ class SharedStation(Station):
         """Rates of the root's children (and, last, its own jobs) when some are bound to cores:
         the weighted max-min fair shares of :mod:`virtsim.sim.affinity`, each core doing
         ``capacity / cores`` (under SMT, the siblings' yield spread over the cores)."""
-        weights = [self._weight((n,), root.children[n]) for n in names]
+        weights = [self._weight((n,), root.children[n].leaf) for n in names]
         caps = [root.children[n].cap for n in names]
         cls, masks = _core_classes_of([self._pinned.get(n) for n in names], int(self.capacity))
         if root.leaf is not None:  # the root's own jobs may run anywhere
@@ -731,12 +753,12 @@ class SharedStation(Station):
         return list(affinity_shares(np.array(weights), np.array(caps), np.array(cls, np.int64), masks,
                                     capacity / int(self.capacity)))
 
-    def _weight(self, path: GroupPath, node: _Node) -> float:
-        """The ``cpu.weight`` of ``path``: its spec's, or ``DEFAULT_WEIGHT`` for a group without
-        one; a leaf of streams weighs as its jobs would as the parent group's own jobs (a
-        thread streaming memory is one of the group's threads)."""
-        if node.leaf is not None and node.leaf.domain is not None:
-            return DEFAULT_WEIGHT * node.leaf.count
+    def _weight(self, path: GroupPath, leaf: _Leaf | None) -> float:
+        """The ``cpu.weight`` of ``path`` (whose own jobs are ``leaf``): its spec's, or
+        ``DEFAULT_WEIGHT`` for a group without one; a leaf of streams weighs as its jobs would as
+        the parent group's own jobs (a thread streaming memory is one of the group's threads)."""
+        if leaf is not None and leaf.count and leaf.domain is not None:
+            return DEFAULT_WEIGHT * leaf.count
         state = self._groups.get(path)
         return state.spec.weight if state is not None else DEFAULT_WEIGHT
 
