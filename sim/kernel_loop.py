@@ -1073,6 +1073,13 @@ def _allocate_sliced(m: Model, s: State, st: int, now: float) -> None:
             n = marked[i]
             if gi[n, G_DEPTH] == d:
                 _share_children(m, s, st, n, nd_f[n, ND_CAP], 1.0)
+    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):  # charged the run time of its group's slots, not their work
+        g = m.q_nodes[q]
+        t = g
+        while gi[t, G_DEPTH] > 1:
+            t = gi[t, G_PARENT]
+        if s.nd_f[t, ND_HELD] > 0:
+            nd_f[g, ND_GRATE] *= s.nd_i[t, ND_HOLD] / s.nd_f[t, ND_HELD]
 
 
 @_inline
@@ -1094,7 +1101,10 @@ def _allocate_rates(m: Model, s: State, st: int) -> None:
     if tps > 1 and n > cores:
         n = min(n, cores * tps)
         capacity = cores + sf[st, S_SMT] * (n - cores)
-        _allocate_tree(m, s, st, capacity, capacity / n)
+        per_job = capacity / n
+        _allocate_tree(m, s, st, capacity, per_job)
+        for q in range(si[st, S_QLO], si[st, S_QHI]):  # a hardware thread's run time is charged, not its work
+            nd_f[m.q_nodes[q], ND_GRATE] /= per_job
         return
     qlo, qhi = si[st, S_QLO], si[st, S_QHI]
     throttled = False

@@ -234,8 +234,10 @@ class GroupSpec:
 
     ``weight`` is the relative share under contention (cgroup ``cpu.weight``; default 100).
     ``max_servers`` caps the servers the group may use at once (a VM's vCPU count, a cpuset size).
-    ``quota_s`` per ``period_s`` is the bandwidth limit of cgroup ``cpu.max``: once the group has
-    used ``quota_s`` of service in the current period it is throttled until the period ends.
+    ``quota_s`` per ``period_s`` is the bandwidth limit of cgroup ``cpu.max``: once the group's
+    threads have run ``quota_s`` on hardware threads in the current period it is throttled until
+    the period ends. Run time, not work: a thread whose SMT sibling is busy does less than a
+    core's work but is charged its whole time, as CFS charges ``delta_exec``.
     Periods start at time zero for every group.
     ``threads``: the group's own jobs are served by this many threads in FIFO order (an event loop
     is 1, a thread pool k): at most ``threads`` of them run, the rest wait; ``None``: every job
@@ -624,6 +626,8 @@ class SharedStation(Station):
         capacity, per_job = self._effective()
         if per_job < 1.0:
             self._allocate_tree(capacity, per_job)
+            for g in self._quota_groups:  # a hardware thread's run time is charged, not its work
+                g.rate /= per_job
             return
         if not self._over and not self._pinned and not any(g.throttled for g in self._quota_groups):
             # Uncontended: every running job has a server of its own (the water-filling's answer).
@@ -670,6 +674,9 @@ class SharedStation(Station):
             g.rate = 0.0
         for name, child in root.children.items():
             self._share(child, (name,), min(held.get(name, 0.0), child.cap))
+        for path, g in self._quota_paths:  # charged the run time of its group's slots, not their work
+            if held.get(path[0], 0.0) > 0:
+                g.rate *= slicer.holding[path[0]] / held[path[0]]
         if root.leaf is not None and root.leaf.count:
             root.leaf.rate = held.get("", 0.0) / root.leaf.count
 

@@ -51,7 +51,10 @@ the guests can run at once attain (an SMT core's second thread adds only ``smt_y
 
 def _cap_cores(spec: GroupSpec) -> float | None:
     """The most cores a group's work can use (its vCPUs, threads, pinned cores, ``cpu.max``), or
-    None if only the host limits it."""
+    None if only the host limits it. Each of its hardware threads counts as a whole core, as
+    when alone on its core: on a packed SMT host a thread whose sibling is busy does
+    ``(1 + smt_yield) / 2`` of that, and ``cpu.max`` charges its whole run time (the engines
+    model both; a plan's promise check sees them, its analytic caps do not: an optimistic bound)."""
     cores = spec.servers
     if spec.quota_s is not None:
         cores = min(cores, spec.quota_s / spec.period_s)
