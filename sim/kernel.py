@@ -388,8 +388,9 @@ class KernelRun(SteppedRun):
         n_a, n_b = affinity_scratch_sizes(n_nd + 1, n_nd + 1, n_cores)
         slots = max(self._slots_total, 1)
         sl_i = np.full((slots, 2), -1, np.int64)
-        sl_f = np.full((slots, 3), np.inf)
+        sl_f = np.full((slots, 4), np.inf)
         sl_f[:, kl.SL_REL_T] = np.nan
+        sl_f[:, kl.SL_MIN_V] = 0.0
         return kl.State(
             ctr=np.zeros(8, np.int64), clock=np.zeros(1), ev_t=np.zeros(events), ev_i=np.zeros((events, 4), np.int64),
             st_i=st_i, st_f=st_f, act=np.full(max(n_nd, 1), -1, np.int64), nd_i=nd_i, nd_f=nd_f,

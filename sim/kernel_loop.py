@@ -63,11 +63,10 @@ RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
 G_PARENT, G_DEPTH, G_SPEC, G_THREADS, G_PINNED, G_DOMAIN = range(6)
 G_WEIGHT, G_SERVERS, G_CAPCOUNT, G_QUOTA, G_PERIOD = range(5)
 # stations, changing: st_i and st_f; under time slices ST_WANT the runnable threads, ST_SHARED the
-# cores with more than one busy hardware thread, ST_MIN_V the least runnable group's virtual
-# runtime (never moving back)
+# cores with more than one busy hardware thread
 ST_BUSY_NOW, ST_BUSY, ST_Q_HEAD, ST_Q_TAIL, ST_WAKE_KEY, ST_OVER, ST_SEQ, ST_ACT_N, ST_WANT, ST_SHARED = range(10)
 # ST_DEMAND: a bandwidth domain's streams' core time asked for (scratch of _stream_progress)
-ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T, ST_DEMAND, ST_MIN_V = range(6)
+ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T, ST_DEMAND = range(5)
 # stations, fixed: si and sf; S_DOMAINS: a shared station some bandwidth domain's streams run on;
 # time slices (sim.slices): S_SLOTS hardware threads (0: fluid sharing) from S_SL_LO in the slot
 # tables, top-level groups in order of name from S_TOP_LO to S_TOP_HI in Model.top (the root, for
@@ -77,9 +76,10 @@ S_SLOTS, S_SL_LO, S_TOP_LO, S_TOP_HI = range(10, 14)
 S_SERVERS, S_SMT, S_LATENCY, S_MIN_SLICE, S_WAKEUP, S_CREDIT = range(6)
 # time slices' slots, per station from si[S_SL_LO]: sl_i its group (-1: free) and the group that
 # last gave it up when its threads fell (-1: none); sl_f when its slice ends, and when that
-# release was and when the released slice would have ended (s)
+# release was and when the released slice would have ended (s); and, at a slot whose number is
+# a core's, that core's min_vruntime (s)
 SL_OCC, SL_REL_G = range(2)
-SL_END, SL_REL_T, SL_REL_END = range(3)
+SL_END, SL_REL_T, SL_REL_END, SL_MIN_V = range(4)
 # streams: sm_i changing, ki and kf fixed
 # SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void);
 # SM_J: a trace's next time, or for an open stream 1 once it has started (drawn its first gap)
@@ -147,7 +147,7 @@ class State(NamedTuple):
     rq_stage: np.ndarray  # (requests, slots): time spent at each slot, s
     pairs: np.ndarray  # the pairing heap's scratch, one per request
     sl_i: np.ndarray  # time slices' slots (SL_OCC, SL_REL_G), per station from si[S_SL_LO]
-    sl_f: np.ndarray  # (SL_END, SL_REL_T, SL_REL_END)
+    sl_f: np.ndarray  # (SL_END, SL_REL_T, SL_REL_END, SL_MIN_V)
 
 
 # error_model="numpy": no division check on the hot path (every divisor here is nonzero by
@@ -856,16 +856,29 @@ def _sl_fill(m: Model, s: State, st: int, slot: int, now: float) -> None:
 
 
 @_jit
-def _sl_floor(m: Model, s: State, st: int) -> float:
-    """CFS's ``min_vruntime``: the least runnable group's virtual runtime, never moving back."""
-    least = _INF
-    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
-        g = m.top[t]
-        if s.nd_i[g, ND_WANT] > 0:
-            least = min(least, s.nd_f[g, ND_SV])
-    if least < _INF:
-        s.st_f[st, ST_MIN_V] = max(s.st_f[st, ST_MIN_V], least)
-    return s.st_f[st, ST_MIN_V]
+def _sl_raise_floors(m: Model, s: State, st: int) -> None:
+    """Each core's min_vruntime: the least virtual runtime of the runnable groups that may run
+    there, never moving back (Slicer._raise_floors)."""
+    lo = m.si[st, S_SL_LO]
+    for c in range(int(m.sf[st, S_SERVERS])):
+        least = _INF
+        for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+            g = m.top[t]
+            if s.nd_i[g, ND_WANT] > 0 and s.nd_f[g, ND_SV] > -_INF and _sl_eligible(m, st, g, c):
+                least = min(least, s.nd_f[g, ND_SV])
+        if least < _INF:
+            s.sl_f[lo + c, SL_MIN_V] = max(s.sl_f[lo + c, SL_MIN_V], least)
+
+
+@_jit
+def _sl_floor(m: Model, s: State, st: int, g: int) -> float:
+    """The least min_vruntime of the cores group ``g`` may run on."""
+    lo = m.si[st, S_SL_LO]
+    floor = _INF
+    for c in range(int(m.sf[st, S_SERVERS])):
+        if _sl_eligible(m, st, g, c):
+            floor = min(floor, s.sl_f[lo + c, SL_MIN_V])
+    return floor
 
 
 @_jit
@@ -873,10 +886,17 @@ def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bo
     """One more slot for ``g``: a free one it may use, else, if its threads just woke, the slot
     of the group furthest ahead if that is more than the wake-up granularity ahead (Slicer._take)."""
     lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
-    for slot in range(slots):
+    free = -1
+    for slot in range(slots):  # a slot on a core with nothing running first (select_idle_core)
         if s.sl_i[lo + slot, SL_OCC] < 0 and _sl_eligible(m, st, g, slot):
-            _sl_start(m, s, st, g, slot, now)
-            return True
+            if _sl_siblings(m, s, st, slot) == 0:
+                _sl_start(m, s, st, g, slot, now)
+                return True
+            if free < 0:
+                free = slot
+    if free >= 0:
+        _sl_start(m, s, st, g, free, now)
+        return True
     if not woken or m.sf[st, S_WAKEUP] < 0:
         return False
     victim = -1
@@ -898,16 +918,22 @@ def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
     """Each top-level group's runnable threads made ``ND_ASK`` (Slicer.demand): a group waking
     from sleep placed as a sleeper; surpluses given up (highest slots first), then threads
     waiting take free slots, or preempt if they just woke; groups in order of name."""
-    floor = _sl_floor(m, s, st)
     lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
+    placing = False
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
         n, before = s.nd_i[g, ND_ASK], s.nd_i[g, ND_WANT]
         # blocked and runnable again at the same instant: it did not sleep
         woken = n > before and not (before == 0 and s.nd_f[g, ND_SLEPT] == now)
         s.nd_i[g, ND_WOKEN] = 1 if woken else 0
-        if woken and before == 0:
-            s.nd_f[g, ND_SV] = max(s.nd_f[g, ND_SV], floor - m.sf[st, S_CREDIT])
+        placing = placing or (woken and before == 0)
+    if placing:
+        _sl_raise_floors(m, s, st)
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+        g = m.top[t]
+        n, before = s.nd_i[g, ND_ASK], s.nd_i[g, ND_WANT]
+        if s.nd_i[g, ND_WOKEN] and before == 0:
+            s.nd_f[g, ND_SV] = max(s.nd_f[g, ND_SV], _sl_floor(m, s, st, g) - m.sf[st, S_CREDIT])
         if before > 0 and n == 0:
             s.nd_f[g, ND_SLEPT] = now
         s.st_i[st, ST_WANT] += n - before
@@ -948,13 +974,26 @@ def _sl_reclaim(m: Model, s: State, st: int, g: int, now: float) -> bool:
 
 @_jit
 def _sl_settle(m: Model, s: State, st: int, now: float) -> None:
-    """No slot idle while a group that may use it waits (Slicer._settle)."""
-    if not _sl_any_waiting(m, s, st):
+    """No slot idle while a group that may use it waits; no two threads on a core while a core
+    one of them may use is idle (Slicer._settle)."""
+    lo, slots, cores = m.si[st, S_SL_LO], m.si[st, S_SLOTS], int(m.sf[st, S_SERVERS])
+    if _sl_any_waiting(m, s, st):
+        for slot in range(slots):
+            if s.sl_i[lo + slot, SL_OCC] < 0:
+                _sl_fill(m, s, st, slot, now)
+    if s.st_i[st, ST_SHARED] == 0:
         return
-    lo = m.si[st, S_SL_LO]
-    for slot in range(m.si[st, S_SLOTS]):
-        if s.sl_i[lo + slot, SL_OCC] < 0:
-            _sl_fill(m, s, st, slot, now)
+    for slot in range(slots - 1, -1, -1):  # a thread sharing a core moves to an idle one it may use
+        g = s.sl_i[lo + slot, SL_OCC]
+        if g < 0 or _sl_siblings(m, s, st, slot) < 2:
+            continue
+        for c in range(cores):
+            if _sl_eligible(m, st, g, c) and _sl_siblings(m, s, st, c) == 0:
+                end = s.sl_f[lo + slot, SL_END]
+                _sl_free(m, s, st, slot)
+                _sl_start(m, s, st, g, c, now)
+                s.sl_f[lo + c, SL_END] = end
+                break
 
 
 @_jit

@@ -109,7 +109,7 @@ class Slicer:
         self._slept_at: dict[str, float] = {}  # when each group's last thread went to sleep
         # each slot's last release by a group whose threads fell: (when, group, its slice's end)
         self._released: list[tuple[float, str, float] | None] = [None] * slots
-        self._min_v = 0.0
+        self._min_v = [0.0] * cores  # each core's min_vruntime (CFS keeps one per run queue)
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -149,18 +149,19 @@ class Slicer:
         than it has threads gives up the surplus (its highest slots first; each goes to the
         waiting group furthest behind), and every group with threads waiting takes free slots
         it may use; one whose threads just woke may preempt too (CFS's wake-up preemption)."""
-        floor = self._least_runnable_v()
         names = sorted(set(groups) | {g for g, n in self.wanted.items() if n})
-        woken = set()
+        # a thread that blocks and is runnable again at the same instant (a closed loop's next
+        # request) did not sleep: no sleeper placement, no wake-up preemption
+        woken = {name for name in names if groups.get(name, (0, 0.0))[0] > self.wanted.get(name, 0)
+                 and not (self.wanted.get(name, 0) == 0 and self._slept_at.get(name) == now)}
+        if any(not self.wanted.get(name, 0) for name in woken):
+            self._raise_floors()
         for name in names:
             n, weight = groups.get(name, (0, self.weight.get(name, 100.0)))
             before = self.wanted.get(name, 0)
-            # a thread that blocks and is runnable again at the same instant (a closed loop's
-            # next request) did not sleep: no sleeper placement, no wake-up preemption
-            if n > before and not (before == 0 and self._slept_at.get(name) == now):
-                woken.add(name)
-                if not before:
-                    self.vruntime[name] = max(self.vruntime.get(name, -math.inf), floor - self.spec.sleeper_credit_s)
+            if name in woken and not before:
+                floor = min(self._min_v[c] for c in self._cores_of(name))
+                self.vruntime[name] = max(self.vruntime.get(name, -math.inf), floor - self.spec.sleeper_credit_s)
             if before and not n:
                 self._slept_at[name] = now
             if name not in self.holding:
@@ -192,10 +193,29 @@ class Slicer:
 
     def _settle(self, now: float) -> None:
         """No slot idle while a group that may use it waits: one displaced by a bound group's
-        preemption or a slice's end takes an idle core elsewhere (Linux's idle balance; review 36)."""
+        preemption or a slice's end takes an idle core elsewhere (Linux's idle balance; review 36);
+        and no two threads share a core while a core they may use has nothing running: the
+        highest such slot's thread moves there with its slice (review 37 F2)."""
         for s in range(self.slots):
             if self.occupant[s] is None:
                 self._fill(s, now)
+        if self.slots == self._cores:
+            return
+        for s in range(self.slots - 1, -1, -1):
+            g = self.occupant[s]
+            if g is None or not self._busy_siblings(s):
+                continue
+            to = next((c for c in self._cores_of(g) if self.occupant[c] is None and not self._busy_siblings(c)), None)
+            if to is not None:
+                end = self.slice_end[s]
+                self._free(s)
+                self._start(g, to, now)
+                self.slice_end[to] = end
+
+    def _busy_siblings(self, s: int) -> int:
+        """How many other slots of ``s``'s core are taken."""
+        core = range(s % self._cores, self.slots, self._cores)
+        return sum(1 for x in core if x != s and self.occupant[x] is not None)
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -218,12 +238,22 @@ class Slicer:
                 best = g
         return best
 
-    def _least_runnable_v(self) -> float:
-        """CFS's ``min_vruntime``: the least runnable group's virtual runtime, never moving back."""
-        runnable = [self.vruntime[g] for g, n in self.wanted.items() if n and g in self.vruntime]
-        if runnable:
-            self._min_v = max(self._min_v, min(runnable))
-        return self._min_v
+    def _cores_of(self, group: str) -> tuple[int, ...] | range:
+        """The cores ``group`` may run on (every core unless bound)."""
+        cores = self._bound.get(group)
+        return range(self._cores) if cores is None else tuple(sorted(cores))
+
+    def _raise_floors(self) -> None:
+        """Each core's ``min_vruntime`` (CFS's, one per run queue): the least virtual runtime of
+        the runnable groups that may run there, never moving back. Per core, so a group bound
+        elsewhere (whose runtime grows apace on its own cores) does not push a core's sleepers
+        ahead of the groups they share it with (review 37 F1). A woken group is placed against
+        the least of its cores' floors."""
+        runnable = [g for g in self._names if self.wanted[g] and g in self.vruntime]
+        for c in range(self._cores):
+            here = [self.vruntime[g] for g in runnable if c in self._cores_of(g)]
+            if here:
+                self._min_v[c] = max(self._min_v[c], min(here))
 
     def _take(self, group: str, now: float, woken: bool) -> bool:
         """One more slot for ``group``: a free one it may use, else, if its threads just woke,
@@ -231,8 +261,9 @@ class Slicer:
         it got one."""
         slots = self._slots_of(group)
         idle = [s for s in slots if self.occupant[s] is None]
-        if idle:
-            self._start(group, idle[0], now)
+        if idle:  # a slot on a core with nothing running first (Linux's select_idle_core)
+            alone = [s for s in idle if not self._busy_siblings(s)]
+            self._start(group, (alone or idle)[0], now)
             return True
         if not woken or self.spec.wakeup_s is None:
             return False
