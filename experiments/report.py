@@ -298,6 +298,10 @@ def write_combined_report(folders: list[Path], out: Path) -> dict[str, Path]:
     out = Path(out)
     if (out / "manifest.json").exists():
         raise ResultsError(f"--out {out} holds an experiment's results; write the combined report elsewhere")
+    seen = [Path(f).resolve() for f in folders]
+    twice = sorted({str(f) for f in folders if seen.count(Path(f).resolve()) > 1})
+    if twice:
+        raise ResultsError(f"{', '.join(twice)}: named more than once; name each results folder once")
     reports = [(build_report(Path(f)), Path(f)) for f in folders]
     names = [f.name or str(f) for _, f in reports]
     if len(set(names)) < len(names):

@@ -68,11 +68,13 @@ class System:
             # A layer's cores are those of the layer it runs on: the host's for the outermost,
             # a VM's vCPUs for what runs inside that VM (a container's cpuset names guest CPUs).
             cores, threads = self.host.cpu.cores, self.host.cpu.threads_per_core
+            layers = guest.stack.layers
             contexts = guest.stack.contexts(guest.name, self.host)
-            for layer, ctx in reversed(list(zip(guest.stack.layers, contexts, strict=True))):
+            for i in reversed(range(len(layers))):
+                layer = layers[i]
                 try:
                     layer.check(cores, threads)
-                    layer.refuse_unused(layer.unused_here(ctx))
+                    layer.refuse_unused(layer.unused_here(contexts[i], layers[:i]))
                 except ValueError as exc:
                     raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: {exc}") from exc
                 vcpus = getattr(layer.params, "vcpus", None)

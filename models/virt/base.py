@@ -10,7 +10,7 @@ group of the host CPU (the guest's vCPUs, a VMM thread, a softirq thread) or a d
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -133,9 +133,10 @@ class Layer(ABC):
             out += hook(d, ctx if ctx.streams is None else replace(ctx, rng=ctx.streams.at(i)))
         return out
 
-    def unused_here(self, ctx: LayerContext) -> dict[str, str]:
-        """The fields the host and the layers below leave without effect where this layer runs
-        (``ctx``), each with why: beside those its own values switch off (:meth:`LayerParams.unused`)."""
+    def unused_here(self, ctx: LayerContext, inner: Sequence[Layer] = ()) -> dict[str, str]:
+        """The fields the host and the layers below (``ctx``) and the layers inside this one
+        (``inner``, from the guest's) leave without effect, each with why: beside those its own
+        values switch off (:meth:`LayerParams.unused`)."""
         return {}
 
     def refuse_unused(self, unused: Mapping[str, str]) -> None:

@@ -68,6 +68,15 @@ def parse_cpu_max(value: str | None) -> tuple[float, float] | None:
     return quota, period
 
 
+def _each_core_once(cores: list[int] | None, field: str) -> list[int] | None:
+    """``cores`` as given, or ``ValueError`` naming a core listed twice in ``field``."""
+    if cores is not None:
+        twice = sorted({c for c in cores if cores.count(c) > 1})
+        if twice:
+            raise ValueError(f"{field} names core(s) {twice} more than once; list each core once")
+    return cores
+
+
 def cpu_max_problem(quota_s: float, period_s: float) -> str | None:
     """What the kernel would refuse in a ``cpu.max`` of ``quota_s`` per ``period_s`` seconds
     (kernel/sched/core.c: a period of 1 ms .. 1 s, a quota of at least 1 ms), or None. A slip of
@@ -116,6 +125,13 @@ class ContainerParams(LayerParams):
         if self.network == "bridge":
             return {"nat_cycles": why + 'has no NAT (set network = "nat")'}
         return {}
+
+    @field_validator("cpuset")
+    @classmethod
+    def _cores_once(cls, value: list[int] | None) -> list[int] | None:
+        """Refuse a core named twice (a cpuset is a set: ``[0, 0]`` is one core, and a label
+        that says two would mislead)."""
+        return _each_core_once(value, "cpuset")
 
     @field_validator("cpu_max")
     @classmethod

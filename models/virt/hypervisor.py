@@ -84,6 +84,7 @@ What a type-1 layer adds to the demands of its guest, each cost work on a named 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar, Literal
 
@@ -294,11 +295,14 @@ class Type1(Layer):
                     station_demand(lock, used, self.name, "release")]
         return [*out, work, *(inner or [])]
 
-    def unused_here(self, ctx: LayerContext) -> dict[str, str]:
+    def unused_here(self, ctx: LayerContext, inner: Sequence[Layer] = ()) -> dict[str, str]:
         """What the host and the hypervisor below switch off: shadow paging's handlers under
-        nested paging, injection exits under posted interrupts, the VMCS accesses of a
-        hypervisor that is not nested or whose CPU shadows the VMCS."""
+        nested paging, injection exits (and IPI exits past the sender's) under posted
+        interrupts, the VMCS accesses of a hypervisor that is not nested or whose CPU shadows
+        the VMCS; and the emulation of nested switches with no hypervisor inside this one."""
         out: dict[str, str] = {}
+        if not any(isinstance(layer, Type1) for layer in inner):
+            out["nested_transition_cycles"] = "no hypervisor runs inside this one's VM (its guest's stack has none)"
         if self.nested_paging(ctx) and not self.params.binary_translation:
             out |= dict.fromkeys(("shadow_fault_cycles", "shadow_pte_cycles"),
                                  "the guest's memory is mapped by nested paging here, so no shadow page tables "
@@ -306,6 +310,9 @@ class Type1(Layer):
         if self._apicv(ctx):
             out["inject_exits"] = ("interrupts are posted here (APICv on a CPU that has it), so none exits "
                                    "(set apicv = false)")
+            if self.params.ipi_exits >= 1:  # only the sender's ICR write exits
+                out["ipi_exits"] = ("with posted interrupts an IPI costs one exit, the sender's (set apicv = false, "
+                                    "or fewer than 1)")
         if ctx.enclosing is None or ctx.host.cpu.vmcs_shadowing:
             out["vmcs_accesses"] = ("they exit only for a hypervisor nested in another on a CPU without VMCS "
                                     "shadowing")

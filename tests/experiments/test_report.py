@@ -178,6 +178,8 @@ def test_several_folders_need_an_out_folder_that_is_not_a_result(run_folder, tmp
     assert "name where it goes with --out DIR" in capsys.readouterr().err
     assert main(["report", str(run_folder), "--out", str(run_folder)]) == 2
     assert "holds an experiment's results" in capsys.readouterr().err
+    assert main(["report", str(run_folder), str(run_folder) + "/", "--out", str(tmp_path / "twice")]) == 2
+    assert "named more than once" in capsys.readouterr().err and not (tmp_path / "twice").exists()
 
 
 def test_answer_sentences_name_the_worst_workload_and_the_densest_stack() -> None:

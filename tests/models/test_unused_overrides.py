@@ -67,7 +67,9 @@ def test_what_the_host_switches_off_is_refused_when_the_system_is_built() -> Non
     assert HOST.cpu.nested_paging and HOST.cpu.apicv
     for override, why in [({"shadow_fault_cycles": 5000}, "mapped by nested paging here"),
                           ({"inject_exits": 3}, "interrupts are posted here"),
-                          ({"vmcs_accesses": 30}, "nested in another")]:
+                          ({"ipi_exits": 3}, "an IPI costs one exit"),
+                          ({"vmcs_accesses": 30}, "nested in another"),
+                          ({"nested_transition_cycles": 3000}, "no hypervisor runs inside")]:
         with pytest.raises(ValueError, match="guest 'g', layer 'kvm'") as info:
             _system(HOST, {"profile": "kvm", **override})
         assert why in str(info.value)
@@ -110,3 +112,16 @@ def test_a_rate_with_clients_is_refused_even_at_the_default_count_and_after_a_ro
     closed = model.model_validate({"kind": kind})
     assert closed.clients == default
     assert closed.request_workload().arrivals.clients == default  # type: ignore[union-attr]
+
+
+def test_fewer_ipi_exits_than_one_count_under_posted_interrupts() -> None:
+    _system(HOST, {"profile": "kvm", "ipi_exits": 0.5})
+
+
+def test_the_nested_switch_cost_of_a_hypervisor_with_one_inside_is_taken() -> None:
+    _system(HOST, {"profile": "kvm", "vcpus": 1}, {"profile": "kvm", "vcpus": 2, "nested_transition_cycles": 3000})
+
+
+def test_a_cpuset_naming_a_core_twice_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"cpuset names core\(s\) \[0\] more than once"):
+        make_layer("docker", {"cpuset": [0, 0, 1]})
