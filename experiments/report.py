@@ -288,6 +288,14 @@ _COMBINED_HTML = """<!doctype html>
 """
 
 
+def _each_once(folders: list[Path]) -> None:
+    """Refuse a results folder named more than once (``ResultsError``), however it is written."""
+    seen = [Path(f).resolve() for f in folders]
+    twice = sorted({str(f) for f in folders if seen.count(Path(f).resolve()) > 1})
+    if twice:
+        raise ResultsError(f"{', '.join(twice)}: named more than once; name each results folder once")
+
+
 def write_combined_report(folders: list[Path], out: Path) -> dict[str, Path]:
     """One report of several results folders in ``out``: an answer section with each
     experiment's sentences first, then each one's table, figures and assumptions, and the
@@ -298,10 +306,7 @@ def write_combined_report(folders: list[Path], out: Path) -> dict[str, Path]:
     out = Path(out)
     if (out / "manifest.json").exists():
         raise ResultsError(f"--out {out} holds an experiment's results; write the combined report elsewhere")
-    seen = [Path(f).resolve() for f in folders]
-    twice = sorted({str(f) for f in folders if seen.count(Path(f).resolve()) > 1})
-    if twice:
-        raise ResultsError(f"{', '.join(twice)}: named more than once; name each results folder once")
+    _each_once(folders)
     reports = [(build_report(Path(f)), Path(f)) for f in folders]
     names = [f.name or str(f) for _, f in reports]
     if len(set(names)) < len(names):

@@ -914,11 +914,9 @@ def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bo
 
 
 @_jit
-def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
-    """Each top-level group's runnable threads made ``ND_ASK`` (Slicer.demand): a group waking
-    from sleep placed as a sleeper; surpluses given up (highest slots first), then threads
-    waiting take free slots, or preempt if they just woke; groups in order of name."""
-    lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
+def _sl_woken(m: Model, s: State, st: int, now: float) -> None:
+    """Mark the groups whose runnable threads rise (``ND_WOKEN``) and place those that slept
+    against their cores' floors (Slicer._woken)."""
     placing = False
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
@@ -927,13 +925,25 @@ def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
         woken = n > before and not (before == 0 and s.nd_f[g, ND_SLEPT] == now)
         s.nd_i[g, ND_WOKEN] = 1 if woken else 0
         placing = placing or (woken and before == 0)
-    if placing:
-        _sl_raise_floors(m, s, st)
+    if not placing:
+        return
+    _sl_raise_floors(m, s, st)
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+        g = m.top[t]
+        if s.nd_i[g, ND_WOKEN] and s.nd_i[g, ND_WANT] == 0:
+            s.nd_f[g, ND_SV] = max(s.nd_f[g, ND_SV], _sl_floor(m, s, st, g) - m.sf[st, S_CREDIT])
+
+
+@_jit
+def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
+    """Each top-level group's runnable threads made ``ND_ASK`` (Slicer.demand): a group waking
+    from sleep placed as a sleeper; surpluses given up (highest slots first), then threads
+    waiting take free slots, or preempt if they just woke; groups in order of name."""
+    lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
+    _sl_woken(m, s, st, now)
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
         n, before = s.nd_i[g, ND_ASK], s.nd_i[g, ND_WANT]
-        if s.nd_i[g, ND_WOKEN] and before == 0:
-            s.nd_f[g, ND_SV] = max(s.nd_f[g, ND_SV], _sl_floor(m, s, st, g) - m.sf[st, S_CREDIT])
         if before > 0 and n == 0:
             s.nd_f[g, ND_SLEPT] = now
         s.st_i[st, ST_WANT] += n - before
@@ -1039,86 +1049,118 @@ def _allocate_sliced(m: Model, s: State, st: int, now: float) -> None:
     group's running threads water-filled down its subtree; the station's own jobs share its own.
     Uncontended, a group asks for its running jobs, and if each holds a core apiece every job
     runs at a whole core, without the tree."""
-    gi, nd_i, nd_f = m.gi, s.nd_i, s.nd_f
-    marked = s.scratch_i[gi.shape[0] + 1:2 * gi.shape[0] + 2]
-    root, slots = m.si[st, S_ROOT], m.si[st, S_SLOTS]
     throttled = False
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
-        if nd_i[m.q_nodes[q], ND_THROTTLED]:
+        if s.nd_i[m.q_nodes[q], ND_THROTTLED]:
             throttled = True
     uncontended = s.st_i[st, ST_OVER] == 0 and not m.si[st, S_PINNED] and not throttled
+    nm, top = _sl_asks(m, s, st, uncontended)
+    _sl_demand(m, s, st, now)
+    _sl_rotate(m, s, st, now, 4 * (np.nextafter(max(now, 1.0), _INF) - max(now, 1.0)))
+    _sl_held(m, s, st)
+    if uncontended:
+        if _sl_alone(m, s, st):
+            return
+        nm, top = _tree_caps(m, s, st, 1.0)
+    _sl_share(m, s, st, nm, top)
+
+
+@_jit
+def _sl_asks(m: Model, s: State, st: int, uncontended: bool) -> tuple[int, int]:
+    """Each top-level group's threads asked for (``ND_ASK``) and weight (SharedStation._slice_asks);
+    with caps (the tree marked: how many nodes and the deepest level) unless ``uncontended``."""
+    gi, nd_i, nd_f = m.gi, s.nd_i, s.nd_f
+    root, slots = m.si[st, S_ROOT], m.si[st, S_SLOTS]
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
-        s.nd_i[m.top[t], ND_ASK] = 0
+        nd_i[m.top[t], ND_ASK] = 0
     nm, top = 0, 0
     if uncontended:
         for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
             c = m.top[t]
             if c != root and nd_i[c, ND_RUNNING] > 0:
-                s.nd_i[c, ND_ASK] = min(nd_i[c, ND_RUNNING], slots)
-                s.nd_f[c, ND_SW] = _weight(gi, m.gf, nd_i, c)
+                nd_i[c, ND_ASK] = min(nd_i[c, ND_RUNNING], slots)
+                nd_f[c, ND_SW] = _weight(gi, m.gf, nd_i, c)
     else:
         nm, top = _tree_caps(m, s, st, 1.0)
-        if nm > 0:
-            c = nd_i[root, ND_FIRST]
-            while c >= 0:
-                s.nd_i[c, ND_ASK] = min(math.ceil(nd_f[c, ND_CAP] - 1e-9), slots)
-                if s.nd_i[c, ND_ASK] > 0:  # a group asking for none keeps its weight (Slicer.demand)
-                    s.nd_f[c, ND_SW] = _weight(gi, m.gf, nd_i, c)
-                c = nd_i[c, ND_NEXT]
+        c = nd_i[root, ND_FIRST] if nm > 0 else -1
+        while c >= 0:
+            nd_i[c, ND_ASK] = min(math.ceil(nd_f[c, ND_CAP] - 1e-9), slots)
+            if nd_i[c, ND_ASK] > 0:  # a group asking for none keeps its weight (Slicer.demand)
+                nd_f[c, ND_SW] = _weight(gi, m.gf, nd_i, c)
+            c = nd_i[c, ND_NEXT]
     own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
     if own:
-        s.nd_i[root, ND_ASK] = min(own, slots)
-        s.nd_f[root, ND_SW] = _DEFAULT_WEIGHT * own
-    _sl_demand(m, s, st, now)
-    _sl_rotate(m, s, st, now, 4 * (np.nextafter(max(now, 1.0), _INF) - max(now, 1.0)))
-    sl_lo = m.si[st, S_SL_LO]
-    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):  # now: the cores' worth each group holds
+        nd_i[root, ND_ASK] = min(own, slots)
+        nd_f[root, ND_SW] = _DEFAULT_WEIGHT * own
+    return nm, top
+
+
+@_jit
+def _sl_held(m: Model, s: State, st: int) -> None:
+    """The cores' worth each top-level group holds (``ND_HELD``, Slicer.held): a core per slot
+    unless some core runs two threads, then each slot its share of its core's yield."""
+    lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
+    shared = s.st_i[st, ST_SHARED] > 0
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
-        s.nd_f[g, ND_HELD] = 0.0 if s.st_i[st, ST_SHARED] else float(s.nd_i[g, ND_HOLD])
-    if s.st_i[st, ST_SHARED]:  # some core runs two threads: each holds a share of it (Slicer.held)
+        s.nd_f[g, ND_HELD] = 0.0 if shared else float(s.nd_i[g, ND_HOLD])
+    if shared:
         for slot in range(slots):
-            g = s.sl_i[sl_lo + slot, SL_OCC]
+            g = s.sl_i[lo + slot, SL_OCC]
             if g >= 0:
                 k = _sl_siblings(m, s, st, slot)
                 s.nd_f[g, ND_HELD] += (1.0 + m.sf[st, S_SMT] * (k - 1)) / k
-    if uncontended:
-        alone = True  # every group holds a whole core per job it asked for
-        for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
-            g = m.top[t]
-            if s.nd_i[g, ND_ASK] > 0 and s.nd_f[g, ND_HELD] != s.nd_i[g, ND_ASK]:
-                alone = False
-        if alone:
-            lo = m.si[st, S_ACT_LO]
-            for i in range(s.st_i[st, ST_ACT_N]):
-                leaf = s.act[lo + i]
-                nd_f[leaf, ND_RATE] = nd_f[leaf, ND_PROG] = 1.0 if _own(nd_i, leaf) else 0.0
-            for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
-                g = m.q_nodes[q]
-                nd_f[g, ND_GRATE] = float(nd_i[g, ND_RUNNING])
-            return
-        nm, top = _tree_caps(m, s, st, 1.0)
+
+
+@_jit
+def _sl_alone(m: Model, s: State, st: int) -> bool:
+    """If every group holds a whole core per thread it asked for, every running job runs at a
+    whole core: set the rates (and the quota groups' use) and say so; else change nothing."""
+    nd_i, nd_f = s.nd_i, s.nd_f
+    for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+        g = m.top[t]
+        if nd_i[g, ND_ASK] > 0 and nd_f[g, ND_HELD] != nd_i[g, ND_ASK]:
+            return False
+    lo = m.si[st, S_ACT_LO]
+    for i in range(s.st_i[st, ST_ACT_N]):
+        leaf = s.act[lo + i]
+        nd_f[leaf, ND_RATE] = nd_f[leaf, ND_PROG] = 1.0 if _own(nd_i, leaf) else 0.0
+    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
+        g = m.q_nodes[q]
+        nd_f[g, ND_GRATE] = float(nd_i[g, ND_RUNNING])
+    return True
+
+
+@_jit
+def _sl_share(m: Model, s: State, st: int, nm: int, top: int) -> None:
+    """Each top-level group's held cores shared down its subtree (the tree marked: ``nm`` nodes,
+    deepest level ``top``); a quota group charged its group's slots' run time (SharedStation._share_slices)."""
+    gi, nd_i, nd_f = m.gi, s.nd_i, s.nd_f
+    marked = s.scratch_i[gi.shape[0] + 1:2 * gi.shape[0] + 2]
+    root = m.si[st, S_ROOT]
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         nd_f[m.q_nodes[q], ND_GRATE] = 0.0
     if nm == 0:
         return
     c = nd_i[root, ND_FIRST]
     while c >= 0:
-        nd_f[c, ND_CAP] = min(s.nd_f[c, ND_HELD], nd_f[c, ND_CAP])
+        nd_f[c, ND_CAP] = min(nd_f[c, ND_HELD], nd_f[c, ND_CAP])
         c = nd_i[c, ND_NEXT]
+    own = _own(nd_i, root) if nd_i[root, ND_LEAF] else 0
     if own:
-        nd_f[root, ND_RATE] = nd_f[root, ND_PROG] = s.nd_f[root, ND_HELD] / own
+        nd_f[root, ND_RATE] = nd_f[root, ND_PROG] = nd_f[root, ND_HELD] / own
     for d in range(1, top + 1):
         for i in range(nm):
             n = marked[i]
             if gi[n, G_DEPTH] == d:
                 _share_children(m, s, st, n, nd_f[n, ND_CAP], 1.0)
-    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):  # charged the run time of its group's slots, not their work
+    for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         g = m.q_nodes[q]
         t = g
         while gi[t, G_DEPTH] > 1:
             t = gi[t, G_PARENT]
-        if s.nd_f[t, ND_HELD] > 0:
-            nd_f[g, ND_GRATE] *= s.nd_i[t, ND_HOLD] / s.nd_f[t, ND_HELD]
+        if nd_f[t, ND_HELD] > 0:
+            nd_f[g, ND_GRATE] *= nd_i[t, ND_HOLD] / nd_f[t, ND_HELD]
 
 
 @_inline

@@ -150,18 +150,10 @@ class Slicer:
         waiting group furthest behind), and every group with threads waiting takes free slots
         it may use; one whose threads just woke may preempt too (CFS's wake-up preemption)."""
         names = sorted(set(groups) | {g for g, n in self.wanted.items() if n})
-        # a thread that blocks and is runnable again at the same instant (a closed loop's next
-        # request) did not sleep: no sleeper placement, no wake-up preemption
-        woken = {name for name in names if groups.get(name, (0, 0.0))[0] > self.wanted.get(name, 0)
-                 and not (self.wanted.get(name, 0) == 0 and self._slept_at.get(name) == now)}
-        if any(not self.wanted.get(name, 0) for name in woken):
-            self._raise_floors()
+        woken = self._woken(now, names, groups)
         for name in names:
             n, weight = groups.get(name, (0, self.weight.get(name, 100.0)))
             before = self.wanted.get(name, 0)
-            if name in woken and not before:
-                floor = min(self._min_v[c] for c in self._cores_of(name))
-                self.vruntime[name] = max(self.vruntime.get(name, -math.inf), floor - self.spec.sleeper_credit_s)
             if before and not n:
                 self._slept_at[name] = now
             if name not in self.holding:
@@ -237,6 +229,21 @@ class Slicer:
                     (best is None or self.vruntime[g] < self.vruntime[best]):
                 best = g
         return best
+
+    def _woken(self, now: float, names: list[str], groups: dict[str, tuple[int, float]]) -> set[str]:
+        """The groups of ``names`` whose runnable threads rise (to ``groups``' counts); each of
+        them that slept is placed as a sleeper against its cores' floors. A thread that blocks
+        and is runnable again at the same instant (a closed loop's next request) did not sleep:
+        no sleeper placement, no wake-up preemption."""
+        woken = {name for name in names if groups.get(name, (0, 0.0))[0] > self.wanted.get(name, 0)
+                 and not (self.wanted.get(name, 0) == 0 and self._slept_at.get(name) == now)}
+        sleepers = [name for name in names if name in woken and not self.wanted.get(name, 0)]
+        if sleepers:
+            self._raise_floors()
+        for name in sleepers:
+            floor = min(self._min_v[c] for c in self._cores_of(name))
+            self.vruntime[name] = max(self.vruntime.get(name, -math.inf), floor - self.spec.sleeper_credit_s)
+        return woken
 
     def _cores_of(self, group: str) -> tuple[int, ...] | range:
         """The cores ``group`` may run on (every core unless bound)."""

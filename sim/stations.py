@@ -416,18 +416,20 @@ class SharedStation(Station):
         self._seq = 0
         self._last_s = env.now
         self._version = 0
-        self._slicer: Slicer | None = None
-        if slices is not None:
-            if self.capacity != int(self.capacity):
-                raise ValueError(f"station {name!r}: time slices need whole cores, got {capacity}")
-            self._slicer = Slicer(slices, int(self.capacity) * self._threads, int(self.capacity),
-                                  {n: tuple(c) for n, c in self._pinned.items() if c is not None})
+        self._slicer = None if slices is None else self._make_slicer(slices)
         for path, count in (background or {}).items():
             self._leaf(path).background += count
             self._count(path, count)
             self._run(path, count)
         if self._leaves:
             self._reschedule()
+
+    def _make_slicer(self, slices: SliceSpec) -> Slicer:
+        """The time slicer of the station's hardware threads (``ValueError`` unless whole cores)."""
+        if self.capacity != int(self.capacity):
+            raise ValueError(f"station {self.name!r}: time slices need whole cores, got {self.capacity:g}")
+        return Slicer(slices, int(self.capacity) * self._threads, int(self.capacity),
+                      {n: tuple(c) for n, c in self._pinned.items() if c is not None})
 
     @property
     def servers(self) -> float:
@@ -644,22 +646,10 @@ class SharedStation(Station):
         its jobs (water-filled down its subtree). Uncontended (no cap binds, nothing bound or
         throttled), a group asks for its running jobs, and if each then holds a core apiece
         every job runs at a whole core: the water-filling's answer, without the tree."""
-        slots = slicer.slots  # a group asks for at most every hardware thread
         uncontended = not self._over and not self._pinned and not any(g.throttled for g in self._quota_groups)
-        root: _Node | None = None
-        if uncontended:
-            wanted = {path[0]: (min(n, slots), self._weight(path, self._leaves.get(path)))
-                      for path, n in self._running.items() if len(path) == 1 and n > 0}
-            own = self._leaves.get(())
-        else:
-            root = self._caps_tree()
-            wanted = {name: (min(math.ceil(child.cap - 1e-9), slots), self._weight((name,), child.leaf))
-                      for name, child in root.children.items()}
-            own = root.leaf
-        if own is not None and own.count:
-            wanted[""] = (min(own.count, slots), DEFAULT_WEIGHT * own.count)
+        root = None if uncontended else self._caps_tree()
+        asked = self._slice_asks(slicer.slots, root)
         now = self.env.now
-        asked = {k: v for k, v in wanted.items() if v[0] > 0}
         slicer.demand(now, asked)
         slicer.rotate(now, 4 * math.ulp(max(now, 1.0)))
         held = slicer.held(self._smt_yield)
@@ -669,14 +659,34 @@ class SharedStation(Station):
             for path, g in self._quota_paths:
                 g.rate = float(self._running.get(path, 0))
             return
-        root = root or self._caps_tree()
+        self._share_slices(root or self._caps_tree(), held, slicer.holding)
+
+    def _slice_asks(self, slots: int, root: _Node | None) -> dict[str, tuple[int, float]]:
+        """Each top-level group's (threads asked for, weight), at most ``slots``, ``""`` for the
+        station's own jobs; from the caps of ``root`` (the tree of running groups), or with no
+        tree (uncontended: no cap binds) from the running jobs themselves."""
+        if root is None:
+            wanted = {path[0]: (min(n, slots), self._weight(path, self._leaves.get(path)))
+                      for path, n in self._running.items() if len(path) == 1 and n > 0}
+            own = self._leaves.get(())
+        else:
+            wanted = {name: (min(math.ceil(child.cap - 1e-9), slots), self._weight((name,), child.leaf))
+                      for name, child in root.children.items()}
+            own = root.leaf
+        if own is not None and own.count:
+            wanted[""] = (min(own.count, slots), DEFAULT_WEIGHT * own.count)
+        return {k: v for k, v in wanted.items() if v[0] > 0}
+
+    def _share_slices(self, root: _Node, held: dict[str, float], holding: dict[str, int]) -> None:
+        """Each top-level group's ``held`` cores shared down its subtree; a quota group charged
+        the run time of its group's slots (``holding``), not their work."""
         for g in self._quota_groups:
             g.rate = 0.0
         for name, child in root.children.items():
             self._share(child, (name,), min(held.get(name, 0.0), child.cap))
-        for path, g in self._quota_paths:  # charged the run time of its group's slots, not their work
+        for path, g in self._quota_paths:
             if held.get(path[0], 0.0) > 0:
-                g.rate *= slicer.holding[path[0]] / held[path[0]]
+                g.rate *= holding[path[0]] / held[path[0]]
         if root.leaf is not None and root.leaf.count:
             root.leaf.rate = held.get("", 0.0) / root.leaf.count
 
