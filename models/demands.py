@@ -14,15 +14,15 @@ carries ``when_idle``: it is charged only then, so it is paid per batch as load 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
 
-from virtsim.sim.routes import IdleCondition
+from virtsim.sim.routes import IdleCondition, Slot
 from virtsim.sim.stations import GroupPath
 
-__all__ = ["APP", "KERNEL_EVENTS", "Demand", "DemandKind", "KernelEvent", "Stage", "segments"]
+__all__ = ["APP", "KERNEL_EVENTS", "Demand", "DemandKind", "KernelEvent", "Stage", "segments", "stage"]
 
 DemandKind = Literal["cpu", "mem", "io", "net_in", "net_out", "station", "delay", "wake", "client_cpu",
                      "client_send", "client_recv", "kernel"]
@@ -118,18 +118,22 @@ class Demand:
 
 
 @dataclass(frozen=True)
-class Stage:
-    """A bottom-level stage: service seconds per request at one host station, and how it is served."""
+class Stage(Slot):
+    """A bottom-level stage: a route's slot (the host station, and how it is served) with its
+    service seconds per request, ``work_s`` (built by :func:`stage`)."""
 
-    station: str
-    work_s: np.ndarray
-    layer: str
-    group: GroupPath = ()
-    label: str = ""
-    when_idle: IdleCondition | None = None
-    per_client: int = 0
-    action: Literal["", "acquire", "release"] = ""
-    shares: tuple[tuple[str, float], ...] = ()  # other layers' fractions of this stage's time
+    work_s: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, kw_only=True)
+
+    def slot(self) -> Slot:
+        """The stage without its work: the route's slot."""
+        return Slot(**{f.name: getattr(self, f.name) for f in fields(Slot)})
+
+
+def stage(station: str, work_s: np.ndarray, layer: str, group: GroupPath = (), label: str = "",
+          when_idle: IdleCondition | None = None, per_client: int = 0,
+          action: Literal["", "acquire", "release"] = "", shares: tuple[tuple[str, float], ...] = ()) -> Stage:
+    """The stage of ``work_s`` seconds per request at ``station`` (the rest as :class:`Slot`'s)."""
+    return Stage(station, layer, group, label, when_idle, per_client, action, shares, work_s=work_s)
 
 
 def segments(size_bytes: np.ndarray, segment_bytes: float) -> np.ndarray:

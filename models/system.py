@@ -170,8 +170,7 @@ class System:
         """The route of ``guest``'s requests, the factory of its work sampler, and the factory
         of a sampler that draws several clients' blocks in one lowering (the same numbers)."""
         probe = self._lower(guest, np.random.SeedSequence(0), 1)
-        route = tuple(Slot(s.station, s.layer, s.group, s.label, s.when_idle, s.per_client, s.action, s.shares)
-                      for s in probe)
+        route = tuple(s.slot() for s in probe)
 
         def make_sampler(seed: np.random.SeedSequence) -> Callable[[int], np.ndarray]:
             batch = make_samplers([seed])

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from virtsim.models.demands import Demand, Stage
+from virtsim.models.demands import Demand, Stage, stage
 from virtsim.models.hardware.cpu import CPU_STATION, CpuSpec
 from virtsim.models.hardware.memory import MemorySpec, membw_station
 from virtsim.models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION, NicSpec
@@ -106,32 +106,32 @@ class HostSpec(StrictModel):
         d, a = demand, np.asarray(demand.amount, dtype=float)
         common = dict(label=d.label, when_idle=d.when_idle, per_client=d.per_client)
         if d.kind == "cpu":
-            return [Stage(CPU_STATION, a / self.cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
+            return [stage(CPU_STATION, a / self.cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "kernel":  # the event's own cost, as on bare metal (layers above added theirs)
-            return [Stage(CPU_STATION, a * d.native_cycles / self.cpu.freq_hz, d.layer, d.group,
+            return [stage(CPU_STATION, a * d.native_cycles / self.cpu.freq_hz, d.layer, d.group,
                           d.label or d.event, d.when_idle, d.per_client)]
         if d.kind == "client_cpu":
             station, cpu = (CPU_STATION, self.cpu) if d.local else (CLIENT_CPU_STATION, self.client)
-            return [Stage(station, a / cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
+            return [stage(station, a / cpu.freq_hz, d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "delay":
-            return [Stage(DELAY_STATION, a, d.layer, d.group, **common)]  # type: ignore[arg-type]
+            return [stage(DELAY_STATION, a, d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "wake":
             # The thread of d.group blocked for this; it runs again after the CPU's wake-up, if it
             # slept (d.when_idle says when it sleeps; None: it always waited for this).
             work = np.where(a >= 0, a + self.cpu.wakeup_s, 0.0)
-            return [Stage(DELAY_STATION, work, d.layer, d.group, d.label or "wake", d.when_idle)]
+            return [stage(DELAY_STATION, work, d.layer, d.group, d.label or "wake", d.when_idle)]
         if d.kind == "mem":
             if d.pattern == "random":
                 work = self.memory.random_access_s(a, d.walk_dims, d.huge_pages)
                 shares = self.memory.walk_shares(d.walk_dims, d.huge_pages, d.walk_layers)
-                return [Stage(CPU_STATION, work, d.layer, d.group, shares=shares, **common)]  # type: ignore[arg-type]
+                return [stage(CPU_STATION, work, d.layer, d.group, shares=shares, **common)]  # type: ignore[arg-type]
             # a stream is work of the thread that streams: its client's thread too (review 33 F4)
             station = membw_station(d.numa_nodes or None, self.memory.nodes, d.numa_block)
-            return [Stage(station, self.memory.sequential_s(a), d.layer, d.group, **common)]  # type: ignore[arg-type]
+            return [stage(station, self.memory.sequential_s(a), d.layer, d.group, **common)]  # type: ignore[arg-type]
         if d.kind == "io":
             return [
-                Stage(DISK_STATION, self.storage.access_s(d.op, d.pattern, a, rng), d.layer),
-                Stage(DISK_XFER_STATION, self.storage.transfer_s(a), d.layer, DISK_XFER_GROUP),
+                stage(DISK_STATION, self.storage.access_s(d.op, d.pattern, a, rng), d.layer),
+                stage(DISK_XFER_STATION, self.storage.transfer_s(a), d.layer, DISK_XFER_GROUP),
             ]
         if d.local:  # the peer is a process on this host: loopback or a tap, no NIC, no wire
             return self._local(d, a)
@@ -139,14 +139,14 @@ class HostSpec(StrictModel):
             return self._receive(a, d.layer, "", self.cpu)
         if d.kind == "net_out":
             return [*self._send(a, d.layer, d.group, CPU_STATION, self.cpu),
-                    Stage(WIRE_STATION, self.network.wire_s(a), d.layer)]
+                    stage(WIRE_STATION, self.network.wire_s(a), d.layer)]
         if d.kind == "client_send":
             return self._send(a, d.layer, d.group, CLIENT_CPU_STATION, self.client, CLIENT_PREFIX)
         if d.kind == "client_recv":
             stages = self._receive(a, d.layer, CLIENT_PREFIX, self.client, wire=False)
             wake = np.where(a > 0, self.client.wakeup_s, 0.0)
-            return [*stages, Stage(DELAY_STATION, wake, d.layer, d.group, "client wake", d.when_idle)]
-        return [Stage(d.station, a, d.layer, d.group, action=d.action, **common)]  # type: ignore[arg-type]
+            return [*stages, stage(DELAY_STATION, wake, d.layer, d.group, "client wake", d.when_idle)]
+        return [stage(d.station, a, d.layer, d.group, action=d.action, **common)]  # type: ignore[arg-type]
 
     def _local(self, d: Demand, a: np.ndarray) -> list[Stage]:
         """Messages between a guest and a process on the host itself (loopback, a tap). The kernel
@@ -158,20 +158,20 @@ class HostSpec(StrictModel):
         segs = nic.segments(a)
         if d.kind in ("net_out", "client_send"):
             work = segs * (nic.tx_cycles + nic.rx_cycles) / cpu.freq_hz + self.copy_s(a)
-            return [Stage(CPU_STATION, work, d.layer, d.group, "tx" if d.kind == "net_out" else "peer tx")]
+            return [stage(CPU_STATION, work, d.layer, d.group, "tx" if d.kind == "net_out" else "peer tx")]
         if d.kind == "client_recv":
             wake = np.where(a > 0, cpu.wakeup_s, 0.0)
-            return [Stage(DELAY_STATION, wake, d.layer, d.group, "peer wake", d.when_idle),
-                    Stage(CPU_STATION, self.copy_s(a), d.layer, d.group, "peer rx")]
-        return [Stage(CPU_STATION, self.copy_s(a), d.layer, d.group, "rx")]  # net_in: the app copies it out
+            return [stage(DELAY_STATION, wake, d.layer, d.group, "peer wake", d.when_idle),
+                    stage(CPU_STATION, self.copy_s(a), d.layer, d.group, "peer rx")]
+        return [stage(CPU_STATION, self.copy_s(a), d.layer, d.group, "rx")]  # net_in: the app copies it out
 
     def _send(self, a: np.ndarray, layer: str, group: GroupPath, cpu_station: str, cpu: CpuSpec,
               prefix: str = "") -> list[Stage]:
         """The transmit path: the sender's kernel work, then the NIC (the wire is the receiver's)."""
         nic = self.network
         work = (nic.segments(a) * nic.tx_cycles) / cpu.freq_hz + self.copy_s(a)
-        return [Stage(cpu_station, work, layer, group, "tx" if cpu_station == CPU_STATION else "client tx"),
-                Stage(prefix + NIC_TX_STATION, nic.serialise_s(a), layer)]
+        return [stage(cpu_station, work, layer, group, "tx" if cpu_station == CPU_STATION else "client tx"),
+                stage(prefix + NIC_TX_STATION, nic.serialise_s(a), layer)]
 
     def _receive(self, a: np.ndarray, layer: str, prefix: str, cpu: CpuSpec, wire: bool = True) -> list[Stage]:
         """The receive path: the wire, the NIC, interrupt moderation if the queue was idle, softirq."""
@@ -179,13 +179,13 @@ class HostSpec(StrictModel):
         station = prefix + CPU_STATION
         softirq = _CLIENT_SOFTIRQ if prefix else HOST_SOFTIRQ
         work = (nic.segments(a) * nic.rx_cycles) / cpu.freq_hz + self.copy_s(a)
-        stages = [Stage(WIRE_STATION, nic.wire_s(a), layer)] if wire else []
+        stages = [stage(WIRE_STATION, nic.wire_s(a), layer)] if wire else []
         return [
             *stages,
-            Stage(prefix + NIC_RX_STATION, nic.serialise_s(a), layer),
-            Stage(DELAY_STATION, np.where(a > 0, nic.rx_coalesce_s, 0.0), layer, label=prefix + "irq coalescing",
+            stage(prefix + NIC_RX_STATION, nic.serialise_s(a), layer),
+            stage(DELAY_STATION, np.where(a > 0, nic.rx_coalesce_s, 0.0), layer, label=prefix + "irq coalescing",
                   when_idle=IdleCondition(station, softirq)),
-            Stage(station, work, layer, softirq, prefix + "softirq"),
+            stage(station, work, layer, softirq, prefix + "softirq"),
         ]
 
     def groups(self) -> dict[GroupPath, GroupSpec]:
