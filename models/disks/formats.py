@@ -192,7 +192,9 @@ class Qcow2(ImageFormat):
         freed clusters QEMU fills first (:func:`qcow2_alloc.requests_with_discards`). ``grow``:
         which operations are online resizes (QMP ``block_resize``), each to its offset as the new
         virtual size (from ``virtual_bytes`` at the start); past what the L1 table maps, a new
-        table. Over a backing file, give its size, ``backing_virtual_bytes``
+        table; to a smaller size, a shrink (clusters past the new end freed, the file truncated
+        after its last used cluster). Over a backing file, give its size, ``backing_virtual_bytes``:
+        a grow past the disk's size zero-fills the new area where the backing file is longer
         (:func:`qcow2_alloc.requests_with_discards`). ``virtual_bytes`` is whole 512-byte
         sectors, as QEMU makes every disk (raises ``ValueError`` otherwise)."""
         qcow2_alloc.check_virtual_bytes(virtual_bytes)
@@ -278,6 +280,20 @@ class Qcow2(ImageFormat):
         return host.occupied_bytes(*qcow2_alloc.written_ranges(requests, self.unit_bytes, virtual_bytes,
                                                                self.refcount_bits, reopen_every, punch,
                                                                host.block_bytes))
+
+    def cluster_map_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
+                          reopen_every: int | None = None, zero: np.ndarray | None = None,
+                          backing_units: np.ndarray | None = None, discard: np.ndarray | None = None,
+                          grow: np.ndarray | None = None, backing_virtual_bytes: int | None = None) -> dict[int, int]:
+        """After these operations (as for :meth:`file_bytes_after`, some of them discards or
+        resizes): each guest cluster the image holds data for, and the host cluster it lies in
+        (``qemu-img map``'s depth-0 data extents, in clusters)."""
+        qcow2_alloc.check_virtual_bytes(virtual_bytes)
+        if not _any(discard) and not _any(grow):
+            raise ValueError("the cluster map is modelled for operations with discards or resizes")
+        requests = self._requests(offsets, sizes, zero, backing_units, discard, virtual_bytes, grow,
+                                  backing_virtual_bytes)
+        return qcow2_alloc.cluster_map(requests, self.unit_bytes, virtual_bytes, self.refcount_bits, reopen_every)
 
     def _requests(self, offsets: np.ndarray, sizes: np.ndarray, zero: np.ndarray | None,
                   backing_units: np.ndarray | None, discard: np.ndarray | None,

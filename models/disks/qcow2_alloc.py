@@ -45,7 +45,8 @@ import numpy as np
 
 from virtsim.models.disks.allocation import unit_indices
 
-__all__ = ["DATA", "DISCARD", "GROW", "ZERO", "Requests", "compressed_image_bytes", "discarded_clusters", "file_bytes",
+__all__ = ["DATA", "DISCARD", "GROW", "RESIZE", "ZERO", "Requests", "cluster_map", "compressed_image_bytes",
+           "discarded_clusters", "file_bytes",
            "replayed", "requests_from_units", "requests_from_writes", "requests_with_discards", "written_ranges"]
 
 FRESH, AFTER_NEW, AFTER_OLD = 0, 1, 2  # how a data run is placed, see Requests.cont
@@ -72,6 +73,14 @@ class Requests:
     free: np.ndarray | None = None
     # a resize growing the disk: the entries of the L1 table it needs (0: no resize; None: none)
     l1: np.ndarray | None = None
+    # the L2 table an L2 request allocates (-1 otherwise; None: not tracked)
+    table: np.ndarray | None = None
+    # a free made by a resize, whose cluster QEMU punches out of the host file whatever the
+    # drive's discard setting (QCOW2_DISCARD_ALWAYS; None: none)
+    always: np.ndarray | None = None
+    # a shrink's last step: the L1 entries the smaller disk keeps (0: none; None: no shrink),
+    # see :meth:`_Allocator.shrink`
+    cut: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.size.size)
@@ -202,6 +211,7 @@ def _first_touches(touched: np.ndarray, l2_entries: int) -> tuple[np.ndarray, np
 
 
 DATA, ZERO, DISCARD, GROW = 0, 1, 2, 3  # what an operation of requests_with_discards does
+RESIZE = GROW  # a resize to its offset: a grow or, to a smaller size, a shrink
 MAX_L1_BYTES = 32 * 2**20  # QEMU's QCOW_MAX_L1_SIZE
 
 
@@ -224,16 +234,19 @@ def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes
                            backing_units: np.ndarray | None = None, virtual_bytes: int | None = None,
                            backing_virtual_bytes: int | None = None) -> Requests:
     """The requests of writes, zero writes, discards and resizes (``kinds``: DATA, ZERO, DISCARD,
-    GROW) made in this order, one operation at a time (for sequences with discards or resizes;
-    else :func:`requests_from_writes` is the vectorized equivalent). A GROW's offset is the
-    disk's new virtual size (bytes), a multiple of 512 and not smaller: growing past what the
-    L1 table maps moves the table (``qcow2_grow_l1_table``, :meth:`_Allocator.grow_l1`). A
-    resize is an online one (QMP ``block_resize``, ``qemu-io truncate``): ``qemu-img resize``
-    between two sessions also reopens the image, which resets QEMU's free-cluster cursor (give
-    the sessions as such). Every operation must lie inside the disk's size at its turn, as QEMU
-    refuses it otherwise. Over a backing file a grow needs the backing file's virtual size
-    (``backing_virtual_bytes``): where the backing file is longer than the disk, QEMU zero-fills
-    the new area (``bdrv_co_truncate``), which is not modelled and refused (review 34).
+    RESIZE, alias GROW) made in this order, one operation at a time (for sequences with discards
+    or resizes; else :func:`requests_from_writes` is the vectorized equivalent). A RESIZE's
+    offset is the disk's new virtual size (bytes), a multiple of 512 (QEMU refuses others).
+    Growing past what the L1 table maps moves the table (``qcow2_grow_l1_table``,
+    :meth:`_Allocator.grow_l1`); shrinking discards the clusters past the new end, frees the
+    L2 tables and refcount blocks left unused and truncates the file (:meth:`_OneByOne._shrink`,
+    :meth:`_Allocator.shrink`; ``qemu-img resize`` asks for ``--shrink`` first, the model does
+    not). A resize is an online one (QMP ``block_resize``, ``qemu-io truncate``): ``qemu-img
+    resize`` between two sessions also reopens the image, which resets QEMU's free-cluster
+    cursor (give the sessions as such). Every operation must lie inside the disk's size at its
+    turn, as QEMU refuses it otherwise. Over a backing file a grow needs the backing file's
+    virtual size (``backing_virtual_bytes``): where the backing file is longer than the disk
+    was, QEMU zero-fills the new area (``bdrv_co_truncate``, :meth:`_OneByOne._zero_fill`).
 
     A discard frees the allocated clusters it covers whole (QEMU ignores the partial clusters
     at its ends, except the disk's partial last cluster when the discard reaches the end of a
@@ -247,16 +260,18 @@ def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes
     backing = set(np.asarray(backing_units, dtype=np.int64).tolist()) if backing_units is not None else set()
     image = _OneByOne(cluster_bytes, backing, virtual_bytes, backing_units is not None, backing_virtual_bytes)
     do: dict[int, Callable[[int, int, int], None]] = {DISCARD: image.discard, ZERO: image.zero, DATA: image.data,
-                                                      GROW: image.grow}
+                                                      RESIZE: image.resize}
     for op, (offset, size, kind) in enumerate(zip(offsets.tolist(), sizes.tolist(), np.asarray(kinds).tolist(),
                                                   strict=True)):
         do[kind](op, offset, size)
     rows = image.rows
-    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 8
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 11
     return Requests(size=np.array(columns[0], dtype=np.int64), is_l2=np.array(columns[1], dtype=bool),
                     cont=np.array(columns[2], dtype=np.int8), anchor=np.array(columns[3], dtype=np.int64),
                     guest=np.array(columns[4], dtype=np.int64), write=np.array(columns[5], dtype=np.int64),
-                    free=np.array(columns[6], dtype=bool), l1=np.array(columns[7], dtype=np.int64))
+                    free=np.array(columns[6], dtype=bool), l1=np.array(columns[7], dtype=np.int64),
+                    table=np.array(columns[8], dtype=np.int64), always=np.array(columns[9], dtype=bool),
+                    cut=np.array(columns[10], dtype=np.int64))
 
 
 def discarded_clusters(offset: int, size: int, cluster_bytes: int, virtual_bytes: int | None = None) -> tuple[int, int]:
@@ -287,7 +302,8 @@ class _OneByOne:
         self.allocated: set[int] = set()
         self.reads_zero: set[int] = set()  # zero clusters, and discarded ones: no backing data shows through
         self.tables: set[int] = set()
-        self.rows: list[tuple[int, bool, int, int, int, int, bool, int]] = []
+        # size, l2, cont, anchor, guest, write, free, l1, table, always, cut (Requests' columns)
+        self.rows: list[tuple[int, bool, int, int, int, int, bool, int, int, bool, int]] = []
         self.l1 = 0
         if virtual_bytes is not None:
             check_virtual_bytes(virtual_bytes)
@@ -297,7 +313,7 @@ class _OneByOne:
         """Allocate the L2 table that maps cluster ``c``, if there is none yet."""
         if c // self.l2_entries not in self.tables:
             self.tables.add(c // self.l2_entries)
-            self.rows.append((1, True, FRESH, -1, -1, op, False, 0))
+            self.rows.append((1, True, FRESH, -1, -1, op, False, 0, c // self.l2_entries, False, 0))
 
     def discard(self, op: int, offset: int, size: int) -> None:
         """Free the allocated clusters the discard covers whole; they read as zeroes from now on."""
@@ -307,7 +323,7 @@ class _OneByOne:
             self._table(c, op)  # QEMU finds (and so allocates) its L2 table first: get_cluster_table
             if c in self.allocated:
                 self.allocated.discard(c)
-                self.rows.append((1, False, FRESH, -1, c, op, True, 0))
+                self.rows.append((1, False, FRESH, -1, c, op, True, 0, -1, False, 0))
             self.reads_zero.add(c)
 
     def _inside(self, op: int, offset: int, size: int) -> None:
@@ -316,27 +332,77 @@ class _OneByOne:
             raise ValueError(f"operation {op} ends at byte {offset + size}, past the disk's virtual size of "
                              f"{self.virtual_bytes} bytes at that point (QEMU fails it); grow the disk first")
 
-    def grow(self, op: int, virtual_bytes: int, _size: int) -> None:
-        """The disk grows to ``virtual_bytes``: a new L1 table where it needs more entries."""
-        if self.virtual_bytes is None or virtual_bytes < self.virtual_bytes:
-            raise ValueError(f"a resize to {virtual_bytes} bytes does not grow the disk of {self.virtual_bytes} bytes "
-                             "(shrinking is not modelled)")
-        if virtual_bytes % 512:
-            raise ValueError(f"a resize to {virtual_bytes} bytes: QEMU takes only multiples of 512 (review 34 F2)")
-        if self.has_backing and (self.backing_virtual_bytes is None
-                                 or self.backing_virtual_bytes > self.virtual_bytes):
-            raise ValueError("growing a qcow2 disk over a backing file longer than the disk (or of a size not given: "
-                             "backing_virtual_bytes) is not modelled: QEMU zero-fills the new area, allocating "
-                             "its L2 tables (review 34 F1)")
+    def resize(self, op: int, virtual_bytes: int, _size: int) -> None:
+        """A resize to ``virtual_bytes`` (QEMU's ``qcow2_co_truncate``): :meth:`_shrink` if smaller,
+        else a new L1 table where the disk needs more entries than the table has, and over a
+        backing file longer than the disk was, the new area zero-filled (:meth:`_zero_fill`)."""
+        if self.virtual_bytes is None:
+            raise ValueError("a resize needs the disk's virtual size at the start (virtual_bytes)")
+        if virtual_bytes <= 0 or virtual_bytes % 512:
+            raise ValueError(f"a resize to {virtual_bytes} bytes: QEMU takes only multiples of 512 (\"The new size "
+                             "must be a multiple of 512\"; review 34 F2)")
+        if virtual_bytes < self.virtual_bytes:
+            self._shrink(op, virtual_bytes)
+            return
+        if self.has_backing and self.backing_virtual_bytes is None:
+            raise ValueError("growing a qcow2 disk over a backing file needs the backing file's virtual size "
+                             "(backing_virtual_bytes): where it is longer than the disk, QEMU zero-fills the new area")
         entries = l1_entries(virtual_bytes, self.cluster)
         if entries * 8 > MAX_L1_BYTES:
             raise ValueError(f"a qcow2 disk of {virtual_bytes} bytes in {self.cluster}-byte clusters needs an L1 "
                              f"table of {entries * 8} bytes, past QEMU's largest ({MAX_L1_BYTES}): qemu-img resize "
                              "refuses it (larger clusters map more per L1 entry)")
+        old = self.virtual_bytes
         self.virtual_bytes = virtual_bytes
-        if entries > self.l1:
+        if entries > self.l1:  # a table a shrink left longer than the disk needs is kept, not replaced
             self.l1 = entries
-            self.rows.append((0, False, FRESH, -1, -1, op, False, entries))
+            self.rows.append((0, False, FRESH, -1, -1, op, False, entries, -1, False, 0))
+        if self.has_backing and self.backing_virtual_bytes is not None and self.backing_virtual_bytes > old:
+            self._zero_fill(op, old, virtual_bytes)
+
+    def _zero_fill(self, op: int, old: int, new: int) -> None:
+        """``bdrv_co_truncate`` over a backing file longer than the disk (``BDRV_REQ_ZERO_WRITE``):
+        the new area must not show the backing file's data, so ``qcow2_co_truncate`` marks its
+        whole clusters zero (``qcow2_subcluster_zeroize``, which finds, so allocates, the L2
+        table of each; the disk's partial last cluster counts as whole) and writes the unaligned
+        head, the rest of the old last cluster, as a data write of zeroes (allocating that
+        cluster, the rest copied from the backing file, if the image did not hold it)."""
+        c = self.cluster
+        zero_start = -(-old // c) * c
+        if new > zero_start:
+            first, last = zero_start // c, -(-new // c)
+            for t in range(first // self.l2_entries, (last - 1) // self.l2_entries + 1):
+                self._table(max(first, t * self.l2_entries), op)
+            self.reads_zero.update(b for b in self.backing if first <= b < last and b not in self.allocated)
+        if zero_start > old:
+            self.data(op, old, min(zero_start, new) - old)
+
+    def _shrink(self, op: int, new: int) -> None:
+        """A shrink to ``new`` bytes (``qemu-img resize --shrink``, ``qemu-io truncate``):
+        ``qcow2_co_truncate`` discards every cluster from the first one wholly past the new end
+        to the old end (``qcow2_cluster_discard``, full discard), L2 slice by slice: each table
+        is found first, so allocated if missing (``get_cluster_table``: shrinking a large disk of
+        small clusters writes an L2 table per 32 KiB of it at 512 B clusters), then its allocated
+        clusters are freed (punched out of the host file whatever the drive's discard setting).
+        The last step (row ``cut``, :meth:`_Allocator.shrink`) frees the L2 tables of the L1
+        entries the smaller disk no longer has, the refcount blocks left counting nothing, and
+        truncates the file after its last used cluster. The L1 table keeps its size."""
+        c, old = self.cluster, self.virtual_bytes
+        assert old is not None
+        lo, hi = -(-new // c), -(-old // c)
+        held = sorted(x for x in self.allocated if x >= lo)
+        at = 0
+        for t in range(lo // self.l2_entries, (hi - 1) // self.l2_entries + 1) if lo < hi else ():
+            self._table(max(lo, t * self.l2_entries), op)
+            while at < len(held) and held[at] // self.l2_entries == t:
+                self.allocated.discard(held[at])
+                self.rows.append((1, False, FRESH, -1, held[at], op, True, 0, -1, True, 0))
+                at += 1
+        self.reads_zero = {x for x in self.reads_zero if x < lo}  # unallocated past the end: read through
+        keep = l1_entries(new, c)
+        self.tables = {t for t in self.tables if t < keep}
+        self.rows.append((0, False, FRESH, -1, -1, op, False, 0, -1, False, keep))
+        self.virtual_bytes = new
 
     def zero(self, op: int, offset: int, size: int) -> None:
         """Zero clusters: no data, but a partly zeroed cluster with backing data is allocated."""
@@ -349,7 +415,7 @@ class _OneByOne:
                 continue
             if not whole and c in self.backing and c not in self.reads_zero:
                 self.allocated.add(c)  # the part written as zeroes, the rest copied from the backing file
-                self.rows.append((1, False, FRESH, -1, c, op, False, 0))
+                self.rows.append((1, False, FRESH, -1, c, op, False, 0, -1, False, 0))
             else:
                 self.reads_zero.add(c)
 
@@ -368,7 +434,8 @@ class _OneByOne:
             if new:
                 self._table(c, op)
                 cont = FRESH if previous_new is None else (AFTER_NEW if previous_new else AFTER_OLD)
-                self.rows.append((end - c + 1, False, cont, c - 1 if cont == AFTER_OLD else -1, c, op, False, 0))
+                self.rows.append((end - c + 1, False, cont, c - 1 if cont == AFTER_OLD else -1, c, op, False, 0,
+                                  -1, False, 0))
                 self.allocated.update(range(c, end + 1))
             previous_new = new
             c = end + 1
@@ -433,6 +500,8 @@ class _Allocator:
         # it is written up to its last entry, not to the end of its cluster.
         self.written_runs: list[tuple[int, int]] = [(0, 3)]
         self.l1_written = (0, 0)
+        # each L1 table's bytes as written, in order: (written runs and punches before it, start, end)
+        self.l1_events: list[tuple[int, int, int, int]] = []
         self.l1_at, self.l1_entries = 0, 0  # the L1 table's first cluster and its entries
         self.old_l1_written: list[tuple[int, int]] = []  # bytes of tables a resize replaced (kept in the file)
         # With discards (exact replay only): each allocated guest cluster's host cluster, and each
@@ -440,6 +509,11 @@ class _Allocator:
         # operation, the cluster, the file's length then), in order
         self.host_of: dict[int, int] | None = None
         self.punches: list[tuple[int, int, int, int]] = []
+        # For shrinks (exact replay only): each L2 table's host cluster, each refcount block's
+        # (by the range of clusters it counts), and a key for each punch QEMU makes on its own
+        self.l2_at: dict[int, int] = {}
+        self.refblock_at: dict[int, int] = {0: 2}
+        self.batch = -1
 
     # -- free space ---------------------------------------------------------------------------
 
@@ -536,6 +610,7 @@ class _Allocator:
             self.update(block, 1)  # counted by another block, which may need allocating too
         self.end_bytes = max(self.end_bytes, (block + 1) * self.cluster)
         self.written_runs.append((block, block + 1))
+        self.refblock_at[index] = block
         if index < self.table_entries:
             self.ranges.add(index)
             raise _Again
@@ -552,6 +627,7 @@ class _Allocator:
         self.ranges.add(index)
         missing = [r for r in range(start // self.per_block, total) if r not in self.ranges]
         self.ranges.update(missing)
+        self.refblock_at.update(zip(missing, range(start, start + len(missing)), strict=True))
         table_at = start + len(missing)
         end = table_at + entries // self.per_table_cluster
         self.mark_used(start, end)
@@ -624,6 +700,41 @@ class _Allocator:
         if self.host_of is not None:
             self.host_of.update(zip(range(guest, guest + n), range(host, host + n), strict=True))
 
+    def punch(self, host: int) -> None:
+        """QEMU punches host cluster ``host`` out of the file at once, a punch of its own."""
+        self.punches.append((len(self.written_runs), self.batch, host, self.end_bytes))
+        self.batch -= 1
+
+    def range_counts_nothing(self, r: int) -> bool:
+        """Whether refcount block ``r`` counts no cluster but itself (``qcow2_shrink_reftable``)."""
+        a, b = r * self.per_block, min((r + 1) * self.per_block, self.top)
+        used = max(0, b - a) - sum(max(0, min(h1, b) - max(h0, a)) for h0, h1 in self.holes)
+        return used - int(a <= self.refblock_at[r] < b) == 0
+
+    def shrink(self, keep: int) -> None:
+        """The end of a shrink to a disk of ``keep`` L1 entries (``qcow2_co_truncate``): the L1
+        entries past it are zeroed and their L2 tables freed (``qcow2_shrink_l1_table``; the
+        table keeps its size); every refcount block counting no cluster but itself is dropped
+        from the refcount table and freed, all judged before any is freed
+        (``qcow2_shrink_reftable``); the file is truncated after its last used cluster
+        (``qcow2_get_last_cluster``) if that shortens it. Each freed cluster is punched out of
+        the host file at once (QCOW2_DISCARD_ALWAYS)."""
+        for t in sorted(t for t in self.l2_at if t >= keep):
+            host = self.l2_at.pop(t)
+            self.mark_free(host, host + 1)
+            self.punch(host)
+        for r in [r for r in sorted(self.ranges) if self.range_counts_nothing(r)]:
+            block = self.refblock_at.pop(r)
+            self.ranges.discard(r)
+            self.mark_free(block, block + 1)
+            self.punch(block)
+        end = self.top * self.cluster
+        if end < self.end_bytes:
+            self.end_bytes = end
+            self.punches.append((len(self.written_runs), self.batch, -1, end))  # -1: a truncation
+            self.batch -= 1
+            self.old_l1_written = [(a, min(b, end)) for a, b in self.old_l1_written]
+
     def discard(self, guest: int, punch: bool, op: int = -1) -> None:
         """A discard (operation ``op``) of allocated guest cluster ``guest``: its host cluster's
         refcount drops to 0 (QEMU's cursor moves back to it), and with ``punch`` the host file
@@ -645,18 +756,25 @@ class _Allocator:
         self.end_bytes = max(self.end_bytes, at * self.cluster + entries * 8)
         self.old_l1_written.append(self.l1_written)
         self.l1_written = (at * self.cluster, at * self.cluster + -(-entries * 8 // 512) * 512)
+        self.l1_events.append((len(self.written_runs), len(self.punches), *self.l1_written))
         old_at, old_clusters = self.l1_at, math.ceil(self.l1_entries * 8 / self.cluster)
         self.l1_at, self.l1_entries = at, entries
         self.mark_free(old_at, old_at + old_clusters)
 
     def exact(self, req: Requests, i: int, punch: bool = False) -> None:
         """Place request i the slow way, cluster ranges and holes considered."""
-        if req.l1 is not None and req.l1[i]:
+        if req.cut is not None and req.cut[i]:
+            self.shrink(int(req.cut[i]))
+        elif req.l1 is not None and req.l1[i]:
             self.grow_l1(int(req.l1[i]))
         elif req.free is not None and req.free[i]:
-            self.discard(int(req.guest[i]), punch, int(req.write[i]))
+            always = req.always is not None and bool(req.always[i])
+            self.discard(int(req.guest[i]), punch or always, int(req.write[i]))
         elif req.is_l2[i]:
-            self.written(self.alloc(1), 1)
+            at = self.alloc(1)
+            self.written(at, 1)
+            if req.table is not None and req.table[i] >= 0:
+                self.l2_at[int(req.table[i])] = at
         else:
             self.data_run(int(req.size[i]), int(req.guest[i]), int(req.cont[i]), int(req.anchor[i]))
 
@@ -665,7 +783,7 @@ class _Allocator:
         With discards every request takes the exact path, which keeps the guest-to-host map
         (``punch``: discarded clusters become holes in the host file)."""
         n = len(req)
-        if (req.free is not None and bool(np.any(req.free))) or (req.l1 is not None and bool(np.any(req.l1))):
+        if any(a is not None and bool(np.any(a)) for a in (req.free, req.l1, req.cut)):
             self.host_of = {}
             reopened = {int(x) for x in session_starts}
             for i in range(n):
@@ -823,6 +941,7 @@ def created(cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16) -> 
     # refcount blocks had to follow it.
     alloc.end_bytes = max(alloc.end_bytes, at * cluster_bytes + l1_bytes)
     alloc.l1_written = (at * cluster_bytes, at * cluster_bytes + -(-l1_bytes // 512) * 512)  # whole sectors
+    alloc.l1_events.append((len(alloc.written_runs), len(alloc.punches), *alloc.l1_written))
     alloc.cursor = 0  # qemu-img closes the image; the writer opens it afresh
     return alloc
 
@@ -851,7 +970,7 @@ def written_ranges(req: Requests, cluster_bytes: int, virtual_bytes: int, refcou
     runs = np.array(alloc.written_runs, dtype=np.int64).reshape(-1, 2) * cluster_bytes
     if alloc.punches:
         runs = _punched_blocks(alloc, block_bytes) * block_bytes
-    tables = [alloc.l1_written, *alloc.old_l1_written]
+    tables = [] if alloc.punches else [alloc.l1_written, *alloc.old_l1_written]  # else among the runs
     starts = np.append(runs[:, 0], [a for a, _ in tables])
     ends = np.minimum(np.append(runs[:, 1], [b for _, b in tables]), alloc.end_bytes)
     return starts, ends, alloc.end_bytes
@@ -860,32 +979,64 @@ def written_ranges(req: Requests, cluster_bytes: int, virtual_bytes: int, refcou
 def _punched_blocks(alloc: _Allocator, block_bytes: int) -> np.ndarray:
     """Runs [start, end) of the host file's blocks held after the writes and punches of
     ``alloc``, in order. QEMU gathers the clusters one discard frees into contiguous regions
-    and punches each region once the discard is done (``qcow2_process_discards``); the file
-    system frees only the blocks a punch covers whole, up to the file's end then, and zeroes
-    the partial blocks at its edges, which stay allocated (ext4's ``ext4_punch_hole``). So with
-    clusters smaller than a block, a block is freed only by a discard that frees all of it."""
+    and punches each region once the discard is done (``qcow2_process_discards``), or before
+    it allocates a cluster on the way (an L2 table); the file system frees only the blocks a
+    punch covers whole, up to the file's end then, and zeroes the partial blocks at its edges,
+    which stay allocated (ext4's ``ext4_punch_hole``). So with clusters smaller than a block, a
+    block is freed only by a batch of frees that frees all of it. A shrink's own frees (L2
+    tables, refcount blocks) are punched one by one, and its truncation drops every block past
+    the new end (a punch of host cluster -1 holding the new length)."""
     c = alloc.cluster
-    held = np.zeros(-(-alloc.end_bytes // block_bytes) + 1, dtype=bool)
+    reach = max([alloc.end_bytes, *(b * c for _, b in alloc.written_runs)])
+    held = np.zeros(-(-reach // block_bytes) + 1, dtype=bool)
     done = 0
+    tables = iter(alloc.l1_events)  # L1 tables written, in order with the runs (an old one may be punched later)
+    table = next(tables, None)
 
-    def write(upto: int) -> None:
-        for a, b in alloc.written_runs[done:upto]:
-            held[a * c // block_bytes:-(-b * c // block_bytes)] = True
+    def write(upto: int, before: int) -> None:
+        """Apply the runs before ``upto`` and the L1 tables written before punch ``before``."""
+        nonlocal table
+        for i in range(done, upto + 1):
+            while table is not None and table[0] == i and (i < upto or table[1] <= before):
+                held[table[2] // block_bytes:-(-table[3] // block_bytes)] = True
+                table = next(tables, None)
+            if i < upto:
+                a, b = alloc.written_runs[i]
+                held[a * c // block_bytes:-(-b * c // block_bytes)] = True
 
-    for _, group in itertools.groupby(alloc.punches, key=lambda p: p[1]):
+    # QEMU punches what it has queued before it allocates anything (alloc_clusters_noref: "We
+    # can't allocate clusters if they may still be queued for discard"), so a discard that finds
+    # L2 tables missing punches in several batches: the frees between two allocations
+    first = 0  # index of the group's first punch
+    for _, group in itertools.groupby(alloc.punches, key=lambda p: (p[1], p[0])):
         punches = list(group)
         last = max(p[0] for p in punches)
-        write(last)
-        done = last
+        write(last, first)
+        done, first = last, first + len(punches)
+        if punches[0][2] < 0:  # a truncation (alone in its group): the blocks past the new end go
+            held[-(-punches[0][3] // block_bytes):] = False
+            continue
         hosts = np.unique([p[2] for p in punches])
         breaks = np.flatnonzero(np.diff(hosts) != 1) + 1
         eof = punches[-1][3]
         for run in np.split(hosts, breaks):
             start, end = int(run[0]) * c, min((int(run[-1]) + 1) * c, eof)
             held[-(-start // block_bytes):end // block_bytes] = False
-    write(len(alloc.written_runs))
+    write(len(alloc.written_runs), len(alloc.punches))
     edges = np.flatnonzero(np.diff(np.concatenate([[0], held.astype(np.int8), [0]])))
     return edges.reshape(-1, 2)
+
+
+def cluster_map(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,
+                reopen_every: int | None = None) -> dict[int, int]:
+    """Where each guest cluster the image holds data for lies in the file: guest cluster index
+    to host cluster index (what ``qemu-img map`` reports, depth 0, data). Known for requests
+    of :func:`requests_with_discards` that free or resize (replayed one by one); raises
+    ``ValueError`` for others."""
+    alloc = replayed(req, cluster_bytes, virtual_bytes, refcount_bits, reopen_every)
+    if alloc.host_of is None:
+        raise ValueError("the cluster map is kept only for operations with discards or resizes")
+    return dict(alloc.host_of)
 
 
 def replayed(req: Requests, cluster_bytes: int, virtual_bytes: int, refcount_bits: int = 16,

@@ -1,0 +1,184 @@
+"""Resizing disk images (``qemu-img resize``, ``qemu-io truncate``) against the real tools.
+
+Each case draws a random trace from a seed: data writes, zero writes and discards with resizes
+among them that grow or shrink the disk (to multiples of 512 bytes, not always of the cluster),
+in qcow2 images of 512 B to 2 MiB clusters, standalone or over a base, in one qemu-io session
+or reopened, discards passed to the file or dropped. The model's file length, bytes on the host
+(the file's extents), and guest-to-host cluster map are compared with what qemu leaves
+(``stat``, FIEMAP, ``qemu-img map --output=json``), exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from virtsim.models.disks.formats import format_by_name
+
+from .test_disk_physical import allocated_bytes, create, write_sessions
+
+pytestmark = [
+    pytest.mark.real,
+    pytest.mark.skipif(shutil.which("qemu-img") is None or shutil.which("qemu-io") is None,
+                       reason="qemu-img/qemu-io not installed (Debian package qemu-utils)"),
+]
+
+KiB, MiB, GiB = 2**10, 2**20, 2**30
+DATA, ZERO, DISCARD, RESIZE = 0, 1, 2, 3
+
+
+def _run_ops(path: Path, offsets: np.ndarray, sizes: np.ndarray, kinds: np.ndarray, per_session: int | None,
+             unmap: bool, qemu_img: bool = False) -> None:
+    """The operations in qemu-io sessions of ``per_session`` (None: one); a resize is ``truncate``,
+    or with ``qemu_img`` (one operation a session) ``qemu-img resize``, ``--shrink`` to shrink."""
+    verbs = {DATA: "write ", ZERO: "write -z ", DISCARD: "discard ", RESIZE: "truncate "}
+    step = per_session or max(1, len(offsets))
+    args = ["qemu-io", "-f", "qcow2", "-d", "unmap" if unmap else "ignore", str(path)]
+    size = int(json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)], check=True,
+                                         capture_output=True, text=True).stdout)["virtual-size"])
+    for start in range(0, len(offsets), step):
+        part = range(start, min(start + step, len(offsets)))
+        if qemu_img and step == 1 and kinds[start] == RESIZE:
+            shrink = ["--shrink"] if offsets[start] < size else []
+            subprocess.run(["qemu-img", "resize", "-q", "-f", "qcow2", *shrink, str(path), str(int(offsets[start]))],
+                           check=True, capture_output=True, text=True)
+            size = int(offsets[start])
+            continue
+        commands = "".join(f"{verbs[int(kinds[i])]}{int(offsets[i])}"
+                           f"{'' if kinds[i] == RESIZE else f' {int(sizes[i])}'}\n" for i in part)
+        run = subprocess.run(args, input=commands + "quit\n", check=True, capture_output=True, text=True)
+        assert "error" not in (run.stdout + run.stderr).lower(), run.stdout + run.stderr
+
+
+def qemu_cluster_map(path: Path, cluster: int) -> dict[int, int]:
+    """``qemu-img map``'s extents with a place in the image itself (depth 0, an offset: data, or
+    zeroes written over an allocated cluster, which keeps it), cluster by cluster."""
+    extents = json.loads(subprocess.run(["qemu-img", "map", "--output=json", str(path)], check=True,
+                                        capture_output=True, text=True).stdout)
+    mapped: dict[int, int] = {}
+    for e in extents:
+        if e["depth"] == 0 and "offset" in e:
+            for g in range(e["start"] // cluster, -(-(e["start"] + e["length"]) // cluster)):
+                mapped[g] = (e["offset"] + g * cluster - e["start"]) // cluster
+    return mapped
+
+
+def draw_trace(rng: np.random.Generator, virtual: int, cluster: int,
+               most: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Writes, zero writes and discards anywhere on the disk as it is at their turn (``most`` /
+    3 to ``most`` operations), and two to five resizes among them: shrinks to 5-90% and grows
+    to 1.5-4 times the size then, a multiple of 512 bytes (of the cluster half the time)."""
+    n = int(rng.integers(most // 3, most))
+    kinds = rng.choice([DATA, ZERO, DISCARD], n, p=[0.7, 0.15, 0.15])
+    kinds[np.sort(rng.choice(np.arange(3, n - 3), int(rng.integers(2, 6)), replace=False))] = RESIZE
+    offsets = np.zeros(n, dtype=np.int64)
+    sizes = np.zeros(n, dtype=np.int64)
+    size = virtual
+    for i in range(n):
+        if kinds[i] == RESIZE:
+            factor = float(rng.choice([0.05, 0.3, 0.9, 1.5, 4.0]))
+            step = cluster if rng.random() < 0.5 else 512
+            size = max(step, int(size * factor) // step * step)
+            offsets[i] = size
+        else:
+            offsets[i] = int(rng.integers(0, size))
+            sizes[i] = min(int(rng.integers(1, 200 * KiB)), size - offsets[i])
+    return offsets, sizes, kinds
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_resizing_a_qcow2_leaves_the_file_qemu_leaves(seed: int, tmp_path: Path) -> None:
+    """A shrink frees the clusters past the new end (finding or allocating every L2 table it
+    covers first), the L2 tables of the L1 entries dropped and the refcount blocks left empty,
+    punches them out of the file whatever the drive's discard setting, and truncates the file
+    after its last used cluster; the L1 table keeps its size, so a grow back within it writes no
+    new table. Over a base longer than the disk, a grow zero-fills the new area. Length, extents
+    and the cluster map as qemu leaves them."""
+    rng = np.random.default_rng(1200 + seed)
+    cluster = int([64 * KiB, 4 * KiB, 512, 2 * MiB, 1 * KiB, 64 * KiB, 4 * KiB, 512][seed % 8])
+    virtual = GiB if cluster >= 4 * KiB else 64 * MiB  # small clusters: an L2 table maps 32-128 KiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    offsets, sizes, kinds = draw_trace(rng, virtual, cluster)
+    unmap = bool(seed % 2)
+    per_session = int(rng.integers(5, 40)) if seed % 3 == 2 else None
+    backing_units = None
+    if seed % 4 >= 2:  # over a base of the disk's first size, holding data in its first half
+        base_offsets = rng.integers(0, virtual // 2 // 4096, 60) * 4096
+        base = create(tmp_path / "base.qcow2", "qcow2", virtual, cluster_size=str(cluster))
+        write_sessions(base, "qcow2", base_offsets, np.full(60, 32 * KiB), None)
+        image = create(tmp_path / "top.qcow2", "qcow2", virtual, backing=base, cluster_size=str(cluster))
+        backing_units = np.unique(np.concatenate([np.arange(o // cluster, (o + 32 * KiB - 1) // cluster + 1)
+                                                  for o in base_offsets]))
+    else:
+        image = create(tmp_path / "disk.qcow2", "qcow2", virtual, cluster_size=str(cluster))
+    seen = (kinds != DISCARD) | unmap  # discard=ignore drops them at the drive
+    offsets, sizes, kinds = offsets[seen], sizes[seen], kinds[seen]
+    _run_ops(image, offsets, sizes, kinds, per_session, unmap)
+
+    kwargs = dict(zero=kinds == ZERO, discard=kinds == DISCARD, grow=kinds == RESIZE, backing_units=backing_units,
+                  reopen_every=per_session, backing_virtual_bytes=virtual if backing_units is not None else None)
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(image)], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert info["virtual-size"] == int(offsets[kinds == RESIZE][-1])
+    assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
+    assert fmt.cluster_map_after(offsets, sizes, virtual, **kwargs) == qemu_cluster_map(image, cluster)
+    assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=unmap, **kwargs) == allocated_bytes(image)
+    assert subprocess.run(["qemu-img", "check", str(image)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_qemu_img_resize_leaves_the_file_the_model_gives(seed: int, tmp_path: Path) -> None:
+    """The same traces with every operation in a session of its own and each resize made by
+    ``qemu-img resize`` (``--shrink`` to shrink), as a host tool resizes a stopped guest's disk:
+    the image is opened afresh each time, so QEMU's free-cluster cursor starts from 0."""
+    rng = np.random.default_rng(1300 + seed)
+    cluster = int([64 * KiB, 4 * KiB, 512, 2 * MiB][seed % 4])
+    virtual = GiB if cluster >= 4 * KiB else 64 * MiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    offsets, sizes, kinds = draw_trace(rng, virtual, cluster, most=60)  # a process per operation: short
+    image = create(tmp_path / "disk.qcow2", "qcow2", virtual, cluster_size=str(cluster))
+    unmap = bool(seed % 2)
+    seen = (kinds != DISCARD) | unmap
+    offsets, sizes, kinds = offsets[seen], sizes[seen], kinds[seen]
+    _run_ops(image, offsets, sizes, kinds, 1, unmap, qemu_img=True)
+    kwargs = dict(zero=kinds == ZERO, discard=kinds == DISCARD, grow=kinds == RESIZE, reopen_every=1)
+    assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
+    assert fmt.cluster_map_after(offsets, sizes, virtual, **kwargs) == qemu_cluster_map(image, cluster)
+    assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=unmap, **kwargs) == allocated_bytes(image)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_growing_over_a_longer_base_zero_fills_the_new_area(seed: int, tmp_path: Path) -> None:
+    """Over a base with data everywhere, a shrink to a size inside a cluster (not a multiple of
+    it) then a grow back: the new area must not show the base's data, so QEMU marks its whole
+    clusters zero (an L2 table each) and writes zeroes over the rest of the old last cluster,
+    allocating it. Leaving the zero fill out, the model gives another length (checked)."""
+    rng = np.random.default_rng(1400 + seed)
+    cluster = int([64 * KiB, 4 * KiB, 512, 2 * MiB, 1 * KiB, 16 * KiB, 8 * KiB, 256 * KiB][seed])
+    virtual = GiB if cluster >= 4 * KiB else 64 * MiB
+    fmt = format_by_name("qcow2", virtual, cluster)
+    base_offsets = np.arange(0, virtual, virtual // 64) + rng.integers(0, virtual // 64 - 64 * KiB, 64)
+    base = create(tmp_path / "base.qcow2", "qcow2", virtual, cluster_size=str(cluster))
+    write_sessions(base, "qcow2", base_offsets, np.full(64, 64 * KiB), None)
+    backing_units = np.unique(np.concatenate([np.arange(o // cluster, (o + 64 * KiB - 1) // cluster + 1)
+                                              for o in base_offsets]))
+    image = create(tmp_path / "top.qcow2", "qcow2", virtual, backing=base, cluster_size=str(cluster))
+    # shrink into a cluster the base holds data in, a few writes, then grow past the old size
+    inside = int(backing_units[len(backing_units) // 3]) * cluster + 512 * int(rng.integers(1, max(2, cluster // 512)))
+    inside = min(inside, virtual - 512)
+    offsets = np.array([0, inside, 4096, virtual * 2, 0])
+    sizes = np.array([8192, 0, 4096, 0, 4096])
+    kinds = np.array([DATA, RESIZE, DATA, RESIZE, DATA])
+    _run_ops(image, offsets, sizes, kinds, None, False)
+    kwargs = dict(zero=kinds == ZERO, discard=kinds == DISCARD, grow=kinds == RESIZE, backing_units=backing_units,
+                  backing_virtual_bytes=virtual)
+    assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
+    assert fmt.cluster_map_after(offsets, sizes, virtual, **kwargs) == qemu_cluster_map(image, cluster)
+    assert fmt.physical_bytes_after(offsets, sizes, virtual, **kwargs) == allocated_bytes(image)
+    shorter = dict(kwargs, backing_virtual_bytes=inside)  # a base no longer than the disk: no zero fill
+    assert fmt.file_bytes_after(offsets, sizes, virtual, **shorter) != image.stat().st_size
