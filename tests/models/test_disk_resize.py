@@ -3,9 +3,10 @@
 Each case draws a random trace from a seed: data writes, zero writes and discards with resizes
 among them that grow or shrink the disk (to multiples of 512 bytes, not always of the cluster),
 in qcow2 images of 512 B to 2 MiB clusters, standalone or over a base, in one qemu-io session
-or reopened, discards passed to the file or dropped. The model's file length, bytes on the host
-(the file's extents), and guest-to-host cluster map are compared with what qemu leaves
-(``stat``, FIEMAP, ``qemu-img map --output=json``), exactly.
+or reopened, discards passed to the file or dropped; and in raw images, grown with each
+preallocation mode. The model's file length, bytes on the host (the file's extents), and for
+qcow2 the guest-to-host cluster map are compared with what qemu leaves (``stat``, FIEMAP,
+``qemu-img map --output=json``), exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from virtsim.models.disks.allocation import HostFile
 from virtsim.models.disks.formats import format_by_name
+from virtsim.models.disks.resize import PREALLOCATIONS, raw_resized
 
 from .test_disk_physical import allocated_bytes, create, write_sessions
 
@@ -182,3 +185,44 @@ def test_growing_over_a_longer_base_zero_fills_the_new_area(seed: int, tmp_path:
     assert fmt.physical_bytes_after(offsets, sizes, virtual, **kwargs) == allocated_bytes(image)
     shorter = dict(kwargs, backing_virtual_bytes=inside)  # a base no longer than the disk: no zero fill
     assert fmt.file_bytes_after(offsets, sizes, virtual, **shorter) != image.stat().st_size
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_resizing_a_raw_image_leaves_the_file_qemu_leaves(seed: int, tmp_path: Path) -> None:
+    """Raw: writes, zero writes and discards (passed to the file or dropped) with resizes among
+    them made by ``qemu-img resize`` (``--shrink``; growing with ``--preallocation`` off, falloc
+    or full at random), to sizes that need not be whole sectors: the file's length and the
+    blocks it holds as qemu leaves them (a shrink frees the blocks past the new end, a
+    preallocated grow allocates every new block, a plain one none)."""
+    rng = np.random.default_rng(1500 + seed)
+    virtual = int(rng.choice([64 * MiB, GiB]))
+    offsets, sizes, kinds = draw_trace(rng, virtual, 4096, most=80)
+    resizes = np.flatnonzero(kinds == RESIZE)
+    offsets[resizes] += rng.integers(0, 512, resizes.size) * (rng.random(resizes.size) < 0.3)  # odd sizes too
+    size = virtual
+    for i in range(len(offsets)):  # the operations after an odd size stay inside it
+        if kinds[i] == RESIZE:
+            grow = offsets[i] > size
+            sizes[i] = int(rng.choice([0, 2, 3])) if grow else 0  # off, falloc, full (PREALLOCATIONS)
+            size = int(offsets[i])
+        else:
+            offsets[i] = min(offsets[i], size - 1)
+            sizes[i] = max(1, min(sizes[i], size - offsets[i]))
+    unmap = bool(seed % 2)
+    image = create(tmp_path / "disk.raw", "raw", virtual)
+    size = virtual
+    verbs = {DATA: "write ", ZERO: "write -z ", DISCARD: "discard "}
+    for i in range(len(offsets)):  # a process per operation: qemu-io, or qemu-img resize
+        if kinds[i] == RESIZE:
+            mode = PREALLOCATIONS[int(sizes[i])]
+            shrink = ["--shrink"] if offsets[i] < size else []
+            subprocess.run(["qemu-img", "resize", "-q", "-f", "raw", *shrink, f"--preallocation={mode}", str(image),
+                            str(int(offsets[i]))], check=True, capture_output=True, text=True)
+            size = int(offsets[i])
+        elif kinds[i] != DISCARD or unmap:
+            subprocess.run(["qemu-io", "-f", "raw", "-d", "unmap", str(image)], check=True, capture_output=True,
+                           text=True, input=f"{verbs[int(kinds[i])]}{int(offsets[i])} {int(sizes[i])}\nquit\n")
+    seen = (kinds != DISCARD) | unmap
+    length, held = raw_resized(offsets[seen], sizes[seen], kinds[seen], virtual, HostFile())
+    assert length == image.stat().st_size
+    assert held == allocated_bytes(image)
