@@ -81,6 +81,11 @@ class Requests:
     # a shrink's last step: the L1 entries the smaller disk keeps (0: none; None: no shrink),
     # see :meth:`_Allocator.shrink`
     cut: np.ndarray | None = None
+    # a data run a grow with preallocation=metadata allocates without writing (None: none)
+    unwritten: np.ndarray | None = None
+    # a write into such a cluster (``guest``), which QEMU makes where it lies, of ``size`` bytes
+    # from byte ``anchor`` of the cluster: only those bytes reach the file (None: none)
+    filled: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.size.size)
@@ -271,7 +276,9 @@ def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes
                     guest=np.array(columns[4], dtype=np.int64), write=np.array(columns[5], dtype=np.int64),
                     free=np.array(columns[6], dtype=bool), l1=np.array(columns[7], dtype=np.int64),
                     table=np.array(columns[8], dtype=np.int64), always=np.array(columns[9], dtype=bool),
-                    cut=np.array(columns[10], dtype=np.int64))
+                    cut=np.array(columns[10], dtype=np.int64),
+                    unwritten=np.isin(np.arange(len(rows)), sorted(image.unwritten)),
+                    filled=np.isin(np.arange(len(rows)), sorted(image.filled)))
 
 
 def discarded_clusters(offset: int, size: int, cluster_bytes: int, virtual_bytes: int | None = None) -> tuple[int, int]:
@@ -304,6 +311,10 @@ class _OneByOne:
         self.tables: set[int] = set()
         # size, l2, cont, anchor, guest, write, free, l1, table, always, cut (Requests' columns)
         self.rows: list[tuple[int, bool, int, int, int, int, bool, int, int, bool, int]] = []
+        self.unwritten: set[int] = set()  # rows of data runs allocated but not written
+        self.filled: set[int] = set()  # rows writing into such clusters in place
+        # guest clusters allocated unwritten, whose later writes reach the file byte by byte
+        self.preallocated: set[int] = set()
         self.l1 = 0
         if virtual_bytes is not None:
             check_virtual_bytes(virtual_bytes)
@@ -323,6 +334,7 @@ class _OneByOne:
             self._table(c, op)  # QEMU finds (and so allocates) its L2 table first: get_cluster_table
             if c in self.allocated:
                 self.allocated.discard(c)
+                self.preallocated.discard(c)
                 self.rows.append((1, False, FRESH, -1, c, op, True, 0, -1, False, 0))
             self.reads_zero.add(c)
 
@@ -332,10 +344,20 @@ class _OneByOne:
             raise ValueError(f"operation {op} ends at byte {offset + size}, past the disk's virtual size of "
                              f"{self.virtual_bytes} bytes at that point (QEMU fails it); grow the disk first")
 
-    def resize(self, op: int, virtual_bytes: int, _size: int) -> None:
+    def resize(self, op: int, virtual_bytes: int, preallocation: int) -> None:
         """A resize to ``virtual_bytes`` (QEMU's ``qcow2_co_truncate``): :meth:`_shrink` if smaller,
-        else a new L1 table where the disk needs more entries than the table has, and over a
-        backing file longer than the disk was, the new area zero-filled (:meth:`_zero_fill`)."""
+        else a new L1 table where the disk needs more entries than the table has, with
+        ``preallocation`` 1 (``metadata``: 0 is ``off``) the new area's clusters allocated
+        (:meth:`_preallocate`), and over a backing file longer than the disk was, the new area
+        zero-filled (:meth:`_zero_fill`). ``falloc`` and ``full`` (2, 3) are not modelled."""
+        if preallocation not in (0, 1, 2, 3):
+            raise ValueError(f"a resize's size field is its preallocation mode (0 off, 1 metadata, 2 falloc, 3 full), "
+                             f"got {preallocation}")
+        if preallocation not in (0, 1):
+            raise ValueError(f"a qcow2 grow with preallocation mode {preallocation} (falloc, full) is not modelled: "
+                             "QEMU builds a new refcount table at the end of the file for it")
+        if preallocation and virtual_bytes <= (self.virtual_bytes or 0):
+            raise ValueError("a shrink takes no preallocation (\"Preallocation can't be used for shrinking an image\")")
         if self.virtual_bytes is None:
             raise ValueError("a resize needs the disk's virtual size at the start (virtual_bytes)")
         if virtual_bytes <= 0 or virtual_bytes % 512:
@@ -357,8 +379,41 @@ class _OneByOne:
         if entries > self.l1:  # a table a shrink left longer than the disk needs is kept, not replaced
             self.l1 = entries
             self.rows.append((0, False, FRESH, -1, -1, op, False, entries, -1, False, 0))
+        if preallocation:
+            self._preallocate(op, old, virtual_bytes)
         if self.has_backing and self.backing_virtual_bytes is not None and self.backing_virtual_bytes > old:
             self._zero_fill(op, old, virtual_bytes)
+
+    def _fill(self, op: int, offset: int, size: int, first: int, last: int, whole_too: bool = True) -> None:
+        """Bytes written into preallocated clusters (a row each): QEMU writes only them, in place,
+        neither copying nor zero-filling the rest of the cluster (checked with qemu-io 7.2).
+        ``whole_too``: clusters the write covers whole count too (not for a zero write, which
+        just marks them zero)."""
+        if not self.preallocated:
+            return
+        c = self.cluster
+        for x in sorted(self.preallocated.intersection(range(first, last + 1))):
+            lo, hi = max(offset, x * c), min(offset + size, (x + 1) * c)
+            if whole_too or hi - lo < c:
+                self.filled.add(len(self.rows))
+                self.rows.append((hi - lo, False, FRESH, lo - x * c, x, op, False, 0, -1, False, 0))
+
+    def _preallocate(self, op: int, old: int, new: int) -> None:
+        """``preallocation=metadata`` (``preallocate_co``): the new area's clusters allocated as a
+        write of it would allocate them (an L2 table, then a run, table by table; at most 2 GiB
+        a call), their L2 entries marked zero, and the file extended over them without writing
+        them (sparse). A disk whose old size ends inside a cluster is not modelled (QEMU writes
+        part of that cluster)."""
+        c = self.cluster
+        if old % c:
+            raise ValueError(f"growing a qcow2 disk of {old} bytes, not whole {c}-byte clusters, with "
+                             "preallocation=metadata is not modelled (QEMU copies part of its last cluster)")
+        chunk = (2**31 - 1) // c * c  # QEMU_ALIGN_DOWN(INT_MAX, cluster_size) a call
+        for start in range(old, new, chunk):
+            first = len(self.rows)
+            self.data(op, start, min(chunk, new - start))
+            self.unwritten.update(i for i in range(first, len(self.rows)) if not self.rows[i][1])
+        self.preallocated.update(range(old // c, -(-new // c)))
 
     def _zero_fill(self, op: int, old: int, new: int) -> None:
         """``bdrv_co_truncate`` over a backing file longer than the disk (``BDRV_REQ_ZERO_WRITE``):
@@ -396,6 +451,7 @@ class _OneByOne:
             self._table(max(lo, t * self.l2_entries), op)
             while at < len(held) and held[at] // self.l2_entries == t:
                 self.allocated.discard(held[at])
+                self.preallocated.discard(held[at])
                 self.rows.append((1, False, FRESH, -1, held[at], op, True, 0, -1, True, 0))
                 at += 1
         self.reads_zero = {x for x in self.reads_zero if x < lo}  # unallocated past the end: read through
@@ -405,9 +461,11 @@ class _OneByOne:
         self.virtual_bytes = new
 
     def zero(self, op: int, offset: int, size: int) -> None:
-        """Zero clusters: no data, but a partly zeroed cluster with backing data is allocated."""
+        """Zero clusters: no data, but a partly zeroed cluster with backing data is allocated,
+        and a preallocated one gets the zeroes written as data (:meth:`_fill`)."""
         self._inside(op, offset, size)
         first, last = offset // self.cluster, (offset + size - 1) // self.cluster
+        self._fill(op, offset, size, first, last, whole_too=False)
         for c in range(first, last + 1):
             self._table(c, op)
             whole = offset <= c * self.cluster and (c + 1) * self.cluster <= offset + size
@@ -420,9 +478,11 @@ class _OneByOne:
                 self.reads_zero.add(c)
 
     def data(self, op: int, offset: int, size: int) -> None:
-        """A data write: pieces of consecutive clusters in one table, all new or all allocated."""
+        """A data write: pieces of consecutive clusters in one table, all new or all allocated.
+        A preallocated cluster it touches gets the bytes written where it lies (:meth:`_fill`)."""
         self._inside(op, offset, size)
         first, last = offset // self.cluster, (offset + size - 1) // self.cluster
+        self._fill(op, offset, size, first, last)
         previous_new: bool | None = None
         c = first
         while c <= last:
@@ -500,8 +560,10 @@ class _Allocator:
         # it is written up to its last entry, not to the end of its cluster.
         self.written_runs: list[tuple[int, int]] = [(0, 3)]
         self.l1_written = (0, 0)
-        # each L1 table's bytes as written, in order: (written runs and punches before it, start, end)
+        # each L1 table's bytes as written, and each write into a preallocated cluster, in order:
+        # (written runs and punches before it, start, end)
         self.l1_events: list[tuple[int, int, int, int]] = []
+        self.fills: list[tuple[int, int]] = []  # the latter alone
         self.l1_at, self.l1_entries = 0, 0  # the L1 table's first cluster and its entries
         self.old_l1_written: list[tuple[int, int]] = []  # bytes of tables a resize replaced (kept in the file)
         # With discards (exact replay only): each allocated guest cluster's host cluster, and each
@@ -673,25 +735,28 @@ class _Allocator:
             return self.host_of[anchor] + 1  # with discards the map is kept: no need to guess
         return None
 
-    def written(self, start: int, n: int) -> None:
-        """Clusters [start, start + n) are written in full (a data run, an L2 table)."""
+    def written(self, start: int, n: int, unwritten: bool = False) -> None:
+        """Clusters [start, start + n) are written in full (a data run, an L2 table), or with
+        ``unwritten`` only lie inside the file (preallocated)."""
         self.end_bytes = max(self.end_bytes, (start + n) * self.cluster)
-        self.written_runs.append((start, start + n))
+        if not unwritten:
+            self.written_runs.append((start, start + n))
 
-    def data_run(self, n: int, guest: int, cont: int, anchor: int) -> None:
+    def data_run(self, n: int, guest: int, cont: int, anchor: int, unwritten: bool = False) -> None:
         """handle_alloc: a run of n new guest clusters; where a continuation stops short, the
-        rest is a new request (qcow2_alloc_host_offset returns, the write loop calls again)."""
+        rest is a new request (qcow2_alloc_host_offset returns, the write loop calls again).
+        ``unwritten``: preallocated, the file extended over the run but nothing written."""
         at = self.anchor(cont, anchor)
         got = 0
         if at is not None:
             got = self.alloc_at(at, n)
             if got:
-                self.written(at, got)
+                self.written(at, got, unwritten)
                 self.last_host_end, self.last_guest_end = at + got, guest + got
                 self.mapped(guest, at, got)
         if got < n:
             start = self.alloc(n - got)
-            self.written(start, n - got)
+            self.written(start, n - got, unwritten)
             self.last_host_end, self.last_guest_end = start + n - got, guest + n
             self.mapped(guest + got, start, n - got)
 
@@ -763,7 +828,12 @@ class _Allocator:
 
     def exact(self, req: Requests, i: int, punch: bool = False) -> None:
         """Place request i the slow way, cluster ranges and holes considered."""
-        if req.cut is not None and req.cut[i]:
+        if req.filled is not None and req.filled[i]:
+            assert self.host_of is not None
+            at = self.host_of[int(req.guest[i])] * self.cluster + int(req.anchor[i])
+            self.fills.append((at, at + int(req.size[i])))
+            self.l1_events.append((len(self.written_runs), len(self.punches), at, at + int(req.size[i])))
+        elif req.cut is not None and req.cut[i]:
             self.shrink(int(req.cut[i]))
         elif req.l1 is not None and req.l1[i]:
             self.grow_l1(int(req.l1[i]))
@@ -776,14 +846,15 @@ class _Allocator:
             if req.table is not None and req.table[i] >= 0:
                 self.l2_at[int(req.table[i])] = at
         else:
-            self.data_run(int(req.size[i]), int(req.guest[i]), int(req.cont[i]), int(req.anchor[i]))
+            self.data_run(int(req.size[i]), int(req.guest[i]), int(req.cont[i]), int(req.anchor[i]),
+                          req.unwritten is not None and bool(req.unwritten[i]))
 
     def replay(self, req: Requests, session_starts: np.ndarray, punch: bool = False) -> None:
         """Place every request; the image is opened again (cursor 0) at ``session_starts``.
         With discards every request takes the exact path, which keeps the guest-to-host map
         (``punch``: discarded clusters become holes in the host file)."""
         n = len(req)
-        if any(a is not None and bool(np.any(a)) for a in (req.free, req.l1, req.cut)):
+        if any(a is not None and bool(np.any(a)) for a in (req.free, req.l1, req.cut, req.unwritten)):
             self.host_of = {}
             reopened = {int(x) for x in session_starts}
             for i in range(n):
@@ -970,7 +1041,7 @@ def written_ranges(req: Requests, cluster_bytes: int, virtual_bytes: int, refcou
     runs = np.array(alloc.written_runs, dtype=np.int64).reshape(-1, 2) * cluster_bytes
     if alloc.punches:
         runs = _punched_blocks(alloc, block_bytes) * block_bytes
-    tables = [] if alloc.punches else [alloc.l1_written, *alloc.old_l1_written]  # else among the runs
+    tables = [] if alloc.punches else [alloc.l1_written, *alloc.old_l1_written, *alloc.fills]  # else in the runs
     starts = np.append(runs[:, 0], [a for a, _ in tables])
     ends = np.minimum(np.append(runs[:, 1], [b for _, b in tables]), alloc.end_bytes)
     return starts, ends, alloc.end_bytes

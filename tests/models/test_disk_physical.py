@@ -322,9 +322,11 @@ def test_a_qcow2_grow_qemu_refuses_or_the_model_does_not_cover_is_refused() -> N
     with pytest.raises(ValueError, match="multiples of 512"):
         fmt.file_bytes_after(np.array([0, 4 * GiB + 100]), np.array([4096, 0]), GiB, grow=grow)
     with pytest.raises(ValueError, match="past the disk's virtual size"):
-        fmt.file_bytes_after(np.array([GiB + GiB // 2, 2 * GiB]), np.array([4096, 0]), GiB, grow=~grow)
+        fmt.file_bytes_after(np.array([GiB + GiB // 2, 2 * GiB]), np.array([0, 4096]), GiB, grow=~grow)
     with pytest.raises(ValueError, match="multiples of 512"):
         fmt.file_bytes_after(np.array([0, GiB // 2 + 100]), np.array([4096, 0]), GiB, grow=grow)  # a shrink
+    with pytest.raises(ValueError, match="preallocation mode"):
+        fmt.file_bytes_after(np.array([0, 2 * GiB]), np.array([4096, 4096]), GiB, grow=grow)
     with pytest.raises(ValueError, match="past the disk's virtual size"):
         fmt.file_bytes_after(np.array([GiB // 2, GiB // 2]), np.array([0, 1]), GiB, grow=~grow)
     over = dict(grow=np.array([True]), backing_units=np.array([], dtype=np.int64))
