@@ -55,8 +55,18 @@ from virtsim.models.disks.layers import (
     image_store_bytes,
     writable_layer_usage,
 )
-from virtsim.models.disks.operations import DATA, DISCARD, ZERO, Ops, chain_usage_with_ops, clone_data_pieces
+from virtsim.models.disks.operations import (
+    DATA,
+    DISCARD,
+    ZERO,
+    Ops,
+    chain_usage_with_ops,
+    clone_data_pieces,
+    seen_by_image,
+)
 from virtsim.models.disks.patterns import PatternKind, block_writes
+from virtsim.models.disks.qcow2_alloc import RESIZE
+from virtsim.models.disks.resize import PREALLOCATIONS, Preallocation, raw_resized, resize_problem
 from virtsim.models.quantities import Bytes
 from virtsim.models.schema import StrictModel
 from virtsim.sim.rng import stream
@@ -92,6 +102,30 @@ class PatternSpec(StrictModel):
         u = rng.random(self.writes)
         return np.where(u < self.discard_fraction, DISCARD,
                         np.where(u < self.discard_fraction + self.zero_fraction, ZERO, DATA)).astype(np.int64)
+
+
+class ResizeSpec(StrictModel):
+    """A resize of every guest's disk after ``after`` of its pattern's writes: ``qemu-img resize``
+    (QMP ``block_resize`` on a running guest) to ``size`` bytes. A smaller size needs ``shrink``
+    (``--shrink``: the data past the new end is dropped); a grow may preallocate the new area
+    (``preallocation``: off, metadata for qcow2, falloc or full for raw). qemu-img resize does not
+    round a size: qcow2 takes only whole 512-byte sectors, raw keeps any length."""
+
+    after_writes: int = Field(alias="after", ge=0, le=100_000_000)
+    size_bytes: Bytes = Field(alias="size", gt=0)
+    shrink: bool = False
+    preallocation: Preallocation = "off"
+
+    @field_validator("size_bytes")
+    @classmethod
+    def _whole_bytes(cls, size: float) -> float:
+        if int(size) != size:
+            raise ValueError(f"a disk is a whole number of bytes, got {size:g}")
+        return size
+
+
+RESIZABLE: tuple[FormatName, ...] = ("qcow2", "raw")
+"""The formats whose resizes the model follows (VMDK, VDI and VHDX rows leave the part out)."""
 
 
 class SnapshotSpec(StrictModel):
@@ -217,7 +251,9 @@ class DiskSpec(StrictModel):
     # QEMU's -drive discard=: "ignore" (QEMU's and libvirt's default) drops a guest's discards
     # at the drive; "unmap" passes them to the image, which frees space if its format can
     drive_discard: Literal["ignore", "unmap"] = "ignore"
-
+    # resizes of every guest's disk among its pattern's writes, in order (qcow2 and raw; see
+    # ResizeSpec): the "resize" rows give each disk's sizes after them
+    resizes: list[ResizeSpec] = Field(default_factory=list, alias="resize", max_length=100)
 
     @field_validator("virtual_bytes")
     @classmethod
@@ -314,6 +350,53 @@ class DiskSpec(StrictModel):
                              f"{self.host_fs.kind!r} are not modelled (QEMU's 1 MiB extent size hint: punches "
                              "free block by block, zero writes allocate unwritten extents elsewhere); drop raw "
                              "from formats or use another host_fs.kind")
+        return self
+
+    @model_validator(mode="after")
+    def _resizes_qemu_takes(self) -> DiskSpec:
+        """Refuse resizes out of order or past the pattern's writes, ones qemu-img resize refuses
+        for a format listed, and what the model does not follow (raises ``ValueError`` naming
+        ``resize[i]``)."""
+        if not self.resizes:
+            return self
+        if self.pattern.kind == "log-append":
+            raise ValueError("resize with pattern.kind = 'log-append' is not modelled (where the log would go on "
+                             "after a shrink); use another pattern")
+        if self.host_fs.kind in ("xfs", "xfs-reflink"):
+            raise ValueError(f"resize on host_fs.kind = {self.host_fs.kind!r} is not modelled (QEMU's 1 MiB extent "
+                             "size hint changes what punches and truncations free); use ext4, tmpfs or btrfs")
+        size, after = int(self.virtual_bytes), 0
+        for i, r in enumerate(self.resizes):
+            where = f"resize[{i}]"
+            if r.after_writes < after or r.after_writes > self.pattern.writes:
+                raise ValueError(f"{where}.after = {r.after_writes}: resizes come in order of their place among the "
+                                 f"pattern's writes, {after} .. pattern.writes = {self.pattern.writes}")
+            new = int(r.size_bytes)
+            for name in [f for f in self.formats if f in RESIZABLE]:
+                problem = resize_problem(name, size, new, r.shrink, r.preallocation)
+                cluster = self.image_format(name).unit_bytes
+                if problem is None and name == "qcow2" and new > qcow2_max_virtual_bytes(cluster):
+                    problem = (f"{size_text(cluster)} clusters address at most "
+                               f"{size_text(qcow2_max_virtual_bytes(cluster))} (qemu-img: \"too large\")")
+                if problem is None and name == "qcow2" and r.preallocation == "metadata" and size % cluster:
+                    problem = (f"growing from {size} bytes, not whole {size_text(cluster)} clusters, with "
+                               "preallocation=metadata is not modelled")
+                if problem is not None:
+                    raise ValueError(f"{where} ({name}): {problem}")
+            if self.pattern.size_bytes > new:
+                raise ValueError(f"{where}: a disk of {new} bytes is smaller than a write (pattern.size)")
+            # what the model follows unit by unit: the blocks a raw resize allocates or frees, the
+            # clusters a qcow2 metadata preallocation allocates (memory and time, as for base_used)
+            for name, unit, counted in (
+                    ("raw", int(self.host_fs.block_bytes), "raw" in self.formats
+                     and (new < size or r.preallocation in ("falloc", "full"))),
+                    ("qcow2", self.image_format("qcow2").unit_bytes if "qcow2" in self.formats else 1,
+                     "qcow2" in self.formats and r.preallocation == "metadata")):
+                if counted and abs(new - size) / unit > _MAX_WRITTEN_UNITS:
+                    raise ValueError(f"{where} ({name}): {abs(new - size):.4g} B resized in units of "
+                                     f"{size_text(unit)} is more than {_MAX_WRITTEN_UNITS:,} units, what the model "
+                                     "follows one by one within memory; resize by less")
+            size, after = new, r.after_writes
         return self
 
     def image_format(self, name: FormatName) -> ImageFormat:
@@ -628,10 +711,69 @@ def amplification(spec: DiskSpec) -> list[dict[str, Any]]:
     return rows
 
 
+def resized_ops(spec: DiskSpec, guest: int) -> Ops:
+    """Guest ``guest``'s operations on its disk with the spec's resizes among them (RESIZE: the
+    new size as offset, the preallocation mode's index as size): each stretch of the pattern's
+    writes between two resizes is drawn over the disk as it is then."""
+    rng = stream(spec.seed, 0, "resize", guest)
+    kinds = spec.pattern.kinds(stream(spec.seed, 0, "resize-kinds", guest))
+    io = int(spec.pattern.size_bytes)
+    size, done = int(spec.virtual_bytes), 0
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for r in [*spec.resizes, None]:
+        upto = spec.pattern.writes if r is None else r.after_writes
+        offsets, sizes = block_writes(spec.pattern.kind, upto - done, io, size, rng)
+        parts.append((offsets, sizes, kinds[done:upto]))
+        if r is not None:
+            size = int(r.size_bytes)
+            parts.append((np.array([size]), np.array([PREALLOCATIONS.index(r.preallocation)]), np.array([RESIZE])))
+        done = upto
+    offsets, sizes, kinds = (np.concatenate(column).astype(np.int64) for column in zip(*parts, strict=True))
+    return offsets, sizes, kinds
+
+
+def resized_disks(spec: DiskSpec) -> list[dict[str, Any]]:
+    """Each guest's disk after its writes and the spec's resizes, per format that resizes
+    (:data:`RESIZABLE`): its virtual size, its length and the bytes it occupies on the host.
+    qcow2 is the guest's differencing disk over the base, its resizes online (the image stays
+    open; a grow of a disk a shrink left shorter than the base zero-fills the new area, so that
+    the base's data does not show through); raw is the guest's whole copy."""
+    if not spec.resizes:
+        return []
+    virtual = int(spec.virtual_bytes)
+    base = _base_writes(spec)
+    host = spec.host_fs.image_file()
+    unmap = spec.drive_discard == "unmap"
+    rows = []
+    for name in [f for f in spec.formats if f in RESIZABLE]:
+        fmt = spec.image_format(name)
+        apparent = allocated = 0.0
+        for g in range(spec.guests):
+            offsets, sizes, kinds = seen_by_image(fmt, resized_ops(spec, g), unmap)
+            if isinstance(fmt, Qcow2):
+                masks = dict(zero=kinds == ZERO, discard=kinds == DISCARD, grow=kinds == RESIZE,
+                             backing_units=touched_units(*base, fmt.unit_bytes), backing_virtual_bytes=virtual)
+                apparent += fmt.file_bytes_after(offsets, sizes, virtual, differencing=True, **masks)
+                allocated += fmt.physical_bytes_after(offsets, sizes, virtual, differencing=True, host=host,
+                                                      punch=unmap, **masks)
+            else:
+                ops = (np.concatenate([base[0], offsets]), np.concatenate([base[1], sizes]),
+                       np.concatenate([np.full(base[0].size, DATA), kinds]))
+                length, held = raw_resized(*ops, virtual, host)
+                apparent += length
+                allocated += held
+        rows += _rows("resize", name, spec.guests, {
+            "virtual_bytes_after": float(spec.resizes[-1].size_bytes),
+            "apparent_bytes_per_guest": apparent / spec.guests,
+            "allocated_bytes_per_guest": allocated / spec.guests,
+        })
+    return rows
+
+
 def run_disk(spec: DiskSpec) -> pd.DataFrame:
     """Every part of the disk experiment as one tidy table."""
     rows = (seed_example(spec) + seed_example_qcow2(spec) + image_chains(spec) + snapshot_chains(spec)
-            + layer_stacks(spec) + growth(spec) + amplification(spec))
+            + layer_stacks(spec) + growth(spec) + amplification(spec) + resized_disks(spec))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -675,6 +817,8 @@ def report(folder: Path) -> Report:
                    "A full clone is as sparse as qemu-img convert writes it (4 KiB pieces of zeros left out).",
                    "A differencing VHDX counts each sector bitmap block it writes in whole (1 MiB per 4 GiB of the "
                    "disk written in): an upper bound, since QEMU cannot write one to check against.",
+                   "Resize rows (with [[disk.resize]]; qcow2 overlays and raw copies): each guest's disk after "
+                   "its writes and the spec's resizes (qemu-img resize, online), checked against qemu-io 7.2.",
                    "Snapshot chains (qcow2 and VMDK, the formats QEMU chains): file lengths after qemu-img "
                    "commit and rebase, checked against qemu-img 7.2 on random chains; every write is taken to "
                    "change the data it overwrites (rebase copies only what differs)."],

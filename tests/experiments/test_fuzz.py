@@ -64,7 +64,9 @@ def _shrunk_sweep(data: dict[str, Any]) -> None:
 def _shrunk_disk(data: dict[str, Any]) -> None:
     data["disk"].update(guests=2, virtual="1GiB", base_used="64MiB", growth_writes=300,
                         pattern={"kind": "zipf", "writes": 200, "size": "4KiB"},
-                        image_layers=[{"files": 50, "mean_file_size": "20kB"}])
+                        image_layers=[{"files": 50, "mean_file_size": "20kB"}],
+                        resize=[{"after": 50, "size": "512MiB", "shrink": True},
+                                {"after": 150, "size": "2GiB", "preallocation": "off"}])
 
 
 def _shrunk_plan(data: dict[str, Any]) -> None:
