@@ -108,7 +108,7 @@ class ResizeSpec(StrictModel):
     """A resize of every guest's disk after ``after`` of its pattern's writes: ``qemu-img resize``
     (QMP ``block_resize`` on a running guest) to ``size`` bytes. A smaller size needs ``shrink``
     (``--shrink``: the data past the new end is dropped); a grow may preallocate the new area
-    (``preallocation``: off, metadata for qcow2, falloc or full for raw). qemu-img resize does not
+    (``preallocation``: off, metadata for qcow2, falloc or full). qemu-img resize does not
     round a size: qcow2 takes only whole 512-byte sectors, raw keeps any length."""
 
     after_writes: int = Field(alias="after", ge=0, le=100_000_000)
@@ -378,9 +378,9 @@ class DiskSpec(StrictModel):
                 if problem is None and name == "qcow2" and new > qcow2_max_virtual_bytes(cluster):
                     problem = (f"{size_text(cluster)} clusters address at most "
                                f"{size_text(qcow2_max_virtual_bytes(cluster))} (qemu-img: \"too large\")")
-                if problem is None and name == "qcow2" and r.preallocation == "metadata" and size % cluster:
+                if problem is None and name == "qcow2" and r.preallocation != "off" and size % cluster:
                     problem = (f"growing from {size} bytes, not whole {size_text(cluster)} clusters, with "
-                               "preallocation=metadata is not modelled")
+                               f"preallocation={r.preallocation} is not modelled")
                 if problem is not None:
                     raise ValueError(f"{where} ({name}): {problem}")
             if self.pattern.size_bytes > new:
@@ -391,7 +391,7 @@ class DiskSpec(StrictModel):
                     ("raw", int(self.host_fs.block_bytes), "raw" in self.formats
                      and (new < size or r.preallocation in ("falloc", "full"))),
                     ("qcow2", self.image_format("qcow2").unit_bytes if "qcow2" in self.formats else 1,
-                     "qcow2" in self.formats and r.preallocation == "metadata")):
+                     "qcow2" in self.formats and r.preallocation != "off")):
                 if counted and abs(new - size) / unit > _MAX_WRITTEN_UNITS:
                     raise ValueError(f"{where} ({name}): {abs(new - size):.4g} B resized in units of "
                                      f"{size_text(unit)} is more than {_MAX_WRITTEN_UNITS:,} units, what the model "

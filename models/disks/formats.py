@@ -193,8 +193,9 @@ class Qcow2(ImageFormat):
         which operations are online resizes (QMP ``block_resize``), each to its offset as the new
         virtual size (from ``virtual_bytes`` at the start); past what the L1 table maps, a new
         table; to a smaller size, a shrink (clusters past the new end freed, the file truncated
-        after its last used cluster). A resize's size is its preallocation mode, 0 (off) or 1
-        (metadata: the new area's clusters allocated, unwritten; :mod:`virtsim.models.disks.resize`).
+        after its last used cluster). A resize's size is its preallocation mode: 0 off, 1 metadata
+        (the new area's clusters allocated, unwritten), 2 falloc or 3 full (new refcount
+        structures, then the area's clusters allocated; :mod:`virtsim.models.disks.resize`).
         Over a backing file, give its size, ``backing_virtual_bytes``:
         a grow past the disk's size zero-fills the new area where the backing file is longer
         (:func:`qcow2_alloc.requests_with_discards`). ``virtual_bytes`` is whole 512-byte

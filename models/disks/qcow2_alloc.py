@@ -83,6 +83,9 @@ class Requests:
     cut: np.ndarray | None = None
     # a data run a grow with preallocation=metadata allocates without writing (None: none)
     unwritten: np.ndarray | None = None
+    # a grow with preallocation falloc or full: its ``size`` data clusters from guest cluster
+    # ``guest`` (None: none), see :meth:`_Allocator.data_area`
+    area: np.ndarray | None = None
     # a write into such a cluster (``guest``), which QEMU makes where it lies, of ``size`` bytes
     # from byte ``anchor`` of the cluster: only those bytes reach the file (None: none)
     filled: np.ndarray | None = None
@@ -278,7 +281,8 @@ def requests_with_discards(offsets: np.ndarray, sizes: np.ndarray, cluster_bytes
                     table=np.array(columns[8], dtype=np.int64), always=np.array(columns[9], dtype=bool),
                     cut=np.array(columns[10], dtype=np.int64),
                     unwritten=np.isin(np.arange(len(rows)), sorted(image.unwritten)),
-                    filled=np.isin(np.arange(len(rows)), sorted(image.filled)))
+                    filled=np.isin(np.arange(len(rows)), sorted(image.filled)),
+                    area=np.isin(np.arange(len(rows)), sorted(image.areas)))
 
 
 def discarded_clusters(offset: int, size: int, cluster_bytes: int, virtual_bytes: int | None = None) -> tuple[int, int]:
@@ -313,6 +317,7 @@ class _OneByOne:
         self.rows: list[tuple[int, bool, int, int, int, int, bool, int, int, bool, int]] = []
         self.unwritten: set[int] = set()  # rows of data runs allocated but not written
         self.filled: set[int] = set()  # rows writing into such clusters in place
+        self.areas: set[int] = set()  # rows of a preallocated (falloc, full) grow's data clusters
         # guest clusters allocated unwritten, whose later writes reach the file byte by byte
         self.preallocated: set[int] = set()
         self.l1 = 0
@@ -348,14 +353,12 @@ class _OneByOne:
         """A resize to ``virtual_bytes`` (QEMU's ``qcow2_co_truncate``): :meth:`_shrink` if smaller,
         else a new L1 table where the disk needs more entries than the table has, with
         ``preallocation`` 1 (``metadata``: 0 is ``off``) the new area's clusters allocated
-        (:meth:`_preallocate`), and over a backing file longer than the disk was, the new area
-        zero-filled (:meth:`_zero_fill`). ``falloc`` and ``full`` (2, 3) are not modelled."""
+        unwritten (:meth:`_preallocate`), with 2 or 3 (``falloc``, ``full``) allocated after new
+        refcount structures (:meth:`_allocate_area`), and over a backing file longer than the
+        disk was, the new area zero-filled (:meth:`_zero_fill`)."""
         if preallocation not in (0, 1, 2, 3):
             raise ValueError(f"a resize's size field is its preallocation mode (0 off, 1 metadata, 2 falloc, 3 full), "
                              f"got {preallocation}")
-        if preallocation not in (0, 1):
-            raise ValueError(f"a qcow2 grow with preallocation mode {preallocation} (falloc, full) is not modelled: "
-                             "QEMU builds a new refcount table at the end of the file for it")
         if preallocation and virtual_bytes <= (self.virtual_bytes or 0):
             raise ValueError("a shrink takes no preallocation (\"Preallocation can't be used for shrinking an image\")")
         if self.virtual_bytes is None:
@@ -379,8 +382,10 @@ class _OneByOne:
         if entries > self.l1:  # a table a shrink left longer than the disk needs is kept, not replaced
             self.l1 = entries
             self.rows.append((0, False, FRESH, -1, -1, op, False, entries, -1, False, 0))
-        if preallocation:
+        if preallocation == 1:
             self._preallocate(op, old, virtual_bytes)
+        elif preallocation:
+            self._allocate_area(op, old, virtual_bytes)
         if self.has_backing and self.backing_virtual_bytes is not None and self.backing_virtual_bytes > old:
             self._zero_fill(op, old, virtual_bytes)
 
@@ -397,6 +402,24 @@ class _OneByOne:
             if whole_too or hi - lo < c:
                 self.filled.add(len(self.rows))
                 self.rows.append((hi - lo, False, FRESH, lo - x * c, x, op, False, 0, -1, False, 0))
+
+    def _allocate_area(self, op: int, old: int, new: int) -> None:
+        """``preallocation=falloc`` or ``full``: the new area's data clusters in a row after new
+        refcount structures (:meth:`_Allocator.data_area`), then each L2 table of the area found
+        or allocated as its entries are written (``qcow2_alloc_cluster_link_l2``). A disk whose
+        old size ends inside a cluster is not modelled."""
+        c = self.cluster
+        if old % c:
+            raise ValueError(f"growing a qcow2 disk of {old} bytes, not whole {c}-byte clusters, with "
+                             "preallocation=falloc or full is not modelled")
+        first, n = old // c, -(-new // c) - old // c
+        if n <= 0:
+            return
+        self.areas.add(len(self.rows))
+        self.rows.append((n, False, FRESH, -1, first, op, False, 0, -1, False, 0))
+        for t in range(first // self.l2_entries, (first + n - 1) // self.l2_entries + 1):
+            self._table(max(first, t * self.l2_entries), op)
+        self.allocated.update(range(first, first + n))
 
     def _preallocate(self, op: int, old: int, new: int) -> None:
         """``preallocation=metadata`` (``preallocate_co``): the new area's clusters allocated as a
@@ -517,11 +540,11 @@ class _Again(Exception):
     """QEMU's -EAGAIN: metadata was allocated, the caller searches for free clusters again."""
 
 
-def _refblock_count(clusters: int, per_block: int, per_table_cluster: int) -> int:
+def _refblock_count(clusters: int, per_block: int, per_table_cluster: int, generous: bool = True) -> int:
     """Refcount blocks needed to cover ``clusters`` plus the refcount metadata itself, with the
-    table counted 1.5 times as large (``qcow2_refcount_metadata_size``, generous_increase)."""
+    table counted 1.5 times as large if ``generous`` (``qcow2_refcount_metadata_size``,
+    generous_increase)."""
     table = blocks = n = 0
-    generous = True
     while True:
         last = n
         blocks = -(-(clusters + table + blocks) // per_block)
@@ -680,13 +703,17 @@ class _Allocator:
         self.refcount_area(used * self.per_block, index, block)
         raise _Again
 
-    def refcount_area(self, start: int, index: int, block: int) -> None:
+    def refcount_area(self, start: int, index: int | None, block: int, additional: int = 0) -> int:
         """qcow2_refcount_area: a 1.5x table and the blocks covering it at ``start`` (the next
-        range boundary, past the end of the file), then the old table freed."""
-        total = _refblock_count(start, self.per_block, self.per_table_cluster)
-        entries = total + -(-total // 2)
+        range boundary, past the end of the file), then the old table freed. With ``additional``
+        clusters to cover past it (a preallocating grow, ``index`` None), the table is of the
+        exact size. Returns the cluster after the new table."""
+        exact = index is None
+        total = _refblock_count(start + additional, self.per_block, self.per_table_cluster, not exact)
+        entries = total if exact else total + -(-total // 2)
         entries = -(-entries // self.per_table_cluster) * self.per_table_cluster
-        self.ranges.add(index)
+        if index is not None:
+            self.ranges.add(index)
         missing = [r for r in range(start // self.per_block, total) if r not in self.ranges]
         self.ranges.update(missing)
         self.refblock_at.update(zip(missing, range(start, start + len(missing)), strict=True))
@@ -698,6 +725,19 @@ class _Allocator:
         old_at, old_clusters = self.table_at, self.table_clusters
         self.table_entries, self.table_at, self.table_clusters = entries, table_at, end - table_at
         self.mark_free(old_at, old_at + old_clusters)
+        return end
+
+    def data_area(self, guest: int, n: int) -> None:
+        """A grow with preallocation falloc or full (``qcow2_co_truncate``): refcount structures
+        for the file's used clusters, the ``n`` new data clusters and their L2 tables (counted
+        generously: one more), built at the end of the used area (:meth:`refcount_area`, exact
+        size), then the data clusters right after them, mapped to guest clusters from ``guest``
+        and allocated in the file (fallocate or zeroes written: both occupy the host)."""
+        tables = -(-n // (self.cluster // 8)) + 1
+        at = self.refcount_area(self.top, None, 0, n + tables)
+        self.mark_used(at, at + n)
+        self.written(at, n)
+        self.mapped(guest, at, n)
 
     def alloc(self, n: int) -> int:
         """qcow2_alloc_clusters: n clusters in a row, wherever they fit first (the caller
@@ -833,6 +873,8 @@ class _Allocator:
             at = self.host_of[int(req.guest[i])] * self.cluster + int(req.anchor[i])
             self.fills.append((at, at + int(req.size[i])))
             self.l1_events.append((len(self.written_runs), len(self.punches), at, at + int(req.size[i])))
+        elif req.area is not None and req.area[i]:
+            self.data_area(int(req.guest[i]), int(req.size[i]))
         elif req.cut is not None and req.cut[i]:
             self.shrink(int(req.cut[i]))
         elif req.l1 is not None and req.l1[i]:
@@ -854,7 +896,7 @@ class _Allocator:
         With discards every request takes the exact path, which keeps the guest-to-host map
         (``punch``: discarded clusters become holes in the host file)."""
         n = len(req)
-        if any(a is not None and bool(np.any(a)) for a in (req.free, req.l1, req.cut, req.unwritten)):
+        if any(a is not None and bool(np.any(a)) for a in (req.free, req.l1, req.cut, req.unwritten, req.area)):
             self.host_of = {}
             reopened = {int(x) for x in session_starts}
             for i in range(n):

@@ -1,6 +1,6 @@
 """Resizing a disk image (``qemu-img resize``, QMP ``block_resize``): what it does to the file.
 
-qcow2's shrink and grow (``preallocation`` off or metadata) are replayed cluster by cluster
+qcow2's shrink and grow (with any ``preallocation``) are replayed cluster by cluster
 in :mod:`qcow2_alloc` (a RESIZE operation among the writes, its size field the index of its
 preallocation mode in :data:`PREALLOCATIONS`). This module holds what the other format that resizes in place
 does, raw, whose image is the disk itself (QEMU 7.2's ``raw_co_truncate`` in
@@ -50,9 +50,6 @@ def resize_problem(fmt: str, old: int, new: int, shrink: bool, preallocation: Pr
         return "a shrink takes no preallocation (\"Preallocation can't be used for shrinking an image\")"
     if fmt == "raw" and preallocation == "metadata":
         return "raw images have no metadata to preallocate (\"Unsupported preallocation mode 'metadata'\")"
-    if fmt == "qcow2" and preallocation in ("falloc", "full") and new > old:
-        return (f"growing qcow2 with preallocation={preallocation} is not modelled (off and metadata are): QEMU builds "
-                "a new refcount table at the file's end for the new area")
     return None
 
 

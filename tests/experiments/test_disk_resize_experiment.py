@@ -70,6 +70,8 @@ def _real_disks(spec: DiskSpec, name: str, folder: Path) -> tuple[float, float]:
     ("qcow2", [{"after": 150, "size": "24MiB", "shrink": True}, {"after": 300, "size": "96MiB"}]),
     ("qcow2", [{"after": 100, "size": "200MiB", "preallocation": "metadata"},
                {"after": 250, "size": "40MiB", "shrink": True}]),
+    ("qcow2", [{"after": 100, "size": "24MiB", "shrink": True},
+               {"after": 250, "size": "128MiB", "preallocation": "full"}]),
     ("raw", [{"after": 150, "size": "24MiB", "shrink": True},
              {"after": 300, "size": "96MiB", "preallocation": "falloc"}]),
     ("raw", [{"after": 100, "size": "80MiB", "preallocation": "full"},
@@ -98,7 +100,8 @@ def test_a_spec_without_resizes_has_no_resize_rows_and_one_with_them_reports_eac
 @pytest.mark.parametrize("resizes, extra, message", [
     ([{"after": 10, "size": "32MiB"}], {}, r"resize\[0\] \(qcow2\).*--shrink"),
     ([{"after": 10, "size": 40000100, "shrink": True}], {}, r"resize\[0\] \(qcow2\).*multiple of 512"),
-    ([{"after": 10, "size": "128MiB", "preallocation": "falloc"}], {}, r"resize\[0\] \(qcow2\).*falloc"),
+    ([{"after": 10, "size": 40001024, "shrink": True}, {"after": 20, "size": "128MiB", "preallocation": "falloc"}],
+     {"formats": ["qcow2"]}, r"resize\[1\] \(qcow2\).*not whole 4 KiB clusters.*falloc"),
     ([{"after": 10, "size": "32MiB", "shrink": True, "preallocation": "metadata"}], {},
      r"resize\[0\] \(qcow2\).*can't be used for shrinking"),
     ([{"after": 100, "size": "128MiB"}, {"after": 50, "size": "256MiB"}], {}, r"resize\[1\]\.after = 50"),
