@@ -373,31 +373,42 @@ class DiskSpec(StrictModel):
                                  f"pattern's writes, {after} .. pattern.writes = {self.pattern.writes}")
             new = int(r.size_bytes)
             for name in [f for f in self.formats if f in RESIZABLE]:
-                problem = resize_problem(name, size, new, r.shrink, r.preallocation)
-                cluster = self.image_format(name).unit_bytes
-                if problem is None and name == "qcow2" and new > qcow2_max_virtual_bytes(cluster):
-                    problem = (f"{size_text(cluster)} clusters address at most "
-                               f"{size_text(qcow2_max_virtual_bytes(cluster))} (qemu-img: \"too large\")")
-                if problem is None and name == "qcow2" and r.preallocation != "off" and size % cluster:
-                    problem = (f"growing from {size} bytes, not whole {size_text(cluster)} clusters, with "
-                               f"preallocation={r.preallocation} is not modelled")
+                problem = self._resize_problem(name, size, new, r)
                 if problem is not None:
                     raise ValueError(f"{where} ({name}): {problem}")
             if self.pattern.size_bytes > new:
                 raise ValueError(f"{where}: a disk of {new} bytes is smaller than a write (pattern.size)")
-            # what the model follows unit by unit: the blocks a raw resize allocates or frees, the
-            # clusters a qcow2 metadata preallocation allocates (memory and time, as for base_used)
-            for name, unit, counted in (
-                    ("raw", int(self.host_fs.block_bytes), "raw" in self.formats
-                     and (new < size or r.preallocation in ("falloc", "full"))),
-                    ("qcow2", self.image_format("qcow2").unit_bytes if "qcow2" in self.formats else 1,
-                     "qcow2" in self.formats and r.preallocation != "off")):
-                if counted and abs(new - size) / unit > _MAX_WRITTEN_UNITS:
-                    raise ValueError(f"{where} ({name}): {abs(new - size):.4g} B resized in units of "
-                                     f"{size_text(unit)} is more than {_MAX_WRITTEN_UNITS:,} units, what the model "
-                                     "follows one by one within memory; resize by less")
+            self._check_resize_units(where, size, new, r)
             size, after = new, r.after_writes
         return self
+
+    def _resize_problem(self, name: FormatName, size: int, new: int, r: ResizeSpec) -> str | None:
+        """Why a resize of a ``name`` image from ``size`` to ``new`` bytes is refused (qemu-img's
+        reason, or what the model does not follow), or None."""
+        problem = resize_problem(name, size, new, r.shrink, r.preallocation)
+        if problem is not None or name != "qcow2":
+            return problem
+        cluster = self.image_format(name).unit_bytes
+        if new > qcow2_max_virtual_bytes(cluster):
+            return (f"{size_text(cluster)} clusters address at most "
+                    f"{size_text(qcow2_max_virtual_bytes(cluster))} (qemu-img: \"too large\")")
+        if r.preallocation != "off" and size % cluster:
+            return (f"growing from {size} bytes, not whole {size_text(cluster)} clusters, with "
+                    f"preallocation={r.preallocation} is not modelled")
+        return None
+
+    def _check_resize_units(self, where: str, size: int, new: int, r: ResizeSpec) -> None:
+        """Refuse a resize the model would follow unit by unit past memory: the blocks a raw
+        resize allocates or frees, the clusters a qcow2 preallocation allocates (as base_used)."""
+        for name, unit, counted in (
+                ("raw", int(self.host_fs.block_bytes), "raw" in self.formats
+                 and (new < size or r.preallocation in ("falloc", "full"))),
+                ("qcow2", self.image_format("qcow2").unit_bytes if "qcow2" in self.formats else 1,
+                 "qcow2" in self.formats and r.preallocation != "off")):
+            if counted and abs(new - size) / unit > _MAX_WRITTEN_UNITS:
+                raise ValueError(f"{where} ({name}): {abs(new - size):.4g} B resized in units of "
+                                 f"{size_text(unit)} is more than {_MAX_WRITTEN_UNITS:,} units, what the model "
+                                 "follows one by one within memory; resize by less")
 
     def image_format(self, name: FormatName) -> ImageFormat:
         """The format ``name`` for this spec's virtual size and allocation units."""
