@@ -232,3 +232,40 @@ def test_requests_in_flight_at_the_end_are_not_counted_as_unserved() -> None:
                      "demands": [{"kind": "cpu", "cycles": "100k"}, {"kind": "delay", "duration": "60ms"}]}})
     best, limit, _ = search(spec, Stack.of(["docker"]))
     assert (best, limit) == (64, "search cap (max_guests)")
+
+
+def test_stacks_that_differ_only_by_an_override_keep_their_labels_in_files_report_and_plot(tmp_path,
+                                                                                          monkeypatch) -> None:
+    """Issue 14: ``docker`` and ``docker`` with a ``cpu_max`` are two stacks everywhere density
+    writes them: its tables, its report and its figure's legend (density once crashed plotting
+    two stacks that shared a label)."""
+    import pandas as pd
+
+    from virtsim.experiments import figures
+
+    texts: list[str] = []
+    save = figures.save_figure
+
+    def keep_texts(fig, path, *args, **kwargs):  # the figure's words, then saved as ever
+        texts.extend(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "save_figure", keep_texts)
+    limited = {"profile": "docker", "cpu_max": "0.5s/1s"}
+    spec = tmp_path / "d.toml"
+    spec.write_text('[density]\nhost_reserved = "1GiB"\napp_memory = "200MiB"\nduration = "0.3s"\nmax_guests = 16\n'
+                    f'stacks = [["docker"], [{{ profile = "docker", cpu_max = "{limited["cpu_max"]}" }}]]\n'
+                    'host = { cpu = "small-4c", memory = { profile = "ddr4-small", capacity = "8GiB" }, '
+                    'storage = "nvme-ssd", network = "10gbe" }\n'
+                    'workload = { arrivals = { kind = "open", rate = "20/s" }, demands = [{ kind = "cpu", '
+                    'cycles = "1M" }] }\n')
+    out = tmp_path / "o"
+    assert main(["density", str(spec), "--out", str(out)]) == 0
+    labels = ["docker", "docker{cpu_max=500ms/1s}"]
+    for table in out.glob("*.csv"):
+        if "stack" in pd.read_csv(table).columns:
+            assert sorted(set(pd.read_csv(table)["stack"])) == labels, table.name
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert all(label in report for label in labels)
+    assert all(any(label in t for t in texts) for label in labels), texts
