@@ -241,11 +241,11 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
                    max(MAX_SLO_REQUESTS / sum(rates.values()), 2 * horizon / 0.9))
     # Guest entries are named by position: "s0" and "s1" cannot collide as "api" and "api-1" would
     # once "api" is expanded to api-1, api-2.
-    data = {"name": "plan-host", "host": ht.host.model_dump(mode="json", by_alias=True),
+    data = {"name": "plan-host", "host": ht.host,
             "run": {"duration": duration, "warmup": duration / 10, "replications": 1, "seed": spec.seed,
                     "engine": "auto", "pooled_latency": True, "latency_horizon": horizon},
             "guests": [{"name": f"s{i}", "count": c, "stack": stack,
-                        "workload": s.workload.model_dump(mode="json", by_alias=True)} for i, s, c in placed]}
+                        "workload": s.workload} for i, s, c in placed]}
     scenario = parse_scenario(data, f"plan host of type {ht.name!r}")
 
     def run(duration_s: float) -> pd.DataFrame:

@@ -32,10 +32,11 @@ from virtsim.sim.routes import (
 )
 from virtsim.sim.stations import DelayStation, FifoStation, LockStation, SharedStation, Station, StreamStation
 
-__all__ = ["DesRun", "RunResult", "build_station", "build_stations", "simulate"]
+__all__ = ["SAMPLE_BLOCK", "DesRun", "RunResult", "build_station", "build_stations", "simulate"]
 
-_BLOCK = 1024  # requests sampled at a time
-# A closed client samples 16 requests first, then twice as many each time up to _BLOCK: a short
+SAMPLE_BLOCK = 1024
+"""Requests a source samples at a time (the vector engine draws the same blocks)."""
+# A closed client samples 16 requests first, then twice as many each time up to SAMPLE_BLOCK: a short
 # run of many clients with long routes (oltp: 112 demands a transaction) would otherwise spend
 # its time sampling requests it never makes. The samplers give the same numbers in any blocks.
 _FIRST_BLOCK_CLOSED = 16
@@ -161,7 +162,7 @@ class _Run:
                                          source.make_sampler(stream_seed(seed, rep, source.name, "work"))))
         elif isinstance(source.arrivals, OpenArrivals):
             rng = stream(seed, rep, source.name, "arrivals")
-            schedule = self.open[source.name] = _OpenSchedule(_each(lambda: rng.standard_exponential(_BLOCK)),
+            schedule = self.open[source.name] = _OpenSchedule(_each(lambda: rng.standard_exponential(SAMPLE_BLOCK)),
                                                               1.0 / source.arrivals.rate_per_s)
             schedule.process = self.env.process(
                 self._open(schedule, log, submits, source.make_sampler(stream_seed(seed, rep, source.name, "work"))))
@@ -182,7 +183,7 @@ class _Run:
         """Poisson arrivals, each served in a process of its own, until the run's end. A rate
         change interrupts the wait with the new time to the next arrival (inf: none)."""
         env, end = self.env, self.control.duration_s
-        rows = _each(lambda: sample_work(_BLOCK))
+        rows = _each(lambda: sample_work(SAMPLE_BLOCK))
         schedule.started = True
         delay = next(schedule.units) * schedule.mean_gap_s
         while True:
@@ -231,7 +232,7 @@ class _Run:
                 if env.now >= end:
                     return
                 yield from self._serve(log, log.add(env.now), work[j], submits)
-            block = min(2 * block, _BLOCK)
+            block = min(2 * block, SAMPLE_BLOCK)
 
     def _serve(self, log: RequestLog, i: int, work: np.ndarray, steps: list) -> Generator:
         """Take request ``i`` through its route, recording the time (s) spent at each slot and its finish time.

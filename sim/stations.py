@@ -83,6 +83,12 @@ class Station:
         """
         return -math.inf if self._busy_now else self.env.now - self._idle_since
 
+    def _whole_servers(self, servers: float) -> int:
+        """``servers`` as a count (``ValueError`` unless a whole number >= 1)."""
+        if servers < 1 or int(servers) != servers:
+            raise ValueError(f"station {self.name!r}: servers must be a whole number >= 1, got {servers}")
+        return int(servers)
+
     def _note_busy(self, delta: int) -> None:
         """Count ``delta`` more (or fewer) visits in progress; idleness starts when the count reaches zero."""
         self._busy_now += delta
@@ -104,9 +110,7 @@ class FifoStation(Station):
 
     def __init__(self, env: simpy.Environment, name: str, servers: int = 1) -> None:
         super().__init__(env, name)
-        if servers < 1 or int(servers) != servers:
-            raise ValueError(f"station {name!r}: servers must be a whole number >= 1, got {servers}")
-        self._servers = int(servers)
+        self._servers = self._whole_servers(servers)
         self._busy = 0
         self._queue: deque[tuple[simpy.Event, float]] = deque()
         self._ends: dict[simpy.Event, float] = {}  # the visits in service and when each ends (s)
@@ -185,9 +189,7 @@ class LockStation(Station):
 
     def __init__(self, env: simpy.Environment, name: str, servers: int = 1) -> None:
         super().__init__(env, name)
-        if servers < 1 or int(servers) != servers:
-            raise ValueError(f"station {name!r}: servers must be a whole number >= 1, got {servers}")
-        self._servers = int(servers)
+        self._servers = self._whole_servers(servers)
         self._held = 0
         self._waiting: deque[simpy.Event] = deque()
         self._since = env.now

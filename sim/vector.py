@@ -27,7 +27,7 @@ from itertools import pairwise
 import numpy as np
 
 from virtsim.sim.control import RunControl
-from virtsim.sim.engine import _BLOCK, RunResult
+from virtsim.sim.engine import SAMPLE_BLOCK, RunResult
 from virtsim.sim.records import RequestLog
 from virtsim.sim.rng import stream, stream_seed
 from virtsim.sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals, Source, StationSpec
@@ -162,9 +162,9 @@ def _draw(source: Source, control: RunControl, replication: int) -> tuple[np.nda
     gaps, works, total = [], [], 0.0
     mean_gap = 1.0 / source.arrivals.rate_per_s
     while total < control.duration_s:
-        block = arrival_rng.exponential(mean_gap, _BLOCK)
+        block = arrival_rng.exponential(mean_gap, SAMPLE_BLOCK)
         gaps.append(block)
-        works.append(sample(_BLOCK))
+        works.append(sample(SAMPLE_BLOCK))
         total += float(block.sum())
     arrivals = np.cumsum(np.concatenate(gaps))  # sequential sums, as the DES clock adds delays
     n = int(np.searchsorted(arrivals, control.duration_s, side="left"))

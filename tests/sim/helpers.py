@@ -41,3 +41,20 @@ def finish_times(env: simpy.Environment, station, jobs: list[tuple[float, float,
         env.process(job(i, arrival, work, group))
     env.run()
     return done
+
+
+def work_factory(mean_s: float, stages: int, skip: float, dist: str):
+    """Work of ``stages`` stages per request, each ``mean_s`` (``dist`` "exp": exponential, else
+    constant) and skipped (zero) with probability ``skip``."""
+    def factory(seed: np.random.SeedSequence):
+        # one generator per purpose, so draws are sequential (the WorkSampler contract): the DES
+        # draws in blocks of 1,024, the kernel in chunks of other sizes
+        work_rng, skip_rng = (np.random.default_rng(s) for s in seed.spawn(2))
+
+        def sample(n: int) -> np.ndarray:
+            work = work_rng.exponential(mean_s, (n, stages)) if dist == "exp" else np.full((n, stages), mean_s)
+            return work * (skip_rng.random((n, stages)) >= skip)
+
+        return sample
+
+    return factory

@@ -31,6 +31,8 @@ from virtsim.sim.routes import (
 from virtsim.sim.slices import SliceSpec, cfs_slices, credit_slices
 from virtsim.sim.stations import GroupSpec
 
+from .helpers import work_factory
+
 TOL_S = 1e-9
 SCENARIOS = sorted(p for p in default_scenario().parent.glob("*.toml") if p.stem not in ("disk", "plan"))
 
@@ -50,19 +52,6 @@ def assert_same(des: RunResult, kernel: RunResult) -> None:
         assert math.isclose(value, kernel.utilization[key], rel_tol=1e-9, abs_tol=1e-12), key
 
 
-def _factory(mean_s: float, stages: int, skip: float, dist: str):
-    def factory(seed: np.random.SeedSequence):
-        # one generator per purpose, so draws are sequential (the WorkSampler contract): the DES
-        # draws in blocks of 1,024, the kernel in chunks of other sizes
-        work_rng, skip_rng = (np.random.default_rng(s) for s in seed.spawn(2))
-
-        def sample(n: int) -> np.ndarray:
-            work = work_rng.exponential(mean_s, (n, stages)) if dist == "exp" else np.full((n, stages), mean_s)
-            return work * (skip_rng.random((n, stages)) >= skip)
-
-        return sample
-
-    return factory
 
 
 @st.composite
@@ -130,7 +119,7 @@ def networks(draw):
         skip = draw(st.sampled_from([0.0, 0.3]))
         dist = draw(st.sampled_from(["exp", "const"]))
         # lock slots need positive work to act, as in the DES: a skipped acquire would unbalance the lock
-        factory = _factory(mean, len(route), 0.0 if locked else skip, dist)
+        factory = work_factory(mean, len(route), 0.0 if locked else skip, dist)
         sources.append(Source(f"src{j}", tuple(route), arrivals, factory))
     return stations, sources, draw(st.integers(0, 2**31))
 
@@ -193,7 +182,7 @@ def test_many_contending_groups_share_alike_on_both_engines() -> None:
                                    cores=(i % 4,) if i % 5 == 0 else None) for i in range(40)}
     stations = [StationSpec("cpu", "shared", 4.0, groups)]
     sources = [Source(f"s{i}", (Slot("cpu", "app", (f"g{i}",)),), ClosedArrivals(2, 0.01),
-                      _factory(0.02, 1, 0.0, "exp")) for i in range(40)]
+                      work_factory(0.02, 1, 0.0, "exp")) for i in range(40)]
     control = RunControl(duration_s=5.0, seed=11)
     assert_same(simulate(stations, sources, control), simulate_kernel(stations, sources, control))
 
@@ -202,8 +191,8 @@ def test_steps_at_times_binary_cannot_hold_stop_exactly_there_on_both_engines() 
     """Stepping to 0.7 then 2.9 (not exact in binary) must not take the trace arrival at 2.9, nor
     the batch due at the run's end: both engines stop before until_s and sit exactly on it."""
     stations = [StationSpec("disk", "fifo", 1.0)]
-    sources = [Source("t", (Slot("disk", "io"),), TraceArrivals((0.7, 2.9, 2.9)), _factory(0.01, 1, 0.0, "const")),
-               Source("b", (Slot("disk", "io"),), BatchArrivals(5, 2.9), _factory(0.01, 1, 0.0, "const"))]
+    sources = [Source("t", (Slot("disk", "io"),), TraceArrivals((0.7, 2.9, 2.9)), work_factory(0.01, 1, 0.0, "const")),
+               Source("b", (Slot("disk", "io"),), BatchArrivals(5, 2.9), work_factory(0.01, 1, 0.0, "const"))]
     control = RunControl(duration_s=2.9)
     runs = [DesRun(stations, sources, control), KernelRun(stations, sources, control)]
     for run in runs:
@@ -221,7 +210,7 @@ def test_raising_cpu_max_refills_and_unthrottles_at_once_on_both_engines() -> No
     """10ms/100ms throttles a 30 ms job at 10 ms; raised to 100ms/100ms at 50 ms, it runs on at
     once (as a write to cpu.max does) and ends at 70 ms, not at the next period (120 ms)."""
     stations = [StationSpec("cpu", "shared", 1.0, {("c",): GroupSpec(quota_s=0.01, period_s=0.1)})]
-    sources = [Source("j", (Slot("cpu", "app", ("c",)),), TraceArrivals((0.0,)), _factory(0.03, 1, 0.0, "const"))]
+    sources = [Source("j", (Slot("cpu", "app", ("c",)),), TraceArrivals((0.0,)), work_factory(0.03, 1, 0.0, "const"))]
     control = RunControl(duration_s=1.0)
     finish = []
     for run in (DesRun(stations, sources, control), KernelRun(stations, sources, control)):
@@ -260,8 +249,8 @@ def _rate_run(run_class, changes: list[tuple[float, float]], end_s: float):
     at the given (time s, rate 1/s) steps."""
     stations = [StationSpec("cpu", "shared", 2.0), StationSpec("disk", "fifo", 1.0)]
     sources = [Source("o", (Slot("cpu", "app"), Slot("disk", "io")), OpenArrivals(200.0),
-                      _factory(0.003, 2, 0.2, "exp")),
-               Source("c", (Slot("cpu", "app"),), ClosedArrivals(3, 0.01), _factory(0.004, 1, 0.0, "exp"))]
+                      work_factory(0.003, 2, 0.2, "exp")),
+               Source("c", (Slot("cpu", "app"),), ClosedArrivals(3, 0.01), work_factory(0.004, 1, 0.0, "exp"))]
     run = run_class(stations, sources, RunControl(duration_s=end_s, seed=21))
     for at, rate in changes:
         run.step(at)
@@ -295,8 +284,8 @@ def test_an_open_source_follows_its_new_rate_within_poisson_bounds() -> None:
 def _open_and_closed(run_class):
     """A run of an open source ``o`` and a closed source ``c`` of 3 clients, not yet stepped."""
     stations = [StationSpec("cpu", "shared", 1.0)]
-    sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), _factory(0.001, 1, 0.0, "exp")),
-               Source("c", (Slot("cpu", "app"),), ClosedArrivals(3, 0.1), _factory(0.001, 1, 0.0, "exp"))]
+    sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), work_factory(0.001, 1, 0.0, "exp")),
+               Source("c", (Slot("cpu", "app"),), ClosedArrivals(3, 0.1), work_factory(0.001, 1, 0.0, "exp"))]
     return run_class(stations, sources, RunControl(duration_s=1.0))
 
 
@@ -321,7 +310,7 @@ def test_a_rate_set_before_the_first_step_holds_from_the_start(run_class) -> Non
     at 500/s, 500."""
     for changes, expected in (([(0.0, 2000.0)], 4000), ([(0.0, 0.0), (1.0, 500.0)], 500)):
         stations = [StationSpec("cpu", "shared", 4.0)]
-        sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), _factory(0.0001, 1, 0.0, "exp"))]
+        sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(10.0), work_factory(0.0001, 1, 0.0, "exp"))]
         run = run_class(stations, sources, RunControl(duration_s=2.0, seed=5))
         for at, rate in changes:
             run.step(at)
@@ -339,11 +328,11 @@ def _clients_run(run_class, changes: list[tuple[float, int]], end_s: float, thin
     request at each change's instant too (which of the two reaches the disk first is the order
     of events at one time, as SimPy has it)."""
     stations = [StationSpec("cpu", "shared", 2.0), StationSpec("disk", "fifo", 1.0)]
-    sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(150.0), _factory(0.002, 1, 0.0, "exp")),
+    sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(150.0), work_factory(0.002, 1, 0.0, "exp")),
                Source("t", (Slot("disk", "io"),), TraceArrivals(tuple(sorted({at for at, _ in changes}))),
-                      _factory(0.002, 1, 0.0, "exp")),
+                      work_factory(0.002, 1, 0.0, "exp")),
                Source("c", (Slot("disk", "io"), Slot("cpu", "app")), ClosedArrivals(4, think_s),
-                      _factory(0.002, 2, 0.3, "exp"))]
+                      work_factory(0.002, 2, 0.3, "exp"))]
     run = run_class(stations, sources, RunControl(duration_s=end_s, seed=23))
     for at, clients in changes:
         run.step(at)
@@ -376,7 +365,7 @@ def test_a_closed_loop_follows_mean_value_analysis_before_and_after_its_clients_
     deviations."""
     service, think = 0.001, 0.004
     stations = [StationSpec("disk", "fifo", 1.0)]
-    sources = [Source("c", (Slot("disk", "io"),), ClosedArrivals(4, think), _factory(service, 1, 0.0, "exp"))]
+    sources = [Source("c", (Slot("disk", "io"),), ClosedArrivals(4, think), work_factory(service, 1, 0.0, "exp"))]
     run = KernelRun(stations, sources, RunControl(duration_s=40.0, seed=3))
     run.step(20.0)
     run.set_clients("c", 1)
@@ -417,12 +406,12 @@ def test_utilization_leaves_the_warm_up_out_on_every_engine() -> None:
     from virtsim.sim.vector import simulate_vector
 
     stations = [StationSpec("disk", "fifo", 1.0)]
-    sources = [Source("t", (Slot("disk", "io"),), TraceArrivals((0.05, 0.5)), _factory(0.1, 1, 0.0, "const"))]
+    sources = [Source("t", (Slot("disk", "io"),), TraceArrivals((0.05, 0.5)), work_factory(0.1, 1, 0.0, "const"))]
     control = RunControl(duration_s=1.0, warmup_s=0.1)
     for run in (simulate, simulate_kernel):
         assert run(stations, sources, control).utilization["disk"] == pytest.approx(0.15 / 0.9), run.__name__
     # the vector engine takes open arrivals: the same windowing, checked against the DES
-    poisson = [Source("o", (Slot("disk", "io"),), OpenArrivals(6.0), _factory(0.05, 1, 0.0, "exp"))]
+    poisson = [Source("o", (Slot("disk", "io"),), OpenArrivals(6.0), work_factory(0.05, 1, 0.0, "exp"))]
     control = RunControl(duration_s=30.0, warmup_s=10.0, seed=4)
     vector, des = simulate_vector(stations, poisson, control), simulate(stations, poisson, control)
     assert vector.utilization["disk"] == pytest.approx(des.utilization["disk"], rel=1e-9)
@@ -432,7 +421,7 @@ def test_cpu_utilization_after_a_busy_warm_up_is_the_load_after_it() -> None:
     """3,000/s x 1 ms on 4 cores in the 1 s warm-up, then 400/s for 2 s: 400 x 1 ms / 4 = 0.1 of the
     CPU after the warm-up (a Poisson count: within 10%), on both engines alike."""
     stations = [StationSpec("cpu", "shared", 4.0)]
-    sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(3000.0), _factory(0.001, 1, 0.0, "exp"))]
+    sources = [Source("o", (Slot("cpu", "app"),), OpenArrivals(3000.0), work_factory(0.001, 1, 0.0, "exp"))]
     control = RunControl(duration_s=3.0, warmup_s=1.0, seed=2)
     results = []
     for run_class in (DesRun, KernelRun):

@@ -12,18 +12,7 @@ from virtsim.sim.engine import simulate
 from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec
 from virtsim.sim.vector import SimultaneousArrivals, fifo_departures, simulate_vector, vector_rejects
 
-
-def _factory(mean_s: float, stages: int, skip: float, dist: str):
-    def factory(seed: np.random.SeedSequence):
-        rng = np.random.default_rng(seed)
-
-        def sample(n: int) -> np.ndarray:
-            work = rng.exponential(mean_s, (n, stages)) if dist == "exp" else np.full((n, stages), mean_s)
-            return work * (rng.random((n, stages)) >= skip)
-
-        return sample
-
-    return factory
+from .helpers import work_factory
 
 
 @st.composite
@@ -43,7 +32,7 @@ def networks(draw):
         mean = draw(st.floats(0.05, 0.6))
         skip = draw(st.sampled_from([0.0, 0.0, 0.3]))
         dist = draw(st.sampled_from(["exp", "const"]))
-        sources.append(Source(f"src{j}", route, OpenArrivals(rate), _factory(mean, len(route), skip, dist)))
+        sources.append(Source(f"src{j}", route, OpenArrivals(rate), work_factory(mean, len(route), skip, dist)))
     return stations, sources, draw(st.integers(0, 2**31))
 
 
@@ -80,13 +69,13 @@ def test_lindley_closed_form_on_a_hand_timeline() -> None:
 def test_what_the_vector_engine_refuses_and_why() -> None:
     route = (Slot("a", "app"), Slot("b", "app"))
     fifo = [StationSpec("a", "fifo"), StationSpec("b", "fifo")]
-    work = _factory(0.1, 2, 0, "exp")
+    work = work_factory(0.1, 2, 0, "exp")
     closed = Source("c", route, ClosedArrivals(2), work)
     assert "closed loop" in (vector_rejects(fifo, [closed]) or "")
     shared = [StationSpec("a", "shared", 1), StationSpec("b", "fifo")]
     assert "processor-sharing" in (vector_rejects(shared, [Source("o", route, OpenArrivals(1), work)]) or "")
     back = Source("back", (Slot("a", "app"), Slot("b", "app"), Slot("a", "app")), OpenArrivals(1),
-                  _factory(0.1, 3, 0, "exp"))
+                  work_factory(0.1, 3, 0, "exp"))
     assert "twice" in (vector_rejects(fifo, [back]) or "")
     forward, reverse = Source("f", route, OpenArrivals(1), work), Source("r", route[::-1], OpenArrivals(1), work)
     assert "cycle" in (vector_rejects(fifo, [forward, reverse]) or "")
@@ -98,7 +87,8 @@ def test_simultaneous_arrivals_are_refused_not_guessed() -> None:
     """Constant work with skipped stages makes two requests reach a station at one instant; the
     DES orders them by its event queue, so the vector engine refuses rather than differ."""
     stations = [StationSpec(f"s{i}", "fifo") for i in range(3)]
-    src = Source("q", tuple(Slot(f"s{i}", "app") for i in range(3)), OpenArrivals(1.0), _factory(0.5, 3, 0.3, "const"))
+    src = Source("q", tuple(Slot(f"s{i}", "app") for i in range(3)), OpenArrivals(1.0),
+                 work_factory(0.5, 3, 0.3, "const"))
     with pytest.raises(SimultaneousArrivals, match="same instant"):
         simulate_vector(stations, [src], RunControl(duration_s=150.0, seed=0))
 
@@ -108,7 +98,7 @@ def test_simultaneous_arrivals_are_refused_not_guessed() -> None:
 def test_with_continuous_work_the_vector_engine_never_refuses(network) -> None:
     """Exponential work and Poisson arrivals: ties have probability zero, so every run is accepted."""
     stations, sources, seed = network
-    continuous = [Source(s.name, s.route, s.arrivals, _factory(0.3, len(s.route), 0.3, "exp")) for s in sources]
+    continuous = [Source(s.name, s.route, s.arrivals, work_factory(0.3, len(s.route), 0.3, "exp")) for s in sources]
     simulate_vector(stations, continuous, RunControl(duration_s=150.0, seed=seed))
 
 
