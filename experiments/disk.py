@@ -139,6 +139,8 @@ class SnapshotSpec(StrictModel):
 
 
 class LayerSpec(StrictModel):
+    """One image layer: ``files`` files of ``mean_file_size`` bytes on average."""
+
     files: int = Field(ge=1, le=10_000_000)
     mean_file_bytes: Bytes = Field(alias="mean_file_size", gt=0, le=2**40)  # sizes are int64 sums
 
@@ -428,6 +430,9 @@ def _rows(experiment: str, system: str, guests: int, measures: dict[str, float])
 
 
 def seed_example(spec: DiskSpec) -> list[dict[str, Any]]:
+    """The seed document's example (a base image and each guest's changes, bytes): each guest's
+    view, and the host's totals as linked and as full clones, as the document counts them
+    (no format metadata)."""
     usage = disjoint_chain_usage(int(spec.seed_base_bytes), [int(c) for c in spec.seed_changes_bytes])
     rows = []
     for i, view in enumerate(usage.per_guest_view()):
@@ -789,6 +794,8 @@ def run_disk(spec: DiskSpec) -> pd.DataFrame:
 
 
 def write_disk_outputs(out_dir: Path, spec: DiskSpec, table: pd.DataFrame) -> dict[str, Path]:
+    """Write ``table`` (disk.csv: bytes per measure), the spec (disk_spec.json) and the figures into
+    ``out_dir``; the files written, by name."""
     from virtsim.experiments.disk_plots import plot_all
 
     out_dir = Path(out_dir)

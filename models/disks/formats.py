@@ -74,6 +74,7 @@ class ImageFormat:
     unit_bytes: int
 
     def n_units(self, virtual_bytes: int) -> int:
+        """Allocation units a disk of ``virtual_bytes`` spans (the last may be partial)."""
         return math.ceil(virtual_bytes / self.unit_bytes)
 
     def empty_bytes(self, virtual_bytes: int) -> int:
@@ -81,6 +82,7 @@ class ImageFormat:
         return self.metadata_bytes(virtual_bytes)
 
     def metadata_bytes(self, virtual_bytes: int) -> int:
+        """Bytes of the format's own structures in an empty image of ``virtual_bytes`` (headers, tables)."""
         raise NotImplementedError
 
     def for_disk(self, virtual_bytes: int) -> ImageFormat:
@@ -135,9 +137,11 @@ class Qcow2(ImageFormat):
     refcount_bits: int = 16
 
     def l2_entries(self) -> int:
+        """Entries of an L2 table (one cluster of 8-byte entries): the clusters one table maps."""
         return self.unit_bytes // 8
 
     def l1_bytes(self, virtual_bytes: int) -> int:
+        """Bytes of the L1 table for a disk of ``virtual_bytes``: 8 per L2 table it needs."""
         return 8 * math.ceil(virtual_bytes / (self.unit_bytes * self.l2_entries()))
 
     def empty_bytes(self, virtual_bytes: int) -> int:
@@ -330,6 +334,7 @@ class Vdi(ImageFormat):
     """VirtualBox VDI dynamic image, 1 MiB blocks."""
 
     def metadata_bytes(self, virtual_bytes: int) -> int:
+        """The 512-byte header and the block map (4 bytes a block), in whole sectors."""
         block_map = 4 * self.n_units(virtual_bytes)
         return 512 + math.ceil(block_map / 512) * 512
 
@@ -352,6 +357,7 @@ class Vmdk(ImageFormat):
         return gd_sectors, gd_sector, math.ceil(end / grain_sectors) * grain_sectors
 
     def metadata_bytes(self, virtual_bytes: int) -> int:
+        """The header, grain directories and grain tables ahead of the first grain (bytes)."""
         return self._layout(virtual_bytes)[2] * 512
 
     def _metadata_ranges(self, units: np.ndarray, virtual_bytes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -415,10 +421,12 @@ class Vmdk(ImageFormat):
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
                              differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None) -> int:
+        """Bytes the image occupies on ``host`` after the writes (``offsets``, ``sizes`` in bytes)."""
         return self._physical(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, host)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
                              host: HostFile = _HOST) -> int:
+        """Bytes on ``host`` of a full copy holding the grains the writes touched."""
         return self._physical(touched_units(offsets, sizes, self.unit_bytes), virtual_bytes, host)
 
 
@@ -427,6 +435,8 @@ class Vhdx(ImageFormat):
     """VHDX dynamic or differencing disk; ``unit_bytes = 0`` means QEMU's default for the size."""
 
     def for_disk(self, virtual_bytes: int) -> ImageFormat:
+        """This format with QEMU's default block size for a disk of ``virtual_bytes`` (8 MiB up
+        to 1 GiB, 16 MiB to 100 GiB, 32 MiB beyond) unless a block size was given."""
         if self.unit_bytes:
             return self
         tiers = ((1 * GiB, 8 * MiB), (100 * GiB, 16 * MiB), (32 * 2**40, 32 * MiB))
@@ -443,7 +453,7 @@ class Vhdx(ImageFormat):
         return math.ceil(8 * (blocks + math.ceil(blocks / chunk_blocks)) / MiB) * MiB
 
     def metadata_bytes(self, virtual_bytes: int) -> int:
-        # header section and log (1 MiB each), the BAT, the metadata region, 4 MiB spare
+        """Header section and log (1 MiB each), the BAT, the metadata region and 4 MiB spare (bytes)."""
         return 2 * MiB + self._bat_bytes(virtual_bytes) + 5 * MiB
 
     def _created(self, virtual_bytes: int) -> tuple[list[int], list[int]]:
@@ -492,6 +502,7 @@ class Vhdx(ImageFormat):
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
                              differencing: bool = False, *, host: HostFile = _HOST,
                              reopen_every: int | None = None) -> int:
+        """Bytes the image occupies on ``host`` after the writes (``offsets``, ``sizes`` in bytes)."""
         return self._physical(offsets, sizes, virtual_bytes, differencing, host, True, reopen_every)
 
     def clone_physical_bytes(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int, *,
@@ -501,6 +512,8 @@ class Vhdx(ImageFormat):
         return self._physical(*sparse_pieces(offsets, sizes), virtual_bytes, False, host, False, None)
 
     def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
+        """The file's length with ``units`` allocated (bytes); a differencing image's
+        sector bitmaps take a block per chunk of payload blocks."""
         size = super().file_bytes(units, virtual_bytes, differencing)
         if differencing:
             chunk_blocks = (2**23 * 512) // self.unit_bytes
@@ -515,12 +528,15 @@ class Raw(ImageFormat):
     what was written)."""
 
     def metadata_bytes(self, virtual_bytes: int) -> int:
+        """None: a raw image is the disk's bytes alone."""
         return 0
 
     def empty_bytes(self, virtual_bytes: int) -> int:
+        """The file's length: the virtual size in whole sectors (bytes)."""
         return -(-virtual_bytes // 512) * 512  # qemu-img rounds the size up to whole sectors
 
     def file_bytes(self, units: np.ndarray, virtual_bytes: int, differencing: bool = False) -> int:
+        """The file's length, whatever was written: a raw file is as long as the disk (bytes)."""
         return self.empty_bytes(virtual_bytes)
 
     def physical_bytes_after(self, offsets: np.ndarray, sizes: np.ndarray, virtual_bytes: int,
