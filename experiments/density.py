@@ -33,9 +33,8 @@ from virtsim.experiments.report import Report, existing_files, read_results_csv,
 from virtsim.experiments.runner import run_scenario
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
+    PackingSpec,
     Scenario,
-    UniqueStacks,
-    one_layer_stacks,
     parse_scenario,
 )
 from virtsim.experiments.steady import relaxation_s, steady_runs, work_scv
@@ -61,7 +60,7 @@ class Slo(StrictModel):
     min_throughput: float = Field(0.95, gt=0, le=1)
 
 
-class DensitySpec(StrictModel):
+class DensitySpec(PackingSpec):
     """What to pack: a host, stacks, one workload per guest with its working set, and the SLO.
 
     ``host``: the host's parts (profile names or tables, as a scenario's ``[host]``);
@@ -74,20 +73,14 @@ class DensitySpec(StrictModel):
     """
 
     host: HostSpec = Field(default_factory=lambda: HostSpec.model_validate(HOST_PRESETS["small"]))
-    host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
     swap_bytes: Bytes = Field(0, alias="swap")  # host swap space; beyond memory, pages fault from disk
     # assumption: distinct 4 KiB pages a request touches (each may fault when swapped; one demand each)
     pages_touched_per_request: int = Field(8, ge=1, le=4096)
-    stacks: UniqueStacks = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
-                                      min_length=1)
     workload: dict[str, Any] = Field(default_factory=lambda: {"kind": "web", "rate": "50/s"})
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
     slo: Slo = Field(default_factory=Slo)
     max_guests: int = Field(4096, ge=1, le=100_000)
     duration_s: Seconds = Field(1.0, alias="duration", gt=0)  # the shortest run; longer if slo_samples need it
-    # requests pooled over all guests behind each p99 check: 2,000 leave about 20 beyond the p99
-    slo_samples: int = Field(2000, ge=100, le=1_000_000)
-    seed: int = Field(1, ge=0)
 
 
     @model_validator(mode="after")

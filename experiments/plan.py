@@ -36,10 +36,9 @@ from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, blank_missing, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import (
     GuestSpec,
-    UniqueStacks,
+    PackingSpec,
     check_numa_placement,
     numa_placements,
-    one_layer_stacks,
 )
 from virtsim.experiments.steady import MIN_RUN_S, relaxation_s, steady_runs, work_scv
 from virtsim.models.density.footprint import footprint
@@ -109,7 +108,7 @@ class Service(StrictModel):
         return self
 
 
-class PlanSpec(StrictModel):
+class PlanSpec(PackingSpec):
     """A plan file: stacks to compare, host types to buy, services to place, and the headroom.
 
     ``headroom``: the share of every resource left unused (the utilization cap is
@@ -121,13 +120,6 @@ class PlanSpec(StrictModel):
 
     headroom: float = Field(0.25, lt=1)
     spare_hosts: int = Field(0, ge=0, le=10_000)  # N+k: hosts the fleet may lose
-    # requests per service behind each simulated p99 (fewer where a service's rate would need a
-    # run of more than MAX_SLO_REQUESTS in all: its sample count is in plan_services.csv)
-    slo_samples: int = Field(2000, ge=100, le=1_000_000)
-    seed: int = Field(1, ge=0)
-    host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
-    stacks: UniqueStacks = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
-                                      min_length=1)
     host_types: list[HostType] = Field(min_length=1)
     services: list[Service] = Field(min_length=1)
 

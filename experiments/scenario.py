@@ -23,7 +23,7 @@ from pydantic import (
 
 from virtsim.experiments.inputs import InputError, format_validation_error, load_toml_model
 from virtsim.models.hardware.host import HostSpec
-from virtsim.models.quantities import Seconds
+from virtsim.models.quantities import Bytes, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.models.system import Guest, System
 from virtsim.models.virt.baremetal import BareMetal
@@ -38,6 +38,7 @@ from virtsim.sim.vector import vector_rejects
 
 __all__ = [
     "GuestSpec",
+    "PackingSpec",
     "RunSpec",
     "Scenario",
     "ScenarioError",
@@ -163,6 +164,19 @@ UniqueStacks = Annotated[list[StackValue], AfterValidator(unique_stacks)]
 def one_layer_stacks(*profiles: str) -> list[Stack]:
     """``[Stack(kvm), Stack(docker)]`` from ``"kvm", "docker"``: a default list of stacks."""
     return [Stack.of([p]) for p in profiles]
+
+
+class PackingSpec(StrictModel):
+    """What density and plan share, with one set of defaults: the stacks to compare (a VM, a
+    microVM and a container), the memory each host keeps for itself (bytes), the requests
+    behind each simulated p99 (``slo_samples``) and the random seed."""
+
+    stacks: UniqueStacks = Field(default_factory=lambda: one_layer_stacks("kvm", "firecracker", "docker"),
+                                 min_length=1)
+    host_reserved_bytes: Bytes = Field(2 * 2**30, alias="host_reserved")
+    # 2,000 requests leave about 20 beyond the p99
+    slo_samples: int = Field(2000, ge=100, le=1_000_000)
+    seed: int = Field(1, ge=0)
 
 
 class GuestSpec(StrictModel):
