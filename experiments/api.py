@@ -287,7 +287,6 @@ def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers
         data, origin = dict(scenario_), "scenario"
     else:
         raise ScenarioError(f"sweep: expected a scenario file's path or a dict, got {type(scenario_).__name__}")
-    parse_scenario(data, origin)  # the base scenario's own errors first
     points = expand_sweep(data, origin)
     if announce is not None:
         announce(f"{len(points)} points")

@@ -166,9 +166,11 @@ def _refuse_shadowed_stacks(scenario: Scenario, names: list[str], origin: str) -
 
 
 def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
-    """Every point of the scenario's sweep, each validated; errors before anything runs."""
+    """Every point of the scenario's sweep, each validated; errors before anything runs (the
+    base scenario's first, then the sweep's)."""
     if "sweep" not in data:
         raise ScenarioError(f"{origin} has no [sweep] table; add one, or use `virtsim run`")
+    parsed = parse_scenario({k: v for k, v in data.items() if k != "sweep"}, origin)  # the base's own errors first
     try:
         spec = SweepSpec.model_validate(data["sweep"])
     except ValidationError as exc:
@@ -191,8 +193,6 @@ def expand_sweep(data: dict[str, Any], origin: str = "scenario") -> list[Point]:
         combos = list(zip(*lists, strict=True))
     else:
         combos = list(itertools.product(*lists))
-    base = {k: v for k, v in data.items() if k != "sweep"}
-    parsed = parse_scenario(base, origin)
     _refuse_shadowed_stacks(parsed, names, origin)
     full = parsed.model_dump(mode="json", by_alias=True)
     points = []
