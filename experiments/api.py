@@ -261,17 +261,12 @@ def calibrate(published: str | Path | None = None, *, seed: int = 1, workers: in
     """Reproduce the published measurements (default: the packaged ``published.csv``). Table
     ``calibration``: one row per published row, reproduced or with the reason it is not."""
     from virtsim.experiments.calibrate import calibrate as run_calibration
-    from virtsim.experiments.calibrate import checked_published, plot_calibration
-    from virtsim.experiments.outputs import atomic_write
+    from virtsim.experiments.calibrate import checked_published, write_calibration
 
     path, rows = checked_published(Path(published) if published is not None else None, "published")
     table = run_calibration(path, seed=seed, workers=workers)
-
-    def write(d: Path) -> dict[str, Path]:
-        return {"calibration": atomic_write(d / "calibration.csv", lambda t: table.to_csv(t, index=False)),
-                "plot": plot_calibration(table, d / "calibration.png")}
-
-    return Result("calibrate", {"calibration": table}, {"published": rows, "seed": seed}, write)
+    return Result("calibrate", {"calibration": table}, {"published": rows, "seed": seed},
+                  lambda d: write_calibration(d, table))
 
 
 def sweep(scenario_: str | Path | Mapping[str, Any], out: str | Path, *, workers: int = ALL_CORES,

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from virtsim.experiments.grades import PACKAGED_FOUND, PACKAGED_PUBLISHED
-from virtsim.experiments.outputs import ResultFolder
+from virtsim.experiments.outputs import ResultFolder, atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import parse_scenario, stack_label
@@ -32,7 +32,7 @@ from virtsim.models.hardware.host import HOST_PRESETS
 
 __all__ = ["CASES", "EXPERIMENT", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "TARGET_REL", "calibrate",
            "checked_published", "citing_parameters", "command", "find_published", "fitted_rows", "published_rows",
-           "report"]
+           "report", "write_calibration"]
 
 RUN = {"linpack": ("4s", "0.5s"), "stream": ("1s", "0.1s"), "randomaccess": ("1s", "0.1s"),
        "stream-tcp": ("0.3s", "0.03s"), "netperf-rr": ("0.5s", "0.05s"), "fio": ("0.4s", "0.05s"),
@@ -409,6 +409,13 @@ def plot_calibration(table: pd.DataFrame, path: Path) -> Path:
     legend(ax)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def write_calibration(out_dir: Path, table: pd.DataFrame) -> dict[str, Path]:
+    """Write the calibration table (calibration.csv) and its figure (calibration.png) into
+    ``out_dir``; the files written, by name."""
+    return {"calibration": atomic_write(out_dir / "calibration.csv", lambda t: table.to_csv(t, index=False)),
+            "plot": plot_calibration(table, out_dir / "calibration.png")}
 
 
 def command(args: argparse.Namespace) -> int:
