@@ -144,6 +144,7 @@ class ResultFolder:
 
         self.out = Path(out)
         self.experiment = experiment
+        self.inputs = inputs  # recorded in the manifest: what the results answer, not only its key
         self.inputs_key = input_key({"experiment": experiment, "inputs": inputs})
         self.code = code_fingerprint()
         # A resumable experiment (a sweep) keys its own parts; an unfinished folder of it holds
@@ -224,10 +225,12 @@ class ResultFolder:
         (self.out / MANIFEST).unlink(missing_ok=True)
 
     def _write_manifest(self, folder: Path, engine: Any, names: list[str] | None = None) -> None:
-        """Write ``folder``'s manifest: experiment, inputs' key, code, engine, versions and each file's SHA-256."""
+        """Write ``folder``'s manifest: experiment, its inputs and their key, code, engine, versions
+        and each file's SHA-256."""
         paths = [folder / n for n in names] if names is not None else sorted(folder.rglob("*"))
         files = {str(p.relative_to(folder)): _sha256(p) for p in paths if p.is_file()}
-        manifest = {"experiment": self.experiment, "inputs_key": self.inputs_key, "code": self.code,
+        manifest = {"experiment": self.experiment, "inputs": self.inputs, "inputs_key": self.inputs_key,
+                    "code": self.code,
                     "engine": engine, "versions": _versions(),
                     "created_utc": datetime.now(UTC).isoformat(timespec="seconds"), "files": files}
         write_json(folder / MANIFEST, manifest)

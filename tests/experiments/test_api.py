@@ -84,3 +84,18 @@ def test_overhead_stacks_take_layers_written_as_tables() -> None:
     check_overhead_args([[{"profile": "kvm", "vcpus": 2}]], None)
     with pytest.raises(ScenarioError, match=r"--stacks: .*vcpus"):
         check_overhead_args([[{"profile": "kvm", "vcpus": -1}]], None)
+
+
+def test_a_folders_manifest_records_the_inputs_its_results_answer(tmp_path) -> None:
+    """Issue 14: the inputs themselves, not only their key: the disk spec as validated (sizes in
+    bytes), and the key is the key of exactly those inputs."""
+    import json
+
+    from virtsim.experiments.identity import input_key
+
+    spec = {"guests": 2, "virtual": "1GiB", "base_used": "256MiB", "formats": ["qcow2"], "drivers": ["overlay2"],
+            "growth_writes": 1000, "pattern": {"kind": "random", "writes": 100, "size": "4KiB"}}
+    virtsim.disk(spec).save(tmp_path / "d")
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["inputs"]["virtual"] == 2**30 and manifest["inputs"]["guests"] == 2
+    assert manifest["inputs_key"] == input_key({"experiment": "disk", "inputs": manifest["inputs"]})
