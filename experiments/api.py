@@ -148,7 +148,7 @@ def run(scenario_: str | Path | Mapping[str, Any] | Scenario | None = None, *, r
     """Run a scenario (default: the built-in stack comparison). Tables ``runs`` (one row per
     replication, guest, metric, layer and station) and ``summary`` (means with 95% intervals);
     ``meta["provenance"]`` says which engine ran, with versions and seeds."""
-    from virtsim.experiments.outputs import write_run_output
+    from virtsim.experiments.run import write_run_output
     from virtsim.experiments.runner import check_measured, run_scenario
 
     sc = with_run_overrides(scenario(default_scenario() if scenario_ is None else scenario_), replications, seed)

@@ -21,16 +21,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from virtsim.experiments.runner import RunOutput
-
 __all__ = ["MANIFEST", "RENAMED_COLUMNS", "ResultFolder", "ResultsError", "atomic_write", "current_columns",
-           "read_manifest", "read_runs",
-           "write_run_output"]
+           "read_manifest", "read_runs", "write_json"]
 
 MANIFEST = "manifest.json"
 
@@ -67,16 +63,6 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON with sorted keys to ``path``, atomically; returns ``path``."""
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
-
-
-def write_run_output(out_dir: Path, output: RunOutput) -> dict[str, Path]:
-    """Write ``runs.parquet``, ``summary.csv`` and ``provenance.json`` into ``out_dir``."""
-    out_dir = Path(out_dir)
-    return {
-        "runs": atomic_write(out_dir / "runs.parquet", lambda t: output.runs.to_parquet(t, index=False)),
-        "summary": atomic_write(out_dir / "summary.csv", lambda t: output.summary.to_csv(t, index=False)),
-        "provenance": write_json(out_dir / "provenance.json", output.provenance),
-    }
 
 
 RENAMED_COLUMNS = {"variant": "stack"}

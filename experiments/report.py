@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 from jinja2 import Environment, StrictUndefined
 
 from virtsim.experiments.grades import grades_table
-from virtsim.experiments.outputs import ResultsError, atomic_write, current_columns, read_manifest
+from virtsim.experiments.outputs import MANIFEST, ResultsError, atomic_write, current_columns, read_manifest
 from virtsim.experiments.scenario import label_profiles
 from virtsim.models.profiles import Profile, load_profiles
 
@@ -57,8 +58,14 @@ def read_results_csv(path: Path) -> pd.DataFrame:
 
 
 def existing_files(folder: Path, names: list[str]) -> list[Path]:
-    """The files among ``names`` that exist in ``folder``."""
-    return [folder / n for n in names if (folder / n).exists()]
+    """The files among ``names`` (in that order) that ``folder``'s manifest lists: the ones its
+    experiment wrote and vouches for (checked by :func:`read_manifest` before a report is made),
+    never a file left there by anything else."""
+    try:
+        listed = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [Path(folder) / n for n in names if n in listed]
 
 
 def engine_text(engine: object) -> str:

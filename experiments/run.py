@@ -13,10 +13,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from virtsim.experiments.outputs import ResultFolder, ResultsError
+from virtsim.experiments.outputs import ResultFolder, ResultsError, atomic_write, write_json
 from virtsim.experiments.plots import plot_attribution, plot_latency
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import (
@@ -28,6 +29,9 @@ from virtsim.experiments.report import (
     write_run_report,
 )
 from virtsim.experiments.scenario import stack_label
+
+if TYPE_CHECKING:
+    from virtsim.experiments.runner import RunOutput
 
 __all__ = ["EXPERIMENT", "command", "report"]
 
@@ -87,17 +91,33 @@ def _entry_stacks(provenance: dict[str, object]) -> dict[str, str] | None:
         return None
 
 
+def write_run_output(out_dir: Path, output: RunOutput) -> dict[str, Path]:
+    """Write ``runs.parquet``, ``summary.csv``, ``provenance.json`` and the latency and
+    attribution figures into ``out_dir``; the files written, by name."""
+    out_dir = Path(out_dir)
+    prov = output.provenance
+    entries, own = _guest_entries(prov), _entry_stacks(prov)
+    return {
+        "runs": atomic_write(out_dir / "runs.parquet", lambda t: output.runs.to_parquet(t, index=False)),
+        "summary": atomic_write(out_dir / "summary.csv", lambda t: output.summary.to_csv(t, index=False)),
+        "provenance": write_json(out_dir / "provenance.json", prov),
+        "latency": plot_latency(output.summary, out_dir / "latency.png", entries, own),
+        "attribution_mean": plot_attribution(output.summary, out_dir / "attribution_mean.png", "time_mean_s",
+                                             entries, own),
+        "attribution_tail": plot_attribution(output.summary, out_dir / "attribution_tail.png", "tail_time_mean_s",
+                                             entries, own),
+    }
+
+
 def report(folder: Path) -> Report:
-    """The report of a ``virtsim run`` folder (its latency and attribution plots are drawn into the folder)."""
+    """The report of a ``virtsim run`` folder: its throughput and latency table, and the figures
+    its run drew."""
     summary = read_results_csv(folder / "summary.csv")
     try:
         prov = json.loads((folder / "provenance.json").read_text())
     except (OSError, ValueError):
         raise ResultsError(f"{folder / 'provenance.json'} is missing or not JSON; rerun `virtsim run`") from None
     entries, own = _guest_entries(prov), _entry_stacks(prov)
-    plot_latency(summary, folder / "latency.png", entries, own)
-    plot_attribution(summary, folder / "attribution_mean.png", "time_mean_s", entries, own)
-    plot_attribution(summary, folder / "attribution_tail.png", "tail_time_mean_s", entries, own)
     entry_of = {g: name for name, guests in (entries or {}).items() for g in guests}
     main = summary[(summary["layer"] == "all") & (summary["station"] == "all") & (summary["guest"] != "host")]
     rows = []
