@@ -12,6 +12,7 @@ tool's threads (``client_threads``) or one thread per connection.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,7 @@ from virtsim.sim.routes import (
 )
 from virtsim.sim.stations import GroupPath, GroupSpec
 
-__all__ = ["Guest", "System"]
+__all__ = ["Guest", "System", "UnusedOverrideWarning"]
 
 _CLIENT_KINDS = ("client_cpu", "client_send", "client_recv")
 
@@ -49,6 +50,10 @@ class Guest:
     name: str
     stack: Stack
     workload: RequestWorkload
+
+
+class UnusedOverrideWarning(UserWarning):
+    """A layer override that the host or the stack switches off where it runs (it changes nothing there)."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +79,14 @@ class System:
                 layer = layers[i]
                 try:
                     layer.check(cores, threads)
-                    layer.refuse_unused(layer.unused_here(contexts[i], layers[:i]))
                 except ValueError as exc:
                     raise ValueError(f"guest {guest.name!r}, layer {layer.name!r}: {exc}") from exc
+                # What the host or the stack switches off is said, not refused: the same stack may
+                # be compared on hosts where it counts (a plan's host types, a sweep over hosts)
+                try:
+                    layer.refuse_unused(layer.unused_here(contexts[i], layers[:i]))
+                except ValueError as exc:
+                    warnings.warn(f"layer {layer.name!r} on this host: {exc}", UnusedOverrideWarning, stacklevel=1)
                 vcpus = getattr(layer.params, "vcpus", None)
                 cores, threads = (int(vcpus), 1) if vcpus else (cores, threads)
         self.groups()  # shared groups (a driver domain) must agree before anything runs

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from virtsim.models.demands import Demand
 from virtsim.models.hardware.host import HostSpec
-from virtsim.models.system import Guest, System
+from virtsim.models.system import Guest, System, UnusedOverrideWarning
 from virtsim.models.virt.stack import Stack, make_layer
 from virtsim.models.workloads.catalog import KvStore, Oltp
 from virtsim.models.workloads.request import RequestWorkload
@@ -61,18 +61,20 @@ def _system(host: HostSpec, *layers: dict) -> System:
     return System(host, (Guest("g", stack, LIGHT),))
 
 
-def test_what_the_host_switches_off_is_refused_when_the_system_is_built() -> None:
+def test_what_the_host_switches_off_is_said_when_the_system_is_built() -> None:
     """Shadow paging's handler under nested paging on a CPU that has it, injection exits under
-    posted interrupts, the VMCS accesses of a hypervisor that is not nested."""
+    posted interrupts, the VMCS accesses of a hypervisor that is not nested: a warning, not an
+    error, since the same stack may be compared on hosts where they count (review 38 F3: a plan
+    over two host types died of it)."""
     assert HOST.cpu.nested_paging and HOST.cpu.apicv
     for override, why in [({"shadow_fault_cycles": 5000}, "mapped by nested paging here"),
                           ({"inject_exits": 3}, "interrupts are posted here"),
                           ({"ipi_exits": 3}, "an IPI costs one exit"),
                           ({"vmcs_accesses": 30}, "nested in another"),
                           ({"nested_transition_cycles": 3000}, "no hypervisor runs inside")]:
-        with pytest.raises(ValueError, match="guest 'g', layer 'kvm'") as info:
+        with pytest.warns(UnusedOverrideWarning, match="layer 'kvm' on this host") as info:
             _system(HOST, {"profile": "kvm", **override})
-        assert why in str(info.value)
+        assert why in str(info[0].message)
 
 
 def test_a_cpu_without_nested_paging_takes_the_shadow_handlers_of_a_vm_that_asks_for_nested_paging() -> None:
