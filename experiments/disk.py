@@ -194,6 +194,12 @@ class HostFsSpec(StrictModel):
     def _power_of_two(cls, block: float) -> float:
         return _power_of_two(block, "a file system block is a power of two (512 B .. 64 KiB)")
 
+    @property
+    def max_file_bytes(self) -> int:
+        """The longest file it holds (bytes): ext4 addresses 2^32 - 1 blocks of a file (16 TiB
+        less a block at 4 KiB: qemu-img resize past it fails "File too large"); the others 2^63 - 1."""
+        return (2**32 - 1) * int(self.block_bytes) if self.kind == "ext4" else 2**63 - 1
+
     def image_file(self) -> HostFile:
         """How this file system allocates a disk image file: XFS honours the 1 MiB extent size
         hint QEMU sets on files it creates (``extent_size_hint``, ``block/file-posix.c``), so each
@@ -295,6 +301,11 @@ class DiskSpec(StrictModel):
             raise ValueError(f"virtual: {virtual:.4g} B is past what qcow2 with {size_text(cluster)} clusters can "
                              f"address ({size_text(qcow2_max_virtual_bytes(cluster))}; qemu-img refuses it); lower "
                              "virtual or raise units.qcow2")
+        longest = self.host_fs.max_file_bytes
+        if "raw" in self.formats and -(-virtual // 512) * 512 > longest:  # a raw file is as long as its disk
+            raise ValueError(f"virtual: a raw image of {virtual:.4g} B is longer than {self.host_fs.kind} holds with "
+                             f"{size_text(int(self.host_fs.block_bytes))} blocks ({longest} bytes; qemu-img: "
+                             "\"File too large\"); lower virtual, drop raw, or use another host_fs")
         return self
 
     @model_validator(mode="after")
@@ -361,6 +372,9 @@ class DiskSpec(StrictModel):
         ``resize[i]``)."""
         if not self.resizes:
             return self
+        if not any(f in RESIZABLE for f in self.formats):
+            raise ValueError(f"resize: none of formats {list(self.formats)} is resized by the model (it resizes "
+                             f"{', '.join(RESIZABLE)}); add one, or drop the resizes")
         if self.pattern.kind == "log-append":
             raise ValueError("resize with pattern.kind = 'log-append' is not modelled (where the log would go on "
                              "after a shrink); use another pattern")
@@ -388,14 +402,19 @@ class DiskSpec(StrictModel):
         """Why a resize of a ``name`` image from ``size`` to ``new`` bytes is refused (qemu-img's
         reason, or what the model does not follow), or None."""
         problem = resize_problem(name, size, new, r.shrink, r.preallocation)
+        longest = self.host_fs.max_file_bytes
+        if problem is None and (name == "raw" or r.preallocation in ("falloc", "full")) and new > longest:
+            problem = (f"a file of {new} bytes is longer than {self.host_fs.kind} holds with "
+                       f"{size_text(int(self.host_fs.block_bytes))} blocks ({longest} bytes; qemu-img: "
+                       "\"File too large\")")
         if problem is not None or name != "qcow2":
             return problem
         cluster = self.image_format(name).unit_bytes
         if new > qcow2_max_virtual_bytes(cluster):
             return (f"{size_text(cluster)} clusters address at most "
                     f"{size_text(qcow2_max_virtual_bytes(cluster))} (qemu-img: \"too large\")")
-        if r.preallocation != "off" and size % cluster:
-            return (f"growing from {size} bytes, not whole {size_text(cluster)} clusters, with "
+        if r.preallocation != "off" and (size % cluster or new % cluster):
+            return (f"growing from {size} to {new} bytes, not whole {size_text(cluster)} clusters, with "
                     f"preallocation={r.preallocation} is not modelled")
         return None
 
@@ -778,8 +797,10 @@ def resized_disks(spec: DiskSpec) -> list[dict[str, Any]]:
                 length, held = raw_resized(*ops, virtual, host)
                 apparent += length
                 allocated += held
+        after = int(spec.resizes[-1].size_bytes)
         rows += _rows("resize", name, spec.guests, {
-            "virtual_bytes_after": float(spec.resizes[-1].size_bytes),
+            # as qemu-img info reads it: a raw file's length in whole sectors (a qcow2 size is one)
+            "virtual_bytes_after": float(-(-after // 512) * 512),
             "apparent_bytes_per_guest": apparent / spec.guests,
             "allocated_bytes_per_guest": allocated / spec.guests,
         })
