@@ -136,3 +136,22 @@ def test_virtsim_disk_writes_the_resize_rows(tmp_path: Path) -> None:
     table = (tmp_path / "out" / "disk.csv").read_text()
     assert "resize,qcow2,2,virtual_bytes_after,2147483648.0" in table
     assert "resize,raw,2,allocated_bytes_per_guest," in table
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    # review 38 F1: qemu-img resize fails "File too large" past ext4's 2^32 - 1 blocks
+    ('formats = ["raw"]\n[[disk.resize]]\nafter = 10\nsize = "20TiB"\n', "longer than ext4 holds"),
+    ('formats = ["qcow2"]\n[[disk.resize]]\nafter = 10\nsize = "20TiB"\npreallocation = "full"\n',
+     "longer than ext4 holds"),
+    # review 38 F2: a preallocated grow to a size that is not whole clusters is not modelled
+    ('formats = ["qcow2"]\n[[disk.resize]]\nafter = 10\nsize = 134218240\npreallocation = "metadata"\n',
+     "not whole 64 KiB clusters"),
+    # review 38 F4: resizes no format listed takes are refused, not dropped
+    ('formats = ["vdi"]\n[[disk.resize]]\nafter = 10\nsize = "128MiB"\n', "none of formats ['vdi']"),
+])
+def test_resizes_the_model_cannot_answer_are_refused(extra, needle, tmp_path, capsys) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text('[disk]\nguests = 1\nvirtual = "64MiB"\nbase_used = "8MiB"\ngrowth_writes = 100\n'
+                    'pattern = { kind = "random", writes = 40 }\nsnapshot = { writes = 0 }\n' + extra)
+    assert main(["disk", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert needle in capsys.readouterr().err and not (tmp_path / "o").exists()
