@@ -250,6 +250,16 @@ def test_a_grow_with_metadata_preallocation_allocates_the_new_area_unwritten(see
         sizes[i] = int(rng.random() < 0.75 and small) if offsets[i] > size else 0
         size = int(offsets[i])
     unmap = bool(seed % 2)
+    image, offsets, sizes, kwargs = _same_length_and_map(tmp_path, fmt, virtual, (offsets, sizes, kinds), unmap)
+    assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=unmap, **kwargs) == allocated_bytes(image)
+
+
+def _same_length_and_map(tmp_path: Path, fmt, virtual: int, ops, unmap: bool):
+    """Run ``ops`` (offsets, sizes, kinds) on a new qcow2 through qemu-io (discards reach it only
+    with ``unmap``), check the file's length and cluster map are the model's, and return the
+    image, the operations it saw and the model's keyword masks for them."""
+    offsets, sizes, kinds = ops
+    cluster = fmt.unit_bytes
     image = create(tmp_path / "disk.qcow2", "qcow2", virtual, cluster_size=str(cluster))
     seen = (kinds != DISCARD) | unmap
     offsets, sizes, kinds = offsets[seen], sizes[seen], kinds[seen]
@@ -257,7 +267,7 @@ def test_a_grow_with_metadata_preallocation_allocates_the_new_area_unwritten(see
     kwargs = dict(zero=kinds == ZERO, discard=kinds == DISCARD, grow=kinds == RESIZE)
     assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
     assert fmt.cluster_map_after(offsets, sizes, virtual, **kwargs) == qemu_cluster_map(image, cluster)
-    assert fmt.physical_bytes_after(offsets, sizes, virtual, punch=unmap, **kwargs) == allocated_bytes(image)
+    return image, offsets, sizes, kwargs
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -283,13 +293,7 @@ def test_a_grow_with_falloc_or_full_preallocation_puts_the_data_after_new_refcou
         sizes[i] = mode if offsets[i] > size and small else 0
         size = int(offsets[i])
     unmap = bool(seed % 2)
-    image = create(tmp_path / "disk.qcow2", "qcow2", virtual, cluster_size=str(cluster))
-    seen = (kinds != DISCARD) | unmap
-    offsets, sizes, kinds = offsets[seen], sizes[seen], kinds[seen]
-    _run_ops(image, offsets, sizes, kinds, None, unmap)
-    kwargs = dict(zero=kinds == ZERO, discard=kinds == DISCARD, grow=kinds == RESIZE)
-    assert fmt.file_bytes_after(offsets, sizes, virtual, **kwargs) == image.stat().st_size
-    assert fmt.cluster_map_after(offsets, sizes, virtual, **kwargs) == qemu_cluster_map(image, cluster)
+    image, offsets, sizes, kwargs = _same_length_and_map(tmp_path, fmt, virtual, (offsets, sizes, kinds), unmap)
     held = fmt.physical_bytes_after(offsets, sizes, virtual, punch=unmap, **kwargs)
     if cluster > 512:
         assert held == allocated_bytes(image)
