@@ -51,8 +51,10 @@ def command(args: argparse.Namespace) -> int:
     result = api.run(scenario, progress=not args.quiet, workers=args.workers)
     paths = result.publish(folder)
     written = write_run_report(folder.out)
-    for name, path in {**paths, "report": written}.items():
-        print(f"{name:>10}: {path}")
+    shown = {**paths, "report": written}
+    width = max(map(len, shown))
+    for name, path in shown.items():
+        print(f"{name:>{width}}: {path}")
     for sentence in _overload_sentences(result.summary):  # the report says so too; the terminal should
         print(f"virtsim: warning: {sentence}", file=sys.stderr)
     return 0
