@@ -95,7 +95,7 @@ def draw_trace(rng: np.random.Generator, virtual: int, cluster: int, most: int =
     return offsets, sizes, kinds
 
 
-@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("seed", range(10))
 def test_resizing_a_qcow2_leaves_the_file_qemu_leaves(seed: int, tmp_path: Path) -> None:
     """A shrink frees the clusters past the new end (finding or allocating every L2 table it
     covers first), the L2 tables of the L1 entries dropped and the refcount blocks left empty,
@@ -188,7 +188,7 @@ def test_growing_over_a_longer_base_zero_fills_the_new_area(seed: int, tmp_path:
     assert fmt.file_bytes_after(offsets, sizes, virtual, **shorter) != image.stat().st_size
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(8))
 def test_resizing_a_raw_image_leaves_the_file_qemu_leaves(seed: int, tmp_path: Path) -> None:
     """Raw: writes, zero writes and discards (passed to the file or dropped) with resizes among
     them made by ``qemu-img resize`` (``--shrink``; growing with ``--preallocation`` off, falloc
@@ -229,7 +229,7 @@ def test_resizing_a_raw_image_leaves_the_file_qemu_leaves(seed: int, tmp_path: P
     assert held == allocated_bytes(image)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(8))
 def test_a_grow_with_metadata_preallocation_allocates_the_new_area_unwritten(seed: int, tmp_path: Path) -> None:
     """Grows with ``preallocation=metadata`` (3 in 4; ``qemu-io truncate -m``) among
     writes, zero writes, discards and shrinks: QEMU allocates the new area's clusters as a
@@ -270,7 +270,7 @@ def _same_length_and_map(tmp_path: Path, fmt, virtual: int, ops, unmap: bool):
     return image, offsets, sizes, kwargs
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(8))
 def test_a_grow_with_falloc_or_full_preallocation_puts_the_data_after_new_refcount_structures(
         seed: int, tmp_path: Path) -> None:
     """Grows with ``preallocation=falloc`` or ``full`` (``qemu-io truncate -m``; new areas up to
@@ -279,7 +279,7 @@ def test_a_grow_with_falloc_or_full_preallocation_puts_the_data_after_new_refcou
     file's last used cluster, frees the old table, puts the new area's data clusters right after
     the new table (allocated in the file), then the area's L2 tables wherever they fit first.
     Length and cluster map as qemu leaves them; extents too but at 512 B clusters, where the
-    model holds up to 4 host blocks more than qemu (both such traces of these 12; cause not
+    model holds up to 4 host blocks more than qemu (the one such trace of these 8; cause not
     found: the notes of issue 12)."""
     rng = np.random.default_rng(1700 + seed)
     cluster = int([64 * KiB, 4 * KiB, 512, 2 * MiB, 1 * KiB, 16 * KiB][seed % 6])
