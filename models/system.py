@@ -74,7 +74,9 @@ class System:
             # a VM's vCPUs for what runs inside that VM (a container's cpuset names guest CPUs).
             cores, threads = self.host.cpu.cores, self.host.cpu.threads_per_core
             layers = guest.stack.layers
-            contexts = guest.stack.contexts(guest.name, self.host)
+            # only an override can be switched off: a stack of plain profiles needs no contexts
+            # (a density search builds systems of a thousand guests, again and again)
+            contexts = guest.stack.contexts(guest.name, self.host) if any(x.overrides for x in layers) else None
             for i in reversed(range(len(layers))):
                 layer = layers[i]
                 try:
@@ -84,7 +86,8 @@ class System:
                 # What the host or the stack switches off is said, not refused: the same stack may
                 # be compared on hosts where it counts (a plan's host types, a sweep over hosts)
                 try:
-                    layer.refuse_unused(layer.unused_here(contexts[i], layers[:i]))
+                    if contexts is not None:
+                        layer.refuse_unused(layer.unused_here(contexts[i], layers[:i]))
                 except ValueError as exc:
                     warnings.warn(f"layer {layer.name!r} on this host: {exc}", UnusedOverrideWarning, stacklevel=1)
                 vcpus = getattr(layer.params, "vcpus", None)
