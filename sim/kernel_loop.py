@@ -860,12 +860,15 @@ def _sl_raise_floors(m: Model, s: State, st: int) -> None:
     """Each core's min_vruntime: the least virtual runtime of the runnable groups that may run
     there, never moving back (Slicer._raise_floors)."""
     lo = m.si[st, S_SL_LO]
+    everywhere = not m.si[st, S_PINNED]  # every group may run on every core: one least runtime for all
+    least = _INF
     for c in range(int(m.sf[st, S_SERVERS])):
-        least = _INF
-        for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
-            g = m.top[t]
-            if s.nd_i[g, ND_WANT] > 0 and s.nd_f[g, ND_SV] > -_INF and _sl_eligible(m, st, g, c):
-                least = min(least, s.nd_f[g, ND_SV])
+        if not everywhere or c == 0:
+            least = _INF
+            for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
+                g = m.top[t]
+                if s.nd_i[g, ND_WANT] > 0 and s.nd_f[g, ND_SV] > -_INF and _sl_eligible(m, st, g, c):
+                    least = min(least, s.nd_f[g, ND_SV])
         if least < _INF:
             s.sl_f[lo + c, SL_MIN_V] = max(s.sl_f[lo + c, SL_MIN_V], least)
 

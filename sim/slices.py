@@ -257,6 +257,11 @@ class Slicer:
         ahead of the groups they share it with (review 37 F1). A woken group is placed against
         the least of its cores' floors."""
         runnable = [g for g in self._names if self.wanted[g] and g in self.vruntime]
+        if not self._bound:  # every group may run everywhere: one least runtime for every core
+            if runnable:
+                least = min(self.vruntime[g] for g in runnable)
+                self._min_v = [max(v, least) for v in self._min_v]
+            return
         for c in range(self._cores):
             here = [self.vruntime[g] for g in runnable if c in self._cores_of(g)]
             if here:
