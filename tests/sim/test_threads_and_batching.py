@@ -320,7 +320,8 @@ def test_a_closed_network_matches_exact_mva(clients: int) -> None:
                 StationSpec("wire", "delay")]
     route = tuple(Slot(s.name, "app") for s in stations)
     src = Source("q", route, ClosedArrivals(clients, think), factory)
-    control = RunControl(duration_s=400, warmup_s=40, seed=22)
+    # 200 s runs: the half-width is 2.4% of the throughput at 1 client, 0.6% at 16 and 64
+    control = RunControl(duration_s=200, warmup_s=20, seed=22)
     rates = []
     for r in range(10):
         log = simulate(stations, [src], control, r).logs["q"]
