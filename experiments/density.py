@@ -43,6 +43,7 @@ from virtsim.models.density.startup import boot_storm
 from virtsim.models.hardware.host import HOST_PRESETS, HostSpec
 from virtsim.models.hardware.memory import MEMBW_STATION
 from virtsim.models.quantities import Bytes, Seconds
+from virtsim.models.resources import is_host_resource, resource_of, station_kind
 from virtsim.models.schema import StrictModel
 from virtsim.models.virt.stack import Stack
 
@@ -98,13 +99,6 @@ def load_density_spec(path: str | Path | None) -> DensitySpec:
     return DensitySpec() if path is None else load_toml_model(path, DensitySpec, "density spec", "density")
 
 
-_RESOURCE = {"cpu": "CPU", "membw": "memory bandwidth", "disk": "disk", "disk.xfer": "disk", "nic.rx": "network",
-             "nic.tx": "network", "softirq": "kernel network threads", "vcpus": "vCPUs", "threads": "server threads",
-             "vhost": "VMM thread", "vmm": "VMM thread", "vmm-io": "VMM thread", "vmm-lock": "VMM thread",
-             "user-nat": "VMM thread", "netback": "driver domain", "blkback": "driver domain",
-             "netvsp": "driver domain", "storvsp": "driver domain", "driver-domain": "driver domain"}
-
-
 SATURATED_BANDWIDTH = 0.99
 """A bandwidth domain at least this busy slows its streams, which keep their cores meanwhile."""
 
@@ -118,13 +112,8 @@ def _busiest(util: pd.Series) -> str:
         return "cpu"
     top = float(util.max())
     saturated = [str(s) for s, u in util.items()
-                 if str(s).split(":", 1)[0] == MEMBW_STATION and u >= max(SATURATED_BANDWIDTH, top - 0.01)]
+                 if station_kind(str(s)) == MEMBW_STATION and u >= max(SATURATED_BANDWIDTH, top - 0.01)]
     return saturated[0] if saturated else str(util.idxmax())
-
-
-def _resource(station: str) -> str:
-    """The resource a station or a labelled thread group belongs to (``vhost:g-3`` is a VMM thread)."""
-    return _RESOURCE.get(station.split(":", 1)[0], station)
 
 
 def _run(scenario_data: dict[str, Any], duration_s: float, what: str) -> pd.DataFrame:
@@ -240,7 +229,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     wl = scenario.guests[0].workload.request_workload()
     fraction = _served_fraction(per_guest, wl.arrivals.kind == "open", alone_rps)
     util = runs[runs["metric"] == "utilization"].set_index("station")["value"]
-    util = util.drop(labels=[s for s in util.index if s.startswith(("wire", "delay", "client"))], errors="ignore")
+    util = util[[is_host_resource(str(s)) for s in util.index]]
     cpu_capacity = host.cpu.capacity_cores
     util = _with_idle_kernels(util, guests * fp.idle_cpu_cores / cpu_capacity)
     busiest = _busiest(util)
@@ -257,7 +246,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     passes = p99 <= spec.slo.p99_latency_s and fraction >= spec.slo.min_throughput and not overloaded and steady
     if overloaded:  # the resource offered all it can serve names the limit, not the busiest in a short run
         busiest = str(loads.idxmax())
-    limit = "memory (swapping)" if swapped > 0 else _resource(busiest)
+    limit = "memory (swapping)" if swapped > 0 else resource_of(busiest)
     if not steady and not overloaded:
         limit += " (p99 not steady within 8x the run)"
     return {**row, "passes": passes, "limit": limit, "busiest_utilization": float(util.max()),

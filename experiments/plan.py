@@ -46,10 +46,11 @@ from virtsim.models.density.planner import RESOURCES, GuestNeeds, Packing, guest
 from virtsim.models.density.startup import boot_storm
 from virtsim.models.hardware.host import HostSpec
 from virtsim.models.quantities import Bytes, Seconds
+from virtsim.models.resources import resource_of
 from virtsim.models.schema import StrictModel
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.catalog import WorkloadSpec
-from virtsim.models.workloads.request import OpenSpec
+from virtsim.models.workloads.request import OpenSpec, lock_name
 
 __all__ = ["EXPERIMENT", "MAX_JUDGED_MIXES", "MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "command", "load_plan",
            "plan", "report"]
@@ -187,8 +188,8 @@ def _binding(n: GuestNeeds) -> str:
     worst = (RESOURCES[i], float(shared[i]))
     own = max(n.private_stations.items(), key=lambda kv: kv[1], default=("", 0.0))
     station = own[0]
-    if station.startswith("lock:"):  # "lock:GUEST:NAME": the guest is the planner's own stand-in
-        station = f"server lock {station.rsplit(':', 1)[-1]!r}"
+    if (lock := lock_name(station)) is not None:  # the lock's guest is the planner's own stand-in
+        station = f"{resource_of(station)} {lock!r}"
     name, load = (f"its own {station}", own[1]) if own[1] > worst[1] else worst
     return f"{name} {100 * load:.0f}% busy"
 

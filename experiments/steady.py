@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from virtsim.experiments.scenario import POOLED_GUEST
+from virtsim.models.resources import is_host_resource
 from virtsim.sim.routes import Source, StationSpec
 
 __all__ = ["CLEAR_BELOW", "CONVERGED", "MAX_DOUBLINGS", "MAX_RELAXED_RUN_S", "MIN_RUN_S", "NEAR_SATURATION",
@@ -31,7 +32,6 @@ CONVERGED = 0.1  # two runs' pooled p99s within 10% of each other count as stead
 CLEAR_BELOW = 0.8  # or both below 80% of the pool's limit (its SLO): on the same side of it, clearly
 MAX_DOUBLINGS = 3  # a run is at most 8 times its first length
 MIN_RUN_S = 1.0  # no judged run is shorter (s): density's default duration
-_NOT_STATIONS = ("wire", "delay", "client")  # time on these is not a host resource being busy
 
 
 def busiest_utilization(runs: pd.DataFrame) -> float:
@@ -39,7 +39,7 @@ def busiest_utilization(runs: pd.DataFrame) -> float:
     the cores, memory bandwidth, disk, NIC and the threads' and locks' stations (not the wire,
     delays or the load generators)."""
     util = runs[(runs["guest"] == "host") & (runs["metric"] == "utilization")]
-    util = util[~util["station"].astype(str).str.startswith(_NOT_STATIONS)]
+    util = util[util["station"].astype(str).map(is_host_resource)]
     return float(util.groupby("station")["value"].mean().max()) if len(util) else 0.0
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from virtsim.models.demands import APP, Demand, Stage
 from virtsim.models.hardware.cpu import CPU_STATION
-from virtsim.models.hardware.host import CLIENT_CPU_STATION, HostSpec
+from virtsim.models.hardware.host import CLIENT, CLIENT_CPU_STATION, HostSpec
 from virtsim.models.virt.base import LayerContext
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import MemDemand, RequestWorkload, host_lock_station, lock_station
@@ -38,7 +38,12 @@ from virtsim.sim.routes import (
 )
 from virtsim.sim.stations import GroupPath, GroupSpec
 
-__all__ = ["Guest", "System", "UnusedOverrideWarning"]
+__all__ = ["PEER_THREADS", "SERVER_THREADS", "Guest", "System", "UnusedOverrideWarning"]
+
+SERVER_THREADS = "threads"
+"""A guest server's thread pool: its group's last name and its label's kind (``threads:GUEST``)."""
+PEER_THREADS = "peer"
+"""The label kind of load-generator threads that run on the host itself (``peer:GUEST``)."""
 
 _CLIENT_KINDS = ("client_cpu", "client_send", "client_recv")
 
@@ -101,7 +106,7 @@ class System:
         base = guest.stack.app_base(guest.name)
         w = guest.workload
         if w.threads is not None:
-            return (*base, "threads"), 0
+            return (*base, SERVER_THREADS), 0
         if w.clients_per_thread is not None:
             return (*base, "job"), w.clients_per_thread
         return base, 0
@@ -230,9 +235,9 @@ class System:
             app, _ = self.app_group(guest)
             if w.peer == "host" and w.client_threads is not None:
                 group, _ = self.client_group(guest)
-                out[group] = GroupSpec(threads=w.client_threads, label=f"peer:{guest.name}")
+                out[group] = GroupSpec(threads=w.client_threads, label=f"{PEER_THREADS}:{guest.name}")
             if w.threads is not None:
-                out[app] = GroupSpec(threads=w.threads, label=f"threads:{guest.name}")
+                out[app] = GroupSpec(threads=w.threads, label=f"{SERVER_THREADS}:{guest.name}")
             elif w.clients_per_thread is not None:
                 arrivals = w.arrivals.arrivals()
                 clients = arrivals.clients if isinstance(arrivals, ClosedArrivals) else 1
@@ -246,7 +251,7 @@ class System:
         for guest in self.guests:
             if guest.workload.client_threads is not None and guest.workload.peer == "remote":
                 group, _ = self.client_group(guest)
-                out[group] = GroupSpec(threads=guest.workload.client_threads, label=f"client:{guest.name}")
+                out[group] = GroupSpec(threads=guest.workload.client_threads, label=f"{CLIENT}:{guest.name}")
         return out
 
     def background(self) -> dict[GroupPath, int]:

@@ -29,8 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from virtsim.models.density.footprint import footprint
+from virtsim.models.hardware.cpu import CPU_STATION
 from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
-from virtsim.models.hardware.memory import MEMBW_STATION, numa_blocks
+from virtsim.models.hardware.memory import MEMBW_STATION, membw_nodes, numa_blocks
+from virtsim.models.hardware.network import NIC_RX_STATION, NIC_TX_STATION
+from virtsim.models.hardware.storage import DISK_STATION, DISK_XFER_STATION
+from virtsim.models.resources import is_host_resource, station_kind
 from virtsim.models.system import Guest, System
 from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
@@ -41,7 +45,7 @@ from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["GuestNeeds", "Packing", "guest_needs", "pack"]
 
-SHARED_STATIONS = ("cpu", "membw", "disk", "disk.xfer", "nic.rx", "nic.tx")
+SHARED_STATIONS = (CPU_STATION, MEMBW_STATION, DISK_STATION, DISK_XFER_STATION, NIC_RX_STATION, NIC_TX_STATION)
 RESOURCES = (*SHARED_STATIONS, "memory", "disk_space", "driver_domain", "host_softirq", "cpu_threads")
 """What a host has that guests use up, as fractions of it. ``cpu`` is the CPU's work against its
 capacity with every hardware thread busy; ``cpu_threads`` the same work against what the threads
@@ -171,13 +175,13 @@ def _station_needs(stations: dict[str, StationSpec], by_station: dict[str, float
     rounding = 0.0
     for name, w in by_station.items():
         spec = stations.get(name)
-        if spec is None or spec.kind in ("delay", "lock") or name.startswith("client."):
+        if spec is None or spec.kind in ("delay", "lock") or not is_host_resource(name):
             continue
         # a host full of guests runs every hardware thread: the CPU serves its SMT siblings' yield too
         util = rate * w / attainable_capacity(spec, math.inf)
-        base = name.split(":", 1)[0]  # membw:nodes-A-B, memory bound to nodes A..B, is memory bandwidth
-        if base == MEMBW_STATION and name != MEMBW_STATION:  # "membw:nodes-A-B"
-            first, last = (int(x) for x in name.rsplit("-", 2)[-2:])
+        base = station_kind(name)  # membw:nodes-A-B, memory bound to nodes A..B, is memory bandwidth
+        if (bound := membw_nodes(name)) is not None:
+            first, last = bound
             blocks = numa_blocks(last - first + 1, numa_nodes)
             per_guest[RESOURCES.index(base)] += util / blocks
             rounding += util * (blocks - 1) / blocks

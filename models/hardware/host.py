@@ -25,13 +25,18 @@ from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import IdleCondition, StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
-__all__ = ["CLIENT_CPU_STATION", "CLIENT_PREFIX", "DELAY_STATION", "HOST_PRESETS", "HOST_SOFTIRQ", "HostSpec",
-           "hardware_from_profile"]
+__all__ = ["CLIENT", "CLIENT_CPU_STATION", "CLIENT_PREFIX", "DELAY_STATION", "HOST_PRESETS", "HOST_SOFTIRQ",
+           "SOFTIRQ", "HostSpec", "hardware_from_profile"]
 
-CLIENT_PREFIX = "client."
+CLIENT = "client"
+"""What every name of the load generator's machine starts with: its stations (``client.cpu``),
+its softirq threads (``client softirq``) and the tools' threads (``client:GUEST``)."""
+CLIENT_PREFIX = CLIENT + "."
 CLIENT_CPU_STATION = CLIENT_PREFIX + CPU_STATION
 DELAY_STATION = "delay"
-HOST_SOFTIRQ: GroupPath = ("host", "softirq")
+SOFTIRQ = "softirq"
+"""A kernel's receive threads: the host's (group and label), and each guest kernel's group."""
+HOST_SOFTIRQ: GroupPath = ("host", SOFTIRQ)
 
 HOST_PRESETS: dict[str, dict[str, str]] = {
     # Felter et al. 2015 (IBM): 2 x Xeon E5-2665, 256 GB DDR3, a flash array, 10 GbE
@@ -44,7 +49,7 @@ HOST_PRESETS: dict[str, dict[str, str]] = {
     "small": {"cpu": "small-4c", "memory": "ddr4-small", "storage": "nvme-ssd", "network": "10gbe"},
 }
 """Hosts of the studies the profiles are calibrated against, as a scenario's ``[host]`` table writes them."""
-_CLIENT_SOFTIRQ: GroupPath = ("softirq",)
+_CLIENT_SOFTIRQ: GroupPath = (SOFTIRQ,)
 
 
 def hardware_from_profile(kind: str, value: Any) -> Any:
@@ -185,18 +190,18 @@ class HostSpec(StrictModel):
             stage(prefix + NIC_RX_STATION, nic.serialise_s(a), layer),
             stage(DELAY_STATION, np.where(a > 0, nic.rx_coalesce_s, 0.0), layer, label=prefix + "irq coalescing",
                   when_idle=IdleCondition(station, softirq)),
-            stage(station, work, layer, softirq, prefix + "softirq"),
+            stage(station, work, layer, softirq, prefix + SOFTIRQ),
         ]
 
     def groups(self) -> dict[GroupPath, GroupSpec]:
         """The host kernel's own groups on the CPU: the softirq threads of its receive queues."""
         queues = min(self.network.queues, self.cpu.cores)
-        return {HOST_SOFTIRQ: GroupSpec(threads=queues, label="softirq")}
+        return {HOST_SOFTIRQ: GroupSpec(threads=queues, label=SOFTIRQ)}
 
     def client_station(self, groups: dict[GroupPath, GroupSpec]) -> StationSpec:
         """The load generator's cores, with its softirq threads and the tools' threads (``groups``)."""
         queues = min(self.network.queues, self.client.cores)
-        all_groups = {_CLIENT_SOFTIRQ: GroupSpec(threads=queues, label="client softirq"), **groups}
+        all_groups = {_CLIENT_SOFTIRQ: GroupSpec(threads=queues, label=f"{CLIENT} {SOFTIRQ}"), **groups}
         return self.client.station(all_groups, {}, CLIENT_CPU_STATION)
 
     def stations(self) -> list[StationSpec]:

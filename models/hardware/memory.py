@@ -27,7 +27,7 @@ from virtsim.models.quantities import Bytes, BytesPerSecond, Seconds
 from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import StationSpec
 
-__all__ = ["MEMBW_STATION", "MemorySpec", "membw_station", "numa_blocks", "walk_refs"]
+__all__ = ["MEMBW_STATION", "MemorySpec", "membw_nodes", "membw_station", "numa_blocks", "walk_refs"]
 
 MEMBW_STATION = "membw"
 
@@ -48,7 +48,21 @@ def membw_station(nodes_used: int | None, nodes: int, block: int = 0) -> str:
     if used == nodes:
         return MEMBW_STATION
     first = (block % numa_blocks(used, nodes)) * used
-    return f"{MEMBW_STATION}:nodes-{first}-{first + used - 1}"
+    return f"{MEMBW_STATION}:{_NODES}{first}-{first + used - 1}"
+
+
+_NODES = "nodes-"
+
+
+def membw_nodes(station: str) -> tuple[int, int] | None:
+    """The first and last NUMA node of a bandwidth domain :func:`membw_station` named for memory
+    bound to some nodes (``membw:nodes-2-3`` gives ``(2, 3)``); ``None`` for any other station,
+    the interleaved ``membw`` among them."""
+    prefix = f"{MEMBW_STATION}:{_NODES}"
+    if not station.startswith(prefix):
+        return None
+    first, last = station.removeprefix(prefix).split("-")
+    return int(first), int(last)
 
 
 def walk_refs(levels: int, dims: int) -> int:

@@ -24,7 +24,10 @@ from virtsim.models.virt.base import LayerContext, LayerParams, cpu_demand
 from virtsim.models.virt.hypervisor import Type1, Type1Params
 from virtsim.sim.stations import GroupPath, GroupSpec
 
-__all__ = ["HOST_GROUP", "Type2", "Type2Params"]
+__all__ = ["HOST_GROUP", "USER_NAT", "Type2", "Type2Params"]
+
+USER_NAT = "user-nat"
+"""The VMM's user-space NAT thread (group name and label kind, ``user-nat:GUEST``)."""
 
 HOST_GROUP: GroupPath = ("host",)
 
@@ -73,7 +76,7 @@ class Type2(Type1):
 
     def _nat_group(self, ctx: LayerContext) -> GroupPath:
         """The VMM's NAT thread on the host CPU."""
-        return (*ctx.group, "user-nat")
+        return (*ctx.group, USER_NAT)
 
     def lower_net_in(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         """As :meth:`Type1.lower_net_in`, with the user-space NAT's work after the host receive."""

@@ -93,6 +93,7 @@ from pydantic import Field, model_validator
 
 from virtsim.models.demands import Demand, KernelEvent, segments
 from virtsim.models.hardware.cpu import CPU_STATION
+from virtsim.models.hardware.host import SOFTIRQ
 from virtsim.models.quantities import Bytes, Cycles, Seconds
 from virtsim.models.virt.base import (
     EnclosingHypervisor,
@@ -106,12 +107,19 @@ from virtsim.models.virt.base import (
 from virtsim.sim.routes import IdleCondition, StationSpec
 from virtsim.sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 
-__all__ = ["DRIVER_DOMAIN", "Type1", "Type1Params"]
+__all__ = ["BACKEND_THREADS", "DRIVER_DOMAIN", "DRIVER_DOMAIN_BACKENDS", "VCPUS", "VMM_LOCK", "Type1", "Type1Params"]
 
 DRIVER_DOMAIN = "driver-domain"
 """The group of a privileged VM that runs device back ends for every guest (Xen dom0, Hyper-V's
 root): beside the VMs at the level they run on (on the host, or inside a VM for a nested one)."""
-_IN_DRIVER_DOMAIN = {"netback", "blkback", "netvsp", "storvsp"}
+DRIVER_DOMAIN_BACKENDS = frozenset({"netback", "blkback", "netvsp", "storvsp"})
+"""Back ends that run in the driver domain, one thread per guest (label ``netback:GUEST``)."""
+BACKEND_THREADS = {"vhost": "vhost", "iothread": "vmm-io", "vmm": "vmm"}
+"""The host thread (group name and label kind) of each back end that runs beside the VM."""
+VCPUS = "vcpus"
+"""The label kind of a VM's vCPU group (``vcpus:GUEST``) and of a driver domain's."""
+VMM_LOCK = "vmm-lock"
+"""The kind of the lock station of a synchronous VMM thread (``vmm-lock:GUEST``)."""
 
 
 class Type1Params(LayerParams):
@@ -191,7 +199,7 @@ class Type1Params(LayerParams):
         handlers of the CPU virtualization mode not in use, and what page sharing between guests
         finds when it is off. (What the host switches off: :meth:`Type1.unused_here`.)"""
         out: dict[str, str] = {}
-        if not {self.net_backend, self.io_backend} & _IN_DRIVER_DOMAIN:
+        if not {self.net_backend, self.io_backend} & DRIVER_DOMAIN_BACKENDS:
             out["driver_domain_vcpus"] = ("no back end runs in a driver domain (net_backend = \"netback\" or "
                                           "\"netvsp\", io_backend = \"blkback\" or \"storvsp\" would)")
         if self.io_path == "passthrough":
@@ -246,15 +254,14 @@ class Type1(Layer):
 
     def _softirq(self, ctx: LayerContext) -> GroupPath:
         """The guest kernel's receive thread(s)."""
-        return (*self.inner_group(ctx.group), "softirq")
+        return (*self.inner_group(ctx.group), SOFTIRQ)
 
     def _thread(self, ctx: LayerContext, what: Literal["net", "io"]) -> GroupPath:
         """The host CPU group of the network or I/O back-end thread (inside the driver domain for Xen and Hyper-V)."""
         backend = self.params.net_backend if what == "net" else self.params.io_backend
-        if backend in _IN_DRIVER_DOMAIN:  # one back-end thread per guest, inside the driver domain
+        if backend in DRIVER_DOMAIN_BACKENDS:  # one back-end thread per guest, inside the driver domain
             return (*self._driver_domain(ctx), f"{backend}:{'/'.join(ctx.group)}")
-        name = {"vhost": "vhost", "iothread": "vmm-io", "vmm": "vmm"}[backend]
-        return (*ctx.group, name)
+        return (*ctx.group, BACKEND_THREADS[backend])
 
     def _driver_domain(self, ctx: LayerContext) -> GroupPath:
         """The driver domain's group (beside the guests' groups on the host CPU)."""
@@ -268,7 +275,7 @@ class Type1(Layer):
 
     def _lock(self, ctx: LayerContext) -> str:
         """The name of the lock station that holds the VMM thread through a synchronous access."""
-        return f"vmm-lock:{'/'.join(ctx.group)}"
+        return f"{VMM_LOCK}:{'/'.join(ctx.group)}"
 
     def _holds_lock(self, what: Literal["net", "io"]) -> bool:
         """Whether this back end's work must hold the VMM thread's lock (a synchronous VMM thread)."""
@@ -499,7 +506,7 @@ class Type1(Layer):
         """The vCPU group (capped at ``vcpus``), the guest's softirq, the back-end threads and any driver domain."""
         p = self.params
         vcpu = self.inner_group(ctx.group)
-        out = {vcpu: GroupSpec(max_servers=float(p.vcpus), label=f"vcpus:{'/'.join(ctx.group)}"),
+        out = {vcpu: GroupSpec(max_servers=float(p.vcpus), label=f"{VCPUS}:{'/'.join(ctx.group)}"),
                self._softirq(ctx): GroupSpec(threads=p.guest_net_queues)}
         threads = (self._thread(ctx, "net"), self._thread(ctx, "io"))
         # multiqueue virtio-net: the kernel's back end runs one worker per queue pair (vhost-net
@@ -511,7 +518,7 @@ class Type1(Layer):
         if any(g[:-1] == domain for g in threads):
             vcpus = float(p.driver_domain_vcpus or ctx.host.cpu.cores)
             out[domain] = GroupSpec(weight=DEFAULT_WEIGHT * vcpus, max_servers=vcpus,
-                                    label=f"{'/'.join(domain)}:vcpus")
+                                    label=f"{'/'.join(domain)}:{VCPUS}")
         return out
 
     def stations(self, ctx: LayerContext) -> list[StationSpec]:

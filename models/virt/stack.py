@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from virtsim.models.demands import Demand, Stage
-from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
+from virtsim.models.hardware.host import HOST_SOFTIRQ, SOFTIRQ, HostSpec
 from virtsim.models.profiles import get_profile, load_profiles
 from virtsim.models.virt.baremetal import BareMetal
 from virtsim.models.virt.base import EnclosingHypervisor, Layer, LayerContext
@@ -145,7 +145,7 @@ class Stack:
         enclosing: EnclosingHypervisor | None = None  # from the host up: the hypervisor each layer runs inside
         for i in reversed(range(len(self.layers))):
             kernel = next((j for j in range(i + 1, len(self.layers)) if self.layers[j].runs_kernel()), None)
-            softirq = HOST_SOFTIRQ if kernel is None else (*self.layers[kernel].inner_group(groups[kernel]), "softirq")
+            softirq = HOST_SOFTIRQ if kernel is None else (*self.layers[kernel].inner_group(groups[kernel]), SOFTIRQ)
             ctx = LayerContext(guest, groups[i], host, softirq, app, app_sleeps, np.random.default_rng(seeds[i]),
                                enclosing, IndexedStreams(seeds[i]))
             out.append(ctx)

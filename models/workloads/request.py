@@ -20,7 +20,8 @@ from virtsim.models.schema import StrictModel
 from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import BatchArrivals, ClosedArrivals, OpenArrivals
 
-__all__ = ["ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload", "host_lock_station", "lock_station"]
+__all__ = ["HOST_LOCK", "LOCK", "ClosedSpec", "DemandSpec", "OpenSpec", "RequestWorkload", "host_lock_station",
+           "lock_name", "lock_station"]
 
 
 class OpenSpec(StrictModel):
@@ -259,14 +260,29 @@ def _demand(spec: AnyDemand, amount: np.ndarray) -> Demand:
     return Demand(spec.kind, amount)
 
 
+LOCK = "lock"
+"""The kind of a guest's server lock station (``lock:GUEST:NAME``)."""
+HOST_LOCK = "hostlock"
+"""The kind of a host-wide lock station (``hostlock:NAME``)."""
+
+
 def lock_station(guest: str, name: str) -> str:
     """The station of ``guest``'s server lock ``name`` (each guest runs its own server)."""
-    return f"lock:{guest}:{name}"
+    return f"{LOCK}:{guest}:{name}"
 
 
 def host_lock_station(name: str) -> str:
     """The station of the host-wide lock ``name`` (one for all the host's guests)."""
-    return f"hostlock:{name}"
+    return f"{HOST_LOCK}:{name}"
+
+
+def lock_name(station: str) -> str | None:
+    """The lock's own name in a station :func:`lock_station` or :func:`host_lock_station` named
+    (``lock:g-1:trx_sys`` gives ``trx_sys``); ``None`` for any other station."""
+    kind, _, rest = station.partition(":")
+    if kind not in (LOCK, HOST_LOCK) or not rest:
+        return None
+    return rest.rsplit(":", 1)[-1]
 
 
 class RequestWorkload(StrictModel):
