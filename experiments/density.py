@@ -19,12 +19,11 @@ station (CPU, disk, network, VMM thread, bridge/NAT).
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from virtsim.experiments.inputs import load_toml_model
 from virtsim.experiments.outputs import atomic_write
@@ -35,7 +34,11 @@ from virtsim.experiments.scenario import (
     POOLED_GUEST,
     PackingSpec,
     Scenario,
+    ScenarioError,
+    WorkloadValue,
+    format_validation_error,
     parse_scenario,
+    workload_of,
 )
 from virtsim.experiments.steady import relaxation_s, steady_runs, work_scv
 from virtsim.models.density.footprint import Footprint, footprint
@@ -46,6 +49,7 @@ from virtsim.models.quantities import Bytes, Seconds
 from virtsim.models.resources import is_host_resource, resource_of, station_kind
 from virtsim.models.schema import StrictModel
 from virtsim.models.virt.stack import Stack
+from virtsim.models.workloads.request import IoDemand
 
 __all__ = ["EXPERIMENT", "DensitySpec", "command", "evaluate", "load_density_spec", "report", "run_density", "search"]
 
@@ -77,7 +81,7 @@ class DensitySpec(PackingSpec):
     swap_bytes: Bytes = Field(0, alias="swap")  # host swap space; beyond memory, pages fault from disk
     # assumption: distinct 4 KiB pages a request touches (each may fault when swapped; one demand each)
     pages_touched_per_request: int = Field(8, ge=1, le=4096)
-    workload: dict[str, Any] = Field(default_factory=lambda: {"kind": "web", "rate": "50/s"})
+    workload: WorkloadValue = Field(default_factory=lambda: workload_of({"kind": "web", "rate": "50/s"}))
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
     slo: Slo = Field(default_factory=Slo)
     max_guests: int = Field(4096, ge=1, le=100_000)
@@ -99,6 +103,9 @@ def load_density_spec(path: str | Path | None) -> DensitySpec:
     return DensitySpec() if path is None else load_toml_model(path, DensitySpec, "density spec", "density")
 
 
+PAGE_BYTES = 4096
+"""A page the host swaps in or out (bytes): one 4 KiB random read per fault."""
+
 SATURATED_BANDWIDTH = 0.99
 """A bandwidth domain at least this busy slows its streams, which keep their cores meanwhile."""
 
@@ -116,11 +123,10 @@ def _busiest(util: pd.Series) -> str:
     return saturated[0] if saturated else str(util.idxmax())
 
 
-def _run(scenario_data: dict[str, Any], duration_s: float, what: str) -> pd.DataFrame:
-    """The runs table of ``scenario_data`` run for ``duration_s`` seconds (warm-up a tenth of it)."""
-    data = copy.deepcopy(scenario_data)
-    data["run"].update(duration=duration_s, warmup=duration_s / 10)
-    return run_scenario(parse_scenario(data, what), progress=False, refuse_backlog=False).runs
+def _run(scenario: Scenario, duration_s: float) -> pd.DataFrame:
+    """The runs table of ``scenario`` run for ``duration_s`` seconds (warm-up a tenth of it)."""
+    return run_scenario(scenario.with_run_length(duration_s, duration_s / 10), progress=False,
+                        refuse_backlog=False).runs
 
 
 def _pooled(runs: pd.DataFrame, metric: str) -> float:
@@ -129,18 +135,17 @@ def _pooled(runs: pd.DataFrame, metric: str) -> float:
     return float(rows["value"].iloc[0]) if len(rows) else float("nan")
 
 
-def _sampled_runs(spec: DensitySpec, scenario_data: dict[str, Any], guests: int, what: str) -> pd.DataFrame:
+def _sampled_runs(spec: DensitySpec, scenario: Scenario, guests: int) -> pd.DataFrame:
     """Runs long enough that ``spec.slo_samples`` requests, pooled over the guests, judge the p99:
     an open-loop workload's run is sized from its rate (if fewer finish, the host is overloaded and
     the throughput check fails it); otherwise a short run that finished too few is run once more,
     longer in proportion (at most ten times). Near saturation, longer still until the p99 is
     steady (:func:`~virtsim.experiments.steady.steady_runs`)."""
     duration = _shortest_s(spec)
-    scenario = parse_scenario(scenario_data, what)
     w = scenario.guests[0].workload.request_workload()
 
     def run(duration_s: float) -> pd.DataFrame:
-        return _run(scenario_data, duration_s, what)
+        return _run(scenario, duration_s)
 
     stations, sources = scenario.system().engine_inputs()
     scv = work_scv(sources[0], stations=stations)  # the guests are alike
@@ -174,15 +179,16 @@ def _shortest_s(spec: DensitySpec) -> float:
     return max(spec.duration_s, 5 * spec.slo.p99_latency_s / 0.9)
 
 
-def _scenario_data(spec: DensitySpec, stack: Stack, guests: int) -> dict[str, Any]:
-    """The scenario (a dict) of ``guests`` identical guests of ``stack`` on the spec's host."""
-    return {
+def _scenario(spec: DensitySpec, stack: Stack, guests: int) -> Scenario:
+    """The scenario of ``guests`` identical guests of ``stack`` on the spec's host, run for the
+    shortest run (:func:`_run` sizes it again)."""
+    return parse_scenario({
         "name": "density", "host": spec.host,
         "run": {"duration": _shortest_s(spec), "warmup": _shortest_s(spec) / 10, "replications": 1,
                 "seed": spec.seed, "engine": "auto", "pooled_latency": True,
                 "latency_horizon": spec.slo.p99_latency_s},
-        "guests": [{"name": "g", "count": guests, "stack": stack, "workload": copy.deepcopy(spec.workload)}],
-    }
+        "guests": [{"name": "g", "count": guests, "stack": stack, "workload": spec.workload}],
+    }, "density scenario")
 
 
 def _with_idle_kernels(loads: pd.Series, idle_share: float) -> pd.Series:
@@ -206,8 +212,7 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
     requests would rise with the number of guests by chance alone.
     """
     host = spec.host
-    scenario_data = _scenario_data(spec, stack, guests)
-    scenario = parse_scenario(scenario_data, "density scenario")
+    scenario = _scenario(spec, stack, guests)
     fp = footprint(scenario.guests[0].build_stack(), spec.app_memory_bytes)
     memory = fp.host_memory(guests)
     capacity = host.memory.capacity_bytes - spec.host_reserved_bytes
@@ -219,8 +224,8 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
         return {**row, "passes": False, "limit": f"memory (OOM kill: {fp.oom_reason})" if fp.oom else "memory",
                 "p99_s": float("nan"), "throughput_fraction": float("nan")}
     if swapped > 0:
-        scenario = _swapping(spec, scenario, scenario_data, swapped / memory)
-    runs = _sampled_runs(spec, scenario_data, guests, "density scenario")
+        scenario = _swapping(spec, scenario, swapped / memory)
+    runs = _sampled_runs(spec, scenario, guests)
     per_guest = runs[~runs["guest"].isin(["host", POOLED_GUEST]) & (runs["layer"] == "all")
                      & (runs["station"] == "all")]
     p99 = _pooled(runs, "latency_p99_s")
@@ -257,16 +262,18 @@ def evaluate(spec: DensitySpec, stack: Stack, guests: int, alone_rps: float | No
             "throughput_fraction": fraction, "throughput_rps": float(rps.mean())}
 
 
-def _swapping(spec: DensitySpec, scenario: Scenario, scenario_data: dict[str, Any], fault: float) -> Scenario:
+def _swapping(spec: DensitySpec, scenario: Scenario, fault: float) -> Scenario:
     """The scenario with host swap: a share ``fault`` of every working set lives on disk, so each
     page a request touches faults with that probability, independently: a binomial number of
-    4 KiB random reads per request (``pages_touched_per_request`` x ``fault`` on average).
-    ``scenario_data`` takes the swapping workload too."""
-    swapping = scenario.guests[0].workload.request_workload().model_dump(mode="json", by_alias=True)
-    swapping["demands"] += [{"kind": "io", "op": "read", "size": 4096, "pattern": "random",
-                             "probability": fault}] * spec.pages_touched_per_request
-    scenario_data["guests"][0]["workload"] = swapping
-    return parse_scenario(scenario_data, "density scenario (swapping)")
+    4 KiB random reads per request (``pages_touched_per_request`` x ``fault`` on average)."""
+    guest = scenario.guests[0]
+    w = guest.workload.request_workload()
+    fault_in = IoDemand(kind="io", op="read", size_bytes=PAGE_BYTES, pattern="random", probability=fault)
+    swapping = w.revalidated(demands=[*w.demands, *[fault_in] * spec.pages_touched_per_request])
+    try:
+        return scenario.revalidated(guests=[guest.revalidated(workload=swapping)])
+    except ValidationError as exc:
+        raise ScenarioError(f"density scenario (swapping): {format_validation_error(exc, '; ')}") from None
 
 
 def _served_fraction(per_guest: pd.DataFrame, open_loop: bool, alone_rps: float | None) -> float:
@@ -292,7 +299,7 @@ def _out_of_memory(spec: DensitySpec, fp: Footprint, capacity_bytes: float, gues
 def memory_bound(spec: DensitySpec, stack: Stack) -> int:
     """The most guests of ``stack`` the host's memory holds (0: not one), by the rule
     :func:`evaluate` applies, found without simulating (the footprint is linear in N)."""
-    scenario = parse_scenario(_scenario_data(spec, stack, 1), "density scenario")
+    scenario = _scenario(spec, stack, 1)
     fp = footprint(scenario.guests[0].build_stack(), spec.app_memory_bytes)
     capacity = spec.host.memory.capacity_bytes - spec.host_reserved_bytes
     if _out_of_memory(spec, fp, capacity, 1):

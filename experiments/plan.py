@@ -35,8 +35,8 @@ from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, blank_missing, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import (
-    GuestSpec,
     PackingSpec,
+    WorkloadValue,
     check_numa_placement,
     numa_placements,
 )
@@ -49,7 +49,6 @@ from virtsim.models.quantities import Bytes, Seconds
 from virtsim.models.resources import resource_of
 from virtsim.models.schema import StrictModel
 from virtsim.models.virt.stack import Stack
-from virtsim.models.workloads.catalog import WorkloadSpec
 from virtsim.models.workloads.request import OpenSpec, lock_name
 
 __all__ = ["EXPERIMENT", "MAX_JUDGED_MIXES", "MAX_SLO_REQUESTS", "MAX_SLO_ROUNDS", "PlanSpec", "command", "load_plan",
@@ -84,17 +83,11 @@ class Service(StrictModel):
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     guests: int = Field(ge=1, le=10_000_000)
-    workload: WorkloadSpec
+    workload: WorkloadValue
     p99_latency_s: Seconds | None = Field(None, alias="p99_latency", gt=0)  # the promise, checked by simulation
     app_memory_bytes: Bytes = Field(512 * 2**20, alias="app_memory")
     image_bytes: Bytes = Field(2 * 2**30, alias="image")
     diff_bytes: Bytes = Field(256 * 2**20, alias="diff")
-
-    @field_validator("workload", mode="before")
-    @classmethod
-    def _generic(cls, value: Any) -> Any:
-        """A workload table without ``kind`` is a generic request workload."""
-        return GuestSpec._generic_by_default(value)
 
     @model_validator(mode="after")
     def _open_loop(self) -> Service:
@@ -242,8 +235,7 @@ def _simulate_host(spec: PlanSpec, ht: HostType, stack: Stack, on_host: np.ndarr
     scenario = parse_scenario(data, f"plan host of type {ht.name!r}")
 
     def run(duration_s: float) -> pd.DataFrame:
-        sized = scenario.model_copy(update={"run": scenario.run.model_copy(
-            update={"duration_s": duration_s, "warmup_s": duration_s / 10})})
+        sized = scenario.with_run_length(duration_s, duration_s / 10)
         return run_scenario(sized, progress=False, refuse_backlog=False).runs
 
     pools = {s.name: pooled_name(f"s{i}") if len(placed) > 1 else POOLED_GUEST for i, s, _ in placed}

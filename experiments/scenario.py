@@ -13,11 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     PlainSerializer,
     PlainValidator,
+    TypeAdapter,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
@@ -42,9 +43,11 @@ __all__ = [
     "RunSpec",
     "Scenario",
     "ScenarioError",
+    "WorkloadValue",
     "format_validation_error",
     "load_scenario",
     "parse_scenario",
+    "workload_of",
 ]
 
 
@@ -179,6 +182,27 @@ class PackingSpec(StrictModel):
     seed: int = Field(1, ge=0)
 
 
+def _generic_by_default(value: Any) -> Any:
+    """A workload table without ``kind`` is a generic request workload (``kind = "request"``)."""
+    if isinstance(value, dict) and "kind" not in value:
+        return {**value, "kind": "request"}
+    return value
+
+
+WorkloadValue = Annotated[WorkloadSpec, BeforeValidator(_generic_by_default)]
+"""A workload in a validated model: a named benchmark (``kind = "fio"``, ...) or, with ``kind``
+left out, a generic request workload."""
+
+
+def workload_of(value: Any) -> WorkloadSpec:
+    """A validated workload from its table (``{"kind": "web", "rate": "50/s"}``), or as it is;
+    pydantic's ``ValidationError`` otherwise."""
+    return _WORKLOAD.validate_python(value)
+
+
+_WORKLOAD: TypeAdapter[WorkloadSpec] = TypeAdapter(WorkloadValue)
+
+
 class GuestSpec(StrictModel):
     """One guest (or ``count`` identical ones, named NAME-1..NAME-N).
 
@@ -190,15 +214,7 @@ class GuestSpec(StrictModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int = Field(1, ge=1, le=100_000)
     stack: StackValue = Field(default_factory=lambda: Stack.of(["bare-metal"]))
-    workload: WorkloadSpec
-
-    @field_validator("workload", mode="before")
-    @classmethod
-    def _generic_by_default(cls, value: Any) -> Any:
-        """A workload table without ``kind`` is a generic request workload (``kind = "request"``)."""
-        if isinstance(value, dict) and "kind" not in value:
-            return {**value, "kind": "request"}
-        return value
+    workload: WorkloadValue
 
     def build_stack(self, override: Stack | None = None, vm_vcpus: int | None = None) -> Stack:
         """The guest's stack (or ``override``); with ``vm_vcpus``, sized as
@@ -300,8 +316,14 @@ class Scenario(StrictModel):
 
     @model_validator(mode="after")
     def _workloads_fit_the_run(self) -> Scenario:
-        """Each guest's requests as the engine will see them: batches inside the run, open-loop
-        requests a run can finish, NUMA placements the host has and does not mix."""
+        """Each guest's requests as the engine will see them (:meth:`check_run_fits`)."""
+        self.check_run_fits()
+        return self
+
+    def check_run_fits(self) -> None:
+        """Raise ``ValueError`` unless each guest's requests fit the run as the engine will see
+        them: batches inside the run, open-loop requests a run can finish, NUMA placements the
+        host has and does not mix."""
         workloads = [spec.workload.request_workload() for spec in self.guests]
         for i, w in enumerate(workloads):
             if isinstance(w.arrivals, BatchSpec) and w.arrivals.at_s >= self.run.duration_s:
@@ -320,7 +342,18 @@ class Scenario(StrictModel):
                 f"{MAX_OPEN_REQUESTS:,} an event-by-event run finishes in reasonable time; shorten "
                 "run.duration (a steady state takes seconds) or lower the rate")
         check_numa_placement(workloads, self.host.memory.nodes)
-        return self
+
+    def with_run_length(self, duration_s: float, warmup_s: float) -> Scenario:
+        """This scenario run for ``duration_s`` seconds with the first ``warmup_s`` left out,
+        checked as a file's run would be (:class:`ScenarioError` otherwise); the host and guests
+        are kept as validated, not built again (density and plan size their runs this way)."""
+        try:
+            sized = self.model_copy(update={"run": self.run.revalidated(duration_s=duration_s, warmup_s=warmup_s)})
+            sized.check_run_fits()
+        except (ValidationError, ValueError) as exc:
+            detail = format_validation_error(exc, "; ") if isinstance(exc, ValidationError) else str(exc)
+            raise ScenarioError(f"{self.name}: a run of {duration_s:g} s: {detail}") from None
+        return sized
 
     def check_measurable(self) -> None:
         """Raise :class:`ScenarioError` if an open-loop guest expects less than one request in the

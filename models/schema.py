@@ -9,7 +9,7 @@ a number.
 from __future__ import annotations
 
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -33,6 +33,14 @@ class StrictModel(BaseModel):
                     if isinstance(data.get(key), bool) and _numeric(field.annotation):
                         raise ValueError(f"{key}: {str(data[key]).lower()} is not a number; write a number")
         return data
+
+    def revalidated(self, **updates: Any) -> Self:
+        """A copy with ``updates`` (by field name), validated as a new model is: the values given
+        and the model's own checks (pydantic's ``ValidationError`` otherwise). The fields kept are
+        not read again (nested models stay as validated), and a field the input left out stays
+        left out (:attr:`model_fields_set`), as if the input had been written with the updates."""
+        kept = {name: getattr(self, name) for name in self.model_fields_set}
+        return self.model_validate({**kept, **updates})
 
 
 def _numeric(annotation: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.tomlgen import to_toml
 from virtsim.experiments.cli import main
 from virtsim.experiments.density import DensitySpec, evaluate, run_density, search
 from virtsim.experiments.scenario import stack_label
@@ -99,16 +100,19 @@ def test_a_memory_max_below_the_working_set_is_an_oom_kill() -> None:
 
 @pytest.mark.parametrize("bad, needle", [({"slo": {"p99_latency": "-1ms"}}, "p99_latency"),
                                          ({"max_guests": 0}, "max_guests"),
-                                         ({"stacks": [[]]}, "a stack needs at least one layer")])
-def test_bad_specs_are_refused(bad, needle, tmp_path) -> None:
+                                         ({"stacks": [[]]}, "a stack needs at least one layer"),
+                                         ({"workload": {"kind": "web", "rate": "fast"}}, "workload.web.rate"),
+                                         ({"workload": {"arrivals": {"kind": "open", "rate": "5/s"}}},
+                                          "workload.request.demands: Field required")])
+def test_bad_specs_are_refused(bad, needle, tmp_path, capsys) -> None:
+    """Refused when the spec is read (the workload too: a generic one when ``kind`` is left
+    out), with the field named, before any folder is made."""
     from virtsim.experiments.cli import main
 
     spec = tmp_path / "d.toml"
-    key, value = next(iter(bad.items()))
-    body = f"[density]\n{key} = {value!r}\n" if not isinstance(value, dict) else \
-        f"[density.{key}]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in value.items())
-    spec.write_text(body)
+    spec.write_text(to_toml({"density": bad}, check=False))
     assert main(["density", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert needle in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_swapping_lets_more_guests_in_until_page_faults_break_the_slo() -> None:

@@ -341,3 +341,31 @@ def test_a_demand_field_that_would_change_nothing_is_refused(small, demand, need
     """Review 35 F8: accepted, and the results were those of the demand without the field."""
     small["guests"][0]["workload"]["demands"].append(demand)
     assert needle in _error(small)
+
+
+def test_a_scenario_sized_again_is_checked_as_a_file_with_that_run_would_be(small) -> None:
+    """Density and plan lengthen their runs without building the guests again: the new run is
+    still refused where a file with it would be (a warm-up not shorter than the run, more open
+    requests than a run finishes), and the scenario keeps its validated guests and host."""
+    scenario = parse_scenario(small)
+    longer = scenario.with_run_length(4.0, 0.4)
+    assert (longer.run.duration_s, longer.run.warmup_s) == (4.0, 0.4) and longer.guests is scenario.guests
+    assert scenario.run.duration_s == 0.5  # the original is left alone
+    with pytest.raises(ScenarioError, match="warmup"):
+        scenario.with_run_length(1.0, 1.0)
+    with pytest.raises(ScenarioError, match="requests per replication"):  # 400/s for 1e5 s: 4e7
+        scenario.with_run_length(1e5, 1.0)
+    with pytest.raises(ScenarioError, match="beyond 1e6 s"):
+        scenario.with_run_length(1e9, 1.0)
+
+
+def test_a_revalidated_copy_checks_the_update_and_keeps_what_the_input_left_out(small) -> None:
+    from pydantic import ValidationError
+
+    run = parse_scenario(small).run
+    with pytest.raises(ValidationError, match="warmup"):
+        run.revalidated(warmup_s=run.duration_s)
+    with pytest.raises(ValidationError, match="greater than 0"):
+        run.revalidated(duration_s=-1.0)
+    again = run.revalidated(duration_s=2.0)
+    assert again.duration_s == 2.0 and again.model_fields_set == run.model_fields_set | {"duration_s"}

@@ -54,7 +54,8 @@ def test_every_name_a_stack_builds_is_a_known_resource_or_not_the_hosts(stack: l
     ("cpu", "CPU"), ("membw:nodes-2-3", "memory bandwidth"), ("disk.xfer", "disk"), ("vhost:g-3", "VMM thread"),
     ("vmm-lock:g-1", "VMM thread"), ("netback:g-1/vcpu/kvm", "driver domain"),
     ("g-1/vcpu/driver-domain:vcpus", "driver domain"), ("vcpus:g-1", "vCPUs"), ("threads:g-2", "server threads"),
-    ("lock:g-1:trx_sys", "server lock"), ("softirq", "kernel network threads"), ("some-new-thing:g", "some-new-thing:g"),
+    ("lock:g-1:trx_sys", "server lock"), ("softirq", "kernel network threads"),
+    ("some-new-thing:g", "some-new-thing:g"),
 ])
 def test_a_name_is_read_by_its_kind(name: str, resource: str) -> None:
     assert resource_of(name) == resource
