@@ -21,7 +21,7 @@ import pytest
 
 from virtsim.models.disks.allocation import HostFile
 from virtsim.models.disks.formats import format_by_name
-from virtsim.models.disks.resize import PREALLOCATIONS, raw_resized
+from virtsim.models.disks.resize import PREALLOCATIONS, raw_resized, resize_problem
 
 from .test_disk_physical import allocated_bytes, create, write_sessions
 
@@ -299,3 +299,15 @@ def test_a_grow_with_falloc_or_full_preallocation_puts_the_data_after_new_refcou
         assert held == allocated_bytes(image)
     else:  # a known gap, bounded: never under, at most 4 blocks over
         assert 0 <= held - allocated_bytes(image) <= 4 * 4096
+
+
+@pytest.mark.parametrize("fmt", ["vmdk", "vdi", "vhdx"])
+@pytest.mark.parametrize(("new", "shrink"), [(128 * MiB, False), (32 * MiB, True)])
+def test_formats_qemu_img_does_not_resize_are_refused_as_it_refuses_them(fmt: str, new: int, shrink: bool,
+                                                                         tmp_path: Path) -> None:
+    image = create(tmp_path / f"disk.{fmt}", fmt, 64 * MiB)
+    done = subprocess.run(["qemu-img", "resize", "-f", fmt, *(["--shrink"] if shrink else []), str(image), str(new)],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "does not support resize" in done.stderr
+    problem = resize_problem(fmt, 64 * MiB, new, shrink, "off")
+    assert problem is not None and "does not support resize" in problem
