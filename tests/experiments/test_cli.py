@@ -321,3 +321,16 @@ def test_a_stable_run_is_not_refused_for_costs_paid_only_when_a_thread_idles() -
             "demands": [{"kind": "net_in", "size": "300B"}, {"kind": "wake"}, {"kind": "cpu", "cycles": "20k"},
                         {"kind": "wake"}, {"kind": "net_out", "size": "300B"}]}}]})
     check_backlog(scenario)  # no refusal
+
+
+def test_python_dash_m_virtsim_is_the_same_command_line() -> None:
+    """``python -m virtsim`` runs the ``virtsim`` command line: the same help, the same exit
+    status for a bad argument."""
+    import subprocess
+    import sys
+
+    listing = subprocess.run([sys.executable, "-m", "virtsim", "--help"], capture_output=True, text=True)
+    assert listing.returncode == 0 and "overhead" in listing.stdout and "density" in listing.stdout
+    bad = subprocess.run([sys.executable, "-m", "virtsim", "overhead", "--replications", "0", "--out", "x"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--replications" in bad.stderr
