@@ -456,4 +456,5 @@ def report(folder: Path) -> Report:
 
 
 EXPERIMENT = Experiment("calibrate", "How close does the model come to the published measurements it can "
-                        "reproduce?", command, report, ("calibration.csv",))
+                        "reproduce?", command, report, ("calibration.csv",), tables=("calibration.csv",),
+                        figures=("calibration.png",))

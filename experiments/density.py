@@ -478,4 +478,5 @@ def report(folder: Path) -> Report:
 
 
 EXPERIMENT = Experiment("density", "How many guests fit one host per stack under the SLO, and what runs out?",
-                        command, report, ("density_summary.csv",))
+                        command, report, ("density_summary.csv",), tables=("density.csv", "density_summary.csv"),
+                        figures=("density.png",))

@@ -885,4 +885,5 @@ def _snapshot_sentences(table: pd.DataFrame) -> list[str]:
 
 
 EXPERIMENT = Experiment("disk", "How much disk do N guests from one image take, per image format and storage "
-                        "driver?", command, report, ("disk.csv",))
+                        "driver?", command, report, ("disk.csv",), tables=("disk.csv", "disk_spec.json"),
+                        figures=("seed_example.png", "guests_by_format.png", "growth.png", "amplification.png"))

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
@@ -113,6 +113,23 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[package] = "not installed"
     return out
+
+
+def _check_declared(experiment: str, files: Iterable[str]) -> None:
+    """Raise ``RuntimeError`` (a fault in virtsim, not in the input) unless a folder of a
+    registered experiment holds exactly the files its ``EXPERIMENT`` declares: every table, and
+    no file but its tables and figures."""
+    from virtsim.experiments.registry import experiment as registered
+
+    declared = registered(experiment)
+    if declared is None:  # a folder of no registered experiment (a test's, a tool's own)
+        return
+    names = set(files)
+    missing = [name for name in declared.tables if name not in names]
+    unknown = sorted(names - set(declared.tables) - set(declared.figures))
+    if missing or unknown:
+        raise RuntimeError(f"`virtsim {experiment}` wrote a folder other than it declares (missing {missing}, "
+                           f"undeclared {unknown}): a fault in virtsim; please report it")
 
 
 class ResultFolder:
@@ -215,6 +232,7 @@ class ResultFolder:
         and each file's SHA-256."""
         paths = [folder / n for n in names] if names is not None else sorted(folder.rglob("*"))
         files = {str(p.relative_to(folder)): _sha256(p) for p in paths if p.is_file()}
+        _check_declared(self.experiment, files)
         manifest = {"experiment": self.experiment, "inputs": self.inputs, "inputs_key": self.inputs_key,
                     "code": self.code,
                     "engine": engine, "versions": _versions(),

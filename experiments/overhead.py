@@ -188,4 +188,6 @@ def _overhead_sentences(table: pd.DataFrame) -> list[str]:
 
 
 EXPERIMENT = Experiment("overhead", "How much does each virtualization stack cost each workload, relative to "
-                        "bare metal?", command, report, ("overhead.csv",))
+                        "bare metal?", command, report, ("overhead.csv",),
+                        tables=("overhead.csv", "attribution.csv", "summary.csv"),
+                        figures=("overhead.png", "latency_cdf.png"))

@@ -526,4 +526,5 @@ def report(folder: Path) -> Report:
 
 
 EXPERIMENT = Experiment("plan", "How many hosts of each type does each stack need for this mix of services?",
-                        command, report, ("plan.csv", "plan_services.csv"))
+                        command, report, ("plan.csv", "plan_services.csv"), tables=("plan.csv", "plan_services.csv"),
+                        figures=("plan.png",))

@@ -33,8 +33,11 @@ class Experiment:
     ``name``: its command and the name its result folders' manifests carry; ``question``: what it
     answers, in a line; ``command``: runs it from parsed command-line arguments, prints where
     its files went and returns the exit status; ``report``: the :class:`~virtsim.experiments.report.Report`
-    of one of its result folders, built from the files alone; ``reads``: the files that report
-    reads (each must be vouched for by the folder's manifest).
+    of one of its result folders, built from the files alone (its figures are added from
+    ``figures``); ``reads``: the files that report reads (each must be vouched for by the folder's
+    manifest); ``tables``: the data files every one of its result folders holds; ``figures``: the
+    figures one may hold (one with nothing to draw is left out), in the order a report shows them.
+    A folder is published only with exactly these files (see :class:`~virtsim.experiments.outputs.ResultFolder`).
     """
 
     name: str
@@ -42,6 +45,8 @@ class Experiment:
     command: Callable[[argparse.Namespace], int]
     report: Callable[[Path], Report]
     reads: tuple[str, ...]
+    tables: tuple[str, ...]
+    figures: tuple[str, ...]
 
 
 def positive_int(text: str) -> int:

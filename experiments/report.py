@@ -14,7 +14,7 @@ import base64
 import html
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +36,7 @@ class Report:
     title: str
     question: str
     answer: pd.DataFrame
-    figures: list[Path]
+    figures: list[Path] = field(default_factory=list)  # filled from the experiment's declared figures
     assumptions: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
     stacks: list[str] = field(default_factory=list)  # labels whose calibration grade the report shows
@@ -115,7 +115,7 @@ def build_report(folder: Path) -> Report:
         raise ResultsError(f"{folder / unlisted[0]} is not vouched for by {folder / 'manifest.json'}; "
                            "rerun the experiment")
     try:
-        return declared.report(folder)
+        return replace(declared.report(folder), figures=existing_files(folder, list(declared.figures)))
     except ResultsError:
         raise  # already names the file and the fix
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:

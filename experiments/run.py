@@ -180,4 +180,5 @@ def _cores_note(scenario: dict) -> list[str]:
 
 
 EXPERIMENT = Experiment("run", "How does each stack perform on this scenario's workload?", command, report,
-                        ("summary.csv", "provenance.json"))
+                        ("summary.csv", "provenance.json"), tables=("runs.parquet", "summary.csv", "provenance.json"),
+                        figures=("latency.png", "attribution_mean.png", "attribution_tail.png"))

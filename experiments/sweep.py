@@ -490,4 +490,4 @@ def report(folder: Path) -> Report:
 
 
 EXPERIMENT = Experiment("sweep", "How do the results change over the swept parameters?", command, report,
-                        ("sweep.parquet",))
+                        ("sweep.parquet",), tables=("sweep.parquet", POINTS_INDEX), figures=("sweep.png",))

@@ -225,6 +225,7 @@ def test_every_registered_experiment_declares_itself_and_reports_its_folders() -
     for command in COMMANDS:
         declared = command.load()
         assert declared.name == command.name and declared.question.endswith("?") and declared.reads
+        assert set(declared.reads) <= set(declared.tables) and not set(declared.tables) & set(declared.figures)
         assert callable(declared.command) and callable(declared.report)
     assert experiment("nonsense") is None
 
@@ -334,3 +335,23 @@ def test_python_dash_m_virtsim_is_the_same_command_line() -> None:
     bad = subprocess.run([sys.executable, "-m", "virtsim", "overhead", "--replications", "0", "--out", "x"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--replications" in bad.stderr
+
+
+def test_a_folder_is_published_only_with_the_files_its_experiment_declares(tmp_path) -> None:
+    """A writer that forgets a declared table, or writes a file no one declared, is a fault in
+    virtsim: the folder is not published (nothing half-declared is ever read as a result)."""
+    from virtsim.experiments.outputs import ResultFolder
+
+    def publish(names: list[str]) -> None:
+        folder = ResultFolder(tmp_path / "d", "density", {"x": 1}, force=True)
+        with folder.publishing() as staging:
+            for name in names:
+                (staging / name).write_text("x")
+
+    with pytest.raises(RuntimeError, match=r"missing \['density_summary.csv'\]"):
+        publish(["density.csv", "density.png"])
+    with pytest.raises(RuntimeError, match=r"undeclared \['notes.txt'\]"):
+        publish(["density.csv", "density_summary.csv", "notes.txt"])
+    assert not (tmp_path / "d").exists()
+    publish(["density.csv", "density_summary.csv"])  # a figure may be left out
+    assert (tmp_path / "d" / "manifest.json").exists()
