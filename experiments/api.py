@@ -35,8 +35,11 @@ from virtsim.experiments.scenario import (
     default_scenario,
     load_scenario,
     parse_scenario,
+    parse_stack,
+    stack_from_text,
 )
 from virtsim.models.schema import StrictModel
+from virtsim.models.virt.stack import LayerEntry, Stack
 
 __all__ = ["Result", "calibrate", "density", "disk", "load_scenario", "overhead", "plan", "run", "scenario",
            "sweep"]
@@ -178,10 +181,10 @@ def with_run_overrides(sc: Scenario, replications: int | None = None, seed: int 
     return sc.model_copy(update={"run": run})
 
 
-def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Sequence[str] | None) -> None:
-    """Refuse unknown or repeated workloads and stacks, and a comparison of bare metal with itself."""
+def check_overhead_args(stacks: Sequence[Stack] | None, workloads: Sequence[str] | None) -> None:
+    """Refuse unknown or repeated workloads, repeated stacks, and a comparison of bare metal with
+    itself (the stacks are built and checked already: :func:`overhead_stacks`)."""
     from virtsim.experiments.overhead import WORKLOADS
-    from virtsim.experiments.scenario import layer_from_entry, stack_label
 
     names = list(workloads or [])
     unknown = [n for n in names if n not in WORKLOADS]
@@ -190,13 +193,7 @@ def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Seque
     if len(set(names)) < len(names):
         raise ScenarioError(f"--workloads: {sorted({n for n in names if names.count(n) > 1})} listed more than once")
     if stacks:
-        for stack in stacks:
-            for entry in stack:  # "kvm" or {profile = "kvm", vcpus = 4}, as a scenario writes a layer
-                try:
-                    layer_from_entry(entry)
-                except (ValueError, TypeError) as exc:
-                    raise ScenarioError(f"--stacks: {entry!r}: {exc}") from None
-        labels = [stack_label(list(s)) for s in stacks]
+        labels = [s.label for s in stacks]
         if len(set(labels)) < len(labels):
             raise ScenarioError(f"--stacks: {sorted({x for x in labels if labels.count(x) > 1})} listed more than once")
         if all(label == "bare-metal" for label in labels):
@@ -204,22 +201,49 @@ def check_overhead_args(stacks: Sequence[Sequence[Any]] | None, workloads: Seque
                                 "is taken against (it is always run)")
 
 
-def overhead(stacks: Sequence[str | Sequence[Any]] | None = None, workloads: Sequence[str] | None = None, *,
-             replications: int = 2, seed: int = 1, workers: int = ALL_CORES, progress: bool = False) -> Result:
-    """Each workload on each stack (``"kvm"``, ``"docker/kvm"`` or a list of layers), as ratios
-    to bare metal with the time each layer adds. Tables ``overhead`` (ratios), ``attribution``
-    and ``summary``, as ``virtsim overhead`` writes them."""
+def overhead_stacks(stacks: str | Sequence[str | Stack | Sequence[LayerEntry]] | None) -> list[Stack] | None:
+    """The stacks ``virtsim.overhead`` takes, each built and checked once: a :class:`Stack`, its
+    text (``"docker{cpu_max=50ms/100ms}/kvm"``, read by
+    :func:`~virtsim.experiments.scenario.stack_from_text`) or its list of layers as a scenario
+    writes them; a text alone is one stack. :class:`ScenarioError` naming the one that is wrong."""
+    if isinstance(stacks, str):  # one stack named alone: "kvm", not the letters k, v, m
+        stacks = [stacks]
+    if not stacks:
+        return None
+    out = []
+    for stack in stacks:
+        try:
+            out.append(stack_from_text(stack) if isinstance(stack, str) else parse_stack(stack))
+        except (ValueError, TypeError) as exc:
+            raise ScenarioError(f"--stacks: {exc}") from None
+    return out
+
+
+def overhead_inputs(stacks: Sequence[Stack] | None, workloads: Sequence[str] | None, replications: int,
+                    seed: int) -> dict[str, Any]:
+    """What an overhead result folder is keyed by, as JSON: each stack as its entries
+    (:meth:`Stack.entries`), the workloads, replications and seed; the same from the command
+    line and the API."""
+    return {"stacks": [s.entries() for s in stacks] if stacks else None,
+            "workloads": list(workloads) if workloads else None, "replications": replications, "seed": seed}
+
+
+def overhead(stacks: str | Sequence[str | Stack | Sequence[LayerEntry]] | None = None,
+             workloads: str | Sequence[str] | None = None, *, replications: int = 2, seed: int = 1,
+             workers: int = ALL_CORES, progress: bool = False) -> Result:
+    """Each workload on each stack (``"kvm"``, ``"docker{cpu_max=50ms/100ms}/kvm"``, a list of
+    layers or a :class:`Stack`: see :func:`overhead_stacks`), as ratios to bare metal with the
+    time each layer adds. Tables ``overhead`` (ratios), ``attribution`` and ``summary``, as
+    ``virtsim overhead`` writes them."""
     from virtsim.experiments.overhead import overhead as run_overhead
     from virtsim.experiments.overhead import write_overhead
 
-    if isinstance(stacks, str):  # one stack named alone: "kvm", not the letters k, v, m
-        stacks = [stacks]
-    lists = [s.split("/") if isinstance(s, str) else list(s) for s in stacks] if stacks else None
+    built = overhead_stacks(stacks)
     names = [workloads] if isinstance(workloads, str) else list(workloads) if workloads else None
-    check_overhead_args(lists, names)
-    tables = run_overhead(lists, names, replications=replications, seed=seed, workers=workers, progress=progress)
-    inputs = {"stacks": lists, "workloads": names, "replications": replications, "seed": seed}
-    return Result("overhead", dict(tables), inputs, lambda d: write_overhead(d, tables))
+    check_overhead_args(built, names)
+    tables = run_overhead(built, names, replications=replications, seed=seed, workers=workers, progress=progress)
+    return Result("overhead", dict(tables), overhead_inputs(built, names, replications, seed),
+                  lambda d: write_overhead(d, tables))
 
 
 def density(spec: Any = None) -> Result:

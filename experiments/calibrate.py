@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,8 +28,9 @@ from virtsim.experiments.grades import PACKAGED_FOUND, PACKAGED_PUBLISHED
 from virtsim.experiments.outputs import ResultFolder, atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
-from virtsim.experiments.scenario import parse_scenario, stack_label
+from virtsim.experiments.scenario import parse_scenario, parse_stack
 from virtsim.models.hardware.host import HOST_PRESETS
+from virtsim.models.virt.stack import LayerEntry, Stack
 
 __all__ = ["CASES", "EXPERIMENT", "KNOWN_OUTSIDE", "NOT_REPRODUCED", "PACKAGED_PUBLISHED", "TARGET_REL", "calibrate",
            "checked_published", "citing_parameters", "command", "find_published", "fitted_rows", "published_rows",
@@ -41,10 +43,11 @@ RUN = {"linpack": ("4s", "0.5s"), "stream": ("1s", "0.1s"), "randomaccess": ("1s
 
 @dataclass(frozen=True)
 class Case:
-    """One published row and the scenario that reproduces it."""
+    """One published row and the scenario that reproduces it (``stack``: built and checked when
+    the case is declared, so a mistyped profile fails at import, not minutes into a run)."""
 
     row: str
-    stack: list[Any]
+    stack: Stack
     workload: dict[str, Any]
     metric: str
     host: str = "felter"
@@ -64,10 +67,15 @@ class Case:
                 "guests": [{"name": "g", "stack": self.stack, "workload": self.workload}]}
 
 
-def _family(native: str, workload: dict[str, Any], metric: str, rows: dict[str, list[Any]], **kw: Any) -> list[Case]:
-    """One case per row of ``rows`` (row -> stack); every row but ``native`` itself has ``native`` as its bare metal."""
-    return [Case(row, stack, workload, metric, native=None if row == native else native, **kw)
+def _family(native: str, workload: dict[str, Any], metric: str, rows: dict[str, Sequence[LayerEntry]],
+            **kw: Any) -> list[Case]:
+    """One case per row of ``rows`` (row -> its stack's layers); every row but ``native`` itself
+    has ``native`` as its bare metal."""
+    return [Case(row, parse_stack(stack), workload, metric, native=None if row == native else native, **kw)
             for row, stack in rows.items()]
+
+
+BARE_METAL = parse_stack(["bare-metal"])
 
 
 KVM16 = [{"profile": "kvm", "vcpus": 16}]
@@ -78,8 +86,9 @@ QEMU_2019 = [{"profile": "kvm", "halt_poll": "200us"}]
 FIO_RAND = {"kind": "fio", "bs": "4KiB", "jobs": 8, "iodepth": 16}
 # VMware's sample overhead memory table: guest memory (MiB) x vCPUs, each cell a found.csv row
 _ESXI_OVERHEAD = [Case(f"vsphere65-ovh-{f'{mem // 1024}g' if mem >= 1024 else f'{mem}m'}-{vcpus}v",
-                       [{"profile": "esxi", "vcpus": vcpus, "guest_memory": f"{mem}MiB"}], {}, "vmm_overhead_MiB",
-                       footprint=True) for mem in (256, 1024, 4096, 16384) for vcpus in (1, 2, 4, 8)]
+                       parse_stack([{"profile": "esxi", "vcpus": vcpus, "guest_memory": f"{mem}MiB"}]), {},
+                       "vmm_overhead_MiB", footprint=True)
+                  for mem in (256, 1024, 4096, 16384) for vcpus in (1, 2, 4, 8)]
 CASES: list[Case] = [
     *_ESXI_OVERHEAD,
     *_family("felter-linpack-native", {"kind": "linpack", "threads": 16}, "gflops", {
@@ -138,7 +147,7 @@ def _nano(op: str, rows: dict[str, str]) -> list[Case]:
     """Adams & Agesen's nanobenchmark ``op`` on the P4 672: ``rows`` maps each row to its stack
     (native, binary translation, first-generation VT-x); published cycles, simulated ns."""
     native = rows.get("native")
-    return [Case(row, [stack], {"kind": "nanobench", "op": op}, "ns_per_op", host="adams", scale=1 / 3.8,
+    return [Case(row, parse_stack([stack]), {"kind": "nanobench", "op": op}, "ns_per_op", host="adams", scale=1 / 3.8,
                  native=None if row == native else native, replications=1)
             for row, stack in rows.items() if row != "native"]
 
@@ -152,7 +161,7 @@ CASES += [
     *_nano("in-port80", {"native": "aa06-nano-in-port80-native", "aa06-nano-in-port80-native": "bare-metal",
                          "aa06-nano-in-port80-bt": AA06["bt"], "aa06-nano-in-port80-hwvmm": AA06["hwvmm"]}),
     *_nano("ptemod", {"aa06-nano-ptemod-bt": AA06["bt"], "aa06-nano-ptemod-hwvmm": AA06["hwvmm"]}),
-    Case("aa06-nano-syscall-bt-added", [AA06["bt"]], {"kind": "nanobench", "op": "syscall"}, "ns_per_op",
+    Case("aa06-nano-syscall-bt-added", parse_stack([AA06["bt"]]), {"kind": "nanobench", "op": "syscall"}, "ns_per_op",
          host="adams", scale=1 / 3.8, replications=1, added=True),
 ]
 
@@ -288,9 +297,8 @@ def checked_published(path: Path | None, what: str = "--published") -> tuple[Pat
 def _vmm_overhead_mib(case: Case) -> float:
     """The memory overhead (MiB) of the case's VM layer, as the density footprint counts it."""
     from virtsim.models.virt.hypervisor import Type1
-    from virtsim.models.virt.stack import Stack
 
-    (vm,) = [layer for layer in Stack.of(case.stack).layers if isinstance(layer, Type1)]
+    (vm,) = [layer for layer in case.stack.layers if isinstance(layer, Type1)]
     return vm.params.vmm_overhead() / 2**20
 
 
@@ -307,7 +315,7 @@ def _simulate(case: Case, seed: int) -> float:
         return float(runs.loc[runs["metric"] == case.metric, "value"].mean())
 
     if case.added:
-        return run(case) - run(replace(case, stack=["bare-metal"]))
+        return run(case) - run(replace(case, stack=BARE_METAL))
     return run(case)
 
 
@@ -333,7 +341,7 @@ def calibrate(published: Path, seed: int = 1, workers: int = 1) -> pd.DataFrame:
         entry: dict[str, Any] = dict(
             row=case.row, table="found" if case.row in found else "published", platform=row["platform"],
             grade=row["grade"], metric=case.metric,
-            stack=stack_label(case.stack),
+            stack=case.stack.label,
             published=pub, simulated=sim, rel_error=(sim - pub) / pub,
             published_ratio=float("nan"), simulated_ratio=float("nan"), ratio_error_points=float("nan"),
             fitted=case.row in fitted, basis="fitted" if case.row in fitted else "predicted",

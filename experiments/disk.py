@@ -1,17 +1,19 @@
 """The disk-usage experiment: linked clones versus full copies, formats and storage drivers.
 
 ``virtsim disk [SPEC.toml] --out DIR`` writes ``DIR/disk.csv`` (tidy: experiment, system,
-guests, measure, bytes) and four plots: the seed document's example, N guests from one image per
-format and driver, growth of an overlay under each write pattern, and the write amplification
-of each allocation unit. A spec file holds a ``[disk]`` table overriding any default below.
+guests, measure, bytes) and four plots: the DockerInDeep guide's worked example (a base image and
+three VMs' changes: ``guide_base``, ``guide_changes``), N guests from one image per format and
+driver, growth of an overlay under each write pattern, and the write amplification of each
+allocation unit. A spec file holds a ``[disk]`` table overriding any default below.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -216,7 +218,7 @@ class HostFsSpec(StrictModel):
 
 
 _MAX_WRITTEN_UNITS = 2**24
-"""The most allocation units a disk spec may have written as a base image or as the seed example."""
+"""The most allocation units a disk spec may have written as a base image or as the guide's example."""
 _SMALLEST_DEFAULT_UNIT = 65536
 """The smallest default allocation unit of the formats (qcow2 clusters, VMDK grains: 64 KiB)."""
 
@@ -224,9 +226,12 @@ _SMALLEST_DEFAULT_UNIT = 65536
 class DiskSpec(StrictModel):
     """Every knob of the disk experiment, with defaults."""
 
+    # the guide's example was "the seed example" once: a word the random seed also goes by
+    renamed_keys: ClassVar[Mapping[str, str]] = {"seed_base": "guide_base", "seed_changes": "guide_changes"}
+
     seed: int = Field(1, ge=0)
-    seed_base_bytes: Bytes = Field(20e9, alias="seed_base")
-    seed_changes_bytes: list[Bytes] = Field([5e9, 10e9, 7e9], alias="seed_changes", min_length=1, max_length=1000)
+    guide_base_bytes: Bytes = Field(20e9, alias="guide_base")
+    guide_changes_bytes: list[Bytes] = Field([5e9, 10e9, 7e9], alias="guide_changes", min_length=1, max_length=1000)
     guests: int = Field(10, ge=1, le=10_000)
     # the base is written in 1 MiB pieces; rounded up to whole 512-byte sectors, as qemu-img
     # create rounds it (review 34 F6)
@@ -316,13 +321,13 @@ class DiskSpec(StrictModel):
             if self.guests * writes > 50_000_000:
                 raise ValueError(f"guests x {what} = {self.guests * writes:,} writes, more than 50,000,000 "
                                  "(about 1 GB of write arrays); lower one of them")
-        # Written data are built unit by unit (clusters, grains; the seed example as real qcow2
+        # Written data are built unit by unit (clusters, grains; the guide's example as real qcow2
         # images): memory follows the units written, about 2.6 GB for 1 TiB of 64 KiB units (16.8
         # million; vmdk measured). Smaller units (units.qcow2 = "4KiB") count for more.
-        # The seed example is built with qcow2's default clusters whatever units says (review 28 F13).
+        # The guide's example is built with qcow2's default clusters whatever units says (review 28 F13).
         smallest = min([_SMALLEST_DEFAULT_UNIT, *self.units_bytes.values()])
-        written = self.seed_base_bytes + sum(self.seed_changes_bytes)
-        for name, value, unit in (("seed_base + seed_changes", written, _SMALLEST_DEFAULT_UNIT),
+        written = self.guide_base_bytes + sum(self.guide_changes_bytes)
+        for name, value, unit in (("guide_base + guide_changes", written, _SMALLEST_DEFAULT_UNIT),
                                   ("base_used", self.base_used_bytes, smallest)):
             if value / unit > _MAX_WRITTEN_UNITS:
                 raise ValueError(f"{name}: {value:.4g} B written in units of {size_text(int(unit))} is more than "
@@ -448,26 +453,26 @@ def _rows(experiment: str, system: str, guests: int, measures: dict[str, float])
             for m, v in measures.items()]
 
 
-def seed_example(spec: DiskSpec) -> list[dict[str, Any]]:
-    """The seed document's example (a base image and each guest's changes, bytes): each guest's
-    view, and the host's totals as linked and as full clones, as the document counts them
-    (no format metadata)."""
-    usage = disjoint_chain_usage(int(spec.seed_base_bytes), [int(c) for c in spec.seed_changes_bytes])
+def guide_example(spec: DiskSpec) -> list[dict[str, Any]]:
+    """The DockerInDeep guide's worked example (a base image and each guest's changes, bytes):
+    each guest's view, and the host's totals as linked and as full clones, as the guide counts
+    them (no format metadata)."""
+    usage = disjoint_chain_usage(int(spec.guide_base_bytes), [int(c) for c in spec.guide_changes_bytes])
     rows = []
     for i, view in enumerate(usage.per_guest_view()):
-        rows += _rows("seed-example", f"VM{i + 1}", 1, {"per_guest_view": view})
-    rows += _rows("seed-example", "host", len(spec.seed_changes_bytes),
+        rows += _rows("guide-example", f"VM{i + 1}", 1, {"per_guest_view": view})
+    rows += _rows("guide-example", "host", len(spec.guide_changes_bytes),
                   {"linked_clones_bytes_total": usage.linked_clones(),
                    "full_clones_bytes_total": usage.full_clones()})
     return rows
 
 
-def seed_example_qcow2(spec: DiskSpec) -> list[dict[str, Any]]:
-    """The seed example as real qcow2 files (64 KiB clusters, L2 tables, refcount blocks, bytes
+def guide_example_qcow2(spec: DiskSpec) -> list[dict[str, Any]]:
+    """The guide's example as real qcow2 files (64 KiB clusters, L2 tables, refcount blocks, bytes
     on the host): the base image's data written from the start of the disk, each VM's changes
     written after it (new data, as the example reads), in pieces of 1 MiB or more."""
-    base = int(spec.seed_base_bytes)
-    changes = [int(c) for c in spec.seed_changes_bytes]
+    base = int(spec.guide_base_bytes)
+    changes = [int(c) for c in spec.guide_changes_bytes]
     virtual = -(-(base + max(changes)) // 2**30) * 2**30
     fmt = format_by_name("qcow2", virtual)
     piece = max(2**20, -(-(base + max(changes)) // 200_000) // 2**20 * 2**20)  # at most ~200,000 writes
@@ -480,8 +485,8 @@ def seed_example_qcow2(spec: DiskSpec) -> list[dict[str, Any]]:
                               host=spec.host_fs.image_file())
     rows = []
     for i, view in enumerate(usage.per_guest_view()):
-        rows += _rows("seed-example-qcow2", f"VM{i + 1}", 1, {"per_guest_view": view})
-    rows += _rows("seed-example-qcow2", "host", len(changes),
+        rows += _rows("guide-example-qcow2", f"VM{i + 1}", 1, {"per_guest_view": view})
+    rows += _rows("guide-example-qcow2", "host", len(changes),
                   {"linked_clones_bytes_total": usage.linked_clones(), "full_clones_bytes_total": usage.full_clones()})
     return rows
 
@@ -809,7 +814,7 @@ def resized_disks(spec: DiskSpec) -> list[dict[str, Any]]:
 
 def run_disk(spec: DiskSpec) -> pd.DataFrame:
     """Every part of the disk experiment as one tidy table."""
-    rows = (seed_example(spec) + seed_example_qcow2(spec) + image_chains(spec) + snapshot_chains(spec)
+    rows = (guide_example(spec) + guide_example_qcow2(spec) + image_chains(spec) + snapshot_chains(spec)
             + layer_stacks(spec) + growth(spec) + amplification(spec) + resized_disks(spec))
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -844,8 +849,9 @@ def report(folder: Path) -> Report:
     answer = part.pivot_table(index="system", columns="measure", values="bytes", sort=False)
     answer = (answer / 1e9).round(3).reset_index().rename(columns=lambda c: f"{c} (GB)" if c != "system" else c)
     return Report("Disk usage", "How much disk do N guests from one image take, per image format and storage driver?",
-                  answer, existing_files(folder, ["seed_example.png", "guests_by_format.png", "growth.png",
-                                             "amplification.png"]),
+                  # seed_example.png: the first figure, as a folder written before it was renamed names it
+                  answer, existing_files(folder, ["guide_example.png", "seed_example.png", "guests_by_format.png",
+                                                  "growth.png", "amplification.png"]),
                   ["Formats' layouts are checked byte for byte against qemu-img; overlay2 against a real overlayfs.",
                    "A full clone is one standalone image per guest holding its whole chain, as qemu-img "
                    "convert writes it (data in both the base and an overlay counted once).",

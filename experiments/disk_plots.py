@@ -26,7 +26,7 @@ def _save(fig: Figure, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
+def plot_guide_example(table: pd.DataFrame, path: Path) -> Path:
     """Bars (GB) of what each VM sees against what the host stores, with linked and with full clones."""
     def bars_of(experiment: str) -> tuple[list[str], np.ndarray]:
         rows = _part(table, experiment)
@@ -36,14 +36,14 @@ def plot_seed_example(table: pd.DataFrame, path: Path) -> Path:
         values = [*views["bytes"], host["linked_clones_bytes_total"], host["full_clones_bytes_total"]]
         return labels, np.asarray(values) / GB
 
-    labels, ideal = bars_of("seed-example")
+    labels, ideal = bars_of("guide-example")
     x = np.arange(len(labels))
     colors = ["#8fb3d9"] * (len(labels) - 2) + ["#2b6cb0", "#c05621"]
     fig, ax = new_axes((8, 4.2))
-    real = bars_of("seed-example-qcow2")[1] if (table["experiment"] == "seed-example-qcow2").any() else None
+    real = bars_of("guide-example-qcow2")[1] if (table["experiment"] == "guide-example-qcow2").any() else None
     width = 0.4 if real is not None else 0.8
     shift = width / 2 if real is not None else 0.0
-    bars = ax.bar(x - shift, ideal, width, color=colors, label="the document's arithmetic")
+    bars = ax.bar(x - shift, ideal, width, color=colors, label="the guide's arithmetic")
     ax.bar_label(bars, fmt="%.0f", fontsize=SMALL_FONT)
     if real is not None:  # the same as qcow2 files: L2 tables, refcount blocks, whole clusters
         qcow2 = ax.bar(x + width / 2, real, width, color=colors, alpha=0.55, hatch="//", label="as qcow2 files")
@@ -119,7 +119,7 @@ def plot_amplification(table: pd.DataFrame, path: Path) -> Path:
 def plot_all(table: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     """The four disk plots into ``out_dir``; returns their paths by name."""
     return {
-        "seed_example": plot_seed_example(table, out_dir / "seed_example.png"),
+        "guide_example": plot_guide_example(table, out_dir / "guide_example.png"),
         "guests": plot_guests(table, out_dir / "guests_by_format.png"),
         "growth": plot_growth(table, out_dir / "growth.png"),
         "amplification": plot_amplification(table, out_dir / "amplification.png"),

@@ -88,8 +88,9 @@ def _profile_parts(profile: Profile) -> tuple[int, int, list[str], list[str]]:
 
 
 def stack_grade(label: str) -> StackGrade:
-    """The grade of the stack a :func:`virtsim.experiments.scenario.stack_label` names (unknown names count
-    as nothing sourced, so a typo cannot pass for a calibrated stack)."""
+    """The grade of the stack a label names (:attr:`~virtsim.models.virt.stack.Stack.label`, or a
+    scenario's ``kvm + docker``; its profiles as :func:`~virtsim.experiments.scenario.label_profiles`
+    reads them). Unknown names count as nothing sourced, so a typo cannot pass for a calibrated stack."""
     every = {**load_profiles("virtsim.models.virt"), **load_profiles("virtsim.models.hardware")}
     parameters = sourced = 0
     grades: list[str] = []

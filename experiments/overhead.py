@@ -24,13 +24,14 @@ from virtsim.experiments.outputs import ResultFolder, atomic_write
 from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
 from virtsim.experiments.runner import run_scenarios
-from virtsim.experiments.scenario import parse_scenario
+from virtsim.experiments.scenario import ScenarioError, parse_scenario, stack_from_text, stacks_from_text
 from virtsim.models.hardware.host import HOST_PRESETS
+from virtsim.models.virt.stack import Stack
 
 __all__ = ["DEFAULT_STACKS", "EXPERIMENT", "WORKLOADS", "command", "overhead", "report"]
 
-DEFAULT_STACKS: list[list[Any]] = [["bare-metal"], ["kvm"], ["firecracker"], ["virtualbox"], ["docker"],
-                                   ["docker-nat"], ["docker-nat", "kvm"]]
+DEFAULT_STACKS: list[Stack] = stacks_from_text("bare-metal,kvm,firecracker,virtualbox,docker,docker-nat,docker-nat/kvm")
+BARE_METAL = stack_from_text("bare-metal")
 HOST = HOST_PRESETS["felter"]  # the study most rows of published.csv come from
 
 # workload name -> (workload table, primary metric, duration, warm-up)
@@ -48,7 +49,7 @@ WORKLOADS: dict[str, tuple[dict[str, Any], str, str, str]] = {
 LOWER_IS_BETTER = {"round_trip_us"}
 
 
-def _scenario(name: str, stacks: list[list[Any]], replications: int, seed: int) -> dict[str, Any]:
+def _scenario(name: str, stacks: list[Stack], replications: int, seed: int) -> dict[str, Any]:
     """The comparison scenario (as a dict) of one workload over ``stacks``, on the overhead experiment's host."""
     workload, _, duration, warmup = WORKLOADS[name]
     return {"name": name, "run": {"duration": duration, "warmup": warmup, "replications": replications,
@@ -57,16 +58,17 @@ def _scenario(name: str, stacks: list[list[Any]], replications: int, seed: int) 
             "compare": {"stacks": stacks}}
 
 
-def overhead(stacks: list[list[Any]] | None = None, workloads: list[str] | None = None, replications: int = 2,
+def overhead(stacks: list[Stack] | None = None, workloads: list[str] | None = None, replications: int = 2,
              seed: int = 1, workers: int = 1, progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Run the experiment; returns the overhead, attribution and raw summary tables."""
+    """Run the experiment on ``stacks`` (default :data:`DEFAULT_STACKS`; bare metal is always
+    run, first, as the baseline); returns the overhead, attribution and raw summary tables."""
     stacks = stacks or DEFAULT_STACKS
     names = workloads or list(WORKLOADS)
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         raise ValueError(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
     # bare metal is the baseline, first, once, wherever the caller listed it (review 10 B3)
-    stacks = [["bare-metal"], *(s for s in stacks if s != ["bare-metal"])]
+    stacks = [BARE_METAL, *(s for s in stacks if s != BARE_METAL)]
     scenarios = [parse_scenario(_scenario(name, stacks, replications, seed), name) for name in names]
     outputs = run_scenarios(scenarios, progress=progress, workers=workers, desc="overhead")
     summary = pd.concat([output.summary.assign(workload=name) for name, output in zip(names, outputs, strict=True)],
@@ -144,10 +146,13 @@ def command(args: argparse.Namespace) -> int:
     """``virtsim overhead``: check the arguments and the folder, run every workload on every stack, publish."""
     from virtsim.experiments import api
 
-    stacks = [s.split("/") for s in args.stacks.split(",")] if args.stacks else None
+    try:
+        stacks = stacks_from_text(args.stacks) if args.stacks else None
+    except ValueError as exc:
+        raise ScenarioError(f"--stacks: {exc}") from None
     names = args.workloads.split(",") if args.workloads else None
     api.check_overhead_args(stacks, names)  # before the folder is touched
-    inputs = {"stacks": stacks, "workloads": names, "replications": args.replications, "seed": args.seed}
+    inputs = api.overhead_inputs(stacks, names, args.replications, args.seed)
     folder = ResultFolder(Path(args.out), "overhead", inputs, args.force)
     result = api.overhead(stacks, names, replications=args.replications, seed=args.seed, workers=args.workers,
                           progress=not args.quiet)

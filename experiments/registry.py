@@ -114,8 +114,9 @@ COMMANDS: tuple[Command, ...] = (
     Command("overhead", "virtsim.experiments.overhead",
             "workloads on each stack as ratios to bare metal, with attribution", (
                 _out("folder for overhead.csv, attribution.csv and plots"),
-                Option(("--stacks",), {"help": 'comma-separated stacks, layers joined by "/" '
-                                               '(e.g. "kvm,docker,docker/kvm")'}),
+                Option(("--stacks",), {"help": 'comma-separated stacks, each as its label writes it: layers '
+                                               'innermost first joined by "/", overrides in braces (e.g. '
+                                               '"kvm,docker/kvm,docker{cpu_max=50ms/100ms}/kvm{vcpus=4}")'}),
                 Option(("--workloads",), {"help": "comma-separated workloads (default: all)"}),
                 Option(("--replications",), {"type": positive_int, "default": 2}),
                 SEED, WORKERS, QUIET, FORCE)),

@@ -44,9 +44,14 @@ class Report:
 
 
 def stacks_fields(labels: pd.Series) -> dict[str, list[str]]:
-    """The ``stacks`` and ``profiles`` fields of a report whose table has these stack labels."""
+    """The ``stacks`` and ``profiles`` fields of a report whose table has these stack labels;
+    :class:`ResultsError` naming a label that does not split into layers."""
     stacks = [str(s) for s in labels.unique()]
-    return {"stacks": stacks, "profiles": sorted({p for s in stacks for p in label_profiles(s)})}
+    try:
+        profiles = {p for s in stacks for p in label_profiles(s)}
+    except ValueError as exc:
+        raise ResultsError(f"a stack label in the results cannot be read ({exc}); rerun the experiment") from None
+    return {"stacks": stacks, "profiles": sorted(profiles)}
 
 
 def read_results_csv(path: Path) -> pd.DataFrame:

@@ -24,12 +24,12 @@ from pydantic import (
 
 from virtsim.experiments.inputs import InputError, format_validation_error, load_toml_model
 from virtsim.models.hardware.host import HostSpec
-from virtsim.models.quantities import Bytes, Seconds
+from virtsim.models.quantities import Bytes, Seconds, value_from_text
 from virtsim.models.schema import StrictModel
 from virtsim.models.system import Guest, System
 from virtsim.models.virt.baremetal import BareMetal
 from virtsim.models.virt.base import Layer
-from virtsim.models.virt.stack import LayerEntry, Stack, layer_of
+from virtsim.models.virt.stack import LayerEntry, Stack, layer_of, override_fields
 from virtsim.models.workloads.catalog import WorkloadSpec
 from virtsim.models.workloads.request import BatchSpec, ClosedSpec, MemDemand, OpenSpec, RequestWorkload
 from virtsim.sim.control import MAX_RECORD_BYTES, RunControl
@@ -47,6 +47,10 @@ __all__ = [
     "format_validation_error",
     "load_scenario",
     "parse_scenario",
+    "parse_stack",
+    "split_outside",
+    "stack_from_text",
+    "stacks_from_text",
     "workload_of",
 ]
 
@@ -111,16 +115,106 @@ def parse_stack(value: Any) -> Stack:
         return value
     if not isinstance(value, list | tuple):
         raise ValueError(f'a stack is a list of layers, innermost first, like ["docker", "kvm"]; got {value!r}')
-    if not value:
-        raise ValueError('a stack needs at least one layer; write ["bare-metal"] for no virtualization')
     for entry in value:
         if not isinstance(entry, str | dict):
             raise ValueError(f'a layer is a profile name or a table {{profile = "NAME", ...}}; got {entry!r}')
-    layers = tuple(layer_from_entry(entry) for entry in value)
+    return _stack_of(tuple(layer_from_entry(entry) for entry in value))
+
+
+def _stack_of(layers: tuple[Layer, ...]) -> Stack:
+    """The stack of these layers: at least one, bare metal only alone (``ValueError`` otherwise)."""
+    if not layers:
+        raise ValueError('a stack needs at least one layer; write ["bare-metal"] for no virtualization')
     if len(layers) > 1 and any(isinstance(layer, BareMetal) for layer in layers):
         raise ValueError('"bare-metal" means no virtualization layer: it is a stack of its own, never a '
                          "layer among others; remove it (the host is always there)")
     return Stack(layers)
+
+
+_CLOSING = {"{": "}", "[": "]"}
+
+
+def split_outside(text: str, separator: str) -> list[str]:
+    """``text`` split at each ``separator`` that is outside every ``{...}`` and ``[...]``:
+    ``docker{cpu_max=50ms/100ms}/kvm`` at ``/`` is ``docker{cpu_max=50ms/100ms}`` and ``kvm``
+    (a "/" inside an override is no layer boundary, a "," inside a list no override boundary).
+    ``ValueError`` naming ``text`` if its braces and brackets do not pair up."""
+    parts: list[str] = []
+    open_: list[str] = []  # the closing character each brace or bracket still open awaits
+    current = ""
+    for i, ch in enumerate(text):
+        if ch in _CLOSING:
+            open_.append(_CLOSING[ch])
+        elif ch in _CLOSING.values() and (not open_ or open_.pop() != ch):
+            raise ValueError(f"{text!r}: {ch!r} at character {i + 1} closes nothing opened before it; write "
+                             "overrides as NAME{key=value,...} and a list as [a,b]")
+        if ch == separator and not open_:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    if open_:
+        raise ValueError(f"{text!r}: a brace or bracket is never closed; add the {open_[-1]!r} it lacks")
+    parts.append(current)
+    return parts
+
+
+def _layer_from_text(text: str) -> Layer:
+    """One layer written as a label writes it, ``kvm`` or ``kvm{halt_poll=0s,vcpus=4}`` (each
+    key as a file writes it, each value as :func:`~virtsim.models.quantities.value_from_text`
+    reads it); ``ValueError`` (one line) saying what is wrong and what to write (the caller
+    names the layer)."""
+    name, brace, rest = (part.strip() for part in text.partition("{"))
+    if not name:
+        raise ValueError("a layer is a profile name (`virtsim profiles` lists them), with any overrides in "
+                         "braces after it: kvm{vcpus=4}")
+    if not brace:
+        return layer_from_entry(name)
+    if not rest.endswith("}"):
+        raise ValueError("nothing may follow the overrides' closing brace; write NAME{key=value,...}")
+    fields = override_fields(name)
+    overrides: dict[str, Any] = {}
+    for item in split_outside(rest[:-1], ","):
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not (key and equals and value):
+            raise ValueError(f"{item.strip()!r} is not key=value; write each override as key=value, separated "
+                             "by commas")
+        if key not in fields:
+            raise ValueError(f"profile {name!r} has no parameter {key!r}; its parameters are "
+                             f"{', '.join(sorted(fields))}")
+        if key in overrides:
+            raise ValueError(f"{key} is given more than once; give it once")
+        overrides[key] = value_from_text(key, fields[key], value)
+    return layer_from_entry({"profile": name, **overrides})
+
+
+def stack_from_text(text: str) -> Stack:
+    """The :class:`Stack` a text writes as :attr:`Stack.label` does: its layers innermost first,
+    joined by ``/``, each a profile name with any overrides in braces, like
+    ``docker{cpu_max=50ms/100ms,cpuset=[0,1]}/kvm{vcpus=4}``; ``stack_from_text(s.label) == s``
+    for every stack. ``ValueError`` (one line) naming the layer that is wrong and what to write:
+    an unknown profile or key, braces that do not pair up, a value its field refuses."""
+    if not text.strip():
+        raise ValueError("a stack needs at least one layer; write bare-metal for no virtualization")
+    layers = []
+    for part in split_outside(text, "/"):
+        if not part.strip():
+            raise ValueError(f"{text!r}: a layer is missing before or after a \"/\"; name a profile there "
+                             "(`virtsim profiles` lists them)")
+        try:
+            layers.append(_layer_from_text(part))
+        except ValueError as exc:
+            raise ValueError(f"{part.strip()!r}: {exc}") from None
+    try:
+        return _stack_of(tuple(layers))
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+
+
+def stacks_from_text(text: str) -> list[Stack]:
+    """The stacks of a comma-separated list, ``kvm,docker{cpu_max=50ms/100ms,cpuset=[0,1]}/kvm``
+    (a comma inside braces or brackets separates no stacks), each read by :func:`stack_from_text`."""
+    return [stack_from_text(part) for part in split_outside(text, ",")]
 
 
 StackValue = Annotated[Stack, PlainValidator(parse_stack), PlainSerializer(lambda s: s.entries(), return_type=list)]
@@ -134,21 +228,13 @@ WRITTEN_SEPARATOR = " + "
 
 def label_profiles(label: str) -> list[str]:
     """The profile names in a :attr:`Stack.label` read back from a results file:
-    ``docker{cpu_max=50ms/100ms}/kvm`` gives ``["docker", "kvm"]`` (a ``/`` inside an override's
-    braces is not a layer boundary); a scenario's label, ``kvm + docker``, each stack's in turn."""
-    if WRITTEN_SEPARATOR in label:
-        parts = [label_profiles(part) for part in label.split(WRITTEN_SEPARATOR)]
-        return [name for part in parts for name in part]
-    names, depth, current = [], 0, ""
-    for ch in label:
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if ch == "/" and depth == 0:
-            names.append(current)
-            current = ""
-        else:
-            current += ch
-    names.append(current)
-    return [n.split("{", 1)[0] for n in names if n]
+    ``docker{cpu_max=50ms/100ms}/kvm`` gives ``["docker", "kvm"]`` (split as
+    :func:`stack_from_text` splits it); a scenario's label, ``kvm + docker``, each stack's in
+    turn. Names only, not checked against the profiles: a report or a grade of an older folder
+    names a profile since renamed as unknown rather than failing. ``ValueError`` for braces that
+    do not pair up."""
+    return [layer.partition("{")[0].strip() for part in label.split(WRITTEN_SEPARATOR)
+            for layer in split_outside(part, "/") if layer.strip()]
 
 
 def unique_stacks(stacks: list[Stack]) -> list[Stack]:

@@ -17,7 +17,7 @@ from pydantic.fields import FieldInfo
 from virtsim.sim.units import parse_quantity, quantity_text
 
 __all__ = ["BitsPerSecond", "Bytes", "BytesPerSecond", "Cycles", "Dimension", "Hertz", "PerSecond", "Seconds",
-           "field_dimension", "value_text"]
+           "field_dimension", "value_from_text", "value_text"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,46 @@ def value_text(field: FieldInfo, value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+_SCALARS = (int, float, bool, str)
+
+
+def _shape(annotation: Any) -> str | None:
+    """How :func:`value_text` writes a field of this annotation: ``"scalar"`` (a number, with
+    or without unit, true/false, a name), ``"list"`` (a list of scalars), or ``None`` for a kind
+    it cannot write so that it reads back (a table, a list of lists). ``None`` in a union is
+    left aside (it is written ``None``)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        shapes = {_shape(a) for a in args}
+        return shapes.pop() if len(shapes) == 1 else None
+    if typing.get_origin(annotation) is Annotated:
+        return _shape(args[0])
+    if typing.get_origin(annotation) is typing.Literal or annotation in _SCALARS:
+        return "scalar"
+    if typing.get_origin(annotation) in (list, tuple) and all(_shape(a) == "scalar" for a in args if a is not ...):
+        return "list"
+    return None
+
+
+def value_from_text(key: str, field: FieldInfo, text: str) -> Any:
+    """What :func:`value_text` wrote for ``field``, as input its validator reads to the same
+    value: ``None`` for ``None`` (in a field that may be none), the items of ``[a,b]`` as
+    texts, any other text as it is (the field reads numbers, units and true/false from text).
+    ``ValueError`` naming ``key`` for a list not written ``[...]`` and for a field of a kind no
+    text reads back (a table, a list of lists)."""
+    annotation = field.annotation
+    if text == "None" and type(None) in typing.get_args(annotation):
+        return None
+    shape = _shape(annotation)
+    if shape is None:
+        raise ValueError(f"{key}: a value of this kind cannot be written in a stack's text; write the stack as a "
+                         "list of layers in a scenario file instead")
+    if shape == "scalar":
+        return text
+    if not (text.startswith("[") and text.endswith("]")):
+        raise ValueError(f"{key}: a list is written in brackets, like {key}=[0,1]; got {text!r}")
+    inner = text[1:-1].strip()
+    return [item.strip() for item in inner.split(",")] if inner else []
+

@@ -9,7 +9,8 @@ a number.
 from __future__ import annotations
 
 import types
-from typing import Any, Self, Union, get_args, get_origin
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -20,6 +21,21 @@ class StrictModel(BaseModel):
     """Base of validated input models: no unknown keys, frozen, finite floats only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+    # keys an earlier version read, each with the key that replaced it: a file that still writes
+    # one is told the new key, where "unknown key" alone would leave the reader to guess it
+    renamed_keys: ClassVar[Mapping[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_renamed_keys(cls, data: Any) -> Any:
+        """Refuse a key of :attr:`renamed_keys` (raises ``ValueError`` naming it and its new name)."""
+        if isinstance(data, dict):
+            old = sorted(set(data) & set(cls.renamed_keys))
+            if old:
+                raise ValueError("; ".join(f"{key}: this key is now called {cls.renamed_keys[key]}; rename it"
+                                           for key in old))
+        return data
 
     @model_validator(mode="before")
     @classmethod

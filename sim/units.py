@@ -118,9 +118,14 @@ def quantity_text(value: float, dimension: str) -> str:
     the number itself)."""
     table = DIMENSIONS[dimension]
     base = next(suffix for suffix, factor in table.items() if factor == 1.0)
-    candidates = [(f"{value:.12g}", -1.0, base)]
+    digits = f"{value:.12g}"  # the value the text stands for: 12 significant digits of the base unit
+    candidates = [(digits, -1.0, base)]
     for suffix, factor in table.items():
-        if suffix.endswith(base) and suffix.isascii() and factor != 1.0 and factor <= abs(value):
-            candidates.append((f"{value / factor:.12g}", -factor, suffix))
+        if suffix.endswith(base) and suffix.isascii() and factor != 1.0 and factor <= abs(float(digits)):
+            number = f"{float(digits) / factor:.12g}"
+            # only a text that reads back as those digits: 12 digits of KiB are not 12 digits of
+            # bytes, and a label read back must give the same label (issue 14)
+            if f"{float(number) * factor:.12g}" == digits:
+                candidates.append((number, -factor, suffix))
     number, _, suffix = min(candidates, key=lambda c: (len(c[0]), "." in c[0], c[1]))
     return number + suffix

@@ -3,9 +3,9 @@
 A guest sees its base plus its differencing disk(s); the host stores the base once plus every
 differencing disk. A full clone is what ``qemu-img convert`` writes from a guest's chain: one
 standalone image holding the *union* of the units allocated anywhere in the chain, so a unit
-held by both the base and an overlay is stored once. The seed document's example: a 20 GB base
-and three guests changing 5, 10 and 7 GB (new data, outside the base's) see 25, 30 and 27 GB
-each, the host stores 42 GB, full clones would take 82 GB.
+held by both the base and an overlay is stored once. The DockerInDeep guide's worked example: a
+20 GB base and three guests changing 5, 10 and 7 GB (new data, outside the base's) see 25, 30
+and 27 GB each, the host stores 42 GB, full clones would take 82 GB.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class ChainUsage:
 
 def disjoint_chain_usage(base_bytes: int, changes_bytes: list[int]) -> ChainUsage:
     """A chain counted in bytes, not units: each guest's changes are new data beside the base's
-    (the seed document's reading), so a full clone holds base + changes."""
+    (the guide's reading), so a full clone holds base + changes."""
     return ChainUsage(base_bytes, tuple((c,) for c in changes_bytes),
                       tuple(base_bytes + c for c in changes_bytes))
 

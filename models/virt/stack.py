@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic.fields import FieldInfo
 
 from virtsim.models.demands import Demand, Stage
 from virtsim.models.hardware.host import HOST_SOFTIRQ, SOFTIRQ, HostSpec
@@ -25,7 +26,7 @@ from virtsim.sim.rng import IndexedStreams
 from virtsim.sim.routes import IdleCondition
 from virtsim.sim.stations import GroupPath
 
-__all__ = ["LAYER_KINDS", "LayerEntry", "Stack", "layer_of", "layer_profiles", "make_layer"]
+__all__ = ["LAYER_KINDS", "LayerEntry", "Stack", "layer_of", "layer_profiles", "make_layer", "override_fields"]
 
 LAYER_KINDS: dict[str, type[Layer]] = {cls.kind: cls for cls in (BareMetal, Type1, Type2, Container)}
 _PACKAGE = "virtsim.models.virt"
@@ -34,6 +35,14 @@ _PACKAGE = "virtsim.models.virt"
 def layer_profiles() -> dict[str, Any]:
     """Every layer profile by name."""
     return dict(load_profiles(_PACKAGE))
+
+
+def override_fields(profile: str) -> dict[str, FieldInfo]:
+    """The fields an override of ``profile`` may set, by the key a file and a label write (the
+    alias, ``halt_poll``, else the field name). :class:`~virtsim.models.profiles.ProfileError`
+    (a ``ValueError`` listing the known profiles) for an unknown profile."""
+    fields = LAYER_KINDS[get_profile(_PACKAGE, profile).kind].params_model.model_fields
+    return {info.alias or name: info for name, info in fields.items()}
 
 
 def make_layer(profile: str, overrides: Mapping[str, Any] | None = None) -> Layer:

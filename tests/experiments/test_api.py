@@ -78,12 +78,35 @@ def test_odd_inputs_get_the_command_lines_errors_not_tracebacks_or_hangs(tmp_pat
 def test_overhead_stacks_take_layers_written_as_tables() -> None:
     """A layer as every scenario writes one, {profile = "kvm", vcpus = 2}: accepted, and a bad one
     is a ScenarioError naming it (it was a TypeError with a traceback)."""
-    from virtsim.experiments.api import check_overhead_args
+    from virtsim.experiments.api import overhead_stacks
     from virtsim.experiments.scenario import ScenarioError
 
-    check_overhead_args([[{"profile": "kvm", "vcpus": 2}]], None)
-    with pytest.raises(ScenarioError, match=r"--stacks: .*vcpus"):
-        check_overhead_args([[{"profile": "kvm", "vcpus": -1}]], None)
+    assert [s.label for s in overhead_stacks([[{"profile": "kvm", "vcpus": 2}]]) or []] == ["kvm{vcpus=2}"]
+    with pytest.raises(ScenarioError, match=r"--stacks: profile 'kvm': vcpus"):
+        overhead_stacks([[{"profile": "kvm", "vcpus": -1}]])
+    with pytest.raises(ScenarioError, match=r"--stacks: 'docker\{cpu_max=50ms/100ms': a brace or bracket is never"):
+        virtsim.overhead("docker{cpu_max=50ms/100ms", "netperf-rr")
+
+
+def test_an_overhead_stack_written_as_text_keeps_its_override_and_records_its_entries(tmp_path) -> None:
+    """Issue 14: "docker{cpu_max=50ms/100ms}/kvm" was split at every "/", the one inside the
+    braces too ("unknown profile 'docker{cpu_max=50ms'"). Read as its label writes it, the same
+    stack as a Stack or as its layers; the folder's inputs hold each stack's entries, as JSON."""
+    import json
+
+    from virtsim.experiments.api import overhead_inputs, overhead_stacks
+    from virtsim.experiments.scenario import stack_from_text
+
+    text = "docker{cpu_max=50ms/100ms}/kvm"
+    result = virtsim.overhead([text, ["docker"]], "netperf-rr", replications=1)
+    assert set(result.overhead["stack"]) == {"bare-metal", text, "docker"}
+    entries = [[{"profile": "docker", "cpu_max": "50ms/100ms"}, "kvm"], ["docker"]]
+    assert result.inputs["stacks"] == entries
+    manifest = json.loads((result.save(tmp_path / "o") / "manifest.json").read_text())
+    assert manifest["inputs"]["stacks"] == entries
+    # the same stacks given as Stacks key the same folder
+    assert overhead_inputs(overhead_stacks([stack_from_text(text), stack_from_text("docker")]), ["netperf-rr"], 1,
+                           1) == result.inputs
 
 
 def test_a_folders_manifest_records_the_inputs_its_results_answer(tmp_path) -> None:

@@ -67,3 +67,15 @@ def test_calibrate_runs_from_the_packaged_data_without_naming_a_file() -> None:
     from virtsim.experiments.calibrate import find_published
 
     assert find_published() == PUBLISHED and PUBLISHED.is_file()
+
+
+def test_each_case_holds_its_stack_built_when_it_is_declared() -> None:
+    """Issue 14: a case held its layers as a list, built into a stack minutes into a run (and
+    labelled by another call); now one Stack, checked as the case is declared."""
+    from virtsim.experiments.calibrate import _family
+    from virtsim.models.virt.stack import Stack
+
+    assert all(isinstance(case.stack, Stack) for case in CASES)
+    assert {c.row: c.stack.label for c in CASES}["felter-linpack-kvm-untuned"] == "kvm{cpu_model=generic,vcpus=16}"
+    with pytest.raises(ValueError, match="unknown profile 'kvmm'"):
+        _family("r-native", {"kind": "stream"}, "bandwidth_GBps", {"r-native": ["bare-metal"], "r-kvm": ["kvmm"]})

@@ -133,6 +133,10 @@ def test_an_out_folder_that_cannot_be_made_is_refused_before_running(out, needle
     (["--workloads", "netperf-rr", "--stacks", "bare-metal"], "name at least one stack besides bare-metal"),
     (["--workloads", "netperf-rr,netperf-rr", "--stacks", "kvm"], "['netperf-rr'] listed more than once"),
     (["--workloads", "netperf-rr", "--stacks", "kvm,kvm"], "['kvm'] listed more than once"),
+    (["--stacks", "docker{cpu_max=50ms/100ms/kvm"], "--stacks: 'docker{cpu_max=50ms/100ms/kvm': a brace or "
+                                                    "bracket is never closed"),
+    (["--stacks", "kvm{vcpu=2}"], "--stacks: 'kvm{vcpu=2}': profile 'kvm' has no parameter 'vcpu'"),
+    (["--stacks", "kvm{vcpus=2},kvm{vcpus=2.0}"], "['kvm{vcpus=2}'] listed more than once"),
 ])
 def test_overhead_arguments_are_checked(argv, needle, tmp_path, capsys) -> None:
     assert main(["overhead", "--out", str(tmp_path / "o"), "--quiet", *argv]) == 2
@@ -147,6 +151,21 @@ def test_bare_metal_listed_after_another_stack_is_the_baseline_once(tmp_path) ->
                  "--workloads", "netperf-rr", "--stacks", "kvm,bare-metal"]) == 0
     table = pd.read_csv(out / "overhead.csv")
     assert sorted(set(table["stack"])) == ["bare-metal", "kvm"]
+
+
+def test_an_overhead_stack_with_an_override_runs_under_its_label(tmp_path) -> None:
+    """Issue 14: --stacks split at every "/" and ",", those inside an override's braces and a
+    list's brackets too, so a stack with cpu_max or a cpuset was refused as "unknown profile
+    'docker{cpu_max=50ms'". Read as its label writes it, it runs and is labelled so; the
+    folder's inputs are the stacks' entries."""
+    out = tmp_path / "o"
+    stacks = "docker{cpu_max=50ms/100ms,cpuset=[0,1]}/kvm,kvm"
+    assert main(["overhead", "--out", str(out), "--quiet", "--workers", "1", "--replications", "1",
+                 "--workloads", "netperf-rr", "--stacks", stacks]) == 0
+    table = pd.read_csv(out / "overhead.csv")
+    assert set(table["stack"]) == {"bare-metal", "docker{cpu_max=50ms/100ms,cpuset=[0,1]}/kvm", "kvm"}
+    inputs = json.loads((out / "manifest.json").read_text())["inputs"]
+    assert inputs["stacks"] == [[{"profile": "docker", "cpu_max": "50ms/100ms", "cpuset": [0, 1]}, "kvm"], ["kvm"]]
 
 
 def test_a_sweep_scheduler_that_is_not_an_address_is_refused(tmp_path, small, capsys) -> None:

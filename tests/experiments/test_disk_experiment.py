@@ -13,14 +13,14 @@ SMALL = DiskSpec.model_validate({"guests": 3, "virtual": "2GiB", "base_used": "2
                                  "pattern": {"kind": "random", "writes": 500}})
 
 
-def test_the_table_reproduces_the_seed_example_and_orders_the_formats() -> None:
+def test_the_table_reproduces_the_guide_example_and_orders_the_formats() -> None:
     table = run_disk(SMALL)
-    seed = table[table["experiment"] == "seed-example"].set_index(["system", "measure"])["bytes"]
-    assert seed[("host", "linked_clones_bytes_total")] == 42e9 and seed[("host", "full_clones_bytes_total")] == 82e9
+    guide = table[table["experiment"] == "guide-example"].set_index(["system", "measure"])["bytes"]
+    assert guide[("host", "linked_clones_bytes_total")] == 42e9 and guide[("host", "full_clones_bytes_total")] == 82e9
     # the same as qcow2 files: a little more (an L2 table per 512 MiB, a refcount block per 2 GiB,
     # the header: under 0.05%), never less
-    real = table[table["experiment"] == "seed-example-qcow2"].set_index(["system", "measure"])["bytes"]
-    for key, ideal in seed.items():
+    real = table[table["experiment"] == "guide-example-qcow2"].set_index(["system", "measure"])["bytes"]
+    for key, ideal in guide.items():
         assert ideal <= real[key] <= ideal * 1.0005, key
     chains = table[table["experiment"] == "image-chain"].set_index(["system", "measure"])["bytes"]
     per_guest = chains.xs("private_bytes_per_guest", level="measure")
@@ -100,7 +100,7 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
     assert main(["disk", str(spec), "--out", str(tmp_path / "o")]) == 0
     table = pd.read_csv(tmp_path / "o" / "disk.csv")
     assert list(table.columns) == ["experiment", "system", "guests", "measure", "bytes"]
-    for png in ("seed_example", "guests_by_format", "growth", "amplification"):
+    for png in ("guide_example", "guests_by_format", "growth", "amplification"):
         assert (tmp_path / "o" / f"{png}.png").stat().st_size > 10_000
 
 
@@ -138,7 +138,9 @@ def test_cli_writes_disk_csv_and_plots(tmp_path) -> None:
     ('[disk]\npattern = { zero_fraction = 0.6, discard_fraction = 0.5 }\n', "zero_fraction + discard_fraction = 1.1"),
     ('[disk]\ndrive_discard = "on"\n', "disk.drive_discard"),
     # found by the fuzz corpus (session 25): tracebacks, one past qcow2's reach, one out of memory
-    ('[disk]\nseed_base = 1000000000000000000\n', "seed_base + seed_changes: 1e+18 B written in units of 64 KiB"),
+    ('[disk]\nguide_base = 1000000000000000000\n', "guide_base + guide_changes: 1e+18 B written in units of 64 KiB"),
+    # issue 14: the guide's example was "the seed example", a word the random seed also goes by
+    ('[disk]\nseed_changes = ["5GB"]\n', "disk.seed_changes: this key is now called guide_changes; rename it"),
     ('[disk]\nvirtual = "1000TiB"\nbase_used = "1000TiB"\nformats = ["qcow2"]\n',
      "base_used: 1.1e+15 B written in units of 64 KiB"),
     ('[disk]\nvirtual = "1000TiB"\n', "a raw image of 1.1e+15 B is longer than ext4 holds"),
@@ -259,9 +261,9 @@ def test_compressed_full_clones_follow_the_datas_deflate_ratio(name: str) -> Non
     assert "full_clones_compressed_apparent_bytes_total" not in set(run_disk(SMALL)["measure"])  # only if asked
 
 
-def test_small_qcow2_clusters_are_not_refused_for_the_seed_example_they_do_not_build() -> None:
-    """Review 28 F13: units.qcow2 = 512 B was refused because the seed example's 42 GB counted
-    in 512 B units, but the seed example is built with qcow2's default 64 KiB clusters."""
+def test_small_qcow2_clusters_are_not_refused_for_the_guide_example_they_do_not_build() -> None:
+    """Review 28 F13: units.qcow2 = 512 B was refused because the guide's example's 42 GB counted
+    in 512 B units, but the guide's example is built with qcow2's default 64 KiB clusters."""
     from virtsim.experiments.disk import DiskSpec
 
     spec = DiskSpec.model_validate({"units": {"qcow2": "512B"}, "virtual": "4GiB", "base_used": "1GiB",
@@ -339,7 +341,7 @@ def test_a_base_image_holds_all_of_base_used_even_a_partial_mebibyte() -> None:
     spec = DiskSpec.model_validate({
         "guests": 2, "virtual": "64MiB", "base_used": "512KiB", "formats": ["qcow2", "raw"],
         "drivers": ["overlay2"], "pattern": {"kind": "sequential", "writes": 10, "size": "4KiB"},
-        "growth_writes": 10, "snapshot": {"writes": 0}, "seed_base": "10MB", "seed_changes": ["1MB"],
+        "growth_writes": 10, "snapshot": {"writes": 0}, "guide_base": "10MB", "guide_changes": ["1MB"],
         "image_layers": [{"files": 10, "mean_file_size": "25kB"}]})
     table = run_disk(spec)
     raw = table[(table["experiment"] == "image-chain") & (table["system"] == "raw")].set_index("measure")["bytes"]

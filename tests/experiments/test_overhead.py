@@ -7,7 +7,7 @@ import pytest
 
 from virtsim.experiments.overhead import overhead, write_overhead
 from virtsim.experiments.runner import run_scenario
-from virtsim.experiments.scenario import parse_scenario
+from virtsim.experiments.scenario import parse_scenario, stacks_from_text
 
 FELTER = {"cpu": "xeon-e5-2665-2s", "memory": "ddr3-2s", "storage": "flash-array", "network": "10gbe"}
 
@@ -67,7 +67,7 @@ def test_oltp_throughput_saturates_at_the_thread_pool() -> None:
 
 
 def test_type2_is_worse_than_type1_for_io_and_network_and_close_for_cpu(tmp_path) -> None:
-    tables = overhead([["bare-metal"], ["kvm"], ["virtualbox"], ["docker"]],
+    tables = overhead(stacks_from_text("bare-metal,kvm,virtualbox,docker"),
                       ["linpack", "fio-randread", "netperf-rr", "kv-store"], replications=1, progress=False)
     ratio = tables["overhead"].set_index(["workload", "metric", "stack"])["ratio"]
     assert ratio[("fio-randread", "iops", "virtualbox")] < 0.8 * ratio[("fio-randread", "iops", "kvm")]
@@ -91,7 +91,7 @@ def test_a_fixed_rate_workload_is_measured_by_its_latency() -> None:
     ratio to bare metal said nothing (review 6 B3); its mean latency is what a stack changes."""
     from virtsim.experiments.overhead import primary_rows
 
-    table = overhead([["kvm"]], ["web"], replications=1, progress=False)["overhead"]
+    table = overhead(stacks_from_text("kvm"), ["web"], replications=1, progress=False)["overhead"]
     primary = primary_rows(table).set_index("stack")
     assert set(primary["metric"]) == {"latency_mean_s"}
     assert primary.loc["kvm", "ratio"] > 1.0 and primary.loc["bare-metal", "ratio"] == 1.0

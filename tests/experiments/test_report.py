@@ -320,3 +320,16 @@ def test_a_run_as_written_reports_each_guests_own_stack(small, tmp_path) -> None
     assert f"| docker{{cpu_max=50ms/100ms}} | {names[0]} |" in table and f"| docker/kvm | {names[1]}-1 |" in table
     both = "docker{cpu_max=50ms/100ms} + docker/kvm"
     assert _ticks([both], names[1], {names[0]: "docker{cpu_max=50ms/100ms}", names[1]: "docker/kvm"}) == ["docker/kvm"]
+
+
+def test_a_reports_profiles_are_read_from_labels_as_a_stacks_text_is_read() -> None:
+    """Issue 14: labels split by the one reader of a stack's text ("/" inside braces and "," inside
+    brackets no boundary, a scenario's " + " between stacks); a label whose braces do not pair up
+    is a ResultsError naming it, not profiles guessed from it ("docker{cpu_max=50ms" was read as
+    docker)."""
+    from virtsim.experiments.report import stacks_fields
+
+    fields = stacks_fields(pd.Series(["docker{cpu_max=50ms/100ms,cpuset=[0,1]}/kvm", "lxc + xen", "kvm"]))
+    assert fields["profiles"] == ["docker", "kvm", "lxc", "xen"]
+    with pytest.raises(ResultsError, match=r"stack label .* \('docker\{cpu_max=50ms/100ms/kvm': a brace or bracket"):
+        stacks_fields(pd.Series(["docker{cpu_max=50ms/100ms/kvm"]))

@@ -1,4 +1,5 @@
-"""Disk usage model: the seed document's example, hand-computed drivers, and allocation properties."""
+"""Disk usage model: the DockerInDeep guide's worked example, hand-computed drivers, and
+allocation properties."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from virtsim.models.disks.patterns import block_writes
 GB = 10**9
 
 
-def test_seed_example_linked_clones_versus_full_copies() -> None:
+def test_guide_example_linked_clones_versus_full_copies() -> None:
     """DockerInDeep.md: base 20 GB; VMs change 5, 10 and 7 GB."""
     usage = disjoint_chain_usage(20 * GB, [5 * GB, 10 * GB, 7 * GB])
     assert usage.per_guest_view() == [25 * GB, 30 * GB, 27 * GB]
@@ -26,7 +27,7 @@ def test_seed_example_linked_clones_versus_full_copies() -> None:
     assert usage.full_clones() == 82 * GB
 
 
-def test_seed_example_from_writes_through_an_ideal_byte_format() -> None:
+def test_guide_example_from_writes_through_an_ideal_byte_format() -> None:
     """The same numbers when the changes are fresh sequential writes in 1 MiB-unit VDI-like
     accounting without metadata: the chain arithmetic sees only the allocated bytes."""
     mib = 2**20
