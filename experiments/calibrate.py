@@ -27,7 +27,7 @@ import pandas as pd
 from virtsim.experiments.grades import PACKAGED_FOUND, PACKAGED_PUBLISHED
 from virtsim.experiments.outputs import ResultFolder, atomic_write
 from virtsim.experiments.registry import Experiment
-from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
+from virtsim.experiments.report import Report, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import parse_scenario, parse_stack
 from virtsim.models.hardware.host import HOST_PRESETS
 from virtsim.models.virt.stack import LayerEntry, Stack
@@ -455,8 +455,8 @@ def report(folder: Path) -> Report:
                    "within_target"]].round(4)
     return Report("Calibration against published measurements",
                   "How close does the model come to the published measurements it can reproduce?",
-                  answer, existing_files(folder, ["calibration.png"]),
-                  [f"{len(done)} rows reproduced, {int(done['within_target'].astype(bool).sum())} within target "
+                  answer, assumptions=[
+                   f"{len(done)} rows reproduced, {int(done['within_target'].astype(bool).sum())} within target "
                    "(10% absolute, 5 points on ratios to native).",
                    "Rows marked fitted were used to fit a parameter; the others are predictions.",
                    f"{len(table) - len(done)} rows are not reproduced; calibration.csv gives each reason."],

@@ -28,7 +28,7 @@ from pydantic import Field, ValidationError, model_validator
 from virtsim.experiments.inputs import load_toml_model
 from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
-from virtsim.experiments.report import Report, existing_files, read_results_csv, seconds_text, stacks_fields
+from virtsim.experiments.report import Report, read_results_csv, seconds_text, stacks_fields
 from virtsim.experiments.runner import run_scenario
 from virtsim.experiments.scenario import (
     POOLED_GUEST,
@@ -451,8 +451,8 @@ def report(folder: Path) -> Report:
     summary = read_results_csv(folder / "density_summary.csv")
     return Report("Density: guests per host",
                   "How many guests fit one host per stack under the SLO, and what runs out?", summary,
-                  existing_files(folder, ["density.png"]),
-                  ["Largest N whose guests meet the p99 SLO and are served, with memory to spare and no OOM kill.",
+                  assumptions=[
+                   "Largest N whose guests meet the p99 SLO and are served, with memory to spare and no OOM kill.",
                    "The p99 is over every guest's requests together (the guests are identical), from at least "
                    "slo_samples of them (2,000 by default); density.csv also gives the worst guest's own p99.",
                    "The SLO test compares that pooled p99 with the SLO. Its 95% interval is beside it, by "

@@ -22,7 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from virtsim.experiments.inputs import load_toml_model
 from virtsim.experiments.outputs import atomic_write, write_json
 from virtsim.experiments.registry import Experiment
-from virtsim.experiments.report import Report, existing_files, read_results_csv
+from virtsim.experiments.report import Report, read_results_csv
 from virtsim.models.disks.allocation import HostFile, sorted_distinct, touched_units
 from virtsim.models.disks.chain import (
     COMMITTABLE,
@@ -849,10 +849,8 @@ def report(folder: Path) -> Report:
     answer = part.pivot_table(index="system", columns="measure", values="bytes", sort=False)
     answer = (answer / 1e9).round(3).reset_index().rename(columns=lambda c: f"{c} (GB)" if c != "system" else c)
     return Report("Disk usage", "How much disk do N guests from one image take, per image format and storage driver?",
-                  # seed_example.png: the first figure, as a folder written before it was renamed names it
-                  answer, existing_files(folder, ["guide_example.png", "seed_example.png", "guests_by_format.png",
-                                                  "growth.png", "amplification.png"]),
-                  ["Formats' layouts are checked byte for byte against qemu-img; overlay2 against a real overlayfs.",
+                  answer, assumptions=[
+                   "Formats' layouts are checked byte for byte against qemu-img; overlay2 against a real overlayfs.",
                    "A full clone is one standalone image per guest holding its whole chain, as qemu-img "
                    "convert writes it (data in both the base and an overlay counted once).",
                    "Columns ending in _total are for all guests together; _per_guest for one guest.",
@@ -892,4 +890,6 @@ def _snapshot_sentences(table: pd.DataFrame) -> list[str]:
 
 EXPERIMENT = Experiment("disk", "How much disk do N guests from one image take, per image format and storage "
                         "driver?", command, report, ("disk.csv",), tables=("disk.csv", "disk_spec.json"),
-                        figures=("seed_example.png", "guests_by_format.png", "growth.png", "amplification.png"))
+                        # seed_example.png: the first figure as a folder written before its rename names it
+                        figures=("guide_example.png", "seed_example.png", "guests_by_format.png", "growth.png",
+                                 "amplification.png"))

@@ -22,7 +22,7 @@ import pandas as pd
 
 from virtsim.experiments.outputs import ResultFolder, atomic_write
 from virtsim.experiments.registry import Experiment
-from virtsim.experiments.report import Report, existing_files, read_results_csv, stacks_fields
+from virtsim.experiments.report import Report, read_results_csv, stacks_fields
 from virtsim.experiments.runner import run_scenarios
 from virtsim.experiments.scenario import ScenarioError, parse_scenario, stack_from_text, stacks_from_text
 from virtsim.models.hardware.host import HOST_PRESETS
@@ -168,8 +168,8 @@ def report(folder: Path) -> Report:
     answer = primary.pivot_table(index="workload", columns="stack", values="ratio", sort=False).round(3).reset_index()
     return Report("Overhead against bare metal",
                   "How much does each virtualization stack cost each workload, relative to bare metal?",
-                  answer, existing_files(folder, ["overhead.png", "latency_cdf.png"]),
-                  ["Ratios of each workload's own metric (GFLOPS, IOPS, round trip, ...) to bare metal's; "
+                  answer, assumptions=[
+                   "Ratios of each workload's own metric (GFLOPS, IOPS, round trip, ...) to bare metal's; "
                    "for latency-like metrics above 1 is worse. A workload at a fixed request rate (web) is "
                    "measured by its mean latency: its throughput is the rate it is offered on every stack.",
                    "attribution.csv splits each stack's added mean and tail latency by layer and station.",

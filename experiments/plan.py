@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from virtsim.experiments.inputs import InputError, load_toml_model
 from virtsim.experiments.outputs import atomic_write
 from virtsim.experiments.registry import Experiment
-from virtsim.experiments.report import Report, blank_missing, existing_files, read_results_csv, stacks_fields
+from virtsim.experiments.report import Report, blank_missing, read_results_csv, stacks_fields
 from virtsim.experiments.scenario import (
     PackingSpec,
     WorkloadValue,
@@ -517,8 +517,9 @@ def report(folder: Path) -> Report:
                         "slo_bound", "utilization_cap", "peak_utilization", "fleet_startup_s", "note")
             if c in fleet.columns]
     return Report("Capacity plan", "How many hosts of each type does each stack need for this mix of services?",
-                  blank_missing(fleet[cols].round(3)), existing_files(folder, ["plan.png"]),
-                  ["Hosts are packed under a utilization cap (1 - headroom) on every host resource and every "
+                  blank_missing(fleet[cols].round(3)),
+                  assumptions=[
+                   "Hosts are packed under a utilization cap (1 - headroom) on every host resource and every "
                    "guest's own stations; where a service promises a p99, one host of each mix of guests holding "
                    "it is simulated (the worst p99 kept) and the cap lowered until every promise holds. "
                    "plan_services.csv gives each service's needs."],

@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 from jinja2 import Environment, StrictUndefined
@@ -25,8 +26,9 @@ from virtsim.experiments.outputs import MANIFEST, ResultsError, atomic_write, cu
 from virtsim.experiments.scenario import label_profiles
 from virtsim.models.profiles import Profile, load_profiles
 
-__all__ = ["Report", "blank_missing", "build_report", "engine_text", "existing_files", "read_results_csv",
-           "seconds_text", "stacks_fields", "write_combined_report", "write_report", "write_run_report"]
+__all__ = ["Report", "StackFields", "blank_missing", "build_report", "engine_text", "existing_files",
+           "read_results_csv", "seconds_text", "stacks_fields", "write_combined_report", "write_report",
+           "write_run_report"]
 
 
 @dataclass
@@ -43,7 +45,14 @@ class Report:
     sentences: list[str] = field(default_factory=list)  # the answer in words, above its table
 
 
-def stacks_fields(labels: pd.Series) -> dict[str, list[str]]:
+class StackFields(TypedDict):
+    """The ``stacks`` and ``profiles`` fields of a :class:`Report` (see :func:`stacks_fields`)."""
+
+    stacks: list[str]
+    profiles: list[str]
+
+
+def stacks_fields(labels: pd.Series) -> StackFields:
     """The ``stacks`` and ``profiles`` fields of a report whose table has these stack labels;
     :class:`ResultsError` naming a label that does not split into layers."""
     stacks = [str(s) for s in labels.unique()]

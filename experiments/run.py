@@ -23,7 +23,6 @@ from virtsim.experiments.registry import Experiment
 from virtsim.experiments.report import (
     Report,
     engine_text,
-    existing_files,
     read_results_csv,
     stacks_fields,
     write_run_report,
@@ -143,7 +142,6 @@ def report(folder: Path) -> Report:
         title=f"Run: {scenario['name']}",
         question=scenario.get("description") or "How does each stack perform on this workload?",
         answer=pd.DataFrame(rows),
-        figures=existing_files(folder, ["latency.png", "attribution_mean.png", "attribution_tail.png"]),
         assumptions=[f"{run['duration']} s simulated per replication, {run['warmup']} s warm-up discarded, "
                      f"{run['replications']} replications, seed {run['seed']}; ± is a 95% Student-t interval.",
                      f"Engine: {engine_text(prov.get('engine'))}.", *_cores_note(scenario)],

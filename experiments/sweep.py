@@ -47,7 +47,7 @@ from virtsim.experiments.outputs import (
     write_json,
 )
 from virtsim.experiments.registry import Experiment
-from virtsim.experiments.report import Report, existing_files
+from virtsim.experiments.report import Report
 from virtsim.experiments.scenario import Scenario, ScenarioError, SweepSpec, parse_scenario
 from virtsim.sim.units import DIMENSIONS
 
@@ -486,7 +486,7 @@ def report(folder: Path) -> Report:
         unit = read_parameter_units(folder).get(x)
         answer = answer.round(6).rename(columns={x: f"{x} ({unit})"} if unit else {})
     return Report("Sweep", f"How do the results change over {', '.join(params)}?", answer,
-                  existing_files(folder, ["sweep.png"]), ["Means over replications; sweep.parquet holds every row."])
+                  assumptions=["Means over replications; sweep.parquet holds every row."])
 
 
 EXPERIMENT = Experiment("sweep", "How do the results change over the swept parameters?", command, report,
