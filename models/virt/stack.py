@@ -52,9 +52,19 @@ def make_layer(profile: str, overrides: Mapping[str, Any] | None = None) -> Laye
     in its label): an override written by its field name or its alias, with any unit, is the same."""
     prof = get_profile(_PACKAGE, profile)
     cls = LAYER_KINDS[prof.kind]
-    params = cls.params_model.model_validate({**prof.params, **(overrides or {})})
-    by_key = {f.alias or name: name for name, f in cls.params_model.model_fields.items()}
-    names = {by_key.get(key, key) for key in overrides or {}}
+    fields = cls.params_model.model_fields
+    # each override under the key the profile writes (the alias), so that it replaces the
+    # profile's value whichever of the field's two names it was written by
+    key_of = {name: f.alias or name for name, f in fields.items()}
+    written: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if key_of.get(key, key) in written:
+            raise ValueError(f"profile {profile!r}: {key_of.get(key, key)!r} is overridden twice (as "
+                             f"{key!r} and by its other name); write it once")
+        written[key_of.get(key, key)] = value
+    params = cls.params_model.model_validate({**prof.params, **written})
+    by_key = {f.alias or name: name for name, f in fields.items()}
+    names = {by_key.get(key, key) for key in written}
     layer = cls(profile, params, {n: getattr(params, n) for n in sorted(names)})
     try:
         layer.refuse_unused(params.unused())

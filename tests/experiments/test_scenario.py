@@ -369,3 +369,14 @@ def test_a_revalidated_copy_checks_the_update_and_keeps_what_the_input_left_out(
         run.revalidated(duration_s=-1.0)
     again = run.revalidated(duration_s=2.0)
     assert again.duration_s == 2.0 and again.model_fields_set == run.model_fields_set | {"duration_s"}
+
+
+def test_an_override_by_its_field_name_or_its_key_is_the_same_layer() -> None:
+    """The profile writes ``halt_poll``; an override may write the field's name, ``halt_poll_s``,
+    too (it was refused as an unknown key, both names reaching the model); writing both is refused."""
+    from virtsim.models.virt.stack import make_layer
+
+    by_name, by_key = make_layer("kvm", {"halt_poll_s": 0}), make_layer("kvm", {"halt_poll": "0s"})
+    assert by_name.params == by_key.params and by_name.label == by_key.label == "kvm{halt_poll=0s}"
+    with pytest.raises(ValueError, match="overridden twice"):
+        make_layer("kvm", {"halt_poll_s": 0, "halt_poll": "1us"})
