@@ -122,7 +122,8 @@ def _attribution(summary: pd.DataFrame) -> pd.DataFrame:
                     if abs(value) > 1e-12:
                         rows.append(dict(stack=stack, workload=name, what="mean" if metric == "time_mean_s" else "tail",
                                          by=by, where=where, added_us=value * 1e6))
-    return pd.DataFrame(rows)
+    # the columns even when no stack adds anything, so the file reads back as an empty table
+    return pd.DataFrame(rows, columns=["stack", "workload", "what", "by", "where", "added_us"])
 
 
 def write_overhead(out_dir: Path, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
