@@ -375,11 +375,19 @@ class RequestWorkload(StrictModel):
         plans = self._demand_plans
         mixed = any(plan[2] is not None for plan in plans)
 
+        constant: dict[tuple[int, float], np.ndarray] = {}  # read-only amounts of constant demands, by (n, mean)
+
         def sample(n: int) -> list[Demand]:
             u = mix_rng.random(n) if mixed else None
             out = []
             for (spec, mean, mix, probability, template), rng, coin in zip(plans, rngs, coins, strict=True):
-                amount = spec.draw(mean, rng, n)
+                if spec.dist == "const":  # the same n numbers each time: made once, shared read-only
+                    amount = constant.get((n, mean))
+                    if amount is None:
+                        amount = constant[(n, mean)] = np.full(n, float(mean))
+                        amount.flags.writeable = False
+                else:
+                    amount = spec.draw(mean, rng, n)
                 if u is not None and mix is not None:
                     amount = amount * ((u >= mix[0]) & (u < mix[1]))
                 if probability < 1.0:
