@@ -175,7 +175,7 @@ def with_run_overrides(sc: Scenario, replications: int | None = None, seed: int 
     if not updates:
         return sc
     try:
-        run = type(sc.run).model_validate({**sc.run.model_dump(by_alias=True), **updates})
+        run = sc.run.revalidated(**updates)
     except ValidationError as exc:
         raise ScenarioError(f"run overrides: {format_validation_error(exc, '; ')}") from None
     return sc.model_copy(update={"run": run})
