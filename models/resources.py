@@ -16,6 +16,7 @@ from virtsim.models.hardware.memory import MEMBW_STATION
 from virtsim.models.hardware.network import NIC_RX_STATION, NIC_TX_STATION, WIRE_STATION
 from virtsim.models.hardware.storage import DISK_STATION, DISK_XFER_STATION
 from virtsim.models.system import PEER_THREADS, SERVER_THREADS
+from virtsim.models.virt.container import IO_MAX, IO_MAX_BPS
 from virtsim.models.virt.hosted import USER_NAT
 from virtsim.models.virt.hypervisor import BACKEND_THREADS, DRIVER_DOMAIN, DRIVER_DOMAIN_BACKENDS, VCPUS, VMM_LOCK
 from virtsim.models.workloads.request import HOST_LOCK, LOCK
@@ -28,7 +29,7 @@ RESOURCE_OF_KIND: dict[str, str] = {
     SERVER_THREADS: "server threads", PEER_THREADS: "load generator threads on the host",
     **dict.fromkeys(BACKEND_THREADS.values(), "VMM thread"), VMM_LOCK: "VMM thread", USER_NAT: "VMM thread",
     **dict.fromkeys(DRIVER_DOMAIN_BACKENDS, "driver domain"), DRIVER_DOMAIN: "driver domain",
-    LOCK: "server lock", HOST_LOCK: "host-wide lock",
+    LOCK: "server lock", HOST_LOCK: "host-wide lock", IO_MAX: "I/O limit (io.max)", IO_MAX_BPS: "I/O limit (io.max)",
 }
 """The resource of each kind of station or thread-group label the model builds."""
 

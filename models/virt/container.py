@@ -35,12 +35,17 @@ from virtsim.sim.routes import StationSpec
 from virtsim.sim.stations import GroupSpec
 from virtsim.sim.units import UnitError, parse_quantity, quantity_text
 
-__all__ = ["Container", "ContainerParams", "io_max_stations", "parse_cpu_max"]
+__all__ = ["IO_MAX", "IO_MAX_BPS", "Container", "ContainerParams", "io_max_stations", "parse_cpu_max"]
+
+IO_MAX = "io.max"
+"""The kind of a container's ``io.max`` operations throttle (``io.max:GUEST``)."""
+IO_MAX_BPS = "io.max.bps"
+"""The kind of a container's ``io.max`` bytes throttle (``io.max.bps:GUEST``)."""
 
 
 def io_max_stations(guest: str) -> tuple[str, str]:
     """The names of ``guest``'s ``io.max`` throttle stations: operations, then bytes."""
-    return f"io.max:{guest}", f"io.max.bps:{guest}"
+    return f"{IO_MAX}:{guest}", f"{IO_MAX_BPS}:{guest}"
 
 
 

@@ -25,7 +25,7 @@ WORKLOADS = [{"kind": "web", "rate": "20/s"}, {"kind": "kv-store", "connections"
               "demands": [{"kind": "mem", "size": "1MiB", "pattern": "seq", "numa_nodes": 1}]}]
 
 
-def _names(stack: list[str], workload: dict) -> set[str]:
+def _names(stack: list, workload: dict) -> set[str]:
     """The station names and thread-group labels of two guests of ``workload`` on ``stack``."""
     scenario = parse_scenario({"name": "names", "host": FELTER, "run": {"duration": "1s", "warmup": "0.1s"},
                                "guests": [{"name": "g", "count": 2, "stack": stack, "workload": workload}]})
@@ -39,11 +39,16 @@ def _names(stack: list[str], workload: dict) -> set[str]:
     return out
 
 
-STACKS = [[p] for p in layer_profiles()] + [["docker", "kvm"], ["kvm", "kvm"], ["docker", "xen"]]
+STACKS = [[p] for p in layer_profiles()] + [["docker", "kvm"], ["kvm", "kvm"], ["docker", "xen"],
+                                            [{"profile": "docker", "io_max_iops": 1000, "io_max_bps": "100MB/s"}]]
 
 
-@pytest.mark.parametrize("stack", STACKS, ids="/".join)
-def test_every_name_a_stack_builds_is_a_known_resource_or_not_the_hosts(stack: list[str]) -> None:
+def _stack_id(stack: list) -> str:
+    return "/".join(layer if isinstance(layer, str) else f"{layer['profile']}+io.max" for layer in stack)
+
+
+@pytest.mark.parametrize("stack", STACKS, ids=_stack_id)
+def test_every_name_a_stack_builds_is_a_known_resource_or_not_the_hosts(stack: list) -> None:
     names = set().union(*(_names(stack, workload) for workload in WORKLOADS))
     unknown = {n for n in names if is_host_resource(n) and station_kind(n) not in RESOURCE_OF_KIND}
     assert not unknown, f"names no resource is known for: {sorted(unknown)}"
