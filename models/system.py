@@ -271,6 +271,8 @@ class System:
             family = f"{id(guest.stack)}:{guest.workload.model_dump_json()}"  # an entry's guests share a stack
             sources.append(Source(guest.name, route, guest.workload.arrivals.arrivals(), make_sampler, family,
                                   make_samplers))
+        for guest, source in zip(self.guests, sources, strict=True):
+            _warn_unused_by_workload(guest, source)
         used = {slot.station for source in sources for slot in source.route} | {CPU_STATION}
         used |= {slot.when_idle.station for source in sources for slot in source.route if slot.when_idle}
         candidates = [
@@ -294,6 +296,22 @@ class System:
             raise ValueError(f"routes visit stations nobody declares: {sorted(missing)}")
         return list(stations.values()), sources
 
+
+
+def _warn_unused_by_workload(guest: Guest, source: Source) -> None:
+    """Warn (:class:`UnusedOverrideWarning`) of each layer override the guest's workload leaves
+    without effect (``io_max`` for a workload without disk I/O): said, not refused, as the same
+    stack runs other workloads where it counts (``virtsim overhead`` runs all of them). The
+    message names the stack, not the guest: once for a host of alike guests."""
+    visited = set(source.stations)
+    for layer in guest.stack.layers:
+        if not layer.overrides:
+            continue
+        try:
+            layer.refuse_unused(layer.unused_by(guest.name, visited))
+        except ValueError as exc:
+            warnings.warn(f"stack {guest.stack.label!r} with this workload: {exc}", UnusedOverrideWarning,
+                          stacklevel=1)
 
 
 _Client = tuple[Callable[[int], list[Demand]], list[LayerContext], IndexedStreams]

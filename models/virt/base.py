@@ -10,7 +10,7 @@ group of the host CPU (the guest's vCPUs, a VMM thread, a softirq thread) or a d
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -137,6 +137,11 @@ class Layer(ABC):
         """The fields the host and the layers below (``ctx``) and the layers inside this one
         (``inner``, from the guest's) leave without effect, each with why: beside those its own
         values switch off (:meth:`LayerParams.unused`)."""
+        return {}
+
+    def unused_by(self, guest: str, visited: Collection[str]) -> dict[str, str]:
+        """The fields a guest's workload leaves without effect, each with why: those whose
+        stations its requests never visit (``visited``: the stations of its route)."""
         return {}
 
     def refuse_unused(self, unused: Mapping[str, str]) -> None:

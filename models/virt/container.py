@@ -24,6 +24,7 @@ What a container layer adds:
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -203,6 +204,14 @@ class Container(Layer):
     def stations(self, ctx: LayerContext) -> list[StationSpec]:
         """The container's ``io.max`` throttle stations (operations and bytes), one FIFO server each."""
         return [StationSpec(name, "fifo") for name in io_max_stations(ctx.guest)]
+
+    def unused_by(self, guest: str, visited: Collection[str]) -> dict[str, str]:
+        """``io_max_iops`` and ``io_max_bps`` when the workload's requests do no disk I/O through
+        this container (its throttles are never visited)."""
+        if set(io_max_stations(guest)) & set(visited):
+            return {}
+        why = "the workload does no disk I/O through this container"
+        return {"io_max_iops": why, "io_max_bps": why}
 
     def check(self, cores: int, threads_per_core: int = 1) -> None:
         """Raise ``ValueError`` if the ``cpuset`` is empty or names a core outside ``0..cores-1``

@@ -27,10 +27,10 @@ WORKLOADS = [{"kind": "web", "rate": "20/s"}, {"kind": "kv-store", "connections"
 
 def _names(stack: list, workload: dict) -> set[str]:
     """The station names and thread-group labels of two guests of ``workload`` on ``stack``."""
-    scenario = parse_scenario({"name": "names", "host": FELTER, "run": {"duration": "1s", "warmup": "0.1s"},
-                               "guests": [{"name": "g", "count": 2, "stack": stack, "workload": workload}]})
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an override a host switches off is not this test's business
+        warnings.simplefilter("ignore")  # an override that changes nothing here is not this test's business
+        scenario = parse_scenario({"name": "names", "host": FELTER, "run": {"duration": "1s", "warmup": "0.1s"},
+                                   "guests": [{"name": "g", "count": 2, "stack": stack, "workload": workload}]})
         stations, _ = scenario.system().engine_inputs()
     out = set()
     for station in stations:

@@ -12,7 +12,7 @@ from virtsim.models.demands import Demand
 from virtsim.models.hardware.host import HostSpec
 from virtsim.models.system import Guest, System, UnusedOverrideWarning
 from virtsim.models.virt.stack import Stack, make_layer
-from virtsim.models.workloads.catalog import KvStore, Oltp
+from virtsim.models.workloads.catalog import Fio, KvStore, Oltp
 from virtsim.models.workloads.request import RequestWorkload
 
 REFUSED = [
@@ -127,3 +127,22 @@ def test_the_nested_switch_cost_of_a_hypervisor_with_one_inside_is_taken() -> No
 def test_a_cpuset_naming_a_core_twice_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"cpuset names core\(s\) \[0\] more than once"):
         make_layer("docker", {"cpuset": [0, 0, 1]})
+
+
+def test_an_io_limit_on_a_workload_without_disk_io_is_said_once_for_alike_guests() -> None:
+    """``io_max_iops`` on a container serving kv-store (no disk I/O) changes nothing: said as
+    the engines' inputs are made, once for three alike guests; serving fio it counts, and
+    nothing is said."""
+    import warnings
+
+    limited = Stack((make_layer("docker", {"io_max_iops": 100}),))
+    kv = System(HOST, tuple(Guest(f"g-{i}", limited, KvStore(kind="kv-store").request_workload()) for i in range(3)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        kv.engine_inputs()
+    said = [str(w.message) for w in caught if issubclass(w.category, UnusedOverrideWarning)]
+    assert len(said) == 1 and "io_max_iops would change nothing: the workload does no disk I/O" in said[0]
+    fio = System(HOST, (Guest("g", limited, Fio(kind="fio").request_workload()),))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnusedOverrideWarning)
+        fio.engine_inputs()
