@@ -300,15 +300,15 @@ class System:
 
 def _warn_unused_by_workload(guest: Guest, source: Source) -> None:
     """Warn (:class:`UnusedOverrideWarning`) of each layer override the guest's workload leaves
-    without effect (``io_max`` for a workload without disk I/O): said, not refused, as the same
+    without effect (``io_max`` for a workload without disk I/O, a generic CPU model for one
+    without vector code): said, not refused, as the same
     stack runs other workloads where it counts (``virtsim overhead`` runs all of them). The
     message names the stack, not the guest: once for a host of alike guests."""
-    visited = set(source.stations)
     for layer in guest.stack.layers:
         if not layer.overrides:
             continue
         try:
-            layer.refuse_unused(layer.unused_by(guest.name, visited))
+            layer.refuse_unused(layer.unused_by(guest.name, source.route))
         except ValueError as exc:
             warnings.warn(f"stack {guest.stack.label!r} with this workload: {exc}", UnusedOverrideWarning,
                           stacklevel=1)

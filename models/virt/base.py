@@ -10,7 +10,7 @@ group of the host CPU (the guest's vCPUs, a VMM thread, a softirq thread) or a d
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -22,7 +22,7 @@ from virtsim.models.hardware.host import HOST_SOFTIRQ, HostSpec
 from virtsim.models.quantities import value_text
 from virtsim.models.schema import StrictModel
 from virtsim.sim.rng import IndexedStreams
-from virtsim.sim.routes import IdleCondition, StationSpec
+from virtsim.sim.routes import IdleCondition, Slot, StationSpec
 from virtsim.sim.stations import GroupPath, GroupSpec
 
 __all__ = ["EnclosingHypervisor", "Layer", "LayerContext", "LayerParams", "cpu_demand", "delay_demand",
@@ -139,9 +139,9 @@ class Layer(ABC):
         values switch off (:meth:`LayerParams.unused`)."""
         return {}
 
-    def unused_by(self, guest: str, visited: Collection[str]) -> dict[str, str]:
+    def unused_by(self, guest: str, route: Sequence[Slot]) -> dict[str, str]:
         """The fields a guest's workload leaves without effect, each with why: those whose
-        stations its requests never visit (``visited``: the stations of its route)."""
+        stations or stages its requests never visit (``route``: the slots of its requests)."""
         return {}
 
     def refuse_unused(self, unused: Mapping[str, str]) -> None:

@@ -24,7 +24,7 @@ What a container layer adds:
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from virtsim.models.demands import Demand, segments
 from virtsim.models.quantities import Bytes, BytesPerSecond, Cycles, Seconds
 from virtsim.models.virt.base import Layer, LayerContext, LayerParams, cpu_demand, station_demand
-from virtsim.sim.routes import StationSpec
+from virtsim.sim.routes import Slot, StationSpec
 from virtsim.sim.stations import GroupSpec
 from virtsim.sim.units import UnitError, parse_quantity, quantity_text
 
@@ -205,10 +205,10 @@ class Container(Layer):
         """The container's ``io.max`` throttle stations (operations and bytes), one FIFO server each."""
         return [StationSpec(name, "fifo") for name in io_max_stations(ctx.guest)]
 
-    def unused_by(self, guest: str, visited: Collection[str]) -> dict[str, str]:
+    def unused_by(self, guest: str, route: Sequence[Slot]) -> dict[str, str]:
         """``io_max_iops`` and ``io_max_bps`` when the workload's requests do no disk I/O through
         this container (its throttles are never visited)."""
-        if set(io_max_stations(guest)) & set(visited):
+        if set(io_max_stations(guest)) & {slot.station for slot in route}:
             return {}
         why = "the workload does no disk I/O through this container"
         return {"io_max_iops": why, "io_max_bps": why}

@@ -104,7 +104,7 @@ from virtsim.models.virt.base import (
     delay_demand,
     station_demand,
 )
-from virtsim.sim.routes import IdleCondition, StationSpec
+from virtsim.sim.routes import IdleCondition, Slot, StationSpec
 from virtsim.sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 
 __all__ = ["BACKEND_THREADS", "DRIVER_DOMAIN", "DRIVER_DOMAIN_BACKENDS", "VCPUS", "VMM_LOCK", "Type1", "Type1Params"]
@@ -116,6 +116,8 @@ DRIVER_DOMAIN_BACKENDS = frozenset({"netback", "blkback", "netvsp", "storvsp"})
 """Back ends that run in the driver domain, one thread per guest (label ``netback:GUEST``)."""
 BACKEND_THREADS = {"vhost": "vhost", "iothread": "vmm-io", "vmm": "vmm"}
 """The host thread (group name and label kind) of each back end that runs beside the VM."""
+GENERIC_CPU_LABEL = "generic CPU model"
+"""The stage of the work a generic CPU model adds (vector code run on the baseline ISA)."""
 VCPUS = "vcpus"
 """The label kind of a VM's vCPU group (``vcpus:GUEST``) and of a driver domain's."""
 VMM_LOCK = "vmm-lock"
@@ -426,6 +428,13 @@ class Type1(Layer):
         return out
 
 
+    def unused_by(self, guest: str, route: Sequence[Slot]) -> dict[str, str]:
+        """``cpu_model`` when no request of the workload runs vector code wider than the generic
+        model shows (its extra work, :meth:`lower_cpu`'s stage, is never in the route)."""
+        if any(slot.layer == self.name and slot.label == GENERIC_CPU_LABEL for slot in route):
+            return {}
+        return {"cpu_model": "the workload runs no vector code wider than the generic CPU model shows"}
+
     def lower_cpu(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         """Vector code wider than a generic CPU model shows runs on the baseline ISA: the
         demand's cycles as they are (narrowed, so a hypervisor below does not scale them again),
@@ -435,7 +444,7 @@ class Type1(Layer):
             return [d]
         extra = d.amount * (d.simd_flops_per_cycle / baseline - 1.0)
         narrowed = replace(d, simd_flops_per_cycle=baseline)
-        return [narrowed, cpu_demand(extra, self.name, d.group, "generic CPU model", per_client=d.per_client)]
+        return [narrowed, cpu_demand(extra, self.name, d.group, GENERIC_CPU_LABEL, per_client=d.per_client)]
 
     def lower_mem(self, d: Demand, ctx: LayerContext) -> list[Demand]:
         """Under nested paging (not itself nested), one more page-walk dimension; else unchanged."""

@@ -146,3 +146,21 @@ def test_an_io_limit_on_a_workload_without_disk_io_is_said_once_for_alike_guests
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnusedOverrideWarning)
         fio.engine_inputs()
+
+
+@pytest.mark.parametrize(("workload", "said"), [("linpack", False), ("kv-store", True)])
+def test_a_generic_cpu_model_for_a_workload_without_vector_code_is_said(workload: str, said: bool) -> None:
+    """A generic CPU model slows only vector code wider than it shows: Linpack's AVX; for
+    kv-store it changes nothing, and that is said."""
+    import warnings
+
+    from virtsim.experiments.scenario import workload_of
+
+    generic = Stack((make_layer("kvm", {"cpu_model": "generic"}),))
+    system = System(HOST, (Guest("g", generic, workload_of({"kind": workload}).request_workload()),))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        system.engine_inputs()
+    messages = [str(w.message) for w in caught if issubclass(w.category, UnusedOverrideWarning)]
+    assert bool(messages) == said
+    assert not said or "cpu_model would change nothing: the workload runs no vector code" in messages[0]
