@@ -382,25 +382,31 @@ def write_density(out_dir: Path, spec: DensitySpec, tried: pd.DataFrame, summary
         "summary": atomic_write(out_dir / "density_summary.csv", lambda t: summary.to_csv(t, index=False)),
     }
     fig, ax = new_axes((7, 4.5))
-    for i, (stack, g) in enumerate(tried.groupby("stack", sort=False)):
+    answers = []  # each stack's answer, in its line's colour, in one box: beside the points they
+    # overlapped one another (review 39: "15 (CPU)" over "13 (CPU (p99 not steady ...))")
+    for stack, g in tried.groupby("stack", sort=False):
         g = g.sort_values("guests")
         low = (g["p99_s"] - g["p99_low_s"]).clip(lower=0).fillna(0) if "p99_low_s" in g else 0 * g["p99_s"]
         high = (g["p99_high_s"] - g["p99_s"]).clip(lower=0).fillna(0) if "p99_high_s" in g else 0 * g["p99_s"]
-        ax.errorbar(g["guests"], g["p99_s"] * 1e3, yerr=[low * 1e3, high * 1e3], marker="o", capsize=2, label=stack)
+        line = ax.errorbar(g["guests"], g["p99_s"] * 1e3, yerr=[low * 1e3, high * 1e3], marker="o", capsize=2,
+                           label=stack)
         best = summary.set_index("stack").loc[stack]
-        ax.annotate(f"{best['max_guests']} ({best['limiting_resource']})",
-                    (best["max_guests"], g.loc[g["guests"] == best["max_guests"], "p99_s"].mean() * 1e3),
-                    fontsize=NOTE_FONT,
-                    xytext=(-6, 8 + 14 * i), textcoords="offset points", ha="right",  # stacked, not overlapping
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
+        at_best = g.loc[g["guests"] == best["max_guests"], "p99_s"].mean() * 1e3
+        colour = line.lines[0].get_color()
+        ax.plot([best["max_guests"]], [at_best], marker="*", markersize=12, color=colour, ls="none")
+        answers.append((f"{stack}: {best['max_guests']} ({best['limiting_resource']})", colour))
+    for i, (text, colour) in enumerate(answers):
+        ax.text(0.02, 0.97 - 0.055 * i, text, transform=ax.transAxes, fontsize=NOTE_FONT, color=colour, va="top",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
     ax.axhline(spec.slo.p99_latency_s * 1e3, color="k", ls="--", lw=1, label="p99 SLO")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("guests per host")
     ax.set_ylabel("p99 latency over all guests (ms)")
     ax.set_title("Density: p99 latency against guests per host")
-    fig.text(0.01, 0.01, "Bars: the 95% interval of each p99. Labels: the largest N that meets the SLO (what runs "
-             "out first).\nPoints where memory ran out are not plotted.", fontsize=NOTE_FONT, color="#4a5568")
+    fig.text(0.01, 0.01, "Bars: the 95% interval of each p99. Stars and top left: the largest N that meets the SLO "
+             "(what runs out first).\nPoints where memory ran out are not plotted.", fontsize=NOTE_FONT,
+             color="#4a5568")
     legend(ax)
     grid(ax, "both", "both")
     log_ticks_125(ax.yaxis)  # 2 ms, not 2 x 10^0
