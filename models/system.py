@@ -22,8 +22,9 @@ import numpy as np
 
 from virtsim.models.demands import APP, Demand, Stage
 from virtsim.models.hardware.cpu import CPU_STATION
-from virtsim.models.hardware.host import CLIENT, CLIENT_CPU_STATION, HostSpec
+from virtsim.models.hardware.host import CLIENT, CLIENT_CPU_STATION, HOST_SOFTIRQ, SOFTIRQ, HostSpec
 from virtsim.models.virt.base import LayerContext
+from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import MemDemand, RequestWorkload, host_lock_station, lock_station
 from virtsim.sim.rng import IndexedStreams, SegmentedGenerator, SegmentedStreams
@@ -38,12 +39,17 @@ from virtsim.sim.routes import (
 )
 from virtsim.sim.stations import GroupPath, GroupSpec
 
-__all__ = ["PEER_THREADS", "SERVER_THREADS", "Guest", "System", "UnusedOverrideWarning"]
+__all__ = ["PEER_THREADS", "RESERVED_GROUP_NAMES", "SERVER_THREADS", "Guest", "System", "UnusedOverrideWarning"]
 
 SERVER_THREADS = "threads"
 """A guest server's thread pool: its group's last name and its label's kind (``threads:GUEST``)."""
 PEER_THREADS = "peer"
 """The label kind of load-generator threads that run on the host itself (``peer:GUEST``)."""
+RESERVED_GROUP_NAMES = frozenset({HOST_SOFTIRQ[0], SOFTIRQ, PEER_THREADS, DRIVER_DOMAIN})
+"""Top-level groups of the host's and the client's CPUs that are not a guest's (the host's own
+threads, the client's receive threads, host-side load generators, a driver domain): a guest of
+such a name would share them (review 39 F3: a guest named softirq took the client's receive
+queues, one named driver-domain Xen's dom0)."""
 
 _CLIENT_KINDS = ("client_cpu", "client_send", "client_recv")
 
@@ -74,6 +80,10 @@ class System:
         dupes = sorted(n for n, k in names.items() if k > 1)
         if dupes:
             raise ValueError(f"guest names must be unique; repeated: {dupes}")
+        taken = sorted(set(names) & RESERVED_GROUP_NAMES)
+        if taken:
+            raise ValueError(f"a guest may not be named {taken[0]!r}: the host's own threads are a group of that "
+                             f"name (the names {sorted(RESERVED_GROUP_NAMES)} are taken); rename the guest")
         for guest in self.guests:
             # A layer's cores are those of the layer it runs on: the host's for the outermost,
             # a VM's vCPUs for what runs inside that VM (a container's cpuset names guest CPUs).
@@ -126,7 +136,7 @@ class System:
         cores for a peer on the host), and when its thread must be woken for a reply (its tool's
         threads sleep only when idle; a thread per connection always waits for its own reply)."""
         local = guest.workload.peer == "host"
-        group = ("peer", guest.name) if local else (guest.name,)
+        group = (PEER_THREADS, guest.name) if local else (guest.name,)
         station = CPU_STATION if local else CLIENT_CPU_STATION
         threads = guest.workload.client_threads
         return group, (IdleCondition(station, group) if threads is not None else None)

@@ -305,10 +305,16 @@ class RequestWorkload(StrictModel):
 
     @model_validator(mode="after")
     def _one_thread_model(self) -> RequestWorkload:
-        """Refuse ``threads`` and ``clients_per_thread`` together (raises ``ValueError``)."""
+        """Refuse ``threads`` and ``clients_per_thread`` together, and ``clients_per_thread``
+        without closed-loop clients to group (raises ``ValueError``)."""
         if self.threads is not None and self.clients_per_thread is not None:
             raise ValueError("give threads (a shared pool) or clients_per_thread (a thread per group of "
                              "clients), not both")
+        if self.clients_per_thread is not None and not isinstance(self.arrivals, ClosedSpec):
+            # review 39 F4: accepted, it made the server one FIFO thread whatever its value
+            raise ValueError(f"clients_per_thread groups closed-loop clients, and arrivals.kind = "
+                             f"{self.arrivals.kind!r} has none; give threads = N for a pool serving these "
+                             "requests, or use closed arrivals")
         return self
 
     @model_validator(mode="after")

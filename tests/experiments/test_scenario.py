@@ -380,3 +380,19 @@ def test_an_override_by_its_field_name_or_its_key_is_the_same_layer() -> None:
     assert by_name.params == by_key.params and by_name.label == by_key.label == "kvm{halt_poll=0s}"
     with pytest.raises(ValueError, match="overridden twice"):
         make_layer("kvm", {"halt_poll_s": 0, "halt_poll": "1us"})
+
+
+@pytest.mark.parametrize("name", ["softirq", "peer", "driver-domain", "host"])
+def test_a_guest_may_not_take_the_name_of_the_hosts_own_groups(small, name) -> None:
+    """Review 39 F3: a guest named softirq took the client's receive threads (-34% kv-store
+    throughput), one named peer shared a host-side load generator's weight, one named
+    driver-domain Xen's dom0 (latency 0.1 ms -> 102 ms), in one order, and was refused in the
+    other with a message about "another guest"."""
+    small["guests"][0]["name"] = name
+    assert f"may not be named {name!r}" in _error(small)
+
+
+def test_clients_per_thread_without_closed_loop_clients_is_refused(small) -> None:
+    """Review 39 F4: on an open loop it was accepted and made the server one FIFO thread."""
+    small["guests"][0]["workload"]["clients_per_thread"] = 4
+    assert "clients_per_thread groups closed-loop clients" in _error(small)
