@@ -110,7 +110,8 @@ def sectioned_quantile_interval(samples: np.ndarray, q: float, confidence: float
 def summarize(runs: pd.DataFrame, by: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
     """One row per group of ``by`` (in order of first appearance): mean, std, n, and the t
     confidence interval of ``value``, as :func:`t_interval` gives them (a NaN value makes its
-    group's statistics NaN). Vectorized: a density run has tens of thousands of groups."""
+    group's statistics NaN), its low end clipped at 0 for a group of values none below 0.
+    Vectorized: a density run has tens of thousands of groups."""
     columns = ["mean", "std", "n", "ci_low", "ci_high", "confidence"]
     if runs.empty:
         return pd.DataFrame(columns=[*by, *columns])
@@ -125,5 +126,11 @@ def summarize(runs: pd.DataFrame, by: Sequence[str], confidence: float = 0.95) -
         half = np.where(n > 1, _t_quantile(0.5 + confidence / 2, np.maximum(n - 1, 1)) * std / np.sqrt(n), np.nan)
     out = runs[list(by)].iloc[first].reset_index(drop=True)
     out["mean"], out["std"], out["n"] = mean, std, n.astype(int)
-    out["ci_low"], out["ci_high"], out["confidence"] = mean - half, mean + half, confidence
+    # a group of values none below zero (a latency, a throughput) has a mean none below zero:
+    # the interval's low end is clipped there (review 39 F7: a p99's interval went to -0.8 ms)
+    lowest = np.full(len(n), np.inf)
+    with np.errstate(invalid="ignore"):  # a NaN value: its group's statistics are NaN anyway
+        np.minimum.at(lowest, codes, values)
+        low = np.where(lowest >= 0, np.maximum(mean - half, 0.0), mean - half)
+    out["ci_low"], out["ci_high"], out["confidence"] = low, mean + half, confidence
     return out

@@ -28,6 +28,17 @@ def test_the_vectorized_summary_is_t_interval_per_group_in_first_appearance_orde
         assert np.isclose(row["std"], values.std(ddof=1), equal_nan=True) if len(values) > 1 else np.isnan(row["std"])
 
 
+def test_the_interval_of_values_none_below_zero_stays_at_or_above_zero() -> None:
+    """Review 39 F7: three p99s of 0.1, 0.2 and 3.0 ms have a t-interval reaching -3 ms; a mean
+    of latencies is never below zero, so the low end is 0. A group with a negative value keeps
+    its t-interval."""
+    runs = pd.DataFrame({"g": ["lat"] * 3 + ["signed"] * 3, "value": [1e-4, 2e-4, 3e-3, -1.0, 0.5, 4.0]})
+    summary = summarize(runs, ["g"]).set_index("g")
+    assert t_interval(np.array([1e-4, 2e-4, 3e-3]))[1] < 0
+    assert summary.loc["lat", "ci_low"] == 0.0
+    assert summary.loc["signed", "ci_low"] == t_interval(np.array([-1.0, 0.5, 4.0]))[1]
+
+
 def test_the_p99_interval_covers_the_true_p99_95_percent_of_the_time() -> None:
     """Exponential samples (mean 1, p99 = ln 100): over 400 draws of 2,000, the 95% interval holds
     the true p99 in 95% of them (a binomial count: within 4 standard deviations, 0.044)."""
