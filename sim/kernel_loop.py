@@ -940,9 +940,9 @@ def _sl_woken(m: Model, s: State, st: int, now: float) -> None:
 @_jit
 def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
     """Each top-level group's runnable threads made ``ND_ASK`` (Slicer.demand): a group waking
-    from sleep placed as a sleeper; surpluses given up (highest slots first), then threads
+    from sleep placed as a sleeper; surpluses given up (_sl_surplus), then threads
     waiting take free slots, or preempt if they just woke; groups in order of name."""
-    lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
+    lo = m.si[st, S_SL_LO]
     _sl_woken(m, s, st, now)
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
@@ -954,10 +954,7 @@ def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
         g = m.top[t]
         for _ in range(s.nd_i[g, ND_HOLD] - s.nd_i[g, ND_WANT]):
-            top_slot = -1
-            for slot in range(slots):
-                if s.sl_i[lo + slot, SL_OCC] == g:
-                    top_slot = slot
+            top_slot = _sl_surplus(m, s, st, g)
             s.sl_f[lo + top_slot, SL_REL_T], s.sl_i[lo + top_slot, SL_REL_G] = now, g
             s.sl_f[lo + top_slot, SL_REL_END] = s.sl_f[lo + top_slot, SL_END]
             _sl_free(m, s, st, top_slot)
@@ -968,6 +965,20 @@ def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
             if not (_sl_reclaim(m, s, st, g, now) or _sl_take(m, s, st, g, now, s.nd_i[g, ND_WOKEN] == 1)):
                 break
     _sl_settle(m, s, st, now)
+
+
+@_jit
+def _sl_surplus(m: Model, s: State, st: int, g: int) -> int:
+    """The slot ``g`` gives up: its highest that a waiting group may run on, else its highest
+    (Slicer._surplus)."""
+    lo = m.si[st, S_SL_LO]
+    top_slot, wanted_slot = -1, -1
+    for slot in range(m.si[st, S_SLOTS]):
+        if s.sl_i[lo + slot, SL_OCC] == g:
+            top_slot = slot
+            if _sl_waiting_for(m, s, st, slot) >= 0:
+                wanted_slot = slot
+    return wanted_slot if wanted_slot >= 0 else top_slot
 
 
 @_jit

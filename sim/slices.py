@@ -146,8 +146,8 @@ class Slicer:
         """Make each group's runnable threads ``n`` of ``groups[name] = (n, weight)``; a group
         left out has none. A group waking from sleep (no thread runnable before) is placed as a
         sleeper (CFS's ``place_entity``). Then, in order of name, every group holding more slots
-        than it has threads gives up the surplus (its highest slots first; each goes to the
-        waiting group furthest behind), and every group with threads waiting takes free slots
+        than it has threads gives up the surplus (:meth:`_surplus`; each goes to the waiting
+        group furthest behind), and every group with threads waiting takes free slots
         it may use; one whose threads just woke may preempt too (CFS's wake-up preemption)."""
         names = sorted(set(groups) | {g for g, n in self.wanted.items() if n})
         woken = self._woken(now, names, groups)
@@ -163,7 +163,7 @@ class Slicer:
             self.weight[name] = weight
         for name in names:
             for _ in range(self.holding[name] - self.wanted[name]):
-                slot = max(s for s in range(self.slots) if self.occupant[s] == name)
+                slot = self._surplus(name)
                 self._released[slot] = (now, name, self.slice_end[slot])
                 self._free(slot)
                 self._fill(slot, now)
@@ -203,6 +203,15 @@ class Slicer:
                 self._free(s)
                 self._start(g, to, now)
                 self.slice_end[to] = end
+
+    def _surplus(self, group: str) -> int:
+        """The slot ``group`` gives up when it runs fewer threads: its highest that a waiting
+        group may run on, else its highest. A group bound to one core then gets it, where the
+        shrinking group keeps a core the bound one may not use (review 39 F2: an unbound thread
+        kept core 0 while a group bound to core 0 waited and core 1 idled; Linux's idle balance
+        would have pulled it to core 1)."""
+        held = [s for s in range(self.slots) if self.occupant[s] == group]
+        return max((s for s in held if self._waiting_for(s) is not None), default=held[-1])
 
     def _busy_siblings(self, s: int) -> int:
         """How many other slots of ``s``'s core are taken."""
