@@ -311,9 +311,9 @@ class System:
 def _warn_unused_by_workload(guest: Guest, source: Source) -> None:
     """Warn (:class:`UnusedOverrideWarning`) of each layer override the guest's workload leaves
     without effect (``io_max`` for a workload without disk I/O, a generic CPU model for one
-    without vector code): said, not refused, as the same
-    stack runs other workloads where it counts (``virtsim overhead`` runs all of them). The
-    message names the stack, not the guest: once for a host of alike guests."""
+    without vector code): said, not refused, as the same stack runs other workloads where it
+    counts (``virtsim overhead`` runs all of them). The message names the stack, not the
+    guest: once for a host of alike guests."""
     for layer in guest.stack.layers:
         if not layer.overrides:
             continue
