@@ -972,12 +972,16 @@ def _sl_surplus(m: Model, s: State, st: int, g: int) -> int:
     """The slot ``g`` gives up: its highest that a waiting group may run on, else its highest
     (Slicer._surplus)."""
     lo = m.si[st, S_SL_LO]
-    top_slot, wanted_slot = -1, -1
+    top_slot = -1
     for slot in range(m.si[st, S_SLOTS]):
         if s.sl_i[lo + slot, SL_OCC] == g:
             top_slot = slot
-            if _sl_waiting_for(m, s, st, slot) >= 0:
-                wanted_slot = slot
+    if s.nd_i[g, ND_HOLD] == 1:  # no choice: no pass over the groups (a density host has a thousand)
+        return top_slot
+    wanted_slot = -1
+    for slot in range(m.si[st, S_SLOTS]):
+        if s.sl_i[lo + slot, SL_OCC] == g and _sl_waiting_for(m, s, st, slot) >= 0:
+            wanted_slot = slot
     return wanted_slot if wanted_slot >= 0 else top_slot
 
 

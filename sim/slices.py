@@ -211,6 +211,8 @@ class Slicer:
         kept core 0 while a group bound to core 0 waited and core 1 idled; Linux's idle balance
         would have pulled it to core 1)."""
         held = [s for s in range(self.slots) if self.occupant[s] == group]
+        if len(held) == 1:  # no choice: no pass over the groups (a density host has a thousand)
+            return held[0]
         return max((s for s in held if self._waiting_for(s) is not None), default=held[-1])
 
     def _busy_siblings(self, s: int) -> int:
