@@ -381,16 +381,20 @@ class RequestWorkload(StrictModel):
         plans = self._demand_plans
         mixed = any(plan[2] is not None for plan in plans)
 
-        constant: dict[tuple[int, float], np.ndarray] = {}  # read-only amounts of constant demands, by (n, mean)
+        # read-only amounts of the constant demands for blocks of the last block's size, by mean:
+        # blocks of one size repeat (a closed client's), and only the last size is kept
+        constant: dict[float, np.ndarray] = {}
 
         def sample(n: int) -> list[Demand]:
             u = mix_rng.random(n) if mixed else None
             out = []
+            if constant and len(next(iter(constant.values()))) != n:
+                constant.clear()
             for (spec, mean, mix, probability, template), rng, coin in zip(plans, rngs, coins, strict=True):
                 if spec.dist == "const":  # the same n numbers each time: made once, shared read-only
-                    amount = constant.get((n, mean))
+                    amount = constant.get(mean)
                     if amount is None:
-                        amount = constant[(n, mean)] = np.full(n, float(mean))
+                        amount = constant[mean] = np.full(n, float(mean))
                         amount.flags.writeable = False
                 else:
                     amount = spec.draw(mean, rng, n)
