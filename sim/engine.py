@@ -99,6 +99,20 @@ def _steps(stations: dict[str, Station], source: Source, client: int) -> list[tu
     return steps
 
 
+def _keeps_thread(steps: Sequence[tuple], work: np.ndarray, k: int) -> bool:
+    """Whether a request at step ``k`` (a submit to a group of threads of a shared station)
+    keeps its thread for its next slot with work: a submit to the same station and group. Such
+    stages run in one pass of one thread (a packet's receive and the bridge hook or the IPI its
+    softirq sends), not one turn in the group's line each. If that slot's idle condition does
+    not hold when it comes, the slot after it may take the thread on, else it is given up."""
+    what, station, group, _ = steps[k]
+    for j in range(k + 1, len(steps)):
+        if float(work[j]) > 0.0:
+            n_what, n_station, n_group, _ = steps[j]
+            return n_what == what and n_station is station and n_group == group
+    return False
+
+
 def _each(draw: Callable[[], np.ndarray]) -> Iterator[Any]:
     """The items of ``draw()``, then of ``draw()`` again, and so on (gaps or work rows in blocks)."""
     while True:
@@ -238,19 +252,31 @@ class _Run:
         """Take request ``i`` through its route, recording the time (s) spent at each slot and its finish time.
 
         A slot with no work, or whose idle condition does not hold, is skipped and records nothing.
+        Consecutive work on one group of threads is one pass of a thread (:func:`_keeps_thread`).
         """
         env = self.env
+        kept = False  # this request holds a thread of the group its next slot with work runs on
         for k, (what, station, group, cond) in enumerate(steps):
             w = float(work[k])
-            if w > 0.0 and (cond is None or cond[0](cond[1]) >= cond[2]):
-                t0 = env.now
-                if what == _SUBMIT:
-                    yield station.submit(w, group)
-                elif what == _ACQUIRE:
-                    yield station.acquire()
-                else:
-                    station.release()
-                log.stage_s[i, k] = env.now - t0
+            if not w > 0.0:
+                continue
+            if cond is not None and cond[0](cond[1]) < cond[2]:
+                if kept and not _keeps_thread(steps, work, k):  # no later stage of this pass either
+                    station.unkeep(group)
+                    kept = False
+                continue
+            t0 = env.now
+            if what == _SUBMIT and isinstance(station, SharedStation):
+                keep = station.has_threads(group) and _keeps_thread(steps, work, k)
+                yield station.submit(w, group, keep=keep, kept=kept)
+                kept = keep
+            elif what == _SUBMIT:
+                yield station.submit(w, group)
+            elif what == _ACQUIRE:
+                yield station.acquire()
+            else:
+                station.release()
+            log.stage_s[i, k] = env.now - t0
         log.finish_s[i] = env.now
 
 

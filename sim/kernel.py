@@ -375,7 +375,7 @@ class KernelRun(SteppedRun):
         for j, s in enumerate(self._streams):
             if self.model.ki[j, kl.K_KIND] != kl.CLOSED:
                 expected += s.chunk
-        per_request = 8 * (7 + 4 + width + 1)  # rq_i, rq_f, rq_stage, pairs
+        per_request = 8 * (kl.RQ_COLS + 4 + width + 1)  # rq_i, rq_f, rq_stage, pairs
         return min(expected, max(1024, MAX_RECORD_BYTES // (2 * per_request)))
 
     def _state(self) -> kl.State:
@@ -391,7 +391,7 @@ class KernelRun(SteppedRun):
         st_f = np.zeros((n_st, 6))
         st_f[:, kl.ST_IDLE_SINCE] = -np.inf
         st_f[:, kl.ST_WAKE_T] = np.inf
-        nd_i = np.zeros((n_nd, 17), np.int64)
+        nd_i = np.zeros((n_nd, kl.ND_COLS), np.int64)
         nd_i[:, [kl.ND_ROOT_JOB, kl.ND_WAIT_HEAD, kl.ND_WAIT_TAIL, kl.ND_FIRST, kl.ND_LAST, kl.ND_NEXT]] = -1
         nd_f = np.zeros((n_nd, 13))
         nd_f[:, kl.ND_IDLE] = -np.inf
@@ -415,7 +415,7 @@ class KernelRun(SteppedRun):
             scratch_m=np.zeros((n_nd + 1, n_cores), np.bool_),
             scratch_a=np.zeros(n_a), scratch_b=np.zeros(n_b, np.int64), scratch_f=np.zeros(3 * n_nd + 3),
             sm_i=np.zeros((n_sm, 8), np.int64), work=np.zeros((rows, width)), gaps=np.zeros(gaps),
-            rq_i=np.full((requests, 7), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
+            rq_i=np.full((requests, kl.RQ_COLS), -1, np.int64), rq_f=rq_f, rq_stage=np.zeros((requests, width)),
             pairs=np.zeros(requests, np.int64),
             sl_i=sl_i, sl_f=sl_f,
         )

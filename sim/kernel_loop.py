@@ -45,13 +45,17 @@ C_HEAP_N, C_SEQ, C_REQ_N, C_INFLIGHT, C_NEED_STREAM, C_GAPS_USED, C_ROWS_USED, C
 # event table (ev_i): key (priority, then scheduling order), kind, two arguments
 EV_KEY, EV_KIND, EV_A, EV_B = 0, 1, 2, 3
 # requests: rq_i and rq_f
-RQ_STREAM, RQ_ROW, RQ_STEP, RQ_NEXT, RQ_SEQ, RQ_CHILD, RQ_SIB = 0, 1, 2, 3, 4, 5, 6
+# RQ_KEEP 1: the request's job keeps its thread when done, for its next stage (SharedStation.submit)
+RQ_STREAM, RQ_ROW, RQ_STEP, RQ_NEXT, RQ_SEQ, RQ_CHILD, RQ_SIB, RQ_KEEP = range(8)
+RQ_COLS = 8
 RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
 # groups of shared stations (nodes), changing: nd_i and nd_f
 # time slices' top-level groups: ND_WANT threads runnable, ND_HOLD slots held, ND_WOKEN its
-# threads just woke, ND_ASK threads asked for (scratch of _allocate_sliced)
+# threads just woke, ND_ASK threads asked for (scratch of _allocate_sliced); ND_KEPT threads held
+# between two stages of one request (stations._Leaf.kept)
 (ND_JOBS, ND_RUNNING, ND_ROOT_JOB, ND_HEAP_N, ND_WAIT_HEAD, ND_WAIT_TAIL, ND_BG, ND_LEAF, ND_THROTTLED,
- ND_MARK, ND_FIRST, ND_LAST, ND_NEXT, ND_WANT, ND_HOLD, ND_WOKEN, ND_ASK) = range(17)
+ ND_MARK, ND_FIRST, ND_LAST, ND_NEXT, ND_WANT, ND_HOLD, ND_WOKEN, ND_ASK, ND_KEPT) = range(18)
+ND_COLS = 18
 # ND_PROG: a leaf's progress per job: its rate, set with it; a stream leaf's less what its bandwidth
 # domain lacks (so the hot loops read one column, whatever the leaf)
 # time slices: ND_SV a top-level group's virtual runtime (s, at the default weight), ND_SW its
@@ -383,8 +387,8 @@ def _run(gi: np.ndarray, gf: np.ndarray, nd_i: np.ndarray, st_i: np.ndarray, st:
 
 @_jit
 def _own(nd_i: np.ndarray, n: int) -> int:
-    """Jobs of the group itself that use capacity (running and background; waiting ones do not)."""
-    return nd_i[n, ND_HEAP_N] + nd_i[n, ND_BG]
+    """Jobs of the group itself that use capacity (running, background and kept threads; waiting ones do not)."""
+    return nd_i[n, ND_HEAP_N] + nd_i[n, ND_BG] + nd_i[n, ND_KEPT]
 
 
 @_jit
@@ -413,7 +417,7 @@ def _clocks(m: Model, s: State, st: int, dt: float, streams: bool) -> None:
     for i in range(s.st_i[st, ST_ACT_N]):
         leaf = act[lo + i]
         rate = nd_f[leaf, ND_RATE]
-        jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]  # background jobs keep cores busy too
+        jobs = _own(nd_i, leaf)  # background jobs keep cores busy too
         if rate > 0 and jobs > 0:
             nd_f[leaf, ND_VTIME] += nd_f[leaf, ND_PROG] * dt
             work = rate * jobs * dt
@@ -423,12 +427,27 @@ def _clocks(m: Model, s: State, st: int, dt: float, streams: bool) -> None:
         for i in range(s.st_i[st, ST_ACT_N]):
             leaf = act[lo + i]
             domain = gi[leaf, G_DOMAIN]
-            jobs = nd_i[leaf, ND_HEAP_N] + nd_i[leaf, ND_BG]
+            jobs = _own(nd_i, leaf)
             if domain >= 0 and nd_f[leaf, ND_RATE] > 0 and jobs > 0:
                 st_f[domain, ST_WORK] += nd_f[leaf, ND_PROG] * jobs * dt
     for q in range(m.si[st, S_QLO], m.si[st, S_QHI]):
         g = q_nodes[q]
         nd_f[g, ND_USED] += nd_f[g, ND_GRATE] * dt
+
+
+@_inline
+def _free_thread(m: Model, s: State, st: int, leaf: int) -> None:
+    """A thread of ``leaf`` is free: the next job in line takes it, else one job fewer runs."""
+    nd_i, rq_i, rq_f = s.nd_i, s.rq_i, s.rq_f
+    w = nd_i[leaf, ND_WAIT_HEAD]
+    if w >= 0:
+        nd_i[leaf, ND_WAIT_HEAD] = rq_i[w, RQ_NEXT]
+        if rq_i[w, RQ_NEXT] < 0:
+            nd_i[leaf, ND_WAIT_TAIL] = -1
+        rq_f[w, RQ_TAG] = s.nd_f[leaf, ND_VTIME] + rq_f[w, RQ_TAG]
+        _job_push(rq_i, rq_f, nd_i, leaf, w)
+    else:
+        _run(m.gi, m.gf, nd_i, s.st_i, st, leaf, -1)
 
 
 @_inline
@@ -462,17 +481,12 @@ def _advance(m: Model, s: State, st: int, now: float) -> None:
         while nd_i[leaf, ND_HEAP_N] > 0 and rq_f[nd_i[leaf, ND_ROOT_JOB], RQ_TAG] - nd_f[leaf, ND_VTIME] <= slack:
             r = _job_pop(rq_i, rq_f, nd_i, s.pairs, leaf)
             _schedule(s.ctr, s.ev_t, s.ev_i, now, _NORMAL, _E_RESUME, r, 0)
+            if rq_i[r, RQ_KEEP] == 1:  # the request's next stage takes this thread at once
+                nd_i[leaf, ND_KEPT] += 1
+                continue
             _count(gi, nd_i, nd_f, leaf, -1, now)
-            w = nd_i[leaf, ND_WAIT_HEAD]
-            if w >= 0:  # the freed thread takes the next job in line
-                nd_i[leaf, ND_WAIT_HEAD] = rq_i[w, RQ_NEXT]
-                if rq_i[w, RQ_NEXT] < 0:
-                    nd_i[leaf, ND_WAIT_TAIL] = -1
-                rq_f[w, RQ_TAG] = nd_f[leaf, ND_VTIME] + rq_f[w, RQ_TAG]
-                _job_push(rq_i, rq_f, nd_i, leaf, w)
-            else:
-                _run(gi, gf, nd_i, st_i, st, leaf, -1)
-        if nd_i[leaf, ND_HEAP_N] == 0 and nd_i[leaf, ND_WAIT_HEAD] < 0 and nd_i[leaf, ND_BG] == 0:
+            _free_thread(m, s, st, leaf)
+        if _own(nd_i, leaf) == 0 and nd_i[leaf, ND_WAIT_HEAD] < 0:
             nd_i[leaf, ND_LEAF] = 0  # idle leaves cost nothing in later allocations
         else:
             act[lo + kept] = leaf
@@ -1250,16 +1264,26 @@ def _reschedule(m: Model, s: State, st: int, now: float) -> None:
 
 
 @_inline
-def _ps_submit(m: Model, s: State, st: int, node: int, r: int, work: float, now: float) -> None:
-    """Add request ``r`` with ``work`` seconds of service to group ``node`` of shared station ``st``."""
+def _ps_submit(m: Model, s: State, st: int, node: int, r: int, work: float, now: float, keep: int) -> None:
+    """Add request ``r`` with ``work`` seconds of service to group ``node`` of shared station ``st``;
+    ``keep``: its thread stays the request's for its next stage (SharedStation.submit), which
+    takes it at once, the request's RQ_KEEP saying so."""
     _advance(m, s, st, now)
     nd_i, rq_i, rq_f = s.nd_i, s.rq_i, s.rq_f
     _leaf(m.si, nd_i, s.nd_f, s.st_i, s.act, st, node)
     s.st_i[st, ST_SEQ] += 1
     rq_i[r, RQ_SEQ] = s.st_i[st, ST_SEQ]
-    _count(m.gi, nd_i, s.nd_f, node, 1, now)
     threads = m.gi[node, G_THREADS]
-    if threads == 0 or nd_i[node, ND_HEAP_N] < threads:
+    kept = rq_i[r, RQ_KEEP] == 1 and threads > 0
+    rq_i[r, RQ_KEEP] = keep if threads > 0 else 0
+    if kept:  # the request's thread runs on: already counted as a job, and running
+        nd_i[node, ND_KEPT] -= 1
+        rq_f[r, RQ_TAG] = s.nd_f[node, ND_VTIME] + work
+        _job_push(rq_i, rq_f, nd_i, node, r)
+        _reschedule(m, s, st, now)
+        return
+    _count(m.gi, nd_i, s.nd_f, node, 1, now)
+    if threads == 0 or nd_i[node, ND_HEAP_N] + nd_i[node, ND_KEPT] < threads:
         rq_f[r, RQ_TAG] = s.nd_f[node, ND_VTIME] + work
         _job_push(rq_i, rq_f, nd_i, node, r)
         _run(m.gi, m.gf, nd_i, s.st_i, st, node, 1)
@@ -1281,6 +1305,7 @@ def _new_request(s: State, sm: int, now: float) -> int:
     s.rq_i[r, RQ_STREAM] = sm
     s.rq_i[r, RQ_ROW] = s.sm_i[sm, SM_ROW]
     s.rq_i[r, RQ_STEP] = 0
+    s.rq_i[r, RQ_KEEP] = 0
     s.rq_f[r, RQ_ARRIVAL] = now
     s.sm_i[sm, SM_ROW] += 1
     s.sm_i[sm, SM_J] += 1
@@ -1325,6 +1350,34 @@ def _client_next(m: Model, s: State, sm: int, now: float) -> int:
 
 
 @_inline
+def _keeps_thread(m: Model, s: State, sm: int, row: int, k: int) -> int:
+    """1 if slot ``k`` submits to a group of threads and the request's next slot with work is a
+    submit to the same station and group: one pass of its thread (engine._keeps_thread)."""
+    steps = m.steps
+    if m.gi[steps[sm, k, P_NODE], G_THREADS] == 0:
+        return 0
+    for j in range(k + 1, m.ki[sm, K_LEN]):
+        if s.work[row, j] > 0.0:
+            same = (steps[sm, j, P_WHAT] == SUBMIT and steps[sm, j, P_STATION] == steps[sm, k, P_STATION]
+                    and steps[sm, j, P_NODE] == steps[sm, k, P_NODE])
+            return 1 if same else 0
+    return 0
+
+
+@_inline
+def _ps_unkeep(m: Model, s: State, st: int, node: int, r: int, now: float) -> None:
+    """Request ``r`` gives up the thread of ``node`` it kept (SharedStation.unkeep): the next job
+    in line takes it, as when a job finishes."""
+    _advance(m, s, st, now)
+    nd_i = s.nd_i
+    s.rq_i[r, RQ_KEEP] = 0
+    nd_i[node, ND_KEPT] -= 1
+    _count(m.gi, nd_i, s.nd_f, node, -1, now)
+    _free_thread(m, s, st, node)
+    _reschedule(m, s, st, now)
+
+
+@_inline
 def _serve(m: Model, s: State, r: int, first: int, now: float) -> int:
     """Take request ``r`` from slot ``first`` until it waits (-1) or is done (then its client's next
     request when that follows at once, else -1)."""
@@ -1339,6 +1392,8 @@ def _serve(m: Model, s: State, r: int, first: int, now: float) -> int:
         cst = steps[sm, k, P_COND_STATION]
         if cst >= 0 and _idle_for(si, st_i, st_f, s.nd_i, s.nd_f, cst, steps[sm, k, P_COND_NODE], now) \
                 < m.cond_min[sm, k]:
+            if rq_i[r, RQ_KEEP] == 1 and not _keeps_thread(m, s, sm, row, k):  # nor a later stage of the pass
+                _ps_unkeep(m, s, steps[sm, k, P_STATION], steps[sm, k, P_NODE], r, now)
             continue
         st = steps[sm, k, P_STATION]
         s.rq_f[r, RQ_T0] = now
@@ -1347,7 +1402,7 @@ def _serve(m: Model, s: State, r: int, first: int, now: float) -> int:
         kind = si[st, S_KIND]
         if what == SUBMIT:
             if kind == SHARED:
-                _ps_submit(m, s, st, steps[sm, k, P_NODE], r, w, now)
+                _ps_submit(m, s, st, steps[sm, k, P_NODE], r, w, now, _keeps_thread(m, s, sm, row, k))
             elif kind == DELAY:
                 st_f[st, ST_WORK] += w
                 _schedule(s.ctr, s.ev_t, s.ev_i, now + w, _NORMAL, _E_RESUME, r, 0)

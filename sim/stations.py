@@ -313,12 +313,15 @@ class _Leaf:
     """The jobs of one group. Running jobs always share equally, so one virtual clock serves them
     all: ``vtime_s`` is the work each has received since the leaf was made, and a job is done when
     the clock passes its finish tag (work when it started running plus its own work). A FIFO
-    group runs at most ``threads`` jobs; the others wait in ``waiting`` in order of arrival."""
+    group runs at most ``threads`` jobs; the others wait in ``waiting`` in order of arrival. A
+    job that keeps its thread (its request's next work is on the same thread, in the same pass)
+    leaves it ``kept`` when it finishes, until that next work comes, at the same instant."""
 
     threads: int | None = None
-    heap: list[tuple[float, int, simpy.Event]] = field(default_factory=list)
-    waiting: deque[tuple[float, int, simpy.Event]] = field(default_factory=deque)
+    heap: list[tuple[float, int, simpy.Event, bool]] = field(default_factory=list)
+    waiting: deque[tuple[float, int, simpy.Event, bool]] = field(default_factory=deque)
     background: int = 0
+    kept: int = 0  # threads held between two stages of one request (running, with no job yet)
     vtime_s: float = 0.0
     rate: float = 0.0  # per running job: the cores' worth it holds
     domain: StreamStation | None = None  # a leaf of memory streams: the bandwidth domain they share
@@ -326,12 +329,12 @@ class _Leaf:
 
     @property
     def count(self) -> int:
-        """Jobs running (waiting ones use no capacity)."""
-        return len(self.heap) + self.background
+        """Jobs running (waiting ones use no capacity; a kept thread runs on)."""
+        return len(self.heap) + self.background + self.kept
 
     @property
     def empty(self) -> bool:
-        return not (self.heap or self.waiting or self.background)
+        return not (self.heap or self.waiting or self.background or self.kept)
 
 
 @dataclass(eq=False)
@@ -438,20 +441,61 @@ class SharedStation(Station):
         """The most work per second the station can do: its cores, plus what SMT siblings add."""
         return self.capacity * (1 + self._smt_yield * (self._threads - 1))
 
-    def submit(self, work_s: float, group: GroupPath = ()) -> simpy.Event:
-        """Add a job of ``work_s`` seconds (at one full server) to ``group``; it waits while its threads are busy."""
+    def submit(self, work_s: float, group: GroupPath = (), *, keep: bool = False, kept: bool = False) -> simpy.Event:
+        """Add a job of ``work_s`` seconds (at one full server) to ``group``; it waits while its threads are busy.
+
+        In a group of threads (:meth:`has_threads`), ``keep``: the job's thread stays its
+        request's when the job is done (``_Leaf.kept``), for the request's next job on it at the
+        same instant, which says ``kept`` and takes it at once (or :meth:`unkeep` gives it up):
+        one pass of a thread through a request's consecutive stages (a packet's receive work and
+        the bridge or the IPI its softirq adds), not one turn in line each.
+        """
         self._advance()
         done = simpy.Event(self.env)
         leaf = self._leaf(group)
         self._seq += 1
+        if (keep or kept) and leaf.threads is None:
+            raise ValueError(f"station {self.name!r}: group {group} has no threads to keep")
+        if kept:
+            if not leaf.kept:
+                raise RuntimeError(f"station {self.name!r}: no thread kept in group {group}")
+            leaf.kept -= 1  # the request's thread runs on: already counted as a job, and running
+            heapq.heappush(leaf.heap, (leaf.vtime_s + work_s, self._seq, done, keep))
+            self._reschedule()
+            return done
         self._count(group, +1)
-        if leaf.threads is None or len(leaf.heap) < leaf.threads:
-            heapq.heappush(leaf.heap, (leaf.vtime_s + work_s, self._seq, done))
+        if leaf.threads is None or len(leaf.heap) + leaf.kept < leaf.threads:
+            heapq.heappush(leaf.heap, (leaf.vtime_s + work_s, self._seq, done, keep))
             self._run(group, +1)
         else:
-            leaf.waiting.append((work_s, self._seq, done))
+            leaf.waiting.append((work_s, self._seq, done, keep))
         self._reschedule()
         return done
+
+    def has_threads(self, group: GroupPath) -> bool:
+        """Whether ``group`` runs its jobs on a fixed number of threads, in order of arrival."""
+        state = self._groups.get(group)
+        return state is not None and state.spec.threads is not None
+
+    def unkeep(self, group: GroupPath) -> None:
+        """Give up a thread of ``group`` kept for a request's next stage, which did not run (its
+        idle condition did not hold): the next job in line takes it, as when a job finishes."""
+        self._advance()
+        leaf = self._leaf(group)
+        if not leaf.kept:
+            raise RuntimeError(f"station {self.name!r}: no thread kept in group {group}")
+        leaf.kept -= 1
+        self._count(group, -1)
+        self._free_thread(group, leaf)
+        self._reschedule()
+
+    def _free_thread(self, path: GroupPath, leaf: _Leaf) -> None:
+        """A thread of ``leaf`` is free: the next job in line takes it, else one job fewer runs."""
+        if leaf.waiting:
+            work, seq, done, keep = leaf.waiting.popleft()
+            heapq.heappush(leaf.heap, (leaf.vtime_s + work, seq, done, keep))
+        else:
+            self._run(path, -1)
 
     def idle_for(self, group: GroupPath = ()) -> float:
         """Seconds since ``group`` (and every group inside it) last had a job; ``-inf`` while it has one."""
@@ -570,13 +614,13 @@ class SharedStation(Station):
         for path, leaf in self._leaves.items():
             slack = max(_TOL, (leaf.rate if leaf.domain is None else leaf.progress) * tick)
             while leaf.heap and leaf.heap[0][0] - leaf.vtime_s <= slack:
-                heapq.heappop(leaf.heap)[2].succeed()
+                _, _, finished, keep = heapq.heappop(leaf.heap)
+                finished.succeed()
+                if keep:  # the request's next stage takes this thread at once
+                    leaf.kept += 1
+                    continue
                 self._count(path, -1)
-                if leaf.waiting:  # the freed thread takes the next job in line
-                    work, seq, done = leaf.waiting.popleft()
-                    heapq.heappush(leaf.heap, (leaf.vtime_s + work, seq, done))
-                else:
-                    self._run(path, -1)
+                self._free_thread(path, leaf)
             if leaf.empty:
                 emptied.append(path)
         for path in emptied:  # idle leaves cost nothing in later allocations

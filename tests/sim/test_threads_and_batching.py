@@ -227,6 +227,58 @@ def test_per_client_threads_and_labelled_utilization() -> None:
     assert np.sum(simulate([one], [shared], control).logs["q"].finish_s <= 10.5) == 10
 
 
+def _pass(route_work: tuple[float, ...], route: tuple[Slot, ...], *, x_busy: bool = False) -> dict[str, float]:
+    """Two cores; event loop E (one thread). Request a at 0 takes ``route`` with ``route_work``;
+    request b at 0.2 has 1 s on E. With ``x_busy``, group X has a 5 s job from 0 (so an idle
+    condition on X does not hold). Finish times on both engines (checked equal)."""
+    cpu = StationSpec("cpu", "shared", 2, {("E",): GroupSpec(threads=1)})
+    sources = [Source("a", route, TraceArrivals((0.0,)), const_work(*route_work)),
+               Source("b", (Slot("cpu", "app", ("E",)),), TraceArrivals((0.2,)), const_work(1.0))]
+    if x_busy:
+        sources.append(Source("x", (Slot("cpu", "app", ("X",)),), TraceArrivals((0.0,)), const_work(5.0)))
+    done = _both_engines([cpu, StationSpec("d", "delay")], sources)
+    return {"a": done["a"][0], "b": done["b"][0]}
+
+
+E = Slot("cpu", "app", ("E",))
+
+
+def test_a_request_s_consecutive_stages_on_one_thread_are_one_pass() -> None:
+    """a: 1 s then 0.5 s on E (a packet's receive, then the bridge hook in the same softirq).
+    b arrives at 0.2 and waits. a's thread runs on: a ends at 1.5, b runs 1.5-2.5. (As two turns
+    in line, b would run 1-2 and a's second stage 2-2.5: a stage of any size, even a cycle, would
+    wait behind every packet in line.)"""
+    done = _pass((1.0, 0.5), (E, E))
+    assert done["a"] == pytest.approx(1.5, abs=1e-9) and done["b"] == pytest.approx(2.5, abs=1e-9)
+
+
+def test_a_zero_stage_between_keeps_the_pass_and_another_station_ends_it() -> None:
+    """a: 1 s on E, nothing at the delay (skipped), 0.5 s on E: one pass, as above. With 0.3 s
+    at the delay between them, a leaves E at 1 (b runs 1-2) and comes back at 1.3 behind b: 2-2.5."""
+    route = (E, Slot("d", "app"), E)
+    assert _pass((1.0, 0.0, 0.5), route) == pytest.approx({"a": 1.5, "b": 2.5}, abs=1e-9)
+    assert _pass((1.0, 0.3, 0.5), route) == pytest.approx({"a": 2.5, "b": 2.0}, abs=1e-9)
+
+
+def test_a_kept_thread_is_given_up_when_the_next_stage_does_not_run() -> None:
+    """a: 1 s on E, then 0.5 s on E only if X is idle (an IPI only to a sleeping thread), then
+    0.7 s at the delay. X is busy, so that stage is skipped and E goes to b at 1: b ends at 2,
+    a at 1.7. If instead a third stage on E follows, the thread passes on to it: a 0.25 s stage
+    after the skipped one runs 1-1.25, and b 1.25-2.25."""
+    skipped = Slot("cpu", "app", ("E",), when_idle=IdleCondition("cpu", ("X",)))
+    done = _pass((1.0, 0.5, 0.7), (E, skipped, Slot("d", "app")), x_busy=True)
+    assert done["a"] == pytest.approx(1.7, abs=1e-9) and done["b"] == pytest.approx(2.0, abs=1e-9)
+    done = _pass((1.0, 0.5, 0.25), (E, skipped, E), x_busy=True)
+    assert done["a"] == pytest.approx(1.25, abs=1e-9) and done["b"] == pytest.approx(2.25, abs=1e-9)
+
+
+def test_a_pass_runs_on_when_its_condition_holds() -> None:
+    """As above with X idle: a runs 0-1, 1-1.5 on E and the delay to 2.2; b runs 1.5-2.5."""
+    cond = Slot("cpu", "app", ("E",), when_idle=IdleCondition("cpu", ("X",)))
+    done = _pass((1.0, 0.5, 0.7), (E, cond, Slot("d", "app")))
+    assert done["a"] == pytest.approx(2.2, abs=1e-9) and done["b"] == pytest.approx(2.5, abs=1e-9)
+
+
 REPS = 20
 
 
