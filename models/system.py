@@ -22,8 +22,9 @@ import numpy as np
 
 from virtsim.models.demands import APP, Demand, Stage
 from virtsim.models.hardware.cpu import CPU_STATION
-from virtsim.models.hardware.host import CLIENT, CLIENT_CPU_STATION, HOST_SOFTIRQ, SOFTIRQ, HostSpec
+from virtsim.models.hardware.host import CLIENT, CLIENT_CPU_STATION, SOFTIRQ, HostSpec
 from virtsim.models.virt.base import LayerContext
+from virtsim.models.virt.hosted import HOST_GROUP
 from virtsim.models.virt.hypervisor import DRIVER_DOMAIN
 from virtsim.models.virt.stack import Stack
 from virtsim.models.workloads.request import MemDemand, RequestWorkload, host_lock_station, lock_station
@@ -45,7 +46,7 @@ SERVER_THREADS = "threads"
 """A guest server's thread pool: its group's last name and its label's kind (``threads:GUEST``)."""
 PEER_THREADS = "peer"
 """The label kind of load-generator threads that run on the host itself (``peer:GUEST``)."""
-RESERVED_GROUP_NAMES = frozenset({HOST_SOFTIRQ[0], SOFTIRQ, PEER_THREADS, DRIVER_DOMAIN})
+RESERVED_GROUP_NAMES = frozenset({HOST_GROUP[0], SOFTIRQ, PEER_THREADS, DRIVER_DOMAIN})
 """Top-level groups of the host's and the client's CPUs that are not a guest's (the host's own
 threads, the client's receive threads, host-side load generators, a driver domain): a guest of
 such a name would share them (review 39 F3: a guest named softirq took the client's receive

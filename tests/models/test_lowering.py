@@ -78,7 +78,7 @@ def test_container_bridge_and_nat_are_kernel_work_per_segment() -> None:
     per_segment = (p.veth_cycles + p.bridge_cycles + p.nat_cycles) / HOST.cpu.freq_hz
     assert {s.station for s in nat} == {"cpu"}
     rx, tx = nat
-    assert rx.group == ("host", "softirq") and tx.group == ("g",)
+    assert rx.group == ("softirq",) and tx.group == ("g",)
     np.testing.assert_allclose(rx.work_s, np.full(N, 1 * per_segment))  # 300 B: one segment in
     np.testing.assert_allclose(tx.work_s, np.full(N, 2 * per_segment))  # 100 kB: two segments out
     lxc = _labelled(_by_layer(_stages(["lxc"]))["lxc"], "bridge/nat")
