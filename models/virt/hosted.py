@@ -61,6 +61,7 @@ class Type2(Type1):
         p = self.params
         does_io = (d.amount > 0).astype(float)
         host_path = cpu_demand(does_io * p.host_io_cycles, self.name, self._thread(ctx, "io"), "host fs")
+        [d] = super().host_io(d, ctx)
         if d.op == "read" and p.host_cache_hit_ratio > 0:
             hit = ctx.rng.random(d.amount.shape) < p.host_cache_hit_ratio
             d = d.with_amount(d.amount * ~hit)

@@ -501,8 +501,10 @@ class Type1(Layer):
         return [*out, *completion]
 
     def host_io(self, d: Demand, ctx: LayerContext) -> list[Demand]:
-        """What the back end's I/O costs on the host below it (the access itself here)."""
-        return [d]
+        """What the back end's I/O costs on the host below it: the access itself, issued by the
+        back-end thread (so a layer below, a nested VM's host, charges its own costs of the I/O,
+        its kick exits, to that thread and not to the application: review 39 F6)."""
+        return [replace(d, group=self._thread(ctx, "io"), per_client=0)]
 
     # -- what the host must provide -----------------------------------------------------------
 

@@ -282,6 +282,17 @@ def test_kvm_in_kvm_has_a_vhost_and_an_io_thread_per_level_each_on_its_own_queue
     assert len(groups) == 4
 
 
+def test_a_nested_hosts_kick_for_an_io_is_taken_by_the_inner_vmms_io_thread() -> None:
+    """In kvm-in-kvm, L1's QEMU I/O thread issues the guest's I/O to its own virtio disk, so L0's
+    kick exits (sent when L0's I/O thread sleeps) run on L1's I/O thread, not on the L2
+    application's vCPU (review 39 F6: they were charged to the application)."""
+    stages = _stages(["kvm", "kvm"])
+    l0_io, l1_io = ("g", "vmm-io"), ("g", "vcpu", "kvm", "vmm-io")
+    kicks = [s for s in stages if s.label == "exits" and s.when_idle is not None and s.when_idle.group == l0_io]
+    assert [s.group for s in kicks] == [l1_io]
+    assert any(s.group == l1_io and s.label.startswith("vmm-io") for s in stages)
+
+
 def test_an_exit_costs_the_cpu_generations_world_switch_plus_the_hypervisors_handling() -> None:
     """The same KVM on a 2005 Prescott (1,926 cycles per VT-x round trip, published.csv
     hssv-vmexit-prescott) and on a Sandy Bridge (507): each exit costs 1,419 cycles more."""
