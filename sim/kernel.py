@@ -253,6 +253,7 @@ class KernelRun(SteppedRun):
                 sf[st, kl.S_LATENCY], sf[st, kl.S_MIN_SLICE] = slices.latency_s, slices.min_slice_s
                 sf[st, kl.S_WAKEUP] = -1.0 if slices.wakeup_s is None else slices.wakeup_s
                 sf[st, kl.S_CREDIT] = slices.sleeper_credit_s
+                sf[st, kl.S_MIN_RUN] = slices.min_run_s
                 slots_total += slots
             si[st, kl.S_TOP_HI] = len(top)
         self._slots_total = slots_total
@@ -264,7 +265,7 @@ class KernelRun(SteppedRun):
         st_specs, nodes = self.stations, self._nodes
         n_st = len(st_specs)
         si = np.zeros((n_st, 14), np.int64)
-        sf = np.zeros((n_st, 6))
+        sf = np.zeros((n_st, kl.S_FCOLS))
         si[:, kl.S_ROOT] = -1
         per_station = np.bincount(np.asarray(nodes.station, np.int64), minlength=n_st)
         si[1:, kl.S_ACT_LO] = np.cumsum(per_station)[:-1]
@@ -405,7 +406,7 @@ class KernelRun(SteppedRun):
         n_a, n_b = affinity_scratch_sizes(n_nd + 1, n_nd + 1, n_cores)
         slots = max(self._slots_total, 1)
         sl_i = np.full((slots, 2), -1, np.int64)
-        sl_f = np.full((slots, 4), np.inf)
+        sl_f = np.full((slots, kl.SL_COLS), np.inf)
         sl_f[:, kl.SL_REL_T] = np.nan
         sl_f[:, kl.SL_MIN_V] = 0.0
         return kl.State(

@@ -77,13 +77,16 @@ ST_WORK, ST_IDLE_SINCE, ST_SINCE, ST_WAKE_T, ST_DEMAND = range(5)
 # the station's own jobs, first); S_WAKEUP < 0: no wake-up preemption
 S_KIND, S_TPS, S_ROOT, S_PINNED, S_QLO, S_QHI, S_ACT_LO, S_BG_LO, S_BG_HI, S_DOMAINS = range(10)
 S_SLOTS, S_SL_LO, S_TOP_LO, S_TOP_HI = range(10, 14)
-S_SERVERS, S_SMT, S_LATENCY, S_MIN_SLICE, S_WAKEUP, S_CREDIT = range(6)
+S_SERVERS, S_SMT, S_LATENCY, S_MIN_SLICE, S_WAKEUP, S_CREDIT, S_MIN_RUN = range(7)
+S_FCOLS = 7
 # time slices' slots, per station from si[S_SL_LO]: sl_i its group (-1: free) and the group that
 # last gave it up when its threads fell (-1: none); sl_f when its slice ends, and when that
 # release was and when the released slice would have ended (s); and, at a slot whose number is
-# a core's, that core's min_vruntime (s)
+# a core's, that core's min_vruntime (s); when its occupant began running there, and the
+# released slice's start
 SL_OCC, SL_REL_G = range(2)
-SL_END, SL_REL_T, SL_REL_END, SL_MIN_V = range(4)
+SL_END, SL_REL_T, SL_REL_END, SL_MIN_V, SL_START, SL_REL_START = range(6)
+SL_COLS = 6
 # streams: sm_i changing, ki and kf fixed
 # SM_EPOCH: an open stream's arrival schedule, bumped by set_rate (an older arrival event is void);
 # SM_J: a trace's next time, or for an open stream 1 once it has started (drawn its first gap)
@@ -151,7 +154,7 @@ class State(NamedTuple):
     rq_stage: np.ndarray  # (requests, slots): time spent at each slot, s
     pairs: np.ndarray  # the pairing heap's scratch, one per request
     sl_i: np.ndarray  # time slices' slots (SL_OCC, SL_REL_G), per station from si[S_SL_LO]
-    sl_f: np.ndarray  # (SL_END, SL_REL_T, SL_REL_END, SL_MIN_V)
+    sl_f: np.ndarray  # (SL_END, SL_REL_T, SL_REL_END, SL_MIN_V, SL_START, SL_REL_START)
 
 
 # error_model="numpy": no division check on the hot path (every divisor here is nonzero by
@@ -824,6 +827,7 @@ def _sl_start(m: Model, s: State, st: int, g: int, slot: int, now: float) -> Non
     slots = m.si[st, S_SLOTS]
     slice_s = max(m.sf[st, S_LATENCY] * slots / max(s.st_i[st, ST_WANT], 1), m.sf[st, S_MIN_SLICE])
     s.sl_f[lo + slot, SL_END] = now + slice_s
+    s.sl_f[lo + slot, SL_START] = now
 
 
 @_jit
@@ -924,6 +928,10 @@ def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bo
             if o >= 0 and (victim < 0 or s.nd_f[o, ND_SV] >= s.nd_f[ahead, ND_SV]):
                 victim, ahead = slot, o
     if ahead >= 0 and ahead != g and s.nd_f[ahead, ND_SV] - s.nd_f[g, ND_SV] > m.sf[st, S_WAKEUP]:
+        earliest = s.sl_f[lo + victim, SL_START] + m.sf[st, S_MIN_RUN]
+        if now < earliest:  # rate-limited: the victim's slice ends when it has run its minimum
+            s.sl_f[lo + victim, SL_END] = min(s.sl_f[lo + victim, SL_END], earliest)
+            return False
         _sl_free(m, s, st, victim)
         _sl_start(m, s, st, g, victim, now)
         return True
@@ -971,6 +979,7 @@ def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
             top_slot = _sl_surplus(m, s, st, g)
             s.sl_f[lo + top_slot, SL_REL_T], s.sl_i[lo + top_slot, SL_REL_G] = now, g
             s.sl_f[lo + top_slot, SL_REL_END] = s.sl_f[lo + top_slot, SL_END]
+            s.sl_f[lo + top_slot, SL_REL_START] = s.sl_f[lo + top_slot, SL_START]
             _sl_free(m, s, st, top_slot)
             _sl_fill(m, s, st, top_slot, now)
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):
@@ -1010,6 +1019,7 @@ def _sl_reclaim(m: Model, s: State, st: int, g: int, now: float) -> bool:
                 _sl_free(m, s, st, slot)
             _sl_start(m, s, st, g, slot, now)
             s.sl_f[lo + slot, SL_END] = s.sl_f[lo + slot, SL_REL_END]
+            s.sl_f[lo + slot, SL_START] = s.sl_f[lo + slot, SL_REL_START]
             return True
     return False
 
@@ -1031,10 +1041,10 @@ def _sl_settle(m: Model, s: State, st: int, now: float) -> None:
             continue
         for c in range(cores):
             if _sl_eligible(m, st, g, c) and _sl_siblings(m, s, st, c) == 0:
-                end = s.sl_f[lo + slot, SL_END]
+                end, start = s.sl_f[lo + slot, SL_END], s.sl_f[lo + slot, SL_START]
                 _sl_free(m, s, st, slot)
                 _sl_start(m, s, st, g, c, now)
-                s.sl_f[lo + c, SL_END] = end
+                s.sl_f[lo + c, SL_END], s.sl_f[lo + c, SL_START] = end, start
                 break
 
 

@@ -48,16 +48,19 @@ class SliceSpec:
     fixed slice: both 30 ms); ``wakeup_s``: how far behind a running thread's virtual runtime a
     woken one must be to preempt it (CFS ``sched_wakeup_granularity``), ``None`` for no wake-up
     preemption (a woken thread waits for a slice to end); ``sleeper_credit_s``: how far behind
-    the least runnable virtual runtime a woken thread is placed (CFS: ``sched_latency / 2``).
+    the least runnable virtual runtime a woken thread is placed (CFS: ``sched_latency / 2``);
+    ``min_run_s``: how long a thread runs before a woken one may preempt it (Xen's
+    ``sched_ratelimit_us``; CFS: none): a preemption asked for sooner ends its slice then.
     """
 
     latency_s: float
     min_slice_s: float
     wakeup_s: float | None
     sleeper_credit_s: float
+    min_run_s: float = 0.0
 
     def __post_init__(self) -> None:
-        values = [self.latency_s, self.min_slice_s, self.sleeper_credit_s]
+        values = [self.latency_s, self.min_slice_s, self.sleeper_credit_s, self.min_run_s]
         if self.wakeup_s is not None:
             values.append(self.wakeup_s)
         if not all(math.isfinite(v) and v >= 0 for v in values) or not self.min_slice_s > 0:
@@ -79,8 +82,11 @@ def cfs_slices(cpus: int) -> SliceSpec:
 
 def credit_slices() -> SliceSpec:
     """Xen's credit scheduler: a fixed 30 ms slice (``sched_credit_tslice_ms``), and a vCPU that
-    wakes with credit left is BOOSTed ahead of the running ones (preempting at once)."""
-    return SliceSpec(0.030, 0.030, 0.0, 0.030)
+    wakes with credit left is BOOSTed ahead of the running ones, preempting one that has run at
+    least 1 ms (``sched_ratelimit_us``, default 1000 since Xen 4.2: xen/common/schedule.c, "Default
+    scheduling rate limit: 1ms"; csched_schedule continues a vCPU that has run less "with a
+    shorter timeslice"), else when it has."""
+    return SliceSpec(0.030, 0.030, 0.0, 0.030, min_run_s=0.001)
 
 
 class Slicer:
@@ -101,14 +107,16 @@ class Slicer:
         self._eligible: dict[str, list[int]] = {}
         self.occupant: list[str | None] = [None] * slots  # the group on each slot
         self.slice_end = [math.inf] * slots
+        self.slice_start = [0.0] * slots  # when each slot's occupant began running there
         self.wanted: dict[str, int] = {}  # runnable threads of each group (0: asleep)
         self.holding: dict[str, int] = {}  # slots each group holds
         self.vruntime: dict[str, float] = {}  # s, at DEFAULT_WEIGHT
         self.weight: dict[str, float] = {}
         self._names: list[str] = []  # every group seen, in order of name
         self._slept_at: dict[str, float] = {}  # when each group's last thread went to sleep
-        # each slot's last release by a group whose threads fell: (when, group, its slice's end)
-        self._released: list[tuple[float, str, float] | None] = [None] * slots
+        # each slot's last release by a group whose threads fell: (when, group, its slice's end
+        # and start)
+        self._released: list[tuple[float, str, float, float] | None] = [None] * slots
         self._min_v = [0.0] * cores  # each core's min_vruntime (CFS keeps one per run queue)
 
     # -- queries --------------------------------------------------------------------------------
@@ -164,7 +172,7 @@ class Slicer:
         for name in names:
             for _ in range(self.holding[name] - self.wanted[name]):
                 slot = self._surplus(name)
-                self._released[slot] = (now, name, self.slice_end[slot])
+                self._released[slot] = (now, name, self.slice_end[slot], self.slice_start[slot])
                 self._free(slot)
                 self._fill(slot, now)
         for name in names:
@@ -199,10 +207,10 @@ class Slicer:
                 continue
             to = next((c for c in self._cores_of(g) if self.occupant[c] is None and not self._busy_siblings(c)), None)
             if to is not None:
-                end = self.slice_end[s]
+                end, start = self.slice_end[s], self.slice_start[s]
                 self._free(s)
                 self._start(g, to, now)
-                self.slice_end[to] = end
+                self.slice_end[to], self.slice_start[to] = end, start
 
     def _surplus(self, group: str) -> int:
         """The slot ``group`` gives up when it runs fewer threads: its highest that a waiting
@@ -296,6 +304,10 @@ class Slicer:
             if g is not None and (victim < 0 or self.vruntime[g] >= self.vruntime[ahead]):
                 victim, ahead = s, g
         if ahead != group and self.vruntime[ahead] - self.vruntime[group] > self.spec.wakeup_s:
+            earliest = self.slice_start[victim] + self.spec.min_run_s
+            if now < earliest:  # rate-limited: the victim's slice ends when it has run its minimum
+                self.slice_end[victim] = min(self.slice_end[victim], earliest)
+                return False
             self._free(victim)
             self._start(group, victim, now)
             return True
@@ -312,7 +324,7 @@ class Slicer:
                 if self.occupant[s] is not None:
                     self._free(s)
                 self._start(group, s, now)
-                self.slice_end[s] = released[2]
+                self.slice_end[s], self.slice_start[s] = released[2], released[3]
                 return True
         return False
 
@@ -328,6 +340,7 @@ class Slicer:
         self.occupant[s] = group
         self.holding[group] += 1
         self.slice_end[s] = now + self.spec.slice_s(self.slots, runnable)
+        self.slice_start[s] = now
 
     def _fill(self, s: int, now: float) -> None:
         """Give a free slot to the waiting group with the least virtual runtime that may run there."""

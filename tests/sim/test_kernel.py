@@ -96,6 +96,10 @@ def networks(draw):
             where = draw(st.sampled_from(["cpu", "cpu", "disk", "wire", "membw"]))
             group = draw(st.sampled_from([(), *paths])) if where in ("cpu", "membw") else ()
             per_client = draw(st.sampled_from([0, 0, 1, 2])) if kind == "closed" and where == "cpu" else 0
+            last = route[-1] if route else None
+            if last is not None and last.station == "cpu" and draw(st.integers(0, 2)) == 0:
+                # the same group again: stages of one pass of a thread (SharedStation.submit's keep)
+                where, group, per_client = "cpu", last.group, last.per_client
             cond = None
             if draw(st.integers(0, 3)) == 0:
                 cond = IdleCondition(draw(st.sampled_from(["cpu", "disk", "membw"])), group,

@@ -60,6 +60,20 @@ def test_a_woken_thread_preempts_a_busy_one_and_runs_at_full_speed() -> None:
     assert _finish(jobs, None) == pytest.approx([1.001, 0.502])
 
 
+def test_credit_preempts_a_vcpu_only_once_it_has_run_its_rate_limit() -> None:
+    """Xen credit, one core: a guest computes 1 s from 0; another's 1 ms request arrives at 0.5 s
+    and is BOOSTed: the busy vCPU's slice began at 0.48 (slices of 30 ms from 0), it has run
+    20 ms, more than the 1 ms rate limit, so the request runs at once: done at 0.501. A second
+    request at 0.5015, when the busy vCPU got its core back 0.5 ms ago, waits for the rest of
+    its 1 ms: it runs from 0.502 and is done at 0.503."""
+    credit = credit_slices()
+    assert credit.min_run_s == pytest.approx(0.001)
+    jobs = [(0.0, ("busy",), 1.0), (0.5, ("idle",), 0.001)]
+    assert _finish(jobs, credit) == pytest.approx([1.001, 0.501])
+    jobs = [(0.0, ("busy",), 1.0), (0.5, ("idle",), 0.001), (0.5015, ("other",), 0.001)]
+    assert _finish(jobs, credit) == pytest.approx([1.002, 0.501, 0.503])
+
+
 def test_without_wake_up_preemption_a_request_queues_behind_the_turns_due_before_it() -> None:
     """Round robin, 10 ms turns, no wake-up preemption, no sleeper credit. Two busy guests (the
     second from 0.3 s) alternate turns: busy 0.50-0.51, busy2 0.51-0.52. A 1 ms request at
