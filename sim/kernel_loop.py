@@ -52,10 +52,11 @@ RQ_T0, RQ_TAG, RQ_ARRIVAL, RQ_FINISH = 0, 1, 2, 3
 # groups of shared stations (nodes), changing: nd_i and nd_f
 # time slices' top-level groups: ND_WANT threads runnable, ND_HOLD slots held, ND_WOKEN its
 # threads just woke, ND_ASK threads asked for (scratch of _allocate_sliced); ND_KEPT threads held
-# between two stages of one request (stations._Leaf.kept)
+# between two stages of one request (stations._Leaf.kept); ND_HOME 1 + the slot a top-level group
+# last gave up when its threads fell (0: none; Slicer._home)
 (ND_JOBS, ND_RUNNING, ND_ROOT_JOB, ND_HEAP_N, ND_WAIT_HEAD, ND_WAIT_TAIL, ND_BG, ND_LEAF, ND_THROTTLED,
- ND_MARK, ND_FIRST, ND_LAST, ND_NEXT, ND_WANT, ND_HOLD, ND_WOKEN, ND_ASK, ND_KEPT) = range(18)
-ND_COLS = 18
+ ND_MARK, ND_FIRST, ND_LAST, ND_NEXT, ND_WANT, ND_HOLD, ND_WOKEN, ND_ASK, ND_KEPT, ND_HOME) = range(19)
+ND_COLS = 19
 # ND_PROG: a leaf's progress per job: its rate, set with it; a stream leaf's less what its bandwidth
 # domain lacks (so the hot loops read one column, whatever the leaf)
 # time slices: ND_SV a top-level group's virtual runtime (s, at the default weight), ND_SW its
@@ -905,7 +906,8 @@ def _sl_floor(m: Model, s: State, st: int, g: int) -> float:
 @_jit
 def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bool:
     """One more slot for ``g``: a free one it may use, else, if its threads just woke, the slot
-    of the group furthest ahead if that is more than the wake-up granularity ahead (Slicer._take)."""
+    it last gave up (else the slot of the group furthest ahead) if its occupant is more than the
+    wake-up granularity ahead and has run its minimum (Slicer._take)."""
     lo, slots = m.si[st, S_SL_LO], m.si[st, S_SLOTS]
     free = -1
     for slot in range(slots):  # a slot on a core with nothing running first (select_idle_core)
@@ -922,7 +924,11 @@ def _sl_take(m: Model, s: State, st: int, g: int, now: float, woken: bool) -> bo
         return False
     victim = -1
     ahead = -1
-    for slot in range(slots):  # the last of equals
+    home = s.nd_i[g, ND_HOME] - 1  # its previous slot, the only one it may preempt (Slicer._take)
+    first, last = 0, slots
+    if home >= 0 and _sl_eligible(m, st, g, home):
+        first, last = home, home + 1
+    for slot in range(first, last):  # the last of equals
         if _sl_eligible(m, st, g, slot):
             o = s.sl_i[lo + slot, SL_OCC]
             if o >= 0 and (victim < 0 or s.nd_f[o, ND_SV] >= s.nd_f[ahead, ND_SV]):
@@ -980,6 +986,7 @@ def _sl_demand(m: Model, s: State, st: int, now: float) -> None:
             s.sl_f[lo + top_slot, SL_REL_T], s.sl_i[lo + top_slot, SL_REL_G] = now, g
             s.sl_f[lo + top_slot, SL_REL_END] = s.sl_f[lo + top_slot, SL_END]
             s.sl_f[lo + top_slot, SL_REL_START] = s.sl_f[lo + top_slot, SL_START]
+            s.nd_i[g, ND_HOME] = top_slot + 1
             _sl_free(m, s, st, top_slot)
             _sl_fill(m, s, st, top_slot, now)
     for t in range(m.si[st, S_TOP_LO], m.si[st, S_TOP_HI]):

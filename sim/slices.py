@@ -117,6 +117,9 @@ class Slicer:
         # each slot's last release by a group whose threads fell: (when, group, its slice's end
         # and start)
         self._released: list[tuple[float, str, float, float] | None] = [None] * slots
+        # the slot each group last gave up when its threads fell: where a woken thread of it is
+        # queued (its previous CPU), so the only slot its wake-up may preempt
+        self._home: dict[str, int] = {}
         self._min_v = [0.0] * cores  # each core's min_vruntime (CFS keeps one per run queue)
 
     # -- queries --------------------------------------------------------------------------------
@@ -173,6 +176,7 @@ class Slicer:
             for _ in range(self.holding[name] - self.wanted[name]):
                 slot = self._surplus(name)
                 self._released[slot] = (now, name, self.slice_end[slot], self.slice_start[slot])
+                self._home[name] = slot
                 self._free(slot)
                 self._fill(slot, now)
         for name in names:
@@ -288,8 +292,10 @@ class Slicer:
 
     def _take(self, group: str, now: float, woken: bool) -> bool:
         """One more slot for ``group``: a free one it may use, else, if its threads just woke,
-        the slot of the group furthest ahead if that is more than ``wakeup_s`` ahead. Whether
-        it got one."""
+        the slot it last gave up (the woken thread's previous CPU: Linux enqueues it there and
+        checks preemption against that CPU's task; Xen tickles the vCPU's processor), or, if
+        it has given up none, the slot of the group furthest ahead; taken if its occupant is
+        more than ``wakeup_s`` ahead (and has run ``min_run_s``). Whether it got one."""
         slots = self._slots_of(group)
         idle = [s for s in slots if self.occupant[s] is None]
         if idle:  # a slot on a core with nothing running first (Linux's select_idle_core)
@@ -299,6 +305,9 @@ class Slicer:
         if not woken or self.spec.wakeup_s is None:
             return False
         victim, ahead = -1, ""
+        home = self._home.get(group)
+        if home is not None and home in slots:
+            slots = [home]
         for s in slots:  # the last of equals
             g = self.occupant[s]
             if g is not None and (victim < 0 or self.vruntime[g] >= self.vruntime[ahead]):

@@ -16,7 +16,7 @@ from virtsim.sim.control import RunControl
 from virtsim.sim.engine import simulate
 from virtsim.sim.kernel import simulate_kernel
 from virtsim.sim.routes import ClosedArrivals, OpenArrivals, Slot, Source, StationSpec, TraceArrivals
-from virtsim.sim.slices import SliceSpec, cfs_slices, credit_slices
+from virtsim.sim.slices import Slicer, SliceSpec, cfs_slices, credit_slices
 from virtsim.sim.stations import GroupPath, GroupSpec, SharedStation
 from virtsim.sim.stats import t_interval
 
@@ -202,6 +202,28 @@ def test_a_closed_loops_next_request_does_not_give_its_core_away(engine) -> None
     # the core each got: requests done times their mean work (about 50,000 and 5,000 of them)
     assert done["chatty"] * 1e-4 / 10.0 == pytest.approx(0.5, abs=0.03)
     assert done["batch"] * 1e-3 / 10.0 == pytest.approx(0.5, abs=0.03)
+
+
+def test_a_woken_thread_preempts_on_the_core_it_last_ran_on() -> None:
+    """CFS on 2 cores. X runs from 0 on core 0; W runs on core 1 from 0 to 1 ms and sleeps, so
+    core 1 is its last; Y runs on core 1 from 2 ms. W wakes at 0.5 s: Linux enqueues it on its
+    previous CPU and checks preemption against that CPU's task, so it preempts Y there (placed
+    6 ms behind, more than the 2 ms granularity), though X is further ahead (X 0.494 s of
+    virtual runtime, Y 0.492). Preempting the furthest ahead anywhere took X's core. (The
+    compiled kernel's copy is checked against this one on generated networks.)"""
+    slicer = Slicer(cfs_slices(2), slots=2, cores=2, bound={})
+    slicer.demand(0.0, {"x": (1, 100.0)})
+    slicer.demand(0.0, {"x": (1, 100.0), "w": (1, 100.0)})
+    assert slicer.occupant == ["x", "w"]
+    slicer.advance(0.001)
+    slicer.demand(0.001, {"x": (1, 100.0)})
+    slicer.advance(0.001)
+    slicer.demand(0.002, {"x": (1, 100.0), "y": (1, 100.0)})
+    assert slicer.occupant == ["x", "y"]
+    slicer.advance(0.498)
+    slicer.demand(0.5, {"x": (1, 100.0), "y": (1, 100.0), "w": (1, 100.0)})
+    assert slicer.vruntime["x"] > slicer.vruntime["y"]
+    assert slicer.occupant == ["x", "w"]
 
 
 def test_a_thread_preempted_by_a_bound_one_moves_to_an_idle_core() -> None:
