@@ -654,8 +654,9 @@ _compiled = False
 def compile_kernel() -> None:
     """Compile the event loop now (or load it from numba's on-disk cache), once per process.
 
-    The first compile takes about half a minute; it is cached beside the source, so later
-    processes load it in well under a second. Experiments call this before they start worker
+    The first compile takes two to three minutes on two cores (numba inlines the hot helpers
+    into the loop: without that the loop runs five times slower); it is cached beside the
+    source, so later processes load it in well under a second. Experiments call this before they start worker
     processes, so workers load the cache instead of each compiling it at once.
     """
     global _compiled
