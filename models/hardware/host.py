@@ -23,7 +23,7 @@ from virtsim.models.hardware.storage import DISK_STATION, DISK_XFER_GROUP, DISK_
 from virtsim.models.profiles import get_profile
 from virtsim.models.schema import StrictModel
 from virtsim.sim.routes import IdleCondition, StationSpec
-from virtsim.sim.stations import GroupPath, GroupSpec
+from virtsim.sim.stations import DEFAULT_WEIGHT, GroupPath, GroupSpec
 
 __all__ = ["CLIENT", "CLIENT_CPU_STATION", "CLIENT_PREFIX", "DELAY_STATION", "HOST_PRESETS", "HOST_SOFTIRQ",
            "SOFTIRQ", "SOFTIRQ_WEIGHT", "HostSpec", "hardware_from_profile"]
@@ -39,12 +39,15 @@ SOFTIRQ = "softirq"
 HOST_SOFTIRQ: GroupPath = (SOFTIRQ,)
 """The host kernel's receive threads on its CPU (and the client's on the client's CPU): a group
 of their own, beside the guests."""
-SOFTIRQ_WEIGHT = 10_000.0
-"""A kernel's receive threads' CPU weight: the most ``cpu.weight`` allows (100 times a task's).
-Linux runs pending NET_RX softirqs on the way out of an interrupt, before returning to any task
-(kernel/softirq.c, ``__do_softirq``), and hands them to the nice-0 ``ksoftirqd`` only after
-2 ms or ten rounds; under fair sharing at a task's weight they lost their core to busy tasks,
-and more vhost threads lowered a host's throughput (review 39 F5)."""
+SOFTIRQ_WEIGHT = DEFAULT_WEIGHT
+"""A kernel's receive threads' CPU weight: a task's. Linux runs pending NET_RX softirqs on the
+way out of an interrupt, before returning to the task, on the core the interrupt landed on
+(kernel/softirq.c ``__do_softirq``; ksoftirqd after 2 ms or ten rounds). As a priority (the most
+``cpu.weight``, 10,000) on unbound threads the model let one burst of receive work take every
+core at once, stalling the event loops it feeds: three kv-store guests on 4 cores lost 5% from
+2 to 4 NIC queues and 10% at the default 8 (review 40 F1), against the 3% it won back when more
+guest queues' vhost threads took the softirq's core (review 39 F5, open: it needs each queue's
+softirq on its own core)."""
 
 HOST_PRESETS: dict[str, dict[str, str]] = {
     # Felter et al. 2015 (IBM): 2 x Xeon E5-2665, 256 GB DDR3, a flash array, 10 GbE
