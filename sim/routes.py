@@ -88,6 +88,10 @@ class StationSpec:
             raise ValueError(f"station {self.name!r}: a shared station needs capacity > 0")
         if self.threads_per_server < 1 or not 0 <= self.smt_yield <= 1:
             raise ValueError(f"station {self.name!r}: threads_per_server >= 1 and 0 <= smt_yield <= 1")
+        root = (self.groups or {}).get(())
+        if root is not None and root.threads is not None:  # review 40 F4: the kernel has no root leaf line
+            raise ValueError(f"station {self.name!r}: the station's own jobs (group ()) cannot be a pool of "
+                             "threads; give the threads a group of their own")
 
 
 @dataclass(frozen=True)

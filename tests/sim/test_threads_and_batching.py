@@ -279,6 +279,13 @@ def test_a_pass_runs_on_when_its_condition_holds() -> None:
     assert done["a"] == pytest.approx(2.2, abs=1e-9) and done["b"] == pytest.approx(2.5, abs=1e-9)
 
 
+def test_threads_on_the_stations_own_jobs_are_refused() -> None:
+    """Group () is the station's own jobs; the DES served it as a pool and the kernel ignored it
+    (review 40 F4): a pool of threads needs a group of its own."""
+    with pytest.raises(ValueError, match="cannot be a pool of threads"):
+        StationSpec("cpu", "shared", 1, {(): GroupSpec(threads=1)})
+
+
 REPS = 20
 
 
