@@ -525,7 +525,7 @@ class KernelRun(SteppedRun):
     def _advance(self, until_s: float) -> None:
         """Run every event before ``until_s`` (s), growing the arrays as the loop asks."""
         while True:
-            need = kl.run_until(self.model, self.state, until_s)
+            need = kl.run_until(self.model, self.state, float(until_s))  # an int would compile anew
             if need == kl.DONE:
                 return
             if need == kl.NEED_HEAP:
@@ -565,7 +565,7 @@ class KernelRun(SteppedRun):
         st = self.state
         if st.sm_i[j, kl.SM_GAP] >= st.sm_i[j, kl.SM_GAP_END]:
             self._fill_gaps(j)
-        kl.set_gap_mean(self.model, self.state, j, mean)
+        kl.set_gap_mean(self.model, self.state, j, float(mean))
 
     def set_clients(self, source: str, clients: int) -> None:
         """Closed-loop ``source``'s active clients from now on: clients 0..clients-1 run, the rest
@@ -577,7 +577,7 @@ class KernelRun(SteppedRun):
         check_clients(source, clients, len(streams))
         for c, j in enumerate(streams):
             self._room_for_completions()
-            kl.set_paused(self.state, j, c >= clients)
+            kl.set_paused(self.state, j, bool(c >= clients))
 
     def logs(self) -> dict[str, RequestLog]:
         """Each source's requests so far (unfinished ones have a NaN finish time)."""
@@ -654,18 +654,25 @@ _compiled = False
 def compile_kernel() -> None:
     """Compile the event loop now (or load it from numba's on-disk cache), once per process.
 
-    The first compile takes two to three minutes on two cores (numba inlines the hot helpers
+    The first compile takes about three minutes on two cores (numba inlines the hot helpers
     into the loop: without that the loop runs five times slower); it is cached beside the
     source, so later processes load it in well under a second. Experiments call this before they start worker
-    processes, so workers load the cache instead of each compiling it at once.
+    processes, so workers load the cache instead of each compiling it at once. The step-wise
+    controls (a quota, a rate, a client count changed mid-run) are compiled here too.
     """
     global _compiled
     if _compiled:
         return
     from virtsim.sim.stations import GroupSpec
 
-    cpu = StationSpec("cpu", "shared", 1.0, {("g",): GroupSpec(threads=1)})
-    source = Source("s", (Slot("cpu", "l", ("g",)),), ClosedArrivals(1),
-                    lambda seed: lambda n: np.full((n, 1), 1e-3))
-    simulate_kernel([cpu], [source], RunControl(duration_s=0.01))
+    cpu = StationSpec("cpu", "shared", 1.0, {("g",): GroupSpec(threads=1, quota_s=0.05, period_s=0.1)})
+    work = lambda seed: lambda n: np.full((n, 1), 1e-3)  # noqa: E731
+    sources = [Source("s", (Slot("cpu", "l", ("g",)),), ClosedArrivals(1), work),
+               Source("o", (Slot("cpu", "l", ("h",)),), OpenArrivals(100.0), work)]
+    run = KernelRun([cpu], sources, RunControl(duration_s=0.02))
+    run.step(0.01)
+    run.set_quota("cpu", ("g",), 0.08, 0.1)
+    run.set_rate("o", 50.0)
+    run.set_clients("s", 1)
+    run.step(0.02)
     _compiled = True
