@@ -1297,17 +1297,16 @@ def _ps_submit(m: Model, s: State, st: int, node: int, r: int, work: float, now:
         nd_i[node, ND_KEPT] -= 1
         rq_f[r, RQ_TAG] = s.nd_f[node, ND_VTIME] + work
         _job_push(rq_i, rq_f, nd_i, node, r)
-        _reschedule(m, s, st, now)
-        return
-    _count(m.gi, nd_i, s.nd_f, node, 1, now)
-    if threads == 0 or nd_i[node, ND_HEAP_N] + nd_i[node, ND_KEPT] < threads:
-        rq_f[r, RQ_TAG] = s.nd_f[node, ND_VTIME] + work
-        _job_push(rq_i, rq_f, nd_i, node, r)
-        _run(m.gi, m.gf, nd_i, s.st_i, st, node, 1)
-    else:  # every thread busy: wait in line, holding the work until a thread takes it
-        rq_f[r, RQ_TAG] = work
-        _append(nd_i, node, ND_WAIT_HEAD, ND_WAIT_TAIL, rq_i, RQ_NEXT, r)
-    _reschedule(m, s, st, now)
+    else:
+        _count(m.gi, nd_i, s.nd_f, node, 1, now)
+        if threads == 0 or nd_i[node, ND_HEAP_N] + nd_i[node, ND_KEPT] < threads:
+            rq_f[r, RQ_TAG] = s.nd_f[node, ND_VTIME] + work
+            _job_push(rq_i, rq_f, nd_i, node, r)
+            _run(m.gi, m.gf, nd_i, s.st_i, st, node, 1)
+        else:  # every thread busy: wait in line, holding the work until a thread takes it
+            rq_f[r, RQ_TAG] = work
+            _append(nd_i, node, ND_WAIT_HEAD, ND_WAIT_TAIL, rq_i, RQ_NEXT, r)
+    _reschedule(m, s, st, now)  # one call: each inlined copy of the allocation is compiled again
 
 
 # -- requests ---------------------------------------------------------------------------------
